@@ -1,0 +1,150 @@
+"""Errors of the certificate authority, and the root of every Sigil error.
+
+Every other component's ``errors.py`` hangs its own tree under :class:`SigilError`, so a caller can catch
+everything Sigil raises in one place while leaf errors still carry the data that explains them::
+
+    SigilError
+    └── CaError
+        ├── InvalidSpiffeIdError          (value, rule)
+        ├── InvalidTrustDomainError       (value, rule)
+        ├── KeyStoreError                 (path, reason)
+        ├── MalformedCsrError             (reason)
+        ├── AuthorityError                (authority_id, reason)
+        │   └── NoActiveAuthorityError    (kind)
+        ├── UpstreamAuthorityError        (path, reason)
+        ├── BundleError                   (reason)
+        ├── JwtSvidError                  (reason)
+        ├── TtlError                      (requested, reason)
+        └── DatastoreError                (reason)
+            └── RotationLockedError
+
+Messages never include key material: keys are named by their file or authority id, never printed.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthorityError",
+    "BundleError",
+    "CaError",
+    "DatastoreError",
+    "InvalidSpiffeIdError",
+    "InvalidTrustDomainError",
+    "JwtSvidError",
+    "KeyStoreError",
+    "MalformedCsrError",
+    "NoActiveAuthorityError",
+    "RotationLockedError",
+    "SigilError",
+    "TtlError",
+    "UpstreamAuthorityError",
+]
+
+
+class SigilError(Exception):
+    """The root of every error Sigil raises on purpose."""
+
+
+class CaError(SigilError):
+    """Something the certificate authority refused or could not do."""
+
+
+class InvalidSpiffeIdError(CaError):
+    """A SPIFFE ID that breaks a rule of the SPIFFE-ID standard; ``rule`` names the rule."""
+
+    def __init__(self, value: str, rule: str) -> None:
+        super().__init__(f"invalid SPIFFE ID {value!r}: {rule}")
+        self.value = value
+        self.rule = rule
+
+
+class InvalidTrustDomainError(CaError):
+    """A trust domain name that breaks a rule of the SPIFFE-ID standard."""
+
+    def __init__(self, value: str, rule: str) -> None:
+        super().__init__(f"invalid trust domain {value!r}: {rule}")
+        self.value = value
+        self.rule = rule
+
+
+class KeyStoreError(CaError):
+    """A private key could not be written or read. The message names the file, never the key."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"key file {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class MalformedCsrError(CaError):
+    """A certificate signing request that is not usable: unparsable, badly signed, wrong key type."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"malformed CSR: {reason}")
+        self.reason = reason
+
+
+class AuthorityError(CaError):
+    """A signing authority cannot take the requested step (for example, revoking the active one)."""
+
+    def __init__(self, authority_id: str, reason: str) -> None:
+        super().__init__(f"authority {authority_id}: {reason}")
+        self.authority_id = authority_id
+        self.reason = reason
+
+
+class NoActiveAuthorityError(AuthorityError):
+    """There is no active authority of this kind to sign with."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__("-", f"no active {kind} authority")
+        self.kind = kind
+
+
+class UpstreamAuthorityError(CaError):
+    """The operator's upstream CA files are missing, inconsistent or unusable."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"upstream CA {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class BundleError(CaError):
+    """A trust bundle document that does not parse or breaks the SPIFFE bundle format."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"trust bundle: {reason}")
+        self.reason = reason
+
+
+class JwtSvidError(CaError):
+    """A JWT-SVID that cannot be minted or does not validate."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"JWT-SVID: {reason}")
+        self.reason = reason
+
+
+class TtlError(CaError):
+    """A requested lifetime that is not positive or is beyond what the CA allows."""
+
+    def __init__(self, requested: str, reason: str) -> None:
+        super().__init__(f"TTL {requested}: {reason}")
+        self.requested = requested
+        self.reason = reason
+
+
+class DatastoreError(CaError):
+    """The datastore could not be opened, migrated or written."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"datastore: {reason}")
+        self.reason = reason
+
+
+class RotationLockedError(DatastoreError):
+    """Another process holds the rotation lock; this one must not rotate now."""
+
+    def __init__(self) -> None:
+        super().__init__("another process is rotating authorities")

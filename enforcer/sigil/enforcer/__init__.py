@@ -1,0 +1,5 @@
+"""Sigil enforcer."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

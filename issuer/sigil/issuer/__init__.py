@@ -1,0 +1,5 @@
+"""Sigil issuer."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

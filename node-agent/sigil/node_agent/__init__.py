@@ -1,0 +1,5 @@
+"""Sigil node_agent."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,109 @@
+"""SPIFFE IDs are held to every rule of the SPIFFE-ID standard, and the broken rule is named."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sigil.ca import InvalidSpiffeIdError, InvalidTrustDomainError, SpiffeId, TrustDomain
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "spiffe://example.org",
+        "spiffe://example.org/ns/default/sa/web",
+        "spiffe://a-b_c.d/A/b.c/D-E_F",
+        "spiffe://10.0.0.1/workload",
+        "spiffe://example.org/" + "/".join(["x" * 100] * 15),
+    ],
+)
+def test_conformant_ids_round_trip(value: str) -> None:
+    """A conformant ID parses and prints back unchanged."""
+    assert str(SpiffeId.parse(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        ("", "empty"),
+        ("http://example.org/x", "scheme must be 'spiffe'"),
+        ("SPIFFE://example.org/x", "lowercase"),
+        ("spiffe:example.org/x", "scheme must be 'spiffe'"),
+        ("spiffe:///x", "trust domain is empty"),
+        ("spiffe://Example.org/x", "must be lowercase"),
+        ("spiffe://user@example.org/x", "userinfo"),
+        ("spiffe://example.org:8080/x", "port"),
+        ("spiffe://[::1]/x", "IPv6"),
+        ("spiffe://exa%41mple.org/x", "percent-encoding"),
+        ("spiffe://exa$mple.org/x", "only the characters"),
+        ("spiffe://example.org/x?y=1", "query"),
+        ("spiffe://example.org/x#frag", "fragment"),
+        ("spiffe://example.org/", "must not end with '/'"),
+        ("spiffe://example.org/x/", "must not end with '/'"),
+        ("spiffe://example.org//x", "must not be empty"),
+        ("spiffe://example.org/x/./y", "'.' or '..'"),
+        ("spiffe://example.org/x/../y", "'.' or '..'"),
+        ("spiffe://example.org/x%20y", "percent-encoding"),
+        ("spiffe://example.org/x y", "only the characters"),
+        ("spiffe://example.org/" + "x" * 2100, "2048 bytes"),
+        ("spiffe://" + "a" * 256 + "/x", "255 bytes"),
+    ],
+)
+def test_each_broken_rule_is_named(value: str, rule: str) -> None:
+    """Every non-conformant ID is refused with an error naming the rule it breaks."""
+    with pytest.raises(InvalidSpiffeIdError) as caught:
+        SpiffeId.parse(value)
+    assert rule in caught.value.rule
+    assert caught.value.value.startswith(value[:20])
+
+
+def test_trust_domain_accepts_a_name_or_its_id() -> None:
+    """A trust domain can be given as ``example.org`` or ``spiffe://example.org``."""
+    assert TrustDomain.parse("example.org") == TrustDomain.parse("spiffe://example.org")
+    assert str(TrustDomain("example.org").id) == "spiffe://example.org"
+
+
+@pytest.mark.parametrize(
+    "value", ["Example.org", "spiffe://example.org/x", "https://example.org", ""]
+)
+def test_bad_trust_domains_are_refused(value: str) -> None:
+    """Uppercase names, IDs with paths, other schemes and empty names are not trust domains."""
+    with pytest.raises(InvalidTrustDomainError):
+        TrustDomain.parse(value)
+
+
+def test_ids_are_built_from_segments_with_the_same_rules() -> None:
+    """Building an ID from segments validates each segment; a bad one is refused, not escaped."""
+    td = TrustDomain("example.org")
+    assert (
+        str(td.spiffe_id("ns", "default", "sa", "web")) == "spiffe://example.org/ns/default/sa/web"
+    )
+    with pytest.raises(InvalidSpiffeIdError):
+        td.spiffe_id("ns", "a/b")
+    with pytest.raises(InvalidSpiffeIdError):
+        td.spiffe_id("")
+
+
+_segment = st.text(alphabet="abcXYZ019._-", min_size=1, max_size=12).filter(
+    lambda s: s not in {".", ".."}
+)
+
+
+@given(st.lists(_segment, min_size=0, max_size=8))
+def test_any_valid_segments_round_trip(segments: list[str]) -> None:
+    """Any list of valid segments makes an ID that parses back to itself."""
+    built = TrustDomain("example.org").spiffe_id(*segments)
+    assert SpiffeId.parse(str(built)) == built
+    assert built.is_root == (not segments)
+
+
+@given(st.text(max_size=60))
+def test_parse_never_raises_anything_but_the_named_error(value: str) -> None:
+    """Arbitrary text either parses or is refused with InvalidSpiffeIdError, never another exception."""
+    try:
+        parsed = SpiffeId.parse(value)
+    except InvalidSpiffeIdError:
+        return
+    assert str(parsed) == value

@@ -1,0 +1,3 @@
+"""Fixtures shared by every component's tests."""
+
+from __future__ import annotations
