@@ -27,6 +27,7 @@ __all__ = [
     "key_type_of",
     "load_private_key",
     "private_key_der",
+    "public_key_der",
     "signature_hash",
     "verify_signature",
     "write_private_key",
@@ -79,7 +80,7 @@ def key_type_of(key: PrivateKey | PublicKey) -> KeyType:
     )
 
 
-def signature_hash(key: PrivateKey | PublicKey) -> hashes.HashAlgorithm:
+def signature_hash(key: PrivateKey | PublicKey) -> hashes.SHA256 | hashes.SHA384:
     """The hash that goes with the key: SHA-384 for P-384, SHA-256 otherwise."""
     if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and isinstance(
         key.curve, ec.SECP384R1
@@ -109,6 +110,13 @@ def private_key_der(key: PrivateKey) -> bytes:
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
+    )
+
+
+def public_key_der(key: PublicKey) -> bytes:
+    """SubjectPublicKeyInfo DER: how keys are compared and stored."""
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 

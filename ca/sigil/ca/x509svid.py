@@ -1,0 +1,119 @@
+"""X509-SVIDs: minting leaf certificates to the letter of the X509-SVID standard.
+
+Every rule of reference §1 for a leaf is decided here, never taken from the CSR: exactly one URI SAN (the SPIFFE
+ID), critical KeyUsage with digitalSignature (plus keyEncipherment and keyAgreement, as SPIRE sets them) and no
+keyCertSign or cRLSign, cA=false, serverAuth and clientAuth, SKID and AKID, a random serial, notBefore backdated,
+notAfter capped at the signer's (https://github.com/spiffe/spiffe/blob/main/standards/X509-SVID.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from sigil.ca.authority import NOT_BEFORE_CUSHION, Signer
+from sigil.ca.errors import InvalidSpiffeIdError, TtlError
+from sigil.ca.keys import PrivateKey, PublicKey, signature_hash
+from sigil.ca.spiffe_id import SpiffeId
+
+__all__ = ["X509Svid", "mint_x509_svid"]
+
+_LEAF_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=True,
+    data_encipherment=False,
+    key_agreement=True,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+_LEAF_EKU = x509.ExtendedKeyUsage(
+    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+)
+_LEAF_BASIC_CONSTRAINTS = x509.BasicConstraints(ca=False, path_length=None)
+
+
+@dataclass(frozen=True, slots=True)
+class X509Svid:
+    """A minted X509-SVID: the leaf, the chain above it, and the key if the CA generated it."""
+
+    spiffe_id: SpiffeId
+    #: Leaf first, then the intermediates up to (not including) the bundle's anchor.
+    chain: tuple[x509.Certificate, ...]
+    authority_id: str
+    private_key: PrivateKey | None = None
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.chain[0]
+
+    @property
+    def serial_hex(self) -> str:
+        return format(self.leaf.serial_number, "032x")
+
+    @property
+    def not_after(self) -> datetime:
+        return self.leaf.not_valid_after_utc
+
+    def chain_der(self) -> bytes:
+        """The chain as the Workload API carries it: DER certificates concatenated, leaf first."""
+        return b"".join(c.public_bytes(serialization.Encoding.DER) for c in self.chain)
+
+    def chain_pem(self) -> bytes:
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.chain)
+
+
+def mint_x509_svid(
+    signer: Signer,
+    *,
+    spiffe_id: SpiffeId,
+    public_key: PublicKey,
+    ttl: timedelta,
+    now: datetime,
+    dns_names: Sequence[str] = (),
+    private_key: PrivateKey | None = None,
+) -> X509Svid:
+    """Sign an X509-SVID for ``spiffe_id`` over ``public_key``; its life ends no later than the signer's."""
+    if spiffe_id.is_root:
+        raise InvalidSpiffeIdError(str(spiffe_id), "an X509-SVID's SPIFFE ID must have a path")
+    if ttl <= timedelta(0):
+        raise TtlError(str(ttl), "must be positive")
+    authority = signer.authority
+    if now >= authority.not_after:
+        raise TtlError(str(ttl), f"the signing authority {authority.authority_id} has expired")
+    not_after = min(now + ttl, authority.not_after)
+    # Subject: empty would force a critical SAN; SPIRE sets C/O and a CN from the first DNS name.
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Sigil")]
+    if dns_names:
+        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0]))
+    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(str(spiffe_id))]
+    sans.extend(x509.DNSName(name) for name in dns_names)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(attributes))
+        .issuer_name(signer.issuer_name)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - NOT_BEFORE_CUSHION)
+        .not_valid_after(not_after)
+        .add_extension(_LEAF_BASIC_CONSTRAINTS, critical=True)
+        .add_extension(_LEAF_KEY_USAGE, critical=True)
+        .add_extension(_LEAF_EKU, critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(signer.authority_key_identifier, critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(signer.private_key, signature_hash(signer.private_key))
+    )
+    return X509Svid(
+        spiffe_id=spiffe_id,
+        chain=(certificate, *signer.chain_above_leaf),
+        authority_id=authority.authority_id,
+        private_key=private_key,
+    )
