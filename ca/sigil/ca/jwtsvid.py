@@ -56,11 +56,7 @@ def mint_jwt_svid(
     """Sign a JWT-SVID for ``spiffe_id`` and ``audience``; it expires no later than its signing key."""
     if spiffe_id.is_root:
         raise InvalidSpiffeIdError(str(spiffe_id), "a JWT-SVID's SPIFFE ID must have a path")
-    if (
-        isinstance(audience, str)
-        or not audience
-        or not all(isinstance(a, str) and a for a in audience)
-    ):
+    if isinstance(audience, str) or not audience or not all(audience):
         raise JwtSvidError("at least one non-empty audience is required")
     if ttl <= timedelta(0):
         raise TtlError(str(ttl), "must be positive")

@@ -1,0 +1,11 @@
+"""The CA's datastore: authorities, the bundle sequence, and the journal of issued SVIDs.
+
+SQLite (WAL) by default, PostgreSQL for several replicas; the schema is owned by Alembic migrations that are applied
+when the store opens.
+"""
+
+from __future__ import annotations
+
+from sigil.ca.datastore.store import Datastore, JournalEntry, StoredAuthority, default_sqlite_url
+
+__all__ = ["Datastore", "JournalEntry", "StoredAuthority", "default_sqlite_url"]

@@ -1,0 +1,87 @@
+"""Tables of the CA's datastore. Migrations in ``migrations/versions`` create exactly these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["AuthorityRow", "Base", "BundleStateRow", "JournalRow", "RotationLockRow"]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class AuthorityRow(Base):
+    __tablename__ = "authorities"
+
+    authority_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    tainted: Mapped[bool] = mapped_column(Boolean, default=False)
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    public_key_der: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The authority's CA certificate, then its upstream chain, DER concatenated (X.509 only).
+    certificate_chain_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    upstream_root_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BundleStateRow(Base):
+    """One row: the bundle's sequence number and a digest of the content it numbers."""
+
+    __tablename__ = "bundle_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RotationLockRow(Base):
+    """One row that every rotation updates first: a row lock on PostgreSQL, the write lock on SQLite."""
+
+    __tablename__ = "rotation_lock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JournalRow(Base):
+    """One issued SVID: enough to find what a tainted authority signed, never the SVID's key."""
+
+    __tablename__ = "svid_journal"
+    __table_args__ = (
+        Index("ix_svid_journal_authority_id", "authority_id"),
+        Index("ix_svid_journal_spiffe_id", "spiffe_id"),
+    )
+
+    serial: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    spiffe_id: Mapped[str] = mapped_column(String(2048))
+    authority_id: Mapped[str] = mapped_column(ForeignKey("authorities.authority_id"))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reissue_due: Mapped[bool] = mapped_column(Boolean, default=False)

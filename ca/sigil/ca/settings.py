@@ -1,0 +1,121 @@
+"""The CA's settings: one frozen object, built once by a command's ``cli.py`` and passed down."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sigil.ca.datastore.store import default_sqlite_url
+from sigil.ca.keys import KeyType
+from sigil.ca.spiffe_id import TrustDomain
+
+__all__ = ["CaSettings", "format_duration", "parse_duration"]
+
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str | int | float) -> timedelta:
+    """``90s``, ``5m``, ``1h30m``, ``7d`` (or a number of seconds) as a timedelta; ValueError otherwise."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"duration {value!r} must be positive")
+        return timedelta(seconds=value)
+    text = str(value).strip()
+    if text.isdigit():
+        return parse_duration(int(text))
+    position = 0
+    seconds = 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != position:
+            break
+        seconds += int(match.group(1)) * _UNITS[match.group(2)]
+        position = match.end()
+    if position != len(text) or not text:
+        raise ValueError(f"duration {value!r} is not like 90s, 5m, 1h30m or 7d")
+    if seconds <= 0:
+        raise ValueError(f"duration {value!r} must be positive")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@dataclass(frozen=True, slots=True)
+class CaSettings:
+    """Everything the CA needs to know, with SPIRE's defaults."""
+
+    trust_domain: TrustDomain = field(default_factory=lambda: TrustDomain("example.org"))
+    data_dir: Path = Path(".sigil")
+    database_url: str = ""
+    key_dir: Path | None = None
+    key_type: KeyType = KeyType.EC_P256
+    jwt_key_type: KeyType = KeyType.EC_P256
+    ca_ttl: timedelta = timedelta(hours=24)
+    x509_svid_ttl: timedelta = timedelta(hours=1)
+    jwt_svid_ttl: timedelta = timedelta(minutes=5)
+    refresh_hint: timedelta = timedelta(minutes=5)
+    upstream_dir: Path | None = None
+    organization: str = "Sigil"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or default_sqlite_url(self.data_dir)
+
+    @property
+    def effective_key_dir(self) -> Path:
+        return self.key_dir if self.key_dir is not None else self.data_dir / "keys"
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], *, data_dir: Path) -> CaSettings:
+        """Build from the ``ca`` section of a config file; unknown keys are refused by name."""
+        known = {
+            "trust_domain",
+            "database_url",
+            "key_dir",
+            "key_type",
+            "jwt_key_type",
+            "ca_ttl",
+            "x509_svid_ttl",
+            "jwt_svid_ttl",
+            "refresh_hint",
+            "upstream_dir",
+            "organization",
+        }
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown CA setting(s): {', '.join(unknown)}")
+        defaults = cls()
+        settings = cls(
+            trust_domain=TrustDomain.parse(str(values.get("trust_domain", defaults.trust_domain))),
+            data_dir=data_dir,
+            database_url=str(values.get("database_url", "")),
+            key_dir=Path(values["key_dir"]) if values.get("key_dir") else None,
+            key_type=KeyType.parse(str(values.get("key_type", defaults.key_type))),
+            jwt_key_type=KeyType.parse(str(values.get("jwt_key_type", defaults.jwt_key_type))),
+            ca_ttl=parse_duration(values.get("ca_ttl", "24h")),
+            x509_svid_ttl=parse_duration(values.get("x509_svid_ttl", "1h")),
+            jwt_svid_ttl=parse_duration(values.get("jwt_svid_ttl", "5m")),
+            refresh_hint=parse_duration(values.get("refresh_hint", "5m")),
+            upstream_dir=Path(values["upstream_dir"]) if values.get("upstream_dir") else None,
+            organization=str(values.get("organization", "Sigil")),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse settings under which an SVID of the default TTL could not fit an authority's last sixth."""
+        if self.x509_svid_ttl > self.ca_ttl / 6:
+            raise ValueError(
+                f"x509_svid_ttl {format_duration(self.x509_svid_ttl)} is longer than a sixth of ca_ttl "
+                f"{format_duration(self.ca_ttl)}: SVIDs would be cut short after each rotation"
+            )
