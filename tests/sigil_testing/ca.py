@@ -1,0 +1,104 @@
+"""Building blocks for tests that need a real Sigil CA: a settable clock, CSRs, an operator's upstream CA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from sigil.ca.keys import PrivateKey, generate_key, write_private_key
+from sigil.ca.service import CertificateAuthority
+from sigil.ca.settings import CaSettings
+from sigil.ca.spiffe_id import TrustDomain
+
+__all__ = ["FakeClock", "make_csr", "open_ca", "write_upstream_ca"]
+
+EPOCH = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock the test moves by hand: time passes only when the test says so."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start if start is not None else datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, delta: timedelta) -> datetime:
+        self.current += delta
+        return self.current
+
+
+async def open_ca(data_dir: Path, clock: FakeClock, **overrides: object) -> CertificateAuthority:
+    """Open a CA on SQLite under ``data_dir`` (trust domain example.org unless overridden)."""
+    settings = CaSettings(data_dir=data_dir, **overrides)  # type: ignore[arg-type]
+    return await CertificateAuthority.open(settings, clock=clock)
+
+
+def make_csr(key: PrivateKey | None = None, *, uri: str | None = None) -> tuple[bytes, PrivateKey]:
+    """A PEM CSR over a fresh P-256 key (or ``key``), optionally asking for a URI SAN the CA must ignore."""
+    key = key if key is not None else ec.generate_private_key(ec.SECP256R1())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "asked-for")])
+    )
+    if uri is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False
+        )
+    csr = builder.sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM), key
+
+
+def _ca_cert(
+    subject: str, key: PrivateKey, issuer: tuple[x509.Certificate, PrivateKey] | None, days: int
+) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer[0].subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    signing_key = issuer[1] if issuer else key
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+@dataclass(frozen=True)
+class UpstreamFiles:
+    directory: Path
+    root: x509.Certificate
+    intermediate: x509.Certificate
+
+
+def write_upstream_ca(directory: Path, *, days: int = 365) -> UpstreamFiles:
+    """An operator's upstream CA (root, then an intermediate that signs Sigil) in the four-file layout."""
+    directory.mkdir(parents=True, exist_ok=True)
+    root_key = generate_key()
+    root = _ca_cert("Operator Root", root_key, None, days * 10)
+    inter_key = generate_key()
+    inter = _ca_cert("Operator Intermediate", inter_key, (root, root_key), days)
+    pem = serialization.Encoding.PEM
+    (directory / "ca-cert.pem").write_bytes(inter.public_bytes(pem))
+    write_private_key(directory / "ca-key.pem", inter_key)
+    (directory / "cert-chain.pem").write_bytes(inter.public_bytes(pem) + root.public_bytes(pem))
+    (directory / "root-cert.pem").write_bytes(root.public_bytes(pem))
+    return UpstreamFiles(directory, root, inter)
+
+
+def trust_domain() -> TrustDomain:
+    return TrustDomain("example.org")
