@@ -1,0 +1,237 @@
+"""The policy resources as frozen value objects, validated once in ``parse()``.
+
+Everything downstream (the index, the evaluator, the CLI) trusts these objects: a value that got this far
+passed the schema of :mod:`sigil.enforcer.policy.resources` and the SPIFFE-ID rules, and defaults (a
+ServiceAccount source's namespace, ``dryRun``) are resolved, so no later code reads raw YAML.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sigil.ca.errors import InvalidSpiffeIdError
+from sigil.ca.spiffe_id import SpiffeId
+from sigil.enforcer.policy.resources import CLUSTER_KIND, KINDS, NAMESPACED_KIND, document_schema
+from sigil.enforcer.policy.schema import String, Where
+from sigil.enforcer.policy.selector import LabelSelector
+
+__all__ = [
+    "AuthorizationPolicy",
+    "ClusterAuthorizationPolicy",
+    "ClusterTier",
+    "Effect",
+    "Policy",
+    "Rule",
+    "ServiceAccountSource",
+    "Source",
+    "SpiffeSource",
+    "parse_policy",
+]
+
+_IN_MEMORY = Where("<memory>")
+_EVERYTHING = LabelSelector()
+
+
+class Effect(enum.Enum):
+    """What a matching rule does. Namespaced policies spell it ALLOW/DENY, cluster rules Allow/Deny/Pass."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    PASS = "pass"  # noqa: S105 -- an action name, not a password
+
+    @classmethod
+    def parse(cls, spelled: str) -> Effect:
+        """``ALLOW``, ``Allow`` -> ALLOW (the schema already limited the spellings)."""
+        return cls(spelled.lower())
+
+
+class ClusterTier(enum.Enum):
+    """Where a ClusterAuthorizationPolicy sits: before the namespace tier, or after it."""
+
+    ADMIN = "Admin"
+    BASELINE = "Baseline"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccountSource:
+    """Peers holding the SVID of a ServiceAccount of the local trust domain; ``name`` ``*`` = any in ``namespace``."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"serviceAccount {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class SpiffeSource:
+    """Peers with exactly ``spiffe_id``, or (``prefix``, Sigil's extension) any ID strictly below its path."""
+
+    spiffe_id: SpiffeId
+    prefix: bool = False
+
+    @classmethod
+    def parse(cls, value: str) -> SpiffeSource:
+        """Parse ``spiffe://td/path`` or ``spiffe://td/path/*``; raises :class:`InvalidSpiffeIdError`."""
+        if value.endswith("/*"):
+            return cls(SpiffeId.parse(value[:-2]), prefix=True)
+        spiffe_id = SpiffeId.parse(value)
+        if spiffe_id.is_root:
+            raise InvalidSpiffeIdError(value, "a trust domain's own ID never names a workload")
+        return cls(spiffe_id)
+
+    def __str__(self) -> str:
+        return f"{self.spiffe_id}/*" if self.prefix else str(self.spiffe_id)
+
+
+Source = ServiceAccountSource | SpiffeSource
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A rule: ``sources`` None = any peer, even without an SVID; () = nothing. ``ports`` None = any port.
+
+    ``effect`` is the cluster rule's own action, or the action of the AuthorizationPolicy holding the rule.
+    """
+
+    effect: Effect
+    sources: tuple[Source, ...] | None = None
+    ports: frozenset[int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationPolicy:
+    """A namespace owner's policy over pods of its own namespace (GEP-3779, plus DENY and dryRun)."""
+
+    namespace: str
+    name: str
+    selector: LabelSelector
+    action: Effect
+    rules: tuple[Rule, ...] = ()
+    dry_run: bool = False
+
+    kind = NAMESPACED_KIND
+
+    @property
+    def ref(self) -> str:
+        """``namespace/name``, as decisions and logs name the policy."""
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], *, where: Where = _IN_MEMORY) -> AuthorizationPolicy:
+        """Validate a whole resource (apiVersion, kind, metadata, spec) and build the policy."""
+        document_schema(NAMESPACED_KIND).validate(raw, "", where)
+        metadata, spec = raw["metadata"], raw["spec"]
+        if "namespace" not in metadata:
+            raise where.error(
+                "metadata.namespace", "a namespace (AuthorizationPolicy is namespaced)"
+            )
+        namespace = metadata["namespace"]
+        effect = Effect.parse(spec["action"])
+        rules = tuple(
+            _rule(rule, effect, namespace, f"spec.rules[{index}]", where)
+            for index, rule in enumerate(spec.get("rules") or ())
+        )
+        return cls(
+            namespace=namespace,
+            name=metadata["name"],
+            selector=LabelSelector.parse(spec["targetRefs"][0]["selector"]),
+            action=effect,
+            rules=rules,
+            dry_run=bool(spec.get("dryRun", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterAuthorizationPolicy:
+    """The cluster admin's policy, modelled on AdminNetworkPolicy / BaselineAdminNetworkPolicy."""
+
+    name: str
+    tier: ClusterTier
+    priority: int
+    namespace_selector: LabelSelector
+    pod_selector: LabelSelector = _EVERYTHING
+    rules: tuple[Rule, ...] = ()
+    dry_run: bool = False
+
+    kind = CLUSTER_KIND
+
+    @property
+    def ref(self) -> str:
+        """The policy's name, as decisions and logs name it."""
+        return self.name
+
+    @classmethod
+    def parse(
+        cls, raw: Mapping[str, Any], *, where: Where = _IN_MEMORY
+    ) -> ClusterAuthorizationPolicy:
+        """Validate a whole resource (apiVersion, kind, metadata, spec) and build the policy."""
+        document_schema(CLUSTER_KIND).validate(raw, "", where)
+        metadata, spec = raw["metadata"], raw["spec"]
+        if "namespace" in metadata:
+            raise where.error(
+                "metadata.namespace",
+                "no namespace (ClusterAuthorizationPolicy is cluster-scoped)",
+                metadata["namespace"],
+            )
+        rules = tuple(
+            _rule(rule, Effect.parse(rule["action"]), None, f"spec.rules[{index}]", where)
+            for index, rule in enumerate(spec.get("rules") or ())
+        )
+        return cls(
+            name=metadata["name"],
+            tier=ClusterTier(spec["tier"]),
+            priority=spec["priority"],
+            namespace_selector=LabelSelector.parse(spec["namespaceSelector"]),
+            pod_selector=LabelSelector.parse(spec.get("podSelector") or {}),
+            rules=rules,
+            dry_run=bool(spec.get("dryRun", False)),
+        )
+
+
+Policy = AuthorizationPolicy | ClusterAuthorizationPolicy
+
+_KIND = String(enum=KINDS)
+
+
+def parse_policy(raw: object, *, where: Where = _IN_MEMORY) -> Policy:
+    """Build whichever policy ``raw`` describes, by its ``kind``; raises :class:`PolicyError`."""
+    if not isinstance(raw, Mapping):
+        raise where.error(
+            "", "a policy resource (a mapping with apiVersion, kind, metadata, spec)", raw
+        )
+    if "kind" not in raw:
+        raise where.error("kind", f"{_KIND.expected()} (required)")
+    _KIND.validate(raw["kind"], "kind", where)
+    if raw["kind"] == NAMESPACED_KIND:
+        return AuthorizationPolicy.parse(raw, where=where)
+    return ClusterAuthorizationPolicy.parse(raw, where=where)
+
+
+def _rule(
+    raw: Mapping[str, Any], effect: Effect, namespace: str | None, path: str, where: Where
+) -> Rule:
+    sources: tuple[Source, ...] | None = None
+    if "sources" in raw:
+        sources = tuple(
+            _source(source, namespace, f"{path}.sources[{index}]", where)
+            for index, source in enumerate(raw["sources"])
+        )
+    ports = (raw.get("networkAttributes") or {}).get("ports")
+    return Rule(effect, sources, None if ports is None else frozenset(ports))
+
+
+def _source(raw: Mapping[str, Any], namespace: str | None, path: str, where: Where) -> Source:
+    if raw["type"] == "SPIFFE":
+        try:
+            return SpiffeSource.parse(raw["spiffe"])
+        except InvalidSpiffeIdError as err:
+            raise where.error(f"{path}.spiffe", f"a SPIFFE ID ({err.rule})", raw["spiffe"]) from err
+    account = raw["serviceAccount"]
+    # GEP-3779: the namespace defaults to the policy's own; cluster policies must name it (schema-enforced).
+    return ServiceAccountSource(
+        namespace=account.get("namespace") or str(namespace), name=account["name"]
+    )

@@ -1,0 +1,265 @@
+"""The one schema of Sigil's two policy resources, shared by YAML files and the Kubernetes CRDs.
+
+Field names follow Gateway API GEP-3779 exactly (``targetRefs``, ``action``, ``enforcementLevel``,
+``rules[].sources[]``, ``rules[].networkAttributes.ports``). Extensions beyond the GEP, each marked as such in
+its description: ``action: DENY`` (the GEP's planned enhancement), ``spec.dryRun``, and SPIFFE sources ending
+in ``/*``. ``ClusterAuthorizationPolicy`` is the admin tier the GEP left out, modelled on the network-policy-api's
+AdminNetworkPolicy and BaselineAdminNetworkPolicy. The semantics live in ``docs``: ../shared/reference/authz.md,
+part 7.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sigil.enforcer.policy.schema import Array, Boolean, Check, Integer, Map, Object, String
+
+__all__ = [
+    "API_VERSION",
+    "CLUSTER_KIND",
+    "GROUP",
+    "KINDS",
+    "NAMESPACED_KIND",
+    "VERSION",
+    "document_schema",
+    "spec_schema",
+]
+
+GROUP = "authz.sigil.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+NAMESPACED_KIND = "AuthorizationPolicy"
+CLUSTER_KIND = "ClusterAuthorizationPolicy"
+KINDS = (NAMESPACED_KIND, CLUSTER_KIND)
+
+# Kubernetes' own name rules (apimachinery validation.IsDNS1123Label/Subdomain, IsQualifiedName, IsValidLabelValue),
+# written with [.] instead of \. so that they survive being quoted inside CEL strings.
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# A SPIFFE ID with a non-empty path (the root ID never names a workload), optionally ending in /* (Sigil's
+# prefix extension); the full SPIFFE-ID rules are applied again by SpiffeId.parse.
+_SPIFFE_SOURCE = r"^spiffe://[a-z0-9._-]+((/[A-Za-z0-9._-]+)+(/[*])?|/[*])$"
+
+_NAMESPACE = String(
+    "A namespace name.", pattern=_DNS_LABEL, shape="a namespace name (a DNS label)", max_length=63
+)
+_NAME = String(
+    "A resource name.", pattern=_DNS_SUBDOMAIN, shape="a resource name (a DNS subdomain)"
+)
+_LABEL_KEYS = String(pattern=_LABEL_KEY, shape="a label key ([prefix/]name)", max_length=317)
+_LABEL_VALUES = String(
+    pattern=_LABEL_VALUE, shape="a label value (at most 63 characters)", max_length=63
+)
+
+
+def _values_match_operator(requirement: Mapping[str, Any]) -> str | None:
+    values = requirement.get("values") or []
+    if requirement.get("operator") in ("In", "NotIn"):
+        return None if values else "values"
+    return "values" if values else None
+
+
+_LABEL_SELECTOR = Object(
+    description="A Kubernetes LabelSelector; {} selects everything.",
+    fields={
+        "matchLabels": Map(keys=_LABEL_KEYS, values=_LABEL_VALUES, description="Labels to match."),
+        "matchExpressions": Array(
+            max_items=16,
+            items=Object(
+                fields={
+                    "key": _LABEL_KEYS,
+                    "operator": String(enum=("In", "NotIn", "Exists", "DoesNotExist")),
+                    "values": Array(_LABEL_VALUES, max_items=64),
+                },
+                required=("key", "operator"),
+                checks=(
+                    Check(
+                        cel="self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0)"
+                        " : (!has(self.values) || size(self.values) == 0)",
+                        message="values must be non-empty for In and NotIn and empty otherwise",
+                        expected="values non-empty for In and NotIn, empty for Exists and DoesNotExist",
+                        failing=_values_match_operator,
+                    ),
+                ),
+            ),
+        ),
+    },
+)
+
+
+def _field_per_type(kind: str, needs: str, forbids: str) -> tuple[Check, Check]:
+    """A source of ``kind`` sets ``needs`` and not ``forbids`` (GEP-3779's one-of)."""
+    return (
+        Check(
+            cel=f"self.type != '{kind}' || has(self.{needs})",
+            message=f"{needs} is required when type is {kind}",
+            expected=f"{needs} to be set when type is {kind}",
+            failing=lambda source: (
+                needs if source.get("type") == kind and needs not in source else None
+            ),
+        ),
+        Check(
+            cel=f"self.type != '{kind}' || !has(self.{forbids})",
+            message=f"{forbids} must not be set when type is {kind}",
+            expected=f"no {forbids} when type is {kind}",
+            failing=lambda source: (
+                forbids if source.get("type") == kind and forbids in source else None
+            ),
+        ),
+    )
+
+
+def _source(*, namespaced: bool) -> Object:
+    account = Object(
+        description="A Kubernetes ServiceAccount of the local trust domain.",
+        fields={
+            "namespace": _NAMESPACE,
+            "name": String(
+                "The account's name, or * for every account of the namespace.",
+                pattern=r"^([*]|[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$",
+                shape="a ServiceAccount name or *",
+            ),
+        },
+        # A cluster-scoped policy has no namespace of its own to default to.
+        required=("name",) if namespaced else ("namespace", "name"),
+    )
+    return Object(
+        description="A peer identity; sources are OR-ed.",
+        fields={
+            "type": String(enum=("ServiceAccount", "SPIFFE")),
+            "spiffe": String(
+                "A SPIFFE ID. Sigil extension: ending in /* matches every ID below that path.",
+                pattern=_SPIFFE_SOURCE,
+                shape="a SPIFFE ID with a path (spiffe://domain/path, optionally ending in /*)",
+                max_length=2048,
+            ),
+            "serviceAccount": account,
+        },
+        required=("type",),
+        checks=(
+            *_field_per_type("SPIFFE", "spiffe", "serviceAccount"),
+            *_field_per_type("ServiceAccount", "serviceAccount", "spiffe"),
+        ),
+    )
+
+
+def _rule(*, namespaced: bool) -> Object:
+    fields: dict[str, Any] = {
+        "sources": Array(
+            _source(namespaced=namespaced),
+            max_items=128,
+            description="Omitted: any peer, even without an SVID. Empty: nothing.",
+        ),
+        "networkAttributes": Object(
+            fields={
+                "ports": Array(Integer("A destination port.", 1, 65535), max_items=64, min_items=1)
+            },
+        ),
+    }
+    if namespaced:
+        return Object(fields=fields, description="Rules are OR-ed; sources AND ports.")
+    fields = {"action": String(enum=("Allow", "Deny", "Pass")), **fields}
+    return Object(
+        fields=fields, required=("action",), description="The first matching rule decides."
+    )
+
+
+_TARGET_REF = Object(
+    description="GEP-3779 target: the pods of the policy's namespace selected by labels.",
+    fields={
+        "group": String(enum=("", "core")),
+        "kind": String(enum=("Pod",)),
+        "selector": _LABEL_SELECTOR,
+    },
+    required=("kind", "selector"),
+)
+
+_NAMESPACED_SPEC = Object(
+    description="A namespace owner's AuthorizationPolicy (GEP-3779).",
+    fields={
+        "targetRefs": Array(_TARGET_REF, max_items=1, min_items=1),
+        "action": String("Sigil extension: DENY.", enum=("ALLOW", "DENY")),
+        "enforcementLevel": String(enum=("Network",)),
+        "dryRun": Boolean("Sigil extension: evaluate and report, never enforce."),
+        "rules": Array(_rule(namespaced=True), max_items=128),
+    },
+    required=("targetRefs", "action", "enforcementLevel"),
+)
+
+
+def _pass_outside_admin(spec: Mapping[str, Any]) -> str | None:
+    if spec.get("tier") == "Admin":
+        return None
+    for index, rule in enumerate(spec.get("rules") or []):
+        if isinstance(rule, Mapping) and rule.get("action") == "Pass":
+            return f"rules[{index}].action"
+    return None
+
+
+_CLUSTER_SPEC = Object(
+    description="The cluster admin's policy, in the Admin tier (before namespaces) or Baseline (after).",
+    fields={
+        "tier": String(enum=("Admin", "Baseline")),
+        "priority": Integer("Lower is evaluated first; ties go by name.", 0, 1000),
+        "namespaceSelector": _LABEL_SELECTOR,
+        "podSelector": _LABEL_SELECTOR,
+        "dryRun": Boolean("Evaluate and report, never enforce."),
+        "rules": Array(_rule(namespaced=False), max_items=128),
+    },
+    required=("tier", "priority", "namespaceSelector"),
+    checks=(
+        Check(
+            cel="self.tier == 'Admin' || !has(self.rules) || self.rules.all(r, r.action != 'Pass')",
+            message="Pass is allowed only in the Admin tier",
+            expected="Allow or Deny (Pass is allowed only in the Admin tier)",
+            failing=_pass_outside_admin,
+        ),
+    ),
+)
+
+
+def spec_schema(kind: str) -> Object:
+    """The schema of ``spec`` for ``kind``."""
+    return _NAMESPACED_SPEC if kind == NAMESPACED_KIND else _CLUSTER_SPEC
+
+
+_FILE_METADATA = Object(
+    open=True,  # kubectl get -o yaml adds uid, resourceVersion, managedFields...: harmless here
+    fields={
+        "name": _NAME,
+        "namespace": _NAMESPACE,
+        "labels": Map(keys=_LABEL_KEYS, values=_LABEL_VALUES),
+        "annotations": Map(keys=_LABEL_KEYS, values=String(max_length=262144)),
+    },
+    required=("name",),
+)
+
+
+def document_schema(kind: str, *, for_crd: bool = False) -> Object:
+    """The whole resource: for files, or (``for_crd``) as the CRD's openAPIV3Schema.
+
+    A CRD may not constrain ``metadata`` beyond its name (the API server owns it) and, by convention, types
+    ``apiVersion`` and ``kind`` as plain strings; files have no API server, so there we check them all.
+    """
+    if for_crd:
+        api_version, kind_node, metadata = String(), String(), Object()
+    else:
+        api_version, kind_node = String(enum=(API_VERSION,)), String(enum=(kind,))
+        metadata = _FILE_METADATA
+    return Object(
+        description=spec_schema(kind).description,
+        fields={
+            "apiVersion": api_version,
+            "kind": kind_node,
+            "metadata": metadata,
+            "spec": spec_schema(kind),
+            "status": Object(open=True),
+        },
+        required=("spec",) if for_crd else ("apiVersion", "kind", "metadata", "spec"),
+    )

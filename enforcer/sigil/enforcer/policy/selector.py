@@ -1,0 +1,91 @@
+"""Kubernetes label selectors, matched the way the API server matches them.
+
+Policies pick their target pods and namespaces by labels (GEP-3779 ``targetRefs[].selector``,
+AdminNetworkPolicy's ``namespaceSelector``/``podSelector``). Semantics follow apimachinery's
+``metav1.LabelSelectorAsSelector``: ``matchLabels`` and ``matchExpressions`` are AND-ed, ``{}`` selects
+everything, ``NotIn`` and ``DoesNotExist`` also select objects that lack the key.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["LabelSelector", "Operator", "Requirement"]
+
+
+class Operator(enum.Enum):
+    """A ``matchExpressions`` operator."""
+
+    IN = "In"
+    NOT_IN = "NotIn"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """One ``matchExpressions`` entry."""
+
+    key: str
+    operator: Operator
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """True when ``labels`` satisfy this requirement."""
+        value = labels.get(self.key)
+        if self.operator is Operator.IN:
+            return value is not None and value in self.values
+        if self.operator is Operator.NOT_IN:
+            return value is None or value not in self.values
+        if self.operator is Operator.EXISTS:
+            return value is not None
+        return value is None
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSelector:
+    """A label selector; the default one (``{}``) selects everything."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[Requirement, ...] = ()
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> LabelSelector:
+        """Build a selector from a mapping that already passed the schema."""
+        labels = tuple(sorted((str(k), str(v)) for k, v in (raw.get("matchLabels") or {}).items()))
+        expressions = tuple(
+            Requirement(
+                key=str(item["key"]),
+                operator=Operator(item["operator"]),
+                values=frozenset(str(v) for v in item.get("values") or ()),
+            )
+            for item in raw.get("matchExpressions") or ()
+        )
+        return cls(labels, expressions)
+
+    @property
+    def selects_everything(self) -> bool:
+        """True for ``{}``."""
+        return not self.match_labels and not self.match_expressions
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """True when ``labels`` are selected."""
+        for key, value in self.match_labels:
+            if labels.get(key) != value:
+                return False
+        return all(requirement.matches(labels) for requirement in self.match_expressions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The selector as the ``LabelSelector`` mapping it was parsed from (for explain output)."""
+        raw: dict[str, Any] = {}
+        if self.match_labels:
+            raw["matchLabels"] = dict(self.match_labels)
+        if self.match_expressions:
+            raw["matchExpressions"] = [
+                {"key": r.key, "operator": r.operator.value, "values": sorted(r.values)}
+                for r in self.match_expressions
+            ]
+        return raw
