@@ -1,0 +1,1 @@
+"""Generated protobuf code for the SPIFFE Workload API messages; regenerate with ``generate.sh``."""

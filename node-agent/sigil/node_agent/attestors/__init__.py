@@ -1,0 +1,28 @@
+"""Workload attestors: each turns a caller's peer credentials into selectors.
+
+An attestor returns the selectors it could establish, an empty set when its platform does not apply (a process
+outside any pod has no ``k8s`` selectors), and raises ``AttestationError`` when the caller belongs to its
+platform but cannot be identified (a pod this node does not know).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sigil.node_agent.peer import PeerCredentials
+from sigil.node_agent.selectors import Selectors
+
+__all__ = ["WorkloadAttestor"]
+
+
+class WorkloadAttestor(Protocol):
+    """Something that can tell selectors about a calling process."""
+
+    @property
+    def name(self) -> str:
+        """The selector type it produces (``unix``, ``k8s``), for logs."""
+        ...
+
+    async def attest(self, peer: PeerCredentials) -> Selectors:
+        """The selectors of ``peer``; raises AttestationError when it cannot be identified."""
+        ...
