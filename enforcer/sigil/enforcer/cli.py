@@ -1,0 +1,197 @@
+"""``sigil-enforcer``: the enforcer's command line, one function pair per subcommand.
+
+Each subcommand has an ``_add_<name>`` that declares its arguments and a ``_run_<name>`` that does the work
+and returns the exit code; adding one (``proxy``, say) means writing that pair and listing it in
+``_SUBCOMMANDS``. Exit codes: 0 success (``check``: allowed), 1 a negative answer (``check``: denied;
+``crds --check``: stale files), 2 bad input — argparse's own code for usage errors, and ours for every
+:class:`~sigil.ca.errors.SigilError`, mapped in one place in :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sigil.ca.errors import SigilError
+from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.enforcer.errors import RequestError
+from sigil.enforcer.policy.crds import crd_documents, render, write_crds
+from sigil.enforcer.policy.decision import Decision, Target
+from sigil.enforcer.policy.store import PolicyStore
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_NO = 1
+EXIT_BAD_INPUT = 2
+
+# The issuer's embedded default (``make run``); operators set --trust-domain or SIGIL_TRUST_DOMAIN.
+_DEFAULT_TRUST_DOMAIN = "example.org"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``sigil-enforcer`` with ``argv`` (default: the process's arguments); returns the exit code."""
+    parser = argparse.ArgumentParser(prog="sigil-enforcer", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in _SUBCOMMANDS:
+        add(commands)
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except SigilError as err:
+        print(f"sigil-enforcer: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+# --------------------------------------------------------------------------- check
+
+
+def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = commands.add_parser(
+        "check",
+        help="decide one connection against a directory of policies",
+        description="Print 'allowed' or 'denied'; exit 0 when allowed, 1 when denied, 2 on bad input.",
+    )
+    check.add_argument("--policies", required=True, type=Path, metavar="DIR")
+    check.add_argument("--peer", required=True, metavar="SPIFFE_ID|none")
+    check.add_argument(
+        "--namespace", required=True, metavar="NS", help="the target pod's namespace"
+    )
+    check.add_argument("--labels", default="", metavar="K=V,...", help="the target pod's labels")
+    check.add_argument(
+        "--namespace-labels",
+        default="",
+        metavar="K=V,...",
+        help="the target namespace's labels (kubernetes.io/metadata.name is always set)",
+    )
+    check.add_argument("--port", required=True, type=_port, metavar="N")
+    check.add_argument(
+        "--trust-domain",
+        default=os.environ.get("SIGIL_TRUST_DOMAIN", _DEFAULT_TRUST_DOMAIN),
+        metavar="TD",
+        help="the local trust domain, which ServiceAccount sources name (env SIGIL_TRUST_DOMAIN)",
+    )
+    check.add_argument("--default", choices=("allow", "deny"), default="allow")
+    check.add_argument(
+        "--explain", action="store_true", help="say which tier, policy and rule decided"
+    )
+    check.add_argument("--output", choices=("text", "json"), default="text")
+    check.set_defaults(run=_run_check)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    trust_domain = TrustDomain.parse(args.trust_domain)
+    peer = None if args.peer.lower() == "none" else SpiffeId.parse(args.peer)
+    target = Target.parse(args.namespace, _pairs("--labels", args.labels))
+    namespace_labels = _pairs("--namespace-labels", args.namespace_labels)
+    store = PolicyStore()
+    report = store.load_directory(args.policies)
+    if not report.ok:
+        for error in report.errors:
+            print(f"sigil-enforcer: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    index = store.current.compile(
+        trust_domain=trust_domain,
+        default_allow=args.default == "allow",
+        namespaces={args.namespace: namespace_labels},
+    )
+    decision = index.decide(peer, target, args.port, explain=args.explain)
+    if args.output == "json":
+        print(json.dumps(decision.to_dict(), indent=2 if args.explain else None))
+    else:
+        print(_text(decision, explain=args.explain))
+    return EXIT_OK if decision.allowed else EXIT_NO
+
+
+def _text(decision: Decision, *, explain: bool) -> str:
+    answer = "allowed" if decision.allowed else "denied"
+    if not explain:
+        return answer
+    lines = [
+        answer,
+        f"  tier:   {decision.tier.value}",
+        f"  policy: {decision.policy or '-'}",
+        f"  rule:   {'-' if decision.rule is None else decision.rule}",
+        f"  reason: {decision.reason}",
+    ]
+    lines.extend(
+        f"  matched: {m.tier.value} {m.policy} rule {m.rule} ({m.effect.value})"
+        for m in decision.matches
+    )
+    if decision.shadow is not None:
+        shadow = "allowed" if decision.shadow.allowed else "denied"
+        lines.append(f"  dry-run: would be {shadow} ({decision.shadow.reason})")
+        lines.extend(
+            f"  dry-run matched: {m.tier.value} {m.policy} rule {m.rule} ({m.effect.value})"
+            for m in decision.dry_run
+        )
+    return "\n".join(lines)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return port
+
+
+def _pairs(option: str, text: str) -> dict[str, str]:
+    """``k=v,k2=v2`` -> mapping; keys and values are checked later by :meth:`Target.parse`."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise RequestError(option, item, "expected key=value")
+        pairs[key] = value
+    return pairs
+
+
+# --------------------------------------------------------------------------- crds
+
+
+def _add_crds(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    crds = commands.add_parser(
+        "crds",
+        help="print, write or check the CustomResourceDefinitions",
+        description="Without options, print both CRDs to stdout.",
+    )
+    mode = crds.add_mutually_exclusive_group()
+    mode.add_argument("--write", type=Path, metavar="DIR", help="write the CRD files into DIR")
+    mode.add_argument("--check", type=Path, metavar="DIR", help="exit 1 if DIR's files are stale")
+    crds.set_defaults(run=_run_crds)
+
+
+def _run_crds(args: argparse.Namespace) -> int:
+    if args.write is not None:
+        for path in write_crds(args.write):
+            print(path)
+        return EXIT_OK
+    documents = crd_documents()
+    if args.check is not None:
+        stale = [
+            name
+            for name, crd in documents.items()
+            if not (args.check / name).is_file()
+            or (args.check / name).read_text(encoding="utf-8") != render(crd)
+        ]
+        for name in stale:
+            print(
+                f"sigil-enforcer: {args.check / name} is stale; run crds --write", file=sys.stderr
+            )
+        return EXIT_NO if stale else EXIT_OK
+    print("---\n".join(render(crd) for crd in documents.values()), end="")
+    return EXIT_OK
+
+
+_SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
+    _add_check,
+    _add_crds,
+)

@@ -1,0 +1,128 @@
+"""The policies in force: the last good version of each policy, numbered by revision.
+
+Linkerd and Istio users have watched a typo in one policy file take down authorization for a whole
+namespace; Sigil's rule is that a refused document never removes what was in force. The store remembers, per
+source file, the last good version of every policy it held. A refused document keeps its policy's last good
+version; a file that cannot be read at all keeps everything it last held. Every change to the effective set
+gets the next revision number, which enforcers report in their metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sigil.ca.spiffe_id import TrustDomain
+from sigil.enforcer.errors import EnforcerError, PolicyError
+from sigil.enforcer.policy.index import PolicyIndex
+from sigil.enforcer.policy.loader import FileResult, PolicyKey, policy_files, policy_key, read_file
+from sigil.enforcer.policy.model import Policy
+
+__all__ = ["LoadReport", "PolicySet", "PolicyStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """An immutable snapshot of the policies in force at ``revision`` (0: nothing loaded yet)."""
+
+    revision: int
+    policies: tuple[Policy, ...] = ()
+
+    def compile(
+        self,
+        *,
+        trust_domain: TrustDomain,
+        default_allow: bool = True,
+        namespaces: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> PolicyIndex:
+        """The index that decides against this snapshot."""
+        return PolicyIndex(
+            self.policies,
+            trust_domain=trust_domain,
+            default_allow=default_allow,
+            namespaces=namespaces,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """The outcome of one load: the revision now in force, whether it changed, and every refusal."""
+
+    revision: int
+    changed: bool
+    errors: tuple[EnforcerError, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was refused."""
+        return not self.errors
+
+
+class PolicyStore:
+    """Last good policies per source, adding up to the revisioned :class:`PolicySet` in force."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, dict[PolicyKey, Policy]] = {}
+        self._current = PolicySet(0)
+
+    @property
+    def current(self) -> PolicySet:
+        """The snapshot in force."""
+        return self._current
+
+    def apply(self, result: FileResult) -> LoadReport:
+        """Take in one source's new content (from a file, the admin API, a CRD watch)."""
+        self._merge(result)
+        return self._commit(result.errors)
+
+    def remove(self, file: str) -> LoadReport:
+        """Forget a source that was deleted: its policies leave the set."""
+        self._files.pop(file, None)
+        return self._commit(())
+
+    def load_directory(self, directory: Path) -> LoadReport:
+        """Make the set match ``directory``'s files, keeping last good versions of whatever is refused.
+
+        Raises :class:`~sigil.enforcer.errors.PolicySourceError`, changing nothing, when the directory itself
+        cannot be listed: a vanished mount must not read as "every policy was deleted".
+        """
+        paths = policy_files(directory)
+        present = {str(path) for path in paths}
+        for gone in [file for file in self._files if file not in present]:
+            del self._files[gone]
+        errors: list[EnforcerError] = []
+        for path in paths:
+            result = read_file(path)
+            self._merge(result)
+            errors.extend(result.errors)
+        return self._commit(errors)
+
+    def _merge(self, result: FileResult) -> None:
+        old = self._files.get(result.file)
+        if result.broken and old is not None:
+            return  # keep everything the file last held
+        fresh = {policy_key(policy): policy for policy in result.policies}
+        for key in result.refused:
+            if old is not None and key in old and key not in fresh:
+                fresh[key] = old[key]
+        self._files[result.file] = fresh
+
+    def _commit(self, errors: Iterable[EnforcerError]) -> LoadReport:
+        refusals = list(errors)
+        owner: dict[PolicyKey, str] = {}
+        policies: list[Policy] = []
+        for file in sorted(self._files):
+            for key, policy in sorted(self._files[file].items(), key=lambda item: item[0]):
+                if key in owner:
+                    # The first file (in name order) keeps the name, so a copy never displaces the original.
+                    expected = f"a name not taken ({key[0]} {policy.ref} is also in {owner[key]})"
+                    refusals.append(PolicyError(file, "metadata.name", expected, found=key[2]))
+                    continue
+                owner[key] = file
+                policies.append(policy)
+        snapshot = tuple(policies)
+        changed = snapshot != self._current.policies
+        if changed:
+            self._current = PolicySet(self._current.revision + 1, snapshot)
+        return LoadReport(self._current.revision, changed, tuple(refusals))
