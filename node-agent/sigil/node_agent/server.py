@@ -16,8 +16,9 @@ import contextlib
 import os
 import socket
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -65,10 +66,15 @@ class WorkloadApiServer:
     """Serves the Workload API on a Unix socket until :meth:`stop` (or the end of ``async with``)."""
 
     def __init__(
-        self, settings: WorkloadApiSettings, *, source: IdentitySource, attestor: CallerAttestor
+        self,
+        settings: WorkloadApiSettings,
+        *,
+        source: IdentitySource,
+        attestor: CallerAttestor,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._settings = settings
-        self._service = WorkloadApiService(source=source, attestor=attestor)
+        self._service = WorkloadApiService(source=source, attestor=attestor, clock=clock)
         self._server: AcceptHookServer | None = None
         self._connections: set[asyncio.BaseTransport] = set()
 

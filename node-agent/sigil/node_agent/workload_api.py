@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -84,6 +85,10 @@ def grpc_status_of(err: NodeAgentError) -> Status:
     return Status.INTERNAL
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _td_key(trust_domain: TrustDomain) -> str:
     # Bundle maps are keyed by the trust domain's SPIFFE ID, as SPIRE sends them; py-spiffe accepts either form.
     return str(trust_domain.id)
@@ -95,9 +100,17 @@ Caller = PeerCredentials | NodeAgentError
 class WorkloadApiService:
     """The Workload API's handlers; :meth:`bind` gives the routes for one accepted connection."""
 
-    def __init__(self, *, source: IdentitySource, attestor: CallerAttestor) -> None:
+    def __init__(
+        self,
+        *,
+        source: IdentitySource,
+        attestor: CallerAttestor,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self._source = source
         self._attestor = attestor
+        # The clock decides JWT-SVID expiry in ValidateJWTSVID; tests inject theirs.
+        self._clock = clock or _utc_now
 
     def bind(self, caller: Caller) -> dict[str, Handler]:
         """Routes whose handlers serve ``caller`` (or fail with its error, when capture failed at accept)."""
@@ -297,7 +310,10 @@ class WorkloadApiService:
                 raise InvalidWorkloadRequestError("svid must be specified")
             bundles: TrustBundles = self._source.bundles()
             spiffe_id, claims = validate_jwt_svid(
-                request.svid, audience=request.audience, bundles=bundles.jwt_authorities
+                request.svid,
+                audience=request.audience,
+                bundles=bundles.jwt_authorities,
+                now=self._clock(),
             )
             struct = struct_pb2.Struct()
             struct.update(claims)
