@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from sigil.ca.service import CertificateAuthority
 from sigil.ca.settings import CaSettings
 from sigil.ca.spiffe_id import TrustDomain
 
-__all__ = ["FakeClock", "make_csr", "open_ca", "write_upstream_ca"]
+__all__ = ["FakeClock", "make_csr", "open_ca", "openssl", "write_upstream_ca"]
 
 EPOCH = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -70,7 +71,8 @@ def _ca_cert(
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
@@ -102,3 +104,14 @@ def write_upstream_ca(directory: Path, *, days: int = 365) -> UpstreamFiles:
 
 def trust_domain() -> TrustDomain:
     return TrustDomain("example.org")
+
+
+def openssl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the ``openssl`` command (an unmodified, independent implementation) and return what it said."""
+    return subprocess.run(  # noqa: S603 - the arguments are the test's own
+        ["openssl", *args],  # noqa: S607 - openssl from PATH is the point: the system's own tool
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )

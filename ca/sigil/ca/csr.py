@@ -45,7 +45,7 @@ def parse_csr(
     except (ValueError, UnsupportedAlgorithm) as err:
         raise MalformedCsrError("its public key cannot be read") from err
     try:
-        key_type_of(public_key)  # type: ignore[arg-type]
+        key_type_of(public_key)
     except ValueError as err:
         raise MalformedCsrError(f"wrong key type: {err}") from err
     hash_algorithm = csr.signature_hash_algorithm

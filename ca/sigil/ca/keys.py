@@ -65,15 +65,18 @@ def generate_key(key_type: KeyType = KeyType.EC_P256) -> PrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def key_type_of(key: PrivateKey | PublicKey) -> KeyType:
-    """The :class:`KeyType` of a key, or ValueError for one Sigil does not sign with."""
+def key_type_of(key: object) -> KeyType:
+    """The :class:`KeyType` of a key, or ValueError for one Sigil does not sign with.
+
+    Takes any object because it guards input: a CSR may carry an Ed25519, DSA or P-521 key.
+    """
     if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
         if isinstance(key.curve, ec.SECP256R1):
             return KeyType.EC_P256
         if isinstance(key.curve, ec.SECP384R1):
             return KeyType.EC_P384
         raise ValueError(f"unsupported elliptic curve {key.curve.name}")
-    if key.key_size >= 2048:
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey) and key.key_size >= 2048:
         return KeyType.RSA_2048
     raise ValueError(
         "unsupported key: Sigil signs with EC P-256, EC P-384 or RSA of 2048 bits or more"

@@ -8,6 +8,7 @@ on SQLite), so two servers on one PostgreSQL never rotate at the same time.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -195,6 +196,9 @@ class Datastore:
         except (SQLAlchemyError, OSError) as err:
             await engine.dispose()
             raise DatastoreError(f"cannot open {store.url}: {err}") from err
+        except BaseException:
+            await engine.dispose()
+            raise
         return store
 
     async def _migrate(self, extra_migrations: Sequence[Path]) -> None:
@@ -207,7 +211,8 @@ class Datastore:
             config = Config()
             config.set_main_option("script_location", str(_MIGRATIONS))
             locations = [str(_MIGRATIONS / "versions"), *(str(p) for p in extra_migrations)]
-            config.set_main_option("version_locations", " ".join(locations))
+            config.set_main_option("path_separator", "os")
+            config.set_main_option("version_locations", os.pathsep.join(locations))
             config.attributes["connection"] = connection
             command.upgrade(config, "heads")
 
