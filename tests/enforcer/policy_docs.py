@@ -1,0 +1,95 @@
+"""Builders of policy documents as a user writes them, shared by the enforcer's tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+API_VERSION = "authz.sigil.dev/v1alpha1"
+
+Doc = dict[str, Any]
+
+
+def sa(name: str, namespace: str | None = None) -> Doc:
+    """A ServiceAccount source."""
+    account = {"name": name} if namespace is None else {"namespace": namespace, "name": name}
+    return {"type": "ServiceAccount", "serviceAccount": account}
+
+
+def spiffe(value: str) -> Doc:
+    """A SPIFFE source."""
+    return {"type": "SPIFFE", "spiffe": value}
+
+
+def rule(
+    sources: list[Doc] | None = None, *, ports: list[int] | None = None, action: str | None = None
+) -> Doc:
+    """A rule; ``sources`` None leaves the field out (any peer)."""
+    raw: Doc = {} if action is None else {"action": action}
+    if sources is not None:
+        raw["sources"] = sources
+    if ports is not None:
+        raw["networkAttributes"] = {"ports": ports}
+    return raw
+
+
+def ap(
+    name: str,
+    *,
+    namespace: str = "shop",
+    action: str = "ALLOW",
+    match: dict[str, str] | None = None,
+    rules: list[Doc] | None = None,
+    dry_run: bool = False,
+) -> Doc:
+    """An AuthorizationPolicy selecting pods by ``match`` labels ({} = every pod)."""
+    spec: Doc = {
+        "targetRefs": [{"group": "", "kind": "Pod", "selector": {"matchLabels": match or {}}}],
+        "action": action,
+        "enforcementLevel": "Network",
+    }
+    if rules is not None:
+        spec["rules"] = rules
+    if dry_run:
+        spec["dryRun"] = True
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def cap(
+    name: str,
+    *,
+    tier: str = "Admin",
+    priority: int = 10,
+    namespaces: dict[str, str] | None = None,
+    pods: dict[str, str] | None = None,
+    rules: list[Doc] | None = None,
+    dry_run: bool = False,
+) -> Doc:
+    """A ClusterAuthorizationPolicy selecting namespaces and pods by labels ({} = all)."""
+    spec: Doc = {
+        "tier": tier,
+        "priority": priority,
+        "namespaceSelector": {"matchLabels": namespaces or {}},
+        "rules": rules or [],
+    }
+    if pods is not None:
+        spec["podSelector"] = {"matchLabels": pods}
+    if dry_run:
+        spec["dryRun"] = True
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ClusterAuthorizationPolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def dump(*docs: Doc) -> str:
+    """Documents as one multi-document YAML file."""
+    return yaml.safe_dump_all(docs, sort_keys=False)
