@@ -1,0 +1,290 @@
+"""Errors of the issuer, each with a stable machine ``reason`` and, in one table, its HTTP status.
+
+The HTTP edge answers every refusal as RFC 9457 ``application/problem+json`` whose ``reason`` member a client may
+branch on, so the codes below are part of the wire contract: never rename one. :data:`PROBLEMS` is the only place
+that says which status a reason gets; :func:`problem_for` also maps the CA's errors the issuer lets through::
+
+    SigilError
+    └── IssuerError                           reason, detail
+        ├── AuthenticationError                   401: the credential does not prove who the caller is
+        │   ├── TokenMissingError                 token_missing
+        │   ├── TokenNotAuthenticatedError        token_not_authenticated   (api_error: TokenReview's own words)
+        │   ├── TokenNotBoundToPodError           token_not_bound_to_pod    (username)
+        │   ├── AudienceMismatchError             audience_mismatch         (audience, returned)
+        │   ├── BoundPodNotFoundError             bound_pod_not_found       (namespace, pod_name)
+        │   ├── BoundPodUidMismatchError          bound_pod_uid_mismatch    (namespace, pod_name, token_uid, pod_uid)
+        │   └── NodeNotFoundError                 node_not_found            (node_name)
+        ├── AuthorizationError                    403: the caller is known but may not have this
+        │   ├── ServiceAccountNotAllowedError     service_account_not_allowed (namespace, service_account)
+        │   ├── NotEntitledError                  not_entitled              (spiffe_id)
+        │   ├── PodNotFoundError                  pod_not_found             (namespace, pod_name)
+        │   ├── PodUidMismatchError               pod_uid_mismatch          (namespace, pod_name, requested_uid, pod_uid)
+        │   └── PodOnOtherNodeError               pod_on_other_node         (namespace, pod_name, node_name, agent_node)
+        ├── KubernetesUnavailableError            503 kubernetes_unavailable (operation); fail closed, never cached
+        └── ConfigError                           500 invalid_config         (setting)
+
+The ``bound_*`` errors are about the pod a token is bound to (authentication); the unprefixed pod errors are about a
+pod an agent asks an SVID for (authorization). Messages never contain a token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http import HTTPStatus
+from types import MappingProxyType
+from typing import ClassVar, Final
+
+from sigil.ca.errors import MalformedCsrError, SigilError
+
+__all__ = [
+    "PROBLEMS",
+    "AudienceMismatchError",
+    "AuthenticationError",
+    "AuthorizationError",
+    "BoundPodNotFoundError",
+    "BoundPodUidMismatchError",
+    "ConfigError",
+    "IssuerError",
+    "KubernetesUnavailableError",
+    "NodeNotFoundError",
+    "NotEntitledError",
+    "PodNotFoundError",
+    "PodOnOtherNodeError",
+    "PodUidMismatchError",
+    "Problem",
+    "ServiceAccountNotAllowedError",
+    "TokenMissingError",
+    "TokenNotAuthenticatedError",
+    "TokenNotBoundToPodError",
+    "problem_for",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """How one reason is answered over HTTP (RFC 9457 ``status`` and ``title``)."""
+
+    status: HTTPStatus
+    title: str
+
+
+#: reason -> HTTP answer. The one table; a test checks every error class's reason is in it.
+PROBLEMS: Final = MappingProxyType(
+    {
+        "token_missing": Problem(HTTPStatus.UNAUTHORIZED, "No bearer token"),
+        "token_not_authenticated": Problem(HTTPStatus.UNAUTHORIZED, "Token not authenticated"),
+        "token_not_bound_to_pod": Problem(HTTPStatus.UNAUTHORIZED, "Token not bound to a pod"),
+        "audience_mismatch": Problem(HTTPStatus.UNAUTHORIZED, "Token audience mismatch"),
+        "bound_pod_not_found": Problem(HTTPStatus.UNAUTHORIZED, "Token's pod no longer exists"),
+        "bound_pod_uid_mismatch": Problem(HTTPStatus.UNAUTHORIZED, "Token's pod was replaced"),
+        "node_not_found": Problem(HTTPStatus.UNAUTHORIZED, "Token's node is unknown"),
+        "service_account_not_allowed": Problem(HTTPStatus.FORBIDDEN, "Service account not allowed"),
+        "not_entitled": Problem(HTTPStatus.FORBIDDEN, "Not entitled to this identity"),
+        "pod_not_found": Problem(HTTPStatus.FORBIDDEN, "Pod not found"),
+        "pod_uid_mismatch": Problem(HTTPStatus.FORBIDDEN, "Pod UID mismatch"),
+        "pod_on_other_node": Problem(HTTPStatus.FORBIDDEN, "Pod runs on another node"),
+        "malformed_csr": Problem(HTTPStatus.BAD_REQUEST, "Malformed CSR"),
+        "kubernetes_unavailable": Problem(
+            HTTPStatus.SERVICE_UNAVAILABLE, "Kubernetes API unavailable"
+        ),
+        "invalid_config": Problem(HTTPStatus.INTERNAL_SERVER_ERROR, "Invalid configuration"),
+        "internal_error": Problem(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal error"),
+    }
+)
+
+
+def problem_for(error: SigilError) -> tuple[str, Problem]:
+    """The reason code and HTTP answer for any Sigil error that reaches the issuer's edge."""
+    if isinstance(error, IssuerError):
+        reason = error.reason
+    elif isinstance(error, MalformedCsrError):
+        reason = "malformed_csr"
+    else:
+        reason = "internal_error"
+    return reason, PROBLEMS[reason]
+
+
+class IssuerError(SigilError):
+    """Something the issuer refused or could not do; ``reason`` is the stable code, ``detail`` the human text."""
+
+    reason: ClassVar[str] = "internal_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    @property
+    def status(self) -> HTTPStatus:
+        return PROBLEMS[self.reason].status
+
+
+class AuthenticationError(IssuerError):
+    """The presented credential does not prove who the caller is (HTTP 401)."""
+
+
+class AuthorizationError(IssuerError):
+    """The caller is known but is not entitled to what it asked for (HTTP 403)."""
+
+
+class TokenMissingError(AuthenticationError):
+    """No bearer token came with the request."""
+
+    reason = "token_missing"
+
+    def __init__(self) -> None:
+        super().__init__("a bearer token is required")
+
+
+class TokenNotAuthenticatedError(AuthenticationError):
+    """The Kubernetes API did not authenticate the token; ``detail`` carries its error text when it gave one."""
+
+    reason = "token_not_authenticated"
+
+    def __init__(self, api_error: str) -> None:
+        super().__init__(f"the token was not authenticated: {api_error or 'no reason given'}")
+        self.api_error = api_error
+
+
+class TokenNotBoundToPodError(AuthenticationError):
+    """The token authenticates, but not as a pod's ServiceAccount (a legacy secret token, a user, ...)."""
+
+    reason = "token_not_bound_to_pod"
+
+    def __init__(self, username: str, why: str) -> None:
+        super().__init__(
+            f"the token of {username!r} is not a pod-bound service account token: {why}"
+        )
+        self.username = username
+        self.why = why
+
+
+class AudienceMismatchError(AuthenticationError):
+    """The TokenReview did not confirm the audience this issuer requires."""
+
+    reason = "audience_mismatch"
+
+    def __init__(self, audience: str, returned: tuple[str, ...]) -> None:
+        super().__init__(
+            f"the token is not for audience {audience!r} (reviewed audiences: {list(returned)})"
+        )
+        self.audience = audience
+        self.returned = returned
+
+
+class BoundPodNotFoundError(AuthenticationError):
+    """The pod the token is bound to does not exist (any more)."""
+
+    reason = "bound_pod_not_found"
+
+    def __init__(self, namespace: str, pod_name: str) -> None:
+        super().__init__(f"the token's pod {namespace}/{pod_name} does not exist")
+        self.namespace = namespace
+        self.pod_name = pod_name
+
+
+class BoundPodUidMismatchError(AuthenticationError):
+    """A pod of the token's pod name exists, but it is another pod (a new UID)."""
+
+    reason = "bound_pod_uid_mismatch"
+
+    def __init__(self, namespace: str, pod_name: str, *, token_uid: str, pod_uid: str) -> None:
+        super().__init__(
+            f"the token is bound to pod {namespace}/{pod_name} with UID {token_uid}, which now has UID {pod_uid}"
+        )
+        self.namespace = namespace
+        self.pod_name = pod_name
+        self.token_uid = token_uid
+        self.pod_uid = pod_uid
+
+
+class NodeNotFoundError(AuthenticationError):
+    """The node the token's pod runs on is not a node of the cluster, or the pod is not scheduled yet."""
+
+    reason = "node_not_found"
+
+    def __init__(self, node_name: str) -> None:
+        super().__init__(f"node {node_name!r} is not known to the cluster")
+        self.node_name = node_name
+
+
+class ServiceAccountNotAllowedError(AuthorizationError):
+    """The token authenticates a ServiceAccount that is not on the allow-list (for example, not a node agent)."""
+
+    reason = "service_account_not_allowed"
+
+    def __init__(self, namespace: str, service_account: str) -> None:
+        super().__init__(f"service account {namespace}:{service_account} is not allowed")
+        self.namespace = namespace
+        self.service_account = service_account
+
+
+class NotEntitledError(AuthorizationError):
+    """The caller asked for an identity it may not hold."""
+
+    reason = "not_entitled"
+
+    def __init__(self, spiffe_id: str, why: str) -> None:
+        super().__init__(f"not entitled to {spiffe_id}: {why}")
+        self.spiffe_id = spiffe_id
+        self.why = why
+
+
+class PodNotFoundError(AuthorizationError):
+    """An agent asked for a pod the issuer's pod cache does not hold."""
+
+    reason = "pod_not_found"
+
+    def __init__(self, namespace: str, pod_name: str) -> None:
+        super().__init__(f"pod {namespace}/{pod_name} is not known")
+        self.namespace = namespace
+        self.pod_name = pod_name
+
+
+class PodUidMismatchError(AuthorizationError):
+    """An agent named a pod by name and UID, and the pod of that name has another UID."""
+
+    reason = "pod_uid_mismatch"
+
+    def __init__(self, namespace: str, pod_name: str, *, requested_uid: str, pod_uid: str) -> None:
+        super().__init__(f"pod {namespace}/{pod_name} has UID {pod_uid}, not {requested_uid}")
+        self.namespace = namespace
+        self.pod_name = pod_name
+        self.requested_uid = requested_uid
+        self.pod_uid = pod_uid
+
+
+class PodOnOtherNodeError(AuthorizationError):
+    """An agent asked for a pod that runs on another node than its own."""
+
+    reason = "pod_on_other_node"
+
+    def __init__(self, namespace: str, pod_name: str, *, node_name: str, agent_node: str) -> None:
+        super().__init__(
+            f"pod {namespace}/{pod_name} runs on node {node_name or '(none)'!r}, not on the agent's node {agent_node!r}"
+        )
+        self.namespace = namespace
+        self.pod_name = pod_name
+        self.node_name = node_name
+        self.agent_node = agent_node
+
+
+class KubernetesUnavailableError(IssuerError):
+    """The Kubernetes API could not be asked, so nothing is authenticated: the issuer fails closed (HTTP 503)."""
+
+    reason = "kubernetes_unavailable"
+
+    def __init__(self, operation: str, cause: str) -> None:
+        super().__init__(f"the Kubernetes API is unavailable ({operation}): {cause}")
+        self.operation = operation
+        self.cause = cause
+
+
+class ConfigError(IssuerError):
+    """A setting that cannot work; raised while the configuration is built, before serving."""
+
+    reason = "invalid_config"
+
+    def __init__(self, setting: str, why: str) -> None:
+        super().__init__(f"{setting}: {why}")
+        self.setting = setting
+        self.why = why

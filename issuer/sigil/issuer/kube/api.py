@@ -1,0 +1,262 @@
+"""The issuer's one door to the Kubernetes API: typed payloads in, :class:`KubernetesUnavailableError` out.
+
+Requests that answer one question (TokenReview, GET pod, GET node) go through the official ``kubernetes`` client,
+whose connection handling and credential loading (in-cluster token refresh, kubeconfig exec plugins) we do not
+want to re-implement; it is synchronous, so it runs on this object's own small thread pool, never on the event
+loop. Long-lived list+watch streams go through aiohttp instead, with the same host and credentials, because a
+thread blocked in a watch read cannot be cancelled on shutdown and an asyncio task can.
+
+Every foreign failure (``ApiException``, urllib3 and aiohttp errors, ``OSError``, a reply that does not parse)
+becomes :class:`~sigil.issuer.errors.KubernetesUnavailableError` here, so callers fail closed on one type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar, cast
+
+import aiohttp
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from sigil.issuer.errors import ConfigError, KubernetesUnavailableError
+from sigil.issuer.kube.payloads import Node, Pod, PodList, TokenReviewStatus, WatchEvent
+
+__all__ = ["KubeApi"]
+
+_T = TypeVar("_T")
+# What the sync client raises when the API cannot be reached or answers nonsense. ValueError covers the
+# pydantic ValidationError the generated models raise for a malformed reply.
+_CLIENT_ERRORS = (k8s.ApiException, urllib3.exceptions.HTTPError, OSError, ValueError)
+_HTTP_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+_GONE = 410
+
+
+class KubeApi:
+    """A connection to one cluster's API server; build it with :meth:`from_kubeconfig` or :meth:`in_cluster`."""
+
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 10.0,
+        max_workers: int = 8,
+    ) -> None:
+        self._client = api_client
+        self._timeout = (connect_timeout, read_timeout)
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="sigil-kube"
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._auth = k8s.AuthenticationV1Api(api_client)
+        self._core = k8s.CoreV1Api(api_client)
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        path: str | Path,
+        *,
+        context: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 10.0,
+    ) -> KubeApi:
+        """Connect as a kubeconfig file says (reads files and may run its exec plugin: call at startup)."""
+        try:
+            api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(path), context=context, client_configuration=_configuration()
+            )
+        except (k8s_config.ConfigException, OSError, ValueError) as err:
+            raise ConfigError("kubeconfig", f"{path}: {err}") from err
+        return cls(api_client, connect_timeout=connect_timeout, read_timeout=read_timeout)
+
+    @classmethod
+    def in_cluster(cls, *, connect_timeout: float = 5.0, read_timeout: float = 10.0) -> KubeApi:
+        """Connect with the pod's own ServiceAccount token and CA, refreshing the token as the kubelet rotates it."""
+        configuration = _configuration()
+        try:
+            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
+        except k8s_config.ConfigException as err:
+            raise ConfigError("kubernetes", f"not running in a cluster: {err}") from err
+        api_client = k8s.ApiClient(configuration)
+        return cls(api_client, connect_timeout=connect_timeout, read_timeout=read_timeout)
+
+    async def aclose(self) -> None:
+        """Close connections and stop the worker threads."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await asyncio.to_thread(self._close_sync)
+
+    def _close_sync(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._client.close()  # type: ignore[no-untyped-call]
+
+    async def _call(self, operation: str, fn: Callable[[], _T]) -> _T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn)
+        except k8s.ApiException as err:
+            raise KubernetesUnavailableError(operation, f"HTTP {err.status} {err.reason}") from err
+        except _CLIENT_ERRORS as err:
+            raise KubernetesUnavailableError(operation, f"{type(err).__name__}: {err}") from err
+
+    # ------------------------------------------------------------------------- one-shot requests
+    async def review_token(self, token: str, audiences: Sequence[str]) -> TokenReviewStatus:
+        """POST a TokenReview and return its status (authenticated or not); raise only if the API cannot answer."""
+        body = k8s.V1TokenReview(spec=k8s.V1TokenReviewSpec(token=token, audiences=list(audiences)))
+
+        def call() -> TokenReviewStatus:
+            reply = self._auth.create_token_review(body, _request_timeout=self._timeout)
+            return cast(TokenReviewStatus, _to_json(self._client, reply.status) or {})
+
+        return await self._call("TokenReview", call)
+
+    async def read_pod(self, namespace: str, name: str) -> Pod | None:
+        """GET one pod, or None when it does not exist."""
+
+        def call() -> Pod | None:
+            try:
+                pod = self._core.read_namespaced_pod(
+                    name, namespace, _request_timeout=self._timeout
+                )
+            except k8s.ApiException as err:
+                if err.status == 404:
+                    return None
+                raise
+            return cast(Pod, _to_json(self._client, pod))
+
+        return await self._call("get pod", call)
+
+    async def read_node(self, name: str) -> Node | None:
+        """GET one node, or None when it does not exist."""
+
+        def call() -> Node | None:
+            try:
+                node = self._core.read_node(name, _request_timeout=self._timeout)
+            except k8s.ApiException as err:
+                if err.status == 404:
+                    return None
+                raise
+            return cast(Node, _to_json(self._client, node))
+
+        return await self._call("get node", call)
+
+    # ------------------------------------------------------------------------- list and watch
+    async def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(ssl=await asyncio.to_thread(self._ssl_context))
+            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        return self._session
+
+    def _ssl_context(self) -> ssl.SSLContext | bool:
+        cfg = self._client.configuration
+        if not cfg.host.startswith("https:"):
+            return False
+        context = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+        if cfg.cert_file:
+            context.load_cert_chain(cfg.cert_file, cfg.key_file)
+        if not cfg.verify_ssl:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _headers(self) -> dict[str, str]:
+        # Asked per request: the in-cluster loader's refresh hook re-reads a rotated token here.
+        bearer = self._client.configuration.auth_settings().get("BearerToken")
+        headers = {"Accept": "application/json"}
+        if bearer and bearer.get("value"):
+            headers["Authorization"] = str(bearer["value"])
+        return headers
+
+    async def list_pods(self, *, field_selector: str = "", label_selector: str = "") -> PodList:
+        """List pods in every namespace (one consistent snapshot with its ``resourceVersion``)."""
+        params = {"fieldSelector": field_selector, "labelSelector": label_selector}
+        session = await self._http()
+        url = f"{self._client.configuration.host}/api/v1/pods"
+        timeout = aiohttp.ClientTimeout(
+            sock_connect=self._timeout[0], sock_read=self._timeout[1] * 6
+        )
+        try:
+            async with session.get(
+                url, params=params, headers=self._headers(), timeout=timeout
+            ) as reply:
+                if reply.status != 200:
+                    raise KubernetesUnavailableError(
+                        "list pods", f"HTTP {reply.status} {await reply.text()}"
+                    )
+                return cast(PodList, await reply.json())
+        except (*_HTTP_ERRORS, json.JSONDecodeError) as err:
+            raise KubernetesUnavailableError("list pods", f"{type(err).__name__}: {err}") from err
+
+    async def watch_pods(
+        self,
+        resource_version: str,
+        *,
+        timeout_seconds: int,
+        field_selector: str = "",
+        label_selector: str = "",
+    ) -> AsyncIterator[WatchEvent]:
+        """Yield watch events after ``resource_version`` until the server ends the stream.
+
+        An expired resource version arrives as an ``ERROR`` event with code 410, whether the server says so in
+        the stream (the watch cache does) or as the HTTP status, so the caller handles it in one place.
+        """
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout_seconds),
+            "allowWatchBookmarks": "true",
+            "fieldSelector": field_selector,
+            "labelSelector": label_selector,
+        }
+        session = await self._http()
+        url = f"{self._client.configuration.host}/api/v1/pods"
+        # A silent connection is dead once the server's own timeout has passed with margin.
+        timeout = aiohttp.ClientTimeout(
+            sock_connect=self._timeout[0], sock_read=timeout_seconds + 30
+        )
+        try:
+            async with session.get(
+                url, params=params, headers=self._headers(), timeout=timeout
+            ) as reply:
+                if reply.status == _GONE:
+                    yield {
+                        "type": "ERROR",
+                        "object": {"code": _GONE, "message": await reply.text()},
+                    }
+                    return
+                if reply.status != 200:
+                    raise KubernetesUnavailableError(
+                        "watch pods", f"HTTP {reply.status} {await reply.text()}"
+                    )
+                buffer = b""
+                # Read chunks rather than lines: a pod's JSON can exceed aiohttp's 64 KiB line limit.
+                async for chunk in reply.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield cast(WatchEvent, json.loads(line))
+        except (*_HTTP_ERRORS, json.JSONDecodeError) as err:
+            raise KubernetesUnavailableError("watch pods", f"{type(err).__name__}: {err}") from err
+
+
+def _configuration() -> k8s.Configuration:
+    configuration = k8s.Configuration()
+    # One retry absorbs a pooled keep-alive connection the server closed; more would only delay failing closed.
+    configuration.retries = 1
+    return configuration
+
+
+def _to_json(api_client: k8s.ApiClient, model: object) -> object:
+    """A client model back to the JSON the server sent (camelCase keys, empty fields left out)."""
+    return api_client.sanitize_for_serialization(model)  # type: ignore[no-untyped-call]

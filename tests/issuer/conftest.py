@@ -1,0 +1,34 @@
+"""Fixtures for the issuer's tests: the kube-apiserver stand-in, a fake clock, and a client connected to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sigil_testing.kube import FakeClock, KubeApiServer
+
+from sigil.issuer.kube import KubeApi
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """One clock for the API server's token checks and the issuer's caches."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def kube(clock: FakeClock) -> AsyncIterator[KubeApiServer]:
+    """A running kube-apiserver stand-in with two nodes."""
+    async with KubeApiServer(clock=clock) as server:
+        server.add_node("node-a")
+        server.add_node("node-b")
+        yield server
+
+
+@pytest.fixture
+async def kube_api(kube: KubeApiServer, tmp_path: Path) -> AsyncIterator[KubeApi]:
+    """The issuer's client, configured from a kubeconfig file that points at the stand-in."""
+    api = KubeApi.from_kubeconfig(kube.write_kubeconfig(tmp_path / "kubeconfig"))
+    yield api
+    await api.aclose()
