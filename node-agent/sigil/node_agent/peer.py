@@ -68,7 +68,10 @@ def process_start_time(pid: int, *, proc_root: Path = PROC_ROOT) -> int:
 
 def capture_peer(sock: socket.socket, *, proc_root: Path = PROC_ROOT) -> PeerCredentials:
     """Read SO_PEERCRED from an accepted Unix socket and the peer's start time; PeerGoneError if it is gone."""
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except OSError as err:
+        raise PeerGoneError(0, f"cannot read the peer's credentials ({err.strerror})") from err
     pid, uid, gid = _UCRED.unpack(raw)
     if pid <= 0:
         # The kernel reports pid 0 when the peer lives in a pid namespace we cannot see.
