@@ -15,6 +15,8 @@ from sigil.issuer.kube.identity import (
     WorkloadIdTemplate,
     agent_spiffe_id,
 )
+from sigil.issuer.kube.nodeauth import authorize_pod_for_node
+from sigil.issuer.kube.podcache import CachedPod, PodCache
 from sigil.issuer.kube.tokenreview import (
     DEFAULT_AUDIENCE,
     TokenReviewAuthenticator,
@@ -24,11 +26,14 @@ from sigil.issuer.kube.tokenreview import (
 __all__ = [
     "DEFAULT_AUDIENCE",
     "DEFAULT_WORKLOAD_ID_TEMPLATE",
+    "CachedPod",
     "KubeApi",
     "KubeIdentity",
+    "PodCache",
     "ServiceAccountRef",
     "TokenReviewAuthenticator",
     "TokenReviewMetrics",
     "WorkloadIdTemplate",
     "agent_spiffe_id",
+    "authorize_pod_for_node",
 ]
