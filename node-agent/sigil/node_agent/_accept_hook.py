@@ -9,6 +9,9 @@ the one module that leans on its internals, kept small so that an upgrade touche
 - ``H2Protocol.handler`` is grpclib's per-connection ``Handler`` whose public ``mapping`` attribute routes method
   paths to functions; the hook replaces it with functions bound to that connection's caller, so no request ever
   has to look the caller up again (and ``Peer`` exposes no credentials anyway).
+
+If a grpclib upgrade stopped calling ``_protocol_factory``, connections would keep grpclib's own routes, which
+the Workload API builds to refuse every call (``Unauthenticated``): the failure is closed, and the tests catch it.
 """
 
 from __future__ import annotations
