@@ -1,0 +1,317 @@
+"""Properties of the evaluator over random policy sets, checked against a plain reading of part 7."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.enforcer.policy import (
+    AuthorizationPolicy,
+    ClusterAuthorizationPolicy,
+    ClusterTier,
+    Effect,
+    LabelSelector,
+    Policy,
+    PolicyIndex,
+    Rule,
+    ServiceAccountSource,
+    Source,
+    SpiffeSource,
+    Target,
+)
+from sigil.enforcer.policy.selector import Operator, Requirement
+
+LOCAL = TrustDomain("example.org")
+NAMESPACES = ("a", "b")
+NAMESPACE_LABELS = {"a": {"env": "prod"}, "b": {"env": "dev"}}
+PORTS = (80, 443, 8080)
+NAMES = ("alpha", "beta", "gamma", "delta", "eps")
+PEER_IDS = (
+    "spiffe://example.org/ns/a/sa/s1",
+    "spiffe://example.org/ns/a/sa/s2",
+    "spiffe://example.org/ns/b/sa/s1",
+    "spiffe://example.org/ns/a/sa/s1/extra",
+    "spiffe://example.org/ns/a",
+    "spiffe://example.org/x",
+    "spiffe://other.org/ns/a/sa/s1",
+    "spiffe://other.org/x/y",
+)
+
+Verdict = tuple[bool, str, str | None, int | None]
+
+# --------------------------------------------------------------------------- a plain reference evaluator
+
+
+def _selected(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
+    for key, value in selector.match_labels:
+        if labels.get(key) != value:
+            return False
+    for req in selector.match_expressions:
+        present = req.key in labels
+        if req.operator is Operator.IN and not (present and labels[req.key] in req.values):
+            return False
+        if req.operator is Operator.NOT_IN and present and labels[req.key] in req.values:
+            return False
+        if req.operator is Operator.EXISTS and not present:
+            return False
+        if req.operator is Operator.DOES_NOT_EXIST and present:
+            return False
+    return True
+
+
+def _source_matches(source: Source, peer: SpiffeId | None) -> bool:
+    if peer is None:
+        return False
+    if isinstance(source, ServiceAccountSource):
+        parts = peer.path.split("/")
+        return (
+            peer.trust_domain == LOCAL
+            and len(parts) == 5
+            and parts[1] == "ns"
+            and parts[2] == source.namespace
+            and parts[3] == "sa"
+            and source.name in ("*", parts[4])
+        )
+    if source.prefix:
+        return peer.trust_domain == source.spiffe_id.trust_domain and peer.path.startswith(
+            source.spiffe_id.path + "/"
+        )
+    return peer == source.spiffe_id
+
+
+def _rule_matches(rule: Rule, peer: SpiffeId | None, port: int) -> bool:
+    if rule.ports is not None and port not in rule.ports:
+        return False
+    return rule.sources is None or any(_source_matches(s, peer) for s in rule.sources)
+
+
+def naive(
+    policies: Sequence[Policy],
+    peer: SpiffeId | None,
+    namespace: str,
+    labels: Mapping[str, str],
+    port: int,
+    *,
+    default_allow: bool,
+) -> Verdict:
+    """Part 7 read aloud: scan every policy, tier by tier."""
+    ns_labels = {**NAMESPACE_LABELS.get(namespace, {}), "kubernetes.io/metadata.name": namespace}
+    live = [p for p in policies if not p.dry_run]
+    cluster = sorted(
+        (
+            p
+            for p in live
+            if isinstance(p, ClusterAuthorizationPolicy)
+            and _selected(p.namespace_selector, ns_labels)
+            and _selected(p.pod_selector, labels)
+        ),
+        key=lambda p: (p.priority, p.name),
+    )
+    passed = False
+    for policy in (p for p in cluster if p.tier is ClusterTier.ADMIN):
+        for number, rule in enumerate(policy.rules):
+            if _rule_matches(rule, peer, port):
+                if rule.effect is Effect.PASS:
+                    passed = True
+                    break
+                return (rule.effect is Effect.ALLOW, "admin", policy.name, number)
+        if passed:
+            break
+    owned = sorted(
+        (
+            p
+            for p in live
+            if isinstance(p, AuthorizationPolicy)
+            and p.namespace == namespace
+            and _selected(p.selector, labels)
+        ),
+        key=lambda p: p.name,
+    )
+    for policy in (p for p in owned if p.action is Effect.DENY):
+        for number, rule in enumerate(policy.rules):
+            if _rule_matches(rule, peer, port):
+                return (False, "namespace", policy.ref, number)
+    allows = [p for p in owned if p.action is Effect.ALLOW]
+    for policy in allows:
+        for number, rule in enumerate(policy.rules):
+            if _rule_matches(rule, peer, port):
+                return (True, "namespace", policy.ref, number)
+    if allows:
+        return (False, "namespace", None, None)
+    for policy in (p for p in cluster if p.tier is ClusterTier.BASELINE):
+        for number, rule in enumerate(policy.rules):
+            if _rule_matches(rule, peer, port):
+                return (rule.effect is Effect.ALLOW, "baseline", policy.name, number)
+    return (default_allow, "default", None, None)
+
+
+# --------------------------------------------------------------------------- strategies
+
+_label_sets = st.dictionaries(
+    st.sampled_from(("app", "tier")), st.sampled_from(("x", "y")), max_size=2
+)
+_requirements = st.builds(
+    Requirement,
+    key=st.sampled_from(("app", "tier", "env", "kubernetes.io/metadata.name")),
+    operator=st.sampled_from(Operator),
+    values=st.frozensets(st.sampled_from(("x", "y", "prod", "a")), min_size=1, max_size=2),
+)
+_selectors = st.builds(
+    LabelSelector,
+    match_labels=_label_sets.map(lambda d: tuple(sorted(d.items()))),
+    match_expressions=st.lists(_requirements, max_size=1).map(tuple),
+)
+_namespace_selectors = st.one_of(
+    st.just(LabelSelector()),
+    st.sampled_from(("prod", "dev")).map(lambda env: LabelSelector((("env", env),))),
+    st.sampled_from(NAMESPACES).map(
+        lambda ns: LabelSelector((("kubernetes.io/metadata.name", ns),))
+    ),
+)
+_sources: st.SearchStrategy[Source] = st.one_of(
+    st.builds(
+        ServiceAccountSource,
+        namespace=st.sampled_from(NAMESPACES),
+        name=st.sampled_from(("s1", "s2", "*")),
+    ),
+    st.builds(SpiffeSource, spiffe_id=st.sampled_from(PEER_IDS).map(SpiffeId.parse)),
+    st.builds(
+        SpiffeSource,
+        spiffe_id=st.sampled_from(
+            (
+                "spiffe://example.org",
+                "spiffe://example.org/ns",
+                "spiffe://example.org/ns/a",
+                "spiffe://other.org",
+            )
+        ).map(SpiffeId.parse),
+        prefix=st.just(True),
+    ),
+)
+_ports = st.none() | st.frozensets(st.sampled_from(PORTS), min_size=1, max_size=2)
+_source_lists = st.none() | st.lists(_sources, max_size=3).map(tuple)
+
+
+def _rules(effects: Sequence[Effect]) -> st.SearchStrategy[tuple[Rule, ...]]:
+    rule = st.builds(Rule, effect=st.sampled_from(effects), sources=_source_lists, ports=_ports)
+    return st.lists(rule, max_size=3).map(tuple)
+
+
+@st.composite
+def _namespaced(draw: st.DrawFn) -> AuthorizationPolicy:
+    action = draw(st.sampled_from((Effect.ALLOW, Effect.DENY)))
+    return AuthorizationPolicy(
+        namespace=draw(st.sampled_from(NAMESPACES)),
+        name=draw(st.sampled_from(NAMES)),
+        selector=draw(_selectors),
+        action=action,
+        rules=draw(_rules((action,))),
+        dry_run=draw(st.booleans()),
+    )
+
+
+@st.composite
+def _cluster(draw: st.DrawFn) -> ClusterAuthorizationPolicy:
+    tier = draw(st.sampled_from(ClusterTier))
+    effects = (Effect.ALLOW, Effect.DENY) + ((Effect.PASS,) if tier is ClusterTier.ADMIN else ())
+    return ClusterAuthorizationPolicy(
+        name=draw(st.sampled_from(NAMES)),
+        tier=tier,
+        priority=draw(st.integers(0, 2)),  # a narrow range so that ties by name happen
+        namespace_selector=draw(_namespace_selectors),
+        pod_selector=draw(_selectors),
+        rules=draw(_rules(effects)),
+        dry_run=draw(st.booleans()),
+    )
+
+
+def _identity(policy: Policy) -> tuple[str, str, str]:
+    return (policy.kind, getattr(policy, "namespace", ""), policy.name)
+
+
+_policy_sets = st.lists(_namespaced() | _cluster(), max_size=8, unique_by=_identity)
+_peers = st.none() | st.sampled_from(PEER_IDS).map(SpiffeId.parse)
+_requests = st.tuples(_peers, st.sampled_from(NAMESPACES), _label_sets, st.sampled_from(PORTS))
+
+Request = tuple[SpiffeId | None, str, dict[str, str], int]
+
+
+def _index(policies: Sequence[Policy], *, default_allow: bool = True) -> PolicyIndex:
+    return PolicyIndex(
+        policies, trust_domain=LOCAL, default_allow=default_allow, namespaces=NAMESPACE_LABELS
+    )
+
+
+def _verdict(index: PolicyIndex, request: Request, *, explain: bool = False) -> Verdict:
+    peer, namespace, labels, port = request
+    decision = index.decide(peer, Target(namespace, labels), port, explain=explain)
+    return (decision.allowed, decision.tier.value, decision.policy, decision.rule)
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@settings(max_examples=250)
+@given(_policy_sets, st.lists(_requests, min_size=1, max_size=6), st.booleans())
+def test_index_agrees_with_reference(
+    policies: list[Policy], requests: list[Request], default_allow: bool
+) -> None:
+    """The compiled index decides exactly as a scan of every policy does, tier, policy and rule included."""
+    index = _index(policies, default_allow=default_allow)
+    for request in requests:
+        peer, namespace, labels, port = request
+        expected = naive(policies, peer, namespace, labels, port, default_allow=default_allow)
+        assert _verdict(index, request) == expected
+        assert _verdict(index, request, explain=True) == expected
+
+
+@given(_policy_sets, _requests)
+def test_dry_run_never_changes_the_decision(policies: list[Policy], request: Request) -> None:
+    """Removing every dry-run policy leaves every decision as it was."""
+    enforced = [p for p in policies if not p.dry_run]
+    assert _verdict(_index(policies), request) == _verdict(_index(enforced), request)
+
+
+@given(_policy_sets, _requests)
+def test_shadow_is_the_decision_with_dry_run_enforced(
+    policies: list[Policy], request: Request
+) -> None:
+    """The shadow verdict equals the decision the same policies give once dry-run is switched off."""
+    peer, namespace, labels, port = request
+    shadow = _index(policies).decide(peer, Target(namespace, labels), port).shadow
+    if shadow is not None:
+        enforced = _index([replace(p, dry_run=False) for p in policies])
+        assert (shadow.allowed, shadow.tier.value, shadow.policy, shadow.rule) == _verdict(
+            enforced, request
+        )
+
+
+@given(_policy_sets, _namespaced(), _requests)
+def test_adding_a_deny_never_allows(
+    policies: list[Policy], extra: AuthorizationPolicy, request: Request
+) -> None:
+    """Adding a DENY policy never turns a denied connection into an allowed one."""
+    deny = replace(
+        extra,
+        name="zz-added",
+        action=Effect.DENY,
+        rules=tuple(replace(r, effect=Effect.DENY) for r in extra.rules),
+    )
+    before = _verdict(_index(policies), request)
+    after = _verdict(_index([*policies, deny]), request)
+    assert before[0] or not after[0]
+
+
+@given(_policy_sets, _requests, st.randoms(use_true_random=False))
+def test_order_of_policies_does_not_matter(
+    policies: list[Policy], request: Request, shuffler: random.Random
+) -> None:
+    """The same policies in another order give the same decision."""
+    shuffled = list(policies)
+    shuffler.shuffle(shuffled)
+    assert _verdict(_index(policies), request) == _verdict(_index(shuffled), request)
