@@ -113,13 +113,13 @@ def naive(
         key=lambda p: (p.priority, p.name),
     )
     passed = False
-    for policy in (p for p in cluster if p.tier is ClusterTier.ADMIN):
-        for number, rule in enumerate(policy.rules):
+    for admin in (p for p in cluster if p.tier is ClusterTier.ADMIN):
+        for number, rule in enumerate(admin.rules):
             if _rule_matches(rule, peer, port):
                 if rule.effect is Effect.PASS:
                     passed = True
                     break
-                return (rule.effect is Effect.ALLOW, "admin", policy.name, number)
+                return (rule.effect is Effect.ALLOW, "admin", admin.name, number)
         if passed:
             break
     owned = sorted(
@@ -143,10 +143,10 @@ def naive(
                 return (True, "namespace", policy.ref, number)
     if allows:
         return (False, "namespace", None, None)
-    for policy in (p for p in cluster if p.tier is ClusterTier.BASELINE):
-        for number, rule in enumerate(policy.rules):
+    for baseline in (p for p in cluster if p.tier is ClusterTier.BASELINE):
+        for number, rule in enumerate(baseline.rules):
             if _rule_matches(rule, peer, port):
-                return (rule.effect is Effect.ALLOW, "baseline", policy.name, number)
+                return (rule.effect is Effect.ALLOW, "baseline", baseline.name, number)
     return (default_allow, "default", None, None)
 
 
