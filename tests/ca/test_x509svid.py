@@ -56,7 +56,7 @@ async def test_serials_are_random_128_bit_and_not_before_is_backdated(
     leaves = [(await ca.mint_x509_svid(WEB, csr=csr)).leaf for _ in range(5)]
     serials = {leaf.serial_number for leaf in leaves}
     assert len(serials) == 5
-    assert all(64 < s.bit_length() <= 159 for s in serials)
+    assert all(96 < s.bit_length() <= 128 for s in serials)
     for leaf in leaves:
         backdated = clock() - leaf.not_valid_before_utc
         assert timedelta(seconds=1) <= backdated <= timedelta(seconds=60)
@@ -172,3 +172,13 @@ async def test_intermediate_under_an_upstream_ca(tmp_path: Path) -> None:
         assert len(parsed.cert_chain) == 3
     finally:
         await ca.close()
+
+
+async def test_ids_of_other_trust_domains_are_refused(ca: CertificateAuthority) -> None:
+    """The CA signs only identities of its own trust domain, X.509 and JWT alike."""
+    other = SpiffeId.parse("spiffe://other.org/web")
+    csr, _ = make_csr()
+    with pytest.raises(InvalidSpiffeIdError, match="not in this CA's trust domain"):
+        await ca.mint_x509_svid(other, csr=csr)
+    with pytest.raises(InvalidSpiffeIdError, match="not in this CA's trust domain"):
+        await ca.mint_jwt_svid(other, audience=["a"])

@@ -30,7 +30,7 @@ from sigil.ca.authority import (
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.csr import parse_csr
 from sigil.ca.datastore.store import Datastore, JournalEntry, Transaction
-from sigil.ca.errors import AuthorityError, NoActiveAuthorityError
+from sigil.ca.errors import AuthorityError, InvalidSpiffeIdError, NoActiveAuthorityError
 from sigil.ca.jwtsvid import JwtSvid, mint_jwt_svid
 from sigil.ca.keys import PublicKey, generate_key
 from sigil.ca.keystore import DiskKeyStore
@@ -325,8 +325,16 @@ class CertificateAuthority:
         raise AuthorityError(authority_id, "no such authority")
 
     # ------------------------------------------------------------------ minting
+    def _check_member(self, spiffe_id: SpiffeId) -> None:
+        if not spiffe_id.is_member_of(self.settings.trust_domain):
+            raise InvalidSpiffeIdError(
+                str(spiffe_id), f"not in this CA's trust domain {self.settings.trust_domain}"
+            )
+
     def _mint_batch(self, requests: Sequence[X509Request], now: datetime) -> list[X509Svid]:
         signer = self.signer(AuthorityKind.X509)
+        for request in requests:
+            self._check_member(request.spiffe_id)
         minted = []
         for request in requests:
             private_key = None
@@ -391,6 +399,7 @@ class CertificateAuthority:
         self, spiffe_id: SpiffeId, *, audience: Sequence[str], ttl: timedelta | None = None
     ) -> JwtSvid:
         """Mint a JWT-SVID for ``audience``; it never outlives its signing key."""
+        self._check_member(spiffe_id)
         now = self.now()
         svid = mint_jwt_svid(
             self.signer(AuthorityKind.JWT),

@@ -8,6 +8,7 @@ notAfter capped at the signer's (https://github.com/spiffe/spiffe/blob/main/stan
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +39,11 @@ _LEAF_EKU = x509.ExtendedKeyUsage(
     [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
 )
 _LEAF_BASIC_CONSTRAINTS = x509.BasicConstraints(ca=False, path_length=None)
+
+
+def _random_serial() -> int:
+    """A random positive 128-bit serial (RFC 5280 4.1.2.2 allows up to 20 octets; 128 bits are plenty)."""
+    return secrets.randbits(128) or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +106,7 @@ def mint_x509_svid(
         .subject_name(x509.Name(attributes))
         .issuer_name(signer.issuer_name)
         .public_key(public_key)
-        .serial_number(x509.random_serial_number())
+        .serial_number(_random_serial())
         .not_valid_before(now - NOT_BEFORE_CUSHION)
         .not_valid_after(not_after)
         .add_extension(_LEAF_BASIC_CONSTRAINTS, critical=True)
