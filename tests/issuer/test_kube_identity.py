@@ -1,0 +1,56 @@
+"""SPIFFE IDs derived from a Kubernetes identity, and the settings that shape them, checked at configuration time."""
+
+from __future__ import annotations
+
+import pytest
+
+from sigil.ca.spiffe_id import TrustDomain
+from sigil.issuer.errors import ConfigError
+from sigil.issuer.kube import KubeIdentity, ServiceAccountRef, WorkloadIdTemplate, agent_spiffe_id
+
+TD = TrustDomain("example.org")
+POD = KubeIdentity("shop", "frontend", "web-1", "1234-abcd", "node-a", "9876")
+
+
+def test_custom_template_renders_the_pod_fields() -> None:
+    """A template may use any identity field, for example a per-pod ID."""
+    template = WorkloadIdTemplate("k8s/{namespace}/{service_account}/{pod_uid}")
+    assert str(template.render(TD, POD)) == "spiffe://example.org/k8s/shop/frontend/1234-abcd"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "ns/{namespace}/sa/{secret}",  # unknown field
+        "ns/{namespace.__class__}",  # attribute access
+        "ns/{namespace!r}",  # conversion
+        "ns/{namespace:>10}",  # format spec
+        "static/id",  # no field: every workload would share it
+        "ns/{namespace}/",  # trailing slash
+        "ns//{namespace}",  # empty segment
+        "ns/{namespace",  # unbalanced brace
+        "/ns/{namespace}",  # leading slash gives an empty segment
+    ],
+)
+def test_bad_templates_are_refused_at_configuration(template: str) -> None:
+    """A template that could produce a wrong or unreviewed ID stops the configuration from loading."""
+    with pytest.raises(ConfigError):
+        WorkloadIdTemplate(template)
+
+
+def test_service_account_refs_parse_namespace_and_name() -> None:
+    """Allow-list entries are NAMESPACE:NAME and nothing else."""
+    assert ServiceAccountRef.parse("sigil-system:sigil-agent") == ServiceAccountRef(
+        "sigil-system", "sigil-agent"
+    )
+    for bad in ("sigil-agent", "Sigil:agent", ":agent", "ns:"):
+        with pytest.raises(ConfigError):
+            ServiceAccountRef.parse(bad)
+
+
+def test_agent_id_is_per_cluster_and_node() -> None:
+    """The agent ID is spiffe://TD/sigil/agent/k8s/CLUSTER/NODE."""
+    assert (
+        str(agent_spiffe_id(TD, cluster="eu-1", node_name="node-a"))
+        == "spiffe://example.org/sigil/agent/k8s/eu-1/node-a"
+    )
