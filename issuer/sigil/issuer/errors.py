@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import MappingProxyType
-from typing import ClassVar, Final
+from typing import ClassVar, Final, Self
 
 from sigil.ca.errors import MalformedCsrError, SigilError
 
@@ -116,6 +116,13 @@ class IssuerError(SigilError):
     @property
     def status(self) -> HTTPStatus:
         return PROBLEMS[self.reason].status
+
+    def __copy__(self) -> Self:
+        # A fresh exception with the same fields and no traceback, so a cached refusal can be raised again and
+        # again without keeping alive the frames (and the token in them) of the first raise.
+        clone = type(self).__new__(type(self), *self.args)
+        clone.__dict__.update(self.__dict__)
+        return clone
 
 
 class AuthenticationError(IssuerError):

@@ -15,6 +15,7 @@ authentication fails closed with ``kubernetes_unavailable``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable, Iterable
 
@@ -138,8 +139,8 @@ class TokenReviewAuthenticator:
                 raise
         if isinstance(verdict.outcome, IssuerError):
             self.metrics.refusals.labels(self.name, verdict.outcome.reason).inc()
-            # The cached refusal is shared; a fresh traceback keeps re-raising it from growing one.
-            raise verdict.outcome.with_traceback(None)
+            # A copy: raising the cached instance would tie this request's frames, token included, to the cache.
+            raise copy.copy(verdict.outcome)
         return verdict.outcome
 
     def _forget(self, task: asyncio.Task[CachedVerdict]) -> None:
@@ -178,7 +179,8 @@ class TokenReviewAuthenticator:
                 check=err.reason,
                 detail=err.detail,
             )
-            verdict = CachedVerdict(self._clock() + self._failure_ttl, err)
+            # Cached without its traceback, whose frames hold the token.
+            verdict = CachedVerdict(self._clock() + self._failure_ttl, err.with_traceback(None))
         else:
             self.metrics.reviews.labels(self.name, "authenticated").inc()
             now = self._clock()
