@@ -119,6 +119,13 @@ class Signer:
         return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.authority.public_key)
 
     @cached_property
+    def leaf_builder(self) -> x509.CertificateBuilder:
+        """A builder holding what every leaf this signer makes shares; builders are immutable, so reuse is safe."""
+        from sigil.ca.x509svid import leaf_builder  # the leaf template lives with the leaf rules
+
+        return leaf_builder(self.issuer_name, self.authority_key_identifier)
+
+    @cached_property
     def chain_above_leaf(self) -> tuple[x509.Certificate, ...]:
         """What an SVID's chain carries after its leaf: the authority and its upstream intermediates."""
         cert = self.authority.certificate

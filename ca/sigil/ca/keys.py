@@ -99,12 +99,18 @@ def jwt_algorithm(key: PrivateKey | PublicKey) -> str:
     ]
 
 
-def verify_signature(key: PublicKey, signature: bytes, data: bytes) -> None:
-    """Verify ``signature`` over ``data`` with ``key``; raises cryptography's InvalidSignature."""
+def verify_signature(
+    key: PublicKey, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm | None = None
+) -> None:
+    """Verify ``signature`` over ``data`` with ``key``; raises cryptography's InvalidSignature.
+
+    ``algorithm`` is the hash the signer named (a CSR's or certificate's); by default, the key's own.
+    """
+    chosen = algorithm if algorithm is not None else signature_hash(key)
     if isinstance(key, ec.EllipticCurvePublicKey):
-        key.verify(signature, data, ec.ECDSA(signature_hash(key)))
+        key.verify(signature, data, ec.ECDSA(chosen))
     else:
-        key.verify(signature, data, padding.PKCS1v15(), signature_hash(key))
+        key.verify(signature, data, padding.PKCS1v15(), chosen)
 
 
 def private_key_der(key: PrivateKey) -> bytes:

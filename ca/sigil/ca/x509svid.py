@@ -22,7 +22,7 @@ from sigil.ca.errors import InvalidSpiffeIdError, TtlError
 from sigil.ca.keys import PrivateKey, PublicKey, signature_hash
 from sigil.ca.spiffe_id import SpiffeId
 
-__all__ = ["X509Svid", "mint_x509_svid"]
+__all__ = ["X509Svid", "leaf_builder", "mint_x509_svid"]
 
 _LEAF_KEY_USAGE = x509.KeyUsage(
     digital_signature=True,
@@ -39,6 +39,20 @@ _LEAF_EKU = x509.ExtendedKeyUsage(
     [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
 )
 _LEAF_BASIC_CONSTRAINTS = x509.BasicConstraints(ca=False, path_length=None)
+
+
+def leaf_builder(
+    issuer_name: x509.Name, authority_key_identifier: x509.AuthorityKeyIdentifier
+) -> x509.CertificateBuilder:
+    """The part of every leaf that does not depend on the leaf: issuer, constraints, usages, AKID."""
+    return (
+        x509.CertificateBuilder()
+        .issuer_name(issuer_name)
+        .add_extension(_LEAF_BASIC_CONSTRAINTS, critical=True)
+        .add_extension(_LEAF_KEY_USAGE, critical=True)
+        .add_extension(_LEAF_EKU, critical=False)
+        .add_extension(authority_key_identifier, critical=False)
+    )
 
 
 def _random_serial() -> int:
@@ -102,18 +116,12 @@ def mint_x509_svid(
     sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(str(spiffe_id))]
     sans.extend(x509.DNSName(name) for name in dns_names)
     certificate = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name(attributes))
-        .issuer_name(signer.issuer_name)
+        signer.leaf_builder.subject_name(x509.Name(attributes))
         .public_key(public_key)
         .serial_number(_random_serial())
         .not_valid_before(now - NOT_BEFORE_CUSHION)
         .not_valid_after(not_after)
-        .add_extension(_LEAF_BASIC_CONSTRAINTS, critical=True)
-        .add_extension(_LEAF_KEY_USAGE, critical=True)
-        .add_extension(_LEAF_EKU, critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(signer.authority_key_identifier, critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .sign(signer.private_key, signature_hash(signer.private_key))
     )

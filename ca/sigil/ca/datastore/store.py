@@ -20,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import event, select, text, update
+from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -248,22 +248,23 @@ class Datastore:
             return state.sequence if state is not None else 0
 
     async def record_issued(self, entries: Sequence[JournalEntry]) -> None:
-        """Journal a batch of issued SVIDs in one transaction."""
+        """Journal a batch of issued SVIDs in one transaction (one executemany, no ORM objects)."""
         if not entries:
             return
-        async with self._sessions() as session, session.begin():
-            session.add_all(
-                JournalRow(
-                    serial=e.serial,
-                    kind=e.kind,
-                    spiffe_id=e.spiffe_id,
-                    authority_id=e.authority_id,
-                    issued_at=e.issued_at,
-                    not_after=e.not_after,
-                    reissue_due=e.reissue_due,
-                )
-                for e in entries
-            )
+        rows = [
+            {
+                "serial": e.serial,
+                "kind": e.kind,
+                "spiffe_id": e.spiffe_id,
+                "authority_id": e.authority_id,
+                "issued_at": e.issued_at,
+                "not_after": e.not_after,
+                "reissue_due": e.reissue_due,
+            }
+            for e in entries
+        ]
+        async with self._engine.begin() as connection:
+            await connection.execute(insert(JournalRow), rows)
 
     async def journal(
         self, *, spiffe_id: str | None = None, reissue_due: bool | None = None, limit: int = 1000
