@@ -1,0 +1,100 @@
+"""TLS the SPIFFE way, shared by the issuer's client and server: contexts from bundles, peer IDs from certificates.
+
+X509-SVID validation (https://github.com/spiffe/spiffe/blob/main/standards/X509-SVID.md#5-validation) is chain
+validation against the trust domain's bundle followed by a check of the peer's SPIFFE ID, never of a host name.
+OpenSSL does the first part; :func:`peer_spiffe_id` gives callers what they need for the second.
+
+Python's ``load_cert_chain`` reads only files, so an SVID and its key reach OpenSSL through a private temporary
+directory, the key encrypted under a random passphrase that never leaves memory.
+"""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+from sigil.ca.bundle import TrustBundle
+from sigil.ca.errors import InvalidSpiffeIdError
+from sigil.ca.keys import PrivateKey
+from sigil.ca.spiffe_id import SpiffeId
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["client_context", "load_identity", "make_csr", "peer_spiffe_id", "spiffe_id_of"]
+
+
+def make_csr(key: PrivateKey) -> bytes:
+    """A PEM CSR over ``key``; the issuer decides the SPIFFE ID, so the request names none."""
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Sigil")])
+    )
+    algorithm = hashes.SHA384() if getattr(key, "key_size", 256) == 384 else hashes.SHA256()
+    return builder.sign(key, algorithm).public_bytes(serialization.Encoding.PEM)
+
+
+def spiffe_id_of(certificate: x509.Certificate) -> SpiffeId | None:
+    """The one ``spiffe://`` URI SAN of a certificate, or None when it has none, several, or a broken one."""
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    uris = [
+        u
+        for u in san.get_values_for_type(x509.UniformResourceIdentifier)
+        if u.startswith("spiffe:")
+    ]
+    if len(uris) != 1:
+        return None
+    try:
+        return SpiffeId.parse(uris[0])
+    except InvalidSpiffeIdError:
+        return None
+
+
+def peer_spiffe_id(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> SpiffeId | None:
+    """The SPIFFE ID of the certificate the peer presented (already chain-verified by OpenSSL), if any."""
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    return spiffe_id_of(x509.load_der_x509_certificate(der))
+
+
+def load_identity(
+    context: ssl.SSLContext, chain: Sequence[x509.Certificate], key: PrivateKey
+) -> None:
+    """Make ``chain`` (leaf first) and ``key`` the certificate ``context`` presents (blocking: file I/O)."""
+    passphrase = secrets.token_bytes(32)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase),
+    )
+    chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+    with tempfile.TemporaryDirectory(prefix="sigil-tls-") as directory:
+        cert_path, key_path = Path(directory) / "chain.pem", Path(directory) / "key.pem"
+        cert_path.write_bytes(chain_pem)
+        key_path.write_bytes(key_pem)
+        context.load_cert_chain(cert_path, key_path, password=passphrase)
+
+
+def client_context(
+    bundle: TrustBundle,
+    identity: tuple[Sequence[x509.Certificate], PrivateKey] | None = None,
+) -> ssl.SSLContext:
+    """A client context that trusts ``bundle`` only, checks no host name, and presents ``identity`` if given."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False  # SPIFFE: the peer's ID is checked instead (peer_spiffe_id)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=bundle.to_pem().decode())
+    if identity is not None:
+        load_identity(context, identity[0], identity[1])
+    return context

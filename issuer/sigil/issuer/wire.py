@@ -1,0 +1,185 @@
+"""The issuer's wire contract: every path and JSON body the agent API speaks, in one place.
+
+The node agent and the server both import this module (the agent through :mod:`sigil.issuer.client`), so a field
+renamed here is renamed on both sides at once. Bodies are JSON; certificates, chains and CSRs travel as PEM text,
+bundles as SPIFFE bundle documents (a JWK Set, https://github.com/spiffe/spiffe/blob/main/standards/
+SPIFFE_Trust_Domain_and_Bundle.md), times as RFC 3339 UTC strings. Refusals are RFC 9457 ``problem+json`` bodies
+whose ``reason`` member is one of the stable codes of :mod:`sigil.issuer.errors`.
+
+Batched X509-SVID requests follow SPIRE's ``BatchNewX509SVID``: the HTTP answer is 200 when the batch was read, and
+each item carries either its SVIDs or its own problem, so one pod deleted in the meantime does not cost the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, NotRequired, TypedDict
+
+__all__ = [
+    "MAX_BATCH",
+    "PATH_ATTEST_JOIN_TOKEN",
+    "PATH_ATTEST_K8S",
+    "PATH_BUNDLE",
+    "PATH_JWT_SVIDS",
+    "PATH_RENEW",
+    "PATH_WORKLOAD_X509",
+    "PATH_X509_SVIDS",
+    "PROBLEM_CONTENT_TYPE",
+    "AgentSvidResponse",
+    "AttestJoinTokenRequest",
+    "AttestK8sRequest",
+    "BundleResponse",
+    "JwtSvidBody",
+    "JwtSvidRequest",
+    "JwtSvidResponse",
+    "PodRef",
+    "ProblemBody",
+    "RenewRequest",
+    "WorkloadX509Request",
+    "X509BatchRequest",
+    "X509BatchResponse",
+    "X509RequestItem",
+    "X509ResultItem",
+    "X509SvidBody",
+]
+
+PATH_ATTEST_K8S: Final = "/v1/agent/attest/k8s"
+PATH_ATTEST_JOIN_TOKEN: Final = "/v1/agent/attest/join-token"  # noqa: S105 -- a URL path, not a secret
+PATH_RENEW: Final = "/v1/agent/renew"
+PATH_X509_SVIDS: Final = "/v1/svids/x509"
+PATH_JWT_SVIDS: Final = "/v1/svids/jwt"
+PATH_WORKLOAD_X509: Final = "/v1/workload/x509"
+PATH_BUNDLE: Final = "/v1/bundle"
+
+PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
+#: The most items one batch may carry (SPIRE's agent caps its CSR batches at 500 as well).
+MAX_BATCH: Final = 500
+
+#: A SPIFFE bundle document: ``{"keys": [...], "spiffe_sequence": N, "spiffe_refresh_hint": S}``.
+BundleDocument = dict[str, Any]
+
+
+class ProblemBody(TypedDict):
+    """RFC 9457 problem details, plus the stable ``reason`` a client branches on."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    reason: str
+
+
+# ------------------------------------------------------------------------------------------ agent attestation
+class AttestK8sRequest(TypedDict):
+    """A node agent in Kubernetes: its projected ServiceAccount token, its cluster's name, and a CSR for its key."""
+
+    token: str
+    cluster: str
+    csr: str
+
+
+class AttestJoinTokenRequest(TypedDict):
+    """A node agent outside Kubernetes: a one-time join token and a CSR."""
+
+    token: str
+    csr: str
+
+
+class RenewRequest(TypedDict):
+    """A fresh CSR from an agent that proves itself with its current agent SVID (mTLS)."""
+
+    csr: str
+
+
+class X509SvidBody(TypedDict):
+    """One X509-SVID: its ID, the chain leaf first (PEM), and when it expires."""
+
+    spiffe_id: str
+    chain_pem: str
+    expires_at: str
+
+
+class BundleResponse(TypedDict):
+    """The trust bundles an agent serves its workloads, and a revision to wait past for the next change.
+
+    ``revision`` changes whenever anything here does (own bundle, a federated bundle, the tainted set); the
+    ``sequence`` is the own bundle's ``spiffe_sequence``.
+    """
+
+    trust_domain: str
+    sequence: int
+    revision: str
+    bundle: BundleDocument
+    federated: dict[str, BundleDocument]
+    tainted_authority_ids: list[str]
+
+
+class AgentSvidResponse(TypedDict):
+    """What attestation and renewal return: the agent SVID and the bundle to verify the issuer with."""
+
+    svid: X509SvidBody
+    bundle: BundleResponse
+
+
+# ------------------------------------------------------------------------------------------ workload SVIDs
+class PodRef(TypedDict):
+    """A pod the agent attested, by namespace, name and UID."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+class X509RequestItem(TypedDict):
+    """One workload: a pod (in Kubernetes) or its selectors (registration entries), and a CSR for its key.
+
+    With ``selectors``, every entry under the calling agent whose selectors are a subset yields an SVID over the
+    same key; ``spiffe_id`` narrows that to one entry.
+    """
+
+    csr: str
+    pod: NotRequired[PodRef]
+    selectors: NotRequired[list[str]]
+    spiffe_id: NotRequired[str]
+
+
+class X509BatchRequest(TypedDict):
+    requests: list[X509RequestItem]
+
+
+class X509ResultItem(TypedDict):
+    """The answer for one item: ``svids`` or ``problem``, never both."""
+
+    svids: NotRequired[list[X509SvidBody]]
+    problem: NotRequired[ProblemBody]
+
+
+class X509BatchResponse(TypedDict):
+    """Results in the order of the requests."""
+
+    results: list[X509ResultItem]
+
+
+class JwtSvidRequest(TypedDict):
+    """JWT-SVIDs for ``audience``: for a pod, or for the entries matching ``selectors`` (narrowed by ``spiffe_id``)."""
+
+    audience: list[str]
+    pod: NotRequired[PodRef]
+    selectors: NotRequired[list[str]]
+    spiffe_id: NotRequired[str]
+
+
+class JwtSvidBody(TypedDict):
+    spiffe_id: str
+    token: str
+    expires_at: str
+
+
+class JwtSvidResponse(TypedDict):
+    svids: list[JwtSvidBody]
+
+
+class WorkloadX509Request(TypedDict):
+    """A workload without an agent: its own projected token (its own audience) and a CSR."""
+
+    token: str
+    csr: str
