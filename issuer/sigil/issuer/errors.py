@@ -21,7 +21,16 @@ that says which status a reason gets; :func:`problem_for` also maps the CA's err
         │   ├── PodUidMismatchError               pod_uid_mismatch          (namespace, pod_name, requested_uid, pod_uid)
         │   └── PodOnOtherNodeError               pod_on_other_node         (namespace, pod_name, node_name, agent_node)
         ├── KubernetesUnavailableError            503 kubernetes_unavailable (operation); fail closed, never cached
-        └── ConfigError                           500 invalid_config         (setting)
+        ├── ConfigError                           500 invalid_config         (setting)
+        ├── MalformedRequestError                 400 malformed_request      (why)
+        ├── BodyTooLargeError                     413 body_too_large         (limit)
+        ├── RateLimitedError                      429 rate_limited           (caller, retry_after)
+        ├── NotFoundError                         404 not_found              (what)
+        ├── AuthorityRefusedError                 409 authority_refused      (authority_id, why)
+        └── UnavailableError                      503 unavailable            (why)
+
+    (AuthenticationError also has ClientCertificateRequiredError ``client_certificate_required`` and
+    JoinTokenInvalidError ``join_token_invalid``, both 401.)
 
 The ``bound_*`` errors are about the pod a token is bound to (authentication); the unprefixed pod errors are about a
 pod an agent asks an SVID for (authorization). Messages never contain a token.
@@ -40,22 +49,30 @@ __all__ = [
     "PROBLEMS",
     "AudienceMismatchError",
     "AuthenticationError",
+    "AuthorityRefusedError",
     "AuthorizationError",
+    "BodyTooLargeError",
     "BoundPodNotFoundError",
     "BoundPodUidMismatchError",
+    "ClientCertificateRequiredError",
     "ConfigError",
     "IssuerError",
+    "JoinTokenInvalidError",
     "KubernetesUnavailableError",
+    "MalformedRequestError",
     "NodeNotFoundError",
     "NotEntitledError",
+    "NotFoundError",
     "PodNotFoundError",
     "PodOnOtherNodeError",
     "PodUidMismatchError",
     "Problem",
+    "RateLimitedError",
     "ServiceAccountNotAllowedError",
     "TokenMissingError",
     "TokenNotAuthenticatedError",
     "TokenNotBoundToPodError",
+    "UnavailableError",
     "problem_for",
 ]
 
@@ -88,6 +105,16 @@ PROBLEMS: Final = MappingProxyType(
             HTTPStatus.SERVICE_UNAVAILABLE, "Kubernetes API unavailable"
         ),
         "invalid_config": Problem(HTTPStatus.INTERNAL_SERVER_ERROR, "Invalid configuration"),
+        "client_certificate_required": Problem(
+            HTTPStatus.UNAUTHORIZED, "Agent SVID required as client certificate"
+        ),
+        "join_token_invalid": Problem(HTTPStatus.UNAUTHORIZED, "Join token invalid or spent"),
+        "malformed_request": Problem(HTTPStatus.BAD_REQUEST, "Malformed request"),
+        "body_too_large": Problem(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request body too large"),
+        "rate_limited": Problem(HTTPStatus.TOO_MANY_REQUESTS, "Rate limit exceeded"),
+        "not_found": Problem(HTTPStatus.NOT_FOUND, "Not found"),
+        "authority_refused": Problem(HTTPStatus.CONFLICT, "Authority step refused"),
+        "unavailable": Problem(HTTPStatus.SERVICE_UNAVAILABLE, "Service unavailable"),
         "internal_error": Problem(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal error"),
     }
 )
@@ -294,4 +321,85 @@ class ConfigError(IssuerError):
     def __init__(self, setting: str, why: str) -> None:
         super().__init__(f"{setting}: {why}")
         self.setting = setting
+        self.why = why
+
+
+class ClientCertificateRequiredError(AuthenticationError):
+    """An agent endpoint was called without a valid agent SVID as the TLS client certificate."""
+
+    reason = "client_certificate_required"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"an agent SVID is required as the client certificate: {why}")
+        self.why = why
+
+
+class JoinTokenInvalidError(AuthenticationError):
+    """A join token that does not exist, has expired or was already spent (the three are not told apart)."""
+
+    reason = "join_token_invalid"
+
+    def __init__(self) -> None:
+        super().__init__("the join token is unknown, expired or already used")
+
+
+class MalformedRequestError(IssuerError):
+    """A request body or parameter that does not follow the wire contract."""
+
+    reason = "malformed_request"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"malformed request: {why}")
+        self.why = why
+
+
+class BodyTooLargeError(IssuerError):
+    """A request body larger than the server accepts."""
+
+    reason = "body_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is larger than {limit} bytes")
+        self.limit = limit
+
+
+class RateLimitedError(IssuerError):
+    """A caller that asked faster than its rate; ``retry_after`` is in seconds."""
+
+    reason = "rate_limited"
+
+    def __init__(self, caller: str, retry_after: float) -> None:
+        super().__init__(f"{caller} exceeded its request rate; retry in {retry_after:.1f}s")
+        self.caller = caller
+        self.retry_after = retry_after
+
+
+class NotFoundError(IssuerError):
+    """An admin request named something that does not exist (an entry, a path)."""
+
+    reason = "not_found"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} does not exist")
+        self.what = what
+
+
+class AuthorityRefusedError(IssuerError):
+    """A manual authority step the CA refused (taint the active one, activate a revoked one, ...)."""
+
+    reason = "authority_refused"
+
+    def __init__(self, authority_id: str, why: str) -> None:
+        super().__init__(why)
+        self.authority_id = authority_id
+        self.why = why
+
+
+class UnavailableError(IssuerError):
+    """The server cannot answer now (no active authority yet, shutting down)."""
+
+    reason = "unavailable"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
         self.why = why
