@@ -19,7 +19,6 @@ of each tier.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.policy.decision import (
@@ -42,15 +41,27 @@ from sigil.enforcer.policy.table import ANY_PEER, Table
 
 __all__ = ["PolicyIndex"]
 
-_ANY_ONLY = (ANY_PEER,)
+_NO_SVID: PeerKeys = ((ANY_PEER,), ())
+_NO_SVID_KEY = ("", "")  # no SPIFFE ID has an empty trust domain
+# Port 0 is in no rule's port list (ports are 1-65535): deciding for it decides for every unnamed port.
+_UNNAMED_PORT = 0
+
+# A peer's keys: exact ones (its ID, its ServiceAccount namespace, "any peer") and the /* prefixes above it.
+PeerKeys = tuple[tuple[str, ...], tuple[str, ...]]
+# What one peer gets from one target: the decision for each port some matching rule names, and for the rest.
+_PortMap = tuple[dict[int, Decision], Decision]
 
 
-@dataclass(frozen=True, slots=True)
 class _View:
-    """One target's compiled policies: the enforcing table, and the shadow one when dry-run policies apply."""
+    """One target's compiled policies: the enforcing table, the shadow one when dry-run policies select it,
+    and each peer's :data:`_PortMap`, filled on the peer's first connection."""
 
-    enforcing: Table
-    shadow: Table | None
+    __slots__ = ("enforcing", "peers", "shadow")
+
+    def __init__(self, enforcing: Table, shadow: Table | None) -> None:
+        self.enforcing = enforcing
+        self.shadow = shadow
+        self.peers: dict[tuple[str, str], _PortMap] = {}
 
 
 class PolicyIndex:
@@ -88,7 +99,9 @@ class PolicyIndex:
         self._cluster = tuple(cluster)
         self._cluster_by_namespace: dict[str, tuple[ClusterAuthorizationPolicy, ...]] = {}
         self._views: dict[str, _View] = {}
-        self._peers: dict[SpiffeId, tuple[str, ...]] = {}
+        # Peers are keyed by (trust domain, path): hashing two strings with cached hashes is several times
+        # cheaper than hashing the SpiffeId dataclass, and this lookup runs on every decision.
+        self._peers: dict[tuple[str, str], PeerKeys] = {}
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         """The labels policies see on ``namespace``, ``kubernetes.io/metadata.name`` included."""
@@ -101,49 +114,69 @@ class PolicyIndex:
     ) -> Decision:
         """Decide one connection from ``peer`` (None: no valid SVID) to ``target`` on ``port``.
 
-        With ``explain`` the decision also lists every enforcing rule that matched.
+        With ``explain`` the decision also lists every enforcing rule that matched. Otherwise the answer
+        comes from the target's per-peer port map: three dict lookups once the pair has been seen.
         """
         view = self._views.get(target.key)
         if view is None:
             view = self._compile(target)
-        if peer is None:
-            keys: tuple[str, ...] = _ANY_ONLY
-        else:
-            found = self._peers.get(peer)
-            keys = self._remember_peer(peer) if found is None else found
-        table = view.enforcing
-        outcome = table.outcome(keys, port)
-        if view.shadow is None and not explain:
-            return table.decision(outcome)
-        matches = table.matches(keys, port) if explain else ()
-        if view.shadow is None:
-            return Decision(table.verdict(outcome), matches)
-        shadow = view.shadow
-        dry_run = tuple(match for match in shadow.matches(keys, port) if match.dry_run)
-        return Decision(
-            table.verdict(outcome), matches, dry_run, shadow.verdict(shadow.outcome(keys, port))
-        )
+        if explain:
+            return self._decide(view, self._keys(peer), port, explain=True)
+        peer_key = _NO_SVID_KEY if peer is None else (peer.trust_domain.name, peer.path)
+        found = view.peers.get(peer_key)
+        by_port, other = self._port_map(view, peer, peer_key) if found is None else found
+        return by_port.get(port, other)
 
-    def peer_keys(self, peer: SpiffeId) -> tuple[str, ...]:
-        """Every key under which a rule naming ``peer`` is filed (see the module docstring)."""
-        td = peer.trust_domain.name
-        base = f"spiffe://{td}"
+    def _decide(self, view: _View, keys: PeerKeys, port: int, *, explain: bool) -> Decision:
+        exact, prefixes = keys
+        table, shadow = view.enforcing, view.shadow
+        outcome = table.outcome(exact, prefixes, port)
+        matches = table.matches(exact, prefixes, port) if explain else ()
+        if shadow is None:
+            return Decision(table.verdict(outcome), matches) if explain else table.decision(outcome)
+        dry_run = tuple(match for match in shadow.matches(exact, prefixes, port) if match.dry_run)
+        shadow_verdict = shadow.verdict(shadow.outcome(exact, prefixes, port))
+        return Decision(table.verdict(outcome), matches, dry_run, shadow_verdict)
+
+    def _port_map(self, view: _View, peer: SpiffeId | None, peer_key: tuple[str, str]) -> _PortMap:
+        """Decide ``peer`` against ``view`` once per port its matching rules name, and once for the rest."""
+        keys = self._keys(peer)
+        ports = view.enforcing.ports_named(*keys)
+        if view.shadow is not None:
+            ports |= view.shadow.ports_named(*keys)
+        by_port = {port: self._decide(view, keys, port, explain=False) for port in ports}
+        found = (by_port, self._decide(view, keys, _UNNAMED_PORT, explain=False))
+        if len(view.peers) >= self._cache_size:
+            view.peers.clear()
+        view.peers[peer_key] = found
+        return found
+
+    def _keys(self, peer: SpiffeId | None) -> PeerKeys:
+        if peer is None:
+            return _NO_SVID
+        found = self._peers.get((peer.trust_domain.name, peer.path))
+        return self._remember_peer(peer) if found is None else found
+
+    def peer_keys(self, peer: SpiffeId) -> PeerKeys:
+        """The keys under which a rule naming ``peer`` is filed: exact ones, then ``/*`` prefixes."""
+        base = f"spiffe://{peer.trust_domain.name}"
         segments = peer.path.split("/")[1:] if peer.path else []
-        keys = [base + peer.path] if segments else []
-        prefix = base
-        for segment in segments:
-            keys.append(prefix + "/*")
-            prefix = f"{prefix}/{segment}"
+        exact = [base + peer.path] if segments else []
         local = peer.trust_domain == self.trust_domain
         if local and len(segments) == 4 and segments[0] == "ns" and segments[2] == "sa":
-            keys.append(_service_accounts_of(segments[1]))
-        keys.append(ANY_PEER)
-        return tuple(keys)
+            exact.append(_service_accounts_of(segments[1]))
+        exact.append(ANY_PEER)
+        prefixes = []
+        prefix = base
+        for segment in segments:
+            prefixes.append(prefix + "/*")
+            prefix = f"{prefix}/{segment}"
+        return tuple(exact), tuple(prefixes)
 
-    def _remember_peer(self, peer: SpiffeId) -> tuple[str, ...]:
+    def _remember_peer(self, peer: SpiffeId) -> PeerKeys:
         if len(self._peers) >= self._cache_size:
             self._peers.clear()
-        keys = self._peers[peer] = self.peer_keys(peer)
+        keys = self._peers[peer.trust_domain.name, peer.path] = self.peer_keys(peer)
         return keys
 
     def _cluster_policies(self, namespace: str) -> tuple[ClusterAuthorizationPolicy, ...]:

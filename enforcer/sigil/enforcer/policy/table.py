@@ -35,11 +35,12 @@ class Table:
         "_allow_end",
         "_building",
         "_by_key",
-        "_decisions",
         "_deny_end",
+        "_has_prefixes",
         "_passes",
         "_verdicts",
         "allow_policies",
+        "decisions",
         "default_allow",
         "rules",
     )
@@ -52,8 +53,10 @@ class Table:
         self._by_key: dict[str, tuple[_Entry, ...]] = {}
         self._passes: frozenset[int] = frozenset()
         self._admin_end = self._deny_end = self._allow_end = 0
+        self._has_prefixes = False
         self._verdicts: dict[int, Verdict] = {}
-        self._decisions: dict[int, Decision] = {}
+        # Plain decisions by outcome, filled on first use; NO_RULE and DEFAULT (-1, -2) index from the end.
+        self.decisions: list[Decision | None] = []
 
     def add(self, match: Match, keys: Iterable[str], ports: frozenset[int] | None) -> None:
         """File the next rule (in evaluation order) under each of ``keys``."""
@@ -78,15 +81,23 @@ class Table:
         """Finish building: entries were appended in ascending order, so each key's tuple is sorted."""
         self._by_key = {key: tuple(entries) for key, entries in self._building.items()}
         self._building = {}
+        self._has_prefixes = any(key.endswith("/*") for key in self._by_key)
+        self.decisions = [None] * (len(self.rules) + 2)
         self._passes = frozenset(
             order for order, match in enumerate(self.rules) if match.effect is Effect.PASS
         )
 
-    def outcome(self, keys: tuple[str, ...], port: int) -> int:
-        """The number of the deciding rule, :data:`NO_RULE` or :data:`DEFAULT`."""
+    def outcome(self, keys: tuple[str, ...], prefixes: tuple[str, ...], port: int) -> int:
+        """The number of the deciding rule, :data:`NO_RULE` or :data:`DEFAULT`.
+
+        ``keys`` are the peer's exact keys, ``prefixes`` its ``/*`` keys, looked up only when some rule
+        of this table names a prefix (most tables do not, and it saves most of the lookups).
+        """
         by_key = self._by_key
         admin_end = self._admin_end
         best_admin = best_other = _NONE
+        if self._has_prefixes:
+            keys += prefixes
         for key in keys:
             entries = by_key.get(key)
             if entries is None:
@@ -109,15 +120,26 @@ class Table:
             return NO_RULE  # step 2: deny-if-not-allowed
         return best_other if best_other != _NONE else DEFAULT  # steps 3 and 4
 
-    def matches(self, keys: tuple[str, ...], port: int) -> tuple[Match, ...]:
+    def matches(
+        self, keys: tuple[str, ...], prefixes: tuple[str, ...], port: int
+    ) -> tuple[Match, ...]:
         """Every rule that matches, in evaluation order (for explanations; not the hot path)."""
         orders = {
             order
-            for key in keys
+            for key in keys + prefixes
             for order, ports in self._by_key.get(key, ())
             if ports is None or port in ports
         }
         return tuple(self.rules[order] for order in sorted(orders))
+
+    def ports_named(self, keys: tuple[str, ...], prefixes: tuple[str, ...]) -> set[int]:
+        """Every port named by a rule filed under these keys: only these can change the outcome."""
+        ports: set[int] = set()
+        for key in keys + prefixes:
+            for _, named in self._by_key.get(key, ()):
+                if named is not None:
+                    ports |= named
+        return ports
 
     def verdict(self, outcome: int) -> Verdict:
         """The verdict an :meth:`outcome` stands for (cached: there are few per table)."""
@@ -128,9 +150,9 @@ class Table:
 
     def decision(self, outcome: int) -> Decision:
         """A plain decision for ``outcome``, shared between calls since decisions are immutable."""
-        decision = self._decisions.get(outcome)
+        decision = self.decisions[outcome]
         if decision is None:
-            decision = self._decisions[outcome] = Decision(self.verdict(outcome))
+            decision = self.decisions[outcome] = Decision(self.verdict(outcome))
         return decision
 
     def _explain(self, outcome: int) -> Verdict:
