@@ -1,0 +1,60 @@
+"""The CRDs in deploy/crds are generated from the same schema the file loader enforces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sigil.enforcer.cli import main
+from sigil.enforcer.policy.crds import crd_documents, render
+
+CRDS = Path(__file__).parents[2] / "deploy" / "crds"
+
+
+@pytest.mark.parametrize("name", sorted(crd_documents()))
+def test_committed_crds_equal_generated(name: str) -> None:
+    """deploy/crds holds exactly what ``sigil-enforcer crds --write deploy/crds`` produces today."""
+    assert (CRDS / name).read_text(encoding="utf-8") == render(crd_documents()[name])
+
+
+def _untyped(schema: dict[str, Any], path: str) -> list[str]:
+    """Paths of schema nodes without a type (a structural schema must type every node)."""
+    missing = [] if "type" in schema else [path]
+    for name, child in schema.get("properties", {}).items():
+        missing += _untyped(child, f"{path}.{name}")
+    if "items" in schema:
+        missing += _untyped(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        missing += _untyped(schema["additionalProperties"], f"{path}{{}}")
+    return missing
+
+
+@pytest.mark.parametrize("name", sorted(crd_documents()))
+def test_crd_schemas_are_structural(name: str) -> None:
+    """Every node of each CRD schema is typed, as the API server requires of apiextensions/v1 CRDs."""
+    crd = yaml.safe_load((CRDS / name).read_text(encoding="utf-8"))
+    (version,) = crd["spec"]["versions"]
+    assert version["name"] == "v1alpha1"
+    assert crd["spec"]["group"] == "authz.sigil.dev"
+    assert _untyped(version["schema"]["openAPIV3Schema"], "") == []
+
+
+def test_crd_scopes() -> None:
+    """AuthorizationPolicy is namespaced and ClusterAuthorizationPolicy is cluster-scoped."""
+    scopes = {
+        crd["spec"]["names"]["kind"]: crd["spec"]["scope"] for crd in crd_documents().values()
+    }
+    assert scopes == {"AuthorizationPolicy": "Namespaced", "ClusterAuthorizationPolicy": "Cluster"}
+
+
+def test_crds_check_spots_stale_files(tmp_path: Path) -> None:
+    """``crds --check`` exits 0 on fresh files and 1 once a file is edited by hand."""
+    assert main(["crds", "--write", str(tmp_path)]) == 0
+    assert main(["crds", "--check", str(tmp_path)]) == 0
+    (tmp_path / "authorizationpolicies.authz.sigil.dev.yaml").write_text(
+        "edited\n", encoding="utf-8"
+    )
+    assert main(["crds", "--check", str(tmp_path)]) == 1
