@@ -8,7 +8,9 @@ field and what was expected so that the person who wrote the policy can fix it w
         ├── PolicyError                  (file, path, expected, document, found)
         │   └── PolicyYamlError          (file, line, column, problem)
         ├── PolicySourceError            (path, reason)
-        └── RequestError                 (field, value, reason)
+        ├── RequestError                 (field, value, reason)
+        ├── SvidVerificationError        (reason, detail, spiffe_id)
+        └── IdentitySourceError          (source, reason)
 
 Programmer misuse (a wrong type handed to an API) stays ``TypeError``/``ValueError``, as in pyca/cryptography.
 """
@@ -19,10 +21,12 @@ from sigil.ca.errors import SigilError
 
 __all__ = [
     "EnforcerError",
+    "IdentitySourceError",
     "PolicyError",
     "PolicySourceError",
     "PolicyYamlError",
     "RequestError",
+    "SvidVerificationError",
 ]
 
 _FOUND_LIMIT = 60
@@ -86,6 +90,32 @@ class RequestError(EnforcerError):
         super().__init__(f"{field} {_shorten(value)}: {reason}")
         self.field = field
         self.value = value
+        self.reason = reason
+
+
+
+class SvidVerificationError(EnforcerError):
+    """A presented certificate chain that is not a valid X509-SVID of a trusted domain.
+
+    ``reason`` is a :class:`sigil.enforcer.verify.Refusal` value (``expired``, ``bad_chain``...), stable enough
+    for metrics labels and 403 bodies; ``detail`` says what exactly was wrong; ``spiffe_id`` is the ID the
+    leaf claims, None when it names none (or before it was read).
+    """
+
+    def __init__(self, reason: str, detail: str, *, spiffe_id: str | None = None) -> None:
+        who = "" if spiffe_id is None else f" ({spiffe_id})"
+        super().__init__(f"peer SVID refused{who}: {reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.spiffe_id = spiffe_id
+
+
+class IdentitySourceError(EnforcerError):
+    """The workload's own SVID and bundles cannot be had: a Workload API socket or files that fail."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"identity source {source}: {reason}")
+        self.source = source
         self.reason = reason
 
 

@@ -1,0 +1,260 @@
+"""Verifying a presented certificate chain as an X509-SVID of a trusted domain.
+
+Two questions, in order (reference §1; https://github.com/spiffe/spiffe/blob/main/standards/X509-SVID.md §5):
+
+1. Is the leaf an X509-SVID? Not a CA (cA=false, no keyCertSign/cRLSign), exactly one URI SAN holding a SPIFFE
+   ID with a path, digitalSignature set, and serverAuth+clientAuth when it lists extended key usages; and is
+   every certificate presented valid now (the clock is injected)?
+2. Does it chain, by RFC 5280 path validation, to the bundle of *its own* trust domain? Federated domains use
+   their own bundle; a domain without one is unknown; there is no pooled store to fall back to.
+
+Path validation is pyca/cryptography's ``x509.verification`` (the Rust port of the webpki/rustls-webpki
+profile: RFC 5280 plus CA/B limits on algorithms and key sizes). Its :class:`ClientVerifier` accepts a leaf
+whose only SAN is a URI and hands the SANs back; its ``ServerVerifier`` insists on matching a DNS name or IP
+address, which SPIFFE does not use, so both directions use the client verifier. That verifier also requires
+the clientAuth EKU, which the standard has every X509-SVID carry next to serverAuth.
+
+A successful verification is cached under the SHA-256 of the presented chain, so a peer that reconnects costs
+one hash and one dict lookup: entries expire when the earliest certificate of the verified path does (at the
+latest, the leaf's notAfter), the cache is bounded (oldest out first) and emptied whenever the bundles
+change. Refusals are not cached: they are cheap to repeat and must not outlive a bundle update.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import verification
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from sigil.ca.errors import InvalidSpiffeIdError
+from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.enforcer.bundles import BundleSet
+from sigil.enforcer.errors import SvidVerificationError
+
+__all__ = ["Refusal", "SvidVerifier", "VerifiedSvid", "chain_digest"]
+
+Clock = Callable[[], datetime]
+Presented = Sequence[bytes | x509.Certificate]
+
+_DER = serialization.Encoding.DER
+_T = TypeVar("_T", bound=x509.ExtensionType)
+
+
+class Refusal(enum.StrEnum):
+    """Why a chain was refused: the ``reason`` of :class:`~sigil.enforcer.errors.SvidVerificationError`."""
+
+    NO_CERTIFICATE = "no_certificate"
+    MALFORMED = "malformed"
+    CA_LEAF = "ca_leaf"
+    KEY_CERT_SIGN = "key_cert_sign"
+    NO_URI_SAN = "no_uri_san"
+    MULTIPLE_URI_SANS = "multiple_uri_sans"
+    INVALID_SPIFFE_ID = "invalid_spiffe_id"
+    ROOT_SPIFFE_ID = "root_spiffe_id"
+    BAD_KEY_USAGE = "bad_key_usage"
+    NOT_YET_VALID = "not_yet_valid"
+    EXPIRED = "expired"
+    UNKNOWN_TRUST_DOMAIN = "unknown_trust_domain"
+    BAD_CHAIN = "bad_chain"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedSvid:
+    """A peer that passed: its SPIFFE ID, the verified path (leaf first, anchor last) and when it expires."""
+
+    spiffe_id: SpiffeId
+    chain: tuple[x509.Certificate, ...]
+    expires: datetime
+
+    @property
+    def trust_domain(self) -> TrustDomain:
+        """The peer's trust domain, whose bundle vouched for it."""
+        return self.spiffe_id.trust_domain
+
+
+def chain_digest(chain: Sequence[bytes]) -> bytes:
+    """The cache key of a presented chain: SHA-256 over each certificate's length and DER."""
+    hasher = hashlib.sha256()
+    for der in chain:
+        hasher.update(len(der).to_bytes(4, "big"))
+        hasher.update(der)
+    return hasher.digest()
+
+
+class _Generation:
+    """What one version of the bundles needs: per-domain stores, and the cache of chains they verified."""
+
+    __slots__ = ("bundles", "cache", "stores")
+
+    def __init__(self, bundles: BundleSet) -> None:
+        self.bundles = bundles
+        self.stores = {
+            td: verification.Store(list(bundle.x509_authorities))
+            for td, bundle in bundles.items()
+            if bundle.x509_authorities
+        }
+        self.cache: OrderedDict[bytes, VerifiedSvid] = OrderedDict()
+
+
+class SvidVerifier:
+    """Verifies presented chains against a :class:`BundleSet`, caching successes (see the module docstring).
+
+    Thread-safe: TLS handshakes may call it from the event loop and from worker threads alike.
+    """
+
+    def __init__(
+        self, bundles: BundleSet, *, clock: Clock | None = None, cache_size: int = 10_000
+    ) -> None:
+        if cache_size < 0:
+            raise ValueError("cache_size must not be negative")
+        self._clock: Clock = clock or _utcnow
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self._generation = _Generation(bundles)
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def bundles(self) -> BundleSet:
+        """The bundles in force."""
+        return self._generation.bundles
+
+    def set_bundles(self, bundles: BundleSet) -> bool:
+        """Put ``bundles`` in force; returns True (and empties the cache) when their anchors changed."""
+        if bundles == self._generation.bundles:
+            return False
+        # One reference swap: a verification already running finishes against, and caches into, the old one.
+        self._generation = _Generation(bundles)
+        return True
+
+    def cache_len(self) -> int:
+        """How many verified chains the cache holds."""
+        return len(self._generation.cache)
+
+    def verify(self, presented: Presented) -> VerifiedSvid:
+        """Verify ``presented`` (leaf first, DER or parsed); raises :class:`SvidVerificationError`."""
+        if not presented:
+            raise SvidVerificationError(Refusal.NO_CERTIFICATE, "the peer presented no certificate")
+        ders = [item if isinstance(item, bytes) else item.public_bytes(_DER) for item in presented]
+        key = chain_digest(ders)
+        generation = self._generation
+        now = self._clock()
+        with self._lock:
+            cached = generation.cache.get(key)
+            if cached is not None and now < cached.expires:
+                self.hits += 1
+                return cached
+            self.misses += 1
+        certs = _parse(presented)
+        verified = _verify(certs, generation, now)
+        if self._cache_size:
+            with self._lock:
+                generation.cache[key] = verified
+                while len(generation.cache) > self._cache_size:
+                    generation.cache.popitem(last=False)
+        return verified
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parse(presented: Presented) -> list[x509.Certificate]:
+    certs: list[x509.Certificate] = []
+    for index, item in enumerate(presented):
+        if isinstance(item, x509.Certificate):
+            certs.append(item)
+            continue
+        try:
+            certs.append(x509.load_der_x509_certificate(item))
+        except ValueError as err:
+            raise SvidVerificationError(
+                Refusal.MALFORMED, f"certificate {index} is not DER X.509"
+            ) from err
+    return certs
+
+
+def _verify(certs: list[x509.Certificate], generation: _Generation, now: datetime) -> VerifiedSvid:
+    leaf, intermediates = certs[0], certs[1:]
+    try:
+        extensions = leaf.extensions
+    except (ValueError, x509.DuplicateExtension) as err:
+        raise SvidVerificationError(Refusal.MALFORMED, f"the leaf's extensions: {err}") from err
+    spiffe_id = _leaf_spiffe_id(extensions)
+    claimed = str(spiffe_id)
+    for index, cert in enumerate(certs):
+        which = "the leaf" if index == 0 else f"certificate {index}"
+        if now < cert.not_valid_before_utc:
+            detail = f"{which} is valid from {cert.not_valid_before_utc.isoformat()}"
+            raise SvidVerificationError(Refusal.NOT_YET_VALID, detail, spiffe_id=claimed)
+        if now > cert.not_valid_after_utc:
+            detail = f"{which} expired at {cert.not_valid_after_utc.isoformat()}"
+            raise SvidVerificationError(Refusal.EXPIRED, detail, spiffe_id=claimed)
+    store = generation.stores.get(spiffe_id.trust_domain)
+    if store is None:
+        detail = f"no X.509 bundle for trust domain {spiffe_id.trust_domain}"
+        raise SvidVerificationError(Refusal.UNKNOWN_TRUST_DOMAIN, detail, spiffe_id=claimed)
+    verifier = verification.PolicyBuilder().store(store).time(now).build_client_verifier()
+    try:
+        path = verifier.verify(leaf, intermediates)
+    except verification.VerificationError as err:
+        detail = f"no path to the {spiffe_id.trust_domain} bundle: {err}"
+        raise SvidVerificationError(Refusal.BAD_CHAIN, detail, spiffe_id=claimed) from err
+    chain = tuple(path.chain)
+    expires = min(cert.not_valid_after_utc for cert in chain)
+    return VerifiedSvid(spiffe_id, chain, expires)
+
+
+def _leaf_spiffe_id(extensions: x509.Extensions) -> SpiffeId:
+    """The leaf's SPIFFE ID, after every leaf rule of X509-SVID.md §4 and §5 (raises on the first broken)."""
+    constraints = _extension(extensions, x509.BasicConstraints)
+    if constraints is not None and constraints.ca:
+        raise SvidVerificationError(Refusal.CA_LEAF, "the leaf is a CA certificate (cA=true)")
+    usage = _extension(extensions, x509.KeyUsage)
+    if usage is not None and (usage.key_cert_sign or usage.crl_sign):
+        raise SvidVerificationError(
+            Refusal.KEY_CERT_SIGN, "the leaf may sign certificates or CRLs (X509-SVID.md §4.3)"
+        )
+    names = _extension(extensions, x509.SubjectAlternativeName)
+    uris = [] if names is None else names.get_values_for_type(x509.UniformResourceIdentifier)
+    if not uris:
+        raise SvidVerificationError(Refusal.NO_URI_SAN, "the leaf has no URI SAN")
+    if len(uris) > 1:
+        detail = f"the leaf has {len(uris)} URI SANs; an X509-SVID has exactly one"
+        raise SvidVerificationError(Refusal.MULTIPLE_URI_SANS, detail)
+    try:
+        spiffe_id = SpiffeId.parse(uris[0])
+    except InvalidSpiffeIdError as err:
+        raise SvidVerificationError(Refusal.INVALID_SPIFFE_ID, err.rule) from err
+    claimed = str(spiffe_id)
+    if spiffe_id.is_root:
+        detail = "the SPIFFE ID has no path: it names a trust domain, not a workload"
+        raise SvidVerificationError(Refusal.ROOT_SPIFFE_ID, detail, spiffe_id=claimed)
+    if usage is None or not usage.digital_signature:
+        detail = "the leaf's KeyUsage must be present with digitalSignature (X509-SVID.md §4.3)"
+        raise SvidVerificationError(Refusal.BAD_KEY_USAGE, detail, spiffe_id=claimed)
+    purposes = _extension(extensions, x509.ExtendedKeyUsage)
+    wanted = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    if purposes is not None and not wanted <= set(purposes):
+        detail = (
+            "the leaf's ExtendedKeyUsage must list serverAuth and clientAuth (X509-SVID.md §4.4)"
+        )
+        raise SvidVerificationError(Refusal.BAD_KEY_USAGE, detail, spiffe_id=claimed)
+    return spiffe_id
+
+
+def _extension(extensions: x509.Extensions, kind: type[_T]) -> _T | None:
+    try:
+        return extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
