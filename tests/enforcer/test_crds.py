@@ -10,6 +10,7 @@ import yaml
 
 from sigil.enforcer.cli import main
 from sigil.enforcer.policy.crds import crd_documents, render
+from sigil.enforcer.policy.loader import parse_file
 
 CRDS = Path(__file__).parents[2] / "deploy" / "crds"
 
@@ -58,3 +59,12 @@ def test_crds_check_spots_stale_files(tmp_path: Path) -> None:
         "edited\n", encoding="utf-8"
     )
     assert main(["crds", "--check", str(tmp_path)]) == 1
+
+
+def test_policy_md_example_loads() -> None:
+    """The example policies in enforcer/POLICY.md pass the schema, so the documentation cannot rot."""
+    text = (CRDS.parents[1] / "enforcer" / "POLICY.md").read_text(encoding="utf-8")
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    result = parse_file(example, file="POLICY.md")
+    assert result.errors == ()
+    assert [p.name for p in result.policies] == ["db-from-web", "quarantine-and-monitoring"]
