@@ -25,7 +25,10 @@ def test_first_use_initialises_a_trust_domain(
     code, out, _ = _run(capsys, "--data-dir", str(tmp_path), "authority", "list", "--all-kinds")
     assert code == 0
     rows = out.splitlines()[1:]
-    assert [(r.split()[0], r.split()[2]) for r in rows] == [("x509", "active"), ("jwt", "active")]
+    assert sorted((r.split()[0], r.split()[2]) for r in rows) == [
+        ("jwt", "active"),
+        ("x509", "active"),
+    ]
     assert (tmp_path / "datastore.sqlite3").exists()
 
 
