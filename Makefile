@@ -17,7 +17,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 ## run: the main job on the embedded default (SQLite, trust domain example.org, under ./.sigil)
 run: $(STAMP)
-	$(BIN)/python -m sigil.issuer.demo
+	@echo "== Sigil on the embedded default: SQLite under $(SIGIL_DATA_DIR), trust domain example.org"
+	$(BIN)/sigil-server authority list --all-kinds
+	$(BIN)/sigil-server x509 mint --spiffe-id spiffe://example.org/demo/workload --dns workload.demo --write $(SIGIL_DATA_DIR)/demo
+	$(BIN)/sigil-server jwt mint --spiffe-id spiffe://example.org/demo/workload --audience demo
+	$(BIN)/sigil-server bundle show --format spiffe
+	openssl verify -CAfile $(SIGIL_DATA_DIR)/demo/bundle.pem $(SIGIL_DATA_DIR)/demo/svid.pem
 
 ## test: lint, type-check, layer contracts, then every test
 test: lint typecheck contracts pytest
@@ -41,6 +46,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	@set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b --quick; done
+
+## proto: regenerate the Workload API messages from node-agent/sigil/node_agent/_proto/workload.proto
+proto: $(STAMP)
+	PYTHON=$(CURDIR)/$(BIN)/python sh node-agent/sigil/node_agent/_proto/generate.sh
 
 clean:
 	rm -rf $(VENV) .sigil .mypy_cache .pytest_cache .ruff_cache .coverage
