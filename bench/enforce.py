@@ -166,8 +166,12 @@ def build_requests(rng: random.Random, count: int) -> list[Request]:
             peer = None
         elif roll < 0.15:
             peer = rng.choice(partner)
+        elif roll < 0.45:
+            # The caller the target's policies name (app-N is called by app-N+1's account).
+            app = (int(target.labels["app"].removeprefix("app-")) + 1) % APPS_PER_NAMESPACE
+            peer = SpiffeId.parse(_sa_id(target.namespace, app))
         elif roll < 0.6:
-            # A caller from the target's own namespace, as most traffic is.
+            # Another caller from the target's own namespace.
             peer = SpiffeId.parse(_sa_id(target.namespace, rng.randrange(APPS_PER_NAMESPACE)))
         else:
             peer = rng.choice(peers)
