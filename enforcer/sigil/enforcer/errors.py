@@ -93,7 +93,6 @@ class RequestError(EnforcerError):
         self.reason = reason
 
 
-
 class SvidVerificationError(EnforcerError):
     """A presented certificate chain that is not a valid X509-SVID of a trusted domain.
 

@@ -41,7 +41,7 @@ from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.bundles import BundleSet
 from sigil.enforcer.errors import SvidVerificationError
 
-__all__ = ["Refusal", "SvidVerifier", "VerifiedSvid", "chain_digest"]
+__all__ = ["Clock", "Refusal", "SvidVerifier", "VerifiedSvid", "chain_digest"]
 
 Clock = Callable[[], datetime]
 Presented = Sequence[bytes | x509.Certificate]
@@ -66,6 +66,8 @@ class Refusal(enum.StrEnum):
     EXPIRED = "expired"
     UNKNOWN_TRUST_DOMAIN = "unknown_trust_domain"
     BAD_CHAIN = "bad_chain"
+    #: A valid SVID, but not the server the client expected (tls.py's ``expect``).
+    UNEXPECTED_PEER = "unexpected_peer"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,192 @@
+"""SPIFFE TLS contexts over real loopback connections, with SVIDs minted by Sigil's CA and openssl as a peer."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import ssl
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from enforcer.pki import Domain, write_svid_files
+from enforcer.tlskit import exchange, static_source, who_am_i_server
+
+from sigil.enforcer.errors import IdentitySourceError, SvidVerificationError
+from sigil.enforcer.tls import SpiffeTls, client_context, server_context
+from sigil.enforcer.verify import Refusal
+
+
+@pytest.fixture
+def home() -> Domain:
+    # OpenSSL checks validity against the real clock, so these SVIDs are dated from it.
+    return Domain("example.org", now=datetime.now(UTC))
+
+
+@pytest.fixture
+def partner() -> Domain:
+    return Domain("partner.net", now=datetime.now(UTC))
+
+
+@pytest.fixture
+def files() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sg-tls-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+async def _hung_up(port: int, context: ssl.SSLContext) -> bool:
+    """True when the server refused: the handshake failed, or (TLS 1.3, where the client finishes first)
+    the connection closed before a byte of the answer."""
+    try:
+        said, _ = await exchange(port, context)
+    except (ConnectionError, ssl.SSLError):
+        return True
+    return not said
+
+
+async def test_mutual_tls_names_both_sides(home: Domain, files: Path) -> None:
+    """Client and server each learn the other's SPIFFE ID from a verified handshake."""
+    server = static_source(files / "s", home.mint("server"), home)
+    client = static_source(files / "c", home.mint("client"), home)
+    async with who_am_i_server(server_context(server)) as port:
+        said, server_id = await exchange(port, client_context(client))
+    assert said == "spiffe://example.org/client"
+    assert server_id == "spiffe://example.org/server"
+
+
+async def test_a_federated_peer_is_accepted_with_its_own_bundle(
+    home: Domain, partner: Domain, files: Path
+) -> None:
+    """A client of a federated domain is accepted by a server holding that domain's bundle."""
+    server = static_source(files / "s", home.mint("server"), home, partner)
+    client = static_source(files / "c", partner.mint("billing"), partner, home)
+    async with who_am_i_server(server_context(server)) as port:
+        said, _ = await exchange(port, client_context(client))
+    assert said == "spiffe://partner.net/billing"
+
+
+async def test_a_peer_vouched_for_by_the_wrong_domain_is_refused(
+    home: Domain, partner: Domain, files: Path
+) -> None:
+    """A partner.net ID signed by example.org's CA passes OpenSSL's pooled gate but not the SPIFFE check."""
+    server = static_source(files / "s", home.mint("server"), home, partner)
+    refused: list[SvidVerificationError] = []
+    tls = SpiffeTls(server, on_refused=refused.append)
+    forged = home.mint(spiffe_id=partner.id("billing"))
+    client = static_source(files / "c", forged, partner, home)
+    async with who_am_i_server(tls.server_context()) as port:
+        assert await _hung_up(port, client_context(client))
+    assert [err.reason for err in refused] == [Refusal.BAD_CHAIN]
+    assert refused[0].spiffe_id == "spiffe://partner.net/billing"
+
+
+async def test_a_server_from_another_ca_is_refused_by_the_client(home: Domain, files: Path) -> None:
+    """A client refuses a server whose chain leads to no anchor it holds."""
+    stranger = Domain("example.org", now=datetime.now(UTC))
+    server = static_source(files / "s", stranger.mint("server"), stranger)
+    client = static_source(files / "c", home.mint("client"), home)
+    async with who_am_i_server(server_context(server, peer_required=False)) as port:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await exchange(port, client_context(client))
+
+
+async def test_a_client_refuses_a_server_it_did_not_expect(home: Domain, files: Path) -> None:
+    """A valid server SVID with the wrong SPIFFE ID fails the client's handshake as 'unexpected_peer'."""
+    server = static_source(files / "s", home.mint("impostor"), home)
+    client = static_source(files / "c", home.mint("client"), home)
+    async with who_am_i_server(server_context(server)) as port:
+        with pytest.raises(ssl.SSLCertVerificationError) as caught:
+            await exchange(port, client_context(client, expect=home.id("server")))
+        said, _ = await exchange(port, client_context(client, expect=home.trust_domain))
+    assert isinstance(caught.value.__cause__, SvidVerificationError)
+    assert caught.value.__cause__.reason == Refusal.UNEXPECTED_PEER
+    assert said == "spiffe://example.org/client"
+
+
+async def test_a_new_handshake_presents_the_rotated_svid(home: Domain, files: Path) -> None:
+    """After the SVID files rotate and the source reloads, the next handshake presents the new SVID."""
+    server = static_source(files / "s", home.mint("server-v1"), home)
+    client = static_source(files / "c", home.mint("client"), home)
+    context = client_context(client)
+    async with who_am_i_server(server_context(server)) as port:
+        _, before = await exchange(port, context)
+        write_svid_files(files / "s", home.mint("server-v2"), home)
+        await asyncio.to_thread(server.reload)
+        _, after = await exchange(port, context)
+    assert (before, after) == ("spiffe://example.org/server-v1", "spiffe://example.org/server-v2")
+
+
+async def test_a_client_without_a_certificate_is_refused(home: Domain, files: Path) -> None:
+    """A plain TLS client (no certificate) gets no byte from a server that requires an SVID."""
+    server = static_source(files / "s", home.mint("server"), home)
+    anonymous = ssl.create_default_context(cadata=home.bundle_pem().decode())
+    anonymous.check_hostname = False
+    async with who_am_i_server(server_context(server)) as port:
+        assert await _hung_up(port, anonymous)
+
+
+def test_unusable_files_are_an_identity_source_error(home: Domain, files: Path) -> None:
+    """An SVID file that is not PEM is refused with the directory named."""
+    source = static_source(files / "s", home.mint("server"), home)
+    (files / "s" / "svid.pem").write_text("not a certificate")
+    with pytest.raises(IdentitySourceError) as caught:
+        source.reload()
+    assert "unusable SVID files" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- openssl s_client
+
+
+async def _s_client(port: int, *options: str) -> str:
+    """Run ``openssl s_client`` (an unmodified peer) against ``port``; returns what it printed."""
+    process = await asyncio.create_subprocess_exec(
+        "openssl",
+        "s_client",
+        "-connect",
+        f"127.0.0.1:{port}",
+        "-quiet",
+        "-verify_return_error",
+        *options,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    return output.decode(errors="replace")
+
+
+async def test_openssl_with_a_valid_svid_is_accepted(home: Domain, files: Path) -> None:
+    """openssl s_client presenting an SVID from our CA is told its own SPIFFE ID."""
+    server = static_source(files / "s", home.mint("server"), home)
+    svid, key, bundle = write_svid_files(files / "c", home.mint("openssl"), home)
+    async with who_am_i_server(server_context(server)) as port:
+        output = await _s_client(port, "-cert", str(svid), "-key", str(key), "-CAfile", str(bundle))
+    assert "spiffe://example.org/openssl" in output
+
+
+async def test_openssl_without_a_certificate_is_refused(home: Domain, files: Path) -> None:
+    """openssl s_client with no client certificate is refused by the TLS gate."""
+    server = static_source(files / "s", home.mint("server"), home)
+    bundle = files / "bundle.pem"
+    bundle.write_bytes(home.bundle_pem())
+    async with who_am_i_server(server_context(server)) as port:
+        output = await _s_client(port, "-CAfile", str(bundle))
+    assert "spiffe://" not in output
+    # asyncio drops the connection without flushing OpenSSL's alert: openssl reports the hang-up.
+    assert "unexpected eof" in output or "alert" in output
+
+
+async def test_openssl_with_a_stranger_certificate_is_refused(home: Domain, files: Path) -> None:
+    """openssl s_client presenting an SVID from another CA of the same name is refused."""
+    stranger = Domain("example.org", now=datetime.now(UTC))
+    server = static_source(files / "s", home.mint("server"), home)
+    svid, key, _ = write_svid_files(files / "c", stranger.mint("openssl"), stranger)
+    bundle = files / "bundle.pem"
+    bundle.write_bytes(home.bundle_pem())
+    async with who_am_i_server(server_context(server)) as port:
+        output = await _s_client(port, "-cert", str(svid), "-key", str(key), "-CAfile", str(bundle))
+    assert "spiffe://" not in output
+    assert "unexpected eof" in output or "alert" in output
