@@ -1,17 +1,23 @@
-"""The server's settings: built once from the config file, the environment and flags, then passed down."""
+"""The server's settings: built once from the config file, the environment and flags, then passed down.
+
+The file's ``server`` section is read by :mod:`sigil.issuer.server_settings` (one frozen object per part); this
+module layers the top-level keys, the CA section and the flags, and refuses unknown keys by name.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sigil.ca.config import ConfigError, data_dir_from, load_config_file, pick
 from sigil.ca.errors import InvalidTrustDomainError
 from sigil.ca.settings import CaSettings
+from sigil.issuer.errors import ConfigError as IssuerConfigError
+from sigil.issuer.server_settings import IssuerSettings, parse_issuer_settings
 
-__all__ = ["ServerSettings", "load_server_settings"]
+__all__ = ["IssuerSettings", "ServerSettings", "load_server_settings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +27,11 @@ class ServerSettings:
     data_dir: Path
     ca: CaSettings
     config_file: Path | None = None
+    server: IssuerSettings = field(default_factory=IssuerSettings)
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.server.admin_socket or self.data_dir / "admin.sock"
 
 
 def load_server_settings(
@@ -29,6 +40,9 @@ def load_server_settings(
     data_dir: str | None = None,
     trust_domain: str | None = None,
     database_url: str | None = None,
+    listen: str | None = None,
+    admin_socket: str | None = None,
+    kubeconfig: str | None = None,
 ) -> ServerSettings:
     """Layer flags over ``SIGIL_*`` environment variables over the file over the embedded defaults."""
     values = load_config_file(config_file)
@@ -39,6 +53,9 @@ def load_server_settings(
     ca_values: Mapping[str, Any] = values.get("ca") or {}
     if not isinstance(ca_values, Mapping):
         raise ConfigError(source, "'ca' must be a mapping")
+    server_values: Mapping[str, Any] = values.get("server") or {}
+    if not isinstance(server_values, Mapping):
+        raise ConfigError(source, "'server' must be a mapping")
     resolved_dir = data_dir_from(data_dir, values)
     merged = dict(ca_values)
     merged["trust_domain"] = pick(
@@ -53,4 +70,23 @@ def load_server_settings(
         raise ConfigError(source, f"trust_domain: {err.rule}") from err
     except ValueError as err:
         raise ConfigError(source, f"ca: {err}") from err
-    return ServerSettings(data_dir=resolved_dir, ca=ca, config_file=config_file)
+    layered = dict(server_values)
+    for key, flag, env in (
+        ("listen", listen, "SIGIL_LISTEN"),
+        ("admin_socket", admin_socket, "SIGIL_ADMIN_SOCKET"),
+    ):
+        value = pick(flag, env, server_values, key)
+        if value is not None:
+            layered[key] = value
+    kube_values = dict(layered.get("kubernetes") or {})
+    config_path = pick(kubeconfig, "SIGIL_KUBECONFIG", kube_values, "kubeconfig")
+    if config_path is not None:
+        kube_values["kubeconfig"] = config_path
+        layered["kubernetes"] = kube_values
+    try:
+        server = parse_issuer_settings(
+            layered, base_dir=config_file.parent if config_file else None
+        )
+    except (ValueError, IssuerConfigError) as err:
+        raise ConfigError(source, f"server: {err}") from err
+    return ServerSettings(data_dir=resolved_dir, ca=ca, config_file=config_file, server=server)

@@ -1,0 +1,187 @@
+"""Every ``sigil-server`` admin verb as one async interface with JSON-ready results.
+
+The CLI talks to :class:`AdminBackend` and does not care which one it got: :class:`LocalAdmin` works on the
+datastore in-process (no server running; also what the admin socket's handlers call), and
+:class:`~sigil.issuer.admin.client.SocketAdmin` sends the same verbs to a running server, so a taint done by hand
+reaches the server's waiting agents at once instead of at the next tick.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives import serialization
+
+from sigil.ca.authority import Authority, AuthorityKind, AuthorityStatus
+from sigil.ca.errors import AuthorityError
+from sigil.ca.service import CertificateAuthority
+from sigil.ca.spiffe_id import SpiffeId
+from sigil.issuer.bundlefeed import BundleFeed
+from sigil.issuer.errors import AuthorityRefusedError, MalformedRequestError, NotFoundError
+from sigil.issuer.registry import Entry, Registry
+
+__all__ = ["AdminBackend", "LocalAdmin", "authority_json", "entry_json"]
+
+Json = dict[str, Any]
+
+
+def authority_json(authority: Authority) -> Json:
+    return {
+        "kind": authority.kind.value,
+        "authority_id": authority.authority_id,
+        "status": authority.status.value,
+        "tainted": authority.tainted,
+        "not_before": authority.not_before.isoformat(),
+        "not_after": authority.not_after.isoformat(),
+    }
+
+
+def entry_json(entry: Entry) -> Json:
+    return {
+        "entry_id": entry.entry_id,
+        "spiffe_id": str(entry.spiffe_id),
+        "parent_id": str(entry.parent_id),
+        "selectors": sorted(entry.selectors),
+        "x509_svid_ttl": entry.x509_svid_ttl.total_seconds() if entry.x509_svid_ttl else None,
+        "jwt_svid_ttl": entry.jwt_svid_ttl.total_seconds() if entry.jwt_svid_ttl else None,
+        "dns_names": list(entry.dns_names),
+    }
+
+
+class AdminBackend(Protocol):
+    async def authorities(self) -> list[Json]: ...
+    async def authority_step(self, verb: str, kind: str, authority_id: str | None) -> Json: ...
+    async def bundle(self, fmt: str) -> bytes: ...
+    async def mint_x509(self, spiffe_id: str, ttl: float | None, dns: list[str]) -> Json: ...
+    async def mint_jwt(self, spiffe_id: str, audience: list[str], ttl: float | None) -> Json: ...
+    async def create_entry(
+        self, spiffe_id: str, parent_id: str, selectors: list[str], dns: list[str]
+    ) -> Json: ...
+    async def list_entries(self) -> list[Json]: ...
+    async def delete_entry(self, entry_id: str) -> None: ...
+    async def generate_token(self, ttl: float) -> Json: ...
+
+
+def _seconds(value: float | None) -> timedelta | None:
+    return timedelta(seconds=value) if value else None
+
+
+class LocalAdmin:
+    """The verbs on an open CA and registry; ``feed`` (in a server) is told of changes agents must see now."""
+
+    def __init__(
+        self, ca: CertificateAuthority, registry: Registry, feed: BundleFeed | None = None
+    ) -> None:
+        self._ca = ca
+        self._registry = registry
+        self._feed = feed
+
+    async def authorities(self) -> list[Json]:
+        return [authority_json(a) for a in self._ca.authorities()]
+
+    async def authority_step(self, verb: str, kind: str, authority_id: str | None) -> Json:
+        try:
+            which = AuthorityKind(kind)
+        except ValueError as err:
+            raise MalformedRequestError(f"kind {kind!r} is not x509 or jwt") from err
+        try:
+            result = await self._step(verb, which, authority_id)
+        except AuthorityError as err:
+            raise AuthorityRefusedError(authority_id or "", str(err)) from err
+        if self._feed is not None:
+            await self._feed.publish()
+        return result
+
+    async def _step(self, verb: str, kind: AuthorityKind, authority_id: str | None) -> Json:
+        if verb == "prepare":
+            return {"authority": authority_json(await self._ca.prepare(kind))}
+        if authority_id is None:
+            wanted = AuthorityStatus.PREPARED if verb == "activate" else AuthorityStatus.OLD
+            candidates = [
+                a
+                for a in self._ca.authorities(kind)
+                if a.status is wanted and (verb != "revoke" or a.tainted)
+            ]
+            if len(candidates) != 1:
+                raise MalformedRequestError(
+                    f"say which {kind} authority with --id ({len(candidates)} candidates)"
+                )
+            authority_id = candidates[0].authority_id
+        if verb == "activate":
+            return {"authority": authority_json(await self._ca.activate(kind, authority_id))}
+        if verb == "taint":
+            count = await self._ca.taint(kind, authority_id)
+            return {"authority_id": authority_id, "kind": kind.value, "reissue_due": count}
+        if verb == "revoke":
+            return {"authority": authority_json(await self._ca.revoke(kind, authority_id))}
+        raise MalformedRequestError(f"unknown authority verb {verb!r}")
+
+    async def bundle(self, fmt: str) -> bytes:
+        bundle = self._ca.bundle()
+        return bundle.to_pem() if fmt == "pem" else bundle.to_json() + b"\n"
+
+    async def mint_x509(self, spiffe_id: str, ttl: float | None, dns: list[str]) -> Json:
+        svid = await self._ca.mint_x509_svid(
+            SpiffeId.parse(spiffe_id), ttl=_seconds(ttl), dns_names=dns
+        )
+        if svid.private_key is None:  # cannot happen: minted without a CSR, so the CA made the key
+            raise TypeError("x509 mint returned no key")
+        key_pem = svid.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return {
+            "spiffe_id": str(svid.spiffe_id),
+            "serial": svid.serial_hex,
+            "expires_at": svid.not_after.isoformat(),
+            "chain_pem": svid.chain_pem().decode(),
+            "key_pem": key_pem.decode(),
+            "bundle_pem": self._ca.bundle().to_pem().decode(),
+        }
+
+    async def mint_jwt(self, spiffe_id: str, audience: list[str], ttl: float | None) -> Json:
+        svid = await self._ca.mint_jwt_svid(
+            SpiffeId.parse(spiffe_id), audience=audience, ttl=_seconds(ttl)
+        )
+        return {
+            "token": svid.token,
+            "spiffe_id": str(svid.spiffe_id),
+            "expiry": svid.expiry.isoformat(),
+        }
+
+    async def create_entry(
+        self, spiffe_id: str, parent_id: str, selectors: list[str], dns: list[str]
+    ) -> Json:
+        try:
+            entry = await self._registry.create_entry(
+                SpiffeId.parse(spiffe_id),
+                SpiffeId.parse(parent_id),
+                selectors,
+                now=self._ca.now(),
+                dns_names=dns,
+            )
+        except ValueError as err:
+            raise MalformedRequestError(str(err)) from err
+        return entry_json(entry)
+
+    async def list_entries(self) -> list[Json]:
+        return [entry_json(e) for e in await self._registry.entries()]
+
+    async def delete_entry(self, entry_id: str) -> None:
+        if not await self._registry.delete_entry(entry_id):
+            raise NotFoundError(f"entry {entry_id}")
+
+    async def generate_token(self, ttl: float) -> Json:
+        token = await self._registry.generate_join_token(
+            ttl=timedelta(seconds=ttl), now=self._ca.now()
+        )
+        agent = self._ca.settings.trust_domain.spiffe_id(
+            "sigil", "agent", "join", token.agent_suffix
+        )
+        return {
+            "token": token.token,
+            "agent_id": str(agent),
+            "expires_at": token.expires_at.isoformat(),
+        }

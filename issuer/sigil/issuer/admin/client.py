@@ -1,0 +1,95 @@
+"""The admin verbs sent to a running server over its Unix socket (the CLI's path when a server is up).
+
+Refusals come back as problem documents and are raised as the issuer's own errors, so the CLI prints the same
+message whichever backend ran the verb.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, cast
+
+import aiohttp
+
+from sigil.issuer import wire
+from sigil.issuer.client import error_from_problem
+from sigil.issuer.routes.admin import PREFIX
+
+__all__ = ["SocketAdmin", "server_listening"]
+
+Json = dict[str, Any]
+
+
+def server_listening(path: Path) -> bool:
+    """True when something accepts connections on the Unix socket ``path`` (a stale file does not count)."""
+    if not path.is_socket():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+class SocketAdmin:
+    """:class:`~sigil.issuer.admin.AdminBackend` over the admin socket; ``async with SocketAdmin(path):``."""
+
+    def __init__(self, path: Path) -> None:
+        self._session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path)))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._session.close()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        async with self._session.request(method, "http://sigil" + PREFIX + path, **kwargs) as reply:
+            if reply.content_type == wire.PROBLEM_CONTENT_TYPE:
+                raise error_from_problem(await reply.json(content_type=None))
+            reply.raise_for_status()
+            if reply.content_type == "application/json":
+                return await reply.json()
+            return await reply.read()
+
+    async def authorities(self) -> list[Json]:
+        return cast(list[Json], await self._call("GET", "/authorities"))
+
+    async def authority_step(self, verb: str, kind: str, authority_id: str | None) -> Json:
+        body = {"kind": kind, "authority_id": authority_id}
+        return cast(Json, await self._call("POST", f"/authorities/{verb}", json=body))
+
+    async def bundle(self, fmt: str) -> bytes:
+        return cast(bytes, await self._call("GET", "/bundle", params={"format": fmt}))
+
+    async def mint_x509(self, spiffe_id: str, ttl: float | None, dns: list[str]) -> Json:
+        body = {"spiffe_id": spiffe_id, "ttl": ttl, "dns": dns}
+        return cast(Json, await self._call("POST", "/x509/mint", json=body))
+
+    async def mint_jwt(self, spiffe_id: str, audience: list[str], ttl: float | None) -> Json:
+        body = {"spiffe_id": spiffe_id, "audience": audience, "ttl": ttl}
+        return cast(Json, await self._call("POST", "/jwt/mint", json=body))
+
+    async def create_entry(
+        self, spiffe_id: str, parent_id: str, selectors: list[str], dns: list[str]
+    ) -> Json:
+        body = {"spiffe_id": spiffe_id, "parent_id": parent_id, "selectors": selectors, "dns": dns}
+        return cast(Json, await self._call("POST", "/entries", json=body))
+
+    async def list_entries(self) -> list[Json]:
+        return cast(list[Json], await self._call("GET", "/entries"))
+
+    async def delete_entry(self, entry_id: str) -> None:
+        await self._call("DELETE", f"/entries/{entry_id}")
+
+    async def generate_token(self, ttl: float) -> Json:
+        return cast(Json, await self._call("POST", "/tokens", json={"ttl": ttl}))

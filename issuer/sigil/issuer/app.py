@@ -1,0 +1,218 @@
+"""Assembling the issuer: its parts from the settings, and the three aiohttp applications that serve them.
+
+- the main application (agents and workloads, mutual TLS with the server's own SVID),
+- the admin application (the local Unix socket behind every ``sigil-server`` admin verb),
+- the federation bundle endpoint (``https_web``, its own listener and certificate).
+
+The main application owns the background tasks in its ``cleanup_ctx`` (the CA rotator tick, the feed that follows
+the CA, the pod cache watch, one poller per federated trust domain): each is started with the app and cancelled and
+awaited when it shuts down (https://docs.aiohttp.org/en/stable/web_advanced.html#cleanup-context).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from sigil.ca.datastore.store import Datastore
+from sigil.ca.errors import SigilError
+from sigil.ca.keystore import DiskKeyStore
+from sigil.ca.service import CertificateAuthority, utc_now
+from sigil.ca.upstream import load_upstream_ca
+from sigil.issuer.bundlefeed import BundleFeed
+from sigil.issuer.federation import FederationPoller
+from sigil.issuer.kube import KubeApi, PodCache, TokenReviewAuthenticator
+from sigil.issuer.metrics import IssuerMetrics
+from sigil.issuer.problems import problem_middleware
+from sigil.issuer.ratelimit import RateLimiter
+from sigil.issuer.registry import MIGRATIONS, Registry
+from sigil.issuer.routes import agent, bundle, health, svids
+from sigil.issuer.routes.admin import routes as admin_table
+from sigil.issuer.serving import ServingIdentity
+from sigil.issuer.settings import ServerSettings
+from sigil.issuer.state import ISSUER, Issuer, KubeParts
+
+__all__ = ["admin_app", "close_issuer", "federation_app", "main_app", "open_issuer"]
+
+log = structlog.get_logger(__name__)
+
+
+async def open_ca(
+    settings: ServerSettings, *, clock: Callable[[], datetime] = utc_now
+) -> CertificateAuthority:
+    """The CA over a datastore migrated with the issuer's tables too (``CertificateAuthority.open`` plus ours)."""
+    ca_settings = settings.ca
+    upstream = load_upstream_ca(ca_settings.upstream_dir) if ca_settings.upstream_dir else None
+    store = await Datastore.open(ca_settings.effective_database_url, extra_migrations=[MIGRATIONS])
+    ca = CertificateAuthority(
+        ca_settings,
+        store,
+        DiskKeyStore(ca_settings.effective_key_dir),
+        clock=clock,
+        upstream=upstream,
+    )
+    try:
+        await ca.rotate()
+    except BaseException:
+        await store.close()
+        raise
+    return ca
+
+
+async def open_issuer(
+    settings: ServerSettings,
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    kube_clock: Callable[[], float] | None = None,
+    rate_clock: Callable[[], float] | None = None,
+) -> Issuer:
+    """Open the CA and Kubernetes connections (no listener yet); close with :func:`close_issuer`."""
+    ca = await open_ca(settings, clock=clock)
+    metrics = IssuerMetrics(registry if registry is not None else CollectorRegistry())
+    kube = None
+    kube_settings = settings.server.kubernetes
+    try:
+        if kube_settings is not None:
+            if kube_settings.kubeconfig is not None:
+                api = KubeApi.from_kubeconfig(kube_settings.kubeconfig)
+            else:
+                api = KubeApi.in_cluster()
+            extra: dict[str, Any] = {"clock": kube_clock} if kube_clock is not None else {}
+            kube = KubeParts(
+                api,
+                TokenReviewAuthenticator(
+                    api,
+                    audience=kube_settings.agent_audience,
+                    allowed_service_accounts=kube_settings.agent_service_accounts,
+                    name="agent",
+                    metrics=metrics.kube,
+                    **extra,
+                ),
+                TokenReviewAuthenticator(
+                    api,
+                    audience=kube_settings.workload_audience,
+                    name="workload",
+                    metrics=metrics.kube,
+                    **extra,
+                ),
+                PodCache(api),
+            )
+    except BaseException:
+        await ca.close()
+        raise
+    server = settings.server
+    limiter_extra: dict[str, Any] = {"clock": rate_clock} if rate_clock is not None else {}
+    issuer = Issuer(
+        settings=settings,
+        ca=ca,
+        registry=Registry(ca.store.engine),
+        feed=BundleFeed(ca),
+        serving=ServingIdentity(ca, dns_names=server.dns_names),
+        metrics=metrics,
+        limiter=RateLimiter(rate=server.rate_per_second, burst=server.rate_burst, **limiter_extra),
+        kube=kube,
+        clock=clock,
+    )
+    await issuer.serving.renew()
+    issuer.feed.current()
+    issuer.ready = True
+    return issuer
+
+
+async def close_issuer(issuer: Issuer) -> None:
+    if issuer.kube is not None:
+        await issuer.kube.agents.aclose()
+        await issuer.kube.workloads.aclose()
+        await issuer.kube.pods.stop()
+        await issuer.kube.api.aclose()
+    await issuer.ca.close()
+
+
+async def _tick(issuer: Issuer) -> None:
+    """The rotator: SPIRE's 10 s tick, which also refreshes from the datastore (other replicas' changes)."""
+    interval = issuer.settings.server.rotate_interval.total_seconds()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            done = await issuer.ca.rotate()
+            for step in done:
+                log.info("ca.rotated", step=step)
+            if issuer.serving.due(issuer.clock()):
+                await issuer.serving.renew()
+            await issuer.feed.publish()
+        except SigilError as err:
+            log.warning("ca.tick_failed", detail=str(err))
+
+
+def _owned(
+    name: str, factory: Callable[[], Coroutine[Any, Any, None]]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(factory(), name=name)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context
+
+
+def _base(issuer: Issuer) -> web.Application:
+    app = web.Application(
+        client_max_size=issuer.settings.server.client_max_size,
+        middlewares=[
+            problem_middleware(issuer.metrics, max_size=issuer.settings.server.client_max_size)
+        ],
+    )
+    app[ISSUER] = issuer
+    return app
+
+
+def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -> web.Application:
+    """The agents' and workloads' API, with the background tasks that keep the issuer current."""
+    app = _base(issuer)
+    for table in (agent.routes, svids.routes, bundle.routes, health.routes):
+        app.router.add_routes(table)
+    app.cleanup_ctx.append(_owned("sigil-ca-tick", lambda: _tick(issuer)))
+    app.cleanup_ctx.append(_owned("sigil-bundle-feed", issuer.feed.follow_ca))
+    if issuer.kube is not None:
+        pods = issuer.kube.pods
+
+        async def pod_cache(_app: web.Application) -> AsyncIterator[None]:
+            await pods.start()
+            yield
+            await pods.stop()
+
+        app.cleanup_ctx.append(pod_cache)
+    for poller in pollers if pollers is not None else federation_pollers(issuer):
+        app.cleanup_ctx.append(_owned(f"sigil-federation-{poller.peer.trust_domain}", poller.run))
+    return app
+
+
+def federation_pollers(issuer: Issuer) -> list[FederationPoller]:
+    return [
+        FederationPoller(peer, issuer.feed, issuer.metrics)
+        for peer in issuer.settings.server.federates_with
+    ]
+
+
+def admin_app(issuer: Issuer) -> web.Application:
+    """The admin API for the local Unix socket."""
+    app = _base(issuer)
+    app.router.add_routes(admin_table)
+    return app
+
+
+def federation_app(issuer: Issuer) -> web.Application:
+    """The SPIFFE federation bundle endpoint (served over the ``https_web`` listener)."""
+    app = _base(issuer)
+    app.router.add_routes(bundle.federation_routes)
+    return app

@@ -1,0 +1,45 @@
+"""The issuer's Prometheus metrics, in a registry the server passes in (never the process-global one).
+
+Two servers in one test process, or a server beside the tests' own registry, must not collide; so every collector
+is registered on the :class:`~prometheus_client.CollectorRegistry` handed to :class:`IssuerMetrics`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from sigil.issuer.kube.tokenreview import TokenReviewMetrics
+
+__all__ = ["IssuerMetrics"]
+
+
+class IssuerMetrics:
+    """SVIDs issued, refusals by reason, request latency, and (through ``kube``) TokenReview calls and cache hits."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.svids_issued = Counter(
+            "sigil_svids_issued",
+            "SVIDs issued, by kind (x509, jwt) and caller (agent, workload, server, admin)",
+            ["kind", "caller"],
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "sigil_refusals",
+            "Requests and batch items refused, by stable reason code",
+            ["reason"],
+            registry=registry,
+        )
+        self.requests = Histogram(
+            "sigil_request_seconds",
+            "Time to answer an API request, by route",
+            ["route"],
+            registry=registry,
+        )
+        self.federation_fetches = Counter(
+            "sigil_federation_fetches",
+            "Federated bundle endpoint polls, by trust domain and outcome",
+            ["trust_domain", "outcome"],
+            registry=registry,
+        )
+        self.kube = TokenReviewMetrics(registry)

@@ -1,0 +1,58 @@
+"""Helpers every handler module shares: the issuer from the request, the caller's rate, SVIDs as wire bodies."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from sigil.ca.csr import parse_csr
+from sigil.ca.errors import MalformedCsrError
+from sigil.ca.keys import PublicKey
+from sigil.ca.spiffe_id import SpiffeId
+from sigil.ca.x509svid import X509Svid
+from sigil.issuer import wire
+from sigil.issuer.serving import agent_id
+from sigil.issuer.state import ISSUER, Issuer
+
+__all__ = ["authenticated_agent", "issuer_of", "parse_csrs", "peer_address", "svid_body"]
+
+
+def issuer_of(request: web.Request) -> Issuer:
+    return request.app[ISSUER]
+
+
+def peer_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def authenticated_agent(request: web.Request) -> SpiffeId:
+    """The calling agent (401 without a valid agent SVID), charged one request against its rate."""
+    issuer = issuer_of(request)
+    caller = agent_id(request, trust_domain_member=issuer.ca.trust_domain)
+    issuer.limiter.check(str(caller))
+    return caller
+
+
+def svid_body(svid: X509Svid) -> wire.X509SvidBody:
+    return {
+        "spiffe_id": str(svid.spiffe_id),
+        "chain_pem": svid.chain_pem().decode(),
+        "expires_at": svid.not_after.isoformat(),
+    }
+
+
+def _parse_all(csrs: Sequence[str]) -> list[PublicKey | MalformedCsrError]:
+    keys: list[PublicKey | MalformedCsrError] = []
+    for text in csrs:
+        try:
+            keys.append(parse_csr(text.encode())[1])
+        except MalformedCsrError as err:
+            keys.append(err)
+    return keys
+
+
+async def parse_csrs(csrs: Sequence[str]) -> list[PublicKey | MalformedCsrError]:
+    """Each CSR's verified public key, or why it is malformed; in a worker thread (signature checks are CPU)."""
+    return await asyncio.to_thread(_parse_all, csrs)

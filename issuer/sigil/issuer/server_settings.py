@@ -1,0 +1,200 @@
+"""The ``server`` section of ``sigil-server``'s configuration, as frozen objects grouped by part.
+
+Every key is checked here, before anything listens: a typo in a federation URL or an allow-list entry must stop the
+server at start, not surface as a refusal an hour later. ISSUER.md lists every key with its default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from sigil.ca.settings import parse_duration
+from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.issuer.kube.identity import (
+    DEFAULT_WORKLOAD_ID_TEMPLATE,
+    ServiceAccountRef,
+    WorkloadIdTemplate,
+)
+
+__all__ = [
+    "BundleEndpointSettings",
+    "FederationPeer",
+    "IssuerSettings",
+    "KubeSettings",
+    "parse_issuer_settings",
+]
+
+Profile = Literal["https_web", "https_spiffe"]
+
+
+@dataclass(frozen=True, slots=True)
+class KubeSettings:
+    """How the issuer reaches Kubernetes and whom it accepts from there."""
+
+    kubeconfig: Path | None = None
+    in_cluster: bool = False
+    cluster: str = "default"
+    agent_audience: str = "sigil-server"
+    agent_service_accounts: tuple[ServiceAccountRef, ...] = field(
+        default=(ServiceAccountRef("sigil-system", "sigil-agent"),)
+    )
+    workload_audience: str = "sigil-workload"
+    workload_id_template: WorkloadIdTemplate = field(default_factory=WorkloadIdTemplate)
+
+
+@dataclass(frozen=True, slots=True)
+class BundleEndpointSettings:
+    """The SPIFFE federation bundle endpoint, ``https_web`` profile: its own listener and Web PKI certificate."""
+
+    host: str = "0.0.0.0"  # noqa: S104 -- the federation endpoint is public by design
+    port: int = 8443
+    cert_file: Path = Path("bundle-endpoint.crt")
+    key_file: Path = Path("bundle-endpoint.key")
+
+
+@dataclass(frozen=True, slots=True)
+class FederationPeer:
+    """Another trust domain whose bundle endpoint we poll (SPIFFE Federation §5: URL, profile, trust domain)."""
+
+    trust_domain: TrustDomain
+    url: str
+    profile: Profile = "https_web"
+    endpoint_spiffe_id: SpiffeId | None = None
+    bootstrap_bundle: Path | None = None
+    #: Extra roots for ``https_web`` (a private Web PKI); the system roots otherwise.
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerSettings:
+    """The issuance service's own settings (the CA's are in ``CaSettings``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8081
+    admin_socket: Path | None = None
+    dns_names: tuple[str, ...] = ("localhost",)
+    client_max_size: int = 1024 * 1024
+    rate_per_second: float = 50.0
+    rate_burst: float = 100.0
+    rotate_interval: timedelta = timedelta(seconds=10)
+    long_poll_max: timedelta = timedelta(minutes=5)
+    agent_svid_ttl: timedelta | None = None
+    oidc_issuer: str | None = None
+    kubernetes: KubeSettings | None = None
+    bundle_endpoint: BundleEndpointSettings | None = None
+    federates_with: tuple[FederationPeer, ...] = ()
+
+
+def _path(value: Any, base_dir: Path | None) -> Path:
+    path = Path(str(value))
+    return path if path.is_absolute() or base_dir is None else base_dir / path
+
+
+def _only(values: Mapping[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {where} key(s): {', '.join(unknown)}")
+
+
+def _kube(values: Mapping[str, Any], base_dir: Path | None) -> KubeSettings:
+    _only(values, set(KubeSettings.__dataclass_fields__), "kubernetes")
+    d = KubeSettings()
+    accounts = values.get("agent_service_accounts")
+    return KubeSettings(
+        kubeconfig=_path(values["kubeconfig"], base_dir) if values.get("kubeconfig") else None,
+        in_cluster=bool(values.get("in_cluster", False)),
+        cluster=str(values.get("cluster", d.cluster)),
+        agent_audience=str(values.get("agent_audience", d.agent_audience)),
+        agent_service_accounts=tuple(ServiceAccountRef.parse(str(a)) for a in accounts)
+        if accounts is not None
+        else d.agent_service_accounts,
+        workload_audience=str(values.get("workload_audience", d.workload_audience)),
+        workload_id_template=WorkloadIdTemplate(
+            str(values.get("workload_id_template", DEFAULT_WORKLOAD_ID_TEMPLATE))
+        ),
+    )
+
+
+def _peer(values: Mapping[str, Any], base_dir: Path | None) -> FederationPeer:
+    _only(values, set(FederationPeer.__dataclass_fields__), "federates_with")
+    profile = str(values.get("profile", "https_web"))
+    if profile not in ("https_web", "https_spiffe"):
+        raise ValueError(f"federation profile {profile!r} is not https_web or https_spiffe")
+    url = str(values.get("url", ""))
+    if not url.startswith("https://"):
+        raise ValueError(f"federation URL {url!r} must be https://")
+    endpoint_id = values.get("endpoint_spiffe_id")
+    bootstrap = values.get("bootstrap_bundle")
+    if profile == "https_spiffe" and (not endpoint_id or not bootstrap):
+        raise ValueError("https_spiffe needs endpoint_spiffe_id and bootstrap_bundle")
+    return FederationPeer(
+        trust_domain=TrustDomain.parse(str(values["trust_domain"])),
+        url=url,
+        profile="https_spiffe" if profile == "https_spiffe" else "https_web",
+        endpoint_spiffe_id=SpiffeId.parse(str(endpoint_id)) if endpoint_id else None,
+        bootstrap_bundle=_path(bootstrap, base_dir) if bootstrap else None,
+        ca_file=_path(values["ca_file"], base_dir) if values.get("ca_file") else None,
+    )
+
+
+def parse_issuer_settings(values: Mapping[str, Any], *, base_dir: Path | None) -> IssuerSettings:
+    """Build from the ``server`` section (flags and environment already layered in)."""
+    _only(
+        values,
+        {
+            "listen",
+            "admin_socket",
+            "dns_names",
+            "client_max_size",
+            "rate_per_second",
+            "rate_burst",
+            "rotate_interval",
+            "long_poll_max",
+            "agent_svid_ttl",
+            "oidc_issuer",
+            "kubernetes",
+            "bundle_endpoint",
+            "federates_with",
+        },
+        "server",
+    )
+    d = IssuerSettings()
+    host, port = d.host, d.port
+    if values.get("listen"):
+        host, _, port_text = str(values["listen"]).rpartition(":")
+        host, port = host.strip("[]") or d.host, int(port_text)
+    endpoint = None
+    if values.get("bundle_endpoint"):
+        raw = values["bundle_endpoint"]
+        _only(raw, {"listen", "cert_file", "key_file"}, "bundle_endpoint")
+        e_host, _, e_port = str(raw.get("listen", "0.0.0.0:8443")).rpartition(":")
+        endpoint = BundleEndpointSettings(
+            e_host.strip("[]"),
+            int(e_port),
+            _path(raw["cert_file"], base_dir),
+            _path(raw["key_file"], base_dir),
+        )
+    return IssuerSettings(
+        host=host,
+        port=port,
+        admin_socket=Path(str(values["admin_socket"])) if values.get("admin_socket") else None,
+        dns_names=tuple(str(n) for n in values.get("dns_names", d.dns_names)),
+        client_max_size=int(values.get("client_max_size", d.client_max_size)),
+        rate_per_second=float(values.get("rate_per_second", d.rate_per_second)),
+        rate_burst=float(values.get("rate_burst", d.rate_burst)),
+        rotate_interval=parse_duration(values.get("rotate_interval", "10s")),
+        long_poll_max=parse_duration(values.get("long_poll_max", "5m")),
+        agent_svid_ttl=parse_duration(values["agent_svid_ttl"])
+        if values.get("agent_svid_ttl")
+        else None,
+        oidc_issuer=str(values["oidc_issuer"]) if values.get("oidc_issuer") else None,
+        kubernetes=_kube(values["kubernetes"], base_dir)
+        if values.get("kubernetes") is not None
+        else None,
+        bundle_endpoint=endpoint,
+        federates_with=tuple(_peer(p, base_dir) for p in values.get("federates_with") or ()),
+    )

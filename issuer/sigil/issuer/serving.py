@@ -1,0 +1,99 @@
+"""The main listener's TLS: the server's own SVID, renewed by itself, and agents' SVIDs verified the SPIFFE way.
+
+The server holds ``spiffe://TD/sigil/server`` from its own CA, so agents check it like any SVID. Its certificate
+and the trust anchors for client certificates change with every renewal and rotation, and a listening socket's
+context cannot be swapped; so the socket's context is a front whose SNI callback (called on every handshake, with
+or without SNI) hands each new connection the current context. Existing connections keep theirs.
+
+Client certificates are optional at the TLS layer, because attestation comes before an agent has one; the handlers
+that need an agent call :func:`agent_id` and refuse with 401 without one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from datetime import datetime
+
+from aiohttp import web
+
+from sigil.ca.service import CertificateAuthority
+from sigil.ca.spiffe_id import SpiffeId
+from sigil.ca.x509svid import X509Svid
+from sigil.issuer.errors import ClientCertificateRequiredError
+from sigil.issuer.tls import load_identity, peer_spiffe_id
+
+__all__ = ["AGENT_PATH_PREFIX", "ServingIdentity", "agent_id"]
+
+#: Every agent ID sits under this path (``/sigil/agent/k8s/...``, ``/sigil/agent/join/...``).
+AGENT_PATH_PREFIX = "/sigil/agent/"
+
+
+class ServingIdentity:
+    """The server's SVID and the SSL context built from it and the current bundle."""
+
+    def __init__(self, ca: CertificateAuthority, *, dns_names: tuple[str, ...]) -> None:
+        self._ca = ca
+        self._dns_names = dns_names
+        self.spiffe_id = ca.settings.trust_domain.spiffe_id("sigil", "server")
+        self._svid: X509Svid | None = None
+        self._bundle_sequence = -1
+        self._current: ssl.SSLContext | None = None
+        self.front = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.front.sni_callback = self._pick
+
+    def _pick(self, ssl_object: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
+        if self._current is not None:
+            ssl_object.context = self._current
+
+    @property
+    def svid(self) -> X509Svid | None:
+        return self._svid
+
+    def due(self, now: datetime) -> bool:
+        """True when the SVID is missing, past half its life, or the bundle changed under it."""
+        if self._svid is None or self._bundle_sequence != self._ca.bundle().sequence:
+            return True
+        leaf = self._svid.leaf
+        half = (
+            leaf.not_valid_before_utc + (leaf.not_valid_after_utc - leaf.not_valid_before_utc) / 2
+        )
+        return now >= half
+
+    async def renew(self) -> None:
+        """Mint a fresh serving SVID (the CA generates its key) and make it the one new connections get."""
+        svid = await self._ca.mint_x509_svid(self.spiffe_id, dns_names=self._dns_names)
+        bundle = self._ca.bundle()
+        context = await asyncio.to_thread(_server_context, svid, bundle.to_pem())
+        self._svid, self._current, self._bundle_sequence = svid, context, bundle.sequence
+
+
+def _server_context(svid: X509Svid, anchors_pem: bytes) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.load_verify_locations(cadata=anchors_pem.decode())
+    if svid.private_key is None:
+        raise TypeError("the serving SVID was minted without its key")
+    load_identity(context, svid.chain, svid.private_key)
+    return context
+
+
+def agent_id(request: web.Request, *, trust_domain_member: SpiffeId) -> SpiffeId:
+    """The calling agent's SPIFFE ID from its verified client certificate, or 401.
+
+    OpenSSL has already chained the certificate to our bundle; what is left is SPIFFE's part: one URI SAN, in our
+    trust domain, and an agent's path (a workload SVID from this CA must not act as an agent).
+    """
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        raise ClientCertificateRequiredError("the connection is not TLS")
+    found = peer_spiffe_id(ssl_object)
+    if found is None:
+        raise ClientCertificateRequiredError("no client certificate with a SPIFFE ID")
+    if found.trust_domain != trust_domain_member.trust_domain:
+        raise ClientCertificateRequiredError(f"{found} is not in this trust domain")
+    if not found.path.startswith(AGENT_PATH_PREFIX):
+        raise ClientCertificateRequiredError(f"{found} is not an agent ID")
+    return found
