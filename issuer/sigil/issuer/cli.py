@@ -1,7 +1,9 @@
-"""``sigil-server``: the issuance server and its admin verbs.
+"""``sigil-server``: the issuance server (``run``) and its admin verbs.
 
-The admin verbs (``authority``, ``bundle``, ``x509``, ``jwt``) work directly on the datastore; the first use of the
-embedded default (no ``--config``) initialises a local trust domain under ``$SIGIL_DATA_DIR`` (``./.sigil``).
+The admin verbs (``authority``, ``bundle``, ``x509``, ``jwt``, ``entry``, ``token``) go to the running server's admin
+socket when a server listens there, so their effects reach agents at once; with no server they work directly on the
+datastore. The first use of the embedded default (no ``--config``) initialises a local trust domain under
+``$SIGIL_DATA_DIR`` (``./.sigil``).
 """
 
 from __future__ import annotations
@@ -11,22 +13,24 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
-from sigil.ca.authority import Authority, AuthorityKind, AuthorityStatus
+from sigil.ca.authority import AuthorityKind
 from sigil.ca.errors import SigilError
 from sigil.ca.keys import write_secret_file
-from sigil.ca.service import CertificateAuthority
 from sigil.ca.settings import parse_duration
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.issuer.admin import AdminBackend, LocalAdmin, SocketAdmin, server_listening
+from sigil.issuer.app import open_ca
+from sigil.issuer.registry import Registry
+from sigil.issuer.server import run_server
 from sigil.issuer.settings import ServerSettings, load_server_settings
 
 __all__ = ["main"]
 
-Command = Callable[[CertificateAuthority, argparse.Namespace], Awaitable[int]]
+Command = Callable[[AdminBackend, argparse.Namespace], Awaitable[int]]
 
 
 def _duration(value: str) -> timedelta:
@@ -43,74 +47,55 @@ def _spiffe_id(value: str) -> SpiffeId:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
-def _authority_line(authority: Authority) -> str:
-    flags = " tainted" if authority.tainted else ""
+def _seconds(value: timedelta | None) -> float | None:
+    return value.total_seconds() if value is not None else None
+
+
+def _authority_line(authority: dict[str, Any]) -> str:
+    flags = " tainted" if authority["tainted"] else ""
+    not_before = datetime.fromisoformat(authority["not_before"])
+    not_after = datetime.fromisoformat(authority["not_after"])
     return (
-        f"{authority.kind.value:<4} {authority.authority_id:<40} {authority.status.value:<8}{flags:<8} "
-        f"{authority.not_before:%Y-%m-%dT%H:%M:%SZ} {authority.not_after:%Y-%m-%dT%H:%M:%SZ}"
+        f"{authority['kind']:<4} {authority['authority_id']:<40} {authority['status']:<8}{flags:<8} "
+        f"{not_before:%Y-%m-%dT%H:%M:%SZ} {not_after:%Y-%m-%dT%H:%M:%SZ}"
     )
 
 
-async def _authority(ca: CertificateAuthority, args: argparse.Namespace) -> int:
-    kind = AuthorityKind(args.kind)
-    verb = args.verb
-    if verb == "list":
+async def _authority(admin: AdminBackend, args: argparse.Namespace) -> int:
+    if args.verb == "list":
         print(f"{'KIND':<4} {'ID':<40} {'STATUS':<16} {'NOT BEFORE':<20} NOT AFTER")
-        for authority in ca.authorities(None if args.all_kinds else kind):
-            print(_authority_line(authority))
+        for authority in await admin.authorities():
+            if args.all_kinds or authority["kind"] == args.kind:
+                print(_authority_line(authority))
         return 0
-    if verb == "prepare":
-        print(_authority_line(await ca.prepare(kind)))
-        return 0
-    authority_id = args.id
-    if authority_id is None:
-        wanted = AuthorityStatus.PREPARED if verb == "activate" else AuthorityStatus.OLD
-        candidates = [
-            a
-            for a in ca.authorities(kind)
-            if a.status is wanted and (verb != "revoke" or a.tainted)
-        ]
-        if len(candidates) != 1:
-            print(
-                f"error: say which {kind} authority with --id ({len(candidates)} candidates)",
-                file=sys.stderr,
-            )
-            return 2
-        authority_id = candidates[0].authority_id
-    if verb == "activate":
-        print(_authority_line(await ca.activate(kind, authority_id)))
-    elif verb == "taint":
-        count = await ca.taint(kind, authority_id)
-        print(
-            f"tainted {kind} authority {authority_id}; {count} SVID(s) it signed are due for re-issue"
-        )
+    result = await admin.authority_step(args.verb, args.kind, args.id)
+    if "authority" in result:
+        print(_authority_line(result["authority"]))
     else:
-        print(_authority_line(await ca.revoke(kind, authority_id)))
+        print(
+            f"tainted {result['kind']} authority {result['authority_id']}; "
+            f"{result['reissue_due']} SVID(s) it signed are due for re-issue"
+        )
     return 0
 
 
-async def _bundle(ca: CertificateAuthority, args: argparse.Namespace) -> int:
-    bundle = ca.bundle()
-    data = bundle.to_pem() if args.format == "pem" else bundle.to_json() + b"\n"
-    sys.stdout.buffer.write(data)
+async def _bundle(admin: AdminBackend, args: argparse.Namespace) -> int:
+    sys.stdout.buffer.write(await admin.bundle(args.format))
     return 0
 
 
-async def _x509_mint(ca: CertificateAuthority, args: argparse.Namespace) -> int:
-    svid = await ca.mint_x509_svid(args.spiffe_id, ttl=args.ttl, dns_names=args.dns or ())
-    if svid.private_key is None:  # cannot happen: minted without a CSR, so the CA made the key
-        raise TypeError("x509 mint returned no key")
-    key_pem = svid.private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    bundle_pem = ca.bundle().to_pem()
+async def _x509_mint(admin: AdminBackend, args: argparse.Namespace) -> int:
+    minted = await admin.mint_x509(str(args.spiffe_id), _seconds(args.ttl), args.dns or [])
+    chain_pem, key_pem = minted["chain_pem"].encode(), minted["key_pem"].encode()
+    bundle_pem = minted["bundle_pem"].encode()
     if args.write is None:
-        sys.stdout.buffer.write(svid.chain_pem() + key_pem + bundle_pem)
+        sys.stdout.buffer.write(chain_pem + key_pem + bundle_pem)
         return 0
     directory: Path = args.write
-    await asyncio.to_thread(_write_svid_files, directory, svid.chain_pem(), key_pem, bundle_pem)
+    await asyncio.to_thread(_write_svid_files, directory, chain_pem, key_pem, bundle_pem)
+    expires = datetime.fromisoformat(minted["expires_at"])
     print(
-        f"X509-SVID {svid.spiffe_id} (serial {svid.serial_hex}, expires {svid.not_after:%Y-%m-%dT%H:%M:%SZ})"
+        f"X509-SVID {minted['spiffe_id']} (serial {minted['serial']}, expires {expires:%Y-%m-%dT%H:%M:%SZ})"
     )
     for name in ("svid.pem", "key.pem", "bundle.pem"):
         print(f"  wrote {directory / name}")
@@ -125,20 +110,51 @@ def _write_svid_files(directory: Path, chain_pem: bytes, key_pem: bytes, bundle_
     (directory / "bundle.pem").write_bytes(bundle_pem)
 
 
-async def _jwt_mint(ca: CertificateAuthority, args: argparse.Namespace) -> int:
-    svid = await ca.mint_jwt_svid(args.spiffe_id, audience=args.audience, ttl=args.ttl)
-    if args.output == "json":
-        print(
-            json.dumps(
-                {
-                    "token": svid.token,
-                    "spiffe_id": str(svid.spiffe_id),
-                    "expiry": svid.expiry.isoformat(),
-                }
+async def _jwt_mint(admin: AdminBackend, args: argparse.Namespace) -> int:
+    minted = await admin.mint_jwt(str(args.spiffe_id), args.audience, _seconds(args.ttl))
+    print(json.dumps(minted) if args.output == "json" else minted["token"])
+    return 0
+
+
+async def _entry(admin: AdminBackend, args: argparse.Namespace) -> int:
+    if args.verb == "create":
+        if args.spiffe_id is None or args.parent_id is None or not args.selector:
+            print(
+                "error: entry create needs --spiffe-id, --parent-id and --selector", file=sys.stderr
             )
+            return 2
+        entry = await admin.create_entry(
+            str(args.spiffe_id), str(args.parent_id), args.selector, args.dns or []
         )
+        print(json.dumps(entry) if args.output == "json" else f"created entry {entry['entry_id']}")
+        return 0
+    if args.verb == "delete":
+        if args.id is None:
+            print("error: entry delete needs --id", file=sys.stderr)
+            return 2
+        await admin.delete_entry(args.id)
+        print(f"deleted entry {args.id}")
+        return 0
+    entries = await admin.list_entries()
+    if args.output == "json":
+        print(json.dumps(entries))
+        return 0
+    print(f"{'ENTRY ID':<36} {'SPIFFE ID':<40} {'PARENT ID':<40} SELECTORS")
+    for entry in entries:
+        print(
+            f"{entry['entry_id']:<36} {entry['spiffe_id']:<40} {entry['parent_id']:<40} "
+            + ",".join(entry["selectors"])
+        )
+    return 0
+
+
+async def _token(admin: AdminBackend, args: argparse.Namespace) -> int:
+    token = await admin.generate_token(args.ttl.total_seconds())
+    if args.output == "json":
+        print(json.dumps(token))
     else:
-        print(svid.token)
+        print(f"Token: {token['token']}")
+        print(f"Agent ID: {token['agent_id']} (expires {token['expires_at']})")
     return 0
 
 
@@ -155,7 +171,16 @@ def _parser() -> argparse.ArgumentParser:
         "--database-url",
         help="SQLAlchemy URL, e.g. postgresql+asyncpg://... (env SIGIL_DATABASE_URL)",
     )
+    parser.add_argument(
+        "--admin-socket",
+        help="the server's admin socket (env SIGIL_ADMIN_SOCKET; default DATA_DIR/admin.sock)",
+    )
+    parser.add_argument("--listen", help="run: HOST:PORT of the main listener (env SIGIL_LISTEN)")
+    parser.add_argument("--kubeconfig", help="run: kubeconfig file (env SIGIL_KUBECONFIG)")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the issuance server")
+    run.set_defaults(run=None)
 
     authority = commands.add_parser("authority", help="list and rotate signing authorities by hand")
     authority.add_argument("verb", choices=["list", "prepare", "activate", "taint", "revoke"])
@@ -192,13 +217,33 @@ def _parser() -> argparse.ArgumentParser:
     jwt.add_argument("--ttl", type=_duration)
     jwt.add_argument("--output", choices=["text", "json"], default="text")
     jwt.set_defaults(run=_jwt_mint)
+
+    entry = commands.add_parser("entry", help="registration entries for agents outside Kubernetes")
+    entry.add_argument("verb", choices=["create", "list", "delete"])
+    entry.add_argument("--spiffe-id", type=_spiffe_id)
+    entry.add_argument("--parent-id", type=_spiffe_id, help="the agent's SPIFFE ID")
+    entry.add_argument("--selector", action="append", help="type:value; repeat for several (AND)")
+    entry.add_argument("--dns", action="append", help="a DNS SAN; repeat for several")
+    entry.add_argument("--id", help="with delete: the entry ID")
+    entry.add_argument("--output", choices=["text", "json"], default="text")
+    entry.set_defaults(run=_entry)
+
+    token = commands.add_parser("token", help="one-time join tokens for agents outside Kubernetes")
+    token.add_argument("verb", choices=["generate"])
+    token.add_argument("--ttl", type=_duration, default=timedelta(hours=1))
+    token.add_argument("--output", choices=["text", "json"], default="text")
+    token.set_defaults(run=_token)
     return parser
 
 
 async def _run(settings: ServerSettings, command: Command, args: argparse.Namespace) -> int:
-    ca = await CertificateAuthority.open(settings.ca)
+    """Through the running server's admin socket when one listens there, else on the datastore directly."""
+    if await asyncio.to_thread(server_listening, settings.admin_socket):
+        async with SocketAdmin(settings.admin_socket) as remote:
+            return await command(remote, args)
+    ca = await open_ca(settings)
     try:
-        return await command(ca, args)
+        return await command(LocalAdmin(ca, Registry(ca.store.engine)), args)
     finally:
         await ca.close()
 
@@ -212,7 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             data_dir=args.data_dir,
             trust_domain=args.trust_domain,
             database_url=args.database_url,
+            listen=args.listen,
+            admin_socket=args.admin_socket,
+            kubeconfig=args.kubeconfig,
         )
+        if args.run is None:
+            return asyncio.run(run_server(settings))
         return asyncio.run(_run(settings, args.run, args))
     except SigilError as err:
         print(f"error: {err}", file=sys.stderr)
