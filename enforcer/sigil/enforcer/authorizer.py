@@ -1,0 +1,159 @@
+"""The policy decision point of one workload: the policies in force, compiled for it, asked per connection.
+
+An enforcer guards one pod, so the target (namespace, labels) and the trust domain are fixed at start; only the
+policies change. :class:`Authorizer` holds the compiled index of the current revision, swaps in a new one when
+the policy directory changes (the :class:`~sigil.enforcer.policy.store.PolicyStore` keeps the last good version
+of anything refused, and a directory that cannot be read changes nothing), and logs and counts every decision.
+Reading the directory is blocking file I/O and runs in a worker thread; deciding is a few dict lookups and runs
+on the caller's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import structlog
+
+from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.enforcer.errors import PolicySourceError
+from sigil.enforcer.metrics import EnforcerMetrics
+from sigil.enforcer.policy.decision import Decision, Target
+from sigil.enforcer.policy.index import PolicyIndex
+from sigil.enforcer.policy.loader import policy_files
+from sigil.enforcer.policy.store import LoadReport, PolicyStore
+
+__all__ = ["Authorizer"]
+
+_log = structlog.get_logger(__name__)
+
+_Snapshot = tuple[tuple[str, int, int], ...]
+
+
+class Authorizer:
+    """Decides connections to ``target`` against the policies loaded from ``policies`` (a directory)."""
+
+    def __init__(
+        self,
+        *,
+        trust_domain: TrustDomain,
+        target: Target,
+        policies: Path | None = None,
+        default_allow: bool = True,
+        namespace_labels: Mapping[str, str] | None = None,
+        metrics: EnforcerMetrics | None = None,
+    ) -> None:
+        self.trust_domain = trust_domain
+        self.target = target
+        self.directory = policies
+        self.default_allow = default_allow
+        self._namespaces = {target.namespace: dict(namespace_labels or {})}
+        self.metrics = metrics
+        self._store = PolicyStore()
+        self._index = self._compile()
+        self._snapshot: _Snapshot | None = None
+        self._changed = asyncio.Condition()
+
+    @property
+    def revision(self) -> int:
+        """The revision of the policy set in force (0 until something loaded)."""
+        return self._store.current.revision
+
+    @property
+    def index(self) -> PolicyIndex:
+        """The compiled index of the revision in force."""
+        return self._index
+
+    def decide(self, peer: SpiffeId | None, port: int) -> Decision:
+        """Decide a connection from ``peer`` (None: no valid SVID) to the target on ``port``; log and count it."""
+        decision = self._index.decide(peer, self.target, port)
+        if self.metrics is not None:
+            self.metrics.count_decision(decision)
+        log = _log.info if decision.allowed else _log.warning
+        log(
+            "decision",
+            decision="allowed" if decision.allowed else "denied",
+            peer=None if peer is None else str(peer),
+            port=port,
+            tier=decision.tier.value,
+            policy=decision.policy,
+            rule=decision.rule,
+            reason=decision.reason,
+            revision=self.revision,
+        )
+        return decision
+
+    def load(self) -> LoadReport:
+        """Read the policy directory now (blocking: call it from a worker thread when on a loop)."""
+        if self.directory is None:
+            raise ValueError("this authorizer has no policy directory")
+        snapshot = _snapshot(self.directory)
+        report = self._store.load_directory(self.directory)
+        self._snapshot = snapshot
+        if report.changed:
+            self._index = self._compile()
+        self._report(report)
+        return report
+
+    async def reload(self) -> LoadReport | None:
+        """Re-read the directory in a worker thread if its files changed; None when nothing changed."""
+        if self.directory is None:
+            return None
+        directory = self.directory
+        try:
+            snapshot = await asyncio.to_thread(_snapshot, directory)
+            if snapshot == self._snapshot:
+                return None
+            report = await asyncio.to_thread(self.load)
+        except PolicySourceError as err:
+            # A vanished mount must not read as "every policy was deleted": the last good set stays.
+            _log.error("policy directory unreadable", error=str(err), revision=self.revision)
+            if self.metrics is not None:
+                self.metrics.policy_errors.inc()
+            return None
+        if report.changed:
+            async with self._changed:
+                self._changed.notify_all()
+        return report
+
+    async def watch(self, *, interval: float = 2.0) -> None:
+        """Poll the directory every ``interval`` seconds and reload what changed; runs until cancelled."""
+        while True:
+            await self.reload()
+            await asyncio.sleep(interval)
+
+    async def wait_for_revision(self, revision: int) -> None:
+        """Return once the revision in force is at least ``revision``."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.revision >= revision)
+
+    def _compile(self) -> PolicyIndex:
+        return self._store.current.compile(
+            trust_domain=self.trust_domain,
+            default_allow=self.default_allow,
+            namespaces=self._namespaces,
+        )
+
+    def _report(self, report: LoadReport) -> None:
+        for error in report.errors:
+            _log.error("policy refused; the last good version stays in force", error=str(error))
+        if self.metrics is not None:
+            self.metrics.policy_revision.set(report.revision)
+            if report.errors:
+                self.metrics.policy_errors.inc(len(report.errors))
+        if report.changed:
+            _log.info("policies loaded", revision=report.revision, errors=len(report.errors))
+
+
+def _snapshot(directory: Path) -> _Snapshot:
+    """What the policy files look like (names, mtimes, sizes): a change means a reload."""
+    entries = []
+    for path in policy_files(directory):
+        try:
+            stat = os.stat(path)  # follows ConfigMap symlinks to the data they point at
+        except OSError:
+            continue
+        entries.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(entries)

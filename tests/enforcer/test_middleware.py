@@ -1,0 +1,148 @@
+"""The aiohttp middleware: requests decided by the TLS peer's SPIFFE ID, 403 problem documents with the reason."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from enforcer.pki import Domain
+from enforcer.policy_docs import ap, dump, rule, spiffe
+from enforcer.tlskit import static_source
+from prometheus_client import CollectorRegistry
+
+from sigil.ca.spiffe_id import TrustDomain
+from sigil.enforcer.authorizer import Authorizer
+from sigil.enforcer.metrics import EnforcerMetrics
+from sigil.enforcer.middleware import PEER, PROBLEM_JSON, spiffe_authorization
+from sigil.enforcer.policy.decision import Target
+from sigil.enforcer.tls import SpiffeTls
+
+PORT = 8443
+ONLY_CLIENT = ap(
+    "only-client",
+    namespace="shop",
+    match={"app": "api"},
+    rules=[rule([spiffe("spiffe://example.org/client")], ports=[PORT])],
+)
+
+
+@pytest.fixture
+def home() -> Domain:
+    return Domain("example.org", now=datetime.now(UTC))
+
+
+@pytest.fixture
+def files() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sg-mw-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def authorizer_for(
+    write_policies: Callable[[Mapping[str, str]], Path],
+) -> Callable[..., Authorizer]:
+    def build(
+        *docs: dict[str, object], default_allow: bool = True, metrics: EnforcerMetrics | None = None
+    ) -> Authorizer:
+        directory = write_policies({"policies.yaml": dump(*docs)} if docs else {})
+        authorizer = Authorizer(
+            trust_domain=TrustDomain("example.org"),
+            target=Target("shop", {"app": "api"}),
+            policies=directory,
+            default_allow=default_allow,
+            metrics=metrics,
+        )
+        authorizer.load()
+        return authorizer
+
+    return build
+
+
+async def _whoami(request: web.Request) -> web.Response:
+    peer = request.get(PEER)
+    return web.Response(text="anonymous" if peer is None else str(peer))
+
+
+@asynccontextmanager
+async def _serve(authorizer: Authorizer, context: ssl.SSLContext | None) -> AsyncIterator[str]:
+    app = web.Application(middlewares=[spiffe_authorization(authorizer, port=PORT)])
+    app.router.add_get("/", _whoami)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        yield f"{'https' if context else 'http'}://127.0.0.1:{port}/"
+    finally:
+        await runner.cleanup()
+
+
+async def _get(url: str, context: ssl.SSLContext | bool) -> tuple[int, str, str]:
+    async with aiohttp.ClientSession() as session, session.get(url, ssl=context) as response:
+        return response.status, response.content_type, await response.text()
+
+
+async def test_an_allowed_peer_reaches_the_handler_with_its_identity(
+    home: Domain, files: Path, authorizer_for: Callable[..., Authorizer]
+) -> None:
+    """A peer the policy allows gets through, and the handler reads its SPIFFE ID from the request."""
+    server = SpiffeTls(static_source(files / "s", home.mint("api"), home))
+    client = SpiffeTls(static_source(files / "c", home.mint("client"), home))
+    async with _serve(authorizer_for(ONLY_CLIENT), server.server_context()) as url:
+        status, _, body = await _get(url, client.client_context())
+    assert (status, body) == (200, "spiffe://example.org/client")
+
+
+async def test_a_denied_peer_gets_403_saying_why(
+    home: Domain, files: Path, authorizer_for: Callable[..., Authorizer]
+) -> None:
+    """A peer no rule allows gets 403 problem+json naming the tier and the policy that left it out."""
+    server = SpiffeTls(static_source(files / "s", home.mint("api"), home))
+    client = SpiffeTls(static_source(files / "c", home.mint("intruder"), home))
+    registry = CollectorRegistry()
+    metrics = EnforcerMetrics(registry)
+    authorizer = authorizer_for(ONLY_CLIENT, metrics=metrics)
+    async with _serve(authorizer, server.server_context()) as url:
+        status, content_type, body = await _get(url, client.client_context())
+    assert (status, content_type) == (403, PROBLEM_JSON)
+    denied = registry.get_sample_value(
+        "sigil_enforcer_decisions_total", {"decision": "denied", "tier": "namespace"}
+    )
+    assert denied == 1
+    problem = json.loads(body)
+    assert problem["status"] == 403
+    assert problem["peer"] == "spiffe://example.org/intruder"
+    # Deny-if-not-allowed: no single rule denied, so the detail names the ALLOW policy that did not match.
+    assert problem["tier"] == "namespace"
+    assert "shop/only-client" in problem["detail"]
+
+
+async def test_a_plaintext_request_meets_the_default_deny(
+    authorizer_for: Callable[..., Authorizer],
+) -> None:
+    """Without TLS there is no peer: with no policy and default deny, the answer is 403 from the default tier."""
+    async with _serve(authorizer_for(default_allow=False), None) as url:
+        status, _, body = await _get(url, False)
+    assert status == 403
+    assert json.loads(body)["tier"] == "default"
+
+
+async def test_a_plaintext_request_passes_a_rule_without_sources(
+    authorizer_for: Callable[..., Authorizer],
+) -> None:
+    """A rule that names no sources allows any peer, even one without an SVID (authz.md part 7)."""
+    anyone = ap("anyone", namespace="shop", match={"app": "api"}, rules=[rule(ports=[PORT])])
+    async with _serve(authorizer_for(anyone, default_allow=False), None) as url:
+        status, _, body = await _get(url, False)
+    assert (status, body) == (200, "anonymous")
