@@ -40,6 +40,10 @@ class ServingIdentity:
         self._bundle_sequence = -1
         self._current: ssl.SSLContext | None = None
         self.front = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.front.minimum_version = ssl.TLSVersion.TLSv1_2
+        # OpenSSL's context switch (SSL_set_SSL_CTX) takes the certificate and trust store of the new context but
+        # keeps the verify mode of the one the connection started with, so the front must ask for client certs.
+        self.front.verify_mode = ssl.CERT_OPTIONAL
         self.front.sni_callback = self._pick
 
     def _pick(self, ssl_object: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:

@@ -21,7 +21,10 @@ from sigil.issuer.bundlefeed import BundleFeed
 from sigil.issuer.errors import AuthorityRefusedError, MalformedRequestError, NotFoundError
 from sigil.issuer.registry import Entry, Registry
 
-__all__ = ["AdminBackend", "LocalAdmin", "authority_json", "entry_json"]
+__all__ = ["ADMIN_PREFIX", "AdminBackend", "LocalAdmin", "authority_json", "entry_json"]
+
+#: Where the admin API lives on the admin socket.
+ADMIN_PREFIX = "/v1/admin"
 
 Json = dict[str, Any]
 

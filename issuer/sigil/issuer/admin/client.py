@@ -14,8 +14,8 @@ from typing import Any, Self, cast
 import aiohttp
 
 from sigil.issuer import wire
+from sigil.issuer.admin.backend import ADMIN_PREFIX as PREFIX
 from sigil.issuer.client import error_from_problem
-from sigil.issuer.routes.admin import PREFIX
 
 __all__ = ["SocketAdmin", "server_listening"]
 

@@ -10,14 +10,14 @@ from typing import Any
 
 from aiohttp import web
 
-from sigil.issuer.admin.backend import LocalAdmin
+from sigil.issuer.admin.backend import ADMIN_PREFIX, LocalAdmin
 from sigil.issuer.errors import MalformedRequestError
 from sigil.issuer.problems import need_str, read_json
 from sigil.issuer.routes.common import issuer_of
 
 __all__ = ["PREFIX", "routes"]
 
-PREFIX = "/v1/admin"
+PREFIX = ADMIN_PREFIX
 routes = web.RouteTableDef()
 
 

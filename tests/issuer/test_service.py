@@ -1,0 +1,196 @@
+"""The issuance service end to end: real sockets, mutual TLS, the kube-apiserver stand-in, the agent's client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client import CollectorRegistry
+from sigil_testing.issuer import client_for, issuer_settings, running_issuer
+from sigil_testing.kube import FakeClock, KubeApiServer
+
+from sigil.ca.authority import AuthorityKind
+from sigil.ca.jwtsvid import validate_jwt_svid
+from sigil.ca.keys import generate_key
+from sigil.ca.spiffe_id import SpiffeId
+from sigil.issuer.admin import LocalAdmin
+from sigil.issuer.client import IssuerClient, X509SvidRequest, make_csr
+from sigil.issuer.errors import (
+    ClientCertificateRequiredError,
+    JoinTokenInvalidError,
+    NotEntitledError,
+    PodOnOtherNodeError,
+    ServiceAccountNotAllowedError,
+)
+from sigil.issuer.server import IssuerServer
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """The registry the server's metrics go to."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+async def server(
+    kube: KubeApiServer, clock: FakeClock, tmp_path: Path, registry: CollectorRegistry
+) -> AsyncIterator[IssuerServer]:
+    """A running issuer wired to the stand-in, with the agent ServiceAccount's pod on node-a."""
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    settings = issuer_settings(tmp_path / "data", kubeconfig=kubeconfig)
+    async with running_issuer(settings, registry=registry, kube_clock=clock) as running:
+        yield running
+
+
+@pytest.fixture
+async def agent(kube: KubeApiServer, server: IssuerServer) -> AsyncIterator[IssuerClient]:
+    """The node agent on node-a, attested with its projected token."""
+    pod = kube.add_pod("sigil-system", "agent-a", node_name="node-a", service_account="sigil-agent")
+    async with client_for(server) as client:
+        await client.attest_k8s(kube.mint_token(pod), "test")
+        yield client
+
+
+async def _pod_cached(server: IssuerServer, namespace: str, name: str) -> None:
+    assert server.issuer.kube is not None
+    async with asyncio.timeout(5):
+        await server.issuer.kube.pods.wait_for(lambda c: c.pod(namespace, name) is not None)
+
+
+def _pod_ref(pod: dict[str, Any]) -> Any:
+    meta = pod["metadata"]
+    return {"namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]}
+
+
+def _csr() -> bytes:
+    return make_csr(generate_key())
+
+
+async def test_k8s_agent_gets_its_node_id_and_its_pods_svids(
+    kube: KubeApiServer, server: IssuerServer, agent: IssuerClient
+) -> None:
+    """An attested agent holds spiffe://TD/sigil/agent/k8s/CLUSTER/NODE and gets SVIDs for pods on its node."""
+    assert agent.agent_svid is not None
+    assert (
+        str(agent.agent_svid.svid.spiffe_id) == "spiffe://example.org/sigil/agent/k8s/test/node-a"
+    )
+    pod = kube.add_pod("shop", "web-1", node_name="node-a", service_account="web")
+    await _pod_cached(server, "shop", "web-1")
+    (result,) = await agent.batch_x509_svids([X509SvidRequest(_csr(), pod=_pod_ref(pod))])
+    assert result.error is None
+    (svid,) = result.svids
+    assert str(svid.spiffe_id) == "spiffe://example.org/ns/shop/sa/web"
+
+
+async def test_pod_on_another_node_is_refused_with_403(
+    kube: KubeApiServer, server: IssuerServer, agent: IssuerClient
+) -> None:
+    """A pod that runs on node-b is refused to node-a's agent; the rest of the batch is still issued."""
+    mine = kube.add_pod("shop", "web-1", node_name="node-a", service_account="web")
+    theirs = kube.add_pod("shop", "web-2", node_name="node-b", service_account="web")
+    await _pod_cached(server, "shop", "web-2")
+    results = await agent.batch_x509_svids(
+        [X509SvidRequest(_csr(), pod=_pod_ref(theirs)), X509SvidRequest(_csr(), pod=_pod_ref(mine))]
+    )
+    assert isinstance(results[0].error, PodOnOtherNodeError)
+    assert results[0].error.problem["status"] == 403  # type: ignore[attr-defined]
+    assert len(results[1].svids) == 1
+
+
+async def test_non_agent_service_account_cannot_attest(
+    kube: KubeApiServer, server: IssuerServer
+) -> None:
+    """A token of a ServiceAccount outside the allow-list is refused with 403 service_account_not_allowed."""
+    pod = kube.add_pod("shop", "web-1", node_name="node-a", service_account="web")
+    async with client_for(server) as client:
+        with pytest.raises(ServiceAccountNotAllowedError):
+            await client.attest_k8s(kube.mint_token(pod), "test")
+
+
+async def test_workload_without_agent_gets_exactly_its_own_id(
+    kube: KubeApiServer, server: IssuerServer
+) -> None:
+    """A pod's own token with the workload audience yields spiffe://TD/ns/NS/sa/SA, and nothing else."""
+    pod = kube.add_pod("shop", "cart-1", node_name="node-b", service_account="cart")
+    token = kube.mint_token(pod, audiences=["sigil-workload"])
+    async with client_for(server) as client:
+        svid = await client.workload_x509_svid(token, _csr())
+    assert str(svid.spiffe_id) == "spiffe://example.org/ns/shop/sa/cart"
+
+
+async def test_join_token_is_spent_on_first_use_and_entries_apply(server: IssuerServer) -> None:
+    """A join token attests once; entries under that agent give SVIDs to matching selectors only."""
+    admin = LocalAdmin(server.issuer.ca, server.issuer.registry)
+    token = await admin.generate_token(600)
+    async with client_for(server) as client:
+        agent_svid = await client.attest_join_token(token["token"])
+        assert str(agent_svid.svid.spiffe_id) == token["agent_id"]
+        async with client_for(server) as second:
+            with pytest.raises(JoinTokenInvalidError):
+                await second.attest_join_token(token["token"])
+        await admin.create_entry(
+            "spiffe://example.org/billing", token["agent_id"], ["unix:uid:1000"], []
+        )
+        granted, refused = await client.batch_x509_svids(
+            [
+                X509SvidRequest(_csr(), selectors=("unix:uid:1000", "unix:gid:50")),
+                X509SvidRequest(_csr(), selectors=("unix:uid:0",)),
+            ]
+        )
+        assert [str(s.spiffe_id) for s in granted.svids] == ["spiffe://example.org/billing"]
+        assert isinstance(refused.error, NotEntitledError)
+        (jwt_svid,) = await client.jwt_svid(audience=["db"], selectors=["unix:uid:1000"])
+    keys = {server.issuer.ca.settings.trust_domain: server.issuer.ca.jwt_keys()}
+    checked = validate_jwt_svid(
+        jwt_svid.token, audience="db", keys_for=keys, now=server.issuer.ca.now()
+    )
+    assert checked.spiffe_id == SpiffeId.parse("spiffe://example.org/billing")
+
+
+async def test_jwt_svid_for_a_pod_on_the_agents_node(
+    kube: KubeApiServer, server: IssuerServer, agent: IssuerClient
+) -> None:
+    """The agent gets a JWT-SVID for its pod with the asked audience, and verifiers accept it."""
+    pod = kube.add_pod("shop", "web-1", node_name="node-a", service_account="web")
+    await _pod_cached(server, "shop", "web-1")
+    (svid,) = await agent.jwt_svid(audience=["payments"], pod=_pod_ref(pod))
+    keys = {server.issuer.ca.settings.trust_domain: server.issuer.ca.jwt_keys()}
+    checked = validate_jwt_svid(
+        svid.token, audience="payments", keys_for=keys, now=server.issuer.ca.now()
+    )
+    assert str(checked.spiffe_id) == "spiffe://example.org/ns/shop/sa/web"
+
+
+async def test_bundle_long_poll_wakes_within_a_second_of_prepare(
+    server: IssuerServer, agent: IssuerClient
+) -> None:
+    """An agent waiting on the bundle hears of a prepared authority well within a second."""
+    current = await agent.bundle()
+    waiting = asyncio.create_task(agent.bundle(current.sequence, wait=30))
+    await asyncio.sleep(0.2)  # let the request reach the server and start waiting
+    started = time.monotonic()
+    await server.issuer.ca.prepare(AuthorityKind.X509)
+    update = await asyncio.wait_for(waiting, timeout=5)
+    assert time.monotonic() - started < 1.0
+    assert update.sequence > current.sequence
+    assert len(update.bundle.x509_authorities) == len(current.bundle.x509_authorities) + 1
+
+
+async def test_agent_endpoints_need_the_agent_svid(server: IssuerServer) -> None:
+    """Without a client certificate, the batch endpoint answers 401 client_certificate_required."""
+    async with client_for(server) as client:
+        with pytest.raises(ClientCertificateRequiredError):
+            await client.batch_x509_svids([X509SvidRequest(_csr(), selectors=("unix:uid:1",))])
+
+
+async def test_server_presents_its_spiffe_id(server: IssuerServer) -> None:
+    """The server's certificate carries spiffe://TD/sigil/server and chains to the bundle."""
+    svid = server.issuer.serving.svid
+    assert svid is not None
+    assert str(svid.spiffe_id) == "spiffe://example.org/sigil/server"
+    assert isinstance(svid.private_key, ec.EllipticCurvePrivateKey)
