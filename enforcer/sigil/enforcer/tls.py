@@ -38,12 +38,21 @@ from sigil.enforcer.errors import IdentitySourceError, SvidVerificationError
 from sigil.enforcer.sources import IdentitySource, X509Material
 from sigil.enforcer.verify import Clock, Refusal, SvidVerifier, VerifiedSvid
 
-__all__ = ["PeerRule", "SpiffeTls", "client_context", "peer_chain", "peer_of", "server_context"]
+__all__ = [
+    "PeerRule",
+    "RefusalHook",
+    "SpiffeTls",
+    "client_context",
+    "peer_chain",
+    "peer_of",
+    "server_context",
+]
 
 PeerRule = SpiffeId | TrustDomain | Callable[[SpiffeId], bool]
 """Which server a client accepts: one ID, any ID of one trust domain, or a predicate."""
 
 RefusalHook = Callable[[SvidVerificationError], None]
+"""Called with every refusal a context makes during a handshake (to log and count it)."""
 
 _PIPE_LIMIT = 60_000  # below Linux's 64 KiB pipe buffer: the write never blocks
 
