@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 from pathlib import Path
 
 import pytest
+from sigil_testing.ca import FakeClock, open_ca
 
+from sigil.ca import SpiffeId
+from sigil.ca.authority import AuthorityKind
 from sigil.ca.errors import KeyStoreError
 from sigil.ca.keys import (
     KeyType,
@@ -16,7 +20,9 @@ from sigil.ca.keys import (
     private_key_der,
     write_private_key,
 )
+from sigil.ca.keystore import load_key_encryption_key
 from sigil.ca.service import CertificateAuthority
+from sigil.ca.settings import CaSettings
 
 
 def test_key_files_are_0600_and_replace_atomically(tmp_path: Path) -> None:
@@ -60,3 +66,72 @@ def test_errors_never_quote_the_key(tmp_path: Path) -> None:
     assert str(path) in message
     body = b"".join(corrupt.splitlines()[1:-1]).decode()
     assert body[:16] not in message
+
+
+def _kek_file(tmp_path: Path, data: bytes | None = None) -> Path:
+    path = tmp_path / "kek"
+    path.write_bytes(data if data is not None else base64.b64encode(os.urandom(32)))
+    path.chmod(0o400)
+    return path
+
+
+async def test_sealed_database_keys_need_no_key_files(tmp_path: Path) -> None:
+    """With key_store 'database', keys live sealed in the datastore and no key file is written."""
+    kek = _kek_file(tmp_path)
+    ca = await open_ca(
+        tmp_path / "d", FakeClock(), key_store="database", key_encryption_key_file=kek
+    )
+    try:
+        svid = await ca.mint_x509_svid(SpiffeId.parse("spiffe://example.org/w"))
+        assert svid.leaf.issuer == ca.signer(AuthorityKind.X509).issuer_name
+        assert not (tmp_path / "d" / "keys").exists()
+    finally:
+        await ca.close()
+    reopened = await open_ca(
+        tmp_path / "d", FakeClock(), key_store="database", key_encryption_key_file=kek
+    )
+    try:
+        assert (
+            await reopened.mint_jwt_svid(SpiffeId.parse("spiffe://example.org/w"), audience=["a"])
+        ).token
+    finally:
+        await reopened.close()
+
+
+async def test_a_wrong_key_encryption_key_fails_closed(tmp_path: Path) -> None:
+    """Opening sealed keys with another key-encryption key fails with a clear error, and nothing is signed."""
+    ca = await open_ca(
+        tmp_path / "d",
+        FakeClock(),
+        key_store="database",
+        key_encryption_key_file=_kek_file(tmp_path),
+    )
+    await ca.close()
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(KeyStoreError, match="does not open with this key-encryption key"):
+        await open_ca(
+            tmp_path / "d",
+            FakeClock(),
+            key_store="database",
+            key_encryption_key_file=_kek_file(other),
+        )
+
+
+def test_key_encryption_key_files_are_checked(tmp_path: Path) -> None:
+    """A key-encryption key must be 32 bytes (raw or base64) in a file others cannot read."""
+    assert len(load_key_encryption_key(_kek_file(tmp_path, os.urandom(32)))) == 32
+    with pytest.raises(KeyStoreError, match="32 raw bytes"):
+        load_key_encryption_key(_kek_file(tmp_path, b"short"))
+    path = _kek_file(tmp_path)
+    path.chmod(0o644)
+    with pytest.raises(KeyStoreError, match="0644"):
+        load_key_encryption_key(path)
+
+
+def test_database_key_store_needs_its_key(tmp_path: Path) -> None:
+    """Choosing the sealed store without naming the key-encryption key is a configuration error."""
+    with pytest.raises(ValueError, match="needs key_encryption_key_file"):
+        CaSettings.from_mapping({"key_store": "database"}, data_dir=tmp_path)
+    with pytest.raises(ValueError, match="neither 'disk' nor 'database'"):
+        CaSettings.from_mapping({"key_store": "vault"}, data_dir=tmp_path)

@@ -114,3 +114,36 @@ async def test_separate_processes_agree(database_url: str, tmp_path: Path) -> No
             assert statuses == Counter({AuthorityStatus.ACTIVE: 1, AuthorityStatus.OLD: 1})
     finally:
         await check.close()
+
+
+async def test_replicas_share_sealed_keys_without_a_shared_volume(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two replicas with separate disks and key_store 'database' both sign with the authority either made."""
+    kek = tmp_path / "kek"
+    kek.write_bytes(os.urandom(32))
+    kek.chmod(0o400)
+    clock = FakeClock()
+
+    def settings(name: str) -> CaSettings:
+        return CaSettings(
+            data_dir=tmp_path / name,
+            database_url=database_url,
+            key_store="database",
+            key_encryption_key_file=kek,
+        )
+
+    first = await CertificateAuthority.open(settings("a"), clock=clock)
+    second = await CertificateAuthority.open(settings("b"), clock=clock)
+    try:
+        prepared = await first.prepare(AuthorityKind.X509)
+        await first.activate(AuthorityKind.X509, prepared.authority_id)
+        await second.refresh()
+        csr, _ = make_csr()
+        svid = await second.mint_x509_svid(SpiffeId.parse("spiffe://example.org/web"), csr=csr)
+        assert svid.authority_id == prepared.authority_id
+        assert not (tmp_path / "a" / "keys").exists()
+        assert not (tmp_path / "b" / "keys").exists()
+    finally:
+        await first.close()
+        await second.close()

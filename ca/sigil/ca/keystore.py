@@ -1,18 +1,60 @@
-"""Where authority private keys live at rest: one PEM file per authority, mode 0600, written atomically.
+"""Where authority private keys live at rest.
 
-Replicas that share one PostgreSQL datastore must share this directory too (a volume both mount), since the
-database holds only public material.
+Two stores, one interface:
+
+- ``DiskKeyStore`` (the default): one PEM file per authority, mode 0600 in a 0700 directory, written atomically.
+  Replicas sharing a database must share the directory too.
+- ``SealedDatabaseKeyStore``: keys sealed with AES-256-GCM under a key-encryption key read from a 0600 file (in
+  Kubernetes, a mounted Secret) and kept in the datastore beside the authorities. Replicas on one PostgreSQL then
+  share keys without a shared volume; the database alone never holds a usable key.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import os
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sigil.ca.authority import AuthorityKind
+from sigil.ca.datastore.models import AuthorityKeyRow
+from sigil.ca.datastore.store import Transaction
 from sigil.ca.errors import KeyStoreError
-from sigil.ca.keys import PrivateKey, load_private_key, write_private_key
+from sigil.ca.keys import (
+    PrivateKey,
+    load_private_key,
+    private_key_der,
+    write_private_key,
+)
 
-__all__ = ["DiskKeyStore"]
+__all__ = ["DiskKeyStore", "KeyStore", "SealedDatabaseKeyStore", "load_key_encryption_key"]
+
+_NONCE_BYTES = 12
+
+
+class KeyStore(Protocol):
+    """Authority private keys by kind and authority ID.
+
+    ``put`` and ``delete`` get the rotation transaction, so that a store inside the datastore writes in it: on
+    SQLite a second connection would wait forever for the lock that transaction holds.
+    """
+
+    async def put(
+        self, kind: AuthorityKind, authority_id: str, key: PrivateKey, *, tx: Transaction
+    ) -> None: ...
+    async def get(self, kind: AuthorityKind, authority_id: str) -> PrivateKey: ...
+    async def delete(
+        self, kind: AuthorityKind, authority_id: str, *, tx: Transaction | None = None
+    ) -> None: ...
 
 
 class DiskKeyStore:
@@ -31,22 +73,132 @@ class DiskKeyStore:
             raise KeyStoreError(authority_id, "not a usable authority id for a key file name")
         return self._directory / f"{kind.value}-{authority_id}.pem"
 
-    def put(self, kind: AuthorityKind, authority_id: str, key: PrivateKey) -> None:
-        write_private_key(self._path(kind, authority_id), key)
+    async def put(
+        self, kind: AuthorityKind, authority_id: str, key: PrivateKey, *, tx: Transaction
+    ) -> None:
+        # The file reaches disk before the row that points at it is committed.
+        await asyncio.to_thread(write_private_key, self._path(kind, authority_id), key)
         self._cache[authority_id] = key
 
-    def get(self, kind: AuthorityKind, authority_id: str) -> PrivateKey:
+    async def get(self, kind: AuthorityKind, authority_id: str) -> PrivateKey:
         key = self._cache.get(authority_id)
         if key is None:
-            key = load_private_key(self._path(kind, authority_id))
+            key = await asyncio.to_thread(load_private_key, self._path(kind, authority_id))
             self._cache[authority_id] = key
         return key
 
-    def delete(self, kind: AuthorityKind, authority_id: str) -> None:
+    async def delete(
+        self, kind: AuthorityKind, authority_id: str, *, tx: Transaction | None = None
+    ) -> None:
         self._cache.pop(authority_id, None)
+        path = self._path(kind, authority_id)
         try:
-            self._path(kind, authority_id).unlink(missing_ok=True)
+            await asyncio.to_thread(path.unlink, missing_ok=True)
         except OSError as err:
+            raise KeyStoreError(str(path), f"cannot delete ({err.strerror})") from err
+
+
+def load_key_encryption_key(path: Path) -> bytes:
+    """A 32-byte key-encryption key from a file: raw bytes, or base64 text (as a Kubernetes Secret holds it)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+        data = path.read_bytes()
+    except OSError as err:
+        raise KeyStoreError(
+            str(path), f"cannot read the key-encryption key ({err.strerror})"
+        ) from err
+    # Kubernetes mounts Secret files as links into a ..data directory with mode 0644 unless defaultMode says
+    # otherwise; the manifests set 0400, and anything readable by others is refused here as for key files.
+    if mode & 0o077:
+        raise KeyStoreError(
+            str(path), f"mode {mode:04o} lets others read it; it must be 0600 or 0400"
+        )
+    if len(data) == 32:
+        return data
+    try:
+        decoded = base64.b64decode(data.strip(), validate=True)
+    except ValueError as err:
+        raise KeyStoreError(str(path), "must hold 32 raw bytes or their base64") from err
+    if len(decoded) != 32:
+        raise KeyStoreError(str(path), "must hold 32 raw bytes or their base64")
+    return decoded
+
+
+class SealedDatabaseKeyStore:
+    """Authority keys sealed with AES-256-GCM and kept in the datastore's ``authority_keys`` table."""
+
+    def __init__(self, engine: AsyncEngine, key_encryption_key: bytes) -> None:
+        if len(key_encryption_key) != 32:
+            raise ValueError("the key-encryption key must be 32 bytes")
+        self._engine = engine
+        self._aead = AESGCM(key_encryption_key)
+        self._cache: dict[str, PrivateKey] = {}
+
+    @staticmethod
+    def _aad(kind: AuthorityKind, authority_id: str) -> bytes:
+        # Binding the ciphertext to its authority stops a sealed key from being swapped onto another row.
+        return f"sigil-authority-key:{kind.value}:{authority_id}".encode()
+
+    async def put(
+        self, kind: AuthorityKind, authority_id: str, key: PrivateKey, *, tx: Transaction
+    ) -> None:
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = nonce + self._aead.encrypt(
+            nonce, private_key_der(key), self._aad(kind, authority_id)
+        )
+        await tx.execute(
+            insert(AuthorityKeyRow).values(
+                authority_id=authority_id,
+                kind=kind.value,
+                sealed_key=sealed,
+                created_at=datetime.now(UTC),
+            )
+        )
+        self._cache[authority_id] = key
+
+    async def get(self, kind: AuthorityKind, authority_id: str) -> PrivateKey:
+        key = self._cache.get(authority_id)
+        if key is not None:
+            return key
+        async with self._engine.connect() as connection:
+            sealed = (
+                await connection.execute(
+                    select(AuthorityKeyRow.sealed_key).where(
+                        AuthorityKeyRow.authority_id == authority_id,
+                        AuthorityKeyRow.kind == kind.value,
+                    )
+                )
+            ).scalar_one_or_none()
+        if sealed is None:
             raise KeyStoreError(
-                str(self._path(kind, authority_id)), f"cannot delete ({err.strerror})"
+                f"{kind.value} authority {authority_id}", "no sealed key in the datastore"
+            )
+        try:
+            der = self._aead.decrypt(
+                sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], self._aad(kind, authority_id)
+            )
+        except InvalidTag as err:
+            raise KeyStoreError(
+                f"{kind.value} authority {authority_id}",
+                "the sealed key does not open with this key-encryption key",
             ) from err
+        loaded = serialization.load_der_private_key(der, password=None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise KeyStoreError(
+                f"{kind.value} authority {authority_id}", "the sealed key is of an unknown type"
+            )
+        self._cache[authority_id] = loaded
+        return loaded
+
+    async def delete(
+        self, kind: AuthorityKind, authority_id: str, *, tx: Transaction | None = None
+    ) -> None:
+        self._cache.pop(authority_id, None)
+        statement = delete(AuthorityKeyRow).where(
+            AuthorityKeyRow.authority_id == authority_id, AuthorityKeyRow.kind == kind.value
+        )
+        if tx is not None:
+            await tx.execute(statement)
+            return
+        async with self._engine.begin() as connection:
+            await connection.execute(statement)

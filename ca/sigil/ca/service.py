@@ -30,10 +30,20 @@ from sigil.ca.authority import (
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.csr import parse_csr
 from sigil.ca.datastore.store import Datastore, JournalEntry, Transaction
-from sigil.ca.errors import AuthorityError, InvalidSpiffeIdError, NoActiveAuthorityError
+from sigil.ca.errors import (
+    AuthorityError,
+    InvalidSpiffeIdError,
+    KeyStoreError,
+    NoActiveAuthorityError,
+)
 from sigil.ca.jwtsvid import JwtSvid, mint_jwt_svid
 from sigil.ca.keys import PublicKey, generate_key
-from sigil.ca.keystore import DiskKeyStore
+from sigil.ca.keystore import (
+    DiskKeyStore,
+    KeyStore,
+    SealedDatabaseKeyStore,
+    load_key_encryption_key,
+)
 from sigil.ca.rotation import Activate, Prepare, plan_rotation
 from sigil.ca.settings import CaSettings
 from sigil.ca.spiffe_id import SpiffeId
@@ -74,7 +84,7 @@ class CertificateAuthority:
         self,
         settings: CaSettings,
         store: Datastore,
-        keys: DiskKeyStore,
+        keys: KeyStore,
         *,
         clock: Clock = utc_now,
         upstream: UpstreamCa | None = None,
@@ -92,14 +102,18 @@ class CertificateAuthority:
     async def open(cls, settings: CaSettings, *, clock: Clock = utc_now) -> Self:
         """Open the datastore, load the upstream CA if configured, and make sure both kinds can sign."""
         upstream = load_upstream_ca(settings.upstream_dir) if settings.upstream_dir else None
+        kek = None
+        if settings.key_store == "database":
+            if settings.key_encryption_key_file is None:
+                raise KeyStoreError("key_store", "'database' needs key_encryption_key_file")
+            kek = load_key_encryption_key(settings.key_encryption_key_file)
         store = await Datastore.open(settings.effective_database_url)
-        ca = cls(
-            settings,
-            store,
-            DiskKeyStore(settings.effective_key_dir),
-            clock=clock,
-            upstream=upstream,
+        keys: KeyStore = (
+            SealedDatabaseKeyStore(store.engine, kek)
+            if kek is not None
+            else DiskKeyStore(settings.effective_key_dir)
         )
+        ca = cls(settings, store, keys, clock=clock, upstream=upstream)
         try:
             await ca.rotate()
         except BaseException:
@@ -146,9 +160,7 @@ class CertificateAuthority:
         signers: dict[AuthorityKind, Signer] = {}
         for authority in authorities:
             if authority.status is AuthorityStatus.ACTIVE:
-                key = await asyncio.to_thread(
-                    self._keys.get, authority.kind, authority.authority_id
-                )
+                key = await self._keys.get(authority.kind, authority.authority_id)
                 signers[authority.kind] = Signer(authority, key)
         bundle = self._bundle_of(authorities, now, sequence)
         previous = self._snapshot.bundle
@@ -224,7 +236,7 @@ class CertificateAuthority:
         for old in await tx.authorities(kind):
             if old.status is AuthorityStatus.PREPARED:
                 await tx.put_authority(old.with_status(AuthorityStatus.REVOKED))
-                self._keys.delete(kind, old.authority_id)
+                await self._keys.delete(kind, old.authority_id, tx=tx)
         if kind is AuthorityKind.X509:
             key = await asyncio.to_thread(generate_key, self.settings.key_type)
             authority = new_x509_authority(
@@ -239,7 +251,7 @@ class CertificateAuthority:
             key = await asyncio.to_thread(generate_key, self.settings.jwt_key_type)
             authority = new_jwt_authority(key, now=now, ttl=self.settings.ca_ttl)
         # The key reaches disk before the row that points at it is committed.
-        await asyncio.to_thread(self._keys.put, kind, authority.authority_id, key)
+        await self._keys.put(kind, authority.authority_id, key, tx=tx)
         await tx.put_authority(authority)
         return authority
 
@@ -308,7 +320,7 @@ class CertificateAuthority:
                 )
             await tx.put_authority(authority.with_status(AuthorityStatus.REVOKED))
             await self._commit_bundle(tx, now)
-        await asyncio.to_thread(self._keys.delete, kind, authority_id)
+        await self._keys.delete(kind, authority_id)
         await self.refresh()
         return self._find(authority_id)
 

@@ -66,6 +66,9 @@ class CaSettings:
     refresh_hint: timedelta = timedelta(minutes=5)
     upstream_dir: Path | None = None
     organization: str = "Sigil"
+    #: ``disk`` (key files under ``key_dir``) or ``database`` (sealed under ``key_encryption_key_file``).
+    key_store: str = "disk"
+    key_encryption_key_file: Path | None = None
 
     @property
     def effective_database_url(self) -> str:
@@ -90,6 +93,8 @@ class CaSettings:
             "refresh_hint",
             "upstream_dir",
             "organization",
+            "key_store",
+            "key_encryption_key_file",
         }
         unknown = sorted(set(values) - known)
         if unknown:
@@ -108,12 +113,21 @@ class CaSettings:
             refresh_hint=parse_duration(values.get("refresh_hint", "5m")),
             upstream_dir=Path(values["upstream_dir"]) if values.get("upstream_dir") else None,
             organization=str(values.get("organization", "Sigil")),
+            key_store=str(values.get("key_store", "disk")),
+            key_encryption_key_file=Path(values["key_encryption_key_file"])
+            if values.get("key_encryption_key_file")
+            else None,
         )
         settings.check()
         return settings
 
     def check(self) -> None:
-        """Refuse settings under which an SVID of the default TTL could not fit an authority's last sixth."""
+        """Refuse settings that cannot work: an unknown key store, a sealed store without its key, TTLs that
+        would not fit an authority's last sixth."""
+        if self.key_store not in {"disk", "database"}:
+            raise ValueError(f"key_store {self.key_store!r} is neither 'disk' nor 'database'")
+        if self.key_store == "database" and self.key_encryption_key_file is None:
+            raise ValueError("key_store 'database' needs key_encryption_key_file")
         if self.x509_svid_ttl > self.ca_ttl / 6:
             raise ValueError(
                 f"x509_svid_ttl {format_duration(self.x509_svid_ttl)} is longer than a sixth of ca_ttl "

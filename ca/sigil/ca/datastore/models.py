@@ -16,7 +16,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["AuthorityRow", "Base", "BundleStateRow", "JournalRow", "RotationLockRow"]
+__all__ = [
+    "AuthorityKeyRow",
+    "AuthorityRow",
+    "Base",
+    "BundleStateRow",
+    "JournalRow",
+    "RotationLockRow",
+]
 
 
 class Base(DeclarativeBase):
@@ -85,3 +92,14 @@ class JournalRow(Base):
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reissue_due: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuthorityKeyRow(Base):
+    """An authority's private key sealed under the key-encryption key (``ca.key_store: database`` only)."""
+
+    __tablename__ = "authority_keys"
+
+    authority_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    sealed_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -21,7 +21,7 @@ from alembic.config import Config
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import event, insert, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Result
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql import Executable
 
 from sigil.ca.authority import Authority, AuthorityKind, AuthorityStatus
 from sigil.ca.bundle import load_der_certificates
@@ -114,6 +115,10 @@ class Transaction:
     def __init__(self, session: AsyncSession, now: datetime) -> None:
         self._session = session
         self._now = now
+
+    async def execute(self, statement: Executable) -> Result[Any]:
+        """Run a statement of another table (the sealed key store's) inside this transaction."""
+        return await self._session.execute(statement)
 
     async def authorities(self, kind: AuthorityKind | None = None) -> list[Authority]:
         query = select(AuthorityRow).order_by(AuthorityRow.created_at, AuthorityRow.authority_id)
