@@ -14,7 +14,13 @@ status a workload sees is decided in one place and follows the SPIFFE Workload E
         ├── NoIdentityError                                -> PermissionDenied
         ├── NotEntitledError              (spiffe_id)      -> PermissionDenied
         ├── IdentityUnavailableError      (reason)         -> Unavailable
-        └── SocketError                   (path, reason)   (start-up only, never reaches a workload)
+        ├── SocketError                   (path, reason)   (start-up only, never reaches a workload)
+        ├── AgentConfigError              (source, reason) (start-up only)
+        ├── IssuerUnreachableError        (reason)         the issuer did not answer; retried with backoff
+        └── AgentAttestationError         (reason)         the issuer refused the agent's own attestation
+
+The last three never reach a workload as such: the SVID cache turns an unreachable issuer into
+``IdentityUnavailableError`` when it has nothing valid to serve, and keeps serving what it has otherwise.
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ from __future__ import annotations
 from sigil.ca.errors import SigilError
 
 __all__ = [
+    "AgentAttestationError",
+    "AgentConfigError",
     "AttestationError",
     "IdentityUnavailableError",
     "InvalidWorkloadRequestError",
+    "IssuerUnreachableError",
     "JwtSvidInvalidError",
     "NoIdentityError",
     "NodeAgentError",
@@ -105,4 +114,29 @@ class SocketError(NodeAgentError):
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"workload API socket {path}: {reason}")
         self.path = path
+        self.reason = reason
+
+
+class AgentConfigError(NodeAgentError):
+    """A setting of the agent that cannot be used; ``source`` names the file, variable or flag."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class IssuerUnreachableError(NodeAgentError):
+    """The issuer did not answer (connection refused, timeout, 5xx, rate limited); the agent retries later."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"issuer unreachable: {reason}")
+        self.reason = reason
+
+
+class AgentAttestationError(NodeAgentError):
+    """The issuer refused to attest or renew the agent itself (a spent join token, an unknown node)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"agent attestation failed: {reason}")
         self.reason = reason

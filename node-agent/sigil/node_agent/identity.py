@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
@@ -145,4 +146,12 @@ class IdentitySource(Protocol):
 
     def bundles(self) -> TrustBundles:
         """The current bundles: own trust domain and federated ones."""
+        ...
+
+    def streaming(self, workload: WorkloadAttestation) -> AbstractAsyncContextManager[None]:
+        """Held while a ``FetchX509SVID`` stream of ``workload`` is open.
+
+        Nothing else tells the source that a quiet stream is still there; the SVID cache keeps rotating the
+        SVIDs of a workload with an open stream and drops those of a workload nobody has asked for a while.
+        """
         ...

@@ -7,7 +7,8 @@ single-host demo can serve fixed SVIDs with it; the production source is the age
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.node_agent.errors import IdentityUnavailableError, NotEntitledError
@@ -79,3 +80,8 @@ class InMemoryIdentitySource:
     def bundles(self) -> TrustBundles:
         """The current bundles."""
         return self._bundles
+
+    @asynccontextmanager
+    async def streaming(self, workload: WorkloadAttestation) -> AsyncIterator[None]:
+        """Nothing to keep fresh here: entries live until removed."""
+        yield

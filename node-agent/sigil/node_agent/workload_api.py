@@ -202,7 +202,8 @@ class WorkloadApiService:
     ) -> None:
         async with self._call(caller, stream, "FetchX509SVID") as workload:
             await stream.recv_message()
-            await self._stream_changes(stream, functools.partial(self._x509_svids, workload))
+            async with self._source.streaming(workload):
+                await self._stream_changes(stream, functools.partial(self._x509_svids, workload))
 
     async def _x509_svids(self, workload: WorkloadAttestation) -> pb.X509SVIDResponse:
         svids = await self._source.x509_svids(workload)

@@ -1,0 +1,179 @@
+"""The agent's own identity: attested once, kept on disk, renewed before half-life.
+
+The issue asks that a restart does not re-attest (a join token is spent by its first use, and a projected token
+should not be reviewed on every restart). So the agent SVID, its key and the last trust bundle live in the agent's
+data directory, each written atomically with mode 0600 (``sigil.ca.keys.write_secret_file``); at start, a stored SVID
+that has not expired is used as it is, and the stored bundle (newer than the bootstrap one, which may have rotated
+away) verifies the issuer. The agent SVID rotates like a workload's, at half-life with ±10% jitter (reference §4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from sigil.ca.bundle import TrustBundle
+from sigil.ca.errors import SigilError
+from sigil.ca.keys import load_private_key, write_private_key, write_secret_file
+from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.issuer.client import AgentSvid, IssuedX509Svid
+from sigil.node_agent.errors import AgentAttestationError, IssuerUnreachableError
+from sigil.node_agent.issuer_link import IssuerApi, call_issuer
+from sigil.node_agent.rotation import rotation_at
+
+__all__ = ["AgentIdentity", "Attest", "StoredIdentity", "load_stored_identity"]
+
+_SVID_FILE = "agent-svid.pem"
+_KEY_FILE = "agent-svid.key"
+_BUNDLE_FILE = "bundle.json"
+
+_log = structlog.get_logger(__name__)
+
+Attest = Callable[[IssuerApi], Awaitable[AgentSvid]]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredIdentity:
+    """What the data directory held: the agent SVID (if any) and the last bundle (if any)."""
+
+    agent: AgentSvid | None
+    bundle: TrustBundle | None
+
+
+def _spiffe_id_of(certificate: x509.Certificate) -> SpiffeId:
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    (uri,) = san.get_values_for_type(x509.UniformResourceIdentifier)
+    return SpiffeId.parse(uri)
+
+
+def load_stored_identity(directory: Path, trust_domain: TrustDomain) -> StoredIdentity:
+    """Read the agent's files (blocking: file I/O); missing files give ``None`` parts, broken ones an error."""
+    agent: AgentSvid | None = None
+    bundle: TrustBundle | None = None
+    svid_path, key_path, bundle_path = (
+        directory / _SVID_FILE,
+        directory / _KEY_FILE,
+        directory / _BUNDLE_FILE,
+    )
+    try:
+        if svid_path.exists() and key_path.exists():
+            chain = tuple(x509.load_pem_x509_certificates(svid_path.read_bytes()))
+            svid = IssuedX509Svid(_spiffe_id_of(chain[0]), chain, chain[0].not_valid_after_utc)
+            agent = AgentSvid(svid, load_private_key(key_path))
+        if bundle_path.exists():
+            bundle = TrustBundle.parse_jwks(trust_domain, bundle_path.read_bytes())
+    except (ValueError, SigilError) as err:
+        raise AgentAttestationError(
+            f"the stored agent identity in {directory} is unusable: {err}"
+        ) from err
+    return StoredIdentity(agent, bundle)
+
+
+def _store(directory: Path, agent: AgentSvid | None, bundle: TrustBundle | None) -> None:
+    if agent is not None:
+        chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in agent.svid.chain)
+        # The key first: a crash between the two writes leaves an old SVID over a new key, which fails to load
+        # as a pair (TLS refuses it) and leads to re-attestation, rather than an SVID whose key was never written.
+        write_private_key(directory / _KEY_FILE, agent.private_key)
+        write_secret_file(directory / _SVID_FILE, chain)
+    if bundle is not None:
+        write_secret_file(directory / _BUNDLE_FILE, bundle.to_json())
+
+
+class AgentIdentity:
+    """Holds the agent SVID: :meth:`start` once, then :meth:`renew` whenever :attr:`renew_at` has passed."""
+
+    def __init__(
+        self,
+        directory: Path,
+        issuer: IssuerApi,
+        *,
+        attest: Attest,
+        clock: Callable[[], datetime],
+        rng: random.Random,
+        stored: StoredIdentity | None = None,
+    ) -> None:
+        self._directory = directory
+        self._issuer = issuer
+        self._attest = attest
+        self._clock = clock
+        self._rng = rng
+        self._stored = stored
+        self._renew_at: datetime | None = None
+        self.attestations = 0
+
+    @property
+    def renew_at(self) -> datetime | None:
+        """When the agent SVID is due for renewal (None before :meth:`start`)."""
+        return self._renew_at
+
+    @property
+    def spiffe_id(self) -> SpiffeId | None:
+        agent = self._issuer.agent_svid
+        return agent.svid.spiffe_id if agent is not None else None
+
+    async def start(self) -> None:
+        """Resume the stored agent SVID if it is still valid; attest otherwise."""
+        stored = self._stored
+        if stored is None:
+            stored = await asyncio.to_thread(
+                load_stored_identity, self._directory, self._issuer.trust_bundle.trust_domain
+            )
+        now = self._clock()
+        if stored.agent is not None and stored.agent.svid.expires_at > now:
+            await self._issuer.set_agent_svid(stored.agent)
+            _log.info(
+                "resumed the stored agent SVID; no attestation",
+                spiffe_id=str(stored.agent.svid.spiffe_id),
+                expires_at=stored.agent.svid.expires_at.isoformat(),
+            )
+            # Its half-life counts from when it was issued, not from this restart.
+            self._schedule(min(now, stored.agent.svid.chain[0].not_valid_before_utc))
+        else:
+            await self._attest_now()
+            self._schedule(now)
+
+    async def _attest_now(self) -> None:
+        try:
+            agent = await call_issuer(self._attest(self._issuer))
+        except IssuerUnreachableError:
+            raise
+        except SigilError as err:
+            raise AgentAttestationError(str(err)) from err
+        self.attestations += 1
+        _log.info("attested to the issuer", spiffe_id=str(agent.svid.spiffe_id))
+        await asyncio.to_thread(_store, self._directory, agent, self._issuer.trust_bundle)
+
+    async def renew(self) -> None:
+        """Replace the agent SVID over a fresh key; IssuerUnreachableError leaves the current one in use."""
+        try:
+            agent = await call_issuer(self._issuer.renew())
+        except IssuerUnreachableError:
+            raise
+        except SigilError as err:
+            raise AgentAttestationError(f"renewal refused: {err}") from err
+        await asyncio.to_thread(_store, self._directory, agent, self._issuer.trust_bundle)
+        _log.info("renewed the agent SVID", expires_at=agent.svid.expires_at.isoformat())
+        self._schedule(self._clock())
+
+    async def store_bundle(self, bundle: TrustBundle) -> None:
+        """Remember the latest own bundle, so that a restart verifies the issuer with it."""
+        await asyncio.to_thread(_store, self._directory, None, bundle)
+
+    def _schedule(self, received: datetime) -> None:
+        agent = self._issuer.agent_svid
+        if agent is None:
+            raise AgentAttestationError("no agent SVID after start")
+        self._renew_at = rotation_at(received, agent.svid.expires_at, self._rng)
+
+    def renew_now(self) -> None:
+        """Make renewal due at once (its signer was tainted)."""
+        self._renew_at = self._clock()

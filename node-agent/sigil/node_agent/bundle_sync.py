@@ -1,0 +1,111 @@
+"""The trust bundles the agent serves, kept current by the issuer's bundle long poll.
+
+One request waits on the server until anything changes (the own bundle, a federated bundle, the set of tainted
+authorities) or ``rotation.bundle_wait`` passes, so a rotation of the CA reaches every workload within a round trip
+rather than a polling interval. While the issuer is away the agent keeps the bundles it has and retries with
+backoff; it starts from the bundle it verifies the issuer with (the stored or bootstrap one) until the first answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+
+import structlog
+
+from sigil.ca.bundle import TrustBundle
+from sigil.ca.errors import SigilError
+from sigil.issuer.client import BundleUpdate
+from sigil.node_agent.identity import TrustBundles
+from sigil.node_agent.issuer_link import IssuerApi, call_issuer
+from sigil.node_agent.rotation import Backoff
+
+__all__ = ["BundleSync", "trust_bundles_of"]
+
+_log = structlog.get_logger(__name__)
+
+OnUpdate = Callable[[BundleUpdate], None]
+
+
+def trust_bundles_of(own: TrustBundle, federated: Iterable[TrustBundle] = ()) -> TrustBundles:
+    """The Workload API's wire forms of the own bundle and the federated ones."""
+    every = {own.trust_domain: own}
+    for bundle in federated:
+        every.setdefault(bundle.trust_domain, bundle)
+    return TrustBundles(
+        trust_domain=own.trust_domain,
+        x509_authorities={td: b.x509_der() for td, b in every.items()},
+        jwt_authorities={td: b.jwt_jwks_json() for td, b in every.items()},
+    )
+
+
+class BundleSync:
+    """Holds the current :class:`TrustBundles` and the tainted authority IDs; :meth:`run` keeps them current."""
+
+    def __init__(
+        self, issuer: IssuerApi, *, wait: float, backoff: Backoff, on_update: OnUpdate
+    ) -> None:
+        self._issuer = issuer
+        self._wait = wait
+        self._backoff = backoff
+        self._on_update = on_update
+        self._own = issuer.trust_bundle
+        self._bundles = trust_bundles_of(self._own)
+        self._tainted: frozenset[str] = frozenset()
+        self._revision: str | None = None
+
+    @property
+    def bundles(self) -> TrustBundles:
+        return self._bundles
+
+    @property
+    def own(self) -> TrustBundle:
+        return self._own
+
+    @property
+    def tainted(self) -> frozenset[str]:
+        """Authority IDs (X.509 subject key identifiers and JWT ``kid``s) the issuer has tainted."""
+        return self._tainted
+
+    @property
+    def revision(self) -> str | None:
+        return self._revision
+
+    async def refresh(self, *, wait: float | None = None) -> bool:
+        """One request (a long poll with ``wait``); True when something changed. Raises IssuerUnreachableError."""
+        update = await call_issuer(self._issuer.bundle(after_revision=self._revision, wait=wait))
+        if update.revision == self._revision:
+            return False
+        self.apply(update)
+        return True
+
+    def apply(self, update: BundleUpdate) -> None:
+        """Adopt ``update`` and tell the owner."""
+        self._revision = update.revision
+        self._own = update.bundle
+        self._bundles = trust_bundles_of(update.bundle, update.federated.values())
+        self._tainted = update.tainted_authority_ids
+        _log.info(
+            "trust bundles updated",
+            sequence=update.sequence,
+            federated=sorted(str(td) for td in update.federated),
+            tainted=len(update.tainted_authority_ids),
+        )
+        self._on_update(update)
+
+    async def run(self) -> None:
+        """Long-poll forever; the owner cancels it on shutdown."""
+        while True:
+            try:
+                await self.refresh(wait=self._wait)
+            except SigilError as err:
+                # IssuerUnreachableError and refusals alike: keep serving what we have and try again later.
+                delay = self._backoff.next_delay()
+                _log.warning(
+                    "bundle update failed; retrying",
+                    error=str(err),
+                    retry_in_s=round(delay.total_seconds(), 3),
+                )
+                await asyncio.sleep(delay.total_seconds())
+            else:
+                self._backoff.reset()

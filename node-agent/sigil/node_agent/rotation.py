@@ -1,0 +1,67 @@
+"""When to rotate an SVID and how long to wait after a failure: the agent's two timing rules.
+
+SPIRE rotates X.509 SVIDs (the agent's own and the workloads') at half-life with a ±10% jitter
+(``pkg/common/rotationutil``, spiffe/spire#4268 and #4534, reference §4): without the jitter, SVIDs issued in one
+burst (an agent restart, a rollout) come due in the same second forever after, and the issuer sees a stampede every
+half-life. We draw the jitter once per issued SVID from an injected ``random.Random``: the rotation point lies
+uniformly between 40% and 60% of the lifetime, counted from the moment the agent received the SVID (not its
+``notBefore``, which the CA back-dates). JWT-SVIDs are refreshed past half-life, without jitter: they are fetched on
+demand, so they do not come due in bursts.
+
+While the issuer is unreachable the agent waits exponentially longer between attempts, up to a cap, each wait drawn
+between half and all of the current ceiling, so that the agents of a cluster do not come back in lockstep.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+__all__ = ["JITTER", "Backoff", "jwt_refresh_at", "rotation_at"]
+
+#: Half-life ±10% of the lifetime: the rotation point is drawn from [0.4, 0.6] of the lifetime.
+JITTER = 0.1
+
+
+def rotation_at(received: datetime, not_after: datetime, rng: random.Random) -> datetime:
+    """When an SVID received at ``received`` and expiring at ``not_after`` should be replaced."""
+    lifetime = not_after - received
+    if lifetime <= timedelta(0):
+        return received
+    fraction = 0.5 + rng.uniform(-JITTER, JITTER)
+    return received + lifetime * fraction
+
+
+def jwt_refresh_at(received: datetime, expires_at: datetime) -> datetime:
+    """When a cached JWT-SVID is past its half-life and the next request should fetch a new one."""
+    return received + max(expires_at - received, timedelta(0)) / 2
+
+
+class Backoff:
+    """Exponential backoff with a cap and jitter; :meth:`reset` after a success."""
+
+    def __init__(
+        self, *, initial: timedelta, maximum: timedelta, rng: random.Random | None = None
+    ) -> None:
+        if initial <= timedelta(0) or maximum < initial:
+            raise ValueError("backoff needs 0 < initial <= maximum")
+        self._initial = initial
+        self._maximum = maximum
+        self._rng = rng or random.Random()  # noqa: S311 -- jitter for timing, not secrets
+        self._failures = 0
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failures since the last success."""
+        return self._failures
+
+    def reset(self) -> None:
+        """A success: the next failure waits ``initial`` again."""
+        self._failures = 0
+
+    def next_delay(self) -> timedelta:
+        """Record a failure and return how long to wait before the next attempt."""
+        ceiling: timedelta = min(self._initial * float(2**self._failures), self._maximum)
+        self._failures = min(self._failures + 1, 62)
+        # Never less than half the ceiling, so a failing issuer is not hammered by a lucky draw of zero.
+        return ceiling * (0.5 + self._rng.random() / 2)

@@ -1,0 +1,189 @@
+"""The node agent assembled: issuer client, agent identity, SVID manager and the Workload API server.
+
+``sigil-agent run`` builds one :class:`NodeAgent` from its settings and holds it open until SIGTERM. Start-up order
+matters: the agent's own identity and the bundles first (a workload asking before then could only be told
+``Unavailable``), the socket last; shutdown runs the other way round, so a workload's stream ends before the SVIDs
+behind it go away and the client reconnects to the next agent.
+
+The trust to verify the issuer with comes from, in order: the bundle stored by the last run (the CA may have rotated
+since the bootstrap file was written), the ``trust_bundle_path`` PEM file, or, with ``insecure_bootstrap``, whatever
+the issuer presents on first contact (SPIRE's option of the same name; development only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+from cryptography import x509
+
+from sigil.ca.bundle import TrustBundle
+from sigil.ca.spiffe_id import TrustDomain
+from sigil.issuer.client import AgentSvid, IssuerClient
+from sigil.node_agent.agent_svid import (
+    AgentIdentity,
+    Attest,
+    StoredIdentity,
+    load_stored_identity,
+)
+from sigil.node_agent.attestation import Attestation
+from sigil.node_agent.attestors import WorkloadAttestor
+from sigil.node_agent.attestors.unix import UnixAttestor, UnixAttestorSettings
+from sigil.node_agent.errors import AgentAttestationError, AgentConfigError
+from sigil.node_agent.issuer_link import IssuerApi, fetch_bundle_insecurely
+from sigil.node_agent.manager import SvidManager
+from sigil.node_agent.server import WorkloadApiServer, WorkloadApiSettings
+from sigil.node_agent.settings import AgentSettings, AttestationSettings
+
+__all__ = ["NodeAgent"]
+
+_log = structlog.get_logger(__name__)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _read_pem_bundle(path: Path, trust_domain: TrustDomain) -> TrustBundle:
+    try:
+        certificates = x509.load_pem_x509_certificates(path.read_bytes())
+    except OSError as err:
+        raise AgentConfigError(str(path), f"cannot read the trust bundle ({err.strerror})") from err
+    except ValueError as err:
+        raise AgentConfigError(str(path), "not a PEM bundle of CA certificates") from err
+    return TrustBundle(trust_domain, x509_authorities=tuple(certificates))
+
+
+def attestation_of(settings: AttestationSettings) -> Attest:
+    """The attestation call the settings describe (it reads the token file at the time of the call)."""
+
+    async def attest(issuer: IssuerApi) -> AgentSvid:
+        if settings.method == "k8s":
+            try:
+                token = (await asyncio.to_thread(settings.token_path.read_text)).strip()
+            except OSError as err:
+                raise AgentAttestationError(
+                    f"cannot read the projected token {settings.token_path} ({err.strerror})"
+                ) from err
+            return await issuer.attest_k8s(token, settings.cluster)
+        if not settings.join_token:
+            raise AgentAttestationError(
+                "no stored agent SVID and no join token (set attestation.join_token or SIGIL_JOIN_TOKEN)"
+            )
+        return await issuer.attest_join_token(settings.join_token)
+
+    return attest
+
+
+class NodeAgent:
+    """``async with NodeAgent(settings) as agent:`` serves the Workload API until the block ends."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        rng: random.Random | None = None,
+        attestors: list[WorkloadAttestor] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 -- rotation jitter, not a secret
+        self._attestors = attestors
+        self._client: IssuerClient | None = None
+        self._manager: SvidManager | None = None
+        self._server: WorkloadApiServer | None = None
+        self._identity: AgentIdentity | None = None
+
+    @property
+    def manager(self) -> SvidManager:
+        if self._manager is None:
+            raise RuntimeError("the agent is not started")
+        return self._manager
+
+    @property
+    def identity(self) -> AgentIdentity:
+        if self._identity is None:
+            raise RuntimeError("the agent is not started")
+        return self._identity
+
+    @property
+    def endpoint(self) -> str:
+        return self.settings.endpoint
+
+    async def _bootstrap_bundle(self) -> tuple[TrustBundle, StoredIdentity]:
+        s = self.settings
+        stored = await asyncio.to_thread(load_stored_identity, s.data_dir, s.trust_domain)
+        if stored.bundle is not None and stored.bundle.x509_authorities:
+            return stored.bundle, stored
+        if s.trust_bundle_path is not None:
+            bundle = await asyncio.to_thread(_read_pem_bundle, s.trust_bundle_path, s.trust_domain)
+            return bundle, stored
+        _log.warning("insecure_bootstrap: trusting the issuer's first answer (development only)")
+        return await fetch_bundle_insecurely(s.issuer_url, s.trust_domain), stored
+
+    async def start(self) -> None:
+        """Resume or attest, fetch bundles, then listen on the socket."""
+        s = self.settings
+        try:
+            bundle, stored = await self._bootstrap_bundle()
+            self._client = IssuerClient(s.issuer_url, bundle=bundle, server_id=s.server_id)
+            self._identity = AgentIdentity(
+                s.data_dir,
+                self._client,
+                attest=attestation_of(s.attestation),
+                clock=self._clock,
+                rng=self._rng,
+                stored=stored,
+            )
+            self._manager = SvidManager(
+                self._client,
+                settings=s.rotation,
+                identity=self._identity,
+                clock=self._clock,
+                rng=self._rng,
+            )
+            await self._manager.start()
+            attestors = self._attestors or [
+                UnixAttestor(UnixAttestorSettings(discover_workload_path=s.discover_workload_path))
+            ]
+            self._server = WorkloadApiServer(
+                WorkloadApiSettings(socket_path=s.socket_path),
+                source=self._manager,
+                attestor=Attestation(attestors),
+                clock=self._clock,
+            )
+            await self._server.start()
+        except BaseException:
+            await self.stop()
+            raise
+        _log.info("node agent ready", endpoint=self.endpoint, agent=str(self._identity.spiffe_id))
+
+    async def stop(self) -> None:
+        """Close the socket (streams end), stop rotating, close the issuer connection."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop()
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            await manager.aclose()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def __aenter__(self) -> NodeAgent:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

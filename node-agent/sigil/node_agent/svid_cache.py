@@ -1,0 +1,191 @@
+"""What the agent holds for each workload, and the queue of moments at which something about it falls due.
+
+A workload is keyed by what the issuer decides its identities from: its pod (``k8s:pod-uid``) when attestation put
+it in one, else the exact set of its selectors (registration entries match on subsets of them). Each workload has
+one private key, generated on the agent and never sent (only a CSR travels), and the X509-SVIDs the issuer granted
+over it. JWT-SVIDs are cached apart, per (SPIFFE ID, audiences), as SPIRE's agent does (reference §4).
+
+The :class:`DueQueue` is a heap of (moment, workload) so that the scheduler finds the next wake-up, and the work due
+now, in logarithmic time: ten thousand cached workloads must not mean ten thousand comparisons per tick.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from sigil.issuer.client import IssuedX509Svid, X509SvidRequest
+from sigil.node_agent.identity import WorkloadJwtSvid, WorkloadX509Svid
+from sigil.node_agent.selectors import WorkloadAttestation
+
+__all__ = [
+    "CachedJwt",
+    "CachedSvid",
+    "DueQueue",
+    "Workload",
+    "WorkloadKey",
+    "cached_svid",
+    "key_of",
+    "signers_of",
+    "workload_of",
+]
+
+#: ("pod", uid) or ("selectors", "type:value", ...) sorted.
+WorkloadKey = tuple[str, ...]
+
+
+def _pod_of(attestation: WorkloadAttestation) -> dict[str, str] | None:
+    found: dict[str, str] = {}
+    for selector in attestation.selectors:
+        if selector.type != "k8s":
+            continue
+        name, _, value = selector.value.partition(":")
+        if name in {"ns", "pod-name", "pod-uid"}:
+            found[name] = value
+    if len(found) != 3:
+        return None
+    return {"namespace": found["ns"], "name": found["pod-name"], "uid": found["pod-uid"]}
+
+
+@dataclass(frozen=True, slots=True)
+class CachedSvid:
+    """One X509-SVID as served, with when it expires and which authorities signed its chain."""
+
+    svid: WorkloadX509Svid
+    expires_at: datetime
+    signers: frozenset[str]
+
+
+@dataclass(slots=True, eq=False)
+class Workload:
+    """One workload's cache slot. Mutated only from the event loop, by the manager."""
+
+    key: WorkloadKey
+    pod: dict[str, str] | None
+    selectors: tuple[str, ...]
+    last_seen: datetime
+    svids: tuple[CachedSvid, ...] = ()
+    rotate_at: datetime | None = None
+    denied_until: datetime | None = None
+    #: Bumped on every change of the slot, so that stale heap entries are recognised and skipped.
+    generation: int = 0
+    due_at: datetime | None = None
+
+    def request(self, csr: bytes) -> X509SvidRequest:
+        """The batch item asking for this workload's SVIDs over the key behind ``csr``."""
+        if self.pod is not None:
+            pod = self.pod
+            return X509SvidRequest(
+                csr=csr, pod={"namespace": pod["namespace"], "name": pod["name"], "uid": pod["uid"]}
+            )
+        return X509SvidRequest(csr=csr, selectors=self.selectors)
+
+    def valid(self, now: datetime) -> tuple[CachedSvid, ...]:
+        """The SVIDs that have not expired: the only ones ever served."""
+        return tuple(s for s in self.svids if s.expires_at > now)
+
+    def earliest_expiry(self) -> datetime | None:
+        return min((s.expires_at for s in self.svids), default=None)
+
+    def signed_by_any(self, authority_ids: frozenset[str]) -> bool:
+        return any(s.signers & authority_ids for s in self.svids)
+
+
+def workload_of(attestation: WorkloadAttestation, now: datetime) -> Workload:
+    """A fresh, empty slot for the attested caller."""
+    selectors = tuple(sorted(str(s) for s in attestation.selectors))
+    return Workload(
+        key=key_of(attestation), pod=_pod_of(attestation), selectors=selectors, last_seen=now
+    )
+
+
+def key_of(attestation: WorkloadAttestation) -> WorkloadKey:
+    """The cache key of an attested caller (see :func:`workload_of`)."""
+    pod = _pod_of(attestation)
+    if pod is not None:
+        return ("pod", pod["uid"])
+    return ("selectors", *sorted(str(s) for s in attestation.selectors))
+
+
+def signers_of(chain: tuple[x509.Certificate, ...]) -> frozenset[str]:
+    """Authority IDs (subject key identifiers, hex) of every CA in the chain: the leaf's issuer and above."""
+    found: set[str] = set()
+    for index, certificate in enumerate(chain):
+        try:
+            aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        except x509.ExtensionNotFound:
+            aki = None
+        if aki is not None and aki.key_identifier is not None:
+            found.add(aki.key_identifier.hex())
+        if index > 0:
+            try:
+                ski = certificate.extensions.get_extension_for_class(
+                    x509.SubjectKeyIdentifier
+                ).value
+            except x509.ExtensionNotFound:
+                continue
+            found.add(ski.digest.hex())
+    return frozenset(found)
+
+
+def cached_svid(issued: IssuedX509Svid, private_key_der: bytes) -> CachedSvid:
+    """The Workload API form of an SVID the issuer signed over our key."""
+    chain_der = b"".join(c.public_bytes(serialization.Encoding.DER) for c in issued.chain)
+    return CachedSvid(
+        svid=WorkloadX509Svid(
+            spiffe_id=issued.spiffe_id, cert_chain=chain_der, private_key=private_key_der
+        ),
+        expires_at=issued.expires_at,
+        signers=signers_of(issued.chain),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CachedJwt:
+    """A JWT-SVID kept until its half-life; ``kid`` names the key that signed it (for taints)."""
+
+    svid: WorkloadJwtSvid
+    expires_at: datetime
+    refresh_at: datetime
+    kid: str
+
+
+class DueQueue:
+    """Moments at which a workload needs attention, earliest first; stale entries are skipped on the way out."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[datetime, int, Workload, int]] = []
+        self._order = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def schedule(self, workload: Workload, when: datetime | None) -> None:
+        """Make ``when`` the workload's (only) next due moment; None cancels it."""
+        workload.generation += 1
+        workload.due_at = when
+        if when is not None:
+            heapq.heappush(self._heap, (when, next(self._order), workload, workload.generation))
+
+    def next_due(self) -> datetime | None:
+        """The earliest live due moment."""
+        while self._heap:
+            when, _, workload, generation = self._heap[0]
+            if workload.generation == generation:
+                return when
+            heapq.heappop(self._heap)
+        return None
+
+    def pop_due(self, now: datetime) -> Iterator[Workload]:
+        """Every workload due at ``now`` or before, each once, removed from the queue."""
+        while self._heap and self._heap[0][0] <= now:
+            _, _, workload, generation = heapq.heappop(self._heap)
+            if workload.generation == generation:
+                workload.due_at = None
+                yield workload
