@@ -22,6 +22,7 @@ from sigil.enforcer.errors import RequestError
 from sigil.enforcer.policy.crds import crd_documents, render, write_crds
 from sigil.enforcer.policy.decision import Decision, Target
 from sigil.enforcer.policy.store import PolicyStore
+from sigil.enforcer.proxy_cli import add_proxy_command
 
 __all__ = ["main"]
 
@@ -194,4 +195,5 @@ def _run_crds(args: argparse.Namespace) -> int:
 _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     _add_check,
     _add_crds,
+    add_proxy_command,  # ``proxy`` lives in proxy_cli.py: it is most of a server
 )

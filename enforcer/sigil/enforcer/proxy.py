@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from dataclasses import dataclass
 
 import structlog
 
+from sigil.enforcer.address import Address
 from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.errors import SvidVerificationError
 from sigil.enforcer.metrics import EnforcerMetrics
@@ -32,29 +32,6 @@ _log = structlog.get_logger(__name__)
 
 _CHUNK = 64 * 1024
 _STREAM_ERRORS = (OSError, asyncio.IncompleteReadError)  # ssl.SSLError is an OSError
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    """A host and TCP port."""
-
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str, *, default_host: str = "127.0.0.1") -> Address:
-        """``HOST:PORT``, ``[V6]:PORT`` or a bare ``PORT`` (on ``default_host``); raises ValueError."""
-        host, colon, port = text.rpartition(":")
-        if not colon:
-            host, port = default_host, text
-        host = host.strip("[]") or default_host
-        number = int(port)
-        if not 0 <= number <= 65535:
-            raise ValueError(f"{port} is not a TCP port")
-        return cls(host, number)
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 def refusal_reporter(metrics: EnforcerMetrics | None) -> RefusalHook:

@@ -1,0 +1,116 @@
+"""``sigil-enforcer proxy``: its arguments and its run, kept apart so that ``cli.py`` only lists it.
+
+Settings come from flags, with the SPIFFE convention's environment variable (``SPIFFE_ENDPOINT_SOCKET``) and
+``SIGIL_TRUST_DOMAIN`` as fallbacks; the process configures structlog once (JSON lines on stderr), serves
+until SIGTERM or SIGINT, then drains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import structlog
+
+from sigil.enforcer.address import Address
+from sigil.enforcer.errors import RequestError
+
+__all__ = ["add_proxy_command", "run_proxy"]
+
+
+def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Declare ``proxy`` and its arguments."""
+    proxy = commands.add_parser(
+        "proxy",
+        help="an mTLS proxy: inbound (verify, decide, forward) or outbound (originate mTLS)",
+        description=(
+            "inbound: terminate mTLS on --listen, verify the peer's SVID, decide against --policies, "
+            "forward allowed connections to --forward. outbound: accept plain TCP on --listen and "
+            "originate mTLS to --upstream as the workload's SVID."
+        ),
+    )
+    proxy.add_argument("direction", choices=("inbound", "outbound"))
+    proxy.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT")
+    proxy.add_argument("--forward", type=_address, metavar="[HOST:]PORT", help="inbound: the app")
+    proxy.add_argument(
+        "--upstream", type=_address, metavar="HOST:PORT", help="outbound: the mTLS server"
+    )
+    identity = proxy.add_argument_group("identity (the Workload API unless --svid-dir)")
+    identity.add_argument(
+        "--workload-api",
+        default=os.environ.get("SPIFFE_ENDPOINT_SOCKET"),
+        metavar="unix:///PATH",
+        help="the Workload API socket (env SPIFFE_ENDPOINT_SOCKET)",
+    )
+    identity.add_argument(
+        "--svid-dir", type=Path, metavar="DIR", help="svid.pem, key.pem and bundle.pem instead"
+    )
+    identity.add_argument(
+        "--federated",
+        action="append",
+        default=[],
+        metavar="TD=FILE",
+        help="with --svid-dir: a federated domain's bundle (PEM); repeatable",
+    )
+    policy = proxy.add_argument_group("inbound policy")
+    policy.add_argument("--policies", type=Path, metavar="DIR", help="watched; last good stays")
+    policy.add_argument("--namespace", metavar="NS", help="this pod's namespace")
+    policy.add_argument("--labels", default="", metavar="K=V,...", help="this pod's labels")
+    policy.add_argument("--namespace-labels", default="", metavar="K=V,...")
+    policy.add_argument("--port", type=int, metavar="N", help="the port policies see (--listen's)")
+    policy.add_argument(
+        "--trust-domain",
+        default=os.environ.get("SIGIL_TRUST_DOMAIN"),
+        metavar="TD",
+        help="the local trust domain (default: the workload's own; env SIGIL_TRUST_DOMAIN)",
+    )
+    policy.add_argument("--default", choices=("allow", "deny"), default="allow")
+    policy.add_argument("--watch-interval", type=float, default=2.0, metavar="SECONDS")
+    outbound = proxy.add_argument_group("outbound")
+    expect = outbound.add_mutually_exclusive_group()
+    expect.add_argument("--expect-id", metavar="SPIFFE_ID", help="accept only this server")
+    expect.add_argument("--expect-trust-domain", metavar="TD", help="accept any server of TD")
+    proxy.add_argument("--metrics", type=_address, metavar="HOST:PORT", help="serve /metrics")
+    proxy.add_argument("--drain", type=float, default=10.0, metavar="SECONDS")
+    proxy.set_defaults(run=run_proxy)
+
+
+def run_proxy(args: argparse.Namespace) -> int:
+    """Run the proxy until SIGTERM/SIGINT; 0 after a clean drain."""
+    _check(args)
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    # Imported here: the running proxy needs gRPC, aiohttp and prometheus_client, which ``check`` does not.
+    from sigil.enforcer.proxy_main import serve
+
+    return asyncio.run(serve(args))
+
+
+def _check(args: argparse.Namespace) -> None:
+    inbound = args.direction == "inbound"
+    needed = ("forward", "policies", "namespace") if inbound else ("upstream",)
+    for name in needed:
+        if getattr(args, name) is None:
+            raise RequestError(f"--{name}", "", f"required by proxy {args.direction}")
+    if args.svid_dir is None and not args.workload_api:
+        raise RequestError(
+            "--workload-api", "", "give a socket, SPIFFE_ENDPOINT_SOCKET or --svid-dir"
+        )
+
+
+def _address(text: str) -> Address:
+    try:
+        return Address.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not [HOST:]PORT ({err})") from err
