@@ -107,12 +107,10 @@ def load_key_encryption_key(path: Path) -> bytes:
         raise KeyStoreError(
             str(path), f"cannot read the key-encryption key ({err.strerror})"
         ) from err
-    # Kubernetes mounts Secret files as links into a ..data directory with mode 0644 unless defaultMode says
-    # otherwise; the manifests set 0400, and anything readable by others is refused here as for key files.
-    if mode & 0o077:
-        raise KeyStoreError(
-            str(path), f"mode {mode:04o} lets others read it; it must be 0600 or 0400"
-        )
+    # Kubernetes mounts Secret files as root:fsGroup, so a non-root server reads the key through its group
+    # (defaultMode 0440). What is refused is a key anyone on the machine could read.
+    if mode & 0o007:
+        raise KeyStoreError(str(path), f"mode {mode:04o} lets anyone read it; use 0400, 0440 or 0600")
     if len(data) == 32:
         return data
     try:
