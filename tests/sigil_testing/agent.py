@@ -177,6 +177,9 @@ class FakeIssuer:
         new = await self.ca.prepare(AuthorityKind.X509)
         await self.ca.activate(AuthorityKind.X509, new.authority_id)
         await self.ca.taint(AuthorityKind.X509, old.authority_id)
+        if self._server_context is not None:
+            # Agents renewed by the new authority must still pass the client-certificate check.
+            self._server_context.load_verify_locations(cadata=self.ca.bundle().to_pem().decode())
         return old.authority_id
 
     # -- handlers -----------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ class Backoff:
     def next_delay(self) -> timedelta:
         """Record a failure and return how long to wait before the next attempt."""
         ceiling: timedelta = min(self._initial * float(2**self._failures), self._maximum)
-        self._failures = min(self._failures + 1, 62)
+        # Capped so the doubling cannot overflow timedelta; the ceiling is long reached by then.
+        self._failures = min(self._failures + 1, 30)
         # Never less than half the ceiling, so a failing issuer is not hammered by a lucky draw of zero.
         return ceiling * (0.5 + self._rng.random() / 2)
