@@ -1,17 +1,23 @@
 """The Sigil enforcer: authorization policies and their evaluation, inside workloads.
 
 It runs in the workload's own pod, so it never imports a database or the Kubernetes client (an
-import-linter contract holds it to that).
+import-linter contract holds it to that). The enforcement points (SVID verification, TLS contexts, the aiohttp
+middleware, the proxy) load on first use (PEP 562), so that ``sigil-enforcer check`` does not import gRPC.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from sigil.enforcer.errors import (
     EnforcerError,
+    IdentitySourceError,
     PolicyError,
     PolicySourceError,
     PolicyYamlError,
     RequestError,
+    SvidVerificationError,
 )
 from sigil.enforcer.policy import (
     AuthorizationPolicy,
@@ -24,20 +30,79 @@ from sigil.enforcer.policy import (
 )
 from sigil.enforcer.policy.store import LoadReport, PolicySet, PolicyStore
 
+if TYPE_CHECKING:
+    from sigil.enforcer.authorizer import Authorizer
+    from sigil.enforcer.bundles import BundleSet
+    from sigil.enforcer.metrics import EnforcerMetrics
+    from sigil.enforcer.middleware import PEER, spiffe_authorization
+    from sigil.enforcer.proxy import InboundProxy, OutboundProxy
+    from sigil.enforcer.sources import StaticSource, WorkloadApiSource, X509Material
+    from sigil.enforcer.tls import SpiffeTls, client_context, peer_of, server_context
+    from sigil.enforcer.verify import Refusal, SvidVerifier, VerifiedSvid
+
 __all__ = [
+    "PEER",
     "AuthorizationPolicy",
+    "Authorizer",
+    "BundleSet",
     "ClusterAuthorizationPolicy",
     "Decision",
     "EnforcerError",
+    "EnforcerMetrics",
+    "IdentitySourceError",
+    "InboundProxy",
     "LoadReport",
+    "OutboundProxy",
     "PolicyError",
     "PolicyIndex",
     "PolicySet",
     "PolicySourceError",
     "PolicyStore",
     "PolicyYamlError",
+    "Refusal",
     "RequestError",
+    "SpiffeTls",
+    "StaticSource",
+    "SvidVerificationError",
+    "SvidVerifier",
     "Target",
     "Tier",
+    "VerifiedSvid",
+    "WorkloadApiSource",
+    "X509Material",
+    "client_context",
     "parse_policy",
+    "peer_of",
+    "server_context",
+    "spiffe_authorization",
 ]
+
+_LAZY = {
+    "Authorizer": "sigil.enforcer.authorizer",
+    "BundleSet": "sigil.enforcer.bundles",
+    "EnforcerMetrics": "sigil.enforcer.metrics",
+    "InboundProxy": "sigil.enforcer.proxy",
+    "OutboundProxy": "sigil.enforcer.proxy",
+    "PEER": "sigil.enforcer.middleware",
+    "Refusal": "sigil.enforcer.verify",
+    "SpiffeTls": "sigil.enforcer.tls",
+    "StaticSource": "sigil.enforcer.sources",
+    "SvidVerifier": "sigil.enforcer.verify",
+    "VerifiedSvid": "sigil.enforcer.verify",
+    "WorkloadApiSource": "sigil.enforcer.sources",
+    "X509Material": "sigil.enforcer.sources",
+    "client_context": "sigil.enforcer.tls",
+    "peer_of": "sigil.enforcer.tls",
+    "server_context": "sigil.enforcer.tls",
+    "spiffe_authorization": "sigil.enforcer.middleware",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import an enforcement point's module when one of its names is first used (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
