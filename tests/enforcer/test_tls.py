@@ -114,7 +114,7 @@ async def test_a_new_handshake_presents_the_rotated_svid(home: Domain, files: Pa
     async with who_am_i_server(server_context(server)) as port:
         _, before = await exchange(port, context)
         write_svid_files(files / "s", home.mint("server-v2"), home)
-        await asyncio.to_thread(server.reload)
+        await server.refresh()
         _, after = await exchange(port, context)
     assert (before, after) == ("spiffe://example.org/server-v1", "spiffe://example.org/server-v2")
 

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.address import Address
 from sigil.enforcer.authorizer import Authorizer
-from sigil.enforcer.errors import RequestError
+from sigil.enforcer.errors import IdentitySourceError, RequestError
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.decision import Target
 from sigil.enforcer.proxy import InboundProxy, OutboundProxy, refusal_reporter
@@ -70,6 +70,8 @@ async def serve(args: argparse.Namespace) -> int:
                 metrics=metrics,
                 drain_seconds=args.drain,
             )
+        if isinstance(source, StaticSource):
+            tasks.append(asyncio.create_task(_follow_files(source, args.watch_interval)))
         if args.metrics is not None:
             metrics_runner = await _serve_metrics(args.metrics, registry)
         await _until_signalled(proxy)
@@ -122,6 +124,23 @@ async def _open_source(args: argparse.Namespace) -> StaticSource | WorkloadApiSo
         directory / "bundle.pem",
         federated=federated,
     )
+
+
+async def _follow_files(source: StaticSource, interval: float) -> None:
+    """Reload the SVID files when they change on disk (a rotation by whoever writes them)."""
+    stamp = await asyncio.to_thread(source.stamp)
+    while True:
+        await asyncio.sleep(interval)
+        fresh = await asyncio.to_thread(source.stamp)
+        if fresh == stamp:
+            continue
+        try:
+            material = await source.refresh()
+        except IdentitySourceError as err:
+            _log.error("SVID files unusable; the last good SVID stays in use", error=str(err))
+            continue  # half-written files, say: try again on the next tick
+        stamp = fresh
+        _log.info("SVID reloaded", spiffe_id=str(material.spiffe_id))
 
 
 def _expectation(args: argparse.Namespace) -> PeerRule | None:

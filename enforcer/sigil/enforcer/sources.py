@@ -107,10 +107,29 @@ class StaticSource(_Publisher):
         super().__init__(self._read())
 
     def reload(self) -> X509Material:
-        """Re-read the files (blocking file I/O: call it from a worker thread on a loop) and publish."""
+        """Re-read the files and publish, here and now (for programs without an event loop)."""
         material = self._read()
         self._publish(material)
         return material
+
+    async def refresh(self) -> X509Material:
+        """Re-read the files in a worker thread, then publish on the loop (where TLS objects are made)."""
+        material = await asyncio.to_thread(self._read)
+        self._publish(material)
+        return material
+
+    def stamp(self) -> tuple[tuple[int, int], ...]:
+        """The files' (mtime, size): a change means :meth:`refresh` (blocking: call it in a thread)."""
+        stamps = []
+        svid, key, bundle, federated = self._paths
+        for path in (svid, key, bundle, *federated.values()):
+            try:
+                stat = path.stat()
+            except OSError:
+                stamps.append((-1, -1))
+            else:
+                stamps.append((stat.st_mtime_ns, stat.st_size))
+        return tuple(stamps)
 
     def _read(self) -> X509Material:
         svid, key, bundle, federated = self._paths
