@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from sigil.enforcer.policy import PolicyStore
+from sigil.enforcer.policy.store import PolicyStore
 from sigil.enforcer.cli import build_parser
 from sigil.issuer.routes.health import routes as health_routes
 from sigil.issuer.settings import load_server_settings
