@@ -25,6 +25,7 @@ from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.middleware import PEER, PROBLEM_JSON, spiffe_authorization
 from sigil.enforcer.policy.decision import Target
 from sigil.enforcer.tls import SpiffeTls
+from sigil.enforcer.verify import SvidVerifier
 
 PORT = 8443
 ONLY_CLIENT = ap(
@@ -146,3 +147,40 @@ async def test_a_plaintext_request_passes_a_rule_without_sources(
     async with _serve(authorizer_for(anyone, default_allow=False), None) as url:
         status, _, body = await _get(url, False)
     assert (status, body) == (200, "anonymous")
+
+
+async def test_a_peer_failing_verification_is_decided_as_no_svid_with_the_reason(
+    home: Domain, files: Path, authorizer_for: Callable[..., Authorizer]
+) -> None:
+    """Behind a plain TLS context, a chain from the wrong domain's CA is no SVID, and the 403 says why."""
+    partner = Domain("partner.net", now=datetime.now(UTC))
+    server_source = static_source(files / "s", home.mint("api"), home, partner)
+    material = server_source.current()
+    plain = ssl.SSLContext(
+        ssl.PROTOCOL_TLS_SERVER
+    )  # not from sigil.enforcer.tls: no handshake check
+    plain.verify_mode = ssl.CERT_REQUIRED
+    plain.load_verify_locations(cadata=material.bundles.union_pem())
+    (files / "s" / "both.pem").write_bytes(material.chain_pem() + material.key_pem())
+    plain.load_cert_chain(files / "s" / "both.pem")
+    forged = home.mint(spiffe_id=partner.id("billing"))  # example.org's CA vouching for partner.net
+    client = SpiffeTls(static_source(files / "c", forged, partner, home)).client_context()
+    verifier = SvidVerifier(material.bundles)
+    app = web.Application(
+        middlewares=[
+            spiffe_authorization(authorizer_for(ONLY_CLIENT), port=PORT, verifier=verifier)
+        ]
+    )
+    app.router.add_get("/", _whoami)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=plain)
+        await site.start()
+        status, _, body = await _get(f"https://127.0.0.1:{runner.addresses[0][1]}/", client)
+    finally:
+        await runner.cleanup()
+    problem = json.loads(body)
+    assert status == 403
+    assert problem["peer"] is None
+    assert problem["verification"]["reason"] == "bad_chain"
