@@ -1,0 +1,163 @@
+"""``sigil-agent``: run the node agent, or ask a running one what a workload would get.
+
+``sigil-agent run --config FILE`` builds :class:`~sigil.node_agent.settings.AgentSettings` once (flag > ``SIGIL_*``
+environment > file > default), prints the socket and the ``SPIFFE_ENDPOINT_SOCKET=...`` line a workload needs, and
+serves until SIGTERM or Ctrl-C, on which it drains: the socket closes, open streams end (clients reconnect to the
+next agent), background tasks are cancelled and awaited. ``sigil-agent api fetch`` mirrors ``spire-agent api fetch``.
+
+Logs go to stderr, configured once here; stdout carries only what a script might read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+from spiffe.errors import PySpiffeError
+
+from sigil.ca.errors import SigilError
+from sigil.node_agent.fetch import FetchRequest, fetch
+from sigil.node_agent.runtime import NodeAgent
+from sigil.node_agent.settings import AgentSettings, load_agent_settings
+
+__all__ = ["main"]
+
+#: How long a drain may take before the process gives up waiting and exits anyway.
+_DRAIN_TIMEOUT = 10.0
+
+
+def _configure_logging(level: str) -> None:
+    number = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(number),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sigil-agent", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="serve the Workload API on this node")
+    run.add_argument(
+        "--config", type=Path, help="YAML file (top-level keys and the agent: section)"
+    )
+    run.add_argument(
+        "--data-dir", help="state directory (env SIGIL_DATA_DIR); the agent uses DIR/agent"
+    )
+    run.add_argument("--trust-domain", help="trust domain (env SIGIL_TRUST_DOMAIN)")
+    run.add_argument("--socket", help="Workload API socket path (env SIGIL_AGENT_SOCKET)")
+    run.add_argument(
+        "--issuer-url", help="https://host:port of sigil-server (env SIGIL_ISSUER_URL)"
+    )
+    run.add_argument(
+        "--trust-bundle", help="PEM file of the trust domain's CAs (env SIGIL_TRUST_BUNDLE)"
+    )
+    run.add_argument(
+        "--insecure-bootstrap",
+        action="store_const",
+        const=True,
+        default=None,
+        help="trust the issuer's first answer (development only; env SIGIL_INSECURE_BOOTSTRAP)",
+    )
+    run.add_argument("--join-token", help="one-time join token (env SIGIL_JOIN_TOKEN)")
+    run.add_argument("--node-name", help="this node's name (env SIGIL_NODE_NAME)")
+
+    api = commands.add_parser("api", help="talk to a running agent as a workload would")
+    api_commands = api.add_subparsers(dest="api_command", required=True)
+    fetch_parser = api_commands.add_parser(
+        "fetch", help="fetch SVIDs or bundles (as spire-agent api fetch)"
+    )
+    fetch_parser.add_argument("kind", nargs="?", choices=["x509", "jwt", "bundle"], default="x509")
+    fetch_parser.add_argument(
+        "--socket", help="socket path or unix:// URI (default: $SPIFFE_ENDPOINT_SOCKET)"
+    )
+    fetch_parser.add_argument(
+        "--audience", action="append", default=[], help="JWT audience; repeat for several"
+    )
+    fetch_parser.add_argument("--spiffe-id", help="with jwt: the SPIFFE ID to get a token for")
+    fetch_parser.add_argument("--write", type=Path, help="write the files to this directory")
+    fetch_parser.add_argument("--output", choices=["text", "json"], default="text")
+    fetch_parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    return parser
+
+
+async def _serve(settings: AgentSettings) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for number in signals:
+        loop.add_signal_handler(number, stop.set)
+    try:
+        agent = NodeAgent(settings)
+        await agent.start()
+        try:
+            print(f"sigil-agent: Workload API on {settings.socket_path}", flush=True)
+            print(f"SPIFFE_ENDPOINT_SOCKET={agent.endpoint}", flush=True)
+            await stop.wait()
+            print("sigil-agent: stopping", file=sys.stderr, flush=True)
+        finally:
+            await asyncio.wait_for(agent.stop(), _DRAIN_TIMEOUT)
+    finally:
+        for number in signals:
+            loop.remove_signal_handler(number)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_agent_settings(
+        args.config,
+        data_dir=args.data_dir,
+        trust_domain=args.trust_domain,
+        socket_path=args.socket,
+        issuer_url=args.issuer_url,
+        trust_bundle_path=args.trust_bundle,
+        insecure_bootstrap=args.insecure_bootstrap,
+        join_token=args.join_token,
+        node_name=args.node_name,
+    )
+    _configure_logging(settings.log_level)
+    return asyncio.run(_serve(settings))
+
+
+def _api_fetch(args: argparse.Namespace) -> int:
+    if args.kind == "jwt" and not args.audience:
+        print("error: jwt needs at least one --audience", file=sys.stderr)
+        return 2
+    request = FetchRequest(
+        kind=args.kind,
+        socket=args.socket,
+        audiences=tuple(args.audience),
+        spiffe_id=args.spiffe_id,
+        write=args.write,
+        output=args.output,
+        timeout=args.timeout,
+    )
+    try:
+        return fetch(request, sys.stdout)
+    except (PySpiffeError, OSError) as err:
+        # The agent refused (PERMISSION_DENIED, UNAVAILABLE), is not there, or a file could not be written.
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``sigil-agent`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        return _api_fetch(args)
+    except SigilError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
