@@ -20,10 +20,16 @@ from typing import Any
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
 
 from sigil.ca.datastore.store import Datastore
 from sigil.ca.errors import SigilError
-from sigil.ca.keystore import DiskKeyStore
+from sigil.ca.keystore import (
+    DiskKeyStore,
+    KeyStore,
+    SealedDatabaseKeyStore,
+    load_key_encryption_key,
+)
 from sigil.ca.service import CertificateAuthority, utc_now
 from sigil.ca.upstream import load_upstream_ca
 from sigil.issuer.bundlefeed import BundleFeed
@@ -39,7 +45,14 @@ from sigil.issuer.serving import ServingIdentity
 from sigil.issuer.settings import ServerSettings
 from sigil.issuer.state import ISSUER, Issuer, KubeParts
 
-__all__ = ["admin_app", "close_issuer", "federation_app", "main_app", "open_issuer"]
+__all__ = [
+    "admin_app",
+    "close_issuer",
+    "federation_app",
+    "federation_pollers",
+    "main_app",
+    "open_issuer",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -47,17 +60,23 @@ log = structlog.get_logger(__name__)
 async def open_ca(
     settings: ServerSettings, *, clock: Callable[[], datetime] = utc_now
 ) -> CertificateAuthority:
-    """The CA over a datastore migrated with the issuer's tables too (``CertificateAuthority.open`` plus ours)."""
+    """The CA over a datastore migrated with the issuer's tables too (``CertificateAuthority.open`` plus ours).
+
+    Replicas on one PostgreSQL need each other's authority keys, so ``key_store: database`` (keys sealed in the
+    datastore) is honoured here exactly as ``CertificateAuthority.open`` honours it.
+    """
     ca_settings = settings.ca
     upstream = load_upstream_ca(ca_settings.upstream_dir) if ca_settings.upstream_dir else None
+    kek = None
+    if ca_settings.key_store == "database" and ca_settings.key_encryption_key_file is not None:
+        kek = await asyncio.to_thread(load_key_encryption_key, ca_settings.key_encryption_key_file)
     store = await Datastore.open(ca_settings.effective_database_url, extra_migrations=[MIGRATIONS])
-    ca = CertificateAuthority(
-        ca_settings,
-        store,
-        DiskKeyStore(ca_settings.effective_key_dir),
-        clock=clock,
-        upstream=upstream,
+    keys: KeyStore = (
+        SealedDatabaseKeyStore(store.engine, kek)
+        if kek is not None
+        else DiskKeyStore(ca_settings.effective_key_dir)
     )
+    ca = CertificateAuthority(ca_settings, store, keys, clock=clock, upstream=upstream)
     try:
         await ca.rotate()
     except BaseException:
@@ -152,6 +171,22 @@ async def _tick(issuer: Issuer) -> None:
             log.warning("ca.tick_failed", detail=str(err))
 
 
+async def _refresh(issuer: Issuer) -> None:
+    """Re-read the authorities often, so another replica's taint or rotation reaches our waiters in about a second.
+
+    The bundle feed's revision covers the tainted set as well as the sequence, so publishing after the re-read
+    wakes agents for a taint (which does not move the sequence) as well as for a rotation.
+    """
+    interval = issuer.settings.server.refresh_interval.total_seconds()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await issuer.ca.refresh()
+            await issuer.feed.publish()
+        except (SigilError, SQLAlchemyError, OSError) as err:
+            log.warning("ca.refresh_failed", detail=str(err))
+
+
 def _owned(
     name: str, factory: Callable[[], Coroutine[Any, Any, None]]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -182,6 +217,7 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
     for table in (agent.routes, svids.routes, bundle.routes, health.routes):
         app.router.add_routes(table)
     app.cleanup_ctx.append(_owned("sigil-ca-tick", lambda: _tick(issuer)))
+    app.cleanup_ctx.append(_owned("sigil-ca-refresh", lambda: _refresh(issuer)))
     app.cleanup_ctx.append(_owned("sigil-bundle-feed", issuer.feed.follow_ca))
     if issuer.kube is not None:
         pods = issuer.kube.pods

@@ -31,6 +31,7 @@ class BundleFeed:
         self._changed = asyncio.Condition()
         self._revision = ""
         self._response: wire.BundleResponse | None = None
+        self._draining = False
 
     @property
     def federated(self) -> Mapping[TrustDomain, TrustBundle]:
@@ -67,6 +68,12 @@ class BundleFeed:
             async with self._changed:
                 self._changed.notify_all()
 
+    async def drain(self) -> None:
+        """Answer every waiter now with what it would get anyway, so a draining server is not held up by them."""
+        self._draining = True
+        async with self._changed:
+            self._changed.notify_all()
+
     async def set_federated(self, trust_domain: TrustDomain, bundle: TrustBundle) -> None:
         self._federated[trust_domain] = bundle
         await self.publish()
@@ -77,6 +84,8 @@ class BundleFeed:
         """The response once it differs from what the caller has, or the current one after ``longest`` seconds."""
 
         def moved() -> bool:
+            if self._draining:
+                return True
             response = self.current()
             if after_revision is not None and response["revision"] != after_revision:
                 return True

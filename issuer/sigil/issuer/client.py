@@ -12,6 +12,7 @@ checked. Once the agent holds an agent SVID, every request presents it as the TL
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import ssl
 from collections.abc import Mapping, Sequence
@@ -329,11 +330,17 @@ class IssuerClient:
         return await self._request("POST", path, json=body, anonymous=anonymous)
 
     async def _ssl(self, anonymous: bool) -> ssl.SSLContext:
+        # The server's SPIFFE ID is checked in the handshake (the context's ``expect``); _check_server after the
+        # reply cannot be relied on alone, since a small reply may arrive after its connection was released.
         if anonymous or self._agent_svid is None:
-            return await asyncio.to_thread(client_context, self._bundle, None)
+            return await asyncio.to_thread(
+                functools.partial(client_context, self._bundle, None, expect=self.server_id)
+            )
         if self._context is None:
             identity = (self._agent_svid.svid.chain, self._agent_svid.private_key)
-            self._context = await asyncio.to_thread(client_context, self._bundle, identity)
+            self._context = await asyncio.to_thread(
+                functools.partial(client_context, self._bundle, identity, expect=self.server_id)
+            )
         return self._context
 
     async def _request(

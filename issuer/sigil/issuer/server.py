@@ -20,7 +20,15 @@ from typing import Self
 import structlog
 from aiohttp import web
 
-from sigil.issuer.app import admin_app, close_issuer, federation_app, main_app, open_issuer
+from sigil.issuer.app import (
+    admin_app,
+    close_issuer,
+    federation_app,
+    federation_pollers,
+    main_app,
+    open_issuer,
+)
+from sigil.issuer.errors import ConfigError
 from sigil.issuer.settings import ServerSettings
 from sigil.issuer.state import Issuer
 
@@ -38,6 +46,8 @@ class IssuerServer:
         self._runners: list[web.AppRunner] = []
         self.port = 0
         self.federation_port = 0
+        #: One poller per federated trust domain, owned by the main app's cleanup context.
+        self.pollers = federation_pollers(issuer)
 
     @property
     def settings(self) -> ServerSettings:
@@ -60,7 +70,7 @@ class IssuerServer:
     async def start(self) -> None:
         server = self.settings.server
         try:
-            main = await self._runner(main_app(self.issuer))
+            main = await self._runner(main_app(self.issuer, pollers=self.pollers))
             site = web.TCPSite(
                 main, server.host, server.port, ssl_context=self.issuer.serving.front
             )
@@ -69,10 +79,18 @@ class IssuerServer:
             await self._start_admin()
             if server.bundle_endpoint is not None:
                 endpoint = server.bundle_endpoint
-                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-                await asyncio.to_thread(
-                    context.load_cert_chain, endpoint.cert_file, endpoint.key_file
-                )
+                if endpoint.profile == "https_spiffe":
+                    # The server's own SVID, through the same front that follows its renewals.
+                    context = self.issuer.serving.front
+                else:
+                    if endpoint.cert_file is None or endpoint.key_file is None:
+                        raise ConfigError(
+                            "bundle_endpoint", "https_web needs cert_file and key_file"
+                        )
+                    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                    await asyncio.to_thread(
+                        context.load_cert_chain, endpoint.cert_file, endpoint.key_file
+                    )
                 runner = await self._runner(federation_app(self.issuer))
                 await web.TCPSite(runner, endpoint.host, endpoint.port, ssl_context=context).start()
                 self.federation_port = runner.addresses[0][1]
@@ -96,6 +114,7 @@ class IssuerServer:
 
     async def stop(self) -> None:
         self.issuer.draining = True
+        await self.issuer.feed.drain()
         runners, self._runners = self._runners, []
         for runner in reversed(runners):
             await runner.cleanup()

@@ -25,7 +25,9 @@ __all__ = [
     "FederationPeer",
     "IssuerSettings",
     "KubeSettings",
+    "PolicySettings",
     "parse_issuer_settings",
+    "parse_policy_settings",
 ]
 
 Profile = Literal["https_web", "https_spiffe"]
@@ -48,12 +50,17 @@ class KubeSettings:
 
 @dataclass(frozen=True, slots=True)
 class BundleEndpointSettings:
-    """The SPIFFE federation bundle endpoint, ``https_web`` profile: its own listener and Web PKI certificate."""
+    """The SPIFFE federation bundle endpoint on its own listener.
+
+    ``https_web``: a Web PKI certificate from ``cert_file``/``key_file``. ``https_spiffe``: the server's own SVID
+    (``spiffe://TD/sigil/server``), renewed and rotated with it, which peers check against our bundle.
+    """
 
     host: str = "0.0.0.0"  # noqa: S104 -- the federation endpoint is public by design
     port: int = 8443
-    cert_file: Path = Path("bundle-endpoint.crt")
-    key_file: Path = Path("bundle-endpoint.key")
+    cert_file: Path | None = Path("bundle-endpoint.crt")
+    key_file: Path | None = Path("bundle-endpoint.key")
+    profile: Profile = "https_web"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +88,38 @@ class IssuerSettings:
     rate_per_second: float = 50.0
     rate_burst: float = 100.0
     rotate_interval: timedelta = timedelta(seconds=10)
+    #: How often the authorities are re-read from the datastore, so another replica's taint or rotation
+    #: reaches this replica's waiting agents within about this long (the rotate tick is too slow for that).
+    refresh_interval: timedelta = timedelta(seconds=1)
     long_poll_max: timedelta = timedelta(minutes=5)
     agent_svid_ttl: timedelta | None = None
     oidc_issuer: str | None = None
     kubernetes: KubeSettings | None = None
     bundle_endpoint: BundleEndpointSettings | None = None
     federates_with: tuple[FederationPeer, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    """Where the issuer's authorization policies come from (the top-level ``policy`` section).
+
+    Policies applied through the admin API always count; ``directory`` adds a watched directory of YAML files,
+    and ``watch_crds`` the cluster's ``authz.sigil.dev`` resources when Kubernetes is configured.
+    """
+
+    directory: Path | None = None
+    poll_interval: timedelta = timedelta(seconds=1)
+    watch_crds: bool = True
+
+
+def parse_policy_settings(values: Mapping[str, Any], *, base_dir: Path | None) -> PolicySettings:
+    """Build from the ``policy`` section."""
+    _only(values, {"directory", "poll_interval", "watch_crds"}, "policy")
+    return PolicySettings(
+        directory=_path(values["directory"], base_dir) if values.get("directory") else None,
+        poll_interval=parse_duration(values.get("poll_interval", "1s")),
+        watch_crds=bool(values.get("watch_crds", True)),
+    )
 
 
 def _path(value: Any, base_dir: Path | None) -> Path:
@@ -153,6 +186,7 @@ def parse_issuer_settings(values: Mapping[str, Any], *, base_dir: Path | None) -
             "rate_per_second",
             "rate_burst",
             "rotate_interval",
+            "refresh_interval",
             "long_poll_max",
             "agent_svid_ttl",
             "oidc_issuer",
@@ -170,13 +204,21 @@ def parse_issuer_settings(values: Mapping[str, Any], *, base_dir: Path | None) -
     endpoint = None
     if values.get("bundle_endpoint"):
         raw = values["bundle_endpoint"]
-        _only(raw, {"listen", "cert_file", "key_file"}, "bundle_endpoint")
+        _only(raw, {"listen", "cert_file", "key_file", "profile"}, "bundle_endpoint")
         e_host, _, e_port = str(raw.get("listen", "0.0.0.0:8443")).rpartition(":")
+        e_profile = str(raw.get("profile", "https_web"))
+        if e_profile not in ("https_web", "https_spiffe"):
+            raise ValueError(
+                f"bundle_endpoint profile {e_profile!r} is not https_web or https_spiffe"
+            )
+        if e_profile == "https_web" and not (raw.get("cert_file") and raw.get("key_file")):
+            raise ValueError("bundle_endpoint with profile https_web needs cert_file and key_file")
         endpoint = BundleEndpointSettings(
             e_host.strip("[]"),
             int(e_port),
-            _path(raw["cert_file"], base_dir),
-            _path(raw["key_file"], base_dir),
+            _path(raw["cert_file"], base_dir) if raw.get("cert_file") else None,
+            _path(raw["key_file"], base_dir) if raw.get("key_file") else None,
+            "https_spiffe" if e_profile == "https_spiffe" else "https_web",
         )
     return IssuerSettings(
         host=host,
@@ -187,6 +229,7 @@ def parse_issuer_settings(values: Mapping[str, Any], *, base_dir: Path | None) -
         rate_per_second=float(values.get("rate_per_second", d.rate_per_second)),
         rate_burst=float(values.get("rate_burst", d.rate_burst)),
         rotate_interval=parse_duration(values.get("rotate_interval", "10s")),
+        refresh_interval=parse_duration(values.get("refresh_interval", "1s")),
         long_poll_max=parse_duration(values.get("long_poll_max", "5m")),
         agent_svid_ttl=parse_duration(values["agent_svid_ttl"])
         if values.get("agent_svid_ttl")

@@ -15,9 +15,14 @@ from sigil.ca.config import ConfigError, data_dir_from, load_config_file, pick
 from sigil.ca.errors import InvalidTrustDomainError
 from sigil.ca.settings import CaSettings
 from sigil.issuer.errors import ConfigError as IssuerConfigError
-from sigil.issuer.server_settings import IssuerSettings, parse_issuer_settings
+from sigil.issuer.server_settings import (
+    IssuerSettings,
+    PolicySettings,
+    parse_issuer_settings,
+    parse_policy_settings,
+)
 
-__all__ = ["IssuerSettings", "ServerSettings", "load_server_settings"]
+__all__ = ["IssuerSettings", "PolicySettings", "ServerSettings", "load_server_settings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +33,7 @@ class ServerSettings:
     ca: CaSettings
     config_file: Path | None = None
     server: IssuerSettings = field(default_factory=IssuerSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
 
     @property
     def admin_socket(self) -> Path:
@@ -83,10 +89,18 @@ def load_server_settings(
     if config_path is not None:
         kube_values["kubeconfig"] = config_path
         layered["kubernetes"] = kube_values
+    base_dir = config_file.parent if config_file else None
     try:
-        server = parse_issuer_settings(
-            layered, base_dir=config_file.parent if config_file else None
-        )
+        server = parse_issuer_settings(layered, base_dir=base_dir)
     except (ValueError, IssuerConfigError) as err:
         raise ConfigError(source, f"server: {err}") from err
-    return ServerSettings(data_dir=resolved_dir, ca=ca, config_file=config_file, server=server)
+    policy_values = values.get("policy") or {}
+    if not isinstance(policy_values, Mapping):
+        raise ConfigError(source, "'policy' must be a mapping")
+    try:
+        policy = parse_policy_settings(policy_values, base_dir=base_dir)
+    except ValueError as err:
+        raise ConfigError(source, f"policy: {err}") from err
+    return ServerSettings(
+        data_dir=resolved_dir, ca=ca, config_file=config_file, server=server, policy=policy
+    )

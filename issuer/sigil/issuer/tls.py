@@ -14,7 +14,7 @@ import secrets
 import ssl
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -85,11 +85,36 @@ def load_identity(
         context.load_cert_chain(cert_path, key_path, password=passphrase)
 
 
+class _ExpectingObject(ssl.SSLObject):
+    """An ``SSLObject`` that finishes its handshake only when the server presents the expected SPIFFE ID.
+
+    The check must happen in the handshake: an HTTP client may have released the connection (and with it the
+    only handle on the peer's certificate) by the time a small response is read, so checking afterwards can
+    silently check nothing. ``SSLContext.sslobject_class`` is Python's documented hook for exactly this
+    (https://docs.python.org/3/library/ssl.html#ssl.SSLContext.sslobject_class); asyncio's TLS uses it.
+    """
+
+    expected: ClassVar[SpiffeId]
+
+    def do_handshake(self) -> None:
+        super().do_handshake()
+        found = peer_spiffe_id(self)
+        if found != self.expected:
+            raise ssl.SSLCertVerificationError(
+                f"the server presented SPIFFE ID {found}, not {self.expected}"
+            )
+
+
 def client_context(
     bundle: TrustBundle,
     identity: tuple[Sequence[x509.Certificate], PrivateKey] | None = None,
+    *,
+    expect: SpiffeId | None = None,
 ) -> ssl.SSLContext:
-    """A client context that trusts ``bundle`` only, checks no host name, and presents ``identity`` if given."""
+    """A client context that trusts ``bundle`` only, checks no host name, and presents ``identity`` if given.
+
+    With ``expect``, the handshake fails unless the server's certificate carries exactly that SPIFFE ID.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = False  # SPIFFE: the peer's ID is checked instead (peer_spiffe_id)
@@ -97,4 +122,8 @@ def client_context(
     context.load_verify_locations(cadata=bundle.to_pem().decode())
     if identity is not None:
         load_identity(context, identity[0], identity[1])
+    if expect is not None:
+        context.sslobject_class = type(
+            "ExpectingSslObject", (_ExpectingObject,), {"expected": expect}
+        )
     return context
