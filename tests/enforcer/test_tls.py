@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import ssl
 import tempfile
 from collections.abc import Iterator
@@ -190,3 +191,27 @@ async def test_openssl_with_a_stranger_certificate_is_refused(home: Domain, file
         output = await _s_client(port, "-cert", str(svid), "-key", str(key), "-CAfile", str(bundle))
     assert "spiffe://" not in output
     assert "unexpected eof" in output or "alert" in output
+
+
+def _blocking_exchange(port: int, context: ssl.SSLContext) -> str:
+    """A plain blocking-socket client (what a synchronous library does with the context)."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=30) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        return tls.recv(1024).decode().strip()
+
+
+async def test_blocking_sockets_get_the_same_spiffe_check(home: Domain, files: Path) -> None:
+    """A blocking TLS socket from the client context accepts the expected server and refuses another."""
+    server = static_source(files / "s", home.mint("server"), home)
+    tls = SpiffeTls(static_source(files / "c", home.mint("client"), home))
+    async with who_am_i_server(server_context(server)) as port:
+        said = await asyncio.to_thread(
+            _blocking_exchange, port, tls.client_context(expect=home.id("server"))
+        )
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.to_thread(
+                _blocking_exchange, port, tls.client_context(expect=home.id("other"))
+            )
+    assert said == "spiffe://example.org/client"
