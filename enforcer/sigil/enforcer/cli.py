@@ -24,7 +24,7 @@ from sigil.enforcer.policy.decision import Decision, Target
 from sigil.enforcer.policy.store import PolicyStore
 from sigil.enforcer.proxy_cli import add_proxy_command
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 EXIT_OK = 0
 EXIT_NO = 1
@@ -34,13 +34,18 @@ EXIT_BAD_INPUT = 2
 _DEFAULT_TRUST_DOMAIN = "example.org"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``sigil-enforcer`` with ``argv`` (default: the process's arguments); returns the exit code."""
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand (deploy tests check the manifests' arguments against it)."""
     parser = argparse.ArgumentParser(prog="sigil-enforcer", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _SUBCOMMANDS:
         add(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``sigil-enforcer`` with ``argv`` (default: the process's arguments); returns the exit code."""
+    args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)

@@ -33,7 +33,7 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
             "originate mTLS to --upstream as the workload's SVID."
         ),
     )
-    proxy.add_argument("direction", choices=("inbound", "outbound"))
+    proxy.add_argument("mode", choices=("inbound", "outbound"))
     proxy.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT")
     proxy.add_argument("--forward", type=_address, metavar="[HOST:]PORT", help="inbound: the app")
     proxy.add_argument(
@@ -98,11 +98,11 @@ def run_proxy(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> None:
-    inbound = args.direction == "inbound"
+    inbound = args.mode == "inbound"
     needed = ("forward", "policies", "namespace") if inbound else ("upstream",)
     for name in needed:
         if getattr(args, name) is None:
-            raise RequestError(f"--{name}", "", f"required by proxy {args.direction}")
+            raise RequestError(f"--{name}", "", f"required by proxy {args.mode}")
     if args.svid_dir is None and not args.workload_api:
         raise RequestError(
             "--workload-api", "", "give a socket, SPIFFE_ENDPOINT_SOCKET or --svid-dir"

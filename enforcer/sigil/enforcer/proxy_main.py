@@ -39,7 +39,7 @@ async def serve(args: argparse.Namespace) -> int:
     metrics_runner: web.AppRunner | None = None
     try:
         proxy: InboundProxy | OutboundProxy
-        if args.direction == "inbound":
+        if args.mode == "inbound":
             authorizer = Authorizer(
                 trust_domain=TrustDomain.parse(args.trust_domain)
                 if args.trust_domain
