@@ -182,6 +182,10 @@ async def _refresh(issuer: Issuer) -> None:
         await asyncio.sleep(interval)
         try:
             await issuer.ca.refresh()
+            # A new anchor must reach the listener's trust store too: agents renewed by the new authority
+            # would otherwise fail the handshake here until the next rotate tick.
+            if issuer.serving.due(issuer.clock()):
+                await issuer.serving.renew()
             await issuer.feed.publish()
         except (SigilError, SQLAlchemyError, OSError) as err:
             log.warning("ca.refresh_failed", detail=str(err))
@@ -216,6 +220,9 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
     app = _base(issuer)
     for table in (agent.routes, svids.routes, bundle.routes, health.routes):
         app.router.add_routes(table)
+    # on_shutdown runs after the listener has stopped accepting and before in-flight requests are awaited:
+    # long polls answer now with what they have, so they end with the drain instead of holding it up.
+    app.on_shutdown.append(lambda _app: issuer.feed.drain())
     app.cleanup_ctx.append(_owned("sigil-ca-tick", lambda: _tick(issuer)))
     app.cleanup_ctx.append(_owned("sigil-ca-refresh", lambda: _refresh(issuer)))
     app.cleanup_ctx.append(_owned("sigil-bundle-feed", issuer.feed.follow_ca))

@@ -114,7 +114,6 @@ class IssuerServer:
 
     async def stop(self) -> None:
         self.issuer.draining = True
-        await self.issuer.feed.drain()
         runners, self._runners = self._runners, []
         for runner in reversed(runners):
             await runner.cleanup()

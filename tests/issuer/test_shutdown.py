@@ -1,0 +1,91 @@
+"""``sigil-server run`` as a real process: SIGTERM stops new connections, lets the request in flight finish, exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from sigil.ca.bundle import TrustBundle
+from sigil.ca.spiffe_id import TrustDomain
+from sigil.issuer.admin import SocketAdmin
+from sigil.issuer.client import IssuerClient
+
+_STARTED = re.compile(rb"server\.started.*url=https://127\.0\.0\.1:(\d+)")
+
+
+@dataclass
+class Running:
+    process: asyncio.subprocess.Process
+    url: str
+    admin_socket: Path
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    """``sigil-server --config FILE run`` on a free port, until its log says it started."""
+    socket_dir = Path(tempfile.mkdtemp(prefix="sg", dir="/tmp"))
+    config = tmp_path / "sigil.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "trust_domain": "example.org",
+                "server": {"listen": "127.0.0.1:0", "admin_socket": str(socket_dir / "a.sock")},
+            }
+        )
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sigil.issuer.cli",
+        "--config",
+        str(config),
+        "run",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            while (match := _STARTED.search(await process.stdout.readline())) is None:
+                assert process.returncode is None
+        yield Running(process, f"https://127.0.0.1:{int(match[1])}", socket_dir / "a.sock")
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        await asyncio.to_thread(shutil.rmtree, socket_dir, ignore_errors=True)
+
+
+async def test_sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0(
+    running: Running,
+) -> None:
+    """A long poll in flight at SIGTERM is answered 200; a new connection is refused; the exit status is 0."""
+    async with SocketAdmin(running.admin_socket) as admin:
+        token = await admin.generate_token(600)
+        bundle_json = await admin.bundle("spiffe")
+    bundle = TrustBundle.parse_jwks(TrustDomain("example.org"), bundle_json)
+    async with IssuerClient(running.url, bundle=bundle) as agent:
+        await agent.attest_join_token(token["token"])
+        current = await agent.bundle()
+        in_flight = asyncio.create_task(agent.bundle(current.sequence, wait=60))
+        await asyncio.sleep(0.3)  # let the long poll reach the server
+        running.process.send_signal(signal.SIGTERM)
+        answered = await asyncio.wait_for(in_flight, timeout=10)
+        assert answered.sequence == current.sequence
+    async with IssuerClient(running.url, bundle=bundle) as late:
+        with pytest.raises(aiohttp.ClientConnectorError) as refused:
+            await late.attest_join_token("any")
+    assert not isinstance(refused.value, aiohttp.ClientSSLError)  # refused, not a failed handshake
+    assert await asyncio.wait_for(running.process.wait(), timeout=15) == 0
