@@ -32,7 +32,9 @@ Obj = dict[str, Any]
 def _kustomize(path: Path) -> list[Obj]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.fail("kubectl (with its built-in kustomize) is needed to render deploy/; it ships with the machine image")
+        pytest.fail(
+            "kubectl (with its built-in kustomize) is needed to render deploy/; it ships with the machine image"
+        )
     result = subprocess.run(  # noqa: S603 - a fixed command on our own files
         [kubectl, "kustomize", str(path)], capture_output=True, text=True, check=False
     )
@@ -73,7 +75,9 @@ def _write_config(objs: list[Obj], configmap: str, key: str, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlays_build_with_everything_sigil_needs(rendered: dict[str, list[Obj]], overlay: str) -> None:
+def test_overlays_build_with_everything_sigil_needs(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
     """Each overlay renders the CRDs, RBAC, server Deployment, Service, PDB and agent DaemonSet."""
     kinds = {(o["kind"], o["metadata"]["name"]) for o in rendered[overlay]}
     for expected in [
@@ -96,7 +100,9 @@ def _all_objects(rendered: dict[str, list[Obj]]) -> Iterator[tuple[str, Obj]]:
             yield name, obj
 
 
-def test_every_object_validates_against_the_kubernetes_schemas(rendered: dict[str, list[Obj]]) -> None:
+def test_every_object_validates_against_the_kubernetes_schemas(
+    rendered: dict[str, list[Obj]],
+) -> None:
     """Every rendered object passes strict schema validation (unknown fields are errors)."""
     for where, obj in _all_objects(rendered):
         try:
@@ -105,7 +111,9 @@ def test_every_object_validates_against_the_kubernetes_schemas(rendered: dict[st
             pytest.fail(f"{where}: {obj['kind']}/{obj['metadata']['name']}: {err.message}")
 
 
-def _rules(obj: Obj) -> list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
+def _rules(
+    obj: Obj,
+) -> list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
     return [
         (
             tuple(r.get("apiGroups", [])),
@@ -135,7 +143,9 @@ def test_rbac_is_exactly_what_is_listed(rendered: dict[str, list[Obj]], overlay:
         (("",), ("configmaps",), ("get", "update", "patch"), ("sigil-bundle",))
     ]
     assert _find(objs, "Role", "sigil-server-bundle")["metadata"]["namespace"] == "sigil-system"
-    assert _rules(_find(objs, "ClusterRole", "sigil-agent")) == [(("",), ("pods",), ("get", "list", "watch"), ())]
+    assert _rules(_find(objs, "ClusterRole", "sigil-agent")) == [
+        (("",), ("pods",), ("get", "list", "watch"), ())
+    ]
     roles = [o for o in objs if o["kind"] in {"Role", "ClusterRole"}]
     assert len(roles) == 3
     for role in roles:
@@ -152,7 +162,9 @@ def test_server_config_is_what_the_server_reads(
     """The rendered server ConfigMap loads with the real loader, and its port, audience and names match."""
     monkeypatch.delenv("SIGIL_DATABASE_URL", raising=False)
     objs = rendered[overlay]
-    settings = load_server_settings(_write_config(objs, "sigil-server-config", "sigil.yaml", tmp_path))
+    settings = load_server_settings(
+        _write_config(objs, "sigil-server-config", "sigil.yaml", tmp_path)
+    )
     deployment = _find(objs, "Deployment", "sigil-server")
     server = _container(deployment, "server")
     assert server["args"][-2:] == ["--config", "/etc/sigil/sigil.yaml"]
@@ -222,7 +234,9 @@ def test_agent_config_is_what_the_agent_reads(
     service = _find(objs, "Service", "sigil-server")
     assert url.hostname == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
     assert url.port == service["spec"]["ports"][0]["port"]
-    server_settings = yaml.safe_load(_find(objs, "ConfigMap", "sigil-server-config")["data"]["sigil.yaml"])
+    server_settings = yaml.safe_load(
+        _find(objs, "ConfigMap", "sigil-server-config")["data"]["sigil.yaml"]
+    )
     assert url.hostname in server_settings["server"]["dns_names"]
     assert settings.trust_domain.name == server_settings["trust_domain"]
 
@@ -247,15 +261,19 @@ def test_demo_policy_and_proxies_are_what_the_enforcer_reads(
     inbound = parser.parse_args(_container(backend, "proxy")["args"][1:])
     assert inbound.mode == "inbound"
     assert str(inbound.port) == "9443"
-    assert _mounts(_container(backend, "proxy"))["policies"] == inbound.policies
+    assert _mounts(_container(backend, "proxy"))["policies"] == str(inbound.policies)
     for caller in ("frontend", "intruder"):
-        outbound = parser.parse_args(_container(_find(objs, "Deployment", caller), "proxy")["args"][1:])
+        outbound = parser.parse_args(
+            _container(_find(objs, "Deployment", caller), "proxy")["args"][1:]
+        )
         assert outbound.expect_id == "spiffe://example.org/ns/demo/sa/backend"
 
 
 def test_scripts_pass_shellcheck() -> None:
     """deploy/kind/up.sh and down.sh pass shellcheck."""
-    shellcheck = shutil.which("shellcheck") or str(Path(__import__("sys").executable).parent / "shellcheck")
+    shellcheck = shutil.which("shellcheck") or str(
+        Path(__import__("sys").executable).parent / "shellcheck"
+    )
     scripts = [str(DEPLOY / "kind" / name) for name in ("up.sh", "down.sh")]
     result = subprocess.run([shellcheck, *scripts], capture_output=True, text=True, check=False)  # noqa: S603
     assert result.returncode == 0, result.stdout

@@ -110,7 +110,9 @@ def load_key_encryption_key(path: Path) -> bytes:
     # Kubernetes mounts Secret files as root:fsGroup, so a non-root server reads the key through its group
     # (defaultMode 0440). What is refused is a key anyone on the machine could read.
     if mode & 0o007:
-        raise KeyStoreError(str(path), f"mode {mode:04o} lets anyone read it; use 0400, 0440 or 0600")
+        raise KeyStoreError(
+            str(path), f"mode {mode:04o} lets anyone read it; use 0400, 0440 or 0600"
+        )
     if len(data) == 32:
         return data
     try:
