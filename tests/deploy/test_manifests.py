@@ -15,8 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from sigil.enforcer.policy.store import PolicyStore
 from sigil.enforcer.cli import build_parser
+from sigil.enforcer.policy.store import PolicyStore
 from sigil.issuer.routes.health import routes as health_routes
 from sigil.issuer.settings import load_server_settings
 from sigil.node_agent.settings import load_agent_settings
@@ -169,18 +169,21 @@ def test_server_config_is_what_the_server_reads(
     server = _container(deployment, "server")
     assert server["args"][-2:] == ["--config", "/etc/sigil/sigil.yaml"]
     assert _mounts(server)["config"] == "/etc/sigil"
-    port = int(settings.server.listen.rsplit(":", 1)[1])
+    port = settings.server.port
     assert server["ports"] == [{"name": "api", "containerPort": port}]
     service = _find(objs, "Service", "sigil-server")
     assert service["spec"]["ports"][0]["port"] == port
     assert str(settings.data_dir) == _mounts(server)["data"]
     kube = settings.server.kubernetes
+    assert kube is not None
     assert kube.in_cluster
     agent_token = _volumes(_find(objs, "DaemonSet", "sigil-agent"))["agent-token"]
     projected = agent_token["projected"]["sources"][0]["serviceAccountToken"]
     assert projected["audience"] == kube.agent_audience
     assert projected["expirationSeconds"] <= 3600
-    assert "sigil-system:sigil-agent" in kube.agent_service_accounts
+    assert ("sigil-system", "sigil-agent") in {
+        (a.namespace, a.name) for a in kube.agent_service_accounts
+    }
     assert kube.bundle_configmap == "sigil-bundle"
     if overlay == "ha":
         assert settings.ca.key_store == "database"
