@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Self
 
 from cryptography import x509
@@ -99,15 +100,27 @@ class CertificateAuthority:
         self._changed = asyncio.Condition()
 
     @classmethod
-    async def open(cls, settings: CaSettings, *, clock: Clock = utc_now) -> Self:
-        """Open the datastore, load the upstream CA if configured, and make sure both kinds can sign."""
+    async def open(
+        cls,
+        settings: CaSettings,
+        *,
+        clock: Clock = utc_now,
+        extra_migrations: Sequence[Path] = (),
+    ) -> Self:
+        """Open the datastore, load the upstream CA if configured, and make sure both kinds can sign.
+
+        ``extra_migrations`` are Alembic version directories of components that keep their own tables in the same
+        database (the issuer's entries and tokens); they are applied with the CA's own.
+        """
         upstream = load_upstream_ca(settings.upstream_dir) if settings.upstream_dir else None
         kek = None
         if settings.key_store == "database":
             if settings.key_encryption_key_file is None:
                 raise KeyStoreError("key_store", "'database' needs key_encryption_key_file")
-            kek = load_key_encryption_key(settings.key_encryption_key_file)
-        store = await Datastore.open(settings.effective_database_url)
+            kek = await asyncio.to_thread(load_key_encryption_key, settings.key_encryption_key_file)
+        store = await Datastore.open(
+            settings.effective_database_url, extra_migrations=extra_migrations
+        )
         keys: KeyStore = (
             SealedDatabaseKeyStore(store.engine, kek)
             if kek is not None
