@@ -36,10 +36,13 @@ from sigil.issuer.bundlefeed import BundleFeed
 from sigil.issuer.federation import FederationPoller
 from sigil.issuer.kube import KubeApi, PodCache, TokenReviewAuthenticator
 from sigil.issuer.metrics import IssuerMetrics
+from sigil.issuer.policycrds import policy_informers
+from sigil.issuer.policyfeed import PolicyFeed
+from sigil.issuer.policyrecords import PolicyRecords
 from sigil.issuer.problems import problem_middleware
 from sigil.issuer.ratelimit import RateLimiter
 from sigil.issuer.registry import MIGRATIONS, Registry
-from sigil.issuer.routes import agent, bundle, health, svids
+from sigil.issuer.routes import agent, bundle, health, policies, svids
 from sigil.issuer.routes.admin import routes as admin_table
 from sigil.issuer.serving import ServingIdentity
 from sigil.issuer.settings import ServerSettings
@@ -128,6 +131,20 @@ async def open_issuer(
         await ca.close()
         raise
     server = settings.server
+    policies = PolicyFeed(
+        PolicyRecords(ca.store.engine),
+        metrics,
+        directory=settings.policy.directory,
+        poll_interval=settings.policy.poll_interval.total_seconds(),
+        now=ca.now,
+    )
+    try:
+        await policies.load()
+    except BaseException:
+        if kube is not None:
+            await kube.api.aclose()
+        await ca.close()
+        raise
     limiter_extra: dict[str, Any] = {"clock": rate_clock} if rate_clock is not None else {}
     issuer = Issuer(
         settings=settings,
@@ -139,6 +156,7 @@ async def open_issuer(
         limiter=RateLimiter(rate=server.rate_per_second, burst=server.rate_burst, **limiter_extra),
         kube=kube,
         clock=clock,
+        policies=policies,
     )
     await issuer.serving.renew()
     issuer.feed.current()
@@ -218,16 +236,23 @@ def _base(issuer: Issuer) -> web.Application:
 def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -> web.Application:
     """The agents' and workloads' API, with the background tasks that keep the issuer current."""
     app = _base(issuer)
-    for table in (agent.routes, svids.routes, bundle.routes, health.routes):
+    for table in (agent.routes, svids.routes, bundle.routes, policies.routes, health.routes):
         app.router.add_routes(table)
     # on_shutdown runs after the listener has stopped accepting and before in-flight requests are awaited:
     # long polls answer now with what they have, so they end with the drain instead of holding it up.
     app.on_shutdown.append(lambda _app: issuer.feed.drain())
+    app.on_shutdown.append(lambda _app: issuer.policies.drain())
     app.cleanup_ctx.append(_owned("sigil-ca-tick", lambda: _tick(issuer)))
     app.cleanup_ctx.append(_owned("sigil-ca-refresh", lambda: _refresh(issuer)))
     app.cleanup_ctx.append(_owned("sigil-bundle-feed", issuer.feed.follow_ca))
+    app.cleanup_ctx.append(_owned("sigil-policy-poll", issuer.policies.run))
     if issuer.kube is not None:
         pods = issuer.kube.pods
+        informers = policy_informers(
+            issuer.kube.api, issuer.policies, watch_crds=issuer.settings.policy.watch_crds
+        )
+        for informer in informers:
+            app.cleanup_ctx.append(_owned(f"sigil-informer-{informer.path}", informer.run))
 
         async def pod_cache(_app: web.Application) -> AsyncIterator[None]:
             await pods.start()

@@ -158,6 +158,50 @@ async def _token(admin: AdminBackend, args: argparse.Namespace) -> int:
     return 0
 
 
+_KIND_NAMES = {
+    "authorizationpolicy": "AuthorizationPolicy",
+    "ap": "AuthorizationPolicy",
+    "clusterauthorizationpolicy": "ClusterAuthorizationPolicy",
+    "cap": "ClusterAuthorizationPolicy",
+}
+
+
+async def _policy(admin: AdminBackend, args: argparse.Namespace) -> int:
+    if args.verb == "apply":
+        if args.filename is None:
+            print("error: policy apply needs -f FILE", file=sys.stderr)
+            return 2
+        text = await asyncio.to_thread(args.filename.read_text, encoding="utf-8")
+        result = await admin.apply_policies(str(args.filename), text)
+        for item in result["applied"]:
+            ref = f"{item['namespace']}/{item['name']}" if item["namespace"] else item["name"]
+            note = "" if item["in_force"] else " (not in force: a policy file holds this name)"
+            print(f"{item['kind']} {ref} applied{note}")
+        return 0
+    if args.verb == "delete":
+        if len(args.target) != 2 or args.target[0].lower() not in _KIND_NAMES:
+            print(
+                "error: policy delete KIND NAMESPACE/NAME (or KIND NAME, cluster-scoped)",
+                file=sys.stderr,
+            )
+            return 2
+        kind = _KIND_NAMES[args.target[0].lower()]
+        namespace, _, name = args.target[1].rpartition("/")
+        await admin.delete_policy(kind, namespace, name)
+        print(f"{kind} {args.target[1]} deleted")
+        return 0
+    listing = await admin.list_policies()
+    if args.output == "json":
+        print(json.dumps(listing))
+        return 0
+    print(f"revision {listing['revision']}")
+    print(f"{'KIND':<27} {'NAMESPACE/NAME':<40} SOURCE")
+    for policy in listing["policies"]:
+        ref = f"{policy['namespace']}/{policy['name']}" if policy["namespace"] else policy["name"]
+        print(f"{policy['kind']:<27} {ref:<40} {policy['source']}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sigil-server", description="Sigil issuance server and admin verbs."
@@ -233,6 +277,15 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=_duration, default=timedelta(hours=1))
     token.add_argument("--output", choices=["text", "json"], default="text")
     token.set_defaults(run=_token)
+
+    policy = commands.add_parser(
+        "policy", help="authorization policies held in the server's datastore"
+    )
+    policy.add_argument("verb", choices=["apply", "delete", "list"])
+    policy.add_argument("target", nargs="*", help="with delete: KIND NAMESPACE/NAME")
+    policy.add_argument("-f", "--filename", type=Path, help="with apply: a YAML file of policies")
+    policy.add_argument("--output", choices=["text", "json"], default="text")
+    policy.set_defaults(run=_policy)
     return parser
 
 

@@ -27,6 +27,7 @@ that says which status a reason gets; :func:`problem_for` also maps the CA's err
         ├── RateLimitedError                      429 rate_limited           (caller, retry_after)
         ├── NotFoundError                         404 not_found              (what)
         ├── AuthorityRefusedError                 409 authority_refused      (authority_id, why)
+        ├── PolicyRefusedError                    422 policy_refused         (file, problems)
         └── UnavailableError                      503 unavailable            (why)
 
     (AuthenticationError also has ClientCertificateRequiredError ``client_certificate_required`` and
@@ -66,6 +67,7 @@ __all__ = [
     "PodNotFoundError",
     "PodOnOtherNodeError",
     "PodUidMismatchError",
+    "PolicyRefusedError",
     "Problem",
     "RateLimitedError",
     "ServiceAccountNotAllowedError",
@@ -114,6 +116,7 @@ PROBLEMS: Final = MappingProxyType(
         "rate_limited": Problem(HTTPStatus.TOO_MANY_REQUESTS, "Rate limit exceeded"),
         "not_found": Problem(HTTPStatus.NOT_FOUND, "Not found"),
         "authority_refused": Problem(HTTPStatus.CONFLICT, "Authority step refused"),
+        "policy_refused": Problem(HTTPStatus.UNPROCESSABLE_ENTITY, "Policy refused"),
         "unavailable": Problem(HTTPStatus.SERVICE_UNAVAILABLE, "Service unavailable"),
         "internal_error": Problem(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal error"),
     }
@@ -393,6 +396,17 @@ class AuthorityRefusedError(IssuerError):
         super().__init__(why)
         self.authority_id = authority_id
         self.why = why
+
+
+class PolicyRefusedError(IssuerError):
+    """Policies sent to the admin API that break the schema; ``problems`` name the file, field and expectation."""
+
+    reason = "policy_refused"
+
+    def __init__(self, file: str, problems: tuple[str, ...]) -> None:
+        super().__init__("; ".join(problems) if problems else f"{file}: refused")
+        self.file = file
+        self.problems = problems
 
 
 class UnavailableError(IssuerError):

@@ -6,7 +6,7 @@ is registered on the :class:`~prometheus_client.CollectorRegistry` handed to :cl
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sigil.issuer.kube.tokenreview import TokenReviewMetrics
 
@@ -40,6 +40,17 @@ class IssuerMetrics:
             "sigil_federation_fetches",
             "Federated bundle endpoint polls, by trust domain and outcome",
             ["trust_domain", "outcome"],
+            registry=registry,
+        )
+        self.policy_revision = Gauge(
+            "sigil_policy_revision",
+            "Revision of the authorization policy set this server hands to agents",
+            registry=registry,
+        )
+        self.policy_refusals = Counter(
+            "sigil_policy_refusals",
+            "Policy documents refused (schema, YAML, name clash), by source (file, admin, kubernetes)",
+            ["source"],
             registry=registry,
         )
         self.kube = TokenReviewMetrics(registry)

@@ -17,6 +17,7 @@ from sigil.ca.service import CertificateAuthority
 from sigil.issuer.bundlefeed import BundleFeed
 from sigil.issuer.kube import KubeApi, PodCache, TokenReviewAuthenticator
 from sigil.issuer.metrics import IssuerMetrics
+from sigil.issuer.policyfeed import PolicyFeed
 from sigil.issuer.ratelimit import RateLimiter
 from sigil.issuer.registry import Registry
 from sigil.issuer.serving import ServingIdentity
@@ -46,6 +47,7 @@ class Issuer:
     limiter: RateLimiter
     kube: KubeParts | None
     clock: Callable[[], datetime]
+    policies: PolicyFeed
     ready: bool = False
     draining: bool = False
 

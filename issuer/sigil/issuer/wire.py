@@ -20,6 +20,7 @@ __all__ = [
     "PATH_ATTEST_K8S",
     "PATH_BUNDLE",
     "PATH_JWT_SVIDS",
+    "PATH_POLICIES",
     "PATH_RENEW",
     "PATH_WORKLOAD_X509",
     "PATH_X509_SVIDS",
@@ -32,6 +33,7 @@ __all__ = [
     "JwtSvidRequest",
     "JwtSvidResponse",
     "PodRef",
+    "PolicyResponse",
     "ProblemBody",
     "RenewRequest",
     "WorkloadX509Request",
@@ -49,6 +51,7 @@ PATH_X509_SVIDS: Final = "/v1/svids/x509"
 PATH_JWT_SVIDS: Final = "/v1/svids/jwt"
 PATH_WORKLOAD_X509: Final = "/v1/workload/x509"
 PATH_BUNDLE: Final = "/v1/bundle"
+PATH_POLICIES: Final = "/v1/agent/policies"
 
 PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
 #: The most items one batch may carry (SPIRE's agent caps its CSR batches at 500 as well).
@@ -111,6 +114,22 @@ class BundleResponse(TypedDict):
     bundle: BundleDocument
     federated: dict[str, BundleDocument]
     tainted_authority_ids: list[str]
+
+
+class PolicyResponse(TypedDict):
+    """The authorization policies in force, for ``GET /v1/agent/policies?after_revision=N&wait=S``.
+
+    ``policies`` are the resources themselves (``apiVersion``, ``kind``, ``metadata``, ``spec``), to be parsed
+    with :func:`sigil.enforcer.policy.parse_policy`; every one was accepted by the server with that schema.
+    ``revision`` is shared by the server's replicas and moves with every change (policies or namespace labels);
+    ``digest`` names the content, so equal digests are equal sets. ``namespaces`` maps each namespace to its labels
+    (``kubernetes.io/metadata.name`` included), for cluster policies' ``namespaceSelector``.
+    """
+
+    revision: int
+    digest: str
+    policies: list[dict[str, Any]]
+    namespaces: dict[str, dict[str, str]]
 
 
 class AgentSvidResponse(TypedDict):

@@ -18,7 +18,13 @@ from sigil.ca.errors import AuthorityError
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.bundlefeed import BundleFeed
-from sigil.issuer.errors import AuthorityRefusedError, MalformedRequestError, NotFoundError
+from sigil.issuer.errors import (
+    AuthorityRefusedError,
+    MalformedRequestError,
+    NotFoundError,
+    UnavailableError,
+)
+from sigil.issuer.policyfeed import PolicyFeed
 from sigil.issuer.registry import Entry, Registry
 
 __all__ = ["ADMIN_PREFIX", "AdminBackend", "LocalAdmin", "authority_json", "entry_json"]
@@ -64,6 +70,9 @@ class AdminBackend(Protocol):
     async def list_entries(self) -> list[Json]: ...
     async def delete_entry(self, entry_id: str) -> None: ...
     async def generate_token(self, ttl: float) -> Json: ...
+    async def apply_policies(self, file: str, text: str) -> Json: ...
+    async def delete_policy(self, kind: str, namespace: str, name: str) -> None: ...
+    async def list_policies(self) -> Json: ...
 
 
 def _seconds(value: float | None) -> timedelta | None:
@@ -74,11 +83,34 @@ class LocalAdmin:
     """The verbs on an open CA and registry; ``feed`` (in a server) is told of changes agents must see now."""
 
     def __init__(
-        self, ca: CertificateAuthority, registry: Registry, feed: BundleFeed | None = None
+        self,
+        ca: CertificateAuthority,
+        registry: Registry,
+        feed: BundleFeed | None = None,
+        *,
+        policies: PolicyFeed | None = None,
     ) -> None:
         self._ca = ca
         self._registry = registry
         self._feed = feed
+        self._policies = policies
+
+    def _policy_feed(self) -> PolicyFeed:
+        # The policy set is the running server's (its directory, its watches); a policy written to the table
+        # without one would be refused by nobody, so the verbs need the server.
+        if self._policies is None:
+            raise UnavailableError("policy verbs need a running sigil-server (its admin socket)")
+        return self._policies
+
+    async def apply_policies(self, file: str, text: str) -> Json:
+        return {"applied": await self._policy_feed().apply_admin(text, file=file)}
+
+    async def delete_policy(self, kind: str, namespace: str, name: str) -> None:
+        await self._policy_feed().delete_admin(kind, namespace, name)
+
+    async def list_policies(self) -> Json:
+        feed = self._policy_feed()
+        return {"revision": feed.revision, "policies": feed.listing()}
 
     async def authorities(self) -> list[Json]:
         return [authority_json(a) for a in self._ca.authorities()]

@@ -93,3 +93,14 @@ class SocketAdmin:
 
     async def generate_token(self, ttl: float) -> Json:
         return cast(Json, await self._call("POST", "/tokens", json={"ttl": ttl}))
+
+    async def apply_policies(self, file: str, text: str) -> Json:
+        body = {"file": file, "text": text}
+        return cast(Json, await self._call("POST", "/policies", json=body))
+
+    async def delete_policy(self, kind: str, namespace: str, name: str) -> None:
+        params = {"namespace": namespace} if namespace else {}
+        await self._call("DELETE", f"/policies/{kind}/{name}", params=params)
+
+    async def list_policies(self) -> Json:
+        return cast(Json, await self._call("GET", "/policies"))

@@ -18,7 +18,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import urllib3
@@ -153,8 +153,11 @@ class KubeApi:
     # ------------------------------------------------------------------------- list and watch
     async def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=await asyncio.to_thread(self._ssl_context))
-            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+            context = await asyncio.to_thread(self._ssl_context)
+            # Several watches start at once; only the first to get here makes the session, or the others leak.
+            if self._session is None:
+                connector = aiohttp.TCPConnector(ssl=context)
+                self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
         return self._session
 
     def _ssl_context(self) -> ssl.SSLContext | bool:
@@ -248,6 +251,67 @@ class KubeApi:
                             yield cast(WatchEvent, json.loads(line))
         except (*_HTTP_ERRORS, json.JSONDecodeError) as err:
             raise KubernetesUnavailableError("watch pods", f"{type(err).__name__}: {err}") from err
+
+    # ------------------------------------------------------------------------- any collection
+    async def list_collection(self, path: str) -> dict[str, Any]:
+        """List a collection by its API path (``/api/v1/namespaces``, ``/apis/GROUP/VERSION/PLURAL``)."""
+        session = await self._http()
+        url = f"{self._client.configuration.host}{path}"
+        timeout = aiohttp.ClientTimeout(
+            sock_connect=self._timeout[0], sock_read=self._timeout[1] * 6
+        )
+        try:
+            async with session.get(url, headers=self._headers(), timeout=timeout) as reply:
+                if reply.status != 200:
+                    raise KubernetesUnavailableError(
+                        f"list {path}", f"HTTP {reply.status} {await reply.text()}"
+                    )
+                return cast(dict[str, Any], await reply.json())
+        except (*_HTTP_ERRORS, json.JSONDecodeError) as err:
+            raise KubernetesUnavailableError(
+                f"list {path}", f"{type(err).__name__}: {err}"
+            ) from err
+
+    async def watch_collection(
+        self, path: str, resource_version: str, *, timeout_seconds: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Watch events of a collection after ``resource_version``, as :meth:`watch_pods` yields them."""
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout_seconds),
+            "allowWatchBookmarks": "true",
+        }
+        session = await self._http()
+        url = f"{self._client.configuration.host}{path}"
+        timeout = aiohttp.ClientTimeout(
+            sock_connect=self._timeout[0], sock_read=timeout_seconds + 30
+        )
+        try:
+            async with session.get(
+                url, params=params, headers=self._headers(), timeout=timeout
+            ) as reply:
+                if reply.status == _GONE:
+                    yield {
+                        "type": "ERROR",
+                        "object": {"code": _GONE, "message": await reply.text()},
+                    }
+                    return
+                if reply.status != 200:
+                    raise KubernetesUnavailableError(
+                        f"watch {path}", f"HTTP {reply.status} {await reply.text()}"
+                    )
+                buffer = b""
+                async for chunk in reply.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield cast(dict[str, Any], json.loads(line))
+        except (*_HTTP_ERRORS, json.JSONDecodeError) as err:
+            raise KubernetesUnavailableError(
+                f"watch {path}", f"{type(err).__name__}: {err}"
+            ) from err
 
 
 def _configuration() -> k8s.Configuration:

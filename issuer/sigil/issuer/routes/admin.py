@@ -23,7 +23,7 @@ routes = web.RouteTableDef()
 
 def _admin(request: web.Request) -> LocalAdmin:
     issuer = issuer_of(request)
-    return LocalAdmin(issuer.ca, issuer.registry, issuer.feed)
+    return LocalAdmin(issuer.ca, issuer.registry, issuer.feed, policies=issuer.policies)
 
 
 def _number(document: dict[str, Any], key: str) -> float | None:
@@ -109,3 +109,25 @@ async def delete_entry(request: web.Request) -> web.Response:
 async def generate_token(request: web.Request) -> web.Response:
     document = await read_json(request)
     return web.json_response(await _admin(request).generate_token(_number(document, "ttl") or 3600))
+
+
+@routes.get(PREFIX + "/policies")
+async def list_policies(request: web.Request) -> web.Response:
+    return web.json_response(await _admin(request).list_policies())
+
+
+@routes.post(PREFIX + "/policies")
+async def apply_policies(request: web.Request) -> web.Response:
+    document = await read_json(request)
+    result = await _admin(request).apply_policies(
+        need_str(document, "file"), need_str(document, "text")
+    )
+    return web.json_response(result)
+
+
+@routes.delete(PREFIX + "/policies/{kind}/{name}")
+async def delete_policy(request: web.Request) -> web.Response:
+    kind, name = request.match_info["kind"], request.match_info["name"]
+    namespace = request.query.get("namespace", "")
+    await _admin(request).delete_policy(kind, namespace, name)
+    return web.json_response({"deleted": {"kind": kind, "namespace": namespace, "name": name}})

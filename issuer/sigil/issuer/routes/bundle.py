@@ -18,13 +18,14 @@ from sigil.issuer import wire
 from sigil.issuer.errors import MalformedRequestError
 from sigil.issuer.routes.common import authenticated_agent, issuer_of
 
-__all__ = ["federation_routes", "routes"]
+__all__ = ["federation_routes", "query_number", "routes"]
 
 routes = web.RouteTableDef()
 federation_routes = web.RouteTableDef()
 
 
-def _number(request: web.Request, name: str) -> float | None:
+def query_number(request: web.Request, name: str) -> float | None:
+    """A non-negative number from the query string, or None when absent; 400 when it is not one."""
     raw = request.query.get(name)
     if raw is None:
         return None
@@ -41,8 +42,8 @@ def _number(request: web.Request, name: str) -> float | None:
 async def bundle(request: web.Request) -> web.Response:
     authenticated_agent(request)
     issuer = issuer_of(request)
-    after = _number(request, "after_sequence")
-    wait = _number(request, "wait") or 0.0
+    after = query_number(request, "after_sequence")
+    wait = query_number(request, "wait") or 0.0
     longest = min(wait, issuer.settings.server.long_poll_max.total_seconds())
     response = await issuer.feed.wait(
         after_sequence=int(after) if after is not None else None,

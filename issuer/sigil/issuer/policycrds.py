@@ -1,0 +1,79 @@
+"""The cluster's ``authz.sigil.dev`` policies and namespaces, followed by list+watch into the policy feed.
+
+The CRDs are validated by the API server against the schema generated from ours, but an older CRD, a server with
+validation off, or a newer field can still deliver a resource our schema refuses; so each object is judged again
+here, alone, and a refused one keeps its last good version like a broken file. Namespaces are watched for their
+labels, which cluster policies select on and which agents cannot read themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sigil.enforcer.policy.resources import (
+    API_VERSION,
+    CLUSTER_KIND,
+    GROUP,
+    NAMESPACED_KIND,
+    VERSION,
+)
+from sigil.enforcer.policy.schema import Where
+from sigil.issuer.kube.api import KubeApi
+from sigil.issuer.kube.informer import Informer, ObjectKey
+from sigil.issuer.policyfeed import PolicyFeed
+
+__all__ = ["NAMESPACE_NAME_LABEL", "policy_informers"]
+
+#: Kubernetes sets this label on every namespace (since 1.21); policies may select on it everywhere.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+_PLURALS = {NAMESPACED_KIND: "authorizationpolicies", CLUSTER_KIND: "clusterauthorizationpolicies"}
+
+
+def _document(kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The resource as a policy file would hold it: server-set metadata (uid, resourceVersion...) left out."""
+    metadata = obj.get("metadata") or {}
+    kept = {k: metadata[k] for k in ("name", "namespace") if k in metadata}
+    # List items of some servers carry no kind/apiVersion; the collection says what they are.
+    return {
+        "apiVersion": obj.get("apiVersion", API_VERSION),
+        "kind": obj.get("kind", kind),
+        "metadata": kept,
+        "spec": obj.get("spec"),
+    }
+
+
+def _where(kind: str, key: ObjectKey) -> Where:
+    namespace, name = key
+    return Where(
+        f"kubernetes {kind} {namespace}/{name}" if namespace else f"kubernetes {kind} {name}"
+    )
+
+
+def policy_informers(api: KubeApi, feed: PolicyFeed, *, watch_crds: bool) -> list[Informer]:
+    """The informers that keep ``feed`` current: each CRD (when ``watch_crds``) and the namespaces."""
+    informers: list[Informer] = []
+    if watch_crds:
+        for kind, plural in _PLURALS.items():
+
+            async def on_change(
+                objects: Mapping[ObjectKey, dict[str, Any]], kind: str = kind, plural: str = plural
+            ) -> None:
+                documents = [
+                    (_document(kind, obj), _where(kind, key))
+                    for key, obj in sorted(objects.items())
+                ]
+                await feed.set_source(f"kubernetes:{plural}", documents)
+
+            informers.append(Informer(api, f"/apis/{GROUP}/{VERSION}/{plural}", on_change))
+
+    async def on_namespaces(objects: Mapping[ObjectKey, dict[str, Any]]) -> None:
+        labels: dict[str, dict[str, str]] = {}
+        for (_, name), obj in objects.items():
+            found = dict((obj.get("metadata") or {}).get("labels") or {})
+            found.setdefault(NAMESPACE_NAME_LABEL, name)
+            labels[name] = found
+        await feed.set_namespaces(labels)
+
+    informers.append(Informer(api, "/api/v1/namespaces", on_namespaces))
+    return informers

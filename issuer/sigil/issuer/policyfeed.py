@@ -1,0 +1,290 @@
+"""The policy feed: the set in force from every source, under a revision shared by replicas, for agents to long-poll.
+
+Sources (issue 5, "Distribution"): a directory of YAML files this replica polls (a cheap ``stat`` of each file
+every ``policy.poll_interval``; no inotify dependency, and it works on ConfigMap volumes, whose atomic symlink
+swap inotify watchers famously miss), policies applied through the admin API (kept in the datastore so they reach
+every replica and survive restarts), and the ``authz.sigil.dev`` CRDs (fed by :mod:`sigil.issuer.policycrds`).
+A refused document changes nothing in force (see :mod:`sigil.issuer.policybook`); it is logged and counted.
+
+Agents wait as for the bundle: a change wakes every waiter at once, so a policy edit reaches agents within the
+poll interval, and another replica's admin change within the same interval (the datastore row is polled too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+import yaml
+from sqlalchemy.exc import SQLAlchemyError
+
+from sigil.ca.errors import SigilError
+from sigil.enforcer.errors import EnforcerError, PolicySourceError
+from sigil.enforcer.policy.loader import FileResult, parse_file, policy_files, policy_key
+from sigil.enforcer.policy.schema import Where
+from sigil.enforcer.policy.store import LoadReport
+from sigil.issuer import wire
+from sigil.issuer.errors import NotFoundError, PolicyRefusedError
+from sigil.issuer.metrics import IssuerMetrics
+from sigil.issuer.policybook import PolicyBook, judge_documents
+from sigil.issuer.policyrecords import AdminPolicy, PolicyRecords
+
+__all__ = ["ADMIN_SOURCE", "PolicyFeed"]
+
+log = structlog.get_logger(__name__)
+
+#: The source name of admin-applied policies (sorts after every absolute file path).
+ADMIN_SOURCE = "admin"
+_Stamp = tuple[int, int, int]
+
+
+def _scan(directory: Path) -> dict[str, _Stamp]:
+    """Each policy file's (mtime, size, inode): a change in any of them means the file must be read again."""
+    stamps: dict[str, _Stamp] = {}
+    for path in policy_files(directory):
+        with contextlib.suppress(FileNotFoundError):  # removed between listing and stat
+            st = os.stat(path)
+            stamps[str(path)] = (st.st_mtime_ns, st.st_size, st.st_ino)
+    return stamps
+
+
+class PolicyFeed:
+    """Holds the set in force and its revision; the owner runs :meth:`run` (and the CRD informers) as tasks."""
+
+    def __init__(
+        self,
+        records: PolicyRecords,
+        metrics: IssuerMetrics,
+        *,
+        directory: Path | None,
+        poll_interval: float,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._records = records
+        self._metrics = metrics
+        self._directory = directory
+        self._poll_interval = poll_interval
+        self._now = now
+        self._book = PolicyBook()
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._stamps: dict[str, _Stamp] = {}
+        self._admin_generation = -1
+        self._namespaces: dict[str, dict[str, str]] = {}
+        self._revision = 0
+        self._digest = ""
+        self._draining = False
+        self._last_refusals: set[str] = set()
+        self._response: wire.PolicyResponse = self._build()
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    def current(self) -> wire.PolicyResponse:
+        return self._response
+
+    def listing(self) -> list[dict[str, Any]]:
+        """The policies in force with the source each came from (``sigil-server policy list``)."""
+        owners = self._book.owners()
+        return [
+            {
+                "kind": p.kind,
+                "namespace": policy_key(p)[1],
+                "name": p.name,
+                "source": owners.get(policy_key(p), ""),
+                "dry_run": p.dry_run,
+            }
+            for p in self._book.policies
+        ]
+
+    async def wait(self, *, after_revision: int | None, longest: float) -> wire.PolicyResponse:
+        """The set once its revision differs from ``after_revision``, or the current one after ``longest`` s."""
+        if after_revision is None:
+            return self._response
+
+        def moved() -> bool:
+            return self._draining or self._response["revision"] != after_revision
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(longest), self._changed:
+                await self._changed.wait_for(moved)
+        return self._response
+
+    async def drain(self) -> None:
+        """Answer every waiter now (the server is shutting down)."""
+        self._draining = True
+        async with self._changed:
+            self._changed.notify_all()
+
+    # ------------------------------------------------------------------ sources
+    async def load(self) -> None:
+        """The first load, before serving: the directory, the admin table, and the shared revision."""
+        await self._scan_directory()
+        await self._poll_datastore()
+        async with self._lock:
+            await self._publish()
+
+    async def apply_admin(self, text: str, *, file: str) -> list[dict[str, Any]]:
+        """Apply every document of ``text`` through the admin table, or none when any is refused.
+
+        ``in_force`` is False for a policy whose name a policy file already holds (the file wins).
+        """
+        result = parse_file(text, file=file)
+        if result.errors or not result.policies:
+            self._count(result.errors, "admin")
+            raise PolicyRefusedError(
+                file, tuple(str(e) for e in result.errors) or ("no policy documents",)
+            )
+        _, documents = judge_documents(file, [(d, Where(file)) for d in _documents_of(text)])
+        applied = [
+            AdminPolicy(key[0], key[1], key[2], documents[key])
+            for key in (policy_key(p) for p in result.policies)
+        ]
+        await self._records.put_admin_policies(applied, now=self._now())
+        await self._poll_datastore()
+        owners = self._book.owners()
+        return [
+            {
+                "kind": a.kind,
+                "namespace": a.namespace,
+                "name": a.name,
+                "in_force": owners.get((a.kind, a.namespace, a.name)) == ADMIN_SOURCE,
+            }
+            for a in applied
+        ]
+
+    async def delete_admin(self, kind: str, namespace: str, name: str) -> None:
+        if not await self._records.delete_admin_policy(kind, namespace, name, now=self._now()):
+            raise NotFoundError(f"admin policy {kind} {namespace + '/' if namespace else ''}{name}")
+        await self._poll_datastore()
+
+    async def set_source(self, source: str, documents: Sequence[tuple[object, Where]]) -> None:
+        """Replace one source's documents (the CRD informers call this with every object they hold)."""
+        result, accepted = judge_documents(source, documents)
+        async with self._lock:
+            self._report(self._book.apply(result, accepted), "kubernetes")
+            await self._publish()
+
+    async def set_namespaces(self, namespaces: Mapping[str, Mapping[str, str]]) -> None:
+        """The cluster's namespaces and their labels, for cluster policies' ``namespaceSelector``."""
+        async with self._lock:
+            self._namespaces = {ns: dict(labels) for ns, labels in namespaces.items()}
+            await self._publish()
+
+    # ------------------------------------------------------------------ the poll loop
+    async def run(self) -> None:
+        """Poll the directory's files and the datastore's policy row forever (a task the app owns)."""
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                await self._scan_directory()
+                await self._poll_datastore()
+            except (SigilError, SQLAlchemyError, OSError) as err:
+                log.warning("policy.poll_failed", detail=str(err))
+
+    async def _scan_directory(self) -> None:
+        if self._directory is None:
+            return
+        try:
+            stamps = await asyncio.to_thread(_scan, self._directory)
+        except EnforcerError as err:  # the directory itself is gone: keep everything it held
+            log.warning("policy.directory_unreadable", detail=str(err))
+            return
+        if stamps == self._stamps:
+            return
+        async with self._lock:
+            for gone in set(self._stamps) - set(stamps):
+                self._report(self._book.remove(gone), "file")
+            for path, stamp in sorted(stamps.items()):
+                if self._stamps.get(path) != stamp:
+                    text = await asyncio.to_thread(_read, Path(path))
+                    report = (
+                        self._book.apply_text(text, source=path)
+                        if isinstance(text, str)
+                        else self._book.apply(text, {})
+                    )
+                    self._report(report, "file")
+            self._stamps = stamps
+            await self._publish()
+
+    async def _poll_datastore(self) -> None:
+        state = await self._records.state()
+        async with self._lock:
+            if state.admin_generation != self._admin_generation:
+                policies = await self._records.admin_policies()
+                documents = [(p.document, Where(_admin_ref(p))) for p in policies]
+                result, accepted = judge_documents(ADMIN_SOURCE, documents)
+                self._report(self._book.apply(result, accepted), "admin")
+                self._admin_generation = state.admin_generation
+                await self._publish()
+            elif state.digest == self._digest and state.revision > self._revision:
+                # Another replica numbered this same content later (it changed, then changed back): follow it.
+                await self._set_revision(state.revision)
+
+    # ------------------------------------------------------------------ revisions
+    def _report(self, report: LoadReport, source_kind: str) -> None:
+        # A name clash between sources is repeated in every report until resolved; count each refusal once
+        # per appearance, not once per unrelated change.
+        fresh = [e for e in report.errors if str(e) not in self._last_refusals]
+        self._last_refusals = {str(e) for e in report.errors}
+        self._count(fresh, source_kind)
+
+    def _count(self, errors: Sequence[EnforcerError], source_kind: str) -> None:
+        for error in errors:
+            self._metrics.policy_refusals.labels(source_kind).inc()
+            log.warning("policy.refused", source=source_kind, detail=str(error))
+
+    async def _publish(self) -> None:
+        """Number the content now in force (under ``_lock``) and wake waiters if it moved."""
+        namespaces = json.dumps(self._namespaces, sort_keys=True).encode()
+        digest = self._book.digest([namespaces])
+        if digest == self._digest:
+            return
+        # The row only ever moves forward and this replica took its revision from it, so a new digest always
+        # gets a higher number here: the revision an agent sees from one replica never goes back.
+        revision = await self._records.settle(digest, now=self._now())
+        self._digest = digest
+        await self._set_revision(revision)
+
+    async def _set_revision(self, revision: int) -> None:
+        self._revision = revision
+        self._metrics.policy_revision.set(revision)
+        self._response = self._build()
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _build(self) -> wire.PolicyResponse:
+        return {
+            "revision": self._revision,
+            "digest": self._digest,
+            "policies": [dict(d) for d in self._book.documents()],
+            "namespaces": {ns: dict(labels) for ns, labels in sorted(self._namespaces.items())},
+        }
+
+
+def _admin_ref(policy: AdminPolicy) -> str:
+    """How refusals name an admin policy: ``admin AuthorizationPolicy shop/db``."""
+    where = f"{policy.namespace}/{policy.name}" if policy.namespace else policy.name
+    return f"admin {policy.kind} {where}"
+
+
+def _documents_of(text: str) -> list[object]:
+    return [d for d in yaml.safe_load_all(text) if d is not None]
+
+
+def _read(path: Path) -> str | FileResult:
+    """A file's text, or the broken result that keeps what it held when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        return FileResult(str(path), errors=(PolicySourceError(str(path), reason),), broken=True)
