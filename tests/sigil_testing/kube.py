@@ -11,6 +11,9 @@ reject missing required fields) and raw HTTP watchers both work against it uncha
   list ``resourceVersion`` and ``?watch=true`` streams of ``ADDED``/``MODIFIED``/``DELETED`` events, one JSON object
   per line, honouring ``resourceVersion`` (``410 Expired`` in-stream once compacted) and ``timeoutSeconds``.
   Filtered watches turn objects entering or leaving the selection into ``ADDED``/``DELETED`` as the watch cache does.
+- Namespaces (with ``kubernetes.io/metadata.name``) and the ``authz.sigil.dev/v1alpha1`` policy resources, listed
+  and watched like pods; the custom resources are stored without schema validation, as a server whose CRD is
+  older than the client's schema would, so the client's own refusals can be tested.
 - Errors are ``Status`` objects; requests need the stand-in's own bearer token, as the real server would.
 
 Tokens are RS256 JWTs shaped like the ones the kubelet asks kube-apiserver for (``TokenRequest``), with ``iss``,
@@ -48,6 +51,11 @@ DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # go-jose's jwt.DefaultLeeway, which kube-apiserver's claims validator relies on.
 _LEEWAY = 60.0
 _Obj = dict[str, Any]
+_CUSTOM_GROUP = "authz.sigil.dev/v1alpha1"
+_CUSTOM_KINDS = {
+    "AuthorizationPolicy": "authorizationpolicies",
+    "ClusterAuthorizationPolicy": "clusterauthorizationpolicies",
+}
 
 
 class FakeClock:
@@ -236,6 +244,11 @@ class KubeApiServer:
         self._compacted_rv = 0
         self._pods = _Resource("Pod", "pods", _POD_FIELDS)
         self._nodes = _Resource("Node", "nodes", _NODE_FIELDS)
+        self._namespaces = _Resource("Namespace", "namespaces", {})
+        # Custom resources by plural; the stand-in applies no CRD schema, like a server whose CRD is older.
+        self._custom: dict[str, _Resource] = {
+            plural: _Resource(kind, plural, {}) for kind, plural in _CUSTOM_KINDS.items()
+        }
         self._service_accounts: dict[tuple[str, str], str] = {}
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -258,6 +271,11 @@ class KubeApiServer:
         app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}", self._pod_get)
         app.router.add_get("/api/v1/nodes", self._nodes_collection)
         app.router.add_get("/api/v1/nodes/{name}", self._node_get)
+        app.router.add_get("/api/v1/namespaces", self._namespaces_collection)
+        app.router.add_get(f"/apis/{_CUSTOM_GROUP}/{{plural}}", self._custom_collection)
+        app.router.add_get(
+            f"/apis/{_CUSTOM_GROUP}/namespaces/{{namespace}}/{{plural}}", self._custom_collection
+        )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self._port, reuse_address=True)
@@ -269,7 +287,7 @@ class KubeApiServer:
         """Become unreachable: end every watch, close every connection, stop listening."""
         if self._runner is None:
             return
-        for resource in (self._pods, self._nodes):
+        for resource in self._all_resources():
             for watcher in resource.watchers:
                 watcher.queue.put_nowait(None)
         runner, self._runner = self._runner, None
@@ -289,15 +307,18 @@ class KubeApiServer:
 
     def expire_watches(self) -> None:
         """End every open watch stream normally, as ``timeoutSeconds`` running out does."""
-        for resource in (self._pods, self._nodes):
+        for resource in self._all_resources():
             for watcher in resource.watchers:
                 watcher.queue.put_nowait(None)
 
     def compact(self) -> None:
         """Forget event history, as etcd compaction does: watches from an older resourceVersion get 410."""
         self._compacted_rv = self._rv
-        self._pods.history.clear()
-        self._nodes.history.clear()
+        for resource in self._all_resources():
+            resource.history.clear()
+
+    def _all_resources(self) -> list[_Resource]:
+        return [self._pods, self._nodes, self._namespaces, *self._custom.values()]
 
     def write_kubeconfig(self, path: Path) -> Path:
         """Write a kubeconfig (JSON is YAML) that points the real ``kubernetes`` client at this server."""
@@ -452,6 +473,39 @@ class KubeApiServer:
 
     def pod(self, namespace: str, name: str) -> _Obj:
         return json.loads(json.dumps(self._pods.objects[(namespace, name)]))  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------------------------- namespaces, CRs
+    def add_namespace(self, name: str, *, labels: Mapping[str, str] | None = None) -> None:
+        """Create or relabel a namespace; it carries ``kubernetes.io/metadata.name`` as the API server sets it."""
+        old = self._namespaces.objects.get(("", name))
+        namespace: _Obj = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "uid": old["metadata"]["uid"] if old else str(uuid.uuid4()),
+                "labels": {"kubernetes.io/metadata.name": name, **(labels or {})},
+            },
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        }
+        self._record(self._namespaces, "MODIFIED" if old else "ADDED", namespace, old)
+
+    def apply_custom(self, obj: Mapping[str, Any]) -> None:
+        """Create or replace an ``authz.sigil.dev`` resource (as ``kubectl apply`` would, without validation)."""
+        new: _Obj = json.loads(json.dumps(obj))
+        resource = self._custom[_CUSTOM_KINDS[new["kind"]]]
+        meta = new["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        old = resource.objects.get(key)
+        meta["uid"] = old["metadata"]["uid"] if old else str(uuid.uuid4())
+        meta["generation"] = old["metadata"].get("generation", 1) + 1 if old else 1
+        self._record(resource, "MODIFIED" if old else "ADDED", new, old)
+
+    def delete_custom(self, kind: str, namespace: str, name: str) -> None:
+        resource = self._custom[_CUSTOM_KINDS[kind]]
+        old = resource.objects[(namespace, name)]
+        self._record(resource, "DELETED", old, old)
 
     def _service_account_uid(self, namespace: str, name: str) -> str:
         return self._service_accounts.setdefault((namespace, name), str(uuid.uuid4()))
@@ -631,6 +685,15 @@ class KubeApiServer:
 
     async def _nodes_collection(self, request: web.Request) -> web.StreamResponse:
         return await self._collection(self._nodes, request, None)
+
+    async def _namespaces_collection(self, request: web.Request) -> web.StreamResponse:
+        return await self._collection(self._namespaces, request, None)
+
+    async def _custom_collection(self, request: web.Request) -> web.StreamResponse:
+        resource = self._custom.get(request.match_info["plural"])
+        if resource is None:
+            raise web.HTTPNotFound
+        return await self._collection(resource, request, request.match_info.get("namespace"))
 
     async def _collection(
         self, resource: _Resource, request: web.Request, namespace: str | None

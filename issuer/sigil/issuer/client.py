@@ -27,6 +27,9 @@ from cryptography import x509
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.keys import PrivateKey, generate_key
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.enforcer.errors import PolicyError
+from sigil.enforcer.policy import Policy, parse_policy
+from sigil.enforcer.policy.schema import Where
 from sigil.issuer import wire
 from sigil.issuer.errors import PROBLEMS, IssuerError
 from sigil.issuer.tls import client_context, make_csr, peer_spiffe_id
@@ -37,6 +40,7 @@ __all__ = [
     "IssuedJwtSvid",
     "IssuedX509Svid",
     "IssuerClient",
+    "PolicyUpdate",
     "X509SvidRequest",
     "X509SvidResult",
     "error_from_problem",
@@ -129,6 +133,40 @@ class BundleUpdate:
             TrustBundle.parse_jwks(td, _json(body["bundle"])),
             federated,
             frozenset(body["tainted_authority_ids"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyUpdate:
+    """The authorization policies in force, parsed, with the revision to wait past next.
+
+    ``documents`` are the resources as the server sent them. A document this client's schema refuses (a server
+    newer than the agent) is left out of ``policies`` and reported in ``refused``, never raised: the rest stand.
+    """
+
+    revision: int
+    digest: str
+    policies: tuple[Policy, ...]
+    documents: tuple[Mapping[str, Any], ...]
+    namespaces: Mapping[str, Mapping[str, str]]
+    refused: tuple[PolicyError, ...] = ()
+
+    @classmethod
+    def parse(cls, body: wire.PolicyResponse) -> PolicyUpdate:
+        policies: list[Policy] = []
+        refused: list[PolicyError] = []
+        for number, document in enumerate(body["policies"]):
+            try:
+                policies.append(parse_policy(document, where=Where("issuer", number)))
+            except PolicyError as err:
+                refused.append(err)
+        return cls(
+            body["revision"],
+            body["digest"],
+            tuple(policies),
+            tuple(body["policies"]),
+            {ns: dict(labels) for ns, labels in body["namespaces"].items()},
+            tuple(refused),
         )
 
 
@@ -324,6 +362,22 @@ class IssuerClient:
         if not update.bundle.same_content(self._bundle):
             await self.set_bundle(update.bundle)
         return update
+
+    # ------------------------------------------------------------------ policies
+    async def policies(
+        self, after_revision: int | None = None, *, wait: float | None = None
+    ) -> PolicyUpdate:
+        """The policies in force now, or (with ``wait``) once the revision differs from ``after_revision``.
+
+        The server answers with what it has when ``wait`` seconds pass without a change; compare the revision.
+        """
+        params: dict[str, str] = {}
+        if after_revision is not None:
+            params["after_revision"] = str(after_revision)
+        if wait is not None:
+            params["wait"] = f"{wait:g}"
+        reply = await self._request("GET", wire.PATH_POLICIES, params=params, extra=wait or 0)
+        return PolicyUpdate.parse(cast(wire.PolicyResponse, reply))
 
     # ------------------------------------------------------------------ transport
     async def _post(self, path: str, body: Mapping[str, Any], *, anonymous: bool = False) -> Any:

@@ -1,0 +1,272 @@
+"""The policy feed: policies from a directory, the admin API and the CRDs reach agents by long poll, revisioned."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from prometheus_client import CollectorRegistry
+from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
+from sigil_testing.kube import FakeClock, KubeApiServer
+from sigil_testing.postgres import temporary_database
+
+from sigil.enforcer.policy import ClusterAuthorizationPolicy, ClusterTier
+from sigil.issuer.admin import SocketAdmin
+from sigil.issuer.cli import main
+from sigil.issuer.client import IssuerClient, PolicyUpdate
+from sigil.issuer.errors import NotFoundError, PolicyRefusedError
+from sigil.issuer.server import IssuerServer
+from sigil.issuer.settings import PolicySettings
+
+
+def _policy(name: str, *, port: int = 5432, source_type: str = "ServiceAccount") -> str:
+    return f"""\
+apiVersion: authz.sigil.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata:
+  name: {name}
+  namespace: shop
+spec:
+  targetRefs:
+    - group: ""
+      kind: Pod
+      selector:
+        matchLabels: {{app: db}}
+  action: ALLOW
+  enforcementLevel: Network
+  rules:
+    - sources:
+        - type: {source_type}
+          serviceAccount: {{name: web}}
+      networkAttributes:
+        ports: [{port}]
+"""
+
+
+def _cluster_policy(name: str, *, tier: str = "Admin") -> dict[str, Any]:
+    return {
+        "apiVersion": "authz.sigil.dev/v1alpha1",
+        "kind": "ClusterAuthorizationPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "tier": tier,
+            "priority": 10,
+            "namespaceSelector": {"matchLabels": {"env": "prod"}},
+            "rules": [
+                {
+                    "action": "Deny",
+                    "sources": [{"type": "SPIFFE", "spiffe": "spiffe://bad.example/*"}],
+                }
+            ],
+        },
+    }
+
+
+def _names(update: PolicyUpdate) -> list[str]:
+    return sorted(p.name for p in update.policies)
+
+
+def _write(path: Path, text: str) -> None:
+    """Write a policy file so that its stamp changes even within one mtime tick (size or inode moves too)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+async def _next(agent: IssuerClient, after: PolicyUpdate) -> PolicyUpdate:
+    """The next set after ``after``, failing the test if none comes within a few seconds."""
+    return await asyncio.wait_for(agent.policies(after.revision, wait=5), 7)
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """The registry the server's metrics go to."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def policy_dir(tmp_path: Path) -> Path:
+    """A policy directory holding one good policy."""
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    _write(directory / "shop.yaml", _policy("db-from-web"))
+    return directory
+
+
+@pytest.fixture
+async def server(
+    tmp_path: Path, policy_dir: Path, registry: CollectorRegistry
+) -> AsyncIterator[IssuerServer]:
+    """An issuer watching ``policy_dir`` five times a second."""
+    policy = PolicySettings(directory=policy_dir, poll_interval=timedelta(seconds=0.2))
+    settings = issuer_settings(tmp_path / "data", policy=policy)
+    async with running_issuer(settings, registry=registry) as running:
+        yield running
+
+
+async def test_a_directory_change_reaches_a_waiting_agent_within_a_second(
+    server: IssuerServer, policy_dir: Path, registry: CollectorRegistry
+) -> None:
+    """Adding a file bumps the revision, and an agent already waiting gets the new set in under a second."""
+    async with attested_agent(server) as agent:
+        first = await agent.policies()
+        assert _names(first) == ["db-from-web"]
+        assert first.revision >= 1
+        waiting = asyncio.create_task(agent.policies(first.revision, wait=10))
+        await asyncio.sleep(0.2)  # let the long poll reach the server
+        started = time.monotonic()
+        _write(policy_dir / "more.yaml", _policy("db-from-batch", port=5433))
+        update = await asyncio.wait_for(waiting, timeout=5)
+    assert time.monotonic() - started < 1.0
+    assert update.revision > first.revision
+    assert _names(update) == ["db-from-batch", "db-from-web"]
+    assert registry.get_sample_value("sigil_policy_revision") == update.revision
+
+
+async def test_a_broken_file_is_refused_by_field_and_the_last_good_set_stays(
+    server: IssuerServer, policy_dir: Path, registry: CollectorRegistry
+) -> None:
+    """A schema error names file, field and expectation; agents keep the last good version; the refusal counts."""
+    async with attested_agent(server) as agent:
+        before = await agent.policies()
+        with structlog.testing.capture_logs() as logs:
+            _write(
+                policy_dir / "shop.yaml", _policy("db-from-web", port=6000, source_type="Spiffe")
+            )
+            for _ in range(100):
+                if registry.get_sample_value("sigil_policy_refusals_total", {"source": "file"}):
+                    break
+                await asyncio.sleep(0.05)
+        after = await agent.policies()
+    (refusal,) = [entry["detail"] for entry in logs if entry["event"] == "policy.refused"]
+    assert str(policy_dir / "shop.yaml") in refusal
+    assert "spec.rules[0].sources[0].type: expected one of" in refusal
+    assert "'Spiffe'" in refusal
+    assert after.revision == before.revision
+    assert after.documents == before.documents
+    (rule,) = after.policies[0].rules
+    assert rule.ports == frozenset({5432})
+
+
+async def test_admin_apply_and_delete_through_the_socket_reach_agents(server: IssuerServer) -> None:
+    """Policies applied and deleted over the admin socket reach waiting agents; a broken one is refused whole."""
+    async with attested_agent(server) as agent, SocketAdmin(server.admin_socket) as admin:
+        first = await agent.policies()
+        result = await admin.apply_policies("extra.yaml", _policy("db-from-admin", port=7000))
+        assert result["applied"] == [
+            {
+                "kind": "AuthorizationPolicy",
+                "namespace": "shop",
+                "name": "db-from-admin",
+                "in_force": True,
+            }
+        ]
+        applied = await _next(agent, first)
+        assert _names(applied) == ["db-from-admin", "db-from-web"]
+        with pytest.raises(
+            PolicyRefusedError, match=r"extra\.yaml: spec\.rules\[0\]\.sources\[0\]\.type"
+        ):
+            await admin.apply_policies("extra.yaml", _policy("db-two", source_type="Spiffe"))
+        listing = await admin.list_policies()
+        assert {(p["name"], p["source"]) for p in listing["policies"]} == {
+            ("db-from-admin", "admin"),
+            ("db-from-web", str(server.settings.policy.directory / "shop.yaml")),  # type: ignore[operator]
+        }
+        await admin.delete_policy("AuthorizationPolicy", "shop", "db-from-admin")
+        deleted = await _next(agent, applied)
+        with pytest.raises(NotFoundError):
+            await admin.delete_policy("AuthorizationPolicy", "shop", "db-from-admin")
+    assert _names(deleted) == ["db-from-web"]
+    assert deleted.revision > applied.revision
+
+
+async def test_the_policy_cli_verbs_go_through_the_admin_socket(
+    server: IssuerServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sigil-server policy apply -f``, ``list`` and ``delete`` work against the running server."""
+    file = tmp_path / "cli.yaml"
+    file.write_text(_policy("db-from-cli"))
+    base = ["--data-dir", str(server.settings.data_dir), "--admin-socket", str(server.admin_socket)]
+    assert await asyncio.to_thread(main, [*base, "policy", "apply", "-f", str(file)]) == 0
+    assert "AuthorizationPolicy shop/db-from-cli applied" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, [*base, "policy", "list"]) == 0
+    assert "shop/db-from-cli" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, [*base, "policy", "delete", "ap", "shop/db-from-cli"]) == 0
+    assert "AuthorizationPolicy shop/db-from-cli deleted" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, [*base, "policy", "list"]) == 0
+    assert "db-from-cli" not in capsys.readouterr().out
+
+
+async def test_crds_and_namespace_labels_come_from_the_cluster_watch(
+    kube: KubeApiServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Cluster policies and namespace labels arrive by watch; a CR out of schema is refused, its last good kept."""
+    kube.add_namespace("shop", labels={"env": "prod"})
+    settings = issuer_settings(
+        tmp_path / "data",
+        kubeconfig=kube.write_kubeconfig(tmp_path / "kubeconfig"),
+        policy=PolicySettings(poll_interval=timedelta(seconds=0.2)),
+    )
+    async with (
+        running_issuer(settings, kube_clock=clock) as server,
+        attested_agent(server) as agent,
+    ):
+        update = await agent.policies()
+        async with asyncio.timeout(10):
+            while "shop" not in update.namespaces:
+                update = await _next(agent, update)
+        assert update.namespaces["shop"] == {"kubernetes.io/metadata.name": "shop", "env": "prod"}
+        kube.apply_custom(_cluster_policy("quarantine"))
+        update = await _next(agent, update)
+        assert _names(update) == ["quarantine"]
+        broken = _cluster_policy("quarantine", tier="Sometimes")
+        with structlog.testing.capture_logs() as logs:
+            kube.apply_custom(broken)
+            kube.add_namespace(
+                "billing"
+            )  # a change after the refusal, to know the refusal was handled
+            update = await _next(agent, update)
+        assert "billing" in update.namespaces
+        (refusal,) = [e["detail"] for e in logs if e["event"] == "policy.refused"]
+        assert (
+            "kubernetes ClusterAuthorizationPolicy quarantine: spec.tier: expected one of"
+            in refusal
+        )
+        (kept,) = update.policies
+        assert isinstance(kept, ClusterAuthorizationPolicy)
+        assert kept.tier is ClusterTier.ADMIN
+        kube.delete_custom("ClusterAuthorizationPolicy", "", "quarantine")
+        update = await _next(agent, update)
+    assert update.policies == ()
+
+
+async def test_two_replicas_agree_on_the_revision(tmp_path: Path, policy_dir: Path) -> None:
+    """Replicas on one PostgreSQL number the same set alike, and an admin change on one reaches the other's agents."""
+    policy = PolicySettings(directory=policy_dir, poll_interval=timedelta(seconds=0.2))
+    async with temporary_database() as url:
+        settings_a = issuer_settings(tmp_path / "a", database_url=url, policy=policy)
+        async with running_issuer(settings_a) as a, attested_agent(a) as on_a:
+            # B keeps its keys on disk beside A's: enough for policies, which need no signing key.
+            settings_b = issuer_settings(
+                tmp_path / "b",
+                database_url=url,
+                policy=policy,
+                ca_options={"key_dir": tmp_path / "a" / "keys"},
+            )
+            async with running_issuer(settings_b) as b, attested_agent(b) as on_b:
+                from_a, from_b = await on_a.policies(), await on_b.policies()
+                assert (from_a.revision, from_a.digest) == (from_b.revision, from_b.digest)
+                async with SocketAdmin(a.admin_socket) as admin:
+                    await admin.apply_policies("x.yaml", _policy("db-from-admin"))
+                changed_a = await _next(on_a, from_a)
+                changed_b = await _next(on_b, from_b)
+    assert changed_a.revision == changed_b.revision > from_a.revision
+    assert changed_a.digest == changed_b.digest
+    assert _names(changed_b) == ["db-from-admin", "db-from-web"]
