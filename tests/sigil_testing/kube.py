@@ -250,6 +250,7 @@ class KubeApiServer:
             plural: _Resource(kind, plural, {}) for kind, plural in _CUSTOM_KINDS.items()
         }
         self._service_accounts: dict[tuple[str, str], str] = {}
+        self._config_maps: dict[tuple[str, str], _Obj] = {}
         self._runner: web.AppRunner | None = None
         self._port = 0
 
@@ -275,6 +276,10 @@ class KubeApiServer:
         app.router.add_get(f"/apis/{_CUSTOM_GROUP}/{{plural}}", self._custom_collection)
         app.router.add_get(
             f"/apis/{_CUSTOM_GROUP}/namespaces/{{namespace}}/{{plural}}", self._custom_collection
+        )
+        app.router.add_get("/api/v1/namespaces/{namespace}/configmaps/{name}", self._config_map_get)
+        app.router.add_patch(
+            "/api/v1/namespaces/{namespace}/configmaps/{name}", self._config_map_patch
         )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -673,6 +678,40 @@ class KubeApiServer:
                 {"name": name, "kind": resource.plural},
             )
         return web.json_response(obj)
+
+    # ------------------------------------------------------------------------------------- configmaps
+    def add_config_map(
+        self, namespace: str, name: str, data: Mapping[str, str] | None = None
+    ) -> None:
+        """Create a ConfigMap (as the manifests would)."""
+        self._config_maps[(namespace, name)] = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": str(self._rv)},
+            "data": dict(data or {}),
+        }
+
+    def config_map(self, namespace: str, name: str) -> _Obj | None:
+        """The ConfigMap as the API server holds it, or None."""
+        return self._config_maps.get((namespace, name))
+
+    async def _config_map_get(self, request: web.Request) -> web.Response:
+        found = self._config_maps.get((request.match_info["namespace"], request.match_info["name"]))
+        if found is None:
+            return _status(404, "NotFound", f'configmaps "{request.match_info["name"]}" not found')
+        return web.json_response(found)
+
+    async def _config_map_patch(self, request: web.Request) -> web.Response:
+        # Merge and strategic-merge patches of `data` behave alike: keys given replace keys held.
+        key = (request.match_info["namespace"], request.match_info["name"])
+        found = self._config_maps.get(key)
+        if found is None:
+            return _status(404, "NotFound", f'configmaps "{key[1]}" not found')
+        patch = await request.json()
+        found["data"].update(patch.get("data") or {})
+        self._rv += 1
+        found["metadata"]["resourceVersion"] = str(self._rv)
+        return web.json_response(found)
 
     async def _pod_get(self, request: web.Request) -> web.Response:
         return self._get(self._pods, request.match_info["namespace"], request.match_info["name"])

@@ -22,16 +22,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import SQLAlchemyError
 
-from sigil.ca.datastore.store import Datastore
 from sigil.ca.errors import SigilError
-from sigil.ca.keystore import (
-    DiskKeyStore,
-    KeyStore,
-    SealedDatabaseKeyStore,
-    load_key_encryption_key,
-)
 from sigil.ca.service import CertificateAuthority, utc_now
-from sigil.ca.upstream import load_upstream_ca
+from sigil.issuer.bundle_configmap import publish_bundle_configmap, resolve_namespace
 from sigil.issuer.bundlefeed import BundleFeed
 from sigil.issuer.federation import FederationPoller
 from sigil.issuer.kube import KubeApi, PodCache, TokenReviewAuthenticator
@@ -63,29 +56,8 @@ log = structlog.get_logger(__name__)
 async def open_ca(
     settings: ServerSettings, *, clock: Callable[[], datetime] = utc_now
 ) -> CertificateAuthority:
-    """The CA over a datastore migrated with the issuer's tables too (``CertificateAuthority.open`` plus ours).
-
-    Replicas on one PostgreSQL need each other's authority keys, so ``key_store: database`` (keys sealed in the
-    datastore) is honoured here exactly as ``CertificateAuthority.open`` honours it.
-    """
-    ca_settings = settings.ca
-    upstream = load_upstream_ca(ca_settings.upstream_dir) if ca_settings.upstream_dir else None
-    kek = None
-    if ca_settings.key_store == "database" and ca_settings.key_encryption_key_file is not None:
-        kek = await asyncio.to_thread(load_key_encryption_key, ca_settings.key_encryption_key_file)
-    store = await Datastore.open(ca_settings.effective_database_url, extra_migrations=[MIGRATIONS])
-    keys: KeyStore = (
-        SealedDatabaseKeyStore(store.engine, kek)
-        if kek is not None
-        else DiskKeyStore(ca_settings.effective_key_dir)
-    )
-    ca = CertificateAuthority(ca_settings, store, keys, clock=clock, upstream=upstream)
-    try:
-        await ca.rotate()
-    except BaseException:
-        await store.close()
-        raise
-    return ca
+    """The CA over a datastore migrated with the issuer's tables too."""
+    return await CertificateAuthority.open(settings.ca, clock=clock, extra_migrations=[MIGRATIONS])
 
 
 async def open_issuer(
@@ -260,6 +232,22 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
             await pods.stop()
 
         app.cleanup_ctx.append(pod_cache)
+        kube_settings = issuer.settings.server.kubernetes
+        configmap = kube_settings.bundle_configmap if kube_settings is not None else None
+        if configmap is not None and kube_settings is not None:
+            namespace = resolve_namespace(kube_settings.bundle_configmap_namespace)
+            if namespace is None:
+                log.warning("bundle_configmap.no_namespace", name=configmap)
+            else:
+                api = issuer.kube.api
+                app.cleanup_ctx.append(
+                    _owned(
+                        "sigil-bundle-configmap",
+                        lambda: publish_bundle_configmap(
+                            issuer, api, namespace=namespace, name=configmap
+                        ),
+                    )
+                )
     for poller in pollers if pollers is not None else federation_pollers(issuer):
         app.cleanup_ctx.append(_owned(f"sigil-federation-{poller.peer.trust_domain}", poller.run))
     return app

@@ -46,6 +46,10 @@ class KubeSettings:
     )
     workload_audience: str = "sigil-workload"
     workload_id_template: WorkloadIdTemplate = field(default_factory=WorkloadIdTemplate)
+    #: A ConfigMap (created with the manifests) the server keeps holding the bundle, for consumers that do not
+    #: speak the Workload API; in the server's own namespace unless ``bundle_configmap_namespace`` says otherwise.
+    bundle_configmap: str | None = None
+    bundle_configmap_namespace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +153,12 @@ def _kube(values: Mapping[str, Any], base_dir: Path | None) -> KubeSettings:
         workload_id_template=WorkloadIdTemplate(
             str(values.get("workload_id_template", DEFAULT_WORKLOAD_ID_TEMPLATE))
         ),
+        bundle_configmap=str(values["bundle_configmap"])
+        if values.get("bundle_configmap")
+        else None,
+        bundle_configmap_namespace=str(values["bundle_configmap_namespace"])
+        if values.get("bundle_configmap_namespace")
+        else None,
     )
 
 

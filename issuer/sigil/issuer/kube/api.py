@@ -136,6 +136,23 @@ class KubeApi:
 
         return await self._call("get pod", call)
 
+    async def patch_config_map_data(self, namespace: str, name: str, data: dict[str, str]) -> bool:
+        """Merge ``data`` into an existing ConfigMap; False when it does not exist (it is never created)."""
+        body = {"data": data}
+
+        def call() -> bool:
+            try:
+                self._core.patch_namespaced_config_map(
+                    name, namespace, body, _request_timeout=self._timeout
+                )
+            except k8s.ApiException as err:
+                if err.status == 404:
+                    return False
+                raise
+            return True
+
+        return await self._call("patch configmap", call)
+
     async def read_node(self, name: str) -> Node | None:
         """GET one node, or None when it does not exist."""
 
