@@ -18,19 +18,17 @@ import asyncio
 import contextlib
 import dataclasses
 import random
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import structlog
 
 from sigil.ca.errors import SigilError
-from sigil.ca.keys import generate_key, private_key_der
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
-from sigil.issuer.client import BundleUpdate, X509SvidResult, make_csr
+from sigil.issuer.client import BundleUpdate, X509SvidResult
 from sigil.node_agent.agent_svid import AgentIdentity
 from sigil.node_agent.batcher import X509Batcher
 from sigil.node_agent.bundle_sync import BundleSync
@@ -38,18 +36,17 @@ from sigil.node_agent.errors import IdentityUnavailableError
 from sigil.node_agent.identity import ChangeFeed, TrustBundles, WorkloadJwtSvid, WorkloadX509Svid
 from sigil.node_agent.issuer_link import IssuerApi, is_denial
 from sigil.node_agent.jwt_cache import JwtSvidCache
-from sigil.node_agent.rotation import Backoff, rotation_at
+from sigil.node_agent.rotation import Backoff, IssuerHealth
 from sigil.node_agent.selectors import WorkloadAttestation
 from sigil.node_agent.settings import RotationSettings
 from sigil.node_agent.svid_cache import (
-    DueQueue,
     Workload,
     WorkloadKey,
-    cached_svid,
-    key_of,
+    new_keys,
     signers_of,
     workload_of,
 )
+from sigil.node_agent.workload_table import WorkloadTable
 
 __all__ = ["SvidManager"]
 
@@ -60,15 +57,6 @@ _MAX_SLEEP = 30.0
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _new_keys(count: int) -> list[tuple[bytes, bytes]]:
-    """``count`` fresh (PKCS#8 DER key, PEM CSR) pairs; CPU-bound, so it runs in a worker thread."""
-    pairs = []
-    for _ in range(count):
-        key = generate_key()
-        pairs.append((private_key_der(key), make_csr(key)))
-    return pairs
 
 
 class SvidManager:
@@ -89,18 +77,18 @@ class SvidManager:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 -- rotation jitter, not a secret
         self._changes = ChangeFeed()
-        self._workloads: dict[WorkloadKey, Workload] = {}
-        self._queue = DueQueue()
-        self._streams: Counter[WorkloadKey] = Counter()
         self._inflight: dict[WorkloadKey, asyncio.Task[None]] = {}
         self._federated: frozenset[TrustDomain] = frozenset()
-        self._backoff = self._new_backoff()
-        self._retry_at: datetime | None = None
+        self._health = IssuerHealth(self._new_backoff(), clock)
+        self._table = WorkloadTable(idle_timeout=self._settings.idle_timeout, health=self._health)
         self._batcher = X509Batcher(
             issuer.batch_x509_svids, window=self._settings.batch_window.total_seconds()
         )
         self._jwts = JwtSvidCache(
-            issuer, clock=clock, on_unreachable=self._unreachable, on_reachable=self._reachable
+            issuer,
+            clock=clock,
+            on_unreachable=self._unreachable,
+            on_reachable=self._health.succeeded,
         )
         self._bundles = BundleSync(
             issuer,
@@ -182,27 +170,21 @@ class SvidManager:
         self, workload: WorkloadAttestation, spiffe_id: SpiffeId, *, audiences: Sequence[str]
     ) -> WorkloadJwtSvid:
         slot = workload_of(workload, self._clock())
-        return await self._jwts.get(slot, spiffe_id, audiences, issuer_down=self._issuer_down())
+        return await self._jwts.get(slot, spiffe_id, audiences, issuer_down=self._health.down())
 
     @asynccontextmanager
     async def streaming(self, workload: WorkloadAttestation) -> AsyncIterator[None]:
-        key = key_of(workload)
-        self._streams[key] += 1
+        key = self._table.stream_opened(workload)
         try:
             yield
         finally:
-            self._streams[key] -= 1
-            if self._streams[key] <= 0:
-                del self._streams[key]
-            slot = self._workloads.get(key)
-            if slot is not None:
-                slot.last_seen = self._clock()
+            self._table.stream_closed(key, self._clock())
 
     # -- operations ---------------------------------------------------------------------------------------
 
     @property
     def cached_workloads(self) -> int:
-        return len(self._workloads)
+        return len(self._table)
 
     @property
     def issuer_batches(self) -> int:
@@ -215,18 +197,16 @@ class SvidManager:
 
     def forget_pod(self, uid: str) -> None:
         """The pod was deleted: drop its SVIDs at once."""
-        slot = self._workloads.get(("pod", uid))
+        slot = self._table.get(("pod", uid))
         if slot is not None:
-            self._drop(slot, "pod deleted")
+            self._table.drop(slot, "pod deleted")
             self._changes.notify()
 
     def next_wakeup(self) -> datetime | None:
         """The next moment something falls due (an SVID to rotate or drop, the agent SVID to renew)."""
-        candidates = [self._queue.next_due()]
+        candidates = [self._table.next_due()]
         if self._identity is not None and self._identity.renew_at is not None:
-            candidates.append(
-                max(self._identity.renew_at, self._retry_at or self._identity.renew_at)
-            )
+            candidates.append(self._health.not_before(self._identity.renew_at))
         return min((c for c in candidates if c is not None), default=None)
 
     async def run_due(self) -> None:
@@ -236,23 +216,23 @@ class SvidManager:
             await self._renew_agent_if_due(now)
             changed = False
             rotate: list[Workload] = []
-            for slot in self._queue.pop_due(now):
+            for slot in self._table.pop_due(now):
                 before = len(slot.svids)
                 slot.svids = slot.valid(now)
                 changed |= len(slot.svids) != before
-                if not self._alive(slot, now):
-                    self._drop(slot, "idle")
+                if not self._table.alive(slot, now):
+                    self._table.drop(slot, "idle")
                     changed = True
                 elif (
                     slot.svids
                     and slot.rotate_at is not None
                     and slot.rotate_at <= now
-                    and not self._issuer_down()
+                    and not self._health.down()
                     and slot.key not in self._inflight
                 ):
                     rotate.append(slot)
                 else:
-                    self._plan(slot, now)
+                    self._table.plan(slot, now)
             if rotate:
                 changed |= await self._rotate(rotate)
             if changed:
@@ -271,43 +251,15 @@ class SvidManager:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def _alive(self, slot: Workload, now: datetime) -> bool:
-        return self._streams[slot.key] > 0 or now - slot.last_seen < self._settings.idle_timeout
-
-    def _drop(self, slot: Workload, why: str) -> None:
-        self._workloads.pop(slot.key, None)
-        self._queue.schedule(slot, None)
-        _log.info("dropped a workload's SVIDs", workload=slot.key[0], why=why)
-
-    def _plan(self, slot: Workload, now: datetime) -> None:
-        """Schedule the slot's next due moment: rotation (or retry), expiry, or the idle check."""
-        idle_check = max(slot.last_seen + self._settings.idle_timeout, now + timedelta(seconds=1))
-        if not slot.svids or slot.rotate_at is None:
-            self._queue.schedule(slot, max(idle_check, slot.denied_until or now))
-            return
-        when = max(slot.rotate_at, self._retry_at or slot.rotate_at)
-        expiry = slot.earliest_expiry()
-        if expiry is not None and expiry < when:
-            when = expiry
-        self._queue.schedule(slot, when)
-
-    def _issuer_down(self) -> bool:
-        return self._retry_at is not None and self._clock() < self._retry_at
-
     def _unreachable(self) -> None:
-        delay = self._backoff.next_delay()
-        self._retry_at = self._clock() + delay
+        delay = self._health.failed()
         _log.warning("issuer unreachable; backing off", retry_in_s=round(delay.total_seconds(), 3))
-
-    def _reachable(self) -> None:
-        self._backoff.reset()
-        self._retry_at = None
 
     async def _renew_agent_if_due(self, now: datetime) -> None:
         identity = self._identity
         if identity is None or identity.renew_at is None or identity.renew_at > now:
             return
-        if self._issuer_down():
+        if self._health.down():
             return
         try:
             await identity.renew()
@@ -315,19 +267,15 @@ class SvidManager:
             self._unreachable()
             _log.warning("agent SVID renewal failed", error=str(err))
         else:
-            self._reachable()
+            self._health.succeeded()
 
     async def _slot(self, workload: WorkloadAttestation) -> Workload:
         now = self._clock()
-        key = key_of(workload)
-        slot = self._workloads.get(key)
-        if slot is None:
-            slot = self._workloads[key] = workload_of(workload, now)
-            self._plan(slot, now)
-        slot.last_seen = now
+        slot = self._table.touch(workload, now)
+        key = slot.key
         if slot.valid(now) or (slot.denied_until is not None and now < slot.denied_until):
             return slot
-        if self._issuer_down():
+        if self._health.down():
             raise IdentityUnavailableError("the issuer is unreachable; retrying with backoff")
         task = self._inflight.get(key)
         if task is None:
@@ -341,19 +289,19 @@ class SvidManager:
         return slot
 
     async def _issue_first(self, slot: Workload) -> None:
-        ((key_der, csr),) = await asyncio.to_thread(_new_keys, 1)
+        ((key_der, csr),) = await asyncio.to_thread(new_keys, 1)
         try:
             result = await self._batcher.submit(slot.request(csr))
         except SigilError:
             self._unreachable()
-            self._plan(slot, self._clock())
+            self._table.plan(slot, self._clock())
             raise
-        self._reachable()
+        self._health.succeeded()
         self._apply(slot, result, key_der)
         self._changes.notify()
 
     async def _rotate(self, slots: list[Workload]) -> bool:
-        pairs = await asyncio.to_thread(_new_keys, len(slots))
+        pairs = await asyncio.to_thread(new_keys, len(slots))
         now = self._clock()
         try:
             results = await self._batcher.submit_many(
@@ -363,9 +311,9 @@ class SvidManager:
             self._unreachable()
             _log.warning("rotation postponed", workloads=len(slots), error=str(err))
             for slot in slots:
-                self._plan(slot, now)
+                self._table.plan(slot, now)
             return False
-        self._reachable()
+        self._health.succeeded()
         for slot, (key_der, _), result in zip(slots, pairs, results, strict=True):
             self._apply(slot, result, key_der)
         return True
@@ -375,28 +323,23 @@ class SvidManager:
         if result.error is not None and not is_denial(result.error):
             # Not a "no" about this workload (the issuer is busy, say): keep what it has, try again later.
             _log.warning("issuer could not serve a workload", error=str(result.error))
-            slot.rotate_at = now + self._backoff.next_delay()
+            slot.rotate_at = now + self._new_backoff().next_delay()
         elif result.error is not None or not result.svids:
-            slot.svids, slot.rotate_at = (), None
-            slot.denied_until = now + self._settings.denied_retry
+            slot.deny(now + self._settings.denied_retry)
             _log.info("the issuer entitles this workload to nothing", workload=slot.key[0])
         else:
-            slot.svids = tuple(cached_svid(issued, key_der) for issued in result.svids)
-            slot.denied_until = None
-            expiry = slot.earliest_expiry()
-            slot.rotate_at = rotation_at(now, expiry, self._rng) if expiry is not None else None
-        if slot.key in self._workloads:
-            self._plan(slot, now)
+            slot.adopt(result.svids, key_der, now=now, rng=self._rng)
+        if slot in self._table:
+            self._table.plan(slot, now)
 
     def _bundle_updated(self, update: BundleUpdate) -> None:
         self._federated = frozenset(update.federated)
         tainted = update.tainted_authority_ids
         if tainted:
             now = self._clock()
-            early = [s for s in self._workloads.values() if s.svids and s.signed_by_any(tainted)]
+            early = [s for s in self._table.slots() if s.svids and s.signed_by_any(tainted)]
             for slot in early:
-                slot.rotate_at = now
-                self._queue.schedule(slot, now)
+                self._table.due_now(slot, now)
             dropped = self._jwts.drop_signed_by(tainted)
             if early or dropped:
                 _log.info("rotating early: signer tainted", x509=len(early), jwt=dropped)

@@ -15,9 +15,10 @@ between half and all of the current ceiling, so that the agents of a cluster do 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
-__all__ = ["JITTER", "Backoff", "jwt_refresh_at", "rotation_at"]
+__all__ = ["JITTER", "Backoff", "IssuerHealth", "jwt_refresh_at", "rotation_at"]
 
 #: Half-life ±10% of the lifetime: the rotation point is drawn from [0.4, 0.6] of the lifetime.
 JITTER = 0.1
@@ -66,3 +67,30 @@ class Backoff:
         self._failures = min(self._failures + 1, 30)
         # Never less than half the ceiling, so a failing issuer is not hammered by a lucky draw of zero.
         return ceiling * (0.5 + self._rng.random() / 2)
+
+
+class IssuerHealth:
+    """Whether the issuer is in a backoff window, shared by every kind of call the agent makes to it."""
+
+    def __init__(self, backoff: Backoff, clock: Callable[[], datetime]) -> None:
+        self._backoff = backoff
+        self._clock = clock
+        self.retry_at: datetime | None = None
+
+    def down(self) -> bool:
+        """True while the last failure's backoff has not run out: calls are not even tried."""
+        return self.retry_at is not None and self._clock() < self.retry_at
+
+    def failed(self) -> timedelta:
+        """Record a failure; returns the wait before the next attempt."""
+        delay = self._backoff.next_delay()
+        self.retry_at = self._clock() + delay
+        return delay
+
+    def succeeded(self) -> None:
+        self._backoff.reset()
+        self.retry_at = None
+
+    def not_before(self, when: datetime) -> datetime:
+        """``when``, or the end of the backoff window if that is later."""
+        return max(when, self.retry_at) if self.retry_at is not None else when

@@ -37,6 +37,9 @@ __all__ = ["DEFAULT_SOCKET_PATH", "WorkloadApiServer", "WorkloadApiSettings"]
 DEFAULT_SOCKET_PATH = Path("/run/sigil/agent.sock")
 # AF_UNIX paths are limited by sun_path (108 bytes including the terminating NUL on Linux).
 _MAX_SOCKET_PATH_BYTES = 107
+# grpclib listens with a backlog of 100; a node's workloads (re)connecting together after an agent restart can
+# exceed that, and a Unix socket refuses (EAGAIN) rather than queues past it. The kernel caps it at somaxconn.
+_BACKLOG = 4096
 
 _log = structlog.get_logger(__name__)
 
@@ -91,7 +94,7 @@ class WorkloadApiServer:
         await self._prepare_path(path)
         server = AcceptHookServer([self._service], on_accept=self._accept, on_close=self._closed)
         try:
-            await server.start(path=str(path))
+            await server.start(path=str(path), backlog=_BACKLOG)
             os.chmod(path, self._settings.socket_mode)
         except OSError as err:
             server.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,8 +21,10 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from sigil.issuer.client import IssuedX509Svid, X509SvidRequest
+from sigil.ca.keys import generate_key, private_key_der
+from sigil.issuer.client import IssuedX509Svid, X509SvidRequest, make_csr
 from sigil.node_agent.identity import WorkloadJwtSvid, WorkloadX509Svid
+from sigil.node_agent.rotation import rotation_at
 from sigil.node_agent.selectors import WorkloadAttestation
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "WorkloadKey",
     "cached_svid",
     "key_of",
+    "new_keys",
     "signers_of",
     "workload_of",
 ]
@@ -96,6 +100,24 @@ class Workload:
     def signed_by_any(self, authority_ids: frozenset[str]) -> bool:
         return any(s.signers & authority_ids for s in self.svids)
 
+    def adopt(
+        self,
+        svids: tuple[IssuedX509Svid, ...],
+        key_der: bytes,
+        *,
+        now: datetime,
+        rng: random.Random,
+    ) -> None:
+        """New SVIDs over the key in ``key_der``; rotation falls due between 40% and 60% of their life."""
+        self.svids = tuple(cached_svid(issued, key_der) for issued in svids)
+        self.denied_until = None
+        expiry = self.earliest_expiry()
+        self.rotate_at = rotation_at(now, expiry, rng) if expiry is not None else None
+
+    def deny(self, until: datetime) -> None:
+        """The issuer entitles this workload to nothing; ask again after ``until``."""
+        self.svids, self.rotate_at, self.denied_until = (), None, until
+
 
 def workload_of(attestation: WorkloadAttestation, now: datetime) -> Workload:
     """A fresh, empty slot for the attested caller."""
@@ -111,6 +133,18 @@ def key_of(attestation: WorkloadAttestation) -> WorkloadKey:
     if pod is not None:
         return ("pod", pod["uid"])
     return ("selectors", *sorted(str(s) for s in attestation.selectors))
+
+
+def new_keys(count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` fresh (PKCS#8 DER key, PEM CSR) pairs: blocking CPU work, for a worker thread.
+
+    Every issuance and rotation gets a fresh key made here; only the CSR ever leaves the agent.
+    """
+    pairs = []
+    for _ in range(count):
+        key = generate_key()
+        pairs.append((private_key_der(key), make_csr(key)))
+    return pairs
 
 
 def signers_of(chain: tuple[x509.Certificate, ...]) -> frozenset[str]:
