@@ -194,7 +194,7 @@ def load_agent_settings(
         return AgentSettings(
             trust_domain=td,
             issuer_url=str(
-                pick(issuer_url, "SIGIL_ISSUER_URL", agent, "issuer_url", "https://127.0.0.1:8443")
+                pick(issuer_url, "SIGIL_ISSUER_URL", agent, "issuer_url", "https://127.0.0.1:8081")
             ),
             data_dir=agent_dir,
             socket_path=Path(
