@@ -13,6 +13,7 @@ the issuer presents on first contact (SPIRE's option of the same name; developme
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,10 +34,13 @@ from sigil.node_agent.agent_svid import (
 )
 from sigil.node_agent.attestation import Attestation
 from sigil.node_agent.attestors import WorkloadAttestor
+from sigil.node_agent.attestors.k8s import InMemoryPodIndex, K8sAttestor, K8sAttestorSettings
 from sigil.node_agent.attestors.unix import UnixAttestor, UnixAttestorSettings
 from sigil.node_agent.errors import AgentAttestationError, AgentConfigError
 from sigil.node_agent.issuer_link import IssuerApi, fetch_bundle_insecurely
 from sigil.node_agent.manager import SvidManager
+from sigil.node_agent.pod_watch import KubeEndpoint, PodWatch, in_cluster_endpoint
+from sigil.node_agent.rotation import Backoff
 from sigil.node_agent.server import WorkloadApiServer, WorkloadApiSettings
 from sigil.node_agent.settings import AgentSettings, AttestationSettings
 
@@ -99,6 +103,8 @@ class NodeAgent:
         self._manager: SvidManager | None = None
         self._server: WorkloadApiServer | None = None
         self._identity: AgentIdentity | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self.pod_watch: PodWatch | None = None
 
     @property
     def manager(self) -> SvidManager:
@@ -150,7 +156,8 @@ class NodeAgent:
             )
             await self._manager.start()
             attestors = self._attestors or [
-                UnixAttestor(UnixAttestorSettings(discover_workload_path=s.discover_workload_path))
+                UnixAttestor(UnixAttestorSettings(discover_workload_path=s.discover_workload_path)),
+                *self._pod_attestors(self._manager),
             ]
             self._server = WorkloadApiServer(
                 WorkloadApiSettings(socket_path=s.socket_path),
@@ -164,11 +171,42 @@ class NodeAgent:
             raise
         _log.info("node agent ready", endpoint=self.endpoint, agent=str(self._identity.spiffe_id))
 
+    def _pod_attestors(self, manager: SvidManager) -> list[WorkloadAttestor]:
+        """With ``node_name``: the ``k8s`` attestor over an index a pod watch keeps current (owned task)."""
+        s = self.settings
+        if s.node_name is None:
+            return []
+        kube = s.kubernetes
+        endpoint = (
+            KubeEndpoint(url=kube.api_url, token_path=kube.token_path, ca_path=kube.ca_path)
+            if kube.api_url
+            else in_cluster_endpoint()
+        )
+        if endpoint is None:
+            raise AgentConfigError(
+                "agent.kubernetes.api_url", "node_name is set but no API server is known"
+            )
+        index = InMemoryPodIndex()
+        self.pod_watch = PodWatch(
+            endpoint,
+            s.node_name,
+            index,
+            on_delete=manager.forget_pod,
+            backoff=Backoff(initial=s.rotation.backoff_initial, maximum=s.rotation.backoff_max),
+        )
+        self._watch_task = asyncio.create_task(self.pod_watch.run(), name="sigil-pod-watch")
+        return [K8sAttestor(index, K8sAttestorSettings(node_name=s.node_name))]
+
     async def stop(self) -> None:
-        """Close the socket (streams end), stop rotating, close the issuer connection."""
+        """Close the socket (streams end), stop rotating and watching, close the issuer connection."""
         server, self._server = self._server, None
         if server is not None:
             await server.stop()
+        watch, self._watch_task = self._watch_task, None
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         manager, self._manager = self._manager, None
         if manager is not None:
             await manager.aclose()

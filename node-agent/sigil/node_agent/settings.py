@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_TOKEN_PATH",
     "AgentSettings",
     "AttestationSettings",
+    "KubernetesSettings",
     "RotationSettings",
     "load_agent_settings",
 ]
@@ -45,8 +46,10 @@ _AGENT_KEYS = frozenset(
         "rotation",
         "discover_workload_path",
         "log_level",
+        "kubernetes",
     }
 )
+_KUBERNETES_KEYS = frozenset({"api_url", "token_path", "ca_path"})
 _ATTESTATION_KEYS = frozenset({"method", "token_path", "cluster", "join_token"})
 _ROTATION_KEYS = frozenset(
     {
@@ -88,6 +91,15 @@ class RotationSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class KubernetesSettings:
+    """How the agent reaches the API server for its pod watch; empty means in-cluster (the pod's ServiceAccount)."""
+
+    api_url: str | None = None
+    token_path: Path | None = None
+    ca_path: Path | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentSettings:
     """Everything ``sigil-agent run`` needs."""
 
@@ -104,6 +116,8 @@ class AgentSettings:
     rotation: RotationSettings = field(default_factory=RotationSettings)
     discover_workload_path: bool = False
     log_level: str = "info"
+    #: With ``node_name`` set, the agent watches this node's pods and attests workloads with the ``k8s`` attestor.
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
     def __post_init__(self) -> None:
         if not self.issuer_url.startswith(("https://", "http://")):
@@ -164,6 +178,7 @@ def load_agent_settings(
         agent = _section(values, "agent", _AGENT_KEYS, source)
         attest = _section(agent, "attestation", _ATTESTATION_KEYS, source)
         timing = _section(agent, "rotation", _ROTATION_KEYS, source)
+        kube = _section(agent, "kubernetes", _KUBERNETES_KEYS, source)
         top_dir = data_dir_from(data_dir, values)
         td_name = pick(trust_domain, "SIGIL_TRUST_DOMAIN", values, "trust_domain", "example.org")
         td = TrustDomain.parse(str(td_name))
@@ -222,6 +237,11 @@ def load_agent_settings(
             rotation=rotation,
             discover_workload_path=_flag_bool(agent.get("discover_workload_path", False)),
             log_level=str(pick(None, "SIGIL_LOG_LEVEL", agent, "log_level", "info")),
+            kubernetes=KubernetesSettings(
+                api_url=kube.get("api_url"),
+                token_path=Path(kube["token_path"]) if kube.get("token_path") else None,
+                ca_path=Path(kube["ca_path"]) if kube.get("ca_path") else None,
+            ),
         )
     except AgentConfigError:
         raise
