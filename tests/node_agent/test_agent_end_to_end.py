@@ -167,3 +167,20 @@ async def test_a_spent_join_token_without_stored_state_stops_the_start(world: Ag
     with pytest.raises(AgentAttestationError, match="join token"):
         async with NodeAgent(other, clock=world.clock):
             pass
+
+
+async def test_an_agent_started_before_the_issuer_waits_for_it(world: AgentWorld) -> None:
+    """With the issuer not up yet the agent keeps trying to attest, and serves once the issuer is there."""
+    await world.issuer.stop()
+    agent = patient(world)
+    starting = asyncio.create_task(agent.start())
+    try:
+        done, _ = await asyncio.wait({starting}, timeout=0.5)
+        assert not done  # still attesting, with backoff, rather than giving up
+        await world.issuer.start()
+        await asyncio.wait_for(starting, timeout=10)
+        assert await asyncio.to_thread(_fetch_x509_leaf, agent) is not None
+        assert world.issuer.counts.attestations == 1
+    finally:
+        starting.cancel()
+        await agent.stop()

@@ -27,7 +27,7 @@ from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.issuer.client import AgentSvid, IssuedX509Svid
 from sigil.node_agent.errors import AgentAttestationError, IssuerUnreachableError
 from sigil.node_agent.issuer_link import IssuerApi, call_issuer
-from sigil.node_agent.rotation import rotation_at
+from sigil.node_agent.rotation import Backoff, rotation_at
 
 __all__ = ["AgentIdentity", "Attest", "StoredIdentity", "load_stored_identity"]
 
@@ -99,6 +99,7 @@ class AgentIdentity:
         attest: Attest,
         clock: Callable[[], datetime],
         rng: random.Random,
+        backoff: Backoff,
         stored: StoredIdentity | None = None,
     ) -> None:
         self._directory = directory
@@ -106,6 +107,7 @@ class AgentIdentity:
         self._attest = attest
         self._clock = clock
         self._rng = rng
+        self._backoff = backoff
         self._stored = stored
         self._renew_at: datetime | None = None
         self.attestations = 0
@@ -142,12 +144,20 @@ class AgentIdentity:
             self._schedule(now)
 
     async def _attest_now(self) -> None:
-        try:
-            agent = await call_issuer(self._attest(self._issuer))
-        except IssuerUnreachableError:
-            raise
-        except SigilError as err:
-            raise AgentAttestationError(str(err)) from err
+        # An issuer that is not up yet (a node booting with the control plane) is waited for, with backoff;
+        # a refusal (a spent join token, an unknown node) is final and stops the start.
+        agent: AgentSvid | None = None
+        while agent is None:
+            try:
+                agent = await call_issuer(self._attest(self._issuer))
+            except IssuerUnreachableError as err:
+                delay = self._backoff.next_delay().total_seconds()
+                _log.warning(
+                    "issuer unreachable; attesting again", error=str(err), retry_in_s=delay
+                )
+                await asyncio.sleep(delay)
+            except SigilError as err:
+                raise AgentAttestationError(str(err)) from err
         self.attestations += 1
         _log.info("attested to the issuer", spiffe_id=str(agent.svid.spiffe_id))
         await asyncio.to_thread(_store, self._directory, agent, self._issuer.trust_bundle)

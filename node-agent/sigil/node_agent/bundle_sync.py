@@ -98,8 +98,8 @@ class BundleSync:
         while True:
             try:
                 await self.refresh(wait=self._wait)
-            except SigilError as err:
-                # IssuerUnreachableError and refusals alike: keep serving what we have and try again later.
+            except (SigilError, ValueError, KeyError) as err:
+                # Unreachable, refused or malformed alike: keep serving what we have and try again later.
                 delay = self._backoff.next_delay()
                 _log.warning(
                     "bundle update failed; retrying",

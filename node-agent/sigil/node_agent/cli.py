@@ -91,23 +91,33 @@ def _parser() -> argparse.ArgumentParser:
 async def _serve(settings: AgentSettings) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    agent = NodeAgent(settings)
+    # Starting may wait for an issuer that is not up yet; a signal then ends the wait too.
+    starting = asyncio.create_task(agent.start(), name="sigil-agent-start")
+
+    def on_signal() -> None:
+        stop.set()
+        starting.cancel()
+
     signals = (signal.SIGTERM, signal.SIGINT)
     for number in signals:
-        loop.add_signal_handler(number, stop.set)
+        loop.add_signal_handler(number, on_signal)
     try:
-        agent = NodeAgent(settings)
-        await agent.start()
         try:
-            print(f"sigil-agent: Workload API on {settings.socket_path}", flush=True)
-            print(f"SPIFFE_ENDPOINT_SOCKET={agent.endpoint}", flush=True)
-            await stop.wait()
-            print("sigil-agent: stopping", file=sys.stderr, flush=True)
-        finally:
-            await asyncio.wait_for(agent.stop(), _DRAIN_TIMEOUT)
+            await starting
+        except asyncio.CancelledError:
+            if not stop.is_set():
+                raise
+            return 0
+        print(f"sigil-agent: Workload API on {settings.socket_path}", flush=True)
+        print(f"SPIFFE_ENDPOINT_SOCKET={agent.endpoint}", flush=True)
+        await stop.wait()
+        print("sigil-agent: stopping", file=sys.stderr, flush=True)
+        return 0
     finally:
+        await asyncio.wait_for(agent.stop(), _DRAIN_TIMEOUT)
         for number in signals:
             loop.remove_signal_handler(number)
-    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

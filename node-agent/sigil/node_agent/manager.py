@@ -119,13 +119,11 @@ class SvidManager:
             self._spawn(self._bundles.run(), "sigil-bundle-long-poll")
 
     async def aclose(self) -> None:
-        """Cancel and await every task the manager owns."""
+        """Cancel and await every task the manager owns (a task that crashed was logged when it did)."""
         tasks = [*self._tasks, *self._inflight.values()]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._batcher.aclose()
 
     async def __aenter__(self) -> SvidManager:
@@ -143,7 +141,13 @@ class SvidManager:
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A bug, not an outage (those are handled where they happen): say so loudly, once.
+            _log.error("background task failed", task=task.get_name(), exc_info=task.exception())
 
     # -- what the Workload API asks -----------------------------------------------------------------------
 

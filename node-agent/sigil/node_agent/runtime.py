@@ -145,6 +145,7 @@ class NodeAgent:
                 attest=attestation_of(s.attestation),
                 clock=self._clock,
                 rng=self._rng,
+                backoff=Backoff(initial=s.rotation.backoff_initial, maximum=s.rotation.backoff_max),
                 stored=stored,
             )
             self._manager = SvidManager(
