@@ -15,14 +15,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## run: the main job on the embedded default (SQLite, trust domain example.org, under ./.sigil)
+## run: the main job on the embedded default: sigil-server and sigil-agent on this host (SQLite, example.org,
+## state under $(SIGIL_DATA_DIR)); prints the SPIFFE_ENDPOINT_SOCKET a workload needs; Ctrl-C stops both
 run: $(STAMP)
-	@echo "== Sigil on the embedded default: SQLite under $(SIGIL_DATA_DIR), trust domain example.org"
-	$(BIN)/sigil-server authority list --all-kinds
-	$(BIN)/sigil-server x509 mint --spiffe-id spiffe://example.org/demo/workload --dns workload.demo --write $(SIGIL_DATA_DIR)/demo
-	$(BIN)/sigil-server jwt mint --spiffe-id spiffe://example.org/demo/workload --audience demo
-	$(BIN)/sigil-server bundle show --format spiffe
-	openssl verify -CAfile $(SIGIL_DATA_DIR)/demo/bundle.pem $(SIGIL_DATA_DIR)/demo/svid.pem
+	$(BIN)/python -m sigil.node_agent.local
 
 ## test: lint, type-check, layer contracts, then every test
 test: lint typecheck contracts pytest
