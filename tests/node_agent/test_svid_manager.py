@@ -81,6 +81,17 @@ async def test_a_workload_without_an_entry_is_entitled_to_nothing(
     assert world.issuer.counts.x509_items == 1
 
 
+async def test_an_issuer_busy_with_one_item_is_unavailable_not_a_denial(
+    world: AgentWorld, agent: NodeAgent
+) -> None:
+    """An item answered "unavailable" makes the caller retry (Unavailable), not lose its identity."""
+    world.issuer.item_problem = "unavailable"
+    with pytest.raises(IdentityUnavailableError):
+        await agent.manager.x509_svids(ME)
+    world.issuer.item_problem = None
+    assert [s.spiffe_id for s in await agent.manager.x509_svids(ME)] == [WORKLOAD_ID]
+
+
 async def test_workloads_arriving_together_are_issued_in_few_batches(
     world: AgentWorld, agent: NodeAgent
 ) -> None:

@@ -95,6 +95,8 @@ class FakeIssuer:
         self.ca = ca
         self.counts = IssuerCounts()
         self.entries: list[tuple[frozenset[str], SpiffeId]] = []
+        #: When set, every batch item is answered with a problem of this reason (say, ``unavailable``).
+        self.item_problem: str | None = None
         self._join_tokens = set(join_tokens)
         self._agent_ttl = agent_ttl
         self._jwt_ttl = jwt_ttl
@@ -225,6 +227,9 @@ class FakeIssuer:
         results: list[wire.X509ResultItem] = []
         for item in items:
             ids = self._matching(item.get("selectors", []))
+            if self.item_problem is not None:
+                results.append({"problem": {**self._not_entitled(), "reason": self.item_problem}})
+                continue
             if not ids:
                 results.append({"problem": self._not_entitled()})
                 continue

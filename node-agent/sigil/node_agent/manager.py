@@ -301,6 +301,9 @@ class SvidManager:
             self._table.plan(slot, self._clock())
             raise
         self._health.succeeded()
+        if result.error is not None and not is_denial(result.error):
+            # "Not now" for this workload (Unavailable, the client retries), never "no" (PermissionDenied).
+            raise IdentityUnavailableError(str(result.error))
         self._apply(slot, result, key_der)
         self._changes.notify()
 
