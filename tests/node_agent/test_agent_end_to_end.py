@@ -184,3 +184,13 @@ async def test_an_agent_started_before_the_issuer_waits_for_it(world: AgentWorld
     finally:
         starting.cancel()
         await agent.stop()
+
+
+async def test_insecure_bootstrap_trusts_the_first_answer_and_remembers_it(
+    world: AgentWorld,
+) -> None:
+    """Without a bundle file the agent takes the issuer's bundle on first contact and stores it for restarts."""
+    async with patient(world, trust_bundle_path=None, insecure_bootstrap=True) as agent:
+        assert await asyncio.to_thread(_fetch_x509_leaf, agent) is not None
+    stored = (world.directory / "agent" / "bundle.json").read_bytes()
+    assert b"x509-svid" in stored
