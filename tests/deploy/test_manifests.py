@@ -231,6 +231,11 @@ def test_agent_config_is_what_the_agent_reads(
     assert volumes["bundle"]["configMap"]["name"] == "sigil-bundle"
     assert settings.trust_bundle_path.name in _find(objs, "ConfigMap", "sigil-bundle")["data"]
     assert str(settings.data_dir) == mounts["state"]
+    assert settings.health_listen is not None
+    health_port = int(settings.health_listen.rsplit(":", 1)[1])
+    assert agent["ports"] == [{"name": "health", "containerPort": health_port}]
+    for probe, path in (("readinessProbe", "/ready"), ("livenessProbe", "/live")):
+        assert agent[probe]["httpGet"] == {"path": path, "port": "health"}
     env = {e["name"]: e for e in agent["env"]}
     assert env["SIGIL_NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     url = urlsplit(settings.issuer_url)

@@ -23,6 +23,7 @@ from spiffe.errors import PySpiffeError
 
 from sigil.ca.errors import SigilError
 from sigil.node_agent.fetch import FetchRequest, fetch
+from sigil.node_agent.health import HealthServer
 from sigil.node_agent.runtime import NodeAgent
 from sigil.node_agent.settings import AgentSettings, load_agent_settings
 
@@ -92,6 +93,12 @@ async def _serve(settings: AgentSettings) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     agent = NodeAgent(settings)
+    health = (
+        HealthServer(settings.health_listen, agent.readiness) if settings.health_listen else None
+    )
+    if health is not None:
+        # Up before the agent, so that liveness holds while it waits for the issuer.
+        await health.start()
     # Starting may wait for an issuer that is not up yet; a signal then ends the wait too.
     starting = asyncio.create_task(agent.start(), name="sigil-agent-start")
 
@@ -116,6 +123,8 @@ async def _serve(settings: AgentSettings) -> int:
         return 0
     finally:
         await asyncio.wait_for(agent.stop(), _DRAIN_TIMEOUT)
+        if health is not None:
+            await health.stop()
         for number in signals:
             loop.remove_signal_handler(number)
 

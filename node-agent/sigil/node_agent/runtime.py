@@ -122,6 +122,17 @@ class NodeAgent:
     def endpoint(self) -> str:
         return self.settings.endpoint
 
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the agent serves the Workload API with a valid agent SVID, and if not, why."""
+        if self._server is None or self._identity is None:
+            return False, "starting: not yet attested or not yet listening"
+        agent = self._client.agent_svid if self._client is not None else None
+        if agent is None:
+            return False, "no agent SVID"
+        if agent.svid.expires_at <= self._clock():
+            return False, "the agent SVID has expired and could not be renewed yet"
+        return True, "serving"
+
     async def _bootstrap_bundle(self) -> tuple[TrustBundle, StoredIdentity]:
         s = self.settings
         stored = await asyncio.to_thread(load_stored_identity, s.data_dir, s.trust_domain)

@@ -47,6 +47,7 @@ _AGENT_KEYS = frozenset(
         "discover_workload_path",
         "log_level",
         "kubernetes",
+        "health_listen",
     }
 )
 _KUBERNETES_KEYS = frozenset({"api_url", "token_path", "ca_path"})
@@ -116,6 +117,8 @@ class AgentSettings:
     rotation: RotationSettings = field(default_factory=RotationSettings)
     discover_workload_path: bool = False
     log_level: str = "info"
+    #: ``HOST:PORT`` of the plain-HTTP ``/live`` and ``/ready`` endpoint for probes; none when unset.
+    health_listen: str | None = None
     #: With ``node_name`` set, the agent watches this node's pods and attests workloads with the ``k8s`` attestor.
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
@@ -237,6 +240,7 @@ def load_agent_settings(
             rotation=rotation,
             discover_workload_path=_flag_bool(agent.get("discover_workload_path", False)),
             log_level=str(pick(None, "SIGIL_LOG_LEVEL", agent, "log_level", "info")),
+            health_listen=pick(None, "SIGIL_AGENT_HEALTH_LISTEN", agent, "health_listen"),
             kubernetes=KubernetesSettings(
                 api_url=kube.get("api_url"),
                 token_path=Path(kube["token_path"]) if kube.get("token_path") else None,

@@ -1,0 +1,53 @@
+"""The agent's /live and /ready endpoints answer what a kubelet probe needs to know."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from sigil_testing.agent import AgentWorld, agent_world
+
+from sigil.node_agent.health import HealthServer
+from sigil.node_agent.settings import load_agent_settings
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[AgentWorld]:
+    async with agent_world() as running:
+        yield running
+
+
+async def _get(port: int, path: str) -> tuple[int, dict[str, object]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}{path}") as reply,
+    ):
+        return reply.status, await reply.json()
+
+
+async def test_ready_only_once_the_agent_serves(world: AgentWorld) -> None:
+    """Before start /ready is 503 with the reason while /live is 200; once serving, /ready is 200."""
+    agent = world.agent()
+    health = HealthServer("127.0.0.1:0", agent.readiness)
+    await health.start()
+    try:
+        assert await _get(health.port, "/live") == (200, {"live": True})
+        status, body = await _get(health.port, "/ready")
+        assert status == 503
+        assert "not yet attested" in str(body["reason"])
+        async with agent:
+            status, body = await _get(health.port, "/ready")
+            assert (status, body["ready"]) == (200, True)
+    finally:
+        await health.stop()
+
+
+def test_health_listen_is_a_setting(tmp_path: Path) -> None:
+    """``agent.health_listen`` is read from the file; a malformed address is refused when the server is built."""
+    config = tmp_path / "agent.yaml"
+    config.write_text("agent:\n  insecure_bootstrap: true\n  health_listen: 0.0.0.0:8082\n")
+    assert load_agent_settings(config).health_listen == "0.0.0.0:8082"
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        HealthServer("8082", lambda: (True, ""))
