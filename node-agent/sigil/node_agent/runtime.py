@@ -40,6 +40,7 @@ from sigil.node_agent.errors import AgentAttestationError, AgentConfigError
 from sigil.node_agent.issuer_link import IssuerApi, fetch_bundle_insecurely
 from sigil.node_agent.manager import SvidManager
 from sigil.node_agent.pod_watch import KubeEndpoint, PodWatch, in_cluster_endpoint
+from sigil.node_agent.policy_sync import PolicySync
 from sigil.node_agent.rotation import Backoff
 from sigil.node_agent.server import WorkloadApiServer, WorkloadApiSettings
 from sigil.node_agent.settings import AgentSettings, AttestationSettings
@@ -105,6 +106,9 @@ class NodeAgent:
         self._identity: AgentIdentity | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self.pod_watch: PodWatch | None = None
+        #: The policies served to local enforcers (policy_sync.py), current while the agent runs.
+        self.policies: PolicySync | None = None
+        self._policy_task: asyncio.Task[None] | None = None
 
     @property
     def manager(self) -> SvidManager:
@@ -171,11 +175,20 @@ class NodeAgent:
                 UnixAttestor(UnixAttestorSettings(discover_workload_path=s.discover_workload_path)),
                 *self._pod_attestors(self._manager),
             ]
+            self.policies = PolicySync(
+                self._client,
+                wait=s.rotation.bundle_wait.total_seconds(),
+                backoff=Backoff(initial=s.rotation.backoff_initial, maximum=s.rotation.backoff_max),
+                directory=s.data_dir,
+            )
+            await self.policies.load_stored()
+            self._policy_task = asyncio.create_task(self.policies.run(), name="sigil-policy-sync")
             self._server = WorkloadApiServer(
                 WorkloadApiSettings(socket_path=s.socket_path),
                 source=self._manager,
                 attestor=Attestation(attestors),
                 clock=self._clock,
+                policies=self.policies,
             )
             await self._server.start()
         except BaseException:
@@ -214,11 +227,12 @@ class NodeAgent:
         server, self._server = self._server, None
         if server is not None:
             await server.stop()
-        watch, self._watch_task = self._watch_task, None
-        if watch is not None:
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+        for task in (self._watch_task, self._policy_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._watch_task = self._policy_task = None
         manager, self._manager = self._manager, None
         if manager is not None:
             await manager.aclose()

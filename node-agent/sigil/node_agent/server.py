@@ -30,6 +30,8 @@ from sigil.node_agent.attestation import CallerAttestor
 from sigil.node_agent.errors import NodeAgentError, PeerGoneError, SocketError
 from sigil.node_agent.identity import IdentitySource
 from sigil.node_agent.peer import PROC_ROOT, capture_peer
+from sigil.node_agent.policy_service import PolicyService
+from sigil.node_agent.policy_sync import PolicySync
 from sigil.node_agent.workload_api import Caller, WorkloadApiService
 
 __all__ = ["DEFAULT_SOCKET_PATH", "WorkloadApiServer", "WorkloadApiSettings"]
@@ -75,9 +77,14 @@ class WorkloadApiServer:
         source: IdentitySource,
         attestor: CallerAttestor,
         clock: Callable[[], datetime] | None = None,
+        policies: PolicySync | None = None,
     ) -> None:
         self._settings = settings
         self._service = WorkloadApiService(source=source, attestor=attestor, clock=clock)
+        # Sigil's policy service shares the socket and the per-connection attestation (policy_service.py).
+        self._policy_service = (
+            None if policies is None else PolicyService(policies=policies, attestor=attestor)
+        )
         self._server: AcceptHookServer | None = None
         self._connections: set[asyncio.BaseTransport] = set()
 
@@ -92,7 +99,10 @@ class WorkloadApiServer:
             raise RuntimeError("the Workload API server is already started")
         path = self._settings.socket_path
         await self._prepare_path(path)
-        server = AcceptHookServer([self._service], on_accept=self._accept, on_close=self._closed)
+        services: list[WorkloadApiService | PolicyService] = [self._service]
+        if self._policy_service is not None:
+            services.append(self._policy_service)
+        server = AcceptHookServer(services, on_accept=self._accept, on_close=self._closed)
         try:
             await server.start(path=str(path), backlog=_BACKLOG)
             os.chmod(path, self._settings.socket_mode)
@@ -140,7 +150,10 @@ class WorkloadApiServer:
             except NodeAgentError as err:
                 # The call will be refused with this error; the log says why at the time of the call.
                 caller = err
-        return self._service.bind(caller)
+        routes = self._service.bind(caller)
+        if self._policy_service is not None:
+            routes.update(self._policy_service.bind(caller))
+        return routes
 
     def _closed(self, transport: asyncio.BaseTransport) -> None:
         self._connections.discard(transport)

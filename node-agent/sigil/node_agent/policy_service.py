@@ -1,0 +1,146 @@
+"""The policy service on the agent's socket: each local enforcer gets the policies that can apply to its workload.
+
+``/sigil.policy.v1.PolicyService/WatchPolicies`` (``enforcer/sigil/enforcer/_proto/policy.proto``) is served next
+to the Workload API, on the same socket and under the same rules: the ``workload.spiffe.io: true`` header is
+required (``InvalidArgument`` without it), the caller is attested from the credentials its connection had at
+accept, and the status codes come from the Workload API's one table.
+
+The caller's pod (namespace and labels, from the ``k8s`` attestor's selectors) decides what it is sent
+(:mod:`sigil.enforcer.policy.scope`): a workload learns nothing about the policies of other pods. A caller that is
+not in a pod gets only the cluster policies whose selectors match an empty label set. The stream sends the complete
+scoped snapshot at once and again whenever it differs from the last one sent; the issuer's revision is part of the
+snapshot, so every new revision reaches the enforcer (whose metrics show it) even when its policies are unchanged.
+Until the agent has a first policy set (from the issuer or its stored copy) the stream sends nothing and waits.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import structlog
+from grpclib.const import Cardinality, Handler
+from grpclib.exceptions import GRPCError
+from grpclib.server import Stream
+
+from sigil.enforcer._proto import policy_pb2 as pb
+from sigil.enforcer.policy.scope import Workload, applies_to
+from sigil.node_agent.attestation import CallerAttestor
+from sigil.node_agent.errors import NodeAgentError, PeerGoneError, SecurityHeaderMissingError
+from sigil.node_agent.peer import PeerCredentials
+from sigil.node_agent.policy_sync import PolicyState, PolicySync
+from sigil.node_agent.selectors import Selectors
+from sigil.node_agent.workload_api import SECURITY_HEADER, Caller, grpc_status_of
+
+__all__ = ["WATCH_POLICIES_PATH", "PolicyService", "snapshot_for", "workload_of"]
+
+WATCH_POLICIES_PATH = "/sigil.policy.v1.PolicyService/WatchPolicies"
+
+_log = structlog.get_logger(__name__)
+
+_WorkloadKey = tuple[str | None, tuple[tuple[str, str], ...]]
+_Cut = tuple[pb.PolicySnapshot, bytes]
+
+_NS = "ns:"
+_LABEL = "pod-label:"
+
+
+def workload_of(selectors: Selectors) -> Workload:
+    """The caller's pod from its ``k8s`` selectors; namespace None when it has none (not in a pod)."""
+    namespace: str | None = None
+    labels: dict[str, str] = {}
+    for selector in selectors:
+        if selector.type != "k8s":
+            continue
+        if selector.value.startswith(_NS):
+            namespace = selector.value.removeprefix(_NS)
+        elif selector.value.startswith(_LABEL):
+            # Label keys and values never hold ':' (Kubernetes' syntax), so the first one separates them.
+            key, _, value = selector.value.removeprefix(_LABEL).partition(":")
+            labels[key] = value
+    return Workload(namespace, labels if namespace is not None else {})
+
+
+def snapshot_for(state: PolicyState, workload: Workload) -> pb.PolicySnapshot:
+    """The snapshot ``workload`` is sent from ``state`` (its namespace's labels taken from ``state``)."""
+    if workload.namespace is not None:
+        labels = state.namespaces.get(workload.namespace, {})
+        workload = Workload(workload.namespace, workload.labels, labels)
+    return pb.PolicySnapshot(
+        revision=state.revision,
+        digest=state.digest,
+        policies=[document for policy, document in state.entries if applies_to(policy, workload)],
+        namespace=workload.namespace or "",
+        pod_labels=dict(workload.labels),
+        namespace_labels=dict(workload.namespace_labels),
+    )
+
+
+class PolicyService:
+    """``WatchPolicies``, bound per connection like the Workload API (see ``server.py``)."""
+
+    def __init__(self, *, policies: PolicySync, attestor: CallerAttestor) -> None:
+        self._policies = policies
+        self._attestor = attestor
+        # The callers of one pod (or many pods alike) share a snapshot: scoping runs once per state and workload.
+        self._cut: tuple[PolicyState | None, dict[_WorkloadKey, _Cut]] = (None, {})
+
+    def bind(self, caller: Caller) -> dict[str, Handler]:
+        """The route whose handler serves ``caller``."""
+        return {
+            WATCH_POLICIES_PATH: Handler(
+                functools.partial(self._watch, caller),
+                Cardinality.UNARY_STREAM,
+                pb.WatchPoliciesRequest,
+                pb.PolicySnapshot,
+            )
+        }
+
+    def __mapping__(self) -> dict[str, Handler]:
+        # A connection whose credentials were never captured: refuse everyone, as the Workload API does.
+        return self.bind(PeerGoneError(0, "no peer credentials on this connection"))
+
+    async def _watch(
+        self, caller: Caller, stream: Stream[pb.WatchPoliciesRequest, pb.PolicySnapshot]
+    ) -> None:
+        pid = caller.pid if isinstance(caller, PeerCredentials) else None
+        try:
+            values = stream.metadata.getall(SECURITY_HEADER, []) if stream.metadata else []
+            if values != ["true"]:
+                raise SecurityHeaderMissingError
+            if isinstance(caller, NodeAgentError):
+                raise caller
+            attested = await self._attestor.attest(caller)
+        except NodeAgentError as err:
+            status = grpc_status_of(err)
+            _log.info("policy watch refused", pid=pid, status=status.name, reason=str(err))
+            raise GRPCError(status, str(err)) from err
+        await stream.recv_message()
+        workload = workload_of(attested.selectors)
+        _log.debug("policy watch", pid=pid, namespace=workload.namespace)
+        changes = self._policies.changes
+        last: bytes | None = None
+        while True:
+            seen = changes.revision
+            cut = self._snapshot(workload)
+            if cut is not None and cut[1] != last:
+                await stream.send_message(cut[0])
+                last = cut[1]
+            await changes.wait_after(seen)
+
+    def _snapshot(self, workload: Workload) -> _Cut | None:
+        """The snapshot for ``workload`` of the state in force, and its bytes (None before any state)."""
+        state = self._policies.state
+        if state is None:
+            return None
+        cut_of, cuts = self._cut
+        if cut_of is not state:
+            cuts = {}
+            self._cut = (state, cuts)
+        key = (workload.namespace, tuple(sorted(workload.labels.items())))
+        cut = cuts.get(key)
+        if cut is None:
+            snapshot = snapshot_for(state, workload)
+            # Deterministic serialization orders map entries, so equal content gives equal bytes.
+            cut = (snapshot, snapshot.SerializeToString(deterministic=True))
+            cuts[key] = cut
+        return cut

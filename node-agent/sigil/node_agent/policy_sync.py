@@ -1,0 +1,172 @@
+"""The authorization policies the agent hands to local enforcers, kept current by the issuer's policy long poll.
+
+One request waits on the issuer until its policy revision moves (a file, an admin apply, a CRD, a namespace's
+labels) or ``rotation.bundle_wait`` passes, so a change reaches the node within a round trip, as bundles do
+(``bundle_sync.py``). While the issuer is away the agent keeps the last set it had and retries with backoff.
+
+The last set is also written to ``agent.data_dir/policies.json`` (atomically, mode 0600) and read back at start:
+a restarted agent serves policy to enforcers at once, even with the issuer away, instead of making every
+enforcer on the node wait for the issuer (they keep theirs in memory, but a pod started meanwhile has none).
+A stored set that cannot be read is ignored with a warning; the issuer's next answer replaces it anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from sigil.ca.errors import SigilError
+from sigil.ca.keys import write_secret_file
+from sigil.enforcer.errors import PolicyError
+from sigil.enforcer.policy import Policy, parse_policy
+from sigil.enforcer.policy.loader import policy_key
+from sigil.issuer.client import PolicyUpdate
+from sigil.node_agent.identity import ChangeFeed
+from sigil.node_agent.issuer_link import call_issuer
+from sigil.node_agent.rotation import Backoff
+
+__all__ = ["POLICY_FILE", "PolicyFeedApi", "PolicyState", "PolicySync"]
+
+POLICY_FILE = "policies.json"
+
+_log = structlog.get_logger(__name__)
+
+
+class PolicyFeedApi(Protocol):
+    """The one issuer call this needs; :class:`~sigil.issuer.client.IssuerClient` provides it."""
+
+    async def policies(
+        self, after_revision: int | None = None, *, wait: float | None = None
+    ) -> PolicyUpdate: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyState:
+    """One revision of the issuer's policy set: each policy parsed and as canonical JSON, namespace labels."""
+
+    revision: int
+    digest: str
+    entries: tuple[tuple[Policy, str], ...]
+    namespaces: Mapping[str, Mapping[str, str]]
+
+    @classmethod
+    def of(cls, update: PolicyUpdate) -> PolicyState:
+        """The state of ``update``; documents this agent's schema refuses are left out (and logged)."""
+        for error in update.refused:
+            _log.warning("policy from the issuer refused by this agent's schema", error=str(error))
+        if update.refused:
+            # ``policies`` skips the refused documents, so pair each document with its policy again.
+            pairs = []
+            for document in update.documents:
+                try:
+                    pairs.append((parse_policy(document), document))
+                except PolicyError:
+                    continue
+        else:
+            pairs = list(zip(update.policies, update.documents, strict=True))
+        pairs.sort(key=lambda pair: policy_key(pair[0]))
+        return cls(
+            update.revision,
+            update.digest,
+            tuple((policy, _canonical(document)) for policy, document in pairs),
+            {ns: dict(labels) for ns, labels in update.namespaces.items()},
+        )
+
+    def wire(self) -> dict[str, Any]:
+        """The state as the issuer's ``GET /v1/agent/policies`` body, which is how it is stored."""
+        return {
+            "revision": self.revision,
+            "digest": self.digest,
+            "policies": [json.loads(document) for _, document in self.entries],
+            "namespaces": {ns: dict(labels) for ns, labels in self.namespaces.items()},
+        }
+
+
+def _canonical(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+class PolicySync:
+    """Holds the :class:`PolicyState` in force (None before any); :meth:`run` keeps it current."""
+
+    def __init__(
+        self,
+        issuer: PolicyFeedApi,
+        *,
+        wait: float,
+        backoff: Backoff,
+        directory: Path | None = None,
+    ) -> None:
+        self._issuer = issuer
+        self._wait = wait
+        self._backoff = backoff
+        self._path = None if directory is None else directory / POLICY_FILE
+        self._state: PolicyState | None = None
+        #: Notified after every new state; the policy streams wait on it.
+        self.changes = ChangeFeed()
+
+    @property
+    def state(self) -> PolicyState | None:
+        """The set in force, or None until the first answer (or stored set)."""
+        return self._state
+
+    async def load_stored(self) -> bool:
+        """Adopt the set the last run stored, if there is one that reads; True when one was adopted."""
+        if self._path is None or self._state is not None:
+            return False
+        try:
+            text = await asyncio.to_thread(self._path.read_text, encoding="utf-8")
+            state = PolicyState.of(PolicyUpdate.parse(json.loads(text)))
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            _log.warning("stored policies unreadable; waiting for the issuer", error=str(err))
+            return False
+        self._adopt(state)
+        _log.info("serving the stored policies until the issuer answers", revision=state.revision)
+        return True
+
+    async def refresh(self, *, wait: float | None = None) -> bool:
+        """One request (a long poll with ``wait``); True when the set changed. Raises IssuerUnreachableError."""
+        after = None if self._state is None else self._state.revision
+        update = await call_issuer(self._issuer.policies(after, wait=wait))
+        if self._state is not None and update.revision == self._state.revision:
+            return False
+        state = await asyncio.to_thread(PolicyState.of, update)
+        self._adopt(state)
+        _log.info("policies updated", revision=state.revision, policies=len(state.entries))
+        if self._path is not None:
+            try:
+                data = json.dumps(state.wire(), sort_keys=True).encode()
+                await asyncio.to_thread(write_secret_file, self._path, data)
+            except SigilError as err:
+                # Serving matters more than storing: the set is in force; only a restart would miss it.
+                _log.warning("cannot store the policies", error=str(err))
+        return True
+
+    def _adopt(self, state: PolicyState) -> None:
+        self._state = state
+        self.changes.notify()
+
+    async def run(self) -> None:
+        """Long-poll forever; the owner cancels it on shutdown."""
+        while True:
+            try:
+                await self.refresh(wait=self._wait)
+            except (SigilError, ValueError, KeyError) as err:
+                # Unreachable, refused or malformed alike: keep serving the last set and try again later.
+                delay = self._backoff.next_delay()
+                _log.warning(
+                    "policy update failed; retrying",
+                    error=str(err),
+                    retry_in_s=round(delay.total_seconds(), 3),
+                )
+                await asyncio.sleep(delay.total_seconds())
+            else:
+                self._backoff.reset()
