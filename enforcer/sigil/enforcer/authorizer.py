@@ -4,6 +4,9 @@ An enforcer guards one pod, so the target (namespace, labels) and the trust doma
 policies change. :class:`Authorizer` holds the compiled index of the current revision, swaps in a new one when
 the policy directory changes (the :class:`~sigil.enforcer.policy.store.PolicyStore` keeps the last good version
 of anything refused, and a directory that cannot be read changes nothing), and logs and counts every decision.
+Instead of a directory it can follow an :class:`~sigil.enforcer.policy_feed.AgentPolicySource` (policies from the
+node agent): each snapshot the source applies is compiled at once, the namespace labels the agent attested are
+used, and the revision reported is the issuer's.
 Reading the directory is blocking file I/O and runs in a worker thread; deciding is a few dict lookups and runs
 on the caller's thread.
 """
@@ -14,6 +17,7 @@ import asyncio
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -25,6 +29,10 @@ from sigil.enforcer.policy.index import PolicyIndex
 from sigil.enforcer.policy.loader import policy_files
 from sigil.enforcer.policy.store import LoadReport, PolicyStore
 
+if TYPE_CHECKING:
+    # Only for types: a directory-fed authorizer (and ``sigil-enforcer check``) need not import grpclib.
+    from sigil.enforcer.policy_feed import AgentPolicies, AgentPolicySource
+
 __all__ = ["Authorizer"]
 
 _log = structlog.get_logger(__name__)
@@ -33,32 +41,37 @@ _Snapshot = tuple[tuple[str, int, int], ...]
 
 
 class Authorizer:
-    """Decides connections to ``target`` against the policies loaded from ``policies`` (a directory)."""
+    """Decides connections to ``target`` against ``policies``: a directory, or the node agent's feed."""
 
     def __init__(
         self,
         *,
         trust_domain: TrustDomain,
         target: Target,
-        policies: Path | None = None,
+        policies: Path | AgentPolicySource | None = None,
         default_allow: bool = True,
         namespace_labels: Mapping[str, str] | None = None,
         metrics: EnforcerMetrics | None = None,
     ) -> None:
         self.trust_domain = trust_domain
         self.target = target
-        self.directory = policies
+        self.directory = policies if isinstance(policies, Path) else None
+        self.agent = None if policies is None or isinstance(policies, Path) else policies
         self.default_allow = default_allow
         self._namespaces = {target.namespace: dict(namespace_labels or {})}
         self.metrics = metrics
-        self._store = PolicyStore()
+        self._store = PolicyStore() if self.agent is None else self.agent.store
         self._index = self._compile()
+        if self.agent is not None:
+            self.agent.subscribe(self._adopt)
         self._snapshot: _Snapshot | None = None
         self._changed = asyncio.Condition()
 
     @property
     def revision(self) -> int:
-        """The revision of the policy set in force (0 until something loaded)."""
+        """The revision of the policy set in force (0 until something loaded); the issuer's with an agent."""
+        if self.agent is not None:
+            return self.agent.revision
         return self._store.current.revision
 
     @property
@@ -126,6 +139,11 @@ class Authorizer:
 
     async def wait_for_revision(self, revision: int) -> None:
         """Return once the revision in force is at least ``revision``."""
+        if self.agent is not None:
+            await self.agent.wait_for_revision(
+                revision
+            )  # compiled before the source wakes its waiters
+            return
         async with self._changed:
             await self._changed.wait_for(lambda: self.revision >= revision)
 
@@ -135,6 +153,22 @@ class Authorizer:
             default_allow=self.default_allow,
             namespaces=self._namespaces,
         )
+
+    def _adopt(self, applied: AgentPolicies) -> None:
+        """Compile a snapshot the agent source just applied (called on the loop, before its waiters wake)."""
+        labels = self._namespaces[self.target.namespace]
+        if applied.namespace == self.target.namespace and applied.namespace_labels != labels:
+            self._namespaces[self.target.namespace] = dict(applied.namespace_labels)
+            self._index = self._compile()
+        elif applied.report.changed:
+            self._index = self._compile()
+        if applied.namespace is not None and applied.namespace != self.target.namespace:
+            _log.warning(
+                "the agent attests this workload in another namespace than the target",
+                attested=applied.namespace,
+                target=self.target.namespace,
+            )
+        self._report(LoadReport(applied.revision, applied.report.changed, applied.report.errors))
 
     def _report(self, report: LoadReport) -> None:
         for error in report.errors:

@@ -1,0 +1,253 @@
+"""Policies from the node agent: an enforcer follows ``WatchPolicies`` on the agent's socket.
+
+The agent streams the policies that can apply to this workload (enforcer/POLICY.md, "Distribution"); each
+snapshot replaces the previous one in a :class:`~sigil.enforcer.policy.store.PolicyStore` under one source name,
+so the store's rule holds here too: a document this enforcer's schema refuses keeps its last good version. When
+the agent goes away (a restart, a rollout of the DaemonSet) the stream ends; the policies in force stay, and the
+source reconnects with exponential backoff (with jitter, so that a node's enforcers do not return in lockstep)
+until the agent answers again, then adopts whatever snapshot it sends first.
+
+The revision reported is the issuer's, carried in each snapshot, not the local store's counter: operators compare
+an enforcer's ``sigil_enforcer_policy_revision`` with the issuer's ``sigil_policy_revision`` to find laggards.
+grpclib, not grpcio: the agent is grpclib already, and this runs on the enforcer's own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import structlog
+from grpclib.client import Channel
+from grpclib.const import Cardinality
+from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+
+from sigil.enforcer._proto import policy_pb2 as pb
+from sigil.enforcer.errors import EnforcerError, PolicyError, PolicySourceError
+from sigil.enforcer.policy.loader import FileResult, PolicyKey
+from sigil.enforcer.policy.model import Policy, parse_policy
+from sigil.enforcer.policy.resources import KINDS
+from sigil.enforcer.policy.schema import Where
+from sigil.enforcer.policy.store import LoadReport, PolicyStore
+
+__all__ = ["DEFAULT_AGENT_ENDPOINT", "AgentPolicies", "AgentPolicySource", "socket_path_of"]
+
+DEFAULT_AGENT_ENDPOINT = "unix:///run/sigil/agent.sock"
+WATCH_POLICIES_PATH = "/sigil.policy.v1.PolicyService/WatchPolicies"
+_SOURCE = "agent"
+_HEADER = {"workload.spiffe.io": "true"}
+
+_log = structlog.get_logger(__name__)
+
+Subscriber = Callable[["AgentPolicies"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPolicies:
+    """One snapshot as applied: the issuer's revision and digest, the caller as attested, the local outcome."""
+
+    revision: int
+    digest: str
+    namespace: str | None
+    report: LoadReport
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    namespace_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def socket_path_of(endpoint: str) -> str:
+    """The filesystem path of ``unix:///path`` (or ``unix:/path``, or a bare absolute path)."""
+    path = endpoint.removeprefix("unix://") if endpoint.startswith("unix://") else endpoint
+    path = path.removeprefix("unix:")
+    if not path.startswith("/"):
+        raise PolicySourceError(endpoint, "not a unix:///PATH socket address")
+    return path
+
+
+class AgentPolicySource:
+    """``async with AgentPolicySource() as source:`` keeps :attr:`store` equal to the agent's latest snapshot."""
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        store: PolicyStore | None = None,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.endpoint = (
+            endpoint or os.environ.get("SPIFFE_ENDPOINT_SOCKET") or DEFAULT_AGENT_ENDPOINT
+        )
+        self._path = socket_path_of(self.endpoint)
+        self.store = store if store is not None else PolicyStore()
+        self._initial = backoff_initial
+        self._max = backoff_max
+        self._rng = rng or random.Random()  # noqa: S311 -- reconnect jitter, not a secret
+        self._current: AgentPolicies | None = None
+        self._subscribers: list[Subscriber] = []
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._connected = False
+
+    @property
+    def current(self) -> AgentPolicies | None:
+        """The last snapshot applied (None before the first)."""
+        return self._current
+
+    @property
+    def revision(self) -> int:
+        """The issuer's revision of the policies in force (0 before the first snapshot)."""
+        return 0 if self._current is None else self._current.revision
+
+    @property
+    def connected(self) -> bool:
+        """True while a stream to the agent is open."""
+        return self._connected
+
+    def subscribe(self, callback: Subscriber) -> None:
+        """Call ``callback`` on the loop after each snapshot is applied."""
+        self._subscribers.append(callback)
+
+    async def wait_for_revision(self, revision: int) -> AgentPolicies:
+        """Return once a snapshot of at least ``revision`` is in force."""
+        while self._current is None or self._current.revision < revision:
+            await self._changed.wait()
+        return self._current
+
+    async def start(self) -> None:
+        """Follow the agent in a task this source owns (:meth:`close` ends it)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="sigil-agent-policies")
+
+    async def close(self) -> None:
+        """Stop following the agent; the policies in force stay in :attr:`store`."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> AgentPolicySource:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def run(self) -> None:
+        """Watch, and reconnect with backoff whenever the stream ends; runs until cancelled."""
+        failures = 0
+        while True:
+            try:
+                received = await self._watch()
+            except (GRPCError, StreamTerminatedError, ProtocolError, OSError) as err:
+                received = False
+                reason = err.message if isinstance(err, GRPCError) else str(err)
+                _log.warning(
+                    "policy stream from the agent ended; the last good policies stay",
+                    endpoint=self.endpoint,
+                    error=f"{type(err).__name__}: {reason}",
+                    revision=self.revision,
+                )
+            finally:
+                self._connected = False
+            failures = 0 if received else failures + 1
+            ceiling = min(self._max, self._initial * 2 ** max(failures - 1, 0))
+            await asyncio.sleep(self._rng.uniform(ceiling / 2, ceiling))
+
+    async def _watch(self) -> bool:
+        """One stream, until it ends; True when it delivered at least one snapshot."""
+        received = False
+        channel = Channel(path=self._path)
+        try:
+            async with channel.request(
+                WATCH_POLICIES_PATH,
+                Cardinality.UNARY_STREAM,
+                pb.WatchPoliciesRequest,
+                pb.PolicySnapshot,
+                metadata=_HEADER,
+            ) as stream:
+                await stream.send_message(pb.WatchPoliciesRequest(), end=True)
+                self._connected = True
+                async for snapshot in stream:
+                    self.apply(snapshot)
+                    received = True
+        finally:
+            channel.close()
+        return received
+
+    def apply(self, snapshot: pb.PolicySnapshot) -> AgentPolicies:
+        """Adopt one snapshot: its documents replace the previous set (refused ones keep their last good)."""
+        report = self.store.apply(_file_result(snapshot.policies))
+        for error in report.errors:
+            _log.error(
+                "policy from the agent refused; the last good version stays", error=str(error)
+            )
+        applied = AgentPolicies(
+            revision=snapshot.revision,
+            digest=snapshot.digest,
+            namespace=snapshot.namespace or None,
+            pod_labels=dict(snapshot.pod_labels),
+            namespace_labels=dict(snapshot.namespace_labels),
+            report=report,
+        )
+        self._current = applied
+        _log.info(
+            "policies from the agent",
+            revision=applied.revision,
+            policies=len(self.store.current.policies),
+            changed=report.changed,
+        )
+        for callback in list(self._subscribers):
+            callback(applied)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        return applied
+
+
+def _file_result(documents: Iterable[str]) -> FileResult:
+    policies: list[Policy] = []
+    errors: list[EnforcerError] = []
+    refused: set[PolicyKey] = set()
+    broken = False
+    for number, text in enumerate(documents):
+        try:
+            document = json.loads(text)
+        except ValueError as err:
+            errors.append(PolicyError(_SOURCE, "", f"a JSON document ({err})", document=number))
+            broken = True
+            continue
+        try:
+            policies.append(parse_policy(document, where=Where(_SOURCE, number)))
+        except PolicyError as err:
+            errors.append(err)
+            key = _key_of(document)
+            if key is None:
+                broken = True
+            else:
+                refused.add(key)
+    return FileResult(_SOURCE, tuple(policies), tuple(errors), frozenset(refused), broken)
+
+
+def _key_of(document: object) -> PolicyKey | None:
+    """Which policy a refused document meant to be, if its kind and names can be read."""
+    if not isinstance(document, Mapping) or document.get("kind") not in KINDS:
+        return None
+    metadata = document.get("metadata")
+    if not isinstance(metadata, Mapping):
+        return None
+    name, namespace = metadata.get("name"), metadata.get("namespace", "")
+    if not isinstance(name, str) or not isinstance(namespace, str):
+        return None
+    return (str(document["kind"]), namespace, name)
