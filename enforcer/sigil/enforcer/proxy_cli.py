@@ -28,7 +28,8 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "proxy",
         help="an mTLS proxy: inbound (verify, decide, forward) or outbound (originate mTLS)",
         description=(
-            "inbound: terminate mTLS on --listen, verify the peer's SVID, decide against --policies, "
+            "inbound: terminate mTLS on --listen, verify the peer's SVID, decide against --policies "
+            "(or the node agent's, with --policies-from-agent), "
             "forward allowed connections to --forward. outbound: accept plain TCP on --listen and "
             "originate mTLS to --upstream as the workload's SVID."
         ),
@@ -57,7 +58,15 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="with --svid-dir: a federated domain's bundle (PEM); repeatable",
     )
     policy = proxy.add_argument_group("inbound policy")
-    policy.add_argument("--policies", type=Path, metavar="DIR", help="watched; last good stays")
+    where = policy.add_mutually_exclusive_group()
+    where.add_argument("--policies", type=Path, metavar="DIR", help="watched; last good stays")
+    where.add_argument(
+        "--policies-from-agent",
+        nargs="?",
+        const="",
+        metavar="unix:///PATH",
+        help="stream them from the node agent (default: --workload-api's socket); last good stays",
+    )
     policy.add_argument("--namespace", metavar="NS", help="this pod's namespace")
     policy.add_argument("--labels", default="", metavar="K=V,...", help="this pod's labels")
     policy.add_argument("--namespace-labels", default="", metavar="K=V,...")
@@ -99,10 +108,15 @@ def run_proxy(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> None:
     inbound = args.mode == "inbound"
-    needed = ("forward", "policies", "namespace") if inbound else ("upstream",)
+    needed = ("forward", "namespace") if inbound else ("upstream",)
     for name in needed:
         if getattr(args, name) is None:
             raise RequestError(f"--{name}", "", f"required by proxy {args.mode}")
+    if inbound and args.policies is None and args.policies_from_agent is None:
+        raise RequestError("--policies", "", "--policies or --policies-from-agent is required")
+    if args.policies_from_agent == "":
+        # Bare --policies-from-agent: the agent that serves the Workload API serves the policies too.
+        args.policies_from_agent = args.workload_api or None
     if args.svid_dir is None and not args.workload_api:
         raise RequestError(
             "--workload-api", "", "give a socket, SPIFFE_ENDPOINT_SOCKET or --svid-dir"

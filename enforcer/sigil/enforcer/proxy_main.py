@@ -20,6 +20,7 @@ from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.errors import IdentitySourceError, RequestError
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.decision import Target
+from sigil.enforcer.policy_feed import AgentPolicySource
 from sigil.enforcer.proxy import InboundProxy, OutboundProxy, refusal_reporter
 from sigil.enforcer.sources import StaticSource, WorkloadApiSource
 from sigil.enforcer.tls import PeerRule, SpiffeTls
@@ -36,22 +37,27 @@ async def serve(args: argparse.Namespace) -> int:
     source = await _open_source(args)
     tls = SpiffeTls(source, on_refused=refusal_reporter(metrics))
     tasks: list[asyncio.Task[None]] = []
+    closing: list[AgentPolicySource] = []
     metrics_runner: web.AppRunner | None = None
     try:
         proxy: InboundProxy | OutboundProxy
         if args.mode == "inbound":
+            policies = await _open_policies(args, closing)
             authorizer = Authorizer(
                 trust_domain=TrustDomain.parse(args.trust_domain)
                 if args.trust_domain
                 else tls.spiffe_id.trust_domain,
                 target=Target.parse(args.namespace, pairs("--labels", args.labels)),
-                policies=args.policies,
+                policies=policies,
                 default_allow=args.default == "allow",
                 namespace_labels=pairs("--namespace-labels", args.namespace_labels),
                 metrics=metrics,
             )
-            await asyncio.to_thread(authorizer.load)
-            tasks.append(asyncio.create_task(authorizer.watch(interval=args.watch_interval)))
+            if isinstance(policies, AgentPolicySource):
+                await _first_snapshot(policies, authorizer)
+            else:
+                await asyncio.to_thread(authorizer.load)
+                tasks.append(asyncio.create_task(authorizer.watch(interval=args.watch_interval)))
             proxy = InboundProxy(
                 args.listen,
                 args.forward,
@@ -79,6 +85,8 @@ async def serve(args: argparse.Namespace) -> int:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for feed in closing:
+            await feed.close()
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         tls.close()
@@ -105,6 +113,26 @@ async def _until_signalled(proxy: InboundProxy | OutboundProxy) -> None:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+async def _open_policies(
+    args: argparse.Namespace, closing: list[AgentPolicySource]
+) -> Path | AgentPolicySource:
+    """The policy directory, or a started feed from the agent (added to ``closing``)."""
+    if args.policies_from_agent is None:
+        policies: Path = args.policies
+        return policies
+    feed = AgentPolicySource(args.policies_from_agent or None)
+    closing.append(feed)
+    await feed.start()
+    return feed
+
+
+async def _first_snapshot(feed: AgentPolicySource, authorizer: Authorizer) -> None:
+    """Wait for the agent's first snapshot: serving before it would decide on no policy at all."""
+    _log.info("waiting for policies from the agent", endpoint=feed.endpoint)
+    await feed.wait_for_revision(0)
+    _log.info("policies from the agent in force", revision=authorizer.revision)
 
 
 async def _open_source(args: argparse.Namespace) -> StaticSource | WorkloadApiSource:

@@ -1,0 +1,142 @@
+"""Policies reach an enforcer from the issuer through the node agent; the enforcer keeps them when the agent goes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import yaml
+from enforcer.policy_docs import ap, dump, rule, sa
+from enforcer.policy_world import PodAttestor, PolicyWorld, policy_world
+from prometheus_client import CollectorRegistry
+
+from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.enforcer._proto import policy_pb2 as pb
+from sigil.enforcer.authorizer import Authorizer
+from sigil.enforcer.cli import main
+from sigil.enforcer.metrics import EnforcerMetrics
+from sigil.enforcer.policy.decision import Target
+from sigil.enforcer.policy_feed import AgentPolicySource
+from sigil.issuer.admin import SocketAdmin
+
+TD = TrustDomain("example.org")
+WEB = SpiffeId.parse("spiffe://example.org/ns/shop/sa/web")
+API = SpiffeId.parse("spiffe://example.org/ns/shop/sa/api")
+POD = PodAttestor("shop", {"app": "db"})
+SHOP = dump(ap("db-from-web", match={"app": "db"}, rules=[rule([sa("web")], ports=[5432])]))
+
+
+def _from(*accounts: str) -> str:
+    return dump(ap("db-from-admin", match={"app": "db"}, rules=[rule([sa(a) for a in accounts])]))
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[PolicyWorld]:
+    async with policy_world({"shop.yaml": SHOP}) as running:
+        yield running
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+def enforcer(source: AgentPolicySource, registry: CollectorRegistry) -> Authorizer:
+    """The decision point of the pod shop/app=db, fed by ``source``."""
+    return Authorizer(
+        trust_domain=TD,
+        target=Target("shop", {"app": "db"}),
+        policies=source,
+        metrics=EnforcerMetrics(registry),
+    )
+
+
+def allowed(authorizer: Authorizer, peer: SpiffeId) -> bool:
+    return authorizer.decide(peer, 5432).allowed
+
+
+async def test_an_admin_change_at_the_issuer_reaches_the_enforcer_within_a_second(
+    world: PolicyWorld, registry: CollectorRegistry
+) -> None:
+    """An admin apply changes the enforcer's decisions in under a second; its gauge shows the issuer's revision."""
+    issuer = world.server.issuer
+    async with SocketAdmin(world.server.admin_socket) as admin, world.agent(POD):
+        # A change elsewhere first, so that the issuer's revision and the enforcer's local count differ.
+        await admin.apply_policies("other.yaml", dump(ap("x", namespace="other")))
+        source = AgentPolicySource(world.endpoint)
+        authorizer = enforcer(source, registry)
+        async with source:
+            await asyncio.wait_for(authorizer.wait_for_revision(issuer.policies.revision), 10)
+            assert (allowed(authorizer, WEB), allowed(authorizer, API)) == (True, False)
+            await admin.apply_policies("extra.yaml", _from("api"))
+            revision = issuer.policies.revision
+            await asyncio.wait_for(authorizer.wait_for_revision(revision), 1.0)
+    assert (allowed(authorizer, WEB), allowed(authorizer, API)) == (True, True)
+    assert registry.get_sample_value("sigil_enforcer_policy_revision") == revision
+    assert authorizer.revision == revision > source.store.current.revision
+
+
+async def test_the_enforcer_keeps_its_policy_without_the_agent_and_catches_up_after(
+    world: PolicyWorld, registry: CollectorRegistry
+) -> None:
+    """With the agent stopped the last good policy still decides; a change made meanwhile arrives once it is back."""
+    issuer = world.server.issuer
+    source = AgentPolicySource(world.endpoint, backoff_initial=0.05, backoff_max=0.2)
+    authorizer = enforcer(source, registry)
+    async with SocketAdmin(world.server.admin_socket) as admin, source:
+        async with world.agent(POD):
+            await asyncio.wait_for(authorizer.wait_for_revision(issuer.policies.revision), 10)
+        # The agent is gone (socket removed, stream ended): decisions still follow the last good policy.
+        assert (allowed(authorizer, WEB), allowed(authorizer, API)) == (True, False)
+        await admin.apply_policies("extra.yaml", _from("api"))
+        revision = issuer.policies.revision
+        assert authorizer.revision < revision
+        async with world.agent(POD):
+            await asyncio.wait_for(authorizer.wait_for_revision(revision), 10)
+    assert (allowed(authorizer, WEB), allowed(authorizer, API)) == (True, True)
+    assert registry.get_sample_value("sigil_enforcer_policy_revision") == revision
+
+
+def test_a_refused_document_keeps_its_last_good_version(registry: CollectorRegistry) -> None:
+    """A snapshot whose document this enforcer's schema refuses leaves that policy as it was; the rest apply."""
+    source = AgentPolicySource("unix:///nonexistent/agent.sock")
+    authorizer = enforcer(source, registry)
+    good = json.dumps(_document(_from("web")))
+    broken = _document(_from("api"))
+    broken["spec"]["action"] = "MAYBE"
+    source.apply(pb.PolicySnapshot(revision=4, digest="d4", policies=[good], namespace="shop"))
+    applied = source.apply(
+        pb.PolicySnapshot(revision=5, digest="d5", policies=[json.dumps(broken)], namespace="shop")
+    )
+    assert [str(e) for e in applied.report.errors] == [
+        "agent (document 1): spec.action: expected one of 'ALLOW', 'DENY', found 'MAYBE'"
+    ]
+    assert (allowed(authorizer, WEB), allowed(authorizer, API)) == (True, False)
+    assert authorizer.revision == 5
+    assert registry.get_sample_value("sigil_enforcer_policy_load_errors_total") == 1
+
+
+def test_policies_from_the_agent_and_from_a_directory_exclude_each_other(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--policies`` and ``--policies-from-agent`` together are refused as bad usage (exit 2)."""
+    argv = ["proxy", "inbound", "--listen", "1", "--policies", "d", "--policies-from-agent"]
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert "not allowed with argument --policies" in capsys.readouterr().err
+
+
+def test_an_inbound_proxy_needs_policies_from_somewhere(capsys: pytest.CaptureFixture[str]) -> None:
+    """Neither flag: exit 2 naming both."""
+    argv = ["proxy", "inbound", "--listen", "1", "--forward", "2", "--namespace", "shop"]
+    assert main([*argv, "--svid-dir", "x"]) == 2
+    assert "--policies or --policies-from-agent" in capsys.readouterr().err
+
+
+def _document(text: str) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(text)
+    return document
