@@ -57,9 +57,18 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     )
     assert process.stdout is not None
     try:
+        seen: list[bytes] = []
         async with asyncio.timeout(30):
-            while (match := _STARTED.search(await process.stdout.readline())) is None:
-                assert process.returncode is None
+            while True:
+                line = await process.stdout.readline()
+                if not line:
+                    # End of output: the server exited without listening. (readline at EOF returns at once, so
+                    # looping on it would spin without ever letting the timeout fire.)
+                    output = b"".join(seen).decode(errors="replace")
+                    pytest.fail(f"sigil-server exited before it listened:\n{output}")
+                seen.append(line)
+                if (match := _STARTED.search(line)) is not None:
+                    break
         yield Running(process, f"https://127.0.0.1:{int(match[1])}", socket_dir / "a.sock")
     finally:
         if process.returncode is None:
