@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sigil.enforcer.bundles import BundleSet
     from sigil.enforcer.metrics import EnforcerMetrics
     from sigil.enforcer.middleware import PEER, spiffe_authorization
+    from sigil.enforcer.policy_feed import AgentPolicySource
     from sigil.enforcer.proxy import InboundProxy, OutboundProxy
     from sigil.enforcer.sources import StaticSource, WorkloadApiSource, X509Material
     from sigil.enforcer.tls import SpiffeTls, client_context, peer_of, server_context
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PEER",
+    "AgentPolicySource",
     "AuthorizationPolicy",
     "Authorizer",
     "BundleSet",
@@ -78,6 +80,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "AgentPolicySource": "sigil.enforcer.policy_feed",
     "Authorizer": "sigil.enforcer.authorizer",
     "BundleSet": "sigil.enforcer.bundles",
     "EnforcerMetrics": "sigil.enforcer.metrics",

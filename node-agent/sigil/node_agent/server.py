@@ -4,7 +4,8 @@ Authorization is by attestation, not by file permissions, so the socket is world
 makes its public socket; the directory is created when missing. A stale socket left by a crashed agent is
 removed, but a socket some live agent still answers on is left alone, and a non-socket file is never deleted.
 
-Credentials are captured at accept (``_accept_hook``); each connection gets handlers bound to its caller. On
+Credentials are captured at accept (``_accept_hook``); each connection gets handlers bound to its caller, those of
+Sigil's policy service too when the server is given the agent's policies (``policy_service.py``). On
 shutdown the listener closes, every running stream is cancelled and awaited, open connections are closed, and
 the socket file is removed, so that clients see the stream end and reconnect to the next agent.
 """
