@@ -114,9 +114,6 @@ def _check(args: argparse.Namespace) -> None:
             raise RequestError(f"--{name}", "", f"required by proxy {args.mode}")
     if inbound and args.policies is None and args.policies_from_agent is None:
         raise RequestError("--policies", "", "--policies or --policies-from-agent is required")
-    if args.policies_from_agent == "":
-        # Bare --policies-from-agent: the agent that serves the Workload API serves the policies too.
-        args.policies_from_agent = args.workload_api or None
     if args.svid_dir is None and not args.workload_api:
         raise RequestError(
             "--workload-api", "", "give a socket, SPIFFE_ENDPOINT_SOCKET or --svid-dir"

@@ -122,7 +122,8 @@ async def _open_policies(
     if args.policies_from_agent is None:
         policies: Path = args.policies
         return policies
-    feed = AgentPolicySource(args.policies_from_agent or None)
+    # A bare --policies-from-agent: the agent serving the Workload API (else SPIFFE_ENDPOINT_SOCKET, the default).
+    feed = AgentPolicySource(args.policies_from_agent or args.workload_api)
     closing.append(feed)
     await feed.start()
     return feed
