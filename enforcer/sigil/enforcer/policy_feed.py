@@ -36,9 +36,16 @@ from sigil.enforcer.policy.resources import KINDS
 from sigil.enforcer.policy.schema import Where
 from sigil.enforcer.policy.store import LoadReport, PolicyStore
 
-__all__ = ["DEFAULT_AGENT_ENDPOINT", "AgentPolicies", "AgentPolicySource", "socket_path_of"]
+__all__ = [
+    "DEFAULT_AGENT_ENDPOINT",
+    "WATCH_POLICIES_PATH",
+    "AgentPolicies",
+    "AgentPolicySource",
+    "socket_path_of",
+]
 
 DEFAULT_AGENT_ENDPOINT = "unix:///run/sigil/agent.sock"
+#: The method path both sides route by hand (policy.proto's service, in its package).
 WATCH_POLICIES_PATH = "/sigil.policy.v1.PolicyService/WatchPolicies"
 _SOURCE = "agent"
 _HEADER = {"workload.spiffe.io": "true"}

@@ -24,6 +24,7 @@ from grpclib.server import Stream
 
 from sigil.enforcer._proto import policy_pb2 as pb
 from sigil.enforcer.policy.scope import Workload, applies_to
+from sigil.enforcer.policy_feed import WATCH_POLICIES_PATH
 from sigil.node_agent.attestation import CallerAttestor
 from sigil.node_agent.errors import NodeAgentError, PeerGoneError, SecurityHeaderMissingError
 from sigil.node_agent.peer import PeerCredentials
@@ -33,7 +34,6 @@ from sigil.node_agent.workload_api import SECURITY_HEADER, Caller, grpc_status_o
 
 __all__ = ["WATCH_POLICIES_PATH", "PolicyService", "snapshot_for", "workload_of"]
 
-WATCH_POLICIES_PATH = "/sigil.policy.v1.PolicyService/WatchPolicies"
 
 _log = structlog.get_logger(__name__)
 
