@@ -1,6 +1,6 @@
 """Policies from the node agent: an enforcer follows ``WatchPolicies`` on the agent's socket.
 
-The agent streams the policies that can apply to this workload (enforcer/POLICY.md, "Distribution"); each
+The agent streams the policies that can apply to this workload (the README's Distribution section); each
 snapshot replaces the previous one in a :class:`~sigil.enforcer.policy.store.PolicyStore` under one source name,
 so the store's rule holds here too: a document this enforcer's schema refuses keeps its last good version. When
 the agent goes away (a restart, a rollout of the DaemonSet) the stream ends; the policies in force stay, and the

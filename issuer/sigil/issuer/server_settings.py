@@ -1,7 +1,7 @@
 """The ``server`` section of ``sigil-server``'s configuration, as frozen objects grouped by part.
 
 Every key is checked here, before anything listens: a typo in a federation URL or an allow-list entry must stop the
-server at start, not surface as a refusal an hour later. ISSUER.md lists every key with its default.
+server at start, not surface as a refusal an hour later. The README lists every key with its default.
 """
 
 from __future__ import annotations

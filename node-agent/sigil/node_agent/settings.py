@@ -3,7 +3,7 @@
 The shared configuration file holds ``trust_domain`` and ``data_dir`` at the top and the agent's keys under
 ``agent:``; a flag beats a ``SIGIL_*`` environment variable, which beats the file, which beats the default
 (``sigil.ca.config.pick``). Every key is checked here, before anything listens, and an unknown key is refused by
-name: a typo must stop the agent at start, not surface as an attestation failure later. AGENT.md lists them all.
+name: a typo must stop the agent at start, not surface as an attestation failure later. The README lists them all.
 """
 
 from __future__ import annotations
