@@ -1,0 +1,39 @@
+"""The node agent's client for the issuer: attestation, renewal, batched SVIDs, JWT-SVIDs and the bundle long poll.
+
+This package is the only part of the issuer the node agent may import (an import-linter contract holds it to
+``sigil.issuer.client`` itself), so it knows nothing of the server's internals: it speaks :mod:`sigil.issuer.wire`
+over HTTPS and turns RFC 9457 refusals back into the issuer's own error classes, so the agent catches
+``PodOnOtherNodeError`` and not a status code. Import every name from here; the modules behind it are:
+
+- ``results``: the values the calls return (SVIDs, batch results, bundle and policy updates);
+- ``transport``: the session, SPIFFE server authentication, the agent SVID as client certificate, problems to errors;
+- ``calls``: :class:`IssuerClient`, one method per issuer endpoint.
+"""
+
+from __future__ import annotations
+
+from sigil.issuer.client.calls import IssuerClient
+from sigil.issuer.client.results import (
+    AgentSvid,
+    BundleUpdate,
+    IssuedJwtSvid,
+    IssuedX509Svid,
+    PolicyUpdate,
+    X509SvidRequest,
+    X509SvidResult,
+)
+from sigil.issuer.client.transport import error_from_problem
+from sigil.issuer.tls import make_csr
+
+__all__ = [
+    "AgentSvid",
+    "BundleUpdate",
+    "IssuedJwtSvid",
+    "IssuedX509Svid",
+    "IssuerClient",
+    "PolicyUpdate",
+    "X509SvidRequest",
+    "X509SvidResult",
+    "error_from_problem",
+    "make_csr",
+]

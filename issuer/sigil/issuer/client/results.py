@@ -1,0 +1,171 @@
+"""What the issuer client hands back: SVIDs, batch results and the bundle and policy feeds, as frozen values.
+
+They live apart from the HTTP calls so that the node agent's caches, the benchmark and tests can build and pass them
+around without a client; each ``parse`` turns one :mod:`sigil.issuer.wire` body into a value and is the only place
+that knows that body's shape.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+
+from sigil.ca.bundle import TrustBundle
+from sigil.ca.keys import PrivateKey
+from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.enforcer.errors import PolicyError
+from sigil.enforcer.policy import Policy, parse_policy
+from sigil.enforcer.policy.schema import Where
+from sigil.issuer import wire
+from sigil.issuer.errors import IssuerError
+
+__all__ = [
+    "AgentSvid",
+    "BundleUpdate",
+    "IssuedJwtSvid",
+    "IssuedX509Svid",
+    "PolicyUpdate",
+    "X509SvidRequest",
+    "X509SvidResult",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedX509Svid:
+    """An X509-SVID the issuer signed over the caller's key (the caller keeps the private key)."""
+
+    spiffe_id: SpiffeId
+    chain: tuple[x509.Certificate, ...]
+    expires_at: datetime
+
+    @classmethod
+    def parse(cls, body: wire.X509SvidBody) -> IssuedX509Svid:
+        return cls(
+            SpiffeId.parse(body["spiffe_id"]),
+            tuple(x509.load_pem_x509_certificates(body["chain_pem"].encode())),
+            datetime.fromisoformat(body["expires_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSvid:
+    """The agent's own SVID and its key: the client certificate of every later request."""
+
+    svid: IssuedX509Svid
+    private_key: PrivateKey
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedJwtSvid:
+    """A JWT-SVID as the issuer signed it, with the identity and expiry it carries."""
+
+    spiffe_id: SpiffeId
+    token: str
+    expires_at: datetime
+
+    @classmethod
+    def parse(cls, body: wire.JwtSvidBody) -> IssuedJwtSvid:
+        return cls(
+            SpiffeId.parse(body["spiffe_id"]),
+            body["token"],
+            datetime.fromisoformat(body["expires_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class X509SvidRequest:
+    """One workload in a batch: a pod (``namespace``, ``name``, ``uid``) or its selectors, and its CSR (PEM)."""
+
+    csr: bytes
+    pod: wire.PodRef | None = None
+    selectors: tuple[str, ...] = ()
+    spiffe_id: str | None = None
+
+    def to_wire(self) -> wire.X509RequestItem:
+        item: wire.X509RequestItem = {"csr": self.csr.decode()}
+        if self.pod is not None:
+            item["pod"] = self.pod
+        if self.selectors:
+            item["selectors"] = list(self.selectors)
+        if self.spiffe_id is not None:
+            item["spiffe_id"] = self.spiffe_id
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class X509SvidResult:
+    """The answer for one request of a batch: its SVIDs, or why it was refused."""
+
+    svids: tuple[IssuedX509Svid, ...] = ()
+    error: IssuerError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BundleUpdate:
+    """Own and federated bundles, the tainted authorities, and the revision to wait past next."""
+
+    trust_domain: TrustDomain
+    sequence: int
+    revision: str
+    bundle: TrustBundle
+    federated: Mapping[TrustDomain, TrustBundle]
+    tainted_authority_ids: frozenset[str]
+
+    @classmethod
+    def parse(cls, body: wire.BundleResponse) -> BundleUpdate:
+        td = TrustDomain.parse(body["trust_domain"])
+        federated = {
+            TrustDomain.parse(name): TrustBundle.parse_jwks(TrustDomain.parse(name), _json(doc))
+            for name, doc in body["federated"].items()
+        }
+        return cls(
+            td,
+            body["sequence"],
+            body["revision"],
+            TrustBundle.parse_jwks(td, _json(body["bundle"])),
+            federated,
+            frozenset(body["tainted_authority_ids"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyUpdate:
+    """The authorization policies in force, parsed, with the revision to wait past next.
+
+    ``documents`` are the resources as the server sent them. A document this client's schema refuses (a server
+    newer than the agent) is left out of ``policies`` and reported in ``refused``, never raised: the rest stand.
+    """
+
+    revision: int
+    digest: str
+    policies: tuple[Policy, ...]
+    documents: tuple[Mapping[str, Any], ...]
+    namespaces: Mapping[str, Mapping[str, str]]
+    refused: tuple[PolicyError, ...] = ()
+
+    @classmethod
+    def parse(cls, body: wire.PolicyResponse) -> PolicyUpdate:
+        policies: list[Policy] = []
+        refused: list[PolicyError] = []
+        for number, document in enumerate(body["policies"]):
+            try:
+                policies.append(parse_policy(document, where=Where("issuer", number)))
+            except PolicyError as err:
+                refused.append(err)
+        return cls(
+            body["revision"],
+            body["digest"],
+            tuple(policies),
+            tuple(body["policies"]),
+            {ns: dict(labels) for ns, labels in body["namespaces"].items()},
+            tuple(refused),
+        )
+
+
+def _json(document: Mapping[str, Any]) -> str:
+    return json.dumps(document)
