@@ -14,7 +14,6 @@ Everything that can go wrong in a call falls in one of three bins, decided here 
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -29,9 +28,9 @@ from sigil.issuer.client import (
     AgentSvid,
     BundleUpdate,
     IssuedJwtSvid,
-    IssuerClient,
     X509SvidRequest,
     X509SvidResult,
+    fetch_bundle_insecure,
 )
 from sigil.node_agent.errors import IssuerUnreachableError
 
@@ -112,27 +111,11 @@ async def call_issuer(call: Awaitable[_T]) -> _T:
         raise
 
 
-class _TrustOnFirstUseClient(IssuerClient):
-    """A client that verifies nothing: only for ``insecure_bootstrap`` (SPIRE's option of the same name)."""
-
-    async def _ssl(self, anonymous: bool) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-
-    def _check_server(self, reply: aiohttp.ClientResponse) -> None:
-        return
-
-
 async def fetch_bundle_insecurely(url: str, trust_domain: TrustDomain) -> TrustBundle:
     """The issuer's bundle fetched without verifying the server: trust on first use, for development only."""
-    async with _TrustOnFirstUseClient(url, bundle=TrustBundle(trust_domain)) as client:
-        update = await call_issuer(client.bundle())
+    update = await call_issuer(fetch_bundle_insecure(url, trust_domain))
     if update.trust_domain != trust_domain:
         raise IssuerUnreachableError(
             f"the issuer serves trust domain {update.trust_domain}, not {trust_domain}"
         )
-    # Let the session's connector close before the caller moves on (aiohttp closes transports on the next tick).
-    await asyncio.sleep(0)
     return update.bundle

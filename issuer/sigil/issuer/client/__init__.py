@@ -7,11 +7,13 @@ over HTTPS and turns RFC 9457 refusals back into the issuer's own error classes,
 
 - ``results``: the values the calls return (SVIDs, batch results, bundle and policy updates);
 - ``transport``: the session, SPIFFE server authentication, the agent SVID as client certificate, problems to errors;
-- ``calls``: :class:`IssuerClient`, one method per issuer endpoint.
+- ``calls``: :class:`IssuerClient`, one method per issuer endpoint;
+- ``bootstrap``: :func:`fetch_bundle_insecure`, trust on first use for development agents.
 """
 
 from __future__ import annotations
 
+from sigil.issuer.client.bootstrap import fetch_bundle_insecure
 from sigil.issuer.client.calls import IssuerClient
 from sigil.issuer.client.results import (
     AgentSvid,
@@ -35,5 +37,6 @@ __all__ = [
     "X509SvidRequest",
     "X509SvidResult",
     "error_from_problem",
+    "fetch_bundle_insecure",
     "make_csr",
 ]
