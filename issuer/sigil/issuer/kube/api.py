@@ -3,8 +3,9 @@
 Requests that answer one question (TokenReview, GET pod, GET node) go through the official ``kubernetes`` client,
 whose connection handling and credential loading (in-cluster token refresh, kubeconfig exec plugins) we do not
 want to re-implement; it is synchronous, so it runs on this object's own small thread pool, never on the event
-loop. Long-lived list+watch streams go through aiohttp instead, with the same host and credentials, because a
-thread blocked in a watch read cannot be cancelled on shutdown and an asyncio task can.
+loop. Long-lived list+watch streams go through aiohttp instead (:mod:`sigil.issuer.kube.listwatch`), with the same
+host and credentials, because a thread blocked in a watch read cannot be cancelled on shutdown and an asyncio task
+can.
 
 Every foreign failure (``ApiException``, urllib3 and aiohttp errors, ``OSError``, a reply that does not parse)
 becomes :class:`~sigil.issuer.errors.KubernetesUnavailableError` here, so callers fail closed on one type.
@@ -13,19 +14,17 @@ becomes :class:`~sigil.issuer.errors.KubernetesUnavailableError` here, so caller
 from __future__ import annotations
 
 import asyncio
-import json
-import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import aiohttp
 import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from sigil.issuer.errors import ConfigError, KubernetesUnavailableError
+from sigil.issuer.kube.listwatch import ListWatch
 from sigil.issuer.kube.payloads import Node, Pod, PodList, TokenReviewStatus, WatchEvent
 
 __all__ = ["KubeApi"]
@@ -34,8 +33,7 @@ _T = TypeVar("_T")
 # What the sync client raises when the API cannot be reached or answers nonsense. ValueError covers the
 # pydantic ValidationError the generated models raise for a malformed reply.
 _CLIENT_ERRORS = (k8s.ApiException, urllib3.exceptions.HTTPError, OSError, ValueError)
-_HTTP_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
-_GONE = 410
+_PODS = "/api/v1/pods"
 
 
 class KubeApi:
@@ -54,7 +52,9 @@ class KubeApi:
         self._executor = ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="sigil-kube"
         )
-        self._session: aiohttp.ClientSession | None = None
+        self._streams = ListWatch(
+            api_client.configuration, connect_timeout=connect_timeout, read_timeout=read_timeout
+        )
         self._auth = k8s.AuthenticationV1Api(api_client)
         self._core = k8s.CoreV1Api(api_client)
 
@@ -91,9 +91,7 @@ class KubeApi:
 
     async def aclose(self) -> None:
         """Close connections and stop the worker threads."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._streams.aclose()
         await asyncio.to_thread(self._close_sync)
 
     def _close_sync(self) -> None:
@@ -168,56 +166,12 @@ class KubeApi:
         return await self._call("get node", call)
 
     # ------------------------------------------------------------------------- list and watch
-    async def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            context = await asyncio.to_thread(self._ssl_context)
-            # Several watches start at once; only the first to get here makes the session, or the others leak.
-            if self._session is None:
-                connector = aiohttp.TCPConnector(ssl=context)
-                self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
-        return self._session
-
-    def _ssl_context(self) -> ssl.SSLContext | bool:
-        cfg = self._client.configuration
-        if not cfg.host.startswith("https:"):
-            return False
-        context = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-        if cfg.cert_file:
-            context.load_cert_chain(cfg.cert_file, cfg.key_file)
-        if not cfg.verify_ssl:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
-
-    def _headers(self) -> dict[str, str]:
-        # Asked per request: the in-cluster loader's refresh hook re-reads a rotated token here.
-        bearer = self._client.configuration.auth_settings().get("BearerToken")
-        headers = {"Accept": "application/json"}
-        if bearer and bearer.get("value"):
-            headers["Authorization"] = str(bearer["value"])
-        return headers
-
     async def list_pods(self, *, field_selector: str = "", label_selector: str = "") -> PodList:
         """List pods in every namespace (one consistent snapshot with its ``resourceVersion``)."""
         params = {"fieldSelector": field_selector, "labelSelector": label_selector}
-        session = await self._http()
-        url = f"{self._client.configuration.host}/api/v1/pods"
-        timeout = aiohttp.ClientTimeout(
-            sock_connect=self._timeout[0], sock_read=self._timeout[1] * 6
-        )
-        try:
-            async with session.get(
-                url, params=params, headers=self._headers(), timeout=timeout
-            ) as reply:
-                if reply.status != 200:
-                    raise KubernetesUnavailableError(
-                        "list pods", f"HTTP {reply.status} {await reply.text()}"
-                    )
-                return cast(PodList, await reply.json())
-        except (*_HTTP_ERRORS, json.JSONDecodeError) as err:
-            raise KubernetesUnavailableError("list pods", f"{type(err).__name__}: {err}") from err
+        return cast(PodList, await self._streams.list(_PODS, operation="list pods", params=params))
 
-    async def watch_pods(
+    def watch_pods(
         self,
         resource_version: str,
         *,
@@ -225,110 +179,31 @@ class KubeApi:
         field_selector: str = "",
         label_selector: str = "",
     ) -> AsyncIterator[WatchEvent]:
-        """Yield watch events after ``resource_version`` until the server ends the stream.
+        """Pod watch events after ``resource_version`` until the server ends the stream.
 
-        An expired resource version arrives as an ``ERROR`` event with code 410, whether the server says so in
-        the stream (the watch cache does) or as the HTTP status, so the caller handles it in one place.
+        An expired resource version arrives as an ``ERROR`` event with code 410 (:meth:`ListWatch.watch
+        <sigil.issuer.kube.listwatch.ListWatch.watch>` says why), so the caller handles it in one place.
         """
-        params = {
-            "watch": "true",
-            "resourceVersion": resource_version,
-            "timeoutSeconds": str(timeout_seconds),
-            "allowWatchBookmarks": "true",
-            "fieldSelector": field_selector,
-            "labelSelector": label_selector,
-        }
-        session = await self._http()
-        url = f"{self._client.configuration.host}/api/v1/pods"
-        # A silent connection is dead once the server's own timeout has passed with margin.
-        timeout = aiohttp.ClientTimeout(
-            sock_connect=self._timeout[0], sock_read=timeout_seconds + 30
+        return self._streams.watch(
+            _PODS,
+            resource_version,
+            operation="watch pods",
+            timeout_seconds=timeout_seconds,
+            params={"fieldSelector": field_selector, "labelSelector": label_selector},
         )
-        try:
-            async with session.get(
-                url, params=params, headers=self._headers(), timeout=timeout
-            ) as reply:
-                if reply.status == _GONE:
-                    yield {
-                        "type": "ERROR",
-                        "object": {"code": _GONE, "message": await reply.text()},
-                    }
-                    return
-                if reply.status != 200:
-                    raise KubernetesUnavailableError(
-                        "watch pods", f"HTTP {reply.status} {await reply.text()}"
-                    )
-                buffer = b""
-                # Read chunks rather than lines: a pod's JSON can exceed aiohttp's 64 KiB line limit.
-                async for chunk in reply.content.iter_any():
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            yield cast(WatchEvent, json.loads(line))
-        except (*_HTTP_ERRORS, json.JSONDecodeError) as err:
-            raise KubernetesUnavailableError("watch pods", f"{type(err).__name__}: {err}") from err
 
     # ------------------------------------------------------------------------- any collection
     async def list_collection(self, path: str) -> dict[str, Any]:
         """List a collection by its API path (``/api/v1/namespaces``, ``/apis/GROUP/VERSION/PLURAL``)."""
-        session = await self._http()
-        url = f"{self._client.configuration.host}{path}"
-        timeout = aiohttp.ClientTimeout(
-            sock_connect=self._timeout[0], sock_read=self._timeout[1] * 6
-        )
-        try:
-            async with session.get(url, headers=self._headers(), timeout=timeout) as reply:
-                if reply.status != 200:
-                    raise KubernetesUnavailableError(
-                        f"list {path}", f"HTTP {reply.status} {await reply.text()}"
-                    )
-                return cast(dict[str, Any], await reply.json())
-        except (*_HTTP_ERRORS, json.JSONDecodeError) as err:
-            raise KubernetesUnavailableError(
-                f"list {path}", f"{type(err).__name__}: {err}"
-            ) from err
+        return cast(dict[str, Any], await self._streams.list(path, operation=f"list {path}"))
 
-    async def watch_collection(
+    def watch_collection(
         self, path: str, resource_version: str, *, timeout_seconds: int
     ) -> AsyncIterator[dict[str, Any]]:
         """Watch events of a collection after ``resource_version``, as :meth:`watch_pods` yields them."""
-        params = {
-            "watch": "true",
-            "resourceVersion": resource_version,
-            "timeoutSeconds": str(timeout_seconds),
-            "allowWatchBookmarks": "true",
-        }
-        session = await self._http()
-        url = f"{self._client.configuration.host}{path}"
-        timeout = aiohttp.ClientTimeout(
-            sock_connect=self._timeout[0], sock_read=timeout_seconds + 30
+        return self._streams.watch(
+            path, resource_version, operation=f"watch {path}", timeout_seconds=timeout_seconds
         )
-        try:
-            async with session.get(
-                url, params=params, headers=self._headers(), timeout=timeout
-            ) as reply:
-                if reply.status == _GONE:
-                    yield {
-                        "type": "ERROR",
-                        "object": {"code": _GONE, "message": await reply.text()},
-                    }
-                    return
-                if reply.status != 200:
-                    raise KubernetesUnavailableError(
-                        f"watch {path}", f"HTTP {reply.status} {await reply.text()}"
-                    )
-                buffer = b""
-                async for chunk in reply.content.iter_any():
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            yield cast(dict[str, Any], json.loads(line))
-        except (*_HTTP_ERRORS, json.JSONDecodeError) as err:
-            raise KubernetesUnavailableError(
-                f"watch {path}", f"{type(err).__name__}: {err}"
-            ) from err
 
 
 def _configuration() -> k8s.Configuration:
