@@ -13,9 +13,8 @@ from typing import Any, Self, cast
 
 import aiohttp
 
-from sigil.issuer import wire
 from sigil.issuer.admin.backend import ADMIN_PREFIX as PREFIX
-from sigil.issuer.client import error_from_problem
+from sigil.issuer.client import raise_for_problem
 
 __all__ = ["SocketAdmin", "server_listening"]
 
@@ -54,9 +53,7 @@ class SocketAdmin:
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         async with self._session.request(method, "http://sigil" + PREFIX + path, **kwargs) as reply:
-            if reply.content_type == wire.PROBLEM_CONTENT_TYPE:
-                raise error_from_problem(await reply.json(content_type=None))
-            reply.raise_for_status()
+            await raise_for_problem(reply)
             if reply.content_type == "application/json":
                 return await reply.json()
             return await reply.read()

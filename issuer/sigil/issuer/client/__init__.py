@@ -24,7 +24,7 @@ from sigil.issuer.client.results import (
     X509SvidRequest,
     X509SvidResult,
 )
-from sigil.issuer.client.transport import error_from_problem
+from sigil.issuer.client.transport import error_from_problem, raise_for_problem
 from sigil.issuer.tls import make_csr
 
 __all__ = [
@@ -39,4 +39,5 @@ __all__ = [
     "error_from_problem",
     "fetch_bundle_insecure",
     "make_csr",
+    "raise_for_problem",
 ]

@@ -26,7 +26,7 @@ from sigil.issuer.client.results import AgentSvid
 from sigil.issuer.errors import PROBLEMS, IssuerError
 from sigil.issuer.tls import client_context, peer_spiffe_id
 
-__all__ = ["Transport", "error_from_problem"]
+__all__ = ["Transport", "error_from_problem", "raise_for_problem"]
 
 
 def _error_classes(root: type[IssuerError]) -> dict[str, type[IssuerError]]:
@@ -52,6 +52,13 @@ def error_from_problem(problem: Mapping[str, Any]) -> IssuerError:
     IssuerError.__init__(error, str(problem.get("detail") or problem.get("title") or reason))
     error.problem = dict(problem)  # type: ignore[attr-defined]
     return error
+
+
+async def raise_for_problem(reply: aiohttp.ClientResponse) -> None:
+    """Raise the issuer error an RFC 9457 answer names, or aiohttp's for any other error status."""
+    if reply.content_type == wire.PROBLEM_CONTENT_TYPE:
+        raise error_from_problem(cast(wire.ProblemBody, await reply.json(content_type=None)))
+    reply.raise_for_status()
 
 
 class Transport:
@@ -151,11 +158,7 @@ class Transport:
             method, self._url + path, ssl=context, timeout=timeout, **kwargs
         ) as reply:
             self._check_server(reply)
-            if reply.content_type == wire.PROBLEM_CONTENT_TYPE:
-                raise error_from_problem(
-                    cast(wire.ProblemBody, await reply.json(content_type=None))
-                )
-            reply.raise_for_status()
+            await raise_for_problem(reply)
             return await reply.json()
 
     def _check_server(self, reply: aiohttp.ClientResponse) -> None:

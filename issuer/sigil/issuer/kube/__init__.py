@@ -1,8 +1,8 @@
 """The issuer's view of Kubernetes: who a projected token proves the caller to be, and which pods run where.
 
-``api`` is the one door to the API server (typed payloads in, ``KubernetesUnavailableError`` out);
-``tokenreview`` authenticates node agents and agentless workloads; ``podcache`` watches pods so that node
-authorization never costs a request to the API server.
+``api`` is the one door to the API server (typed payloads in, ``KubernetesUnavailableError`` out), with its list
+and watch streams in ``listwatch``; ``tokenreview`` authenticates node agents and agentless workloads; ``podcache``
+watches pods so that node authorization never costs a request to the API server.
 """
 
 from __future__ import annotations

@@ -107,6 +107,19 @@ class KubeApi:
         except _CLIENT_ERRORS as err:
             raise KubernetesUnavailableError(operation, f"{type(err).__name__}: {err}") from err
 
+    async def _call_unless_absent(self, operation: str, fn: Callable[[], _T]) -> _T | None:
+        """As :meth:`_call`, but None when the object ``fn`` asks for does not exist (HTTP 404)."""
+
+        def call() -> _T | None:
+            try:
+                return fn()
+            except k8s.ApiException as err:
+                if err.status == 404:
+                    return None
+                raise
+
+        return await self._call(operation, call)
+
     # ------------------------------------------------------------------------- one-shot requests
     async def review_token(self, token: str, audiences: Sequence[str]) -> TokenReviewStatus:
         """POST a TokenReview and return its status (authenticated or not); raise only if the API cannot answer."""
@@ -121,49 +134,32 @@ class KubeApi:
     async def read_pod(self, namespace: str, name: str) -> Pod | None:
         """GET one pod, or None when it does not exist."""
 
-        def call() -> Pod | None:
-            try:
-                pod = self._core.read_namespaced_pod(
-                    name, namespace, _request_timeout=self._timeout
-                )
-            except k8s.ApiException as err:
-                if err.status == 404:
-                    return None
-                raise
+        def call() -> Pod:
+            pod = self._core.read_namespaced_pod(name, namespace, _request_timeout=self._timeout)
             return cast(Pod, _to_json(self._client, pod))
 
-        return await self._call("get pod", call)
+        return await self._call_unless_absent("get pod", call)
 
     async def patch_config_map_data(self, namespace: str, name: str, data: dict[str, str]) -> bool:
         """Merge ``data`` into an existing ConfigMap; False when it does not exist (it is never created)."""
         body = {"data": data}
 
         def call() -> bool:
-            try:
-                self._core.patch_namespaced_config_map(
-                    name, namespace, body, _request_timeout=self._timeout
-                )
-            except k8s.ApiException as err:
-                if err.status == 404:
-                    return False
-                raise
+            self._core.patch_namespaced_config_map(
+                name, namespace, body, _request_timeout=self._timeout
+            )
             return True
 
-        return await self._call("patch configmap", call)
+        return await self._call_unless_absent("patch configmap", call) is not None
 
     async def read_node(self, name: str) -> Node | None:
         """GET one node, or None when it does not exist."""
 
-        def call() -> Node | None:
-            try:
-                node = self._core.read_node(name, _request_timeout=self._timeout)
-            except k8s.ApiException as err:
-                if err.status == 404:
-                    return None
-                raise
+        def call() -> Node:
+            node = self._core.read_node(name, _request_timeout=self._timeout)
             return cast(Node, _to_json(self._client, node))
 
-        return await self._call("get node", call)
+        return await self._call_unless_absent("get node", call)
 
     # ------------------------------------------------------------------------- list and watch
     async def list_pods(self, *, field_selector: str = "", label_selector: str = "") -> PodList:
