@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-export SIGIL_DATA_DIR ?= $(CURDIR)/.sigil
 
 .PHONY: run test lint typecheck contracts pytest bench bench-quick proto clean
 
@@ -16,7 +15,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 ## run: the main job on the embedded default: sigil-server and sigil-agent on this host (SQLite, example.org,
-## state under $(SIGIL_DATA_DIR)); prints the SPIFFE_ENDPOINT_SOCKET a workload needs; Ctrl-C stops both
+## state under $$SIGIL_DATA_DIR, default ./.sigil); prints the SPIFFE_ENDPOINT_SOCKET a workload needs; Ctrl-C stops both
 run: $(STAMP)
 	$(BIN)/python -m sigil.node_agent.local
 

@@ -17,14 +17,14 @@ Results are merged into ``bench/results/enforce.json`` so that figures written b
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
+from _results import merge_results  # bench/ is the script's own directory
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.policy import (
@@ -201,16 +201,6 @@ def measure(index: PolicyIndex, requests: list[Request], seconds: float) -> tupl
         now = time.perf_counter()
         if now >= deadline:
             return done, now - start, allowed
-
-
-def merge_results(path: Path, figures: dict[str, Any]) -> None:
-    """Update ``path`` with ``figures``, keeping every key other benchmarks wrote."""
-    results: dict[str, Any] = {}
-    if path.exists():
-        results = json.loads(path.read_text(encoding="utf-8"))
-    results.update(figures)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def main() -> None:

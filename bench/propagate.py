@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from _results import merge_results  # bench/ is the script's own directory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -137,16 +138,6 @@ async def measure(changes: int) -> dict[str, Any]:
         "propagation_enforcers": ENFORCERS,
         "propagation_issuer_policies": NAMESPACES * POLICIES_PER_NAMESPACE + 1,
     }
-
-
-def merge_results(path: Path, figures: dict[str, Any]) -> None:
-    """Update ``path`` with ``figures``, keeping every other key (as bench/enforce.py does)."""
-    results: dict[str, Any] = {}
-    if path.exists():
-        results = json.loads(path.read_text(encoding="utf-8"))
-    results.update(figures)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def main() -> None:

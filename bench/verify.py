@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+from _results import merge_results  # bench/ is the script's own directory
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -116,16 +116,6 @@ def verify_work(verifier: SvidVerifier, chains: Sequence[list[bytes]]) -> Callab
         return len(chains)
 
     return work
-
-
-def merge_results(path: Path, figures: dict[str, Any]) -> None:
-    """Update ``path`` with ``figures``, keeping every key other benchmarks wrote."""
-    results: dict[str, Any] = {}
-    if path.exists():
-        results = json.loads(path.read_text(encoding="utf-8"))
-    results.update(figures)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def main() -> None:

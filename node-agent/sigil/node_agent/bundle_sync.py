@@ -8,17 +8,15 @@ backoff; it starts from the bundle it verifies the issuer with (the stored or bo
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
 
 import structlog
 
 from sigil.ca.bundle import TrustBundle
-from sigil.ca.errors import SigilError
 from sigil.issuer.client import BundleUpdate
 from sigil.node_agent.identity import TrustBundles
 from sigil.node_agent.issuer_link import IssuerApi, call_issuer
-from sigil.node_agent.rotation import Backoff
+from sigil.node_agent.rotation import Backoff, poll_forever
 
 __all__ = ["BundleSync", "trust_bundles_of"]
 
@@ -95,17 +93,4 @@ class BundleSync:
 
     async def run(self) -> None:
         """Long-poll forever; the owner cancels it on shutdown."""
-        while True:
-            try:
-                await self.refresh(wait=self._wait)
-            except (SigilError, ValueError, KeyError) as err:
-                # Unreachable, refused or malformed alike: keep serving what we have and try again later.
-                delay = self._backoff.next_delay()
-                _log.warning(
-                    "bundle update failed; retrying",
-                    error=str(err),
-                    retry_in_s=round(delay.total_seconds(), 3),
-                )
-                await asyncio.sleep(delay.total_seconds())
-            else:
-                self._backoff.reset()
+        await poll_forever(lambda: self.refresh(wait=self._wait), self._backoff, what="bundle")

@@ -29,7 +29,7 @@ from sigil.enforcer.policy.loader import policy_key
 from sigil.issuer.client import PolicyUpdate
 from sigil.node_agent.identity import ChangeFeed
 from sigil.node_agent.issuer_link import call_issuer
-from sigil.node_agent.rotation import Backoff
+from sigil.node_agent.rotation import Backoff, poll_forever
 
 __all__ = ["POLICY_FILE", "PolicyFeedApi", "PolicyState", "PolicySync"]
 
@@ -156,17 +156,4 @@ class PolicySync:
 
     async def run(self) -> None:
         """Long-poll forever; the owner cancels it on shutdown."""
-        while True:
-            try:
-                await self.refresh(wait=self._wait)
-            except (SigilError, ValueError, KeyError) as err:
-                # Unreachable, refused or malformed alike: keep serving the last set and try again later.
-                delay = self._backoff.next_delay()
-                _log.warning(
-                    "policy update failed; retrying",
-                    error=str(err),
-                    retry_in_s=round(delay.total_seconds(), 3),
-                )
-                await asyncio.sleep(delay.total_seconds())
-            else:
-                self._backoff.reset()
+        await poll_forever(lambda: self.refresh(wait=self._wait), self._backoff, what="policy")

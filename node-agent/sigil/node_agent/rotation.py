@@ -14,11 +14,16 @@ between half and all of the current ceiling, so that the agents of a cluster do 
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-__all__ = ["JITTER", "Backoff", "IssuerHealth", "jwt_refresh_at", "rotation_at"]
+import structlog
+
+from sigil.ca.errors import SigilError
+
+__all__ = ["JITTER", "Backoff", "IssuerHealth", "jwt_refresh_at", "poll_forever", "rotation_at"]
 
 #: Half-life ±10% of the lifetime: the rotation point is drawn from [0.4, 0.6] of the lifetime.
 JITTER = 0.1
@@ -36,6 +41,9 @@ def rotation_at(received: datetime, not_after: datetime, rng: random.Random) -> 
 def jwt_refresh_at(received: datetime, expires_at: datetime) -> datetime:
     """When a cached JWT-SVID is past its half-life and the next request should fetch a new one."""
     return received + max(expires_at - received, timedelta(0)) / 2
+
+
+_poll_log = structlog.get_logger("sigil.node_agent")
 
 
 class Backoff:
@@ -94,3 +102,26 @@ class IssuerHealth:
     def not_before(self, when: datetime) -> datetime:
         """``when``, or the end of the backoff window if that is later."""
         return max(when, self.retry_at) if self.retry_at is not None else when
+
+
+async def poll_forever(
+    step: Callable[[], Awaitable[object]], backoff: Backoff, *, what: str
+) -> None:
+    """Run one long poll after another until cancelled; a failure keeps what the agent holds and backs off.
+
+    The issuer's bundle and policy feeds are followed the same way: unreachable, refused or malformed answers alike
+    leave the last good state in force and are retried after ``backoff``'s next delay.
+    """
+    while True:
+        try:
+            await step()
+        except (SigilError, ValueError, KeyError) as err:
+            delay = backoff.next_delay()
+            _poll_log.warning(
+                f"{what} update failed; retrying",
+                error=str(err),
+                retry_in_s=round(delay.total_seconds(), 3),
+            )
+            await asyncio.sleep(delay.total_seconds())
+        else:
+            backoff.reset()
