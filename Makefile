@@ -37,10 +37,10 @@ pytest: $(STAMP)
 
 ## bench: every benchmark in full; bench-quick: each in under a minute
 bench: $(STAMP)
-	@set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@set -e; for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 bench-quick: $(STAMP)
-	@set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b --quick; done
+	@set -e; for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b --quick; done
 
 ## proto: regenerate the Workload API messages from node-agent/sigil/node_agent/_proto/workload.proto
 proto: $(STAMP)
