@@ -30,7 +30,8 @@ from sigil.node_agent.agent_svid import load_stored_identity
 __all__ = ["main"]
 
 _TRUST_DOMAIN = "example.org"
-_ISSUER = "127.0.0.1:8081"
+#: The server's address unless ``$SIGIL_LISTEN`` (which sigil-server reads too) names another.
+_DEFAULT_ISSUER = "127.0.0.1:8081"
 # AF_UNIX paths stop near 107 bytes; a deep checkout falls back to a short directory under /tmp.
 _MAX_SOCKET_PATH = 100
 
@@ -50,8 +51,10 @@ async def _command(*argv: str, env: dict[str, str]) -> str:
     return out.decode()
 
 
-async def _server_up(server: asyncio.subprocess.Process, *, within: float = 60.0) -> None:
-    host, port = _ISSUER.rsplit(":", 1)
+async def _server_up(
+    server: asyncio.subprocess.Process, issuer: str, *, within: float = 60.0
+) -> None:
+    host, port = issuer.rsplit(":", 1)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
@@ -61,7 +64,7 @@ async def _server_up(server: asyncio.subprocess.Process, *, within: float = 60.0
             if server.returncode is not None:
                 raise RuntimeError(f"sigil-server exited with {server.returncode}") from None
             if loop.time() > deadline:
-                raise RuntimeError(f"sigil-server did not listen on {_ISSUER}") from None
+                raise RuntimeError(f"sigil-server did not listen on {issuer}") from None
             await asyncio.sleep(0.2)
             continue
         writer.close()
@@ -132,6 +135,7 @@ async def run(data_dir: Path) -> int:
     """Start both, enrol, prove, wait for Ctrl-C or SIGTERM, stop both."""
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
     env = {**os.environ, "SIGIL_DATA_DIR": str(data_dir), "SIGIL_TRUST_DOMAIN": _TRUST_DOMAIN}
+    issuer = os.environ.get("SIGIL_LISTEN") or _DEFAULT_ISSUER
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in (signal.SIGINT, signal.SIGTERM):
@@ -140,9 +144,9 @@ async def run(data_dir: Path) -> int:
     try:
         _say(f"data directory {data_dir}")
         server = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sigil.issuer.cli", "--listen", _ISSUER, "run", env=env
+            sys.executable, "-m", "sigil.issuer.cli", "--listen", issuer, "run", env=env
         )
-        await _server_up(server)
+        await _server_up(server, issuer)
         flags, workload_id = await _enrol(data_dir, env)
         socket_path = _socket_path(data_dir)
         agent = await asyncio.create_subprocess_exec(
@@ -151,7 +155,7 @@ async def run(data_dir: Path) -> int:
             "sigil.node_agent.cli",
             "run",
             "--issuer-url",
-            f"https://{_ISSUER}",
+            f"https://{issuer}",
             "--socket",
             str(socket_path),
             *flags,

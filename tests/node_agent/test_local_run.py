@@ -1,0 +1,68 @@
+"""``make run``'s main job (``python -m sigil.node_agent.local``) as a user runs it: server and agent come up,
+an SVID is fetched through the agent, the endpoint line is printed, and Ctrl-C stops both cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_make_run_brings_up_server_and_agent_and_stops_on_ctrl_c() -> None:
+    """The printed SPIFFE_ENDPOINT_SOCKET serves the current uid's SVID, and SIGINT ends both with status 0."""
+    data_dir = Path(tempfile.mkdtemp(prefix="sgrun", dir="/tmp"))
+    port = _free_port()
+    env = {**os.environ, "SIGIL_DATA_DIR": str(data_dir), "SIGIL_LISTEN": f"127.0.0.1:{port}"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sigil.node_agent.local",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    try:
+        async with asyncio.timeout(120):
+            while not any(line.startswith("SPIFFE_ENDPOINT_SOCKET=") for line in seen):
+                line = (await process.stdout.readline()).decode()
+                if not line:
+                    pytest.fail("make run's job exited early:\n" + "".join(seen))
+                seen.append(line)
+        output = "".join(seen)
+        fetched = re.search(r"fetched an X509-SVID for (\S+) \(expected (\S+)\)", output)
+        assert fetched is not None, output
+        assert fetched[1] == fetched[2] == f"spiffe://example.org/local/uid-{os.getuid()}"
+        endpoint = next(line for line in seen if line.startswith("SPIFFE_ENDPOINT_SOCKET="))
+        socket_path = endpoint.strip().removeprefix("SPIFFE_ENDPOINT_SOCKET=unix://")
+        assert await asyncio.to_thread(Path(socket_path).is_socket)
+        # The server took the address it was given (not its default), so a user can move it off a busy port.
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+        await writer.wait_closed()
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            rest = await process.stdout.read()
+            assert await process.wait() == 0
+        assert "stopping" in rest.decode()
+        assert not await asyncio.to_thread(Path(socket_path).exists)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
