@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from sigil_testing.ca import FakeClock, make_csr, open_ca, openssl, write_upstream_ca
 from spiffe import TrustDomain as PyTrustDomain
@@ -182,3 +182,20 @@ async def test_ids_of_other_trust_domains_are_refused(ca: CertificateAuthority) 
         await ca.mint_x509_svid(other, csr=csr)
     with pytest.raises(InvalidSpiffeIdError, match="not in this CA's trust domain"):
         await ca.mint_jwt_svid(other, audience=["a"])
+
+
+@pytest.mark.parametrize(
+    "hash_algorithm", [hashes.SHA384(), hashes.SHA512()], ids=["sha384", "sha512"]
+)
+async def test_upstream_chain_signed_with_another_hash_is_accepted(
+    tmp_path: Path, hash_algorithm: hashes.SHA384 | hashes.SHA512
+) -> None:
+    """An operator's P-256 CAs that sign with SHA-384 or SHA-512 load, and SVIDs under them verify."""
+    upstream = write_upstream_ca(tmp_path / "upstream", hash_algorithm=hash_algorithm)
+    ca = await open_ca(tmp_path / "d", FakeClock(), upstream_dir=upstream.directory)
+    try:
+        svid = await ca.mint_x509_svid(WEB)
+        assert svid.chain[-1] == upstream.intermediate
+        assert ca.bundle().x509_authorities == (upstream.root,)
+    finally:
+        await ca.close()

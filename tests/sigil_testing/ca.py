@@ -57,7 +57,11 @@ def make_csr(key: PrivateKey | None = None, *, uri: str | None = None) -> tuple[
 
 
 def _ca_cert(
-    subject: str, key: PrivateKey, issuer: tuple[x509.Certificate, PrivateKey] | None, days: int
+    subject: str,
+    key: PrivateKey,
+    issuer: tuple[x509.Certificate, PrivateKey] | None,
+    days: int,
+    hash_algorithm: hashes.SHA256 | hashes.SHA384 | hashes.SHA512,
 ) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     now = datetime.now(UTC)
@@ -77,7 +81,7 @@ def _ca_cert(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     signing_key = issuer[1] if issuer else key
-    return builder.sign(signing_key, hashes.SHA256())
+    return builder.sign(signing_key, hash_algorithm)
 
 
 @dataclass(frozen=True)
@@ -87,13 +91,22 @@ class UpstreamFiles:
     intermediate: x509.Certificate
 
 
-def write_upstream_ca(directory: Path, *, days: int = 365) -> UpstreamFiles:
-    """An operator's upstream CA (root, then an intermediate that signs Sigil) in the four-file layout."""
+def write_upstream_ca(
+    directory: Path,
+    *,
+    days: int = 365,
+    hash_algorithm: hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None = None,
+) -> UpstreamFiles:
+    """An operator's upstream CA (root, then an intermediate that signs Sigil) in the four-file layout.
+
+    ``hash_algorithm`` is the one the operator's CAs sign with (SHA-256 unless given).
+    """
+    chosen = hash_algorithm if hash_algorithm is not None else hashes.SHA256()
     directory.mkdir(parents=True, exist_ok=True)
     root_key = generate_key()
-    root = _ca_cert("Operator Root", root_key, None, days * 10)
+    root = _ca_cert("Operator Root", root_key, None, days * 10, chosen)
     inter_key = generate_key()
-    inter = _ca_cert("Operator Intermediate", inter_key, (root, root_key), days)
+    inter = _ca_cert("Operator Intermediate", inter_key, (root, root_key), days, chosen)
     pem = serialization.Encoding.PEM
     (directory / "ca-cert.pem").write_bytes(inter.public_bytes(pem))
     write_private_key(directory / "ca-key.pem", inter_key)

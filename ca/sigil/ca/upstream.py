@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from sigil.ca.errors import KeyStoreError, UpstreamAuthorityError
-from sigil.ca.keys import PrivateKey, load_private_key, public_key_der, verify_signature
+from sigil.ca.keys import PrivateKey, load_private_key, public_key_der
 
 __all__ = ["UPSTREAM_FILES", "UpstreamCa", "load_upstream_ca"]
 
@@ -55,14 +55,9 @@ def _load_certs(path: Path) -> list[x509.Certificate]:
 
 
 def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    if child.issuer != parent.subject:
-        return False
-    hash_algorithm = child.signature_hash_algorithm
-    if hash_algorithm is None:
-        return False
-    public_key = parent.public_key()
+    """True when ``parent``'s name and key issued ``child``, with whatever hash ``child`` names."""
     try:
-        verify_signature(public_key, child.signature, child.tbs_certificate_bytes)  # type: ignore[arg-type]
+        child.verify_directly_issued_by(parent)
     except (InvalidSignature, TypeError, ValueError):
         return False
     return True
