@@ -64,10 +64,6 @@ class DiskKeyStore:
         self._directory = directory
         self._cache: dict[str, PrivateKey] = {}
 
-    @property
-    def directory(self) -> Path:
-        return self._directory
-
     def _path(self, kind: AuthorityKind, authority_id: str) -> Path:
         if not authority_id or "/" in authority_id or authority_id.startswith("."):
             raise KeyStoreError(authority_id, "not a usable authority id for a key file name")

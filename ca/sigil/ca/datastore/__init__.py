@@ -6,6 +6,6 @@ when the store opens.
 
 from __future__ import annotations
 
-from sigil.ca.datastore.store import Datastore, JournalEntry, StoredAuthority, default_sqlite_url
+from sigil.ca.datastore.store import Datastore, JournalEntry, default_sqlite_url
 
-__all__ = ["Datastore", "JournalEntry", "StoredAuthority", "default_sqlite_url"]
+__all__ = ["Datastore", "JournalEntry", "default_sqlite_url"]

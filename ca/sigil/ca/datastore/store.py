@@ -37,13 +37,11 @@ from sigil.ca.datastore.models import AuthorityRow, BundleStateRow, JournalRow, 
 from sigil.ca.errors import DatastoreError
 from sigil.ca.keys import PublicKey, public_key_der
 
-__all__ = ["Datastore", "JournalEntry", "StoredAuthority", "default_sqlite_url"]
+__all__ = ["Datastore", "JournalEntry", "default_sqlite_url"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 #: An arbitrary constant naming Sigil's migration lock among PostgreSQL advisory locks.
 _MIGRATION_LOCK_KEY = 0x51613100
-
-StoredAuthority = Authority
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +173,6 @@ class Datastore:
     @property
     def url(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)
-
-    @property
-    def is_postgresql(self) -> bool:
-        return self._engine.dialect.name == "postgresql"
 
     @classmethod
     async def open(cls, url: str, *, extra_migrations: Sequence[Path] = ()) -> Datastore:
