@@ -6,13 +6,11 @@ import asyncio
 import os
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sigil_testing.ca import FakeClock, make_csr
-from sigil_testing.postgres import temporary_database
 
 from sigil.ca import SpiffeId
 from sigil.ca.authority import AuthorityKind, AuthorityStatus
@@ -23,9 +21,8 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-async def database_url() -> AsyncIterator[str]:
-    async with temporary_database() as url:
-        yield url
+def database_url(postgres_url: str) -> str:
+    return postgres_url
 
 
 async def _open(url: str, tmp_path: Path, clock: FakeClock, name: str) -> CertificateAuthority:

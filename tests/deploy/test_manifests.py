@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
+from sigil_testing.binaries import kubectl
 
 from sigil.enforcer.cli import build_parser
 from sigil.enforcer.policy.store import PolicyStore
@@ -30,13 +31,8 @@ Obj = dict[str, Any]
 
 
 def _kustomize(path: Path) -> list[Obj]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.fail(
-            "kubectl (with its built-in kustomize) is needed to render deploy/; it ships with the machine image"
-        )
     result = subprocess.run(  # noqa: S603 - a fixed command on our own files
-        [kubectl, "kustomize", str(path)], capture_output=True, text=True, check=False
+        [kubectl(), "kustomize", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]

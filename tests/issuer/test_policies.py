@@ -15,7 +15,6 @@ import structlog
 from prometheus_client import CollectorRegistry
 from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
 from sigil_testing.kube import FakeClock, KubeApiServer
-from sigil_testing.postgres import temporary_database
 
 from sigil.enforcer.policy import ClusterAuthorizationPolicy, ClusterTier
 from sigil.issuer.admin import SocketAdmin
@@ -247,26 +246,29 @@ async def test_crds_and_namespace_labels_come_from_the_cluster_watch(
     assert update.policies == ()
 
 
-async def test_two_replicas_agree_on_the_revision(tmp_path: Path, policy_dir: Path) -> None:
+@pytest.mark.postgres
+async def test_two_replicas_agree_on_the_revision(
+    tmp_path: Path, policy_dir: Path, postgres_url: str
+) -> None:
     """Replicas on one PostgreSQL number the same set alike, and an admin change on one reaches the other's agents."""
     policy = PolicySettings(directory=policy_dir, poll_interval=timedelta(seconds=0.2))
-    async with temporary_database() as url:
-        settings_a = issuer_settings(tmp_path / "a", database_url=url, policy=policy)
-        async with running_issuer(settings_a) as a, attested_agent(a) as on_a:
-            # B keeps its keys on disk beside A's: enough for policies, which need no signing key.
-            settings_b = issuer_settings(
-                tmp_path / "b",
-                database_url=url,
-                policy=policy,
-                ca_options={"key_dir": tmp_path / "a" / "keys"},
-            )
-            async with running_issuer(settings_b) as b, attested_agent(b) as on_b:
-                from_a, from_b = await on_a.policies(), await on_b.policies()
-                assert (from_a.revision, from_a.digest) == (from_b.revision, from_b.digest)
-                async with SocketAdmin(a.admin_socket) as admin:
-                    await admin.apply_policies("x.yaml", _policy("db-from-admin"))
-                changed_a = await _next(on_a, from_a)
-                changed_b = await _next(on_b, from_b)
+    url = postgres_url
+    settings_a = issuer_settings(tmp_path / "a", database_url=url, policy=policy)
+    async with running_issuer(settings_a) as a, attested_agent(a) as on_a:
+        # B keeps its keys on disk beside A's: enough for policies, which need no signing key.
+        settings_b = issuer_settings(
+            tmp_path / "b",
+            database_url=url,
+            policy=policy,
+            ca_options={"key_dir": tmp_path / "a" / "keys"},
+        )
+        async with running_issuer(settings_b) as b, attested_agent(b) as on_b:
+            from_a, from_b = await on_a.policies(), await on_b.policies()
+            assert (from_a.revision, from_a.digest) == (from_b.revision, from_b.digest)
+            async with SocketAdmin(a.admin_socket) as admin:
+                await admin.apply_policies("x.yaml", _policy("db-from-admin"))
+            changed_a = await _next(on_a, from_a)
+            changed_b = await _next(on_b, from_b)
     assert changed_a.revision == changed_b.revision > from_a.revision
     assert changed_a.digest == changed_b.digest
     assert _names(changed_b) == ["db-from-admin", "db-from-web"]

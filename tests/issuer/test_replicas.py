@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
-from sigil_testing.postgres import temporary_database
 
 from sigil.ca.authority import AuthorityKind, AuthorityStatus
 from sigil.ca.keys import generate_key
@@ -20,6 +19,8 @@ from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.client import IssuerClient, X509SvidRequest, make_csr
 from sigil.issuer.errors import JoinTokenInvalidError
 from sigil.issuer.server import IssuerServer
+
+pytestmark = pytest.mark.postgres
 
 
 @dataclass(frozen=True)
@@ -29,17 +30,17 @@ class Pair:
 
 
 @pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
+async def pair(tmp_path: Path, postgres_url: str) -> AsyncIterator[Pair]:
     """Replicas A and B: separate data directories, one database, authority keys sealed in it."""
     kek = tmp_path / "kek"
     kek.write_bytes(os.urandom(32))
     kek.chmod(0o600)
     ca_options = {"key_store": "database", "key_encryption_key_file": kek}
-    async with temporary_database() as url:
-        settings_a = issuer_settings(tmp_path / "a", database_url=url, ca_options=ca_options)
-        settings_b = issuer_settings(tmp_path / "b", database_url=url, ca_options=ca_options)
-        async with running_issuer(settings_a) as a, running_issuer(settings_b) as b:
-            yield Pair(a, b)
+    url = postgres_url
+    settings_a = issuer_settings(tmp_path / "a", database_url=url, ca_options=ca_options)
+    settings_b = issuer_settings(tmp_path / "b", database_url=url, ca_options=ca_options)
+    async with running_issuer(settings_a) as a, running_issuer(settings_b) as b:
+        yield Pair(a, b)
 
 
 def _csr() -> bytes:
