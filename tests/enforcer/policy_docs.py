@@ -23,14 +23,14 @@ def spiffe(value: str) -> Doc:
 
 
 def anyone() -> Doc:
-    """The source matching every peer, with or without an SVID (every rule must name its sources)."""
+    """The source matching every peer, with or without an SVID (a rule must name a criterion)."""
     return {"type": "Any"}
 
 
 def rule(
     sources: list[Doc] | None = None, *, ports: list[int] | None = None, action: str | None = None
 ) -> Doc:
-    """A rule; ``sources`` None leaves the field out (which the schema refuses: use ``[anyone()]``)."""
+    """A rule; ``sources`` None leaves the field out (any peer)."""
     raw: Doc = {} if action is None else {"action": action}
     if sources is not None:
         raw["sources"] = sources

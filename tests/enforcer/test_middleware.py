@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from enforcer.pki import Domain
-from enforcer.policy_docs import anyone, ap, dump, rule, spiffe
+from enforcer.policy_docs import ap, dump, rule, spiffe
 from enforcer.tlskit import static_source
 from prometheus_client import CollectorRegistry
 
@@ -139,14 +139,12 @@ async def test_a_plaintext_request_meets_the_default_deny(
     assert json.loads(body)["tier"] == "default"
 
 
-async def test_a_plaintext_request_passes_a_rule_for_any_peer(
+async def test_a_plaintext_request_passes_a_rule_without_sources(
     authorizer_for: Callable[..., Authorizer],
 ) -> None:
-    """A rule whose sources hold ``type: Any`` allows any peer, even one without an SVID."""
-    everyone = ap(
-        "anyone", namespace="shop", match={"app": "api"}, rules=[rule([anyone()], ports=[PORT])]
-    )
-    async with _serve(authorizer_for(everyone, default_allow=False), None) as url:
+    """A rule that names no sources allows any peer, even one without an SVID (authz.md part 7)."""
+    anyone = ap("anyone", namespace="shop", match={"app": "api"}, rules=[rule(ports=[PORT])])
+    async with _serve(authorizer_for(anyone, default_allow=False), None) as url:
         status, _, body = await _get(url, False)
     assert (status, body) == (200, "anonymous")
 

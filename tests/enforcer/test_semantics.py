@@ -275,8 +275,8 @@ CASES = [
         ("allowed", "namespace", "shop/two", 1),
     ),
     Case(
-        "any-source-matches-a-peer-without-svid",
-        "A rule with a source of type Any matches a peer that presented no SVID.",
+        "omitted-sources-any-peer-without-svid",
+        "A rule without sources matches a peer that presented no SVID.",
         [ap("any", match={"app": "db"}, rules=[rule([anyone()])])],
         None,
         ("allowed", "namespace", "shop/any", 0),

@@ -266,8 +266,11 @@ async def test_a_crd_with_a_misspelled_criterion_is_refused_never_widened(
 ) -> None:
     """A CR whose rule carries a misspelled field, or arrives with no criterion left (as an API server prunes
     the misspelling without strict field validation), is refused by field; the last good rule stays."""
-    sources = [{"type": "SPIFFE", "spiffe": "spiffe://example.org/ns/monitoring/sa/prometheus"}]
-    ports: dict[str, Any] = {"networkAttributes": {"ports": [9090]}}
+    prometheus = {
+        "sources": [
+            {"type": "SPIFFE", "spiffe": "spiffe://example.org/ns/monitoring/sa/prometheus"}
+        ]
+    }
     settings = issuer_settings(
         tmp_path / "data",
         kubeconfig=kube.write_kubeconfig(tmp_path / "kubeconfig"),
@@ -278,24 +281,24 @@ async def test_a_crd_with_a_misspelled_criterion_is_refused_never_widened(
         attested_agent(server) as agent,
     ):
         update = await agent.policies()
-        kube.apply_custom(_monitoring_allow({"sources": sources, **ports}))
+        kube.apply_custom(_monitoring_allow(prometheus))
         update = await _next(agent, update)
         assert _names(update) == ["monitoring"]
         good_documents = update.documents
         refusals: list[str] = []
-        # Misspelled as the author wrote it, then as an API server prunes it: "any peer on 9090".
-        for number, broken in enumerate(({"soruces": sources, **ports}, ports)):
+        for number, broken in enumerate(({"soruces": prometheus["sources"]}, {})):
             with structlog.testing.capture_logs() as logs:
                 kube.apply_custom(_monitoring_allow(broken))
-                # A change after the refusal, to know it was handled.
-                kube.add_namespace(f"after-{number}")
+                kube.add_namespace(
+                    f"after-{number}"
+                )  # a change after the refusal, to know it was handled
                 async with asyncio.timeout(10):
                     while f"after-{number}" not in update.namespaces:
                         update = await _next(agent, update)
             refusals += [e["detail"] for e in logs if e["event"] == "policy.refused"]
     where = "kubernetes ClusterAuthorizationPolicy monitoring: spec.rules[0]"
     assert refusals[0].startswith(f"{where}.soruces: unknown field")
-    assert refusals[1].startswith(f"{where}.sources: expected the peers this rule matches")
+    assert refusals[1].startswith(f"{where}: expected sources or networkAttributes")
     assert len(refusals) == 2
     assert update.documents == good_documents
     (kept,) = update.policies

@@ -7,7 +7,7 @@ mid-connection), asks the :class:`~sigil.enforcer.authorizer.Authorizer`, and th
 SPIFFE ID under :data:`PEER` for the handler or answers ``403`` with an RFC 9457 problem document saying which
 tier, policy and rule denied — users' first complaint about mesh authorization is an opaque
 "RBAC: access denied" (istio#39802). A plaintext request, or a peer whose chain does not verify, is decided
-as "no SVID" (authz.md part 7): it matches only rules with a ``type: Any`` source, and the configured default.
+as "no SVID" (authz.md part 7): it matches only rules without sources, and the configured default.
 """
 
 from __future__ import annotations

@@ -5,12 +5,13 @@ Field names follow Gateway API GEP-3779 exactly (``targetRefs``, ``action``, ``e
 its description: ``action: DENY`` (the GEP's planned enhancement), ``spec.dryRun``, SPIFFE sources ending
 in ``/*``, and the source ``type: Any``.
 
-One departure from the GEP, for safety: every rule names its ``sources``. The GEP reads a rule without
-``sources`` as "any peer". But the Kubernetes API server prunes fields its schema does not know unless the
-client asked for strict field validation, so a misspelled ``sources`` would arrive as a rule without sources: a
-typo would silently let every peer in (on the rule's ports, or on all of them). Here ``sources`` is required
-(every peer is written ``sources: [{type: Any}]``) and so is ``networkAttributes.ports``; a pruned field can then
-only make the API server (by CEL) and Sigil (by the same check in Python) refuse the resource, never widen it. ``ClusterAuthorizationPolicy`` is the admin tier the GEP left out, modelled on the network-policy-api's
+One departure from the GEP, for safety: a rule must name a criterion. The GEP reads a rule without ``sources``
+as "any peer", so ``rules: [{}]`` allows (or denies) everyone. But the Kubernetes API server prunes fields its
+schema does not know unless the client asked for strict field validation, so a misspelled ``sources`` would
+arrive as exactly that empty rule: a typo would silently allow every peer. Here a rule must carry ``sources``
+or ``networkAttributes`` (and ``networkAttributes`` its ``ports``); everyone is written ``sources: [{type: Any}]``.
+A pruned field can then only make the API server (by CEL) and Sigil (by the same check in Python) refuse the
+resource, never widen it. ``ClusterAuthorizationPolicy`` is the admin tier the GEP left out, modelled on the network-policy-api's
 AdminNetworkPolicy and BaselineAdminNetworkPolicy. The semantics live in ``docs``: ../shared/reference/authz.md,
 part 7.
 """
@@ -128,8 +129,8 @@ def _nothing_beside_any(source: Mapping[str, Any]) -> str | None:
     return next((name for name in ("spiffe", "serviceAccount") if name in source), None)
 
 
-def _names_its_sources(rule: Mapping[str, Any]) -> str | None:
-    return None if "sources" in rule else "sources"
+def _names_a_criterion(rule: Mapping[str, Any]) -> str | None:
+    return None if "sources" in rule or "networkAttributes" in rule else ""
 
 
 def _source(*, namespaced: bool) -> Object:
@@ -180,7 +181,7 @@ def _rule(*, namespaced: bool) -> Object:
         "sources": Array(
             _source(namespaced=namespaced),
             max_items=128,
-            description="Required: [{type: Any}] is every peer, even without an SVID; [] is nobody.",
+            description="Omitted: any peer, even without an SVID. Empty: nothing.",
         ),
         "networkAttributes": Object(
             fields={
@@ -189,13 +190,12 @@ def _rule(*, namespaced: bool) -> Object:
             required=("ports",),
         ),
     }
-    # A CEL rule rather than ``required``: its message tells a kubectl user how to write "every peer".
     criterion = Check(
-        cel="has(self.sources)",
-        message="sources is required: list the peers this rule matches ([{type: Any}] is every peer)",
-        expected="the peers this rule matches (required; [{type: Any}] is every peer, "
-        "even without an SVID)",
-        failing=_names_its_sources,
+        cel="has(self.sources) || has(self.networkAttributes)",
+        message="a rule must name sources or networkAttributes (every peer: sources: [{type: Any}])",
+        expected="sources or networkAttributes (a rule naming neither would match every peer; "
+        "write sources: [{type: Any}] for that)",
+        failing=_names_a_criterion,
     )
     if namespaced:
         return Object(
@@ -220,11 +220,6 @@ _TARGET_REF = Object(
     required=("kind", "selector"),
 )
 
-
-def _deny_without_rules(spec: Mapping[str, Any]) -> str | None:
-    return "rules" if spec.get("action") == "DENY" and "rules" not in spec else None
-
-
 _NAMESPACED_SPEC = Object(
     description="A namespace owner's AuthorizationPolicy (GEP-3779).",
     fields={
@@ -235,16 +230,6 @@ _NAMESPACED_SPEC = Object(
         "rules": Array(_rule(namespaced=True), max_items=128),
     },
     required=("targetRefs", "action", "enforcementLevel"),
-    # An ALLOW policy without rules allows nothing, which is narrow; a DENY one would deny nothing, which is
-    # what a pruned, misspelled ``rules`` would leave: so it must be written.
-    checks=(
-        Check(
-            cel="self.action != 'DENY' || has(self.rules)",
-            message="a DENY policy needs rules",
-            expected="the rules of this DENY policy (required: without them it denies nothing)",
-            failing=_deny_without_rules,
-        ),
-    ),
 )
 
 
@@ -267,8 +252,7 @@ _CLUSTER_SPEC = Object(
         "dryRun": Boolean("Evaluate and report, never enforce."),
         "rules": Array(_rule(namespaced=False), max_items=128),
     },
-    # Required, as a pruned, misspelled ``rules`` would otherwise drop every Deny rule without a word.
-    required=("tier", "priority", "namespaceSelector", "rules"),
+    required=("tier", "priority", "namespaceSelector"),
     checks=(
         Check(
             cel="self.tier == 'Admin' || !has(self.rules) || self.rules.all(r, r.action != 'Pass')",
