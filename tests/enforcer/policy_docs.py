@@ -22,6 +22,11 @@ def spiffe(value: str) -> Doc:
     return {"type": "SPIFFE", "spiffe": value}
 
 
+def anyone() -> Doc:
+    """The source matching every peer, with or without an SVID (a rule must name a criterion)."""
+    return {"type": "Any"}
+
+
 def rule(
     sources: list[Doc] | None = None, *, ports: list[int] | None = None, action: str | None = None
 ) -> Doc:

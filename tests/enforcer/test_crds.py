@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,27 @@ def test_readme_policy_example_loads() -> None:
     result = parse_file(example, file="README.md")
     assert result.errors == ()
     assert [p.name for p in result.policies] == ["db-from-web", "quarantine-and-monitoring"]
+
+
+def _nodes(schema: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every node of a schema with its path (``[]`` for list items)."""
+    yield path, schema
+    for name, child in schema.get("properties", {}).items():
+        yield from _nodes(child, f"{path}.{name}")
+    if "items" in schema:
+        yield from _nodes(schema["items"], f"{path}[]")
+
+
+@pytest.mark.parametrize("name", sorted(crd_documents()))
+def test_no_policy_field_can_be_pruned_into_a_wider_rule(name: str) -> None:
+    """Nothing under spec keeps unknown fields, and every rule must keep a criterion after pruning: a CEL rule
+    refuses a rule with neither sources nor networkAttributes, and networkAttributes requires ports."""
+    crd = yaml.safe_load((CRDS / name).read_text(encoding="utf-8"))
+    (version,) = crd["spec"]["versions"]
+    nodes = dict(_nodes(version["schema"]["openAPIV3Schema"]["properties"]["spec"], "spec"))
+    assert [p for p, n in nodes.items() if n.get("x-kubernetes-preserve-unknown-fields")] == []
+    rule = nodes["spec.rules[]"]
+    assert {"rule": "has(self.sources) || has(self.networkAttributes)"}.items() <= rule[
+        "x-kubernetes-validations"
+    ][0].items()
+    assert nodes["spec.rules[].networkAttributes"]["required"] == ["ports"]

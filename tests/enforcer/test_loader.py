@@ -7,9 +7,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from enforcer.policy_docs import Doc, ap, cap, dump, rule, sa, spiffe
+from enforcer.policy_docs import Doc, anyone, ap, cap, dump, rule, sa, spiffe
 
-from sigil.enforcer import PolicyError, PolicySourceError, PolicyStore, PolicyYamlError
+from sigil.enforcer import (
+    AuthorizationPolicy,
+    PolicyError,
+    PolicySourceError,
+    PolicyStore,
+    PolicyYamlError,
+    UnknownFieldError,
+)
 from sigil.enforcer.policy.loader import parse_file
 
 Write = Callable[[Mapping[str, str]], Path]
@@ -67,11 +74,6 @@ def _with(doc: Doc, path: list[str | int], value: object) -> Doc:
             "spec.rules[0].networkAttributes.ports",
             "a list of 1 to 64 items",
         ),
-        (
-            (["spec", "rules"], [{"source": []}]),
-            "spec.rules[0].source",
-            "a known field (one of sources, networkAttributes)",
-        ),
         ((["spec", "action"], "AUDIT"), "spec.action", "one of 'ALLOW', 'DENY'"),
         ((["spec", "enforcementLevel"], "Application"), "spec.enforcementLevel", "'Network'"),
         ((["spec", "dryRun"], "yes please"), "spec.dryRun", "true or false"),
@@ -101,7 +103,7 @@ def test_namespaced_refusal_names_field_and_expectation(
     change: tuple[list[str | int], object], path: str, expected: str
 ) -> None:
     """A field out of schema is refused naming the file, the field path and what was expected."""
-    error = _refusal(_with(ap("p", rules=[rule()]), *change))
+    error = _refusal(_with(ap("p", rules=[rule([anyone()])]), *change))
     assert error.file == "p.yaml"
     assert error.path == path
     assert expected in error.expected
@@ -109,14 +111,69 @@ def test_namespaced_refusal_names_field_and_expectation(
 
 
 @pytest.mark.parametrize(
+    ("rules", "path"),
+    [
+        ([{"soruces": [spiffe("spiffe://example.org/web")]}], "spec.rules[0].soruces"),
+        (
+            [rule([sa("web")], ports=[5432]), {"networkAttributes": {"prots": [5432]}}],
+            "spec.rules[1].networkAttributes.prots",
+        ),
+        (
+            [rule([{"type": "SPIFFE", "spiffe": "spiffe://example.org/web", "x": 1}])],
+            "spec.rules[0].sources[0].x",
+        ),
+    ],
+)
+def test_a_misspelled_field_is_refused_by_name(rules: list[Doc], path: str) -> None:
+    """A misspelled field is refused as an unknown field at its path, never ignored into a wider rule."""
+    error = _refusal(ap("p", rules=rules))
+    assert isinstance(error, UnknownFieldError)
+    assert error.path == path
+    assert str(error).startswith(f"p.yaml: {path}: unknown field (the fields here are: ")
+
+
+@pytest.mark.parametrize(
+    ("doc", "path", "expected"),
+    [
+        (ap("p", action="DENY", rules=[rule([anyone()]), {}]), "spec.rules[1]", "sources or"),
+        (
+            ap("p", rules=[{"networkAttributes": {}}]),
+            "spec.rules[0].networkAttributes.ports",
+            "(required)",
+        ),
+        (cap("c", rules=[{"action": "Allow"}]), "spec.rules[0]", "sources or"),
+    ],
+)
+def test_a_rule_naming_no_criterion_is_refused(doc: Doc, path: str, expected: str) -> None:
+    """A rule with no criterion left (what an API server makes of a misspelled one) is refused, not read as
+    'every peer'."""
+    error = _refusal(doc)
+    assert error.path == path
+    assert expected in error.expected
+
+
+def test_type_any_is_the_written_form_of_every_peer() -> None:
+    """``sources: [{type: Any}]`` matches every peer, with or without an SVID, on every port."""
+    result = parse_file(dump(ap("p", action="DENY", rules=[rule([anyone()])])), file="p.yaml")
+    ((policy,), ()) = (result.policies, result.errors)
+    assert isinstance(policy, AuthorizationPolicy)
+    (only,) = policy.rules
+    assert (only.sources, only.ports) == (None, None)
+
+
+@pytest.mark.parametrize(
     ("doc", "path", "expected"),
     [
         (
-            cap("c", tier="Baseline", rules=[rule(action="Allow"), rule(action="Pass")]),
+            cap(
+                "c",
+                tier="Baseline",
+                rules=[rule([anyone()], action="Allow"), rule([anyone()], action="Pass")],
+            ),
             "spec.rules[1].action",
             "Pass is allowed only in the Admin tier",
         ),
-        (cap("c", rules=[rule()]), "spec.rules[0].action", "(required)"),
+        (cap("c", rules=[rule([anyone()])]), "spec.rules[0].action", "(required)"),
         (
             cap("c", rules=[rule([sa("web")], action="Deny")]),
             "spec.rules[0].sources[0].serviceAccount.namespace",
@@ -178,7 +235,7 @@ def test_directory_load_isolates_bad_files(write_policies: Write) -> None:
 def test_last_good_version_kept_when_a_policy_breaks(write_policies: Write) -> None:
     """A reload that finds a policy broken keeps its last good version in force, and says so."""
     good = ap("web", rules=[rule([sa("web")])])
-    directory = write_policies({"web.yaml": dump(good, ap("other", rules=[rule()]))})
+    directory = write_policies({"web.yaml": dump(good, ap("other", rules=[rule([anyone()])]))})
     store = PolicyStore()
     store.load_directory(directory)
     write_policies({"web.yaml": dump(_with(ap("web"), ["spec", "action"], "ALOW"), ap("other"))})
@@ -215,7 +272,10 @@ def test_each_accepted_change_gets_a_revision(write_policies: Write) -> None:
 
 def test_duplicate_policy_refused_in_later_file(write_policies: Write) -> None:
     """The same policy defined in two files is kept from the first file and refused in the second."""
-    first, second = ap("p", action="DENY", rules=[rule()]), ap("p", rules=[rule()])
+    first, second = (
+        ap("p", action="DENY", rules=[rule([anyone()])]),
+        ap("p", rules=[rule([anyone()])]),
+    )
     directory = write_policies({"a.yaml": dump(first), "b.yaml": dump(second)})
     store = PolicyStore()
     report = store.load_directory(directory)

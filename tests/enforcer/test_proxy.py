@@ -22,7 +22,7 @@ from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.decision import Target
 from sigil.enforcer.proxy import Address, InboundProxy, OutboundProxy, refusal_reporter
-from sigil.enforcer.tls import SpiffeTls
+from sigil.enforcer.tls import PeerRule, SpiffeTls
 
 PORT = 8443
 
@@ -291,6 +291,49 @@ async def test_outbound_refuses_an_unexpected_server(home: Domain, files: Path) 
             answer = await _talk(proxy.port, None, b"")
     assert answer == b""
     assert refused == ["unexpected_peer"]
+
+
+async def _through_outbound(
+    tls: SpiffeTls, upstream: ssl.SSLContext, *, expect: PeerRule | None = None
+) -> bytes:
+    """What a plain client of an outbound proxy (built with ``expect``) hears from an mTLS upstream."""
+    async with who_am_i_server(upstream) as upstream_port:
+        proxy = OutboundProxy(
+            Address("127.0.0.1", 0), Address("127.0.0.1", upstream_port), tls=tls, expect=expect
+        )
+        async with proxy:
+            return await _talk(proxy.port, None, b"")
+
+
+async def test_outbound_refuses_a_federated_server_unless_it_is_expected(
+    home: Domain, files: Path
+) -> None:
+    """With no expectation the outbound proxy accepts only its own trust domain: a federated partner's valid
+    SVID is refused as 'unexpected_peer', and accepted once its domain or ID is named."""
+    partner = Domain("partner.net", now=datetime.now(UTC))
+    upstream = SpiffeTls(
+        static_source(files / "s", partner.mint("ledger"), partner, home)
+    ).server_context()
+    refused: list[str] = []
+    tls = SpiffeTls(
+        static_source(files / "w", home.mint("ns", "shop", "sa", "api"), home, partner),
+        on_refused=lambda err: refused.append(err.reason),
+    )
+    by_default = await _through_outbound(tls, upstream)
+    by_domain = await _through_outbound(tls, upstream, expect=partner.trust_domain)
+    by_id = await _through_outbound(tls, upstream, expect=partner.id("ledger"))
+    assert by_default == b""
+    assert refused == ["unexpected_peer"]
+    assert by_domain == by_id == b"spiffe://example.org/ns/shop/sa/api\n"
+
+
+async def test_outbound_without_an_expectation_accepts_its_own_trust_domain(
+    home: Domain, files: Path
+) -> None:
+    """With no expectation, any valid server of the workload's own trust domain is accepted."""
+    upstream = SpiffeTls(static_source(files / "s", home.mint("db"), home)).server_context()
+    tls = SpiffeTls(static_source(files / "w", home.mint("api"), home))
+    assert await _through_outbound(tls, upstream) == b"spiffe://example.org/api\n"
 
 
 async def test_openssl_through_the_inbound_proxy(

@@ -8,6 +8,7 @@ import json
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -141,6 +142,81 @@ async def test_the_inbound_command_forwards_counts_and_drains(
     events = [entry["event"] for entry in logs]
     assert "decision" in events
     assert events[-1] == "proxy closed"
+
+
+async def _one_connection_through(
+    default: str, home: Domain, files: Path, echo: int, policies: Path
+) -> tuple[bytes, str]:
+    """Run ``proxy inbound --default DEFAULT``, send one line as a valid SVID; the answer and /metrics."""
+    write_svid_files(files / "proxy", home.mint("api"), home)
+    listen, metrics_port = _free_port(), _free_port()
+    process = await asyncio.create_subprocess_exec(
+        SIGIL_ENFORCER,
+        "proxy",
+        "inbound",
+        "--svid-dir",
+        str(files / "proxy"),
+        "--listen",
+        f"127.0.0.1:{listen}",
+        "--forward",
+        str(echo),
+        "--policies",
+        str(policies),
+        "--namespace",
+        "shop",
+        "--default",
+        default,
+        "--metrics",
+        f"127.0.0.1:{metrics_port}",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await _started(process, [])
+        client = SpiffeTls(static_source(files / "c", home.mint("web"), home)).client_context()
+        reader, writer = await asyncio.open_connection("127.0.0.1", listen, ssl=client)
+        try:
+            writer.write(b"through\n")
+            answer = await reader.readline()
+        except (ConnectionError, ssl.SSLError):
+            answer = b""
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await writer.wait_closed()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response,
+        ):
+            exposition = await response.text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.communicate(), 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    return answer, exposition
+
+
+@pytest.mark.parametrize(("default", "allowed"), [("deny", False), ("allow", True)])
+async def test_the_default_decides_a_connection_no_policy_decides(
+    default: str,
+    allowed: bool,
+    home: Domain,
+    files: Path,
+    echo: int,
+    write_policies: Callable[[Mapping[str, str]], Path],
+) -> None:
+    """A valid peer that no policy decides is closed before the application under --default deny, and
+    forwarded under --default allow; both are counted as decisions of the default tier."""
+    elsewhere = ap("other-pods", namespace="shop", match={"app": "db"}, rules=[])
+    policies = write_policies({"p.yaml": dump(elsewhere)})
+    answer, exposition = await _one_connection_through(default, home, files, echo, policies)
+    decision = "allowed" if allowed else "denied"
+    assert answer == (b"through\n" if allowed else b"")
+    assert (
+        f'sigil_enforcer_decisions_total{{decision="{decision}",tier="default"}} 1.0' in exposition
+    )
 
 
 def test_inbound_without_a_forward_port_is_bad_input(

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from enforcer.policy_docs import Doc, ap, cap, rule, sa, spiffe
+from enforcer.policy_docs import Doc, anyone, ap, cap, rule, sa, spiffe
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.policy import PolicyIndex, Target, parse_policy
@@ -40,7 +40,7 @@ CASES = [
         "An admin Allow decides before any namespace DENY is looked at.",
         [
             cap("ops", rules=[rule([spiffe(ADMIN_SA)], action="Allow")]),
-            ap("deny-all", action="DENY", rules=[rule()]),
+            ap("deny-all", action="DENY", rules=[rule([anyone()])]),
         ],
         ADMIN_SA,
         ("allowed", "admin", "ops", 0),
@@ -56,8 +56,8 @@ CASES = [
         "admin-lower-priority-first",
         "Admin policies are consulted by ascending priority, whatever their names.",
         [
-            cap("a-allow", priority=20, rules=[rule(action="Allow")]),
-            cap("z-deny", priority=5, rules=[rule(action="Deny")]),
+            cap("a-allow", priority=20, rules=[rule([anyone()], action="Allow")]),
+            cap("z-deny", priority=5, rules=[rule([anyone()], action="Deny")]),
         ],
         WEB,
         ("denied", "admin", "z-deny", 0),
@@ -66,8 +66,8 @@ CASES = [
         "admin-ties-by-name",
         "Admin policies of equal priority are consulted in name order.",
         [
-            cap("b-deny", priority=7, rules=[rule(action="Deny")]),
-            cap("a-allow", priority=7, rules=[rule(action="Allow")]),
+            cap("b-deny", priority=7, rules=[rule([anyone()], action="Deny")]),
+            cap("a-allow", priority=7, rules=[rule([anyone()], action="Allow")]),
         ],
         WEB,
         ("allowed", "admin", "a-allow", 0),
@@ -81,7 +81,7 @@ CASES = [
                 rules=[
                     rule([sa("other", "shop")], action="Allow"),
                     rule([sa("web", "shop")], action="Deny"),
-                    rule(action="Allow"),
+                    rule([anyone()], action="Allow"),
                 ],
             )
         ],
@@ -93,7 +93,7 @@ CASES = [
         "A Pass stops the admin tier, so a later admin Deny is skipped and the namespace tier decides.",
         [
             cap("defer", priority=1, rules=[rule([sa("web", "shop")], action="Pass")]),
-            cap("deny", priority=2, rules=[rule(action="Deny")]),
+            cap("deny", priority=2, rules=[rule([anyone()], action="Deny")]),
             ALLOW_WEB,
         ],
         WEB,
@@ -102,7 +102,7 @@ CASES = [
     Case(
         "admin-namespace-selector-limits",
         "An admin policy whose namespaceSelector misses the target's namespace does not apply.",
-        [cap("prod-only", namespaces={"env": "prod"}, rules=[rule(action="Deny")])],
+        [cap("prod-only", namespaces={"env": "prod"}, rules=[rule([anyone()], action="Deny")])],
         WEB,
         ("allowed", "default", None, None),
         namespace_labels={"shop": {"env": "dev"}},
@@ -110,7 +110,7 @@ CASES = [
     Case(
         "admin-pod-selector-limits",
         "An admin policy whose podSelector misses the target pod does not apply.",
-        [cap("web-pods", pods={"app": "web"}, rules=[rule(action="Deny")])],
+        [cap("web-pods", pods={"app": "web"}, rules=[rule([anyone()], action="Deny")])],
         WEB,
         ("allowed", "default", None, None),
     ),
@@ -146,7 +146,7 @@ CASES = [
     Case(
         "namespace-other-namespace-ignored",
         "Policies of another namespace never apply to the target.",
-        [ap("deny-all", namespace="other", action="DENY", rules=[rule()])],
+        [ap("deny-all", namespace="other", action="DENY", rules=[rule([anyone()])])],
         WEB,
         ("allowed", "default", None, None),
     ),
@@ -167,7 +167,7 @@ CASES = [
     Case(
         "namespace-empty-selector-selects-all",
         "A targetRef selector of {} selects every pod of the namespace.",
-        [ap("deny-all", action="DENY", rules=[rule()])],
+        [ap("deny-all", action="DENY", rules=[rule([anyone()])])],
         WEB,
         ("denied", "namespace", "shop/deny-all", 0),
         labels={"app": "anything"},
@@ -176,14 +176,14 @@ CASES = [
     Case(
         "baseline-decides-when-namespace-silent",
         "The baseline tier decides when the namespace tier did not.",
-        [cap("default-deny", tier="Baseline", rules=[rule(action="Deny")])],
+        [cap("default-deny", tier="Baseline", rules=[rule([anyone()], action="Deny")])],
         WEB,
         ("denied", "baseline", "default-deny", 0),
     ),
     Case(
         "baseline-skipped-when-allow-policy-selects",
         "An ALLOW policy selecting the target decides, so the baseline tier is not consulted.",
-        [cap("allow-all", tier="Baseline", rules=[rule(action="Allow")]), ALLOW_WEB],
+        [cap("allow-all", tier="Baseline", rules=[rule([anyone()], action="Allow")]), ALLOW_WEB],
         "spiffe://example.org/ns/shop/sa/batch",
         ("denied", "namespace", None, None),
     ),
@@ -191,8 +191,8 @@ CASES = [
         "baseline-skipped-when-namespace-denies",
         "A matching namespace DENY decides, so a baseline Allow is not consulted.",
         [
-            cap("allow-all", tier="Baseline", rules=[rule(action="Allow")]),
-            ap("deny-all", action="DENY", rules=[rule()]),
+            cap("allow-all", tier="Baseline", rules=[rule([anyone()], action="Allow")]),
+            ap("deny-all", action="DENY", rules=[rule([anyone()])]),
         ],
         WEB,
         ("denied", "namespace", "shop/deny-all", 0),
@@ -201,7 +201,7 @@ CASES = [
         "baseline-by-priority",
         "Baseline policies are consulted by ascending priority and the first matching rule decides.",
         [
-            cap("late", tier="Baseline", priority=9, rules=[rule(action="Deny")]),
+            cap("late", tier="Baseline", priority=9, rules=[rule([anyone()], action="Deny")]),
             cap(
                 "early",
                 tier="Baseline",
@@ -237,7 +237,7 @@ CASES = [
             cap(
                 "shop-only",
                 namespaces={"kubernetes.io/metadata.name": "shop"},
-                rules=[rule(action="Deny")],
+                rules=[rule([anyone()], action="Deny")],
             )
         ],
         WEB,
@@ -246,7 +246,7 @@ CASES = [
     Case(
         "namespace-configured-labels",
         "A namespaceSelector matches the namespace's configured labels.",
-        [cap("prod-only", namespaces={"env": "prod"}, rules=[rule(action="Deny")])],
+        [cap("prod-only", namespaces={"env": "prod"}, rules=[rule([anyone()], action="Deny")])],
         WEB,
         ("denied", "admin", "prod-only", 0),
         namespace_labels={"shop": {"env": "prod"}},
@@ -277,7 +277,7 @@ CASES = [
     Case(
         "omitted-sources-any-peer-without-svid",
         "A rule without sources matches a peer that presented no SVID.",
-        [ap("any", match={"app": "db"}, rules=[rule()])],
+        [ap("any", match={"app": "db"}, rules=[rule([anyone()])])],
         None,
         ("allowed", "namespace", "shop/any", 0),
     ),
@@ -369,7 +369,7 @@ CASES = [
     Case(
         "dry-run-deny-not-enforced",
         "A dry-run DENY that matches does not deny.",
-        [ap("try-deny", action="DENY", rules=[rule()], dry_run=True)],
+        [ap("try-deny", action="DENY", rules=[rule([anyone()])], dry_run=True)],
         WEB,
         ("allowed", "default", None, None),
     ),
@@ -383,7 +383,7 @@ CASES = [
     Case(
         "dry-run-admin-not-enforced",
         "A dry-run admin Deny does not deny.",
-        [cap("try", rules=[rule(action="Deny")], dry_run=True), ALLOW_WEB],
+        [cap("try", rules=[rule([anyone()], action="Deny")], dry_run=True), ALLOW_WEB],
         WEB,
         ("allowed", "namespace", "shop/allow-web", 0),
     ),
@@ -426,10 +426,10 @@ def test_explain_lists_every_matching_rule() -> None:
         "explain",
         "",
         [
-            cap("defer", priority=1, rules=[rule(action="Pass")]),
+            cap("defer", priority=1, rules=[rule([anyone()], action="Pass")]),
             ALLOW_WEB,
             ap("also", match={"app": "db"}, rules=[rule([sa("*")], ports=[5432])]),
-            cap("fallback", tier="Baseline", rules=[rule(action="Deny")]),
+            cap("fallback", tier="Baseline", rules=[rule([anyone()], action="Deny")]),
         ],
         WEB,
         ("allowed", "namespace", "shop/allow-web", 0),

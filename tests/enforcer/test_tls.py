@@ -8,11 +8,11 @@ import socket
 import ssl
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from enforcer.pki import Domain, write_svid_files
+from enforcer.pki import Domain, Issued, write_svid_files
 from enforcer.tlskit import exchange, static_source, who_am_i_server
 
 from sigil.enforcer.errors import IdentitySourceError, SvidVerificationError
@@ -215,3 +215,77 @@ async def test_blocking_sockets_get_the_same_spiffe_check(home: Domain, files: P
                 _blocking_exchange, port, tls.client_context(expect=home.id("other"))
             )
     assert said == "spiffe://example.org/client"
+
+
+def _resuming_exchange(
+    port: int, context: ssl.SSLContext, session: ssl.SSLSession | None
+) -> tuple[str, ssl.SSLSession | None]:
+    """A blocking client offering ``session`` to resume; returns what the server said and the session to keep."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=30) as raw,
+        context.wrap_socket(raw, session=session) as tls,
+    ):
+        try:
+            said = tls.recv(1024).decode().strip()
+        except (ConnectionError, ssl.SSLError):
+            said = (
+                ""  # TLS 1.3: the server's refusal arrives after the client finished its handshake
+            )
+        return said, tls.session
+
+
+def _plain_client(files: Path, issued: Issued, version: ssl.TLSVersion) -> ssl.SSLContext:
+    """An ordinary Python TLS client presenting ``issued``, as a workload without Sigil would build it."""
+    chain, key = files / "client.pem", files / "client.key"
+    chain.write_bytes(issued.chain_pem())
+    key.write_bytes(issued.key_pem())
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only the server's decision about the client is under test
+    context.minimum_version = context.maximum_version = version
+    context.load_cert_chain(chain, key)
+    return context
+
+
+_VERSIONS = [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3]
+
+
+@pytest.mark.parametrize("version", _VERSIONS, ids=["tls1.2", "tls1.3"])
+async def test_a_resumed_session_is_served_until_its_svid_expires(
+    home: Domain, files: Path, version: ssl.TLSVersion
+) -> None:
+    """A client that resumes its TLS session is served while its SVID is valid, and refused as 'expired' after."""
+    now = datetime.now(UTC)
+    clock = [now]
+    refused: list[SvidVerificationError] = []
+    server = static_source(files / "s", home.mint("server"), home)
+    tls = SpiffeTls(server, clock=lambda: clock[0], on_refused=refused.append)
+    client = _plain_client(files, home.mint("client", ttl=timedelta(minutes=5), now=now), version)
+    async with who_am_i_server(tls.server_context()) as port:
+        first, session = await asyncio.to_thread(_resuming_exchange, port, client, None)
+        again, session = await asyncio.to_thread(_resuming_exchange, port, client, session)
+        clock[0] = now + timedelta(minutes=6)
+        late, _ = await asyncio.to_thread(_resuming_exchange, port, client, session)
+    assert (first, again) == ("spiffe://example.org/client", "spiffe://example.org/client")
+    assert late == ""
+    assert [err.reason for err in refused] == [Refusal.EXPIRED]
+
+
+@pytest.mark.parametrize("version", _VERSIONS, ids=["tls1.2", "tls1.3"])
+async def test_a_resumed_session_is_refused_once_its_authority_left_the_bundle(
+    home: Domain, partner: Domain, files: Path, version: ssl.TLSVersion
+) -> None:
+    """A federated client resuming after its domain's authority was replaced in the bundle is refused."""
+    refused: list[SvidVerificationError] = []
+    server = static_source(files / "s", home.mint("server"), home, partner)
+    tls = SpiffeTls(server, on_refused=refused.append)
+    client = _plain_client(files, partner.mint("billing"), version)
+    async with who_am_i_server(tls.server_context()) as port:
+        first, session = await asyncio.to_thread(_resuming_exchange, port, client, None)
+        successor = Domain("partner.net", now=datetime.now(UTC))
+        (files / "s" / "federated-0.pem").write_bytes(successor.bundle_pem())
+        await server.refresh()
+        late, _ = await asyncio.to_thread(_resuming_exchange, port, client, session)
+    assert first == "spiffe://partner.net/billing"
+    assert late == ""
+    assert [err.reason for err in refused] == [Refusal.BAD_CHAIN]

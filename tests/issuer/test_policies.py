@@ -246,6 +246,79 @@ async def test_crds_and_namespace_labels_come_from_the_cluster_watch(
     assert update.policies == ()
 
 
+def _monitoring_allow(rule: dict[str, Any]) -> dict[str, Any]:
+    """An Admin-tier policy letting one rule through to every prod namespace."""
+    return {
+        "apiVersion": "authz.sigil.dev/v1alpha1",
+        "kind": "ClusterAuthorizationPolicy",
+        "metadata": {"name": "monitoring"},
+        "spec": {
+            "tier": "Admin",
+            "priority": 10,
+            "namespaceSelector": {"matchLabels": {"env": "prod"}},
+            "rules": [{"action": "Allow", **rule}],
+        },
+    }
+
+
+async def test_a_crd_with_a_misspelled_criterion_is_refused_never_widened(
+    kube: KubeApiServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A CR whose rule carries a misspelled field, or arrives with no criterion left (as an API server prunes
+    the misspelling without strict field validation), is refused by field; the last good rule stays."""
+    prometheus = {
+        "sources": [
+            {"type": "SPIFFE", "spiffe": "spiffe://example.org/ns/monitoring/sa/prometheus"}
+        ]
+    }
+    settings = issuer_settings(
+        tmp_path / "data",
+        kubeconfig=kube.write_kubeconfig(tmp_path / "kubeconfig"),
+        policy=PolicySettings(poll_interval=timedelta(seconds=0.2)),
+    )
+    async with (
+        running_issuer(settings, kube_clock=clock) as server,
+        attested_agent(server) as agent,
+    ):
+        update = await agent.policies()
+        kube.apply_custom(_monitoring_allow(prometheus))
+        update = await _next(agent, update)
+        assert _names(update) == ["monitoring"]
+        good_documents = update.documents
+        refusals: list[str] = []
+        for number, broken in enumerate(({"soruces": prometheus["sources"]}, {})):
+            with structlog.testing.capture_logs() as logs:
+                kube.apply_custom(_monitoring_allow(broken))
+                kube.add_namespace(
+                    f"after-{number}"
+                )  # a change after the refusal, to know it was handled
+                async with asyncio.timeout(10):
+                    while f"after-{number}" not in update.namespaces:
+                        update = await _next(agent, update)
+            refusals += [e["detail"] for e in logs if e["event"] == "policy.refused"]
+    where = "kubernetes ClusterAuthorizationPolicy monitoring: spec.rules[0]"
+    assert refusals[0].startswith(f"{where}.soruces: unknown field")
+    assert refusals[1].startswith(f"{where}: expected sources or networkAttributes")
+    assert len(refusals) == 2
+    assert update.documents == good_documents
+    (kept,) = update.policies
+    assert isinstance(kept, ClusterAuthorizationPolicy)
+    (rule,) = kept.rules
+    assert rule.sources is not None
+
+
+async def test_admin_apply_refuses_a_misspelled_field_by_name(server: IssuerServer) -> None:
+    """``policy apply`` refuses a document with a misspelled field, naming the field, and applies nothing."""
+    misspelled = _policy("db-typo").replace("    - sources:", "    - soruces:")
+    async with SocketAdmin(server.admin_socket) as admin:
+        with pytest.raises(
+            PolicyRefusedError, match=r"typo\.yaml: spec\.rules\[0\]\.soruces: unknown field"
+        ):
+            await admin.apply_policies("typo.yaml", misspelled)
+        listing = await admin.list_policies()
+    assert [p["name"] for p in listing["policies"]] == ["db-from-web"]
+
+
 @pytest.mark.postgres
 async def test_two_replicas_agree_on_the_revision(
     tmp_path: Path, policy_dir: Path, postgres_url: str

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from enforcer.policy_docs import ap, cap, dump, rule, sa
+from enforcer.policy_docs import anyone, ap, cap, dump, rule, sa
 from enforcer.policy_world import PodAttestor, PolicyWorld, policy_world, write_policies
 from grpclib.client import Channel, Stream
 from grpclib.const import Cardinality, Status
@@ -20,23 +20,23 @@ from sigil.node_agent.policy_service import WATCH_POLICIES_PATH
 
 SHOP = dump(
     ap("db-from-web", match={"app": "db"}, rules=[rule([sa("web")], ports=[5432])]),
-    ap("web-from-all", match={"app": "web"}, rules=[rule()]),
+    ap("web-from-all", match={"app": "web"}, rules=[rule([anyone()])]),
     ap("shop-wide", match={}, action="DENY", rules=[rule([sa("bad")])]),
 )
-OTHER = dump(ap("db-elsewhere", namespace="other", match={"app": "db"}, rules=[rule()]))
+OTHER = dump(ap("db-elsewhere", namespace="other", match={"app": "db"}, rules=[rule([anyone()])]))
 CLUSTER = dump(
     cap(
         "guard-shop",
         namespaces={"kubernetes.io/metadata.name": "shop"},
-        rules=[rule(action="Deny")],
+        rules=[rule([anyone()], action="Deny")],
     ),
     cap(
         "guard-other",
         namespaces={"kubernetes.io/metadata.name": "other"},
-        rules=[rule(action="Deny")],
+        rules=[rule([anyone()], action="Deny")],
     ),
-    cap("web-pods", pods={"app": "web"}, rules=[rule(action="Allow")]),
-    cap("baseline-all", tier="Baseline", rules=[rule(action="Allow")]),
+    cap("web-pods", pods={"app": "web"}, rules=[rule([anyone()], action="Allow")]),
+    cap("baseline-all", tier="Baseline", rules=[rule([anyone()], action="Allow")]),
 )
 FILES = {"shop.yaml": SHOP, "other.yaml": OTHER, "cluster.yaml": CLUSTER}
 TIMEOUT = 10

@@ -18,6 +18,7 @@ from sigil.enforcer.errors import (
     PolicyYamlError,
     RequestError,
     SvidVerificationError,
+    UnknownFieldError,
 )
 from sigil.enforcer.policy import (
     AuthorizationPolicy,
@@ -69,6 +70,7 @@ __all__ = [
     "SvidVerifier",
     "Target",
     "Tier",
+    "UnknownFieldError",
     "VerifiedSvid",
     "WorkloadApiSource",
     "X509Material",

@@ -6,6 +6,7 @@ field and what was expected so that the person who wrote the policy can fix it w
     SigilError
     └── EnforcerError
         ├── PolicyError                  (file, path, expected, document, found)
+        │   ├── UnknownFieldError        (file, path, known, document)
         │   └── PolicyYamlError          (file, line, column, problem)
         ├── PolicySourceError            (path, reason)
         ├── RequestError                 (field, value, reason)
@@ -27,6 +28,7 @@ __all__ = [
     "PolicyYamlError",
     "RequestError",
     "SvidVerificationError",
+    "UnknownFieldError",
 ]
 
 _FOUND_LIMIT = 60
@@ -61,6 +63,23 @@ class PolicyError(EnforcerError):
         self.expected = expected
         self.document = document
         self.found = found
+
+
+class UnknownFieldError(PolicyError):
+    """A field the schema does not have at ``path`` (often a misspelling); ``known`` lists those it has.
+
+    Refused rather than ignored: an API server would prune it silently, and a pruned criterion (a misspelled
+    ``sources``) would leave a rule that matches more peers than its author wrote.
+    """
+
+    def __init__(
+        self, file: str, path: str, known: tuple[str, ...], *, document: int | None = None
+    ) -> None:
+        listing = ", ".join(known) or "none"
+        super().__init__(file, path, f"a known field (one of {listing})", document=document)
+        where = file if document is None else f"{file} (document {document + 1})"
+        self.args = (f"{where}: {path}: unknown field (the fields here are: {listing})",)
+        self.known = known
 
 
 class PolicyYamlError(PolicyError):

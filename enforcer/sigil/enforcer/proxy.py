@@ -5,7 +5,8 @@ peer's SVID is verified inside the handshake, so an unverified peer never reache
 :class:`~sigil.enforcer.authorizer.Authorizer` about the verified SPIFFE ID, and either forwards the connection
 to the application's local port or closes it. Outbound, it accepts plain TCP from the application on a local
 port and originates mTLS to an upstream with the workload's SVID, accepting the server only if its SVID
-verifies and matches the expected ID or trust domain.
+verifies and matches the expected ID or trust domain; with no expectation given, the expected trust domain is
+the workload's own, so a federated partner's valid SVID is never accepted unless asked for by name.
 
 Everything runs on asyncio streams; each connection is a task the proxy owns. On shutdown the proxy stops
 listening, lets open connections finish for ``drain_seconds``, then cancels and awaits the rest (uvicorn's
@@ -190,7 +191,11 @@ class InboundProxy(_Proxy):
 
 
 class OutboundProxy(_Proxy):
-    """Accepts plain TCP on ``listen`` and originates mTLS to ``upstream`` as the workload's SVID."""
+    """Accepts plain TCP on ``listen`` and originates mTLS to ``upstream`` as the workload's SVID.
+
+    ``expect`` says which server to accept; None means any ID of the workload's own trust domain (that of the
+    SVID ``tls`` presents), never a federated domain's.
+    """
 
     direction = "outbound"
 
@@ -210,7 +215,10 @@ class OutboundProxy(_Proxy):
             listen, metrics=metrics, drain_seconds=drain_seconds, connect_seconds=connect_seconds
         )
         self.upstream = upstream
-        self._context = tls.client_context(expect=expect)
+        # Every bundle the workload holds would vouch for a server, federated partners' included: without an
+        # explicit expectation, only the local trust domain's servers are the ones the application meant.
+        self.expect: PeerRule = expect if expect is not None else tls.spiffe_id.trust_domain
+        self._context = tls.client_context(expect=self.expect)
         self._server_name = server_name or upstream.host
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

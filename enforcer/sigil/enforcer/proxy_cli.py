@@ -79,10 +79,18 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     policy.add_argument("--default", choices=("allow", "deny"), default="allow")
     policy.add_argument("--watch-interval", type=float, default=2.0, metavar="SECONDS")
-    outbound = proxy.add_argument_group("outbound")
+    outbound = proxy.add_argument_group(
+        "outbound server identity",
+        "which upstream SVID is accepted; with neither flag, any ID of the proxy's own trust domain "
+        "(that of its own SVID), never a federated domain's",
+    )
     expect = outbound.add_mutually_exclusive_group()
     expect.add_argument("--expect-id", metavar="SPIFFE_ID", help="accept only this server")
-    expect.add_argument("--expect-trust-domain", metavar="TD", help="accept any server of TD")
+    expect.add_argument(
+        "--expect-trust-domain",
+        metavar="TD",
+        help="accept any server of TD (a federated domain only when named here)",
+    )
     proxy.add_argument("--metrics", type=_address, metavar="HOST:PORT", help="serve /metrics")
     proxy.add_argument("--drain", type=float, default=10.0, metavar="SECONDS")
     proxy.set_defaults(run=run_proxy)

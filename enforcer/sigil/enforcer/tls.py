@@ -22,6 +22,12 @@ have them only on the private ``_sslobj``. The design, fail-closed at every step
    ``load_cert_chain`` again and adds new anchors; new handshakes present the new SVID. Anchors that leave a
    bundle stay in OpenSSL's store (it cannot remove them) but leave the verifier at once, which is the check
    that decides. The key reaches OpenSSL through a pipe (``/dev/fd/N``), never a file on disk.
+4. **Resumption.** Server contexts issue no session tickets (TLS 1.2's RFC 5077 and TLS 1.3's RFC 8446 §4.6.1).
+   A ticket comes back carrying the client's leaf but not its chain (OpenSSL does not serialise the peer
+   chain), so step 2 could not verify a ticket-resumed session at all. Without tickets a TLS 1.3 client always
+   makes a full handshake, and a TLS 1.2 client can resume only from this process's session-ID cache, whose
+   sessions keep the presented chain: step 2 then verifies it again against today's bundles and clock, so a
+   resumed session of an expired SVID, or of one whose authority left the bundle, is refused like a new one.
 """
 
 from __future__ import annotations
@@ -167,6 +173,9 @@ class SpiffeTls:
     def server_context(self, *, peer_required: bool = True) -> ssl.SSLContext:
         """A server context demanding (or, with ``peer_required=False``, accepting) a client SVID."""
         context = self._build(ssl.PROTOCOL_TLS_SERVER, expect=None)
+        # No tickets: see the module docstring's step 4 (TLS 1.2 tickets, then TLS 1.3 ones).
+        context.options |= ssl.OP_NO_TICKET
+        context.num_tickets = 0
         context.sigil_peer_required = peer_required
         context.verify_mode = ssl.CERT_REQUIRED if peer_required else ssl.CERT_OPTIONAL
         return context

@@ -92,7 +92,8 @@ Source = ServiceAccountSource | SpiffeSource
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """A rule: ``sources`` None = any peer, even without an SVID; () = nothing. ``ports`` None = any port.
+    """A rule: ``sources`` None = any peer, even without an SVID (``type: Any``, or sources omitted beside
+    ports); () = nothing. ``ports`` None = any port.
 
     ``effect`` is the cluster rule's own action, or the action of the AuthorizationPolicy holding the rule.
     """
@@ -215,7 +216,8 @@ def _rule(
     raw: Mapping[str, Any], effect: Effect, namespace: str | None, path: str, where: Where
 ) -> Rule:
     sources: tuple[Source, ...] | None = None
-    if "sources" in raw:
+    # ``type: Any`` among the sources (OR-ed) matches every peer: the same as the GEP's omitted sources.
+    if "sources" in raw and not any(source["type"] == "Any" for source in raw["sources"]):
         sources = tuple(
             _source(source, namespace, f"{path}.sources[{index}]", where)
             for index, source in enumerate(raw["sources"])

@@ -2,8 +2,16 @@
 
 Field names follow Gateway API GEP-3779 exactly (``targetRefs``, ``action``, ``enforcementLevel``,
 ``rules[].sources[]``, ``rules[].networkAttributes.ports``). Extensions beyond the GEP, each marked as such in
-its description: ``action: DENY`` (the GEP's planned enhancement), ``spec.dryRun``, and SPIFFE sources ending
-in ``/*``. ``ClusterAuthorizationPolicy`` is the admin tier the GEP left out, modelled on the network-policy-api's
+its description: ``action: DENY`` (the GEP's planned enhancement), ``spec.dryRun``, SPIFFE sources ending
+in ``/*``, and the source ``type: Any``.
+
+One departure from the GEP, for safety: a rule must name a criterion. The GEP reads a rule without ``sources``
+as "any peer", so ``rules: [{}]`` allows (or denies) everyone. But the Kubernetes API server prunes fields its
+schema does not know unless the client asked for strict field validation, so a misspelled ``sources`` would
+arrive as exactly that empty rule: a typo would silently allow every peer. Here a rule must carry ``sources``
+or ``networkAttributes`` (and ``networkAttributes`` its ``ports``); everyone is written ``sources: [{type: Any}]``.
+A pruned field can then only make the API server (by CEL) and Sigil (by the same check in Python) refuse the
+resource, never widen it. ``ClusterAuthorizationPolicy`` is the admin tier the GEP left out, modelled on the network-policy-api's
 AdminNetworkPolicy and BaselineAdminNetworkPolicy. The semantics live in ``docs``: ../shared/reference/authz.md,
 part 7.
 """
@@ -115,6 +123,16 @@ def _field_per_type(kind: str, needs: str, forbids: str) -> tuple[Check, Check]:
     )
 
 
+def _nothing_beside_any(source: Mapping[str, Any]) -> str | None:
+    if source.get("type") != "Any":
+        return None
+    return next((name for name in ("spiffe", "serviceAccount") if name in source), None)
+
+
+def _names_a_criterion(rule: Mapping[str, Any]) -> str | None:
+    return None if "sources" in rule or "networkAttributes" in rule else ""
+
+
 def _source(*, namespaced: bool) -> Object:
     account = Object(
         description="A Kubernetes ServiceAccount of the local trust domain.",
@@ -132,7 +150,10 @@ def _source(*, namespaced: bool) -> Object:
     return Object(
         description="A peer identity; sources are OR-ed.",
         fields={
-            "type": String(enum=("ServiceAccount", "SPIFFE")),
+            "type": String(
+                "Sigil extension: Any matches every peer, with or without an SVID.",
+                enum=("ServiceAccount", "SPIFFE", "Any"),
+            ),
             "spiffe": String(
                 "A SPIFFE ID. Sigil extension: ending in /* matches every ID below that path.",
                 pattern=_SPIFFE_SOURCE,
@@ -145,6 +166,12 @@ def _source(*, namespaced: bool) -> Object:
         checks=(
             *_field_per_type("SPIFFE", "spiffe", "serviceAccount"),
             *_field_per_type("ServiceAccount", "serviceAccount", "spiffe"),
+            Check(
+                cel="self.type != 'Any' || (!has(self.spiffe) && !has(self.serviceAccount))",
+                message="spiffe and serviceAccount must not be set when type is Any",
+                expected="no spiffe or serviceAccount when type is Any",
+                failing=_nothing_beside_any,
+            ),
         ),
     )
 
@@ -160,13 +187,26 @@ def _rule(*, namespaced: bool) -> Object:
             fields={
                 "ports": Array(Integer("A destination port.", 1, 65535), max_items=64, min_items=1)
             },
+            required=("ports",),
         ),
     }
+    criterion = Check(
+        cel="has(self.sources) || has(self.networkAttributes)",
+        message="a rule must name sources or networkAttributes (every peer: sources: [{type: Any}])",
+        expected="sources or networkAttributes (a rule naming neither would match every peer; "
+        "write sources: [{type: Any}] for that)",
+        failing=_names_a_criterion,
+    )
     if namespaced:
-        return Object(fields=fields, description="Rules are OR-ed; sources AND ports.")
+        return Object(
+            fields=fields, checks=(criterion,), description="Rules are OR-ed; sources AND ports."
+        )
     fields = {"action": String(enum=("Allow", "Deny", "Pass")), **fields}
     return Object(
-        fields=fields, required=("action",), description="The first matching rule decides."
+        fields=fields,
+        required=("action",),
+        checks=(criterion,),
+        description="The first matching rule decides.",
     )
 
 

@@ -5,8 +5,10 @@ Kubernetes validates custom resources against an OpenAPI v3 *structural* schema 
 Sigil also reads the same resources from YAML files, where no API server checks them. Writing the schema twice
 would let the two drift, so each node here renders itself as OpenAPI (``openapi()``) and checks a parsed YAML
 value the same way (``validate()``); a cross-field rule carries its CEL expression for the API server and a
-Python twin for files. Unknown fields are refused in files (the API server would silently prune them, which is
-exactly the surprise a policy author must not get).
+Python twin for files. Unknown fields are refused wherever Sigil reads a resource (files, the admin API, the
+CRDs as the issuer receives them). The API server, by contrast, prunes unknown fields unless the client asked for
+strict field validation, so a field whose absence would widen a rule gets a CEL check that makes its absence
+visible (see ``resources``): pruning a misspelled field can then only make the API server refuse the resource.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sigil.enforcer.errors import PolicyError
+from sigil.enforcer.errors import PolicyError, UnknownFieldError
 
 __all__ = ["Array", "Boolean", "Check", "Integer", "Map", "Node", "Object", "String", "Where"]
 
@@ -34,6 +36,10 @@ class Where:
         """A :class:`PolicyError` for ``path``; ``value`` left out means the field is absent."""
         found = None if value is ... else _render(value)
         return PolicyError(self.file, path, expected, document=self.document, found=found)
+
+    def unknown(self, path: str, known: tuple[str, ...]) -> UnknownFieldError:
+        """An :class:`UnknownFieldError` for the field at ``path``."""
+        return UnknownFieldError(self.file, path, known, document=self.document)
 
 
 def join(path: str, key: str) -> str:
@@ -248,6 +254,11 @@ class Object(Node):
     def validate(self, value: object, path: str, where: Where) -> None:
         if not isinstance(value, Mapping):
             raise where.error(path, "a mapping", value)
+        # Unknown fields first: "prots: unknown field" tells the author more than "ports: required".
+        if not self.open:
+            for name in value:
+                if not isinstance(name, str) or name not in self.fields:
+                    raise where.unknown(join(path, str(name)), tuple(self.fields))
         for name in self.required:
             if name not in value:
                 raise where.error(join(path, name), f"{_expected(self.fields[name])} (required)")
@@ -255,9 +266,6 @@ class Object(Node):
             node = self.fields.get(name) if isinstance(name, str) else None
             if node is not None:
                 node.validate(item, join(path, name), where)
-            elif not self.open:
-                known = ", ".join(self.fields) or "none"
-                raise where.error(join(path, str(name)), f"a known field (one of {known})", name)
         for check in self.checks:
             failing = check.failing(value)
             if failing is not None:
