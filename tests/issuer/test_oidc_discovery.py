@@ -79,7 +79,12 @@ async def test_discovery_is_off_without_a_configured_issuer(unconfigured: Issuer
 
 @pytest.mark.parametrize(
     "value",
-    ["http://oidc.example.org", "https://oidc.example.org/?x=1", "https://u@oidc.example.org", "oidc"],
+    [
+        "http://oidc.example.org",
+        "https://oidc.example.org/?x=1",
+        "https://u@oidc.example.org",
+        "oidc",
+    ],
 )
 def test_an_issuer_that_is_not_a_plain_https_url_is_refused_at_start(
     tmp_path: Path, value: str

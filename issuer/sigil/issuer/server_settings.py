@@ -193,7 +193,9 @@ def _oidc_issuer(value: Any) -> str:
     if parts.scheme != "https" or not parts.hostname:
         raise ValueError(f"oidc_issuer {text!r} must be an https:// URL with a host")
     if parts.query or parts.fragment or parts.username or parts.password or "?" in text:
-        raise ValueError(f"oidc_issuer {text!r} must not carry a query, fragment or user information")
+        raise ValueError(
+            f"oidc_issuer {text!r} must not carry a query, fragment or user information"
+        )
     return text
 
 
