@@ -19,7 +19,7 @@ import sqlalchemy as sa
 import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sigil_testing.ca import FakeClock, make_csr
+from sigil_testing.ca import FakeClock, make_csr, write_upstream_ca
 
 from sigil.ca import SpiffeId
 from sigil.ca.authority import (
@@ -71,12 +71,13 @@ def kek_file(tmp_path: Path) -> Path:
 def open_sealed(database_url: str, kek_file: Path, tmp_path: Path, clock: FakeClock) -> Any:
     """Open a replica with ``ca.key_store: database`` on the shared database."""
 
-    async def opener(name: str = "a") -> CertificateAuthority:
+    async def opener(name: str = "a", **overrides: Any) -> CertificateAuthority:
         settings = CaSettings(
             data_dir=tmp_path / name,
             database_url=database_url,
             key_store="database",
             key_encryption_key_file=kek_file,
+            **overrides,
         )
         return await CertificateAuthority.open(settings, clock=clock)
 
@@ -289,3 +290,37 @@ async def test_a_database_from_before_sealing_is_sealed_once_at_start(
         assert _refused_ids(logs) == {forged_x509.authority_id, forged_jwt.authority_id}
     finally:
         await again.close()
+
+
+async def test_an_older_row_whose_upstream_root_was_swapped_is_not_sealed(
+    open_sealed: Any, tmp_path: Path
+) -> None:
+    """Under an upstream CA, an older row whose anchor was replaced before the upgrade is refused at the sealing
+    start; the rotator replaces it under the configured upstream, whose root alone anchors the bundle."""
+    upstream = write_upstream_ca(tmp_path / "upstream")
+    ca: CertificateAuthority = await open_sealed("a", upstream_dir=upstream.directory)
+    x509_active = ca.signer(AuthorityKind.X509).authority
+    jwt_active = ca.signer(AuthorityKind.JWT).authority
+    planted = write_upstream_ca(tmp_path / "planted").root
+    await _sql(
+        ca,
+        sa.text("UPDATE authorities SET upstream_root_der = :r WHERE authority_id = :i").bindparams(
+            sa.bindparam("r", type_=sa.LargeBinary())
+        ),
+        r=planted.public_bytes(serialization.Encoding.DER),
+        i=x509_active.authority_id,
+    )
+    await _sql(ca, "ALTER TABLE authorities DROP COLUMN seal")
+    await _sql(ca, "UPDATE alembic_version SET version_num = '0002' WHERE version_num = '0003'")
+    await ca.close()
+    with structlog.testing.capture_logs() as logs:
+        upgraded: CertificateAuthority = await open_sealed("b", upstream_dir=upstream.directory)
+    try:
+        assert _refused_ids(logs, "authority.unsealed_row_refused") == {x509_active.authority_id}
+        assert upgraded.signer(AuthorityKind.JWT).authority.authority_id == jwt_active.authority_id
+        assert (
+            upgraded.signer(AuthorityKind.X509).authority.authority_id != x509_active.authority_id
+        )
+        assert upgraded.bundle().x509_authorities == (upstream.root,)
+    finally:
+        await upgraded.close()
