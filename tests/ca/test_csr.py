@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from sigil_testing.ca import make_csr
+from sigil_testing.ca import make_csr, openssl
 
 from sigil.ca import SpiffeId
 from sigil.ca.csr import parse_csr
@@ -81,3 +82,21 @@ def test_der_and_pem_are_both_accepted() -> None:
     der = x509.load_pem_x509_csr(pem).public_bytes(serialization.Encoding.DER)
     assert parse_csr(pem)[1].public_numbers() == parse_csr(der)[1].public_numbers()
     assert parse_csr(der)[1].public_numbers() == key.public_key().public_numbers()
+
+
+@pytest.mark.parametrize("key_type", ["ec", "rsa"])
+def test_a_sha1_signed_csr_is_refused(tmp_path: Path, key_type: str) -> None:
+    """A CSR signed with SHA-1 (made by openssl, since cryptography will not sign one) is refused by name."""
+    if key_type == "ec":
+        made = openssl(
+            "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "k.pem", cwd=tmp_path
+        )
+    else:
+        made = openssl("genrsa", "-out", "k.pem", "2048", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    made = openssl(
+        "req", "-new", "-sha1", "-key", "k.pem", "-subj", "/CN=old", "-out", "c.pem", cwd=tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    with pytest.raises(MalformedCsrError, match="signature hash sha1 is not accepted"):
+        parse_csr((tmp_path / "c.pem").read_bytes())

@@ -135,3 +135,47 @@ async def test_audience_is_required(ca: CertificateAuthority) -> None:
     """Minting without an audience is refused."""
     with pytest.raises(JwtSvidError, match="audience"):
         await ca.mint_jwt_svid(WEB, audience=[])
+
+
+async def test_a_federated_key_cannot_sign_for_local_ids(
+    ca: CertificateAuthority, clock: FakeClock
+) -> None:
+    """A partner trust domain's key, published under our kid or its own, never validates a token whose subject is
+    one of ours: only the subject's own trust domain's keys are tried."""
+    svid = await ca.mint_jwt_svid(WEB, audience=["payments"])
+    partner = ec.generate_private_key(ec.SECP256R1())
+    claims = _segment(svid.token, 1)
+    for kid in (svid.key_id, "partner-key"):
+        # The partner's keys come last, so a validator that pooled every domain's keys would pick the partner's.
+        keys = {
+            TrustDomain("example.org"): ca.jwt_keys(),
+            TrustDomain("partner.org"): {kid: partner.public_key()},
+        }
+        forged = jwt.encode(claims, partner, algorithm="ES256", headers={"kid": kid, "typ": "JWT"})
+        with pytest.raises(
+            JwtSvidError, match=r"does not validate|not in the bundle of example\.org"
+        ):
+            validate_jwt_svid(forged, audience="payments", keys_for=keys, now=clock())
+    partner_claims = dict(claims, sub="spiffe://partner.org/web")
+    theirs = jwt.encode(
+        partner_claims, partner, algorithm="ES256", headers={"kid": "partner-key", "typ": "JWT"}
+    )
+    keys = {TrustDomain("partner.org"): {"partner-key": partner.public_key()}}
+    assert validate_jwt_svid(theirs, audience="payments", keys_for=keys, now=clock()).spiffe_id == (
+        SpiffeId.parse("spiffe://partner.org/web")
+    )
+
+
+async def test_expiry_leeway_ends_exactly_thirty_seconds_after_exp(
+    ca: CertificateAuthority, clock: FakeClock
+) -> None:
+    """A token is accepted until one second before exp + 30 s and refused from exp + 30 s on (the documented leeway)."""
+    svid = await ca.mint_jwt_svid(WEB, audience=["payments"])
+    keys = {TrustDomain("example.org"): ca.jwt_keys()}
+    edge = svid.expiry + timedelta(seconds=30)
+    accepted = validate_jwt_svid(
+        svid.token, audience="payments", keys_for=keys, now=edge - timedelta(seconds=1)
+    )
+    assert accepted.spiffe_id == WEB
+    with pytest.raises(JwtSvidError, match="expired"):
+        validate_jwt_svid(svid.token, audience="payments", keys_for=keys, now=edge)

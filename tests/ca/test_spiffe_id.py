@@ -107,3 +107,15 @@ def test_parse_never_raises_anything_but_the_named_error(value: str) -> None:
     except InvalidSpiffeIdError:
         return
     assert str(parsed) == value
+
+
+def test_an_id_built_from_segments_stops_at_2048_bytes() -> None:
+    """Segments adding up to exactly 2048 bytes make an ID; one byte more is refused (SPIFFE-ID §2.3)."""
+    td = TrustDomain("example.org")
+    room = 2048 - len("spiffe://example.org/")
+    longest = td.spiffe_id("a" * (room - 101), "b" * 100)
+    assert len(str(longest).encode()) == 2048
+    with pytest.raises(InvalidSpiffeIdError, match="longer than 2048 bytes"):
+        td.spiffe_id("a" * (room - 100), "b" * 100)
+    with pytest.raises(InvalidSpiffeIdError, match="longer than 2048 bytes"):
+        td.spiffe_id(*["segment"] * 300)

@@ -122,15 +122,3 @@ async def test_admin_socket_is_0600_and_the_cli_goes_through_it(
     assert await asyncio.to_thread(main, [*base, "token", "generate", "--output", "json"]) == 0
     generated = json.loads(capsys.readouterr().out)
     assert generated["agent_id"].startswith("spiffe://example.org/sigil/agent/join/")
-
-
-async def test_oidc_discovery_and_keys(server: IssuerServer) -> None:
-    """The discovery document points at /keys, whose JWT keys carry use: sig and the CA's key IDs."""
-    context = await asyncio.to_thread(client_context, server.issuer.ca.bundle())
-    async with aiohttp.ClientSession() as session:
-        async with session.get(server.url + "/.well-known/openid-configuration", ssl=context) as r:
-            discovery = await r.json()
-        async with session.get(discovery["jwks_uri"], ssl=context) as r:
-            keys = (await r.json())["keys"]
-    assert {k["kid"] for k in keys} == set(server.issuer.ca.jwt_keys())
-    assert {k["use"] for k in keys} == {"sig"}

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from jwt.exceptions import InvalidKeyError
 
 from sigil.ca.errors import BundleError
 from sigil.ca.keys import PublicKey, public_key_der
@@ -45,7 +46,7 @@ def _jwk_key(jwk: Mapping[str, Any]) -> PublicKey | None:
             key = RSAAlgorithm.from_jwk(dict(jwk))
         else:
             return None
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, InvalidKeyError) as err:
         raise BundleError(f"key {jwk.get('kid', '(x509)')!r} has unusable parameters") from err
     if isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         return key
@@ -115,7 +116,8 @@ class TrustBundle:
         """Parse a SPIFFE bundle document; unknown ``use`` or ``kty`` entries are skipped."""
         try:
             document = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as err:
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
+            # RecursionError: a few thousand nested brackets from a hostile peer.
             raise BundleError("not JSON") from err
         if not isinstance(document, dict):
             raise BundleError("the document is not a JSON object")
@@ -132,6 +134,8 @@ class TrustBundle:
                 chain = jwk.get("x5c")
                 if not isinstance(chain, list) or not chain:
                     continue  # consumers ignore x509-svid entries without certificates
+                if not isinstance(chain[0], str):
+                    raise BundleError(f"keys[{index}].x5c[0] is not a base64 string")
                 try:
                     certs.append(
                         x509.load_der_x509_certificate(base64.b64decode(chain[0], validate=True))
@@ -149,9 +153,9 @@ class TrustBundle:
                     jwt_keys[kid] = key
         sequence = document.get("spiffe_sequence", 0)
         hint = document.get("spiffe_refresh_hint", DEFAULT_REFRESH_HINT)
-        if not isinstance(sequence, int) or sequence < 0:
+        if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
             raise BundleError("spiffe_sequence must be a non-negative integer")
-        if not isinstance(hint, int) or hint <= 0:
+        if not isinstance(hint, int) or isinstance(hint, bool) or hint <= 0:
             raise BundleError("spiffe_refresh_hint must be a positive integer")
         return cls(trust_domain, tuple(certs), jwt_keys, sequence, hint)
 

@@ -11,6 +11,7 @@ everything Sigil raises in one place while leaf errors still carry the data that
         ├── MalformedCsrError             (reason)
         ├── AuthorityError                (authority_id, reason)
         │   └── NoActiveAuthorityError    (kind)
+        │       └── AuthorityRowRefusedError  (authority_id, kind)
         ├── UpstreamAuthorityError        (path, reason)
         ├── BundleError                   (reason)
         ├── JwtSvidError                  (reason)
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthorityError",
+    "AuthorityRowRefusedError",
     "BundleError",
     "CaError",
     "DatastoreError",
@@ -99,6 +101,23 @@ class NoActiveAuthorityError(AuthorityError):
     def __init__(self, kind: str) -> None:
         super().__init__("-", f"no active {kind} authority")
         self.kind = kind
+
+
+class AuthorityRowRefusedError(NoActiveAuthorityError):
+    """The row that claims to be the active authority does not verify under the key-encryption key.
+
+    Something other than Sigil wrote it (or changed it) in the datastore, so it does not sign; the rotator replaces
+    it with a fresh authority at its next tick.
+    """
+
+    def __init__(self, authority_id: str, kind: str) -> None:
+        super().__init__(kind)
+        self.args = (
+            f"authority {authority_id}: the row that claims to be the active {kind} authority does not verify "
+            "under the key-encryption key (it was written or changed outside Sigil); it is not used to sign",
+        )
+        self.authority_id = authority_id
+        self.reason = "its datastore row does not verify under the key-encryption key"
 
 
 class UpstreamAuthorityError(CaError):

@@ -36,9 +36,17 @@ from sigil.ca.keys import (
     write_private_key,
 )
 
-__all__ = ["DiskKeyStore", "KeyStore", "SealedDatabaseKeyStore", "load_key_encryption_key"]
+__all__ = [
+    "NO_SEALED_KEY",
+    "DiskKeyStore",
+    "KeyStore",
+    "SealedDatabaseKeyStore",
+    "load_key_encryption_key",
+]
 
 _NONCE_BYTES = 12
+#: The reason of the error for an authority with no sealed key at all (as opposed to one that does not open).
+NO_SEALED_KEY = "no sealed key in the datastore"
 
 
 class KeyStore(Protocol):
@@ -166,9 +174,7 @@ class SealedDatabaseKeyStore:
                 )
             ).scalar_one_or_none()
         if sealed is None:
-            raise KeyStoreError(
-                f"{kind.value} authority {authority_id}", "no sealed key in the datastore"
-            )
+            raise KeyStoreError(f"{kind.value} authority {authority_id}", NO_SEALED_KEY)
         try:
             der = self._aead.decrypt(
                 sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], self._aad(kind, authority_id)

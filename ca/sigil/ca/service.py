@@ -3,6 +3,9 @@
 Each process keeps an in-memory snapshot of the authorities (refreshed by :meth:`refresh`, which the rotator calls
 every tick), so minting costs no database read; every change is made in a locked transaction and then re-read, so
 replicas agree on the active authority within one tick and never sign with a revoked one for longer.
+
+With ``ca.key_store: database`` the authority rows are sealed under the key-encryption key (``datastore/rowseal.py``)
+and a row that does not verify is invisible here: not in the bundle, not a signer, not counted by rotation.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Self
 
+import structlog
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from sigil.ca.authority import (
@@ -29,16 +34,19 @@ from sigil.ca.authority import (
 )
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.csr import parse_csr
+from sigil.ca.datastore.rowseal import AuthoritySeal
 from sigil.ca.datastore.store import Datastore, JournalEntry, Transaction
 from sigil.ca.errors import (
     AuthorityError,
+    AuthorityRowRefusedError,
     InvalidSpiffeIdError,
     KeyStoreError,
     NoActiveAuthorityError,
 )
 from sigil.ca.jwtsvid import JwtSvid, mint_jwt_svid
-from sigil.ca.keys import PublicKey, generate_key
+from sigil.ca.keys import PublicKey, generate_key, public_key_der
 from sigil.ca.keystore import (
+    NO_SEALED_KEY,
     DiskKeyStore,
     KeyStore,
     SealedDatabaseKeyStore,
@@ -53,6 +61,7 @@ from sigil.ca.x509svid import X509Svid, mint_x509_svid
 __all__ = ["CertificateAuthority", "Clock", "X509Request", "utc_now"]
 
 Clock = Callable[[], datetime]
+_log = structlog.get_logger(__name__)
 
 
 def utc_now() -> datetime:
@@ -75,6 +84,8 @@ class _Snapshot:
     authorities: tuple[Authority, ...] = ()
     signers: Mapping[AuthorityKind, Signer] = field(default_factory=dict)
     bundle: TrustBundle | None = None
+    #: Per kind, a refused row that claims to be active while no row that verifies is: named in the error.
+    refused_active: Mapping[AuthorityKind, str] = field(default_factory=dict)
 
 
 class CertificateAuthority:
@@ -118,7 +129,9 @@ class CertificateAuthority:
                 raise KeyStoreError("key_store", "'database' needs key_encryption_key_file")
             kek = await asyncio.to_thread(load_key_encryption_key, settings.key_encryption_key_file)
         store = await Datastore.open(
-            settings.effective_database_url, extra_migrations=extra_migrations
+            settings.effective_database_url,
+            extra_migrations=extra_migrations,
+            seal=AuthoritySeal(kek) if kek is not None else None,
         )
         keys: KeyStore = (
             SealedDatabaseKeyStore(store.engine, kek)
@@ -127,6 +140,7 @@ class CertificateAuthority:
         )
         ca = cls(settings, store, keys, clock=clock, upstream=upstream)
         try:
+            await ca._seal_unsealed_rows()
             await ca.rotate()
         except BaseException:
             await store.close()
@@ -161,12 +175,21 @@ class CertificateAuthority:
     def signer(self, kind: AuthorityKind) -> Signer:
         signer = self._snapshot.signers.get(kind)
         if signer is None or signer.authority.not_after <= self.now():
+            refused = self._snapshot.refused_active.get(kind)
+            if refused is not None:
+                raise AuthorityRowRefusedError(refused, kind.value)
             raise NoActiveAuthorityError(kind.value)
         return signer
 
     async def refresh(self) -> TrustBundle:
         """Re-read the authorities and bundle sequence from the datastore."""
-        authorities = tuple(await self.store.authorities())
+        rows = await self.store.read_authorities()
+        authorities = rows.trusted
+        refused_active = {
+            AuthorityKind(r.kind): r.authority_id
+            for r in rows.refused
+            if r.status == AuthorityStatus.ACTIVE.value and r.kind in set(AuthorityKind)
+        }
         sequence = await self.store.bundle_sequence()
         now = self.now()
         signers: dict[AuthorityKind, Signer] = {}
@@ -176,7 +199,12 @@ class CertificateAuthority:
                 signers[authority.kind] = Signer(authority, key)
         bundle = self._bundle_of(authorities, now, sequence)
         previous = self._snapshot.bundle
-        self._snapshot = _Snapshot(authorities, signers, bundle)
+        self._snapshot = _Snapshot(
+            authorities,
+            signers,
+            bundle,
+            {k: v for k, v in refused_active.items() if k not in signers},
+        )
         if previous is None or previous.sequence != bundle.sequence:
             async with self._changed:
                 self._changed.notify_all()
@@ -220,6 +248,89 @@ class CertificateAuthority:
     async def _commit_bundle(self, tx: Transaction, now: datetime) -> None:
         content = self._bundle_of(await tx.authorities(), now, 0)
         await tx.record_bundle_content(content.x509_der() + content.jwt_jwks_json())
+
+    # ------------------------------------------------------------------ sealed rows
+    async def _seal_unsealed_rows(self) -> None:
+        """Seal the rows of a database from before rows were sealed, once, and only those provably the CA's own.
+
+        This runs only while no row of the database verifies (the first start after migration 0003): once one
+        does, an unsealed row can only have been written by someone without the key-encryption key. Even then a
+        row is sealed only if it is revoked (never published nor used, whatever it claims) or its key is sealed
+        under the key-encryption key and matches it, and its certificate is that key's, self-signed or under the
+        configured upstream CA; anything else stays refused.
+        """
+        if not self.store.sealed:
+            return
+        now = self.now()
+        async with self.store.transaction(now=now, holder=self._holder) as tx:
+            rows = await tx.read_authorities(report=False)
+            if rows.trusted:
+                return
+            if any(r.sealed for r in rows.refused):
+                # Sealed rows and none verifies: this is not their key. Going on would bootstrap new authorities
+                # beside the real ones, so the start stops, as it does when a sealed private key does not open.
+                raise KeyStoreError(
+                    str(self.settings.key_encryption_key_file),
+                    "the datastore's authority rows were sealed with another key: their seal does not open with "
+                    "this key-encryption key",
+                )
+            for authority in await tx.unsealed_authorities():
+                why = await self._why_not_ours(authority)
+                if why is not None:
+                    _log.error(
+                        "authority.unsealed_row_refused",
+                        authority_id=authority.authority_id,
+                        kind=authority.kind.value,
+                        claimed_status=authority.status.value,
+                        reason=why,
+                    )
+                    continue
+                await tx.put_authority(authority)
+                _log.warning(
+                    "authority.unsealed_row_sealed",
+                    authority_id=authority.authority_id,
+                    kind=authority.kind.value,
+                    status=authority.status.value,
+                )
+
+    async def _why_not_ours(self, authority: Authority) -> str | None:
+        """None when ``authority`` is provably the CA's own; else why not."""
+        if authority.status is AuthorityStatus.REVOKED:
+            return None
+        try:
+            key = await self._keys.get(authority.kind, authority.authority_id)
+        except KeyStoreError as err:
+            if err.reason != NO_SEALED_KEY:
+                raise  # a sealed key that does not open: the wrong key-encryption key, which must stop the start
+            return "no private key sealed under the key-encryption key belongs to it"
+        if public_key_der(key.public_key()) != public_key_der(authority.public_key):
+            return "its public key is not the one of its sealed private key"
+        if authority.kind is AuthorityKind.JWT:
+            return None
+        certificate = authority.certificate
+        if certificate is None or public_key_der(certificate.public_key()) != public_key_der(  # type: ignore[arg-type]
+            authority.public_key
+        ):
+            return "its certificate does not certify its key"
+        if authority.upstream_root is None:
+            issuer, chain_ok = certificate, not authority.upstream_chain
+        else:
+            upstream = self._upstream
+            chain_ok = (
+                upstream is not None
+                and authority.upstream_root == upstream.root
+                and authority.upstream_chain == upstream.chain_below_root
+            )
+            issuer = (
+                authority.upstream_chain[0] if authority.upstream_chain else authority.upstream_root
+            )
+        if not chain_ok:
+            return "its certificate chain is not self-signed nor the configured upstream CA's"
+        try:
+            certificate.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            return "its certificate is not signed by the issuer its chain names"
+        return None
 
     # ------------------------------------------------------------------ rotation
     async def rotate(self) -> list[str]:

@@ -3,6 +3,10 @@
 The tables live in the CA's database (its ``engine``) on an Alembic branch of their own (``migrations/``), so two
 servers on one PostgreSQL see the same entries and a join token can be spent only once: spending is one conditional
 ``UPDATE`` whose row count says who won. Join tokens are stored as SHA-256 digests; the token itself is shown once.
+
+The IDs under ``/sigil/agent`` and ``/sigil/server`` are the issuer's own: an agent's ID is what lets a caller ask
+for other workloads' SVIDs, the server's is what agents trust as the issuer. No entry, workload ID template or admin
+mint may hand one out (:func:`refuse_reserved`); only attestation and the server itself do.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import structlog
 from sqlalchemy import (
     Column,
     DateTime,
@@ -31,8 +36,21 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.issuer.errors import NotEntitledError
 
-__all__ = ["MIGRATIONS", "AttestedAgent", "Entry", "JoinToken", "Registry"]
+__all__ = [
+    "MIGRATIONS",
+    "RESERVED_PATHS",
+    "AttestedAgent",
+    "Entry",
+    "JoinToken",
+    "Registry",
+    "refuse_reserved",
+]
+
+_log = structlog.get_logger(__name__)
+#: Paths (and everything under them) that only attestation and the server's own SVID may carry.
+RESERVED_PATHS = ("/sigil/agent", "/sigil/server")
 
 #: The issuer's Alembic version location, passed to ``Datastore.open(extra_migrations=...)``.
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -69,6 +87,28 @@ _agents = Table(
     Column("attested_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True)),
 )
+
+
+def _reserved(spiffe_id: SpiffeId) -> str | None:
+    for prefix in RESERVED_PATHS:
+        if spiffe_id.path == prefix or spiffe_id.path.startswith(prefix + "/"):
+            return prefix
+    return None
+
+
+def refuse_reserved(spiffe_id: SpiffeId, *, source: str) -> None:
+    """Raise :class:`NotEntitledError` when ``spiffe_id`` is one of Sigil's agent or server IDs.
+
+    ``source`` says what asked for it (an entry, the workload ID template, ``x509 mint``), for the message.
+    """
+    prefix = _reserved(spiffe_id)
+    if prefix is not None:
+        raise NotEntitledError(
+            str(spiffe_id),
+            f"{prefix} and the IDs under it are reserved for Sigil's own "
+            f"{'agents (given by attestation)' if prefix.endswith('agent') else 'server'}; "
+            f"{source} may not claim them",
+        )
 
 
 def _utc(value: datetime) -> datetime:
@@ -131,6 +171,7 @@ class Registry:
         jwt_svid_ttl: timedelta | None = None,
         dns_names: Sequence[str] = (),
     ) -> Entry:
+        refuse_reserved(spiffe_id, source="a registration entry")
         chosen = frozenset(selectors)
         if not chosen or any(":" not in s for s in chosen):
             raise ValueError("an entry needs at least one selector, each written type:value")
@@ -164,18 +205,27 @@ class Registry:
             query = query.where(_entries.c.parent_id == str(parent_id))
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).mappings().all()
-        return [
-            Entry(
-                row["entry_id"],
-                SpiffeId.parse(row["spiffe_id"]),
-                SpiffeId.parse(row["parent_id"]),
-                frozenset(row["selectors"].split("\n")),
-                timedelta(seconds=row["x509_svid_ttl"]) if row["x509_svid_ttl"] else None,
-                timedelta(seconds=row["jwt_svid_ttl"]) if row["jwt_svid_ttl"] else None,
-                tuple(n for n in (row["dns_names"] or "").split("\n") if n),
+        entries = []
+        for row in rows:
+            spiffe_id = SpiffeId.parse(row["spiffe_id"])
+            if _reserved(spiffe_id) is not None:
+                # Written before this check existed, or straight into the database: never served.
+                _log.error(
+                    "entry.reserved_id_refused", entry_id=row["entry_id"], spiffe_id=str(spiffe_id)
+                )
+                continue
+            entries.append(
+                Entry(
+                    row["entry_id"],
+                    spiffe_id,
+                    SpiffeId.parse(row["parent_id"]),
+                    frozenset(row["selectors"].split("\n")),
+                    timedelta(seconds=row["x509_svid_ttl"]) if row["x509_svid_ttl"] else None,
+                    timedelta(seconds=row["jwt_svid_ttl"]) if row["jwt_svid_ttl"] else None,
+                    tuple(n for n in (row["dns_names"] or "").split("\n") if n),
+                )
             )
-            for row in rows
-        ]
+        return entries
 
     async def delete_entry(self, entry_id: str) -> bool:
         async with self._engine.begin() as connection:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from sigil.ca.settings import parse_duration
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
@@ -97,6 +98,7 @@ class IssuerSettings:
     refresh_interval: timedelta = timedelta(seconds=1)
     long_poll_max: timedelta = timedelta(minutes=5)
     agent_svid_ttl: timedelta | None = None
+    #: The ``issuer`` of the OIDC discovery document; unset, discovery answers 404 (never the Host header's).
     oidc_issuer: str | None = None
     kubernetes: KubeSettings | None = None
     bundle_endpoint: BundleEndpointSettings | None = None
@@ -184,6 +186,19 @@ def _peer(values: Mapping[str, Any], base_dir: Path | None) -> FederationPeer:
     )
 
 
+def _oidc_issuer(value: Any) -> str:
+    """The OIDC ``issuer``: an https URL with no query or fragment (OpenID Connect Discovery 1.0 §3)."""
+    text = str(value).rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"oidc_issuer {text!r} must be an https:// URL with a host")
+    if parts.query or parts.fragment or parts.username or parts.password or "?" in text:
+        raise ValueError(
+            f"oidc_issuer {text!r} must not carry a query, fragment or user information"
+        )
+    return text
+
+
 def parse_issuer_settings(values: Mapping[str, Any], *, base_dir: Path | None) -> IssuerSettings:
     """Build from the ``server`` section (flags and environment already layered in)."""
     _only(
@@ -244,7 +259,7 @@ def parse_issuer_settings(values: Mapping[str, Any], *, base_dir: Path | None) -
         agent_svid_ttl=parse_duration(values["agent_svid_ttl"])
         if values.get("agent_svid_ttl")
         else None,
-        oidc_issuer=str(values["oidc_issuer"]) if values.get("oidc_issuer") else None,
+        oidc_issuer=_oidc_issuer(values["oidc_issuer"]) if values.get("oidc_issuer") else None,
         kubernetes=_kube(values["kubernetes"], base_dir)
         if values.get("kubernetes") is not None
         else None,

@@ -51,6 +51,9 @@ class AuthorityRow(Base):
     #: The authority's CA certificate, then its upstream chain, DER concatenated (X.509 only).
     certificate_chain_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     upstream_root_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    #: HMAC-SHA256 over the row under a key derived from the key-encryption key (``rowseal.py``); NULL when the
+    #: key store is on disk, or for a row written before sealing.
+    seal: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

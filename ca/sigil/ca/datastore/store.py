@@ -3,6 +3,10 @@
 Everything that must agree across replicas goes through here: which authority is active, the bundle sequence, the
 journal of issued SVIDs. Rotation takes a lock that both databases honour (a row lock on PostgreSQL, the write lock
 on SQLite), so two servers on one PostgreSQL never rotate at the same time.
+
+With a seal (``ca.key_store: database``), every authority row written carries a tag under the key-encryption key
+and every row read is checked (``rowseal.py``): one that does not verify is reported once per process as
+``authority.row_refused`` and left out of what the CA sees, so it never reaches the bundle and never signs.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from cryptography import x509
@@ -34,10 +39,20 @@ from sqlalchemy.sql import Executable
 from sigil.ca.authority import Authority, AuthorityKind, AuthorityStatus
 from sigil.ca.bundle import load_der_certificates
 from sigil.ca.datastore.models import AuthorityRow, BundleStateRow, JournalRow, RotationLockRow
+from sigil.ca.datastore.rowseal import SEALED_FIELDS, AuthoritySeal
 from sigil.ca.errors import DatastoreError
 from sigil.ca.keys import PublicKey, public_key_der
 
-__all__ = ["Datastore", "JournalEntry", "default_sqlite_url"]
+__all__ = [
+    "AuthorityRows",
+    "Datastore",
+    "JournalEntry",
+    "RefusedAuthority",
+    "Transaction",
+    "default_sqlite_url",
+]
+
+_log = structlog.get_logger(__name__)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 #: An arbitrary constant naming Sigil's migration lock among PostgreSQL advisory locks.
@@ -55,6 +70,26 @@ class JournalEntry:
     issued_at: datetime
     not_after: datetime
     reissue_due: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedAuthority:
+    """An authority row that does not verify under the key-encryption key, and what it claims to be."""
+
+    authority_id: str
+    kind: str
+    status: str
+    reason: str
+    #: True when the row carries a seal that is wrong, False when it carries none.
+    sealed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorityRows:
+    """The authorities read from the datastore: those the CA may use, and those it refused."""
+
+    trusted: tuple[Authority, ...]
+    refused: tuple[RefusedAuthority, ...] = ()
 
 
 def default_sqlite_url(data_dir: Path) -> str:
@@ -110,23 +145,81 @@ def _from_row(row: AuthorityRow) -> Authority:
 class Transaction:
     """What a locked rotation step may read and write, all in one database transaction."""
 
-    def __init__(self, session: AsyncSession, now: datetime) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        now: datetime,
+        *,
+        seal: AuthoritySeal | None = None,
+        reported: set[tuple[str, str, str]] | None = None,
+    ) -> None:
         self._session = session
         self._now = now
+        self._seal = seal
+        self._reported = reported if reported is not None else set()
 
     async def execute(self, statement: Executable) -> Result[Any]:
         """Run a statement of another table (the sealed key store's) inside this transaction."""
         return await self._session.execute(statement)
 
-    async def authorities(self, kind: AuthorityKind | None = None) -> list[Authority]:
+    async def _rows(self, kind: AuthorityKind | None) -> Sequence[AuthorityRow]:
         query = select(AuthorityRow).order_by(AuthorityRow.created_at, AuthorityRow.authority_id)
         if kind is not None:
             query = query.where(AuthorityRow.kind == kind.value)
-        return [_from_row(row) for row in (await self._session.scalars(query)).all()]
+        return (await self._session.scalars(query)).all()
+
+    async def read_authorities(
+        self, kind: AuthorityKind | None = None, *, report: bool = True
+    ) -> AuthorityRows:
+        """Every authority row of ``kind``, checked against the seal when there is one (refusals logged once)."""
+        rows = await self._rows(kind)
+        if self._seal is None:
+            return AuthorityRows(tuple(_from_row(row) for row in rows))
+        trusted: list[Authority] = []
+        refused: list[RefusedAuthority] = []
+        for row in rows:
+            values = {name: getattr(row, name) for name in SEALED_FIELDS}
+            if self._seal.verifies(values, row.seal):
+                trusted.append(_from_row(row))
+                continue
+            reason = "the row carries no seal" if row.seal is None else "the row's seal is wrong"
+            refused.append(
+                RefusedAuthority(
+                    row.authority_id, row.kind, row.status, reason, row.seal is not None
+                )
+            )
+            key = (row.authority_id, row.status, reason)
+            if report and key not in self._reported:
+                self._reported.add(key)
+                _log.error(
+                    "authority.row_refused",
+                    authority_id=row.authority_id,
+                    kind=row.kind,
+                    claimed_status=row.status,
+                    reason=f"{reason} (written without the key-encryption key): kept out of the bundle, never used",
+                )
+        return AuthorityRows(tuple(trusted), tuple(refused))
+
+    async def authorities(self, kind: AuthorityKind | None = None) -> list[Authority]:
+        """The authorities of ``kind`` the CA may use (with a seal: only rows that verify)."""
+        return list((await self.read_authorities(kind)).trusted)
+
+    async def unsealed_authorities(self) -> list[Authority]:
+        """Rows written before rows were sealed (no tag at all), parsed; for the one-time adoption at start."""
+        found = []
+        for row in await self._rows(None):
+            if row.seal is not None:
+                continue
+            try:
+                found.append(_from_row(row))
+            except ValueError:
+                continue  # not even an authority; it stays refused
+        return found
 
     async def put_authority(self, authority: Authority) -> None:
-        """Insert or update ``authority``."""
+        """Insert or update ``authority`` (sealed, when there is a seal)."""
         values = _to_row(authority, self._now)
+        values["seal"] = self._seal.tag(values) if self._seal is not None else None
         existing = await self._session.get(AuthorityRow, authority.authority_id)
         if existing is None:
             self._session.add(AuthorityRow(created_at=self._now, **values))
@@ -166,17 +259,34 @@ class Transaction:
 class Datastore:
     """The CA's datastore on one database URL. Open with :meth:`open`; close with :meth:`close`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, seal: AuthoritySeal | None = None) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._seal = seal
+        #: Refused rows already logged, so that a refresh every second does not repeat the same error.
+        self._reported: set[tuple[str, str, str]] = set()
+
+    @property
+    def sealed(self) -> bool:
+        """True when authority rows are authenticated under the key-encryption key."""
+        return self._seal is not None
+
+    def _transaction(self, session: AsyncSession, now: datetime) -> Transaction:
+        return Transaction(session, now, seal=self._seal, reported=self._reported)
 
     @property
     def url(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)
 
     @classmethod
-    async def open(cls, url: str, *, extra_migrations: Sequence[Path] = ()) -> Datastore:
-        """Connect to ``url`` and bring its schema to the newest revision."""
+    async def open(
+        cls,
+        url: str,
+        *,
+        extra_migrations: Sequence[Path] = (),
+        seal: AuthoritySeal | None = None,
+    ) -> Datastore:
+        """Connect to ``url`` and bring its schema to the newest revision; ``seal`` authenticates authority rows."""
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
@@ -189,7 +299,7 @@ class Datastore:
             raise DatastoreError(f"cannot use database URL {url.split('@')[-1]!r}: {err}") from err
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        store = cls(engine)
+        store = cls(engine, seal=seal)
         try:
             await store._migrate(extra_migrations)
         except (SQLAlchemyError, OSError) as err:
@@ -235,11 +345,14 @@ class Datastore:
                 .where(RotationLockRow.id == 1)
                 .values(holder=holder, taken_at=now)
             )
-            yield Transaction(session, now)
+            yield self._transaction(session, now)
+
+    async def read_authorities(self, kind: AuthorityKind | None = None) -> AuthorityRows:
+        async with self._sessions() as session:
+            return await self._transaction(session, datetime.now(UTC)).read_authorities(kind)
 
     async def authorities(self, kind: AuthorityKind | None = None) -> list[Authority]:
-        async with self._sessions() as session:
-            return await Transaction(session, datetime.now(UTC)).authorities(kind)
+        return list((await self.read_authorities(kind)).trusted)
 
     async def bundle_sequence(self) -> int:
         async with self._sessions() as session:

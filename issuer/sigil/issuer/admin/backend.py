@@ -25,7 +25,7 @@ from sigil.issuer.errors import (
     UnavailableError,
 )
 from sigil.issuer.policyfeed import PolicyFeed
-from sigil.issuer.registry import Entry, Registry
+from sigil.issuer.registry import Entry, Registry, refuse_reserved
 
 __all__ = ["ADMIN_PREFIX", "AdminBackend", "LocalAdmin", "authority_json", "entry_json"]
 
@@ -157,9 +157,11 @@ class LocalAdmin:
         return bundle.to_pem() if fmt == "pem" else bundle.to_json() + b"\n"
 
     async def mint_x509(self, spiffe_id: str, ttl: float | None, dns: list[str]) -> Json:
-        svid = await self._ca.mint_x509_svid(
-            SpiffeId.parse(spiffe_id), ttl=_seconds(ttl), dns_names=dns
-        )
+        wanted = SpiffeId.parse(spiffe_id)
+        # Agents get their IDs by attestation and the server makes its own SVID at start; a minted copy of either
+        # is only a credential to impersonate them outside every check.
+        refuse_reserved(wanted, source="x509 mint")
+        svid = await self._ca.mint_x509_svid(wanted, ttl=_seconds(ttl), dns_names=dns)
         if svid.private_key is None:  # cannot happen: minted without a CSR, so the CA made the key
             raise TypeError("x509 mint returned no key")
         key_pem = svid.private_key.private_bytes(
@@ -177,9 +179,9 @@ class LocalAdmin:
         }
 
     async def mint_jwt(self, spiffe_id: str, audience: list[str], ttl: float | None) -> Json:
-        svid = await self._ca.mint_jwt_svid(
-            SpiffeId.parse(spiffe_id), audience=audience, ttl=_seconds(ttl)
-        )
+        wanted = SpiffeId.parse(spiffe_id)
+        refuse_reserved(wanted, source="jwt mint")
+        svid = await self._ca.mint_jwt_svid(wanted, audience=audience, ttl=_seconds(ttl))
         return {
             "token": svid.token,
             "spiffe_id": str(svid.spiffe_id),

@@ -12,7 +12,8 @@ from dataclasses import dataclass, fields
 
 from sigil.ca.errors import InvalidSpiffeIdError
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
-from sigil.issuer.errors import ConfigError
+from sigil.issuer.errors import ConfigError, NotEntitledError
+from sigil.issuer.registry import refuse_reserved
 
 __all__ = [
     "DEFAULT_WORKLOAD_ID_TEMPLATE",
@@ -116,8 +117,16 @@ class WorkloadIdTemplate:
             raise ConfigError(
                 "workload ID template", f"{self.template!r} gives no valid ID: {err.rule}"
             ) from err
+        except NotEntitledError as err:
+            raise ConfigError("workload ID template", f"{self.template!r}: {err.why}") from err
 
     def render(self, trust_domain: TrustDomain, identity: KubeIdentity) -> SpiffeId:
-        """The workload's SPIFFE ID, for example ``spiffe://TD/ns/NS/sa/SA``."""
+        """The workload's SPIFFE ID, for example ``spiffe://TD/ns/NS/sa/SA``.
+
+        A pod whose names would make it one of Sigil's agent or server IDs (a template such as
+        ``{namespace}/{service_account}`` in namespace ``sigil``) is refused with :class:`NotEntitledError`.
+        """
         values = {name: getattr(identity, name) for name in _TEMPLATE_FIELDS}
-        return SpiffeId(trust_domain, "/" + self.template.format_map(values))
+        spiffe_id = SpiffeId(trust_domain, "/" + self.template.format_map(values))
+        refuse_reserved(spiffe_id, source="the workload ID template")
+        return spiffe_id

@@ -5,7 +5,8 @@
 - The federation endpoint (``https_web``, its own listener): the bundle document, to anyone, as SPIFFE Federation
   §4 requires (no client authentication; ``application/json``).
 - ``/.well-known/openid-configuration`` and ``/keys``: what relying parties outside SPIFFE (cloud IAM) read to
-  verify JWT-SVIDs, as SPIRE's oidc-discovery-provider serves them, with ``use: sig`` (its ``set_key_use``).
+  verify JWT-SVIDs, as SPIRE's oidc-discovery-provider serves them, with ``use: sig`` (its ``set_key_use``). The
+  document's ``issuer`` is ``server.oidc_issuer``; without it discovery is off (404), never guessed from the request.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 from aiohttp import web
 
 from sigil.issuer import wire
-from sigil.issuer.errors import MalformedRequestError
+from sigil.issuer.errors import MalformedRequestError, NotFoundError
 from sigil.issuer.routes.common import authenticated_agent, issuer_of
 
 __all__ = ["federation_routes", "query_number", "routes"]
@@ -60,8 +61,12 @@ async def federation_bundle(request: web.Request) -> web.Response:
 
 
 def _issuer_url(request: web.Request) -> str:
+    # Only configuration names the issuer: a relying party pins it, and one taken from the Host header would let
+    # any client (or a cache in front) make the document claim an issuer of its choosing.
     configured = issuer_of(request).settings.server.oidc_issuer
-    return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"
+    if not configured:
+        raise NotFoundError("OIDC discovery (server.oidc_issuer is not set)")
+    return configured.rstrip("/")
 
 
 @routes.get("/.well-known/openid-configuration")
