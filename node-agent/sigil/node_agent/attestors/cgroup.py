@@ -42,7 +42,9 @@ __all__ = ["CgroupError", "PodContainer", "pod_container_of"]
 _UID = r"[0-9a-f]{8}(?P<sep>[-_])[0-9a-f]{4}(?P=sep)[0-9a-f]{4}(?P=sep)[0-9a-f]{4}(?P=sep)[0-9a-f]{12}|[0-9a-f]{32}"
 _CID = r"[0-9a-f]{64}"
 # Any mention of a pod UID in a path segment, wherever it is: what must then sit exactly where kubelet puts it.
-_MENTION = re.compile(r"pod[0-9a-f]{8}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{12}")
+_MENTION = re.compile(
+    r"pod[0-9a-f]{8}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{12}"
+)
 _CGROUPFS_POD = re.compile(rf"pod(?P<uid>{_UID})")
 # ``NAMES-pod<uid>.slice``, optionally followed by containerd's ``:cri-containerd:<id>`` (a cgroupsPath that runc's
 # cgroupfs manager created literally, at the hierarchy's root, when kubelet and containerd disagreed on the driver).
@@ -88,7 +90,9 @@ def _ancestors_fit(above: list[str], expected: tuple[str, ...], *, relative: boo
     the chain shows; an absolute path must show all of it, from the root or a kind node's container.
     """
     if relative:
-        return len(above) <= len(expected) and tuple(above) == expected[len(expected) - len(above) :]
+        return (
+            len(above) <= len(expected) and tuple(above) == expected[len(expected) - len(above) :]
+        )
     if len(above) < len(expected) or tuple(above[len(above) - len(expected) :]) != expected:
         return False
     prefix = "".join(f"/{s}" for s in above[: len(above) - len(expected)])
