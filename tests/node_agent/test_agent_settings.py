@@ -138,3 +138,13 @@ def test_a_bad_setting_is_refused_by_name(tmp_path: Path, document: object, need
     config = _write(tmp_path, document)
     with pytest.raises(AgentConfigError, match=needle):
         load_agent_settings(config, insecure_bootstrap=True)
+
+
+def test_the_old_api_server_settings_are_refused_with_the_reason(tmp_path: Path) -> None:
+    """``agent.kubernetes`` (the agent's own pod watch) is gone; a file still holding it is told why."""
+    config = _write(
+        tmp_path,
+        {"agent": {"insecure_bootstrap": True, "kubernetes": {"api_url": "https://k8s:6443"}}},
+    )
+    with pytest.raises(AgentConfigError, match="pods from the issuer"):
+        load_agent_settings(config)

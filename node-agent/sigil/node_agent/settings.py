@@ -25,7 +25,6 @@ __all__ = [
     "DEFAULT_TOKEN_PATH",
     "AgentSettings",
     "AttestationSettings",
-    "KubernetesSettings",
     "RotationSettings",
     "load_agent_settings",
 ]
@@ -46,11 +45,9 @@ _AGENT_KEYS = frozenset(
         "rotation",
         "discover_workload_path",
         "log_level",
-        "kubernetes",
         "health_listen",
     }
 )
-_KUBERNETES_KEYS = frozenset({"api_url", "token_path", "ca_path"})
 _ATTESTATION_KEYS = frozenset({"method", "token_path", "cluster", "join_token"})
 _ROTATION_KEYS = frozenset(
     {
@@ -92,15 +89,6 @@ class RotationSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class KubernetesSettings:
-    """How the agent reaches the API server for its pod watch; empty means in-cluster (the pod's ServiceAccount)."""
-
-    api_url: str | None = None
-    token_path: Path | None = None
-    ca_path: Path | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentSettings:
     """Everything ``sigil-agent run`` needs."""
 
@@ -113,14 +101,13 @@ class AgentSettings:
     trust_bundle_path: Path | None = None
     insecure_bootstrap: bool = False
     attestation: AttestationSettings = field(default_factory=AttestationSettings)
+    #: With it, the agent follows this node's pods from the issuer and attests workloads with the ``k8s`` attestor.
     node_name: str | None = None
     rotation: RotationSettings = field(default_factory=RotationSettings)
     discover_workload_path: bool = False
     log_level: str = "info"
     #: ``HOST:PORT`` of the plain-HTTP ``/live`` and ``/ready`` endpoint for probes; none when unset.
     health_listen: str | None = None
-    #: With ``node_name`` set, the agent watches this node's pods and attests workloads with the ``k8s`` attestor.
-    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
     def __post_init__(self) -> None:
         if not self.issuer_url.startswith(("https://", "http://")):
@@ -178,10 +165,14 @@ def load_agent_settings(
     source = str(config_file) if config_file else "settings"
     try:
         values = load_config_file(config_file)
+        if isinstance(values.get("agent"), Mapping) and "kubernetes" in values["agent"]:
+            raise AgentConfigError(
+                source,
+                "agent.kubernetes is gone: the agent gets its node's pods from the issuer, not the API server",
+            )
         agent = _section(values, "agent", _AGENT_KEYS, source)
         attest = _section(agent, "attestation", _ATTESTATION_KEYS, source)
         timing = _section(agent, "rotation", _ROTATION_KEYS, source)
-        kube = _section(agent, "kubernetes", _KUBERNETES_KEYS, source)
         top_dir = data_dir_from(data_dir, values)
         td_name = pick(trust_domain, "SIGIL_TRUST_DOMAIN", values, "trust_domain", "example.org")
         td = TrustDomain.parse(str(td_name))
@@ -241,11 +232,6 @@ def load_agent_settings(
             discover_workload_path=_flag_bool(agent.get("discover_workload_path", False)),
             log_level=str(pick(None, "SIGIL_LOG_LEVEL", agent, "log_level", "info")),
             health_listen=pick(None, "SIGIL_AGENT_HEALTH_LISTEN", agent, "health_listen"),
-            kubernetes=KubernetesSettings(
-                api_url=kube.get("api_url"),
-                token_path=Path(kube["token_path"]) if kube.get("token_path") else None,
-                ca_path=Path(kube["ca_path"]) if kube.get("ca_path") else None,
-            ),
         )
     except AgentConfigError:
         raise
