@@ -26,6 +26,7 @@ __all__ = [
     "AgentSettings",
     "AttestationSettings",
     "RotationSettings",
+    "health_listen_of",
     "load_agent_settings",
 ]
 
@@ -149,6 +150,34 @@ def _flag_bool(value: Any) -> bool:
     return str(value).strip().lower() in {"1", "true", "yes", "on"}
 
 
+def health_listen_of(config_file: Path | None, flag: str | None = None) -> str | None:
+    """Where the agent's health endpoint listens (flag > ``SIGIL_AGENT_HEALTH_LISTEN`` > file), None when nowhere.
+
+    Only this key is read: a probe needs no trust bundle or issuer to ask whether the agent is ready.
+    """
+    source = str(config_file) if config_file else "settings"
+    try:
+        values = load_config_file(config_file)
+        agent = _section(values, "agent", _AGENT_KEYS, source)
+    except ConfigError as err:
+        raise AgentConfigError(err.source, err.reason) from err
+    found = pick(flag, "SIGIL_AGENT_HEALTH_LISTEN", agent, "health_listen")
+    return str(found) if found else None
+
+
+def _read_join_token(path: Path) -> str:
+    """The token in ``path`` (surrounding whitespace dropped); the error names the file, never its content."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise AgentConfigError(str(path), f"cannot read the join token ({err.strerror})") from err
+    except UnicodeDecodeError as err:
+        raise AgentConfigError(str(path), "the join token file is not text") from err
+    if not token:
+        raise AgentConfigError(str(path), "the join token file is empty")
+    return token
+
+
 def load_agent_settings(
     config_file: Path | None,
     *,
@@ -159,9 +188,14 @@ def load_agent_settings(
     trust_bundle_path: str | None = None,
     insecure_bootstrap: bool | None = None,
     join_token: str | None = None,
+    join_token_file: Path | None = None,
     node_name: str | None = None,
 ) -> AgentSettings:
-    """Layer flags over ``SIGIL_*`` environment variables over the file over the embedded defaults."""
+    """Layer flags over ``SIGIL_*`` environment variables over the file over the embedded defaults.
+
+    ``join_token_file`` (``--join-token-file``) is read here and beats ``join_token``, ``SIGIL_JOIN_TOKEN`` and the
+    file's ``attestation.join_token``; there is no flag for the token itself, which ``ps`` would show to everyone.
+    """
     source = str(config_file) if config_file else "settings"
     try:
         values = load_config_file(config_file)
@@ -191,7 +225,11 @@ def load_agent_settings(
                 pick(None, "SIGIL_AGENT_TOKEN_PATH", attest, "token_path", str(DEFAULT_TOKEN_PATH))
             ),
             cluster=str(pick(None, "SIGIL_CLUSTER", attest, "cluster", "default")),
-            join_token=pick(join_token, "SIGIL_JOIN_TOKEN", attest, "join_token"),
+            join_token=(
+                _read_join_token(join_token_file)
+                if join_token_file is not None
+                else pick(join_token, "SIGIL_JOIN_TOKEN", attest, "join_token")
+            ),
         )
         defaults = RotationSettings()
         rotation = RotationSettings(
