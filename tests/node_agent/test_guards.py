@@ -148,12 +148,12 @@ async def test_an_entry_with_several_selectors_needs_a_workload_with_all_of_them
             payments, parent, ["k8s:ns:prod", "k8s:sa:payments"], now=server.issuer.ca.now()
         )
         csr = make_csr(generate_key())
-        other_pod_of_prod = ["k8s:ns:prod", "k8s:sa:web", "k8s:pod-name:web-1"]
+        other_pod_of_prod = ("k8s:ns:prod", "k8s:sa:web", "k8s:pod-name:web-1")
         (refused, granted) = await client.batch_x509_svids(
             [
                 X509SvidRequest(csr, selectors=other_pod_of_prod),
                 X509SvidRequest(
-                    csr, selectors=["k8s:ns:prod", "k8s:sa:payments", "k8s:pod-name:p"]
+                    csr, selectors=("k8s:ns:prod", "k8s:sa:payments", "k8s:pod-name:p")
                 ),
             ]
         )
