@@ -156,3 +156,10 @@ def test_a_pod_named_outside_kubelets_hierarchy_is_refused(spoof: str) -> None:
         pod_container_of(f"0::{SPOOFED[spoof]}\n")
     with pytest.raises(CgroupError):
         pod_container_of(_v1(SPOOFED[spoof]))
+
+
+def test_a_hierarchy_listed_twice_is_refused() -> None:
+    """A second line for one hierarchy is what a cgroup name forging a line would produce: refused."""
+    text = f"0::/user.slice/user-1000.slice/x\n0::/kubepods/besteffort/pod{POD}/{CID}\n"
+    with pytest.raises(CgroupError, match="hierarchy 0 twice"):
+        pod_container_of(text)

@@ -110,3 +110,14 @@ async def test_an_agent_without_a_kubernetes_node_gets_no_pods(world: Cluster) -
         with pytest.raises(NotEntitledError) as refused:
             await client.node_pods()
     assert refused.value.problem["status"] == 403  # type: ignore[attr-defined]
+
+
+async def test_a_waiting_poll_is_answered_when_the_issuer_shuts_down(world: Cluster) -> None:
+    """A long poll in flight when the issuer drains is answered at once with what there is, not cut off."""
+    async with await agent_client(world, "node-a") as client:
+        current = await client.node_pods()
+        in_flight = asyncio.create_task(client.node_pods(current.revision, wait=60))
+        await asyncio.sleep(0.3)  # let the long poll reach the server
+        await world.server.stop()
+        answered = await asyncio.wait_for(in_flight, timeout=10)
+    assert answered.revision == current.revision

@@ -144,11 +144,17 @@ def pod_container_of(cgroup_file: str) -> PodContainer | None:
     """Parse the text of ``/proc/PID/cgroup``; None when the process is not in a pod, CgroupError when unsure."""
     pod_uids: set[str] = set()
     container_ids: set[str] = set()
+    hierarchies: set[str] = set()
     for line in cgroup_file.splitlines():
         # hierarchy-ID:controller-list:cgroup-path -- the path itself may contain ':'.
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
+        # Each hierarchy is listed once. Kernels since 4.14 refuse '\n' in a cgroup's name, which would let a
+        # name forge a second line; a repeated hierarchy is what such a forgery looks like on older ones.
+        if parts[0] in hierarchies:
+            raise CgroupError(f"the cgroup file lists hierarchy {parts[0]} twice")
+        hierarchies.add(parts[0])
         found = _pod_in(parts[2])
         if found is None:
             continue
