@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import stat
 import sys
 from collections.abc import AsyncIterator
@@ -160,3 +161,103 @@ async def test_run_prints_the_endpoint_and_drains_on_sigterm(world: AgentWorld) 
             process.kill()
             await process.wait()
         await process.communicate()
+
+
+async def test_run_refuses_a_join_token_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run --join-token VALUE`` (which ps shows to everyone) exits 2, naming the file and the variable to use."""
+    status = await asyncio.to_thread(
+        main, ["run", "--insecure-bootstrap", "--join-token", "s3cr3t-value"]
+    )
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "--join-token-file" in err
+    assert "SIGIL_JOIN_TOKEN" in err
+    assert "s3cr3t-value" not in err
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_healthcheck_follows_a_real_agent_from_waiting_to_serving_to_gone(
+    world: AgentWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sigil-agent healthcheck`` exits 1 while the agent waits for the issuer, 0 once it serves, and 1 with a
+    clear message when no agent answers any more."""
+    await world.issuer.stop()
+    config = world.directory / "sigil.yaml"
+    listen = f"0.0.0.0:{_free_port()}"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "trust_domain": "example.org",
+                "data_dir": str(world.directory / "state"),
+                "agent": {
+                    "socket_path": str(world.directory / "hc.sock"),
+                    "issuer_url": world.issuer.url,
+                    "trust_bundle_path": str(world.bundle_path),
+                    "attestation": {"method": "join_token", "join_token": "join-me"},
+                    "health_listen": listen,
+                    "log_level": "warning",
+                    "rotation": {"backoff_initial": "50ms", "backoff_max": "200ms"},
+                },
+            }
+        )
+    )
+
+    async def healthcheck() -> tuple[int, str, str]:
+        capsys.readouterr()
+        status = await asyncio.to_thread(main, ["healthcheck", "--config", str(config)])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sigil.node_agent.cli",
+        "run",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "SIGIL_DATA_DIR": ""},
+    )
+    try:
+        async with asyncio.timeout(30):
+            status, _, err = await healthcheck()
+            while "does not answer" in err:  # the process is still starting its health endpoint
+                await asyncio.sleep(0.1)
+                status, _, err = await healthcheck()
+        assert (status, err.strip()) == (
+            1,
+            "not ready: starting: not yet attested or not yet listening",
+        )
+        await world.issuer.start()
+        assert process.stdout is not None
+        await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        assert await healthcheck() == (0, "ready: serving\n", "")
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=20) == 0
+        status, _, err = await healthcheck()
+        assert status == 1
+        assert f"the agent's health endpoint at {listen} does not answer" in err
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await process.communicate()
+
+
+async def test_healthcheck_without_an_endpoint_says_where_to_set_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No health_listen anywhere: exit 2 and the message names the key, the variable and the flag."""
+    monkeypatch.delenv("SIGIL_AGENT_HEALTH_LISTEN", raising=False)
+    assert await asyncio.to_thread(main, ["healthcheck"]) == 2
+    err = capsys.readouterr().err
+    assert "agent.health_listen" in err
+    assert "--health-listen" in err

@@ -138,3 +138,31 @@ def test_a_bad_setting_is_refused_by_name(tmp_path: Path, document: object, need
     config = _write(tmp_path, document)
     with pytest.raises(AgentConfigError, match=needle):
         load_agent_settings(config, insecure_bootstrap=True)
+
+
+def test_the_old_api_server_settings_are_refused_with_the_reason(tmp_path: Path) -> None:
+    """``agent.kubernetes`` (the agent's own pod watch) is gone; a file still holding it is told why."""
+    config = _write(
+        tmp_path,
+        {"agent": {"insecure_bootstrap": True, "kubernetes": {"api_url": "https://k8s:6443"}}},
+    )
+    with pytest.raises(AgentConfigError, match="pods from the issuer"):
+        load_agent_settings(config)
+
+
+def test_the_join_token_comes_from_a_file_that_beats_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--join-token-file`` is read (whitespace dropped) and beats SIGIL_JOIN_TOKEN; an empty or missing file is
+    refused by name, never by content."""
+    monkeypatch.setenv("SIGIL_JOIN_TOKEN", "from-env")
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    settings = load_agent_settings(None, insecure_bootstrap=True, join_token_file=token_file)
+    assert settings.attestation.join_token == "from-file"
+    assert load_agent_settings(None, insecure_bootstrap=True).attestation.join_token == "from-env"
+    token_file.write_text("  \n")
+    with pytest.raises(AgentConfigError, match="empty"):
+        load_agent_settings(None, insecure_bootstrap=True, join_token_file=token_file)
+    with pytest.raises(AgentConfigError, match="cannot read the join token"):
+        load_agent_settings(None, insecure_bootstrap=True, join_token_file=tmp_path / "none")

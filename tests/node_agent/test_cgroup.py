@@ -1,4 +1,5 @@
-"""Finding the pod UID and container ID in /proc/PID/cgroup for every layout kubelet and runtimes produce."""
+"""Finding the pod UID and container ID in /proc/PID/cgroup for every layout kubelet and runtimes produce, and
+refusing a pod named anywhere else (a user's own cgroup imitating a pod)."""
 
 from __future__ import annotations
 
@@ -28,22 +29,46 @@ def _v1(path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+NODE = "93529524695bb00d91c1f6dba692ea8d3550c3b94fb2463af7bc9ec82f992d26"
+KIND_SYSTEMD = (
+    "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/"
+    f"kubelet-kubepods-besteffort-pod{POD_SYSTEMD}.slice/cri-containerd-{CID}.scope"
+)
+
 LAYOUTS = {
     "v1 cgroupfs docker": _v1(f"/kubepods/burstable/pod{POD}/{CID}"),
     "v1 cgroupfs besteffort": _v1(f"/kubepods/besteffort/pod{POD}/{CID}"),
+    "v1 cgroupfs guaranteed": _v1(f"/kubepods/pod{POD}/{CID}"),
     "v1 systemd docker": _v1(
         f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_SYSTEMD}.slice/docker-{CID}.scope"
     ),
-    "v1 systemd containerd": _v1(
+    "v1 systemd cri-o (minikube)": _v1(
+        f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_SYSTEMD}.slice/crio-{CID}.scope"
+    ),
+    "v1 systemd containerd, literal cgroupsPath": _v1(
         f"/kubepods-besteffort-pod{POD_SYSTEMD}.slice:cri-containerd:{CID}"
     ),
     "v2 systemd containerd": "0::/kubepods.slice/kubepods-burstable.slice/"
     f"kubepods-burstable-pod{POD_SYSTEMD}.slice/cri-containerd-{CID}.scope\n",
-    "v2 systemd cri-o": f"0::/kubepods.slice/kubepods-pod{POD_SYSTEMD}.slice/crio-{CID}.scope\n",
+    "v2 systemd cri-o guaranteed": f"0::/kubepods.slice/kubepods-pod{POD_SYSTEMD}.slice/crio-{CID}.scope\n",
+    "v2 systemd cri-o, crun's sub-cgroup": "0::/kubepods.slice/kubepods-besteffort.slice/"
+    f"kubepods-besteffort-pod{POD_SYSTEMD}.slice/crio-{CID}.scope/container\n",
     "v2 systemd docker": f"0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_SYSTEMD}.slice/docker-{CID}.scope\n",
     "v2 cgroupfs containerd": f"0::/kubepods/burstable/pod{POD}/{CID}\n",
-    "v2 inside a cgroup namespace": f"0::/../../kubepods-besteffort-pod{POD_SYSTEMD}.slice/cri-containerd-{CID}.scope\n",
-    "kind node inside docker": _v1(f"/docker/{'a' * 64}/kubepods/besteffort/pod{POD}/{CID}"),
+    "v2 cgroupfs cri-o": f"0::/kubepods/besteffort/pod{POD}/crio-{CID}\n",
+    "v2 inside a cgroup namespace, same QoS": f"0::/../../kubepods-besteffort-pod{POD_SYSTEMD}.slice/cri-containerd-{CID}.scope\n",
+    "v2 inside a cgroup namespace, other QoS": f"0::/../../../kubepods-burstable.slice/kubepods-burstable-pod{POD_SYSTEMD}.slice/cri-containerd-{CID}.scope\n",
+    "v2 cgroupfs inside a cgroup namespace": f"0::/../../../burstable/pod{POD}/{CID}\n",
+    "Docker Desktop (cgroup root kubepods)": _v1(f"/kubepods/kubepods/besteffort/pod{POD}/{CID}"),
+    "kind v1 node inside docker": _v1(f"/docker/{NODE}/kubepods/besteffort/pod{POD}/{CID}")
+    + f"0::/docker/{NODE}/system.slice/containerd.service\n",
+    "kind v1 node, cgroup root kubelet": _v1(
+        f"/docker/{NODE}/kubelet/kubepods/besteffort/pod{POD}/{CID}"
+    ),
+    "kind v2 node, seen inside the node": f"0::{KIND_SYSTEMD}\n",
+    "kind v2 node, seen from the host": f"0::/system.slice/docker-{NODE}.scope{KIND_SYSTEMD}\n",
+    "kind v2 node on the host, cgroupfs": f"0::/system.slice/docker-{NODE}.scope/kubepods/besteffort/pod{POD}/{CID}\n",
+    "kind on podman": f"0::/machine.slice/libpod-{NODE}.scope{KIND_SYSTEMD}\n",
 }
 
 
@@ -90,4 +115,51 @@ def test_cgroups_naming_two_pods_are_refused() -> None:
     other = "11111111-2222-3333-4444-555555555555"
     text = f"2:cpu:/kubepods/pod{POD}/{CID}\n1:memory:/kubepods/pod{other}/{CID}\n"
     with pytest.raises(CgroupError, match="several pods"):
+        pod_container_of(text)
+
+
+def test_cgroups_naming_a_pod_and_a_user_cgroup_in_v1_are_refused() -> None:
+    """A v1 process whose systemd hierarchy is a user's own cgroup named like a pod is refused, even if the
+    other lines are genuine."""
+    spoofed = f"/user.slice/user-1000.slice/user@1000.service/kubepods/besteffort/pod{POD}/{CID}"
+    text = f"8:pids:/kubepods/besteffort/pod{POD}/{CID}\n1:name=systemd:{spoofed}\n"
+    with pytest.raises(CgroupError, match="outside kubelet's pod hierarchy"):
+        pod_container_of(text)
+
+
+USER = "/user.slice/user-1000.slice/user@1000.service"
+SPOOFED = {
+    "systemd user unit named like a pod slice": f"{USER}/app.slice/kubepods-besteffort-pod{POD_SYSTEMD}.slice/cri-containerd-{CID}.scope",
+    "kubepods tree inside a user's delegated subtree": f"{USER}/kubepods/besteffort/pod{POD}/{CID}",
+    "systemd kubepods slices inside a user's subtree": f"{USER}/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{POD_SYSTEMD}.slice/cri-containerd-{CID}.scope",
+    "rootless docker running a kind node": f"{USER}/user.slice/docker-{NODE}.scope/kubepods/besteffort/pod{POD}/{CID}",
+    "a login session": f"/user.slice/user-1000.slice/session-3.scope/pod{POD}/{CID}",
+    "a system service's delegated subtree": f"/system.slice/podman.service/kubepods/pod{POD}/{CID}",
+    "a pod segment not under kubepods": f"/something/pod{POD}/{CID}",
+    "a pod segment at the root": f"/pod{POD}/{CID}",
+    "a pod segment below an unknown level": f"/kubepods/besteffort/extra/pod{POD}/{CID}",
+    "an unknown QoS class": f"/kubepods/platinum/pod{POD}/{CID}",
+    "a systemd pod slice at the root without its parents": f"/kubepods-besteffort-pod{POD_SYSTEMD}.slice/cri-containerd-{CID}.scope",
+    "a systemd pod slice under the wrong parent": f"/kubepods.slice/kubepods-burstable.slice/kubepods-besteffort-pod{POD_SYSTEMD}.slice/crio-{CID}.scope",
+    "a systemd pod slice with made-up levels": f"/kubepods.slice/kubepods-evil.slice/kubepods-evil-pod{POD_SYSTEMD}.slice/crio-{CID}.scope",
+    "a cgroupfs pod under a user slice seen from a cgroup namespace": f"/../../../user.slice/kubepods/besteffort/pod{POD}/{CID}",
+    "'..' inside the hierarchy": f"/kubepods/besteffort/../pod{POD}/{CID}",
+    "a pod nested in another pod": f"/kubepods/besteffort/pod{POD}/{CID}/kubepods/besteffort/pod11111111-2222-3333-4444-555555555555/{CID}",
+    "a pod UID inside another name": f"/kubepods/besteffort/xpod{POD}/{CID}",
+}
+
+
+@pytest.mark.parametrize("spoof", sorted(SPOOFED))
+def test_a_pod_named_outside_kubelets_hierarchy_is_refused(spoof: str) -> None:
+    """A cgroup that names a pod anywhere but where kubelet puts pods is refused, in v1 and v2 alike."""
+    with pytest.raises(CgroupError):
+        pod_container_of(f"0::{SPOOFED[spoof]}\n")
+    with pytest.raises(CgroupError):
+        pod_container_of(_v1(SPOOFED[spoof]))
+
+
+def test_a_hierarchy_listed_twice_is_refused() -> None:
+    """A second line for one hierarchy is what a cgroup name forging a line would produce: refused."""
+    text = f"0::/user.slice/user-1000.slice/x\n0::/kubepods/besteffort/pod{POD}/{CID}\n"
+    with pytest.raises(CgroupError, match="hierarchy 0 twice"):
         pod_container_of(text)

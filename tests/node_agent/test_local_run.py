@@ -1,5 +1,6 @@
 """``make run``'s main job (``python -m sigil.node_agent.local``) as a user runs it: server and agent come up,
-an SVID is fetched through the agent, the endpoint line is printed, and Ctrl-C stops both cleanly."""
+an SVID is fetched through the agent, the endpoint line is printed, and Ctrl-C stops both cleanly; the join token
+never appears on a command line."""
 
 from __future__ import annotations
 
@@ -8,11 +9,25 @@ import os
 import re
 import signal
 import socket
+import stat
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+
+def _every_command_line() -> dict[int, list[str]]:
+    """Each process's argv as ``ps`` shows it to every user (``/proc/PID/cmdline``)."""
+    found: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                raw = (entry / "cmdline").read_bytes()
+            except OSError:  # gone meanwhile
+                continue
+            found[int(entry.name)] = raw.decode(errors="replace").split("\0")
+    return found
 
 
 def _free_port() -> int:
@@ -24,7 +39,8 @@ def _free_port() -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 async def test_make_run_brings_up_server_and_agent_and_stops_on_ctrl_c() -> None:
-    """The printed SPIFFE_ENDPOINT_SOCKET serves the current uid's SVID, and SIGINT ends both with status 0."""
+    """The printed SPIFFE_ENDPOINT_SOCKET serves the current uid's SVID, the join token is in no process's argv,
+    and SIGINT ends both with status 0."""
     data_dir = Path(tempfile.mkdtemp(prefix="sgrun", dir="/tmp"))
     port = _free_port()
     env = {**os.environ, "SIGIL_DATA_DIR": str(data_dir), "SIGIL_LISTEN": f"127.0.0.1:{port}"}
@@ -50,6 +66,20 @@ async def test_make_run_brings_up_server_and_agent_and_stops_on_ctrl_c() -> None
         assert fetched is not None, output
         assert fetched[1] == fetched[2] == f"spiffe://example.org/local/uid-{os.getuid()}"
         endpoint = next(line for line in seen if line.startswith("SPIFFE_ENDPOINT_SOCKET="))
+        # The join token went to the agent in a 0600 file: no process's argv (what ps shows) holds it.
+        token_file = data_dir / "join-token"
+        token = token_file.read_text().strip()
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        command_lines = await asyncio.to_thread(_every_command_line)
+        assert token
+        assert not [argv for argv in command_lines.values() if any(token in a for a in argv)]
+        (agent_argv,) = [
+            argv
+            for argv in command_lines.values()
+            if "sigil.node_agent.cli" in argv and str(data_dir / "bootstrap.pem") in argv
+        ]
+        assert "--join-token" not in agent_argv
+        assert agent_argv[agent_argv.index("--join-token-file") + 1] == str(token_file)
         socket_path = endpoint.strip().removeprefix("SPIFFE_ENDPOINT_SOCKET=unix://")
         assert await asyncio.to_thread(Path(socket_path).is_socket)
         # The server took the address it was given (not its default), so a user can move it off a busy port.
@@ -62,6 +92,7 @@ async def test_make_run_brings_up_server_and_agent_and_stops_on_ctrl_c() -> None
             assert await process.wait() == 0
         assert "stopping" in rest.decode()
         assert not await asyncio.to_thread(Path(socket_path).exists)
+        assert not await asyncio.to_thread(token_file.exists)
     finally:
         if process.returncode is None:
             process.kill()

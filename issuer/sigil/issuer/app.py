@@ -35,7 +35,7 @@ from sigil.issuer.policyrecords import PolicyRecords
 from sigil.issuer.problems import problem_middleware
 from sigil.issuer.ratelimit import RateLimiter
 from sigil.issuer.registry import MIGRATIONS, Registry
-from sigil.issuer.routes import agent, bundle, health, policies, svids
+from sigil.issuer.routes import agent, bundle, health, nodepods, policies, svids
 from sigil.issuer.routes.admin import routes as admin_table
 from sigil.issuer.serving import ServingIdentity
 from sigil.issuer.settings import ServerSettings
@@ -210,6 +210,7 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
     app = _base(issuer)
     for table in (agent.routes, svids.routes, bundle.routes, policies.routes, health.routes):
         app.router.add_routes(table)
+    nodepods.install(app)
     # on_shutdown runs after the listener has stopped accepting and before in-flight requests are awaited:
     # long polls answer now with what they have, so they end with the drain instead of holding it up.
     app.on_shutdown.append(lambda _app: issuer.feed.drain())

@@ -20,6 +20,7 @@ __all__ = [
     "PATH_ATTEST_K8S",
     "PATH_BUNDLE",
     "PATH_JWT_SVIDS",
+    "PATH_NODE_PODS",
     "PATH_POLICIES",
     "PATH_RENEW",
     "PATH_WORKLOAD_X509",
@@ -32,6 +33,8 @@ __all__ = [
     "JwtSvidBody",
     "JwtSvidRequest",
     "JwtSvidResponse",
+    "NodePodBody",
+    "NodePodsResponse",
     "PodRef",
     "PolicyResponse",
     "ProblemBody",
@@ -52,6 +55,7 @@ PATH_JWT_SVIDS: Final = "/v1/svids/jwt"
 PATH_WORKLOAD_X509: Final = "/v1/workload/x509"
 PATH_BUNDLE: Final = "/v1/bundle"
 PATH_POLICIES: Final = "/v1/agent/policies"
+PATH_NODE_PODS: Final = "/v1/agent/pods"
 
 PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
 #: The most items one batch may carry (SPIRE's agent caps its CSR batches at 500 as well).
@@ -130,6 +134,28 @@ class PolicyResponse(TypedDict):
     digest: str
     policies: list[dict[str, Any]]
     namespaces: dict[str, dict[str, str]]
+
+
+class NodePodBody(TypedDict):
+    """One pod on the agent's node: what the agent's ``k8s`` workload attestor makes selectors of."""
+
+    uid: str
+    namespace: str
+    name: str
+    service_account: str
+    labels: dict[str, str]
+
+
+class NodePodsResponse(TypedDict):
+    """The pods bound to the calling agent's node, for ``GET /v1/agent/pods?after_revision=R&wait=S``.
+
+    The node is the one in the agent's SVID (``spiffe://TD/sigil/agent/k8s/CLUSTER/NODE``), never one the request
+    names. ``revision`` is a digest of the content, so every replica gives the same one for the same pods.
+    """
+
+    revision: str
+    node_name: str
+    pods: list[NodePodBody]
 
 
 class AgentSvidResponse(TypedDict):

@@ -3,7 +3,8 @@
 ``sigil-agent run --config FILE`` builds :class:`~sigil.node_agent.settings.AgentSettings` once (flag > ``SIGIL_*``
 environment > file > default), prints the socket and the ``SPIFFE_ENDPOINT_SOCKET=...`` line a workload needs, and
 serves until SIGTERM or Ctrl-C, on which it drains: the socket closes, open streams end (clients reconnect to the
-next agent), background tasks are cancelled and awaited. ``sigil-agent api fetch`` mirrors ``spire-agent api fetch``.
+next agent), background tasks are cancelled and awaited. ``sigil-agent api fetch`` mirrors ``spire-agent api fetch``;
+``sigil-agent healthcheck`` asks a running agent's ``/ready`` and answers with its exit status, for probes.
 
 Logs go to stderr, configured once here; stdout carries only what a script might read.
 """
@@ -23,9 +24,9 @@ from spiffe.errors import PySpiffeError
 
 from sigil.ca.errors import SigilError
 from sigil.node_agent.fetch import FetchRequest, fetch
-from sigil.node_agent.health import HealthServer
+from sigil.node_agent.health import HealthServer, check_ready
 from sigil.node_agent.runtime import NodeAgent
-from sigil.node_agent.settings import AgentSettings, load_agent_settings
+from sigil.node_agent.settings import AgentSettings, health_listen_of, load_agent_settings
 
 __all__ = ["main"]
 
@@ -67,8 +68,24 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="trust the issuer's first answer (development only; env SIGIL_INSECURE_BOOTSTRAP)",
     )
-    run.add_argument("--join-token", help="one-time join token (env SIGIL_JOIN_TOKEN)")
+    run.add_argument(
+        "--join-token-file",
+        type=Path,
+        help="file holding the one-time join token (or env SIGIL_JOIN_TOKEN)",
+    )
+    # Accepted only to be refused with the way out: a token on the command line shows in ps to every user.
+    run.add_argument("--join-token", help=argparse.SUPPRESS)
     run.add_argument("--node-name", help="this node's name (env SIGIL_NODE_NAME)")
+
+    health = commands.add_parser(
+        "healthcheck", help="exit 0 when the running agent's health endpoint says it is ready"
+    )
+    health.add_argument("--config", type=Path, help="YAML file holding agent.health_listen")
+    health.add_argument(
+        "--health-listen",
+        help="HOST:PORT of the agent's health endpoint (env SIGIL_AGENT_HEALTH_LISTEN)",
+    )
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
 
     api = commands.add_parser("api", help="talk to a running agent as a workload would")
     api_commands = api.add_subparsers(dest="api_command", required=True)
@@ -129,7 +146,17 @@ async def _serve(settings: AgentSettings) -> int:
             loop.remove_signal_handler(number)
 
 
+_ON_THE_COMMAND_LINE = (
+    "error: --join-token puts the token in the process list, where every user of this host can read it (ps); "
+    "write it to a file readable only by the agent and pass --join-token-file FILE, "
+    "or set the environment variable SIGIL_JOIN_TOKEN"
+)
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.join_token is not None:
+        print(_ON_THE_COMMAND_LINE, file=sys.stderr)
+        return 2
     settings = load_agent_settings(
         args.config,
         data_dir=args.data_dir,
@@ -138,11 +165,38 @@ def _run(args: argparse.Namespace) -> int:
         issuer_url=args.issuer_url,
         trust_bundle_path=args.trust_bundle,
         insecure_bootstrap=args.insecure_bootstrap,
-        join_token=args.join_token,
+        join_token_file=args.join_token_file,
         node_name=args.node_name,
     )
     _configure_logging(settings.log_level)
     return asyncio.run(_serve(settings))
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    listen = health_listen_of(args.config, args.health_listen)
+    if listen is None:
+        print(
+            "error: no health endpoint to ask: set agent.health_listen in --config, "
+            "SIGIL_AGENT_HEALTH_LISTEN or --health-listen HOST:PORT",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        ready, reason = check_ready(listen, timeout=args.timeout)
+    except ValueError as err:
+        print(f"error: health_listen {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(
+            f"error: the agent's health endpoint at {listen} does not answer: {err}",
+            file=sys.stderr,
+        )
+        return 1
+    if not ready:
+        print(f"not ready: {reason}", file=sys.stderr)
+        return 1
+    print(f"ready: {reason}")
+    return 0
 
 
 def _api_fetch(args: argparse.Namespace) -> int:
@@ -172,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "healthcheck":
+            return _healthcheck(args)
         return _api_fetch(args)
     except SigilError as err:
         print(f"error: {err}", file=sys.stderr)

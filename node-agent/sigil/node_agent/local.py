@@ -1,8 +1,9 @@
 """``make run``: an issuer and a node agent on this host, with the embedded defaults, until Ctrl-C.
 
 ``python -m sigil.node_agent.local`` starts ``sigil-server run`` (SQLite and a local trust domain under
-``$SIGIL_DATA_DIR``, ``./.sigil`` by default), enrols this host the way an operator would (a join token, an entry
-giving the current user's uid the ID ``spiffe://example.org/local/uid-UID``, the trust bundle written for the agent),
+``$SIGIL_DATA_DIR``, ``./.sigil`` by default), enrols this host the way an operator would (a join token, handed
+to the agent in a 0600 file and never on a command line where ``ps`` would show it; an entry giving the current
+user's uid the ID ``spiffe://example.org/local/uid-UID``; the trust bundle written for the agent),
 starts ``sigil-agent run`` with its socket under the data directory (no root needed), fetches one SVID through it
 with py-spiffe to prove the path works, and prints the ``SPIFFE_ENDPOINT_SOCKET=...`` line a workload needs. Ctrl-C
 or SIGTERM stops the agent, then the server, each with SIGTERM so both drain.
@@ -24,6 +25,7 @@ from pathlib import Path
 from spiffe import WorkloadApiClient
 
 from sigil.ca.config import DEFAULT_DATA_DIR
+from sigil.ca.keys import write_secret_file
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.node_agent.agent_svid import load_stored_identity
 
@@ -32,6 +34,8 @@ __all__ = ["main"]
 _TRUST_DOMAIN = "example.org"
 #: The server's address unless ``$SIGIL_LISTEN`` (which sigil-server reads too) names another.
 _DEFAULT_ISSUER = "127.0.0.1:8081"
+#: Where the join token waits for the agent (0600), removed when the run ends.
+_JOIN_TOKEN_FILE = "join-token"  # noqa: S105 -- a file name, not a token
 # AF_UNIX paths stop near 107 bytes; a deep checkout falls back to a short directory under /tmp.
 _MAX_SOCKET_PATH = 100
 
@@ -89,7 +93,10 @@ async def _enrol(data_dir: Path, env: dict[str, str]) -> tuple[list[str], str]:
             await _command(*server, "token", "generate", "--output", "json", env=env)
         )
         parent = token["agent_id"]
-        flags += ["--join-token", token["token"]]
+        # Never on the command line, where ps shows it to every user: a file only this user can read.
+        token_file = data_dir / _JOIN_TOKEN_FILE
+        await asyncio.to_thread(write_secret_file, token_file, token["token"].encode())
+        flags += ["--join-token-file", str(token_file)]
     workload_id = f"spiffe://{_TRUST_DOMAIN}/local/uid-{os.getuid()}"
     entries = json.loads(await _command(*server, "entry", "list", "--output", "json", env=env))
     if not any(e["spiffe_id"] == workload_id and e["parent_id"] == parent for e in entries):
@@ -182,6 +189,8 @@ async def run(data_dir: Path) -> int:
             await _stop(agent, "sigil-agent")
         if server is not None:
             await _stop(server, "sigil-server")
+        # Spent once the agent attested; unspent, it is still a credential and must not linger.
+        (data_dir / _JOIN_TOKEN_FILE).unlink(missing_ok=True)
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(number)
 

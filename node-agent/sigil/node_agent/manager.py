@@ -32,7 +32,7 @@ from sigil.issuer.client import BundleUpdate, X509SvidResult
 from sigil.node_agent.agent_svid import AgentIdentity
 from sigil.node_agent.batcher import X509Batcher
 from sigil.node_agent.bundle_sync import BundleSync
-from sigil.node_agent.errors import IdentityUnavailableError
+from sigil.node_agent.errors import IdentityUnavailableError, NotEntitledError
 from sigil.node_agent.identity import ChangeFeed, TrustBundles, WorkloadJwtSvid, WorkloadX509Svid
 from sigil.node_agent.issuer_link import IssuerApi, is_denial
 from sigil.node_agent.jwt_cache import JwtSvidCache
@@ -173,6 +173,13 @@ class SvidManager:
     async def jwt_svid(
         self, workload: WorkloadAttestation, spiffe_id: SpiffeId, *, audiences: Sequence[str]
     ) -> WorkloadJwtSvid:
+        """A JWT-SVID for ``spiffe_id``, which must be one of the caller's own identities.
+
+        Checked here and not only by the Workload API: the JWT cache is shared by every workload holding an ID, so
+        a token cached for one workload must never answer another that merely names the same ID.
+        """
+        if spiffe_id not in await self.entitlements(workload):
+            raise NotEntitledError(str(spiffe_id))
         slot = workload_of(workload, self._clock())
         return await self._jwts.get(slot, spiffe_id, audiences, issuer_down=self._health.down())
 

@@ -39,7 +39,7 @@ from sigil.node_agent.attestors.unix import UnixAttestor, UnixAttestorSettings
 from sigil.node_agent.errors import AgentAttestationError, AgentConfigError
 from sigil.node_agent.issuer_link import IssuerApi, fetch_bundle_insecurely
 from sigil.node_agent.manager import SvidManager
-from sigil.node_agent.pod_watch import KubeEndpoint, PodWatch, in_cluster_endpoint
+from sigil.node_agent.pod_sync import PodSync
 from sigil.node_agent.policy_sync import PolicySync
 from sigil.node_agent.rotation import Backoff
 from sigil.node_agent.server import WorkloadApiServer, WorkloadApiSettings
@@ -105,7 +105,8 @@ class NodeAgent:
         self._server: WorkloadApiServer | None = None
         self._identity: AgentIdentity | None = None
         self._watch_task: asyncio.Task[None] | None = None
-        self.pod_watch: PodWatch | None = None
+        #: With ``node_name``: this node's pods, from the issuer (pod_sync.py).
+        self.pods: PodSync | None = None
         #: The policies served to local enforcers (policy_sync.py), current while the agent runs.
         self.policies: PolicySync | None = None
         self._policy_task: asyncio.Task[None] | None = None
@@ -197,29 +198,19 @@ class NodeAgent:
         _log.info("node agent ready", endpoint=self.endpoint, agent=str(self._identity.spiffe_id))
 
     def _pod_attestors(self, manager: SvidManager) -> list[WorkloadAttestor]:
-        """With ``node_name``: the ``k8s`` attestor over an index a pod watch keeps current (owned task)."""
+        """With ``node_name``: the ``k8s`` attestor over an index the issuer's node-pods feed keeps current."""
         s = self.settings
-        if s.node_name is None:
+        if s.node_name is None or self._client is None:
             return []
-        kube = s.kubernetes
-        endpoint = (
-            KubeEndpoint(url=kube.api_url, token_path=kube.token_path, ca_path=kube.ca_path)
-            if kube.api_url
-            else in_cluster_endpoint()
-        )
-        if endpoint is None:
-            raise AgentConfigError(
-                "agent.kubernetes.api_url", "node_name is set but no API server is known"
-            )
         index = InMemoryPodIndex()
-        self.pod_watch = PodWatch(
-            endpoint,
-            s.node_name,
+        self.pods = PodSync(
+            self._client,
             index,
             on_delete=manager.forget_pod,
+            wait=s.rotation.bundle_wait.total_seconds(),
             backoff=Backoff(initial=s.rotation.backoff_initial, maximum=s.rotation.backoff_max),
         )
-        self._watch_task = asyncio.create_task(self.pod_watch.run(), name="sigil-pod-watch")
+        self._watch_task = asyncio.create_task(self.pods.run(), name="sigil-node-pods")
         return [K8sAttestor(index, K8sAttestorSettings(node_name=s.node_name))]
 
     async def stop(self) -> None:

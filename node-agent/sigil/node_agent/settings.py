@@ -25,8 +25,8 @@ __all__ = [
     "DEFAULT_TOKEN_PATH",
     "AgentSettings",
     "AttestationSettings",
-    "KubernetesSettings",
     "RotationSettings",
+    "health_listen_of",
     "load_agent_settings",
 ]
 
@@ -46,11 +46,9 @@ _AGENT_KEYS = frozenset(
         "rotation",
         "discover_workload_path",
         "log_level",
-        "kubernetes",
         "health_listen",
     }
 )
-_KUBERNETES_KEYS = frozenset({"api_url", "token_path", "ca_path"})
 _ATTESTATION_KEYS = frozenset({"method", "token_path", "cluster", "join_token"})
 _ROTATION_KEYS = frozenset(
     {
@@ -92,15 +90,6 @@ class RotationSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class KubernetesSettings:
-    """How the agent reaches the API server for its pod watch; empty means in-cluster (the pod's ServiceAccount)."""
-
-    api_url: str | None = None
-    token_path: Path | None = None
-    ca_path: Path | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentSettings:
     """Everything ``sigil-agent run`` needs."""
 
@@ -113,14 +102,13 @@ class AgentSettings:
     trust_bundle_path: Path | None = None
     insecure_bootstrap: bool = False
     attestation: AttestationSettings = field(default_factory=AttestationSettings)
+    #: With it, the agent follows this node's pods from the issuer and attests workloads with the ``k8s`` attestor.
     node_name: str | None = None
     rotation: RotationSettings = field(default_factory=RotationSettings)
     discover_workload_path: bool = False
     log_level: str = "info"
     #: ``HOST:PORT`` of the plain-HTTP ``/live`` and ``/ready`` endpoint for probes; none when unset.
     health_listen: str | None = None
-    #: With ``node_name`` set, the agent watches this node's pods and attests workloads with the ``k8s`` attestor.
-    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
     def __post_init__(self) -> None:
         if not self.issuer_url.startswith(("https://", "http://")):
@@ -162,6 +150,34 @@ def _flag_bool(value: Any) -> bool:
     return str(value).strip().lower() in {"1", "true", "yes", "on"}
 
 
+def health_listen_of(config_file: Path | None, flag: str | None = None) -> str | None:
+    """Where the agent's health endpoint listens (flag > ``SIGIL_AGENT_HEALTH_LISTEN`` > file), None when nowhere.
+
+    Only this key is read: a probe needs no trust bundle or issuer to ask whether the agent is ready.
+    """
+    source = str(config_file) if config_file else "settings"
+    try:
+        values = load_config_file(config_file)
+        agent = _section(values, "agent", _AGENT_KEYS, source)
+    except ConfigError as err:
+        raise AgentConfigError(err.source, err.reason) from err
+    found = pick(flag, "SIGIL_AGENT_HEALTH_LISTEN", agent, "health_listen")
+    return str(found) if found else None
+
+
+def _read_join_token(path: Path) -> str:
+    """The token in ``path`` (surrounding whitespace dropped); the error names the file, never its content."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise AgentConfigError(str(path), f"cannot read the join token ({err.strerror})") from err
+    except UnicodeDecodeError as err:
+        raise AgentConfigError(str(path), "the join token file is not text") from err
+    if not token:
+        raise AgentConfigError(str(path), "the join token file is empty")
+    return token
+
+
 def load_agent_settings(
     config_file: Path | None,
     *,
@@ -172,16 +188,25 @@ def load_agent_settings(
     trust_bundle_path: str | None = None,
     insecure_bootstrap: bool | None = None,
     join_token: str | None = None,
+    join_token_file: Path | None = None,
     node_name: str | None = None,
 ) -> AgentSettings:
-    """Layer flags over ``SIGIL_*`` environment variables over the file over the embedded defaults."""
+    """Layer flags over ``SIGIL_*`` environment variables over the file over the embedded defaults.
+
+    ``join_token_file`` (``--join-token-file``) is read here and beats ``join_token``, ``SIGIL_JOIN_TOKEN`` and the
+    file's ``attestation.join_token``; there is no flag for the token itself, which ``ps`` would show to everyone.
+    """
     source = str(config_file) if config_file else "settings"
     try:
         values = load_config_file(config_file)
+        if isinstance(values.get("agent"), Mapping) and "kubernetes" in values["agent"]:
+            raise AgentConfigError(
+                source,
+                "agent.kubernetes is gone: the agent gets its node's pods from the issuer, not the API server",
+            )
         agent = _section(values, "agent", _AGENT_KEYS, source)
         attest = _section(agent, "attestation", _ATTESTATION_KEYS, source)
         timing = _section(agent, "rotation", _ROTATION_KEYS, source)
-        kube = _section(agent, "kubernetes", _KUBERNETES_KEYS, source)
         top_dir = data_dir_from(data_dir, values)
         td_name = pick(trust_domain, "SIGIL_TRUST_DOMAIN", values, "trust_domain", "example.org")
         td = TrustDomain.parse(str(td_name))
@@ -200,7 +225,11 @@ def load_agent_settings(
                 pick(None, "SIGIL_AGENT_TOKEN_PATH", attest, "token_path", str(DEFAULT_TOKEN_PATH))
             ),
             cluster=str(pick(None, "SIGIL_CLUSTER", attest, "cluster", "default")),
-            join_token=pick(join_token, "SIGIL_JOIN_TOKEN", attest, "join_token"),
+            join_token=(
+                _read_join_token(join_token_file)
+                if join_token_file is not None
+                else pick(join_token, "SIGIL_JOIN_TOKEN", attest, "join_token")
+            ),
         )
         defaults = RotationSettings()
         rotation = RotationSettings(
@@ -241,11 +270,6 @@ def load_agent_settings(
             discover_workload_path=_flag_bool(agent.get("discover_workload_path", False)),
             log_level=str(pick(None, "SIGIL_LOG_LEVEL", agent, "log_level", "info")),
             health_listen=pick(None, "SIGIL_AGENT_HEALTH_LISTEN", agent, "health_listen"),
-            kubernetes=KubernetesSettings(
-                api_url=kube.get("api_url"),
-                token_path=Path(kube["token_path"]) if kube.get("token_path") else None,
-                ca_path=Path(kube["ca_path"]) if kube.get("ca_path") else None,
-            ),
         )
     except AgentConfigError:
         raise

@@ -5,7 +5,7 @@ This package is the only part of the issuer the node agent may import (an import
 over HTTPS and turns RFC 9457 refusals back into the issuer's own error classes, so the agent catches
 ``PodOnOtherNodeError`` and not a status code. Import every name from here; the modules behind it are:
 
-- ``results``: the values the calls return (SVIDs, batch results, bundle and policy updates);
+- ``results``: the values the calls return (SVIDs, batch results, bundle, policy and node pod updates);
 - ``transport``: the session, SPIFFE server authentication, the agent SVID as client certificate, problems to errors;
 - ``calls``: :class:`IssuerClient`, one method per issuer endpoint;
 - ``bootstrap``: :func:`fetch_bundle_insecure`, trust on first use for development agents.
@@ -20,6 +20,8 @@ from sigil.issuer.client.results import (
     BundleUpdate,
     IssuedJwtSvid,
     IssuedX509Svid,
+    NodePod,
+    NodePodsUpdate,
     PolicyUpdate,
     X509SvidRequest,
     X509SvidResult,
@@ -33,6 +35,8 @@ __all__ = [
     "IssuedJwtSvid",
     "IssuedX509Svid",
     "IssuerClient",
+    "NodePod",
+    "NodePodsUpdate",
     "PolicyUpdate",
     "X509SvidRequest",
     "X509SvidResult",

@@ -18,6 +18,7 @@ from sigil.issuer.client.results import (
     BundleUpdate,
     IssuedJwtSvid,
     IssuedX509Svid,
+    NodePodsUpdate,
     PolicyUpdate,
     X509SvidRequest,
     X509SvidResult,
@@ -146,3 +147,17 @@ class IssuerClient(Transport):
             params["after_revision"] = str(after_revision)
         reply = await self._long_poll(wire.PATH_POLICIES, params, wait)
         return PolicyUpdate.parse(cast(wire.PolicyResponse, reply))
+
+    async def node_pods(
+        self, after_revision: str | None = None, *, wait: float | None = None
+    ) -> NodePodsUpdate:
+        """The pods of this agent's node now, or (with ``wait``) once they differ from ``after_revision``.
+
+        The node is the one in the agent SVID; the server answers with what it has when ``wait`` seconds pass
+        without a change (compare the revision), and refuses an agent attested without Kubernetes.
+        """
+        params: dict[str, str] = {}
+        if after_revision is not None:
+            params["after_revision"] = after_revision
+        reply = await self._long_poll(wire.PATH_NODE_PODS, params, wait)
+        return NodePodsUpdate.parse(cast(wire.NodePodsResponse, reply))

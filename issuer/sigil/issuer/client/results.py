@@ -29,6 +29,8 @@ __all__ = [
     "BundleUpdate",
     "IssuedJwtSvid",
     "IssuedX509Svid",
+    "NodePod",
+    "NodePodsUpdate",
     "PolicyUpdate",
     "X509SvidRequest",
     "X509SvidResult",
@@ -165,6 +167,40 @@ class PolicyUpdate:
             {ns: dict(labels) for ns, labels in body["namespaces"].items()},
             tuple(refused),
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodePod:
+    """One pod bound to the agent's node, as the agent's ``k8s`` attestor needs it."""
+
+    uid: str
+    namespace: str
+    name: str
+    service_account: str
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class NodePodsUpdate:
+    """The pods bound to the agent's node (the one in its SVID), with the revision to wait past next."""
+
+    revision: str
+    node_name: str
+    pods: tuple[NodePod, ...]
+
+    @classmethod
+    def parse(cls, body: wire.NodePodsResponse) -> NodePodsUpdate:
+        pods = tuple(
+            NodePod(
+                uid=str(pod["uid"]),
+                namespace=str(pod["namespace"]),
+                name=str(pod["name"]),
+                service_account=str(pod["service_account"]),
+                labels={str(k): str(v) for k, v in pod["labels"].items()},
+            )
+            for pod in body["pods"]
+        )
+        return cls(str(body["revision"]), str(body["node_name"]), pods)
 
 
 def _json(document: Mapping[str, Any]) -> str:

@@ -41,6 +41,8 @@ class CachedPod:
     node_name: str
     service_account: str
     phase: str
+    #: The pod's labels, sorted (a tuple, so that the pod stays hashable): agents make selectors of them.
+    labels: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def parse(cls, raw: Pod) -> CachedPod:
@@ -52,6 +54,7 @@ class CachedPod:
             node_name=spec.get("nodeName", ""),
             service_account=spec.get("serviceAccountName", "default"),
             phase=raw.get("status", {}).get("phase", ""),
+            labels=tuple(sorted((str(k), str(v)) for k, v in (meta.get("labels") or {}).items())),
         )
 
 

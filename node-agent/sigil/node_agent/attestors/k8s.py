@@ -1,8 +1,8 @@
 """The ``k8s`` attestor: which pod a caller runs in, and what Kubernetes says about that pod.
 
 The pod UID and container ID come from the caller's cgroup (``cgroup.py``); the pod itself from a
-:class:`PodIndex`, an in-memory view of this node's pods kept current by a watch on ``spec.nodeName`` (the watch
-lives elsewhere; this module needs only the lookup). A pod can start and call the agent before the watch has
+:class:`PodIndex`, an in-memory view of this node's pods kept current by the issuer's node-pods feed (``pod_sync.py``;
+this module needs only the lookup). A pod can start and call the agent before the feed has
 delivered it, so an unknown UID is looked up again a few times before the call is refused, as SPIRE polls the
 kubelet (``max_poll_attempts`` x ``poll_retry_interval``).
 
@@ -52,7 +52,7 @@ class PodIndex(Protocol):
 
 
 class InMemoryPodIndex:
-    """A :class:`PodIndex` held in a dict: for tests, and for a watch to fill."""
+    """A :class:`PodIndex` held in a dict: for tests, and for the pod feed to fill."""
 
     def __init__(self, pods: Iterable[Pod] = ()) -> None:
         self._pods = {pod.uid: pod for pod in pods}

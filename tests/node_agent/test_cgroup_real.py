@@ -1,0 +1,138 @@
+"""The ``k8s`` attestor on real cgroups: a real process moved into a pod-shaped cgroup calls a real agent, which
+attests it through the process's real ``/proc/PID/cgroup`` (the cgroup v1 ``pids`` hierarchy, as root)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sigil_testing.cluster import Cluster, cluster
+
+from sigil.node_agent.runtime import NodeAgent
+
+PIDS = Path("/sys/fs/cgroup/pids")
+VICTIM_ID = "spiffe://example.org/ns/shop/sa/web"
+
+
+def _why_not_writable() -> str | None:
+    if os.geteuid() != 0:
+        return "creating cgroups needs root"
+    if not (PIDS / "cgroup.procs").exists():
+        return f"no cgroup v1 pids hierarchy at {PIDS}"
+    probe = PIDS / f"sigil-probe-{secrets.token_hex(4)}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as err:
+        return f"{PIDS} is not writable ({err.strerror})"
+    return None
+
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(_why_not_writable() is not None, reason=str(_why_not_writable())),
+]
+
+
+@contextlib.contextmanager
+def real_cgroup(relative: str) -> Iterator[Path]:
+    """Create ``PIDS/relative`` (and the parents it needs); remove what was created, deepest first."""
+    target = PIDS / relative
+    created: list[Path] = []
+    for directory in [*reversed(target.relative_to(PIDS).parents), target.relative_to(PIDS)]:
+        path = PIDS / directory
+        if directory != Path(".") and not path.exists():
+            path.mkdir()
+            created.append(path)
+    try:
+        yield target
+    finally:
+        for path in reversed(created):
+            # A cgroup can only be removed once empty; another test's cgroup under a shared parent keeps it.
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+async def fetch_from(cgroup: Path, socket: Path) -> tuple[int, str, str]:
+    """Run ``sigil-agent api fetch x509`` as a process that first moves itself into ``cgroup``."""
+    process = await asyncio.create_subprocess_exec(
+        "sh",
+        "-c",
+        'echo $$ > "$1/cgroup.procs" && exec "$2" -m sigil.node_agent.cli api fetch x509 --socket "$3"',
+        "sh",
+        str(cgroup),
+        sys.executable,
+        str(socket),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[Cluster]:
+    async with cluster() as running:
+        yield running
+
+
+@pytest.fixture
+async def victim(world: Cluster) -> str:
+    """The UID of pod shop/web (ServiceAccount web) on node-a, the identity an attacker wants."""
+    uid = str(uuid.uuid4())
+    world.kube.add_pod("shop", "web", node_name="node-a", service_account="web", uid=uid)
+    await world.pod_cached("shop", "web")
+    return uid
+
+
+async def _agent_knowing(world: Cluster, uid: str) -> NodeAgent:
+    agent = NodeAgent(world.agent_settings("node-a"))
+    await agent.start()
+    pods = agent.pods
+    assert pods is not None
+    async with asyncio.timeout(10):
+        seen = pods.changes.revision
+        while pods.index.get_by_uid(uid) is None:
+            seen = await pods.changes.wait_after(seen)
+    return agent
+
+
+async def test_a_process_in_the_pods_kubepods_cgroup_gets_the_pods_svid(
+    world: Cluster, victim: str
+) -> None:
+    """A process kubelet's layout places in the pod (``kubepods/besteffort/pod<UID>/<cid>``) gets its SVID."""
+    agent = await _agent_knowing(world, victim)
+    try:
+        with real_cgroup(f"kubepods/besteffort/pod{victim}/{secrets.token_hex(32)}") as group:
+            status, out, err = await fetch_from(group, agent.settings.socket_path)
+    finally:
+        await agent.stop()
+    assert status == 0, err
+    assert VICTIM_ID in out
+
+
+async def test_a_user_cgroup_named_like_the_pod_gets_nothing(world: Cluster, victim: str) -> None:
+    """A process in a cgroup a user could create and name after the pod (a systemd user unit imitating the
+    systemd driver's pod slice) is refused, and never sees the pod's SVID."""
+    agent = await _agent_knowing(world, victim)
+    spoof = (
+        "user.slice/user-1000.slice/user@1000.service/app.slice/"
+        f"kubepods-besteffort-pod{victim.replace('-', '_')}.slice/"
+        f"cri-containerd-{secrets.token_hex(32)}.scope"
+    )
+    try:
+        with real_cgroup(spoof) as group:
+            status, out, err = await fetch_from(group, agent.settings.socket_path)
+    finally:
+        await agent.stop()
+    assert status == 1
+    assert VICTIM_ID not in out
+    assert "PERMISSION_DENIED" in err

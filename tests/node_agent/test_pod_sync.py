@@ -1,0 +1,123 @@
+"""This node's pods reach the agent from the issuer (never from the API server), scoped to the node in its SVID."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from sigil_testing.cluster import CLUSTER, Cluster, cluster
+from sigil_testing.issuer import attested_agent, client_for
+
+from sigil.issuer import wire
+from sigil.issuer.client import IssuerClient
+from sigil.issuer.errors import MalformedRequestError, NotEntitledError
+from sigil.node_agent.pod_sync import PodSync
+from sigil.node_agent.runtime import NodeAgent
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[Cluster]:
+    async with cluster() as running:
+        yield running
+
+
+async def until(pods: PodSync, condition: Callable[[], bool]) -> None:
+    """Wait, on the agent's own change notifications, until ``condition`` holds (at most 10 s)."""
+    async with asyncio.timeout(10):
+        seen = pods.changes.revision
+        while not condition():
+            seen = await pods.changes.wait_after(seen)
+
+
+async def agent_client(world: Cluster, node: str) -> IssuerClient:
+    """An issuer client attested as the agent of ``node``, with that node's projected token."""
+    settings = world.agent_settings(node)
+    client = client_for(world.server)
+    await client.attest_k8s(settings.attestation.token_path.read_text(), CLUSTER)
+    return client
+
+
+async def test_an_agent_holds_its_own_nodes_pods_and_never_another_nodes(world: Cluster) -> None:
+    """Each agent's index has the pods bound to its node, with their labels, and none of the other node's."""
+    web = world.kube.add_pod("shop", "web", node_name="node-a", labels={"app": "web"})
+    db = world.kube.add_pod("shop", "db", node_name="node-b", service_account="db")
+    await world.pod_cached("shop", "db")
+    async with (
+        NodeAgent(world.agent_settings("node-a")) as agent_a,
+        NodeAgent(world.agent_settings("node-b")) as agent_b,
+    ):
+        assert agent_a.pods is not None
+        assert agent_b.pods is not None
+        await until(agent_a.pods, lambda: agent_a.pods is not None and agent_a.pods.synced.is_set())
+        await until(agent_b.pods, lambda: agent_b.pods is not None and agent_b.pods.synced.is_set())
+        on_a = agent_a.pods.index.get_by_uid(web["metadata"]["uid"])
+        assert on_a is not None
+        assert (on_a.namespace, on_a.name, on_a.service_account, on_a.node_name) == (
+            "shop",
+            "web",
+            "default",
+            "node-a",
+        )
+        assert dict(on_a.labels) == {"app": "web"}
+        assert agent_a.pods.index.get_by_uid(db["metadata"]["uid"]) is None
+        assert agent_b.pods.index.get_by_uid(db["metadata"]["uid"]) is not None
+        assert agent_b.pods.index.get_by_uid(web["metadata"]["uid"]) is None
+
+
+async def test_the_issuer_answers_only_with_the_node_in_the_agents_svid(world: Cluster) -> None:
+    """Over the wire, node-a's agent gets node-a and its pods: the DaemonSet pod and the workload, nothing else."""
+    world.kube.add_pod("shop", "web", node_name="node-a")
+    world.kube.add_pod("shop", "db", node_name="node-b")
+    await world.pod_cached("shop", "db")
+    async with await agent_client(world, "node-a") as client:
+        update = await client.node_pods()
+    assert update.node_name == "node-a"
+    assert sorted((p.namespace, p.name) for p in update.pods) == [
+        ("shop", "web"),
+        ("sigil-system", "agent-node-a"),
+    ]
+
+
+async def test_a_pod_created_then_deleted_on_its_node_reaches_the_agent(world: Cluster) -> None:
+    """A new pod on the node appears in the agent's index through the long poll; its deletion removes it."""
+    async with NodeAgent(world.agent_settings("node-a")) as agent:
+        pods = agent.pods
+        assert pods is not None
+        await until(pods, pods.synced.is_set)
+        uid = world.kube.add_pod("shop", "web", node_name="node-a")["metadata"]["uid"]
+        await until(pods, lambda: pods.index.get_by_uid(uid) is not None)
+        world.kube.add_pod("shop", "elsewhere", node_name="node-b")
+        world.kube.remove_pod("shop", "web")
+        await until(pods, lambda: pods.index.get_by_uid(uid) is None)
+
+
+async def test_an_agent_cannot_name_another_node(world: Cluster) -> None:
+    """A request naming a node is refused (400); the node only ever comes from the agent's SVID."""
+    world.kube.add_pod("shop", "db", node_name="node-b")
+    await world.pod_cached("shop", "db")
+    async with await agent_client(world, "node-a") as client:
+        for forged in ({"node": "node-b"}, {"nodeName": "node-b"}, {"fieldSelector": "x"}):
+            with pytest.raises(MalformedRequestError, match="the node is the one in the agent"):
+                # The client has no way to say this; forge the query the way an attacker would.
+                await client._long_poll(wire.PATH_NODE_PODS, dict(forged), None)
+
+
+async def test_an_agent_without_a_kubernetes_node_gets_no_pods(world: Cluster) -> None:
+    """A join-token agent has no node in its ID: the issuer refuses it with 403 not_entitled."""
+    world.kube.add_pod("shop", "web", node_name="node-a")
+    async with attested_agent(world.server) as client:
+        with pytest.raises(NotEntitledError) as refused:
+            await client.node_pods()
+    assert refused.value.problem["status"] == 403  # type: ignore[attr-defined]
+
+
+async def test_a_waiting_poll_is_answered_when_the_issuer_shuts_down(world: Cluster) -> None:
+    """A long poll in flight when the issuer drains is answered at once with what there is, not cut off."""
+    async with await agent_client(world, "node-a") as client:
+        current = await client.node_pods()
+        in_flight = asyncio.create_task(client.node_pods(current.revision, wait=60))
+        await asyncio.sleep(0.3)  # let the long poll reach the server
+        await world.server.stop()
+        answered = await asyncio.wait_for(in_flight, timeout=10)
+    assert answered.revision == current.revision
