@@ -139,15 +139,16 @@ class PolicySync:
         if self._state is not None and update.revision == self._state.revision:
             return False
         state = await asyncio.to_thread(PolicyState.of, update)
-        self._adopt(state)
-        _log.info("policies updated", revision=state.revision, policies=len(state.entries))
+        # Stored before it is served, so an agent stopped right after a stream saw the set restarts with that set.
         if self._path is not None:
             try:
                 data = json.dumps(state.wire(), sort_keys=True).encode()
                 await asyncio.to_thread(write_secret_file, self._path, data)
             except SigilError as err:
-                # Serving matters more than storing: the set is in force; only a restart would miss it.
+                # Serving matters more than storing: the set goes in force; only a restart would miss it.
                 _log.warning("cannot store the policies", error=str(err))
+        self._adopt(state)
+        _log.info("policies updated", revision=state.revision, policies=len(state.entries))
         return True
 
     def _adopt(self, state: PolicyState) -> None:
