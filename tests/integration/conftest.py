@@ -25,17 +25,26 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 @pytest.fixture(scope="session")
-def control_plane(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ControlPlane]:
-    """The session's control plane, up and ready; stopped after the last test."""
+def kube_tools(request: pytest.FixtureRequest) -> Tools:
+    """The binaries built before the session's first test (or now, if that hook did not run)."""
     tools = request.config.stash.get(_TOOLS, None)
     try:
         if tools is None:
-            tools = build_tools()
-        elif isinstance(tools, ControlPlaneError):
+            return build_tools()
+        if isinstance(tools, ControlPlaneError):
             raise tools
-        plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), tools=tools)
+    except ControlPlaneError as err:
+        pytest.fail(str(err), pytrace=False)
+    return tools
+
+
+@pytest.fixture(scope="session")
+def control_plane(
+    kube_tools: Tools, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControlPlane]:
+    """The session's control plane, up and ready; stopped after the last test."""
+    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), tools=kube_tools)
+    try:
         plane.start()
     except ControlPlaneError as err:
         pytest.fail(str(err), pytrace=False)

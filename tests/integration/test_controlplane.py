@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sigil_testing.controlplane import ControlPlane
+from sigil_testing.controlplane import ControlPlane, Tools
 
 pytestmark = pytest.mark.kube
 
@@ -137,10 +137,12 @@ def test_kubectl_uses_the_kubeconfig(control_plane: ControlPlane, namespace: str
     assert f"namespace/{namespace}" in done.stdout.split()
 
 
-def test_controlplane_command_up_then_down(tmp_path: Path) -> None:
+def test_controlplane_command_up_then_down(kube_tools: Tools, tmp_path: Path) -> None:
     """``tools/controlplane up`` leaves a ready API server behind; ``up`` again says so; ``down`` stops both."""
     directory = tmp_path / "plane"
-    environment = {**os.environ, "PYTHON": sys.executable}
+    # The cache the session's binaries are in (the suite clears SIGIL_* variables for each test).
+    cache = str(kube_tools.kube_apiserver.parent)
+    environment = {**os.environ, "PYTHON": sys.executable, "SIGIL_TOOLS_CACHE": cache}
 
     def run(action: str) -> str:
         done = subprocess.run(  # noqa: S603 - our own script

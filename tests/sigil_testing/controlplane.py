@@ -3,7 +3,8 @@
 The stand-in in :mod:`sigil_testing.kube` imitates the API server; this runs the real one, built from source by
 ``tools/build`` (``make tools``), so TokenRequest, TokenReview, RBAC and admission are upstream's own. There is no
 kube-controller-manager, scheduler or kubelet, which shapes what a test can expect (no ``default`` ServiceAccount,
-namespaces never finish deleting, pods stay Pending; see ``tools/controlplane``'s README section).
+namespaces never finish deleting, pods stay Pending; the README's "A Kubernetes control plane without a
+cluster" says more).
 
 Everything lives in one directory: keys and certificates, the admin token file, etcd's data, ``*.log``, ``*.pid``
 and an admin ``kubeconfig``. The pid files let another process stop what this one started
