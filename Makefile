@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck contracts pytest bench bench-quick proto clean
+.PHONY: run test lint typecheck contracts pytest bench bench-quick proto tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench-quick: $(STAMP)
 ## proto: regenerate the Workload API messages from node-agent/sigil/node_agent/_proto/workload.proto
 proto: $(STAMP)
 	PYTHON=$(CURDIR)/$(BIN)/python sh node-agent/sigil/node_agent/_proto/generate.sh
+
+## tools: build kube-apiserver and etcd from the Go module proxy once, into a cache outside the repository
+## ($$SIGIL_TOOLS_CACHE, default ~/.cache/sigil/tools); prints each binary's path
+tools:
+	tools/build
 
 clean:
 	rm -rf $(VENV) .sigil .mypy_cache .pytest_cache .ruff_cache .coverage
