@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sigil_testing.binaries import kubectl
 from sigil_testing.controlplane import ControlPlane, Tools
 
 pytestmark = pytest.mark.kube
@@ -120,14 +120,8 @@ def test_review_for_another_audience_is_refused(
 
 def test_kubectl_uses_the_kubeconfig(control_plane: ControlPlane, namespace: str) -> None:
     """``kubectl`` with the written kubeconfig lists namespaces, the test's own among them."""
-    # The project's virtual environment first: that is where a pinned kubectl will be installed.
-    kubectl = shutil.which(
-        "kubectl", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    )
-    if kubectl is None:
-        pytest.skip("no kubectl on PATH")
     done = subprocess.run(  # noqa: S603 - kubectl with our own arguments
-        [kubectl, f"--kubeconfig={control_plane.kubeconfig}", "get", "namespaces", "-o", "name"],
+        [kubectl(), f"--kubeconfig={control_plane.kubeconfig}", "get", "namespaces", "-o", "name"],
         capture_output=True,
         text=True,
         timeout=60,
