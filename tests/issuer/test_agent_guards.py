@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from sigil.issuer.client import (
 )
 from sigil.issuer.errors import (
     AgentNodeGoneError,
+    AuthenticationError,
     ClientCertificateRequiredError,
     NotEntitledError,
 )
@@ -116,3 +118,23 @@ async def test_a_join_token_agent_renews_without_kubernetes_checks(server: Issue
     async with attested_agent(server) as agent:
         renewed = await agent.renew()
     assert "/sigil/agent/join/" in str(renewed.svid.spiffe_id)
+
+
+async def test_a_cached_token_review_does_not_outlive_its_pod(
+    kube: KubeApiServer, server: IssuerServer
+) -> None:
+    """Once the pod watch has seen a pod deleted, its token (reviewed and cached a moment ago) is refused."""
+    pod = kube.add_pod("shop", "cart-1", node_name="node-b", service_account="cart")
+    token = kube.mint_token(pod, audiences=["sigil-workload"])
+    pods = server.issuer.kube.pods if server.issuer.kube is not None else None
+    assert pods is not None
+    async with asyncio.timeout(5):
+        await pods.wait_for(lambda c: c.pod("shop", "cart-1") is not None)
+    async with client_for(server) as client:
+        await client.workload_x509_svid(token, _csr())  # reviewed, and the success cached
+        kube.remove_pod("shop", "cart-1")
+        async with asyncio.timeout(5):
+            await pods.wait_for(lambda c: c.pod("shop", "cart-1") is None)
+        with pytest.raises(AuthenticationError) as refused:
+            await client.workload_x509_svid(token, _csr())
+    assert refused.value.problem["status"] == 401  # type: ignore[attr-defined]

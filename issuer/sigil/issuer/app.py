@@ -82,6 +82,8 @@ async def open_issuer(
             else:
                 api = KubeApi.in_cluster()
             extra: dict[str, Any] = {"clock": kube_clock} if kube_clock is not None else {}
+            pods = PodCache(api)
+            extra["pods"] = pods
             kube = KubeParts(
                 api,
                 TokenReviewAuthenticator(
@@ -99,7 +101,7 @@ async def open_issuer(
                     metrics=metrics.kube,
                     **extra,
                 ),
-                PodCache(api),
+                pods,
             )
     except BaseException:
         await ca.close()
