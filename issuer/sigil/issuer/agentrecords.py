@@ -6,7 +6,8 @@ retires the old, and any other serial of that agent ID is refused. A copied agen
 soon as the real agent has renewed and used its new SVID, and each replica sees that through this table.
 
 Attesting again replaces both serials (the agent proved itself afresh). Evicting deletes the row, so every SVID of
-that agent is refused until it attests again; banning keeps the row with no serial and refuses attestation too.
+that agent is refused until it attests again; banning keeps the row with no serial and refuses attestation too,
+until unbanning deletes it.
 """
 
 from __future__ import annotations
@@ -201,12 +202,21 @@ class AgentRecords:
         return found is not None
 
     async def set_banned(self, agent_id: str, banned: bool, *, now: datetime) -> bool:
-        """Ban (every SVID refused, attestation refused) or unban (it may attest again); False if unknown."""
-        values: dict[str, object] = {"banned": banned, "updated_at": now}
-        if banned:
-            values.update(serial="", new_serial=None)
+        """Ban (every SVID and attestation refused), or unban: forget the banned row, so the agent attests anew.
+
+        False when there is no such agent (to unban: no such banned agent).
+        """
         async with self._engine.begin() as connection:
-            result = await connection.execute(
-                update(_agents).where(_agents.c.agent_id == agent_id).values(**values)
-            )
+            if banned:
+                result = await connection.execute(
+                    update(_agents)
+                    .where(_agents.c.agent_id == agent_id)
+                    .values(banned=True, serial="", new_serial=None, updated_at=now)
+                )
+            else:
+                result = await connection.execute(
+                    delete(_agents).where(
+                        _agents.c.agent_id == agent_id, _agents.c.banned.is_(True)
+                    )
+                )
         return bool(result.rowcount)
