@@ -13,6 +13,7 @@ from sigil_testing.kube import FakeClock, KubeApiServer
 
 from sigil.ca.keys import generate_key
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.issuer.admin import LocalAdmin
 from sigil.issuer.client import (
     AgentSvid,
     IssuedX509Svid,
@@ -24,6 +25,7 @@ from sigil.issuer.errors import (
     AgentNodeGoneError,
     AuthenticationError,
     ClientCertificateRequiredError,
+    MalformedRequestError,
     NotEntitledError,
 )
 from sigil.issuer.server import IssuerServer
@@ -138,3 +140,17 @@ async def test_a_cached_token_review_does_not_outlive_its_pod(
         with pytest.raises(AuthenticationError) as refused:
             await client.workload_x509_svid(token, _csr())
     assert refused.value.problem["status"] == 401  # type: ignore[attr-defined]
+
+
+async def test_no_registration_entry_may_name_an_agent_id(server: IssuerServer) -> None:
+    """An entry that would give a workload an agent's (or the server's) ID is refused with 400, naming the rule."""
+    admin = LocalAdmin(server.issuer.ca, server.issuer.registry)
+    for reserved in (
+        "spiffe://example.org/sigil/agent/k8s/test/node-a",
+        "spiffe://example.org/sigil/server",
+    ):
+        with pytest.raises(MalformedRequestError, match="reserved for Sigil itself"):
+            await admin.create_entry(
+                reserved, "spiffe://example.org/sigil/agent/join/x", ["a:b"], []
+            )
+    assert await server.issuer.registry.entries() == []

@@ -33,7 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.agentrecords import AgentRecords, AttestedAgent
 
-__all__ = ["MIGRATIONS", "AttestedAgent", "Entry", "JoinToken", "Registry"]
+__all__ = ["MIGRATIONS", "RESERVED_PATH", "AttestedAgent", "Entry", "JoinToken", "Registry"]
+
+#: Agents (``/sigil/agent/...``) and the server (``/sigil/server``) live here; no entry may name an ID below it.
+RESERVED_PATH = "/sigil/"
 
 #: The issuer's Alembic version location, passed to ``Datastore.open(extra_migrations=...)``.
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -113,6 +116,11 @@ class Registry:
         chosen = frozenset(selectors)
         if not chosen or any(":" not in s for s in chosen):
             raise ValueError("an entry needs at least one selector, each written type:value")
+        if spiffe_id.path.startswith(RESERVED_PATH):
+            # Agent and server IDs are Sigil's own: a workload holding one could pass for an agent or the server.
+            raise ValueError(
+                f"{spiffe_id}: paths under {RESERVED_PATH} are reserved for Sigil itself"
+            )
         entry = Entry(
             str(uuid.uuid4()),
             spiffe_id,
