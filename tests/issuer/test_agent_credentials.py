@@ -153,6 +153,28 @@ async def test_a_resumed_session_does_not_renew_an_agent_whose_authority_was_rev
         )  # a full handshake: the anchor is gone
 
 
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+async def test_the_issuer_never_resumes_a_tls_session(
+    server: IssuerServer, version: ssl.TLSVersion
+) -> None:
+    """A client offering its previous session gets a full handshake, so its certificate is proved again."""
+    async with attested_agent(server) as client:
+        assert client.agent_svid is not None
+        context = _context(server, client.agent_svid, version)
+    first = await asyncio.to_thread(RawAgent, server.port, context)
+    try:
+        await asyncio.to_thread(first.ask, "GET", wire.PATH_BUNDLE)
+        session = first.tls.session
+    finally:
+        first.close()
+    second = await asyncio.to_thread(RawAgent, server.port, context, session)
+    try:
+        reply = await asyncio.to_thread(second.ask, "GET", wire.PATH_BUNDLE)
+    finally:
+        second.close()
+    assert (reply.status, reply.reused) == (200, False)
+
+
 async def test_a_kept_alive_connection_is_refused_once_the_agent_svid_expires(
     server: IssuerServer, wall: MovableClock
 ) -> None:

@@ -69,10 +69,13 @@ class AgentAuthenticator:
         """The peer's agent SVID verified against the current bundle and clock, or 401."""
         if ssl_object is None:
             raise ClientCertificateRequiredError("the connection is not TLS")
-        if not ssl_object.getpeercert(binary_form=True):
+        leaf = ssl_object.getpeercert(binary_form=True)
+        if not leaf:
             # Asked first: Python 3.11's private chain accessor yields [None] for a peer without a certificate.
             raise ClientCertificateRequiredError("no client certificate with a SPIFFE ID")
-        chain = peer_chain(ssl_object)
+        # A resumed session keeps the peer's leaf but not its chain; the leaf alone then verifies only when the
+        # bundle's authority signed it directly, which refuses rather than accepts anything more.
+        chain = peer_chain(ssl_object) or [leaf]
         bundle = self._ca.bundle()
         if bundle is not self._bundle:
             # A new snapshot (rotation, taint, revocation, another replica's change): verify against it from now.
