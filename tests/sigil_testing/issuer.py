@@ -78,10 +78,12 @@ async def running_issuer(
     registry: CollectorRegistry | None = None,
     kube_clock: Callable[[], float] | None = None,
     rate_clock: Callable[[], float] | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[IssuerServer]:
-    """Open the issuer and serve it; everything is closed on the way out."""
+    """Open the issuer and serve it (``clock``: the CA's and the issuer's); everything is closed on the way out."""
+    extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
     issuer = await open_issuer(
-        settings, registry=registry, kube_clock=kube_clock, rate_clock=rate_clock
+        settings, registry=registry, kube_clock=kube_clock, rate_clock=rate_clock, **extra
     )
     try:
         async with IssuerServer(issuer, shutdown_timeout=1.0) as server:

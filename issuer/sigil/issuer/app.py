@@ -24,6 +24,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sigil.ca.errors import SigilError
 from sigil.ca.service import CertificateAuthority, utc_now
+from sigil.issuer.agentauth import AgentAuthenticator
+from sigil.issuer.agentrecords import AgentRecords
 from sigil.issuer.bundle_configmap import publish_bundle_configmap, resolve_namespace
 from sigil.issuer.bundlefeed import BundleFeed
 from sigil.issuer.federation import FederationPoller
@@ -80,6 +82,8 @@ async def open_issuer(
             else:
                 api = KubeApi.in_cluster()
             extra: dict[str, Any] = {"clock": kube_clock} if kube_clock is not None else {}
+            pods = PodCache(api)
+            extra["pods"] = pods
             kube = KubeParts(
                 api,
                 TokenReviewAuthenticator(
@@ -97,7 +101,7 @@ async def open_issuer(
                     metrics=metrics.kube,
                     **extra,
                 ),
-                PodCache(api),
+                pods,
             )
     except BaseException:
         await ca.close()
@@ -118,6 +122,7 @@ async def open_issuer(
         await ca.close()
         raise
     limiter_extra: dict[str, Any] = {"clock": rate_clock} if rate_clock is not None else {}
+    agent_records = AgentRecords(ca.store.engine)
     issuer = Issuer(
         settings=settings,
         ca=ca,
@@ -129,6 +134,8 @@ async def open_issuer(
         kube=kube,
         clock=clock,
         policies=policies,
+        agent_records=agent_records,
+        agents=AgentAuthenticator(ca, agent_records, clock=clock),
     )
     await issuer.serving.renew()
     issuer.feed.current()

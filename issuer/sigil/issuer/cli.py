@@ -1,9 +1,9 @@
 """``sigil-server``: the issuance server (``run``) and its admin verbs.
 
-The admin verbs (``authority``, ``bundle``, ``x509``, ``jwt``, ``entry``, ``token``, ``policy``) go to the running
-server's admin socket when a server listens there, so their effects reach agents at once; with no server they work
-directly on the datastore. The first use of the embedded default (no ``--config``) initialises a local trust domain
-under ``$SIGIL_DATA_DIR`` (``./.sigil``). This module holds what every verb shares (global flags, settings, the
+The admin verbs (``authority``, ``bundle``, ``x509``, ``jwt``, ``entry``, ``token``, ``policy``, ``agent``) go to
+the running server's admin socket when a server listens there, so their effects reach agents at once; with no server
+they work directly on the datastore (``healthcheck`` asks the running server only). The first use of the embedded
+default (no ``--config``) initialises a local trust domain under ``$SIGIL_DATA_DIR`` (``./.sigil``). This module holds what every verb shares (global flags, settings, the
 choice of backend, errors); the verbs themselves are in :mod:`sigil.issuer.verbs`, one module per area.
 """
 
@@ -23,9 +23,11 @@ from sigil.issuer.server import run_server
 from sigil.issuer.settings import ServerSettings, load_server_settings
 from sigil.issuer.verbs import (
     Command,
+    add_agent_verbs,
     add_authority_verbs,
     add_policy_verbs,
     add_registration_verbs,
+    healthcheck,
 )
 
 __all__ = ["main"]
@@ -57,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     add_authority_verbs(commands)
     add_registration_verbs(commands)
     add_policy_verbs(commands)
+    add_agent_verbs(commands)
     return parser
 
 
@@ -85,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             admin_socket=args.admin_socket,
             kubeconfig=args.kubeconfig,
         )
+        if args.command == "healthcheck":
+            return asyncio.run(healthcheck(settings.admin_socket))
         if args.run is None:
             return asyncio.run(run_server(settings))
         return asyncio.run(_run(settings, args.run, args))

@@ -13,9 +13,14 @@ that says which status a reason gets; :func:`problem_for` also maps the CA's err
         │   ├── AudienceMismatchError             audience_mismatch         (audience, returned)
         │   ├── BoundPodNotFoundError             bound_pod_not_found       (namespace, pod_name)
         │   ├── BoundPodUidMismatchError          bound_pod_uid_mismatch    (namespace, pod_name, token_uid, pod_uid)
-        │   └── NodeNotFoundError                 node_not_found            (node_name)
+        │   ├── NodeNotFoundError                 node_not_found            (node_name)
+        │   ├── AgentSvidInvalidError             agent_svid_invalid        (why): expired, or its authority left the bundle
+        │   ├── AgentSvidSupersededError          agent_svid_superseded     (agent_id, serial)
+        │   ├── AgentNotAttestedError             agent_not_attested        (agent_id): evicted, or never attested
+        │   └── AgentNodeGoneError                agent_node_gone           (node_name, attested_uid, current_uid)
         ├── AuthorizationError                    403: the caller is known but may not have this
         │   ├── ServiceAccountNotAllowedError     service_account_not_allowed (namespace, service_account)
+        │   ├── AgentBannedError                  agent_banned              (agent_id)
         │   ├── NotEntitledError                  not_entitled              (spiffe_id)
         │   ├── PodNotFoundError                  pod_not_found             (namespace, pod_name)
         │   ├── PodUidMismatchError               pod_uid_mismatch          (namespace, pod_name, requested_uid, pod_uid)
@@ -48,6 +53,11 @@ from sigil.ca.errors import MalformedCsrError, SigilError
 
 __all__ = [
     "PROBLEMS",
+    "AgentBannedError",
+    "AgentNodeGoneError",
+    "AgentNotAttestedError",
+    "AgentSvidInvalidError",
+    "AgentSvidSupersededError",
     "AudienceMismatchError",
     "AuthenticationError",
     "AuthorityRefusedError",
@@ -97,6 +107,13 @@ PROBLEMS: Final = MappingProxyType(
         "bound_pod_not_found": Problem(HTTPStatus.UNAUTHORIZED, "Token's pod no longer exists"),
         "bound_pod_uid_mismatch": Problem(HTTPStatus.UNAUTHORIZED, "Token's pod was replaced"),
         "node_not_found": Problem(HTTPStatus.UNAUTHORIZED, "Token's node is unknown"),
+        "agent_svid_invalid": Problem(HTTPStatus.UNAUTHORIZED, "Agent SVID no longer valid"),
+        "agent_svid_superseded": Problem(
+            HTTPStatus.UNAUTHORIZED, "Agent SVID superseded by a newer one"
+        ),
+        "agent_not_attested": Problem(HTTPStatus.UNAUTHORIZED, "Agent not attested (evicted?)"),
+        "agent_node_gone": Problem(HTTPStatus.UNAUTHORIZED, "Agent's node is gone or replaced"),
+        "agent_banned": Problem(HTTPStatus.FORBIDDEN, "Agent banned"),
         "service_account_not_allowed": Problem(HTTPStatus.FORBIDDEN, "Service account not allowed"),
         "not_entitled": Problem(HTTPStatus.FORBIDDEN, "Not entitled to this identity"),
         "pod_not_found": Problem(HTTPStatus.FORBIDDEN, "Pod not found"),
@@ -242,6 +259,66 @@ class NodeNotFoundError(AuthenticationError):
     def __init__(self, node_name: str) -> None:
         super().__init__(f"node {node_name!r} is not known to the cluster")
         self.node_name = node_name
+
+
+class AgentSvidInvalidError(AuthenticationError):
+    """The agent SVID no longer verifies against the current bundle and clock (expired, authority revoked).
+
+    OpenSSL checked the chain when the connection was made; this is the check on every request, so a kept-alive
+    or resumed connection cannot carry a credential past its life.
+    """
+
+    reason = "agent_svid_invalid"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"the agent SVID is no longer valid: {why}")
+        self.why = why
+
+
+class AgentSvidSupersededError(AuthenticationError):
+    """An agent SVID that is neither the agent's current one nor the one just issued to it (a copy, or retired)."""
+
+    reason = "agent_svid_superseded"
+
+    def __init__(self, agent_id: str, serial: str) -> None:
+        super().__init__(
+            f"the agent SVID with serial {serial} of {agent_id} was superseded by a newer one"
+        )
+        self.agent_id = agent_id
+        self.serial = serial
+
+
+class AgentNotAttestedError(AuthenticationError):
+    """No attested agent holds this ID: it was evicted (or never attested); it must attest again."""
+
+    reason = "agent_not_attested"
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"{agent_id} is not an attested agent (evicted?); attest again")
+        self.agent_id = agent_id
+
+
+class AgentNodeGoneError(AuthenticationError):
+    """A Kubernetes agent's node was deleted, or replaced by another node of the same name, since it attested."""
+
+    reason = "agent_node_gone"
+
+    def __init__(self, node_name: str, *, attested_uid: str, current_uid: str) -> None:
+        now = f"now has UID {current_uid}" if current_uid else "no longer exists"
+        super().__init__(f"node {node_name!r} attested with UID {attested_uid} and {now}")
+        self.node_name = node_name
+        self.attested_uid = attested_uid
+        self.current_uid = current_uid
+
+
+class AgentBannedError(AuthorizationError):
+    """An operator banned this agent ID: its SVIDs and its attestations are refused until it is unbanned."""
+
+    reason = "agent_banned"
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"{agent_id} is banned (sigil-server agent unban --id ...)")
+        self.agent_id = agent_id
 
 
 class ServiceAccountNotAllowedError(AuthorizationError):

@@ -1,4 +1,4 @@
-"""What the issuer keeps in the shared database: registration entries, join tokens, attested agents.
+"""What the issuer keeps in the shared database: registration entries, join tokens (attested agents: agentrecords).
 
 The tables live in the CA's database (its ``engine``) on an Alembic branch of their own (``migrations/``), so two
 servers on one PostgreSQL see the same entries and a join token can be spent only once: spending is one conditional
@@ -16,7 +16,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.issuer.agentrecords import AgentRecords, AttestedAgent
 from sigil.issuer.errors import NotEntitledError
 
 __all__ = [
@@ -77,16 +78,6 @@ _tokens = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("used_at", DateTime(timezone=True)),
 )
-_agents = Table(
-    "attested_agents",
-    _metadata,
-    Column("agent_id", String(2048), primary_key=True),
-    Column("method", String(16)),
-    Column("serial", String(64)),
-    Column("expires_at", DateTime(timezone=True)),
-    Column("attested_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True)),
-)
 
 
 def _reserved(spiffe_id: SpiffeId) -> str | None:
@@ -109,10 +100,6 @@ def refuse_reserved(spiffe_id: SpiffeId, *, source: str) -> None:
             f"{'agents (given by attestation)' if prefix.endswith('agent') else 'server'}; "
             f"{source} may not claim them",
         )
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _digest(token: str) -> str:
@@ -142,14 +129,6 @@ class JoinToken:
 
     token: str
     agent_suffix: str
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AttestedAgent:
-    agent_id: str
-    method: str
-    serial: str
     expires_at: datetime
 
 
@@ -272,31 +251,6 @@ class Registry:
         return str(suffix)
 
     # ------------------------------------------------------------------ agents
-    async def record_agent(
-        self, agent_id: str, *, method: str, serial: str, expires_at: datetime, now: datetime
-    ) -> None:
-        async with self._engine.begin() as connection:
-            result = await connection.execute(
-                update(_agents)
-                .where(_agents.c.agent_id == agent_id)
-                .values(method=method, serial=serial, expires_at=expires_at, updated_at=now)
-            )
-            if result.rowcount == 0:
-                await connection.execute(
-                    insert(_agents).values(
-                        agent_id=agent_id,
-                        method=method,
-                        serial=serial,
-                        expires_at=expires_at,
-                        attested_at=now,
-                        updated_at=now,
-                    )
-                )
-
-    async def agents(self) -> list[AttestedAgent]:
-        async with self._engine.connect() as connection:
-            rows = (await connection.execute(select(_agents))).mappings().all()
-        return [
-            AttestedAgent(r["agent_id"], r["method"], r["serial"], _utc(r["expires_at"]))
-            for r in rows
-        ]
+    async def agents(self) -> Sequence[AttestedAgent]:
+        """Every attested agent (the table itself is :class:`~sigil.issuer.agentrecords.AgentRecords`')."""
+        return await AgentRecords(self._engine).list()

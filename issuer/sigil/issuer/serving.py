@@ -6,7 +6,8 @@ context cannot be swapped; so the socket's context is a front whose SNI callback
 or without SNI) hands each new connection the current context. Existing connections keep theirs.
 
 Client certificates are optional at the TLS layer, because attestation comes before an agent has one; the handlers
-that need an agent call :func:`agent_id` and refuse with 401 without one.
+that need an agent go through :mod:`sigil.issuer.agentauth`, which checks the certificate again on every request.
+Sessions are never resumed (:func:`no_resumption`).
 """
 
 from __future__ import annotations
@@ -15,18 +16,23 @@ import asyncio
 import ssl
 from datetime import datetime
 
-from aiohttp import web
-
 from sigil.ca.service import CertificateAuthority
-from sigil.ca.spiffe_id import SpiffeId
 from sigil.ca.x509svid import X509Svid
-from sigil.issuer.errors import ClientCertificateRequiredError
-from sigil.issuer.tls import load_identity, peer_spiffe_id
+from sigil.issuer.tls import load_identity
 
-__all__ = ["AGENT_PATH_PREFIX", "ServingIdentity", "agent_id"]
+__all__ = ["ServingIdentity", "no_resumption"]
 
-#: Every agent ID sits under this path (``/sigil/agent/k8s/...``, ``/sigil/agent/join/...``).
-AGENT_PATH_PREFIX = "/sigil/agent/"
+
+def no_resumption(context: ssl.SSLContext) -> None:
+    """No TLS session resumption on ``context``: every connection presents and proves its certificate afresh.
+
+    A resumed session carries the client certificate cached when the session began, so an agent could resume a
+    session from before its SVID expired or its authority was revoked. No session tickets (RFC 5077, and TLS 1.3's
+    NewSessionTicket: ``num_tickets = 0``); the per-request check (:mod:`sigil.issuer.agentauth`) catches what a
+    session-ID cache could still let through.
+    """
+    context.options |= ssl.OP_NO_TICKET
+    context.num_tickets = 0
 
 
 class ServingIdentity:
@@ -44,6 +50,7 @@ class ServingIdentity:
         # OpenSSL's context switch (SSL_set_SSL_CTX) takes the certificate and trust store of the new context but
         # keeps the verify mode of the one the connection started with, so the front must ask for client certs.
         self.front.verify_mode = ssl.CERT_OPTIONAL
+        no_resumption(self.front)
         self.front.sni_callback = self._pick
 
     def _pick(self, ssl_object: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
@@ -76,28 +83,9 @@ def _server_context(svid: X509Svid, anchors_pem: bytes) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_OPTIONAL
+    no_resumption(context)
     context.load_verify_locations(cadata=anchors_pem.decode())
     if svid.private_key is None:
         raise TypeError("the serving SVID was minted without its key")
     load_identity(context, svid.chain, svid.private_key)
     return context
-
-
-def agent_id(request: web.Request, *, trust_domain_member: SpiffeId) -> SpiffeId:
-    """The calling agent's SPIFFE ID from its verified client certificate, or 401.
-
-    OpenSSL has already chained the certificate to our bundle; what is left is SPIFFE's part: one URI SAN, in our
-    trust domain, and an agent's path (a workload SVID from this CA must not act as an agent).
-    """
-    transport = request.transport
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    if ssl_object is None:
-        raise ClientCertificateRequiredError("the connection is not TLS")
-    found = peer_spiffe_id(ssl_object)
-    if found is None:
-        raise ClientCertificateRequiredError("no client certificate with a SPIFFE ID")
-    if found.trust_domain != trust_domain_member.trust_domain:
-        raise ClientCertificateRequiredError(f"{found} is not in this trust domain")
-    if not found.path.startswith(AGENT_PATH_PREFIX):
-        raise ClientCertificateRequiredError(f"{found} is not an agent ID")
-    return found

@@ -14,6 +14,8 @@ from datetime import datetime
 from aiohttp import web
 
 from sigil.ca.service import CertificateAuthority
+from sigil.issuer.agentauth import AgentAuthenticator
+from sigil.issuer.agentrecords import AgentRecords
 from sigil.issuer.bundlefeed import BundleFeed
 from sigil.issuer.kube import KubeApi, PodCache, TokenReviewAuthenticator
 from sigil.issuer.metrics import IssuerMetrics
@@ -48,6 +50,8 @@ class Issuer:
     kube: KubeParts | None
     clock: Callable[[], datetime]
     policies: PolicyFeed
+    agent_records: AgentRecords
+    agents: AgentAuthenticator
     ready: bool = False
     draining: bool = False
 

@@ -14,9 +14,10 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives import serialization
 
 from sigil.ca.authority import Authority, AuthorityKind, AuthorityStatus
-from sigil.ca.errors import AuthorityError
+from sigil.ca.errors import AuthorityError, SigilError
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.issuer.agentrecords import AgentRecords, AttestedAgent
 from sigil.issuer.bundlefeed import BundleFeed
 from sigil.issuer.errors import (
     AuthorityRefusedError,
@@ -27,7 +28,14 @@ from sigil.issuer.errors import (
 from sigil.issuer.policyfeed import PolicyFeed
 from sigil.issuer.registry import Entry, Registry, refuse_reserved
 
-__all__ = ["ADMIN_PREFIX", "AdminBackend", "LocalAdmin", "authority_json", "entry_json"]
+__all__ = [
+    "ADMIN_PREFIX",
+    "AdminBackend",
+    "LocalAdmin",
+    "agent_json",
+    "authority_json",
+    "entry_json",
+]
 
 #: Where the admin API lives on the admin socket.
 ADMIN_PREFIX = "/v1/admin"
@@ -58,6 +66,26 @@ def entry_json(entry: Entry) -> Json:
     }
 
 
+def agent_json(agent: AttestedAgent) -> Json:
+    return {
+        "agent_id": agent.agent_id,
+        "method": agent.method,
+        "serial": agent.serial,
+        "new_serial": agent.new_serial,
+        "node_uid": agent.node_uid,
+        "banned": agent.banned,
+        "attested_at": agent.attested_at.isoformat(),
+        "expires_at": agent.expires_at.isoformat(),
+    }
+
+
+def _agent_id(value: str) -> str:
+    try:
+        return str(SpiffeId.parse(value))
+    except SigilError as err:
+        raise MalformedRequestError(f"agent ID {value!r}: {err}") from err
+
+
 class AdminBackend(Protocol):
     async def authorities(self) -> list[Json]: ...
     async def authority_step(self, verb: str, kind: str, authority_id: str | None) -> Json: ...
@@ -73,6 +101,10 @@ class AdminBackend(Protocol):
     async def apply_policies(self, file: str, text: str) -> Json: ...
     async def delete_policy(self, kind: str, namespace: str, name: str) -> None: ...
     async def list_policies(self) -> Json: ...
+    async def list_agents(self) -> list[Json]: ...
+    async def show_agent(self, agent_id: str) -> Json: ...
+    async def evict_agent(self, agent_id: str) -> None: ...
+    async def ban_agent(self, agent_id: str, *, banned: bool) -> None: ...
 
 
 def _seconds(value: float | None) -> timedelta | None:
@@ -94,6 +126,7 @@ class LocalAdmin:
         self._registry = registry
         self._feed = feed
         self._policies = policies
+        self._agents = AgentRecords(ca.store.engine)
 
     def _policy_feed(self) -> PolicyFeed:
         # The policy set is the running server's (its directory, its watches); a policy written to the table
@@ -222,3 +255,20 @@ class LocalAdmin:
             "agent_id": str(agent),
             "expires_at": token.expires_at.isoformat(),
         }
+
+    async def list_agents(self) -> list[Json]:
+        return [agent_json(a) for a in await self._agents.list()]
+
+    async def show_agent(self, agent_id: str) -> Json:
+        agent = await self._agents.get(_agent_id(agent_id))
+        if agent is None:
+            raise NotFoundError(f"agent {agent_id}")
+        return agent_json(agent)
+
+    async def evict_agent(self, agent_id: str) -> None:
+        if not await self._agents.evict(_agent_id(agent_id)):
+            raise NotFoundError(f"agent {agent_id}")
+
+    async def ban_agent(self, agent_id: str, *, banned: bool) -> None:
+        if not await self._agents.set_banned(_agent_id(agent_id), banned, now=self._ca.now()):
+            raise NotFoundError(f"agent {agent_id}")

@@ -101,3 +101,21 @@ class SocketAdmin:
 
     async def list_policies(self) -> Json:
         return cast(Json, await self._call("GET", "/policies"))
+
+    async def list_agents(self) -> list[Json]:
+        return cast(list[Json], await self._call("GET", "/agents"))
+
+    async def show_agent(self, agent_id: str) -> Json:
+        return cast(Json, await self._call("GET", "/agents/show", params={"agent_id": agent_id}))
+
+    async def evict_agent(self, agent_id: str) -> None:
+        await self._call("POST", "/agents/evict", json={"agent_id": agent_id})
+
+    async def ban_agent(self, agent_id: str, *, banned: bool) -> None:
+        verb = "ban" if banned else "unban"
+        await self._call("POST", f"/agents/{verb}", json={"agent_id": agent_id})
+
+    async def ready(self) -> tuple[bool, Json]:
+        """Whether the server reports itself ready (its ``/ready``), and what it said."""
+        async with self._session.get("http://sigil" + PREFIX + "/ready") as reply:
+            return reply.status == 200, cast(Json, await reply.json(content_type=None))

@@ -80,6 +80,10 @@ class TokenCache:
         self._entries.pop(digest, None)
         self._entries[digest] = verdict
 
+    def drop(self, digest: str) -> None:
+        """Forget the verdict for ``digest`` (its pod is gone)."""
+        self._entries.pop(digest, None)
+
     def items(self) -> Iterator[tuple[str, CachedVerdict]]:
         """Every entry, live or not yet evicted (for inspection and metrics)."""
         return iter(list(self._entries.items()))

@@ -39,6 +39,7 @@ from sigil.issuer.errors import (
 from sigil.issuer.kube.api import KubeApi
 from sigil.issuer.kube.identity import KubeIdentity, ServiceAccountRef
 from sigil.issuer.kube.payloads import TokenReviewStatus
+from sigil.issuer.kube.podcache import PodCache
 from sigil.issuer.kube.tokencache import CachedVerdict, TokenCache, token_digest, unverified_expiry
 
 __all__ = ["DEFAULT_AUDIENCE", "TokenReviewAuthenticator", "TokenReviewMetrics"]
@@ -80,7 +81,8 @@ class TokenReviewAuthenticator:
     """Turns a projected ServiceAccount token into a :class:`KubeIdentity`, or raises an issuer error.
 
     Build one per kind of caller: node agents (audience ``sigil-server``, an allow-list of agent ServiceAccounts)
-    and agentless workloads (their own audience, ``allowed_service_accounts=None`` for any ServiceAccount).
+    and agentless workloads (their own audience, ``allowed_service_accounts=None`` for any ServiceAccount). With
+    ``pods`` (the issuer's watched pod cache), a cached success is reused only while the watch holds its pod.
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class TokenReviewAuthenticator:
         success_ttl: float = 60.0,
         failure_ttl: float = 5.0,
         max_entries: int = 10_000,
+        pods: PodCache | None = None,
     ) -> None:
         if not audience:
             raise ValueError("the audience must not be empty")
@@ -112,6 +115,7 @@ class TokenReviewAuthenticator:
         self._success_ttl = success_ttl
         self._failure_ttl = failure_ttl
         self.cache = TokenCache(clock=clock, max_entries=max_entries)
+        self._pods = pods
         # Concurrent requests with one token share one review instead of stampeding the API server.
         self._inflight: dict[str, asyncio.Task[CachedVerdict]] = {}
 
@@ -121,7 +125,7 @@ class TokenReviewAuthenticator:
         if not token:
             raise TokenMissingError
         digest = token_digest(token)
-        verdict = self.cache.get(digest)
+        verdict = self._live(digest)
         if verdict is not None:
             self.metrics.cache_hits.labels(self.name).inc()
         else:
@@ -142,6 +146,20 @@ class TokenReviewAuthenticator:
             # A copy: raising the cached instance would tie this request's frames, token included, to the cache.
             raise copy.copy(verdict.outcome)
         return verdict.outcome
+
+    def _live(self, digest: str) -> CachedVerdict | None:
+        """The cached verdict, unless it is a success for a pod the synced pod watch no longer holds.
+
+        Kubernetes invalidates a bound token when its pod is deleted; a cached success must not outlive that
+        by up to ``success_ttl``. A pod the watch has not seen yet also counts as a miss, which costs one review.
+        """
+        verdict = self.cache.get(digest)
+        if verdict is None or self._pods is None or isinstance(verdict.outcome, IssuerError):
+            return verdict
+        if self._pods.synced and self._pods.pod_by_uid(verdict.outcome.pod_uid) is None:
+            self.cache.drop(digest)
+            return None
+        return verdict
 
     def _forget(self, task: asyncio.Task[CachedVerdict]) -> None:
         for digest, running in list(self._inflight.items()):

@@ -14,6 +14,7 @@ from sigil.issuer.admin.backend import ADMIN_PREFIX, LocalAdmin
 from sigil.issuer.errors import MalformedRequestError
 from sigil.issuer.problems import need_str, read_json
 from sigil.issuer.routes.common import issuer_of
+from sigil.issuer.routes.health import readiness
 
 __all__ = ["PREFIX", "routes"]
 
@@ -131,3 +132,33 @@ async def delete_policy(request: web.Request) -> web.Response:
     namespace = request.query.get("namespace", "")
     await _admin(request).delete_policy(kind, namespace, name)
     return web.json_response({"deleted": {"kind": kind, "namespace": namespace, "name": name}})
+
+
+@routes.get(PREFIX + "/agents")
+async def list_agents(request: web.Request) -> web.Response:
+    return web.json_response(await _admin(request).list_agents())
+
+
+@routes.get(PREFIX + "/agents/show")
+async def show_agent(request: web.Request) -> web.Response:
+    agent_id = request.query.get("agent_id")
+    if not agent_id:
+        raise MalformedRequestError("the agent_id query parameter is required")
+    return web.json_response(await _admin(request).show_agent(agent_id))
+
+
+@routes.post(PREFIX + "/agents/{verb:evict|ban|unban}")
+async def agent_step(request: web.Request) -> web.Response:
+    verb, agent_id = request.match_info["verb"], need_str(await read_json(request), "agent_id")
+    admin = _admin(request)
+    if verb == "evict":
+        await admin.evict_agent(agent_id)
+    else:
+        await admin.ban_agent(agent_id, banned=verb == "ban")
+    return web.json_response({verb: agent_id})
+
+
+@routes.get(PREFIX + "/ready")
+async def ready(request: web.Request) -> web.Response:
+    """The main listener's ``/ready``, for ``sigil-server healthcheck`` on the local socket."""
+    return readiness(issuer_of(request))

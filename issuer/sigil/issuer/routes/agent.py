@@ -4,6 +4,10 @@ Kubernetes agents follow SPIRE's k8s_psat (reference/spiffe.md §4) through :mod
 ``spiffe://TD/sigil/agent/k8s/CLUSTER/NODE``. Join-token agents get ``spiffe://TD/sigil/agent/join/<digest prefix>``,
 named after the token's digest (never the token). Both endpoints take connections without a client certificate and
 are rate-limited by peer address, as SPIRE limits node attestation per IP.
+
+Renewal follows SPIRE's RenewAgent: the new SVID is recorded as just issued beside the current one, and becomes
+current (retiring the old one and every copy of it) when the agent first presents it (:mod:`sigil.issuer.agentauth`).
+A Kubernetes agent's node must still exist with the UID it attested with. A banned agent ID cannot attest.
 """
 
 from __future__ import annotations
@@ -13,8 +17,17 @@ from aiohttp import web
 from sigil.ca.errors import MalformedCsrError
 from sigil.ca.service import X509Request
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.ca.x509svid import X509Svid
 from sigil.issuer import wire
-from sigil.issuer.errors import JoinTokenInvalidError, NotEntitledError, UnavailableError
+from sigil.issuer.agentauth import CallingAgent
+from sigil.issuer.errors import (
+    AgentBannedError,
+    AgentNodeGoneError,
+    AgentSvidSupersededError,
+    JoinTokenInvalidError,
+    NotEntitledError,
+    UnavailableError,
+)
 from sigil.issuer.kube import agent_spiffe_id
 from sigil.issuer.problems import need_str, read_json
 from sigil.issuer.routes.common import (
@@ -30,9 +43,7 @@ __all__ = ["routes"]
 routes = web.RouteTableDef()
 
 
-async def _issue_agent_svid(
-    request: web.Request, agent: SpiffeId, csr: str, *, method: str
-) -> web.Response:
+async def _mint_agent_svid(request: web.Request, agent: SpiffeId, csr: str) -> X509Svid:
     issuer = issuer_of(request)
     (key,) = await parse_csrs([csr])
     if isinstance(key, MalformedCsrError):
@@ -40,15 +51,39 @@ async def _issue_agent_svid(
     ttl = issuer.settings.server.agent_svid_ttl
     (svid,) = await issuer.ca.mint_x509_svids([X509Request(agent, public_key=key, ttl=ttl)])
     issuer.metrics.svids_issued.labels("x509", "agent").inc()
-    await issuer.registry.record_agent(
+    return svid
+
+
+def _answer(request: web.Request, svid: X509Svid) -> web.Response:
+    body: wire.AgentSvidResponse = {
+        "svid": svid_body(svid),
+        "bundle": issuer_of(request).feed.current(),
+    }
+    return web.json_response(body)
+
+
+async def _attested(
+    request: web.Request, agent: SpiffeId, csr: str, *, method: str, node_uid: str | None = None
+) -> web.Response:
+    """A fresh attestation: refused for a banned ID; retires every earlier SVID of the ID."""
+    issuer = issuer_of(request)
+    known = await issuer.agent_records.get(str(agent))
+    if known is not None and known.banned:
+        raise AgentBannedError(str(agent))
+    svid = await _mint_agent_svid(request, agent, csr)
+    recorded = await issuer.agent_records.attested(
         str(agent),
         method=method,
         serial=svid.serial_hex,
         expires_at=svid.not_after,
         now=issuer.clock(),
+        node_uid=node_uid,
     )
-    body: wire.AgentSvidResponse = {"svid": svid_body(svid), "bundle": issuer.feed.current()}
-    return web.json_response(body)
+    if (
+        not recorded
+    ):  # banned while the SVID was being signed: it was never recorded, so it is worthless
+        raise AgentBannedError(str(agent))
+    return _answer(request, svid)
 
 
 @routes.post(wire.PATH_ATTEST_K8S)
@@ -66,7 +101,7 @@ async def attest_k8s(request: web.Request) -> web.Response:
     agent = agent_spiffe_id(
         issuer.ca.settings.trust_domain, cluster=cluster, node_name=identity.node_name
     )
-    return await _issue_agent_svid(request, agent, csr, method="k8s")
+    return await _attested(request, agent, csr, method="k8s", node_uid=identity.node_uid)
 
 
 @routes.post(wire.PATH_ATTEST_JOIN_TOKEN)
@@ -79,11 +114,40 @@ async def attest_join_token(request: web.Request) -> web.Response:
     if suffix is None:
         raise JoinTokenInvalidError
     agent = issuer.ca.settings.trust_domain.spiffe_id("sigil", "agent", "join", suffix)
-    return await _issue_agent_svid(request, agent, csr, method="join")
+    return await _attested(request, agent, csr, method="join")
+
+
+async def _check_node(request: web.Request, caller: CallingAgent) -> None:
+    """A Kubernetes agent's node must still exist with the UID it attested with (SPIRE's k8s_psat re-check)."""
+    issuer = issuer_of(request)
+    parts = caller.spiffe_id.path.strip("/").split("/")
+    if issuer.kube is None:
+        raise UnavailableError("this server cannot check Kubernetes nodes")
+    node_name = parts[-1]
+    node = await issuer.kube.api.read_node(node_name)
+    current = node.get("metadata", {}).get("uid", "") if node is not None else ""
+    attested = caller.record.node_uid
+    if not current or (attested is not None and current != attested):
+        raise AgentNodeGoneError(node_name, attested_uid=attested or "?", current_uid=current)
 
 
 @routes.post(wire.PATH_RENEW)
 async def renew(request: web.Request) -> web.Response:
-    agent = authenticated_agent(request)
+    """A new agent SVID for the caller; its current one keeps working until the new one is first presented."""
+    issuer = issuer_of(request)
+    caller = await authenticated_agent(request)
     document = await read_json(request)
-    return await _issue_agent_svid(request, agent, need_str(document, "csr"), method="renew")
+    csr = need_str(document, "csr")
+    if caller.record.method == "k8s":
+        await _check_node(request, caller)
+    svid = await _mint_agent_svid(request, caller.spiffe_id, csr)
+    recorded = await issuer.agent_records.renewed(
+        str(caller.spiffe_id),
+        presented=caller.serial,
+        serial=svid.serial_hex,
+        expires_at=svid.not_after,
+        now=issuer.clock(),
+    )
+    if not recorded:  # evicted, banned, re-attested or renewed by a newer SVID meanwhile
+        raise AgentSvidSupersededError(str(caller.spiffe_id), caller.serial)
+    return _answer(request, svid)

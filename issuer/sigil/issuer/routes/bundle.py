@@ -41,7 +41,7 @@ def query_number(request: web.Request, name: str) -> float | None:
 
 @routes.get(wire.PATH_BUNDLE)
 async def bundle(request: web.Request) -> web.Response:
-    authenticated_agent(request)
+    await authenticated_agent(request)
     issuer = issuer_of(request)
     after = query_number(request, "after_sequence")
     wait = query_number(request, "wait") or 0.0

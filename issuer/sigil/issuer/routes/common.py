@@ -10,10 +10,9 @@ from aiohttp import web
 from sigil.ca.csr import parse_csr
 from sigil.ca.errors import MalformedCsrError
 from sigil.ca.keys import PublicKey
-from sigil.ca.spiffe_id import SpiffeId
 from sigil.ca.x509svid import X509Svid
 from sigil.issuer import wire
-from sigil.issuer.serving import agent_id
+from sigil.issuer.agentauth import CallingAgent
 from sigil.issuer.state import ISSUER, Issuer
 
 __all__ = ["authenticated_agent", "issuer_of", "parse_csrs", "peer_address", "svid_body"]
@@ -27,12 +26,15 @@ def peer_address(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
-def authenticated_agent(request: web.Request) -> SpiffeId:
-    """The calling agent (401 without a valid agent SVID), charged one request against its rate."""
+async def authenticated_agent(request: web.Request) -> CallingAgent:
+    """The calling agent, its SVID checked afresh for this request (:mod:`sigil.issuer.agentauth`: 401/403 when
+    it is not a live agent SVID), charged one request against its rate."""
     issuer = issuer_of(request)
-    caller = agent_id(request, trust_domain_member=issuer.ca.trust_domain)
-    issuer.limiter.check(str(caller))
-    return caller
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    verified = issuer.agents.verified_peer(ssl_object)
+    issuer.limiter.check(str(verified.spiffe_id))
+    return await issuer.agents.authenticate(verified)
 
 
 def svid_body(svid: X509Svid) -> wire.X509SvidBody:

@@ -10,8 +10,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sigil.issuer.routes.common import issuer_of
+from sigil.issuer.state import Issuer
 
-__all__ = ["routes"]
+__all__ = ["readiness", "routes"]
 
 routes = web.RouteTableDef()
 
@@ -23,7 +24,11 @@ async def live(_request: web.Request) -> web.Response:
 
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
-    issuer = issuer_of(request)
+    return readiness(issuer_of(request))
+
+
+def readiness(issuer: Issuer) -> web.Response:
+    """``/ready``'s answer: 200 when ready, else 503, with what is missing (also served on the admin socket)."""
     synced = issuer.kube is None or issuer.kube.pods.synced
     ok = issuer.ready and synced and not issuer.draining
     return web.json_response(

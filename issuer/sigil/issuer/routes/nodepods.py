@@ -125,7 +125,7 @@ async def _wait_for_change(
 
 @routes.get(wire.PATH_NODE_PODS)
 async def node_pods(request: web.Request) -> web.Response:
-    agent = authenticated_agent(request)
+    agent = (await authenticated_agent(request)).spiffe_id
     issuer = issuer_of(request)
     unknown = sorted(set(request.query) - _PARAMETERS)
     if unknown:

@@ -22,7 +22,7 @@ routes = web.RouteTableDef()
 
 @routes.get(wire.PATH_POLICIES)
 async def policies(request: web.Request) -> web.Response:
-    authenticated_agent(request)
+    await authenticated_agent(request)
     issuer = issuer_of(request)
     after = query_number(request, "after_revision")
     if after is not None and after != int(after):

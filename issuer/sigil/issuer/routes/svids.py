@@ -100,7 +100,7 @@ def _items(document: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 @routes.post(wire.PATH_X509_SVIDS)
 async def batch_x509(request: web.Request) -> web.Response:
-    agent = authenticated_agent(request)
+    agent = (await authenticated_agent(request)).spiffe_id
     issuer = issuer_of(request)
     items = _items(await read_json(request), "requests")
     keys = await parse_csrs([i["csr"] if isinstance(i.get("csr"), str) else "" for i in items])
@@ -134,7 +134,7 @@ async def batch_x509(request: web.Request) -> web.Response:
 
 @routes.post(wire.PATH_JWT_SVIDS)
 async def jwt_svids(request: web.Request) -> web.Response:
-    agent = authenticated_agent(request)
+    agent = (await authenticated_agent(request)).spiffe_id
     issuer = issuer_of(request)
     document = await read_json(request)
     audience = document.get("audience")

@@ -6,6 +6,7 @@ their own arguments and print what the backend answers.
 
 from __future__ import annotations
 
+from sigil.issuer.verbs.agent import add_agent_verbs, healthcheck
 from sigil.issuer.verbs.arguments import Command, Subcommands
 from sigil.issuer.verbs.authority import add_authority_verbs
 from sigil.issuer.verbs.policy import add_policy_verbs
@@ -14,7 +15,9 @@ from sigil.issuer.verbs.registration import add_registration_verbs
 __all__ = [
     "Command",
     "Subcommands",
+    "add_agent_verbs",
     "add_authority_verbs",
     "add_policy_verbs",
     "add_registration_verbs",
+    "healthcheck",
 ]
