@@ -138,4 +138,3 @@ async def test_a_cached_token_review_does_not_outlive_its_pod(
         with pytest.raises(AuthenticationError) as refused:
             await client.workload_x509_svid(token, _csr())
     assert refused.value.problem["status"] == 401  # type: ignore[attr-defined]
-
