@@ -134,6 +134,12 @@ def test_rbac_is_exactly_what_is_listed(rendered: dict[str, list[Obj]], overlay:
             ("get", "list", "watch"),
             (),
         ),
+        (
+            ("authz.sigil.dev",),
+            ("authorizationpolicies/status", "clusterauthorizationpolicies/status"),
+            ("patch",),
+            (),
+        ),
     ]
     assert _rules(_find(objs, "Role", "sigil-server-bundle")) == [
         (("",), ("configmaps",), ("get", "update", "patch"), ("sigil-bundle",))

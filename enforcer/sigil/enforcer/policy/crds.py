@@ -47,10 +47,16 @@ _COLUMNS = {
 }
 
 
+_ACCEPTED = '.status.conditions[?(@.type=="Accepted")]'
+
+
 def _crd(kind: str) -> dict[str, Any]:
     plural, singular, scope, short_names = _NAMES[kind]
     columns = [
         *_COLUMNS[kind],
+        # The condition sigil-server writes on every policy it watches (Gateway API's policy status).
+        {"name": "Accepted", "type": "string", "jsonPath": _ACCEPTED + ".status"},
+        {"name": "Reason", "type": "string", "jsonPath": _ACCEPTED + ".reason", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     return {
