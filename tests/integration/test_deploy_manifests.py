@@ -3,12 +3,18 @@ ServiceAccounts the manifests create can make exactly the API calls the server's
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from sigil_testing.controlplane import ControlPlane, ControlPlaneError
+from sigil_testing.issuer import running_issuer
 from sigil_testing.operator import DEPLOY, run_kubectl
+
+from sigil.issuer.settings import load_server_settings
 
 pytestmark = pytest.mark.kube
 
@@ -136,3 +142,85 @@ def test_the_agent_account_may_do_nothing(
     token = identities["sigil-agent"]
     allowed = [c for c in _SERVER_CALLS + _OUTSIDE if _can(policy_crds, token, *c)]
     assert allowed == []
+
+
+async def test_the_server_runs_on_the_manifests_config_with_only_its_own_rbac(
+    policy_crds: ControlPlane, identities: dict[str, str], namespace: str, tmp_path: Path
+) -> None:
+    """sigil-server on the base's ConfigMap and its own token (the only change: a kubeconfig instead of the pod's
+    mount) becomes ready, publishes the bundle ConfigMap and writes a policy's status."""
+    objects = _rendered("kustomize/base", policy_crds)
+    bundle = [
+        o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "sigil-bundle"
+    ]
+    applied = run_kubectl(policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump_all(bundle))
+    assert applied.returncode == 0, applied.stderr
+    (configmap,) = [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "sigil-server-config"
+    ]
+    config = yaml.safe_load(configmap["data"]["sigil.yaml"])
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": policy_crds.url,
+                            "certificate-authority": str(policy_crds.ca_file),
+                        },
+                    }
+                ],
+                "users": [{"name": "sigil-server", "user": {"token": identities["sigil-server"]}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "sigil-server"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    kube = config["server"]["kubernetes"]
+    del kube["in_cluster"]
+    # In a pod these come from the mounted ServiceAccount: its token and CA, and its namespace file.
+    kube["kubeconfig"] = str(kubeconfig)
+    kube["bundle_configmap_namespace"] = _SYSTEM
+    config["data_dir"] = str(tmp_path / "data")
+    config["server"]["listen"] = "127.0.0.1:0"
+    config["server"]["admin_socket"] = str(
+        Path(tempfile.mkdtemp(prefix="sg", dir="/tmp")) / "a.sock"
+    )
+    (tmp_path / "sigil.yaml").write_text(yaml.safe_dump(config))
+    settings = load_server_settings(tmp_path / "sigil.yaml")
+    policy = {
+        "apiVersion": "authz.sigil.dev/v1alpha1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "targetRefs": [{"group": "", "kind": "Pod", "selector": {}}],
+            "action": "ALLOW",
+            "enforcementLevel": "Network",
+            "rules": [{"sources": [{"type": "ServiceAccount", "serviceAccount": {"name": "web"}}]}],
+        },
+    }
+    path = f"/apis/authz.sigil.dev/v1alpha1/namespaces/{namespace}/authorizationpolicies/web"
+    async with running_issuer(settings) as server:
+        assert server.issuer.ready
+        await asyncio.to_thread(
+            run_kubectl, policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump(policy)
+        )
+        async with asyncio.timeout(15):
+            while True:
+                published = await asyncio.to_thread(
+                    policy_crds.request,
+                    "GET",
+                    f"/api/v1/namespaces/{_SYSTEM}/configmaps/sigil-bundle",
+                )
+                stored = await asyncio.to_thread(policy_crds.request, "GET", path)
+                conditions = (stored.get("status") or {}).get("conditions") or []
+                if "BEGIN CERTIFICATE" in published["data"]["bundle.pem"] and conditions:
+                    break
+                await asyncio.sleep(0.05)  # polling the API server for the server's own writes
+    assert [(c["type"], c["status"]) for c in conditions] == [("Accepted", "True")]
