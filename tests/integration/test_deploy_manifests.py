@@ -45,7 +45,6 @@ _SERVER_CALLS = [
     ("watch", "clusterauthorizationpolicies.authz.sigil.dev", ()),
     ("patch", "authorizationpolicies.authz.sigil.dev", ("-A", "--subresource=status")),
     ("patch", "clusterauthorizationpolicies.authz.sigil.dev", ("--subresource=status",)),
-    ("get", "configmaps/sigil-bundle", ("-n", _SYSTEM)),
     ("patch", "configmaps/sigil-bundle", ("-n", _SYSTEM)),
 ]
 _OUTSIDE = [
@@ -54,6 +53,10 @@ _OUTSIDE = [
     ("delete", "pods", ("-n", "anywhere")),
     ("create", "pods", ("-n", _SYSTEM)),
     ("patch", "nodes", ()),
+    ("list", "nodes", ()),
+    ("get", "namespaces", ()),
+    ("get", "configmaps/sigil-bundle", ("-n", _SYSTEM)),
+    ("update", "configmaps/sigil-bundle", ("-n", _SYSTEM)),
     ("create", "serviceaccounts/token", ("-n", _SYSTEM)),
     ("patch", "authorizationpolicies.authz.sigil.dev", ("-A",)),
     ("create", "clusterauthorizationpolicies.authz.sigil.dev", ()),
