@@ -8,7 +8,7 @@ import copy
 import re
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from sigil_testing.controlplane import ControlPlane, ControlPlaneError
 from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
 from sigil_testing.operator import DEPLOY, run_kubectl
 
+from sigil.issuer.kube import KubeApi
+from sigil.issuer.policystatus import write_statuses
 from sigil.issuer.settings import PolicySettings
 
 pytestmark = pytest.mark.kube
@@ -226,3 +228,64 @@ async def test_the_issuer_writes_whether_each_policy_is_in_force(
             policy_crds, f"{_GROUP}/clusterauthorizationpolicies/{cluster}", 1
         )
         assert accepted["status"] == "True"
+
+
+async def test_a_policy_a_file_overrides_reads_conflicted(
+    policy_crds: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """A valid CR whose kind and name a policy file already holds reads Accepted=False, Conflicted, naming the file."""
+    document = _allow(namespace, "db", _web_source("spiffe://partner.org/billing/*"))
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "db.yaml").write_text(yaml.safe_dump(document))
+    settings = issuer_settings(
+        tmp_path / "data",
+        kubeconfig=policy_crds.kubeconfig,
+        policy=PolicySettings(directory=directory, poll_interval=timedelta(seconds=0.2)),
+    )
+    async with running_issuer(settings):
+        applied = await asyncio.to_thread(
+            run_kubectl, policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump(document)
+        )
+        assert applied.returncode == 0, applied.stderr
+        path = f"{_GROUP}/namespaces/{namespace}/authorizationpolicies/db"
+        condition = await _accepted(policy_crds, path, 1)
+    assert (condition["status"], condition["reason"]) == ("False", "Conflicted")
+    assert str(directory / "db.yaml") in condition["message"]
+
+
+async def test_a_replica_judging_an_older_version_writes_nothing(
+    policy_crds: ControlPlane, namespace: str
+) -> None:
+    """A status computed from a version that has since changed is refused by the API server (409), and one equal
+    to what the object already says is not written at all: replicas can neither overwrite nor loop."""
+    document = _allow(namespace, "db", _web_source("spiffe://partner.org/billing/*"))
+    collection = f"{_GROUP}/namespaces/{namespace}/authorizationpolicies"
+    old = await asyncio.to_thread(policy_crds.request, "POST", collection, document)
+    resource = ("authz.sigil.dev", "v1alpha1", "authorizationpolicies")
+    condition = {
+        "type": "Accepted",
+        "status": "True",
+        "reason": "Accepted",
+        "message": "in force",
+        "observedGeneration": 1,
+    }
+    api = KubeApi.from_kubeconfig(policy_crds.kubeconfig)
+    try:
+        await write_statuses(
+            api, resource, {(namespace, "db"): (condition, old)}, now=lambda: datetime.now(UTC)
+        )
+        written = await asyncio.to_thread(policy_crds.request, "GET", f"{collection}/db")
+        assert written["status"]["conditions"][0]["status"] == "True"
+        stale = {**condition, "status": "False", "reason": "Invalid", "message": "refused: x"}
+        await write_statuses(
+            api, resource, {(namespace, "db"): (stale, old)}, now=lambda: datetime.now(UTC)
+        )
+        await write_statuses(
+            api, resource, {(namespace, "db"): (condition, written)}, now=lambda: datetime.now(UTC)
+        )
+    finally:
+        await api.aclose()
+    after = await asyncio.to_thread(policy_crds.request, "GET", f"{collection}/db")
+    assert after["metadata"]["resourceVersion"] == written["metadata"]["resourceVersion"]
+    assert after["status"] == written["status"]
