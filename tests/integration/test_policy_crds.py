@@ -289,3 +289,34 @@ async def test_a_replica_judging_an_older_version_writes_nothing(
     after = await asyncio.to_thread(policy_crds.request, "GET", f"{collection}/db")
     assert after["metadata"]["resourceVersion"] == written["metadata"]["resourceVersion"]
     assert after["status"] == written["status"]
+
+
+def test_a_status_out_of_the_condition_schema_is_refused(
+    policy_crds: ControlPlane, namespace: str
+) -> None:
+    """The status subresource takes Kubernetes conditions only: a condition status other than True, False or
+    Unknown, or one without a reason, is refused by the API server."""
+    document = _allow(namespace, "db", _web_source("spiffe://partner.org/billing/*"))
+    collection = f"{_GROUP}/namespaces/{namespace}/authorizationpolicies"
+    stored = policy_crds.request("POST", collection, document)
+    condition = {
+        "type": "Accepted",
+        "status": "True",
+        "reason": "Accepted",
+        "message": "in force",
+        "observedGeneration": 1,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    for bad in (
+        {**condition, "status": "Maybe"},
+        {k: v for k, v in condition.items() if k != "reason"},
+    ):
+        with pytest.raises(ControlPlaneError) as refused:
+            policy_crds.request(
+                "PUT", f"{collection}/db/status", {**stored, "status": {"conditions": [bad]}}
+            )
+        assert "HTTP 422" in str(refused.value)
+    written = policy_crds.request(
+        "PUT", f"{collection}/db/status", {**stored, "status": {"conditions": [condition]}}
+    )
+    assert written["status"]["conditions"] == [condition]
