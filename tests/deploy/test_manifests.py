@@ -127,16 +127,24 @@ def test_rbac_is_exactly_what_is_listed(rendered: dict[str, list[Obj]], overlay:
     objs = rendered[overlay]
     assert _rules(_find(objs, "ClusterRole", "sigil-server")) == [
         (("authentication.k8s.io",), ("tokenreviews",), ("create",), ()),
-        (("",), ("pods", "nodes", "namespaces"), ("get", "list", "watch"), ()),
+        (("",), ("pods",), ("get", "list", "watch"), ()),
+        (("",), ("nodes",), ("get",), ()),
+        (("",), ("namespaces",), ("list", "watch"), ()),
         (
             ("authz.sigil.dev",),
             ("authorizationpolicies", "clusterauthorizationpolicies"),
-            ("get", "list", "watch"),
+            ("list", "watch"),
+            (),
+        ),
+        (
+            ("authz.sigil.dev",),
+            ("authorizationpolicies/status", "clusterauthorizationpolicies/status"),
+            ("patch",),
             (),
         ),
     ]
     assert _rules(_find(objs, "Role", "sigil-server-bundle")) == [
-        (("",), ("configmaps",), ("get", "update", "patch"), ("sigil-bundle",))
+        (("",), ("configmaps",), ("patch",), ("sigil-bundle",))
     ]
     assert _find(objs, "Role", "sigil-server-bundle")["metadata"]["namespace"] == "sigil-system"
     roles = [o for o in objs if o["kind"] in {"Role", "ClusterRole"}]

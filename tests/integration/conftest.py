@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 
 import pytest
 from sigil_testing.controlplane import ControlPlane, ControlPlaneError, Tools, build_tools
+from sigil_testing.operator import apply_crds
 
 _TOOLS = pytest.StashKey[Tools | ControlPlaneError]()
 
@@ -52,3 +54,19 @@ def control_plane(
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def policy_crds(control_plane: ControlPlane) -> ControlPlane:
+    """The control plane with deploy/crds applied for real and served."""
+    apply_crds(control_plane)
+    return control_plane
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane) -> str:
+    """A namespace of the test's own: without kube-controller-manager a deleted one never finishes terminating."""
+    name = f"t-{secrets.token_hex(4)}"
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    control_plane.request("POST", "/api/v1/namespaces", body)
+    return name

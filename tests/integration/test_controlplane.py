@@ -20,14 +20,6 @@ _TOOLS = Path(__file__).resolve().parents[2] / "tools"
 
 
 @pytest.fixture
-def namespace(control_plane: ControlPlane) -> str:
-    """A namespace of the test's own: without kube-controller-manager a deleted one never finishes terminating."""
-    name = f"t-{secrets.token_hex(4)}"
-    control_plane.request("POST", "/api/v1/namespaces", _object("Namespace", name))
-    return name
-
-
-@pytest.fixture
 def pod(control_plane: ControlPlane, namespace: str) -> dict[str, Any]:
     """A pod of ServiceAccount ``workload``, placed on a Node object (no kubelet runs it: it stays Pending)."""
     node = f"node-{secrets.token_hex(4)}"

@@ -229,7 +229,10 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
     if issuer.kube is not None:
         pods = issuer.kube.pods
         informers = policy_informers(
-            issuer.kube.api, issuer.policies, watch_crds=issuer.settings.policy.watch_crds
+            issuer.kube.api,
+            issuer.policies,
+            watch_crds=issuer.settings.policy.watch_crds,
+            now=issuer.ca.now,
         )
         for informer in informers:
             app.cleanup_ctx.append(_owned(f"sigil-informer-{informer.path}", informer.run))

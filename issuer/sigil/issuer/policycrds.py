@@ -8,7 +8,8 @@ labels, which cluster policies select on and which agents cannot read themselves
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from sigil.enforcer.policy.resources import (
@@ -22,6 +23,7 @@ from sigil.enforcer.policy.schema import Where
 from sigil.issuer.kube.api import KubeApi
 from sigil.issuer.kube.informer import Informer, ObjectKey
 from sigil.issuer.policyfeed import PolicyFeed
+from sigil.issuer.policystatus import accepted_condition, write_statuses
 
 __all__ = ["NAMESPACE_NAME_LABEL", "policy_informers"]
 
@@ -50,8 +52,14 @@ def _where(kind: str, key: ObjectKey) -> Where:
     )
 
 
-def policy_informers(api: KubeApi, feed: PolicyFeed, *, watch_crds: bool) -> list[Informer]:
-    """The informers that keep ``feed`` current: each CRD (when ``watch_crds``) and the namespaces."""
+def policy_informers(
+    api: KubeApi, feed: PolicyFeed, *, watch_crds: bool, now: Callable[[], datetime]
+) -> list[Informer]:
+    """The informers that keep ``feed`` current: each CRD (when ``watch_crds``) and the namespaces.
+
+    After each change of a CRD's objects, each object's ``status`` says whether it is in force
+    (:mod:`sigil.issuer.policystatus`).
+    """
     informers: list[Informer] = []
     if watch_crds:
         for kind, plural in _PLURALS.items():
@@ -59,11 +67,27 @@ def policy_informers(api: KubeApi, feed: PolicyFeed, *, watch_crds: bool) -> lis
             async def on_change(
                 objects: Mapping[ObjectKey, dict[str, Any]], kind: str = kind, plural: str = plural
             ) -> None:
-                documents = [
-                    (_document(kind, obj), _where(kind, key))
+                source = f"kubernetes:{plural}"
+                judged = [
+                    (key, obj, _document(kind, obj), _where(kind, key))
                     for key, obj in sorted(objects.items())
                 ]
-                await feed.set_source(f"kubernetes:{plural}", documents)
+                await feed.set_source(source, [(doc, where) for _, _, doc, where in judged])
+                owners = feed.owners()
+                wanted = {
+                    key: (
+                        accepted_condition(
+                            doc,
+                            where,
+                            source=source,
+                            owners=owners,
+                            generation=int((obj.get("metadata") or {}).get("generation") or 0),
+                        ),
+                        obj,
+                    )
+                    for key, obj, doc, where in judged
+                }
+                await write_statuses(api, (GROUP, VERSION, plural), wanted, now=now)
 
             informers.append(Informer(api, f"/apis/{GROUP}/{VERSION}/{plural}", on_change))
 

@@ -27,7 +27,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sigil.ca.errors import SigilError
 from sigil.enforcer.errors import EnforcerError, PolicySourceError
-from sigil.enforcer.policy.loader import FileResult, parse_file, policy_files, policy_key
+from sigil.enforcer.policy.loader import (
+    FileResult,
+    PolicyKey,
+    parse_file,
+    policy_files,
+    policy_key,
+)
 from sigil.enforcer.policy.schema import Where
 from sigil.enforcer.policy.store import LoadReport
 from sigil.issuer import wire
@@ -91,6 +97,10 @@ class PolicyFeed:
 
     def current(self) -> wire.PolicyResponse:
         return self._response
+
+    def owners(self) -> dict[PolicyKey, str]:
+        """The source each policy in force came from (a refused resource's last good version included)."""
+        return self._book.owners()
 
     def listing(self) -> list[dict[str, Any]]:
         """The policies in force with the source each came from (``sigil-server policy list``)."""

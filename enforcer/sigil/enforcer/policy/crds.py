@@ -47,10 +47,44 @@ _COLUMNS = {
 }
 
 
+_ACCEPTED = '.status.conditions[?(@.type=="Accepted")]'
+
+# What sigil-server writes through the status subresource (sigil.issuer.policystatus): Kubernetes'
+# metav1.Condition, as upstream's API conventions and Gateway API's policy status (GEP-713) type it, one per
+# ``type``. Files never carry it, so the file schema leaves ``status`` open; only the CRD types it.
+_STATUS = {
+    "type": "object",
+    "description": "Written by sigil-server: whether this generation of the policy is in force.",
+    "properties": {
+        "conditions": {
+            "type": "array",
+            "maxItems": 8,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+            "items": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "maxLength": 316},
+                    "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                    "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
+                    "lastTransitionTime": {"type": "string", "format": "date-time"},
+                    "reason": {"type": "string", "maxLength": 1024, "minLength": 1},
+                    "message": {"type": "string", "maxLength": 32768},
+                },
+                "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+            },
+        }
+    },
+}
+
+
 def _crd(kind: str) -> dict[str, Any]:
     plural, singular, scope, short_names = _NAMES[kind]
     columns = [
         *_COLUMNS[kind],
+        # The condition sigil-server writes on every policy it watches (Gateway API's policy status).
+        {"name": "Accepted", "type": "string", "jsonPath": _ACCEPTED + ".status"},
+        {"name": "Reason", "type": "string", "jsonPath": _ACCEPTED + ".reason", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     return {
@@ -73,13 +107,19 @@ def _crd(kind: str) -> dict[str, Any]:
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "schema": {"openAPIV3Schema": document_schema(kind, for_crd=True).openapi()},
+                    "schema": {"openAPIV3Schema": _schema(kind)},
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": columns,
                 }
             ],
         },
     }
+
+
+def _schema(kind: str) -> dict[str, Any]:
+    schema = document_schema(kind, for_crd=True).openapi()
+    schema["properties"]["status"] = _STATUS
+    return schema
 
 
 def crd_documents() -> dict[str, dict[str, Any]]:

@@ -57,6 +57,7 @@ class KubeApi:
         )
         self._auth = k8s.AuthenticationV1Api(api_client)
         self._core = k8s.CoreV1Api(api_client)
+        self._custom = k8s.CustomObjectsApi(api_client)
 
     @classmethod
     def from_kubeconfig(
@@ -160,6 +161,40 @@ class KubeApi:
             return cast(Node, _to_json(self._client, node))
 
         return await self._call_unless_absent("get node", call)
+
+    async def patch_custom_status(
+        self, resource: tuple[str, str, str], namespace: str, name: str, body: dict[str, Any]
+    ) -> bool:
+        """Merge-patch the ``status`` subresource of one custom object (``resource`` is group, version, plural).
+
+        False when the object is gone (404) or changed since the ``metadata.resourceVersion`` that ``body``
+        carries (409): the caller's watch brings the newer object, judged again.
+        """
+        group, version, plural = resource
+        options: dict[str, Any] = {
+            "_request_timeout": self._timeout,
+            # RFC 7386: the patch names only the status fields it sets; a resourceVersion in it makes the
+            # write conditional, as an update's would be.
+            "_content_type": "application/merge-patch+json",
+        }
+
+        def call() -> bool:
+            try:
+                if namespace:
+                    self._custom.patch_namespaced_custom_object_status(
+                        group, version, namespace, plural, name, body, **options
+                    )
+                else:
+                    self._custom.patch_cluster_custom_object_status(
+                        group, version, plural, name, body, **options
+                    )
+            except k8s.ApiException as err:
+                if err.status in (404, 409):
+                    return False
+                raise
+            return True
+
+        return await self._call(f"patch {plural}/status", call)
 
     # ------------------------------------------------------------------------- list and watch
     async def list_pods(self, *, field_selector: str = "", label_selector: str = "") -> PodList:
