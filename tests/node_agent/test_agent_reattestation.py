@@ -249,3 +249,25 @@ async def test_a_banned_agent_backs_off_and_attests_once_unbanned(directory: Pat
                 await eventually(lambda: agent.identity.attestations == 2)
                 assert await asyncio.to_thread(ready) == (True, "serving")
                 assert stored_serial(agent) == await w.serial(K8S_AGENT)
+
+
+async def test_an_agent_whose_node_was_replaced_attests_again_at_renewal(directory: Path) -> None:
+    """Renewal after the node was replaced (new UID) gets agent_node_gone; the agent attests on the new node."""
+    clock = DateClock()
+    async with world(directory) as w:
+        agent = NodeAgent(w.k8s_settings(), clock=clock)
+        with capture_logs() as logs:
+            async with agent, health(agent) as ready:
+                first = await w.serial(K8S_AGENT)
+                w.kube.remove_node("node-a")
+                w.kube.add_node("node-a")
+                w.project_token()  # the kubelet of the new node gets the agent's pod a token
+                renew_at = agent.identity.renew_at
+                assert renew_at is not None
+                clock.advance(renew_at - clock())
+                agent.manager.wake()
+                await eventually(lambda: agent.identity.attestations == 2)
+                assert await w.serial(K8S_AGENT) not in ("", first)
+                assert stored_serial(agent) == await w.serial(K8S_AGENT)
+                assert await asyncio.to_thread(ready) == (True, "serving")
+    assert "agent_node_gone" in [e.get("reason") for e in logs]
