@@ -271,3 +271,29 @@ async def test_an_agent_whose_node_was_replaced_attests_again_at_renewal(directo
                 assert stored_serial(agent) == await w.serial(K8S_AGENT)
                 assert await asyncio.to_thread(ready) == (True, "serving")
     assert "agent_node_gone" in [e.get("reason") for e in logs]
+
+
+def fetch_jwt(endpoint: str) -> str:
+    with WorkloadApiClient(socket_path=endpoint, default_timeout=10) as client:
+        return str(client.fetch_jwt_svid({"db"}).token)
+
+
+async def test_a_refused_agent_serves_a_cached_jwt_svid_until_it_expires(directory: Path) -> None:
+    """Past its refresh point a JWT-SVID the evicted agent still holds is served, not an error, until expiry."""
+    clock = DateClock()
+    async with world(directory) as w:
+        issuer = w.server.issuer
+        token = await issuer.registry.generate_join_token(
+            ttl=timedelta(minutes=10), now=issuer.ca.now()
+        )
+        await w.entitle(f"spiffe://example.org/sigil/agent/join/{token.agent_suffix}")
+        agent = NodeAgent(w.settings(AttestationSettings(join_token=token.token)), clock=clock)
+        async with agent:
+            first = await asyncio.to_thread(fetch_jwt, agent.endpoint)
+            agent_id = f"spiffe://example.org/sigil/agent/join/{token.agent_suffix}"
+            assert await w.sigil_server("agent", "evict", "--id", agent_id) == 0
+            clock.advance(
+                timedelta(minutes=4)
+            )  # JWT-SVIDs live 5 minutes; refreshed past half-life
+            assert await asyncio.to_thread(fetch_jwt, agent.endpoint) == first
+            assert not agent.readiness()[0]

@@ -97,6 +97,7 @@ class SvidManager:
             clock=clock,
             on_unreachable=self._unreachable,
             on_reachable=self._health.succeeded,
+            on_refused=self._agent_refused,
         )
         self._bundles = BundleSync(
             issuer,
