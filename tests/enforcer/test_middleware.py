@@ -6,15 +6,15 @@ import json
 import shutil
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
-from enforcer.pki import Domain
+from enforcer.pki import Domain, write_svid_files
 from enforcer.policy_docs import ap, dump, rule, spiffe
 from enforcer.tlskit import static_source
 from prometheus_client import CollectorRegistry
@@ -24,6 +24,7 @@ from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.middleware import PEER, PROBLEM_JSON, spiffe_authorization
 from sigil.enforcer.policy.decision import Target
+from sigil.enforcer.sources import StaticSource
 from sigil.enforcer.tls import SpiffeTls
 from sigil.enforcer.verify import SvidVerifier
 
@@ -184,3 +185,111 @@ async def test_a_peer_failing_verification_is_decided_as_no_svid_with_the_reason
     assert status == 403
     assert problem["peer"] is None
     assert problem["verification"]["reason"] == "bad_chain"
+
+
+async def _whoami_on(request: web.Request) -> web.Response:
+    """Who the peer is and from which client port: two answers from one port came over one connection."""
+    peer = request.get(PEER)
+    peername = request.transport.get_extra_info("peername") if request.transport else None
+    port = peername[1] if peername else 0
+    return web.Response(text=f"{'anonymous' if peer is None else peer} {port}")
+
+
+@asynccontextmanager
+async def _serve_kept_alive(
+    authorizer: Authorizer, context: ssl.SSLContext
+) -> AsyncIterator[Callable[[ssl.SSLContext | bool], Awaitable[tuple[int, str]]]]:
+    """A server, and a GET over one client connection kept alive for every call (aiohttp's pool of one)."""
+    app = web.Application(middlewares=[spiffe_authorization(authorizer, port=PORT)])
+    app.router.add_get("/", _whoami_on)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    url = f"https://127.0.0.1:{runner.addresses[0][1]}/"
+    opened: list[object] = []
+
+    async def count(_session: object, _context: object, params: object) -> None:
+        opened.append(params)
+
+    tracing = aiohttp.TraceConfig()
+    tracing.on_connection_create_end.append(count)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=1, keepalive_timeout=60), trace_configs=[tracing]
+    )
+
+    async def get(client: ssl.SSLContext | bool) -> tuple[int, str]:
+        async with session.get(url, ssl=client) as response:
+            body = await response.text()
+        # Every request of a test goes over the one connection its first request opened.
+        assert len(opened) == 1
+        return response.status, body
+
+    try:
+        yield get
+    finally:
+        await session.close()
+        await runner.cleanup()
+
+
+async def test_a_kept_alive_connection_is_refused_once_the_peers_svid_expires(
+    files: Path, authorizer_for: Callable[..., Authorizer]
+) -> None:
+    """The next request on a connection whose client SVID expired meanwhile gets the 403 of a peer without one."""
+    now = datetime.now(UTC)
+    home = Domain("example.org", now=now - timedelta(minutes=1))
+    clock = [now]
+    server = SpiffeTls(static_source(files / "s", home.mint("api"), home), clock=lambda: clock[0])
+    client = SpiffeTls(
+        static_source(files / "c", home.mint("client", ttl=timedelta(minutes=5)), home)
+    ).client_context()
+    authorizer = authorizer_for(ONLY_CLIENT, default_allow=False)
+    async with _serve_kept_alive(authorizer, server.server_context()) as get:
+        status, first = await get(client)
+        assert (status, first.split()[0]) == (200, "spiffe://example.org/client")
+        clock[0] = now + timedelta(minutes=5)
+        status, body = await get(client)
+    problem = json.loads(body)
+    assert (status, problem["peer"], problem["verification"]["reason"]) == (403, None, "expired")
+    clock[0] = now
+    async with _serve_kept_alive(authorizer, server.server_context()) as get:
+        assert (await get(client))[0] == 200
+
+
+async def test_a_kept_alive_connection_is_refused_once_its_authority_leaves_the_bundle(
+    files: Path, authorizer_for: Callable[..., Authorizer]
+) -> None:
+    """A client whose signing authority was removed from the server's bundle is refused on its open connection."""
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    home, retired = Domain("example.org", now=now), Domain("example.org", now=now)
+    svid, key, bundle = write_svid_files(files / "s", home.mint("api"), home, retired)
+    source = StaticSource(svid, key, bundle)
+    server = SpiffeTls(source)
+    client = SpiffeTls(
+        static_source(files / "c", retired.mint("client"), home, retired)
+    ).client_context()
+    authorizer = authorizer_for(ONLY_CLIENT, default_allow=False)
+    async with _serve_kept_alive(authorizer, server.server_context()) as get:
+        status, first = await get(client)
+        assert (status, first.split()[0]) == (200, "spiffe://example.org/client")
+        bundle.write_bytes(home.bundle_pem())
+        await source.refresh()
+        status, body = await get(client)
+    problem = json.loads(body)
+    assert (status, problem["peer"]) == (403, None)
+    assert problem["verification"]["reason"] == "bad_chain"
+
+
+async def test_a_client_without_a_certificate_is_decided_as_no_svid_where_one_is_optional(
+    home: Domain, files: Path, authorizer_for: Callable[..., Authorizer]
+) -> None:
+    """Behind a context that makes client SVIDs optional, a client with none is served as anonymous."""
+    server = SpiffeTls(static_source(files / "s", home.mint("api"), home))
+    anyone = ap("anyone", namespace="shop", match={"app": "api"}, rules=[rule(ports=[PORT])])
+    anonymous = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    anonymous.check_hostname = False
+    anonymous.load_verify_locations(cadata=home.bundle_pem().decode())
+    authorizer = authorizer_for(anyone, ONLY_CLIENT, default_allow=False)
+    async with _serve_kept_alive(authorizer, server.server_context(peer_required=False)) as get:
+        status, body = await get(anonymous)
+    assert (status, body.split()[0]) == (200, "anonymous")

@@ -289,3 +289,16 @@ async def test_a_resumed_session_is_refused_once_its_authority_left_the_bundle(
     assert first == "spiffe://partner.net/billing"
     assert late == ""
     assert [err.reason for err in refused] == [Refusal.BAD_CHAIN]
+
+
+async def test_a_client_without_a_certificate_is_anonymous_where_a_peer_is_optional(
+    home: Domain, files: Path
+) -> None:
+    """A server accepting anonymous clients completes the handshake with one and sees no peer, not a crash."""
+    server = static_source(files / "s", home.mint("server"), home)
+    anonymous = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    anonymous.check_hostname = False
+    anonymous.load_verify_locations(cadata=home.bundle_pem().decode())
+    async with who_am_i_server(server_context(server, peer_required=False)) as port:
+        said, _ = await exchange(port, anonymous)
+    assert said == "none"

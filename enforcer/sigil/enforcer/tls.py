@@ -128,15 +128,19 @@ def peer_of(tls: object) -> VerifiedSvid | None:
 
 def peer_chain(tls: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
     """The chain the peer presented, leaf first, as DER; empty when it presented none."""
+    leaf = tls.getpeercert(binary_form=True)
+    if not leaf:
+        # Asked first: for a peer that sent no certificate, 3.11's private accessor yields [None], not [].
+        return []
     public = getattr(tls, "get_unverified_chain", None)  # Python 3.13+: a list of DER bytes
     if public is not None:
         return list(public() or ())
     private = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
     if private is not None:
         # 3.10-3.12: _ssl.Certificate objects; CPython puts the leaf first on the server side too.
-        return [cert.public_bytes(ssl._ssl.ENCODING_DER) for cert in private() or ()]  # type: ignore[attr-defined]
-    leaf = tls.getpeercert(binary_form=True)
-    return [leaf] if leaf else []
+        certs = [cert for cert in private() or () if cert is not None]
+        return [cert.public_bytes(ssl._ssl.ENCODING_DER) for cert in certs]  # type: ignore[attr-defined]
+    return [leaf]
 
 
 class SpiffeTls:

@@ -5,6 +5,15 @@ should not be reviewed on every restart). So the agent SVID, its key and the las
 data directory, each written atomically with mode 0600 (``sigil.ca.keys.write_secret_file``); at start, a stored SVID
 that has not expired is used as it is, and the stored bundle (newer than the bootstrap one, which may have rotated
 away) verifies the issuer. The agent SVID rotates like a workload's, at half-life with ±10% jitter (reference §4).
+
+The issuer may stop accepting the agent SVID before it expires: an operator evicted the agent, a copy of it was
+renewed and used first (superseded), the node was replaced, its authority was revoked, or the agent was banned.
+Every call the agent makes then fails the same way, so waiting does not help. Like SPIRE's agent with a node
+attestor that can attest again (``k8s_psat``), an agent attesting with a projected ServiceAccount token attests
+afresh with the token file's current contents, which gives it a new SVID and retires every other serial of its ID
+(a copy included). A join-token agent cannot: its token was spent by its first use. It says so in an error log
+and in ``/ready``, and keeps serving what is still valid until an operator enrols it again. Attestations the issuer
+refuses (a banned agent) are retried with backoff, never in a loop.
 """
 
 from __future__ import annotations
@@ -26,7 +35,13 @@ from sigil.ca.keys import load_private_key, write_private_key, write_secret_file
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.issuer.client import AgentSvid, IssuedX509Svid
 from sigil.node_agent.errors import AgentAttestationError, IssuerUnreachableError
-from sigil.node_agent.issuer_link import IssuerApi, call_issuer
+from sigil.node_agent.issuer_link import (
+    AGENT_BANNED,
+    IssuerApi,
+    call_issuer,
+    reason_of,
+    refuses_agent,
+)
 from sigil.node_agent.rotation import Backoff, rotation_at
 
 __all__ = ["AgentIdentity", "Attest", "StoredIdentity", "load_stored_identity"]
@@ -101,6 +116,7 @@ class AgentIdentity:
         rng: random.Random,
         backoff: Backoff,
         stored: StoredIdentity | None = None,
+        reattest: bool = False,
     ) -> None:
         self._directory = directory
         self._issuer = issuer
@@ -109,7 +125,10 @@ class AgentIdentity:
         self._rng = rng
         self._backoff = backoff
         self._stored = stored
+        self._reattest = reattest
         self._renew_at: datetime | None = None
+        #: ``(reason, detail)`` of the issuer's refusal of the agent SVID, while it stands.
+        self._refused: tuple[str, str] | None = None
         self.attestations = 0
 
     @property
@@ -121,6 +140,52 @@ class AgentIdentity:
     def spiffe_id(self) -> SpiffeId | None:
         agent = self._issuer.agent_svid
         return agent.svid.spiffe_id if agent is not None else None
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the issuer refuses the agent SVID and what the agent does about it; None while it is accepted."""
+        if self._refused is None:
+            return None
+        reason, detail = self._refused
+        said = f"the issuer refuses the agent SVID ({reason}: {detail})"
+        if reason == AGENT_BANNED:
+            return f"{said}; an operator must unban it (sigil-server agent unban)"
+        if not self._reattest:
+            return f"{said}; a join-token agent cannot attest again: enrol it with a new join token"
+        return f"{said}; attesting again"
+
+    def refused(self, err: BaseException) -> bool:
+        """Note what a call to the issuer met; True when it refused the agent SVID itself.
+
+        The first such refusal makes a fresh attestation due at once (where the method allows one); later ones
+        leave the schedule alone, so an agent refused on every call does not attest on every call.
+        """
+        if not refuses_agent(err):
+            return False
+        first = self._refused is None
+        self._refused = (reason_of(err), str(err))
+        if first:
+            if self._reattest:
+                _log.warning(
+                    "the issuer refuses the agent SVID; attesting again",
+                    reason=self._refused[0],
+                    error=str(err),
+                )
+                self._renew_at = self._clock()
+            else:
+                _log.error(
+                    "the issuer refuses the agent SVID and a join-token agent cannot attest again; "
+                    "serving what is still valid until it is enrolled with a new join token",
+                    reason=self._refused[0],
+                    error=str(err),
+                )
+        return True
+
+    def accepted(self) -> None:
+        """A call with the agent SVID succeeded: whatever refusal was noted no longer stands."""
+        if self._refused is not None:
+            _log.info("the issuer accepts the agent SVID again", reason=self._refused[0])
+            self._refused = None
 
     async def start(self) -> None:
         """Resume the stored agent SVID if it is still valid; attest otherwise."""
@@ -163,15 +228,50 @@ class AgentIdentity:
         await asyncio.to_thread(_store, self._directory, agent, self._issuer.trust_bundle)
 
     async def renew(self) -> None:
-        """Replace the agent SVID over a fresh key; IssuerUnreachableError leaves the current one in use."""
+        """Replace the agent SVID over a fresh key, or attest afresh when the issuer refuses the current one.
+
+        IssuerUnreachableError leaves the current SVID in use; AgentAttestationError says the issuer refused.
+        """
+        if self._refused is None:
+            try:
+                agent = await call_issuer(self._issuer.renew())
+            except IssuerUnreachableError:
+                raise
+            except SigilError as err:
+                if not self.refused(err):
+                    raise AgentAttestationError(f"renewal refused: {err}") from err
+            else:
+                await asyncio.to_thread(_store, self._directory, agent, self._issuer.trust_bundle)
+                _log.info("renewed the agent SVID", expires_at=agent.svid.expires_at.isoformat())
+                self._schedule(self._clock())
+                return
+        await self._attest_again()
+
+    async def _attest_again(self) -> None:
+        refusal = self.refusal
+        if not self._reattest:
+            raise AgentAttestationError(refusal or "the issuer refuses the agent SVID")
         try:
-            agent = await call_issuer(self._issuer.renew())
+            agent = await call_issuer(self._attest(self._issuer))
         except IssuerUnreachableError:
             raise
         except SigilError as err:
-            raise AgentAttestationError(f"renewal refused: {err}") from err
+            if refuses_agent(err):
+                self._refused = (reason_of(err), str(err))
+            delay = self._backoff.next_delay()
+            self._renew_at = self._clock() + delay
+            _log.error(
+                "attesting again was refused; trying again later",
+                reason=reason_of(err) or type(err).__name__,
+                error=str(err),
+                retry_in_s=round(delay.total_seconds(), 3),
+            )
+            raise AgentAttestationError(f"attesting again was refused: {err}") from err
+        self._backoff.reset()
+        self._refused = None
         await asyncio.to_thread(_store, self._directory, agent, self._issuer.trust_bundle)
-        _log.info("renewed the agent SVID", expires_at=agent.svid.expires_at.isoformat())
+        self.attestations += 1
+        _log.info("attested to the issuer again", spiffe_id=str(agent.svid.spiffe_id))
         self._schedule(self._clock())
 
     async def store_bundle(self, bundle: TrustBundle) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from sigil.ca.bundle import TrustBundle
+from sigil.ca.errors import SigilError
 from sigil.issuer.client import BundleUpdate
 from sigil.node_agent.identity import TrustBundles
 from sigil.node_agent.issuer_link import IssuerApi, call_issuer
@@ -23,6 +24,8 @@ __all__ = ["BundleSync", "trust_bundles_of"]
 _log = structlog.get_logger(__name__)
 
 OnUpdate = Callable[[BundleUpdate], None]
+#: Told the outcome of every long poll: None when the issuer answered, else the error.
+OnAnswer = Callable[[BaseException | None], None]
 
 
 def trust_bundles_of(own: TrustBundle, federated: Iterable[TrustBundle] = ()) -> TrustBundles:
@@ -41,9 +44,16 @@ class BundleSync:
     """Holds the current :class:`TrustBundles` and the tainted authority IDs; :meth:`run` keeps them current."""
 
     def __init__(
-        self, issuer: IssuerApi, *, wait: float, backoff: Backoff, on_update: OnUpdate
+        self,
+        issuer: IssuerApi,
+        *,
+        wait: float,
+        backoff: Backoff,
+        on_update: OnUpdate,
+        on_answer: OnAnswer | None = None,
     ) -> None:
         self._issuer = issuer
+        self._on_answer = on_answer
         self._wait = wait
         self._backoff = backoff
         self._on_update = on_update
@@ -93,4 +103,14 @@ class BundleSync:
 
     async def run(self) -> None:
         """Long-poll forever; the owner cancels it on shutdown."""
-        await poll_forever(lambda: self.refresh(wait=self._wait), self._backoff, what="bundle")
+        await poll_forever(self._poll, self._backoff, what="bundle")
+
+    async def _poll(self) -> None:
+        try:
+            await self.refresh(wait=self._wait)
+        except SigilError as err:
+            if self._on_answer is not None:
+                self._on_answer(err)
+            raise
+        if self._on_answer is not None:
+            self._on_answer(None)

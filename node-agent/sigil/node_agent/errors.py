@@ -17,7 +17,7 @@ status a workload sees is decided in one place and follows the SPIFFE Workload E
         ├── SocketError                   (path, reason)   (start-up only, never reaches a workload)
         ├── AgentConfigError              (source, reason) (start-up only)
         ├── IssuerUnreachableError        (reason)         the issuer did not answer; retried with backoff
-        └── AgentAttestationError         (reason)         the issuer refused the agent's own attestation
+        └── AgentAttestationError         (reason)         the issuer refused the agent itself (attest, renew, SVID)
 
 The last three never reach a workload as such: the SVID cache turns an unreachable issuer into
 ``IdentityUnavailableError`` when it has nothing valid to serve, and keeps serving what it has otherwise.
@@ -135,7 +135,7 @@ class IssuerUnreachableError(NodeAgentError):
 
 
 class AgentAttestationError(NodeAgentError):
-    """The issuer refused to attest or renew the agent itself (a spent join token, an unknown node)."""
+    """The issuer refused to attest or renew the agent itself (a spent join token, an unknown node, a ban)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"agent attestation failed: {reason}")

@@ -1,8 +1,9 @@
 """The agent's health endpoint, for Kubernetes probes (SPIRE's agent has one too: ``health_checks``).
 
 ``/live`` answers while the process and its event loop are alive, including while the agent still waits for the
-issuer at start; ``/ready`` answers 200 only once the agent serves the Workload API with a valid agent SVID, and
-503 with the reason otherwise. It is plain HTTP on its own port: it carries no identity and no secret.
+issuer at start; ``/ready`` answers 200 only once the agent serves the Workload API with a valid agent SVID that
+the issuer accepts, and 503 with the reason otherwise (a join-token agent the issuer evicted says so here). It is
+plain HTTP on its own port: it carries no identity and no secret.
 
 :func:`check_ready` is the other end, for ``sigil-agent healthcheck``: scripts and exec probes that cannot speak
 HTTP themselves ask the same ``/ready`` and get an exit status.

@@ -9,6 +9,9 @@ Everything that can go wrong in a call falls in one of three bins, decided here 
   retried with backoff while the cache keeps serving what is still valid;
 - the issuer refuses this workload (``not_entitled``, its pod gone or elsewhere): :func:`is_denial`, the workload
   gets ``PermissionDenied``;
+- the issuer refuses the agent's own SVID (evicted, superseded by a copy's renewal, its node gone, its authority
+  revoked, banned): :func:`refuses_agent`; the agent attests again where its attestation method allows
+  (``agent_svid.py``);
 - anything else the issuer says is a refusal of the agent itself and is passed on.
 """
 
@@ -34,7 +37,15 @@ from sigil.issuer.client import (
 )
 from sigil.node_agent.errors import IssuerUnreachableError
 
-__all__ = ["IssuerApi", "call_issuer", "fetch_bundle_insecurely", "is_denial", "reason_of"]
+__all__ = [
+    "AGENT_BANNED",
+    "IssuerApi",
+    "call_issuer",
+    "fetch_bundle_insecurely",
+    "is_denial",
+    "reason_of",
+    "refuses_agent",
+]
 
 _T = TypeVar("_T")
 
@@ -42,6 +53,19 @@ _T = TypeVar("_T")
 _TRANSIENT = frozenset({"unavailable", "kubernetes_unavailable", "rate_limited", "internal_error"})
 #: Reasons that refuse one workload: it is entitled to nothing (now).
 _DENIALS = frozenset({"not_entitled", "pod_not_found", "pod_uid_mismatch", "pod_on_other_node"})
+#: The reason that refuses the agent and its attestations alike, until an operator unbans it.
+AGENT_BANNED = "agent_banned"
+#: Reasons (sigil.issuer.errors, on every agent endpoint) that refuse the agent's SVID itself: every later call
+#: with it will be refused too, so only a fresh attestation helps.
+_AGENT_REFUSALS = frozenset(
+    {
+        "agent_not_attested",
+        "agent_svid_superseded",
+        "agent_node_gone",
+        "agent_svid_invalid",
+        AGENT_BANNED,
+    }
+)
 
 
 class IssuerApi(Protocol):
@@ -97,6 +121,11 @@ def reason_of(err: BaseException) -> str:
 def is_denial(err: BaseException) -> bool:
     """True when the issuer refused a workload (as opposed to being away or refusing the agent)."""
     return reason_of(err) in _DENIALS
+
+
+def refuses_agent(err: BaseException) -> bool:
+    """True when the issuer refused the agent's own SVID (as opposed to one workload, or being away)."""
+    return reason_of(err) in _AGENT_REFUSALS
 
 
 async def call_issuer(call: Awaitable[_T]) -> _T:

@@ -22,7 +22,7 @@ from sigil.node_agent.errors import (
     NotEntitledError,
 )
 from sigil.node_agent.identity import WorkloadJwtSvid
-from sigil.node_agent.issuer_link import IssuerApi, call_issuer, is_denial
+from sigil.node_agent.issuer_link import IssuerApi, call_issuer, is_denial, refuses_agent
 from sigil.node_agent.rotation import jwt_refresh_at
 from sigil.node_agent.svid_cache import CachedJwt, Workload
 
@@ -41,12 +41,14 @@ class JwtSvidCache:
         clock: Callable[[], datetime],
         on_unreachable: Callable[[], None],
         on_reachable: Callable[[], None],
+        on_refused: Callable[[BaseException], None] | None = None,
         max_size: int = 1000,
     ) -> None:
         self._issuer = issuer
         self._clock = clock
         self._on_unreachable = on_unreachable
         self._on_reachable = on_reachable
+        self._on_refused = on_refused
         self._max_size = max_size
         self._tokens: dict[_Key, CachedJwt] = {}
 
@@ -89,6 +91,12 @@ class JwtSvidCache:
         except SigilError as err:
             if is_denial(err):
                 raise NotEntitledError(str(spiffe_id)) from err
+            if refuses_agent(err):
+                # The agent itself is refused (it attests again if it can): what is still valid is served.
+                if self._on_refused is not None:
+                    self._on_refused(err)
+                if cached is not None and still_valid:
+                    return cached.svid
             raise IdentityUnavailableError(str(err)) from err
         self._on_reachable()
         mine = [svid for svid in issued if svid.spiffe_id == spiffe_id]

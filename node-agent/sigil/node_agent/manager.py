@@ -10,6 +10,10 @@ and :meth:`run_due`.
 When the issuer is unreachable, attempts back off exponentially up to ``backoff_max``; what is cached and still
 valid keeps being served, and an SVID is dropped from every answer the moment it expires (SPIFFE: never serve an
 expired SVID), which the scheduler wakes up for. Every change notifies :attr:`changes`, once per batch.
+
+When the issuer refuses the agent's own SVID on any of these calls (evicted, superseded, ...), the agent identity
+is told (``agent_svid.py``) and the scheduler wakes to attest again; meanwhile the cache serves what it has, as
+while the issuer is away.
 """
 
 from __future__ import annotations
@@ -32,7 +36,11 @@ from sigil.issuer.client import BundleUpdate, X509SvidResult
 from sigil.node_agent.agent_svid import AgentIdentity
 from sigil.node_agent.batcher import X509Batcher
 from sigil.node_agent.bundle_sync import BundleSync
-from sigil.node_agent.errors import IdentityUnavailableError, NotEntitledError
+from sigil.node_agent.errors import (
+    AgentAttestationError,
+    IdentityUnavailableError,
+    NotEntitledError,
+)
 from sigil.node_agent.identity import ChangeFeed, TrustBundles, WorkloadJwtSvid, WorkloadX509Svid
 from sigil.node_agent.issuer_link import IssuerApi, is_denial
 from sigil.node_agent.jwt_cache import JwtSvidCache
@@ -89,12 +97,14 @@ class SvidManager:
             clock=clock,
             on_unreachable=self._unreachable,
             on_reachable=self._health.succeeded,
+            on_refused=self._agent_refused,
         )
         self._bundles = BundleSync(
             issuer,
             wait=self._settings.bundle_wait.total_seconds(),
             backoff=self._new_backoff(),
             on_update=self._bundle_updated,
+            on_answer=self._bundle_answered,
         )
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -113,6 +123,7 @@ class SvidManager:
         try:
             await self._bundles.refresh()
         except SigilError as err:
+            self._bundle_answered(err)
             _log.warning("no bundle update at start; serving the stored bundle", error=str(err))
         if background:
             self._spawn(self._schedule_loop(), "sigil-svid-scheduler")
@@ -262,6 +273,18 @@ class SvidManager:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
+    def _agent_refused(self, err: BaseException) -> None:
+        """Tell the agent identity what a call met; wake the scheduler if the agent must attest again."""
+        if self._identity is not None and self._identity.refused(err):
+            self._wake.set()
+
+    def _bundle_answered(self, err: BaseException | None) -> None:
+        if err is None:
+            if self._identity is not None:
+                self._identity.accepted()
+        else:
+            self._agent_refused(err)
+
     def _unreachable(self) -> None:
         delay = self._health.failed()
         _log.warning("issuer unreachable; backing off", retry_in_s=round(delay.total_seconds(), 3))
@@ -274,6 +297,11 @@ class SvidManager:
             return
         try:
             await identity.renew()
+        except AgentAttestationError as err:
+            # The issuer answered and refused the agent (the identity logged why and when it tries again); it
+            # refuses every other call of the agent too, so those wait a backoff as well.
+            self._health.failed()
+            _log.warning("agent SVID renewal failed", error=str(err))
         except SigilError as err:
             self._unreachable()
             _log.warning("agent SVID renewal failed", error=str(err))
@@ -303,7 +331,8 @@ class SvidManager:
         ((key_der, csr),) = await asyncio.to_thread(new_keys, 1)
         try:
             result = await self._batcher.submit(slot.request(csr))
-        except SigilError:
+        except SigilError as err:
+            self._agent_refused(err)
             self._unreachable()
             self._table.plan(slot, self._clock())
             raise
@@ -322,6 +351,7 @@ class SvidManager:
                 [slot.request(csr) for slot, (_, csr) in zip(slots, pairs, strict=True)]
             )
         except SigilError as err:
+            self._agent_refused(err)
             self._unreachable()
             _log.warning("rotation postponed", workloads=len(slots), error=str(err))
             for slot in slots:

@@ -134,6 +134,9 @@ class NodeAgent:
         agent = self._client.agent_svid if self._client is not None else None
         if agent is None:
             return False, "no agent SVID"
+        refusal = self._identity.refusal
+        if refusal is not None:
+            return False, refusal
         if agent.svid.expires_at <= self._clock():
             return False, "the agent SVID has expired and could not be renewed yet"
         return True, "serving"
@@ -163,6 +166,8 @@ class NodeAgent:
                 rng=self._rng,
                 backoff=Backoff(initial=s.rotation.backoff_initial, maximum=s.rotation.backoff_max),
                 stored=stored,
+                # A projected token can be read again; a join token is spent by its first use.
+                reattest=s.attestation.method == "k8s",
             )
             self._manager = SvidManager(
                 self._client,
