@@ -203,7 +203,7 @@ async def test_api_server_stopped_fails_closed_then_recovers(
     workload_token = namespace.token(workload, WORKLOAD_AUDIENCE)
     settings = issuer_on(plane, tmp_path / "data", agent_namespace=namespace.name)
     async with running_issuer(settings) as server:
-        await asyncio.to_thread(plane.stop_apiserver)
+        await asyncio.to_thread(plane.stop_apiserver, timeout=1)
         with pytest.raises(KubernetesUnavailableError) as caught:
             await _attest(server, agent_token)
         assert caught.value.status == HTTPStatus.SERVICE_UNAVAILABLE

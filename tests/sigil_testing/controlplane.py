@@ -159,7 +159,11 @@ class ControlPlane:
         return revision
 
     def stop_apiserver(self, *, timeout: float = 15.0) -> None:
-        """Stop kube-apiserver only: etcd keeps its data, and the port stays this instance's to start again."""
+        """Stop kube-apiserver only: etcd keeps its data, and the port stays this instance's to start again.
+
+        SIGTERM, then SIGKILL after ``timeout``: with a watch open it waits out the whole timeout, which a test that
+        only wants it gone shortens.
+        """
         pid = self._pid("kube-apiserver")
         if pid is not None:
             _signal(pid, signal.SIGTERM)

@@ -59,21 +59,41 @@ class Namespace:
         self,
         name: str,
         *,
-        node: str,
-        service_account: str,
+        node: str | None,
+        service_account: str = "app",
         labels: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Create a pod of ``service_account`` (created too, if need be) placed on ``node``; it stays Pending."""
+        """Create a pod of ``service_account`` (created too, if need be) placed on ``node`` (None: unscheduled).
+
+        No kubelet runs it: it stays Pending.
+        """
         self.service_account(service_account)
-        spec = {
-            "nodeName": node,
+        spec: dict[str, Any] = {
             "serviceAccountName": service_account,
             "containers": [{"name": "app", "image": "registry.invalid/app:1"}],
         }
+        if node is not None:
+            spec["nodeName"] = node
         body = _object("Pod", name, spec=spec)
         if labels:
             body["metadata"]["labels"] = labels
         return self.plane.request("POST", f"/api/v1/namespaces/{self.name}/pods", body)
+
+    def bind_pod(self, name: str, node: str) -> None:
+        """Schedule an unscheduled pod onto ``node``, as kube-scheduler does (the ``binding`` subresource)."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        self.plane.request("POST", f"/api/v1/namespaces/{self.name}/pods/{name}/binding", body)
+
+    def set_pod_phase(self, name: str, phase: str) -> None:
+        """Report the pod's phase, as its kubelet would (the ``status`` subresource)."""
+        pod = self.get_pod(name)
+        pod["status"]["phase"] = phase
+        self.plane.request("PUT", f"/api/v1/namespaces/{self.name}/pods/{name}/status", pod)
 
     def get_pod(self, name: str) -> dict[str, Any]:
         return self.plane.request("GET", f"/api/v1/namespaces/{self.name}/pods/{name}")
