@@ -73,8 +73,7 @@ async def test_bundle_reaches_the_configmap_and_follows_rotation(
         control_plane,
         tmp_path / "data",
         agent_namespace=kube_namespace.name,
-        bundle_configmap=NAME,
-        bundle_configmap_namespace=kube_namespace.name,
+        kube={"bundle_configmap": NAME, "bundle_configmap_namespace": kube_namespace.name},
     )
     async with running_issuer(settings) as server:
         ca = server.issuer.ca

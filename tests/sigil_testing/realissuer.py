@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +20,29 @@ AGENT_SERVICE_ACCOUNT = "sigil-agent"
 
 
 def issuer_on(
-    plane: ControlPlane, data_dir: Path, *, agent_namespace: str, **kube: Any
+    plane: ControlPlane,
+    data_dir: Path,
+    *,
+    agent_namespace: str,
+    kube: Mapping[str, Any] | None = None,
+    **server: Any,
 ) -> ServerSettings:
     """Settings for an issuer that reaches ``plane`` through its admin kubeconfig (URL, token and CA file).
 
     Agents are ServiceAccount ``sigil-agent`` of ``agent_namespace`` (a test's fresh namespace); ``kube`` overrides
-    other :class:`KubeSettings` fields. The policy CRD watch is off: these tests are about authentication.
+    other :class:`KubeSettings` fields, ``server`` keywords ``IssuerSettings`` fields. The policy CRD watch is off:
+    these tests are about authentication.
     """
     settings = KubeSettings(
         kubeconfig=plane.kubeconfig,
         cluster=CLUSTER,
         agent_service_accounts=(ServiceAccountRef(agent_namespace, AGENT_SERVICE_ACCOUNT),),
-        **kube,
+        **dict(kube or {}),
     )
     return issuer_settings(
         data_dir,
         kubeconfig=plane.kubeconfig,
         kubernetes=settings,
         policy=PolicySettings(watch_crds=False),
+        **server,
     )
