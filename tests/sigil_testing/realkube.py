@@ -15,7 +15,7 @@ from typing import Any
 
 from sigil_testing.controlplane import ControlPlane, ControlPlaneError
 
-__all__ = ["Namespace", "add_node", "fresh_namespace"]
+__all__ = ["Namespace", "add_node", "delete_node", "fresh_namespace"]
 
 _TOKEN_REQUEST_MIN_SECONDS = 600  # kube-apiserver refuses a shorter expirationSeconds
 
@@ -29,6 +29,11 @@ def add_node(plane: ControlPlane, name: str | None = None) -> str:
     name = name or f"node-{secrets.token_hex(4)}"
     plane.request("POST", "/api/v1/nodes", _object("Node", name))
     return name
+
+
+def delete_node(plane: ControlPlane, name: str) -> None:
+    """Delete a Node object, as a cluster operator removing the machine would."""
+    plane.request("DELETE", f"/api/v1/nodes/{name}")
 
 
 def fresh_namespace(plane: ControlPlane, prefix: str = "t") -> Namespace:
