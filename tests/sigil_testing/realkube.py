@@ -15,7 +15,7 @@ from typing import Any
 
 from sigil_testing.controlplane import ControlPlane, ControlPlaneError
 
-__all__ = ["Namespace", "add_node", "delete_node", "fresh_namespace"]
+__all__ = ["Namespace", "add_node", "delete_node", "fresh_namespace", "named_namespace"]
 
 _TOKEN_REQUEST_MIN_SECONDS = 600  # kube-apiserver refuses a shorter expirationSeconds
 
@@ -40,6 +40,16 @@ def fresh_namespace(plane: ControlPlane, prefix: str = "t") -> Namespace:
     """A namespace nobody else uses."""
     name = f"{prefix}-{secrets.token_hex(4)}"
     plane.request("POST", "/api/v1/namespaces", _object("Namespace", name))
+    return Namespace(plane, name)
+
+
+def named_namespace(plane: ControlPlane, name: str) -> Namespace:
+    """Namespace ``name``, created unless it exists (for a test that needs that very name)."""
+    try:
+        plane.request("POST", "/api/v1/namespaces", _object("Namespace", name))
+    except ControlPlaneError as err:
+        if "AlreadyExists" not in str(err):
+            raise
     return Namespace(plane, name)
 
 
