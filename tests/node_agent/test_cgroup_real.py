@@ -4,60 +4,23 @@ attests it through the process's real ``/proc/PID/cgroup`` (the cgroup v1 ``pids
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sigil_testing.cgroups import real_cgroup, why_not_writable
 from sigil_testing.cluster import Cluster, cluster
 from sigil_testing.controlplane import ControlPlane
 
 from sigil.node_agent.runtime import NodeAgent
 
-PIDS = Path("/sys/fs/cgroup/pids")
-
-
-def _why_not_writable() -> str | None:
-    if os.geteuid() != 0:
-        return "creating cgroups needs root"
-    if not (PIDS / "cgroup.procs").exists():
-        return f"no cgroup v1 pids hierarchy at {PIDS}"
-    probe = PIDS / f"sigil-probe-{secrets.token_hex(4)}"
-    try:
-        probe.mkdir()
-        probe.rmdir()
-    except OSError as err:
-        return f"{PIDS} is not writable ({err.strerror})"
-    return None
-
-
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.kube,
-    pytest.mark.skipif(_why_not_writable() is not None, reason=str(_why_not_writable())),
+    pytest.mark.skipif(why_not_writable() is not None, reason=str(why_not_writable())),
 ]
-
-
-@contextlib.contextmanager
-def real_cgroup(relative: str) -> Iterator[Path]:
-    """Create ``PIDS/relative`` (and the parents it needs); remove what was created, deepest first."""
-    target = PIDS / relative
-    created: list[Path] = []
-    for directory in [*reversed(target.relative_to(PIDS).parents), target.relative_to(PIDS)]:
-        path = PIDS / directory
-        if directory != Path(".") and not path.exists():
-            path.mkdir()
-            created.append(path)
-    try:
-        yield target
-    finally:
-        for path in reversed(created):
-            # A cgroup can only be removed once empty; another test's cgroup under a shared parent keeps it.
-            with contextlib.suppress(OSError):
-                path.rmdir()
 
 
 async def fetch_from(cgroup: Path, socket: Path) -> tuple[int, str, str]:

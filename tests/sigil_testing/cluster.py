@@ -70,12 +70,14 @@ class Cluster:
 
 
 @asynccontextmanager
-async def cluster(plane: ControlPlane) -> AsyncIterator[Cluster]:
-    """Two fresh nodes on ``plane`` and an issuer that watches their pods."""
+async def cluster(plane: ControlPlane, *, watch_crds: bool = False) -> AsyncIterator[Cluster]:
+    """Two fresh nodes on ``plane`` and an issuer that watches their pods (and the policy CRDs if asked)."""
     directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sgk-"))
     try:
         agents = fresh_namespace(plane, "agents")
-        settings = issuer_on(plane, directory / "server", agent_namespace=agents.name)
+        settings = issuer_on(
+            plane, directory / "server", agent_namespace=agents.name, watch_crds=watch_crds
+        )
         async with running_issuer(settings) as server:
             yield Cluster(
                 node_a=add_node(plane),

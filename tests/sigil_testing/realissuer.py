@@ -25,13 +25,14 @@ def issuer_on(
     *,
     agent_namespace: str,
     kube: Mapping[str, Any] | None = None,
+    watch_crds: bool = False,
     **server: Any,
 ) -> ServerSettings:
     """Settings for an issuer that reaches ``plane`` through its admin kubeconfig (URL, token and CA file).
 
     Agents are ServiceAccount ``sigil-agent`` of ``agent_namespace`` (a test's fresh namespace); ``kube`` overrides
-    other :class:`KubeSettings` fields, ``server`` keywords ``IssuerSettings`` fields. The policy CRD watch is off:
-    these tests are about authentication.
+    other :class:`KubeSettings` fields, ``server`` keywords ``IssuerSettings`` fields. The policy CRD watch is off
+    unless ``watch_crds`` (the CRDs must be applied first).
     """
     settings = KubeSettings(
         kubeconfig=plane.kubeconfig,
@@ -43,6 +44,6 @@ def issuer_on(
         data_dir,
         kubeconfig=plane.kubeconfig,
         kubernetes=settings,
-        policy=PolicySettings(watch_crds=False),
+        policy=PolicySettings(watch_crds=watch_crds),
         **server,
     )
