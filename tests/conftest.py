@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from sigil_testing.controlplane import ControlPlane, ControlPlaneError, Tools, build_tools
 from sigil_testing.postgres import PostgresUnavailableError, running_postgres, temporary_database
+from sigil_testing.realkube import Namespace, fresh_namespace
+
+_TOOLS = pytest.StashKey[Tools | ControlPlaneError]()
 
 
 @pytest.fixture(autouse=True)
@@ -36,3 +41,67 @@ async def postgres_url(postgres_admin_dsn: str) -> AsyncIterator[str]:
     """A fresh, empty database on the session's PostgreSQL, dropped after the test."""
     async with temporary_database(postgres_admin_dsn) as url:
         yield url
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the binaries before the first test, outside its timeout: minutes when cold, at once when cached."""
+    wanted = any(item.get_closest_marker("kube") for item in session.items)
+    if not wanted or session.config.option.collectonly:
+        return
+    capture = session.config.pluginmanager.getplugin("capturemanager")
+    # tools/build reports its progress on stderr, which a cold build should show while it runs.
+    with capture.global_and_fixture_disabled():
+        try:
+            session.config.stash[_TOOLS] = build_tools()
+        except ControlPlaneError as err:
+            session.config.stash[_TOOLS] = err
+
+
+@pytest.fixture(scope="session")
+def kube_tools(request: pytest.FixtureRequest) -> Tools:
+    """The binaries built before the session's first test (or now, if that hook did not run)."""
+    tools = request.config.stash.get(_TOOLS, None)
+    try:
+        if tools is None:
+            return build_tools()
+        if isinstance(tools, ControlPlaneError):
+            raise tools
+    except ControlPlaneError as err:
+        pytest.fail(str(err), pytrace=False)
+    return tools
+
+
+@pytest.fixture(scope="session")
+def control_plane(
+    kube_tools: Tools, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControlPlane]:
+    """The session's control plane, up and ready; stopped after the last test."""
+    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), tools=kube_tools)
+    try:
+        plane.start()
+    except ControlPlaneError as err:
+        pytest.fail(str(err), pytrace=False)
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def kube_namespace(control_plane: ControlPlane) -> Namespace:
+    """A fresh namespace on the session's control plane (deleted ones never finish terminating there)."""
+    return fresh_namespace(control_plane)
+
+
+@pytest.fixture
+def private_control_plane(kube_tools: Tools, tmp_path: Path) -> Iterator[ControlPlane]:
+    """A control plane of the test's own, for faults the session's shared one must never see (stopping it)."""
+    plane = ControlPlane(tmp_path / "controlplane", tools=kube_tools)
+    try:
+        plane.start()
+    except ControlPlaneError as err:
+        pytest.fail(str(err), pytrace=False)
+    try:
+        yield plane
+    finally:
+        plane.stop()

@@ -1,4 +1,5 @@
-"""Fixtures for the issuer's tests: the kube-apiserver stand-in, a fake clock, and a client connected to it."""
+"""Fixtures for the issuer tests that still need the kube-apiserver stand-in (faults a real server will not show, the
+policy CRD tests): the stand-in, a fake clock, and a client connected to it."""
 
 from __future__ import annotations
 

@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sigil_testing.controlplane import ControlPlane
 from sigil_testing.issuer import attested_agent, client_for, issuer_settings, running_issuer
-from sigil_testing.kube import FakeClock, KubeApiServer
+from sigil_testing.realissuer import issuer_on
+from sigil_testing.realkube import Namespace, add_node
 
 from sigil.ca.keys import generate_key
 from sigil.issuer.cli import main
@@ -18,17 +20,26 @@ from sigil.issuer.client import IssuerClient, X509SvidRequest, make_csr
 from sigil.issuer.errors import AgentBannedError, AgentNotAttestedError
 from sigil.issuer.server import IssuerServer
 
-NODE_A_AGENT = "spiffe://example.org/sigil/agent/k8s/test/node-a"
+
+@pytest.fixture
+def node(control_plane: ControlPlane) -> str:
+    """The agent's Node object."""
+    return add_node(control_plane)
+
+
+@pytest.fixture
+def agent_id(node: str) -> str:
+    """The agent's SPIFFE ID, as an operator reads it in ``agent list``."""
+    return f"spiffe://example.org/sigil/agent/k8s/test/{node}"
 
 
 @pytest.fixture
 async def server(
-    kube: KubeApiServer, clock: FakeClock, tmp_path: Path
+    control_plane: ControlPlane, kube_namespace: Namespace, tmp_path: Path
 ) -> AsyncIterator[IssuerServer]:
-    """A running issuer for cluster ``test``, wired to the kube-apiserver stand-in."""
-    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
-    settings = issuer_settings(tmp_path / "data", kubeconfig=kubeconfig)
-    async with running_issuer(settings, kube_clock=clock) as running:
+    """A running issuer for cluster ``test`` on the real control plane."""
+    settings = issuer_on(control_plane, tmp_path / "data", agent_namespace=kube_namespace.name)
+    async with running_issuer(settings) as running:
         yield running
 
 
@@ -47,44 +58,49 @@ async def _sigil_server(
     return code, captured.out, captured.err
 
 
-async def _attest(kube: KubeApiServer, server: IssuerServer, client: IssuerClient) -> None:
-    pod = kube.pod("sigil-system", "agent-a")
-    await client.attest_k8s(kube.mint_token(pod), "test")
+async def _attest(namespace: Namespace, client: IssuerClient) -> None:
+    """Attest with a fresh projected token of the agent's pod, as the kubelet rotates it."""
+    await client.attest_k8s(namespace.token(namespace.get_pod("agent-a"), "sigil-server"), "test")
 
 
 @pytest.fixture
-async def agent(kube: KubeApiServer, server: IssuerServer) -> AsyncIterator[IssuerClient]:
-    """The node agent on node-a, attested with its projected token."""
-    kube.add_pod("sigil-system", "agent-a", node_name="node-a", service_account="sigil-agent")
+async def agent(
+    kube_namespace: Namespace, node: str, server: IssuerServer
+) -> AsyncIterator[IssuerClient]:
+    """The node agent on its node, attested with its projected token."""
+    kube_namespace.pod("agent-a", node=node, service_account="sigil-agent")
     async with client_for(server) as client:
-        await _attest(kube, server, client)
+        await _attest(kube_namespace, client)
         yield client
 
 
+@pytest.mark.kube
 async def test_agent_list_and_show_name_the_attested_agent(
-    server: IssuerServer, agent: IssuerClient, capsys: pytest.CaptureFixture[str]
+    agent_id: str, server: IssuerServer, agent: IssuerClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``agent list --output json`` and ``agent show --id`` report the agent, its method and its SVID serial."""
     assert agent.agent_svid is not None
     code, out, _ = await _sigil_server(server, capsys, "agent", "list", "--output", "json")
     assert code == 0
     (listed,) = json.loads(out)
-    assert (listed["agent_id"], listed["method"], listed["banned"]) == (NODE_A_AGENT, "k8s", False)
-    code, out, _ = await _sigil_server(server, capsys, "agent", "show", "--id", NODE_A_AGENT)
+    assert (listed["agent_id"], listed["method"], listed["banned"]) == (agent_id, "k8s", False)
+    code, out, _ = await _sigil_server(server, capsys, "agent", "show", "--id", agent_id)
     assert code == 0
     assert f"{agent.agent_svid.svid.chain[0].serial_number:032x}" in out
     code, out, _ = await _sigil_server(server, capsys, "agent", "list")
-    assert NODE_A_AGENT in out.splitlines()[1]
+    assert agent_id in out.splitlines()[1]
 
 
+@pytest.mark.kube
 async def test_an_evicted_agent_is_refused_until_it_attests_again(
-    kube: KubeApiServer,
+    kube_namespace: Namespace,
+    agent_id: str,
     server: IssuerServer,
     agent: IssuerClient,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """After ``agent evict`` the agent's SVID gets 401 agent_not_attested; a fresh attestation works again."""
-    code, out, _ = await _sigil_server(server, capsys, "agent", "evict", "--id", NODE_A_AGENT)
+    code, out, _ = await _sigil_server(server, capsys, "agent", "evict", "--id", agent_id)
     assert code == 0, out
     with pytest.raises(AgentNotAttestedError) as refused:
         await agent.bundle()
@@ -95,49 +111,53 @@ async def test_an_evicted_agent_is_refused_until_it_attests_again(
             [X509SvidRequest(make_csr(generate_key()), selectors=("a:b",))]
         )
     assert refused.value.problem["status"] == 401  # type: ignore[attr-defined]
-    await _attest(kube, server, agent)
+    await _attest(kube_namespace, agent)
     await agent.bundle()
 
 
+@pytest.mark.kube
 async def test_a_banned_agent_cannot_call_or_attest_until_unbanned(
-    kube: KubeApiServer,
+    kube_namespace: Namespace,
+    agent_id: str,
     server: IssuerServer,
     agent: IssuerClient,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """After ``agent ban`` calls and fresh attestations get 403 agent_banned; after ``agent unban`` it attests."""
-    assert (await _sigil_server(server, capsys, "agent", "ban", "--id", NODE_A_AGENT))[0] == 0
+    assert (await _sigil_server(server, capsys, "agent", "ban", "--id", agent_id))[0] == 0
     with pytest.raises(AgentBannedError) as refused:
         await agent.renew()
     assert refused.value.problem["status"] == 403  # type: ignore[attr-defined]
     async with client_for(server) as fresh:
         with pytest.raises(AgentBannedError):
-            await _attest(kube, server, fresh)
-    _, out, _ = await _sigil_server(server, capsys, "agent", "show", "--id", NODE_A_AGENT)
+            await _attest(kube_namespace, fresh)
+    _, out, _ = await _sigil_server(server, capsys, "agent", "show", "--id", agent_id)
     assert "banned:       True" in out
-    assert (await _sigil_server(server, capsys, "agent", "unban", "--id", NODE_A_AGENT))[0] == 0
+    assert (await _sigil_server(server, capsys, "agent", "unban", "--id", agent_id))[0] == 0
     with pytest.raises(AgentNotAttestedError):
         await agent.bundle()  # unbanning does not bring the old SVID back
-    await _attest(kube, server, agent)
+    await _attest(kube_namespace, agent)
     await agent.bundle()
 
 
+@pytest.mark.kube
 async def test_agent_verbs_on_an_unknown_agent_fail_with_a_reason(
-    server: IssuerServer, capsys: pytest.CaptureFixture[str]
+    agent_id: str, server: IssuerServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Evicting or banning an agent ID nobody attested exits 1 and says it does not exist."""
     for verb in ("evict", "ban", "show"):
-        code, _, err = await _sigil_server(server, capsys, "agent", verb, "--id", NODE_A_AGENT)
+        code, _, err = await _sigil_server(server, capsys, "agent", verb, "--id", agent_id)
         assert code == 1
         assert "does not exist" in err
 
 
+@pytest.mark.kube
 async def test_healthcheck_follows_the_servers_readiness(
     server: IssuerServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``healthcheck`` exits 0 while the server is ready, 1 naming why while it drains, 1 with no server."""
     assert server.issuer.kube is not None
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(10):
         await server.issuer.kube.pods.wait_for(lambda c: c.synced)
     code, out, _ = await _sigil_server(server, capsys, "healthcheck")
     assert code == 0

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sigil_testing.issuer import attested_agent, client_for, issuer_settings, running_issuer
-from sigil_testing.kube import FakeClock, KubeApiServer
+from sigil_testing.controlplane import ControlPlane
+from sigil_testing.issuer import attested_agent, client_for, running_issuer
+from sigil_testing.realissuer import issuer_on
+from sigil_testing.realkube import Namespace, add_node, delete_node
 
 from sigil.ca.keys import generate_key
 from sigil.ca.spiffe_id import SpiffeId
@@ -28,16 +30,23 @@ from sigil.issuer.errors import (
 )
 from sigil.issuer.server import IssuerServer
 
+pytestmark = pytest.mark.kube
+
 
 @pytest.fixture
 async def server(
-    kube: KubeApiServer, clock: FakeClock, tmp_path: Path
+    control_plane: ControlPlane, kube_namespace: Namespace, tmp_path: Path
 ) -> AsyncIterator[IssuerServer]:
-    """A running issuer for cluster ``test``, wired to the kube-apiserver stand-in."""
-    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
-    settings = issuer_settings(tmp_path / "data", kubeconfig=kubeconfig)
-    async with running_issuer(settings, kube_clock=clock) as running:
+    """A running issuer for cluster ``test`` on the real control plane."""
+    settings = issuer_on(control_plane, tmp_path / "data", agent_namespace=kube_namespace.name)
+    async with running_issuer(settings) as running:
         yield running
+
+
+@pytest.fixture
+def node(control_plane: ControlPlane) -> str:
+    """A Node object of the test's own."""
+    return add_node(control_plane)
 
 
 def _csr() -> bytes:
@@ -72,43 +81,43 @@ async def test_a_workload_svid_is_refused_on_every_agent_endpoint(
 
 
 async def test_a_k8s_agent_claiming_another_cluster_is_refused(
-    kube: KubeApiServer, server: IssuerServer
+    kube_namespace: Namespace, node: str, server: IssuerServer
 ) -> None:
     """A valid agent token with a cluster name other than the server's gets 403 not_entitled and no SVID."""
-    pod = kube.add_pod("sigil-system", "agent-a", node_name="node-a", service_account="sigil-agent")
+    pod = kube_namespace.pod("agent-a", node=node, service_account="sigil-agent")
     async with client_for(server) as client:
         with pytest.raises(NotEntitledError) as refused:
-            await client.attest_k8s(kube.mint_token(pod), "prod")
+            await client.attest_k8s(kube_namespace.token(pod, "sigil-server"), "prod")
         assert client.agent_svid is None
     assert "another cluster" in str(refused.value)
 
 
-async def _k8s_agent(kube: KubeApiServer, server: IssuerServer) -> IssuerClient:
-    pod = kube.add_pod("sigil-system", "agent-a", node_name="node-a", service_account="sigil-agent")
+async def _k8s_agent(namespace: Namespace, node: str, server: IssuerServer) -> IssuerClient:
+    pod = namespace.pod("agent-a", node=node, service_account="sigil-agent")
     client = client_for(server)
-    await client.attest_k8s(kube.mint_token(pod), "test")
+    await client.attest_k8s(namespace.token(pod, "sigil-server"), "test")
     return client
 
 
 async def test_renewal_is_refused_once_the_agents_node_is_deleted(
-    kube: KubeApiServer, server: IssuerServer
+    control_plane: ControlPlane, kube_namespace: Namespace, node: str, server: IssuerServer
 ) -> None:
     """After its node object is deleted, a Kubernetes agent's renewal gets 401 agent_node_gone."""
-    async with await _k8s_agent(kube, server) as agent:
+    async with await _k8s_agent(kube_namespace, node, server) as agent:
         await agent.renew()
-        kube.remove_node("node-a")
+        delete_node(control_plane, node)
         with pytest.raises(AgentNodeGoneError) as refused:
             await agent.renew()
     assert refused.value.problem["reason"] == "agent_node_gone"  # type: ignore[attr-defined]
 
 
 async def test_renewal_is_refused_when_the_node_was_replaced_under_the_same_name(
-    kube: KubeApiServer, server: IssuerServer
+    control_plane: ControlPlane, kube_namespace: Namespace, node: str, server: IssuerServer
 ) -> None:
     """A node deleted and re-registered under the same name (a new UID) is not the node the agent attested on."""
-    async with await _k8s_agent(kube, server) as agent:
-        kube.remove_node("node-a")
-        kube.add_node("node-a")
+    async with await _k8s_agent(kube_namespace, node, server) as agent:
+        delete_node(control_plane, node)
+        add_node(control_plane, node)
         with pytest.raises(AgentNodeGoneError):
             await agent.renew()
 
@@ -121,20 +130,21 @@ async def test_a_join_token_agent_renews_without_kubernetes_checks(server: Issue
 
 
 async def test_a_cached_token_review_does_not_outlive_its_pod(
-    kube: KubeApiServer, server: IssuerServer
+    kube_namespace: Namespace, node: str, server: IssuerServer
 ) -> None:
     """Once the pod watch has seen a pod deleted, its token (reviewed and cached a moment ago) is refused."""
-    pod = kube.add_pod("shop", "cart-1", node_name="node-b", service_account="cart")
-    token = kube.mint_token(pod, audiences=["sigil-workload"])
+    ns = kube_namespace.name
+    pod = kube_namespace.pod("cart-1", node=node, service_account="cart")
+    token = kube_namespace.token(pod, "sigil-workload")
     pods = server.issuer.kube.pods if server.issuer.kube is not None else None
     assert pods is not None
-    async with asyncio.timeout(5):
-        await pods.wait_for(lambda c: c.pod("shop", "cart-1") is not None)
+    async with asyncio.timeout(10):
+        await pods.wait_for(lambda c: c.pod(ns, "cart-1") is not None)
     async with client_for(server) as client:
         await client.workload_x509_svid(token, _csr())  # reviewed, and the success cached
-        kube.remove_pod("shop", "cart-1")
-        async with asyncio.timeout(5):
-            await pods.wait_for(lambda c: c.pod("shop", "cart-1") is None)
+        kube_namespace.delete_pod("cart-1")
+        async with asyncio.timeout(10):
+            await pods.wait_for(lambda c: c.pod(ns, "cart-1") is None)
         with pytest.raises(AuthenticationError) as refused:
             await client.workload_x509_svid(token, _csr())
     assert refused.value.problem["status"] == 401  # type: ignore[attr-defined]

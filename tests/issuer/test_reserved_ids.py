@@ -3,14 +3,16 @@ no entry, workload ID template or admin mint hands one out."""
 
 from __future__ import annotations
 
-import dataclasses
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sigil_testing.issuer import client_for, issuer_settings, running_issuer
-from sigil_testing.kube import FakeClock, KubeApiServer
+from sigil_testing.controlplane import ControlPlane
+from sigil_testing.issuer import client_for, running_issuer
+from sigil_testing.realissuer import issuer_on
+from sigil_testing.realkube import Namespace, add_node, named_namespace
 
 from sigil.ca.config import ConfigError
 from sigil.ca.keys import generate_key
@@ -107,36 +109,28 @@ def test_a_template_that_names_an_agent_id_stops_the_start(tmp_path: Path) -> No
 
 @pytest.fixture
 async def server(
-    kube: KubeApiServer, clock: FakeClock, tmp_path: Path
+    control_plane: ControlPlane, kube_namespace: Namespace, tmp_path: Path
 ) -> AsyncIterator[IssuerServer]:
     """An issuer whose workload IDs are ``/NAMESPACE/SERVICE_ACCOUNT``: a pod in namespace ``sigil`` could aim high."""
-    settings = issuer_settings(
+    settings = issuer_on(
+        control_plane,
         tmp_path / "data",
-        kubeconfig=kube.write_kubeconfig(tmp_path / "kubeconfig"),
+        agent_namespace=kube_namespace.name,
+        kube={"workload_id_template": WorkloadIdTemplate("{namespace}/{service_account}")},
     )
-    kube_settings = settings.server.kubernetes
-    assert kube_settings is not None
-
-    settings = dataclasses.replace(
-        settings,
-        server=dataclasses.replace(
-            settings.server,
-            kubernetes=dataclasses.replace(
-                kube_settings,
-                workload_id_template=WorkloadIdTemplate("{namespace}/{service_account}"),
-            ),
-        ),
-    )
-    async with running_issuer(settings, kube_clock=clock) as running:
+    async with running_issuer(settings) as running:
         yield running
 
 
+@pytest.mark.kube
 async def test_a_pod_whose_names_render_the_server_id_is_refused(
-    kube: KubeApiServer, server: IssuerServer
+    control_plane: ControlPlane, server: IssuerServer
 ) -> None:
     """A pod in namespace sigil with ServiceAccount server gets 403 not_entitled, not the server's ID."""
-    pod = kube.add_pod("sigil", "imposter", node_name="node-b", service_account="server")
-    token = kube.mint_token(pod, audiences=["sigil-workload"])
+    sigil = named_namespace(control_plane, "sigil")
+    name = f"imposter-{secrets.token_hex(3)}"
+    pod = sigil.pod(name, node=add_node(control_plane), service_account="server")
+    token = sigil.token(pod, "sigil-workload")
     async with client_for(server) as client:
         with pytest.raises(NotEntitledError) as refused:
             await client.workload_x509_svid(token, make_csr(generate_key()))
@@ -144,6 +138,7 @@ async def test_a_pod_whose_names_render_the_server_id_is_refused(
     assert "spiffe://example.org/sigil/server" in str(refused.value)
 
 
+@pytest.mark.kube
 async def test_an_entry_written_into_the_database_for_an_agent_id_is_never_served(
     server: IssuerServer,
 ) -> None:

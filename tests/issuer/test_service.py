@@ -1,4 +1,4 @@
-"""The issuance service end to end: real sockets, mutual TLS, the kube-apiserver stand-in, the agent's client."""
+"""The issuance service end to end: real sockets, mutual TLS, the real kube-apiserver, the agent's client."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import CollectorRegistry
-from sigil_testing.issuer import client_for, issuer_settings, running_issuer
-from sigil_testing.kube import FakeClock, KubeApiServer
+from sigil_testing.controlplane import ControlPlane
+from sigil_testing.issuer import client_for, running_issuer
+from sigil_testing.realissuer import issuer_on
+from sigil_testing.realkube import Namespace, add_node
 
 from sigil.ca.authority import AuthorityKind
 from sigil.ca.jwtsvid import validate_jwt_svid
@@ -29,6 +31,8 @@ from sigil.issuer.errors import (
 )
 from sigil.issuer.server import IssuerServer
 
+pytestmark = pytest.mark.kube
+
 
 @pytest.fixture
 def registry() -> CollectorRegistry:
@@ -37,28 +41,38 @@ def registry() -> CollectorRegistry:
 
 
 @pytest.fixture
+def nodes(control_plane: ControlPlane) -> tuple[str, str]:
+    """Two Node objects of the test's own: the agent's, and another."""
+    return add_node(control_plane), add_node(control_plane)
+
+
+@pytest.fixture
 async def server(
-    kube: KubeApiServer, clock: FakeClock, tmp_path: Path, registry: CollectorRegistry
+    control_plane: ControlPlane,
+    kube_namespace: Namespace,
+    tmp_path: Path,
+    registry: CollectorRegistry,
 ) -> AsyncIterator[IssuerServer]:
-    """A running issuer wired to the stand-in, with the agent ServiceAccount's pod on node-a."""
-    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
-    settings = issuer_settings(tmp_path / "data", kubeconfig=kubeconfig)
-    async with running_issuer(settings, registry=registry, kube_clock=clock) as running:
+    """A running issuer on the real control plane; agents are ``sigil-agent`` of the test's namespace."""
+    settings = issuer_on(control_plane, tmp_path / "data", agent_namespace=kube_namespace.name)
+    async with running_issuer(settings, registry=registry) as running:
         yield running
 
 
 @pytest.fixture
-async def agent(kube: KubeApiServer, server: IssuerServer) -> AsyncIterator[IssuerClient]:
-    """The node agent on node-a, attested with its projected token."""
-    pod = kube.add_pod("sigil-system", "agent-a", node_name="node-a", service_account="sigil-agent")
+async def agent(
+    kube_namespace: Namespace, nodes: tuple[str, str], server: IssuerServer
+) -> AsyncIterator[IssuerClient]:
+    """The node agent on the first node, attested with its real projected token."""
+    pod = kube_namespace.pod("agent-a", node=nodes[0], service_account="sigil-agent")
     async with client_for(server) as client:
-        await client.attest_k8s(kube.mint_token(pod), "test")
+        await client.attest_k8s(kube_namespace.token(pod, "sigil-server"), "test")
         yield client
 
 
 async def _pod_cached(server: IssuerServer, namespace: str, name: str) -> None:
     assert server.issuer.kube is not None
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(10):
         await server.issuer.kube.pods.wait_for(lambda c: c.pod(namespace, name) is not None)
 
 
@@ -72,28 +86,29 @@ def _csr() -> bytes:
 
 
 async def test_k8s_agent_gets_its_node_id_and_its_pods_svids(
-    kube: KubeApiServer, server: IssuerServer, agent: IssuerClient
+    kube_namespace: Namespace, nodes: tuple[str, str], server: IssuerServer, agent: IssuerClient
 ) -> None:
     """An attested agent holds spiffe://TD/sigil/agent/k8s/CLUSTER/NODE and gets SVIDs for pods on its node."""
     assert agent.agent_svid is not None
-    assert (
-        str(agent.agent_svid.svid.spiffe_id) == "spiffe://example.org/sigil/agent/k8s/test/node-a"
+    assert str(agent.agent_svid.svid.spiffe_id) == (
+        f"spiffe://example.org/sigil/agent/k8s/test/{nodes[0]}"
     )
-    pod = kube.add_pod("shop", "web-1", node_name="node-a", service_account="web")
-    await _pod_cached(server, "shop", "web-1")
+    pod = kube_namespace.pod("web-1", node=nodes[0], service_account="web")
+    await _pod_cached(server, kube_namespace.name, "web-1")
     (result,) = await agent.batch_x509_svids([X509SvidRequest(_csr(), pod=_pod_ref(pod))])
     assert result.error is None
     (svid,) = result.svids
-    assert str(svid.spiffe_id) == "spiffe://example.org/ns/shop/sa/web"
+    assert str(svid.spiffe_id) == f"spiffe://example.org/ns/{kube_namespace.name}/sa/web"
 
 
 async def test_pod_on_another_node_is_refused_with_403(
-    kube: KubeApiServer, server: IssuerServer, agent: IssuerClient
+    kube_namespace: Namespace, nodes: tuple[str, str], server: IssuerServer, agent: IssuerClient
 ) -> None:
-    """A pod that runs on node-b is refused to node-a's agent; the rest of the batch is still issued."""
-    mine = kube.add_pod("shop", "web-1", node_name="node-a", service_account="web")
-    theirs = kube.add_pod("shop", "web-2", node_name="node-b", service_account="web")
-    await _pod_cached(server, "shop", "web-2")
+    """A pod that runs on another node is refused to this node's agent; the rest of the batch is still issued."""
+    mine = kube_namespace.pod("web-1", node=nodes[0], service_account="web")
+    theirs = kube_namespace.pod("web-2", node=nodes[1], service_account="web")
+    await _pod_cached(server, kube_namespace.name, "web-1")
+    await _pod_cached(server, kube_namespace.name, "web-2")
     results = await agent.batch_x509_svids(
         [X509SvidRequest(_csr(), pod=_pod_ref(theirs)), X509SvidRequest(_csr(), pod=_pod_ref(mine))]
     )
@@ -103,24 +118,24 @@ async def test_pod_on_another_node_is_refused_with_403(
 
 
 async def test_non_agent_service_account_cannot_attest(
-    kube: KubeApiServer, server: IssuerServer
+    kube_namespace: Namespace, nodes: tuple[str, str], server: IssuerServer
 ) -> None:
     """A token of a ServiceAccount outside the allow-list is refused with 403 service_account_not_allowed."""
-    pod = kube.add_pod("shop", "web-1", node_name="node-a", service_account="web")
+    pod = kube_namespace.pod("web-1", node=nodes[0], service_account="web")
     async with client_for(server) as client:
         with pytest.raises(ServiceAccountNotAllowedError):
-            await client.attest_k8s(kube.mint_token(pod), "test")
+            await client.attest_k8s(kube_namespace.token(pod, "sigil-server"), "test")
 
 
 async def test_workload_without_agent_gets_exactly_its_own_id(
-    kube: KubeApiServer, server: IssuerServer
+    kube_namespace: Namespace, nodes: tuple[str, str], server: IssuerServer
 ) -> None:
     """A pod's own token with the workload audience yields spiffe://TD/ns/NS/sa/SA, and nothing else."""
-    pod = kube.add_pod("shop", "cart-1", node_name="node-b", service_account="cart")
-    token = kube.mint_token(pod, audiences=["sigil-workload"])
+    pod = kube_namespace.pod("cart-1", node=nodes[1], service_account="cart")
+    token = kube_namespace.token(pod, "sigil-workload")
     async with client_for(server) as client:
         svid = await client.workload_x509_svid(token, _csr())
-    assert str(svid.spiffe_id) == "spiffe://example.org/ns/shop/sa/cart"
+    assert str(svid.spiffe_id) == f"spiffe://example.org/ns/{kube_namespace.name}/sa/cart"
 
 
 async def test_join_token_is_spent_on_first_use_and_entries_apply(server: IssuerServer) -> None:
@@ -153,17 +168,17 @@ async def test_join_token_is_spent_on_first_use_and_entries_apply(server: Issuer
 
 
 async def test_jwt_svid_for_a_pod_on_the_agents_node(
-    kube: KubeApiServer, server: IssuerServer, agent: IssuerClient
+    kube_namespace: Namespace, nodes: tuple[str, str], server: IssuerServer, agent: IssuerClient
 ) -> None:
     """The agent gets a JWT-SVID for its pod with the asked audience, and verifiers accept it."""
-    pod = kube.add_pod("shop", "web-1", node_name="node-a", service_account="web")
-    await _pod_cached(server, "shop", "web-1")
+    pod = kube_namespace.pod("web-1", node=nodes[0], service_account="web")
+    await _pod_cached(server, kube_namespace.name, "web-1")
     (svid,) = await agent.jwt_svid(audience=["payments"], pod=_pod_ref(pod))
     keys = {server.issuer.ca.settings.trust_domain: server.issuer.ca.jwt_keys()}
     checked = validate_jwt_svid(
         svid.token, audience="payments", keys_for=keys, now=server.issuer.ca.now()
     )
-    assert str(checked.spiffe_id) == "spiffe://example.org/ns/shop/sa/web"
+    assert str(checked.spiffe_id) == f"spiffe://example.org/ns/{kube_namespace.name}/sa/web"
 
 
 async def test_bundle_long_poll_wakes_within_a_second_of_prepare(

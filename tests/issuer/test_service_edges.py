@@ -12,13 +12,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
-from sigil_testing.issuer import client_for, issuer_settings, running_issuer
-from sigil_testing.kube import FakeClock, KubeApiServer
+from sigil_testing.controlplane import ControlPlane
+from sigil_testing.issuer import client_for, running_issuer
+from sigil_testing.realissuer import issuer_on
+from sigil_testing.realkube import Namespace
 
 from sigil.issuer import wire
 from sigil.issuer.cli import main
 from sigil.issuer.server import IssuerServer
 from sigil.issuer.tls import client_context
+
+pytestmark = pytest.mark.kube
 
 
 @pytest.fixture
@@ -29,17 +33,22 @@ def registry() -> CollectorRegistry:
 
 @pytest.fixture
 async def server(
-    kube: KubeApiServer, clock: FakeClock, tmp_path: Path, registry: CollectorRegistry
+    control_plane: ControlPlane,
+    kube_namespace: Namespace,
+    tmp_path: Path,
+    registry: CollectorRegistry,
 ) -> AsyncIterator[IssuerServer]:
-    """A running issuer with a small body limit and a burst of three requests per caller."""
-    settings = issuer_settings(
+    """A running issuer on the real control plane with a small body limit and a burst of three requests per
+    caller."""
+    settings = issuer_on(
+        control_plane,
         tmp_path / "data",
-        kubeconfig=kube.write_kubeconfig(tmp_path / "kubeconfig"),
+        agent_namespace=kube_namespace.name,
         client_max_size=64 * 1024,
         rate_per_second=0.001,
         rate_burst=3,
     )
-    async with running_issuer(settings, registry=registry, kube_clock=clock) as running:
+    async with running_issuer(settings, registry=registry) as running:
         yield running
 
 

@@ -4,60 +4,23 @@ attests it through the process's real ``/proc/PID/cgroup`` (the cgroup v1 ``pids
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import secrets
 import sys
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sigil_testing.cgroups import real_cgroup, why_not_writable
 from sigil_testing.cluster import Cluster, cluster
+from sigil_testing.controlplane import ControlPlane
 
 from sigil.node_agent.runtime import NodeAgent
 
-PIDS = Path("/sys/fs/cgroup/pids")
-VICTIM_ID = "spiffe://example.org/ns/shop/sa/web"
-
-
-def _why_not_writable() -> str | None:
-    if os.geteuid() != 0:
-        return "creating cgroups needs root"
-    if not (PIDS / "cgroup.procs").exists():
-        return f"no cgroup v1 pids hierarchy at {PIDS}"
-    probe = PIDS / f"sigil-probe-{secrets.token_hex(4)}"
-    try:
-        probe.mkdir()
-        probe.rmdir()
-    except OSError as err:
-        return f"{PIDS} is not writable ({err.strerror})"
-    return None
-
-
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(_why_not_writable() is not None, reason=str(_why_not_writable())),
+    pytest.mark.kube,
+    pytest.mark.skipif(why_not_writable() is not None, reason=str(why_not_writable())),
 ]
-
-
-@contextlib.contextmanager
-def real_cgroup(relative: str) -> Iterator[Path]:
-    """Create ``PIDS/relative`` (and the parents it needs); remove what was created, deepest first."""
-    target = PIDS / relative
-    created: list[Path] = []
-    for directory in [*reversed(target.relative_to(PIDS).parents), target.relative_to(PIDS)]:
-        path = PIDS / directory
-        if directory != Path(".") and not path.exists():
-            path.mkdir()
-            created.append(path)
-    try:
-        yield target
-    finally:
-        for path in reversed(created):
-            # A cgroup can only be removed once empty; another test's cgroup under a shared parent keeps it.
-            with contextlib.suppress(OSError):
-                path.rmdir()
 
 
 async def fetch_from(cgroup: Path, socket: Path) -> tuple[int, str, str]:
@@ -79,22 +42,26 @@ async def fetch_from(cgroup: Path, socket: Path) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-async def world() -> AsyncIterator[Cluster]:
-    async with cluster() as running:
+async def world(control_plane: ControlPlane) -> AsyncIterator[Cluster]:
+    """Two nodes, a namespace and the issuer, on the session's control plane."""
+    async with cluster(control_plane) as running:
         yield running
 
 
 @pytest.fixture
 async def victim(world: Cluster) -> str:
-    """The UID of pod shop/web (ServiceAccount web) on node-a, the identity an attacker wants."""
-    uid = str(uuid.uuid4())
-    world.kube.add_pod("shop", "web", node_name="node-a", service_account="web", uid=uid)
-    await world.pod_cached("shop", "web")
-    return uid
+    """The UID of pod web (ServiceAccount web) on the first node, the identity an attacker wants."""
+    pod = world.namespace.pod("web", node=world.node_a, service_account="web")
+    await world.pod_cached(world.namespace.name, "web")
+    return str(pod["metadata"]["uid"])
+
+
+def _victim_id(world: Cluster) -> str:
+    return f"spiffe://example.org/ns/{world.namespace.name}/sa/web"
 
 
 async def _agent_knowing(world: Cluster, uid: str) -> NodeAgent:
-    agent = NodeAgent(world.agent_settings("node-a"))
+    agent = NodeAgent(world.agent_settings(world.node_a))
     await agent.start()
     pods = agent.pods
     assert pods is not None
@@ -116,7 +83,7 @@ async def test_a_process_in_the_pods_kubepods_cgroup_gets_the_pods_svid(
     finally:
         await agent.stop()
     assert status == 0, err
-    assert VICTIM_ID in out
+    assert _victim_id(world) in out
 
 
 async def test_a_user_cgroup_named_like_the_pod_gets_nothing(world: Cluster, victim: str) -> None:
@@ -134,5 +101,5 @@ async def test_a_user_cgroup_named_like_the_pod_gets_nothing(world: Cluster, vic
     finally:
         await agent.stop()
     assert status == 1
-    assert VICTIM_ID not in out
+    assert _victim_id(world) not in out
     assert "PERMISSION_DENIED" in err

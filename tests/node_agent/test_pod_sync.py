@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 from sigil_testing.cluster import CLUSTER, Cluster, cluster
+from sigil_testing.controlplane import ControlPlane
 from sigil_testing.issuer import attested_agent, client_for
 
 from sigil.issuer import wire
@@ -15,10 +16,13 @@ from sigil.issuer.errors import MalformedRequestError, NotEntitledError
 from sigil.node_agent.pod_sync import PodSync
 from sigil.node_agent.runtime import NodeAgent
 
+pytestmark = pytest.mark.kube
+
 
 @pytest.fixture
-async def world() -> AsyncIterator[Cluster]:
-    async with cluster() as running:
+async def world(control_plane: ControlPlane) -> AsyncIterator[Cluster]:
+    """Two nodes, a namespace and the issuer, on the session's control plane."""
+    async with cluster(control_plane) as running:
         yield running
 
 
@@ -40,12 +44,13 @@ async def agent_client(world: Cluster, node: str) -> IssuerClient:
 
 async def test_an_agent_holds_its_own_nodes_pods_and_never_another_nodes(world: Cluster) -> None:
     """Each agent's index has the pods bound to its node, with their labels, and none of the other node's."""
-    web = world.kube.add_pod("shop", "web", node_name="node-a", labels={"app": "web"})
-    db = world.kube.add_pod("shop", "db", node_name="node-b", service_account="db")
-    await world.pod_cached("shop", "db")
+    ns = world.namespace
+    web = ns.pod("web", node=world.node_a, service_account="web", labels={"app": "web"})
+    db = ns.pod("db", node=world.node_b, service_account="db")
+    await world.pod_cached(ns.name, "db")
     async with (
-        NodeAgent(world.agent_settings("node-a")) as agent_a,
-        NodeAgent(world.agent_settings("node-b")) as agent_b,
+        NodeAgent(world.agent_settings(world.node_a)) as agent_a,
+        NodeAgent(world.agent_settings(world.node_b)) as agent_b,
     ):
         assert agent_a.pods is not None
         assert agent_b.pods is not None
@@ -54,10 +59,10 @@ async def test_an_agent_holds_its_own_nodes_pods_and_never_another_nodes(world: 
         on_a = agent_a.pods.index.get_by_uid(web["metadata"]["uid"])
         assert on_a is not None
         assert (on_a.namespace, on_a.name, on_a.service_account, on_a.node_name) == (
-            "shop",
+            ns.name,
             "web",
-            "default",
-            "node-a",
+            "web",
+            world.node_a,
         )
         assert dict(on_a.labels) == {"app": "web"}
         assert agent_a.pods.index.get_by_uid(db["metadata"]["uid"]) is None
@@ -67,37 +72,39 @@ async def test_an_agent_holds_its_own_nodes_pods_and_never_another_nodes(world: 
 
 async def test_the_issuer_answers_only_with_the_node_in_the_agents_svid(world: Cluster) -> None:
     """Over the wire, node-a's agent gets node-a and its pods: the DaemonSet pod and the workload, nothing else."""
-    world.kube.add_pod("shop", "web", node_name="node-a")
-    world.kube.add_pod("shop", "db", node_name="node-b")
-    await world.pod_cached("shop", "db")
-    async with await agent_client(world, "node-a") as client:
+    ns = world.namespace
+    ns.pod("web", node=world.node_a)
+    ns.pod("db", node=world.node_b)
+    await world.pod_cached(ns.name, "db")
+    async with await agent_client(world, world.node_a) as client:
         update = await client.node_pods()
-    assert update.node_name == "node-a"
-    assert sorted((p.namespace, p.name) for p in update.pods) == [
-        ("shop", "web"),
-        ("sigil-system", "agent-node-a"),
-    ]
+    assert update.node_name == world.node_a
+    assert sorted((p.namespace, p.name) for p in update.pods) == sorted(
+        [(ns.name, "web"), (world.agents.name, f"agent-{world.node_a}")]
+    )
 
 
 async def test_a_pod_created_then_deleted_on_its_node_reaches_the_agent(world: Cluster) -> None:
     """A new pod on the node appears in the agent's index through the long poll; its deletion removes it."""
-    async with NodeAgent(world.agent_settings("node-a")) as agent:
+    ns = world.namespace
+    async with NodeAgent(world.agent_settings(world.node_a)) as agent:
         pods = agent.pods
         assert pods is not None
         await until(pods, pods.synced.is_set)
-        uid = world.kube.add_pod("shop", "web", node_name="node-a")["metadata"]["uid"]
+        uid = ns.pod("web", node=world.node_a)["metadata"]["uid"]
         await until(pods, lambda: pods.index.get_by_uid(uid) is not None)
-        world.kube.add_pod("shop", "elsewhere", node_name="node-b")
-        world.kube.remove_pod("shop", "web")
+        ns.pod("elsewhere", node=world.node_b)
+        ns.delete_pod("web")
         await until(pods, lambda: pods.index.get_by_uid(uid) is None)
 
 
 async def test_an_agent_cannot_name_another_node(world: Cluster) -> None:
     """A request naming a node is refused (400); the node only ever comes from the agent's SVID."""
-    world.kube.add_pod("shop", "db", node_name="node-b")
-    await world.pod_cached("shop", "db")
-    async with await agent_client(world, "node-a") as client:
-        for forged in ({"node": "node-b"}, {"nodeName": "node-b"}, {"fieldSelector": "x"}):
+    world.namespace.pod("db", node=world.node_b)
+    await world.pod_cached(world.namespace.name, "db")
+    async with await agent_client(world, world.node_a) as client:
+        other = world.node_b
+        for forged in ({"node": other}, {"nodeName": other}, {"fieldSelector": "x"}):
             with pytest.raises(MalformedRequestError, match="the node is the one in the agent"):
                 # The client has no way to say this; forge the query the way an attacker would.
                 await client._long_poll(wire.PATH_NODE_PODS, dict(forged), None)
@@ -105,7 +112,7 @@ async def test_an_agent_cannot_name_another_node(world: Cluster) -> None:
 
 async def test_an_agent_without_a_kubernetes_node_gets_no_pods(world: Cluster) -> None:
     """A join-token agent has no node in its ID: the issuer refuses it with 403 not_entitled."""
-    world.kube.add_pod("shop", "web", node_name="node-a")
+    world.namespace.pod("web", node=world.node_a)
     async with attested_agent(world.server) as client:
         with pytest.raises(NotEntitledError) as refused:
             await client.node_pods()
@@ -114,7 +121,7 @@ async def test_an_agent_without_a_kubernetes_node_gets_no_pods(world: Cluster) -
 
 async def test_a_waiting_poll_is_answered_when_the_issuer_shuts_down(world: Cluster) -> None:
     """A long poll in flight when the issuer drains is answered at once with what there is, not cut off."""
-    async with await agent_client(world, "node-a") as client:
+    async with await agent_client(world, world.node_a) as client:
         current = await client.node_pods()
         in_flight = asyncio.create_task(client.node_pods(current.revision, wait=60))
         await asyncio.sleep(0.3)  # let the long poll reach the server

@@ -1,5 +1,6 @@
-"""A small Kubernetes cluster for the node agent's tests: the kube-apiserver stand-in with two nodes, the real issuer
-watching it, and settings for a real agent attested on either node with its projected ServiceAccount token."""
+"""A small Kubernetes cluster for the node agent's tests, on the real control plane: two Node objects and a
+namespace of the test's own, the real issuer watching their pods, and settings for a real agent attested on either
+node with a projected ServiceAccount token from the real TokenRequest API."""
 
 from __future__ import annotations
 
@@ -14,20 +15,23 @@ from typing import Any
 
 from sigil.issuer.server import IssuerServer
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
-from sigil_testing.issuer import AGENT_SA_NAMESPACE, issuer_settings, running_issuer
-from sigil_testing.kube import KubeApiServer
+from sigil_testing.controlplane import ControlPlane
+from sigil_testing.issuer import running_issuer
+from sigil_testing.realissuer import AGENT_SERVICE_ACCOUNT, CLUSTER, issuer_on
+from sigil_testing.realkube import Namespace, add_node, fresh_namespace
 
 __all__ = ["CLUSTER", "Cluster", "cluster"]
-
-#: The cluster name the issuer is configured with (``issuer_settings``).
-CLUSTER = "test"
 
 
 @dataclass
 class Cluster:
-    """The stand-in API server, the running issuer, and a short directory for sockets and files."""
+    """Two nodes, the workloads' namespace and the agents' one, the running issuer, and a short directory for
+    sockets and files."""
 
-    kube: KubeApiServer
+    node_a: str
+    node_b: str
+    namespace: Namespace
+    agents: Namespace
     server: IssuerServer
     directory: Path
 
@@ -40,13 +44,11 @@ class Cluster:
     def agent_settings(self, node: str, **overrides: Any) -> AgentSettings:
         """A k8s-attested agent on ``node``: its DaemonSet pod, a projected token file, the bootstrap bundle."""
         name = f"agent-{node}"
-        pod = self.kube.add_pod(
-            AGENT_SA_NAMESPACE, name, node_name=node, service_account="sigil-agent"
-        )
+        pod = self.agents.pod(name, node=node, service_account=AGENT_SERVICE_ACCOUNT)
         home = self.directory / name
         home.mkdir()
         token = home / "token"
-        token.write_text(self.kube.mint_token(pod))
+        token.write_text(self.agents.token(pod, "sigil-server"))
         bundle = home / "bootstrap.pem"
         bundle.write_bytes(self.server.issuer.ca.bundle().to_pem())
         values: dict[str, Any] = {
@@ -68,17 +70,22 @@ class Cluster:
 
 
 @asynccontextmanager
-async def cluster() -> AsyncIterator[Cluster]:
-    """Nodes ``node-a`` and ``node-b``, and an issuer that watches their pods."""
+async def cluster(plane: ControlPlane, *, watch_crds: bool = False) -> AsyncIterator[Cluster]:
+    """Two fresh nodes on ``plane`` and an issuer that watches their pods (and the policy CRDs if asked)."""
     directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sgk-"))
     try:
-        async with KubeApiServer() as kube:
-            kube.add_node("node-a")
-            kube.add_node("node-b")
-            settings = issuer_settings(
-                directory / "server", kubeconfig=kube.write_kubeconfig(directory / "kubeconfig")
+        agents = fresh_namespace(plane, "agents")
+        settings = issuer_on(
+            plane, directory / "server", agent_namespace=agents.name, watch_crds=watch_crds
+        )
+        async with running_issuer(settings) as server:
+            yield Cluster(
+                node_a=add_node(plane),
+                node_b=add_node(plane),
+                namespace=fresh_namespace(plane),
+                agents=agents,
+                server=server,
+                directory=directory,
             )
-            async with running_issuer(settings) as server:
-                yield Cluster(kube, server, directory)
     finally:
         shutil.rmtree(directory, ignore_errors=True)

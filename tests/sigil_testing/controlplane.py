@@ -94,6 +94,7 @@ class ControlPlane:
         self._detach = detach
         self._ready_timeout = ready_timeout
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._argv: dict[str, list[str]] = {}
 
     @property
     def kubeconfig(self) -> Path:
@@ -136,6 +137,53 @@ class ControlPlane:
             raise ControlPlaneError(f"{method} {path}: HTTP {err.code}: {message}") from err
         except OSError as err:
             raise ControlPlaneError(f"{method} {path}: {err}") from err
+
+    @property
+    def etcd_url(self) -> str:
+        """etcd's client URL (plain HTTP on loopback), for its JSON gateway; known to the instance that started it."""
+        for flag in self._argv.get("etcd", []):
+            if flag.startswith("--listen-client-urls="):
+                return flag.partition("=")[2]
+        raise ControlPlaneError(f"{self.directory}: etcd was not started by this instance")
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to its current revision, as kube-apiserver does every five minutes.
+
+        Through etcd's gRPC gateway (``/v3/kv/range`` for the revision, ``/v3/kv/compaction``), so no etcdctl is
+        needed. Returns the revision compacted to.
+        """
+        # The key is base64 for "/"; the range answer's header carries the store's current revision.
+        head = json.loads(_post(f"{self.etcd_url}/v3/kv/range", {"key": "Lw==", "limit": 1}))
+        revision = int(head["header"]["revision"])
+        _post(f"{self.etcd_url}/v3/kv/compaction", {"revision": revision, "physical": True})
+        return revision
+
+    def stop_apiserver(self, *, timeout: float = 15.0) -> None:
+        """Stop kube-apiserver only: etcd keeps its data, and the port stays this instance's to start again.
+
+        SIGTERM, then SIGKILL after ``timeout``: with a watch open it waits out the whole timeout, which a test that
+        only wants it gone shortens.
+        """
+        pid = self._pid("kube-apiserver")
+        if pid is not None:
+            _signal(pid, signal.SIGTERM)
+            if not self._wait_exit("kube-apiserver", pid, timeout):
+                _signal(pid, signal.SIGKILL)
+                self._wait_exit("kube-apiserver", pid, timeout)
+        self._children.pop("kube-apiserver", None)
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again, with the flags and port it had, and return once ``/readyz`` says ok.
+
+        Its watch cache starts empty, so a watch from a resourceVersion older than the restart answers 410 Gone.
+        """
+        argv = self._argv.get("kube-apiserver")
+        if argv is None:
+            raise ControlPlaneError(
+                f"{self.directory}: kube-apiserver was not started by this instance"
+            )
+        self._spawn("kube-apiserver", argv)
+        self._wait_ready(self.url, self.admin_token)
 
     def running(self) -> list[str]:
         """The names of this directory's processes that are alive."""
@@ -266,6 +314,7 @@ class ControlPlane:
         ]
 
     def _spawn(self, name: str, argv: list[str]) -> None:
+        self._argv[name] = argv
         with (self.directory / f"{name}.log").open("wb") as log:
             child = subprocess.Popen(  # noqa: S603 - our own binaries and flags
                 argv,
@@ -386,6 +435,20 @@ def _https(
     with opener.open(request, timeout=timeout) as reply:
         body: bytes = reply.read()
         return body
+
+
+def _post(url: str, body: Mapping[str, Any]) -> bytes:
+    """POST JSON to etcd's gateway on loopback (plain HTTP, no credentials: the test's own etcd)."""
+    request = urllib.request.Request(  # noqa: S310 - http://127.0.0.1:PORT from our own flags
+        url, data=json.dumps(body).encode(), method="POST"
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=30) as reply:
+            answer: bytes = reply.read()
+            return answer
+    except OSError as err:
+        raise ControlPlaneError(f"POST {url}: {err}") from err
 
 
 def _signal(pid: int, signum: signal.Signals) -> None:

@@ -1,6 +1,10 @@
-"""A protocol-faithful stand-in for kube-apiserver, because these machines have no Kubernetes cluster.
+"""A protocol-faithful stand-in for kube-apiserver, for what the real one (:mod:`sigil_testing.controlplane`)
+cannot be made to do on demand.
 
-It speaks the wire format the real API server speaks, so the real ``kubernetes`` client (whose pydantic models
+Tests use the real API server wherever it can do the job. What is left here: tokens judged by a clock a test moves
+(expired, not yet valid, shorter-lived than TokenRequest allows), ``--service-account-lookup=false`` and servers
+from before TokenReview audiences, custom resources stored without schema validation (the policy tests), and the
+issuer-level tests not yet moved (they need only ordinary behaviour and should move next). It speaks the wire format the real API server speaks, so the real ``kubernetes`` client (whose pydantic models
 reject missing required fields) and raw HTTP watchers both work against it unchanged:
 
 - ``POST /apis/authentication.k8s.io/v1/tokenreviews`` validates projected ServiceAccount tokens the way
@@ -9,7 +13,7 @@ reject missing required fields) and raw HTTP watchers both work against it uncha
   same UID (a deleted pod's token stops authenticating). Denials are ``authenticated: false`` plus error text.
 - ``GET`` of pods (by name, by namespace, cluster-wide) and nodes, with ``fieldSelector``, ``labelSelector``,
   list ``resourceVersion`` and ``?watch=true`` streams of ``ADDED``/``MODIFIED``/``DELETED`` events, one JSON object
-  per line, honouring ``resourceVersion`` (``410 Expired`` in-stream once compacted) and ``timeoutSeconds``.
+  per line, honouring ``resourceVersion`` and ``timeoutSeconds``.
   Filtered watches turn objects entering or leaving the selection into ``ADDED``/``DELETED`` as the watch cache does.
 - Namespaces (with ``kubernetes.io/metadata.name``) and the ``authz.sigil.dev/v1alpha1`` policy resources, listed
   and watched like pods; the custom resources are stored without schema validation, as a server whose CRD is
@@ -241,7 +245,6 @@ class KubeApiServer:
         )
         self.key_id = _b64url(hashlib.sha256(der).digest())
         self._rv = 1
-        self._compacted_rv = 0
         self._pods = _Resource("Pod", "pods", _POD_FIELDS)
         self._nodes = _Resource("Node", "nodes", _NODE_FIELDS)
         self._namespaces = _Resource("Namespace", "namespaces", {})
@@ -250,7 +253,6 @@ class KubeApiServer:
             plural: _Resource(kind, plural, {}) for kind, plural in _CUSTOM_KINDS.items()
         }
         self._service_accounts: dict[tuple[str, str], str] = {}
-        self._config_maps: dict[tuple[str, str], _Obj] = {}
         self._runner: web.AppRunner | None = None
         self._port = 0
 
@@ -276,10 +278,6 @@ class KubeApiServer:
         app.router.add_get(f"/apis/{_CUSTOM_GROUP}/{{plural}}", self._custom_collection)
         app.router.add_get(
             f"/apis/{_CUSTOM_GROUP}/namespaces/{{namespace}}/{{plural}}", self._custom_collection
-        )
-        app.router.add_get("/api/v1/namespaces/{namespace}/configmaps/{name}", self._config_map_get)
-        app.router.add_patch(
-            "/api/v1/namespaces/{namespace}/configmaps/{name}", self._config_map_patch
         )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -309,18 +307,6 @@ class KubeApiServer:
         tb: TracebackType | None,
     ) -> None:
         await self.go_down()
-
-    def expire_watches(self) -> None:
-        """End every open watch stream normally, as ``timeoutSeconds`` running out does."""
-        for resource in self._all_resources():
-            for watcher in resource.watchers:
-                watcher.queue.put_nowait(None)
-
-    def compact(self) -> None:
-        """Forget event history, as etcd compaction does: watches from an older resourceVersion get 410."""
-        self._compacted_rv = self._rv
-        for resource in self._all_resources():
-            resource.history.clear()
 
     def _all_resources(self) -> list[_Resource]:
         return [self._pods, self._nodes, self._namespaces, *self._custom.values()]
@@ -679,40 +665,6 @@ class KubeApiServer:
             )
         return web.json_response(obj)
 
-    # ------------------------------------------------------------------------------------- configmaps
-    def add_config_map(
-        self, namespace: str, name: str, data: Mapping[str, str] | None = None
-    ) -> None:
-        """Create a ConfigMap (as the manifests would)."""
-        self._config_maps[(namespace, name)] = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": namespace, "resourceVersion": str(self._rv)},
-            "data": dict(data or {}),
-        }
-
-    def config_map(self, namespace: str, name: str) -> _Obj | None:
-        """The ConfigMap as the API server holds it, or None."""
-        return self._config_maps.get((namespace, name))
-
-    async def _config_map_get(self, request: web.Request) -> web.Response:
-        found = self._config_maps.get((request.match_info["namespace"], request.match_info["name"]))
-        if found is None:
-            return _status(404, "NotFound", f'configmaps "{request.match_info["name"]}" not found')
-        return web.json_response(found)
-
-    async def _config_map_patch(self, request: web.Request) -> web.Response:
-        # Merge and strategic-merge patches of `data` behave alike: keys given replace keys held.
-        key = (request.match_info["namespace"], request.match_info["name"])
-        found = self._config_maps.get(key)
-        if found is None:
-            return _status(404, "NotFound", f'configmaps "{key[1]}" not found')
-        patch = await request.json()
-        found["data"].update(patch.get("data") or {})
-        self._rv += 1
-        found["metadata"]["resourceVersion"] = str(self._rv)
-        return web.json_response(found)
-
     async def _pod_get(self, request: web.Request) -> web.Response:
         return self._get(self._pods, request.match_info["namespace"], request.match_info["name"])
 
@@ -771,32 +723,14 @@ class KubeApiServer:
         rv_param = request.query.get("resourceVersion", "")
         timeout = float(request.query.get("timeoutSeconds", "1800"))
         backlog: list[_Event] = []
-        expired: _Obj | None = None
         if rv_param in ("", "0"):
             # "Get State and Start at Most Recent": synthetic ADDED events for what exists now.
             backlog = [_Event(0, "ADDED", obj, None) for obj in resource.objects.values()]
-        elif int(rv_param) < self._compacted_rv:
-            expired = {
-                "type": "ERROR",
-                "object": {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "metadata": {},
-                    "status": "Failure",
-                    "message": f"too old resource version: {rv_param} ({self._compacted_rv})",
-                    "reason": "Expired",
-                    "code": 410,
-                },
-            }
         else:
             backlog = [e for e in resource.history if e.rv > int(rv_param)]
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
         await response.prepare(request)
-        if expired is not None:
-            await response.write(json.dumps(expired).encode() + b"\n")
-            await response.write_eof()
-            return response
         for past in backlog:
             watcher.queue.put_nowait(past)
         resource.watchers.add(watcher)

@@ -4,16 +4,23 @@ Like SPIRE's k8s_configmap BundlePublisher: the server rewrites ``bundle.pem`` a
 bundle JSON) whenever the bundle changes. The ConfigMap comes with the manifests, so the server's RBAC needs no
 ``create``; a missing ConfigMap is logged and retried, never created. Every replica publishes the same content, so
 two writers agree.
+
+Consumers trust whatever the ConfigMap holds, so the publisher also reads it back every ``resync`` seconds and
+rewrites it when it differs from the bundle: an edit by anyone else (a stray ``kubectl edit``, a writer with more
+RBAC than it should have) lasts until the next resync, not until the next rotation. Each write is conditional on the
+resourceVersion it read; when someone wrote in between (409 Conflict), it reads again and decides again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 
 import structlog
 
+from sigil.ca.bundle import TrustBundle
 from sigil.ca.errors import SigilError
 from sigil.issuer.kube.api import KubeApi
 from sigil.issuer.state import Issuer
@@ -22,6 +29,7 @@ __all__ = ["IN_CLUSTER_NAMESPACE_FILE", "publish_bundle_configmap", "resolve_nam
 
 IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 _RETRY = 5.0
+_RESYNC = 60.0
 
 log = structlog.get_logger(__name__)
 
@@ -42,31 +50,50 @@ def resolve_namespace(
 
 
 async def publish_bundle_configmap(
-    issuer: Issuer, api: KubeApi, *, namespace: str, name: str
+    issuer: Issuer, api: KubeApi, *, namespace: str, name: str, resync: float = _RESYNC
 ) -> None:
     """Keep ConfigMap ``namespace/name`` holding the current bundle until cancelled."""
     published = -1
     while True:
         bundle = issuer.ca.bundle()
+        try:
+            done = await _publish(api, bundle, namespace=namespace, name=name)
+        except SigilError as err:
+            log.warning("bundle_configmap.failed", namespace=namespace, name=name, detail=str(err))
+            done = False
+        if not done:
+            await asyncio.sleep(_RETRY)
+            continue
         if bundle.sequence != published:
-            data = {
-                "bundle.pem": bundle.to_pem().decode(),
-                "bundle.spiffe": bundle.to_json().decode(),
-            }
-            try:
-                found = await api.patch_config_map_data(namespace, name, data)
-            except SigilError as err:
-                log.warning(
-                    "bundle_configmap.failed", namespace=namespace, name=name, detail=str(err)
-                )
-                await asyncio.sleep(_RETRY)
-                continue
-            if not found:
-                log.warning("bundle_configmap.missing", namespace=namespace, name=name)
-                await asyncio.sleep(_RETRY)
-                continue
             published = bundle.sequence
             log.info(
                 "bundle_configmap.published", namespace=namespace, name=name, sequence=published
             )
-        await issuer.ca.wait_for_bundle(published)
+        # Wake on the next bundle change, or after `resync` to check that nobody else rewrote the ConfigMap.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(resync):
+                await issuer.ca.wait_for_bundle(published)
+
+
+async def _publish(api: KubeApi, bundle: TrustBundle, *, namespace: str, name: str) -> bool:
+    """Make the ConfigMap hold ``bundle``; False when it does not exist. Raises when the API cannot answer."""
+    wanted = {"bundle.pem": bundle.to_pem().decode(), "bundle.spiffe": bundle.to_json().decode()}
+    while True:
+        found = await api.read_config_map(namespace, name)
+        if found is None:
+            log.warning("bundle_configmap.missing", namespace=namespace, name=name)
+            return False
+        held = found.get("data") or {}
+        if all(held.get(key) == value for key, value in wanted.items()):
+            return True
+        version = found.get("metadata", {}).get("resourceVersion", "")
+        outcome = await api.patch_config_map_data(namespace, name, wanted, resource_version=version)
+        if outcome == "written":
+            if any(held.get(key) for key in wanted):  # not the manifests' empty placeholders
+                log.info("bundle_configmap.rewritten", namespace=namespace, name=name)
+            return True
+        if outcome == "missing":
+            log.warning("bundle_configmap.missing", namespace=namespace, name=name)
+            return False
+        # Someone wrote between our read and our write: read what they wrote and decide again.
+        log.info("bundle_configmap.conflict", namespace=namespace, name=name, read=version)

@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import urllib3
 from kubernetes import client as k8s
@@ -25,9 +25,12 @@ from kubernetes import config as k8s_config
 
 from sigil.issuer.errors import ConfigError, KubernetesUnavailableError
 from sigil.issuer.kube.listwatch import ListWatch
-from sigil.issuer.kube.payloads import Node, Pod, PodList, TokenReviewStatus, WatchEvent
+from sigil.issuer.kube.payloads import ConfigMap, Node, Pod, PodList, TokenReviewStatus, WatchEvent
 
-__all__ = ["KubeApi"]
+__all__ = ["KubeApi", "PatchOutcome"]
+
+PatchOutcome = Literal["written", "missing", "conflict"]
+"""What a conditional patch did: applied; nothing to patch (404); the object changed since it was read (409)."""
 
 _T = TypeVar("_T")
 # What the sync client raises when the API cannot be reached or answers nonsense. ValueError covers the
@@ -141,17 +144,42 @@ class KubeApi:
 
         return await self._call_unless_absent("get pod", call)
 
-    async def patch_config_map_data(self, namespace: str, name: str, data: dict[str, str]) -> bool:
-        """Merge ``data`` into an existing ConfigMap; False when it does not exist (it is never created)."""
-        body = {"data": data}
+    async def read_config_map(self, namespace: str, name: str) -> ConfigMap | None:
+        """GET one ConfigMap, or None when it does not exist."""
 
-        def call() -> bool:
-            self._core.patch_namespaced_config_map(
-                name, namespace, body, _request_timeout=self._timeout
+        def call() -> ConfigMap:
+            found = self._core.read_namespaced_config_map(
+                name, namespace, _request_timeout=self._timeout
             )
-            return True
+            return cast(ConfigMap, _to_json(self._client, found))
 
-        return await self._call_unless_absent("patch configmap", call) is not None
+        return await self._call_unless_absent("get configmap", call)
+
+    async def patch_config_map_data(
+        self, namespace: str, name: str, data: dict[str, str], *, resource_version: str
+    ) -> PatchOutcome:
+        """Merge ``data`` into an existing ConfigMap if it still has ``resource_version`` (it is never created).
+
+        A ``metadata.resourceVersion`` in a patch is a precondition: the API server refuses the patch with 409
+        Conflict when the object changed since it was read
+        (https://kubernetes.io/docs/reference/using-api/api-concepts/#patch-and-apply).
+        """
+        body = {"metadata": {"resourceVersion": resource_version}, "data": data}
+
+        def call() -> PatchOutcome:
+            try:
+                self._core.patch_namespaced_config_map(
+                    name, namespace, body, _request_timeout=self._timeout
+                )
+            except k8s.ApiException as err:
+                if err.status == 404:
+                    return "missing"
+                if err.status == 409:
+                    return "conflict"
+                raise
+            return "written"
+
+        return await self._call("patch configmap", call)
 
     async def read_node(self, name: str) -> Node | None:
         """GET one node, or None when it does not exist."""

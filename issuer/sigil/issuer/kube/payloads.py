@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 __all__ = [
+    "ConfigMap",
     "ListMeta",
     "Node",
     "ObjectMeta",
@@ -53,6 +54,11 @@ class Pod(TypedDict, total=False):
 class PodList(TypedDict, total=False):
     metadata: ListMeta
     items: list[Pod]
+
+
+class ConfigMap(TypedDict, total=False):
+    metadata: ObjectMeta
+    data: dict[str, str]
 
 
 class Node(TypedDict, total=False):
