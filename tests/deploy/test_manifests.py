@@ -144,7 +144,7 @@ def test_rbac_is_exactly_what_is_listed(rendered: dict[str, list[Obj]], overlay:
         ),
     ]
     assert _rules(_find(objs, "Role", "sigil-server-bundle")) == [
-        (("",), ("configmaps",), ("patch",), ("sigil-bundle",))
+        (("",), ("configmaps",), ("get", "patch"), ("sigil-bundle",))
     ]
     assert _find(objs, "Role", "sigil-server-bundle")["metadata"]["namespace"] == "sigil-system"
     roles = [o for o in objs if o["kind"] in {"Role", "ClusterRole"}]

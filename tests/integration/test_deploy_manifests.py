@@ -45,6 +45,7 @@ _SERVER_CALLS = [
     ("watch", "clusterauthorizationpolicies.authz.sigil.dev", ()),
     ("patch", "authorizationpolicies.authz.sigil.dev", ("-A", "--subresource=status")),
     ("patch", "clusterauthorizationpolicies.authz.sigil.dev", ("--subresource=status",)),
+    ("get", "configmaps/sigil-bundle", ("-n", _SYSTEM)),
     ("patch", "configmaps/sigil-bundle", ("-n", _SYSTEM)),
 ]
 _OUTSIDE = [
@@ -55,8 +56,8 @@ _OUTSIDE = [
     ("patch", "nodes", ()),
     ("list", "nodes", ()),
     ("get", "namespaces", ()),
-    ("get", "configmaps/sigil-bundle", ("-n", _SYSTEM)),
     ("update", "configmaps/sigil-bundle", ("-n", _SYSTEM)),
+    ("get", "configmaps/sigil-server-config", ("-n", _SYSTEM)),
     ("create", "serviceaccounts/token", ("-n", _SYSTEM)),
     ("patch", "authorizationpolicies.authz.sigil.dev", ("-A",)),
     ("create", "clusterauthorizationpolicies.authz.sigil.dev", ()),
