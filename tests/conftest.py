@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sigil_testing.controlplane import ControlPlane, ControlPlaneError, Tools, build_tools
+from sigil_testing.operator import apply_crds
 from sigil_testing.postgres import PostgresUnavailableError, running_postgres, temporary_database
 from sigil_testing.realkube import Namespace, fresh_namespace
 
@@ -85,6 +86,13 @@ def control_plane(
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def policy_crds(control_plane: ControlPlane) -> ControlPlane:
+    """The control plane with deploy/crds applied for real and served."""
+    apply_crds(control_plane)
+    return control_plane
 
 
 @pytest.fixture

@@ -1,18 +1,10 @@
-"""Fixtures of the integration tests on top of the session's control plane (``control_plane`` in tests/conftest.py)."""
+"""Fixtures of the integration tests on top of the session's control plane (``control_plane`` and ``policy_crds`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 from sigil_testing.controlplane import ControlPlane
-from sigil_testing.operator import apply_crds
 from sigil_testing.realkube import fresh_namespace
-
-
-@pytest.fixture(scope="session")
-def policy_crds(control_plane: ControlPlane) -> ControlPlane:
-    """The control plane with deploy/crds applied for real and served."""
-    apply_crds(control_plane)
-    return control_plane
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
-"""Fixtures for the issuer tests that still need the kube-apiserver stand-in (faults a real server will not show, the
-policy CRD tests): the stand-in, a fake clock, and a client connected to it."""
+"""Fixtures for the issuer tests that still need the kube-apiserver stand-in: the stand-in, a fake clock, and a
+client connected to it. Used by ``test_tokenreview_faults.py`` (token clocks, ``--service-account-lookup=false``, a
+server without TokenReview audiences), the one CRD test in ``test_policies.py`` that needs custom resources stored
+without schema validation, and ``test_kube_standin.py``; the rest run against the real API server."""
 
 from __future__ import annotations
 

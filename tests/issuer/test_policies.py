@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
+import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+import yaml
 from prometheus_client import CollectorRegistry
+from sigil_testing.controlplane import ControlPlane, ControlPlaneError
 from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
 from sigil_testing.kube import FakeClock, KubeApiServer
+from sigil_testing.operator import run_kubectl
 
 from sigil.enforcer.policy import ClusterAuthorizationPolicy, ClusterTier
 from sigil.issuer.admin import SocketAdmin
@@ -23,6 +28,8 @@ from sigil.issuer.client import IssuerClient, PolicyUpdate
 from sigil.issuer.errors import NotFoundError, PolicyRefusedError
 from sigil.issuer.server import IssuerServer
 from sigil.issuer.settings import PolicySettings
+
+_GROUP = "/apis/authz.sigil.dev/v1alpha1"
 
 
 def _policy(name: str, *, port: int = 5432, source_type: str = "ServiceAccount") -> str:
@@ -203,47 +210,93 @@ async def test_the_policy_cli_verbs_go_through_the_admin_socket(
     assert "db-from-cli" not in capsys.readouterr().out
 
 
+def _labelled_namespace(plane: ControlPlane, prefix: str, labels: dict[str, str]) -> str:
+    """Create a fresh namespace carrying ``labels`` and return its name."""
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    body = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": labels},
+    }
+    plane.request("POST", "/api/v1/namespaces", body)
+    return name
+
+
+def _replace(plane: ControlPlane, path: str, body: dict[str, Any], query: str = "") -> None:
+    """PUT ``body`` over the object at ``path`` as of its current version, again if the issuer's status write won."""
+    for _ in range(20):
+        current = plane.request("GET", path)
+        versioned = copy.deepcopy(body)
+        versioned["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        try:
+            plane.request("PUT", path + query, versioned)
+        except ControlPlaneError as err:
+            if "HTTP 409" not in str(err):
+                raise
+        else:
+            return
+    raise AssertionError(f"PUT {path}: conflicts 20 times in a row")
+
+
+async def _until(
+    agent: IssuerClient, update: PolicyUpdate, done: Callable[[PolicyUpdate], bool]
+) -> PolicyUpdate:
+    """The first set from ``update`` on for which ``done`` holds, failing the test after 10 seconds."""
+    async with asyncio.timeout(10):
+        while not done(update):
+            update = await _next(agent, update)
+    return update
+
+
+def _cluster_policies(update: PolicyUpdate, name: str) -> list[ClusterAuthorizationPolicy]:
+    return [
+        p for p in update.policies if isinstance(p, ClusterAuthorizationPolicy) and p.name == name
+    ]
+
+
+@pytest.mark.kube
 async def test_crds_and_namespace_labels_come_from_the_cluster_watch(
-    kube: KubeApiServer, clock: FakeClock, tmp_path: Path
+    policy_crds: ControlPlane, tmp_path: Path
 ) -> None:
-    """Cluster policies and namespace labels arrive by watch; a CR out of schema is refused, its last good kept."""
-    kube.add_namespace("shop", labels={"env": "prod"})
+    """Cluster policies and namespace labels arrive by watch from the real API server; a version the schema lets
+    through but Sigil refuses is refused by field, its last good version kept; a deletion removes it."""
+    plane = policy_crds
+    shop = _labelled_namespace(plane, "shop", {"env": "prod"})
+    name = f"quarantine-{secrets.token_hex(3)}"
+    path = f"{_GROUP}/clusterauthorizationpolicies/{name}"
     settings = issuer_settings(
         tmp_path / "data",
-        kubeconfig=kube.write_kubeconfig(tmp_path / "kubeconfig"),
+        kubeconfig=plane.kubeconfig,
         policy=PolicySettings(poll_interval=timedelta(seconds=0.2)),
     )
-    async with (
-        running_issuer(settings, kube_clock=clock) as server,
-        attested_agent(server) as agent,
-    ):
-        update = await agent.policies()
-        async with asyncio.timeout(10):
-            while "shop" not in update.namespaces:
-                update = await _next(agent, update)
-        assert update.namespaces["shop"] == {"kubernetes.io/metadata.name": "shop", "env": "prod"}
-        kube.apply_custom(_cluster_policy("quarantine"))
-        update = await _next(agent, update)
-        assert _names(update) == ["quarantine"]
-        broken = _cluster_policy("quarantine", tier="Sometimes")
+    async with running_issuer(settings) as server, attested_agent(server) as agent:
+        update = await _until(agent, await agent.policies(), lambda u: shop in u.namespaces)
+        assert update.namespaces[shop] == {"kubernetes.io/metadata.name": shop, "env": "prod"}
+        good = _cluster_policy(name)
+        plane.request("POST", f"{_GROUP}/clusterauthorizationpolicies", good)
+        update = await _until(agent, update, lambda u: bool(_cluster_policies(u, name)))
+        # The schema's pattern lets a dot segment through; SPIFFE IDs forbid it, which only Sigil checks.
+        broken = copy.deepcopy(good)
+        broken["spec"]["rules"][0]["sources"][0]["spiffe"] = "spiffe://bad.example/ops/../admin"
         with structlog.testing.capture_logs() as logs:
-            kube.apply_custom(broken)
-            kube.add_namespace(
-                "billing"
-            )  # a change after the refusal, to know the refusal was handled
-            update = await _next(agent, update)
-        assert "billing" in update.namespaces
-        (refusal,) = [e["detail"] for e in logs if e["event"] == "policy.refused"]
-        assert (
-            "kubernetes ClusterAuthorizationPolicy quarantine: spec.tier: expected one of"
-            in refusal
-        )
-        (kept,) = update.policies
-        assert isinstance(kept, ClusterAuthorizationPolicy)
+            await asyncio.to_thread(_replace, plane, path, broken)
+            # a change after the refusal, to know the refusal was handled
+            billing = await asyncio.to_thread(_labelled_namespace, plane, "billing", {})
+            update = await _until(agent, update, lambda u: billing in u.namespaces)
+        refusals = [e["detail"] for e in logs if e["event"] == "policy.refused"]
+        assert any(
+            r.startswith(
+                f"kubernetes ClusterAuthorizationPolicy {name}: spec.rules[0].sources[0].spiffe: "
+                "expected a SPIFFE ID"
+            )
+            for r in refusals
+        ), refusals
+        (kept,) = _cluster_policies(update, name)
         assert kept.tier is ClusterTier.ADMIN
-        kube.delete_custom("ClusterAuthorizationPolicy", "", "quarantine")
-        update = await _next(agent, update)
-    assert update.policies == ()
+        (document,) = [d for d in update.documents if d["metadata"]["name"] == name]
+        assert document["spec"]["rules"][0]["sources"][0]["spiffe"] == "spiffe://bad.example/*"
+        await asyncio.to_thread(plane.request, "DELETE", path)
+        update = await _until(agent, update, lambda u: not _cluster_policies(u, name))
 
 
 def _monitoring_allow(rule: dict[str, Any]) -> dict[str, Any]:
@@ -261,11 +314,55 @@ def _monitoring_allow(rule: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@pytest.mark.kube
+async def test_a_misspelled_criterion_never_reaches_the_issuer_from_the_real_api_server(
+    policy_crds: ControlPlane, tmp_path: Path
+) -> None:
+    """On the real API server a misspelled criterion never widens a watched policy: kubectl refuses it, a lax
+    client's rule pruned to ``{}`` is refused by the CRD's CEL rule, and the issuer keeps the good rule in force."""
+    plane = policy_crds
+    name = f"monitoring-{secrets.token_hex(3)}"
+    prometheus = {
+        "sources": [
+            {"type": "SPIFFE", "spiffe": "spiffe://example.org/ns/monitoring/sa/prometheus"}
+        ]
+    }
+    good = _monitoring_allow(prometheus) | {"metadata": {"name": name}}
+    settings = issuer_settings(
+        tmp_path / "data",
+        kubeconfig=plane.kubeconfig,
+        policy=PolicySettings(poll_interval=timedelta(seconds=0.2)),
+    )
+    async with running_issuer(settings) as server, attested_agent(server) as agent:
+        plane.request("POST", f"{_GROUP}/clusterauthorizationpolicies", good)
+        update = await _until(
+            agent, await agent.policies(), lambda u: bool(_cluster_policies(u, name))
+        )
+        (in_force,) = [d for d in update.documents if d["metadata"]["name"] == name]
+        typo = _monitoring_allow({"soruces": prometheus["sources"]}) | {"metadata": {"name": name}}
+        with structlog.testing.capture_logs() as logs:
+            applied = await asyncio.to_thread(
+                run_kubectl, plane, "apply", "-f", "-", stdin=yaml.safe_dump(typo)
+            )
+            assert applied.returncode != 0
+            assert 'unknown field "spec.rules[0].soruces"' in applied.stderr
+            path = f"{_GROUP}/clusterauthorizationpolicies/{name}"
+            with pytest.raises(ControlPlaneError, match="a rule must name sources"):
+                await asyncio.to_thread(_replace, plane, path, typo, "?fieldValidation=Ignore")
+            # a change after both attempts, to know the issuer has seen everything before it
+            marker = await asyncio.to_thread(_labelled_namespace, plane, "after", {})
+            update = await _until(agent, update, lambda u: marker in u.namespaces)
+        assert [d for d in update.documents if d["metadata"]["name"] == name] == [in_force]
+        assert [e for e in logs if e["event"] == "policy.refused" and name in e["detail"]] == []
+
+
 async def test_a_crd_with_a_misspelled_criterion_is_refused_never_widened(
     kube: KubeApiServer, clock: FakeClock, tmp_path: Path
 ) -> None:
-    """A CR whose rule carries a misspelled field, or arrives with no criterion left (as an API server prunes
-    the misspelling without strict field validation), is refused by field; the last good rule stays."""
+    """A CR whose rule carries a misspelled field, or arrives with no criterion left, is refused by field; the last
+    good rule stays. On the stand-in: a real API server never delivers either (it prunes or refuses unknown fields
+    under the CRDs' structural schema, and its CEL rule refuses an empty rule), so only a server without that schema
+    can show the issuer's own refusal through the CRD watch."""
     prometheus = {
         "sources": [
             {"type": "SPIFFE", "spiffe": "spiffe://example.org/ns/monitoring/sa/prometheus"}

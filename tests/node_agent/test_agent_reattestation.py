@@ -1,4 +1,8 @@
-"""An agent the real issuer stops accepting (evicted, superseded by a copy, banned) attests again or says why not."""
+"""An agent the real issuer stops accepting (evicted, superseded by a copy, banned) attests again or says why not.
+
+The issuer runs on the real control plane; the k8s agent attests with a TokenRequest token bound to its pod on a
+real Node object, written to its token file as the kubelet writes a projected token.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from sigil_testing.ca import FakeClock as DateClock
-from sigil_testing.issuer import client_for, issuer_settings, running_issuer
-from sigil_testing.kube import FakeClock, KubeApiServer
+from sigil_testing.controlplane import ControlPlane
+from sigil_testing.issuer import client_for, running_issuer
+from sigil_testing.realissuer import AGENT_SERVICE_ACCOUNT, CLUSTER, issuer_on
+from sigil_testing.realkube import Namespace, add_node, delete_node
 from spiffe import WorkloadApiClient
 from structlog.testing import capture_logs
 
@@ -29,8 +35,9 @@ from sigil.node_agent.health import HealthServer, check_ready
 from sigil.node_agent.runtime import NodeAgent
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
 
+pytestmark = pytest.mark.kube
+
 ME = SpiffeId.parse(f"spiffe://example.org/local/uid-{os.getuid()}")
-K8S_AGENT = "spiffe://example.org/sigil/agent/k8s/test/node-a"
 
 
 @pytest.fixture
@@ -42,19 +49,32 @@ def directory() -> Iterator[Path]:
 
 @dataclass
 class World:
-    """The real issuer on a kube-apiserver stand-in, and the files an agent on node-a would have."""
+    """The real issuer on the real control plane, and the files an agent on the test's node would have."""
 
     server: IssuerServer
-    kube: KubeApiServer
+    plane: ControlPlane
+    namespace: Namespace
+    node: str
     directory: Path
+
+    @property
+    def k8s_agent(self) -> str:
+        """The agent ID a k8s agent on the test's node attests as."""
+        return f"spiffe://example.org/sigil/agent/k8s/{CLUSTER}/{self.node}"
 
     @property
     def token_path(self) -> Path:
         return self.directory / "token"
 
     def project_token(self) -> None:
-        """Write a fresh projected token for the agent's pod, as the kubelet refreshes the file."""
-        self.token_path.write_text(self.kube.mint_token(self.kube.pod("sigil-system", "agent-a")))
+        """Write a fresh TokenRequest token bound to the agent's pod, as the kubelet refreshes the file."""
+        pod = self.namespace.get_pod("agent-a")
+        self.token_path.write_text(self.namespace.token(pod, "sigil-server"))
+
+    def replace_node(self) -> None:
+        """Delete the agent's Node object and register it again under the same name (a new UID)."""
+        delete_node(self.plane, self.node)
+        add_node(self.plane, self.node)
 
     def settings(self, attestation: AttestationSettings) -> AgentSettings:
         bundle = self.directory / "bootstrap.pem"
@@ -76,7 +96,7 @@ class World:
     def k8s_settings(self) -> AgentSettings:
         self.project_token()
         return self.settings(
-            AttestationSettings(method="k8s", token_path=self.token_path, cluster="test")
+            AttestationSettings(method="k8s", token_path=self.token_path, cluster=CLUSTER)
         )
 
     async def entitle(self, agent_id: str) -> None:
@@ -98,16 +118,13 @@ class World:
 
 
 @asynccontextmanager
-async def world(directory: Path) -> AsyncIterator[World]:
-    """A running issuer for cluster ``test`` with node-a and the agent's pod on it."""
-    clock = FakeClock()
-    async with KubeApiServer(clock=clock) as kube:
-        kube.add_node("node-a")
-        kube.add_pod("sigil-system", "agent-a", node_name="node-a", service_account="sigil-agent")
-        kubeconfig = kube.write_kubeconfig(directory / "kubeconfig")
-        settings = issuer_settings(directory / "server", kubeconfig=kubeconfig)
-        async with running_issuer(settings, kube_clock=clock) as server:
-            yield World(server, kube, directory)
+async def world(plane: ControlPlane, namespace: Namespace, directory: Path) -> AsyncIterator[World]:
+    """A running issuer for cluster ``test`` with a Node object and the agent's pod on it."""
+    node = add_node(plane)
+    namespace.pod("agent-a", node=node, service_account=AGENT_SERVICE_ACCOUNT)
+    settings = issuer_on(plane, directory / "server", agent_namespace=namespace.name)
+    async with running_issuer(settings) as server:
+        yield World(server, plane, namespace, node, directory)
 
 
 @asynccontextmanager
@@ -142,19 +159,19 @@ def fetch_id(endpoint: str) -> str:
 
 
 async def test_an_evicted_k8s_agent_attests_again_and_its_workloads_get_svids(
-    directory: Path,
+    control_plane: ControlPlane, kube_namespace: Namespace, directory: Path
 ) -> None:
     """After ``agent evict`` a projected-token agent attests afresh on its own and issues a new workload's SVID."""
-    async with world(directory) as w:
-        await w.entitle(K8S_AGENT)
+    async with world(control_plane, kube_namespace, directory) as w:
+        await w.entitle(w.k8s_agent)
         async with NodeAgent(w.k8s_settings()) as agent, health(agent) as ready:
-            first = await w.serial(K8S_AGENT)
+            first = await w.serial(w.k8s_agent)
             assert stored_serial(agent) == first
             w.project_token()  # the kubelet has refreshed the file since
-            assert await w.sigil_server("agent", "evict", "--id", K8S_AGENT) == 0
+            assert await w.sigil_server("agent", "evict", "--id", w.k8s_agent) == 0
             # The bundle long poll is refused within a round; the agent attests again with the token file.
             await eventually(lambda: agent.identity.attestations == 2)
-            second = await w.serial(K8S_AGENT)
+            second = await w.serial(w.k8s_agent)
             assert second not in ("", first)
             assert stored_serial(agent) == second
             assert await asyncio.to_thread(ready) == (True, "serving")
@@ -163,11 +180,11 @@ async def test_an_evicted_k8s_agent_attests_again_and_its_workloads_get_svids(
 
 
 async def test_a_copy_that_superseded_the_agent_is_cut_off_when_the_agent_attests_again(
-    directory: Path,
+    control_plane: ControlPlane, kube_namespace: Namespace, directory: Path
 ) -> None:
     """A stolen agent SVID renewed and used first supersedes the agent, which attests again and retires the copy."""
-    async with world(directory) as w:
-        await w.entitle(K8S_AGENT)
+    async with world(control_plane, kube_namespace, directory) as w:
+        await w.entitle(w.k8s_agent)
         async with NodeAgent(w.k8s_settings()) as agent:
             stolen = load_stored_identity(agent.settings.data_dir, agent.settings.trust_domain)
             assert stolen.agent is not None
@@ -177,9 +194,11 @@ async def test_a_copy_that_superseded_the_agent_is_cut_off_when_the_agent_attest
                 await (
                     thief.bundle()
                 )  # presenting the renewed copy makes it current: the agent's is retired
-                assert await w.serial(K8S_AGENT) == format(copy.svid.chain[0].serial_number, "032x")
+                assert await w.serial(w.k8s_agent) == format(
+                    copy.svid.chain[0].serial_number, "032x"
+                )
                 await eventually(lambda: agent.identity.attestations == 2)
-                assert stored_serial(agent) == await w.serial(K8S_AGENT)
+                assert stored_serial(agent) == await w.serial(w.k8s_agent)
                 with pytest.raises(AgentSvidSupersededError):
                     await thief.bundle()
                 with pytest.raises(AgentSvidSupersededError):
@@ -188,10 +207,10 @@ async def test_a_copy_that_superseded_the_agent_is_cut_off_when_the_agent_attest
 
 
 async def test_an_evicted_join_token_agent_keeps_serving_and_is_not_ready_saying_why(
-    directory: Path,
+    control_plane: ControlPlane, kube_namespace: Namespace, directory: Path
 ) -> None:
     """A join-token agent cannot attest again: after eviction it serves its cached SVID and /ready says why not."""
-    async with world(directory) as w:
+    async with world(control_plane, kube_namespace, directory) as w:
         issuer = w.server.issuer
         token = await issuer.registry.generate_join_token(
             ttl=timedelta(minutes=10), now=issuer.ca.now()
@@ -216,15 +235,17 @@ async def test_an_evicted_join_token_agent_keeps_serving_and_is_not_ready_saying
     assert [e["reason"] for e in errors] == ["agent_not_attested"]
 
 
-async def test_a_banned_agent_backs_off_and_attests_once_unbanned(directory: Path) -> None:
+async def test_a_banned_agent_backs_off_and_attests_once_unbanned(
+    control_plane: ControlPlane, kube_namespace: Namespace, directory: Path
+) -> None:
     """A banned agent tries to attest again once per backoff, not on every refusal; after unban it attests."""
     clock = DateClock()
-    async with world(directory) as w:
-        await w.entitle(K8S_AGENT)
+    async with world(control_plane, kube_namespace, directory) as w:
+        await w.entitle(w.k8s_agent)
         agent = NodeAgent(w.k8s_settings(), clock=clock)
         with capture_logs() as logs:
             async with agent, health(agent) as ready:
-                assert await w.sigil_server("agent", "ban", "--id", K8S_AGENT) == 0
+                assert await w.sigil_server("agent", "ban", "--id", w.k8s_agent) == 0
 
                 def refused_attempts() -> int:
                     return sum(1 for e in logs if e["event"].startswith("attesting again was"))
@@ -242,33 +263,34 @@ async def test_a_banned_agent_backs_off_and_attests_once_unbanned(directory: Pat
                     )
                 )
                 assert refused_attempts() == 1
-                assert await w.sigil_server("agent", "unban", "--id", K8S_AGENT) == 0
+                assert await w.sigil_server("agent", "unban", "--id", w.k8s_agent) == 0
                 w.project_token()
                 clock.advance(timedelta(seconds=1))  # past the backoff
                 agent.manager.wake()
                 await eventually(lambda: agent.identity.attestations == 2)
                 assert await asyncio.to_thread(ready) == (True, "serving")
-                assert stored_serial(agent) == await w.serial(K8S_AGENT)
+                assert stored_serial(agent) == await w.serial(w.k8s_agent)
 
 
-async def test_an_agent_whose_node_was_replaced_attests_again_at_renewal(directory: Path) -> None:
+async def test_an_agent_whose_node_was_replaced_attests_again_at_renewal(
+    control_plane: ControlPlane, kube_namespace: Namespace, directory: Path
+) -> None:
     """Renewal after the node was replaced (new UID) gets agent_node_gone; the agent attests on the new node."""
     clock = DateClock()
-    async with world(directory) as w:
+    async with world(control_plane, kube_namespace, directory) as w:
         agent = NodeAgent(w.k8s_settings(), clock=clock)
         with capture_logs() as logs:
             async with agent, health(agent) as ready:
-                first = await w.serial(K8S_AGENT)
-                w.kube.remove_node("node-a")
-                w.kube.add_node("node-a")
+                first = await w.serial(w.k8s_agent)
+                w.replace_node()
                 w.project_token()  # the kubelet of the new node gets the agent's pod a token
                 renew_at = agent.identity.renew_at
                 assert renew_at is not None
                 clock.advance(renew_at - clock())
                 agent.manager.wake()
                 await eventually(lambda: agent.identity.attestations == 2)
-                assert await w.serial(K8S_AGENT) not in ("", first)
-                assert stored_serial(agent) == await w.serial(K8S_AGENT)
+                assert await w.serial(w.k8s_agent) not in ("", first)
+                assert stored_serial(agent) == await w.serial(w.k8s_agent)
                 assert await asyncio.to_thread(ready) == (True, "serving")
     assert "agent_node_gone" in [e.get("reason") for e in logs]
 
@@ -278,10 +300,12 @@ def fetch_jwt(endpoint: str) -> str:
         return str(client.fetch_jwt_svid({"db"}).token)
 
 
-async def test_a_refused_agent_serves_a_cached_jwt_svid_until_it_expires(directory: Path) -> None:
+async def test_a_refused_agent_serves_a_cached_jwt_svid_until_it_expires(
+    control_plane: ControlPlane, kube_namespace: Namespace, directory: Path
+) -> None:
     """Past its refresh point a JWT-SVID the evicted agent still holds is served, not an error, until expiry."""
     clock = DateClock()
-    async with world(directory) as w:
+    async with world(control_plane, kube_namespace, directory) as w:
         issuer = w.server.issuer
         token = await issuer.registry.generate_join_token(
             ttl=timedelta(minutes=10), now=issuer.ca.now()

@@ -1,10 +1,19 @@
 """A protocol-faithful stand-in for kube-apiserver, for what the real one (:mod:`sigil_testing.controlplane`)
 cannot be made to do on demand.
 
-Tests use the real API server wherever it can do the job. What is left here: tokens judged by a clock a test moves
-(expired, not yet valid, shorter-lived than TokenRequest allows), ``--service-account-lookup=false`` and servers
-from before TokenReview audiences, custom resources stored without schema validation (the policy tests), and the
-issuer-level tests not yet moved (they need only ordinary behaviour and should move next). It speaks the wire format the real API server speaks, so the real ``kubernetes`` client (whose pydantic models
+Tests use the real API server wherever it can do the job. What still uses this, and why:
+
+- ``tests/issuer/test_tokenreview_faults.py``: tokens judged by a clock a test moves (expired, not yet valid,
+  shorter-lived than TokenRequest's ten minutes), ``--service-account-lookup=false`` (so the issuer's own pod GET and
+  UID check are what refuse), and a server from before TokenReview audiences.
+- ``tests/issuer/test_policies.py::test_a_crd_with_a_misspelled_criterion_is_refused_never_widened``: custom
+  resources stored without schema validation, the only way to deliver unknown fields or a rule left empty to the
+  issuer's CRD watch (a real API server prunes or refuses them under the CRDs' structural schema and CEL rule).
+- ``tests/issuer/test_kube_standin.py`` checks the stand-in itself against the official client; ``bench/issue.py``
+  measures TokenReview-authenticated issuance against it; ``tests/issuer/test_tokenreview.py`` uses only
+  :class:`FakeClock`.
+
+It speaks the wire format the real API server speaks, so the real ``kubernetes`` client (whose pydantic models
 reject missing required fields) and raw HTTP watchers both work against it unchanged:
 
 - ``POST /apis/authentication.k8s.io/v1/tokenreviews`` validates projected ServiceAccount tokens the way
@@ -261,10 +270,6 @@ class KubeApiServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._port}"
 
-    @property
-    def is_up(self) -> bool:
-        return self._runner is not None
-
     async def start(self) -> None:
         """Listen (again, on the same port after ``go_down``)."""
         app = web.Application(middlewares=[self._auth_middleware])
@@ -382,14 +387,6 @@ class KubeApiServer:
             },
         }
         self._record(self._nodes, "ADDED", node, None)
-        return self.node(name)
-
-    def remove_node(self, name: str) -> None:
-        """Delete a node object (its pods stay until something deletes them, as in a real cluster)."""
-        old = self._nodes.objects[("", name)]
-        self._record(self._nodes, "DELETED", old, old)
-
-    def node(self, name: str) -> _Obj:
         return json.loads(json.dumps(self._nodes.objects[("", name)]))  # type: ignore[no-any-return]
 
     def add_pod(
@@ -432,31 +429,6 @@ class KubeApiServer:
         self._record(self._pods, "ADDED", pod, None)
         return self.pod(namespace, name)
 
-    def modify_pod(
-        self,
-        namespace: str,
-        name: str,
-        *,
-        labels: Mapping[str, str] | None = None,
-        phase: str | None = None,
-        node_name: str | None = None,
-    ) -> _Obj:
-        """Update a pod. ``node_name`` binds a pending pod; a bound pod never moves, as the API enforces."""
-        old = self._pods.objects[(namespace, name)]
-        new: _Obj = json.loads(json.dumps(old))
-        if labels is not None:
-            new["metadata"]["labels"] = dict(labels)
-        if phase is not None:
-            new["status"]["phase"] = phase
-        if node_name is not None:
-            if old["spec"].get("nodeName") not in (None, node_name):
-                raise ValueError(
-                    "pod updates may not change fields other than ... (spec.nodeName is immutable)"
-                )
-            new["spec"]["nodeName"] = node_name
-        self._record(self._pods, "MODIFIED", new, old)
-        return self.pod(namespace, name)
-
     def remove_pod(self, namespace: str, name: str) -> None:
         """Delete a pod; tokens bound to it stop authenticating."""
         old = self._pods.objects[(namespace, name)]
@@ -492,11 +464,6 @@ class KubeApiServer:
         meta["uid"] = old["metadata"]["uid"] if old else str(uuid.uuid4())
         meta["generation"] = old["metadata"].get("generation", 1) + 1 if old else 1
         self._record(resource, "MODIFIED" if old else "ADDED", new, old)
-
-    def delete_custom(self, kind: str, namespace: str, name: str) -> None:
-        resource = self._custom[_CUSTOM_KINDS[kind]]
-        old = resource.objects[(namespace, name)]
-        self._record(resource, "DELETED", old, old)
 
     def _service_account_uid(self, namespace: str, name: str) -> str:
         return self._service_accounts.setdefault((namespace, name), str(uuid.uuid4()))
