@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -34,14 +35,19 @@ async def _bench(seconds: float, batch: int, agents: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         async with KubeApiServer() as kube:
-            kube.add_node("node-a")
-            pods = [
-                kube.add_pod("bench", f"p{i}", node_name="node-a", service_account="app")
-                for i in range(batch)
-            ]
-            agent_pod = kube.add_pod(
-                "sigil-system", "agent", node_name="node-a", service_account="sigil-agent"
-            )
+            # One node per agent: an agent ID has one current SVID (attesting again supersedes it), as in SPIRE.
+            nodes = [f"node-{i}" for i in range(agents)]
+            pods: dict[str, list[dict[str, Any]]] = {}
+            agent_pods = {}
+            for node in nodes:
+                kube.add_node(node)
+                pods[node] = [
+                    kube.add_pod("bench", f"{node}-p{i}", node_name=node, service_account="app")
+                    for i in range(batch)
+                ]
+                agent_pods[node] = kube.add_pod(
+                    "sigil-system", f"agent-{node}", node_name=node, service_account="sigil-agent"
+                )
             settings = issuer_settings(
                 root / "data",
                 kubeconfig=kube.write_kubeconfig(root / "kubeconfig"),
@@ -52,20 +58,25 @@ async def _bench(seconds: float, batch: int, agents: int) -> dict[str, float]:
                 ca, kube_parts = server.issuer.ca, server.issuer.kube
                 assert kube_parts is not None
                 async with asyncio.timeout(10):
-                    await kube_parts.pods.wait_for(lambda c: len(c.pods_on_node("node-a")) > batch)
+                    await kube_parts.pods.wait_for(
+                        lambda c: all(len(c.pods_on_node(n)) > batch for n in nodes)
+                    )
                 csrs = [make_csr(generate_key()) for _ in range(batch)]
-                refs = [
-                    {
-                        "namespace": "bench",
-                        "name": p["metadata"]["name"],
-                        "uid": p["metadata"]["uid"],
-                    }
-                    for p in pods
-                ]
-                requests = [
-                    X509SvidRequest(c, pod=r)  # type: ignore[arg-type]
-                    for c, r in zip(csrs, refs, strict=True)
-                ]
+                requests = {
+                    node: [
+                        X509SvidRequest(
+                            c,
+                            pod={  # type: ignore[arg-type]
+                                "namespace": "bench",
+                                "name": p["metadata"]["name"],
+                                "uid": p["metadata"]["uid"],
+                            },
+                        )
+                        for c, p in zip(csrs, pods[node], strict=True)
+                    ]
+                    for node in nodes
+                }
+                agent_pod = agent_pods[nodes[0]]
                 token = kube.mint_token(agent_pod)
 
                 # In-process: the CA's own batch minting, same CSRs and IDs.
@@ -78,19 +89,19 @@ async def _bench(seconds: float, batch: int, agents: int) -> dict[str, float]:
                     count += len(await ca.mint_x509_svids(inproc))
                 inprocess_per_s = count / (time.perf_counter() - started)
 
-                clients = [client_for(server) for _ in range(agents)]
-                for client in clients:
-                    await client.attest_k8s(token, "test")
+                clients = {node: client_for(server) for node in nodes}
+                for node, client in clients.items():
+                    await client.attest_k8s(kube.mint_token(agent_pods[node]), "test")
                 issued = 0
 
-                async def hammer(client: object) -> None:
+                async def hammer(node: str, client: object) -> None:
                     nonlocal issued
                     while time.perf_counter() - started < seconds:
-                        results = await client.batch_x509_svids(requests)  # type: ignore[attr-defined]
+                        results = await client.batch_x509_svids(requests[node])  # type: ignore[attr-defined]
                         issued += sum(len(r.svids) for r in results)
 
                 started = time.perf_counter()
-                await asyncio.gather(*(hammer(c) for c in clients))
+                await asyncio.gather(*(hammer(n, c) for n, c in clients.items()))
                 svids_per_s = issued / (time.perf_counter() - started)
 
                 # TokenReview: cold (a new token each time) and warm (one token, cached verdict).
@@ -105,7 +116,7 @@ async def _bench(seconds: float, batch: int, agents: int) -> dict[str, float]:
                     await agents_auth.authenticate(token)
                     warm_count += 1
                 warm = warm_count / (time.perf_counter() - started)
-                for client in clients:
+                for client in clients.values():
                     await client.aclose()
     return {
         "svids_per_s": round(svids_per_s, 1),
