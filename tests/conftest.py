@@ -77,15 +77,7 @@ def control_plane(
     kube_tools: Tools, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ControlPlane]:
     """The session's control plane, up and ready; stopped after the last test."""
-    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), tools=kube_tools)
-    try:
-        plane.start()
-    except ControlPlaneError as err:
-        pytest.fail(str(err), pytrace=False)
-    try:
-        yield plane
-    finally:
-        plane.stop()
+    yield from _running_plane(tmp_path_factory.mktemp("controlplane"), kube_tools)
 
 
 @pytest.fixture(scope="session")
@@ -104,7 +96,12 @@ def kube_namespace(control_plane: ControlPlane) -> Namespace:
 @pytest.fixture
 def private_control_plane(kube_tools: Tools, tmp_path: Path) -> Iterator[ControlPlane]:
     """A control plane of the test's own, for faults the session's shared one must never see (stopping it)."""
-    plane = ControlPlane(tmp_path / "controlplane", tools=kube_tools)
+    yield from _running_plane(tmp_path / "controlplane", kube_tools)
+
+
+def _running_plane(directory: Path, tools: Tools) -> Iterator[ControlPlane]:
+    """Start a control plane in ``directory``, yield it ready, stop it; a start that fails fails the test."""
+    plane = ControlPlane(directory, tools=tools)
     try:
         plane.start()
     except ControlPlaneError as err:
