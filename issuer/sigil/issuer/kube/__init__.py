@@ -13,6 +13,7 @@ from sigil.issuer.kube.identity import (
     KubeIdentity,
     ServiceAccountRef,
     WorkloadIdTemplate,
+    agent_cluster_and_node,
     agent_spiffe_id,
 )
 from sigil.issuer.kube.nodeauth import authorize_pod_for_node
@@ -34,6 +35,7 @@ __all__ = [
     "TokenReviewAuthenticator",
     "TokenReviewMetrics",
     "WorkloadIdTemplate",
+    "agent_cluster_and_node",
     "agent_spiffe_id",
     "authorize_pod_for_node",
 ]

@@ -77,6 +77,14 @@ def agent_spiffe_id(trust_domain: TrustDomain, *, cluster: str, node_name: str) 
     return trust_domain.spiffe_id("sigil", "agent", "k8s", cluster, node_name)
 
 
+def agent_cluster_and_node(agent: SpiffeId) -> tuple[str, str] | None:
+    """The ``(cluster, node)`` of an ID made by :func:`agent_spiffe_id`; None for any other ID (a join-token agent)."""
+    parts = agent.path.strip("/").split("/")
+    if len(parts) != 5 or tuple(parts[:3]) != ("sigil", "agent", "k8s"):
+        return None
+    return parts[3], parts[4]
+
+
 _TEMPLATE_FIELDS = frozenset(f.name for f in fields(KubeIdentity))
 
 

@@ -28,7 +28,7 @@ from sigil.issuer.errors import (
     NotEntitledError,
     UnavailableError,
 )
-from sigil.issuer.kube import agent_spiffe_id
+from sigil.issuer.kube import agent_cluster_and_node, agent_spiffe_id
 from sigil.issuer.problems import need_str, read_json
 from sigil.issuer.routes.common import (
     authenticated_agent,
@@ -120,10 +120,10 @@ async def attest_join_token(request: web.Request) -> web.Response:
 async def _check_node(request: web.Request, caller: CallingAgent) -> None:
     """A Kubernetes agent's node must still exist with the UID it attested with (SPIRE's k8s_psat re-check)."""
     issuer = issuer_of(request)
-    parts = caller.spiffe_id.path.strip("/").split("/")
-    if issuer.kube is None:
+    found = agent_cluster_and_node(caller.spiffe_id)
+    if issuer.kube is None or found is None:
         raise UnavailableError("this server cannot check Kubernetes nodes")
-    node_name = parts[-1]
+    node_name = found[1]
     node = await issuer.kube.api.read_node(node_name)
     current = node.get("metadata", {}).get("uid", "") if node is not None else ""
     attested = caller.record.node_uid

@@ -32,6 +32,7 @@ from sigil.issuer.errors import (
     NotEntitledError,
     UnavailableError,
 )
+from sigil.issuer.kube import agent_cluster_and_node
 from sigil.issuer.kube.podcache import CachedPod, PodCache
 from sigil.issuer.routes.bundle import query_number
 from sigil.issuer.routes.common import authenticated_agent, issuer_of
@@ -43,7 +44,6 @@ routes = web.RouteTableDef()
 #: Set when the server shuts down: waiting agents are answered at once with what there is.
 _DRAINING = web.AppKey("sigil-node-pods-draining", asyncio.Event)
 _PARAMETERS = frozenset({"after_revision", "wait"})
-_K8S_AGENT = ("sigil", "agent", "k8s")
 
 
 def install(app: web.Application) -> None:
@@ -60,12 +60,13 @@ def install(app: web.Application) -> None:
 def _node_of(agent: SpiffeId, issuer: Issuer) -> str:
     """The node in a Kubernetes agent's ID, of this issuer's cluster; 403 for any other agent."""
     kube = issuer.settings.server.kubernetes
-    parts = agent.path.strip("/").split("/")
-    if len(parts) != 5 or tuple(parts[:3]) != _K8S_AGENT:
+    found = agent_cluster_and_node(agent)
+    if found is None:
         raise NotEntitledError("the pods of a node", "only an agent attested on a Kubernetes node")
-    if kube is None or parts[3] != kube.cluster:
-        raise NotEntitledError("the pods of a node", f"cluster {parts[3]!r} is not this issuer's")
-    return parts[4]
+    cluster, node = found
+    if kube is None or cluster != kube.cluster:
+        raise NotEntitledError("the pods of a node", f"cluster {cluster!r} is not this issuer's")
+    return node
 
 
 def _bodies(pods: Iterable[CachedPod]) -> list[wire.NodePodBody]:

@@ -20,7 +20,7 @@ from sigil.issuer.errors import (
     NotEntitledError,
     UnavailableError,
 )
-from sigil.issuer.kube import KubeIdentity, authorize_pod_for_node
+from sigil.issuer.kube import KubeIdentity, agent_cluster_and_node, authorize_pod_for_node
 from sigil.issuer.problems import need_str, problem_body, read_json
 from sigil.issuer.registry import Entry
 from sigil.issuer.routes.common import (
@@ -35,12 +35,11 @@ from sigil.issuer.state import Issuer
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
-_K8S_AGENT = ("sigil", "agent", "k8s")
 
 
 def _agent_node(agent: SpiffeId) -> str | None:
-    parts = agent.path.strip("/").split("/")
-    return parts[4] if len(parts) == 5 and tuple(parts[:3]) == _K8S_AGENT else None
+    found = agent_cluster_and_node(agent)
+    return None if found is None else found[1]
 
 
 class _Grants:
