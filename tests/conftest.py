@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 from sigil_testing.controlplane import ControlPlane, ControlPlaneError, Tools, build_tools
+from sigil_testing.issuer import running_issuer
 from sigil_testing.operator import apply_crds
 from sigil_testing.postgres import PostgresUnavailableError, running_postgres, temporary_database
+from sigil_testing.realissuer import issuer_on
 from sigil_testing.realkube import Namespace, fresh_namespace
+
+from sigil.issuer.server import IssuerServer
 
 _TOOLS = pytest.StashKey[Tools | ControlPlaneError]()
 
@@ -91,6 +95,16 @@ def policy_crds(control_plane: ControlPlane) -> ControlPlane:
 def kube_namespace(control_plane: ControlPlane) -> Namespace:
     """A fresh namespace on the session's control plane (deleted ones never finish terminating there)."""
     return fresh_namespace(control_plane)
+
+
+@pytest.fixture
+async def kube_issuer(
+    control_plane: ControlPlane, kube_namespace: Namespace, tmp_path: Path
+) -> AsyncIterator[IssuerServer]:
+    """A running issuer on the session's control plane; its agents are ``sigil-agent`` of the test's namespace."""
+    settings = issuer_on(control_plane, tmp_path / "data", agent_namespace=kube_namespace.name)
+    async with running_issuer(settings) as running:
+        yield running
 
 
 @pytest.fixture

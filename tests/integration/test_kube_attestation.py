@@ -4,7 +4,6 @@ real issuer through the real TokenReview API."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -40,13 +39,9 @@ def node(control_plane: ControlPlane) -> str:
 
 
 @pytest.fixture
-async def server(
-    control_plane: ControlPlane, kube_namespace: Namespace, tmp_path: Path
-) -> AsyncIterator[IssuerServer]:
+def server(kube_issuer: IssuerServer) -> IssuerServer:
     """The issuer on the session's control plane; its agents are ``sigil-agent`` of the test's namespace."""
-    settings = issuer_on(control_plane, tmp_path / "data", agent_namespace=kube_namespace.name)
-    async with running_issuer(settings) as running:
-        yield running
+    return kube_issuer
 
 
 def _agent_token(namespace: Namespace, node: str, name: str = "agent") -> str:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from sigil_testing.controlplane import ControlPlane
 from sigil_testing.issuer import attested_agent, client_for, issuer_settings, running_issuer
-from sigil_testing.realissuer import issuer_on
 from sigil_testing.realkube import Namespace, add_node
 
 from sigil.ca.keys import generate_key
@@ -34,13 +33,9 @@ def agent_id(node: str) -> str:
 
 
 @pytest.fixture
-async def server(
-    control_plane: ControlPlane, kube_namespace: Namespace, tmp_path: Path
-) -> AsyncIterator[IssuerServer]:
+def server(kube_issuer: IssuerServer) -> IssuerServer:
     """A running issuer for cluster ``test`` on the real control plane."""
-    settings = issuer_on(control_plane, tmp_path / "data", agent_namespace=kube_namespace.name)
-    async with running_issuer(settings) as running:
-        yield running
+    return kube_issuer
 
 
 async def _sigil_server(

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from sigil_testing.controlplane import ControlPlane
-from sigil_testing.issuer import attested_agent, client_for, running_issuer
-from sigil_testing.realissuer import issuer_on
+from sigil_testing.issuer import attested_agent, client_for
 from sigil_testing.realkube import Namespace, add_node, delete_node
 
 from sigil.ca.keys import generate_key
@@ -34,13 +32,9 @@ pytestmark = pytest.mark.kube
 
 
 @pytest.fixture
-async def server(
-    control_plane: ControlPlane, kube_namespace: Namespace, tmp_path: Path
-) -> AsyncIterator[IssuerServer]:
+def server(kube_issuer: IssuerServer) -> IssuerServer:
     """A running issuer for cluster ``test`` on the real control plane."""
-    settings = issuer_on(control_plane, tmp_path / "data", agent_namespace=kube_namespace.name)
-    async with running_issuer(settings) as running:
-        yield running
+    return kube_issuer
 
 
 @pytest.fixture

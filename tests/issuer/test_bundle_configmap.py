@@ -37,13 +37,9 @@ async def _published(namespace: Namespace, wanted: bytes) -> dict[str, str]:
 
 
 @pytest.fixture
-async def server(
-    control_plane: ControlPlane, kube_namespace: Namespace, tmp_path: Path
-) -> AsyncIterator[IssuerServer]:
+def server(kube_issuer: IssuerServer) -> IssuerServer:
     """An issuer on the real control plane that does not publish by itself (the test runs the publisher)."""
-    settings = issuer_on(control_plane, tmp_path / "data", agent_namespace=kube_namespace.name)
-    async with running_issuer(settings) as running:
-        yield running
+    return kube_issuer
 
 
 @contextlib.asynccontextmanager
