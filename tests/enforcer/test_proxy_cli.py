@@ -73,20 +73,10 @@ async def _started(process: asyncio.subprocess.Process, lines: list[str]) -> Non
     raise AssertionError("the proxy exited before listening:\n" + "".join(lines))
 
 
-async def test_the_inbound_command_forwards_counts_and_drains(
-    home: Domain,
-    files: Path,
-    echo: int,
-    write_policies: Callable[[Mapping[str, str]], Path],
-) -> None:
-    """The command forwards an allowed peer, shows its revision and decisions in /metrics, and exits 0 on SIGTERM."""
-    policies = write_policies(
-        {
-            "p.yaml": dump(
-                ap("web", namespace="shop", rules=[rule([spiffe("spiffe://example.org/web")])])
-            )
-        }
-    )
+async def _start_inbound(
+    default: str, home: Domain, files: Path, echo: int, policies: Path
+) -> tuple[asyncio.subprocess.Process, int, int]:
+    """Start ``proxy inbound`` for namespace ``shop`` as ``api``, forwarding to ``echo``; the process and its ports."""
     write_svid_files(files / "proxy", home.mint("api"), home)
     listen, metrics_port = _free_port(), _free_port()
     process = await asyncio.create_subprocess_exec(
@@ -104,11 +94,29 @@ async def test_the_inbound_command_forwards_counts_and_drains(
         "--namespace",
         "shop",
         "--default",
-        "deny",
+        default,
         "--metrics",
         f"127.0.0.1:{metrics_port}",
         stderr=asyncio.subprocess.PIPE,
     )
+    return process, listen, metrics_port
+
+
+async def test_the_inbound_command_forwards_counts_and_drains(
+    home: Domain,
+    files: Path,
+    echo: int,
+    write_policies: Callable[[Mapping[str, str]], Path],
+) -> None:
+    """The command forwards an allowed peer, shows its revision and decisions in /metrics, and exits 0 on SIGTERM."""
+    policies = write_policies(
+        {
+            "p.yaml": dump(
+                ap("web", namespace="shop", rules=[rule([spiffe("spiffe://example.org/web")])])
+            )
+        }
+    )
+    process, listen, metrics_port = await _start_inbound("deny", home, files, echo, policies)
     lines: list[str] = []
     try:
         await _started(process, lines)
@@ -148,28 +156,7 @@ async def _one_connection_through(
     default: str, home: Domain, files: Path, echo: int, policies: Path
 ) -> tuple[bytes, str]:
     """Run ``proxy inbound --default DEFAULT``, send one line as a valid SVID; the answer and /metrics."""
-    write_svid_files(files / "proxy", home.mint("api"), home)
-    listen, metrics_port = _free_port(), _free_port()
-    process = await asyncio.create_subprocess_exec(
-        SIGIL_ENFORCER,
-        "proxy",
-        "inbound",
-        "--svid-dir",
-        str(files / "proxy"),
-        "--listen",
-        f"127.0.0.1:{listen}",
-        "--forward",
-        str(echo),
-        "--policies",
-        str(policies),
-        "--namespace",
-        "shop",
-        "--default",
-        default,
-        "--metrics",
-        f"127.0.0.1:{metrics_port}",
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process, listen, metrics_port = await _start_inbound(default, home, files, echo, policies)
     try:
         await _started(process, [])
         client = SpiffeTls(static_source(files / "c", home.mint("web"), home)).client_context()
