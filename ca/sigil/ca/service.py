@@ -35,7 +35,8 @@ from sigil.ca.authority import (
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.csr import parse_csr
 from sigil.ca.datastore.rowseal import AuthoritySeal
-from sigil.ca.datastore.store import Datastore, JournalEntry, Transaction
+from sigil.ca.datastore.store import Datastore
+from sigil.ca.datastore.transaction import JournalEntry, Transaction
 from sigil.ca.errors import (
     AuthorityError,
     AuthorityRowRefusedError,
