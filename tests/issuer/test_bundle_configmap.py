@@ -17,10 +17,11 @@ from sigil_testing.realkube import Namespace
 from sigil.ca.authority import AuthorityKind
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.spiffe_id import TrustDomain
-from sigil.issuer.bundle_configmap import publish_bundle_configmap, resolve_namespace
+from sigil.issuer.bundles.configmap import publish_bundle_configmap
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.kube import KubeApi
 from sigil.issuer.kube.api import PatchOutcome
-from sigil.issuer.server import IssuerServer
+from sigil.issuer.settings.sections import resolve_namespace
 
 TD = TrustDomain("example.org")
 NAME = "sigil-bundle"
@@ -49,7 +50,7 @@ async def _publisher(
     """The publisher as a task with a short resync, cancelled and awaited on the way out."""
     task = asyncio.create_task(
         publish_bundle_configmap(
-            server.issuer, api, namespace=namespace.name, name=NAME, resync=0.2
+            server.issuer.ca, api, namespace=namespace.name, name=NAME, resync=0.2
         )
     )
     try:

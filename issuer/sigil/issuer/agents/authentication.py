@@ -7,7 +7,7 @@ verdict past the certificate's life, so every agent request checks again:
 1. the presented chain against the CA's bundle *now* and the issuer's clock *now*
    (:class:`~sigil.enforcer.verify.SvidVerifier`: X509-SVID.md §4-5, so expiry and a revoked authority refuse);
 2. SPIFFE's part: our trust domain and an agent's path (a workload SVID of this CA must not act as an agent);
-3. the attested-agent record (:mod:`sigil.issuer.agentrecords`): the agent is not evicted or banned, and the
+3. the attested-agent record (:mod:`sigil.issuer.datastore.agentrecords`): the agent is not evicted or banned, and the
    certificate is its current SVID or the one just issued, which then becomes current (SPIRE's rule).
 """
 
@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sigil.ca.bundle import TrustBundle
+from sigil.ca.reserved_ids import is_agent_id
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.enforcer.bundles import BundleSet
 from sigil.enforcer.errors import SvidVerificationError
 from sigil.enforcer.tls import peer_chain
 from sigil.enforcer.verify import SvidVerifier, VerifiedSvid
-from sigil.issuer.agentrecords import AgentRecords, AttestedAgent
+from sigil.issuer.datastore.agentrecords import AgentRecords, AttestedAgent
 from sigil.issuer.errors import (
     AgentBannedError,
     AgentNotAttestedError,
@@ -34,10 +35,9 @@ from sigil.issuer.errors import (
     ClientCertificateRequiredError,
 )
 
-__all__ = ["AGENT_PATH_PREFIX", "AgentAuthenticator", "CallingAgent"]
+__all__ = ["AgentAuthenticator", "CallingAgent"]
 
 #: Every agent ID sits under this path (``/sigil/agent/k8s/...``, ``/sigil/agent/join/...``).
-AGENT_PATH_PREFIX = "/sigil/agent/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ class AgentAuthenticator:
         found = verified.spiffe_id
         if found.trust_domain != self._ca.settings.trust_domain:
             raise ClientCertificateRequiredError(f"{found} is not in this trust domain")
-        if not found.path.startswith(AGENT_PATH_PREFIX):
+        if not is_agent_id(found):
             raise ClientCertificateRequiredError(f"{found} is not an agent ID")
         return verified
 

@@ -15,47 +15,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-from pathlib import Path
 
 import structlog
 
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.errors import SigilError
+from sigil.ca.service import CertificateAuthority
 from sigil.issuer.kube.api import KubeApi
-from sigil.issuer.state import Issuer
 
-__all__ = ["IN_CLUSTER_NAMESPACE_FILE", "publish_bundle_configmap", "resolve_namespace"]
+__all__ = ["publish_bundle_configmap"]
 
-IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 _RETRY = 5.0
 _RESYNC = 60.0
 
 log = structlog.get_logger(__name__)
 
 
-def resolve_namespace(
-    configured: str | None, *, namespace_file: Path = IN_CLUSTER_NAMESPACE_FILE
-) -> str | None:
-    """The namespace to publish into: configured, else ``$SIGIL_POD_NAMESPACE``, else the pod's own."""
-    if configured:
-        return configured
-    from_env = os.environ.get("SIGIL_POD_NAMESPACE")
-    if from_env:
-        return from_env
-    try:
-        return namespace_file.read_text().strip() or None
-    except OSError:
-        return None
-
-
 async def publish_bundle_configmap(
-    issuer: Issuer, api: KubeApi, *, namespace: str, name: str, resync: float = _RESYNC
+    ca: CertificateAuthority, api: KubeApi, *, namespace: str, name: str, resync: float = _RESYNC
 ) -> None:
     """Keep ConfigMap ``namespace/name`` holding the current bundle until cancelled."""
     published = -1
     while True:
-        bundle = issuer.ca.bundle()
+        bundle = ca.bundle()
         try:
             done = await _publish(api, bundle, namespace=namespace, name=name)
         except SigilError as err:
@@ -72,7 +54,7 @@ async def publish_bundle_configmap(
         # Wake on the next bundle change, or after `resync` to check that nobody else rewrote the ConfigMap.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(resync):
-                await issuer.ca.wait_for_bundle(published)
+                await ca.wait_for_bundle(published)
 
 
 async def _publish(api: KubeApi, bundle: TrustBundle, *, namespace: str, name: str) -> bool:

@@ -31,9 +31,10 @@ from yarl import URL
 
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.errors import BundleError
-from sigil.issuer.bundlefeed import BundleFeed
+from sigil.issuer.bundles.feed import BundleFeed
+from sigil.issuer.errors import FederationError
 from sigil.issuer.metrics import IssuerMetrics
-from sigil.issuer.server_settings import FederationPeer
+from sigil.issuer.settings.sections import FederationPeer
 from sigil.issuer.tls import client_context
 
 __all__ = ["FederationPoller"]
@@ -45,10 +46,6 @@ _MAX_REDIRECTS = 3
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: A bundle of a hundred RSA-4096 authorities is well under this; a peer sending more is refused, not buffered.
 _MAX_BUNDLE_BYTES = 1024 * 1024
-
-
-class FederationError(Exception):
-    """One failed poll; logged and retried at the next interval, never raised past the poller."""
 
 
 class FederationPoller:
@@ -81,27 +78,38 @@ class FederationPoller:
         self._wake.set()
 
     async def _context(self) -> ssl.SSLContext:
-        if self.peer.profile == "https_web":
-            cafile = str(self.peer.ca_file) if self.peer.ca_file else None
-            return await asyncio.to_thread(ssl.create_default_context, cafile=cafile)
-        trust = self._bundle
-        if trust is None:
-            if self.peer.bootstrap_bundle is None:
-                raise FederationError("https_spiffe needs a bootstrap bundle")
-            try:
-                data = await asyncio.to_thread(self.peer.bootstrap_bundle.read_bytes)
-                trust = (
-                    TrustBundle.parse_pem(self.peer.trust_domain, data)
-                    if data.lstrip().startswith(b"-----")
-                    else TrustBundle.parse_jwks(self.peer.trust_domain, data)
-                )
-            except (OSError, BundleError) as err:
-                raise FederationError(
-                    f"bootstrap bundle {self.peer.bootstrap_bundle}: {err}"
-                ) from err
-        return await asyncio.to_thread(
-            functools.partial(client_context, trust, expect=self.peer.endpoint_spiffe_id)
-        )
+        """The TLS context of the next poll; what is wrong with a configured file is a failed poll, not a crash."""
+        try:
+            if self.peer.profile == "https_web":
+                cafile = str(self.peer.ca_file) if self.peer.ca_file else None
+                return await asyncio.to_thread(ssl.create_default_context, cafile=cafile)
+            trust = self._bundle if self._bundle is not None else await self._bootstrap()
+            return await asyncio.to_thread(
+                functools.partial(client_context, trust, expect=self.peer.endpoint_spiffe_id)
+            )
+        except (OSError, ValueError) as err:
+            # ssl.SSLError is an OSError: an unreadable or malformed CA file; ValueError: no usable certificate.
+            raise FederationError(f"TLS context for {self.peer.url}: {err}") from err
+
+    async def _bootstrap(self) -> TrustBundle:
+        """The bootstrap bundle from its file, read again on every poll until a first fetch succeeds."""
+        path = self.peer.bootstrap_bundle
+        if path is None:
+            raise FederationError("https_spiffe needs a bootstrap bundle")
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+            trust = (
+                TrustBundle.parse_pem(self.peer.trust_domain, data)
+                if data.lstrip().startswith(b"-----")
+                else TrustBundle.parse_jwks(self.peer.trust_domain, data)
+            )
+        except (OSError, BundleError) as err:
+            raise FederationError(f"bootstrap bundle {path}: {err}") from err
+        if not trust.x509_authorities:
+            raise FederationError(
+                f"bootstrap bundle {path}: no X.509 authority to check the endpoint with"
+            )
+        return trust
 
     async def _get(self, session: aiohttp.ClientSession, context: ssl.SSLContext) -> bytes:
         """The body at the configured URL, following at most a few redirects, each to https only."""

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.spiffe_id import TrustDomain
-from sigil.issuer import wire
+from sigil.issuer.agentapi import contract
 
 __all__ = ["BundleFeed"]
 
@@ -30,20 +30,20 @@ class BundleFeed:
         self._federated: dict[TrustDomain, TrustBundle] = {}
         self._changed = asyncio.Condition()
         self._revision = ""
-        self._response: wire.BundleResponse | None = None
+        self._response: contract.BundleResponse | None = None
         self._draining = False
 
     @property
     def federated(self) -> Mapping[TrustDomain, TrustBundle]:
         return dict(self._federated)
 
-    def current(self) -> wire.BundleResponse:
+    def current(self) -> contract.BundleResponse:
         if self._response is None:
             self._response = self._build()
             self._revision = self._response["revision"]
         return self._response
 
-    def _build(self) -> wire.BundleResponse:
+    def _build(self) -> contract.BundleResponse:
         bundle = self._ca.bundle()
         tainted = sorted(self._ca.tainted_authority_ids())
         federated = {str(td): b.to_jwks() for td, b in sorted(self._federated.items())}
@@ -80,7 +80,7 @@ class BundleFeed:
 
     async def wait(
         self, *, after_sequence: int | None, after_revision: str | None, longest: float
-    ) -> wire.BundleResponse:
+    ) -> contract.BundleResponse:
         """The response once it differs from what the caller has, or the current one after ``longest`` seconds."""
 
         def moved() -> bool:

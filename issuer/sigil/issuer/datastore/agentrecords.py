@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
@@ -31,6 +31,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sigil.ca.datastore.failures import connected, transaction
+from sigil.ca.datastore.transaction import utc
+
 __all__ = ["AgentRecords", "AttestedAgent"]
 
 _agents = Table(
@@ -46,10 +49,6 @@ _agents = Table(
     Column("attested_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True)),
 )
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +74,8 @@ def _record(r: RowMapping) -> AttestedAgent:
         agent_id=r["agent_id"],
         method=r["method"],
         serial=r["serial"] or "",
-        expires_at=_utc(r["expires_at"]),
-        attested_at=_utc(r["attested_at"]),
+        expires_at=utc(r["expires_at"]),
+        attested_at=utc(r["attested_at"]),
         new_serial=r["new_serial"],
         node_uid=r["node_uid"],
         banned=bool(r["banned"]),
@@ -90,7 +89,7 @@ class AgentRecords:
         self._engine = engine
 
     async def get(self, agent_id: str) -> AttestedAgent | None:
-        async with self._engine.connect() as connection:
+        async with connected(self._engine, "get") as connection:
             row = (
                 (await connection.execute(select(_agents).where(_agents.c.agent_id == agent_id)))
                 .mappings()
@@ -99,7 +98,7 @@ class AgentRecords:
         return None if row is None else _record(row)
 
     async def list(self) -> Sequence[AttestedAgent]:
-        async with self._engine.connect() as connection:
+        async with connected(self._engine, "list") as connection:
             rows = (
                 (await connection.execute(select(_agents).order_by(_agents.c.agent_id)))
                 .mappings()
@@ -118,7 +117,7 @@ class AgentRecords:
         node_uid: str | None = None,
     ) -> bool:
         """Record a fresh attestation (every earlier SVID of the ID is retired); False when the ID is banned."""
-        async with self._engine.begin() as connection:
+        async with transaction(self._engine, "attested") as connection:
             result = await connection.execute(
                 update(_agents)
                 .where(_agents.c.agent_id == agent_id, _agents.c.banned.is_(False))
@@ -162,7 +161,7 @@ class AgentRecords:
         The update is conditional on the presented serial still being the current one, so an eviction, a ban or a
         clone's renewal that raced ahead is not overwritten.
         """
-        async with self._engine.begin() as connection:
+        async with transaction(self._engine, "renewed") as connection:
             result = await connection.execute(
                 update(_agents)
                 .where(
@@ -176,7 +175,7 @@ class AgentRecords:
 
     async def promote(self, agent_id: str, serial: str, *, now: datetime) -> bool:
         """Make the newly issued ``serial`` current, retiring the old one; False when it is not the new one."""
-        async with self._engine.begin() as connection:
+        async with transaction(self._engine, "promote") as connection:
             result = await connection.execute(
                 update(_agents)
                 .where(
@@ -190,7 +189,7 @@ class AgentRecords:
 
     async def evict(self, agent_id: str) -> bool:
         """Forget the agent, so its SVIDs are refused until it attests again; a ban stays in force."""
-        async with self._engine.begin() as connection:
+        async with transaction(self._engine, "evict") as connection:
             result = await connection.execute(
                 delete(_agents).where(_agents.c.agent_id == agent_id, _agents.c.banned.is_(False))
             )
@@ -206,7 +205,7 @@ class AgentRecords:
 
         False when there is no such agent (to unban: no such banned agent).
         """
-        async with self._engine.begin() as connection:
+        async with transaction(self._engine, "set banned") as connection:
             if banned:
                 result = await connection.execute(
                     update(_agents)

@@ -6,7 +6,7 @@ servers on one PostgreSQL see the same entries and a join token can be spent onl
 
 The IDs under ``/sigil/agent`` and ``/sigil/server`` are the issuer's own: an agent's ID is what lets a caller ask
 for other workloads' SVIDs, the server's is what agents trust as the issuer. No entry, workload ID template or admin
-mint may hand one out (:func:`refuse_reserved`); only attestation and the server itself do.
+mint may hand one out (:func:`refuse_reserved`, over :mod:`sigil.ca.reserved_ids`); only attestation and the server itself do.
 """
 
 from __future__ import annotations
@@ -35,13 +35,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sigil.ca.datastore.failures import connected, transaction
+from sigil.ca.reserved_ids import reserved_path
 from sigil.ca.spiffe_id import SpiffeId
-from sigil.issuer.agentrecords import AgentRecords, AttestedAgent
+from sigil.issuer.datastore.agentrecords import AgentRecords, AttestedAgent
 from sigil.issuer.errors import NotEntitledError
 
 __all__ = [
     "MIGRATIONS",
-    "RESERVED_PATHS",
     "AttestedAgent",
     "Entry",
     "JoinToken",
@@ -50,9 +51,6 @@ __all__ = [
 ]
 
 _log = structlog.get_logger(__name__)
-#: Paths (and everything under them) that only attestation and the server's own SVID may carry.
-RESERVED_PATHS = ("/sigil/agent", "/sigil/server")
-
 #: The issuer's Alembic version location, passed to ``Datastore.open(extra_migrations=...)``.
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -80,19 +78,12 @@ _tokens = Table(
 )
 
 
-def _reserved(spiffe_id: SpiffeId) -> str | None:
-    for prefix in RESERVED_PATHS:
-        if spiffe_id.path == prefix or spiffe_id.path.startswith(prefix + "/"):
-            return prefix
-    return None
-
-
 def refuse_reserved(spiffe_id: SpiffeId, *, source: str) -> None:
     """Raise :class:`NotEntitledError` when ``spiffe_id`` is one of Sigil's agent or server IDs.
 
     ``source`` says what asked for it (an entry, the workload ID template, ``x509 mint``), for the message.
     """
-    prefix = _reserved(spiffe_id)
+    prefix = reserved_path(spiffe_id)
     if prefix is not None:
         raise NotEntitledError(
             str(spiffe_id),
@@ -163,7 +154,7 @@ class Registry:
             jwt_svid_ttl,
             tuple(dns_names),
         )
-        async with self._engine.begin() as connection:
+        async with transaction(self._engine, "create entry") as connection:
             await connection.execute(
                 insert(_entries).values(
                     entry_id=entry.entry_id,
@@ -182,12 +173,12 @@ class Registry:
         query = select(_entries).order_by(_entries.c.spiffe_id, _entries.c.entry_id)
         if parent_id is not None:
             query = query.where(_entries.c.parent_id == str(parent_id))
-        async with self._engine.connect() as connection:
+        async with connected(self._engine, "entries") as connection:
             rows = (await connection.execute(query)).mappings().all()
         entries = []
         for row in rows:
             spiffe_id = SpiffeId.parse(row["spiffe_id"])
-            if _reserved(spiffe_id) is not None:
+            if reserved_path(spiffe_id) is not None:
                 # Written before this check existed, or straight into the database: never served.
                 _log.error(
                     "entry.reserved_id_refused", entry_id=row["entry_id"], spiffe_id=str(spiffe_id)
@@ -207,7 +198,7 @@ class Registry:
         return entries
 
     async def delete_entry(self, entry_id: str) -> bool:
-        async with self._engine.begin() as connection:
+        async with transaction(self._engine, "delete entry") as connection:
             result = await connection.execute(
                 delete(_entries).where(_entries.c.entry_id == entry_id)
             )
@@ -218,7 +209,7 @@ class Registry:
         token = secrets.token_urlsafe(32)
         # The agent's ID names the token by a digest prefix, never by the token (which would be a credential).
         suffix = _digest(token)[:32]
-        async with self._engine.begin() as connection:
+        async with transaction(self._engine, "generate join token") as connection:
             await connection.execute(
                 insert(_tokens).values(
                     digest=_digest(token),
@@ -233,7 +224,7 @@ class Registry:
     async def spend_join_token(self, token: str, *, now: datetime) -> str | None:
         """Mark ``token`` used if it is live and unused; its agent suffix, or None when someone else won."""
         digest = _digest(token)
-        async with self._engine.begin() as connection:
+        async with transaction(self._engine, "spend join token") as connection:
             result = await connection.execute(
                 update(_tokens)
                 .where(
@@ -252,5 +243,5 @@ class Registry:
 
     # ------------------------------------------------------------------ agents
     async def agents(self) -> Sequence[AttestedAgent]:
-        """Every attested agent (the table itself is :class:`~sigil.issuer.agentrecords.AgentRecords`')."""
+        """Every attested agent (the table itself is :class:`~sigil.issuer.datastore.agentrecords.AgentRecords`')."""
         return await AgentRecords(self._engine).list()

@@ -24,24 +24,26 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sigil.ca.errors import SigilError
 from sigil.ca.service import CertificateAuthority, utc_now
-from sigil.issuer.agentauth import AgentAuthenticator
-from sigil.issuer.agentrecords import AgentRecords
-from sigil.issuer.bundle_configmap import publish_bundle_configmap, resolve_namespace
-from sigil.issuer.bundlefeed import BundleFeed
-from sigil.issuer.federation import FederationPoller
+from sigil.issuer.agents.authentication import AgentAuthenticator
+from sigil.issuer.bundles.configmap import publish_bundle_configmap
+from sigil.issuer.bundles.federation import FederationPoller
+from sigil.issuer.bundles.feed import BundleFeed
+from sigil.issuer.datastore.agentrecords import AgentRecords
+from sigil.issuer.datastore.registry import MIGRATIONS, Registry
+from sigil.issuer.edge.listener_tls import ServingIdentity
+from sigil.issuer.edge.parts import ISSUER, Issuer, KubeParts
+from sigil.issuer.edge.problems import problem_middleware
+from sigil.issuer.edge.ratelimit import RateLimiter
+from sigil.issuer.edge.routes import agent, bundle, health, nodepods, svids
+from sigil.issuer.edge.routes.admin import routes as admin_table
 from sigil.issuer.kube import KubeApi, PodCache, TokenReviewAuthenticator
 from sigil.issuer.metrics import IssuerMetrics
 from sigil.issuer.policycrds import policy_informers
 from sigil.issuer.policyfeed import PolicyFeed
 from sigil.issuer.policyrecords import PolicyRecords
-from sigil.issuer.problems import problem_middleware
-from sigil.issuer.ratelimit import RateLimiter
-from sigil.issuer.registry import MIGRATIONS, Registry
-from sigil.issuer.routes import agent, bundle, health, nodepods, policies, svids
-from sigil.issuer.routes.admin import routes as admin_table
-from sigil.issuer.serving import ServingIdentity
+from sigil.issuer.routes import policies
 from sigil.issuer.settings import ServerSettings
-from sigil.issuer.state import ISSUER, Issuer, KubeParts
+from sigil.issuer.settings.sections import resolve_namespace
 
 __all__ = [
     "admin_app",
@@ -255,7 +257,7 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
                     _owned(
                         "sigil-bundle-configmap",
                         lambda: publish_bundle_configmap(
-                            issuer, api, namespace=namespace, name=configmap
+                            issuer.ca, api, namespace=namespace, name=configmap
                         ),
                     )
                 )

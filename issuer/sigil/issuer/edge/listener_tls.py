@@ -6,7 +6,7 @@ context cannot be swapped; so the socket's context is a front whose SNI callback
 or without SNI) hands each new connection the current context. Existing connections keep theirs.
 
 Client certificates are optional at the TLS layer, because attestation comes before an agent has one; the handlers
-that need an agent go through :mod:`sigil.issuer.agentauth`, which checks the certificate again on every request.
+that need an agent go through :mod:`sigil.issuer.agents.authentication`, which checks the certificate again on every request.
 Sessions are never resumed (:func:`no_resumption`).
 """
 
@@ -16,6 +16,7 @@ import asyncio
 import ssl
 from datetime import datetime
 
+from sigil.ca.reserved_ids import server_id
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.x509svid import X509Svid
 from sigil.issuer.tls import load_identity
@@ -28,7 +29,7 @@ def no_resumption(context: ssl.SSLContext) -> None:
 
     A resumed session carries the client certificate cached when the session began, so an agent could resume a
     session from before its SVID expired or its authority was revoked. No session tickets (RFC 5077, and TLS 1.3's
-    NewSessionTicket: ``num_tickets = 0``); the per-request check (:mod:`sigil.issuer.agentauth`) catches what a
+    NewSessionTicket: ``num_tickets = 0``); the per-request check (:mod:`sigil.issuer.agents.authentication`) catches what a
     session-ID cache could still let through.
     """
     context.options |= ssl.OP_NO_TICKET
@@ -41,7 +42,7 @@ class ServingIdentity:
     def __init__(self, ca: CertificateAuthority, *, dns_names: tuple[str, ...]) -> None:
         self._ca = ca
         self._dns_names = dns_names
-        self.spiffe_id = ca.settings.trust_domain.spiffe_id("sigil", "server")
+        self.spiffe_id = server_id(ca.settings.trust_domain)
         self._svid: X509Svid | None = None
         self._bundle_sequence = -1
         self._current: ssl.SSLContext | None = None

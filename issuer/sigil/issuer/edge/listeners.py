@@ -1,6 +1,6 @@
 """``sigil-server run``: the issuer's listeners, started together and drained together.
 
-Three listeners share one :class:`~sigil.issuer.state.Issuer`: the main API (mutual TLS), the admin API on a Unix
+Three listeners share one :class:`~sigil.issuer.edge.parts.Issuer`: the main API (mutual TLS), the admin API on a Unix
 socket created 0600 inside a 0700 directory (so there is no window in which another user could connect), and, when
 configured, the federation bundle endpoint. SIGTERM marks the server draining (``/ready`` turns 503), stops accepting,
 lets requests in flight finish within ``shutdown_timeout``, then cancels the background tasks and closes the CA.
@@ -20,7 +20,7 @@ from typing import Self
 import structlog
 from aiohttp import web
 
-from sigil.issuer.app import (
+from sigil.issuer.edge.assembly import (
     admin_app,
     close_issuer,
     federation_app,
@@ -28,9 +28,9 @@ from sigil.issuer.app import (
     main_app,
     open_issuer,
 )
+from sigil.issuer.edge.parts import Issuer
 from sigil.issuer.errors import ConfigError
 from sigil.issuer.settings import ServerSettings
-from sigil.issuer.state import Issuer
 
 __all__ = ["IssuerServer", "run_server"]
 

@@ -14,15 +14,15 @@ from datetime import datetime
 from aiohttp import web
 
 from sigil.ca.service import CertificateAuthority
-from sigil.issuer.agentauth import AgentAuthenticator
-from sigil.issuer.agentrecords import AgentRecords
-from sigil.issuer.bundlefeed import BundleFeed
+from sigil.issuer.agents.authentication import AgentAuthenticator
+from sigil.issuer.bundles.feed import BundleFeed
+from sigil.issuer.datastore.agentrecords import AgentRecords
+from sigil.issuer.datastore.registry import Registry
+from sigil.issuer.edge.listener_tls import ServingIdentity
+from sigil.issuer.edge.ratelimit import RateLimiter
 from sigil.issuer.kube import KubeApi, PodCache, TokenReviewAuthenticator
 from sigil.issuer.metrics import IssuerMetrics
 from sigil.issuer.policyfeed import PolicyFeed
-from sigil.issuer.ratelimit import RateLimiter
-from sigil.issuer.registry import Registry
-from sigil.issuer.serving import ServingIdentity
 from sigil.issuer.settings import ServerSettings
 
 __all__ = ["ISSUER", "Issuer", "KubeParts"]

@@ -1,8 +1,8 @@
 """The HTTP edge: every refusal leaves as RFC 9457 ``application/problem+json`` with its stable ``reason``.
 
 Handlers raise the issuer's errors; this middleware is the one place that turns them into responses, through the one
-table in :mod:`sigil.issuer.errors`. Errors that are not refusals (a datastore failure) answer ``internal_error``
-with no detail, and are logged with their traceback here.
+table in :mod:`sigil.issuer.errors`. A failed database answers 503 ``datastore_unavailable`` with no detail; any other
+error that is not a refusal answers ``internal_error``, logged with its traceback here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 
 from sigil.ca.errors import SigilError
-from sigil.issuer import wire
+from sigil.issuer.agentapi import contract
 from sigil.issuer.errors import (
     BodyTooLargeError,
     IssuerError,
@@ -33,7 +33,7 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def problem_body(error: SigilError) -> wire.ProblemBody:
+def problem_body(error: SigilError) -> contract.ProblemBody:
     reason, problem = problem_for(error)
     detail = error.detail if isinstance(error, IssuerError) else problem.title
     return {
@@ -54,7 +54,7 @@ def _response(error: SigilError, metrics: IssuerMetrics) -> web.Response:
     return web.Response(
         status=body["status"],
         text=json.dumps(body),
-        content_type=wire.PROBLEM_CONTENT_TYPE,
+        content_type=contract.PROBLEM_CONTENT_TYPE,
         headers=headers,
     )
 
@@ -78,6 +78,9 @@ def problem_middleware(metrics: IssuerMetrics, *, max_size: int) -> Any:
             reason, _ = problem_for(err)
             if reason == "internal_error":
                 log.exception("request.error", path=request.path)
+            else:
+                # The CA's errors with a reason of their own (a failed database): the client sees only the title.
+                log.warning("request.failed", path=request.path, reason=reason, detail=str(err))
             return _response(err, metrics)
         except web.HTTPRequestEntityTooLarge:
             return _response(BodyTooLargeError(max_size), metrics)

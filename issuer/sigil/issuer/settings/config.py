@@ -1,6 +1,6 @@
 """The server's settings: built once from the config file, the environment and flags, then passed down.
 
-The file's ``server`` section is read by :mod:`sigil.issuer.server_settings` (one frozen object per part); this
+The file's ``server`` section is read by :mod:`sigil.issuer.settings.sections` (one frozen object per part); this
 module layers the top-level keys, the CA section and the flags, and refuses unknown keys by name.
 """
 
@@ -15,7 +15,7 @@ from sigil.ca.config import ConfigError, data_dir_from, load_config_file, pick
 from sigil.ca.errors import InvalidTrustDomainError
 from sigil.ca.settings import CaSettings
 from sigil.issuer.errors import ConfigError as IssuerConfigError
-from sigil.issuer.server_settings import (
+from sigil.issuer.settings.sections import (
     IssuerSettings,
     PolicySettings,
     parse_issuer_settings,

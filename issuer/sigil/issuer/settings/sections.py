@@ -6,6 +6,7 @@ server at start, not surface as a refusal an hour later. The README lists every 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,6 +23,7 @@ from sigil.issuer.kube.identity import (
 )
 
 __all__ = [
+    "IN_CLUSTER_NAMESPACE_FILE",
     "BundleEndpointSettings",
     "FederationPeer",
     "IssuerSettings",
@@ -29,6 +31,7 @@ __all__ = [
     "PolicySettings",
     "parse_issuer_settings",
     "parse_policy_settings",
+    "resolve_namespace",
 ]
 
 Profile = Literal["https_web", "https_spiffe"]
@@ -266,3 +269,22 @@ def parse_issuer_settings(values: Mapping[str, Any], *, base_dir: Path | None) -
         bundle_endpoint=endpoint,
         federates_with=tuple(_peer(p, base_dir) for p in values.get("federates_with") or ()),
     )
+
+
+#: Where Kubernetes mounts the pod's own namespace (https://kubernetes.io/docs/tasks/run-application/access-api-from-pod/).
+IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def resolve_namespace(
+    configured: str | None, *, namespace_file: Path = IN_CLUSTER_NAMESPACE_FILE
+) -> str | None:
+    """The namespace to publish into: configured, else ``$SIGIL_POD_NAMESPACE``, else the pod's own."""
+    if configured:
+        return configured
+    from_env = os.environ.get("SIGIL_POD_NAMESPACE")
+    if from_env:
+        return from_env
+    try:
+        return namespace_file.read_text().strip() or None
+    except OSError:
+        return None

@@ -11,10 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from sigil.issuer.admin.backend import ADMIN_PREFIX, LocalAdmin
+from sigil.issuer.edge.problems import need_str, read_json
+from sigil.issuer.edge.routes.common import issuer_of
+from sigil.issuer.edge.routes.health import readiness
 from sigil.issuer.errors import MalformedRequestError
-from sigil.issuer.problems import need_str, read_json
-from sigil.issuer.routes.common import issuer_of
-from sigil.issuer.routes.health import readiness
 
 __all__ = ["PREFIX", "routes"]
 

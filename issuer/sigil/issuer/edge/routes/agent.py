@@ -6,7 +6,7 @@ named after the token's digest (never the token). Both endpoints take connection
 are rate-limited by peer address, as SPIRE limits node attestation per IP.
 
 Renewal follows SPIRE's RenewAgent: the new SVID is recorded as just issued beside the current one, and becomes
-current (retiring the old one and every copy of it) when the agent first presents it (:mod:`sigil.issuer.agentauth`).
+current (retiring the old one and every copy of it) when the agent first presents it (:mod:`sigil.issuer.agents.authentication`).
 A Kubernetes agent's node must still exist with the UID it attested with. A banned agent ID cannot attest.
 """
 
@@ -15,11 +15,20 @@ from __future__ import annotations
 from aiohttp import web
 
 from sigil.ca.errors import MalformedCsrError
+from sigil.ca.reserved_ids import join_agent_id, k8s_agent_id, k8s_agent_node
 from sigil.ca.service import X509Request
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.ca.x509svid import X509Svid
-from sigil.issuer import wire
-from sigil.issuer.agentauth import CallingAgent
+from sigil.issuer.agentapi import contract
+from sigil.issuer.agents.authentication import CallingAgent
+from sigil.issuer.edge.problems import need_str, read_json
+from sigil.issuer.edge.routes.common import (
+    authenticated_agent,
+    issuer_of,
+    parse_csrs,
+    peer_address,
+    svid_body,
+)
 from sigil.issuer.errors import (
     AgentBannedError,
     AgentNodeGoneError,
@@ -27,15 +36,6 @@ from sigil.issuer.errors import (
     JoinTokenInvalidError,
     NotEntitledError,
     UnavailableError,
-)
-from sigil.issuer.kube import agent_cluster_and_node, agent_spiffe_id
-from sigil.issuer.problems import need_str, read_json
-from sigil.issuer.routes.common import (
-    authenticated_agent,
-    issuer_of,
-    parse_csrs,
-    peer_address,
-    svid_body,
 )
 
 __all__ = ["routes"]
@@ -55,7 +55,7 @@ async def _mint_agent_svid(request: web.Request, agent: SpiffeId, csr: str) -> X
 
 
 def _answer(request: web.Request, svid: X509Svid) -> web.Response:
-    body: wire.AgentSvidResponse = {
+    body: contract.AgentSvidResponse = {
         "svid": svid_body(svid),
         "bundle": issuer_of(request).feed.current(),
     }
@@ -86,7 +86,7 @@ async def _attested(
     return _answer(request, svid)
 
 
-@routes.post(wire.PATH_ATTEST_K8S)
+@routes.post(contract.PATH_ATTEST_K8S)
 async def attest_k8s(request: web.Request) -> web.Response:
     issuer = issuer_of(request)
     issuer.limiter.check("attest:" + peer_address(request))
@@ -98,13 +98,13 @@ async def attest_k8s(request: web.Request) -> web.Response:
     identity = await issuer.kube.agents.authenticate(token)
     if expected is None or cluster != expected.cluster:
         raise NotEntitledError(f"cluster {cluster!r}", "this server serves another cluster")
-    agent = agent_spiffe_id(
+    agent = k8s_agent_id(
         issuer.ca.settings.trust_domain, cluster=cluster, node_name=identity.node_name
     )
     return await _attested(request, agent, csr, method="k8s", node_uid=identity.node_uid)
 
 
-@routes.post(wire.PATH_ATTEST_JOIN_TOKEN)
+@routes.post(contract.PATH_ATTEST_JOIN_TOKEN)
 async def attest_join_token(request: web.Request) -> web.Response:
     issuer = issuer_of(request)
     issuer.limiter.check("attest:" + peer_address(request))
@@ -113,14 +113,14 @@ async def attest_join_token(request: web.Request) -> web.Response:
     suffix = await issuer.registry.spend_join_token(token, now=issuer.clock())
     if suffix is None:
         raise JoinTokenInvalidError
-    agent = issuer.ca.settings.trust_domain.spiffe_id("sigil", "agent", "join", suffix)
+    agent = join_agent_id(issuer.ca.settings.trust_domain, suffix)
     return await _attested(request, agent, csr, method="join")
 
 
 async def _check_node(request: web.Request, caller: CallingAgent) -> None:
     """A Kubernetes agent's node must still exist with the UID it attested with (SPIRE's k8s_psat re-check)."""
     issuer = issuer_of(request)
-    found = agent_cluster_and_node(caller.spiffe_id)
+    found = k8s_agent_node(caller.spiffe_id)
     if issuer.kube is None or found is None:
         raise UnavailableError("this server cannot check Kubernetes nodes")
     node_name = found[1]
@@ -131,7 +131,7 @@ async def _check_node(request: web.Request, caller: CallingAgent) -> None:
         raise AgentNodeGoneError(node_name, attested_uid=attested or "?", current_uid=current)
 
 
-@routes.post(wire.PATH_RENEW)
+@routes.post(contract.PATH_RENEW)
 async def renew(request: web.Request) -> web.Response:
     """A new agent SVID for the caller; its current one keeps working until the new one is first presented."""
     issuer = issuer_of(request)

@@ -15,9 +15,9 @@ import math
 
 from aiohttp import web
 
-from sigil.issuer import wire
+from sigil.issuer.agentapi import contract
+from sigil.issuer.edge.routes.common import authenticated_agent, issuer_of
 from sigil.issuer.errors import MalformedRequestError, NotFoundError
-from sigil.issuer.routes.common import authenticated_agent, issuer_of
 
 __all__ = ["federation_routes", "query_number", "routes"]
 
@@ -39,7 +39,7 @@ def query_number(request: web.Request, name: str) -> float | None:
     return value
 
 
-@routes.get(wire.PATH_BUNDLE)
+@routes.get(contract.PATH_BUNDLE)
 async def bundle(request: web.Request) -> web.Response:
     await authenticated_agent(request)
     issuer = issuer_of(request)

@@ -11,9 +11,9 @@ from sigil.ca.csr import parse_csr
 from sigil.ca.errors import MalformedCsrError
 from sigil.ca.keys import PublicKey
 from sigil.ca.x509svid import X509Svid
-from sigil.issuer import wire
-from sigil.issuer.agentauth import CallingAgent
-from sigil.issuer.state import ISSUER, Issuer
+from sigil.issuer.agentapi import contract
+from sigil.issuer.agents.authentication import CallingAgent
+from sigil.issuer.edge.parts import ISSUER, Issuer
 
 __all__ = ["authenticated_agent", "issuer_of", "parse_csrs", "peer_address", "svid_body"]
 
@@ -27,7 +27,7 @@ def peer_address(request: web.Request) -> str:
 
 
 async def authenticated_agent(request: web.Request) -> CallingAgent:
-    """The calling agent, its SVID checked afresh for this request (:mod:`sigil.issuer.agentauth`: 401/403 when
+    """The calling agent, its SVID checked afresh for this request (:mod:`sigil.issuer.agents.authentication`: 401/403 when
     it is not a live agent SVID), charged one request against its rate."""
     issuer = issuer_of(request)
     transport = request.transport
@@ -37,7 +37,7 @@ async def authenticated_agent(request: web.Request) -> CallingAgent:
     return await issuer.agents.authenticate(verified)
 
 
-def svid_body(svid: X509Svid) -> wire.X509SvidBody:
+def svid_body(svid: X509Svid) -> contract.X509SvidBody:
     return {
         "spiffe_id": str(svid.spiffe_id),
         "chain_pem": svid.chain_pem().decode(),

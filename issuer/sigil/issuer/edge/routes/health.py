@@ -9,8 +9,8 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sigil.issuer.routes.common import issuer_of
-from sigil.issuer.state import Issuer
+from sigil.issuer.edge.parts import Issuer
+from sigil.issuer.edge.routes.common import issuer_of
 
 __all__ = ["readiness", "routes"]
 

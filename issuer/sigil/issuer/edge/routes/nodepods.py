@@ -24,19 +24,19 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
+from sigil.ca.reserved_ids import k8s_agent_node
 from sigil.ca.spiffe_id import SpiffeId
-from sigil.issuer import wire
+from sigil.issuer.agentapi import contract
+from sigil.issuer.edge.parts import Issuer
+from sigil.issuer.edge.routes.bundle import query_number
+from sigil.issuer.edge.routes.common import authenticated_agent, issuer_of
 from sigil.issuer.errors import (
     KubernetesUnavailableError,
     MalformedRequestError,
     NotEntitledError,
     UnavailableError,
 )
-from sigil.issuer.kube import agent_cluster_and_node
 from sigil.issuer.kube.podcache import CachedPod, PodCache
-from sigil.issuer.routes.bundle import query_number
-from sigil.issuer.routes.common import authenticated_agent, issuer_of
-from sigil.issuer.state import Issuer
 
 __all__ = ["install", "routes"]
 
@@ -60,7 +60,7 @@ def install(app: web.Application) -> None:
 def _node_of(agent: SpiffeId, issuer: Issuer) -> str:
     """The node in a Kubernetes agent's ID, of this issuer's cluster; 403 for any other agent."""
     kube = issuer.settings.server.kubernetes
-    found = agent_cluster_and_node(agent)
+    found = k8s_agent_node(agent)
     if found is None:
         raise NotEntitledError("the pods of a node", "only an agent attested on a Kubernetes node")
     cluster, node = found
@@ -69,7 +69,7 @@ def _node_of(agent: SpiffeId, issuer: Issuer) -> str:
     return node
 
 
-def _bodies(pods: Iterable[CachedPod]) -> list[wire.NodePodBody]:
+def _bodies(pods: Iterable[CachedPod]) -> list[contract.NodePodBody]:
     return [
         {
             "uid": pod.uid,
@@ -82,13 +82,13 @@ def _bodies(pods: Iterable[CachedPod]) -> list[wire.NodePodBody]:
     ]
 
 
-def _revision(node: str, bodies: list[wire.NodePodBody]) -> str:
+def _revision(node: str, bodies: list[contract.NodePodBody]) -> str:
     """A digest of what the agent gets, so that replicas agree and a status-only change wakes nobody."""
     content = json.dumps([node, bodies], sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(content).hexdigest()[:32]
 
 
-def _response(node: str, pods: Iterable[CachedPod]) -> wire.NodePodsResponse:
+def _response(node: str, pods: Iterable[CachedPod]) -> contract.NodePodsResponse:
     bodies = _bodies(pods)
     return {"revision": _revision(node, bodies), "node_name": node, "pods": bodies}
 
@@ -124,7 +124,7 @@ async def _wait_for_change(
         await asyncio.gather(*waiters, return_exceptions=True)
 
 
-@routes.get(wire.PATH_NODE_PODS)
+@routes.get(contract.PATH_NODE_PODS)
 async def node_pods(request: web.Request) -> web.Response:
     agent = (await authenticated_agent(request)).spiffe_id
     issuer = issuer_of(request)

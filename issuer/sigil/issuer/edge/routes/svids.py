@@ -12,25 +12,26 @@ from typing import Any
 from aiohttp import web
 
 from sigil.ca.errors import MalformedCsrError, SigilError
+from sigil.ca.reserved_ids import k8s_agent_node
 from sigil.ca.service import X509Request
 from sigil.ca.spiffe_id import SpiffeId
-from sigil.issuer import wire
-from sigil.issuer.errors import (
-    MalformedRequestError,
-    NotEntitledError,
-    UnavailableError,
-)
-from sigil.issuer.kube import KubeIdentity, agent_cluster_and_node, authorize_pod_for_node
-from sigil.issuer.problems import need_str, problem_body, read_json
-from sigil.issuer.registry import Entry
-from sigil.issuer.routes.common import (
+from sigil.issuer.agentapi import contract
+from sigil.issuer.datastore.registry import Entry
+from sigil.issuer.edge.parts import Issuer
+from sigil.issuer.edge.problems import need_str, problem_body, read_json
+from sigil.issuer.edge.routes.common import (
     authenticated_agent,
     issuer_of,
     parse_csrs,
     peer_address,
     svid_body,
 )
-from sigil.issuer.state import Issuer
+from sigil.issuer.errors import (
+    MalformedRequestError,
+    NotEntitledError,
+    UnavailableError,
+)
+from sigil.issuer.kube import KubeIdentity, authorize_pod_for_node
 
 __all__ = ["routes"]
 
@@ -38,7 +39,7 @@ routes = web.RouteTableDef()
 
 
 def _agent_node(agent: SpiffeId) -> str | None:
-    found = agent_cluster_and_node(agent)
+    found = k8s_agent_node(agent)
     return None if found is None else found[1]
 
 
@@ -92,19 +93,19 @@ def _items(document: dict[str, Any], key: str) -> list[dict[str, Any]]:
     items = document.get(key)
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise MalformedRequestError(f"{key!r} must be a list of objects")
-    if len(items) > wire.MAX_BATCH:
-        raise MalformedRequestError(f"at most {wire.MAX_BATCH} items per batch")
+    if len(items) > contract.MAX_BATCH:
+        raise MalformedRequestError(f"at most {contract.MAX_BATCH} items per batch")
     return items
 
 
-@routes.post(wire.PATH_X509_SVIDS)
+@routes.post(contract.PATH_X509_SVIDS)
 async def batch_x509(request: web.Request) -> web.Response:
     agent = (await authenticated_agent(request)).spiffe_id
     issuer = issuer_of(request)
     items = _items(await read_json(request), "requests")
     keys = await parse_csrs([i["csr"] if isinstance(i.get("csr"), str) else "" for i in items])
     grants = _Grants(issuer, agent)
-    results: list[wire.X509ResultItem] = []
+    results: list[contract.X509ResultItem] = []
     pending: list[tuple[int, int]] = []  # (result index, how many SVIDs)
     minting: list[X509Request] = []
     for index, (item, key) in enumerate(zip(items, keys, strict=True)):
@@ -127,11 +128,11 @@ async def batch_x509(request: web.Request) -> web.Response:
     for index, count in pending:
         results[index]["svids"] = [svid_body(next(minted)) for _ in range(count)]
     issuer.metrics.svids_issued.labels("x509", "agent").inc(len(minting))
-    body: wire.X509BatchResponse = {"results": results}
+    body: contract.X509BatchResponse = {"results": results}
     return web.json_response(body)
 
 
-@routes.post(wire.PATH_JWT_SVIDS)
+@routes.post(contract.PATH_JWT_SVIDS)
 async def jwt_svids(request: web.Request) -> web.Response:
     agent = (await authenticated_agent(request)).spiffe_id
     issuer = issuer_of(request)
@@ -144,7 +145,7 @@ async def jwt_svids(request: web.Request) -> web.Response:
     ):
         raise MalformedRequestError("'audience' must be a non-empty list of strings")
     granted = await _Grants(issuer, agent).for_item(document)
-    svids: list[wire.JwtSvidBody] = []
+    svids: list[contract.JwtSvidBody] = []
     for spiffe_id, entry in granted:
         ttl = entry.jwt_svid_ttl if entry is not None else None
         svid = await issuer.ca.mint_jwt_svid(spiffe_id, audience=audience, ttl=ttl)
@@ -156,11 +157,11 @@ async def jwt_svids(request: web.Request) -> web.Response:
             }
         )
     issuer.metrics.svids_issued.labels("jwt", "agent").inc(len(svids))
-    body: wire.JwtSvidResponse = {"svids": svids}
+    body: contract.JwtSvidResponse = {"svids": svids}
     return web.json_response(body)
 
 
-@routes.post(wire.PATH_WORKLOAD_X509)
+@routes.post(contract.PATH_WORKLOAD_X509)
 async def workload_x509(request: web.Request) -> web.Response:
     """A workload without an agent (the Istio way): its own token with its own audience, exactly its own ID."""
     issuer = issuer_of(request)
