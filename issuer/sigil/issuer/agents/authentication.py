@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sigil.ca.bundle import TrustBundle
-from sigil.ca.reserved_ids import is_agent_id
+from sigil.ca.reserved_ids import is_agent_id, k8s_agent_node
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.enforcer.bundles import BundleSet
@@ -47,6 +47,11 @@ class CallingAgent:
     spiffe_id: SpiffeId
     serial: str
     record: AttestedAgent
+
+    @property
+    def k8s_node(self) -> tuple[str, str] | None:
+        """The ``(cluster, node)`` of a Kubernetes agent, read from its ID; None for a join-token agent."""
+        return k8s_agent_node(self.spiffe_id)
 
 
 class AgentAuthenticator:

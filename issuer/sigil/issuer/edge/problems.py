@@ -27,7 +27,7 @@ from sigil.issuer.errors import (
 )
 from sigil.issuer.metrics import IssuerMetrics
 
-__all__ = ["need_str", "problem_body", "problem_middleware", "read_json"]
+__all__ = ["problem_body", "problem_middleware", "read_json"]
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -99,10 +99,3 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise MalformedRequestError("the body is not a JSON object")
     return document
-
-
-def need_str(document: dict[str, Any], key: str) -> str:
-    value = document.get(key)
-    if not isinstance(value, str) or not value:
-        raise MalformedRequestError(f"{key!r} must be a non-empty string")
-    return value

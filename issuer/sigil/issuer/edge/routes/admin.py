@@ -11,7 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from sigil.issuer.admin.backend import ADMIN_PREFIX, LocalAdmin
-from sigil.issuer.edge.problems import need_str, read_json
+from sigil.issuer.agentapi.requests import need_str
+from sigil.issuer.edge.problems import read_json
 from sigil.issuer.edge.routes.common import issuer_of
 from sigil.issuer.edge.routes.health import readiness
 from sigil.issuer.errors import MalformedRequestError

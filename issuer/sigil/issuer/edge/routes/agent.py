@@ -15,13 +15,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from sigil.ca.errors import MalformedCsrError
-from sigil.ca.reserved_ids import join_agent_id, k8s_agent_id, k8s_agent_node
+from sigil.ca.reserved_ids import join_agent_id, k8s_agent_id
 from sigil.ca.service import X509Request
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.ca.x509svid import X509Svid
 from sigil.issuer.agentapi import contract
+from sigil.issuer.agentapi.requests import AttestJoinToken, AttestK8s, Renew
 from sigil.issuer.agents.authentication import CallingAgent
-from sigil.issuer.edge.problems import need_str, read_json
+from sigil.issuer.edge.problems import read_json
 from sigil.issuer.edge.routes.common import (
     authenticated_agent,
     issuer_of,
@@ -90,8 +91,8 @@ async def _attested(
 async def attest_k8s(request: web.Request) -> web.Response:
     issuer = issuer_of(request)
     issuer.limiter.check("attest:" + peer_address(request))
-    document = await read_json(request)
-    token, cluster, csr = (need_str(document, k) for k in ("token", "cluster", "csr"))
+    body = AttestK8s.parse(await read_json(request))
+    token, cluster, csr = body.token, body.cluster, body.csr
     if issuer.kube is None:
         raise UnavailableError("this server does not attest Kubernetes agents")
     expected = issuer.settings.server.kubernetes
@@ -108,19 +109,18 @@ async def attest_k8s(request: web.Request) -> web.Response:
 async def attest_join_token(request: web.Request) -> web.Response:
     issuer = issuer_of(request)
     issuer.limiter.check("attest:" + peer_address(request))
-    document = await read_json(request)
-    token, csr = need_str(document, "token"), need_str(document, "csr")
-    suffix = await issuer.registry.spend_join_token(token, now=issuer.clock())
+    body = AttestJoinToken.parse(await read_json(request))
+    suffix = await issuer.registry.spend_join_token(body.token, now=issuer.clock())
     if suffix is None:
         raise JoinTokenInvalidError
     agent = join_agent_id(issuer.ca.settings.trust_domain, suffix)
-    return await _attested(request, agent, csr, method="join")
+    return await _attested(request, agent, body.csr, method="join")
 
 
 async def _check_node(request: web.Request, caller: CallingAgent) -> None:
     """A Kubernetes agent's node must still exist with the UID it attested with (SPIRE's k8s_psat re-check)."""
     issuer = issuer_of(request)
-    found = k8s_agent_node(caller.spiffe_id)
+    found = caller.k8s_node
     if issuer.kube is None or found is None:
         raise UnavailableError("this server cannot check Kubernetes nodes")
     node_name = found[1]
@@ -136,8 +136,7 @@ async def renew(request: web.Request) -> web.Response:
     """A new agent SVID for the caller; its current one keeps working until the new one is first presented."""
     issuer = issuer_of(request)
     caller = await authenticated_agent(request)
-    document = await read_json(request)
-    csr = need_str(document, "csr")
+    csr = Renew.parse(await read_json(request)).csr
     if caller.record.method == "k8s":
         await _check_node(request, caller)
     svid = await _mint_agent_svid(request, caller.spiffe_id, csr)

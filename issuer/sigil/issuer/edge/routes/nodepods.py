@@ -24,9 +24,8 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from sigil.ca.reserved_ids import k8s_agent_node
-from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.agentapi import contract
+from sigil.issuer.agents import CallingAgent
 from sigil.issuer.edge.parts import Issuer
 from sigil.issuer.edge.routes.bundle import query_number
 from sigil.issuer.edge.routes.common import authenticated_agent, issuer_of
@@ -57,10 +56,10 @@ def install(app: web.Application) -> None:
     app.on_shutdown.append(drain)
 
 
-def _node_of(agent: SpiffeId, issuer: Issuer) -> str:
+def _node_of(caller: CallingAgent, issuer: Issuer) -> str:
     """The node in a Kubernetes agent's ID, of this issuer's cluster; 403 for any other agent."""
     kube = issuer.settings.server.kubernetes
-    found = k8s_agent_node(agent)
+    found = caller.k8s_node
     if found is None:
         raise NotEntitledError("the pods of a node", "only an agent attested on a Kubernetes node")
     cluster, node = found
@@ -126,14 +125,14 @@ async def _wait_for_change(
 
 @routes.get(contract.PATH_NODE_PODS)
 async def node_pods(request: web.Request) -> web.Response:
-    agent = (await authenticated_agent(request)).spiffe_id
+    caller = await authenticated_agent(request)
     issuer = issuer_of(request)
     unknown = sorted(set(request.query) - _PARAMETERS)
     if unknown:
         raise MalformedRequestError(
             f"unknown parameter {', '.join(unknown)}: the node is the one in the agent's SVID"
         )
-    node = _node_of(agent, issuer)
+    node = _node_of(caller, issuer)
     if issuer.kube is None:
         raise UnavailableError("this server does not serve Kubernetes pods")
     cache = issuer.kube.pods

@@ -7,18 +7,17 @@ subset rule). A batch answers per item, like SPIRE's ``BatchNewX509SVID``, and s
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from sigil.ca.errors import MalformedCsrError, SigilError
-from sigil.ca.reserved_ids import k8s_agent_node
 from sigil.ca.service import X509Request
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.agentapi import contract
+from sigil.issuer.agentapi.requests import JwtSvids, PodName, Subject, WorkloadX509, X509Batch
+from sigil.issuer.agents import CallingAgent
 from sigil.issuer.datastore.registry import Entry
 from sigil.issuer.edge.parts import Issuer
-from sigil.issuer.edge.problems import need_str, problem_body, read_json
+from sigil.issuer.edge.problems import problem_body, read_json
 from sigil.issuer.edge.routes.common import (
     authenticated_agent,
     issuer_of,
@@ -27,7 +26,6 @@ from sigil.issuer.edge.routes.common import (
     svid_body,
 )
 from sigil.issuer.errors import (
-    MalformedRequestError,
     NotEntitledError,
     UnavailableError,
 )
@@ -38,29 +36,20 @@ __all__ = ["routes"]
 routes = web.RouteTableDef()
 
 
-def _agent_node(agent: SpiffeId) -> str | None:
-    found = k8s_agent_node(agent)
-    return None if found is None else found[1]
-
-
 class _Grants:
     """Which identities one agent may hold, with the agent's entries read once per request."""
 
-    def __init__(self, issuer: Issuer, agent: SpiffeId) -> None:
+    def __init__(self, issuer: Issuer, caller: CallingAgent) -> None:
         self._issuer = issuer
-        self._agent = agent
+        self._caller = caller
         self._entries: list[Entry] | None = None
 
-    async def for_item(self, item: dict[str, Any]) -> list[tuple[SpiffeId, Entry | None]]:
-        pod, selectors, wanted = item.get("pod"), item.get("selectors"), item.get("spiffe_id")
-        if (pod is None) == (selectors is None):
-            raise MalformedRequestError("each item names either 'pod' or 'selectors'")
-        if pod is not None:
-            return [(self._pod_id(pod), None)]
-        if not isinstance(selectors, list) or not all(isinstance(s, str) for s in selectors):
-            raise MalformedRequestError("'selectors' must be a list of strings")
+    async def for_subject(self, subject: Subject) -> list[tuple[SpiffeId, Entry | None]]:
+        if subject.pod is not None:
+            return [(self._pod_id(subject.pod), None)]
+        selectors, wanted = subject.selectors or (), subject.spiffe_id
         if self._entries is None:
-            self._entries = await self._issuer.registry.entries(parent_id=self._agent)
+            self._entries = await self._issuer.registry.entries(parent_id=self._caller.spiffe_id)
         granted: list[tuple[SpiffeId, Entry | None]] = [
             (e.spiffe_id, e)
             for e in self._entries
@@ -72,47 +61,39 @@ class _Grants:
             )
         return granted
 
-    def _pod_id(self, pod: Any) -> SpiffeId:
+    def _pod_id(self, pod: PodName) -> SpiffeId:
         kube, settings = self._issuer.kube, self._issuer.settings.server.kubernetes
         if kube is None or settings is None:
             raise UnavailableError("this server does not serve Kubernetes pods")
-        if not isinstance(pod, dict):
-            raise MalformedRequestError("'pod' must be an object")
-        namespace, name, uid = (need_str(pod, k) for k in ("namespace", "name", "uid"))
-        node = _agent_node(self._agent)
-        if node is None:
-            raise NotEntitledError(f"pod {namespace}/{name}", "only a Kubernetes agent may ask")
+        found = self._caller.k8s_node
+        if found is None:
+            raise NotEntitledError(
+                f"pod {pod.namespace}/{pod.name}", "only a Kubernetes agent may ask"
+            )
+        node = found[1]
         cached = authorize_pod_for_node(
-            kube.pods, node, namespace=namespace, pod_name=name, pod_uid=uid
+            kube.pods, node, namespace=pod.namespace, pod_name=pod.name, pod_uid=pod.uid
         )
-        identity = KubeIdentity(namespace, cached.service_account, name, uid, node, "")
+        identity = KubeIdentity(pod.namespace, cached.service_account, pod.name, pod.uid, node, "")
         return settings.workload_id_template.render(self._issuer.ca.settings.trust_domain, identity)
-
-
-def _items(document: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    items = document.get(key)
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise MalformedRequestError(f"{key!r} must be a list of objects")
-    if len(items) > contract.MAX_BATCH:
-        raise MalformedRequestError(f"at most {contract.MAX_BATCH} items per batch")
-    return items
 
 
 @routes.post(contract.PATH_X509_SVIDS)
 async def batch_x509(request: web.Request) -> web.Response:
-    agent = (await authenticated_agent(request)).spiffe_id
+    caller = await authenticated_agent(request)
     issuer = issuer_of(request)
-    items = _items(await read_json(request), "requests")
-    keys = await parse_csrs([i["csr"] if isinstance(i.get("csr"), str) else "" for i in items])
-    grants = _Grants(issuer, agent)
+    batch = X509Batch.parse(await read_json(request))
+    keys = await parse_csrs(batch.csrs())
+    grants = _Grants(issuer, caller)
     results: list[contract.X509ResultItem] = []
     pending: list[tuple[int, int]] = []  # (result index, how many SVIDs)
     minting: list[X509Request] = []
-    for index, (item, key) in enumerate(zip(items, keys, strict=True)):
+    for index, (item, key) in enumerate(zip(batch.items, keys, strict=True)):
         try:
             if isinstance(key, MalformedCsrError):
                 raise key
-            granted = await grants.for_item(item)
+            # Parsed item by item: one malformed item is that item's problem, not the batch's.
+            granted = await grants.for_subject(Subject.parse(item))
         except SigilError as err:
             problem = problem_body(err)
             issuer.metrics.refusals.labels(problem["reason"]).inc()
@@ -134,21 +115,14 @@ async def batch_x509(request: web.Request) -> web.Response:
 
 @routes.post(contract.PATH_JWT_SVIDS)
 async def jwt_svids(request: web.Request) -> web.Response:
-    agent = (await authenticated_agent(request)).spiffe_id
+    caller = await authenticated_agent(request)
     issuer = issuer_of(request)
-    document = await read_json(request)
-    audience = document.get("audience")
-    if (
-        not isinstance(audience, list)
-        or not audience
-        or not all(isinstance(a, str) and a for a in audience)
-    ):
-        raise MalformedRequestError("'audience' must be a non-empty list of strings")
-    granted = await _Grants(issuer, agent).for_item(document)
+    wanted = JwtSvids.parse(await read_json(request))
+    granted = await _Grants(issuer, caller).for_subject(wanted.subject)
     svids: list[contract.JwtSvidBody] = []
     for spiffe_id, entry in granted:
         ttl = entry.jwt_svid_ttl if entry is not None else None
-        svid = await issuer.ca.mint_jwt_svid(spiffe_id, audience=audience, ttl=ttl)
+        svid = await issuer.ca.mint_jwt_svid(spiffe_id, audience=wanted.audience, ttl=ttl)
         svids.append(
             {
                 "spiffe_id": str(spiffe_id),
@@ -169,10 +143,9 @@ async def workload_x509(request: web.Request) -> web.Response:
     kube, settings = issuer.kube, issuer.settings.server.kubernetes
     if kube is None or settings is None:
         raise UnavailableError("this server does not serve Kubernetes workloads")
-    document = await read_json(request)
-    token, csr = need_str(document, "token"), need_str(document, "csr")
-    identity = await kube.workloads.authenticate(token)
-    (key,) = await parse_csrs([csr])
+    body = WorkloadX509.parse(await read_json(request))
+    identity = await kube.workloads.authenticate(body.token)
+    (key,) = await parse_csrs([body.csr])
     if isinstance(key, MalformedCsrError):
         raise key
     spiffe_id = settings.workload_id_template.render(issuer.ca.settings.trust_domain, identity)
