@@ -107,6 +107,8 @@ class _ConcurrentWriter(KubeApi):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.outcomes: list[PatchOutcome] = []
+        #: Set once a patch wrote: the cluster can show the data before this client has its answer.
+        self.written = asyncio.Event()
 
     async def patch_config_map_data(
         self, namespace: str, name: str, data: dict[str, str], *, resource_version: str
@@ -119,6 +121,8 @@ class _ConcurrentWriter(KubeApi):
             namespace, name, data, resource_version=resource_version
         )
         self.outcomes.append(outcome)
+        if outcome == "written":
+            self.written.set()
         return outcome
 
 

@@ -28,7 +28,7 @@ __all__ = ["publish_bundle_configmap"]
 _RETRY = 5.0
 _RESYNC = 60.0
 
-log = structlog.get_logger(__name__)
+_log = structlog.get_logger(__name__)
 
 
 async def publish_bundle_configmap(
@@ -41,14 +41,14 @@ async def publish_bundle_configmap(
         try:
             done = await _publish(api, bundle, namespace=namespace, name=name)
         except SigilError as err:
-            log.warning("bundle_configmap.failed", namespace=namespace, name=name, detail=str(err))
+            _log.warning("bundle_configmap.failed", namespace=namespace, name=name, detail=str(err))
             done = False
         if not done:
             await asyncio.sleep(_RETRY)
             continue
         if bundle.sequence != published:
             published = bundle.sequence
-            log.info(
+            _log.info(
                 "bundle_configmap.published", namespace=namespace, name=name, sequence=published
             )
         # Wake on the next bundle change, or after `resync` to check that nobody else rewrote the ConfigMap.
@@ -63,7 +63,7 @@ async def _publish(api: KubeApi, bundle: TrustBundle, *, namespace: str, name: s
     while True:
         found = await api.read_config_map(namespace, name)
         if found is None:
-            log.warning("bundle_configmap.missing", namespace=namespace, name=name)
+            _log.warning("bundle_configmap.missing", namespace=namespace, name=name)
             return False
         held = found.get("data") or {}
         if all(held.get(key) == value for key, value in wanted.items()):
@@ -72,10 +72,10 @@ async def _publish(api: KubeApi, bundle: TrustBundle, *, namespace: str, name: s
         outcome = await api.patch_config_map_data(namespace, name, wanted, resource_version=version)
         if outcome == "written":
             if any(held.get(key) for key in wanted):  # not the manifests' empty placeholders
-                log.info("bundle_configmap.rewritten", namespace=namespace, name=name)
+                _log.info("bundle_configmap.rewritten", namespace=namespace, name=name)
             return True
         if outcome == "missing":
-            log.warning("bundle_configmap.missing", namespace=namespace, name=name)
+            _log.warning("bundle_configmap.missing", namespace=namespace, name=name)
             return False
         # Someone wrote between our read and our write: read what they wrote and decide again.
-        log.info("bundle_configmap.conflict", namespace=namespace, name=name, read=version)
+        _log.info("bundle_configmap.conflict", namespace=namespace, name=name, read=version)

@@ -51,10 +51,11 @@ __all__ = [
     "federation_app",
     "federation_pollers",
     "main_app",
+    "open_ca",
     "open_issuer",
 ]
 
-log = structlog.get_logger(__name__)
+_log = structlog.get_logger(__name__)
 
 
 async def open_ca(
@@ -162,12 +163,12 @@ async def _tick(issuer: Issuer) -> None:
         try:
             done = await issuer.ca.rotate()
             for step in done:
-                log.info("ca.rotated", step=step)
+                _log.info("ca.rotated", step=step)
             if issuer.serving.due(issuer.clock()):
                 await issuer.serving.renew()
             await issuer.feed.publish()
         except SigilError as err:
-            log.warning("ca.tick_failed", detail=str(err))
+            _log.warning("ca.tick_failed", detail=str(err))
 
 
 async def _refresh(issuer: Issuer) -> None:
@@ -187,7 +188,7 @@ async def _refresh(issuer: Issuer) -> None:
                 await issuer.serving.renew()
             await issuer.feed.publish()
         except (SigilError, SQLAlchemyError, OSError) as err:
-            log.warning("ca.refresh_failed", detail=str(err))
+            _log.warning("ca.refresh_failed", detail=str(err))
 
 
 def _owned(
@@ -250,7 +251,7 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
         if configmap is not None and kube_settings is not None:
             namespace = resolve_namespace(kube_settings.bundle_configmap_namespace)
             if namespace is None:
-                log.warning("bundle_configmap.no_namespace", name=configmap)
+                _log.warning("bundle_configmap.no_namespace", name=configmap)
             else:
                 api = issuer.kube.api
                 app.cleanup_ctx.append(

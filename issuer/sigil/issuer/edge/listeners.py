@@ -34,7 +34,7 @@ from sigil.issuer.settings import ServerSettings
 
 __all__ = ["IssuerServer", "run_server"]
 
-log = structlog.get_logger(__name__)
+_log = structlog.get_logger(__name__)
 
 
 class IssuerServer:
@@ -97,7 +97,7 @@ class IssuerServer:
         except BaseException:
             await self.stop()
             raise
-        log.info("server.started", url=self.url, admin_socket=str(self.admin_socket))
+        _log.info("server.started", url=self.url, admin_socket=str(self.admin_socket))
 
     async def _start_admin(self) -> None:
         path = self.admin_socket
@@ -143,7 +143,7 @@ async def run_server(settings: ServerSettings) -> int:
     try:
         async with IssuerServer(issuer):
             await stopping.wait()
-            log.info("server.draining")
+            _log.info("server.draining")
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -29,7 +29,7 @@ from sigil.issuer.metrics import IssuerMetrics
 
 __all__ = ["problem_body", "problem_middleware", "read_json"]
 
-log = structlog.get_logger(__name__)
+_log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -68,19 +68,21 @@ def problem_middleware(metrics: IssuerMetrics, *, max_size: int) -> Any:
             return await handler(request)
         except IssuerError as err:
             if err.status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-                log.warning(
+                _log.warning(
                     "request.failed", path=request.path, reason=err.reason, detail=err.detail
                 )
             else:
-                log.info("request.refused", path=request.path, reason=err.reason, detail=err.detail)
+                _log.info(
+                    "request.refused", path=request.path, reason=err.reason, detail=err.detail
+                )
             return _response(err, metrics)
         except SigilError as err:
             reason, _ = problem_for(err)
             if reason == "internal_error":
-                log.exception("request.error", path=request.path)
+                _log.exception("request.error", path=request.path)
             else:
                 # The CA's errors with a reason of their own (a failed database): the client sees only the title.
-                log.warning("request.failed", path=request.path, reason=reason, detail=str(err))
+                _log.warning("request.failed", path=request.path, reason=reason, detail=str(err))
             return _response(err, metrics)
         except web.HTTPRequestEntityTooLarge:
             return _response(BodyTooLargeError(max_size), metrics)
