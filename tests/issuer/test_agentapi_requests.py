@@ -8,13 +8,12 @@ import pytest
 
 from sigil.issuer.agentapi.contract import MAX_BATCH
 from sigil.issuer.agentapi.requests import (
-    AttestJoinToken,
     AttestK8s,
     JwtSvids,
     PodName,
     Renew,
     Subject,
-    WorkloadX509,
+    TokenAndCsr,
     X509Batch,
 )
 from sigil.issuer.errors import MalformedRequestError
@@ -23,9 +22,8 @@ from sigil.issuer.errors import MalformedRequestError
 def test_well_formed_bodies_parse_into_frozen_values() -> None:
     """Each body's members arrive as typed, immutable fields."""
     assert AttestK8s.parse({"token": "t", "cluster": "c", "csr": "r"}) == AttestK8s("t", "c", "r")
-    assert AttestJoinToken.parse({"token": "t", "csr": "r"}) == AttestJoinToken("t", "r")
+    assert TokenAndCsr.parse({"token": "t", "csr": "r"}) == TokenAndCsr("t", "r")
     assert Renew.parse({"csr": "r"}) == Renew("r")
-    assert WorkloadX509.parse({"token": "t", "csr": "r"}) == WorkloadX509("t", "r")
     pod = {"namespace": "ns", "name": "p", "uid": "u"}
     assert Subject.parse({"pod": pod}) == Subject(PodName("ns", "p", "u"), None, None)
     assert Subject.parse({"selectors": ["k8s:ns:a"], "spiffe_id": "spiffe://td/a"}) == Subject(

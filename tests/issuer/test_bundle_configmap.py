@@ -138,6 +138,7 @@ async def test_write_between_read_and_patch_is_refused_then_retried(
     api.namespace = kube_namespace
     async with contextlib.aclosing(api), _publisher(server, api, kube_namespace):
         data = await _published(kube_namespace, server.issuer.ca.bundle().to_pem())
+        await asyncio.wait_for(api.written.wait(), timeout=10)
     assert api.outcomes == ["conflict", "written"]
     assert data["note"] == "kept"
 

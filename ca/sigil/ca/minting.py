@@ -80,25 +80,22 @@ def journal_entries(minted: Sequence[X509Svid | JwtSvid], now: datetime) -> list
     entries = []
     for svid in minted:
         if isinstance(svid, X509Svid):
-            entries.append(
-                JournalEntry(
-                    serial=svid.serial_hex,
-                    kind="x509",
-                    spiffe_id=str(svid.spiffe_id),
-                    authority_id=svid.authority_id,
-                    issued_at=now,
-                    not_after=svid.not_after,
-                )
+            serial, kind, authority_id, not_after = (
+                svid.serial_hex,
+                "x509",
+                svid.authority_id,
+                svid.not_after,
             )
         else:
-            entries.append(
-                JournalEntry(
-                    serial=svid.token_id,
-                    kind="jwt",
-                    spiffe_id=str(svid.spiffe_id),
-                    authority_id=svid.key_id,
-                    issued_at=now,
-                    not_after=svid.expiry,
-                )
+            serial, kind, authority_id, not_after = svid.token_id, "jwt", svid.key_id, svid.expiry
+        entries.append(
+            JournalEntry(
+                serial=serial,
+                kind=kind,
+                spiffe_id=str(svid.spiffe_id),
+                authority_id=authority_id,
+                issued_at=now,
+                not_after=not_after,
             )
+        )
     return entries

@@ -17,13 +17,12 @@ from sigil.issuer.agentapi.contract import MAX_BATCH
 from sigil.issuer.errors import MalformedRequestError
 
 __all__ = [
-    "AttestJoinToken",
     "AttestK8s",
     "JwtSvids",
     "PodName",
     "Renew",
     "Subject",
-    "WorkloadX509",
+    "TokenAndCsr",
     "X509Batch",
     "need_str",
 ]
@@ -53,8 +52,9 @@ class AttestK8s:
 
 
 @dataclass(frozen=True, slots=True)
-class AttestJoinToken:
-    """``POST /v1/agent/attest/join-token``: a join token and a CSR."""
+class TokenAndCsr:
+    """A token and a CSR: a join token (``POST /v1/agent/attest/join-token``) or a workload's own projected token
+    (``POST /v1/workload/x509``)."""
 
     token: str
     csr: str
@@ -73,18 +73,6 @@ class Renew:
     @classmethod
     def parse(cls, document: Mapping[str, Any]) -> Self:
         return cls(need_str(document, "csr"))
-
-
-@dataclass(frozen=True, slots=True)
-class WorkloadX509:
-    """``POST /v1/workload/x509``: a workload's own projected token and a CSR."""
-
-    token: str
-    csr: str
-
-    @classmethod
-    def parse(cls, document: Mapping[str, Any]) -> Self:
-        return cls(need_str(document, "token"), need_str(document, "csr"))
 
 
 @dataclass(frozen=True, slots=True)

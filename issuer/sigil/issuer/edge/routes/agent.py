@@ -20,7 +20,7 @@ from sigil.ca.service import X509Request
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.ca.x509svid import X509Svid
 from sigil.issuer.agentapi import contract
-from sigil.issuer.agentapi.requests import AttestJoinToken, AttestK8s, Renew
+from sigil.issuer.agentapi.requests import AttestK8s, Renew, TokenAndCsr
 from sigil.issuer.agents.authentication import CallingAgent
 from sigil.issuer.edge.problems import read_json
 from sigil.issuer.edge.routes.common import (
@@ -109,7 +109,7 @@ async def attest_k8s(request: web.Request) -> web.Response:
 async def attest_join_token(request: web.Request) -> web.Response:
     issuer = issuer_of(request)
     issuer.limiter.check("attest:" + peer_address(request))
-    body = AttestJoinToken.parse(await read_json(request))
+    body = TokenAndCsr.parse(await read_json(request))
     suffix = await issuer.registry.spend_join_token(body.token, now=issuer.clock())
     if suffix is None:
         raise JoinTokenInvalidError

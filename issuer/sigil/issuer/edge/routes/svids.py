@@ -13,7 +13,7 @@ from sigil.ca.errors import MalformedCsrError, SigilError
 from sigil.ca.service import X509Request
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.agentapi import contract
-from sigil.issuer.agentapi.requests import JwtSvids, PodName, Subject, WorkloadX509, X509Batch
+from sigil.issuer.agentapi.requests import JwtSvids, PodName, Subject, TokenAndCsr, X509Batch
 from sigil.issuer.agents import CallingAgent
 from sigil.issuer.datastore.registry import Entry
 from sigil.issuer.edge.parts import Issuer
@@ -143,7 +143,7 @@ async def workload_x509(request: web.Request) -> web.Response:
     kube, settings = issuer.kube, issuer.settings.server.kubernetes
     if kube is None or settings is None:
         raise UnavailableError("this server does not serve Kubernetes workloads")
-    body = WorkloadX509.parse(await read_json(request))
+    body = TokenAndCsr.parse(await read_json(request))
     identity = await kube.workloads.authenticate(body.token)
     (key,) = await parse_csrs([body.csr])
     if isinstance(key, MalformedCsrError):
