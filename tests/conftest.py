@@ -14,7 +14,7 @@ from sigil_testing.postgres import PostgresUnavailableError, running_postgres, t
 from sigil_testing.realissuer import issuer_on
 from sigil_testing.realkube import Namespace, fresh_namespace
 
-from sigil.issuer.server import IssuerServer
+from sigil.issuer.edge.listeners import IssuerServer
 
 _TOOLS = pytest.StashKey[Tools | ControlPlaneError]()
 

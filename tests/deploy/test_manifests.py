@@ -18,7 +18,7 @@ from sigil_testing.binaries import kubectl
 
 from sigil.enforcer.cli import build_parser
 from sigil.enforcer.policy.store import PolicyStore
-from sigil.issuer.routes.health import routes as health_routes
+from sigil.issuer.edge.routes.health import routes as health_routes
 from sigil.issuer.settings import load_server_settings
 from sigil.node_agent.settings import load_agent_settings
 

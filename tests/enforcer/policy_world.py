@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sigil_testing.issuer import issuer_settings, running_issuer
 
-from sigil.issuer.server import IssuerServer
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.settings import PolicySettings
 from sigil.node_agent.attestors.unix import UnixAttestor
 from sigil.node_agent.peer import PeerCredentials

@@ -15,7 +15,9 @@ from sigil_testing.realissuer import AGENT_SERVICE_ACCOUNT, issuer_on
 from sigil_testing.realkube import Namespace, add_node, fresh_namespace
 
 from sigil.ca.keys import generate_key
+from sigil.issuer.agentapi.contract import PodRef
 from sigil.issuer.client import IssuerClient, X509SvidRequest, make_csr
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.errors import (
     AuthenticationError,
     KubernetesUnavailableError,
@@ -23,8 +25,6 @@ from sigil.issuer.errors import (
     ServiceAccountNotAllowedError,
     TokenNotAuthenticatedError,
 )
-from sigil.issuer.server import IssuerServer
-from sigil.issuer.wire import PodRef
 
 pytestmark = pytest.mark.kube
 

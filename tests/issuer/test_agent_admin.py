@@ -16,8 +16,8 @@ from sigil_testing.realkube import Namespace, add_node
 from sigil.ca.keys import generate_key
 from sigil.issuer.cli import main
 from sigil.issuer.client import IssuerClient, X509SvidRequest, make_csr
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.errors import AgentBannedError, AgentNotAttestedError
-from sigil.issuer.server import IssuerServer
 
 
 @pytest.fixture

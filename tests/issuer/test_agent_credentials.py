@@ -22,10 +22,10 @@ from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
 
 from sigil.ca.authority import AuthorityKind
 from sigil.ca.keys import generate_key
-from sigil.issuer import wire
+from sigil.issuer.agentapi import contract
 from sigil.issuer.client import AgentSvid, IssuerClient, X509SvidRequest, make_csr
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.errors import AgentSvidSupersededError
-from sigil.issuer.server import IssuerServer
 from sigil.issuer.tls import client_context
 
 
@@ -80,7 +80,7 @@ class RawAgent:
         reply = self.http.getresponse()
         data = reply.read()
         reason = ""
-        if reply.headers.get_content_type() == wire.PROBLEM_CONTENT_TYPE:
+        if reply.headers.get_content_type() == contract.PROBLEM_CONTENT_TYPE:
             reason = json.loads(data)["reason"]
         assert self.http.sock is self.tls
         return Reply(reply.status, reason, bool(self.tls.session_reused))
@@ -107,7 +107,7 @@ def _call_resumed(port: int, context: ssl.SSLContext, session: ssl.SSLSession) -
     try:
         agent = RawAgent(port, context, session)
         try:
-            return agent.ask("POST", wire.PATH_RENEW, _renew_body())
+            return agent.ask("POST", contract.PATH_RENEW, _renew_body())
         finally:
             agent.close()
     except (ssl.SSLError, ConnectionError) as err:
@@ -131,7 +131,7 @@ async def test_a_resumed_session_does_not_renew_an_agent_whose_authority_was_rev
         context = _context(server, client.agent_svid, version)
     first = await asyncio.to_thread(RawAgent, server.port, context)
     try:
-        assert (await asyncio.to_thread(first.ask, "GET", wire.PATH_BUNDLE)).status == 200
+        assert (await asyncio.to_thread(first.ask, "GET", contract.PATH_BUNDLE)).status == 200
         session = first.tls.session
     finally:
         first.close()
@@ -163,13 +163,13 @@ async def test_the_issuer_never_resumes_a_tls_session(
         context = _context(server, client.agent_svid, version)
     first = await asyncio.to_thread(RawAgent, server.port, context)
     try:
-        await asyncio.to_thread(first.ask, "GET", wire.PATH_BUNDLE)
+        await asyncio.to_thread(first.ask, "GET", contract.PATH_BUNDLE)
         session = first.tls.session
     finally:
         first.close()
     second = await asyncio.to_thread(RawAgent, server.port, context, session)
     try:
-        reply = await asyncio.to_thread(second.ask, "GET", wire.PATH_BUNDLE)
+        reply = await asyncio.to_thread(second.ask, "GET", contract.PATH_BUNDLE)
     finally:
         second.close()
     assert (reply.status, reply.reused) == (200, False)
@@ -184,9 +184,9 @@ async def test_a_kept_alive_connection_is_refused_once_the_agent_svid_expires(
         context = _context(server, client.agent_svid, ssl.TLSVersion.TLSv1_3)
     agent = await asyncio.to_thread(RawAgent, server.port, context)
     try:
-        assert (await asyncio.to_thread(agent.ask, "GET", wire.PATH_BUNDLE)).status == 200
+        assert (await asyncio.to_thread(agent.ask, "GET", contract.PATH_BUNDLE)).status == 200
         wall.offset = timedelta(minutes=6)
-        expired = await asyncio.to_thread(agent.ask, "POST", wire.PATH_RENEW, _renew_body())
+        expired = await asyncio.to_thread(agent.ask, "POST", contract.PATH_RENEW, _renew_body())
     finally:
         agent.close()
     assert (expired.status, expired.reason) == (401, "agent_svid_invalid")
@@ -203,12 +203,12 @@ async def test_a_kept_alive_connection_is_refused_once_the_agents_authority_is_r
         context = _context(server, client.agent_svid, ssl.TLSVersion.TLSv1_3)
     agent = await asyncio.to_thread(RawAgent, server.port, context)
     try:
-        assert (await asyncio.to_thread(agent.ask, "GET", wire.PATH_BUNDLE)).status == 200
+        assert (await asyncio.to_thread(agent.ask, "GET", contract.PATH_BUNDLE)).status == 200
         new = await ca.prepare(AuthorityKind.X509)
         await ca.activate(AuthorityKind.X509, new.authority_id)
         await ca.taint(AuthorityKind.X509, old.authority_id)
         await ca.revoke(AuthorityKind.X509, old.authority_id)
-        refused = await asyncio.to_thread(agent.ask, "GET", wire.PATH_BUNDLE)
+        refused = await asyncio.to_thread(agent.ask, "GET", contract.PATH_BUNDLE)
     finally:
         agent.close()
     assert (refused.status, refused.reason) == (401, "agent_svid_invalid")

@@ -20,13 +20,13 @@ from sigil.issuer.client import (
     X509SvidRequest,
     make_csr,
 )
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.errors import (
     AgentNodeGoneError,
     AuthenticationError,
     ClientCertificateRequiredError,
     NotEntitledError,
 )
-from sigil.issuer.server import IssuerServer
 
 pytestmark = pytest.mark.kube
 

@@ -17,10 +17,11 @@ from sigil_testing.realkube import Namespace
 from sigil.ca.authority import AuthorityKind
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.spiffe_id import TrustDomain
-from sigil.issuer.bundle_configmap import publish_bundle_configmap, resolve_namespace
+from sigil.issuer.bundles.configmap import publish_bundle_configmap
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.kube import KubeApi
 from sigil.issuer.kube.api import PatchOutcome
-from sigil.issuer.server import IssuerServer
+from sigil.issuer.settings.sections import resolve_namespace
 
 TD = TrustDomain("example.org")
 NAME = "sigil-bundle"
@@ -49,7 +50,7 @@ async def _publisher(
     """The publisher as a task with a short resync, cancelled and awaited on the way out."""
     task = asyncio.create_task(
         publish_bundle_configmap(
-            server.issuer, api, namespace=namespace.name, name=NAME, resync=0.2
+            server.issuer.ca, api, namespace=namespace.name, name=NAME, resync=0.2
         )
     )
     try:
@@ -106,6 +107,8 @@ class _ConcurrentWriter(KubeApi):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.outcomes: list[PatchOutcome] = []
+        #: Set once a patch wrote: the cluster can show the data before this client has its answer.
+        self.written = asyncio.Event()
 
     async def patch_config_map_data(
         self, namespace: str, name: str, data: dict[str, str], *, resource_version: str
@@ -118,6 +121,8 @@ class _ConcurrentWriter(KubeApi):
             namespace, name, data, resource_version=resource_version
         )
         self.outcomes.append(outcome)
+        if outcome == "written":
+            self.written.set()
         return outcome
 
 
@@ -133,6 +138,7 @@ async def test_write_between_read_and_patch_is_refused_then_retried(
     api.namespace = kube_namespace
     async with contextlib.aclosing(api), _publisher(server, api, kube_namespace):
         data = await _published(kube_namespace, server.issuer.ca.bundle().to_pem())
+        await asyncio.wait_for(api.written.wait(), timeout=10)
     assert api.outcomes == ["conflict", "written"]
     assert data["note"] == "kept"
 

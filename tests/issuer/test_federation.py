@@ -20,10 +20,11 @@ from sigil_testing.issuer import (
 from sigil.ca.authority import AuthorityKind, AuthorityStatus
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.issuer.bundles.federation import FederationPoller
 from sigil.issuer.client import BundleUpdate, IssuerClient
-from sigil.issuer.federation import FederationError, FederationPoller
-from sigil.issuer.server import IssuerServer
-from sigil.issuer.server_settings import BundleEndpointSettings, FederationPeer
+from sigil.issuer.edge.listeners import IssuerServer
+from sigil.issuer.errors import FederationError
+from sigil.issuer.settings.sections import BundleEndpointSettings, FederationPeer
 
 OTHER = TrustDomain("other.org")
 
@@ -171,3 +172,41 @@ async def test_issuer_client_checks_the_server_id_in_the_handshake(tmp_path: Pat
         ) as client:
             with pytest.raises(aiohttp.ClientConnectorCertificateError, match="other-server"):
                 await client.attest_join_token("not-a-token")
+
+
+BAD_BOOTSTRAPS = {
+    "missing": None,
+    "empty": b"",
+    "not a bundle": b"[1, 2]",
+    "a PEM key, not a certificate": b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    "no X.509 authority": b'{"keys": []}',
+}
+
+
+@pytest.mark.parametrize("fault", list(BAD_BOOTSTRAPS))
+async def test_a_bad_bootstrap_file_fails_polls_until_it_is_fixed(
+    tmp_path: Path, peer_spiffe: IssuerServer, fault: str
+) -> None:
+    """A bootstrap bundle file that is missing or unusable fails each poll (logged, retried); the poller lives on
+    and federates as soon as the file holds the peer's bundle."""
+    bootstrap = tmp_path / "other.org.bundle.json"
+    content = BAD_BOOTSTRAPS[fault]
+    if content is not None:
+        bootstrap.write_bytes(content)
+    peer = FederationPeer(
+        OTHER,
+        _endpoint(peer_spiffe),
+        "https_spiffe",
+        endpoint_spiffe_id=SpiffeId.parse("spiffe://other.org/sigil/server"),
+        bootstrap_bundle=bootstrap,
+    )
+    settings = issuer_settings(tmp_path / "home", federates_with=(peer,))
+    async with running_issuer(settings) as home:
+        (poller,) = home.pollers
+        await asyncio.wait_for(poller.attempted.wait(), timeout=10)
+        assert poller.failures >= 1
+        assert OTHER not in home.issuer.feed.federated
+        bootstrap.write_bytes(peer_spiffe.issuer.ca.bundle().to_json())
+        poller.poll_now()
+        await asyncio.wait_for(poller.fetched.wait(), timeout=10)
+        assert home.issuer.feed.federated[OTHER].same_content(peer_spiffe.issuer.ca.bundle())

@@ -22,9 +22,9 @@ from sigil_testing.issuer import WebPki, issuer_settings, running_issuer, write_
 
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.spiffe_id import TrustDomain
-from sigil.issuer.federation import FederationPoller
-from sigil.issuer.server import IssuerServer
-from sigil.issuer.server_settings import FederationPeer
+from sigil.issuer.bundles.federation import FederationPoller
+from sigil.issuer.edge.listeners import IssuerServer
+from sigil.issuer.settings.sections import FederationPeer
 
 OTHER = TrustDomain("other.org")
 Answer = Callable[[web.Request], web.StreamResponse]

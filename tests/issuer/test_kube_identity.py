@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from sigil.ca.reserved_ids import k8s_agent_id
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.issuer.errors import ConfigError
-from sigil.issuer.kube import KubeIdentity, ServiceAccountRef, WorkloadIdTemplate, agent_spiffe_id
+from sigil.issuer.kube import KubeIdentity, ServiceAccountRef, WorkloadIdTemplate
 
 TD = TrustDomain("example.org")
 POD = KubeIdentity("shop", "frontend", "web-1", "1234-abcd", "node-a", "9876")
@@ -51,6 +52,6 @@ def test_service_account_refs_parse_namespace_and_name() -> None:
 def test_agent_id_is_per_cluster_and_node() -> None:
     """The agent ID is spiffe://TD/sigil/agent/k8s/CLUSTER/NODE."""
     assert (
-        str(agent_spiffe_id(TD, cluster="eu-1", node_name="node-a"))
+        str(k8s_agent_id(TD, cluster="eu-1", node_name="node-a"))
         == "spiffe://example.org/sigil/agent/k8s/eu-1/node-a"
     )

@@ -11,7 +11,7 @@ import pytest
 from sigil_testing.issuer import issuer_settings, running_issuer
 
 from sigil.ca.config import ConfigError
-from sigil.issuer.server import IssuerServer
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.settings import load_server_settings
 from sigil.issuer.tls import client_context
 

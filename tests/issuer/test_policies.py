@@ -25,8 +25,8 @@ from sigil.enforcer.policy import ClusterAuthorizationPolicy, ClusterTier
 from sigil.issuer.admin import SocketAdmin
 from sigil.issuer.cli import main
 from sigil.issuer.client import IssuerClient, PolicyUpdate
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.errors import NotFoundError, PolicyRefusedError
-from sigil.issuer.server import IssuerServer
 from sigil.issuer.settings import PolicySettings
 
 _GROUP = "/apis/authz.sigil.dev/v1alpha1"

@@ -17,8 +17,8 @@ from sigil.ca.authority import AuthorityKind, AuthorityStatus
 from sigil.ca.keys import generate_key
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.client import IssuerClient, X509SvidRequest, make_csr
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.errors import JoinTokenInvalidError
-from sigil.issuer.server import IssuerServer
 
 pytestmark = pytest.mark.postgres
 

@@ -19,9 +19,9 @@ from sigil.ca.keys import generate_key
 from sigil.issuer.admin import LocalAdmin
 from sigil.issuer.cli import main
 from sigil.issuer.client import X509SvidRequest, make_csr
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.errors import NotEntitledError
 from sigil.issuer.kube.identity import WorkloadIdTemplate
-from sigil.issuer.server import IssuerServer
 from sigil.issuer.settings import load_server_settings
 
 _RESERVED = [

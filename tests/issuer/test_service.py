@@ -22,6 +22,7 @@ from sigil.ca.keys import generate_key
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.admin import LocalAdmin
 from sigil.issuer.client import IssuerClient, X509SvidRequest, make_csr
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.errors import (
     ClientCertificateRequiredError,
     JoinTokenInvalidError,
@@ -29,7 +30,6 @@ from sigil.issuer.errors import (
     PodOnOtherNodeError,
     ServiceAccountNotAllowedError,
 )
-from sigil.issuer.server import IssuerServer
 
 pytestmark = pytest.mark.kube
 

@@ -17,9 +17,9 @@ from sigil_testing.issuer import client_for, running_issuer
 from sigil_testing.realissuer import issuer_on
 from sigil_testing.realkube import Namespace
 
-from sigil.issuer import wire
+from sigil.issuer.agentapi import contract
 from sigil.issuer.cli import main
-from sigil.issuer.server import IssuerServer
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.tls import client_context
 
 pytestmark = pytest.mark.kube
@@ -64,21 +64,23 @@ async def _post(server: IssuerServer, path: str, body: bytes) -> tuple[int, str,
 async def test_refusals_are_problem_documents_with_their_status(server: IssuerServer) -> None:
     """401 bad token, 400 malformed CSR, 413 oversized body, 429 over the rate: each a problem+json with a reason."""
     bad_token = json.dumps({"token": "x.y.z", "cluster": "test", "csr": "nope"}).encode()
-    status, kind, body = await _post(server, wire.PATH_ATTEST_K8S, bad_token)
+    status, kind, body = await _post(server, contract.PATH_ATTEST_K8S, bad_token)
     assert (status, kind, body["reason"]) == (
         401,
-        wire.PROBLEM_CONTENT_TYPE,
+        contract.PROBLEM_CONTENT_TYPE,
         "token_not_authenticated",
     )
     token = await server.issuer.registry.generate_join_token(
         ttl=timedelta(minutes=5), now=server.issuer.ca.now()
     )
     bad_csr = json.dumps({"token": token.token, "csr": "not a csr"}).encode()
-    status, _, body = await _post(server, wire.PATH_ATTEST_JOIN_TOKEN, bad_csr)
+    status, _, body = await _post(server, contract.PATH_ATTEST_JOIN_TOKEN, bad_csr)
     assert (status, body["reason"]) == (400, "malformed_csr")
-    status, _, body = await _post(server, wire.PATH_ATTEST_JOIN_TOKEN, b"{" + b" " * 70_000 + b"}")
+    status, _, body = await _post(
+        server, contract.PATH_ATTEST_JOIN_TOKEN, b"{" + b" " * 70_000 + b"}"
+    )
     assert (status, body["reason"]) == (413, "body_too_large")
-    status, _, body = await _post(server, wire.PATH_ATTEST_JOIN_TOKEN, b"{}")
+    status, _, body = await _post(server, contract.PATH_ATTEST_JOIN_TOKEN, b"{}")
     assert (status, body["reason"]) == (429, "rate_limited")
     assert set(body) == {"type", "title", "status", "detail", "reason"}
 

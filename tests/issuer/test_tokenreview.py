@@ -25,6 +25,7 @@ from sigil_testing.controlplane import ControlPlane
 from sigil_testing.kube import FakeClock
 from sigil_testing.realkube import Namespace, add_node, fresh_namespace
 
+from sigil.ca.reserved_ids import k8s_agent_id
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.issuer.errors import (
     IssuerError,
@@ -39,7 +40,6 @@ from sigil.issuer.kube import (
     TokenReviewAuthenticator,
     TokenReviewMetrics,
     WorkloadIdTemplate,
-    agent_spiffe_id,
 )
 
 pytestmark = pytest.mark.kube
@@ -125,7 +125,7 @@ async def test_agent_token_yields_the_pod_and_its_node(
     assert (identity.pod_name, identity.pod_uid) == ("agent", pod["metadata"]["uid"])
     node_object = control_plane.request("GET", f"/api/v1/nodes/{node}")
     assert (identity.node_name, identity.node_uid) == (node, node_object["metadata"]["uid"])
-    agent_id = agent_spiffe_id(TrustDomain("example.org"), cluster="prod", node_name=node)
+    agent_id = k8s_agent_id(TrustDomain("example.org"), cluster="prod", node_name=node)
     assert agent_id == SpiffeId.parse(f"spiffe://example.org/sigil/agent/k8s/prod/{node}")
 
 

@@ -15,7 +15,7 @@ from sigil_testing.issuer import issuer_settings, running_issuer
 from spiffe import WorkloadApiClient
 
 from sigil.ca.spiffe_id import SpiffeId
-from sigil.issuer.server import IssuerServer
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.node_agent.runtime import NodeAgent
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
 

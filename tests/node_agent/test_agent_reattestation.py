@@ -28,8 +28,8 @@ from structlog.testing import capture_logs
 
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.cli import main
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.errors import AgentSvidSupersededError
-from sigil.issuer.server import IssuerServer
 from sigil.node_agent.agent_svid import load_stored_identity
 from sigil.node_agent.health import HealthServer, check_ready
 from sigil.node_agent.runtime import NodeAgent

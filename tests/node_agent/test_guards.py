@@ -22,8 +22,8 @@ from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
 from sigil.ca.keys import generate_key
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.client import X509SvidRequest, make_csr
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.errors import NotEntitledError as IssuerNotEntitledError
-from sigil.issuer.server import IssuerServer
 from sigil.node_agent.errors import IdentityUnavailableError, NotEntitledError
 from sigil.node_agent.peer import PeerCredentials
 from sigil.node_agent.runtime import NodeAgent

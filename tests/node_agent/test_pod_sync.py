@@ -10,7 +10,7 @@ from sigil_testing.cluster import CLUSTER, Cluster, cluster
 from sigil_testing.controlplane import ControlPlane
 from sigil_testing.issuer import attested_agent, client_for
 
-from sigil.issuer import wire
+from sigil.issuer.agentapi import contract
 from sigil.issuer.client import IssuerClient
 from sigil.issuer.errors import MalformedRequestError, NotEntitledError
 from sigil.node_agent.pod_sync import PodSync
@@ -107,7 +107,7 @@ async def test_an_agent_cannot_name_another_node(world: Cluster) -> None:
         for forged in ({"node": other}, {"nodeName": other}, {"fieldSelector": "x"}):
             with pytest.raises(MalformedRequestError, match="the node is the one in the agent"):
                 # The client has no way to say this; forge the query the way an attacker would.
-                await client._long_poll(wire.PATH_NODE_PODS, dict(forged), None)
+                await client._long_poll(contract.PATH_NODE_PODS, dict(forged), None)
 
 
 async def test_an_agent_without_a_kubernetes_node_gets_no_pods(world: Cluster) -> None:

@@ -1,4 +1,4 @@
-"""A small issuer that speaks the wire contract (``sigil.issuer.wire``) over real HTTPS, for the agent's tests.
+"""A small issuer that speaks the wire contract (``sigil.issuer.agentapi.contract``) over real HTTPS, for the agent's tests.
 
 It stands in for ``sigil-server`` while the node agent is tested: a real aiohttp server with a server SVID
 (``spiffe://example.org/sigil/server``) from a real Sigil CA, asking for (and, on renewal, requiring) the agent's
@@ -33,7 +33,7 @@ from sigil.ca.keys import generate_key
 from sigil.ca.service import CertificateAuthority, X509Request
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.ca.x509svid import X509Svid
-from sigil.issuer import wire
+from sigil.issuer.agentapi import contract
 from sigil.issuer.tls import load_identity
 from sigil.node_agent.runtime import NodeAgent
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
@@ -56,17 +56,17 @@ class IssuerCounts:
 
 
 def _problem(status: int, reason: str, detail: str) -> web.Response:
-    body: wire.ProblemBody = {
+    body: contract.ProblemBody = {
         "type": "about:blank",
         "title": reason,
         "status": status,
         "detail": detail,
         "reason": reason,
     }
-    return web.json_response(body, status=status, content_type=wire.PROBLEM_CONTENT_TYPE)
+    return web.json_response(body, status=status, content_type=contract.PROBLEM_CONTENT_TYPE)
 
 
-def _svid_body(svid: X509Svid) -> wire.X509SvidBody:
+def _svid_body(svid: X509Svid) -> contract.X509SvidBody:
     return {
         "spiffe_id": str(svid.spiffe_id),
         "chain_pem": svid.chain_pem().decode(),
@@ -124,11 +124,11 @@ class FakeIssuer:
         if self._server_context is None:
             self._server_context = await self._make_context()
         app = web.Application()
-        app.router.add_post(wire.PATH_ATTEST_JOIN_TOKEN, self._attest)
-        app.router.add_post(wire.PATH_RENEW, self._renew)
-        app.router.add_post(wire.PATH_X509_SVIDS, self._x509)
-        app.router.add_post(wire.PATH_JWT_SVIDS, self._jwt)
-        app.router.add_get(wire.PATH_BUNDLE, self._bundle)
+        app.router.add_post(contract.PATH_ATTEST_JOIN_TOKEN, self._attest)
+        app.router.add_post(contract.PATH_RENEW, self._renew)
+        app.router.add_post(contract.PATH_X509_SVIDS, self._x509)
+        app.router.add_post(contract.PATH_JWT_SVIDS, self._jwt)
+        app.router.add_get(contract.PATH_BUNDLE, self._bundle)
         runner = web.AppRunner(app, shutdown_timeout=0.5)
         await runner.setup()
         if self._port == 0:
@@ -160,7 +160,7 @@ class FakeIssuer:
         context.load_verify_locations(cadata=self.ca.bundle().to_pem().decode())
         return context
 
-    def bundle_response(self) -> wire.BundleResponse:
+    def bundle_response(self) -> contract.BundleResponse:
         bundle = self.ca.bundle()
         tainted = sorted(self.ca.tainted_authority_ids())
         digest = hashlib.sha256(bundle.to_json() + "\n".join(tainted).encode())
@@ -191,7 +191,10 @@ class FakeIssuer:
         (svid,) = await self.ca.mint_x509_svids(
             [X509Request(agent, public_key=public_key, ttl=self._agent_ttl)]
         )
-        body: wire.AgentSvidResponse = {"svid": _svid_body(svid), "bundle": self.bundle_response()}
+        body: contract.AgentSvidResponse = {
+            "svid": _svid_body(svid),
+            "bundle": self.bundle_response(),
+        }
         return web.json_response(body)
 
     async def _attest(self, request: web.Request) -> web.Response:
@@ -219,12 +222,12 @@ class FakeIssuer:
         return [spiffe_id for required, spiffe_id in self.entries if required <= shown]
 
     async def _x509(self, request: web.Request) -> web.Response:
-        document: wire.X509BatchRequest = await request.json()
+        document: contract.X509BatchRequest = await request.json()
         items = document["requests"]
         self.counts.x509_batches += 1
         self.counts.x509_items += len(items)
         self.counts.batch_sizes.append(len(items))
-        results: list[wire.X509ResultItem] = []
+        results: list[contract.X509ResultItem] = []
         for item in items:
             ids = self._matching(item.get("selectors", []))
             if self.item_problem is not None:
@@ -238,10 +241,10 @@ class FakeIssuer:
                 [X509Request(spiffe_id, public_key=public_key) for spiffe_id in ids]
             )
             results.append({"svids": [_svid_body(svid) for svid in minted]})
-        body: wire.X509BatchResponse = {"results": results}
+        body: contract.X509BatchResponse = {"results": results}
         return web.json_response(body)
 
-    def _not_entitled(self) -> wire.ProblemBody:
+    def _not_entitled(self) -> contract.ProblemBody:
         return {
             "type": "about:blank",
             "title": "Not entitled",
@@ -251,14 +254,14 @@ class FakeIssuer:
         }
 
     async def _jwt(self, request: web.Request) -> web.Response:
-        document: wire.JwtSvidRequest = await request.json()
+        document: contract.JwtSvidRequest = await request.json()
         self.counts.jwt_requests += 1
         ids = self._matching(document.get("selectors", []))
         wanted = document.get("spiffe_id")
         ids = [i for i in ids if wanted is None or str(i) == wanted]
         if not ids:
             return _problem(403, "not_entitled", "no entry matches")
-        svids: list[wire.JwtSvidBody] = []
+        svids: list[contract.JwtSvidBody] = []
         for spiffe_id in ids:
             try:
                 token = await self.ca.mint_jwt_svid(
@@ -273,7 +276,7 @@ class FakeIssuer:
                     "expires_at": token.expiry.isoformat(),
                 }
             )
-        body: wire.JwtSvidResponse = {"svids": svids}
+        body: contract.JwtSvidResponse = {"svids": svids}
         return web.json_response(body)
 
     async def _bundle(self, request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sigil.issuer.server import IssuerServer
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
 from sigil_testing.controlplane import ControlPlane
 from sigil_testing.issuer import running_issuer

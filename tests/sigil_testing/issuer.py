@@ -21,11 +21,11 @@ from prometheus_client import CollectorRegistry
 from sigil.ca.keys import write_private_key
 from sigil.ca.settings import CaSettings
 from sigil.ca.spiffe_id import TrustDomain
-from sigil.issuer.app import close_issuer, open_issuer
 from sigil.issuer.client import IssuerClient
-from sigil.issuer.server import IssuerServer
-from sigil.issuer.server_settings import IssuerSettings, KubeSettings
+from sigil.issuer.edge.assembly import close_issuer, open_issuer
+from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.settings import PolicySettings, ServerSettings
+from sigil.issuer.settings.sections import IssuerSettings, KubeSettings
 
 __all__ = [
     "AGENT_SA_NAMESPACE",

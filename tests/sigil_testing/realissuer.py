@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from sigil.issuer.kube.identity import ServiceAccountRef
-from sigil.issuer.server_settings import KubeSettings
 from sigil.issuer.settings import PolicySettings, ServerSettings
+from sigil.issuer.settings.sections import KubeSettings
 from sigil_testing.controlplane import ControlPlane
 from sigil_testing.issuer import issuer_settings
 

@@ -13,20 +13,11 @@ from typing import Any
 
 import yaml
 
-from sigil.ca.errors import SigilError
+from sigil.ca.errors import ConfigError
 
 __all__ = ["DEFAULT_DATA_DIR", "ConfigError", "data_dir_from", "load_config_file", "pick"]
 
 DEFAULT_DATA_DIR = Path(".sigil")
-
-
-class ConfigError(SigilError):
-    """A configuration file or value that cannot be used; the message names the file and key."""
-
-    def __init__(self, source: str, reason: str) -> None:
-        super().__init__(f"{source}: {reason}")
-        self.source = source
-        self.reason = reason
 
 
 def load_config_file(path: Path | None) -> dict[str, Any]:

@@ -16,7 +16,9 @@ everything Sigil raises in one place while leaf errors still carry the data that
         ├── BundleError                   (reason)
         ├── JwtSvidError                  (reason)
         ├── TtlError                      (requested, reason)
+        ├── ConfigError                   (source, reason)
         └── DatastoreError                (reason)
+            ├── DatastoreUnavailableError (operation, cause): the database failed; nothing above sees the driver
             └── RotationLockedError
 
 Messages never include key material: keys are named by their file or authority id, never printed.
@@ -29,7 +31,9 @@ __all__ = [
     "AuthorityRowRefusedError",
     "BundleError",
     "CaError",
+    "ConfigError",
     "DatastoreError",
+    "DatastoreUnavailableError",
     "InvalidSpiffeIdError",
     "InvalidTrustDomainError",
     "JwtSvidError",
@@ -159,6 +163,24 @@ class DatastoreError(CaError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"datastore: {reason}")
+        self.reason = reason
+
+
+class DatastoreUnavailableError(DatastoreError):
+    """The database could not be reached or refused a statement while ``operation`` ran; the cause is the driver's."""
+
+    def __init__(self, operation: str, cause: str) -> None:
+        super().__init__(f"{operation} failed: {cause}")
+        self.operation = operation
+        self.cause = cause
+
+
+class ConfigError(CaError):
+    """A configuration file or value that cannot be used; the message names the file and key."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
         self.reason = reason
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sigil.ca.authority import AuthorityKind
 from sigil.ca.datastore.models import AuthorityKeyRow
-from sigil.ca.datastore.store import Transaction
+from sigil.ca.datastore.transaction import Transaction
 from sigil.ca.errors import KeyStoreError
 from sigil.ca.keys import (
     PrivateKey,

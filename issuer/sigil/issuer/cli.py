@@ -17,9 +17,9 @@ from pathlib import Path
 
 from sigil.ca.errors import SigilError
 from sigil.issuer.admin import LocalAdmin, SocketAdmin, server_listening
-from sigil.issuer.app import open_ca
-from sigil.issuer.registry import Registry
-from sigil.issuer.server import run_server
+from sigil.issuer.datastore.registry import Registry
+from sigil.issuer.edge.assembly import open_ca
+from sigil.issuer.edge.listeners import run_server
 from sigil.issuer.settings import ServerSettings, load_server_settings
 from sigil.issuer.verbs import (
     Command,

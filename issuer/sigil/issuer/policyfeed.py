@@ -36,7 +36,7 @@ from sigil.enforcer.policy.loader import (
 )
 from sigil.enforcer.policy.schema import Where
 from sigil.enforcer.policy.store import LoadReport
-from sigil.issuer import wire
+from sigil.issuer.agentapi import contract
 from sigil.issuer.errors import NotFoundError, PolicyRefusedError
 from sigil.issuer.metrics import IssuerMetrics
 from sigil.issuer.policybook import PolicyBook, judge_documents
@@ -88,14 +88,14 @@ class PolicyFeed:
         self._digest = ""
         self._draining = False
         self._last_refusals: set[str] = set()
-        self._response: wire.PolicyResponse = self._build()
+        self._response: contract.PolicyResponse = self._build()
 
     # ------------------------------------------------------------------ reading
     @property
     def revision(self) -> int:
         return self._revision
 
-    def current(self) -> wire.PolicyResponse:
+    def current(self) -> contract.PolicyResponse:
         return self._response
 
     def owners(self) -> dict[PolicyKey, str]:
@@ -116,7 +116,7 @@ class PolicyFeed:
             for p in self._book.policies
         ]
 
-    async def wait(self, *, after_revision: int | None, longest: float) -> wire.PolicyResponse:
+    async def wait(self, *, after_revision: int | None, longest: float) -> contract.PolicyResponse:
         """The set once its revision differs from ``after_revision``, or the current one after ``longest`` s."""
         if after_revision is None:
             return self._response
@@ -272,7 +272,7 @@ class PolicyFeed:
         async with self._changed:
             self._changed.notify_all()
 
-    def _build(self) -> wire.PolicyResponse:
+    def _build(self) -> contract.PolicyResponse:
         return {
             "revision": self._revision,
             "digest": self._digest,

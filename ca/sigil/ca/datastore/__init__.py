@@ -6,6 +6,7 @@ when the store opens.
 
 from __future__ import annotations
 
-from sigil.ca.datastore.store import Datastore, JournalEntry, default_sqlite_url
+from sigil.ca.datastore.store import Datastore, default_sqlite_url
+from sigil.ca.datastore.transaction import JournalEntry
 
 __all__ = ["Datastore", "JournalEntry", "default_sqlite_url"]

@@ -15,10 +15,12 @@ from cryptography.hazmat.primitives import serialization
 
 from sigil.ca.authority import Authority, AuthorityKind, AuthorityStatus
 from sigil.ca.errors import AuthorityError, SigilError
+from sigil.ca.reserved_ids import join_agent_id
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.spiffe_id import SpiffeId
-from sigil.issuer.agentrecords import AgentRecords, AttestedAgent
-from sigil.issuer.bundlefeed import BundleFeed
+from sigil.issuer.bundles.feed import BundleFeed
+from sigil.issuer.datastore.agentrecords import AgentRecords, AttestedAgent
+from sigil.issuer.datastore.registry import Entry, Registry, refuse_reserved
 from sigil.issuer.errors import (
     AuthorityRefusedError,
     MalformedRequestError,
@@ -26,7 +28,6 @@ from sigil.issuer.errors import (
     UnavailableError,
 )
 from sigil.issuer.policyfeed import PolicyFeed
-from sigil.issuer.registry import Entry, Registry, refuse_reserved
 
 __all__ = [
     "ADMIN_PREFIX",
@@ -247,9 +248,7 @@ class LocalAdmin:
         token = await self._registry.generate_join_token(
             ttl=timedelta(seconds=ttl), now=self._ca.now()
         )
-        agent = self._ca.settings.trust_domain.spiffe_id(
-            "sigil", "agent", "join", token.agent_suffix
-        )
+        agent = join_agent_id(self._ca.settings.trust_domain, token.agent_suffix)
         return {
             "token": token.token,
             "agent_id": str(agent),

@@ -1,7 +1,7 @@
 """The node agent's client for the issuer: attestation, renewal, batched SVIDs, JWT-SVIDs and the bundle long poll.
 
 This package is the only part of the issuer the node agent may import (an import-linter contract holds it to
-``sigil.issuer.client`` itself), so it knows nothing of the server's internals: it speaks :mod:`sigil.issuer.wire`
+``sigil.issuer.client`` itself), so it knows nothing of the server's internals: it speaks :mod:`sigil.issuer.agentapi.contract`
 over HTTPS and turns RFC 9457 refusals back into the issuer's own error classes, so the agent catches
 ``PodOnOtherNodeError`` and not a status code. Import every name from here; the modules behind it are:
 

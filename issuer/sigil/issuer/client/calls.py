@@ -1,6 +1,6 @@
 """The issuer's API as typed calls: the agent's own identity, workload SVIDs, and the bundle and policy feeds.
 
-Each call builds one :mod:`sigil.issuer.wire` request body and parses its answer into a value of
+Each call builds one :mod:`sigil.issuer.agentapi.contract` request body and parses its answer into a value of
 :mod:`sigil.issuer.client.results`; how the request travels (TLS, client certificate, refusals as errors) is
 :class:`~sigil.issuer.client.transport.Transport`'s business.
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from sigil.ca.keys import PrivateKey, generate_key
-from sigil.issuer import wire
+from sigil.issuer.agentapi import contract
 from sigil.issuer.client.results import (
     AgentSvid,
     BundleUpdate,
@@ -42,30 +42,30 @@ class IssuerClient(Transport):
     ) -> AgentSvid:
         """Attest with the agent's projected ServiceAccount token; the agent SVID is used from then on."""
         key, csr = await self._key_and_csr(key)
-        body: wire.AttestK8sRequest = {"token": token, "cluster": cluster, "csr": csr.decode()}
-        reply = await self._post(wire.PATH_ATTEST_K8S, body, anonymous=True)
-        return await self._adopt(cast(wire.AgentSvidResponse, reply), key)
+        body: contract.AttestK8sRequest = {"token": token, "cluster": cluster, "csr": csr.decode()}
+        reply = await self._post(contract.PATH_ATTEST_K8S, body, anonymous=True)
+        return await self._adopt(cast(contract.AgentSvidResponse, reply), key)
 
     async def attest_join_token(self, token: str, *, key: PrivateKey | None = None) -> AgentSvid:
         """Attest with a one-time join token (it is spent by this call, whatever the outcome)."""
         key, csr = await self._key_and_csr(key)
-        body: wire.AttestJoinTokenRequest = {"token": token, "csr": csr.decode()}
-        reply = await self._post(wire.PATH_ATTEST_JOIN_TOKEN, body, anonymous=True)
-        return await self._adopt(cast(wire.AgentSvidResponse, reply), key)
+        body: contract.AttestJoinTokenRequest = {"token": token, "csr": csr.decode()}
+        reply = await self._post(contract.PATH_ATTEST_JOIN_TOKEN, body, anonymous=True)
+        return await self._adopt(cast(contract.AgentSvidResponse, reply), key)
 
     async def renew(self, *, key: PrivateKey | None = None) -> AgentSvid:
         """A fresh agent SVID over a fresh key, proved by the current one."""
         key, csr = await self._key_and_csr(key)
-        body: wire.RenewRequest = {"csr": csr.decode()}
-        reply = await self._post(wire.PATH_RENEW, body)
-        return await self._adopt(cast(wire.AgentSvidResponse, reply), key)
+        body: contract.RenewRequest = {"csr": csr.decode()}
+        reply = await self._post(contract.PATH_RENEW, body)
+        return await self._adopt(cast(contract.AgentSvidResponse, reply), key)
 
     async def _key_and_csr(self, key: PrivateKey | None) -> tuple[PrivateKey, bytes]:
         if key is None:
             key = await asyncio.to_thread(generate_key)
         return key, await asyncio.to_thread(make_csr, key)
 
-    async def _adopt(self, reply: wire.AgentSvidResponse, key: PrivateKey) -> AgentSvid:
+    async def _adopt(self, reply: contract.AgentSvidResponse, key: PrivateKey) -> AgentSvid:
         agent = AgentSvid(IssuedX509Svid.parse(reply["svid"]), key)
         update = BundleUpdate.parse(reply["bundle"])
         await self.set_bundle(update.bundle)
@@ -75,8 +75,8 @@ class IssuerClient(Transport):
     # ------------------------------------------------------------------ workload identities
     async def batch_x509_svids(self, requests: Sequence[X509SvidRequest]) -> list[X509SvidResult]:
         """X509-SVIDs for many workloads in one request; each result is SVIDs or that item's refusal."""
-        body: wire.X509BatchRequest = {"requests": [r.to_wire() for r in requests]}
-        reply = cast(wire.X509BatchResponse, await self._post(wire.PATH_X509_SVIDS, body))
+        body: contract.X509BatchRequest = {"requests": [r.to_wire() for r in requests]}
+        reply = cast(contract.X509BatchResponse, await self._post(contract.PATH_X509_SVIDS, body))
         results = []
         for item in reply["results"]:
             problem = item.get("problem")
@@ -91,26 +91,26 @@ class IssuerClient(Transport):
         self,
         *,
         audience: Sequence[str],
-        pod: wire.PodRef | None = None,
+        pod: contract.PodRef | None = None,
         selectors: Sequence[str] = (),
         spiffe_id: str | None = None,
     ) -> list[IssuedJwtSvid]:
         """JWT-SVIDs for ``audience``: the pod's, or those of the entries ``selectors`` match."""
-        body: wire.JwtSvidRequest = {"audience": list(audience)}
+        body: contract.JwtSvidRequest = {"audience": list(audience)}
         if pod is not None:
             body["pod"] = pod
         if selectors:
             body["selectors"] = list(selectors)
         if spiffe_id is not None:
             body["spiffe_id"] = spiffe_id
-        reply = cast(wire.JwtSvidResponse, await self._post(wire.PATH_JWT_SVIDS, body))
+        reply = cast(contract.JwtSvidResponse, await self._post(contract.PATH_JWT_SVIDS, body))
         return [IssuedJwtSvid.parse(s) for s in reply["svids"]]
 
     async def workload_x509_svid(self, token: str, csr: bytes) -> IssuedX509Svid:
         """A workload without an agent: its own projected token and CSR give exactly its own SVID."""
-        body: wire.WorkloadX509Request = {"token": token, "csr": csr.decode()}
-        reply = await self._post(wire.PATH_WORKLOAD_X509, body, anonymous=True)
-        return IssuedX509Svid.parse(cast(wire.X509SvidBody, reply))
+        body: contract.WorkloadX509Request = {"token": token, "csr": csr.decode()}
+        reply = await self._post(contract.PATH_WORKLOAD_X509, body, anonymous=True)
+        return IssuedX509Svid.parse(cast(contract.X509SvidBody, reply))
 
     # ------------------------------------------------------------------ feeds
     async def bundle(
@@ -129,8 +129,8 @@ class IssuerClient(Transport):
             params["after_sequence"] = str(after_sequence)
         if after_revision is not None:
             params["after_revision"] = after_revision
-        reply = await self._long_poll(wire.PATH_BUNDLE, params, wait)
-        update = BundleUpdate.parse(cast(wire.BundleResponse, reply))
+        reply = await self._long_poll(contract.PATH_BUNDLE, params, wait)
+        update = BundleUpdate.parse(cast(contract.BundleResponse, reply))
         if not update.bundle.same_content(self._bundle):
             await self.set_bundle(update.bundle)
         return update
@@ -145,8 +145,8 @@ class IssuerClient(Transport):
         params: dict[str, str] = {}
         if after_revision is not None:
             params["after_revision"] = str(after_revision)
-        reply = await self._long_poll(wire.PATH_POLICIES, params, wait)
-        return PolicyUpdate.parse(cast(wire.PolicyResponse, reply))
+        reply = await self._long_poll(contract.PATH_POLICIES, params, wait)
+        return PolicyUpdate.parse(cast(contract.PolicyResponse, reply))
 
     async def node_pods(
         self, after_revision: str | None = None, *, wait: float | None = None
@@ -159,5 +159,5 @@ class IssuerClient(Transport):
         params: dict[str, str] = {}
         if after_revision is not None:
             params["after_revision"] = after_revision
-        reply = await self._long_poll(wire.PATH_NODE_PODS, params, wait)
-        return NodePodsUpdate.parse(cast(wire.NodePodsResponse, reply))
+        reply = await self._long_poll(contract.PATH_NODE_PODS, params, wait)
+        return NodePodsUpdate.parse(cast(contract.NodePodsResponse, reply))

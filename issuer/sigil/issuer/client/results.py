@@ -1,7 +1,7 @@
 """What the issuer client hands back: SVIDs, batch results and the bundle and policy feeds, as frozen values.
 
 They live apart from the HTTP calls so that the node agent's caches, the benchmark and tests can build and pass them
-around without a client; each ``parse`` turns one :mod:`sigil.issuer.wire` body into a value and is the only place
+around without a client; each ``parse`` turns one :mod:`sigil.issuer.agentapi.contract` body into a value and is the only place
 that knows that body's shape.
 """
 
@@ -21,7 +21,7 @@ from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.errors import PolicyError
 from sigil.enforcer.policy import Policy, parse_policy
 from sigil.enforcer.policy.schema import Where
-from sigil.issuer import wire
+from sigil.issuer.agentapi import contract
 from sigil.issuer.errors import IssuerError
 
 __all__ = [
@@ -46,7 +46,7 @@ class IssuedX509Svid:
     expires_at: datetime
 
     @classmethod
-    def parse(cls, body: wire.X509SvidBody) -> IssuedX509Svid:
+    def parse(cls, body: contract.X509SvidBody) -> IssuedX509Svid:
         return cls(
             SpiffeId.parse(body["spiffe_id"]),
             tuple(x509.load_pem_x509_certificates(body["chain_pem"].encode())),
@@ -71,7 +71,7 @@ class IssuedJwtSvid:
     expires_at: datetime
 
     @classmethod
-    def parse(cls, body: wire.JwtSvidBody) -> IssuedJwtSvid:
+    def parse(cls, body: contract.JwtSvidBody) -> IssuedJwtSvid:
         return cls(
             SpiffeId.parse(body["spiffe_id"]),
             body["token"],
@@ -84,12 +84,12 @@ class X509SvidRequest:
     """One workload in a batch: a pod (``namespace``, ``name``, ``uid``) or its selectors, and its CSR (PEM)."""
 
     csr: bytes
-    pod: wire.PodRef | None = None
+    pod: contract.PodRef | None = None
     selectors: tuple[str, ...] = ()
     spiffe_id: str | None = None
 
-    def to_wire(self) -> wire.X509RequestItem:
-        item: wire.X509RequestItem = {"csr": self.csr.decode()}
+    def to_wire(self) -> contract.X509RequestItem:
+        item: contract.X509RequestItem = {"csr": self.csr.decode()}
         if self.pod is not None:
             item["pod"] = self.pod
         if self.selectors:
@@ -119,7 +119,7 @@ class BundleUpdate:
     tainted_authority_ids: frozenset[str]
 
     @classmethod
-    def parse(cls, body: wire.BundleResponse) -> BundleUpdate:
+    def parse(cls, body: contract.BundleResponse) -> BundleUpdate:
         td = TrustDomain.parse(body["trust_domain"])
         federated = {
             TrustDomain.parse(name): TrustBundle.parse_jwks(TrustDomain.parse(name), _json(doc))
@@ -151,7 +151,7 @@ class PolicyUpdate:
     refused: tuple[PolicyError, ...] = ()
 
     @classmethod
-    def parse(cls, body: wire.PolicyResponse) -> PolicyUpdate:
+    def parse(cls, body: contract.PolicyResponse) -> PolicyUpdate:
         policies: list[Policy] = []
         refused: list[PolicyError] = []
         for number, document in enumerate(body["policies"]):
@@ -189,7 +189,7 @@ class NodePodsUpdate:
     pods: tuple[NodePod, ...]
 
     @classmethod
-    def parse(cls, body: wire.NodePodsResponse) -> NodePodsUpdate:
+    def parse(cls, body: contract.NodePodsResponse) -> NodePodsUpdate:
         pods = tuple(
             NodePod(
                 uid=str(pod["uid"]),

@@ -19,9 +19,10 @@ from typing import Any, Self, cast
 
 import aiohttp
 
+from sigil.ca import reserved_ids
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.spiffe_id import SpiffeId
-from sigil.issuer import wire
+from sigil.issuer.agentapi import contract
 from sigil.issuer.client.results import AgentSvid
 from sigil.issuer.errors import PROBLEMS, IssuerError
 from sigil.issuer.tls import client_context, peer_spiffe_id
@@ -56,8 +57,8 @@ def error_from_problem(problem: Mapping[str, Any]) -> IssuerError:
 
 async def raise_for_problem(reply: aiohttp.ClientResponse) -> None:
     """Raise the issuer error an RFC 9457 answer names, or aiohttp's for any other error status."""
-    if reply.content_type == wire.PROBLEM_CONTENT_TYPE:
-        raise error_from_problem(cast(wire.ProblemBody, await reply.json(content_type=None)))
+    if reply.content_type == contract.PROBLEM_CONTENT_TYPE:
+        raise error_from_problem(cast(contract.ProblemBody, await reply.json(content_type=None)))
     reply.raise_for_status()
 
 
@@ -78,7 +79,7 @@ class Transport:
     ) -> None:
         self._url = url.rstrip("/")
         self._bundle = bundle
-        self.server_id = server_id or bundle.trust_domain.spiffe_id("sigil", "server")
+        self.server_id = server_id or reserved_ids.server_id(bundle.trust_domain)
         self._agent_svid = agent_svid
         self._timeout = timeout
         self._context: ssl.SSLContext | None = None

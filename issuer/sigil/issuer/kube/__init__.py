@@ -13,8 +13,6 @@ from sigil.issuer.kube.identity import (
     KubeIdentity,
     ServiceAccountRef,
     WorkloadIdTemplate,
-    agent_cluster_and_node,
-    agent_spiffe_id,
 )
 from sigil.issuer.kube.nodeauth import authorize_pod_for_node
 from sigil.issuer.kube.podcache import CachedPod, PodCache
@@ -35,7 +33,5 @@ __all__ = [
     "TokenReviewAuthenticator",
     "TokenReviewMetrics",
     "WorkloadIdTemplate",
-    "agent_cluster_and_node",
-    "agent_spiffe_id",
     "authorize_pod_for_node",
 ]

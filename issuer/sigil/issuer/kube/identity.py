@@ -12,15 +12,14 @@ from dataclasses import dataclass, fields
 
 from sigil.ca.errors import InvalidSpiffeIdError
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.issuer.datastore.registry import refuse_reserved
 from sigil.issuer.errors import ConfigError, NotEntitledError
-from sigil.issuer.registry import refuse_reserved
 
 __all__ = [
     "DEFAULT_WORKLOAD_ID_TEMPLATE",
     "KubeIdentity",
     "ServiceAccountRef",
     "WorkloadIdTemplate",
-    "agent_spiffe_id",
 ]
 
 DEFAULT_WORKLOAD_ID_TEMPLATE = "ns/{namespace}/sa/{service_account}"
@@ -66,23 +65,6 @@ class KubeIdentity:
     @property
     def service_account_ref(self) -> ServiceAccountRef:
         return ServiceAccountRef(self.namespace, self.service_account)
-
-
-def agent_spiffe_id(trust_domain: TrustDomain, *, cluster: str, node_name: str) -> SpiffeId:
-    """The node agent's ID, ``spiffe://TD/sigil/agent/k8s/CLUSTER/NODE``.
-
-    SPIRE's k8s_psat keys the agent ID by node UID; Sigil keys it by node name so the ID an operator reads in
-    ``kubectl get nodes`` is the one in the agent's certificate, and relies on the node UID check at attestation.
-    """
-    return trust_domain.spiffe_id("sigil", "agent", "k8s", cluster, node_name)
-
-
-def agent_cluster_and_node(agent: SpiffeId) -> tuple[str, str] | None:
-    """The ``(cluster, node)`` of an ID made by :func:`agent_spiffe_id`; None for any other ID (a join-token agent)."""
-    parts = agent.path.strip("/").split("/")
-    if len(parts) != 5 or tuple(parts[:3]) != ("sigil", "agent", "k8s"):
-        return None
-    return parts[3], parts[4]
 
 
 _TEMPLATE_FIELDS = frozenset(f.name for f in fields(KubeIdentity))

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sigil.issuer import wire
+from sigil.issuer.agentapi import contract
+from sigil.issuer.edge.routes.bundle import query_number
+from sigil.issuer.edge.routes.common import authenticated_agent, issuer_of
 from sigil.issuer.errors import MalformedRequestError
-from sigil.issuer.routes.bundle import query_number
-from sigil.issuer.routes.common import authenticated_agent, issuer_of
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
 
-@routes.get(wire.PATH_POLICIES)
+@routes.get(contract.PATH_POLICIES)
 async def policies(request: web.Request) -> web.Response:
     await authenticated_agent(request)
     issuer = issuer_of(request)

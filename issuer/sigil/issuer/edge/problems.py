@@ -1,0 +1,103 @@
+"""The HTTP edge: every refusal leaves as RFC 9457 ``application/problem+json`` with its stable ``reason``.
+
+Handlers raise the issuer's errors; this middleware is the one place that turns them into responses, through the one
+table in :mod:`sigil.issuer.errors`. A failed database answers 503 ``datastore_unavailable`` with no detail; any other
+error that is not a refusal answers ``internal_error``, logged with its traceback here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from sigil.ca.errors import SigilError
+from sigil.issuer.agentapi import contract
+from sigil.issuer.errors import (
+    BodyTooLargeError,
+    IssuerError,
+    MalformedRequestError,
+    NotFoundError,
+    RateLimitedError,
+    problem_for,
+)
+from sigil.issuer.metrics import IssuerMetrics
+
+__all__ = ["problem_body", "problem_middleware", "read_json"]
+
+_log = structlog.get_logger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def problem_body(error: SigilError) -> contract.ProblemBody:
+    reason, problem = problem_for(error)
+    detail = error.detail if isinstance(error, IssuerError) else problem.title
+    return {
+        "type": f"https://sigil.dev/problems/{reason}",
+        "title": problem.title,
+        "status": int(problem.status),
+        "detail": detail,
+        "reason": reason,
+    }
+
+
+def _response(error: SigilError, metrics: IssuerMetrics) -> web.Response:
+    body = problem_body(error)
+    metrics.refusals.labels(body["reason"]).inc()
+    headers = {}
+    if isinstance(error, RateLimitedError):
+        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    return web.Response(
+        status=body["status"],
+        text=json.dumps(body),
+        content_type=contract.PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
+
+
+def problem_middleware(metrics: IssuerMetrics, *, max_size: int) -> Any:
+    """The middleware answering refusals as problem documents, counting them by reason."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except IssuerError as err:
+            if err.status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+                _log.warning(
+                    "request.failed", path=request.path, reason=err.reason, detail=err.detail
+                )
+            else:
+                _log.info(
+                    "request.refused", path=request.path, reason=err.reason, detail=err.detail
+                )
+            return _response(err, metrics)
+        except SigilError as err:
+            reason, _ = problem_for(err)
+            if reason == "internal_error":
+                _log.exception("request.error", path=request.path)
+            else:
+                # The CA's errors with a reason of their own (a failed database): the client sees only the title.
+                _log.warning("request.failed", path=request.path, reason=reason, detail=str(err))
+            return _response(err, metrics)
+        except web.HTTPRequestEntityTooLarge:
+            return _response(BodyTooLargeError(max_size), metrics)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+            return _response(NotFoundError(f"{request.method} {request.path}"), metrics)
+
+    return middleware
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, or :class:`MalformedRequestError` (413 comes from ``client_max_size``)."""
+    try:
+        document = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MalformedRequestError("the body is not JSON") from err
+    if not isinstance(document, dict):
+        raise MalformedRequestError("the body is not a JSON object")
+    return document

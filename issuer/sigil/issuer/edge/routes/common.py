@@ -1,0 +1,60 @@
+"""Helpers every handler module shares: the issuer from the request, the caller's rate, SVIDs as wire bodies."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from sigil.ca.csr import parse_csr
+from sigil.ca.errors import MalformedCsrError
+from sigil.ca.keys import PublicKey
+from sigil.ca.x509svid import X509Svid
+from sigil.issuer.agentapi import contract
+from sigil.issuer.agents.authentication import CallingAgent
+from sigil.issuer.edge.parts import ISSUER, Issuer
+
+__all__ = ["authenticated_agent", "issuer_of", "parse_csrs", "peer_address", "svid_body"]
+
+
+def issuer_of(request: web.Request) -> Issuer:
+    return request.app[ISSUER]
+
+
+def peer_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def authenticated_agent(request: web.Request) -> CallingAgent:
+    """The calling agent, its SVID checked afresh for this request (:mod:`sigil.issuer.agents.authentication`: 401/403 when
+    it is not a live agent SVID), charged one request against its rate."""
+    issuer = issuer_of(request)
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    verified = issuer.agents.verified_peer(ssl_object)
+    issuer.limiter.check(str(verified.spiffe_id))
+    return await issuer.agents.authenticate(verified)
+
+
+def svid_body(svid: X509Svid) -> contract.X509SvidBody:
+    return {
+        "spiffe_id": str(svid.spiffe_id),
+        "chain_pem": svid.chain_pem().decode(),
+        "expires_at": svid.not_after.isoformat(),
+    }
+
+
+def _parse_all(csrs: Sequence[str]) -> list[PublicKey | MalformedCsrError]:
+    keys: list[PublicKey | MalformedCsrError] = []
+    for text in csrs:
+        try:
+            keys.append(parse_csr(text.encode())[1])
+        except MalformedCsrError as err:
+            keys.append(err)
+    return keys
+
+
+async def parse_csrs(csrs: Sequence[str]) -> list[PublicKey | MalformedCsrError]:
+    """Each CSR's verified public key, or why it is malformed; in a worker thread (signature checks are CPU)."""
+    return await asyncio.to_thread(_parse_all, csrs)
