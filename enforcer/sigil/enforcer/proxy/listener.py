@@ -1,4 +1,4 @@
-"""``sigil-enforcer proxy``: mTLS for a workload that speaks plain TCP, with SPIFFE verification and policy.
+"""The proxy's listeners: mTLS for a workload that speaks plain TCP, with SPIFFE verification and policy.
 
 Inbound, the proxy terminates mTLS on the pod's public port with a context from :mod:`sigil.enforcer.tls` (the
 peer's SVID is verified inside the handshake, so an unverified peer never reaches a decision), asks the
@@ -21,13 +21,13 @@ import ssl
 
 import structlog
 
-from sigil.enforcer.address import Address
 from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.errors import SvidVerificationError
 from sigil.enforcer.metrics import EnforcerMetrics
+from sigil.enforcer.proxy.address import Address
 from sigil.enforcer.tls import PeerRule, RefusalHook, SpiffeTls, peer_of
 
-__all__ = ["Address", "InboundProxy", "OutboundProxy", "refusal_reporter"]
+__all__ = ["InboundProxy", "OutboundProxy", "refusal_reporter"]
 
 _log = structlog.get_logger(__name__)
 
