@@ -206,7 +206,6 @@ class OutboundProxy(_Proxy):
         *,
         tls: SpiffeTls,
         expect: PeerRule | None = None,
-        server_name: str | None = None,
         metrics: EnforcerMetrics | None = None,
         drain_seconds: float = 10.0,
         connect_seconds: float = 10.0,
@@ -219,7 +218,6 @@ class OutboundProxy(_Proxy):
         # explicit expectation, only the local trust domain's servers are the ones the application meant.
         self.expect: PeerRule = expect if expect is not None else tls.spiffe_id.trust_domain
         self._context = tls.client_context(expect=self.expect)
-        self._server_name = server_name or upstream.host
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -228,7 +226,7 @@ class OutboundProxy(_Proxy):
                     self.upstream.host,
                     self.upstream.port,
                     ssl=self._context,
-                    server_hostname=self._server_name,
+                    server_hostname=self.upstream.host,
                 ),
                 self._connect_seconds,
             )
