@@ -144,3 +144,24 @@ def test_pairs_parse_and_refuse_items_without_a_key() -> None:
     assert parse_pairs("--labels", " app=db, tier= ,") == {"app": "db", "tier": ""}
     with pytest.raises(RequestError, match="--labels"):
         parse_pairs("--labels", "=db")
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("8080", Address("127.0.0.1", 8080)),
+        ("db.shop.svc:5432", Address("db.shop.svc", 5432)),
+        ("[::1]:9443", Address("::1", 9443)),
+        (":9102", Address("127.0.0.1", 9102)),
+    ],
+)
+def test_addresses_parse_as_the_flags_spell_them(text: str, address: Address) -> None:
+    """A bare port means localhost, brackets hold an IPv6 host, and the text form round-trips."""
+    assert Address.parse(text) == address
+    assert Address.parse(str(address)) == address
+
+
+def test_a_port_out_of_range_is_not_an_address() -> None:
+    """A port above 65535 is refused, which argparse reports as a usage error."""
+    with pytest.raises(ValueError, match="not a TCP port"):
+        Address.parse("127.0.0.1:70000")

@@ -3,10 +3,9 @@
 The package, from the command line down::
 
     command.py   the subcommand's flags; builds the settings once and runs the server
-    settings.py  ProxySettings: the flags and environment checked and typed, frozen
+    settings.py  ProxySettings (with Address): the flags and environment checked and typed, frozen
     server.py    one process: identity source, TLS contexts, policies, metrics, signals, drain
     listener.py  InboundProxy and OutboundProxy: a listener whose connections are tasks it owns
-    address.py   Address: HOST:PORT as the flags spell it
 
 The listeners and the server load on first use (PEP 562): declaring the subcommand's flags, which every
 ``sigil-enforcer`` run does, must not import gRPC, aiohttp or prometheus_client.
@@ -17,8 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from sigil.enforcer.proxy.address import Address
-from sigil.enforcer.proxy.settings import Inbound, Outbound, ProxySettings
+from sigil.enforcer.proxy.settings import Address, Inbound, Outbound, ProxySettings
 
 if TYPE_CHECKING:
     from sigil.enforcer.proxy.listener import InboundProxy, OutboundProxy, refusal_reporter

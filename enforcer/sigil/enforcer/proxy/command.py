@@ -16,8 +16,7 @@ from pathlib import Path
 import structlog
 
 from sigil.enforcer.flags import ENDPOINT_SOCKET_VARIABLE, TRUST_DOMAIN_VARIABLE
-from sigil.enforcer.proxy.address import Address
-from sigil.enforcer.proxy.settings import ProxySettings
+from sigil.enforcer.proxy.settings import Address, ProxySettings
 
 __all__ = ["add_proxy_command", "run_proxy"]
 

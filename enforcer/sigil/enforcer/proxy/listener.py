@@ -24,7 +24,7 @@ import structlog
 from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.errors import SvidVerificationError
 from sigil.enforcer.metrics import EnforcerMetrics
-from sigil.enforcer.proxy.address import Address
+from sigil.enforcer.proxy.settings import Address
 from sigil.enforcer.tls import PeerRule, RefusalHook, SpiffeTls, peer_of
 
 __all__ = ["InboundProxy", "OutboundProxy", "refusal_reporter"]

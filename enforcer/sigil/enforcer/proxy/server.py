@@ -17,9 +17,8 @@ from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.errors import IdentitySourceError, RequestError
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy_feed import AgentPolicySource
-from sigil.enforcer.proxy.address import Address
 from sigil.enforcer.proxy.listener import InboundProxy, OutboundProxy, refusal_reporter
-from sigil.enforcer.proxy.settings import Inbound, ProxySettings
+from sigil.enforcer.proxy.settings import Address, Inbound, ProxySettings
 from sigil.enforcer.sources import StaticSource, WorkloadApiSource
 from sigil.enforcer.tls import SpiffeTls
 
@@ -175,7 +174,8 @@ async def _serve_metrics(address: Address, registry: CollectorRegistry) -> web.A
     await runner.setup()
     try:
         await web.TCPSite(runner, address.host, address.port).start()
-    except OSError:
+    except OSError as err:
         await runner.cleanup()
-        raise
+        # Like --listen's: a flag naming a port in use is bad input (exit 2), not a crash with a traceback.
+        raise RequestError("--metrics", str(address), err.strerror or str(err)) from err
     return runner

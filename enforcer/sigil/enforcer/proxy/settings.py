@@ -4,8 +4,9 @@ argparse hands back a loose ``Namespace`` of strings; :meth:`ProxySettings.from_
 mode requires, the identity and policy sources), parses every value into its type (addresses, trust domains,
 the pod as a :class:`~sigil.enforcer.policy.Target`), and freezes the result, which the server then reads
 without parsing anything again. What only one direction uses sits in :class:`Inbound` or :class:`Outbound`, so a
-proxy's ``direction`` carries exactly the fields its mode has. A flag beats its environment variable (:class:`~sigil.enforcer.flags.Environment`).
-Bad input raises :class:`~sigil.enforcer.errors.RequestError` naming the flag, which the CLI turns into exit 2.
+proxy's ``direction`` carries exactly the fields its mode has. A flag beats its environment variable
+(:class:`~sigil.enforcer.flags.Environment`). Bad input raises :class:`~sigil.enforcer.errors.RequestError`
+naming the flag, which the CLI turns into exit 2.
 """
 
 from __future__ import annotations
@@ -20,9 +21,31 @@ from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.errors import RequestError
 from sigil.enforcer.flags import ENDPOINT_SOCKET_VARIABLE, Environment, parse_pairs
 from sigil.enforcer.policy import Target
-from sigil.enforcer.proxy.address import Address
 
-__all__ = ["Inbound", "Outbound", "ProxySettings"]
+__all__ = ["Address", "Inbound", "Outbound", "ProxySettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A host and TCP port, as ``--listen``, ``--forward``, ``--upstream`` and ``--metrics`` spell them."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, *, default_host: str = "127.0.0.1") -> Address:
+        """``HOST:PORT``, ``[V6]:PORT`` or a bare ``PORT`` (on ``default_host``); raises ValueError."""
+        host, colon, port = text.rpartition(":")
+        if not colon:
+            host, port = default_host, text
+        host = host.strip("[]") or default_host
+        number = int(port)
+        if not 0 <= number <= 65535:
+            raise ValueError(f"{port} is not a TCP port")
+        return cls(host, number)
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
