@@ -127,6 +127,17 @@ def test_trust_domain_decides_service_accounts(policies: Path) -> None:
     assert main(_check(policies, peer, "--trust-domain", "corp.internal")) == 0
 
 
+def test_trust_domain_falls_back_to_the_environment(
+    policies: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``--trust-domain``, SIGIL_TRUST_DOMAIN names the local trust domain; the flag beats it."""
+    monkeypatch.setenv("SIGIL_TRUST_DOMAIN", "corp.internal")
+    peer = "spiffe://corp.internal/ns/shop/sa/web"
+    assert main(_check(policies, peer)) == 0
+    assert main(_check(policies, WEB)) == 1
+    assert main(_check(policies, WEB, "--trust-domain", "example.org")) == 0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -215,3 +215,28 @@ def test_inbound_without_a_forward_port_is_bad_input(
     )
     assert code == 2
     assert "--forward" in capsys.readouterr().err
+
+
+async def test_a_metrics_port_in_use_is_bad_input(home: Domain, files: Path) -> None:
+    """A --metrics port another process holds ends the proxy with exit code 2 and the flag named."""
+    write_svid_files(files / "proxy", home.mint("api"), home)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        process = await asyncio.create_subprocess_exec(
+            SIGIL_ENFORCER,
+            "proxy",
+            "outbound",
+            "--svid-dir",
+            str(files / "proxy"),
+            "--listen",
+            f"127.0.0.1:{_free_port()}",
+            "--upstream",
+            "127.0.0.1:1",
+            "--metrics",
+            f"127.0.0.1:{taken.getsockname()[1]}",
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert "sigil-enforcer: --metrics 127.0.0.1:" in stderr.decode()

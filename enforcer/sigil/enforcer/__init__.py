@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from sigil.enforcer.metrics import EnforcerMetrics
     from sigil.enforcer.middleware import PEER, spiffe_authorization
     from sigil.enforcer.policy_feed import AgentPolicySource
-    from sigil.enforcer.proxy import InboundProxy, OutboundProxy
+    from sigil.enforcer.proxy.listener import InboundProxy, OutboundProxy
     from sigil.enforcer.sources import StaticSource, WorkloadApiSource, X509Material
     from sigil.enforcer.tls import SpiffeTls, client_context, peer_of, server_context
     from sigil.enforcer.verify import Refusal, SvidVerifier, VerifiedSvid
@@ -86,8 +86,8 @@ _LAZY = {
     "Authorizer": "sigil.enforcer.authorizer",
     "BundleSet": "sigil.enforcer.bundles",
     "EnforcerMetrics": "sigil.enforcer.metrics",
-    "InboundProxy": "sigil.enforcer.proxy",
-    "OutboundProxy": "sigil.enforcer.proxy",
+    "InboundProxy": "sigil.enforcer.proxy.listener",
+    "OutboundProxy": "sigil.enforcer.proxy.listener",
     "PEER": "sigil.enforcer.middleware",
     "Refusal": "sigil.enforcer.verify",
     "SpiffeTls": "sigil.enforcer.tls",

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sigil.ca.errors import SigilError
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
-from sigil.enforcer.errors import RequestError
+from sigil.enforcer.flags import TRUST_DOMAIN_VARIABLE, Environment, parse_pairs
 from sigil.enforcer.policy.crds import crd_documents, render, write_crds
 from sigil.enforcer.policy.decision import Decision, Target
 from sigil.enforcer.policy.store import PolicyStore
-from sigil.enforcer.proxy_cli import add_proxy_command
+from sigil.enforcer.proxy.command import add_proxy_command
 
 __all__ = ["build_parser", "main"]
 
@@ -78,9 +77,11 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.add_argument("--port", required=True, type=_port, metavar="N")
     check.add_argument(
         "--trust-domain",
-        default=os.environ.get("SIGIL_TRUST_DOMAIN", _DEFAULT_TRUST_DOMAIN),
         metavar="TD",
-        help="the local trust domain, which ServiceAccount sources name (env SIGIL_TRUST_DOMAIN)",
+        help=(
+            "the local trust domain, which ServiceAccount sources name "
+            f"(env {TRUST_DOMAIN_VARIABLE}; default {_DEFAULT_TRUST_DOMAIN})"
+        ),
     )
     check.add_argument("--default", choices=("allow", "deny"), default="allow")
     check.add_argument(
@@ -91,10 +92,14 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    trust_domain = TrustDomain.parse(args.trust_domain)
+    trust_domain = TrustDomain.parse(
+        args.trust_domain
+        if args.trust_domain is not None
+        else Environment.read().trust_domain or _DEFAULT_TRUST_DOMAIN
+    )
     peer = None if args.peer.lower() == "none" else SpiffeId.parse(args.peer)
-    target = Target.parse(args.namespace, _pairs("--labels", args.labels))
-    namespace_labels = _pairs("--namespace-labels", args.namespace_labels)
+    target = Target.parse(args.namespace, parse_pairs("--labels", args.labels))
+    namespace_labels = parse_pairs("--namespace-labels", args.namespace_labels)
     store = PolicyStore()
     report = store.load_directory(args.policies)
     if not report.ok:
@@ -149,17 +154,6 @@ def _port(text: str) -> int:
     return port
 
 
-def _pairs(option: str, text: str) -> dict[str, str]:
-    """``k=v,k2=v2`` -> mapping; keys and values are checked later by :meth:`Target.parse`."""
-    pairs: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, equals, value = item.partition("=")
-        if not equals or not key:
-            raise RequestError(option, item, "expected key=value")
-        pairs[key] = value
-    return pairs
-
-
 # --------------------------------------------------------------------------- crds
 
 
@@ -200,5 +194,5 @@ def _run_crds(args: argparse.Namespace) -> int:
 _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     _add_check,
     _add_crds,
-    add_proxy_command,  # ``proxy`` lives in proxy_cli.py: it is most of a server
+    add_proxy_command,  # ``proxy`` lives in the proxy package: it is most of a server
 )

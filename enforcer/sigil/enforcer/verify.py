@@ -37,7 +37,7 @@ from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from sigil.ca.errors import InvalidSpiffeIdError
-from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.ca.spiffe_id import SpiffeId
 from sigil.enforcer.bundles import BundleSet
 from sigil.enforcer.errors import SvidVerificationError
 
@@ -77,11 +77,6 @@ class VerifiedSvid:
     spiffe_id: SpiffeId
     chain: tuple[x509.Certificate, ...]
     expires: datetime
-
-    @property
-    def trust_domain(self) -> TrustDomain:
-        """The peer's trust domain, whose bundle vouched for it."""
-        return self.spiffe_id.trust_domain
 
 
 def chain_digest(chain: Sequence[bytes]) -> bytes:
@@ -125,11 +120,6 @@ class SvidVerifier:
         self._generation = _Generation(bundles)
         self.hits = 0
         self.misses = 0
-
-    @property
-    def bundles(self) -> BundleSet:
-        """The bundles in force."""
-        return self._generation.bundles
 
     def set_bundles(self, bundles: BundleSet) -> bool:
         """Put ``bundles`` in force; returns True (and empties the cache) when their anchors changed."""

@@ -1,8 +1,8 @@
 """``sigil-enforcer proxy``: its arguments and its run, kept apart so that ``cli.py`` only lists it.
 
 Settings come from flags, with the SPIFFE convention's environment variable (``SPIFFE_ENDPOINT_SOCKET``) and
-``SIGIL_TRUST_DOMAIN`` as fallbacks; the process configures structlog once (JSON lines on stderr), serves
-until SIGTERM or SIGINT, then drains.
+``SIGIL_TRUST_DOMAIN`` as fallbacks, checked and typed once into a :class:`ProxySettings`; the process configures
+structlog once (JSON lines on stderr), serves until SIGTERM or SIGINT, then drains.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from pathlib import Path
 
 import structlog
 
-from sigil.enforcer.address import Address
-from sigil.enforcer.errors import RequestError
+from sigil.enforcer.flags import ENDPOINT_SOCKET_VARIABLE, TRUST_DOMAIN_VARIABLE
+from sigil.enforcer.proxy.settings import Address, ProxySettings
 
 __all__ = ["add_proxy_command", "run_proxy"]
 
@@ -43,9 +42,8 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     identity = proxy.add_argument_group("identity (the Workload API unless --svid-dir)")
     identity.add_argument(
         "--workload-api",
-        default=os.environ.get("SPIFFE_ENDPOINT_SOCKET"),
         metavar="unix:///PATH",
-        help="the Workload API socket (env SPIFFE_ENDPOINT_SOCKET)",
+        help=f"the Workload API socket (env {ENDPOINT_SOCKET_VARIABLE})",
     )
     identity.add_argument(
         "--svid-dir", type=Path, metavar="DIR", help="svid.pem, key.pem and bundle.pem instead"
@@ -73,9 +71,8 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     policy.add_argument("--port", type=int, metavar="N", help="the port policies see (--listen's)")
     policy.add_argument(
         "--trust-domain",
-        default=os.environ.get("SIGIL_TRUST_DOMAIN"),
         metavar="TD",
-        help="the local trust domain (default: the workload's own; env SIGIL_TRUST_DOMAIN)",
+        help=f"the local trust domain (default: the workload's own; env {TRUST_DOMAIN_VARIABLE})",
     )
     policy.add_argument("--default", choices=("allow", "deny"), default="allow")
     policy.add_argument("--watch-interval", type=float, default=2.0, metavar="SECONDS")
@@ -98,7 +95,7 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 def run_proxy(args: argparse.Namespace) -> int:
     """Run the proxy until SIGTERM/SIGINT; 0 after a clean drain."""
-    _check(args)
+    settings = ProxySettings.from_args(args)
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -109,23 +106,9 @@ def run_proxy(args: argparse.Namespace) -> int:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
     # Imported here: the running proxy needs gRPC, aiohttp and prometheus_client, which ``check`` does not.
-    from sigil.enforcer.proxy_main import serve
+    from sigil.enforcer.proxy.server import serve
 
-    return asyncio.run(serve(args))
-
-
-def _check(args: argparse.Namespace) -> None:
-    inbound = args.mode == "inbound"
-    needed = ("forward", "namespace") if inbound else ("upstream",)
-    for name in needed:
-        if getattr(args, name) is None:
-            raise RequestError(f"--{name}", "", f"required by proxy {args.mode}")
-    if inbound and args.policies is None and args.policies_from_agent is None:
-        raise RequestError("--policies", "", "--policies or --policies-from-agent is required")
-    if args.svid_dir is None and not args.workload_api:
-        raise RequestError(
-            "--workload-api", "", "give a socket, SPIFFE_ENDPOINT_SOCKET or --svid-dir"
-        )
+    return asyncio.run(serve(settings))
 
 
 def _address(text: str) -> Address:

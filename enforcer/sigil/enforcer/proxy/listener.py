@@ -1,4 +1,4 @@
-"""``sigil-enforcer proxy``: mTLS for a workload that speaks plain TCP, with SPIFFE verification and policy.
+"""The proxy's listeners: mTLS for a workload that speaks plain TCP, with SPIFFE verification and policy.
 
 Inbound, the proxy terminates mTLS on the pod's public port with a context from :mod:`sigil.enforcer.tls` (the
 peer's SVID is verified inside the handshake, so an unverified peer never reaches a decision), asks the
@@ -21,13 +21,13 @@ import ssl
 
 import structlog
 
-from sigil.enforcer.address import Address
 from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.errors import SvidVerificationError
 from sigil.enforcer.metrics import EnforcerMetrics
+from sigil.enforcer.proxy.settings import Address
 from sigil.enforcer.tls import PeerRule, RefusalHook, SpiffeTls, peer_of
 
-__all__ = ["Address", "InboundProxy", "OutboundProxy", "refusal_reporter"]
+__all__ = ["InboundProxy", "OutboundProxy", "refusal_reporter"]
 
 _log = structlog.get_logger(__name__)
 
@@ -206,7 +206,6 @@ class OutboundProxy(_Proxy):
         *,
         tls: SpiffeTls,
         expect: PeerRule | None = None,
-        server_name: str | None = None,
         metrics: EnforcerMetrics | None = None,
         drain_seconds: float = 10.0,
         connect_seconds: float = 10.0,
@@ -219,7 +218,6 @@ class OutboundProxy(_Proxy):
         # explicit expectation, only the local trust domain's servers are the ones the application meant.
         self.expect: PeerRule = expect if expect is not None else tls.spiffe_id.trust_domain
         self._context = tls.client_context(expect=self.expect)
-        self._server_name = server_name or upstream.host
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -228,7 +226,7 @@ class OutboundProxy(_Proxy):
                     self.upstream.host,
                     self.upstream.port,
                     ssl=self._context,
-                    server_hostname=self._server_name,
+                    server_hostname=self.upstream.host,
                 ),
                 self._connect_seconds,
             )

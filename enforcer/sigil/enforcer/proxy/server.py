@@ -5,7 +5,6 @@ Imported only when the proxy runs, so that ``sigil-enforcer check`` does not pay
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import signal
 from pathlib import Path
@@ -14,72 +13,71 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from sigil.ca.spiffe_id import SpiffeId, TrustDomain
-from sigil.enforcer.address import Address
 from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.errors import IdentitySourceError, RequestError
 from sigil.enforcer.metrics import EnforcerMetrics
-from sigil.enforcer.policy.decision import Target
 from sigil.enforcer.policy_feed import AgentPolicySource
-from sigil.enforcer.proxy import InboundProxy, OutboundProxy, refusal_reporter
+from sigil.enforcer.proxy.listener import InboundProxy, OutboundProxy, refusal_reporter
+from sigil.enforcer.proxy.settings import Address, Inbound, ProxySettings
 from sigil.enforcer.sources import StaticSource, WorkloadApiSource
-from sigil.enforcer.tls import PeerRule, SpiffeTls
+from sigil.enforcer.tls import SpiffeTls
 
 __all__ = ["serve"]
 
 _log = structlog.get_logger(__name__)
 
 
-async def serve(args: argparse.Namespace) -> int:
-    """Serve as ``args`` say until SIGTERM or SIGINT, then drain; the exit code."""
+async def serve(settings: ProxySettings) -> int:
+    """Serve as ``settings`` say until SIGTERM or SIGINT, then drain; the exit code."""
     registry = CollectorRegistry()
     metrics = EnforcerMetrics(registry)
-    source = await _open_source(args)
+    source = await _open_source(settings)
     tls = SpiffeTls(source, on_refused=refusal_reporter(metrics))
     tasks: list[asyncio.Task[None]] = []
     closing: list[AgentPolicySource] = []
     metrics_runner: web.AppRunner | None = None
     try:
         proxy: InboundProxy | OutboundProxy
-        if args.mode == "inbound":
-            policies = await _open_policies(args, closing)
+        direction = settings.direction
+        if isinstance(direction, Inbound):
+            policies = await _open_policies(direction, closing)
             authorizer = Authorizer(
-                trust_domain=TrustDomain.parse(args.trust_domain)
-                if args.trust_domain
-                else tls.spiffe_id.trust_domain,
-                target=Target.parse(args.namespace, pairs("--labels", args.labels)),
+                trust_domain=direction.trust_domain or tls.spiffe_id.trust_domain,
+                target=direction.target,
                 policies=policies,
-                default_allow=args.default == "allow",
-                namespace_labels=pairs("--namespace-labels", args.namespace_labels),
+                default_allow=direction.default_allow,
+                namespace_labels=direction.namespace_labels,
                 metrics=metrics,
             )
             if isinstance(policies, AgentPolicySource):
                 await _first_snapshot(policies, authorizer)
             else:
                 await asyncio.to_thread(authorizer.load)
-                tasks.append(asyncio.create_task(authorizer.watch(interval=args.watch_interval)))
+                tasks.append(
+                    asyncio.create_task(authorizer.watch(interval=settings.watch_interval))
+                )
             proxy = InboundProxy(
-                args.listen,
-                args.forward,
+                settings.listen,
+                direction.forward,
                 tls=tls,
                 authorizer=authorizer,
-                policy_port=args.port,
+                policy_port=direction.policy_port,
                 metrics=metrics,
-                drain_seconds=args.drain,
+                drain_seconds=settings.drain_seconds,
             )
         else:
             proxy = OutboundProxy(
-                args.listen,
-                args.upstream,
+                settings.listen,
+                direction.upstream,
                 tls=tls,
-                expect=_expectation(args),
+                expect=direction.expect,
                 metrics=metrics,
-                drain_seconds=args.drain,
+                drain_seconds=settings.drain_seconds,
             )
         if isinstance(source, StaticSource):
-            tasks.append(asyncio.create_task(_follow_files(source, args.watch_interval)))
-        if args.metrics is not None:
-            metrics_runner = await _serve_metrics(args.metrics, registry)
+            tasks.append(asyncio.create_task(_follow_files(source, settings.watch_interval)))
+        if settings.metrics is not None:
+            metrics_runner = await _serve_metrics(settings.metrics, registry)
         await _until_signalled(proxy)
     finally:
         for task in tasks:
@@ -116,14 +114,12 @@ async def _until_signalled(proxy: InboundProxy | OutboundProxy) -> None:
 
 
 async def _open_policies(
-    args: argparse.Namespace, closing: list[AgentPolicySource]
+    inbound: Inbound, closing: list[AgentPolicySource]
 ) -> Path | AgentPolicySource:
     """The policy directory, or a started feed from the agent (added to ``closing``)."""
-    if args.policies_from_agent is None:
-        policies: Path = args.policies
-        return policies
-    # A bare --policies-from-agent: the agent serving the Workload API (else SPIFFE_ENDPOINT_SOCKET, the default).
-    feed = AgentPolicySource(args.policies_from_agent or args.workload_api)
+    if inbound.policies is not None:
+        return inbound.policies
+    feed = AgentPolicySource(inbound.agent_endpoint)
     closing.append(feed)
     await feed.start()
     return feed
@@ -136,22 +132,16 @@ async def _first_snapshot(feed: AgentPolicySource, authorizer: Authorizer) -> No
     _log.info("policies from the agent in force", revision=authorizer.revision)
 
 
-async def _open_source(args: argparse.Namespace) -> StaticSource | WorkloadApiSource:
-    if args.svid_dir is None:
-        return await WorkloadApiSource.open(args.workload_api)
-    directory: Path = args.svid_dir
-    federated = {}
-    for item in args.federated:
-        name, equals, file = item.partition("=")
-        if not equals:
-            raise RequestError("--federated", item, "expected TD=FILE")
-        federated[TrustDomain.parse(name)] = Path(file)
+async def _open_source(settings: ProxySettings) -> StaticSource | WorkloadApiSource:
+    directory = settings.svid_dir
+    if directory is None:
+        return await WorkloadApiSource.open(settings.workload_api)
     return await asyncio.to_thread(
         StaticSource,
         directory / "svid.pem",
         directory / "key.pem",
         directory / "bundle.pem",
-        federated=federated,
+        federated=settings.federated,
     )
 
 
@@ -172,14 +162,6 @@ async def _follow_files(source: StaticSource, interval: float) -> None:
         _log.info("SVID reloaded", spiffe_id=str(material.spiffe_id))
 
 
-def _expectation(args: argparse.Namespace) -> PeerRule | None:
-    if args.expect_id:
-        return SpiffeId.parse(args.expect_id)
-    if args.expect_trust_domain:
-        return TrustDomain.parse(args.expect_trust_domain)
-    return None
-
-
 async def _serve_metrics(address: Address, registry: CollectorRegistry) -> web.AppRunner:
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
@@ -192,18 +174,8 @@ async def _serve_metrics(address: Address, registry: CollectorRegistry) -> web.A
     await runner.setup()
     try:
         await web.TCPSite(runner, address.host, address.port).start()
-    except OSError:
+    except OSError as err:
         await runner.cleanup()
-        raise
+        # Like --listen's: a flag naming a port in use is bad input (exit 2), not a crash with a traceback.
+        raise RequestError("--metrics", str(address), err.strerror or str(err)) from err
     return runner
-
-
-def pairs(option: str, text: str) -> dict[str, str]:
-    """``k=v,k2=v2`` -> mapping (keys and values are checked by :meth:`Target.parse`)."""
-    pairs: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, equals, value = item.partition("=")
-        if not equals or not key:
-            raise RequestError(option, item, "expected key=value")
-        pairs[key] = value
-    return pairs

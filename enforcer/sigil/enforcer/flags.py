@@ -1,0 +1,53 @@
+"""What the enforcer's commands read besides their own flags: the environment, and ``k=v,...`` flag values.
+
+Both ``sigil-enforcer check`` and ``sigil-enforcer proxy`` accept a flag's value from the environment when the
+flag is absent (a flag beats the environment), and both take pod and namespace labels as ``k=v,...``. The
+environment is read here and only here, once per command, into :class:`Environment`; each command's settings
+are then built from its flags and that object, so no module deeper down looks at ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sigil.enforcer.errors import RequestError
+
+__all__ = ["ENDPOINT_SOCKET_VARIABLE", "TRUST_DOMAIN_VARIABLE", "Environment", "parse_pairs"]
+
+#: The Workload API's address, by the SPIFFE convention (SPIFFE_Workload_Endpoint.md §4).
+ENDPOINT_SOCKET_VARIABLE = "SPIFFE_ENDPOINT_SOCKET"
+#: The local trust domain, when a command cannot learn it from the workload's own SVID.
+TRUST_DOMAIN_VARIABLE = "SIGIL_TRUST_DOMAIN"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Environment:
+    """The environment variables the enforcer's commands fall back to; empty values count as unset."""
+
+    endpoint_socket: str | None = None
+    trust_domain: str | None = None
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> Environment:
+        """The variables of ``environ`` (default: this process's environment)."""
+        variables = os.environ if environ is None else environ
+        return cls(
+            endpoint_socket=variables.get(ENDPOINT_SOCKET_VARIABLE) or None,
+            trust_domain=variables.get(TRUST_DOMAIN_VARIABLE) or None,
+        )
+
+
+def parse_pairs(option: str, text: str) -> dict[str, str]:
+    """``k=v,k2=v2`` -> mapping; keys and values are checked later by :meth:`Target.parse`.
+
+    Raises :class:`RequestError` naming ``option`` for an item without ``=`` or without a key.
+    """
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise RequestError(option, item, "expected key=value")
+        pairs[key] = value
+    return pairs
