@@ -18,12 +18,12 @@ from sigil.ca.jwtsvid import mint_jwt_svid
 from sigil.ca.keys import generate_key, private_key_der
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.ca.x509svid import mint_x509_svid
-from sigil.node_agent.attestation import Attestation
-from sigil.node_agent.attestors.unix import UnixAttestor
-from sigil.node_agent.identity import TrustBundles, WorkloadX509Svid
+from sigil.node_agent.attestation.attestors.unix import UnixAttestor
+from sigil.node_agent.attestation.caller import Attestation
+from sigil.node_agent.attestation.selectors import Selector
+from sigil.node_agent.identity_source import TrustBundles, WorkloadX509Svid
 from sigil.node_agent.memory_source import InMemoryIdentitySource
-from sigil.node_agent.selectors import Selector
-from sigil.node_agent.server import WorkloadApiServer, WorkloadApiSettings
+from sigil.node_agent.workload_api.endpoint import WorkloadApiServer, WorkloadApiSettings
 
 TRUST_DOMAIN = TrustDomain("example.org")
 FEDERATED = TrustDomain("partner.test")

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from sigil.node_agent.attestation import Attestation
-from sigil.node_agent.errors import PeerGoneError
-from sigil.node_agent.peer import (
+from sigil.node_agent.attestation.caller import Attestation
+from sigil.node_agent.attestation.peer import (
     PeerCredentials,
     capture_peer,
     ensure_peer_alive,
     process_start_time,
 )
-from sigil.node_agent.selectors import Selector, Selectors
+from sigil.node_agent.attestation.selectors import Selector, Selectors
+from sigil.node_agent.errors import PeerGoneError
 
 
 def _fake_stat(proc_root: Path, pid: int, start_time: int, comm: str = "web (worker) 1") -> None:

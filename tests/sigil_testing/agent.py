@@ -35,7 +35,7 @@ from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.ca.x509svid import X509Svid
 from sigil.issuer import wire
 from sigil.issuer.tls import load_identity
-from sigil.node_agent.runtime import NodeAgent
+from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
 from sigil_testing.ca import FakeClock, open_ca
 

@@ -35,14 +35,14 @@ from sigil.ca.keys import load_private_key, write_private_key, write_secret_file
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.issuer.client import AgentSvid, IssuedX509Svid
 from sigil.node_agent.errors import AgentAttestationError, IssuerUnreachableError
-from sigil.node_agent.issuer_link import (
+from sigil.node_agent.rotation import Backoff, rotation_at
+from sigil.node_agent.upstream.issuer_link import (
     AGENT_BANNED,
     IssuerApi,
     call_issuer,
     reason_of,
     refuses_agent,
 )
-from sigil.node_agent.rotation import Backoff, rotation_at
 
 __all__ = ["AgentIdentity", "Attest", "StoredIdentity", "load_stored_identity"]
 

@@ -13,9 +13,9 @@ from typing import Protocol
 
 import structlog
 
-from sigil.node_agent.attestors import WorkloadAttestor
-from sigil.node_agent.peer import PROC_ROOT, PeerCredentials, ensure_peer_alive
-from sigil.node_agent.selectors import Selector, WorkloadAttestation
+from sigil.node_agent.attestation.attestors import WorkloadAttestor
+from sigil.node_agent.attestation.peer import PROC_ROOT, PeerCredentials, ensure_peer_alive
+from sigil.node_agent.attestation.selectors import Selector, WorkloadAttestation
 
 __all__ = ["Attestation", "CallerAttestor"]
 

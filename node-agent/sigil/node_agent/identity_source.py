@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Protocol
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
-from sigil.node_agent.selectors import WorkloadAttestation
+from sigil.node_agent.attestation.selectors import WorkloadAttestation
 
 __all__ = ["ChangeFeed", "IdentitySource", "TrustBundles", "WorkloadJwtSvid", "WorkloadX509Svid"]
 

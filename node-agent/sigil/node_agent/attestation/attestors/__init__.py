@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sigil.node_agent.peer import PeerCredentials
-from sigil.node_agent.selectors import Selectors
+from sigil.node_agent.attestation.peer import PeerCredentials
+from sigil.node_agent.attestation.selectors import Selectors
 
 __all__ = ["WorkloadAttestor"]
 

@@ -19,10 +19,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol
 
-from sigil.node_agent.attestors.cgroup import CgroupError, PodContainer, pod_container_of
+from sigil.node_agent.attestation.attestors.cgroup import (
+    CgroupError,
+    PodContainer,
+    pod_container_of,
+)
+from sigil.node_agent.attestation.peer import PROC_ROOT, PeerCredentials
+from sigil.node_agent.attestation.selectors import Selector, Selectors
 from sigil.node_agent.errors import AttestationError, PeerGoneError
-from sigil.node_agent.peer import PROC_ROOT, PeerCredentials
-from sigil.node_agent.selectors import Selector, Selectors
 
 __all__ = ["InMemoryPodIndex", "K8sAttestor", "K8sAttestorSettings", "Pod", "PodIndex"]
 

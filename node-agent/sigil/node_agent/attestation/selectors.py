@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sigil.node_agent.peer import PeerCredentials
+from sigil.node_agent.attestation.peer import PeerCredentials
 
 __all__ = ["Selector", "Selectors", "WorkloadAttestation"]
 

@@ -21,10 +21,10 @@ from sigil.node_agent.errors import (
     IssuerUnreachableError,
     NotEntitledError,
 )
-from sigil.node_agent.identity import WorkloadJwtSvid
-from sigil.node_agent.issuer_link import IssuerApi, call_issuer, is_denial, refuses_agent
+from sigil.node_agent.identity_source import WorkloadJwtSvid
 from sigil.node_agent.rotation import jwt_refresh_at
-from sigil.node_agent.svid_cache import CachedJwt, Workload
+from sigil.node_agent.svid_cache.workload import CachedJwt, Workload
+from sigil.node_agent.upstream.issuer_link import IssuerApi, call_issuer, is_denial, refuses_agent
 
 __all__ = ["JwtSvidCache"]
 

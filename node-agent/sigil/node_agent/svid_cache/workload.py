@@ -1,20 +1,13 @@
-"""What the agent holds for each workload, and the queue of moments at which something about it falls due.
+"""What the agent holds for each workload: its key, the SVIDs the issuer granted over it, and when they rotate.
 
 A workload is keyed by what the issuer decides its identities from: its pod (``k8s:pod-uid``) when attestation put
 it in one, else the exact set of its selectors (registration entries match on subsets of them). Each workload has
 one private key, generated on the agent and never sent (only a CSR travels), and the X509-SVIDs the issuer granted
-over it. JWT-SVIDs are cached apart, per (SPIFFE ID, audiences), as SPIRE's agent does (reference §4).
-
-The :class:`DueQueue` is a heap of (moment, workload) so that the scheduler finds the next wake-up, and the work due
-now, in logarithmic time: ten thousand cached workloads must not mean ten thousand comparisons per tick.
-"""
+over it. JWT-SVIDs are cached apart, per (SPIFFE ID, audiences), as SPIRE's agent does (reference §4)."""
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,14 +16,13 @@ from cryptography.hazmat.primitives import serialization
 
 from sigil.ca.keys import generate_key, private_key_der
 from sigil.issuer.client import IssuedX509Svid, X509SvidRequest, make_csr
-from sigil.node_agent.identity import WorkloadJwtSvid, WorkloadX509Svid
+from sigil.node_agent.attestation.selectors import WorkloadAttestation
+from sigil.node_agent.identity_source import WorkloadJwtSvid, WorkloadX509Svid
 from sigil.node_agent.rotation import rotation_at
-from sigil.node_agent.selectors import WorkloadAttestation
 
 __all__ = [
     "CachedJwt",
     "CachedSvid",
-    "DueQueue",
     "Workload",
     "WorkloadKey",
     "cached_svid",
@@ -188,38 +180,3 @@ class CachedJwt:
     expires_at: datetime
     refresh_at: datetime
     kid: str
-
-
-class DueQueue:
-    """Moments at which a workload needs attention, earliest first; stale entries are skipped on the way out."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[datetime, int, Workload, int]] = []
-        self._order = itertools.count()
-
-    def __len__(self) -> int:
-        return len(self._heap)
-
-    def schedule(self, workload: Workload, when: datetime | None) -> None:
-        """Make ``when`` the workload's (only) next due moment; None cancels it."""
-        workload.generation += 1
-        workload.due_at = when
-        if when is not None:
-            heapq.heappush(self._heap, (when, next(self._order), workload, workload.generation))
-
-    def next_due(self) -> datetime | None:
-        """The earliest live due moment."""
-        while self._heap:
-            when, _, workload, generation = self._heap[0]
-            if workload.generation == generation:
-                return when
-            heapq.heappop(self._heap)
-        return None
-
-    def pop_due(self, now: datetime) -> Iterator[Workload]:
-        """Every workload due at ``now`` or before, each once, removed from the queue."""
-        while self._heap and self._heap[0][0] <= now:
-            _, _, workload, generation = heapq.heappop(self._heap)
-            if workload.generation == generation:
-                workload.due_at = None
-                yield workload

@@ -22,10 +22,10 @@ from typing import Protocol
 import structlog
 
 from sigil.issuer.client import NodePod, NodePodsUpdate
-from sigil.node_agent.attestors.k8s import InMemoryPodIndex, Pod, PodIndex
-from sigil.node_agent.identity import ChangeFeed
-from sigil.node_agent.issuer_link import call_issuer
+from sigil.node_agent.attestation.attestors.k8s import InMemoryPodIndex, Pod, PodIndex
+from sigil.node_agent.identity_source import ChangeFeed
 from sigil.node_agent.rotation import Backoff, poll_forever
+from sigil.node_agent.upstream.issuer_link import call_issuer
 
 __all__ = ["NodePodsApi", "PodSync"]
 
