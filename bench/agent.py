@@ -87,6 +87,7 @@ class BenchIssuer:
         self._ttl = ttl
         self._fast = fast
         self._chain: tuple[x509.Certificate, ...] | None = None
+        self._signers: frozenset[str] = frozenset()
         self.per_second: Counter[int] = Counter()
         self.requested = 0
         self.epoch = clock()
@@ -122,13 +123,15 @@ class BenchIssuer:
         now = self._clock()
         spiffe_id = SpiffeId.parse(f"spiffe://example.org/{request.selectors[0].replace(':', '/')}")
         if self._fast and self._chain is not None:
-            return X509SvidResult(svids=(IssuedX509Svid(spiffe_id, self._chain, now + self._ttl),))
+            svid = IssuedX509Svid(spiffe_id, self._chain, now + self._ttl, self._signers)
+            return X509SvidResult(svids=(svid,))
         _, public_key = parse_csr(request.csr)
         svid = mint_x509_svid(
             self._signer, spiffe_id=spiffe_id, public_key=public_key, ttl=self._ttl, now=now
         )
-        self._chain = svid.chain
-        return X509SvidResult(svids=(IssuedX509Svid(spiffe_id, svid.chain, svid.not_after),))
+        self._chain, self._signers = svid.chain, frozenset({svid.authority_id})
+        issued = IssuedX509Svid(spiffe_id, svid.chain, svid.not_after, self._signers)
+        return X509SvidResult(svids=(issued,))
 
     async def batch_x509_svids(self, requests: Sequence[X509SvidRequest]) -> list[X509SvidResult]:
         second = int((self._clock() - self.epoch).total_seconds())

@@ -39,11 +39,16 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class IssuedX509Svid:
-    """An X509-SVID the issuer signed over the caller's key (the caller keeps the private key)."""
+    """An X509-SVID the issuer signed over the caller's key (the caller keeps the private key).
+
+    ``signer_ids`` are the IDs of the authorities that signed it, as the bundle feed names tainted ones: the server
+    knows them, so it sends them, and nobody works them out of the chain again.
+    """
 
     spiffe_id: SpiffeId
     chain: tuple[x509.Certificate, ...]
     expires_at: datetime
+    signer_ids: frozenset[str]
 
     @classmethod
     def parse(cls, body: wire.X509SvidBody) -> IssuedX509Svid:
@@ -51,6 +56,7 @@ class IssuedX509Svid:
             SpiffeId.parse(body["spiffe_id"]),
             tuple(x509.load_pem_x509_certificates(body["chain_pem"].encode())),
             datetime.fromisoformat(body["expires_at"]),
+            frozenset(body["signer_ids"]),
         )
 
 

@@ -26,7 +26,6 @@ from sigil.node_agent.svid_cache.workload import (
     cached_svid,
     key_of,
     new_keys,
-    signers_of,
     workload_of,
 )
 from sigil.node_agent.svid_cache.workload_table import DueQueue, WorkloadTable
@@ -48,6 +47,5 @@ __all__ = [
     "cached_svid",
     "key_of",
     "new_keys",
-    "signers_of",
     "workload_of",
 ]

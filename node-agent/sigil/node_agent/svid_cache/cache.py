@@ -50,7 +50,6 @@ from sigil.node_agent.svid_cache.jwt_cache import JwtSvidCache
 from sigil.node_agent.svid_cache.scheduler import Scheduler
 from sigil.node_agent.svid_cache.workload import (
     Workload,
-    signers_of,
     workload_of,
 )
 from sigil.node_agent.svid_cache.workload_table import WorkloadTable
@@ -290,11 +289,7 @@ class SvidCache:
             if early or dropped:
                 _log.info("rotating early: signer tainted", x509=len(early), jwt=dropped)
             agent = self._issuer.agent_svid
-            if (
-                self._identity is not None
-                and agent is not None
-                and signers_of(agent.svid.chain) & tainted
-            ):
+            if self._identity is not None and agent is not None and agent.svid.signer_ids & tainted:
                 self._identity.renew_now()
         if self._identity is not None:
             self._spawn(self._identity.store_bundle(update.bundle), "sigil-store-bundle")

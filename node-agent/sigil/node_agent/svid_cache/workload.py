@@ -11,7 +11,6 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from sigil.ca.keys import generate_key, private_key_der
@@ -28,7 +27,6 @@ __all__ = [
     "cached_svid",
     "key_of",
     "new_keys",
-    "signers_of",
     "workload_of",
 ]
 
@@ -139,27 +137,6 @@ def new_keys(count: int) -> list[tuple[bytes, bytes]]:
     return pairs
 
 
-def signers_of(chain: tuple[x509.Certificate, ...]) -> frozenset[str]:
-    """Authority IDs (subject key identifiers, hex) of every CA in the chain: the leaf's issuer and above."""
-    found: set[str] = set()
-    for index, certificate in enumerate(chain):
-        try:
-            aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-        except x509.ExtensionNotFound:
-            aki = None
-        if aki is not None and aki.key_identifier is not None:
-            found.add(aki.key_identifier.hex())
-        if index > 0:
-            try:
-                ski = certificate.extensions.get_extension_for_class(
-                    x509.SubjectKeyIdentifier
-                ).value
-            except x509.ExtensionNotFound:
-                continue
-            found.add(ski.digest.hex())
-    return frozenset(found)
-
-
 def cached_svid(issued: IssuedX509Svid, private_key_der: bytes) -> CachedSvid:
     """The Workload API form of an SVID the issuer signed over our key."""
     chain_der = b"".join(c.public_bytes(serialization.Encoding.DER) for c in issued.chain)
@@ -168,7 +145,7 @@ def cached_svid(issued: IssuedX509Svid, private_key_der: bytes) -> CachedSvid:
             spiffe_id=issued.spiffe_id, cert_chain=chain_der, private_key=private_key_der
         ),
         expires_at=issued.expires_at,
-        signers=signers_of(issued.chain),
+        signers=issued.signer_ids,
     )
 
 

@@ -69,6 +69,17 @@ def _spiffe_id_of(certificate: x509.Certificate) -> SpiffeId:
     return SpiffeId.parse(uri)
 
 
+def _signer_ids_of(leaf: x509.Certificate) -> frozenset[str]:
+    # A stored SVID has no issuer answer beside it. Its signer is the authority whose key identifier the leaf names
+    # (RFC 5280 4.2.1.1), which is how sigil.ca.authority derives an authority's ID, so this agrees with what the
+    # issuer sent with the SVID when it was new.
+    try:
+        aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    return frozenset() if aki.key_identifier is None else frozenset({aki.key_identifier.hex()})
+
+
 def load_stored_identity(directory: Path, trust_domain: TrustDomain) -> StoredIdentity:
     """Read the agent's files (blocking: file I/O); missing files give ``None`` parts, broken ones an error."""
     agent: AgentSvid | None = None
@@ -81,7 +92,10 @@ def load_stored_identity(directory: Path, trust_domain: TrustDomain) -> StoredId
     try:
         if svid_path.exists() and key_path.exists():
             chain = tuple(x509.load_pem_x509_certificates(svid_path.read_bytes()))
-            svid = IssuedX509Svid(_spiffe_id_of(chain[0]), chain, chain[0].not_valid_after_utc)
+            leaf = chain[0]
+            svid = IssuedX509Svid(
+                _spiffe_id_of(leaf), chain, leaf.not_valid_after_utc, _signer_ids_of(leaf)
+            )
             agent = AgentSvid(svid, load_private_key(key_path))
         if bundle_path.exists():
             bundle = TrustBundle.parse_jwks(trust_domain, bundle_path.read_bytes())
