@@ -29,7 +29,7 @@ from sigil.node_agent.workload_api.endpoint import WorkloadApiServer, WorkloadAp
 def _wire(issued: Issued) -> WorkloadX509Svid:
     return WorkloadX509Svid(
         spiffe_id=issued.svid.spiffe_id,
-        cert_chain=issued.svid.chain_der(),
+        chain=issued.svid.chain,
         private_key=private_key_der(issued.key),
     )
 
@@ -55,7 +55,7 @@ def socket_dir() -> Iterator[Path]:
 def memory(home: Domain) -> InMemoryIdentitySource:
     bundles = TrustBundles(
         trust_domain=home.trust_domain,
-        x509_authorities={home.trust_domain: home.bundle.x509_der()},
+        bundles={home.trust_domain: home.bundle},
     )
     source = InMemoryIdentitySource(bundles)
     source.put(_wire(home.mint("api-v1")), selectors=[_my_uid()])

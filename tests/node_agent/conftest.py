@@ -76,7 +76,7 @@ class SmallCa:
         )
         return WorkloadX509Svid(
             spiffe_id=spiffe_id,
-            cert_chain=svid.chain_der(),
+            chain=svid.chain,
             private_key=private_key_der(key),
             hint=hint,
             federates_with=federates_with,
@@ -94,11 +94,9 @@ class SmallCa:
 
 
 def trust_bundles(*cas: SmallCa) -> TrustBundles:
-    """Bundles in the Workload API's wire forms; the first CA is the agent's own trust domain."""
+    """The bundles of ``cas``; the first CA is the agent's own trust domain."""
     return TrustBundles(
-        trust_domain=cas[0].trust_domain,
-        x509_authorities={ca.trust_domain: ca.bundle.x509_der() for ca in cas},
-        jwt_authorities={ca.trust_domain: ca.bundle.jwt_jwks_json() for ca in cas},
+        trust_domain=cas[0].trust_domain, bundles={ca.trust_domain: ca.bundle for ca in cas}
     )
 
 

@@ -5,8 +5,9 @@ cache in production, :class:`~sigil.node_agent.memory_source.InMemoryIdentitySou
 caller may hold, and re-asks whenever the source's :class:`ChangeFeed` moves. Keeping the contract this small
 lets the Workload API's exact SPIFFE semantics live in one module and be tested without an issuer.
 
-Bundles are carried in their wire forms (concatenated DER for X.509 authorities, a JWKS document for JWT
-authorities) because that is what the Workload API sends and what py-spiffe and go-spiffe parse.
+SVIDs and bundles travel parsed, as the issuer client returned them; only the Workload API turns them into its wire
+forms (concatenated DER for certificates, a JWKS document for JWT authorities, which py-spiffe and go-spiffe
+parse), through the properties here, which a bundle set computes once however many streams send it.
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
 from typing import Protocol
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from sigil.ca.bundle import TrustBundle
+from sigil.ca.keys import PublicKey
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.node_agent.attestation.selectors import WorkloadAttestation
 
@@ -29,14 +36,15 @@ _MAX_HINT_BYTES = 1024
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkloadX509Svid:
-    """An X509-SVID as the Workload API sends it.
+    """An X509-SVID as the Workload API serves it.
 
-    ``cert_chain`` is DER, leaf first, concatenated; ``private_key`` is PKCS#8 DER; ``federates_with`` names the
-    foreign trust domains whose bundles go along with it (the registration entry's ``federates_with``).
+    ``chain`` is leaf first, as the issuer signed it; ``private_key`` is PKCS#8 DER (made on the agent, never parsed
+    there); ``federates_with`` names the foreign trust domains whose bundles go along with it (the registration
+    entry's ``federates_with``).
     """
 
     spiffe_id: SpiffeId
-    cert_chain: bytes
+    chain: tuple[x509.Certificate, ...]
     private_key: bytes
     hint: str = ""
     federates_with: frozenset[TrustDomain] = frozenset()
@@ -44,7 +52,7 @@ class WorkloadX509Svid:
     def __post_init__(self) -> None:
         if self.spiffe_id.is_root:
             raise ValueError("an X509-SVID names a workload: its SPIFFE ID needs a path")
-        if not self.cert_chain or not self.private_key:
+        if not self.chain or not self.private_key:
             raise ValueError("an X509-SVID needs its certificate chain and its private key")
         if len(self.hint.encode()) > _MAX_HINT_BYTES:
             raise ValueError(f"a hint is at most {_MAX_HINT_BYTES} bytes")
@@ -52,6 +60,12 @@ class WorkloadX509Svid:
     def __repr__(self) -> str:
         # Never print key material, even by accident in a log line.
         return f"WorkloadX509Svid(spiffe_id={str(self.spiffe_id)!r}, hint={self.hint!r})"
+
+    @property
+    def cert_chain(self) -> bytes:
+        """The chain as the Workload API carries it: DER certificates concatenated, leaf first."""
+        # A copy of bytes the certificate objects hold already: cheap enough to do per response.
+        return b"".join(c.public_bytes(serialization.Encoding.DER) for c in self.chain)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,26 +80,36 @@ class WorkloadJwtSvid:
         return f"WorkloadJwtSvid(spiffe_id={str(self.spiffe_id)!r}, hint={self.hint!r})"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not slotted: the wire forms below are cached on the instance, which is replaced (never changed) on every update.
+@dataclass(frozen=True, kw_only=True)
 class TrustBundles:
-    """The agent's own trust domain and the bundles it knows, its own and federated ones.
+    """The agent's own trust domain and the bundles it knows, its own and federated ones, parsed.
 
-    ``x509_authorities`` maps a trust domain to its CA certificates as concatenated DER; ``jwt_authorities``
-    maps it to a JWKS JSON document holding only its JWT-SVID keys, each with a ``kid``. Both must hold the own
-    trust domain, which every X509-SVID response and bundle response includes.
+    ``bundles`` must hold the own trust domain, which every X509-SVID response and bundle response includes.
     """
 
     trust_domain: TrustDomain
-    x509_authorities: Mapping[TrustDomain, bytes]
-    jwt_authorities: Mapping[TrustDomain, bytes] = field(default_factory=dict)
+    bundles: Mapping[TrustDomain, TrustBundle]
 
     def __post_init__(self) -> None:
-        if self.trust_domain not in self.x509_authorities:
-            raise ValueError(
-                f"the X.509 bundles must include the own trust domain {self.trust_domain}"
-            )
-        object.__setattr__(self, "x509_authorities", MappingProxyType(dict(self.x509_authorities)))
-        object.__setattr__(self, "jwt_authorities", MappingProxyType(dict(self.jwt_authorities)))
+        if self.trust_domain not in self.bundles:
+            raise ValueError(f"the bundles must include the own trust domain {self.trust_domain}")
+        object.__setattr__(self, "bundles", MappingProxyType(dict(self.bundles)))
+
+    @cached_property
+    def x509_authorities(self) -> Mapping[TrustDomain, bytes]:
+        """Each trust domain's CA certificates as the Workload API carries them: concatenated DER."""
+        return MappingProxyType({td: b.x509_der() for td, b in self.bundles.items()})
+
+    @cached_property
+    def jwt_authorities(self) -> Mapping[TrustDomain, bytes]:
+        """Each trust domain's JWT-SVID keys as FetchJWTBundles carries them: a JWKS document, keys with ``kid``."""
+        return MappingProxyType({td: b.jwt_jwks_json() for td, b in self.bundles.items()})
+
+    @cached_property
+    def jwt_keys(self) -> Mapping[TrustDomain, Mapping[str, PublicKey]]:
+        """Each trust domain's JWT-SVID keys by ``kid``, as ValidateJWTSVID checks a token against them."""
+        return MappingProxyType({td: b.jwt_authorities for td, b in self.bundles.items()})
 
 
 class ChangeFeed:

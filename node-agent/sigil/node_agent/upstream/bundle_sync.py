@@ -29,15 +29,11 @@ OnAnswer = Callable[[BaseException | None], None]
 
 
 def trust_bundles_of(own: TrustBundle, federated: Iterable[TrustBundle] = ()) -> TrustBundles:
-    """The Workload API's wire forms of the own bundle and the federated ones."""
+    """The own bundle and the federated ones, as the Workload API serves them."""
     every = {own.trust_domain: own}
     for bundle in federated:
         every.setdefault(bundle.trust_domain, bundle)
-    return TrustBundles(
-        trust_domain=own.trust_domain,
-        x509_authorities={td: b.x509_der() for td, b in every.items()},
-        jwt_authorities={td: b.jwt_jwks_json() for td, b in every.items()},
-    )
+    return TrustBundles(trust_domain=own.trust_domain, bundles=every)
 
 
 class BundleSync:

@@ -2,7 +2,6 @@
 
 - ``endpoint``: :class:`WorkloadApiServer`, the socket, its lifecycle and the routes of each accepted connection;
 - ``service``: :class:`WorkloadApiService`, the five RPCs of the standard over an ``IdentitySource``;
-- ``jwt_validation``: ValidateJWTSVID's check against the bundles the endpoint serves;
 - ``_accept_hook``: the one place that reaches into grpclib to capture credentials at accept.
 
 The endpoint asks an :class:`~sigil.node_agent.identity_source.IdentitySource` for everything it serves and never
@@ -16,7 +15,6 @@ from sigil.node_agent.workload_api.endpoint import (
     WorkloadApiServer,
     WorkloadApiSettings,
 )
-from sigil.node_agent.workload_api.jwt_validation import validate_jwt_svid
 from sigil.node_agent.workload_api.service import SERVICE_NAME, WorkloadApiService
 
 __all__ = [
@@ -25,5 +23,4 @@ __all__ = [
     "WorkloadApiServer",
     "WorkloadApiService",
     "WorkloadApiSettings",
-    "validate_jwt_svid",
 ]

@@ -28,7 +28,8 @@ from google.protobuf import struct_pb2  # type: ignore[import-untyped]
 from grpclib.const import Cardinality, Handler
 from grpclib.server import Stream
 
-from sigil.ca.errors import InvalidSpiffeIdError
+from sigil.ca.errors import InvalidSpiffeIdError, JwtSvidError
+from sigil.ca.jwtsvid import validate_jwt_svid
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.node_agent._proto import workload_pb2 as pb
 from sigil.node_agent.attestation.caller import CallerAttestor
@@ -36,13 +37,13 @@ from sigil.node_agent.attestation.selectors import WorkloadAttestation
 from sigil.node_agent.errors import (
     IdentityUnavailableError,
     InvalidWorkloadRequestError,
+    JwtSvidInvalidError,
     NoIdentityError,
     NotEntitledError,
     PeerGoneError,
 )
 from sigil.node_agent.grpc_edge import Caller, attested_call
 from sigil.node_agent.identity_source import IdentitySource, TrustBundles
-from sigil.node_agent.workload_api.jwt_validation import validate_jwt_svid
 
 __all__ = ["SERVICE_NAME", "WorkloadApiService"]
 
@@ -266,14 +267,20 @@ class WorkloadApiService:
             if not request.svid:
                 raise InvalidWorkloadRequestError("svid must be specified")
             bundles: TrustBundles = self._source.bundles()
-            spiffe_id, claims = validate_jwt_svid(
-                request.svid,
-                audience=request.audience,
-                bundles=bundles.jwt_authorities,
-                now=self._clock(),
-            )
+            # The rules (algorithms, header, sub/aud/exp, the key from the *subject's* trust domain:
+            # https://github.com/spiffe/spiffe/blob/main/standards/JWT-SVID.md) live once, in the CA; the keys
+            # come parsed with the bundles, so a validation parses nothing but the token.
+            try:
+                svid = validate_jwt_svid(
+                    request.svid,
+                    audience=request.audience,
+                    keys_for=bundles.jwt_keys,
+                    now=self._clock(),
+                )
+            except JwtSvidError as err:
+                raise JwtSvidInvalidError(err.reason) from err
             struct = struct_pb2.Struct()
-            struct.update(claims)
+            struct.update(dict(svid.claims))
             await stream.send_message(
-                pb.ValidateJWTSVIDResponse(spiffe_id=str(spiffe_id), claims=struct)
+                pb.ValidateJWTSVIDResponse(spiffe_id=str(svid.spiffe_id), claims=struct)
             )
