@@ -25,7 +25,7 @@ from cryptography import x509
 
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.spiffe_id import TrustDomain
-from sigil.issuer.client import AgentSvid, IssuerClient
+from sigil.issuer.client import AgentSvid, IssuerApi, IssuerClient
 from sigil.node_agent.attestation.attestors import WorkloadAttestor
 from sigil.node_agent.attestation.attestors.k8s import (
     InMemoryPodIndex,
@@ -46,7 +46,7 @@ from sigil.node_agent.upstream.agent_svid import (
     StoredIdentity,
     load_stored_identity,
 )
-from sigil.node_agent.upstream.issuer_link import IssuerApi, fetch_bundle_insecurely
+from sigil.node_agent.upstream.issuer_link import fetch_bundle_insecurely
 from sigil.node_agent.workload_api.endpoint import WorkloadApiServer, WorkloadApiSettings
 
 __all__ = ["NodeAgent"]

@@ -22,6 +22,7 @@ from sigil.enforcer.errors import PolicyError
 from sigil.enforcer.policy import Policy, parse_policy
 from sigil.enforcer.policy.schema import Where
 from sigil.issuer import wire
+from sigil.issuer.client.refusals import Refusal
 from sigil.issuer.errors import IssuerError
 
 __all__ = [
@@ -111,6 +112,11 @@ class X509SvidResult:
 
     svids: tuple[IssuedX509Svid, ...] = ()
     error: IssuerError | None = None
+
+    @property
+    def refusal(self) -> Refusal | None:
+        """What the refusal of this item means (None when it was answered with SVIDs)."""
+        return None if self.error is None else Refusal.of(self.error)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ import structlog
 
 from sigil.ca.errors import SigilError
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
-from sigil.issuer.client import BundleUpdate
+from sigil.issuer.client import BundleUpdate, IssuerApi
 from sigil.node_agent.attestation.selectors import WorkloadAttestation
 from sigil.node_agent.errors import (
     IdentityUnavailableError,
@@ -55,7 +55,6 @@ from sigil.node_agent.svid_cache.workload import (
 from sigil.node_agent.svid_cache.workload_table import WorkloadTable
 from sigil.node_agent.upstream.agent_svid import AgentIdentity
 from sigil.node_agent.upstream.bundle_sync import BundleSync
-from sigil.node_agent.upstream.issuer_link import IssuerApi
 
 __all__ = ["SvidCache"]
 

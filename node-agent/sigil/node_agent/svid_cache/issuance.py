@@ -26,7 +26,6 @@ from sigil.node_agent.settings import RotationSettings
 from sigil.node_agent.svid_cache.batcher import IssueBatch, X509Batcher
 from sigil.node_agent.svid_cache.workload import Workload, WorkloadKey, new_keys
 from sigil.node_agent.svid_cache.workload_table import WorkloadTable
-from sigil.node_agent.upstream.issuer_link import is_denial
 
 __all__ = ["X509Issuance"]
 
@@ -100,7 +99,8 @@ class X509Issuance:
             self._table.plan(slot, self._clock())
             raise
         self._health.succeeded()
-        if result.error is not None and not is_denial(result.error):
+        refusal = result.refusal
+        if refusal is not None and not refusal.refuses_workload:
             # "Not now" for this workload (Unavailable, the client retries), never "no" (PermissionDenied).
             raise IdentityUnavailableError(str(result.error))
         self._apply(slot, result, key_der)
@@ -127,7 +127,8 @@ class X509Issuance:
 
     def _apply(self, slot: Workload, result: X509SvidResult, key_der: bytes) -> None:
         now = self._clock()
-        if result.error is not None and not is_denial(result.error):
+        refusal = result.refusal
+        if refusal is not None and not refusal.refuses_workload:
             # Not a "no" about this workload (the issuer is busy, say): keep what it has, try again later.
             _log.warning("issuer could not serve a workload", error=str(result.error))
             backoff = Backoff(
@@ -136,7 +137,7 @@ class X509Issuance:
                 rng=self._rng,
             )
             slot.rotate_at = now + backoff.next_delay()
-        elif result.error is not None or not result.svids:
+        elif refusal is not None or not result.svids:
             slot.deny(now + self._settings.denied_retry)
             _log.info("the issuer entitles this workload to nothing", workload=slot.key[0])
         else:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sigil.ca.keys import generate_key, private_key_der
-from sigil.issuer.client import IssuedX509Svid, X509SvidRequest, make_csr
+from sigil.issuer.client import IssuedX509Svid, PodRef, X509SvidRequest, make_csr
 from sigil.node_agent.attestation.selectors import WorkloadAttestation
 from sigil.node_agent.identity_source import WorkloadJwtSvid, WorkloadX509Svid
 from sigil.node_agent.rotation import rotation_at
@@ -32,7 +32,7 @@ __all__ = [
 WorkloadKey = tuple[str, ...]
 
 
-def _pod_of(attestation: WorkloadAttestation) -> dict[str, str] | None:
+def _pod_of(attestation: WorkloadAttestation) -> PodRef | None:
     found: dict[str, str] = {}
     for selector in attestation.selectors:
         if selector.type != "k8s":
@@ -59,7 +59,7 @@ class Workload:
     """One workload's cache slot. Mutated only from the event loop, by the manager."""
 
     key: WorkloadKey
-    pod: dict[str, str] | None
+    pod: PodRef | None
     selectors: tuple[str, ...]
     last_seen: datetime
     svids: tuple[CachedSvid, ...] = ()
@@ -72,10 +72,7 @@ class Workload:
     def request(self, csr: bytes) -> X509SvidRequest:
         """The batch item asking for this workload's SVIDs over the key behind ``csr``."""
         if self.pod is not None:
-            pod = self.pod
-            return X509SvidRequest(
-                csr=csr, pod={"namespace": pod["namespace"], "name": pod["name"], "uid": pod["uid"]}
-            )
+            return X509SvidRequest(csr=csr, pod=self.pod)
         return X509SvidRequest(csr=csr, selectors=self.selectors)
 
     def valid(self, now: datetime) -> tuple[CachedSvid, ...]:

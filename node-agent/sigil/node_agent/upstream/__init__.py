@@ -1,6 +1,6 @@
 """The agent's link to the issuer: its own identity, the bundle feed, and how a failed call is sorted.
 
-- ``issuer_link``: the calls the agent makes of ``sigil.issuer.client`` and the bins a failure falls in;
+- ``issuer_link``: every "the issuer is away or says not now" folded into one error to back off on;
 - ``agent_svid``: the agent's own SVID, attested once, stored, renewed, and attested again when refused;
 - ``bundle_sync``: the trust bundles the agent serves, followed by the issuer's bundle long poll.
 
@@ -17,28 +17,15 @@ from sigil.node_agent.upstream.agent_svid import (
     load_stored_identity,
 )
 from sigil.node_agent.upstream.bundle_sync import BundleSync, trust_bundles_of
-from sigil.node_agent.upstream.issuer_link import (
-    AGENT_BANNED,
-    IssuerApi,
-    call_issuer,
-    fetch_bundle_insecurely,
-    is_denial,
-    reason_of,
-    refuses_agent,
-)
+from sigil.node_agent.upstream.issuer_link import call_issuer, fetch_bundle_insecurely
 
 __all__ = [
-    "AGENT_BANNED",
     "AgentIdentity",
     "Attest",
     "BundleSync",
-    "IssuerApi",
     "StoredIdentity",
     "call_issuer",
     "fetch_bundle_insecurely",
-    "is_denial",
     "load_stored_identity",
-    "reason_of",
-    "refuses_agent",
     "trust_bundles_of",
 ]

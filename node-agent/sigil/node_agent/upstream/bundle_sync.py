@@ -14,10 +14,10 @@ import structlog
 
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.errors import SigilError
-from sigil.issuer.client import BundleUpdate
+from sigil.issuer.client import BundleUpdate, IssuerApi
 from sigil.node_agent.identity_source import TrustBundles
 from sigil.node_agent.rotation import Backoff, poll_forever
-from sigil.node_agent.upstream.issuer_link import IssuerApi, call_issuer
+from sigil.node_agent.upstream.issuer_link import call_issuer
 
 __all__ = ["BundleSync", "trust_bundles_of"]
 

@@ -1,131 +1,35 @@
-"""The agent's side of the issuer boundary: what it needs from the client, and how failures are sorted.
+"""The agent's side of the issuer boundary: an issuer that did not answer becomes one error, retried with backoff.
 
-The SVID cache depends on the :class:`IssuerApi` protocol, not on HTTP, so tests and the benchmark can drive it with
-an in-process issuer; production passes :class:`sigil.issuer.client.IssuerClient`, which satisfies it.
+The interface the agent calls (:class:`sigil.issuer.client.IssuerApi`) and the meaning of a refusal
+(:class:`sigil.issuer.client.Refusal`: its reason, whether it is transient, whether it refuses one workload or the
+agent's own SVID) belong to the issuer's client; this module only folds every "not now" into
+:class:`IssuerUnreachableError`, so that each cache and feed has one thing to back off on:
 
-Everything that can go wrong in a call falls in one of three bins, decided here once:
-
-- the issuer is away (connection refused, TLS or timeout, a 5xx, ``rate_limited``): :class:`IssuerUnreachableError`,
-  retried with backoff while the cache keeps serving what is still valid;
-- the issuer refuses this workload (``not_entitled``, its pod gone or elsewhere): :func:`is_denial`, the workload
-  gets ``PermissionDenied``;
-- the issuer refuses the agent's own SVID (evicted, superseded by a copy's renewal, its node gone, its authority
-  revoked, banned): :func:`refuses_agent`; the agent attests again where its attestation method allows
-  (``agent_svid.py``);
+- the issuer is away (connection refused, TLS or timeout) or says "not now" (a transient refusal): retried with
+  backoff while the cache keeps serving what is still valid;
+- the issuer refuses a workload (``Refusal.refuses_workload``): the workload gets ``PermissionDenied``;
+- the issuer refuses the agent's own SVID (``Refusal.refuses_agent``): the agent attests again where its
+  attestation method allows (``agent_svid.py``);
 - anything else the issuer says is a refusal of the agent itself and is passed on.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import aiohttp
 
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.errors import SigilError
-from sigil.ca.keys import PrivateKey
 from sigil.ca.spiffe_id import TrustDomain
-from sigil.issuer.client import (
-    AgentSvid,
-    BundleUpdate,
-    IssuedJwtSvid,
-    X509SvidRequest,
-    X509SvidResult,
-    fetch_bundle_insecure,
-)
+from sigil.issuer.client import Refusal, fetch_bundle_insecure
 from sigil.node_agent.errors import IssuerUnreachableError
 
-__all__ = [
-    "AGENT_BANNED",
-    "IssuerApi",
-    "call_issuer",
-    "fetch_bundle_insecurely",
-    "is_denial",
-    "reason_of",
-    "refuses_agent",
-]
+__all__ = ["call_issuer", "fetch_bundle_insecurely"]
 
 _T = TypeVar("_T")
-
-#: Reasons (sigil.issuer.errors) that mean "not now", never "no".
-_TRANSIENT = frozenset({"unavailable", "kubernetes_unavailable", "rate_limited", "internal_error"})
-#: Reasons that refuse one workload: it is entitled to nothing (now).
-_DENIALS = frozenset({"not_entitled", "pod_not_found", "pod_uid_mismatch", "pod_on_other_node"})
-#: The reason that refuses the agent and its attestations alike, until an operator unbans it.
-AGENT_BANNED = "agent_banned"
-#: Reasons (sigil.issuer.errors, on every agent endpoint) that refuse the agent's SVID itself: every later call
-#: with it will be refused too, so only a fresh attestation helps.
-_AGENT_REFUSALS = frozenset(
-    {
-        "agent_not_attested",
-        "agent_svid_superseded",
-        "agent_node_gone",
-        "agent_svid_invalid",
-        AGENT_BANNED,
-    }
-)
-
-
-class IssuerApi(Protocol):
-    """The calls the agent makes; :class:`~sigil.issuer.client.IssuerClient` provides them over HTTPS."""
-
-    @property
-    def agent_svid(self) -> AgentSvid | None: ...
-
-    @property
-    def trust_bundle(self) -> TrustBundle: ...
-
-    async def set_agent_svid(self, agent_svid: AgentSvid | None) -> None: ...
-
-    async def attest_k8s(
-        self, token: str, cluster: str, *, key: PrivateKey | None = None
-    ) -> AgentSvid: ...
-
-    async def attest_join_token(
-        self, token: str, *, key: PrivateKey | None = None
-    ) -> AgentSvid: ...
-
-    async def renew(self, *, key: PrivateKey | None = None) -> AgentSvid: ...
-
-    async def batch_x509_svids(
-        self, requests: Sequence[X509SvidRequest]
-    ) -> list[X509SvidResult]: ...
-
-    async def jwt_svid(
-        self,
-        *,
-        audience: Sequence[str],
-        # sigil.issuer.wire.PodRef: the wire module is the client's to import, not ours (import-linter).
-        pod: Any = None,
-        selectors: Sequence[str] = (),
-        spiffe_id: str | None = None,
-    ) -> list[IssuedJwtSvid]: ...
-
-    async def bundle(
-        self,
-        after_sequence: int | None = None,
-        *,
-        after_revision: str | None = None,
-        wait: float | None = None,
-    ) -> BundleUpdate: ...
-
-
-def reason_of(err: BaseException) -> str:
-    """The issuer's stable reason code carried by ``err`` ("" for anything else)."""
-    reason = getattr(err, "reason", "")
-    return reason if isinstance(reason, str) else ""
-
-
-def is_denial(err: BaseException) -> bool:
-    """True when the issuer refused a workload (as opposed to being away or refusing the agent)."""
-    return reason_of(err) in _DENIALS
-
-
-def refuses_agent(err: BaseException) -> bool:
-    """True when the issuer refused the agent's own SVID (as opposed to one workload, or being away)."""
-    return reason_of(err) in _AGENT_REFUSALS
 
 
 async def call_issuer(call: Awaitable[_T]) -> _T:
@@ -135,7 +39,8 @@ async def call_issuer(call: Awaitable[_T]) -> _T:
     except (aiohttp.ClientError, ssl.SSLError, OSError, TimeoutError) as err:
         raise IssuerUnreachableError(f"{type(err).__name__}: {err}") from err
     except SigilError as err:
-        if reason_of(err) in _TRANSIENT:
+        refusal = Refusal.of(err)
+        if refusal is not None and refusal.transient:
             raise IssuerUnreachableError(str(err)) from err
         raise
 
