@@ -16,7 +16,7 @@ from sigil.ca.bundle import load_der_certificates
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.attestation.peer import PeerCredentials
-from sigil.node_agent.attestation.selectors import Selector, WorkloadAttestation
+from sigil.node_agent.attestation.selectors import Pod, Selector, WorkloadAttestation
 from sigil.node_agent.errors import IdentityUnavailableError, NotEntitledError
 from sigil.node_agent.settings import RotationSettings
 from sigil.node_agent.svid_cache.cache import SvidCache
@@ -226,7 +226,9 @@ async def test_an_open_stream_keeps_a_quiet_workload_rotating(world: AgentWorld)
 
 async def test_a_deleted_pod_loses_its_svids(world: AgentWorld, agent: NodeAgent) -> None:
     """forget_pod drops the pod's cached SVIDs at once."""
-    pod = workload("k8s:ns:default", "k8s:pod-name:web", "k8s:pod-uid:1234", "k8s:sa:web")
+    shown = workload("k8s:ns:default", "k8s:pod-name:web", "k8s:pod-uid:1234", "k8s:sa:web")
+    found = Pod(uid="1234", namespace="default", name="web", service_account="web", node_name="n")
+    pod = WorkloadAttestation(shown.peer, shown.selectors, pod=found)
     manager: SvidCache = agent.svid_cache
     # The fake issuer matches selectors only; a pod item carries none, so it is refused, and that is kept.
     await manager.x509_svids(pod)

@@ -13,15 +13,17 @@ are imported from their modules. Nothing here imports the Workload API endpoint 
 
 from __future__ import annotations
 
-from sigil.node_agent.attestation.attestors import WorkloadAttestor
+from sigil.node_agent.attestation.attestors import PodAttestor, WorkloadAttestor
 from sigil.node_agent.attestation.caller import Attestation, CallerAttestor
 from sigil.node_agent.attestation.peer import PeerCredentials
-from sigil.node_agent.attestation.selectors import Selector, Selectors, WorkloadAttestation
+from sigil.node_agent.attestation.selectors import Pod, Selector, Selectors, WorkloadAttestation
 
 __all__ = [
     "Attestation",
     "CallerAttestor",
     "PeerCredentials",
+    "Pod",
+    "PodAttestor",
     "Selector",
     "Selectors",
     "WorkloadAttestation",

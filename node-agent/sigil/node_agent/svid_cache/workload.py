@@ -1,9 +1,9 @@
 """What the agent holds for each workload: its key, the SVIDs the issuer granted over it, and when they rotate.
 
-A workload is keyed by what the issuer decides its identities from: its pod (``k8s:pod-uid``) when attestation put
-it in one, else the exact set of its selectors (registration entries match on subsets of them). Each workload has
-one private key, generated on the agent and never sent (only a CSR travels), and the X509-SVIDs the issuer granted
-over it. JWT-SVIDs are cached apart, per (SPIFFE ID, audiences), as SPIRE's agent does (reference §4)."""
+A workload is keyed by what the issuer decides its identities from: its pod when attestation found it in one, else
+the exact set of its selectors (registration entries match on subsets of them). Each workload has one private key,
+generated on the agent and never sent (only a CSR travels), and the X509-SVIDs the issuer granted over it. JWT-SVIDs are cached apart, per (SPIFFE ID, audiences), as SPIRE's agent does (reference §4).
+"""
 
 from __future__ import annotations
 
@@ -32,17 +32,12 @@ __all__ = [
 WorkloadKey = tuple[str, ...]
 
 
-def _pod_of(attestation: WorkloadAttestation) -> PodRef | None:
-    found: dict[str, str] = {}
-    for selector in attestation.selectors:
-        if selector.type != "k8s":
-            continue
-        name, _, value = selector.value.partition(":")
-        if name in {"ns", "pod-name", "pod-uid"}:
-            found[name] = value
-    if len(found) != 3:
+def _pod_ref(attestation: WorkloadAttestation) -> PodRef | None:
+    # The pod as the issuer's request names it, from the pod attestation found (never from selector strings).
+    pod = attestation.pod
+    if pod is None:
         return None
-    return {"namespace": found["ns"], "name": found["pod-name"], "uid": found["pod-uid"]}
+    return {"namespace": pod.namespace, "name": pod.name, "uid": pod.uid}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,15 +103,14 @@ def workload_of(attestation: WorkloadAttestation, now: datetime) -> Workload:
     """A fresh, empty slot for the attested caller."""
     selectors = tuple(sorted(str(s) for s in attestation.selectors))
     return Workload(
-        key=key_of(attestation), pod=_pod_of(attestation), selectors=selectors, last_seen=now
+        key=key_of(attestation), pod=_pod_ref(attestation), selectors=selectors, last_seen=now
     )
 
 
 def key_of(attestation: WorkloadAttestation) -> WorkloadKey:
     """The cache key of an attested caller (see :func:`workload_of`)."""
-    pod = _pod_of(attestation)
-    if pod is not None:
-        return ("pod", pod["uid"])
+    if attestation.pod is not None:
+        return ("pod", attestation.pod.uid)
     return ("selectors", *sorted(str(s) for s in attestation.selectors))
 
 
