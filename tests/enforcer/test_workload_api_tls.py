@@ -29,7 +29,7 @@ from sigil.node_agent.workload_api.endpoint import WorkloadApiServer, WorkloadAp
 def _wire(issued: Issued) -> WorkloadX509Svid:
     return WorkloadX509Svid(
         spiffe_id=issued.svid.spiffe_id,
-        chain=issued.svid.chain,
+        cert_chain=issued.svid.chain_der(),
         private_key=private_key_der(issued.key),
     )
 

@@ -76,7 +76,7 @@ class SmallCa:
         )
         return WorkloadX509Svid(
             spiffe_id=spiffe_id,
-            chain=svid.chain,
+            cert_chain=svid.chain_der(),
             private_key=private_key_der(key),
             hint=hint,
             federates_with=federates_with,

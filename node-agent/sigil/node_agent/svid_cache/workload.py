@@ -11,6 +11,8 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
+from cryptography.hazmat.primitives import serialization
+
 from sigil.ca.keys import generate_key, private_key_der
 from sigil.issuer.client import IssuedX509Svid, PodRef, X509SvidRequest, make_csr
 from sigil.node_agent.attestation.selectors import WorkloadAttestation
@@ -128,9 +130,10 @@ def new_keys(count: int) -> list[tuple[bytes, bytes]]:
 
 def cached_svid(issued: IssuedX509Svid, private_key_der: bytes) -> CachedSvid:
     """The Workload API form of an SVID the issuer signed over our key."""
+    chain_der = b"".join(c.public_bytes(serialization.Encoding.DER) for c in issued.chain)
     return CachedSvid(
         svid=WorkloadX509Svid(
-            spiffe_id=issued.spiffe_id, chain=issued.chain, private_key=private_key_der
+            spiffe_id=issued.spiffe_id, cert_chain=chain_der, private_key=private_key_der
         ),
         expires_at=issued.expires_at,
         signers=issued.signer_ids,
