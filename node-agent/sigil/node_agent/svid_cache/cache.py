@@ -12,7 +12,7 @@ valid keeps being served, and an SVID is dropped from every answer the moment it
 expired SVID), which the scheduler wakes up for. Every change notifies :attr:`changes`, once per batch.
 
 When the issuer refuses the agent's own SVID on any of these calls (evicted, superseded, ...), the agent identity
-is told (``agent_svid.py``) and the scheduler wakes to attest again; meanwhile the cache serves what it has, as
+is told (``upstream/agent_svid.py``) and the scheduler wakes to attest again; meanwhile the cache serves what it has, as
 while the issuer is away.
 """
 

@@ -1,7 +1,7 @@
 """The cached workloads, who is streaming, and when each falls due: the SVID cache's bookkeeping.
 
-Kept apart from the manager so that the rules about *when* (rotate at the drawn point, retry after the issuer's
-backoff, wake at the first expiry, check idleness after ``idle_timeout``) live in one small place, and the manager
+Kept apart from the cache so that the rules about *when* (rotate at the drawn point, retry after the issuer's
+backoff, wake at the first expiry, check idleness after ``idle_timeout``) live in one small place, and the scheduler
 only decides *what* to do when a workload falls due. Everything here runs on the event loop and never blocks.
 
 The :class:`DueQueue` is a heap of (moment, workload) so that the scheduler finds the next wake-up, and the work due
