@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 ## run: the main job on the embedded default: sigil-server and sigil-agent on this host (SQLite, example.org,
 ## state under $$SIGIL_DATA_DIR, default ./.sigil); prints the SPIFFE_ENDPOINT_SOCKET a workload needs; Ctrl-C stops both
 run: $(STAMP)
-	$(BIN)/python -m sigil.node_agent.local
+	$(BIN)/python dev/local_run.py
 
 ## test: lint, type-check, layer contracts, then every test
 test: lint typecheck contracts pytest

@@ -4,7 +4,7 @@ evenly rotation spreads the issuer's load.
 1. ``p50_ms``/``p99_ms``: ``FetchX509SVID`` first-response latency (request sent on a connected channel to first
    message) of probe streams opened one at a time while 1,000 other streams are held open. The client is a separate
    process (grpclib; one connection per stream, as each workload has its own); the server is the real agent stack
-   (``WorkloadApiServer``, the unix attestor with its SO_PEERCRED capture and PID-reuse check, ``SvidManager``).
+   (``WorkloadApiServer``, the unix attestor with its SO_PEERCRED capture and PID-reuse check, ``SvidCache``).
    SVIDs are pre-cached: the first call issued them from an in-process issuer (real CA signatures, no HTTP), so
    this measures serving, not minting. How long the 1,000 took to open is reported too, connect included:
    ``open_waves_*`` (opened 100 at a time) and ``open_burst_*`` (all 1,000 at once; on a two-core machine client
@@ -57,13 +57,13 @@ from sigil.issuer.client import (
     X509SvidRequest,
     X509SvidResult,
 )
-from sigil.node_agent.attestation import Attestation
-from sigil.node_agent.attestors.unix import UnixAttestor
-from sigil.node_agent.manager import SvidManager
-from sigil.node_agent.peer import PeerCredentials
-from sigil.node_agent.selectors import Selector, WorkloadAttestation
-from sigil.node_agent.server import WorkloadApiServer, WorkloadApiSettings
+from sigil.node_agent.attestation.attestors.unix import UnixAttestor
+from sigil.node_agent.attestation.caller import Attestation
+from sigil.node_agent.attestation.peer import PeerCredentials
+from sigil.node_agent.attestation.selectors import Selector, WorkloadAttestation
 from sigil.node_agent.settings import RotationSettings
+from sigil.node_agent.svid_cache.cache import SvidCache
+from sigil.node_agent.workload_api.endpoint import WorkloadApiServer, WorkloadApiSettings
 
 RESULTS = Path(__file__).parent / "results" / "agent.json"
 TD = TrustDomain("example.org")
@@ -87,6 +87,7 @@ class BenchIssuer:
         self._ttl = ttl
         self._fast = fast
         self._chain: tuple[x509.Certificate, ...] | None = None
+        self._signers: frozenset[str] = frozenset()
         self.per_second: Counter[int] = Counter()
         self.requested = 0
         self.epoch = clock()
@@ -122,13 +123,15 @@ class BenchIssuer:
         now = self._clock()
         spiffe_id = SpiffeId.parse(f"spiffe://example.org/{request.selectors[0].replace(':', '/')}")
         if self._fast and self._chain is not None:
-            return X509SvidResult(svids=(IssuedX509Svid(spiffe_id, self._chain, now + self._ttl),))
+            svid = IssuedX509Svid(spiffe_id, self._chain, now + self._ttl, self._signers)
+            return X509SvidResult(svids=(svid,))
         _, public_key = parse_csr(request.csr)
         svid = mint_x509_svid(
             self._signer, spiffe_id=spiffe_id, public_key=public_key, ttl=self._ttl, now=now
         )
-        self._chain = svid.chain
-        return X509SvidResult(svids=(IssuedX509Svid(spiffe_id, svid.chain, svid.not_after),))
+        self._chain, self._signers = svid.chain, frozenset({svid.authority_id})
+        issued = IssuedX509Svid(spiffe_id, svid.chain, svid.not_after, self._signers)
+        return X509SvidResult(svids=(issued,))
 
     async def batch_x509_svids(self, requests: Sequence[X509SvidRequest]) -> list[X509SvidResult]:
         second = int((self._clock() - self.epoch).total_seconds())
@@ -157,7 +160,7 @@ def _rss_kb() -> int:
 async def rss_per_1000(count: int) -> float:
     clock = _Clock()
     issuer = BenchIssuer(clock, ttl=timedelta(hours=1), fast=False)
-    manager = SvidManager(issuer, clock=clock, rng=random.Random(1))  # noqa: S311 -- bench jitter
+    manager = SvidCache(issuer, clock=clock, rng=random.Random(1))  # noqa: S311 -- bench jitter
     await manager.start(background=False)
     await manager.x509_svids(_workload(0))  # warm up imports, pools and the first allocations
     gc.collect()
@@ -179,7 +182,7 @@ async def rotation_profile(count: int, duration: timedelta) -> dict[str, float]:
     clock = _Clock()
     issuer = BenchIssuer(clock, ttl=timedelta(minutes=1), fast=True)
     settings = RotationSettings(idle_timeout=timedelta(days=1))
-    manager = SvidManager(issuer, settings=settings, clock=clock, rng=random.Random(2))  # noqa: S311 -- bench
+    manager = SvidCache(issuer, settings=settings, clock=clock, rng=random.Random(2))  # noqa: S311 -- bench
     await manager.start(background=False)
     await manager.x509_svids(_workload(0))
     await asyncio.gather(*(manager.x509_svids(_workload(n)) for n in range(1, count)))
@@ -274,7 +277,7 @@ def _percentile(values: list[float], q: float) -> float:
 async def latency(streams: int, probes: int) -> dict[str, float]:
     clock = _Clock()
     issuer = BenchIssuer(clock, ttl=timedelta(hours=1), fast=False)
-    manager = SvidManager(issuer, clock=clock, rng=random.Random(3))  # noqa: S311 -- bench jitter
+    manager = SvidCache(issuer, clock=clock, rng=random.Random(3))  # noqa: S311 -- bench jitter
     await manager.start(background=False)
     directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sgb-"))
     settings = WorkloadApiSettings(socket_path=directory / "agent.sock")

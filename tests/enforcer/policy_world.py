@@ -20,10 +20,10 @@ from sigil_testing.issuer import issuer_settings, running_issuer
 
 from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.settings import PolicySettings
-from sigil.node_agent.attestors.unix import UnixAttestor
-from sigil.node_agent.peer import PeerCredentials
-from sigil.node_agent.runtime import NodeAgent
-from sigil.node_agent.selectors import Selector, Selectors
+from sigil.node_agent.agent import NodeAgent
+from sigil.node_agent.attestation.attestors.unix import UnixAttestor
+from sigil.node_agent.attestation.peer import PeerCredentials
+from sigil.node_agent.attestation.selectors import Selector, Selectors
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
 
 __all__ = ["PodAttestor", "PolicyWorld", "policy_world", "write_policies"]

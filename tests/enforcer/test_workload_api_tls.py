@@ -18,12 +18,12 @@ from sigil.ca.keys import private_key_der
 from sigil.enforcer.errors import IdentitySourceError
 from sigil.enforcer.sources import WorkloadApiSource, X509Material
 from sigil.enforcer.tls import SpiffeTls
-from sigil.node_agent.attestation import Attestation
-from sigil.node_agent.attestors.unix import UnixAttestor
-from sigil.node_agent.identity import TrustBundles, WorkloadX509Svid
+from sigil.node_agent.attestation.attestors.unix import UnixAttestor
+from sigil.node_agent.attestation.caller import Attestation
+from sigil.node_agent.attestation.selectors import Selector
+from sigil.node_agent.identity_source import TrustBundles, WorkloadX509Svid
 from sigil.node_agent.memory_source import InMemoryIdentitySource
-from sigil.node_agent.selectors import Selector
-from sigil.node_agent.server import WorkloadApiServer, WorkloadApiSettings
+from sigil.node_agent.workload_api.endpoint import WorkloadApiServer, WorkloadApiSettings
 
 
 def _wire(issued: Issued) -> WorkloadX509Svid:
@@ -55,7 +55,7 @@ def socket_dir() -> Iterator[Path]:
 def memory(home: Domain) -> InMemoryIdentitySource:
     bundles = TrustBundles(
         trust_domain=home.trust_domain,
-        x509_authorities={home.trust_domain: home.bundle.x509_der()},
+        bundles={home.trust_domain: home.bundle},
     )
     source = InMemoryIdentitySource(bundles)
     source.put(_wire(home.mint("api-v1")), selectors=[_my_uid()])

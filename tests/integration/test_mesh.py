@@ -22,7 +22,7 @@ from sigil_testing.cgroups import real_cgroup, why_not_writable
 from sigil_testing.cluster import Cluster, cluster
 from sigil_testing.controlplane import ControlPlane
 
-from sigil.node_agent.runtime import NodeAgent
+from sigil.node_agent.agent import NodeAgent
 
 pytestmark = [
     pytest.mark.kube,

@@ -63,7 +63,9 @@ async def test_a_workload_svid_is_refused_on_every_agent_endpoint(
     """An SVID of this trust domain that is not an agent's gets 401 client_certificate_required, naming why."""
     minted = await server.issuer.ca.mint_x509_svid(SpiffeId.parse("spiffe://example.org/ns/a/sa/b"))
     assert minted.private_key is not None
-    svid = IssuedX509Svid(minted.spiffe_id, tuple(minted.chain), minted.not_after)
+    svid = IssuedX509Svid(
+        minted.spiffe_id, tuple(minted.chain), minted.not_after, frozenset({minted.authority_id})
+    )
     bundle = server.issuer.ca.bundle()
     async with IssuerClient(
         server.url, bundle=bundle, agent_svid=AgentSvid(svid, minted.private_key)

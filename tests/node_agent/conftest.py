@@ -18,12 +18,12 @@ from sigil.ca.jwtsvid import mint_jwt_svid
 from sigil.ca.keys import generate_key, private_key_der
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.ca.x509svid import mint_x509_svid
-from sigil.node_agent.attestation import Attestation
-from sigil.node_agent.attestors.unix import UnixAttestor
-from sigil.node_agent.identity import TrustBundles, WorkloadX509Svid
+from sigil.node_agent.attestation.attestors.unix import UnixAttestor
+from sigil.node_agent.attestation.caller import Attestation
+from sigil.node_agent.attestation.selectors import Selector
+from sigil.node_agent.identity_source import TrustBundles, WorkloadX509Svid
 from sigil.node_agent.memory_source import InMemoryIdentitySource
-from sigil.node_agent.selectors import Selector
-from sigil.node_agent.server import WorkloadApiServer, WorkloadApiSettings
+from sigil.node_agent.workload_api.endpoint import WorkloadApiServer, WorkloadApiSettings
 
 TRUST_DOMAIN = TrustDomain("example.org")
 FEDERATED = TrustDomain("partner.test")
@@ -94,11 +94,9 @@ class SmallCa:
 
 
 def trust_bundles(*cas: SmallCa) -> TrustBundles:
-    """Bundles in the Workload API's wire forms; the first CA is the agent's own trust domain."""
+    """The bundles of ``cas``; the first CA is the agent's own trust domain."""
     return TrustBundles(
-        trust_domain=cas[0].trust_domain,
-        x509_authorities={ca.trust_domain: ca.bundle.x509_der() for ca in cas},
-        jwt_authorities={ca.trust_domain: ca.bundle.jwt_jwks_json() for ca in cas},
+        trust_domain=cas[0].trust_domain, bundles={ca.trust_domain: ca.bundle for ca in cas}
     )
 
 

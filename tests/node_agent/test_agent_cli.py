@@ -18,8 +18,8 @@ import yaml
 from sigil_testing.agent import WORKLOAD_ID, AgentWorld, agent_world
 from sigil_testing.ca import openssl
 
+from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.cli import main
-from sigil.node_agent.runtime import NodeAgent
 
 
 @pytest.fixture

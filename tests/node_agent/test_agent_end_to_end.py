@@ -15,8 +15,8 @@ from sigil_testing.agent import WORKLOAD_ID, AgentWorld, agent_world
 from spiffe import TrustDomain as PyTrustDomain
 from spiffe import WorkloadApiClient, X509Source
 
+from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.errors import AgentAttestationError
-from sigil.node_agent.runtime import NodeAgent
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ async def test_x509_source_sees_a_rotation_driven_by_the_clock(
         first = source.get_x509_context().default_svid.leaf
         source.subscribe_for_updates(updated.set)
         world.clock.advance(timedelta(minutes=37))
-        agent.manager.wake()
+        agent.svid_cache.wake()
         assert await asyncio.to_thread(updated.wait, 10)
         second = source.get_x509_context().default_svid.leaf
         assert second != first
@@ -137,10 +137,10 @@ async def test_with_the_issuer_stopped_the_cached_svid_is_still_served(
     cached = await asyncio.to_thread(_fetch_x509_leaf, agent)
     await world.issuer.stop()
     world.clock.advance(timedelta(minutes=45))
-    await agent.manager.run_due()
+    await agent.svid_cache.run_due()
     assert await asyncio.to_thread(_fetch_x509_leaf, agent) == cached
     world.clock.advance(timedelta(minutes=16))
-    await agent.manager.run_due()
+    await agent.svid_cache.run_due()
     with pytest.raises(Exception, match="UNAVAILABLE"):
         await asyncio.to_thread(_fetch_x509_leaf, agent)
 

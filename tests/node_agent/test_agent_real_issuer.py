@@ -16,7 +16,7 @@ from spiffe import WorkloadApiClient
 
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.edge.listeners import IssuerServer
-from sigil.node_agent.runtime import NodeAgent
+from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
 
 ME = SpiffeId.parse(f"spiffe://example.org/local/uid-{os.getuid()}")

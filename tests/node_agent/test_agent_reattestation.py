@@ -30,10 +30,10 @@ from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.cli import main
 from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.errors import AgentSvidSupersededError
-from sigil.node_agent.agent_svid import load_stored_identity
+from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.health import HealthServer, check_ready
-from sigil.node_agent.runtime import NodeAgent
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
+from sigil.node_agent.upstream.agent_svid import load_stored_identity
 
 pytestmark = pytest.mark.kube
 
@@ -266,7 +266,7 @@ async def test_a_banned_agent_backs_off_and_attests_once_unbanned(
                 assert await w.sigil_server("agent", "unban", "--id", w.k8s_agent) == 0
                 w.project_token()
                 clock.advance(timedelta(seconds=1))  # past the backoff
-                agent.manager.wake()
+                agent.svid_cache.wake()
                 await eventually(lambda: agent.identity.attestations == 2)
                 assert await asyncio.to_thread(ready) == (True, "serving")
                 assert stored_serial(agent) == await w.serial(w.k8s_agent)
@@ -287,7 +287,7 @@ async def test_an_agent_whose_node_was_replaced_attests_again_at_renewal(
                 renew_at = agent.identity.renew_at
                 assert renew_at is not None
                 clock.advance(renew_at - clock())
-                agent.manager.wake()
+                agent.svid_cache.wake()
                 await eventually(lambda: agent.identity.attestations == 2)
                 assert await w.serial(w.k8s_agent) not in ("", first)
                 assert stored_serial(agent) == await w.serial(w.k8s_agent)

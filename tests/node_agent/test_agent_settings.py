@@ -10,8 +10,8 @@ import yaml
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.node_agent.errors import AgentConfigError
-from sigil.node_agent.server import DEFAULT_SOCKET_PATH
 from sigil.node_agent.settings import DEFAULT_TOKEN_PATH, load_agent_settings
+from sigil.node_agent.workload_api.endpoint import DEFAULT_SOCKET_PATH
 
 _ENV = (
     "SIGIL_DATA_DIR",

@@ -11,11 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from sigil.node_agent.attestors.k8s import InMemoryPodIndex, K8sAttestor, K8sAttestorSettings, Pod
-from sigil.node_agent.attestors.unix import UnixAttestor, UnixAttestorSettings
+from sigil.node_agent.attestation.attestors.k8s import (
+    InMemoryPodIndex,
+    K8sAttestor,
+    K8sAttestorSettings,
+    Pod,
+)
+from sigil.node_agent.attestation.attestors.unix import UnixAttestor, UnixAttestorSettings
+from sigil.node_agent.attestation.peer import PeerCredentials, process_start_time
+from sigil.node_agent.attestation.selectors import Selector
 from sigil.node_agent.errors import AttestationError, PeerGoneError
-from sigil.node_agent.peer import PeerCredentials, process_start_time
-from sigil.node_agent.selectors import Selector
 
 POD_UID = "2c48913c-b29f-11e7-9350-020968147796"
 CID = "9bca8d63d5fa610783847915bcff0ecac1273e5b4bed3f6fa1b07350e0135961"

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from sigil.node_agent.attestors.cgroup import CgroupError, PodContainer, pod_container_of
+from sigil.node_agent.attestation.attestors.cgroup import (
+    CgroupError,
+    PodContainer,
+    pod_container_of,
+)
 
 POD = "2c48913c-b29f-11e7-9350-020968147796"
 POD_SYSTEMD = POD.replace("-", "_")

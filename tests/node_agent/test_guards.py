@@ -1,4 +1,4 @@
-"""Guards between workloads, held through the real parts: the real SVID manager, the real issuer's registry.
+"""Guards between workloads, held through the real parts: the real SVID cache, the real issuer's registry.
 
 Each test names the guard it holds and fails when that guard is taken out: JWT-SVIDs never cross from one
 identity to another, a JWT-SVID is only for an ID the caller holds, an expired X509-SVID is never served, and an
@@ -24,10 +24,10 @@ from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.client import X509SvidRequest, make_csr
 from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.errors import NotEntitledError as IssuerNotEntitledError
+from sigil.node_agent.agent import NodeAgent
+from sigil.node_agent.attestation.peer import PeerCredentials
+from sigil.node_agent.attestation.selectors import Selector, WorkloadAttestation
 from sigil.node_agent.errors import IdentityUnavailableError, NotEntitledError
-from sigil.node_agent.peer import PeerCredentials
-from sigil.node_agent.runtime import NodeAgent
-from sigil.node_agent.selectors import Selector, WorkloadAttestation
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
 
 PEER = PeerCredentials(pid=os.getpid(), uid=os.getuid(), gid=os.getgid(), start_time=0)
@@ -99,8 +99,8 @@ async def test_two_workloads_asking_for_one_audience_each_get_their_own_token(
     agent: NodeAgent,
 ) -> None:
     """Alice and Bob both ask for audience "db": each token names its own holder (the cache is keyed by ID)."""
-    alice = await agent.manager.jwt_svid(ALICE, ALICE_ID, audiences=["db"])
-    bob = await agent.manager.jwt_svid(BOB, BOB_ID, audiences=["db"])
+    alice = await agent.svid_cache.jwt_svid(ALICE, ALICE_ID, audiences=["db"])
+    bob = await agent.svid_cache.jwt_svid(BOB, BOB_ID, audiences=["db"])
     assert _subject(alice.token) == str(ALICE_ID)
     assert _subject(bob.token) == str(BOB_ID)
     assert (alice.spiffe_id, bob.spiffe_id) == (ALICE_ID, BOB_ID)
@@ -109,13 +109,13 @@ async def test_two_workloads_asking_for_one_audience_each_get_their_own_token(
 async def test_a_jwt_svid_for_an_id_the_caller_does_not_hold_is_refused_even_when_cached(
     agent: NodeAgent,
 ) -> None:
-    """Alice's token for "db" is cached; Bob naming Alice's ID is refused by the SVID manager itself."""
-    await agent.manager.jwt_svid(ALICE, ALICE_ID, audiences=["db"])
+    """Alice's token for "db" is cached; Bob naming Alice's ID is refused by the SVID cache itself."""
+    await agent.svid_cache.jwt_svid(ALICE, ALICE_ID, audiences=["db"])
     with pytest.raises(NotEntitledError):
-        await agent.manager.jwt_svid(BOB, ALICE_ID, audiences=["db"])
+        await agent.svid_cache.jwt_svid(BOB, ALICE_ID, audiences=["db"])
     stranger = workload("unix:uid:71999")
     with pytest.raises(NotEntitledError):
-        await agent.manager.jwt_svid(stranger, ALICE_ID, audiences=["db"])
+        await agent.svid_cache.jwt_svid(stranger, ALICE_ID, audiences=["db"])
 
 
 async def test_an_expired_cached_x509_svid_is_never_served_even_before_the_scheduler_runs() -> None:
@@ -123,12 +123,12 @@ async def test_an_expired_cached_x509_svid_is_never_served_even_before_the_sched
     rather than that one."""
     async with agent_world() as world, world.agent() as running:
         me = workload(f"unix:uid:{os.getuid()}")
-        (cached,) = await running.manager.x509_svids(me)
+        (cached,) = await running.svid_cache.x509_svids(me)
         assert cached.spiffe_id == WORKLOAD_ID
         await world.issuer.stop()
         world.clock.advance(timedelta(hours=1, seconds=1))
         try:
-            served = await running.manager.x509_svids(me)
+            served = await running.svid_cache.x509_svids(me)
         except IdentityUnavailableError:
             served = []
         assert cached.cert_chain not in [s.cert_chain for s in served]
@@ -173,6 +173,6 @@ async def test_a_workload_showing_only_some_of_an_entrys_selectors_gets_nothing_
         server, directory, {ALICE_ID: ["unix:uid:71001", "unix:gid:72001"]}
     )
     async with NodeAgent(settings) as running:
-        assert await running.manager.x509_svids(workload("unix:uid:71001", "unix:gid:1")) == []
-        both = await running.manager.x509_svids(workload("unix:uid:71001", "unix:gid:72001"))
+        assert await running.svid_cache.x509_svids(workload("unix:uid:71001", "unix:gid:1")) == []
+        both = await running.svid_cache.x509_svids(workload("unix:uid:71001", "unix:gid:72001"))
         assert [s.spiffe_id for s in both] == [ALICE_ID]

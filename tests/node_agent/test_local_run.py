@@ -1,4 +1,4 @@
-"""``make run``'s main job (``python -m sigil.node_agent.local``) as a user runs it: server and agent come up,
+"""``make run``'s main job (``python dev/local_run.py``) as a user runs it: server and agent come up,
 an SVID is fetched through the agent, the endpoint line is printed, and Ctrl-C stops both cleanly; the join token
 never appears on a command line."""
 
@@ -15,6 +15,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+# The orchestrator is a repository script, not part of the wheel (see its docstring).
+_LOCAL_RUN = Path(__file__).resolve().parents[2] / "dev" / "local_run.py"
 
 
 def _every_command_line() -> dict[int, list[str]]:
@@ -46,8 +49,7 @@ async def test_make_run_brings_up_server_and_agent_and_stops_on_ctrl_c() -> None
     env = {**os.environ, "SIGIL_DATA_DIR": str(data_dir), "SIGIL_LISTEN": f"127.0.0.1:{port}"}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "sigil.node_agent.local",
+        str(_LOCAL_RUN),
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,

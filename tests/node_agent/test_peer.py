@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from sigil.node_agent.attestation import Attestation
-from sigil.node_agent.errors import PeerGoneError
-from sigil.node_agent.peer import (
+from sigil.node_agent.attestation.caller import Attestation
+from sigil.node_agent.attestation.peer import (
     PeerCredentials,
     capture_peer,
     ensure_peer_alive,
     process_start_time,
 )
-from sigil.node_agent.selectors import Selector, Selectors
+from sigil.node_agent.attestation.selectors import Pod, Selector, Selectors
+from sigil.node_agent.errors import PeerGoneError
 
 
 def _fake_stat(proc_root: Path, pid: int, start_time: int, comm: str = "web (worker) 1") -> None:
@@ -105,3 +105,24 @@ async def test_attestation_unites_the_attestors_selectors(tmp_path: Path) -> Non
     result = await Attestation([_Fixed()], proc_root=tmp_path).attest(peer)
     assert result.selectors == {Selector("k8s", "ns:web")}
     assert result.peer == peer
+    assert result.pod is None
+
+
+async def test_the_attested_caller_carries_the_pod_an_attestor_found(tmp_path: Path) -> None:
+    """An attestor that finds the caller's pod hands it over typed, beside the selectors made of it."""
+    _fake_stat(tmp_path, 45, 4000)
+    peer = PeerCredentials(pid=45, uid=1000, gid=1000, start_time=4000)
+    pod = Pod(uid="u-1", namespace="web", name="web-0", service_account="web", node_name="n")
+
+    class _InPod:
+        name = "k8s"
+
+        async def attest(self, peer: PeerCredentials) -> Selectors:
+            return (await self.attest_pod(peer))[0]
+
+        async def attest_pod(self, peer: PeerCredentials) -> tuple[Selectors, Pod | None]:
+            return frozenset({Selector("k8s", "pod-uid:u-1")}), pod
+
+    result = await Attestation([_InPod()], proc_root=tmp_path).attest(peer)
+    assert result.pod == pod
+    assert result.selectors == {Selector("k8s", "pod-uid:u-1")}

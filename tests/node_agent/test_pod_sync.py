@@ -13,8 +13,8 @@ from sigil_testing.issuer import attested_agent, client_for
 from sigil.issuer.agentapi import contract
 from sigil.issuer.client import IssuerClient
 from sigil.issuer.errors import MalformedRequestError, NotEntitledError
-from sigil.node_agent.pod_sync import PodSync
-from sigil.node_agent.runtime import NodeAgent
+from sigil.node_agent.agent import NodeAgent
+from sigil.node_agent.attestation.pod_sync import PodSync
 
 pytestmark = pytest.mark.kube
 

@@ -14,14 +14,18 @@ import pytest
 from structlog.testing import capture_logs
 
 from sigil.node_agent._proto import workload_pb2 as pb
-from sigil.node_agent.attestation import Attestation
-from sigil.node_agent.attestors.k8s import InMemoryPodIndex, K8sAttestor, K8sAttestorSettings
-from sigil.node_agent.attestors.unix import UnixAttestor
+from sigil.node_agent.attestation.attestors.k8s import (
+    InMemoryPodIndex,
+    K8sAttestor,
+    K8sAttestorSettings,
+)
+from sigil.node_agent.attestation.attestors.unix import UnixAttestor
+from sigil.node_agent.attestation.caller import Attestation
+from sigil.node_agent.attestation.peer import PeerCredentials
+from sigil.node_agent.attestation.selectors import WorkloadAttestation
 from sigil.node_agent.errors import PeerGoneError, SocketError
 from sigil.node_agent.memory_source import InMemoryIdentitySource
-from sigil.node_agent.peer import PeerCredentials
-from sigil.node_agent.selectors import WorkloadAttestation
-from sigil.node_agent.server import WorkloadApiServer, WorkloadApiSettings
+from sigil.node_agent.workload_api.endpoint import WorkloadApiServer, WorkloadApiSettings
 
 HEADER = [("workload.spiffe.io", "true")]
 

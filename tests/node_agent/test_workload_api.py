@@ -17,9 +17,9 @@ from spiffe import TrustDomain as PyTrustDomain
 
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.node_agent._proto import workload_pb2 as pb
+from sigil.node_agent.attestation.selectors import Selector
 from sigil.node_agent.memory_source import InMemoryIdentitySource
-from sigil.node_agent.selectors import Selector
-from sigil.node_agent.server import WorkloadApiServer
+from sigil.node_agent.workload_api.endpoint import WorkloadApiServer
 
 from .conftest import FEDERATED, TRUST_DOMAIN, WORKLOAD_ID, SmallCa, my_uid, trust_bundles
 

@@ -35,7 +35,7 @@ from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.ca.x509svid import X509Svid
 from sigil.issuer.agentapi import contract
 from sigil.issuer.tls import load_identity
-from sigil.node_agent.runtime import NodeAgent
+from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
 from sigil_testing.ca import FakeClock, open_ca
 
@@ -71,6 +71,7 @@ def _svid_body(svid: X509Svid) -> contract.X509SvidBody:
         "spiffe_id": str(svid.spiffe_id),
         "chain_pem": svid.chain_pem().decode(),
         "expires_at": svid.not_after.isoformat(),
+        "signer_ids": [svid.authority_id],
     }
 
 

@@ -23,9 +23,9 @@ import structlog
 from spiffe.errors import PySpiffeError
 
 from sigil.ca.errors import SigilError
+from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.fetch import FetchRequest, fetch
 from sigil.node_agent.health import HealthServer, check_ready
-from sigil.node_agent.runtime import NodeAgent
 from sigil.node_agent.settings import AgentSettings, health_listen_of, load_agent_settings
 
 __all__ = ["main"]

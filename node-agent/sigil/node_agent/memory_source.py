@@ -1,4 +1,4 @@
-"""An :class:`~sigil.node_agent.identity.IdentitySource` held in memory.
+"""An :class:`~sigil.node_agent.identity_source.IdentitySource` held in memory.
 
 Entries map a set of selectors to an X509-SVID, as registration entries do (every selector must match); JWT-SVIDs
 come from a minting function the owner supplies. Tests drive rotation and entitlement changes through it, and a
@@ -11,9 +11,14 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.node_agent.attestation.selectors import Selector, Selectors, WorkloadAttestation
 from sigil.node_agent.errors import IdentityUnavailableError, NotEntitledError
-from sigil.node_agent.identity import ChangeFeed, TrustBundles, WorkloadJwtSvid, WorkloadX509Svid
-from sigil.node_agent.selectors import Selector, Selectors, WorkloadAttestation
+from sigil.node_agent.identity_source import (
+    ChangeFeed,
+    TrustBundles,
+    WorkloadJwtSvid,
+    WorkloadX509Svid,
+)
 
 __all__ = ["InMemoryIdentitySource", "JwtMinter"]
 

@@ -25,12 +25,12 @@ from grpclib.server import Stream
 from sigil.enforcer._proto import policy_pb2 as pb
 from sigil.enforcer.policy.scope import Workload, applies_to
 from sigil.enforcer.policy_feed import WATCH_POLICIES_PATH
-from sigil.node_agent.attestation import CallerAttestor
+from sigil.node_agent.attestation.caller import CallerAttestor
+from sigil.node_agent.attestation.peer import PeerCredentials
+from sigil.node_agent.attestation.selectors import Selectors
 from sigil.node_agent.errors import NodeAgentError, PeerGoneError, SecurityHeaderMissingError
-from sigil.node_agent.peer import PeerCredentials
+from sigil.node_agent.grpc_edge import SECURITY_HEADER, Caller, grpc_status_of
 from sigil.node_agent.policy_sync import PolicyState, PolicySync
-from sigil.node_agent.selectors import Selectors
-from sigil.node_agent.workload_api import SECURITY_HEADER, Caller, grpc_status_of
 
 __all__ = ["WATCH_POLICIES_PATH", "PolicyService", "snapshot_for", "workload_of"]
 

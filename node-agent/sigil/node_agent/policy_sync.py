@@ -27,9 +27,9 @@ from sigil.enforcer.errors import PolicyError
 from sigil.enforcer.policy import Policy, parse_policy
 from sigil.enforcer.policy.loader import policy_key
 from sigil.issuer.client import PolicyUpdate
-from sigil.node_agent.identity import ChangeFeed
-from sigil.node_agent.issuer_link import call_issuer
+from sigil.node_agent.identity_source import ChangeFeed
 from sigil.node_agent.rotation import Backoff, poll_forever
+from sigil.node_agent.upstream.issuer_link import call_issuer
 
 __all__ = ["POLICY_FILE", "PolicyFeedApi", "PolicyState", "PolicySync"]
 

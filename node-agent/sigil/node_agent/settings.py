@@ -19,9 +19,9 @@ from sigil.ca.errors import SigilError
 from sigil.ca.settings import parse_duration
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.node_agent.errors import AgentConfigError
-from sigil.node_agent.server import DEFAULT_SOCKET_PATH
 
 __all__ = [
+    "DEFAULT_SOCKET_PATH",
     "DEFAULT_TOKEN_PATH",
     "AgentSettings",
     "AttestationSettings",
@@ -29,6 +29,10 @@ __all__ = [
     "health_listen_of",
     "load_agent_settings",
 ]
+
+# The Workload API socket when none is configured; the endpoint's own default too. Defined here, with the other
+# defaults, so that reading settings does not import the endpoint (grpclib) or tie the SVID cache to it.
+DEFAULT_SOCKET_PATH = Path("/run/sigil/agent.sock")
 
 #: Where a DaemonSet mounts the agent's projected ServiceAccount token (audience ``sigil-server``).
 DEFAULT_TOKEN_PATH = Path("/var/run/secrets/tokens/sigil-agent")

@@ -98,11 +98,16 @@ class RenewRequest(TypedDict):
 
 
 class X509SvidBody(TypedDict):
-    """One X509-SVID: its ID, the chain leaf first (PEM), and when it expires."""
+    """One X509-SVID: its ID, the chain leaf first (PEM), when it expires, and the authorities that signed it.
+
+    ``signer_ids`` are authority IDs as :class:`BundleResponse` lists them in ``tainted_authority_ids``, so that the
+    agent rotates an SVID early when its signer is tainted without working the signer out of the chain itself.
+    """
 
     spiffe_id: str
     chain_pem: str
     expires_at: str
+    signer_ids: list[str]
 
 
 class BundleResponse(TypedDict):

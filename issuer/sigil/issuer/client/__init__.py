@@ -5,6 +5,9 @@ This package is the only part of the issuer the node agent may import (an import
 over HTTPS and turns RFC 9457 refusals back into the issuer's own error classes, so the agent catches
 ``PodOnOtherNodeError`` and not a status code. Import every name from here; the modules behind it are:
 
+- ``api``: :class:`IssuerApi`, the interface the node agent depends on (``IssuerClient`` implements it);
+- ``refusals``: :class:`Refusal`, what a refusal means to the caller (its reason, whether it is transient, whom
+  it refuses);
 - ``results``: the values the calls return (SVIDs, batch results, bundle, policy and node pod updates);
 - ``transport``: the session, SPIFFE server authentication, the agent SVID as client certificate, problems to errors;
 - ``calls``: :class:`IssuerClient`, one method per issuer endpoint;
@@ -13,8 +16,11 @@ over HTTPS and turns RFC 9457 refusals back into the issuer's own error classes,
 
 from __future__ import annotations
 
+from sigil.issuer.agentapi.contract import PodRef
+from sigil.issuer.client.api import IssuerApi
 from sigil.issuer.client.bootstrap import fetch_bundle_insecure
 from sigil.issuer.client.calls import IssuerClient
+from sigil.issuer.client.refusals import AGENT_BANNED, Refusal
 from sigil.issuer.client.results import (
     AgentSvid,
     BundleUpdate,
@@ -30,14 +36,18 @@ from sigil.issuer.client.transport import error_from_problem, raise_for_problem
 from sigil.issuer.tls import make_csr
 
 __all__ = [
+    "AGENT_BANNED",
     "AgentSvid",
     "BundleUpdate",
     "IssuedJwtSvid",
     "IssuedX509Svid",
+    "IssuerApi",
     "IssuerClient",
     "NodePod",
     "NodePodsUpdate",
+    "PodRef",
     "PolicyUpdate",
+    "Refusal",
     "X509SvidRequest",
     "X509SvidResult",
     "error_from_problem",

@@ -22,6 +22,7 @@ from sigil.enforcer.errors import PolicyError
 from sigil.enforcer.policy import Policy, parse_policy
 from sigil.enforcer.policy.schema import Where
 from sigil.issuer.agentapi import contract
+from sigil.issuer.client.refusals import Refusal
 from sigil.issuer.errors import IssuerError
 
 __all__ = [
@@ -39,11 +40,16 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class IssuedX509Svid:
-    """An X509-SVID the issuer signed over the caller's key (the caller keeps the private key)."""
+    """An X509-SVID the issuer signed over the caller's key (the caller keeps the private key).
+
+    ``signer_ids`` are the IDs of the authorities that signed it, as the bundle feed names tainted ones: the server
+    knows them, so it sends them, and nobody works them out of the chain again.
+    """
 
     spiffe_id: SpiffeId
     chain: tuple[x509.Certificate, ...]
     expires_at: datetime
+    signer_ids: frozenset[str]
 
     @classmethod
     def parse(cls, body: contract.X509SvidBody) -> IssuedX509Svid:
@@ -51,6 +57,7 @@ class IssuedX509Svid:
             SpiffeId.parse(body["spiffe_id"]),
             tuple(x509.load_pem_x509_certificates(body["chain_pem"].encode())),
             datetime.fromisoformat(body["expires_at"]),
+            frozenset(body["signer_ids"]),
         )
 
 
@@ -105,6 +112,11 @@ class X509SvidResult:
 
     svids: tuple[IssuedX509Svid, ...] = ()
     error: IssuerError | None = None
+
+    @property
+    def refusal(self) -> Refusal | None:
+        """What the refusal of this item means (None when it was answered with SVIDs)."""
+        return None if self.error is None else Refusal.of(self.error)
 
 
 @dataclass(frozen=True, slots=True)

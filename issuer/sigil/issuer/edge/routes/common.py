@@ -42,6 +42,7 @@ def svid_body(svid: X509Svid) -> contract.X509SvidBody:
         "spiffe_id": str(svid.spiffe_id),
         "chain_pem": svid.chain_pem().decode(),
         "expires_at": svid.not_after.isoformat(),
+        "signer_ids": [svid.authority_id],
     }
 
 

@@ -9,15 +9,15 @@ SPIFFE_Workload_API.md, reference §2):
 - a caller with no identity gets ``PermissionDenied`` "no identity issued" and retries with backoff.
 
 The method paths are the standard's (``/SpiffeWorkloadAPI/...``, its proto has no package); our generated
-messages live in a package only so they can share a process with py-spiffe's. ``_STATUS_OF`` is the one table
-from the agent's errors to gRPC status codes.
+messages live in a package only so they can share a process with py-spiffe's. The frame around every call (the
+header, attestation, errors to status codes) is shared with the policy service (``sigil.node_agent.grpc_edge``).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -25,46 +25,29 @@ import structlog
 
 # types-protobuf is not among the dependencies yet; the generated messages are typed as Any meanwhile.
 from google.protobuf import struct_pb2  # type: ignore[import-untyped]
-from grpclib.const import Cardinality, Handler, Status
-from grpclib.exceptions import GRPCError
+from grpclib.const import Cardinality, Handler
 from grpclib.server import Stream
 
-from sigil.ca.errors import InvalidSpiffeIdError
+from sigil.ca.errors import InvalidSpiffeIdError, JwtSvidError
+from sigil.ca.jwtsvid import validate_jwt_svid
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.node_agent._proto import workload_pb2 as pb
-from sigil.node_agent.attestation import CallerAttestor
+from sigil.node_agent.attestation.caller import CallerAttestor
+from sigil.node_agent.attestation.selectors import WorkloadAttestation
 from sigil.node_agent.errors import (
-    AttestationError,
     IdentityUnavailableError,
     InvalidWorkloadRequestError,
     JwtSvidInvalidError,
-    NodeAgentError,
     NoIdentityError,
     NotEntitledError,
     PeerGoneError,
-    SecurityHeaderMissingError,
 )
-from sigil.node_agent.identity import IdentitySource, TrustBundles
-from sigil.node_agent.jwt_validation import validate_jwt_svid
-from sigil.node_agent.peer import PeerCredentials
-from sigil.node_agent.selectors import WorkloadAttestation
+from sigil.node_agent.grpc_edge import Caller, attested_call
+from sigil.node_agent.identity_source import IdentitySource, TrustBundles
 
-__all__ = ["SECURITY_HEADER", "SERVICE_NAME", "Caller", "WorkloadApiService", "grpc_status_of"]
+__all__ = ["SERVICE_NAME", "WorkloadApiService"]
 
 SERVICE_NAME = "SpiffeWorkloadAPI"
-SECURITY_HEADER = "workload.spiffe.io"
-
-# The one table from agent errors to gRPC status codes; the most specific class listed wins.
-_STATUS_OF: Mapping[type[NodeAgentError], Status] = {
-    SecurityHeaderMissingError: Status.INVALID_ARGUMENT,
-    InvalidWorkloadRequestError: Status.INVALID_ARGUMENT,
-    JwtSvidInvalidError: Status.INVALID_ARGUMENT,
-    PeerGoneError: Status.UNAUTHENTICATED,
-    AttestationError: Status.PERMISSION_DENIED,
-    NoIdentityError: Status.PERMISSION_DENIED,
-    NotEntitledError: Status.PERMISSION_DENIED,
-    IdentityUnavailableError: Status.UNAVAILABLE,
-}
 
 _log = structlog.get_logger(__name__)
 
@@ -76,15 +59,6 @@ class _Message(Protocol):
 _Msg = TypeVar("_Msg", bound=_Message)
 
 
-def grpc_status_of(err: NodeAgentError) -> Status:
-    """The gRPC status a workload sees for ``err``."""
-    for cls in type(err).__mro__:
-        status = _STATUS_OF.get(cls)
-        if status is not None:
-            return status
-    return Status.INTERNAL
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -92,9 +66,6 @@ def _utc_now() -> datetime:
 def _td_key(trust_domain: TrustDomain) -> str:
     # Bundle maps are keyed by the trust domain's SPIFFE ID, as SPIRE sends them; py-spiffe accepts either form.
     return str(trust_domain.id)
-
-
-Caller = PeerCredentials | NodeAgentError
 
 
 class WorkloadApiService:
@@ -160,24 +131,10 @@ class WorkloadApiService:
 
     # -- the call frame: header, attestation, error translation -------------------------------------------
 
-    @asynccontextmanager
-    async def _call(
+    def _call(
         self, caller: Caller, stream: Stream[Any, Any], method: str
-    ) -> AsyncIterator[WorkloadAttestation]:
-        pid = caller.pid if isinstance(caller, PeerCredentials) else None
-        log = _log.bind(method=method, pid=pid)
-        try:
-            values = stream.metadata.getall(SECURITY_HEADER, []) if stream.metadata else []
-            if values != ["true"]:
-                raise SecurityHeaderMissingError
-            if isinstance(caller, NodeAgentError):
-                raise caller
-            workload = await self._attestor.attest(caller)
-            yield workload
-        except NodeAgentError as err:
-            status = grpc_status_of(err)
-            log.info("workload API call refused", status=status.name, reason=str(err))
-            raise GRPCError(status, str(err)) from err
+    ) -> AbstractAsyncContextManager[WorkloadAttestation]:
+        return attested_call(caller, stream, self._attestor, method=method)
 
     async def _stream_changes(
         self, stream: Stream[Any, _Msg], build: Callable[[], Awaitable[_Msg]]
@@ -310,14 +267,20 @@ class WorkloadApiService:
             if not request.svid:
                 raise InvalidWorkloadRequestError("svid must be specified")
             bundles: TrustBundles = self._source.bundles()
-            spiffe_id, claims = validate_jwt_svid(
-                request.svid,
-                audience=request.audience,
-                bundles=bundles.jwt_authorities,
-                now=self._clock(),
-            )
+            # The rules (algorithms, header, sub/aud/exp, the key from the *subject's* trust domain:
+            # https://github.com/spiffe/spiffe/blob/main/standards/JWT-SVID.md) live once, in the CA; the keys
+            # come parsed with the bundles, so a validation parses nothing but the token.
+            try:
+                svid = validate_jwt_svid(
+                    request.svid,
+                    audience=request.audience,
+                    keys_for=bundles.jwt_keys,
+                    now=self._clock(),
+                )
+            except JwtSvidError as err:
+                raise JwtSvidInvalidError(err.reason) from err
             struct = struct_pb2.Struct()
-            struct.update(claims)
+            struct.update(dict(svid.claims))
             await stream.send_message(
-                pb.ValidateJWTSVIDResponse(spiffe_id=str(spiffe_id), claims=struct)
+                pb.ValidateJWTSVIDResponse(spiffe_id=str(svid.spiffe_id), claims=struct)
             )

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import structlog
 
-from sigil.node_agent.attestors import WorkloadAttestor
-from sigil.node_agent.peer import PROC_ROOT, PeerCredentials, ensure_peer_alive
-from sigil.node_agent.selectors import Selector, WorkloadAttestation
+from sigil.node_agent.attestation.attestors import PodAttestor, WorkloadAttestor
+from sigil.node_agent.attestation.peer import PROC_ROOT, PeerCredentials, ensure_peer_alive
+from sigil.node_agent.attestation.selectors import Pod, Selector, WorkloadAttestation
 
 __all__ = ["Attestation", "CallerAttestor"]
 
@@ -37,13 +37,21 @@ class Attestation:
         self, attestors: Sequence[WorkloadAttestor], *, proc_root: Path = PROC_ROOT
     ) -> None:
         self._attestors = tuple(attestors)
+        # Decided once: which attestors also hand over the caller's pod.
+        self._finds_pod = tuple(isinstance(a, PodAttestor) for a in self._attestors)
         self._proc_root = proc_root
 
     async def attest(self, peer: PeerCredentials) -> WorkloadAttestation:
         """Attest ``peer``; raises AttestationError (or PeerGoneError when its pid changed hands)."""
         selectors: set[Selector] = set()
-        for attestor in self._attestors:
-            selectors |= await attestor.attest(peer)
+        pod: Pod | None = None
+        for attestor, finds_pod in zip(self._attestors, self._finds_pod, strict=True):
+            if finds_pod:
+                found, its_pod = await cast(PodAttestor, attestor).attest_pod(peer)
+                pod = pod or its_pod
+            else:
+                found = await attestor.attest(peer)
+            selectors |= found
         ensure_peer_alive(peer, proc_root=self._proc_root)
         _log.debug(
             "workload attested",
@@ -51,4 +59,4 @@ class Attestation:
             uid=peer.uid,
             selectors=sorted(str(s) for s in selectors),
         )
-        return WorkloadAttestation(peer=peer, selectors=frozenset(selectors))
+        return WorkloadAttestation(peer=peer, selectors=frozenset(selectors), pod=pod)

@@ -1,25 +1,24 @@
-"""The SVID manager: the agent's real :class:`~sigil.node_agent.identity.IdentitySource`.
+"""The SVID cache: the agent's real :class:`~sigil.node_agent.identity_source.IdentitySource`.
 
 It issues a workload's X509-SVIDs the first time the workload asks (requests arriving together go to the issuer as
 one batch), rotates them at half-life ±10% (``rotation.py``), early when the bundle long poll names their signer as
 tainted, and drops them once the workload is gone: no open stream and no call for ``idle_timeout``, or its pod
-deleted (:meth:`forget_pod`). It renews the agent's own SVID the same way. One scheduler task sleeps until the next
-moment something falls due (a heap, ``svid_cache.DueQueue``), never polling; tests drive it with an injected clock
-and :meth:`run_due`.
+deleted (:meth:`forget_pod`). It renews the agent's own SVID the same way. The asking is ``issuance.py``'s, the
+timing ``scheduler.py``'s (one task that sleeps until the next due moment, never polling; tests drive it with an
+injected clock and :meth:`run_due`); this class is the face the Workload API sees and the owner of those parts.
 
 When the issuer is unreachable, attempts back off exponentially up to ``backoff_max``; what is cached and still
 valid keeps being served, and an SVID is dropped from every answer the moment it expires (SPIFFE: never serve an
 expired SVID), which the scheduler wakes up for. Every change notifies :attr:`changes`, once per batch.
 
 When the issuer refuses the agent's own SVID on any of these calls (evicted, superseded, ...), the agent identity
-is told (``agent_svid.py``) and the scheduler wakes to attest again; meanwhile the cache serves what it has, as
+is told (``upstream/agent_svid.py``) and the scheduler wakes to attest again; meanwhile the cache serves what it has, as
 while the issuer is away.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -32,43 +31,42 @@ import structlog
 
 from sigil.ca.errors import SigilError
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
-from sigil.issuer.client import BundleUpdate, X509SvidResult
-from sigil.node_agent.agent_svid import AgentIdentity
-from sigil.node_agent.batcher import X509Batcher
-from sigil.node_agent.bundle_sync import BundleSync
+from sigil.issuer.client import BundleUpdate, IssuerApi
+from sigil.node_agent.attestation.selectors import WorkloadAttestation
 from sigil.node_agent.errors import (
-    AgentAttestationError,
     IdentityUnavailableError,
     NotEntitledError,
 )
-from sigil.node_agent.identity import ChangeFeed, TrustBundles, WorkloadJwtSvid, WorkloadX509Svid
-from sigil.node_agent.issuer_link import IssuerApi, is_denial
-from sigil.node_agent.jwt_cache import JwtSvidCache
+from sigil.node_agent.identity_source import (
+    ChangeFeed,
+    TrustBundles,
+    WorkloadJwtSvid,
+    WorkloadX509Svid,
+)
 from sigil.node_agent.rotation import Backoff, IssuerHealth
-from sigil.node_agent.selectors import WorkloadAttestation
 from sigil.node_agent.settings import RotationSettings
-from sigil.node_agent.svid_cache import (
+from sigil.node_agent.svid_cache.issuance import X509Issuance
+from sigil.node_agent.svid_cache.jwt_cache import JwtSvidCache
+from sigil.node_agent.svid_cache.scheduler import Scheduler
+from sigil.node_agent.svid_cache.workload import (
     Workload,
-    WorkloadKey,
-    new_keys,
-    signers_of,
     workload_of,
 )
-from sigil.node_agent.workload_table import WorkloadTable
+from sigil.node_agent.svid_cache.workload_table import WorkloadTable
+from sigil.node_agent.upstream.agent_svid import AgentIdentity
+from sigil.node_agent.upstream.bundle_sync import BundleSync
 
-__all__ = ["SvidManager"]
+__all__ = ["SvidCache"]
 
 _log = structlog.get_logger(__name__)
-# The scheduler re-reads the clock at least this often, so a wall-clock jump cannot strand it.
-_MAX_SLEEP = 30.0
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class SvidManager:
-    """Issues, caches and rotates SVIDs; ``async with SvidManager(...)`` starts and stops its tasks."""
+class SvidCache:
+    """Issues, caches and rotates SVIDs; ``async with SvidCache(...)`` starts and stops its tasks."""
 
     def __init__(
         self,
@@ -85,12 +83,18 @@ class SvidManager:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 -- rotation jitter, not a secret
         self._changes = ChangeFeed()
-        self._inflight: dict[WorkloadKey, asyncio.Task[None]] = {}
         self._federated: frozenset[TrustDomain] = frozenset()
         self._health = IssuerHealth(self._new_backoff(), clock)
         self._table = WorkloadTable(idle_timeout=self._settings.idle_timeout, health=self._health)
-        self._batcher = X509Batcher(
-            issuer.batch_x509_svids, window=self._settings.batch_window.total_seconds()
+        self._issuance = X509Issuance(
+            issuer.batch_x509_svids,
+            table=self._table,
+            health=self._health,
+            changes=self._changes,
+            settings=self._settings,
+            clock=clock,
+            rng=self._rng,
+            on_failure=self._call_failed,
         )
         self._jwts = JwtSvidCache(
             issuer,
@@ -106,8 +110,15 @@ class SvidManager:
             on_update=self._bundle_updated,
             on_answer=self._bundle_answered,
         )
-        self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()
+        self._scheduler = Scheduler(
+            table=self._table,
+            issuance=self._issuance,
+            identity=identity,
+            health=self._health,
+            changes=self._changes,
+            clock=clock,
+            on_unreachable=self._unreachable,
+        )
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _new_backoff(self) -> Backoff:
@@ -126,18 +137,18 @@ class SvidManager:
             self._bundle_answered(err)
             _log.warning("no bundle update at start; serving the stored bundle", error=str(err))
         if background:
-            self._spawn(self._schedule_loop(), "sigil-svid-scheduler")
+            self._spawn(self._scheduler.run(), "sigil-svid-scheduler")
             self._spawn(self._bundles.run(), "sigil-bundle-long-poll")
 
     async def aclose(self) -> None:
         """Cancel and await every task the manager owns (a task that crashed was logged when it did)."""
-        tasks = [*self._tasks, *self._inflight.values()]
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._batcher.aclose()
+        await self._issuance.aclose()
 
-    async def __aenter__(self) -> SvidManager:
+    async def __aenter__(self) -> SvidCache:
         await self.start()
         return self
 
@@ -211,11 +222,19 @@ class SvidManager:
     @property
     def issuer_batches(self) -> int:
         """X509-SVID batch requests sent to the issuer so far."""
-        return self._batcher.batches_sent
+        return self._issuance.batches_sent
 
     def wake(self) -> None:
         """Re-check what is due now (after a test moved its clock)."""
-        self._wake.set()
+        self._scheduler.wake()
+
+    def next_wakeup(self) -> datetime | None:
+        """The next moment something falls due (an SVID to rotate or drop, the agent SVID to renew)."""
+        return self._scheduler.next_wakeup()
+
+    async def run_due(self) -> None:
+        """Do everything due by now (see :class:`~sigil.node_agent.svid_cache.scheduler.Scheduler`)."""
+        await self._scheduler.run_due()
 
     def forget_pod(self, uid: str) -> None:
         """The pod was deleted: drop its SVIDs at once."""
@@ -224,59 +243,12 @@ class SvidManager:
             self._table.drop(slot, "pod deleted")
             self._changes.notify()
 
-    def next_wakeup(self) -> datetime | None:
-        """The next moment something falls due (an SVID to rotate or drop, the agent SVID to renew)."""
-        candidates = [self._table.next_due()]
-        if self._identity is not None and self._identity.renew_at is not None:
-            candidates.append(self._health.not_before(self._identity.renew_at))
-        return min((c for c in candidates if c is not None), default=None)
-
-    async def run_due(self) -> None:
-        """Do everything due by now: renew the agent SVID, drop expired and idle SVIDs, rotate in batches."""
-        async with self._lock:
-            now = self._clock()
-            await self._renew_agent_if_due(now)
-            changed = False
-            rotate: list[Workload] = []
-            for slot in self._table.pop_due(now):
-                before = len(slot.svids)
-                slot.svids = slot.valid(now)
-                changed |= len(slot.svids) != before
-                if not self._table.alive(slot, now):
-                    self._table.drop(slot, "idle")
-                    changed = True
-                elif (
-                    slot.svids
-                    and slot.rotate_at is not None
-                    and slot.rotate_at <= now
-                    and not self._health.down()
-                    and slot.key not in self._inflight
-                ):
-                    rotate.append(slot)
-                else:
-                    self._table.plan(slot, now)
-            if rotate:
-                changed |= await self._rotate(rotate)
-            if changed:
-                self._changes.notify()
-
     # -- internals ----------------------------------------------------------------------------------------
-
-    async def _schedule_loop(self) -> None:
-        while True:
-            self._wake.clear()
-            await self.run_due()
-            wakeup = self.next_wakeup()
-            timeout = _MAX_SLEEP
-            if wakeup is not None:
-                timeout = min(max((wakeup - self._clock()).total_seconds(), 0.001), _MAX_SLEEP)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
 
     def _agent_refused(self, err: BaseException) -> None:
         """Tell the agent identity what a call met; wake the scheduler if the agent must attest again."""
         if self._identity is not None and self._identity.refused(err):
-            self._wake.set()
+            self._scheduler.wake()
 
     def _bundle_answered(self, err: BaseException | None) -> None:
         if err is None:
@@ -285,96 +257,24 @@ class SvidManager:
         else:
             self._agent_refused(err)
 
+    def _call_failed(self, err: BaseException) -> None:
+        """A call for workload SVIDs failed as a whole: the agent may be refused, and the issuer backs off."""
+        self._agent_refused(err)
+        self._unreachable()
+
     def _unreachable(self) -> None:
         delay = self._health.failed()
         _log.warning("issuer unreachable; backing off", retry_in_s=round(delay.total_seconds(), 3))
 
-    async def _renew_agent_if_due(self, now: datetime) -> None:
-        identity = self._identity
-        if identity is None or identity.renew_at is None or identity.renew_at > now:
-            return
-        if self._health.down():
-            return
-        try:
-            await identity.renew()
-        except AgentAttestationError as err:
-            # The issuer answered and refused the agent (the identity logged why and when it tries again); it
-            # refuses every other call of the agent too, so those wait a backoff as well.
-            self._health.failed()
-            _log.warning("agent SVID renewal failed", error=str(err))
-        except SigilError as err:
-            self._unreachable()
-            _log.warning("agent SVID renewal failed", error=str(err))
-        else:
-            self._health.succeeded()
-
     async def _slot(self, workload: WorkloadAttestation) -> Workload:
         now = self._clock()
         slot = self._table.touch(workload, now)
-        key = slot.key
         if slot.valid(now) or (slot.denied_until is not None and now < slot.denied_until):
             return slot
         if self._health.down():
             raise IdentityUnavailableError("the issuer is unreachable; retrying with backoff")
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.create_task(self._issue_first(slot), name="sigil-first-issuance")
-            self._inflight[key] = task
-            task.add_done_callback(lambda _: self._inflight.pop(key, None))
-        try:
-            await asyncio.shield(task)
-        except SigilError as err:
-            raise IdentityUnavailableError(str(err)) from err
+        await self._issuance.first(slot)
         return slot
-
-    async def _issue_first(self, slot: Workload) -> None:
-        ((key_der, csr),) = await asyncio.to_thread(new_keys, 1)
-        try:
-            result = await self._batcher.submit(slot.request(csr))
-        except SigilError as err:
-            self._agent_refused(err)
-            self._unreachable()
-            self._table.plan(slot, self._clock())
-            raise
-        self._health.succeeded()
-        if result.error is not None and not is_denial(result.error):
-            # "Not now" for this workload (Unavailable, the client retries), never "no" (PermissionDenied).
-            raise IdentityUnavailableError(str(result.error))
-        self._apply(slot, result, key_der)
-        self._changes.notify()
-
-    async def _rotate(self, slots: list[Workload]) -> bool:
-        pairs = await asyncio.to_thread(new_keys, len(slots))
-        now = self._clock()
-        try:
-            results = await self._batcher.submit_many(
-                [slot.request(csr) for slot, (_, csr) in zip(slots, pairs, strict=True)]
-            )
-        except SigilError as err:
-            self._agent_refused(err)
-            self._unreachable()
-            _log.warning("rotation postponed", workloads=len(slots), error=str(err))
-            for slot in slots:
-                self._table.plan(slot, now)
-            return False
-        self._health.succeeded()
-        for slot, (key_der, _), result in zip(slots, pairs, results, strict=True):
-            self._apply(slot, result, key_der)
-        return True
-
-    def _apply(self, slot: Workload, result: X509SvidResult, key_der: bytes) -> None:
-        now = self._clock()
-        if result.error is not None and not is_denial(result.error):
-            # Not a "no" about this workload (the issuer is busy, say): keep what it has, try again later.
-            _log.warning("issuer could not serve a workload", error=str(result.error))
-            slot.rotate_at = now + self._new_backoff().next_delay()
-        elif result.error is not None or not result.svids:
-            slot.deny(now + self._settings.denied_retry)
-            _log.info("the issuer entitles this workload to nothing", workload=slot.key[0])
-        else:
-            slot.adopt(result.svids, key_der, now=now, rng=self._rng)
-        if slot in self._table:
-            self._table.plan(slot, now)
 
     def _bundle_updated(self, update: BundleUpdate) -> None:
         self._federated = frozenset(update.federated)
@@ -388,13 +288,9 @@ class SvidManager:
             if early or dropped:
                 _log.info("rotating early: signer tainted", x509=len(early), jwt=dropped)
             agent = self._issuer.agent_svid
-            if (
-                self._identity is not None
-                and agent is not None
-                and signers_of(agent.svid.chain) & tainted
-            ):
+            if self._identity is not None and agent is not None and agent.svid.signer_ids & tainted:
                 self._identity.renew_now()
         if self._identity is not None:
             self._spawn(self._identity.store_bundle(update.bundle), "sigil-store-bundle")
         self._changes.notify()
-        self._wake.set()
+        self._scheduler.wake()

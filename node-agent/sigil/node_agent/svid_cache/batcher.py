@@ -17,9 +17,9 @@ import structlog
 from sigil.ca.errors import SigilError
 from sigil.issuer.client import X509SvidRequest, X509SvidResult
 from sigil.node_agent.errors import IssuerUnreachableError
-from sigil.node_agent.issuer_link import call_issuer
+from sigil.node_agent.upstream.issuer_link import call_issuer
 
-__all__ = ["MAX_BATCH", "X509Batcher"]
+__all__ = ["MAX_BATCH", "IssueBatch", "X509Batcher"]
 
 #: The most items one request carries (the issuer's ``wire.MAX_BATCH``; SPIRE caps its batches at 500 too).
 MAX_BATCH = 500

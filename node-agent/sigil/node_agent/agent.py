@@ -1,4 +1,4 @@
-"""The node agent assembled: issuer client, agent identity, SVID manager and the Workload API server.
+"""The node agent assembled: issuer client, agent identity, SVID cache and the Workload API endpoint.
 
 ``sigil-agent run`` builds one :class:`NodeAgent` from its settings and holds it open until SIGTERM. Start-up order
 matters: the agent's own identity and the bundles first (a workload asking before then could only be told
@@ -25,25 +25,29 @@ from cryptography import x509
 
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.spiffe_id import TrustDomain
-from sigil.issuer.client import AgentSvid, IssuerClient
-from sigil.node_agent.agent_svid import (
+from sigil.issuer.client import AgentSvid, IssuerApi, IssuerClient
+from sigil.node_agent.attestation.attestors import WorkloadAttestor
+from sigil.node_agent.attestation.attestors.k8s import (
+    InMemoryPodIndex,
+    K8sAttestor,
+    K8sAttestorSettings,
+)
+from sigil.node_agent.attestation.attestors.unix import UnixAttestor, UnixAttestorSettings
+from sigil.node_agent.attestation.caller import Attestation
+from sigil.node_agent.attestation.pod_sync import PodSync
+from sigil.node_agent.errors import AgentAttestationError, AgentConfigError
+from sigil.node_agent.policy_sync import PolicySync
+from sigil.node_agent.rotation import Backoff
+from sigil.node_agent.settings import AgentSettings, AttestationSettings
+from sigil.node_agent.svid_cache.cache import SvidCache
+from sigil.node_agent.upstream.agent_svid import (
     AgentIdentity,
     Attest,
     StoredIdentity,
     load_stored_identity,
 )
-from sigil.node_agent.attestation import Attestation
-from sigil.node_agent.attestors import WorkloadAttestor
-from sigil.node_agent.attestors.k8s import InMemoryPodIndex, K8sAttestor, K8sAttestorSettings
-from sigil.node_agent.attestors.unix import UnixAttestor, UnixAttestorSettings
-from sigil.node_agent.errors import AgentAttestationError, AgentConfigError
-from sigil.node_agent.issuer_link import IssuerApi, fetch_bundle_insecurely
-from sigil.node_agent.manager import SvidManager
-from sigil.node_agent.pod_sync import PodSync
-from sigil.node_agent.policy_sync import PolicySync
-from sigil.node_agent.rotation import Backoff
-from sigil.node_agent.server import WorkloadApiServer, WorkloadApiSettings
-from sigil.node_agent.settings import AgentSettings, AttestationSettings
+from sigil.node_agent.upstream.issuer_link import fetch_bundle_insecurely
+from sigil.node_agent.workload_api.endpoint import WorkloadApiServer, WorkloadApiSettings
 
 __all__ = ["NodeAgent"]
 
@@ -101,7 +105,7 @@ class NodeAgent:
         self._rng = rng or random.Random()  # noqa: S311 -- rotation jitter, not a secret
         self._attestors = attestors
         self._client: IssuerClient | None = None
-        self._manager: SvidManager | None = None
+        self._svid_cache: SvidCache | None = None
         self._server: WorkloadApiServer | None = None
         self._identity: AgentIdentity | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -112,10 +116,10 @@ class NodeAgent:
         self._policy_task: asyncio.Task[None] | None = None
 
     @property
-    def manager(self) -> SvidManager:
-        if self._manager is None:
+    def svid_cache(self) -> SvidCache:
+        if self._svid_cache is None:
             raise RuntimeError("the agent is not started")
-        return self._manager
+        return self._svid_cache
 
     @property
     def identity(self) -> AgentIdentity:
@@ -169,17 +173,17 @@ class NodeAgent:
                 # A projected token can be read again; a join token is spent by its first use.
                 reattest=s.attestation.method == "k8s",
             )
-            self._manager = SvidManager(
+            self._svid_cache = SvidCache(
                 self._client,
                 settings=s.rotation,
                 identity=self._identity,
                 clock=self._clock,
                 rng=self._rng,
             )
-            await self._manager.start()
+            await self._svid_cache.start()
             attestors = self._attestors or [
                 UnixAttestor(UnixAttestorSettings(discover_workload_path=s.discover_workload_path)),
-                *self._pod_attestors(self._manager),
+                *self._pod_attestors(self._svid_cache),
             ]
             self.policies = PolicySync(
                 self._client,
@@ -191,7 +195,7 @@ class NodeAgent:
             self._policy_task = asyncio.create_task(self.policies.run(), name="sigil-policy-sync")
             self._server = WorkloadApiServer(
                 WorkloadApiSettings(socket_path=s.socket_path),
-                source=self._manager,
+                source=self._svid_cache,
                 attestor=Attestation(attestors),
                 clock=self._clock,
                 policies=self.policies,
@@ -202,7 +206,7 @@ class NodeAgent:
             raise
         _log.info("node agent ready", endpoint=self.endpoint, agent=str(self._identity.spiffe_id))
 
-    def _pod_attestors(self, manager: SvidManager) -> list[WorkloadAttestor]:
+    def _pod_attestors(self, svid_cache: SvidCache) -> list[WorkloadAttestor]:
         """With ``node_name``: the ``k8s`` attestor over an index the issuer's node-pods feed keeps current."""
         s = self.settings
         if s.node_name is None or self._client is None:
@@ -211,7 +215,7 @@ class NodeAgent:
         self.pods = PodSync(
             self._client,
             index,
-            on_delete=manager.forget_pod,
+            on_delete=svid_cache.forget_pod,
             wait=s.rotation.bundle_wait.total_seconds(),
             backoff=Backoff(initial=s.rotation.backoff_initial, maximum=s.rotation.backoff_max),
         )
@@ -229,9 +233,9 @@ class NodeAgent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._watch_task = self._policy_task = None
-        manager, self._manager = self._manager, None
-        if manager is not None:
-            await manager.aclose()
+        svid_cache, self._svid_cache = self._svid_cache, None
+        if svid_cache is not None:
+            await svid_cache.aclose()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()

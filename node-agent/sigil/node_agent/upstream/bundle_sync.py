@@ -14,10 +14,10 @@ import structlog
 
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.errors import SigilError
-from sigil.issuer.client import BundleUpdate
-from sigil.node_agent.identity import TrustBundles
-from sigil.node_agent.issuer_link import IssuerApi, call_issuer
+from sigil.issuer.client import BundleUpdate, IssuerApi
+from sigil.node_agent.identity_source import TrustBundles
 from sigil.node_agent.rotation import Backoff, poll_forever
+from sigil.node_agent.upstream.issuer_link import call_issuer
 
 __all__ = ["BundleSync", "trust_bundles_of"]
 
@@ -29,15 +29,11 @@ OnAnswer = Callable[[BaseException | None], None]
 
 
 def trust_bundles_of(own: TrustBundle, federated: Iterable[TrustBundle] = ()) -> TrustBundles:
-    """The Workload API's wire forms of the own bundle and the federated ones."""
+    """The own bundle and the federated ones, as the Workload API serves them."""
     every = {own.trust_domain: own}
     for bundle in federated:
         every.setdefault(bundle.trust_domain, bundle)
-    return TrustBundles(
-        trust_domain=own.trust_domain,
-        x509_authorities={td: b.x509_der() for td, b in every.items()},
-        jwt_authorities={td: b.jwt_jwks_json() for td, b in every.items()},
-    )
+    return TrustBundles(trust_domain=own.trust_domain, bundles=every)
 
 
 class BundleSync:

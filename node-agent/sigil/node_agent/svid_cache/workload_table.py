@@ -1,23 +1,33 @@
-"""The cached workloads, who is streaming, and when each falls due: the SVID manager's bookkeeping.
+"""The cached workloads, who is streaming, and when each falls due: the SVID cache's bookkeeping.
 
-Kept apart from the manager so that the rules about *when* (rotate at the drawn point, retry after the issuer's
-backoff, wake at the first expiry, check idleness after ``idle_timeout``) live in one small place, and the manager
+Kept apart from the cache so that the rules about *when* (rotate at the drawn point, retry after the issuer's
+backoff, wake at the first expiry, check idleness after ``idle_timeout``) live in one small place, and the scheduler
 only decides *what* to do when a workload falls due. Everything here runs on the event loop and never blocks.
+
+The :class:`DueQueue` is a heap of (moment, workload) so that the scheduler finds the next wake-up, and the work due
+now, in logarithmic time: ten thousand cached workloads must not mean ten thousand comparisons per tick.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import structlog
 
+from sigil.node_agent.attestation.selectors import WorkloadAttestation
 from sigil.node_agent.rotation import IssuerHealth
-from sigil.node_agent.selectors import WorkloadAttestation
-from sigil.node_agent.svid_cache import DueQueue, Workload, WorkloadKey, key_of, workload_of
+from sigil.node_agent.svid_cache.workload import (
+    Workload,
+    WorkloadKey,
+    key_of,
+    workload_of,
+)
 
-__all__ = ["WorkloadTable"]
+__all__ = ["DueQueue", "WorkloadTable"]
 
 _log = structlog.get_logger(__name__)
 # An idle check is never scheduled sooner than this, so a slot is not re-examined in a tight loop.
@@ -101,3 +111,38 @@ class WorkloadTable:
 
     def pop_due(self, now: datetime) -> Iterator[Workload]:
         return self._queue.pop_due(now)
+
+
+class DueQueue:
+    """Moments at which a workload needs attention, earliest first; stale entries are skipped on the way out."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[datetime, int, Workload, int]] = []
+        self._order = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def schedule(self, workload: Workload, when: datetime | None) -> None:
+        """Make ``when`` the workload's (only) next due moment; None cancels it."""
+        workload.generation += 1
+        workload.due_at = when
+        if when is not None:
+            heapq.heappush(self._heap, (when, next(self._order), workload, workload.generation))
+
+    def next_due(self) -> datetime | None:
+        """The earliest live due moment."""
+        while self._heap:
+            when, _, workload, generation = self._heap[0]
+            if workload.generation == generation:
+                return when
+            heapq.heappop(self._heap)
+        return None
+
+    def pop_due(self, now: datetime) -> Iterator[Workload]:
+        """Every workload due at ``now`` or before, each once, removed from the queue."""
+        while self._heap and self._heap[0][0] <= now:
+            _, _, workload, generation = heapq.heappop(self._heap)
+            if workload.generation == generation:
+                workload.due_at = None
+                yield workload

@@ -33,16 +33,10 @@ from sigil.ca.bundle import TrustBundle
 from sigil.ca.errors import SigilError
 from sigil.ca.keys import load_private_key, write_private_key, write_secret_file
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
-from sigil.issuer.client import AgentSvid, IssuedX509Svid
+from sigil.issuer.client import AgentSvid, IssuedX509Svid, IssuerApi, Refusal
 from sigil.node_agent.errors import AgentAttestationError, IssuerUnreachableError
-from sigil.node_agent.issuer_link import (
-    AGENT_BANNED,
-    IssuerApi,
-    call_issuer,
-    reason_of,
-    refuses_agent,
-)
 from sigil.node_agent.rotation import Backoff, rotation_at
+from sigil.node_agent.upstream.issuer_link import call_issuer
 
 __all__ = ["AgentIdentity", "Attest", "StoredIdentity", "load_stored_identity"]
 
@@ -69,6 +63,17 @@ def _spiffe_id_of(certificate: x509.Certificate) -> SpiffeId:
     return SpiffeId.parse(uri)
 
 
+def _signer_ids_of(leaf: x509.Certificate) -> frozenset[str]:
+    # A stored SVID has no issuer answer beside it. Its signer is the authority whose key identifier the leaf names
+    # (RFC 5280 4.2.1.1), which is how sigil.ca.authority derives an authority's ID, so this agrees with what the
+    # issuer sent with the SVID when it was new.
+    try:
+        aki = leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    return frozenset() if aki.key_identifier is None else frozenset({aki.key_identifier.hex()})
+
+
 def load_stored_identity(directory: Path, trust_domain: TrustDomain) -> StoredIdentity:
     """Read the agent's files (blocking: file I/O); missing files give ``None`` parts, broken ones an error."""
     agent: AgentSvid | None = None
@@ -81,7 +86,10 @@ def load_stored_identity(directory: Path, trust_domain: TrustDomain) -> StoredId
     try:
         if svid_path.exists() and key_path.exists():
             chain = tuple(x509.load_pem_x509_certificates(svid_path.read_bytes()))
-            svid = IssuedX509Svid(_spiffe_id_of(chain[0]), chain, chain[0].not_valid_after_utc)
+            leaf = chain[0]
+            svid = IssuedX509Svid(
+                _spiffe_id_of(leaf), chain, leaf.not_valid_after_utc, _signer_ids_of(leaf)
+            )
             agent = AgentSvid(svid, load_private_key(key_path))
         if bundle_path.exists():
             bundle = TrustBundle.parse_jwks(trust_domain, bundle_path.read_bytes())
@@ -127,8 +135,8 @@ class AgentIdentity:
         self._stored = stored
         self._reattest = reattest
         self._renew_at: datetime | None = None
-        #: ``(reason, detail)`` of the issuer's refusal of the agent SVID, while it stands.
-        self._refused: tuple[str, str] | None = None
+        #: The issuer's refusal of the agent SVID, while it stands.
+        self._refused: Refusal | None = None
         self.attestations = 0
 
     @property
@@ -146,9 +154,9 @@ class AgentIdentity:
         """Why the issuer refuses the agent SVID and what the agent does about it; None while it is accepted."""
         if self._refused is None:
             return None
-        reason, detail = self._refused
-        said = f"the issuer refuses the agent SVID ({reason}: {detail})"
-        if reason == AGENT_BANNED:
+        refused = self._refused
+        said = f"the issuer refuses the agent SVID ({refused.reason}: {refused.detail})"
+        if refused.banned:
             return f"{said}; an operator must unban it (sigil-server agent unban)"
         if not self._reattest:
             return f"{said}; a join-token agent cannot attest again: enrol it with a new join token"
@@ -160,15 +168,16 @@ class AgentIdentity:
         The first such refusal makes a fresh attestation due at once (where the method allows one); later ones
         leave the schedule alone, so an agent refused on every call does not attest on every call.
         """
-        if not refuses_agent(err):
+        refusal = Refusal.of(err)
+        if refusal is None or not refusal.refuses_agent:
             return False
         first = self._refused is None
-        self._refused = (reason_of(err), str(err))
+        self._refused = refusal
         if first:
             if self._reattest:
                 _log.warning(
                     "the issuer refuses the agent SVID; attesting again",
-                    reason=self._refused[0],
+                    reason=self._refused.reason,
                     error=str(err),
                 )
                 self._renew_at = self._clock()
@@ -176,7 +185,7 @@ class AgentIdentity:
                 _log.error(
                     "the issuer refuses the agent SVID and a join-token agent cannot attest again; "
                     "serving what is still valid until it is enrolled with a new join token",
-                    reason=self._refused[0],
+                    reason=self._refused.reason,
                     error=str(err),
                 )
         return True
@@ -184,7 +193,7 @@ class AgentIdentity:
     def accepted(self) -> None:
         """A call with the agent SVID succeeded: whatever refusal was noted no longer stands."""
         if self._refused is not None:
-            _log.info("the issuer accepts the agent SVID again", reason=self._refused[0])
+            _log.info("the issuer accepts the agent SVID again", reason=self._refused.reason)
             self._refused = None
 
     async def start(self) -> None:
@@ -248,21 +257,22 @@ class AgentIdentity:
         await self._attest_again()
 
     async def _attest_again(self) -> None:
-        refusal = self.refusal
+        said = self.refusal
         if not self._reattest:
-            raise AgentAttestationError(refusal or "the issuer refuses the agent SVID")
+            raise AgentAttestationError(said or "the issuer refuses the agent SVID")
         try:
             agent = await call_issuer(self._attest(self._issuer))
         except IssuerUnreachableError:
             raise
         except SigilError as err:
-            if refuses_agent(err):
-                self._refused = (reason_of(err), str(err))
+            refusal = Refusal.of(err)
+            if refusal is not None and refusal.refuses_agent:
+                self._refused = refusal
             delay = self._backoff.next_delay()
             self._renew_at = self._clock() + delay
             _log.error(
                 "attesting again was refused; trying again later",
-                reason=reason_of(err) or type(err).__name__,
+                reason=type(err).__name__ if refusal is None else refusal.reason,
                 error=str(err),
                 retry_in_s=round(delay.total_seconds(), 3),
             )

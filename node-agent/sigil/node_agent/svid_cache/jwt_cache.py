@@ -16,15 +16,16 @@ import jwt
 
 from sigil.ca.errors import SigilError
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.issuer.client import IssuerApi, Refusal
 from sigil.node_agent.errors import (
     IdentityUnavailableError,
     IssuerUnreachableError,
     NotEntitledError,
 )
-from sigil.node_agent.identity import WorkloadJwtSvid
-from sigil.node_agent.issuer_link import IssuerApi, call_issuer, is_denial, refuses_agent
+from sigil.node_agent.identity_source import WorkloadJwtSvid
 from sigil.node_agent.rotation import jwt_refresh_at
-from sigil.node_agent.svid_cache import CachedJwt, Workload
+from sigil.node_agent.svid_cache.workload import CachedJwt, Workload
+from sigil.node_agent.upstream.issuer_link import call_issuer
 
 __all__ = ["JwtSvidCache"]
 
@@ -89,9 +90,10 @@ class JwtSvidCache:
                 return cached.svid
             raise IdentityUnavailableError(str(err)) from err
         except SigilError as err:
-            if is_denial(err):
+            refusal = Refusal.of(err)
+            if refusal is not None and refusal.refuses_workload:
                 raise NotEntitledError(str(spiffe_id)) from err
-            if refuses_agent(err):
+            if refusal is not None and refusal.refuses_agent:
                 # The agent itself is refused (it attests again if it can): what is still valid is served.
                 if self._on_refused is not None:
                     self._on_refused(err)

@@ -1,4 +1,4 @@
-"""The SVID manager against an issuer over real HTTPS: issuance, batching, rotation, taints, outages, drops."""
+"""The SVID cache against an issuer over real HTTPS: issuance, batching, rotation, taints, outages, drops."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from sigil_testing.agent import WORKLOAD_ID, AgentWorld, agent_world
 
 from sigil.ca.bundle import load_der_certificates
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.node_agent.agent import NodeAgent
+from sigil.node_agent.attestation.peer import PeerCredentials
+from sigil.node_agent.attestation.selectors import Pod, Selector, WorkloadAttestation
 from sigil.node_agent.errors import IdentityUnavailableError, NotEntitledError
-from sigil.node_agent.manager import SvidManager
-from sigil.node_agent.peer import PeerCredentials
-from sigil.node_agent.runtime import NodeAgent
-from sigil.node_agent.selectors import Selector, WorkloadAttestation
 from sigil.node_agent.settings import RotationSettings
+from sigil.node_agent.svid_cache.cache import SvidCache
 
 PEER = PeerCredentials(pid=os.getpid(), uid=os.getuid(), gid=os.getgid(), start_time=0)
 
@@ -64,8 +64,8 @@ async def test_a_new_workload_gets_its_svid_and_the_cache_answers_the_next_call(
     world: AgentWorld, agent: NodeAgent
 ) -> None:
     """The first call issues an SVID over a key the agent made; the second is served from the cache."""
-    first = await agent.manager.x509_svids(ME)
-    second = await agent.manager.x509_svids(ME)
+    first = await agent.svid_cache.x509_svids(ME)
+    second = await agent.svid_cache.x509_svids(ME)
     assert [s.spiffe_id for s in first] == [WORKLOAD_ID]
     assert second[0].cert_chain == first[0].cert_chain
     assert world.issuer.counts.x509_items == 1
@@ -76,8 +76,8 @@ async def test_a_workload_without_an_entry_is_entitled_to_nothing(
 ) -> None:
     """A caller no entry matches gets no SVID, and is not asked about again at once."""
     stranger = workload("unix:uid:4242424")
-    assert await agent.manager.x509_svids(stranger) == []
-    assert await agent.manager.entitlements(stranger) == []
+    assert await agent.svid_cache.x509_svids(stranger) == []
+    assert await agent.svid_cache.entitlements(stranger) == []
     assert world.issuer.counts.x509_items == 1
 
 
@@ -87,9 +87,9 @@ async def test_an_issuer_busy_with_one_item_is_unavailable_not_a_denial(
     """An item answered "unavailable" makes the caller retry (Unavailable), not lose its identity."""
     world.issuer.item_problem = "unavailable"
     with pytest.raises(IdentityUnavailableError):
-        await agent.manager.x509_svids(ME)
+        await agent.svid_cache.x509_svids(ME)
     world.issuer.item_problem = None
-    assert [s.spiffe_id for s in await agent.manager.x509_svids(ME)] == [WORKLOAD_ID]
+    assert [s.spiffe_id for s in await agent.svid_cache.x509_svids(ME)] == [WORKLOAD_ID]
 
 
 async def test_workloads_arriving_together_are_issued_in_few_batches(
@@ -101,7 +101,7 @@ async def test_workloads_arriving_together_are_issued_in_few_batches(
             SpiffeId.parse(f"spiffe://example.org/w/{n}"), f"unix:uid:{n + 5000}"
         )
     answers = await asyncio.gather(
-        *(agent.manager.x509_svids(workload(f"unix:uid:{n + 5000}")) for n in range(20))
+        *(agent.svid_cache.x509_svids(workload(f"unix:uid:{n + 5000}")) for n in range(20))
     )
     assert [str(a[0].spiffe_id) for a in answers] == [
         f"spiffe://example.org/w/{n}" for n in range(20)
@@ -114,14 +114,14 @@ async def test_an_svid_rotates_between_40_and_60_percent_of_its_life(
     world: AgentWorld, agent: NodeAgent
 ) -> None:
     """Before 40% of the lifetime the SVID stays; after 60% a new one (new key) is served."""
-    (before,) = await agent.manager.x509_svids(ME)
+    (before,) = await agent.svid_cache.x509_svids(ME)
     world.clock.advance(timedelta(minutes=23))
-    await agent.manager.run_due()
-    (still,) = await agent.manager.x509_svids(ME)
+    await agent.svid_cache.run_due()
+    (still,) = await agent.svid_cache.x509_svids(ME)
     assert still.cert_chain == before.cert_chain
     world.clock.advance(timedelta(minutes=14))
-    await agent.manager.run_due()
-    (after,) = await agent.manager.x509_svids(ME)
+    await agent.svid_cache.run_due()
+    (after,) = await agent.svid_cache.x509_svids(ME)
     assert after.cert_chain != before.cert_chain
     assert after.private_key != before.private_key
     assert world.issuer.counts.x509_items == 2
@@ -135,14 +135,14 @@ async def test_rotation_points_are_spread_by_the_jitter(world: AgentWorld) -> No
         )
     async with world.agent(rotation=patient(world)) as agent:
         await asyncio.gather(
-            *(agent.manager.x509_svids(workload(f"unix:uid:{n + 7000}")) for n in range(30))
+            *(agent.svid_cache.x509_svids(workload(f"unix:uid:{n + 7000}")) for n in range(30))
         )
         world.clock.advance(timedelta(minutes=20))
         rotated_at: list[int] = []
         for minute in range(21, 41):
             world.clock.advance(timedelta(minutes=1))
             before = world.issuer.counts.x509_items
-            await agent.manager.run_due()
+            await agent.svid_cache.run_due()
             rotated_at += [minute] * (world.issuer.counts.x509_items - before)
     assert len(rotated_at) == 30
     assert min(rotated_at) >= 24
@@ -154,17 +154,17 @@ async def test_a_tainted_signer_makes_its_svids_rotate_early(
     world: AgentWorld, agent: NodeAgent
 ) -> None:
     """When the bundle long poll reports the signer tainted, the SVID is re-issued by the new authority."""
-    (before,) = await agent.manager.x509_svids(ME)
+    (before,) = await agent.svid_cache.x509_svids(ME)
     tainted = await world.issuer.taint_current_x509_authority()
     assert authority_of(before.cert_chain) == tainted
-    changes = agent.manager.changes
+    changes = agent.svid_cache.changes
     seen = changes.revision
 
     async def rotated() -> bytes:
         nonlocal seen
         while True:
             seen = await changes.wait_after(seen)
-            (svid,) = await agent.manager.x509_svids(ME)
+            (svid,) = await agent.svid_cache.x509_svids(ME)
             if svid.cert_chain != before.cert_chain:
                 return svid.cert_chain
 
@@ -176,58 +176,60 @@ async def test_with_the_issuer_away_the_cached_svid_is_served_until_it_expires(
     world: AgentWorld, agent: NodeAgent
 ) -> None:
     """A stopped issuer postpones rotation; the valid SVID is still served, an expired one never is."""
-    (cached,) = await agent.manager.x509_svids(ME)
+    (cached,) = await agent.svid_cache.x509_svids(ME)
     await world.issuer.stop()
     world.clock.advance(timedelta(minutes=40))
-    await agent.manager.run_due()
-    (served,) = await agent.manager.x509_svids(ME)
+    await agent.svid_cache.run_due()
+    (served,) = await agent.svid_cache.x509_svids(ME)
     assert served.cert_chain == cached.cert_chain
     world.clock.advance(timedelta(minutes=21))
-    await agent.manager.run_due()
+    await agent.svid_cache.run_due()
     with pytest.raises(IdentityUnavailableError):
-        await agent.manager.x509_svids(ME)
+        await agent.svid_cache.x509_svids(ME)
 
 
 async def test_the_agent_catches_up_when_the_issuer_returns(
     world: AgentWorld, agent: NodeAgent
 ) -> None:
     """After an outage the postponed rotation happens at the next retry."""
-    (cached,) = await agent.manager.x509_svids(ME)
+    (cached,) = await agent.svid_cache.x509_svids(ME)
     await world.issuer.stop()
     world.clock.advance(timedelta(minutes=40))
-    await agent.manager.run_due()
+    await agent.svid_cache.run_due()
     await world.issuer.start()
     world.clock.advance(timedelta(minutes=1))
-    await agent.manager.run_due()
-    (fresh,) = await agent.manager.x509_svids(ME)
+    await agent.svid_cache.run_due()
+    (fresh,) = await agent.svid_cache.x509_svids(ME)
     assert fresh.cert_chain != cached.cert_chain
 
 
 async def test_an_idle_workload_is_dropped_instead_of_rotated(world: AgentWorld) -> None:
     """Nobody asked for five minutes when the SVID came due: it is dropped, not renewed."""
     async with world.agent() as agent:
-        await agent.manager.x509_svids(ME)
+        await agent.svid_cache.x509_svids(ME)
         world.clock.advance(timedelta(minutes=40))
-        await agent.manager.run_due()
-        assert agent.manager.cached_workloads == 0
+        await agent.svid_cache.run_due()
+        assert agent.svid_cache.cached_workloads == 0
     assert world.issuer.counts.x509_items == 1
 
 
 async def test_an_open_stream_keeps_a_quiet_workload_rotating(world: AgentWorld) -> None:
     """A workload whose stream is open is rotated even though it asked nothing for a long time."""
     async with world.agent() as agent:
-        await agent.manager.x509_svids(ME)
-        async with agent.manager.streaming(ME):
+        await agent.svid_cache.x509_svids(ME)
+        async with agent.svid_cache.streaming(ME):
             world.clock.advance(timedelta(minutes=40))
-            await agent.manager.run_due()
-            assert agent.manager.cached_workloads == 1
+            await agent.svid_cache.run_due()
+            assert agent.svid_cache.cached_workloads == 1
     assert world.issuer.counts.x509_items == 2
 
 
 async def test_a_deleted_pod_loses_its_svids(world: AgentWorld, agent: NodeAgent) -> None:
     """forget_pod drops the pod's cached SVIDs at once."""
-    pod = workload("k8s:ns:default", "k8s:pod-name:web", "k8s:pod-uid:1234", "k8s:sa:web")
-    manager: SvidManager = agent.manager
+    shown = workload("k8s:ns:default", "k8s:pod-name:web", "k8s:pod-uid:1234", "k8s:sa:web")
+    found = Pod(uid="1234", namespace="default", name="web", service_account="web", node_name="n")
+    pod = WorkloadAttestation(shown.peer, shown.selectors, pod=found)
+    manager: SvidCache = agent.svid_cache
     # The fake issuer matches selectors only; a pod item carries none, so it is refused, and that is kept.
     await manager.x509_svids(pod)
     assert manager.cached_workloads == 1
@@ -239,13 +241,13 @@ async def test_jwt_svids_are_cached_per_audience_set_and_refreshed_past_half_lif
     world: AgentWorld, agent: NodeAgent
 ) -> None:
     """The same audiences in any order share a token until half its life has passed."""
-    first = await agent.manager.jwt_svid(ME, WORKLOAD_ID, audiences=["a", "b"])
-    again = await agent.manager.jwt_svid(ME, WORKLOAD_ID, audiences=["b", "a"])
+    first = await agent.svid_cache.jwt_svid(ME, WORKLOAD_ID, audiences=["a", "b"])
+    again = await agent.svid_cache.jwt_svid(ME, WORKLOAD_ID, audiences=["b", "a"])
     assert again.token == first.token
-    other = await agent.manager.jwt_svid(ME, WORKLOAD_ID, audiences=["c"])
+    other = await agent.svid_cache.jwt_svid(ME, WORKLOAD_ID, audiences=["c"])
     assert other.token != first.token
     world.clock.advance(timedelta(minutes=31))
-    refreshed = await agent.manager.jwt_svid(ME, WORKLOAD_ID, audiences=["a", "b"])
+    refreshed = await agent.svid_cache.jwt_svid(ME, WORKLOAD_ID, audiences=["a", "b"])
     assert refreshed.token != first.token
     assert world.issuer.counts.jwt_requests == 3
 
@@ -255,6 +257,6 @@ async def test_a_jwt_svid_for_an_id_the_issuer_refuses_is_not_entitled(
 ) -> None:
     """The issuer's not_entitled becomes the Workload API's PermissionDenied error."""
     with pytest.raises(NotEntitledError):
-        await agent.manager.jwt_svid(
+        await agent.svid_cache.jwt_svid(
             ME, SpiffeId.parse("spiffe://example.org/admin"), audiences=["a"]
         )

@@ -1,6 +1,6 @@
 """``make run``: an issuer and a node agent on this host, with the embedded defaults, until Ctrl-C.
 
-``python -m sigil.node_agent.local`` starts ``sigil-server run`` (SQLite and a local trust domain under
+``python dev/local_run.py`` starts ``sigil-server run`` (SQLite and a local trust domain under
 ``$SIGIL_DATA_DIR``, ``./.sigil`` by default), enrols this host the way an operator would (a join token, handed
 to the agent in a 0600 file and never on a command line where ``ps`` would show it; an entry giving the current
 user's uid the ID ``spiffe://example.org/local/uid-UID``; the trust bundle written for the agent),
@@ -10,6 +10,11 @@ or SIGTERM stops the agent, then the server, each with SIGTERM so both drain.
 
 Both run as the same commands an operator uses, as child processes: this module only orchestrates them, and a second
 run reuses everything (the agent resumes its stored SVID; the entry exists already).
+
+It lives in ``dev/``, outside the ``sigil`` namespace and the wheel, because it sits above both services: inside
+``sigil.node_agent`` it made the agent's package the one place that knew how to start the issuer, and no layer
+contract could say that an orchestrator of both may import either. Here it is a script that only the repository's
+``make run`` uses, and the import-linter contracts describe the product alone.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from spiffe import WorkloadApiClient
 from sigil.ca.config import DEFAULT_DATA_DIR
 from sigil.ca.keys import write_secret_file
 from sigil.ca.spiffe_id import TrustDomain
-from sigil.node_agent.agent_svid import load_stored_identity
+from sigil.node_agent.upstream.agent_svid import load_stored_identity
 
 __all__ = ["main"]
 
@@ -196,7 +201,7 @@ async def run(data_dir: Path) -> int:
 
 
 def main() -> int:
-    """Entry point of ``python -m sigil.node_agent.local``."""
+    """Entry point of ``python dev/local_run.py``."""
     data_dir = Path(os.environ.get("SIGIL_DATA_DIR") or DEFAULT_DATA_DIR).absolute()
     try:
         return asyncio.run(run(data_dir))

@@ -7,12 +7,12 @@ platform but cannot be identified (a pod this node does not know).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from sigil.node_agent.peer import PeerCredentials
-from sigil.node_agent.selectors import Selectors
+from sigil.node_agent.attestation.peer import PeerCredentials
+from sigil.node_agent.attestation.selectors import Pod, Selectors
 
-__all__ = ["WorkloadAttestor"]
+__all__ = ["PodAttestor", "WorkloadAttestor"]
 
 
 class WorkloadAttestor(Protocol):
@@ -25,4 +25,13 @@ class WorkloadAttestor(Protocol):
 
     async def attest(self, peer: PeerCredentials) -> Selectors:
         """The selectors of ``peer``; raises AttestationError when it cannot be identified."""
+        ...
+
+
+@runtime_checkable
+class PodAttestor(WorkloadAttestor, Protocol):
+    """An attestor that also finds the pod a caller runs in (the ``k8s`` one)."""
+
+    async def attest_pod(self, peer: PeerCredentials) -> tuple[Selectors, Pod | None]:
+        """The selectors of ``peer`` and its pod, None when it runs outside any pod."""
         ...

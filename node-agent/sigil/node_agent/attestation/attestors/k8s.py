@@ -13,34 +13,21 @@ Selectors, named as SPIRE names them: ``k8s:ns``, ``k8s:sa``, ``k8s:pod-uid``, `
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Protocol
 
-from sigil.node_agent.attestors.cgroup import CgroupError, PodContainer, pod_container_of
+from sigil.node_agent.attestation.attestors.cgroup import (
+    CgroupError,
+    PodContainer,
+    pod_container_of,
+)
+from sigil.node_agent.attestation.peer import PROC_ROOT, PeerCredentials
+from sigil.node_agent.attestation.selectors import Pod, Selector, Selectors
 from sigil.node_agent.errors import AttestationError, PeerGoneError
-from sigil.node_agent.peer import PROC_ROOT, PeerCredentials
-from sigil.node_agent.selectors import Selector, Selectors
 
 __all__ = ["InMemoryPodIndex", "K8sAttestor", "K8sAttestorSettings", "Pod", "PodIndex"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Pod:
-    """The facts about a pod that selectors are made of."""
-
-    uid: str
-    namespace: str
-    name: str
-    service_account: str
-    node_name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # Frozen means frozen: a caller keeping the dict it passed must not change the pod behind our back.
-        object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
 
 
 class PodIndex(Protocol):
@@ -97,9 +84,14 @@ class K8sAttestor:
 
     async def attest(self, peer: PeerCredentials) -> Selectors:
         """The k8s selectors of ``peer``; AttestationError when its pod is unknown to this node."""
+        selectors, _ = await self.attest_pod(peer)
+        return selectors
+
+    async def attest_pod(self, peer: PeerCredentials) -> tuple[Selectors, Pod | None]:
+        """The k8s selectors of ``peer`` and its pod (None outside any pod), as :class:`PodAttestor` asks."""
         where = self._pod_container(peer.pid)
         if where is None:
-            return frozenset()
+            return frozenset(), None
         pod = await self._find_pod(peer.pid, where.pod_uid)
         if self._settings.node_name is not None and pod.node_name != self._settings.node_name:
             raise AttestationError(
@@ -115,7 +107,7 @@ class K8sAttestor:
         found.update(Selector("k8s", f"pod-label:{k}:{v}") for k, v in pod.labels.items())
         if where.container_id is not None:
             found.add(Selector("k8s", f"container-id:{where.container_id}"))
-        return frozenset(found)
+        return frozenset(found), pod
 
     def _pod_container(self, pid: int) -> PodContainer | None:
         path = self._settings.proc_root / str(pid) / "cgroup"

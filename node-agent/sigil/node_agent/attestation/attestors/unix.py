@@ -22,9 +22,9 @@ from pathlib import Path
 
 import structlog
 
+from sigil.node_agent.attestation.peer import PROC_ROOT, PeerCredentials
+from sigil.node_agent.attestation.selectors import Selector, Selectors
 from sigil.node_agent.errors import AttestationError
-from sigil.node_agent.peer import PROC_ROOT, PeerCredentials
-from sigil.node_agent.selectors import Selector, Selectors
 
 __all__ = ["UnixAttestor", "UnixAttestorSettings"]
 

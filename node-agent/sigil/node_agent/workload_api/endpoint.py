@@ -26,18 +26,19 @@ from types import TracebackType
 import structlog
 from grpclib.const import Handler
 
-from sigil.node_agent._accept_hook import AcceptHookServer
-from sigil.node_agent.attestation import CallerAttestor
+from sigil.node_agent.attestation.caller import CallerAttestor
+from sigil.node_agent.attestation.peer import PROC_ROOT, capture_peer
 from sigil.node_agent.errors import NodeAgentError, PeerGoneError, SocketError
-from sigil.node_agent.identity import IdentitySource
-from sigil.node_agent.peer import PROC_ROOT, capture_peer
+from sigil.node_agent.grpc_edge import Caller
+from sigil.node_agent.identity_source import IdentitySource
 from sigil.node_agent.policy_service import PolicyService
 from sigil.node_agent.policy_sync import PolicySync
-from sigil.node_agent.workload_api import Caller, WorkloadApiService
+from sigil.node_agent.settings import DEFAULT_SOCKET_PATH
+from sigil.node_agent.workload_api._accept_hook import AcceptHookServer
+from sigil.node_agent.workload_api.service import WorkloadApiService
 
 __all__ = ["DEFAULT_SOCKET_PATH", "WorkloadApiServer", "WorkloadApiSettings"]
 
-DEFAULT_SOCKET_PATH = Path("/run/sigil/agent.sock")
 # AF_UNIX paths are limited by sun_path (108 bytes including the terminating NUL on Linux).
 _MAX_SOCKET_PATH_BYTES = 107
 # grpclib listens with a backlog of 100; a node's workloads (re)connecting together after an agent restart can

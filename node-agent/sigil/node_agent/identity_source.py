@@ -5,8 +5,10 @@ cache in production, :class:`~sigil.node_agent.memory_source.InMemoryIdentitySou
 caller may hold, and re-asks whenever the source's :class:`ChangeFeed` moves. Keeping the contract this small
 lets the Workload API's exact SPIFFE semantics live in one module and be tested without an issuer.
 
-Bundles are carried in their wire forms (concatenated DER for X.509 authorities, a JWKS document for JWT
-authorities) because that is what the Workload API sends and what py-spiffe and go-spiffe parse.
+Bundles travel parsed, as the issuer client returned them; only the Workload API turns them into its wire forms
+(concatenated DER for certificates, a JWKS document for JWT authorities, which py-spiffe and go-spiffe parse),
+through the properties here, which a bundle set computes once however many streams send it. An SVID's chain is
+the exception, kept as DER (see :class:`WorkloadX509Svid`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
 from typing import Protocol
 
+from sigil.ca.bundle import TrustBundle
+from sigil.ca.keys import PublicKey
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
-from sigil.node_agent.selectors import WorkloadAttestation
+from sigil.node_agent.attestation.selectors import WorkloadAttestation
 
 __all__ = ["ChangeFeed", "IdentitySource", "TrustBundles", "WorkloadJwtSvid", "WorkloadX509Svid"]
 
@@ -33,6 +38,10 @@ class WorkloadX509Svid:
 
     ``cert_chain`` is DER, leaf first, concatenated; ``private_key`` is PKCS#8 DER; ``federates_with`` names the
     foreign trust domains whose bundles go along with it (the registration entry's ``federates_with``).
+
+    Unlike bundles, the chain is kept in its wire form, serialised once when the SVID is adopted: the cache holds
+    one per workload for the SVID's whole life, and certificate objects instead of DER cost 22% more memory per
+    cached SVID (``bench/agent.py --rss 10000``: 3.93 against 3.22 MB per 1,000).
     """
 
     spiffe_id: SpiffeId
@@ -66,26 +75,36 @@ class WorkloadJwtSvid:
         return f"WorkloadJwtSvid(spiffe_id={str(self.spiffe_id)!r}, hint={self.hint!r})"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not slotted: the wire forms below are cached on the instance, which is replaced (never changed) on every update.
+@dataclass(frozen=True, kw_only=True)
 class TrustBundles:
-    """The agent's own trust domain and the bundles it knows, its own and federated ones.
+    """The agent's own trust domain and the bundles it knows, its own and federated ones, parsed.
 
-    ``x509_authorities`` maps a trust domain to its CA certificates as concatenated DER; ``jwt_authorities``
-    maps it to a JWKS JSON document holding only its JWT-SVID keys, each with a ``kid``. Both must hold the own
-    trust domain, which every X509-SVID response and bundle response includes.
+    ``bundles`` must hold the own trust domain, which every X509-SVID response and bundle response includes.
     """
 
     trust_domain: TrustDomain
-    x509_authorities: Mapping[TrustDomain, bytes]
-    jwt_authorities: Mapping[TrustDomain, bytes] = field(default_factory=dict)
+    bundles: Mapping[TrustDomain, TrustBundle]
 
     def __post_init__(self) -> None:
-        if self.trust_domain not in self.x509_authorities:
-            raise ValueError(
-                f"the X.509 bundles must include the own trust domain {self.trust_domain}"
-            )
-        object.__setattr__(self, "x509_authorities", MappingProxyType(dict(self.x509_authorities)))
-        object.__setattr__(self, "jwt_authorities", MappingProxyType(dict(self.jwt_authorities)))
+        if self.trust_domain not in self.bundles:
+            raise ValueError(f"the bundles must include the own trust domain {self.trust_domain}")
+        object.__setattr__(self, "bundles", MappingProxyType(dict(self.bundles)))
+
+    @cached_property
+    def x509_authorities(self) -> Mapping[TrustDomain, bytes]:
+        """Each trust domain's CA certificates as the Workload API carries them: concatenated DER."""
+        return MappingProxyType({td: b.x509_der() for td, b in self.bundles.items()})
+
+    @cached_property
+    def jwt_authorities(self) -> Mapping[TrustDomain, bytes]:
+        """Each trust domain's JWT-SVID keys as FetchJWTBundles carries them: a JWKS document, keys with ``kid``."""
+        return MappingProxyType({td: b.jwt_jwks_json() for td, b in self.bundles.items()})
+
+    @cached_property
+    def jwt_keys(self) -> Mapping[TrustDomain, Mapping[str, PublicKey]]:
+        """Each trust domain's JWT-SVID keys by ``kid``, as ValidateJWTSVID checks a token against them."""
+        return MappingProxyType({td: b.jwt_authorities for td, b in self.bundles.items()})
 
 
 class ChangeFeed:

@@ -1,0 +1,93 @@
+"""What every gRPC service on the agent's socket shares: the caller, the security header and the status table.
+
+The Workload API and Sigil's policy service are served on one socket under one set of rules (SPIFFE Workload
+Endpoint, section 4, https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE_Workload_Endpoint.md): every call
+carries ``workload.spiffe.io: true`` or is refused with ``InvalidArgument`` before anything else happens, and the
+caller is attested from the credentials its connection had at accept, never from what it sends. The rules live
+here once, with :func:`attested_call` as the frame around a call and ``_STATUS_OF`` as the one table from the
+agent's errors to gRPC status codes, so both services answer a failure the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Stream
+
+from sigil.node_agent.attestation.caller import CallerAttestor
+from sigil.node_agent.attestation.peer import PeerCredentials
+from sigil.node_agent.attestation.selectors import WorkloadAttestation
+from sigil.node_agent.errors import (
+    AttestationError,
+    IdentityUnavailableError,
+    InvalidWorkloadRequestError,
+    JwtSvidInvalidError,
+    NodeAgentError,
+    NoIdentityError,
+    NotEntitledError,
+    PeerGoneError,
+    SecurityHeaderMissingError,
+)
+
+__all__ = ["SECURITY_HEADER", "Caller", "attested_call", "grpc_status_of"]
+
+SECURITY_HEADER = "workload.spiffe.io"
+
+#: Who called, as captured at accept: the kernel's credentials, or why they could not be had.
+Caller = PeerCredentials | NodeAgentError
+
+# The one table from agent errors to gRPC status codes; the most specific class listed wins.
+_STATUS_OF: Mapping[type[NodeAgentError], Status] = {
+    SecurityHeaderMissingError: Status.INVALID_ARGUMENT,
+    InvalidWorkloadRequestError: Status.INVALID_ARGUMENT,
+    JwtSvidInvalidError: Status.INVALID_ARGUMENT,
+    PeerGoneError: Status.UNAUTHENTICATED,
+    AttestationError: Status.PERMISSION_DENIED,
+    NoIdentityError: Status.PERMISSION_DENIED,
+    NotEntitledError: Status.PERMISSION_DENIED,
+    IdentityUnavailableError: Status.UNAVAILABLE,
+}
+
+_log = structlog.get_logger(__name__)
+
+
+def grpc_status_of(err: NodeAgentError) -> Status:
+    """The gRPC status a workload sees for ``err``."""
+    for cls in type(err).__mro__:
+        status = _STATUS_OF.get(cls)
+        if status is not None:
+            return status
+    return Status.INTERNAL
+
+
+@asynccontextmanager
+async def attested_call(
+    caller: Caller,
+    stream: Stream[Any, Any],
+    attestor: CallerAttestor,
+    *,
+    method: str,
+) -> AsyncIterator[WorkloadAttestation]:
+    """The frame of one call: check the header, attest the caller, and turn the agent's errors into gRPC statuses.
+
+    Everything raised inside the block goes through the same table, so a handler raises the agent's errors and
+    never a status code.
+    """
+    pid = caller.pid if isinstance(caller, PeerCredentials) else None
+    log = _log.bind(method=method, pid=pid)
+    try:
+        values = stream.metadata.getall(SECURITY_HEADER, []) if stream.metadata else []
+        if values != ["true"]:
+            raise SecurityHeaderMissingError
+        if isinstance(caller, NodeAgentError):
+            raise caller
+        yield await attestor.attest(caller)
+    except NodeAgentError as err:
+        status = grpc_status_of(err)
+        log.info("workload API call refused", status=status.name, reason=str(err))
+        raise GRPCError(status, str(err)) from err

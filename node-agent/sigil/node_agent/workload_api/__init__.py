@@ -1,0 +1,26 @@
+"""The Workload API endpoint: the agent's Unix socket and the SPIFFE Workload API served on it.
+
+- ``endpoint``: :class:`WorkloadApiServer`, the socket, its lifecycle and the routes of each accepted connection;
+- ``service``: :class:`WorkloadApiService`, the five RPCs of the standard over an ``IdentitySource``;
+- ``_accept_hook``: the one place that reaches into grpclib to capture credentials at accept.
+
+The endpoint asks an :class:`~sigil.node_agent.identity_source.IdentitySource` for everything it serves and never
+imports the SVID cache that provides it in production (import-linter), so it is tested with an in-memory source.
+"""
+
+from __future__ import annotations
+
+from sigil.node_agent.workload_api.endpoint import (
+    DEFAULT_SOCKET_PATH,
+    WorkloadApiServer,
+    WorkloadApiSettings,
+)
+from sigil.node_agent.workload_api.service import SERVICE_NAME, WorkloadApiService
+
+__all__ = [
+    "DEFAULT_SOCKET_PATH",
+    "SERVICE_NAME",
+    "WorkloadApiServer",
+    "WorkloadApiService",
+    "WorkloadApiSettings",
+]
