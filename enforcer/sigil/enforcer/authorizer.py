@@ -4,7 +4,7 @@ An enforcer guards one pod, so the target (namespace, labels) and the trust doma
 policies change. :class:`Authorizer` holds the compiled index of the current revision, swaps in a new one when
 the policy directory changes (the :class:`~sigil.enforcer.policy.store.PolicyStore` keeps the last good version
 of anything refused, and a directory that cannot be read changes nothing), and logs and counts every decision.
-Instead of a directory it can follow an :class:`~sigil.enforcer.policy_feed.AgentPolicySource` (policies from the
+Instead of a directory it can follow an :class:`~sigil.enforcer.policy.receiver.AgentPolicySource` (policies from the
 node agent): each snapshot the source applies is compiled at once, the namespace labels the agent attested are
 used, and the revision reported is the issuer's.
 Reading the directory is blocking file I/O and runs in a worker thread; deciding is a few dict lookups and runs
@@ -31,7 +31,7 @@ from sigil.enforcer.policy.store import LoadReport, PolicyStore
 
 if TYPE_CHECKING:
     # Only for types: a directory-fed authorizer (and ``sigil-enforcer check``) need not import grpclib.
-    from sigil.enforcer.policy_feed import AgentPolicies, AgentPolicySource
+    from sigil.enforcer.policy.receiver import AgentPolicies, AgentPolicySource
 
 __all__ = ["Authorizer"]
 

@@ -20,7 +20,7 @@ from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.errors import IdentitySourceError, RequestError
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.decision import Target
-from sigil.enforcer.policy_feed import AgentPolicySource
+from sigil.enforcer.policy.receiver import AgentPolicySource
 from sigil.enforcer.proxy import InboundProxy, OutboundProxy, refusal_reporter
 from sigil.enforcer.sources import StaticSource, WorkloadApiSource
 from sigil.enforcer.tls import PeerRule, SpiffeTls

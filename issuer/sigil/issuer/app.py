@@ -31,9 +31,9 @@ from sigil.issuer.bundlefeed import BundleFeed
 from sigil.issuer.federation import FederationPoller
 from sigil.issuer.kube import KubeApi, PodCache, TokenReviewAuthenticator
 from sigil.issuer.metrics import IssuerMetrics
-from sigil.issuer.policycrds import policy_informers
-from sigil.issuer.policyfeed import PolicyFeed
-from sigil.issuer.policyrecords import PolicyRecords
+from sigil.issuer.policies.crd_source import policy_informers
+from sigil.issuer.policies.feed import PolicyFeed
+from sigil.issuer.policies.tables import PolicyTables
 from sigil.issuer.problems import problem_middleware
 from sigil.issuer.ratelimit import RateLimiter
 from sigil.issuer.registry import MIGRATIONS, Registry
@@ -108,7 +108,7 @@ async def open_issuer(
         raise
     server = settings.server
     policies = PolicyFeed(
-        PolicyRecords(ca.store.engine),
+        PolicyTables(ca.store.engine),
         metrics,
         directory=settings.policy.directory,
         poll_interval=settings.policy.poll_interval.total_seconds(),

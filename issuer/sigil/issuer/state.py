@@ -19,7 +19,7 @@ from sigil.issuer.agentrecords import AgentRecords
 from sigil.issuer.bundlefeed import BundleFeed
 from sigil.issuer.kube import KubeApi, PodCache, TokenReviewAuthenticator
 from sigil.issuer.metrics import IssuerMetrics
-from sigil.issuer.policyfeed import PolicyFeed
+from sigil.issuer.policies.feed import PolicyFeed
 from sigil.issuer.ratelimit import RateLimiter
 from sigil.issuer.registry import Registry
 from sigil.issuer.serving import ServingIdentity

@@ -25,7 +25,7 @@ from sigil.issuer.errors import (
     NotFoundError,
     UnavailableError,
 )
-from sigil.issuer.policyfeed import PolicyFeed
+from sigil.issuer.policies.feed import PolicyFeed
 from sigil.issuer.registry import Entry, Registry, refuse_reserved
 
 __all__ = [

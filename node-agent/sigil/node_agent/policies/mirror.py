@@ -31,7 +31,7 @@ from sigil.node_agent.identity import ChangeFeed
 from sigil.node_agent.issuer_link import call_issuer
 from sigil.node_agent.rotation import Backoff, poll_forever
 
-__all__ = ["POLICY_FILE", "PolicyFeedApi", "PolicyState", "PolicySync"]
+__all__ = ["POLICY_FILE", "MirroredPolicies", "PolicyFeedApi", "PolicyMirror"]
 
 POLICY_FILE = "policies.json"
 
@@ -47,7 +47,7 @@ class PolicyFeedApi(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class PolicyState:
+class MirroredPolicies:
     """One revision of the issuer's policy set: each policy parsed and as canonical JSON, namespace labels."""
 
     revision: int
@@ -56,7 +56,7 @@ class PolicyState:
     namespaces: Mapping[str, Mapping[str, str]]
 
     @classmethod
-    def of(cls, update: PolicyUpdate) -> PolicyState:
+    def of(cls, update: PolicyUpdate) -> MirroredPolicies:
         """The state of ``update``; documents this agent's schema refuses are left out (and logged)."""
         for error in update.refused:
             _log.warning("policy from the issuer refused by this agent's schema", error=str(error))
@@ -92,8 +92,8 @@ def _canonical(document: Mapping[str, Any]) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
-class PolicySync:
-    """Holds the :class:`PolicyState` in force (None before any); :meth:`run` keeps it current."""
+class PolicyMirror:
+    """Holds the :class:`MirroredPolicies` in force (None before any); :meth:`run` keeps it current."""
 
     def __init__(
         self,
@@ -107,12 +107,12 @@ class PolicySync:
         self._wait = wait
         self._backoff = backoff
         self._path = None if directory is None else directory / POLICY_FILE
-        self._state: PolicyState | None = None
+        self._state: MirroredPolicies | None = None
         #: Notified after every new state; the policy streams wait on it.
         self.changes = ChangeFeed()
 
     @property
-    def state(self) -> PolicyState | None:
+    def state(self) -> MirroredPolicies | None:
         """The set in force, or None until the first answer (or stored set)."""
         return self._state
 
@@ -122,7 +122,7 @@ class PolicySync:
             return False
         try:
             text = await asyncio.to_thread(self._path.read_text, encoding="utf-8")
-            state = PolicyState.of(PolicyUpdate.parse(json.loads(text)))
+            state = MirroredPolicies.of(PolicyUpdate.parse(json.loads(text)))
         except FileNotFoundError:
             return False
         except (OSError, ValueError, KeyError, TypeError) as err:
@@ -138,7 +138,7 @@ class PolicySync:
         update = await call_issuer(self._issuer.policies(after, wait=wait))
         if self._state is not None and update.revision == self._state.revision:
             return False
-        state = await asyncio.to_thread(PolicyState.of, update)
+        state = await asyncio.to_thread(MirroredPolicies.of, update)
         # Stored before it is served, so an agent stopped right after a stream saw the set restarts with that set.
         if self._path is not None:
             try:
@@ -151,7 +151,7 @@ class PolicySync:
         _log.info("policies updated", revision=state.revision, policies=len(state.entries))
         return True
 
-    def _adopt(self, state: PolicyState) -> None:
+    def _adopt(self, state: MirroredPolicies) -> None:
         self._state = state
         self.changes.notify()
 

@@ -3,8 +3,8 @@
 Sources (issue 5, "Distribution"): a directory of YAML files this replica polls (a cheap ``stat`` of each file
 every ``policy.poll_interval``; no inotify dependency, and it works on ConfigMap volumes, whose atomic symlink
 swap inotify watchers famously miss), policies applied through the admin API (kept in the datastore so they reach
-every replica and survive restarts), and the ``authz.sigil.dev`` CRDs (fed by :mod:`sigil.issuer.policycrds`).
-A refused document changes nothing in force (see :mod:`sigil.issuer.policybook`); it is logged and counted.
+every replica and survive restarts), and the ``authz.sigil.dev`` CRDs (fed by :mod:`sigil.issuer.policies.crd_source`).
+A refused document changes nothing in force (see :mod:`sigil.issuer.policies.sources`); it is logged and counted.
 
 Agents wait as for the bundle: a change wakes every waiter at once, so a policy edit reaches agents within the
 poll interval, and another replica's admin change within the same interval (the datastore row is polled too).
@@ -39,8 +39,8 @@ from sigil.enforcer.policy.store import LoadReport
 from sigil.issuer import wire
 from sigil.issuer.errors import NotFoundError, PolicyRefusedError
 from sigil.issuer.metrics import IssuerMetrics
-from sigil.issuer.policybook import PolicyBook, judge_documents
-from sigil.issuer.policyrecords import AdminPolicy, PolicyRecords
+from sigil.issuer.policies.sources import PolicyBook, judge_documents
+from sigil.issuer.policies.tables import AdminPolicy, PolicyTables
 
 __all__ = ["ADMIN_SOURCE", "PolicyFeed"]
 
@@ -66,7 +66,7 @@ class PolicyFeed:
 
     def __init__(
         self,
-        records: PolicyRecords,
+        records: PolicyTables,
         metrics: IssuerMetrics,
         *,
         directory: Path | None,

@@ -22,8 +22,8 @@ from sigil.enforcer.policy.resources import (
 from sigil.enforcer.policy.schema import Where
 from sigil.issuer.kube.api import KubeApi
 from sigil.issuer.kube.informer import Informer, ObjectKey
-from sigil.issuer.policyfeed import PolicyFeed
-from sigil.issuer.policystatus import accepted_condition, write_statuses
+from sigil.issuer.policies.crd_status import accepted_condition, write_statuses
+from sigil.issuer.policies.feed import PolicyFeed
 
 __all__ = ["NAMESPACE_NAME_LABEL", "policy_informers"]
 
@@ -58,7 +58,7 @@ def policy_informers(
     """The informers that keep ``feed`` current: each CRD (when ``watch_crds``) and the namespaces.
 
     After each change of a CRD's objects, each object's ``status`` says whether it is in force
-    (:mod:`sigil.issuer.policystatus`).
+    (:mod:`sigil.issuer.policies.crd_status`).
     """
     informers: list[Informer] = []
     if watch_crds:

@@ -25,30 +25,32 @@ from types import TracebackType
 
 import structlog
 from grpclib.client import Channel
-from grpclib.const import Cardinality
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
-from sigil.enforcer._proto import policy_pb2 as pb
 from sigil.enforcer.errors import EnforcerError, PolicyError, PolicySourceError
 from sigil.enforcer.policy.loader import FileResult, PolicyKey
 from sigil.enforcer.policy.model import Policy, parse_policy
 from sigil.enforcer.policy.resources import KINDS
 from sigil.enforcer.policy.schema import Where
 from sigil.enforcer.policy.store import LoadReport, PolicyStore
+from sigil.enforcer.policy.wire import (
+    SECURITY_HEADER,
+    WATCH_POLICIES_CARDINALITY,
+    WATCH_POLICIES_PATH,
+    PolicySnapshot,
+    WatchPoliciesRequest,
+)
 
 __all__ = [
     "DEFAULT_AGENT_ENDPOINT",
-    "WATCH_POLICIES_PATH",
     "AgentPolicies",
     "AgentPolicySource",
     "socket_path_of",
 ]
 
 DEFAULT_AGENT_ENDPOINT = "unix:///run/sigil/agent.sock"
-#: The method path both sides route by hand (policy.proto's service, in its package).
-WATCH_POLICIES_PATH = "/sigil.policy.v1.PolicyService/WatchPolicies"
 _SOURCE = "agent"
-_HEADER = {"workload.spiffe.io": "true"}
+_HEADER = {SECURITY_HEADER: "true"}
 
 _log = structlog.get_logger(__name__)
 
@@ -180,12 +182,12 @@ class AgentPolicySource:
         try:
             async with channel.request(
                 WATCH_POLICIES_PATH,
-                Cardinality.UNARY_STREAM,
-                pb.WatchPoliciesRequest,
-                pb.PolicySnapshot,
+                WATCH_POLICIES_CARDINALITY,
+                WatchPoliciesRequest,
+                PolicySnapshot,
                 metadata=_HEADER,
             ) as stream:
-                await stream.send_message(pb.WatchPoliciesRequest(), end=True)
+                await stream.send_message(WatchPoliciesRequest(), end=True)
                 self._connected = True
                 async for snapshot in stream:
                     self.apply(snapshot)
@@ -194,7 +196,7 @@ class AgentPolicySource:
             channel.close()
         return received
 
-    def apply(self, snapshot: pb.PolicySnapshot) -> AgentPolicies:
+    def apply(self, snapshot: PolicySnapshot) -> AgentPolicies:
         """Adopt one snapshot: its documents replace the previous set (refused ones keep their last good)."""
         report = self.store.apply(_file_result(snapshot.policies))
         for error in report.errors:
