@@ -14,7 +14,6 @@ on the caller's thread.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +25,7 @@ from sigil.enforcer.errors import PolicySourceError
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.decision import Decision, Target
 from sigil.enforcer.policy.index import PolicyIndex
-from sigil.enforcer.policy.loader import policy_files
+from sigil.enforcer.policy.loader import Stamp, policy_stamps
 from sigil.enforcer.policy.store import LoadReport, PolicyStore
 
 if TYPE_CHECKING:
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["Authorizer"]
 
 _log = structlog.get_logger(__name__)
-
-_Snapshot = tuple[tuple[str, int, int], ...]
 
 
 class Authorizer:
@@ -64,7 +61,7 @@ class Authorizer:
         self._index = self._compile()
         if self.agent is not None:
             self.agent.subscribe(self._adopt)
-        self._snapshot: _Snapshot | None = None
+        self._stamps: dict[str, Stamp] | None = None
         self._changed = asyncio.Condition()
 
     @property
@@ -102,9 +99,9 @@ class Authorizer:
         """Read the policy directory now (blocking: call it from a worker thread when on a loop)."""
         if self.directory is None:
             raise ValueError("this authorizer has no policy directory")
-        snapshot = _snapshot(self.directory)
+        stamps = policy_stamps(self.directory)
         report = self._store.load_directory(self.directory)
-        self._snapshot = snapshot
+        self._stamps = stamps
         if report.changed:
             self._index = self._compile()
         self._report(report)
@@ -116,8 +113,8 @@ class Authorizer:
             return None
         directory = self.directory
         try:
-            snapshot = await asyncio.to_thread(_snapshot, directory)
-            if snapshot == self._snapshot:
+            stamps = await asyncio.to_thread(policy_stamps, directory)
+            if stamps == self._stamps:
                 return None
             report = await asyncio.to_thread(self.load)
         except PolicySourceError as err:
@@ -179,15 +176,3 @@ class Authorizer:
                 self.metrics.policy_errors.inc(len(report.errors))
         if report.changed:
             _log.info("policies loaded", revision=report.revision, errors=len(report.errors))
-
-
-def _snapshot(directory: Path) -> _Snapshot:
-    """What the policy files look like (names, mtimes, sizes): a change means a reload."""
-    entries = []
-    for path in policy_files(directory):
-        try:
-            stat = os.stat(path)  # follows ConfigMap symlinks to the data they point at
-        except OSError:
-            continue
-        entries.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return tuple(entries)

@@ -23,9 +23,7 @@ import structlog
 
 from sigil.ca.errors import SigilError
 from sigil.ca.keys import write_secret_file
-from sigil.enforcer.errors import PolicyError
-from sigil.enforcer.policy import Policy, parse_policy
-from sigil.enforcer.policy.loader import policy_key
+from sigil.enforcer.policy import AcceptedPolicy
 from sigil.issuer.client import PolicyUpdate
 from sigil.node_agent.identity import ChangeFeed
 from sigil.node_agent.issuer_link import call_issuer
@@ -48,33 +46,22 @@ class PolicyFeedApi(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class MirroredPolicies:
-    """One revision of the issuer's policy set: each policy parsed and as canonical JSON, namespace labels."""
+    """One revision of the issuer's policy set: each accepted policy with its canonical document, namespace labels."""
 
     revision: int
     digest: str
-    entries: tuple[tuple[Policy, str], ...]
+    entries: tuple[AcceptedPolicy, ...]
     namespaces: Mapping[str, Mapping[str, str]]
 
     @classmethod
     def of(cls, update: PolicyUpdate) -> MirroredPolicies:
-        """The state of ``update``; documents this agent's schema refuses are left out (and logged)."""
+        """The state of ``update``; documents this agent's schema refused are left out (and logged)."""
         for error in update.refused:
             _log.warning("policy from the issuer refused by this agent's schema", error=str(error))
-        if update.refused:
-            # ``policies`` skips the refused documents, so pair each document with its policy again.
-            pairs = []
-            for document in update.documents:
-                try:
-                    pairs.append((parse_policy(document), document))
-                except PolicyError:
-                    continue
-        else:
-            pairs = list(zip(update.policies, update.documents, strict=True))
-        pairs.sort(key=lambda pair: policy_key(pair[0]))
         return cls(
             update.revision,
             update.digest,
-            tuple((policy, _canonical(document)) for policy, document in pairs),
+            tuple(sorted(update.accepted, key=lambda accepted: accepted.key)),
             {ns: dict(labels) for ns, labels in update.namespaces.items()},
         )
 
@@ -83,13 +70,9 @@ class MirroredPolicies:
         return {
             "revision": self.revision,
             "digest": self.digest,
-            "policies": [json.loads(document) for _, document in self.entries],
+            "policies": [dict(accepted.document) for accepted in self.entries],
             "namespaces": {ns: dict(labels) for ns, labels in self.namespaces.items()},
         }
-
-
-def _canonical(document: Mapping[str, Any]) -> str:
-    return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
 class PolicyMirror:
@@ -138,7 +121,7 @@ class PolicyMirror:
         update = await call_issuer(self._issuer.policies(after, wait=wait))
         if self._state is not None and update.revision == self._state.revision:
             return False
-        state = await asyncio.to_thread(MirroredPolicies.of, update)
+        state = MirroredPolicies.of(update)
         # Stored before it is served, so an agent stopped right after a stream saw the set restarts with that set.
         if self._path is not None:
             try:

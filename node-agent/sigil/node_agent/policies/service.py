@@ -73,7 +73,7 @@ def snapshot_for(state: MirroredPolicies, workload: Workload) -> PolicySnapshot:
     return PolicySnapshot(
         revision=state.revision,
         digest=state.digest,
-        policies=[document for policy, document in state.entries if applies_to(policy, workload)],
+        policies=[a.canonical for a in state.entries if applies_to(a.policy, workload)],
         namespace=workload.namespace or "",
         pod_labels=dict(workload.labels),
         namespace_labels=dict(workload.namespace_labels),
