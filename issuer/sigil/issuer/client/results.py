@@ -157,11 +157,15 @@ class PolicyUpdate:
         return tuple(accepted.policy for accepted in self.accepted)
 
     @classmethod
-    def parse(cls, body: wire.PolicyResponse) -> PolicyUpdate:
+    def parse(
+        cls, body: wire.PolicyResponse, *, known: Mapping[str, AcceptedPolicy] | None = None
+    ) -> PolicyUpdate:
+        """The update in ``body``; documents in ``known`` (by canonical text) are not parsed again."""
         documents = body["policies"]
         judged = judge(
             ((document, Where("issuer", n)) for n, document in enumerate(documents)),
             source="issuer",
+            known=known,
         )
         return cls(
             body["revision"],

@@ -40,7 +40,11 @@ class PolicyFeedApi(Protocol):
     """The one issuer call this needs; :class:`~sigil.issuer.client.IssuerClient` provides it."""
 
     async def policies(
-        self, after_revision: int | None = None, *, wait: float | None = None
+        self,
+        after_revision: int | None = None,
+        *,
+        wait: float | None = None,
+        known: Mapping[str, AcceptedPolicy] | None = None,
     ) -> PolicyUpdate: ...
 
 
@@ -118,7 +122,9 @@ class PolicyMirror:
     async def refresh(self, *, wait: float | None = None) -> bool:
         """One request (a long poll with ``wait``); True when the set changed. Raises IssuerUnreachableError."""
         after = None if self._state is None else self._state.revision
-        update = await call_issuer(self._issuer.policies(after, wait=wait))
+        # What this agent accepted last time is not parsed again: a change of one policy parses one document.
+        known = None if self._state is None else {a.canonical: a for a in self._state.entries}
+        update = await call_issuer(self._issuer.policies(after, wait=wait, known=known))
         if self._state is not None and update.revision == self._state.revision:
             return False
         state = MirroredPolicies.of(update)
