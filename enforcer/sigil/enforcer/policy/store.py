@@ -112,8 +112,9 @@ class PolicyStore:
         for gone in [file for file in self._files if file not in present]:
             del self._files[gone]
         errors: list[EnforcerError] = []
+        known = self.known()  # once per load: a big directory must not cost files x policies
         for path in paths:
-            result = read_file(path, known=self.known())
+            result = read_file(path, known=known)
             self._merge(result)
             errors.extend(result.errors)
         return self._commit(errors)

@@ -73,9 +73,9 @@ class PolicySources:
         if stamps == self._stamps:
             return []
         reports = [self._store.remove(gone) for gone in sorted(set(self._stamps) - set(stamps))]
+        known = self._store.known()  # once per scan: a big directory must not cost files x policies
         for path, stamp in sorted(stamps.items()):
             if self._stamps.get(path) != stamp:
-                known = self._store.known()
                 result = await asyncio.to_thread(read_file, Path(path), known=known)
                 reports.append(self._store.apply(result))
         self._stamps = stamps
