@@ -48,7 +48,7 @@ from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.decision import Target
-from sigil.enforcer.policy_feed import AgentPolicies, AgentPolicySource
+from sigil.enforcer.policy.receiver import AgentPolicies, AgentPolicySource
 from sigil.issuer.admin import SocketAdmin
 
 RESULTS = Path(__file__).parent / "results" / "enforce.json"

@@ -14,12 +14,12 @@ from enforcer.policy_world import PodAttestor, PolicyWorld, policy_world
 from prometheus_client import CollectorRegistry
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
-from sigil.enforcer._proto import policy_pb2 as pb
 from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.cli import main
 from sigil.enforcer.metrics import EnforcerMetrics
+from sigil.enforcer.policy import wire
 from sigil.enforcer.policy.decision import Target
-from sigil.enforcer.policy_feed import AgentPolicySource
+from sigil.enforcer.policy.receiver import AgentPolicySource
 from sigil.issuer.admin import SocketAdmin
 
 TD = TrustDomain("example.org")
@@ -107,9 +107,11 @@ def test_a_refused_document_keeps_its_last_good_version(registry: CollectorRegis
     good = json.dumps(_document(_from("web")))
     broken = _document(_from("api"))
     broken["spec"]["action"] = "MAYBE"
-    source.apply(pb.PolicySnapshot(revision=4, digest="d4", policies=[good], namespace="shop"))
+    source.apply(wire.PolicySnapshot(revision=4, digest="d4", policies=[good], namespace="shop"))
     applied = source.apply(
-        pb.PolicySnapshot(revision=5, digest="d5", policies=[json.dumps(broken)], namespace="shop")
+        wire.PolicySnapshot(
+            revision=5, digest="d5", policies=[json.dumps(broken)], namespace="shop"
+        )
     )
     assert [str(e) for e in applied.report.errors] == [
         "agent (document 1): spec.action: expected one of 'ALLOW', 'DENY', found 'MAYBE'"

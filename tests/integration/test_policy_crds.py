@@ -19,7 +19,7 @@ from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
 from sigil_testing.operator import DEPLOY, run_kubectl
 
 from sigil.issuer.kube import KubeApi
-from sigil.issuer.policystatus import write_statuses
+from sigil.issuer.policies.crd_status import write_statuses
 from sigil.issuer.settings import PolicySettings
 
 pytestmark = pytest.mark.kube

@@ -14,9 +14,8 @@ from grpclib.client import Channel, Stream
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 
-from sigil.enforcer._proto import policy_pb2 as pb
-from sigil.enforcer.policy_feed import socket_path_of
-from sigil.node_agent.policy_service import WATCH_POLICIES_PATH
+from sigil.enforcer.policy import wire
+from sigil.enforcer.policy.receiver import socket_path_of
 
 SHOP = dump(
     ap("db-from-web", match={"app": "db"}, rules=[rule([sa("web")], ports=[5432])]),
@@ -51,19 +50,19 @@ async def world() -> AsyncIterator[PolicyWorld]:
 @asynccontextmanager
 async def watching(
     endpoint: str, *, header: bool = True
-) -> AsyncIterator[Stream[pb.WatchPoliciesRequest, pb.PolicySnapshot]]:
+) -> AsyncIterator[Stream[wire.WatchPoliciesRequest, wire.PolicySnapshot]]:
     """An open WatchPolicies stream on the agent at ``endpoint``."""
     channel = Channel(path=socket_path_of(endpoint))
     metadata = {"workload.spiffe.io": "true"} if header else None
     try:
         async with channel.request(
-            WATCH_POLICIES_PATH,
+            wire.WATCH_POLICIES_PATH,
             Cardinality.UNARY_STREAM,
-            pb.WatchPoliciesRequest,
-            pb.PolicySnapshot,
+            wire.WatchPoliciesRequest,
+            wire.PolicySnapshot,
             metadata=metadata,
         ) as stream:
-            await stream.send_message(pb.WatchPoliciesRequest(), end=True)
+            await stream.send_message(wire.WatchPoliciesRequest(), end=True)
             yield stream
             # The stream never ends by itself; leaving without a reset would wait for its end.
             await stream.cancel()
@@ -71,14 +70,16 @@ async def watching(
         channel.close()
 
 
-async def receive(stream: Stream[pb.WatchPoliciesRequest, pb.PolicySnapshot]) -> pb.PolicySnapshot:
+async def receive(
+    stream: Stream[wire.WatchPoliciesRequest, wire.PolicySnapshot],
+) -> wire.PolicySnapshot:
     """The next snapshot, failing the test when none comes in time."""
     snapshot = await asyncio.wait_for(stream.recv_message(), TIMEOUT)
     assert snapshot is not None
     return snapshot
 
 
-def names(snapshot: pb.PolicySnapshot) -> list[str]:
+def names(snapshot: wire.PolicySnapshot) -> list[str]:
     """The names of the snapshot's policies, in the order sent."""
     return [json.loads(document)["metadata"]["name"] for document in snapshot.policies]
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from sigil.enforcer.bundles import BundleSet
     from sigil.enforcer.metrics import EnforcerMetrics
     from sigil.enforcer.middleware import PEER, spiffe_authorization
-    from sigil.enforcer.policy_feed import AgentPolicySource
+    from sigil.enforcer.policy.receiver import AgentPolicySource
     from sigil.enforcer.proxy.listener import InboundProxy, OutboundProxy
     from sigil.enforcer.sources import StaticSource, WorkloadApiSource, X509Material
     from sigil.enforcer.tls import SpiffeTls, client_context, peer_of, server_context
@@ -82,7 +82,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "AgentPolicySource": "sigil.enforcer.policy_feed",
+    "AgentPolicySource": "sigil.enforcer.policy.receiver",
     "Authorizer": "sigil.enforcer.authorizer",
     "BundleSet": "sigil.enforcer.bundles",
     "EnforcerMetrics": "sigil.enforcer.metrics",

@@ -4,7 +4,7 @@ An enforcer guards one pod, so the target (namespace, labels) and the trust doma
 policies change. :class:`Authorizer` holds the compiled index of the current revision, swaps in a new one when
 the policy directory changes (the :class:`~sigil.enforcer.policy.store.PolicyStore` keeps the last good version
 of anything refused, and a directory that cannot be read changes nothing), and logs and counts every decision.
-Instead of a directory it can follow an :class:`~sigil.enforcer.policy_feed.AgentPolicySource` (policies from the
+Instead of a directory it can follow an :class:`~sigil.enforcer.policy.receiver.AgentPolicySource` (policies from the
 node agent): each snapshot the source applies is compiled at once, the namespace labels the agent attested are
 used, and the revision reported is the issuer's.
 Reading the directory is blocking file I/O and runs in a worker thread; deciding is a few dict lookups and runs
@@ -14,7 +14,6 @@ on the caller's thread.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,18 +25,16 @@ from sigil.enforcer.errors import PolicySourceError
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.decision import Decision, Target
 from sigil.enforcer.policy.index import PolicyIndex
-from sigil.enforcer.policy.loader import policy_files
+from sigil.enforcer.policy.loader import Stamp, policy_stamps
 from sigil.enforcer.policy.store import LoadReport, PolicyStore
 
 if TYPE_CHECKING:
     # Only for types: a directory-fed authorizer (and ``sigil-enforcer check``) need not import grpclib.
-    from sigil.enforcer.policy_feed import AgentPolicies, AgentPolicySource
+    from sigil.enforcer.policy.receiver import AgentPolicies, AgentPolicySource
 
 __all__ = ["Authorizer"]
 
 _log = structlog.get_logger(__name__)
-
-_Snapshot = tuple[tuple[str, int, int], ...]
 
 
 class Authorizer:
@@ -64,7 +61,7 @@ class Authorizer:
         self._index = self._compile()
         if self.agent is not None:
             self.agent.subscribe(self._adopt)
-        self._snapshot: _Snapshot | None = None
+        self._stamps: dict[str, Stamp] | None = None
         self._changed = asyncio.Condition()
 
     @property
@@ -102,9 +99,9 @@ class Authorizer:
         """Read the policy directory now (blocking: call it from a worker thread when on a loop)."""
         if self.directory is None:
             raise ValueError("this authorizer has no policy directory")
-        snapshot = _snapshot(self.directory)
+        stamps = policy_stamps(self.directory)
         report = self._store.load_directory(self.directory)
-        self._snapshot = snapshot
+        self._stamps = stamps
         if report.changed:
             self._index = self._compile()
         self._report(report)
@@ -116,8 +113,8 @@ class Authorizer:
             return None
         directory = self.directory
         try:
-            snapshot = await asyncio.to_thread(_snapshot, directory)
-            if snapshot == self._snapshot:
+            stamps = await asyncio.to_thread(policy_stamps, directory)
+            if stamps == self._stamps:
                 return None
             report = await asyncio.to_thread(self.load)
         except PolicySourceError as err:
@@ -179,15 +176,3 @@ class Authorizer:
                 self.metrics.policy_errors.inc(len(report.errors))
         if report.changed:
             _log.info("policies loaded", revision=report.revision, errors=len(report.errors))
-
-
-def _snapshot(directory: Path) -> _Snapshot:
-    """What the policy files look like (names, mtimes, sizes): a change means a reload."""
-    entries = []
-    for path in policy_files(directory):
-        try:
-            stat = os.stat(path)  # follows ConfigMap symlinks to the data they point at
-        except OSError:
-            continue
-        entries.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return tuple(entries)

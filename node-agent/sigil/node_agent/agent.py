@@ -36,7 +36,7 @@ from sigil.node_agent.attestation.attestors.unix import UnixAttestor, UnixAttest
 from sigil.node_agent.attestation.caller import Attestation
 from sigil.node_agent.attestation.pod_sync import PodSync
 from sigil.node_agent.errors import AgentAttestationError, AgentConfigError
-from sigil.node_agent.policy_sync import PolicySync
+from sigil.node_agent.policies.mirror import PolicyMirror
 from sigil.node_agent.rotation import Backoff
 from sigil.node_agent.settings import AgentSettings, AttestationSettings
 from sigil.node_agent.svid_cache.cache import SvidCache
@@ -111,8 +111,8 @@ class NodeAgent:
         self._watch_task: asyncio.Task[None] | None = None
         #: With ``node_name``: this node's pods, from the issuer (pod_sync.py).
         self.pods: PodSync | None = None
-        #: The policies served to local enforcers (policy_sync.py), current while the agent runs.
-        self.policies: PolicySync | None = None
+        #: The policies served to local enforcers (policies/mirror.py), current while the agent runs.
+        self.policies: PolicyMirror | None = None
         self._policy_task: asyncio.Task[None] | None = None
 
     @property
@@ -185,7 +185,7 @@ class NodeAgent:
                 UnixAttestor(UnixAttestorSettings(discover_workload_path=s.discover_workload_path)),
                 *self._pod_attestors(self._svid_cache),
             ]
-            self.policies = PolicySync(
+            self.policies = PolicyMirror(
                 self._client,
                 wait=s.rotation.bundle_wait.total_seconds(),
                 backoff=Backoff(initial=s.rotation.backoff_initial, maximum=s.rotation.backoff_max),

@@ -1,4 +1,10 @@
-"""Sigil's authorization policies: the resources, their schema, loading, the compiled index and decisions.
+"""Sigil's authorization policies: the resources, their schema, judging, loading, the compiled index and decisions.
+
+:mod:`.documents` is the one place a raw document becomes an accepted policy (with its canonical document) or a
+refusal; every reader of policies, in every component, comes through it. :mod:`.store` keeps the last good
+version per source. Policies reach an enforcer from a directory (:mod:`.loader`) or from the node agent
+(:mod:`.receiver`, over the contract in :mod:`.wire`); the core never imports those two, so evaluating policies
+(``sigil-enforcer check``) needs no gRPC.
 
 The contract is authz.md part 7 (../shared/reference/authz.md): GEP-3779's ``AuthorizationPolicy`` with
 Sigil's documented extensions, and ``ClusterAuthorizationPolicy`` for the cluster admin's Admin and Baseline
@@ -8,6 +14,14 @@ tiers.
 from __future__ import annotations
 
 from sigil.enforcer.policy.decision import Decision, Match, Target, Tier, Verdict
+from sigil.enforcer.policy.documents import (
+    AcceptedPolicy,
+    PolicyKey,
+    SourceResult,
+    document_key,
+    judge,
+    policy_key,
+)
 from sigil.enforcer.policy.index import PolicyIndex
 from sigil.enforcer.policy.model import (
     AuthorizationPolicy,
@@ -24,6 +38,7 @@ from sigil.enforcer.policy.model import (
 from sigil.enforcer.policy.selector import LabelSelector
 
 __all__ = [
+    "AcceptedPolicy",
     "AuthorizationPolicy",
     "ClusterAuthorizationPolicy",
     "ClusterTier",
@@ -33,12 +48,17 @@ __all__ = [
     "Match",
     "Policy",
     "PolicyIndex",
+    "PolicyKey",
     "Rule",
     "ServiceAccountSource",
     "Source",
+    "SourceResult",
     "SpiffeSource",
     "Target",
     "Tier",
     "Verdict",
+    "document_key",
+    "judge",
     "parse_policy",
+    "policy_key",
 ]

@@ -49,7 +49,7 @@ _COLUMNS = {
 
 _ACCEPTED = '.status.conditions[?(@.type=="Accepted")]'
 
-# What sigil-server writes through the status subresource (sigil.issuer.policystatus): Kubernetes'
+# What sigil-server writes through the status subresource (sigil.issuer.policies.crd_status): Kubernetes'
 # metav1.Condition, as upstream's API conventions and Gateway API's policy status (GEP-713) type it, one per
 # ``type``. Files never carry it, so the file schema leaves ``status`` open; only the CRD types it.
 _STATUS = {

@@ -1,57 +1,32 @@
-"""Reading policy files: YAML text in, policies and precise errors out, one document at a time.
+"""Policy files: a directory's YAML files found, stamped and read, each into a judged :class:`SourceResult`.
 
-A file may hold several documents (``---``). Each document is judged alone, so one bad policy never takes
-down the others; a refusal names the file, the document, the field path and what was expected. What to do
-with a refusal (keep the last good version) is :mod:`sigil.enforcer.policy.store`'s business; this module
-only tells it which policy a broken document *meant* to be, when that can be read.
+A file may hold several documents (``---``); :mod:`sigil.enforcer.policy.documents` judges each alone, and a
+file that is not YAML or cannot be read is a broken source, whose policies the store keeps. What to do with a
+refusal (keep the last good version) is :mod:`sigil.enforcer.policy.store`'s business. Both the enforcer and the
+issuer read their policy directories through this module, and poll them by :func:`policy_stamps`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from sigil.enforcer.errors import EnforcerError, PolicyError, PolicySourceError, PolicyYamlError
-from sigil.enforcer.policy.model import AuthorizationPolicy, Policy, parse_policy
-from sigil.enforcer.policy.resources import KINDS
+from sigil.enforcer.errors import PolicySourceError, PolicyYamlError
+from sigil.enforcer.policy.documents import AcceptedPolicy, SourceResult, broken_source, judge
 from sigil.enforcer.policy.schema import Where
 
-__all__ = ["FileResult", "PolicyKey", "parse_file", "policy_files", "policy_key", "read_file"]
+__all__ = ["Stamp", "parse_file", "policy_files", "policy_stamps", "read_file"]
 
 # The C loader when PyYAML was built with libyaml; same results, several times faster on big directories.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _SUFFIXES = (".yaml", ".yml")
 
-PolicyKey = tuple[str, str, str]
-"""A policy's identity: (kind, namespace or "", name)."""
-
-
-def policy_key(policy: Policy) -> PolicyKey:
-    """The identity of ``policy``: two documents with the same key describe the same policy."""
-    if isinstance(policy, AuthorizationPolicy):
-        return (policy.kind, policy.namespace, policy.name)
-    return (policy.kind, "", policy.name)
-
-
-@dataclass(frozen=True, slots=True)
-class FileResult:
-    """What one file yielded.
-
-    ``broken`` means the file as a whole cannot be trusted (not YAML, unreadable, or a refused document whose
-    identity cannot be read), so the store keeps everything the file last held. Otherwise ``refused`` names the
-    policies whose new version was refused, so the store keeps their last good version.
-    """
-
-    file: str
-    policies: tuple[Policy, ...] = ()
-    errors: tuple[EnforcerError, ...] = ()
-    refused: frozenset[PolicyKey] = frozenset()
-    broken: bool = False
+Stamp = tuple[int, int, int]
+"""A file's (mtime, size, inode): when any of them moves, the file must be read again."""
 
 
 def policy_files(directory: Path) -> list[Path]:
@@ -71,55 +46,59 @@ def policy_files(directory: Path) -> list[Path]:
     ]
 
 
-def read_file(path: Path, *, name: str | None = None) -> FileResult:
-    """Read and parse one file; an unreadable file is a broken result, not an exception."""
+def read_file(
+    path: Path, *, name: str | None = None, known: Mapping[str, AcceptedPolicy] | None = None
+) -> SourceResult:
+    """Read and parse one file; an unreadable file is a broken result, not an exception.
+
+    ``known`` is :func:`~sigil.enforcer.policy.documents.judge`'s: documents accepted before are not parsed again.
+    """
     file = name or str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        return FileResult(file, errors=(PolicySourceError(file, reason),), broken=True)
-    return parse_file(text, file=file)
+        return broken_source(file, PolicySourceError(file, reason))
+    return parse_file(text, file=file, known=known)
 
 
-def parse_file(text: str, *, file: str) -> FileResult:
+def parse_file(
+    text: str, *, file: str, known: Mapping[str, AcceptedPolicy] | None = None
+) -> SourceResult:
     """Parse YAML ``text`` holding one or more policy documents (empty documents are skipped)."""
     try:
-        documents = list(yaml.load_all(text, Loader=_Loader))
+        documents = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
     except yaml.YAMLError as err:
-        return FileResult(file, errors=(_yaml_error(file, err),), broken=True)
-    documents = [document for document in documents if document is not None]
+        return broken_source(file, _yaml_error(file, err))
     several = len(documents) > 1
-    policies: list[Policy] = []
-    errors: list[EnforcerError] = []
-    refused: set[PolicyKey] = set()
-    broken = False
-    for number, document in enumerate(documents):
-        where = Where(file, number if several else None)
+    return judge(
+        (
+            (document, Where(file, number if several else None))
+            for number, document in enumerate(documents)
+        ),
+        source=file,
+        known=known,
+    )
+
+
+def policy_stamps(directory: Path) -> dict[str, Stamp]:
+    """Each policy file's :data:`Stamp`; raises :class:`PolicySourceError` when the directory cannot be listed.
+
+    A file removed between listing and ``stat`` is left out (it is gone); one that cannot be ``stat``-ed for
+    another reason is stamped ``(-1, -1, -1)``, so it counts as changed and is read (and reported, and what it
+    held stays) rather than counted as deleted.
+    """
+    stamps: dict[str, Stamp] = {}
+    for path in policy_files(directory):
         try:
-            policies.append(parse_policy(document, where=where))
-        except PolicyError as err:
-            errors.append(err)
-            key = _raw_key(document)
-            if key is None:
-                broken = True
-            else:
-                refused.add(key)
-    return FileResult(file, tuple(policies), tuple(errors), frozenset(refused), broken)
-
-
-def _raw_key(document: object) -> PolicyKey | None:
-    """Which policy a refused document meant to be, if its kind and names can still be read."""
-    if not isinstance(document, Mapping):
-        return None
-    kind, metadata = document.get("kind"), document.get("metadata")
-    # A kind we do not know could be a typo of either kind: which policy it meant is unknowable.
-    if kind not in KINDS or not isinstance(metadata, Mapping):
-        return None
-    name, namespace = metadata.get("name"), metadata.get("namespace", "")
-    if not isinstance(name, str) or not isinstance(namespace, str):
-        return None
-    return (str(kind), namespace, name)
+            st = os.stat(path)  # follows ConfigMap symlinks to the data they point at
+        except FileNotFoundError:
+            continue
+        except OSError:
+            stamps[str(path)] = (-1, -1, -1)
+            continue
+        stamps[str(path)] = (st.st_mtime_ns, st.st_size, st.st_ino)
+    return stamps
 
 
 def _yaml_error(file: str, err: yaml.YAMLError) -> PolicyYamlError:

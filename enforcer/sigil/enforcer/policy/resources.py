@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sigil.enforcer.policy.schema import Array, Boolean, Check, Integer, Map, Object, String
+from sigil.enforcer.policy.selector import LABEL_KEYS, LABEL_VALUES, SELECTOR_SCHEMA
 
 __all__ = [
     "API_VERSION",
@@ -41,15 +42,10 @@ NAMESPACED_KIND = "AuthorizationPolicy"
 CLUSTER_KIND = "ClusterAuthorizationPolicy"
 KINDS = (NAMESPACED_KIND, CLUSTER_KIND)
 
-# Kubernetes' own name rules (apimachinery validation.IsDNS1123Label/Subdomain, IsQualifiedName, IsValidLabelValue),
+# Kubernetes' own name rules (apimachinery validation.IsDNS1123Label/Subdomain; label keys and values are in selector),
 # written with [.] instead of \. so that they survive being quoted inside CEL strings.
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-_LABEL_KEY = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-)
-_LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 # A SPIFFE ID with a non-empty path (the root ID never names a workload), optionally ending in /* (Sigil's
 # prefix extension); the full SPIFFE-ID rules are applied again by SpiffeId.parse.
 _SPIFFE_SOURCE = r"^spiffe://[a-z0-9._-]+((/[A-Za-z0-9._-]+)+(/[*])?|/[*])$"
@@ -59,45 +55,6 @@ _NAMESPACE = String(
 )
 _NAME = String(
     "A resource name.", pattern=_DNS_SUBDOMAIN, shape="a resource name (a DNS subdomain)"
-)
-_LABEL_KEYS = String(pattern=_LABEL_KEY, shape="a label key ([prefix/]name)", max_length=317)
-_LABEL_VALUES = String(
-    pattern=_LABEL_VALUE, shape="a label value (at most 63 characters)", max_length=63
-)
-
-
-def _values_match_operator(requirement: Mapping[str, Any]) -> str | None:
-    values = requirement.get("values") or []
-    if requirement.get("operator") in ("In", "NotIn"):
-        return None if values else "values"
-    return "values" if values else None
-
-
-_LABEL_SELECTOR = Object(
-    description="A Kubernetes LabelSelector; {} selects everything.",
-    fields={
-        "matchLabels": Map(keys=_LABEL_KEYS, values=_LABEL_VALUES, description="Labels to match."),
-        "matchExpressions": Array(
-            max_items=16,
-            items=Object(
-                fields={
-                    "key": _LABEL_KEYS,
-                    "operator": String(enum=("In", "NotIn", "Exists", "DoesNotExist")),
-                    "values": Array(_LABEL_VALUES, max_items=64),
-                },
-                required=("key", "operator"),
-                checks=(
-                    Check(
-                        cel="self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0)"
-                        " : (!has(self.values) || size(self.values) == 0)",
-                        message="values must be non-empty for In and NotIn and empty otherwise",
-                        expected="values non-empty for In and NotIn, empty for Exists and DoesNotExist",
-                        failing=_values_match_operator,
-                    ),
-                ),
-            ),
-        ),
-    },
 )
 
 
@@ -215,7 +172,7 @@ _TARGET_REF = Object(
     fields={
         "group": String(enum=("", "core")),
         "kind": String(enum=("Pod",)),
-        "selector": _LABEL_SELECTOR,
+        "selector": SELECTOR_SCHEMA,
     },
     required=("kind", "selector"),
 )
@@ -247,8 +204,8 @@ _CLUSTER_SPEC = Object(
     fields={
         "tier": String(enum=("Admin", "Baseline")),
         "priority": Integer("Lower is evaluated first; ties go by name.", 0, 1000),
-        "namespaceSelector": _LABEL_SELECTOR,
-        "podSelector": _LABEL_SELECTOR,
+        "namespaceSelector": SELECTOR_SCHEMA,
+        "podSelector": SELECTOR_SCHEMA,
         "dryRun": Boolean("Evaluate and report, never enforce."),
         "rules": Array(_rule(namespaced=False), max_items=128),
     },
@@ -274,8 +231,8 @@ _FILE_METADATA = Object(
     fields={
         "name": _NAME,
         "namespace": _NAMESPACE,
-        "labels": Map(keys=_LABEL_KEYS, values=_LABEL_VALUES),
-        "annotations": Map(keys=_LABEL_KEYS, values=String(max_length=262144)),
+        "labels": Map(keys=LABEL_KEYS, values=LABEL_VALUES),
+        "annotations": Map(keys=LABEL_KEYS, values=String(max_length=262144)),
     },
     required=("name",),
 )

@@ -3,7 +3,8 @@
 Policies pick their target pods and namespaces by labels (GEP-3779 ``targetRefs[].selector``,
 AdminNetworkPolicy's ``namespaceSelector``/``podSelector``). Semantics follow apimachinery's
 ``metav1.LabelSelectorAsSelector``: ``matchLabels`` and ``matchExpressions`` are AND-ed, ``{}`` selects
-everything, ``NotIn`` and ``DoesNotExist`` also select objects that lack the key.
+everything, ``NotIn`` and ``DoesNotExist`` also select objects that lack the key. The selector's schema (for files
+and the CRDs, see :mod:`sigil.enforcer.policy.schema`) sits beside the value it parses into.
 """
 
 from __future__ import annotations
@@ -13,7 +14,63 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LabelSelector", "Operator", "Requirement"]
+from sigil.enforcer.policy.schema import Array, Check, Map, Object, String
+
+__all__ = [
+    "LABEL_KEYS",
+    "LABEL_VALUES",
+    "SELECTOR_SCHEMA",
+    "LabelSelector",
+    "Operator",
+    "Requirement",
+]
+
+# apimachinery's validation.IsQualifiedName and IsValidLabelValue, written with [.] instead of \. so that they
+# survive being quoted inside CEL strings.
+_LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LABEL_KEYS = String(pattern=_LABEL_KEY, shape="a label key ([prefix/]name)", max_length=317)
+LABEL_VALUES = String(
+    pattern=_LABEL_VALUE, shape="a label value (at most 63 characters)", max_length=63
+)
+
+
+def _values_match_operator(requirement: Mapping[str, Any]) -> str | None:
+    values = requirement.get("values") or []
+    if requirement.get("operator") in ("In", "NotIn"):
+        return None if values else "values"
+    return "values" if values else None
+
+
+SELECTOR_SCHEMA = Object(
+    description="A Kubernetes LabelSelector; {} selects everything.",
+    fields={
+        "matchLabels": Map(keys=LABEL_KEYS, values=LABEL_VALUES, description="Labels to match."),
+        "matchExpressions": Array(
+            max_items=16,
+            items=Object(
+                fields={
+                    "key": LABEL_KEYS,
+                    "operator": String(enum=("In", "NotIn", "Exists", "DoesNotExist")),
+                    "values": Array(LABEL_VALUES, max_items=64),
+                },
+                required=("key", "operator"),
+                checks=(
+                    Check(
+                        cel="self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0)"
+                        " : (!has(self.values) || size(self.values) == 0)",
+                        message="values must be non-empty for In and NotIn and empty otherwise",
+                        expected="values non-empty for In and NotIn, empty for Exists and DoesNotExist",
+                        failing=_values_match_operator,
+                    ),
+                ),
+            ),
+        ),
+    },
+)
 
 
 class Operator(enum.Enum):

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import EnforcerError, PolicyError
+from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, SourceResult
 from sigil.enforcer.policy.index import PolicyIndex
-from sigil.enforcer.policy.loader import FileResult, PolicyKey, policy_files, policy_key, read_file
+from sigil.enforcer.policy.loader import policy_files, read_file
 from sigil.enforcer.policy.model import Policy
 
 __all__ = ["LoadReport", "PolicySet", "PolicyStore"]
@@ -24,10 +25,15 @@ __all__ = ["LoadReport", "PolicySet", "PolicyStore"]
 
 @dataclass(frozen=True, slots=True)
 class PolicySet:
-    """An immutable snapshot of the policies in force at ``revision`` (0: nothing loaded yet)."""
+    """An immutable snapshot of the policies in force at ``revision`` (0: nothing loaded yet), with documents."""
 
     revision: int
-    policies: tuple[Policy, ...] = ()
+    accepted: tuple[AcceptedPolicy, ...] = ()
+
+    @property
+    def policies(self) -> tuple[Policy, ...]:
+        """The policies in force, in the store's order (source name, then kind, namespace, name)."""
+        return tuple(accepted.policy for accepted in self.accepted)
 
     def compile(
         self,
@@ -63,7 +69,8 @@ class PolicyStore:
     """Last good policies per source, adding up to the revisioned :class:`PolicySet` in force."""
 
     def __init__(self) -> None:
-        self._files: dict[str, dict[PolicyKey, Policy]] = {}
+        self._files: dict[str, dict[PolicyKey, AcceptedPolicy]] = {}
+        self._owners: dict[PolicyKey, str] = {}
         self._current = PolicySet(0)
 
     @property
@@ -71,7 +78,20 @@ class PolicyStore:
         """The snapshot in force."""
         return self._current
 
-    def apply(self, result: FileResult) -> LoadReport:
+    def owners(self) -> dict[PolicyKey, str]:
+        """Which source each policy in force came from (the first, in name order, holding its name)."""
+        return dict(self._owners)
+
+    def known(self) -> dict[str, AcceptedPolicy]:
+        """Every policy held, by canonical document: what :func:`~sigil.enforcer.policy.documents.judge` need not
+        parse again."""
+        return {
+            accepted.canonical: accepted
+            for held in self._files.values()
+            for accepted in held.values()
+        }
+
+    def apply(self, result: SourceResult) -> LoadReport:
         """Take in one source's new content (from a file, the admin API, a CRD watch)."""
         self._merge(result)
         return self._commit(result.errors)
@@ -92,37 +112,43 @@ class PolicyStore:
         for gone in [file for file in self._files if file not in present]:
             del self._files[gone]
         errors: list[EnforcerError] = []
+        known = self.known()  # once per load: a big directory must not cost files x policies
         for path in paths:
-            result = read_file(path)
+            result = read_file(path, known=known)
             self._merge(result)
             errors.extend(result.errors)
         return self._commit(errors)
 
-    def _merge(self, result: FileResult) -> None:
-        old = self._files.get(result.file)
+    def _merge(self, result: SourceResult) -> None:
+        old = self._files.get(result.source)
         if result.broken and old is not None:
-            return  # keep everything the file last held
-        fresh = {policy_key(policy): policy for policy in result.policies}
+            return  # keep everything the source last held
+        fresh = {accepted.key: accepted for accepted in result.accepted}
         for key in result.refused:
             if old is not None and key in old and key not in fresh:
                 fresh[key] = old[key]
-        self._files[result.file] = fresh
+        self._files[result.source] = fresh
 
     def _commit(self, errors: Iterable[EnforcerError]) -> LoadReport:
         refusals = list(errors)
         owner: dict[PolicyKey, str] = {}
-        policies: list[Policy] = []
+        in_force: list[AcceptedPolicy] = []
         for file in sorted(self._files):
-            for key, policy in sorted(self._files[file].items(), key=lambda item: item[0]):
+            for key, accepted in sorted(self._files[file].items(), key=lambda item: item[0]):
                 if key in owner:
                     # The first file (in name order) keeps the name, so a copy never displaces the original.
-                    expected = f"a name not taken ({key[0]} {policy.ref} is also in {owner[key]})"
+                    ref = accepted.policy.ref
+                    expected = f"a name not taken ({key[0]} {ref} is also in {owner[key]})"
                     refusals.append(PolicyError(file, "metadata.name", expected, found=key[2]))
                     continue
                 owner[key] = file
-                policies.append(policy)
-        snapshot = tuple(policies)
-        changed = snapshot != self._current.policies
+                in_force.append(accepted)
+        self._owners = owner
+        snapshot = tuple(in_force)
+        changed = tuple(a.policy for a in snapshot) != self._current.policies
         if changed:
             self._current = PolicySet(self._current.revision + 1, snapshot)
+        elif snapshot != self._current.accepted:
+            # Only documents changed (a label, an annotation): what is enforced, and so its number, stays.
+            self._current = PolicySet(self._current.revision, snapshot)
         return LoadReport(self._current.revision, changed, tuple(refusals))

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.errors import IdentitySourceError, RequestError
 from sigil.enforcer.metrics import EnforcerMetrics
-from sigil.enforcer.policy_feed import AgentPolicySource
+from sigil.enforcer.policy.receiver import AgentPolicySource
 from sigil.enforcer.proxy.listener import InboundProxy, OutboundProxy, refusal_reporter
 from sigil.enforcer.proxy.settings import Address, Inbound, ProxySettings
 from sigil.enforcer.sources import StaticSource, WorkloadApiSource

@@ -27,7 +27,7 @@ from sigil.issuer.errors import (
     NotFoundError,
     UnavailableError,
 )
-from sigil.issuer.policyfeed import PolicyFeed
+from sigil.issuer.policies.feed import PolicyFeed
 
 __all__ = [
     "ADMIN_PREFIX",

@@ -129,7 +129,7 @@ class PolicyResponse(TypedDict):
     """The authorization policies in force, for ``GET /v1/agent/policies?after_revision=N&wait=S``.
 
     ``policies`` are the resources themselves (``apiVersion``, ``kind``, ``metadata``, ``spec``), to be parsed
-    with :func:`sigil.enforcer.policy.parse_policy`; every one was accepted by the server with that schema.
+    with :func:`sigil.enforcer.policy.judge`; every one was accepted by the server with that schema.
     ``revision`` is shared by the server's replicas and moves with every change (policies or namespace labels);
     ``digest`` names the content, so equal digests are equal sets. ``namespaces`` maps each namespace to its labels
     (``kubernetes.io/metadata.name`` included), for cluster policies' ``namespaceSelector``.

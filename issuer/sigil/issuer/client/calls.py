@@ -8,10 +8,11 @@ Each call builds one :mod:`sigil.issuer.agentapi.contract` request body and pars
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 from sigil.ca.keys import PrivateKey, generate_key
+from sigil.enforcer.policy import AcceptedPolicy
 from sigil.issuer.agentapi import contract
 from sigil.issuer.client.results import (
     AgentSvid,
@@ -136,17 +137,22 @@ class IssuerClient(Transport):
         return update
 
     async def policies(
-        self, after_revision: int | None = None, *, wait: float | None = None
+        self,
+        after_revision: int | None = None,
+        *,
+        wait: float | None = None,
+        known: Mapping[str, AcceptedPolicy] | None = None,
     ) -> PolicyUpdate:
         """The policies in force now, or (with ``wait``) once the revision differs from ``after_revision``.
 
         The server answers with what it has when ``wait`` seconds pass without a change; compare the revision.
+        ``known`` (canonical document -> accepted policy, e.g. the last update's) spares parsing those again.
         """
         params: dict[str, str] = {}
         if after_revision is not None:
             params["after_revision"] = str(after_revision)
         reply = await self._long_poll(contract.PATH_POLICIES, params, wait)
-        return PolicyUpdate.parse(cast(contract.PolicyResponse, reply))
+        return PolicyUpdate.parse(cast(contract.PolicyResponse, reply), known=known)
 
     async def node_pods(
         self, after_revision: str | None = None, *, wait: float | None = None

@@ -19,7 +19,7 @@ from sigil.ca.bundle import TrustBundle
 from sigil.ca.keys import PrivateKey
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.errors import PolicyError
-from sigil.enforcer.policy import Policy, parse_policy
+from sigil.enforcer.policy import AcceptedPolicy, Policy, judge
 from sigil.enforcer.policy.schema import Where
 from sigil.issuer.agentapi import contract
 from sigil.issuer.client.refusals import Refusal
@@ -151,33 +151,41 @@ class BundleUpdate:
 class PolicyUpdate:
     """The authorization policies in force, parsed, with the revision to wait past next.
 
-    ``documents`` are the resources as the server sent them. A document this client's schema refuses (a server
-    newer than the agent) is left out of ``policies`` and reported in ``refused``, never raised: the rest stand.
+    ``documents`` are the resources as the server sent them; ``accepted`` each policy this client's schema
+    accepted, with its canonical document. A document the schema refuses (a server newer than the agent) is left
+    out of ``accepted`` and reported in ``refused``, never raised: the rest stand.
     """
 
     revision: int
     digest: str
-    policies: tuple[Policy, ...]
+    accepted: tuple[AcceptedPolicy, ...]
     documents: tuple[Mapping[str, Any], ...]
     namespaces: Mapping[str, Mapping[str, str]]
     refused: tuple[PolicyError, ...] = ()
 
+    @property
+    def policies(self) -> tuple[Policy, ...]:
+        """The accepted policies, in the server's order."""
+        return tuple(accepted.policy for accepted in self.accepted)
+
     @classmethod
-    def parse(cls, body: contract.PolicyResponse) -> PolicyUpdate:
-        policies: list[Policy] = []
-        refused: list[PolicyError] = []
-        for number, document in enumerate(body["policies"]):
-            try:
-                policies.append(parse_policy(document, where=Where("issuer", number)))
-            except PolicyError as err:
-                refused.append(err)
+    def parse(
+        cls, body: contract.PolicyResponse, *, known: Mapping[str, AcceptedPolicy] | None = None
+    ) -> PolicyUpdate:
+        """The update in ``body``; documents in ``known`` (by canonical text) are not parsed again."""
+        documents = body["policies"]
+        judged = judge(
+            ((document, Where("issuer", n)) for n, document in enumerate(documents)),
+            source="issuer",
+            known=known,
+        )
         return cls(
             body["revision"],
             body["digest"],
-            tuple(policies),
-            tuple(body["policies"]),
+            judged.accepted,
+            tuple(documents),
             {ns: dict(labels) for ns, labels in body["namespaces"].items()},
-            tuple(refused),
+            tuple(err for err in judged.errors if isinstance(err, PolicyError)),
         )
 
 

@@ -38,9 +38,9 @@ from sigil.issuer.edge.routes import agent, bundle, health, nodepods, svids
 from sigil.issuer.edge.routes.admin import routes as admin_table
 from sigil.issuer.kube import KubeApi, PodCache, TokenReviewAuthenticator
 from sigil.issuer.metrics import IssuerMetrics
-from sigil.issuer.policycrds import policy_informers
-from sigil.issuer.policyfeed import PolicyFeed
-from sigil.issuer.policyrecords import PolicyRecords
+from sigil.issuer.policies.crd_source import policy_informers
+from sigil.issuer.policies.feed import PolicyFeed
+from sigil.issuer.policies.tables import PolicyTables
 from sigil.issuer.routes import policies
 from sigil.issuer.settings import ServerSettings
 from sigil.issuer.settings.sections import resolve_namespace
@@ -111,7 +111,7 @@ async def open_issuer(
         raise
     server = settings.server
     policies = PolicyFeed(
-        PolicyRecords(ca.store.engine),
+        PolicyTables(ca.store.engine),
         metrics,
         directory=settings.policy.directory,
         poll_interval=settings.policy.poll_interval.total_seconds(),

@@ -22,7 +22,7 @@ from sigil.issuer.edge.listener_tls import ServingIdentity
 from sigil.issuer.edge.ratelimit import RateLimiter
 from sigil.issuer.kube import KubeApi, PodCache, TokenReviewAuthenticator
 from sigil.issuer.metrics import IssuerMetrics
-from sigil.issuer.policyfeed import PolicyFeed
+from sigil.issuer.policies.feed import PolicyFeed
 from sigil.issuer.settings import ServerSettings
 
 __all__ = ["ISSUER", "Issuer", "KubeParts"]

@@ -7,7 +7,7 @@ node), so a compromised node would read every pod's labels and placement. The is
 node authorization anyway, serves each agent the pods of the node in its SVID (``GET /v1/agent/pods``), as Istio's
 control plane pushes each ztunnel only its node's workloads.
 
-It is followed like the bundle and policy feeds (``upstream/bundle_sync.py``, ``policy_sync.py``): one request waits on the
+It is followed like the bundle and policy feeds (``upstream/bundle_sync.py``, ``policies/mirror.py``): one request waits on the
 issuer until the node's pods change or ``rotation.bundle_wait`` passes; each answer is the node's whole set, which
 replaces the index, and every UID that left it is reported deleted. While the issuer is away the index keeps what
 it had and the poll backs off; an issuer that refuses (an agent without a Kubernetes node) is retried the same way.

@@ -5,7 +5,7 @@ makes its public socket; the directory is created when missing. A stale socket l
 removed, but a socket some live agent still answers on is left alone, and a non-socket file is never deleted.
 
 Credentials are captured at accept (``_accept_hook``); each connection gets handlers bound to its caller, those of
-Sigil's policy service too when the server is given the agent's policies (``policy_service.py``). On
+Sigil's policy service too when the server is given the agent's policies (``policies/service.py``). On
 shutdown the listener closes, every running stream is cancelled and awaited, open connections are closed, and
 the socket file is removed, so that clients see the stream end and reconnect to the next agent.
 """
@@ -31,8 +31,8 @@ from sigil.node_agent.attestation.peer import PROC_ROOT, capture_peer
 from sigil.node_agent.errors import NodeAgentError, PeerGoneError, SocketError
 from sigil.node_agent.grpc_edge import Caller
 from sigil.node_agent.identity_source import IdentitySource
-from sigil.node_agent.policy_service import PolicyService
-from sigil.node_agent.policy_sync import PolicySync
+from sigil.node_agent.policies.mirror import PolicyMirror
+from sigil.node_agent.policies.service import PolicyService
 from sigil.node_agent.settings import DEFAULT_SOCKET_PATH
 from sigil.node_agent.workload_api._accept_hook import AcceptHookServer
 from sigil.node_agent.workload_api.service import WorkloadApiService
@@ -79,11 +79,11 @@ class WorkloadApiServer:
         source: IdentitySource,
         attestor: CallerAttestor,
         clock: Callable[[], datetime] | None = None,
-        policies: PolicySync | None = None,
+        policies: PolicyMirror | None = None,
     ) -> None:
         self._settings = settings
         self._service = WorkloadApiService(source=source, attestor=attestor, clock=clock)
-        # Sigil's policy service shares the socket and the per-connection attestation (policy_service.py).
+        # Sigil's policy service shares the socket and the per-connection attestation (policies/service.py).
         self._policy_service = (
             None if policies is None else PolicyService(policies=policies, attestor=attestor)
         )

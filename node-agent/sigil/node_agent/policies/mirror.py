@@ -23,15 +23,13 @@ import structlog
 
 from sigil.ca.errors import SigilError
 from sigil.ca.keys import write_secret_file
-from sigil.enforcer.errors import PolicyError
-from sigil.enforcer.policy import Policy, parse_policy
-from sigil.enforcer.policy.loader import policy_key
+from sigil.enforcer.policy import AcceptedPolicy
 from sigil.issuer.client import PolicyUpdate
 from sigil.node_agent.identity_source import ChangeFeed
 from sigil.node_agent.rotation import Backoff, poll_forever
 from sigil.node_agent.upstream.issuer_link import call_issuer
 
-__all__ = ["POLICY_FILE", "PolicyFeedApi", "PolicyState", "PolicySync"]
+__all__ = ["POLICY_FILE", "MirroredPolicies", "PolicyFeedApi", "PolicyMirror"]
 
 POLICY_FILE = "policies.json"
 
@@ -42,39 +40,32 @@ class PolicyFeedApi(Protocol):
     """The one issuer call this needs; :class:`~sigil.issuer.client.IssuerClient` provides it."""
 
     async def policies(
-        self, after_revision: int | None = None, *, wait: float | None = None
+        self,
+        after_revision: int | None = None,
+        *,
+        wait: float | None = None,
+        known: Mapping[str, AcceptedPolicy] | None = None,
     ) -> PolicyUpdate: ...
 
 
 @dataclass(frozen=True, slots=True)
-class PolicyState:
-    """One revision of the issuer's policy set: each policy parsed and as canonical JSON, namespace labels."""
+class MirroredPolicies:
+    """One revision of the issuer's policy set: each accepted policy with its canonical document, namespace labels."""
 
     revision: int
     digest: str
-    entries: tuple[tuple[Policy, str], ...]
+    entries: tuple[AcceptedPolicy, ...]
     namespaces: Mapping[str, Mapping[str, str]]
 
     @classmethod
-    def of(cls, update: PolicyUpdate) -> PolicyState:
-        """The state of ``update``; documents this agent's schema refuses are left out (and logged)."""
+    def of(cls, update: PolicyUpdate) -> MirroredPolicies:
+        """The state of ``update``; documents this agent's schema refused are left out (and logged)."""
         for error in update.refused:
             _log.warning("policy from the issuer refused by this agent's schema", error=str(error))
-        if update.refused:
-            # ``policies`` skips the refused documents, so pair each document with its policy again.
-            pairs = []
-            for document in update.documents:
-                try:
-                    pairs.append((parse_policy(document), document))
-                except PolicyError:
-                    continue
-        else:
-            pairs = list(zip(update.policies, update.documents, strict=True))
-        pairs.sort(key=lambda pair: policy_key(pair[0]))
         return cls(
             update.revision,
             update.digest,
-            tuple((policy, _canonical(document)) for policy, document in pairs),
+            tuple(sorted(update.accepted, key=lambda accepted: accepted.key)),
             {ns: dict(labels) for ns, labels in update.namespaces.items()},
         )
 
@@ -83,17 +74,13 @@ class PolicyState:
         return {
             "revision": self.revision,
             "digest": self.digest,
-            "policies": [json.loads(document) for _, document in self.entries],
+            "policies": [dict(accepted.document) for accepted in self.entries],
             "namespaces": {ns: dict(labels) for ns, labels in self.namespaces.items()},
         }
 
 
-def _canonical(document: Mapping[str, Any]) -> str:
-    return json.dumps(document, sort_keys=True, separators=(",", ":"))
-
-
-class PolicySync:
-    """Holds the :class:`PolicyState` in force (None before any); :meth:`run` keeps it current."""
+class PolicyMirror:
+    """Holds the :class:`MirroredPolicies` in force (None before any); :meth:`run` keeps it current."""
 
     def __init__(
         self,
@@ -107,12 +94,12 @@ class PolicySync:
         self._wait = wait
         self._backoff = backoff
         self._path = None if directory is None else directory / POLICY_FILE
-        self._state: PolicyState | None = None
+        self._state: MirroredPolicies | None = None
         #: Notified after every new state; the policy streams wait on it.
         self.changes = ChangeFeed()
 
     @property
-    def state(self) -> PolicyState | None:
+    def state(self) -> MirroredPolicies | None:
         """The set in force, or None until the first answer (or stored set)."""
         return self._state
 
@@ -122,7 +109,7 @@ class PolicySync:
             return False
         try:
             text = await asyncio.to_thread(self._path.read_text, encoding="utf-8")
-            state = PolicyState.of(PolicyUpdate.parse(json.loads(text)))
+            state = MirroredPolicies.of(PolicyUpdate.parse(json.loads(text)))
         except FileNotFoundError:
             return False
         except (OSError, ValueError, KeyError, TypeError) as err:
@@ -135,10 +122,12 @@ class PolicySync:
     async def refresh(self, *, wait: float | None = None) -> bool:
         """One request (a long poll with ``wait``); True when the set changed. Raises IssuerUnreachableError."""
         after = None if self._state is None else self._state.revision
-        update = await call_issuer(self._issuer.policies(after, wait=wait))
+        # What this agent accepted last time is not parsed again: a change of one policy parses one document.
+        known = None if self._state is None else {a.canonical: a for a in self._state.entries}
+        update = await call_issuer(self._issuer.policies(after, wait=wait, known=known))
         if self._state is not None and update.revision == self._state.revision:
             return False
-        state = await asyncio.to_thread(PolicyState.of, update)
+        state = MirroredPolicies.of(update)
         # Stored before it is served, so an agent stopped right after a stream saw the set restarts with that set.
         if self._path is not None:
             try:
@@ -151,7 +140,7 @@ class PolicySync:
         _log.info("policies updated", revision=state.revision, policies=len(state.entries))
         return True
 
-    def _adopt(self, state: PolicyState) -> None:
+    def _adopt(self, state: MirroredPolicies) -> None:
         self._state = state
         self.changes.notify()
 

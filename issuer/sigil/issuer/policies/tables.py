@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-__all__ = ["AdminPolicy", "PolicyRecords", "PolicyState"]
+__all__ = ["AdminPolicy", "PolicyState", "PolicyTables"]
 
 _metadata = MetaData()
 _admin = Table(
@@ -72,7 +72,7 @@ class AdminPolicy:
     document: Mapping[str, Any]
 
 
-class PolicyRecords:
+class PolicyTables:
     """The two policy tables over the datastore's engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:

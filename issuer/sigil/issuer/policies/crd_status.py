@@ -24,9 +24,7 @@ from typing import Any
 import structlog
 
 from sigil.enforcer.errors import PolicyError
-from sigil.enforcer.policy import parse_policy
-from sigil.enforcer.policy.loader import PolicyKey, policy_key
-from sigil.enforcer.policy.schema import Where
+from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, document_key
 from sigil.issuer.errors import KubernetesUnavailableError
 from sigil.issuer.kube.api import KubeApi
 
@@ -41,31 +39,24 @@ _COMPARED = ("type", "status", "reason", "message", "observedGeneration")
 
 
 def accepted_condition(
+    outcome: AcceptedPolicy | PolicyError,
     document: Mapping[str, Any],
-    where: Where,
     *,
     source: str,
     owners: Mapping[PolicyKey, str],
     generation: int,
 ) -> dict[str, Any]:
-    """The ``Accepted`` condition (without its time) for one resource, judged alone as the feed judges it."""
-    try:
-        key = policy_key(parse_policy(document, where=where))
-    except PolicyError as err:
-        detail = str(err).removeprefix(f"{err.file}: ")
-        metadata = document.get("metadata") or {}
-        held = (
-            str(document.get("kind")),
-            str(metadata.get("namespace", "")),
-            str(metadata.get("name")),
-        )
+    """The ``Accepted`` condition (without its time) for one resource, from the feed's judgement of it."""
+    if isinstance(outcome, PolicyError):
+        detail = str(outcome).removeprefix(f"{outcome.file}: ")
+        held = document_key(document)
         kept = (
             "the last accepted version stays in force"
-            if owners.get(held) == source
+            if held is not None and owners.get(held) == source
             else "nothing of it is in force"
         )
         return _condition("False", "Invalid", f"refused: {detail}; {kept}", generation)
-    owner = owners.get(key)
+    owner = owners.get(outcome.key)
     if owner != source:
         return _condition(
             "False",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -25,30 +26,30 @@ from types import TracebackType
 
 import structlog
 from grpclib.client import Channel
-from grpclib.const import Cardinality
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
-from sigil.enforcer._proto import policy_pb2 as pb
 from sigil.enforcer.errors import EnforcerError, PolicyError, PolicySourceError
-from sigil.enforcer.policy.loader import FileResult, PolicyKey
-from sigil.enforcer.policy.model import Policy, parse_policy
-from sigil.enforcer.policy.resources import KINDS
+from sigil.enforcer.policy.documents import AcceptedPolicy, SourceResult, judge
 from sigil.enforcer.policy.schema import Where
 from sigil.enforcer.policy.store import LoadReport, PolicyStore
+from sigil.enforcer.policy.wire import (
+    SECURITY_HEADER,
+    WATCH_POLICIES_CARDINALITY,
+    WATCH_POLICIES_PATH,
+    PolicySnapshot,
+    WatchPoliciesRequest,
+)
 
 __all__ = [
     "DEFAULT_AGENT_ENDPOINT",
-    "WATCH_POLICIES_PATH",
     "AgentPolicies",
     "AgentPolicySource",
     "socket_path_of",
 ]
 
 DEFAULT_AGENT_ENDPOINT = "unix:///run/sigil/agent.sock"
-#: The method path both sides route by hand (policy.proto's service, in its package).
-WATCH_POLICIES_PATH = "/sigil.policy.v1.PolicyService/WatchPolicies"
 _SOURCE = "agent"
-_HEADER = {"workload.spiffe.io": "true"}
+_HEADER = {SECURITY_HEADER: "true"}
 
 _log = structlog.get_logger(__name__)
 
@@ -180,12 +181,12 @@ class AgentPolicySource:
         try:
             async with channel.request(
                 WATCH_POLICIES_PATH,
-                Cardinality.UNARY_STREAM,
-                pb.WatchPoliciesRequest,
-                pb.PolicySnapshot,
+                WATCH_POLICIES_CARDINALITY,
+                WatchPoliciesRequest,
+                PolicySnapshot,
                 metadata=_HEADER,
             ) as stream:
-                await stream.send_message(pb.WatchPoliciesRequest(), end=True)
+                await stream.send_message(WatchPoliciesRequest(), end=True)
                 self._connected = True
                 async for snapshot in stream:
                     self.apply(snapshot)
@@ -194,9 +195,10 @@ class AgentPolicySource:
             channel.close()
         return received
 
-    def apply(self, snapshot: pb.PolicySnapshot) -> AgentPolicies:
+    def apply(self, snapshot: PolicySnapshot) -> AgentPolicies:
         """Adopt one snapshot: its documents replace the previous set (refused ones keep their last good)."""
-        report = self.store.apply(_file_result(snapshot.policies))
+        # Documents unchanged since the last snapshot keep their parsed policy: each is parsed once.
+        report = self.store.apply(_judged(snapshot.policies, known=self.store.known()))
         for error in report.errors:
             _log.error(
                 "policy from the agent refused; the last good version stays", error=str(error)
@@ -223,38 +225,16 @@ class AgentPolicySource:
         return applied
 
 
-def _file_result(documents: Iterable[str]) -> FileResult:
-    policies: list[Policy] = []
-    errors: list[EnforcerError] = []
-    refused: set[PolicyKey] = set()
-    broken = False
-    for number, text in enumerate(documents):
+def _judged(texts: Iterable[str], *, known: Mapping[str, AcceptedPolicy]) -> SourceResult:
+    """Judge one snapshot's documents; one that is not even JSON makes the snapshot broken (everything stays)."""
+    documents: list[tuple[object, Where]] = []
+    unreadable: list[EnforcerError] = []
+    for number, text in enumerate(texts):
         try:
-            document = json.loads(text)
+            documents.append((json.loads(text), Where(_SOURCE, number)))
         except ValueError as err:
-            errors.append(PolicyError(_SOURCE, "", f"a JSON document ({err})", document=number))
-            broken = True
-            continue
-        try:
-            policies.append(parse_policy(document, where=Where(_SOURCE, number)))
-        except PolicyError as err:
-            errors.append(err)
-            key = _key_of(document)
-            if key is None:
-                broken = True
-            else:
-                refused.add(key)
-    return FileResult(_SOURCE, tuple(policies), tuple(errors), frozenset(refused), broken)
-
-
-def _key_of(document: object) -> PolicyKey | None:
-    """Which policy a refused document meant to be, if its kind and names can be read."""
-    if not isinstance(document, Mapping) or document.get("kind") not in KINDS:
-        return None
-    metadata = document.get("metadata")
-    if not isinstance(metadata, Mapping):
-        return None
-    name, namespace = metadata.get("name"), metadata.get("namespace", "")
-    if not isinstance(name, str) or not isinstance(namespace, str):
-        return None
-    return (str(document["kind"]), namespace, name)
+            unreadable.append(PolicyError(_SOURCE, "", f"a JSON document ({err})", document=number))
+    result = judge(documents, source=_SOURCE, known=known)
+    if not unreadable:
+        return result
+    return dataclasses.replace(result, errors=(*unreadable, *result.errors), broken=True)

@@ -1,6 +1,6 @@
 """The policy service on the agent's socket: each local enforcer gets the policies that can apply to its workload.
 
-``/sigil.policy.v1.PolicyService/WatchPolicies`` (``enforcer/sigil/enforcer/_proto/policy.proto``) is served next
+``/sigil.policy.v1.PolicyService/WatchPolicies`` (its contract in :mod:`sigil.enforcer.policy.wire`) is served next
 to the Workload API, on the same socket and under the same rules: the ``workload.spiffe.io: true`` header is
 required (``InvalidArgument`` without it), the caller is attested from the credentials its connection had at
 accept, and the status codes come from the Workload API's one table.
@@ -18,27 +18,32 @@ from __future__ import annotations
 import functools
 
 import structlog
-from grpclib.const import Cardinality, Handler
+from grpclib.const import Handler
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
-from sigil.enforcer._proto import policy_pb2 as pb
 from sigil.enforcer.policy.scope import Workload, applies_to
-from sigil.enforcer.policy_feed import WATCH_POLICIES_PATH
+from sigil.enforcer.policy.wire import (
+    SECURITY_HEADER,
+    WATCH_POLICIES_CARDINALITY,
+    WATCH_POLICIES_PATH,
+    PolicySnapshot,
+    WatchPoliciesRequest,
+)
 from sigil.node_agent.attestation.caller import CallerAttestor
 from sigil.node_agent.attestation.peer import PeerCredentials
 from sigil.node_agent.attestation.selectors import Selectors
 from sigil.node_agent.errors import NodeAgentError, PeerGoneError, SecurityHeaderMissingError
-from sigil.node_agent.grpc_edge import SECURITY_HEADER, Caller, grpc_status_of
-from sigil.node_agent.policy_sync import PolicyState, PolicySync
+from sigil.node_agent.grpc_edge import Caller, grpc_status_of
+from sigil.node_agent.policies.mirror import MirroredPolicies, PolicyMirror
 
-__all__ = ["WATCH_POLICIES_PATH", "PolicyService", "snapshot_for", "workload_of"]
+__all__ = ["PolicyService", "snapshot_for", "workload_of"]
 
 
 _log = structlog.get_logger(__name__)
 
 _WorkloadKey = tuple[str | None, tuple[tuple[str, str], ...]]
-_Cut = tuple[pb.PolicySnapshot, bytes]
+_Cut = tuple[PolicySnapshot, bytes]
 
 _NS = "ns:"
 _LABEL = "pod-label:"
@@ -60,15 +65,15 @@ def workload_of(selectors: Selectors) -> Workload:
     return Workload(namespace, labels if namespace is not None else {})
 
 
-def snapshot_for(state: PolicyState, workload: Workload) -> pb.PolicySnapshot:
+def snapshot_for(state: MirroredPolicies, workload: Workload) -> PolicySnapshot:
     """The snapshot ``workload`` is sent from ``state`` (its namespace's labels taken from ``state``)."""
     if workload.namespace is not None:
         labels = state.namespaces.get(workload.namespace, {})
         workload = Workload(workload.namespace, workload.labels, labels)
-    return pb.PolicySnapshot(
+    return PolicySnapshot(
         revision=state.revision,
         digest=state.digest,
-        policies=[document for policy, document in state.entries if applies_to(policy, workload)],
+        policies=[a.canonical for a in state.entries if applies_to(a.policy, workload)],
         namespace=workload.namespace or "",
         pod_labels=dict(workload.labels),
         namespace_labels=dict(workload.namespace_labels),
@@ -78,20 +83,20 @@ def snapshot_for(state: PolicyState, workload: Workload) -> pb.PolicySnapshot:
 class PolicyService:
     """``WatchPolicies``, bound per connection like the Workload API (see ``server.py``)."""
 
-    def __init__(self, *, policies: PolicySync, attestor: CallerAttestor) -> None:
+    def __init__(self, *, policies: PolicyMirror, attestor: CallerAttestor) -> None:
         self._policies = policies
         self._attestor = attestor
         # The callers of one pod (or many pods alike) share a snapshot: scoping runs once per state and workload.
-        self._cut: tuple[PolicyState | None, dict[_WorkloadKey, _Cut]] = (None, {})
+        self._cut: tuple[MirroredPolicies | None, dict[_WorkloadKey, _Cut]] = (None, {})
 
     def bind(self, caller: Caller) -> dict[str, Handler]:
         """The route whose handler serves ``caller``."""
         return {
             WATCH_POLICIES_PATH: Handler(
                 functools.partial(self._watch, caller),
-                Cardinality.UNARY_STREAM,
-                pb.WatchPoliciesRequest,
-                pb.PolicySnapshot,
+                WATCH_POLICIES_CARDINALITY,
+                WatchPoliciesRequest,
+                PolicySnapshot,
             )
         }
 
@@ -100,7 +105,7 @@ class PolicyService:
         return self.bind(PeerGoneError(0, "no peer credentials on this connection"))
 
     async def _watch(
-        self, caller: Caller, stream: Stream[pb.WatchPoliciesRequest, pb.PolicySnapshot]
+        self, caller: Caller, stream: Stream[WatchPoliciesRequest, PolicySnapshot]
     ) -> None:
         pid = caller.pid if isinstance(caller, PeerCredentials) else None
         try:

@@ -1,10 +1,9 @@
-"""The policy feed: the set in force from every source, under a revision shared by replicas, for agents to long-poll.
+"""Policies out to the agents: the set in force from every source, under a revision shared by replicas, long-polled.
 
-Sources (issue 5, "Distribution"): a directory of YAML files this replica polls (a cheap ``stat`` of each file
-every ``policy.poll_interval``; no inotify dependency, and it works on ConfigMap volumes, whose atomic symlink
-swap inotify watchers famously miss), policies applied through the admin API (kept in the datastore so they reach
-every replica and survive restarts), and the ``authz.sigil.dev`` CRDs (fed by :mod:`sigil.issuer.policycrds`).
-A refused document changes nothing in force (see :mod:`sigil.issuer.policybook`); it is logged and counted.
+Sources (:mod:`sigil.issuer.policies.sources`): a directory of YAML files this replica polls every
+``policy.poll_interval``, policies applied through the admin API (kept in the datastore, :mod:`.tables`, so they
+reach every replica and survive restarts), and the ``authz.sigil.dev`` CRDs (fed by
+:mod:`sigil.issuer.policies.crd_source`). A refused document changes nothing in force; it is logged and counted.
 
 Agents wait as for the bundle: a change wakes every waiter at once, so a policy edit reaches agents within the
 poll interval, and another replica's admin change within the same interval (the datastore row is polled too).
@@ -15,32 +14,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
-import yaml
 from sqlalchemy.exc import SQLAlchemyError
 
 from sigil.ca.errors import SigilError
-from sigil.enforcer.errors import EnforcerError, PolicySourceError
-from sigil.enforcer.policy.loader import (
-    FileResult,
-    PolicyKey,
-    parse_file,
-    policy_files,
-    policy_key,
-)
+from sigil.enforcer.errors import EnforcerError
+from sigil.enforcer.policy.documents import PolicyKey, SourceResult
+from sigil.enforcer.policy.loader import parse_file
 from sigil.enforcer.policy.schema import Where
 from sigil.enforcer.policy.store import LoadReport
 from sigil.issuer.agentapi import contract
 from sigil.issuer.errors import NotFoundError, PolicyRefusedError
 from sigil.issuer.metrics import IssuerMetrics
-from sigil.issuer.policybook import PolicyBook, judge_documents
-from sigil.issuer.policyrecords import AdminPolicy, PolicyRecords
+from sigil.issuer.policies.sources import PolicySources
+from sigil.issuer.policies.tables import AdminPolicy, PolicyTables
 
 __all__ = ["ADMIN_SOURCE", "PolicyFeed"]
 
@@ -48,17 +40,6 @@ log = structlog.get_logger(__name__)
 
 #: The source name of admin-applied policies (sorts after every absolute file path).
 ADMIN_SOURCE = "admin"
-_Stamp = tuple[int, int, int]
-
-
-def _scan(directory: Path) -> dict[str, _Stamp]:
-    """Each policy file's (mtime, size, inode): a change in any of them means the file must be read again."""
-    stamps: dict[str, _Stamp] = {}
-    for path in policy_files(directory):
-        with contextlib.suppress(FileNotFoundError):  # removed between listing and stat
-            st = os.stat(path)
-            stamps[str(path)] = (st.st_mtime_ns, st.st_size, st.st_ino)
-    return stamps
 
 
 class PolicyFeed:
@@ -66,7 +47,7 @@ class PolicyFeed:
 
     def __init__(
         self,
-        records: PolicyRecords,
+        records: PolicyTables,
         metrics: IssuerMetrics,
         *,
         directory: Path | None,
@@ -75,13 +56,11 @@ class PolicyFeed:
     ) -> None:
         self._records = records
         self._metrics = metrics
-        self._directory = directory
         self._poll_interval = poll_interval
         self._now = now
-        self._book = PolicyBook()
+        self._sources = PolicySources(directory)
         self._lock = asyncio.Lock()
         self._changed = asyncio.Condition()
-        self._stamps: dict[str, _Stamp] = {}
         self._admin_generation = -1
         self._namespaces: dict[str, dict[str, str]] = {}
         self._revision = 0
@@ -100,21 +79,11 @@ class PolicyFeed:
 
     def owners(self) -> dict[PolicyKey, str]:
         """The source each policy in force came from (a refused resource's last good version included)."""
-        return self._book.owners()
+        return self._sources.owners()
 
     def listing(self) -> list[dict[str, Any]]:
         """The policies in force with the source each came from (``sigil-server policy list``)."""
-        owners = self._book.owners()
-        return [
-            {
-                "kind": p.kind,
-                "namespace": policy_key(p)[1],
-                "name": p.name,
-                "source": owners.get(policy_key(p), ""),
-                "dry_run": p.dry_run,
-            }
-            for p in self._book.policies
-        ]
+        return self._sources.listing()
 
     async def wait(self, *, after_revision: int | None, longest: float) -> contract.PolicyResponse:
         """The set once its revision differs from ``after_revision``, or the current one after ``longest`` s."""
@@ -149,19 +118,16 @@ class PolicyFeed:
         ``in_force`` is False for a policy whose name a policy file already holds (the file wins).
         """
         result = parse_file(text, file=file)
-        if result.errors or not result.policies:
+        if result.errors or not result.accepted:
             self._count(result.errors, "admin")
             raise PolicyRefusedError(
                 file, tuple(str(e) for e in result.errors) or ("no policy documents",)
             )
-        _, documents = judge_documents(file, [(d, Where(file)) for d in _documents_of(text)])
-        applied = [
-            AdminPolicy(key[0], key[1], key[2], documents[key])
-            for key in (policy_key(p) for p in result.policies)
-        ]
+        applied = [AdminPolicy(*accepted.key, accepted.document) for accepted in result.accepted]
         await self._records.put_admin_policies(applied, now=self._now())
-        await self._poll_datastore()
-        owners = self._book.owners()
+        # The table now holds exactly these documents: reading them back need not parse them again.
+        await self._poll_datastore(just_applied=result)
+        owners = self._sources.owners()
         return [
             {
                 "kind": a.kind,
@@ -177,12 +143,18 @@ class PolicyFeed:
             raise NotFoundError(f"admin policy {kind} {namespace + '/' if namespace else ''}{name}")
         await self._poll_datastore()
 
-    async def set_source(self, source: str, documents: Sequence[tuple[object, Where]]) -> None:
-        """Replace one source's documents (the CRD informers call this with every object they hold)."""
-        result, accepted = judge_documents(source, documents)
+    async def set_source(
+        self, source: str, documents: Sequence[tuple[object, Where]]
+    ) -> SourceResult:
+        """Replace one source's documents (the CRD informers call this with every object they hold).
+
+        Returns how each document was judged, so the caller can report it back (the CRDs' status).
+        """
         async with self._lock:
-            self._report(self._book.apply(result, accepted), "kubernetes")
+            result = self._sources.judge(documents, source=source)
+            self._report(self._sources.apply(result), "kubernetes")
             await self._publish()
+        return result
 
     async def set_namespaces(self, namespaces: Mapping[str, Mapping[str, str]]) -> None:
         """The cluster's namespaces and their labels, for cluster policies' ``namespaceSelector``."""
@@ -202,38 +174,26 @@ class PolicyFeed:
                 log.warning("policy.poll_failed", detail=str(err))
 
     async def _scan_directory(self) -> None:
-        if self._directory is None:
-            return
-        try:
-            stamps = await asyncio.to_thread(_scan, self._directory)
-        except EnforcerError as err:  # the directory itself is gone: keep everything it held
-            log.warning("policy.directory_unreadable", detail=str(err))
-            return
-        if stamps == self._stamps:
-            return
         async with self._lock:
-            for gone in set(self._stamps) - set(stamps):
-                self._report(self._book.remove(gone), "file")
-            for path, stamp in sorted(stamps.items()):
-                if self._stamps.get(path) != stamp:
-                    text = await asyncio.to_thread(_read, Path(path))
-                    report = (
-                        self._book.apply_text(text, source=path)
-                        if isinstance(text, str)
-                        else self._book.apply(text, {})
-                    )
-                    self._report(report, "file")
-            self._stamps = stamps
-            await self._publish()
+            try:
+                reports = await self._sources.scan_directory()
+            except EnforcerError as err:  # the directory itself is gone: keep everything it held
+                log.warning("policy.directory_unreadable", detail=str(err))
+                return
+            for report in reports:
+                self._report(report, "file")
+            if reports:
+                await self._publish()
 
-    async def _poll_datastore(self) -> None:
+    async def _poll_datastore(self, *, just_applied: SourceResult | None = None) -> None:
         state = await self._records.state()
         async with self._lock:
             if state.admin_generation != self._admin_generation:
                 policies = await self._records.admin_policies()
                 documents = [(p.document, Where(_admin_ref(p))) for p in policies]
-                result, accepted = judge_documents(ADMIN_SOURCE, documents)
-                self._report(self._book.apply(result, accepted), "admin")
+                also = () if just_applied is None else just_applied.accepted
+                result = self._sources.judge(documents, source=ADMIN_SOURCE, also=also)
+                self._report(self._sources.apply(result), "admin")
                 self._admin_generation = state.admin_generation
                 await self._publish()
             elif state.digest == self._digest and state.revision > self._revision:
@@ -256,7 +216,7 @@ class PolicyFeed:
     async def _publish(self) -> None:
         """Number the content now in force (under ``_lock``) and wake waiters if it moved."""
         namespaces = json.dumps(self._namespaces, sort_keys=True).encode()
-        digest = self._book.digest([namespaces])
+        digest = self._sources.digest([namespaces])
         if digest == self._digest:
             return
         # The row only ever moves forward and this replica took its revision from it, so a new digest always
@@ -276,7 +236,7 @@ class PolicyFeed:
         return {
             "revision": self._revision,
             "digest": self._digest,
-            "policies": [dict(d) for d in self._book.documents()],
+            "policies": self._sources.documents(),
             "namespaces": {ns: dict(labels) for ns, labels in sorted(self._namespaces.items())},
         }
 
@@ -285,16 +245,3 @@ def _admin_ref(policy: AdminPolicy) -> str:
     """How refusals name an admin policy: ``admin AuthorizationPolicy shop/db``."""
     where = f"{policy.namespace}/{policy.name}" if policy.namespace else policy.name
     return f"admin {policy.kind} {where}"
-
-
-def _documents_of(text: str) -> list[object]:
-    return [d for d in yaml.safe_load_all(text) if d is not None]
-
-
-def _read(path: Path) -> str | FileResult:
-    """A file's text, or the broken result that keeps what it held when it cannot be read."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        return FileResult(str(path), errors=(PolicySourceError(str(path), reason),), broken=True)

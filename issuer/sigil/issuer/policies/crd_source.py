@@ -2,7 +2,8 @@
 
 The CRDs are validated by the API server against the schema generated from ours, but an older CRD, a server with
 validation off, or a newer field can still deliver a resource our schema refuses; so each object is judged again
-here, alone, and a refused one keeps its last good version like a broken file. Namespaces are watched for their
+here, alone and once (the feed's judgement also writes each object's status), and a refused one keeps its last
+good version like a broken file. Namespaces are watched for their
 labels, which cluster policies select on and which agents cannot read themselves.
 """
 
@@ -22,8 +23,8 @@ from sigil.enforcer.policy.resources import (
 from sigil.enforcer.policy.schema import Where
 from sigil.issuer.kube.api import KubeApi
 from sigil.issuer.kube.informer import Informer, ObjectKey
-from sigil.issuer.policyfeed import PolicyFeed
-from sigil.issuer.policystatus import accepted_condition, write_statuses
+from sigil.issuer.policies.crd_status import accepted_condition, write_statuses
+from sigil.issuer.policies.feed import PolicyFeed
 
 __all__ = ["NAMESPACE_NAME_LABEL", "policy_informers"]
 
@@ -58,7 +59,7 @@ def policy_informers(
     """The informers that keep ``feed`` current: each CRD (when ``watch_crds``) and the namespaces.
 
     After each change of a CRD's objects, each object's ``status`` says whether it is in force
-    (:mod:`sigil.issuer.policystatus`).
+    (:mod:`sigil.issuer.policies.crd_status`).
     """
     informers: list[Informer] = []
     if watch_crds:
@@ -72,20 +73,22 @@ def policy_informers(
                     (key, obj, _document(kind, obj), _where(kind, key))
                     for key, obj in sorted(objects.items())
                 ]
-                await feed.set_source(source, [(doc, where) for _, _, doc, where in judged])
+                result = await feed.set_source(
+                    source, [(doc, where) for _, _, doc, where in judged]
+                )
                 owners = feed.owners()
                 wanted = {
                     key: (
                         accepted_condition(
+                            outcome,
                             doc,
-                            where,
                             source=source,
                             owners=owners,
                             generation=int((obj.get("metadata") or {}).get("generation") or 0),
                         ),
                         obj,
                     )
-                    for key, obj, doc, where in judged
+                    for (key, obj, doc, _), outcome in zip(judged, result.outcomes, strict=True)
                 }
                 await write_statuses(api, (GROUP, VERSION, plural), wanted, now=now)
 

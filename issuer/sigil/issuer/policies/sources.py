@@ -1,0 +1,109 @@
+"""Policies coming in to the issuer: the last good policies of every source, and the directory it polls.
+
+The enforcer's :class:`~sigil.enforcer.policy.store.PolicyStore` decides what is in force (last good version per
+source, a refused document never removes what was in force, a duplicate name loses to the source that sorts
+first), and it keeps each accepted policy's canonical document, which is what agents are sent: they judge it
+again with the same schema on their side. Every document is judged by :mod:`sigil.enforcer.policy.documents`,
+once: what a source sends again unchanged keeps the policy parsed the first time.
+
+Sources are named so they sort in a fixed order: a directory's files by absolute path (``/...``), then
+``admin``, then ``kubernetes:...``; on a name clash the file wins, as the store's rule says. The directory is
+polled by a cheap ``stat`` of each file (no inotify dependency, and it works on ConfigMap volumes, whose atomic
+symlink swap inotify watchers famously miss); only the files that moved are read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, SourceResult, judge
+from sigil.enforcer.policy.loader import Stamp, policy_stamps, read_file
+from sigil.enforcer.policy.schema import Where
+from sigil.enforcer.policy.store import LoadReport, PolicyStore
+
+__all__ = ["PolicySources"]
+
+
+class PolicySources:
+    """Every source's policies in one store, and the policy directory's files; used on the event loop."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self._directory = directory
+        self._store = PolicyStore()
+        self._stamps: dict[str, Stamp] = {}
+
+    @property
+    def in_force(self) -> tuple[AcceptedPolicy, ...]:
+        """The policies in force with their canonical documents, in the store's order."""
+        return self._store.current.accepted
+
+    def owners(self) -> dict[PolicyKey, str]:
+        """Which source each policy in force came from (a refused resource's last good version included)."""
+        return self._store.owners()
+
+    def judge(
+        self,
+        documents: Iterable[tuple[object, Where]],
+        *,
+        source: str,
+        also: Iterable[AcceptedPolicy] = (),
+    ) -> SourceResult:
+        """Judge one source's documents, reusing what is held (and ``also``, judged moments ago) unparsed."""
+        known = self._store.known()
+        known.update((accepted.canonical, accepted) for accepted in also)
+        return judge(documents, source=source, known=known)
+
+    def apply(self, result: SourceResult) -> LoadReport:
+        """Take in one source's new content; the store's merge rule decides what stays."""
+        return self._store.apply(result)
+
+    async def scan_directory(self) -> list[LoadReport]:
+        """Read again the files that moved since the last scan (in worker threads); [] when none did.
+
+        Raises :class:`~sigil.enforcer.errors.PolicySourceError`, changing nothing, when the directory itself
+        cannot be listed: a vanished mount must not read as "every policy was deleted".
+        """
+        if self._directory is None:
+            return []
+        stamps = await asyncio.to_thread(policy_stamps, self._directory)
+        if stamps == self._stamps:
+            return []
+        reports = [self._store.remove(gone) for gone in sorted(set(self._stamps) - set(stamps))]
+        known = self._store.known()  # once per scan: a big directory must not cost files x policies
+        for path, stamp in sorted(stamps.items()):
+            if self._stamps.get(path) != stamp:
+                result = await asyncio.to_thread(read_file, Path(path), known=known)
+                reports.append(self._store.apply(result))
+        self._stamps = stamps
+        return reports
+
+    def documents(self) -> list[dict[str, Any]]:
+        """The documents of the set in force, in the store's order (each from the source that owns its name)."""
+        return [dict(accepted.document) for accepted in self.in_force]
+
+    def digest(self, extra: Iterable[bytes] = ()) -> str:
+        """A digest of the documents in force (and ``extra``), equal on every replica for equal content."""
+        digest = hashlib.sha256()
+        for canonical in sorted(accepted.canonical for accepted in self.in_force):
+            digest.update(canonical.encode() + b"\n")
+        for chunk in extra:
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def listing(self) -> list[dict[str, Any]]:
+        """The policies in force with the source each came from (``sigil-server policy list``)."""
+        owners = self.owners()
+        return [
+            {
+                "kind": accepted.policy.kind,
+                "namespace": accepted.key[1],
+                "name": accepted.policy.name,
+                "source": owners.get(accepted.key, ""),
+                "dry_run": accepted.policy.dry_run,
+            }
+            for accepted in self.in_force
+        ]

@@ -1,0 +1,74 @@
+"""The agent's mirror of the issuer's policies: each revision adopted, unchanged documents never parsed again."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from enforcer.policy_docs import ap, cap
+
+from sigil.enforcer.policy import AcceptedPolicy
+from sigil.issuer.agentapi import contract
+from sigil.issuer.client import PolicyUpdate
+from sigil.node_agent.policies import PolicyMirror
+from sigil.node_agent.rotation import Backoff
+
+
+class _Issuer:
+    """The issuer's policy feed as the mirror calls it: one body per revision, in turn."""
+
+    def __init__(self, *bodies: dict[str, Any]) -> None:
+        self._bodies = list(bodies)
+
+    async def policies(
+        self,
+        after_revision: int | None = None,
+        *,
+        wait: float | None = None,
+        known: Mapping[str, AcceptedPolicy] | None = None,
+    ) -> PolicyUpdate:
+        return PolicyUpdate.parse(cast(contract.PolicyResponse, self._bodies.pop(0)), known=known)
+
+
+def _body(revision: int, *documents: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "revision": revision,
+        "digest": f"d{revision}",
+        "policies": list(documents),
+        "namespaces": {},
+    }
+
+
+def _mirror(issuer: _Issuer, directory: Path | None = None) -> PolicyMirror:
+    backoff = Backoff(initial=timedelta(seconds=0.01), maximum=timedelta(seconds=0.1))
+    return PolicyMirror(issuer, wait=0, backoff=backoff, directory=directory)
+
+
+async def test_an_unchanged_document_keeps_the_policy_parsed_before() -> None:
+    """A new revision that changes one policy reuses the other, already parsed, as the very same object."""
+    mirror = _mirror(_Issuer(_body(1, ap("a"), cap("c")), _body(2, ap("a"), cap("c", priority=20))))
+    assert await mirror.refresh()
+    assert mirror.state is not None
+    first = {entry.key: entry for entry in mirror.state.entries}
+    assert await mirror.refresh()
+    assert mirror.state is not None
+    second = {entry.key: entry for entry in mirror.state.entries}
+    kept, changed = ("AuthorizationPolicy", "shop", "a"), ("ClusterAuthorizationPolicy", "", "c")
+    assert second[kept] is first[kept]
+    assert second[changed].policy != first[changed].policy
+
+
+async def test_the_stored_set_is_the_canonical_documents(tmp_path: Path) -> None:
+    """A restarted agent reads back exactly the documents, and so the snapshots, it served before."""
+    mirror = _mirror(_Issuer(_body(3, cap("c"), ap("a"))), tmp_path)
+    assert await mirror.refresh()
+    restarted = _mirror(_Issuer(), tmp_path)
+    assert await restarted.load_stored()
+    assert mirror.state is not None
+    assert restarted.state is not None
+    assert [e.canonical for e in restarted.state.entries] == [
+        e.canonical for e in mirror.state.entries
+    ]
+    assert restarted.state.revision == 3
