@@ -8,8 +8,6 @@ real socket, the real per-connection attestation and the real issuer's policy fe
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sigil_testing.issuer import issuer_settings, running_issuer
+from sigil_testing.paths import short_directory
 
 from sigil.issuer.server import IssuerServer
 from sigil.issuer.settings import PolicySettings
@@ -76,12 +75,11 @@ class PolicyWorld:
 @asynccontextmanager
 async def policy_world(initial: Mapping[str, str]) -> AsyncIterator[PolicyWorld]:
     """An issuer whose policy directory holds ``initial`` (file name -> YAML), and an enrolled agent's settings."""
-    directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sgp-"))
-    policies = directory / "policies"
-    policies.mkdir()
-    for name, text in initial.items():
-        write_policies(policies, name, text)
-    try:
+    with short_directory("sgp-") as directory:
+        policies = directory / "policies"
+        policies.mkdir()
+        for name, text in initial.items():
+            write_policies(policies, name, text)
         policy = PolicySettings(directory=policies, poll_interval=timedelta(seconds=0.05))
         async with running_issuer(issuer_settings(directory / "server", policy=policy)) as server:
             issuer = server.issuer
@@ -104,5 +102,3 @@ async def policy_world(initial: Mapping[str, str]) -> AsyncIterator[PolicyWorld]
                 ),
             )
             yield PolicyWorld(server, directory, policies, settings)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)

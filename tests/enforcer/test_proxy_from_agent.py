@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-from enforcer.pki import Domain, write_svid_files
 from enforcer.policy_docs import ap, dump, rule, spiffe
 from enforcer.policy_world import PodAttestor, policy_world
 from enforcer.tlskit import static_source
+from sigil_testing.pki import Domain, write_svid_files
 
 from sigil.enforcer.tls import SpiffeTls
 
@@ -65,10 +63,12 @@ async def _started(process: asyncio.subprocess.Process) -> None:
     raise AssertionError("the proxy exited before listening:\n" + "".join(lines))
 
 
-async def test_the_proxy_decides_on_the_agents_policies_and_reports_the_issuers_revision() -> None:
+async def test_the_proxy_decides_on_the_agents_policies_and_reports_the_issuers_revision(
+    short_tmp: Path,
+) -> None:
     """A proxy fed by the agent forwards the allowed peer, refuses another, and shows the issuer's revision."""
     home = Domain("example.org", now=datetime.now(UTC))
-    files = Path(tempfile.mkdtemp(dir="/tmp", prefix="sg-pa-"))
+    files = short_tmp
     echo = await asyncio.start_server(_echo, "127.0.0.1", 0)
     try:
         write_svid_files(files / "proxy", home.mint("db"), home)
@@ -110,7 +110,6 @@ async def test_the_proxy_decides_on_the_agents_policies_and_reports_the_issuers_
     finally:
         echo.close()
         await echo.wait_closed()
-        shutil.rmtree(files, ignore_errors=True)
     assert (web, api) == (b"through\n", b"")
     assert f"sigil_enforcer_policy_revision {float(revision)}" in exposition
     assert code == 0

@@ -21,6 +21,7 @@ from sigil_testing.binaries import kubectl
 from sigil_testing.cgroups import real_cgroup, why_not_writable
 from sigil_testing.cluster import Cluster, cluster
 from sigil_testing.controlplane import ControlPlane
+from sigil_testing.waiting import eventually
 
 from sigil.node_agent.runtime import NodeAgent
 
@@ -177,11 +178,11 @@ async def test_policy_applied_with_kubectl_lets_one_pod_through_the_proxy_and_no
         _kubectl, control_plane, "apply", "-f", "-", stdin=yaml.safe_dump(policy)
     )
     feed = world.server.issuer.policies
-    async with asyncio.timeout(30):
-        while True:
-            if any(p["name"] == "db-from-web" for p in feed.listing()):
-                break
-            await asyncio.sleep(0.1)
+    await eventually(
+        lambda: any(p["name"] == "db-from-web" for p in feed.listing()),
+        what="the issuer's feed to hold the applied policy",
+        within=30,
+    )
     echo = await asyncio.start_server(_echo, "127.0.0.1", 0)
     agent = NodeAgent(world.agent_settings(world.node_a))
     await agent.start()

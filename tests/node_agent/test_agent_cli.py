@@ -17,6 +17,7 @@ import pytest
 import yaml
 from sigil_testing.agent import WORKLOAD_ID, AgentWorld, agent_world
 from sigil_testing.ca import openssl
+from sigil_testing.waiting import eventually
 
 from sigil.node_agent.cli import main
 from sigil.node_agent.runtime import NodeAgent
@@ -215,6 +216,11 @@ async def test_healthcheck_follows_a_real_agent_from_waiting_to_serving_to_gone(
         captured = capsys.readouterr()
         return status, captured.out, captured.err
 
+    async def answered() -> tuple[int, str, str] | None:
+        """The healthcheck's verdict once the process's health endpoint answers at all."""
+        verdict = await healthcheck()
+        return None if "does not answer" in verdict[2] else verdict
+
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -227,11 +233,9 @@ async def test_healthcheck_follows_a_real_agent_from_waiting_to_serving_to_gone(
         env={**os.environ, "SIGIL_DATA_DIR": ""},
     )
     try:
-        async with asyncio.timeout(30):
-            status, _, err = await healthcheck()
-            while "does not answer" in err:  # the process is still starting its health endpoint
-                await asyncio.sleep(0.1)
-                status, _, err = await healthcheck()
+        status, _, err = await eventually(
+            answered, what="the agent's health endpoint", within=30, interval=0.1
+        )
         assert (status, err.strip()) == (
             1,
             "not ready: starting: not yet attested or not yet listening",

@@ -8,9 +8,7 @@ entry is granted only to a workload showing every one of its selectors.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,15 +42,8 @@ BOB = workload("unix:uid:71002")
 
 
 @pytest.fixture
-def directory() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(dir="/tmp", prefix="sgg-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-async def server(directory: Path) -> AsyncIterator[IssuerServer]:
-    async with running_issuer(issuer_settings(directory / "server")) as running:
+async def server(short_tmp: Path) -> AsyncIterator[IssuerServer]:
+    async with running_issuer(issuer_settings(short_tmp / "server")) as running:
         yield running
 
 
@@ -82,10 +73,10 @@ async def _agent_with_entries(
 
 
 @pytest.fixture
-async def agent(server: IssuerServer, directory: Path) -> AsyncIterator[NodeAgent]:
+async def agent(server: IssuerServer, short_tmp: Path) -> AsyncIterator[NodeAgent]:
     """A real agent on the real issuer, with one entry for Alice's uid and one for Bob's."""
     settings = await _agent_with_entries(
-        server, directory, {ALICE_ID: ["unix:uid:71001"], BOB_ID: ["unix:uid:71002"]}
+        server, short_tmp, {ALICE_ID: ["unix:uid:71001"], BOB_ID: ["unix:uid:71002"]}
     )
     async with NodeAgent(settings) as running:
         yield running
@@ -166,11 +157,11 @@ async def test_an_entry_with_several_selectors_needs_a_workload_with_all_of_them
 
 
 async def test_a_workload_showing_only_some_of_an_entrys_selectors_gets_nothing_through_the_agent(
-    server: IssuerServer, directory: Path
+    server: IssuerServer, short_tmp: Path
 ) -> None:
     """Through the real agent: an entry on a uid and a gid is not given to that uid in another group."""
     settings = await _agent_with_entries(
-        server, directory, {ALICE_ID: ["unix:uid:71001", "unix:gid:72001"]}
+        server, short_tmp, {ALICE_ID: ["unix:uid:71001", "unix:gid:72001"]}
     )
     async with NodeAgent(settings) as running:
         assert await running.manager.x509_svids(workload("unix:uid:71001", "unix:gid:1")) == []

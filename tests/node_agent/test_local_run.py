@@ -11,7 +11,6 @@ import signal
 import socket
 import stat
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -38,10 +37,10 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(150)
-async def test_make_run_brings_up_server_and_agent_and_stops_on_ctrl_c() -> None:
+async def test_make_run_brings_up_server_and_agent_and_stops_on_ctrl_c(short_tmp: Path) -> None:
     """The printed SPIFFE_ENDPOINT_SOCKET serves the current uid's SVID, the join token is in no process's argv,
     and SIGINT ends both with status 0."""
-    data_dir = Path(tempfile.mkdtemp(prefix="sgrun", dir="/tmp"))
+    data_dir = short_tmp
     port = _free_port()
     env = {**os.environ, "SIGIL_DATA_DIR": str(data_dir), "SIGIL_LISTEN": f"127.0.0.1:{port}"}
     process = await asyncio.create_subprocess_exec(

@@ -16,7 +16,6 @@ import random
 import shutil
 import socket
 import ssl
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -37,7 +36,9 @@ from sigil.issuer import wire
 from sigil.issuer.tls import load_identity
 from sigil.node_agent.runtime import NodeAgent
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
-from sigil_testing.ca import FakeClock, open_ca
+from sigil_testing.ca import open_ca
+from sigil_testing.clock import FakeClock
+from sigil_testing.paths import new_short_directory
 
 __all__ = ["WORKLOAD_ID", "AgentWorld", "FakeIssuer", "IssuerCounts", "agent_world"]
 
@@ -336,7 +337,7 @@ async def agent_world(
     *, x509_ttl: timedelta = timedelta(hours=1), entitle_me: bool = True
 ) -> AsyncIterator[AgentWorld]:
     """A running fake issuer (SVIDs of ``x509_ttl``) entitling this process's uid to WORKLOAD_ID."""
-    directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sga-"))
+    directory = new_short_directory("sga-")
     # Ten minutes in the past: certificates minted as the test moves the clock stay valid for real TLS.
     clock = FakeClock(datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10))
     ca = await open_ca(

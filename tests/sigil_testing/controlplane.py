@@ -8,15 +8,14 @@ cluster" says more).
 
 Everything lives in one directory: keys and certificates, the admin token file, etcd's data, ``*.log``, ``*.pid``
 and an admin ``kubeconfig``. The pid files let another process stop what this one started
-(``tools/controlplane down DIR``). Serving and ServiceAccount keys are made here rather than with
-:func:`sigil_testing.issuer.write_web_pki`, which would pull the whole issuer into a helper the command loads.
+(``tools/controlplane down DIR``). The serving CA and certificate come from
+:mod:`sigil_testing.certificates`, which pulls in no part of the issuer.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import json
 import os
 import secrets
@@ -31,16 +30,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from sigil_testing.certificates import ca_certificate, server_certificate
 
 __all__ = ["ISSUER", "ControlPlane", "ControlPlaneError", "Tools", "build_tools"]
 
@@ -240,11 +238,9 @@ class ControlPlane:
     # ------------------------------------------------------------------------- files
     def _write_credentials(self, token: str) -> None:
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sigil control plane CA")])
-        ca = _certificate(ca_name, ca_name, ca_key.public_key(), ca_key, ca=True)
+        ca = ca_certificate("sigil control plane CA", ca_key)
         serving_key = ec.generate_private_key(ec.SECP256R1())
-        serving_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
-        serving = _certificate(serving_name, ca_name, serving_key.public_key(), ca_key, ca=False)
+        serving = server_certificate("kube-apiserver", serving_key, issuer=(ca, ca_key), days=365)
         # RSA, as kubeadm makes it: tokens are RS256 like a real cluster's.
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = serialization.Encoding.PEM
@@ -380,39 +376,6 @@ class ControlPlane:
             return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
         except OSError as err:
             return f"({log}: {err})"
-
-
-def _certificate(
-    subject: x509.Name,
-    issuer: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
-    signing_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool,
-) -> x509.Certificate:
-    now = datetime.now(UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-    else:
-        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-    return builder.sign(signing_key, hashes.SHA256())
 
 
 def _https(
