@@ -1,14 +1,20 @@
-"""The test suite's own shared helpers (``sigil_testing.clock``, ``.paths``, ``.waiting``) do what they promise."""
+"""The test suite's own shared helpers (``sigil_testing.clock``, ``.paths``, ``.waiting``, ``.enrolment``) do what
+they promise."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sigil_testing.clock import FakeClock
+from sigil_testing.enrolment import enrol_agent
+from sigil_testing.issuer import issuer_settings, running_issuer
 from sigil_testing.paths import new_short_directory, short_directory
 from sigil_testing.waiting import WaitTimeoutError, entered, eventually, eventually_sync
+
+from sigil.ca.spiffe_id import SpiffeId
 
 START = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -124,3 +130,22 @@ async def test_entered_signals_that_a_method_was_called_and_then_restores_it() -
         feed.released.set()
         assert await call == 7
     assert "wait" not in vars(feed)
+
+
+async def test_enrol_agent_makes_a_token_the_entries_and_the_bootstrap_bundle(
+    short_tmp: Path,
+) -> None:
+    """The settings name the running issuer and its bundle, and each entry sits under the agent the token attests."""
+    workload = SpiffeId.parse("spiffe://example.org/web")
+    async with running_issuer(issuer_settings(short_tmp / "server")) as server:
+        settings = await enrol_agent(server, short_tmp, {workload: ["unix:uid:1"]})
+        (entry,) = await server.issuer.registry.entries()
+        spent_as = await server.issuer.registry.spend_join_token(
+            settings.attestation.join_token or "", now=server.issuer.ca.now()
+        )
+        assert settings.issuer_url == server.url
+        assert settings.trust_bundle_path is not None
+        assert settings.trust_bundle_path.read_bytes() == server.issuer.ca.bundle().to_pem()
+    assert entry.spiffe_id == workload
+    assert spent_as is not None
+    assert str(entry.parent_id).endswith(f"/sigil/agent/join/{spent_as}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from sigil_testing.enrolment import enrol_agent
 from sigil_testing.issuer import issuer_settings, running_issuer
 from sigil_testing.paths import short_directory
 
@@ -23,7 +24,7 @@ from sigil.node_agent.attestors.unix import UnixAttestor
 from sigil.node_agent.peer import PeerCredentials
 from sigil.node_agent.runtime import NodeAgent
 from sigil.node_agent.selectors import Selector, Selectors
-from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
+from sigil.node_agent.settings import AgentSettings, RotationSettings
 
 __all__ = ["PodAttestor", "PolicyWorld", "policy_world", "write_policies"]
 
@@ -82,23 +83,10 @@ async def policy_world(initial: Mapping[str, str]) -> AsyncIterator[PolicyWorld]
             write_policies(policies, name, text)
         policy = PolicySettings(directory=policies, poll_interval=timedelta(seconds=0.05))
         async with running_issuer(issuer_settings(directory / "server", policy=policy)) as server:
-            issuer = server.issuer
-            token = await issuer.registry.generate_join_token(
-                ttl=timedelta(minutes=10), now=issuer.ca.now()
+            rotation = RotationSettings(
+                backoff_initial=timedelta(milliseconds=50),
+                backoff_max=timedelta(milliseconds=200),
+                bundle_wait=timedelta(seconds=5),
             )
-            bundle = directory / "bootstrap.pem"
-            bundle.write_bytes(issuer.ca.bundle().to_pem())
-            settings = AgentSettings(
-                trust_domain=issuer.ca.settings.trust_domain,
-                issuer_url=server.url,
-                data_dir=directory / "agent",
-                socket_path=directory / "agent.sock",
-                trust_bundle_path=bundle,
-                attestation=AttestationSettings(join_token=token.token),
-                rotation=RotationSettings(
-                    backoff_initial=timedelta(milliseconds=50),
-                    backoff_max=timedelta(milliseconds=200),
-                    bundle_wait=timedelta(seconds=5),
-                ),
-            )
+            settings = await enrol_agent(server, directory, rotation=rotation)
             yield PolicyWorld(server, directory, policies, settings)

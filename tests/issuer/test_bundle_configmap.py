@@ -133,6 +133,10 @@ async def test_write_between_read_and_patch_is_refused_then_retried(
     api.namespace = kube_namespace
     async with contextlib.aclosing(api), _publisher(server, api, kube_namespace):
         data = await _published(kube_namespace, server.issuer.ca.bundle().to_pem())
+        # The API server holds the write a moment before the publisher's patch call returns and records it.
+        await eventually(
+            lambda: len(api.outcomes) >= 2, what="the publisher's second patch returned"
+        )
     assert api.outcomes == ["conflict", "written"]
     assert data["note"] == "kept"
 

@@ -7,38 +7,25 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from sigil_testing.enrolment import enrol_agent
 from sigil_testing.issuer import issuer_settings, running_issuer
 from spiffe import WorkloadApiClient
 
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.server import IssuerServer
 from sigil.node_agent.runtime import NodeAgent
-from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
+from sigil.node_agent.settings import AgentSettings, RotationSettings
 
 ME = SpiffeId.parse(f"spiffe://example.org/local/uid-{os.getuid()}")
 
 
 async def _enrol(server: IssuerServer, directory: Path) -> AgentSettings:
     """A join token and an entry for this uid under the agent it will attest, as an operator would make them."""
-    issuer = server.issuer
-    now = issuer.ca.now()
-    token = await issuer.registry.generate_join_token(ttl=timedelta(minutes=10), now=now)
-    agent_id = issuer.ca.settings.trust_domain.spiffe_id(
-        "sigil", "agent", "join", token.agent_suffix
+    rotation = RotationSettings(
+        backoff_initial=timedelta(milliseconds=50), bundle_wait=timedelta(seconds=1)
     )
-    await issuer.registry.create_entry(ME, agent_id, [f"unix:uid:{os.getuid()}"], now=now)
-    bundle = directory / "bootstrap.pem"
-    bundle.write_bytes(issuer.ca.bundle().to_pem())
-    return AgentSettings(
-        trust_domain=issuer.ca.settings.trust_domain,
-        issuer_url=server.url,
-        data_dir=directory / "agent",
-        socket_path=directory / "agent.sock",
-        trust_bundle_path=bundle,
-        attestation=AttestationSettings(join_token=token.token),
-        rotation=RotationSettings(
-            backoff_initial=timedelta(milliseconds=50), bundle_wait=timedelta(seconds=1)
-        ),
+    return await enrol_agent(
+        server, directory, {ME: [f"unix:uid:{os.getuid()}"]}, rotation=rotation
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import jwt
 import pytest
 from sigil_testing.agent import WORKLOAD_ID, agent_world
+from sigil_testing.enrolment import enrol_agent
 from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
 
 from sigil.ca.keys import generate_key
@@ -26,7 +27,7 @@ from sigil.node_agent.errors import IdentityUnavailableError, NotEntitledError
 from sigil.node_agent.peer import PeerCredentials
 from sigil.node_agent.runtime import NodeAgent
 from sigil.node_agent.selectors import Selector, WorkloadAttestation
-from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
+from sigil.node_agent.settings import AgentSettings, RotationSettings
 
 PEER = PeerCredentials(pid=os.getpid(), uid=os.getuid(), gid=os.getgid(), start_time=0)
 ALICE_ID = SpiffeId.parse("spiffe://example.org/guards/alice")
@@ -51,25 +52,8 @@ async def _agent_with_entries(
     server: IssuerServer, directory: Path, entries: dict[SpiffeId, list[str]]
 ) -> AgentSettings:
     """A join token for a new agent and the entries under it, as an operator would make them."""
-    issuer = server.issuer
-    now = issuer.ca.now()
-    token = await issuer.registry.generate_join_token(ttl=timedelta(minutes=10), now=now)
-    agent_id = issuer.ca.settings.trust_domain.spiffe_id(
-        "sigil", "agent", "join", token.agent_suffix
-    )
-    for spiffe_id, selectors in entries.items():
-        await issuer.registry.create_entry(spiffe_id, agent_id, selectors, now=now)
-    bundle = directory / "bootstrap.pem"
-    bundle.write_bytes(issuer.ca.bundle().to_pem())
-    return AgentSettings(
-        trust_domain=issuer.ca.settings.trust_domain,
-        issuer_url=server.url,
-        data_dir=directory / "agent",
-        socket_path=directory / "agent.sock",
-        trust_bundle_path=bundle,
-        attestation=AttestationSettings(join_token=token.token),
-        rotation=RotationSettings(backoff_initial=timedelta(milliseconds=50)),
-    )
+    rotation = RotationSettings(backoff_initial=timedelta(milliseconds=50))
+    return await enrol_agent(server, directory, entries, rotation=rotation)
 
 
 @pytest.fixture

@@ -5,6 +5,13 @@ It stands in for ``sigil-server`` while the node agent is tested: a real aiohttp
 SVID as the TLS client certificate, so the agent's :class:`~sigil.issuer.client.IssuerClient` runs unmodified.
 Registration entries are (selectors, SPIFFE ID); a batch item gets an SVID for every entry whose selectors it shows.
 It counts what it was asked, can be stopped and started again on the same port, and long-polls bundles.
+
+Agent tests that need none of that run against the real issuer (``sigil_testing.enrolment.enrol_agent``, as
+``test_health.py``, ``test_guards.py`` and ``test_agent_real_issuer.py`` do). What still uses this, and why:
+``test_svid_manager.py`` (every batch item refused as ``unavailable`` on demand, batch sizes counted),
+``test_agent_end_to_end.py`` and ``test_agent_cli.py`` (the issuer away and back on the same port while a fake
+clock moves, attestations counted), and one test of ``test_guards.py`` (the issuer away while the clock passes an
+SVID's expiry).
 """
 
 from __future__ import annotations
