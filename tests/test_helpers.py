@@ -1,9 +1,10 @@
-"""The test suite's own shared helpers (``sigil_testing.clock``, ``.paths``, ``.waiting``, ``.enrolment``) do what
-they promise."""
+"""The test suite's own shared helpers (``sigil_testing.clock``, ``.paths``, ``.waiting``, ``.enrolment``,
+``.network``) do what they promise."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from sigil_testing.clock import FakeClock
 from sigil_testing.enrolment import enrol_agent
 from sigil_testing.issuer import issuer_settings, running_issuer
+from sigil_testing.network import echo_server, free_port, free_ports
 from sigil_testing.paths import new_short_directory, short_directory
 from sigil_testing.waiting import WaitTimeoutError, entered, eventually, eventually_sync
 
@@ -149,3 +151,23 @@ async def test_enrol_agent_makes_a_token_the_entries_and_the_bootstrap_bundle(
     assert entry.spiffe_id == workload
     assert spent_as is not None
     assert str(entry.parent_id).endswith(f"/sigil/agent/join/{spent_as}")
+
+
+def test_free_ports_are_distinct_and_bindable() -> None:
+    """Ports chosen together differ, and each can be bound on loopback once chosen."""
+    ports = free_ports(3)
+    assert len(set(ports)) == 3
+    for port in [*ports, free_port()]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+
+
+async def test_the_echo_server_answers_a_line_with_that_line() -> None:
+    """A client's first line comes back, then the server hangs up."""
+    async with echo_server() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"hello\n")
+        await writer.drain()
+        assert await reader.read() == b"hello\n"
+        writer.close()
+        await writer.wait_closed()

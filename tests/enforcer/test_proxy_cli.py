@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -17,19 +16,13 @@ import aiohttp
 import pytest
 from enforcer.policy_docs import ap, dump, rule, spiffe
 from enforcer.tlskit import static_source
+from sigil_testing.network import echo_server, free_port
 from sigil_testing.pki import Domain, write_svid_files
 
 from sigil.enforcer.cli import main
 from sigil.enforcer.tls import SpiffeTls
 
 SIGIL_ENFORCER = str(Path(sys.executable).parent / "sigil-enforcer")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -39,19 +32,9 @@ def home() -> Domain:
 
 @pytest.fixture
 async def echo() -> AsyncIterator[int]:
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(await reader.readline())
-        await writer.drain()
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
+    """A line-echo server standing for the application behind the proxy; its port."""
+    async with echo_server() as port:
+        yield port
 
 
 async def _started(process: asyncio.subprocess.Process, lines: list[str]) -> None:
@@ -69,7 +52,7 @@ async def _start_inbound(
 ) -> tuple[asyncio.subprocess.Process, int, int]:
     """Start ``proxy inbound`` for namespace ``shop`` as ``api``, forwarding to ``echo``; the process and its ports."""
     write_svid_files(files / "proxy", home.mint("api"), home)
-    listen, metrics_port = _free_port(), _free_port()
+    listen, metrics_port = free_port(), free_port()
     process = await asyncio.create_subprocess_exec(
         SIGIL_ENFORCER,
         "proxy",

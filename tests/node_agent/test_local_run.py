@@ -8,12 +8,12 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import stat
 import sys
 from pathlib import Path
 
 import pytest
+from sigil_testing.network import free_port
 
 
 def _every_command_line() -> dict[int, list[str]]:
@@ -29,19 +29,13 @@ def _every_command_line() -> dict[int, list[str]]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 async def test_make_run_brings_up_server_and_agent_and_stops_on_ctrl_c(short_tmp: Path) -> None:
     """The printed SPIFFE_ENDPOINT_SOCKET serves the current uid's SVID, the join token is in no process's argv,
     and SIGINT ends both with status 0."""
     data_dir = short_tmp
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SIGIL_DATA_DIR": str(data_dir), "SIGIL_LISTEN": f"127.0.0.1:{port}"}
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -21,7 +21,6 @@ import hashlib
 import os
 import random
 import shutil
-import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -45,6 +44,7 @@ from sigil.node_agent.runtime import NodeAgent
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
 from sigil_testing.ca import open_ca
 from sigil_testing.clock import FakeClock
+from sigil_testing.network import free_port
 from sigil_testing.paths import new_short_directory
 
 __all__ = ["WORKLOAD_ID", "AgentWorld", "FakeIssuer", "IssuerCounts", "agent_world"]
@@ -80,13 +80,6 @@ def _svid_body(svid: X509Svid) -> wire.X509SvidBody:
         "chain_pem": svid.chain_pem().decode(),
         "expires_at": svid.not_after.isoformat(),
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class FakeIssuer:
@@ -140,7 +133,7 @@ class FakeIssuer:
         runner = web.AppRunner(app, shutdown_timeout=0.5)
         await runner.setup()
         if self._port == 0:
-            self._port = _free_port()
+            self._port = free_port()
         site = web.TCPSite(runner, "127.0.0.1", self._port, ssl_context=self._server_context)
         await site.start()
         self._runner = runner

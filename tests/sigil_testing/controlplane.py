@@ -21,7 +21,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from sigil_testing.certificates import ca_certificate, server_certificate
+from sigil_testing.network import free_ports
 
 __all__ = ["ISSUER", "ControlPlane", "ControlPlaneError", "Tools", "build_tools"]
 
@@ -196,7 +196,7 @@ class ControlPlane:
         self.kubeconfig.unlink(missing_ok=True)
         token = secrets.token_urlsafe(32)
         self._write_credentials(token)
-        etcd_client, etcd_peer, secure = _free_ports(3)
+        etcd_client, etcd_peer, secure = free_ports(3)
         try:
             self._spawn("etcd", [str(tools.etcd), *self._etcd_flags(etcd_client, etcd_peer)])
             self._spawn(
@@ -433,18 +433,6 @@ def _write_secret(path: Path, content: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as file:
         file.write(content)
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 right now (held together while chosen, so they differ)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def main(argv: list[str] | None = None) -> int:
