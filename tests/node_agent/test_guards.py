@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jwt
 import pytest
-from sigil_testing.agent import WORKLOAD_ID, agent_world
+from sigil_testing.clock import FakeClock
 from sigil_testing.enrolment import enrol_agent
 from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
 
@@ -31,6 +31,7 @@ from sigil.node_agent.settings import AgentSettings, RotationSettings
 
 PEER = PeerCredentials(pid=os.getpid(), uid=os.getuid(), gid=os.getgid(), start_time=0)
 ALICE_ID = SpiffeId.parse("spiffe://example.org/guards/alice")
+ME = SpiffeId.parse(f"spiffe://example.org/local/uid-{os.getuid()}")
 BOB_ID = SpiffeId.parse("spiffe://example.org/guards/bob")
 
 
@@ -93,21 +94,26 @@ async def test_a_jwt_svid_for_an_id_the_caller_does_not_hold_is_refused_even_whe
         await agent.manager.jwt_svid(stranger, ALICE_ID, audiences=["db"])
 
 
-async def test_an_expired_cached_x509_svid_is_never_served_even_before_the_scheduler_runs() -> None:
+async def test_an_expired_cached_x509_svid_is_never_served_even_before_the_scheduler_runs(
+    short_tmp: Path,
+) -> None:
     """The clock passes the SVID's expiry with the issuer away and no scheduler run: the next fetch gets no SVID
     rather than that one."""
-    async with agent_world() as world, world.agent() as running:
-        me = workload(f"unix:uid:{os.getuid()}")
-        (cached,) = await running.manager.x509_svids(me)
-        assert cached.spiffe_id == WORKLOAD_ID
-        await world.issuer.stop()
-        world.clock.advance(timedelta(hours=1, seconds=1))
-        try:
-            served = await running.manager.x509_svids(me)
-        except IdentityUnavailableError:
-            served = []
-        assert cached.cert_chain not in [s.cert_chain for s in served]
-        assert served == []
+    clock = FakeClock()
+    me = workload(f"unix:uid:{os.getuid()}")
+    async with running_issuer(issuer_settings(short_tmp / "server"), clock=clock) as server:
+        settings = await enrol_agent(server, short_tmp, {ME: [f"unix:uid:{os.getuid()}"]})
+        async with NodeAgent(settings, clock=clock) as running:
+            (cached,) = await running.manager.x509_svids(me)
+            assert cached.spiffe_id == ME
+            await server.stop()
+            clock.advance(timedelta(hours=1, seconds=1))  # the issuer's SVIDs live an hour
+            try:
+                served = await running.manager.x509_svids(me)
+            except IdentityUnavailableError:
+                served = []
+            assert cached.cert_chain not in [s.cert_chain for s in served]
+            assert served == []
 
 
 async def test_an_entry_with_several_selectors_needs_a_workload_with_all_of_them(

@@ -10,8 +10,7 @@ Agent tests that need none of that run against the real issuer (``sigil_testing.
 ``test_health.py``, ``test_guards.py`` and ``test_agent_real_issuer.py`` do). What still uses this, and why:
 ``test_svid_manager.py`` (every batch item refused as ``unavailable`` on demand, batch sizes counted),
 ``test_agent_end_to_end.py`` and ``test_agent_cli.py`` (the issuer away and back on the same port while a fake
-clock moves, attestations counted), and one test of ``test_guards.py`` (the issuer away while the clock passes an
-SVID's expiry).
+clock moves, attestations counted).
 """
 
 from __future__ import annotations
