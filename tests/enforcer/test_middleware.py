@@ -36,11 +36,6 @@ ONLY_CLIENT = ap(
 
 
 @pytest.fixture
-def home() -> Domain:
-    return Domain("example.org", now=datetime.now(UTC))
-
-
-@pytest.fixture
 def authorizer_for(
     write_policies: Callable[[Mapping[str, str]], Path],
 ) -> Callable[..., Authorizer]:

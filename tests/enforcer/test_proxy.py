@@ -57,11 +57,6 @@ class Upper:
 
 
 @pytest.fixture
-def home() -> Domain:
-    return Domain("example.org", now=datetime.now(UTC))
-
-
-@pytest.fixture
 async def app() -> AsyncIterator[tuple[Upper, int]]:
     upper = Upper()
     server = await asyncio.start_server(upper.serve, "127.0.0.1", 0)

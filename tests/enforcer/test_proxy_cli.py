@@ -9,7 +9,6 @@ import signal
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -23,11 +22,6 @@ from sigil.enforcer.cli import main
 from sigil.enforcer.tls import SpiffeTls
 
 SIGIL_ENFORCER = str(Path(sys.executable).parent / "sigil-enforcer")
-
-
-@pytest.fixture
-def home() -> Domain:
-    return Domain("example.org", now=datetime.now(UTC))
 
 
 @pytest.fixture

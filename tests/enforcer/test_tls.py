@@ -18,12 +18,6 @@ from sigil.enforcer.verify import Refusal
 
 
 @pytest.fixture
-def home() -> Domain:
-    # OpenSSL checks validity against the real clock, so these SVIDs are dated from it.
-    return Domain("example.org", now=datetime.now(UTC))
-
-
-@pytest.fixture
 def partner() -> Domain:
     return Domain("partner.net", now=datetime.now(UTC))
 

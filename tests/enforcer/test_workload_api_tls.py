@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -34,11 +33,6 @@ def _wire(issued: Issued) -> WorkloadX509Svid:
 
 def _my_uid() -> Selector:
     return Selector("unix", f"uid:{os.getuid()}")
-
-
-@pytest.fixture
-def home() -> Domain:
-    return Domain("example.org", now=datetime.now(UTC))
 
 
 @pytest.fixture
