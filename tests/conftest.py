@@ -10,6 +10,7 @@ import pytest
 from sigil_testing.controlplane import ControlPlane, ControlPlaneError, Tools, build_tools
 from sigil_testing.issuer import running_issuer
 from sigil_testing.operator import apply_crds
+from sigil_testing.paths import short_directory
 from sigil_testing.postgres import PostgresUnavailableError, running_postgres, temporary_database
 from sigil_testing.realissuer import issuer_on
 from sigil_testing.realkube import Namespace, fresh_namespace
@@ -29,6 +30,13 @@ def _no_sigil_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         # SIGIL_TEST_* configure the test harness itself (e.g. the PostgreSQL admin DSN), not Sigil.
         if name.startswith("SIGIL_") and not name.startswith("SIGIL_TEST_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A private directory with a path short enough for Unix sockets (``tmp_path`` may not be), removed after."""
+    with short_directory() as directory:
+        yield directory
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sigil_testing.ca import FakeClock, open_ca
+from sigil_testing.ca import open_ca
+from sigil_testing.clock import FakeClock
 
 from sigil.ca.service import CertificateAuthority
 

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sigil_testing.ca import FakeClock, make_csr, write_upstream_ca
+from sigil_testing.ca import make_csr, write_upstream_ca
+from sigil_testing.clock import FakeClock
 
 from sigil.ca import SpiffeId
 from sigil.ca.authority import (

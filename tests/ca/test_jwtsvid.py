@@ -12,7 +12,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sigil_testing.ca import FakeClock
+from sigil_testing.clock import FakeClock
 from spiffe import JwtBundle, JwtSvid
 from spiffe import TrustDomain as PyTrustDomain
 

@@ -8,7 +8,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from sigil_testing.ca import FakeClock, open_ca
+from sigil_testing.ca import open_ca
+from sigil_testing.clock import FakeClock
 
 from sigil.ca import SpiffeId
 from sigil.ca.authority import AuthorityKind

@@ -10,7 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sigil_testing.ca import FakeClock, make_csr
+from sigil_testing.ca import make_csr
+from sigil_testing.clock import FakeClock
 
 from sigil.ca import SpiffeId
 from sigil.ca.authority import AuthorityKind, AuthorityStatus

@@ -6,7 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sigil_testing.ca import FakeClock, make_csr, open_ca
+from sigil_testing.ca import make_csr, open_ca
+from sigil_testing.clock import FakeClock
 
 from sigil.ca import SpiffeId
 from sigil.ca.authority import AuthorityKind, AuthorityStatus

@@ -9,7 +9,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from sigil_testing.ca import FakeClock, make_csr, open_ca, openssl, write_upstream_ca
+from sigil_testing.ca import make_csr, open_ca, openssl, write_upstream_ca
+from sigil_testing.clock import FakeClock
 from spiffe import TrustDomain as PyTrustDomain
 from spiffe import X509Bundle, X509Svid
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sigil_testing.pki import Domain
 
 
 @pytest.fixture
@@ -20,3 +22,9 @@ def write_policies(tmp_path: Path) -> Callable[[Mapping[str, str]], Path]:
         return directory
 
     return write
+
+
+@pytest.fixture
+def home() -> Domain:
+    """The workloads' own trust domain, dated from the real clock (OpenSSL and ``ssl`` check validity against it)."""
+    return Domain("example.org", now=datetime.now(UTC))

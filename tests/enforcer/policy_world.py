@@ -8,15 +8,15 @@ real socket, the real per-connection attestation and the real issuer's policy fe
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from sigil_testing.enrolment import enrol_agent
 from sigil_testing.issuer import issuer_settings, running_issuer
+from sigil_testing.paths import short_directory
 
 from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.settings import PolicySettings
@@ -24,7 +24,7 @@ from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.attestation.attestors.unix import UnixAttestor
 from sigil.node_agent.attestation.peer import PeerCredentials
 from sigil.node_agent.attestation.selectors import Selector, Selectors
-from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
+from sigil.node_agent.settings import AgentSettings, RotationSettings
 
 __all__ = ["PodAttestor", "PolicyWorld", "policy_world", "write_policies"]
 
@@ -76,33 +76,17 @@ class PolicyWorld:
 @asynccontextmanager
 async def policy_world(initial: Mapping[str, str]) -> AsyncIterator[PolicyWorld]:
     """An issuer whose policy directory holds ``initial`` (file name -> YAML), and an enrolled agent's settings."""
-    directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sgp-"))
-    policies = directory / "policies"
-    policies.mkdir()
-    for name, text in initial.items():
-        write_policies(policies, name, text)
-    try:
+    with short_directory("sgp-") as directory:
+        policies = directory / "policies"
+        policies.mkdir()
+        for name, text in initial.items():
+            write_policies(policies, name, text)
         policy = PolicySettings(directory=policies, poll_interval=timedelta(seconds=0.05))
         async with running_issuer(issuer_settings(directory / "server", policy=policy)) as server:
-            issuer = server.issuer
-            token = await issuer.registry.generate_join_token(
-                ttl=timedelta(minutes=10), now=issuer.ca.now()
+            rotation = RotationSettings(
+                backoff_initial=timedelta(milliseconds=50),
+                backoff_max=timedelta(milliseconds=200),
+                bundle_wait=timedelta(seconds=5),
             )
-            bundle = directory / "bootstrap.pem"
-            bundle.write_bytes(issuer.ca.bundle().to_pem())
-            settings = AgentSettings(
-                trust_domain=issuer.ca.settings.trust_domain,
-                issuer_url=server.url,
-                data_dir=directory / "agent",
-                socket_path=directory / "agent.sock",
-                trust_bundle_path=bundle,
-                attestation=AttestationSettings(join_token=token.token),
-                rotation=RotationSettings(
-                    backoff_initial=timedelta(milliseconds=50),
-                    backoff_max=timedelta(milliseconds=200),
-                    bundle_wait=timedelta(seconds=5),
-                ),
-            )
+            settings = await enrol_agent(server, directory, rotation=rotation)
             yield PolicyWorld(server, directory, policies, settings)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 import ssl
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,10 +12,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from enforcer.pki import Domain, write_svid_files
 from enforcer.policy_docs import ap, dump, rule, spiffe
 from enforcer.tlskit import static_source
 from prometheus_client import CollectorRegistry
+from sigil_testing.pki import Domain, write_svid_files
 
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.authorizer import Authorizer
@@ -35,18 +33,6 @@ ONLY_CLIENT = ap(
     match={"app": "api"},
     rules=[rule([spiffe("spiffe://example.org/client")], ports=[PORT])],
 )
-
-
-@pytest.fixture
-def home() -> Domain:
-    return Domain("example.org", now=datetime.now(UTC))
-
-
-@pytest.fixture
-def files() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sg-mw-"))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
@@ -96,22 +82,22 @@ async def _get(url: str, context: ssl.SSLContext | bool) -> tuple[int, str, str]
 
 
 async def test_an_allowed_peer_reaches_the_handler_with_its_identity(
-    home: Domain, files: Path, authorizer_for: Callable[..., Authorizer]
+    home: Domain, short_tmp: Path, authorizer_for: Callable[..., Authorizer]
 ) -> None:
     """A peer the policy allows gets through, and the handler reads its SPIFFE ID from the request."""
-    server = SpiffeTls(static_source(files / "s", home.mint("api"), home))
-    client = SpiffeTls(static_source(files / "c", home.mint("client"), home))
+    server = SpiffeTls(static_source(short_tmp / "s", home.mint("api"), home))
+    client = SpiffeTls(static_source(short_tmp / "c", home.mint("client"), home))
     async with _serve(authorizer_for(ONLY_CLIENT), server.server_context()) as url:
         status, _, body = await _get(url, client.client_context())
     assert (status, body) == (200, "spiffe://example.org/client")
 
 
 async def test_a_denied_peer_gets_403_saying_why(
-    home: Domain, files: Path, authorizer_for: Callable[..., Authorizer]
+    home: Domain, short_tmp: Path, authorizer_for: Callable[..., Authorizer]
 ) -> None:
     """A peer no rule allows gets 403 problem+json naming the tier and the policy that left it out."""
-    server = SpiffeTls(static_source(files / "s", home.mint("api"), home))
-    client = SpiffeTls(static_source(files / "c", home.mint("intruder"), home))
+    server = SpiffeTls(static_source(short_tmp / "s", home.mint("api"), home))
+    client = SpiffeTls(static_source(short_tmp / "c", home.mint("intruder"), home))
     registry = CollectorRegistry()
     metrics = EnforcerMetrics(registry)
     authorizer = authorizer_for(ONLY_CLIENT, metrics=metrics)
@@ -151,21 +137,21 @@ async def test_a_plaintext_request_passes_a_rule_without_sources(
 
 
 async def test_a_peer_failing_verification_is_decided_as_no_svid_with_the_reason(
-    home: Domain, files: Path, authorizer_for: Callable[..., Authorizer]
+    home: Domain, short_tmp: Path, authorizer_for: Callable[..., Authorizer]
 ) -> None:
     """Behind a plain TLS context, a chain from the wrong domain's CA is no SVID, and the 403 says why."""
     partner = Domain("partner.net", now=datetime.now(UTC))
-    server_source = static_source(files / "s", home.mint("api"), home, partner)
+    server_source = static_source(short_tmp / "s", home.mint("api"), home, partner)
     material = server_source.current()
     plain = ssl.SSLContext(
         ssl.PROTOCOL_TLS_SERVER
     )  # not from sigil.enforcer.tls: no handshake check
     plain.verify_mode = ssl.CERT_REQUIRED
     plain.load_verify_locations(cadata=material.bundles.union_pem())
-    (files / "s" / "both.pem").write_bytes(material.chain_pem() + material.key_pem())
-    plain.load_cert_chain(files / "s" / "both.pem")
+    (short_tmp / "s" / "both.pem").write_bytes(material.chain_pem() + material.key_pem())
+    plain.load_cert_chain(short_tmp / "s" / "both.pem")
     forged = home.mint(spiffe_id=partner.id("billing"))  # example.org's CA vouching for partner.net
-    client = SpiffeTls(static_source(files / "c", forged, partner, home)).client_context()
+    client = SpiffeTls(static_source(short_tmp / "c", forged, partner, home)).client_context()
     verifier = SvidVerifier(material.bundles)
     app = web.Application(
         middlewares=[
@@ -233,15 +219,17 @@ async def _serve_kept_alive(
 
 
 async def test_a_kept_alive_connection_is_refused_once_the_peers_svid_expires(
-    files: Path, authorizer_for: Callable[..., Authorizer]
+    short_tmp: Path, authorizer_for: Callable[..., Authorizer]
 ) -> None:
     """The next request on a connection whose client SVID expired meanwhile gets the 403 of a peer without one."""
     now = datetime.now(UTC)
     home = Domain("example.org", now=now - timedelta(minutes=1))
     clock = [now]
-    server = SpiffeTls(static_source(files / "s", home.mint("api"), home), clock=lambda: clock[0])
+    server = SpiffeTls(
+        static_source(short_tmp / "s", home.mint("api"), home), clock=lambda: clock[0]
+    )
     client = SpiffeTls(
-        static_source(files / "c", home.mint("client", ttl=timedelta(minutes=5)), home)
+        static_source(short_tmp / "c", home.mint("client", ttl=timedelta(minutes=5)), home)
     ).client_context()
     authorizer = authorizer_for(ONLY_CLIENT, default_allow=False)
     async with _serve_kept_alive(authorizer, server.server_context()) as get:
@@ -257,16 +245,16 @@ async def test_a_kept_alive_connection_is_refused_once_the_peers_svid_expires(
 
 
 async def test_a_kept_alive_connection_is_refused_once_its_authority_leaves_the_bundle(
-    files: Path, authorizer_for: Callable[..., Authorizer]
+    short_tmp: Path, authorizer_for: Callable[..., Authorizer]
 ) -> None:
     """A client whose signing authority was removed from the server's bundle is refused on its open connection."""
     now = datetime.now(UTC) - timedelta(minutes=1)
     home, retired = Domain("example.org", now=now), Domain("example.org", now=now)
-    svid, key, bundle = write_svid_files(files / "s", home.mint("api"), home, retired)
+    svid, key, bundle = write_svid_files(short_tmp / "s", home.mint("api"), home, retired)
     source = StaticSource(svid, key, bundle)
     server = SpiffeTls(source)
     client = SpiffeTls(
-        static_source(files / "c", retired.mint("client"), home, retired)
+        static_source(short_tmp / "c", retired.mint("client"), home, retired)
     ).client_context()
     authorizer = authorizer_for(ONLY_CLIENT, default_allow=False)
     async with _serve_kept_alive(authorizer, server.server_context()) as get:
@@ -281,10 +269,10 @@ async def test_a_kept_alive_connection_is_refused_once_its_authority_leaves_the_
 
 
 async def test_a_client_without_a_certificate_is_decided_as_no_svid_where_one_is_optional(
-    home: Domain, files: Path, authorizer_for: Callable[..., Authorizer]
+    home: Domain, short_tmp: Path, authorizer_for: Callable[..., Authorizer]
 ) -> None:
     """Behind a context that makes client SVIDs optional, a client with none is served as anonymous."""
-    server = SpiffeTls(static_source(files / "s", home.mint("api"), home))
+    server = SpiffeTls(static_source(short_tmp / "s", home.mint("api"), home))
     anyone = ap("anyone", namespace="shop", match={"app": "api"}, rules=[rule(ports=[PORT])])
     anonymous = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     anonymous.check_hostname = False

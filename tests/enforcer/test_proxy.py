@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import ssl
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from enforcer.pki import Domain, write_svid_files
 from enforcer.policy_docs import ap, dump, rule, spiffe
 from enforcer.tlskit import static_source, who_am_i_server
 from prometheus_client import CollectorRegistry
+from sigil_testing.pki import Domain, write_svid_files
 
 from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.metrics import EnforcerMetrics
@@ -56,18 +54,6 @@ class Upper:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
-
-
-@pytest.fixture
-def home() -> Domain:
-    return Domain("example.org", now=datetime.now(UTC))
-
-
-@pytest.fixture
-def files() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sg-px-"))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
@@ -142,7 +128,7 @@ async def _talk(port: int, context: ssl.SSLContext | None, line: bytes = b"hello
 
 async def test_an_allowed_peer_reaches_the_local_port(
     home: Domain,
-    files: Path,
+    short_tmp: Path,
     app: tuple[Upper, int],
     write_policies: Callable[[Mapping[str, str]], Path],
     registry: CollectorRegistry,
@@ -150,8 +136,8 @@ async def test_an_allowed_peer_reaches_the_local_port(
     """A client the policy allows talks through the proxy to the local application."""
     upper, app_port = app
     policies = write_policies({"p.yaml": _allow("spiffe://example.org/web")})
-    client = SpiffeTls(static_source(files / "c", home.mint("web"), home)).client_context()
-    async with _inbound(home, files, app_port, policies, registry) as proxy:
+    client = SpiffeTls(static_source(short_tmp / "c", home.mint("web"), home)).client_context()
+    async with _inbound(home, short_tmp, app_port, policies, registry) as proxy:
         answer = await _talk(proxy.port, client)
     assert answer == b"HELLO\n"
     assert upper.connections == 1
@@ -162,7 +148,7 @@ async def test_an_allowed_peer_reaches_the_local_port(
 
 async def test_a_denied_peer_is_closed_before_the_local_port(
     home: Domain,
-    files: Path,
+    short_tmp: Path,
     app: tuple[Upper, int],
     write_policies: Callable[[Mapping[str, str]], Path],
     registry: CollectorRegistry,
@@ -170,8 +156,8 @@ async def test_a_denied_peer_is_closed_before_the_local_port(
     """A client with a valid SVID that no rule allows is disconnected; the application never sees it."""
     upper, app_port = app
     policies = write_policies({"p.yaml": _allow("spiffe://example.org/web")})
-    client = SpiffeTls(static_source(files / "c", home.mint("batch"), home)).client_context()
-    async with _inbound(home, files, app_port, policies, registry) as proxy:
+    client = SpiffeTls(static_source(short_tmp / "c", home.mint("batch"), home)).client_context()
+    async with _inbound(home, short_tmp, app_port, policies, registry) as proxy:
         answer = await _talk(proxy.port, client)
     assert answer == b""
     assert upper.connections == 0
@@ -181,7 +167,7 @@ async def test_a_denied_peer_is_closed_before_the_local_port(
 
 async def test_a_peer_from_another_ca_is_refused_and_counted(
     home: Domain,
-    files: Path,
+    short_tmp: Path,
     app: tuple[Upper, int],
     write_policies: Callable[[Mapping[str, str]], Path],
     registry: CollectorRegistry,
@@ -191,8 +177,8 @@ async def test_a_peer_from_another_ca_is_refused_and_counted(
     partner = Domain("partner.net", now=datetime.now(UTC))
     forged = home.mint(spiffe_id=partner.id("web"))  # example.org's CA vouching for partner.net
     policies = write_policies({"p.yaml": _allow("spiffe://partner.net/web")})
-    client = SpiffeTls(static_source(files / "c", forged, partner, home)).client_context()
-    async with _inbound(home, files, app_port, policies, registry) as proxy:
+    client = SpiffeTls(static_source(short_tmp / "c", forged, partner, home)).client_context()
+    async with _inbound(home, short_tmp, app_port, policies, registry) as proxy:
         answer = await _talk(proxy.port, client)
     assert answer == b""
     assert upper.connections == 0
@@ -206,7 +192,7 @@ async def test_a_peer_from_another_ca_is_refused_and_counted(
 
 async def test_a_policy_change_is_picked_up_and_a_broken_one_keeps_the_last_good(
     home: Domain,
-    files: Path,
+    short_tmp: Path,
     app: tuple[Upper, int],
     write_policies: Callable[[Mapping[str, str]], Path],
     registry: CollectorRegistry,
@@ -214,8 +200,8 @@ async def test_a_policy_change_is_picked_up_and_a_broken_one_keeps_the_last_good
     """A new policy file admits a new peer after a reload; a broken file leaves the last good set in force."""
     _, app_port = app
     policies = write_policies({"p.yaml": _allow("spiffe://example.org/web")})
-    client = SpiffeTls(static_source(files / "c", home.mint("batch"), home)).client_context()
-    async with _inbound(home, files, app_port, policies, registry) as proxy:
+    client = SpiffeTls(static_source(short_tmp / "c", home.mint("batch"), home)).client_context()
+    async with _inbound(home, short_tmp, app_port, policies, registry) as proxy:
         denied = await _talk(proxy.port, client)
         write_policies({"p.yaml": _allow("spiffe://example.org/web", "spiffe://example.org/batch")})
         authorizer = proxy._authorizer
@@ -231,7 +217,7 @@ async def test_a_policy_change_is_picked_up_and_a_broken_one_keeps_the_last_good
 
 async def test_shutdown_drains_open_connections(
     home: Domain,
-    files: Path,
+    short_tmp: Path,
     app: tuple[Upper, int],
     write_policies: Callable[[Mapping[str, str]], Path],
     registry: CollectorRegistry,
@@ -239,8 +225,8 @@ async def test_shutdown_drains_open_connections(
     """On close the proxy stops accepting but lets an open connection finish its exchange."""
     _, app_port = app
     policies = write_policies({"p.yaml": _allow("spiffe://example.org/web")})
-    client = SpiffeTls(static_source(files / "c", home.mint("web"), home)).client_context()
-    async with _inbound(home, files, app_port, policies, registry) as proxy:
+    client = SpiffeTls(static_source(short_tmp / "c", home.mint("web"), home)).client_context()
+    async with _inbound(home, short_tmp, app_port, policies, registry) as proxy:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port, ssl=client)
         writer.write(b"first\n")
         assert await reader.readline() == b"FIRST\n"
@@ -256,10 +242,10 @@ async def test_shutdown_drains_open_connections(
         await closing
 
 
-async def test_outbound_originates_mtls_as_the_workload(home: Domain, files: Path) -> None:
+async def test_outbound_originates_mtls_as_the_workload(home: Domain, short_tmp: Path) -> None:
     """A plain client of the outbound proxy reaches an mTLS server, which sees the workload's SPIFFE ID."""
-    server = SpiffeTls(static_source(files / "s", home.mint("db"), home)).server_context()
-    tls = SpiffeTls(static_source(files / "w", home.mint("ns", "shop", "sa", "api"), home))
+    server = SpiffeTls(static_source(short_tmp / "s", home.mint("db"), home)).server_context()
+    tls = SpiffeTls(static_source(short_tmp / "w", home.mint("ns", "shop", "sa", "api"), home))
     async with who_am_i_server(server) as upstream_port:
         proxy = OutboundProxy(
             Address("127.0.0.1", 0),
@@ -272,12 +258,12 @@ async def test_outbound_originates_mtls_as_the_workload(home: Domain, files: Pat
     assert answer == b"spiffe://example.org/ns/shop/sa/api\n"
 
 
-async def test_outbound_refuses_an_unexpected_server(home: Domain, files: Path) -> None:
+async def test_outbound_refuses_an_unexpected_server(home: Domain, short_tmp: Path) -> None:
     """The outbound proxy drops the local connection when the server is not the expected SPIFFE ID."""
-    server = SpiffeTls(static_source(files / "s", home.mint("impostor"), home)).server_context()
+    server = SpiffeTls(static_source(short_tmp / "s", home.mint("impostor"), home)).server_context()
     refused: list[str] = []
     tls = SpiffeTls(
-        static_source(files / "w", home.mint("api"), home),
+        static_source(short_tmp / "w", home.mint("api"), home),
         on_refused=lambda err: refused.append(err.reason),
     )
     async with who_am_i_server(server) as upstream_port:
@@ -306,17 +292,17 @@ async def _through_outbound(
 
 
 async def test_outbound_refuses_a_federated_server_unless_it_is_expected(
-    home: Domain, files: Path
+    home: Domain, short_tmp: Path
 ) -> None:
     """With no expectation the outbound proxy accepts only its own trust domain: a federated partner's valid
     SVID is refused as 'unexpected_peer', and accepted once its domain or ID is named."""
     partner = Domain("partner.net", now=datetime.now(UTC))
     upstream = SpiffeTls(
-        static_source(files / "s", partner.mint("ledger"), partner, home)
+        static_source(short_tmp / "s", partner.mint("ledger"), partner, home)
     ).server_context()
     refused: list[str] = []
     tls = SpiffeTls(
-        static_source(files / "w", home.mint("ns", "shop", "sa", "api"), home, partner),
+        static_source(short_tmp / "w", home.mint("ns", "shop", "sa", "api"), home, partner),
         on_refused=lambda err: refused.append(err.reason),
     )
     by_default = await _through_outbound(tls, upstream)
@@ -328,17 +314,17 @@ async def test_outbound_refuses_a_federated_server_unless_it_is_expected(
 
 
 async def test_outbound_without_an_expectation_accepts_its_own_trust_domain(
-    home: Domain, files: Path
+    home: Domain, short_tmp: Path
 ) -> None:
     """With no expectation, any valid server of the workload's own trust domain is accepted."""
-    upstream = SpiffeTls(static_source(files / "s", home.mint("db"), home)).server_context()
-    tls = SpiffeTls(static_source(files / "w", home.mint("api"), home))
+    upstream = SpiffeTls(static_source(short_tmp / "s", home.mint("db"), home)).server_context()
+    tls = SpiffeTls(static_source(short_tmp / "w", home.mint("api"), home))
     assert await _through_outbound(tls, upstream) == b"spiffe://example.org/api\n"
 
 
 async def test_openssl_through_the_inbound_proxy(
     home: Domain,
-    files: Path,
+    short_tmp: Path,
     app: tuple[Upper, int],
     write_policies: Callable[[Mapping[str, str]], Path],
     registry: CollectorRegistry,
@@ -346,8 +332,8 @@ async def test_openssl_through_the_inbound_proxy(
     """openssl s_client with an allowed SVID reaches the application; without a certificate it does not."""
     upper, app_port = app
     policies = write_policies({"p.yaml": _allow("spiffe://example.org/openssl")})
-    svid, key, bundle = write_svid_files(files / "o", home.mint("openssl"), home)
-    async with _inbound(home, files, app_port, policies, registry) as proxy:
+    svid, key, bundle = write_svid_files(short_tmp / "o", home.mint("openssl"), home)
+    async with _inbound(home, short_tmp, app_port, policies, registry) as proxy:
         allowed = await _s_client(
             proxy.port, "-cert", str(svid), "-key", str(key), "-CAfile", str(bundle)
         )

@@ -5,21 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import signal
 import socket
 import ssl
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 import aiohttp
 import pytest
-from enforcer.pki import Domain, write_svid_files
 from enforcer.policy_docs import ap, dump, rule, spiffe
 from enforcer.tlskit import static_source
+from sigil_testing.network import echo_server, free_port
+from sigil_testing.pki import Domain, write_svid_files
 
 from sigil.enforcer.cli import main
 from sigil.enforcer.tls import SpiffeTls
@@ -27,40 +25,11 @@ from sigil.enforcer.tls import SpiffeTls
 SIGIL_ENFORCER = str(Path(sys.executable).parent / "sigil-enforcer")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def home() -> Domain:
-    return Domain("example.org", now=datetime.now(UTC))
-
-
-@pytest.fixture
-def files() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sg-cli-"))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
 @pytest.fixture
 async def echo() -> AsyncIterator[int]:
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(await reader.readline())
-        await writer.drain()
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
+    """A line-echo server standing for the application behind the proxy; its port."""
+    async with echo_server() as port:
+        yield port
 
 
 async def _started(process: asyncio.subprocess.Process, lines: list[str]) -> None:
@@ -78,7 +47,7 @@ async def _start_inbound(
 ) -> tuple[asyncio.subprocess.Process, int, int]:
     """Start ``proxy inbound`` for namespace ``shop`` as ``api``, forwarding to ``echo``; the process and its ports."""
     write_svid_files(files / "proxy", home.mint("api"), home)
-    listen, metrics_port = _free_port(), _free_port()
+    listen, metrics_port = free_port(), free_port()
     process = await asyncio.create_subprocess_exec(
         SIGIL_ENFORCER,
         "proxy",
@@ -104,7 +73,7 @@ async def _start_inbound(
 
 async def test_the_inbound_command_forwards_counts_and_drains(
     home: Domain,
-    files: Path,
+    short_tmp: Path,
     echo: int,
     write_policies: Callable[[Mapping[str, str]], Path],
 ) -> None:
@@ -116,11 +85,11 @@ async def test_the_inbound_command_forwards_counts_and_drains(
             )
         }
     )
-    process, listen, metrics_port = await _start_inbound("deny", home, files, echo, policies)
+    process, listen, metrics_port = await _start_inbound("deny", home, short_tmp, echo, policies)
     lines: list[str] = []
     try:
         await _started(process, lines)
-        client = SpiffeTls(static_source(files / "c", home.mint("web"), home)).client_context()
+        client = SpiffeTls(static_source(short_tmp / "c", home.mint("web"), home)).client_context()
         reader, writer = await asyncio.open_connection("127.0.0.1", listen, ssl=client)
         writer.write(b"through\n")
         answer = await reader.readline()
@@ -190,7 +159,7 @@ async def test_the_default_decides_a_connection_no_policy_decides(
     default: str,
     allowed: bool,
     home: Domain,
-    files: Path,
+    short_tmp: Path,
     echo: int,
     write_policies: Callable[[Mapping[str, str]], Path],
 ) -> None:
@@ -198,7 +167,7 @@ async def test_the_default_decides_a_connection_no_policy_decides(
     forwarded under --default allow; both are counted as decisions of the default tier."""
     elsewhere = ap("other-pods", namespace="shop", match={"app": "db"}, rules=[])
     policies = write_policies({"p.yaml": dump(elsewhere)})
-    answer, exposition = await _one_connection_through(default, home, files, echo, policies)
+    answer, exposition = await _one_connection_through(default, home, short_tmp, echo, policies)
     decision = "allowed" if allowed else "denied"
     assert answer == (b"through\n" if allowed else b"")
     assert (
@@ -207,11 +176,20 @@ async def test_the_default_decides_a_connection_no_policy_decides(
 
 
 def test_inbound_without_a_forward_port_is_bad_input(
-    files: Path, capsys: pytest.CaptureFixture[str]
+    short_tmp: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Leaving out --forward is refused with exit code 2 and the flag named."""
     code = main(
-        ["proxy", "inbound", "--listen", "127.0.0.1:1", "--svid-dir", str(files), "--policies", "x"]
+        [
+            "proxy",
+            "inbound",
+            "--listen",
+            "127.0.0.1:1",
+            "--svid-dir",
+            str(short_tmp),
+            "--policies",
+            "x",
+        ]
     )
     assert code == 2
     assert "--forward" in capsys.readouterr().err
@@ -230,7 +208,7 @@ async def test_a_metrics_port_in_use_is_bad_input(home: Domain, files: Path) -> 
             "--svid-dir",
             str(files / "proxy"),
             "--listen",
-            f"127.0.0.1:{_free_port()}",
+            f"127.0.0.1:{free_port()}",
             "--upstream",
             "127.0.0.1:1",
             "--metrics",

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import signal
-import socket
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-from enforcer.pki import Domain, write_svid_files
 from enforcer.policy_docs import ap, dump, rule, spiffe
 from enforcer.policy_world import PodAttestor, policy_world
 from enforcer.tlskit import static_source
+from sigil_testing.network import echo_server, free_port
+from sigil_testing.pki import Domain, write_svid_files
 
 from sigil.enforcer.tls import SpiffeTls
 
@@ -24,21 +22,6 @@ SIGIL_ENFORCER = str(Path(sys.executable).parent / "sigil-enforcer")
 ALLOW_WEB = dump(
     ap("db-from-web", match={"app": "db"}, rules=[rule([spiffe("spiffe://example.org/web")])])
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(await reader.readline())
-    await writer.drain()
-    writer.close()
-    with contextlib.suppress(ConnectionError):
-        await writer.wait_closed()
 
 
 async def _through(listen: int, client: SpiffeTls) -> bytes:
@@ -65,23 +48,24 @@ async def _started(process: asyncio.subprocess.Process) -> None:
     raise AssertionError("the proxy exited before listening:\n" + "".join(lines))
 
 
-async def test_the_proxy_decides_on_the_agents_policies_and_reports_the_issuers_revision() -> None:
+async def test_the_proxy_decides_on_the_agents_policies_and_reports_the_issuers_revision(
+    short_tmp: Path,
+) -> None:
     """A proxy fed by the agent forwards the allowed peer, refuses another, and shows the issuer's revision."""
     home = Domain("example.org", now=datetime.now(UTC))
-    files = Path(tempfile.mkdtemp(dir="/tmp", prefix="sg-pa-"))
-    echo = await asyncio.start_server(_echo, "127.0.0.1", 0)
-    try:
+    files = short_tmp
+    async with echo_server() as echo:
         write_svid_files(files / "proxy", home.mint("db"), home)
         async with (
             policy_world({"shop.yaml": ALLOW_WEB}) as world,
             world.agent(PodAttestor("shop", {"app": "db"})),
         ):
-            listen, metrics_port = _free_port(), _free_port()
+            listen, metrics_port = free_port(), free_port()
             process = await asyncio.create_subprocess_exec(
                 SIGIL_ENFORCER,
                 *("proxy", "inbound", "--svid-dir", str(files / "proxy")),
                 *("--listen", f"127.0.0.1:{listen}"),
-                *("--forward", str(echo.sockets[0].getsockname()[1])),
+                *("--forward", str(echo)),
                 *("--policies-from-agent", world.endpoint),
                 *("--namespace", "shop", "--labels", "app=db", "--default", "allow"),
                 *("--metrics", f"127.0.0.1:{metrics_port}"),
@@ -107,10 +91,6 @@ async def test_the_proxy_decides_on_the_agents_policies_and_reports_the_issuers_
                     process.kill()
                     await process.wait()
             revision = world.server.issuer.policies.revision
-    finally:
-        echo.close()
-        await echo.wait_closed()
-        shutil.rmtree(files, ignore_errors=True)
     assert (web, api) == (b"through\n", b"")
     assert f"sigil_enforcer_policy_revision {float(revision)}" in exposition
     assert code == 0

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import ssl
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from enforcer.pki import Domain, Issued, write_svid_files
 from enforcer.tlskit import exchange, static_source, who_am_i_server
+from sigil_testing.pki import Domain, Issued, write_svid_files
 
 from sigil.enforcer.errors import IdentitySourceError, SvidVerificationError
 from sigil.enforcer.tls import SpiffeTls, client_context, server_context
@@ -21,21 +18,8 @@ from sigil.enforcer.verify import Refusal
 
 
 @pytest.fixture
-def home() -> Domain:
-    # OpenSSL checks validity against the real clock, so these SVIDs are dated from it.
-    return Domain("example.org", now=datetime.now(UTC))
-
-
-@pytest.fixture
 def partner() -> Domain:
     return Domain("partner.net", now=datetime.now(UTC))
-
-
-@pytest.fixture
-def files() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sg-tls-"))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _hung_up(port: int, context: ssl.SSLContext) -> bool:
@@ -48,10 +32,10 @@ async def _hung_up(port: int, context: ssl.SSLContext) -> bool:
     return not said
 
 
-async def test_mutual_tls_names_both_sides(home: Domain, files: Path) -> None:
+async def test_mutual_tls_names_both_sides(home: Domain, short_tmp: Path) -> None:
     """Client and server each learn the other's SPIFFE ID from a verified handshake."""
-    server = static_source(files / "s", home.mint("server"), home)
-    client = static_source(files / "c", home.mint("client"), home)
+    server = static_source(short_tmp / "s", home.mint("server"), home)
+    client = static_source(short_tmp / "c", home.mint("client"), home)
     async with who_am_i_server(server_context(server)) as port:
         said, server_id = await exchange(port, client_context(client))
     assert said == "spiffe://example.org/client"
@@ -59,45 +43,47 @@ async def test_mutual_tls_names_both_sides(home: Domain, files: Path) -> None:
 
 
 async def test_a_federated_peer_is_accepted_with_its_own_bundle(
-    home: Domain, partner: Domain, files: Path
+    home: Domain, partner: Domain, short_tmp: Path
 ) -> None:
     """A client of a federated domain is accepted by a server holding that domain's bundle."""
-    server = static_source(files / "s", home.mint("server"), home, partner)
-    client = static_source(files / "c", partner.mint("billing"), partner, home)
+    server = static_source(short_tmp / "s", home.mint("server"), home, partner)
+    client = static_source(short_tmp / "c", partner.mint("billing"), partner, home)
     async with who_am_i_server(server_context(server)) as port:
         said, _ = await exchange(port, client_context(client))
     assert said == "spiffe://partner.net/billing"
 
 
 async def test_a_peer_vouched_for_by_the_wrong_domain_is_refused(
-    home: Domain, partner: Domain, files: Path
+    home: Domain, partner: Domain, short_tmp: Path
 ) -> None:
     """A partner.net ID signed by example.org's CA passes OpenSSL's pooled gate but not the SPIFFE check."""
-    server = static_source(files / "s", home.mint("server"), home, partner)
+    server = static_source(short_tmp / "s", home.mint("server"), home, partner)
     refused: list[SvidVerificationError] = []
     tls = SpiffeTls(server, on_refused=refused.append)
     forged = home.mint(spiffe_id=partner.id("billing"))
-    client = static_source(files / "c", forged, partner, home)
+    client = static_source(short_tmp / "c", forged, partner, home)
     async with who_am_i_server(tls.server_context()) as port:
         assert await _hung_up(port, client_context(client))
     assert [err.reason for err in refused] == [Refusal.BAD_CHAIN]
     assert refused[0].spiffe_id == "spiffe://partner.net/billing"
 
 
-async def test_a_server_from_another_ca_is_refused_by_the_client(home: Domain, files: Path) -> None:
+async def test_a_server_from_another_ca_is_refused_by_the_client(
+    home: Domain, short_tmp: Path
+) -> None:
     """A client refuses a server whose chain leads to no anchor it holds."""
     stranger = Domain("example.org", now=datetime.now(UTC))
-    server = static_source(files / "s", stranger.mint("server"), stranger)
-    client = static_source(files / "c", home.mint("client"), home)
+    server = static_source(short_tmp / "s", stranger.mint("server"), stranger)
+    client = static_source(short_tmp / "c", home.mint("client"), home)
     async with who_am_i_server(server_context(server, peer_required=False)) as port:
         with pytest.raises(ssl.SSLCertVerificationError):
             await exchange(port, client_context(client))
 
 
-async def test_a_client_refuses_a_server_it_did_not_expect(home: Domain, files: Path) -> None:
+async def test_a_client_refuses_a_server_it_did_not_expect(home: Domain, short_tmp: Path) -> None:
     """A valid server SVID with the wrong SPIFFE ID fails the client's handshake as 'unexpected_peer'."""
-    server = static_source(files / "s", home.mint("impostor"), home)
-    client = static_source(files / "c", home.mint("client"), home)
+    server = static_source(short_tmp / "s", home.mint("impostor"), home)
+    client = static_source(short_tmp / "c", home.mint("client"), home)
     async with who_am_i_server(server_context(server)) as port:
         with pytest.raises(ssl.SSLCertVerificationError) as caught:
             await exchange(port, client_context(client, expect=home.id("server")))
@@ -107,32 +93,32 @@ async def test_a_client_refuses_a_server_it_did_not_expect(home: Domain, files: 
     assert said == "spiffe://example.org/client"
 
 
-async def test_a_new_handshake_presents_the_rotated_svid(home: Domain, files: Path) -> None:
+async def test_a_new_handshake_presents_the_rotated_svid(home: Domain, short_tmp: Path) -> None:
     """After the SVID files rotate and the source reloads, the next handshake presents the new SVID."""
-    server = static_source(files / "s", home.mint("server-v1"), home)
-    client = static_source(files / "c", home.mint("client"), home)
+    server = static_source(short_tmp / "s", home.mint("server-v1"), home)
+    client = static_source(short_tmp / "c", home.mint("client"), home)
     context = client_context(client)
     async with who_am_i_server(server_context(server)) as port:
         _, before = await exchange(port, context)
-        write_svid_files(files / "s", home.mint("server-v2"), home)
+        write_svid_files(short_tmp / "s", home.mint("server-v2"), home)
         await server.refresh()
         _, after = await exchange(port, context)
     assert (before, after) == ("spiffe://example.org/server-v1", "spiffe://example.org/server-v2")
 
 
-async def test_a_client_without_a_certificate_is_refused(home: Domain, files: Path) -> None:
+async def test_a_client_without_a_certificate_is_refused(home: Domain, short_tmp: Path) -> None:
     """A plain TLS client (no certificate) gets no byte from a server that requires an SVID."""
-    server = static_source(files / "s", home.mint("server"), home)
+    server = static_source(short_tmp / "s", home.mint("server"), home)
     anonymous = ssl.create_default_context(cadata=home.bundle_pem().decode())
     anonymous.check_hostname = False
     async with who_am_i_server(server_context(server)) as port:
         assert await _hung_up(port, anonymous)
 
 
-def test_unusable_files_are_an_identity_source_error(home: Domain, files: Path) -> None:
+def test_unusable_files_are_an_identity_source_error(home: Domain, short_tmp: Path) -> None:
     """An SVID file that is not PEM is refused with the directory named."""
-    source = static_source(files / "s", home.mint("server"), home)
-    (files / "s" / "svid.pem").write_text("not a certificate")
+    source = static_source(short_tmp / "s", home.mint("server"), home)
+    (short_tmp / "s" / "svid.pem").write_text("not a certificate")
     with pytest.raises(IdentitySourceError) as caught:
         source.reload()
     assert "unusable SVID files" in str(caught.value)
@@ -159,19 +145,19 @@ async def _s_client(port: int, *options: str) -> str:
     return output.decode(errors="replace")
 
 
-async def test_openssl_with_a_valid_svid_is_accepted(home: Domain, files: Path) -> None:
+async def test_openssl_with_a_valid_svid_is_accepted(home: Domain, short_tmp: Path) -> None:
     """openssl s_client presenting an SVID from our CA is told its own SPIFFE ID."""
-    server = static_source(files / "s", home.mint("server"), home)
-    svid, key, bundle = write_svid_files(files / "c", home.mint("openssl"), home)
+    server = static_source(short_tmp / "s", home.mint("server"), home)
+    svid, key, bundle = write_svid_files(short_tmp / "c", home.mint("openssl"), home)
     async with who_am_i_server(server_context(server)) as port:
         output = await _s_client(port, "-cert", str(svid), "-key", str(key), "-CAfile", str(bundle))
     assert "spiffe://example.org/openssl" in output
 
 
-async def test_openssl_without_a_certificate_is_refused(home: Domain, files: Path) -> None:
+async def test_openssl_without_a_certificate_is_refused(home: Domain, short_tmp: Path) -> None:
     """openssl s_client with no client certificate is refused by the TLS gate."""
-    server = static_source(files / "s", home.mint("server"), home)
-    bundle = files / "bundle.pem"
+    server = static_source(short_tmp / "s", home.mint("server"), home)
+    bundle = short_tmp / "bundle.pem"
     bundle.write_bytes(home.bundle_pem())
     async with who_am_i_server(server_context(server)) as port:
         output = await _s_client(port, "-CAfile", str(bundle))
@@ -180,12 +166,14 @@ async def test_openssl_without_a_certificate_is_refused(home: Domain, files: Pat
     assert "unexpected eof" in output or "alert" in output
 
 
-async def test_openssl_with_a_stranger_certificate_is_refused(home: Domain, files: Path) -> None:
+async def test_openssl_with_a_stranger_certificate_is_refused(
+    home: Domain, short_tmp: Path
+) -> None:
     """openssl s_client presenting an SVID from another CA of the same name is refused."""
     stranger = Domain("example.org", now=datetime.now(UTC))
-    server = static_source(files / "s", home.mint("server"), home)
-    svid, key, _ = write_svid_files(files / "c", stranger.mint("openssl"), stranger)
-    bundle = files / "bundle.pem"
+    server = static_source(short_tmp / "s", home.mint("server"), home)
+    svid, key, _ = write_svid_files(short_tmp / "c", stranger.mint("openssl"), stranger)
+    bundle = short_tmp / "bundle.pem"
     bundle.write_bytes(home.bundle_pem())
     async with who_am_i_server(server_context(server)) as port:
         output = await _s_client(port, "-cert", str(svid), "-key", str(key), "-CAfile", str(bundle))
@@ -202,10 +190,10 @@ def _blocking_exchange(port: int, context: ssl.SSLContext) -> str:
         return tls.recv(1024).decode().strip()
 
 
-async def test_blocking_sockets_get_the_same_spiffe_check(home: Domain, files: Path) -> None:
+async def test_blocking_sockets_get_the_same_spiffe_check(home: Domain, short_tmp: Path) -> None:
     """A blocking TLS socket from the client context accepts the expected server and refuses another."""
-    server = static_source(files / "s", home.mint("server"), home)
-    tls = SpiffeTls(static_source(files / "c", home.mint("client"), home))
+    server = static_source(short_tmp / "s", home.mint("server"), home)
+    tls = SpiffeTls(static_source(short_tmp / "c", home.mint("client"), home))
     async with who_am_i_server(server_context(server)) as port:
         said = await asyncio.to_thread(
             _blocking_exchange, port, tls.client_context(expect=home.id("server"))
@@ -252,15 +240,17 @@ _VERSIONS = [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3]
 
 @pytest.mark.parametrize("version", _VERSIONS, ids=["tls1.2", "tls1.3"])
 async def test_a_resumed_session_is_served_until_its_svid_expires(
-    home: Domain, files: Path, version: ssl.TLSVersion
+    home: Domain, short_tmp: Path, version: ssl.TLSVersion
 ) -> None:
     """A client that resumes its TLS session is served while its SVID is valid, and refused as 'expired' after."""
     now = datetime.now(UTC)
     clock = [now]
     refused: list[SvidVerificationError] = []
-    server = static_source(files / "s", home.mint("server"), home)
+    server = static_source(short_tmp / "s", home.mint("server"), home)
     tls = SpiffeTls(server, clock=lambda: clock[0], on_refused=refused.append)
-    client = _plain_client(files, home.mint("client", ttl=timedelta(minutes=5), now=now), version)
+    client = _plain_client(
+        short_tmp, home.mint("client", ttl=timedelta(minutes=5), now=now), version
+    )
     async with who_am_i_server(tls.server_context()) as port:
         first, session = await asyncio.to_thread(_resuming_exchange, port, client, None)
         again, session = await asyncio.to_thread(_resuming_exchange, port, client, session)
@@ -273,17 +263,17 @@ async def test_a_resumed_session_is_served_until_its_svid_expires(
 
 @pytest.mark.parametrize("version", _VERSIONS, ids=["tls1.2", "tls1.3"])
 async def test_a_resumed_session_is_refused_once_its_authority_left_the_bundle(
-    home: Domain, partner: Domain, files: Path, version: ssl.TLSVersion
+    home: Domain, partner: Domain, short_tmp: Path, version: ssl.TLSVersion
 ) -> None:
     """A federated client resuming after its domain's authority was replaced in the bundle is refused."""
     refused: list[SvidVerificationError] = []
-    server = static_source(files / "s", home.mint("server"), home, partner)
+    server = static_source(short_tmp / "s", home.mint("server"), home, partner)
     tls = SpiffeTls(server, on_refused=refused.append)
-    client = _plain_client(files, partner.mint("billing"), version)
+    client = _plain_client(short_tmp, partner.mint("billing"), version)
     async with who_am_i_server(tls.server_context()) as port:
         first, session = await asyncio.to_thread(_resuming_exchange, port, client, None)
         successor = Domain("partner.net", now=datetime.now(UTC))
-        (files / "s" / "federated-0.pem").write_bytes(successor.bundle_pem())
+        (short_tmp / "s" / "federated-0.pem").write_bytes(successor.bundle_pem())
         await server.refresh()
         late, _ = await asyncio.to_thread(_resuming_exchange, port, client, session)
     assert first == "spiffe://partner.net/billing"
@@ -292,10 +282,10 @@ async def test_a_resumed_session_is_refused_once_its_authority_left_the_bundle(
 
 
 async def test_a_client_without_a_certificate_is_anonymous_where_a_peer_is_optional(
-    home: Domain, files: Path
+    home: Domain, short_tmp: Path
 ) -> None:
     """A server accepting anonymous clients completes the handshake with one and sees no peer, not a crash."""
-    server = static_source(files / "s", home.mint("server"), home)
+    server = static_source(short_tmp / "s", home.mint("server"), home)
     anonymous = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     anonymous.check_hostname = False
     anonymous.load_verify_locations(cadata=home.bundle_pem().decode())

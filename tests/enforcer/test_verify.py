@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from enforcer.pki import NOW, Domain, bad_leaf, bundles
-from sigil_testing.ca import FakeClock, write_upstream_ca
+from sigil_testing.ca import write_upstream_ca
+from sigil_testing.clock import FakeClock
+from sigil_testing.pki import NOW, Domain, bad_leaf, bundles
 
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.upstream import load_upstream_ca

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from enforcer.pki import Domain, Issued
 from enforcer.tlskit import exchange, static_source, who_am_i_server
+from sigil_testing.pki import Domain, Issued
 
 from sigil.ca.keys import private_key_der
 from sigil.enforcer.errors import IdentitySourceError
@@ -39,19 +36,6 @@ def _my_uid() -> Selector:
 
 
 @pytest.fixture
-def home() -> Domain:
-    return Domain("example.org", now=datetime.now(UTC))
-
-
-@pytest.fixture
-def socket_dir() -> Iterator[Path]:
-    # AF_UNIX paths stop near 107 bytes; pytest's tmp_path can be longer than that.
-    directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sg-wl-"))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
 def memory(home: Domain) -> InMemoryIdentitySource:
     bundles = TrustBundles(
         trust_domain=home.trust_domain,
@@ -63,17 +47,17 @@ def memory(home: Domain) -> InMemoryIdentitySource:
 
 
 @pytest.fixture
-async def agent(memory: InMemoryIdentitySource, socket_dir: Path) -> AsyncIterator[str]:
-    settings = WorkloadApiSettings(socket_path=socket_dir / "agent.sock")
+async def agent(memory: InMemoryIdentitySource, short_tmp: Path) -> AsyncIterator[str]:
+    settings = WorkloadApiSettings(socket_path=short_tmp / "agent.sock")
     async with WorkloadApiServer(settings, source=memory, attestor=Attestation([UnixAttestor()])):
         yield f"unix://{settings.socket_path}"
 
 
 async def test_the_context_presents_the_svid_the_agent_serves(
-    agent: str, home: Domain, socket_dir: Path
+    agent: str, home: Domain, short_tmp: Path
 ) -> None:
     """A server context built from the Workload API presents the agent's SVID to a client."""
-    client = static_source(socket_dir / "c", home.mint("client"), home)
+    client = static_source(short_tmp / "c", home.mint("client"), home)
     async with await WorkloadApiSource.open(agent) as source:
         tls = SpiffeTls(source)
         async with who_am_i_server(tls.server_context()) as port:
@@ -83,10 +67,10 @@ async def test_the_context_presents_the_svid_the_agent_serves(
 
 
 async def test_rotation_on_the_agent_reaches_the_next_handshake(
-    agent: str, home: Domain, memory: InMemoryIdentitySource, socket_dir: Path
+    agent: str, home: Domain, memory: InMemoryIdentitySource, short_tmp: Path
 ) -> None:
     """When the agent rotates the SVID, the next handshake presents the new one without a new context."""
-    client = static_source(socket_dir / "c", home.mint("client"), home)
+    client = static_source(short_tmp / "c", home.mint("client"), home)
     client_context = SpiffeTls(client).client_context()
     async with await WorkloadApiSource.open(agent) as source:
         updates: asyncio.Queue[X509Material] = asyncio.Queue()
@@ -102,7 +86,7 @@ async def test_rotation_on_the_agent_reaches_the_next_handshake(
     assert (before, after) == ("spiffe://example.org/api-v1", "spiffe://example.org/api-v2")
 
 
-async def test_no_agent_is_an_identity_source_error(socket_dir: Path) -> None:
+async def test_no_agent_is_an_identity_source_error(short_tmp: Path) -> None:
     """Opening a Workload API source on a socket nobody serves fails with IdentitySourceError."""
     with pytest.raises(IdentitySourceError):
-        await WorkloadApiSource.open(f"unix://{socket_dir}/nobody.sock", wait_seconds=0.5)
+        await WorkloadApiSource.open(f"unix://{short_tmp}/nobody.sock", wait_seconds=0.5)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from enforcer.pki import Domain, Issued, write_svid_files
+from sigil_testing.pki import Domain, Issued, write_svid_files
 
 from sigil.enforcer.sources import StaticSource
 from sigil.enforcer.tls import peer_of

@@ -4,7 +4,6 @@ ServiceAccounts the manifests create can make exactly the API calls the server's
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import yaml
 from sigil_testing.controlplane import ControlPlane, ControlPlaneError
 from sigil_testing.issuer import running_issuer
 from sigil_testing.operator import DEPLOY, run_kubectl
+from sigil_testing.waiting import eventually
 
 from sigil.issuer.settings import load_server_settings
 
@@ -149,7 +149,11 @@ def test_the_agent_account_may_do_nothing(
 
 
 async def test_the_server_runs_on_the_manifests_config_with_only_its_own_rbac(
-    policy_crds: ControlPlane, identities: dict[str, str], namespace: str, tmp_path: Path
+    policy_crds: ControlPlane,
+    identities: dict[str, str],
+    namespace: str,
+    tmp_path: Path,
+    short_tmp: Path,
 ) -> None:
     """sigil-server on the base's ConfigMap and its own token (the only change: a kubeconfig instead of the pod's
     mount) becomes ready, publishes the bundle ConfigMap and writes a policy's status."""
@@ -193,9 +197,7 @@ async def test_the_server_runs_on_the_manifests_config_with_only_its_own_rbac(
     kube["bundle_configmap_namespace"] = _SYSTEM
     config["data_dir"] = str(tmp_path / "data")
     config["server"]["listen"] = "127.0.0.1:0"
-    config["server"]["admin_socket"] = str(
-        Path(tempfile.mkdtemp(prefix="sg", dir="/tmp")) / "a.sock"
-    )
+    config["server"]["admin_socket"] = str(short_tmp / "a.sock")
     (tmp_path / "sigil.yaml").write_text(yaml.safe_dump(config))
     settings = load_server_settings(tmp_path / "sigil.yaml")
     policy = {
@@ -215,16 +217,18 @@ async def test_the_server_runs_on_the_manifests_config_with_only_its_own_rbac(
         await asyncio.to_thread(
             run_kubectl, policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump(policy)
         )
-        async with asyncio.timeout(15):
-            while True:
-                published = await asyncio.to_thread(
-                    policy_crds.request,
-                    "GET",
-                    f"/api/v1/namespaces/{_SYSTEM}/configmaps/sigil-bundle",
-                )
-                stored = await asyncio.to_thread(policy_crds.request, "GET", path)
-                conditions = (stored.get("status") or {}).get("conditions") or []
-                if "BEGIN CERTIFICATE" in published["data"]["bundle.pem"] and conditions:
-                    break
-                await asyncio.sleep(0.05)  # polling the API server for the server's own writes
+
+        async def written() -> list[dict[str, Any]] | None:
+            """The policy's conditions once the server has published the bundle and judged the policy."""
+            published = await asyncio.to_thread(
+                policy_crds.request, "GET", f"/api/v1/namespaces/{_SYSTEM}/configmaps/sigil-bundle"
+            )
+            stored = await asyncio.to_thread(policy_crds.request, "GET", path)
+            conditions = (stored.get("status") or {}).get("conditions") or []
+            return conditions if "BEGIN CERTIFICATE" in published["data"]["bundle.pem"] else None
+
+        # Polling the API server for the server's own writes.
+        conditions = await eventually(
+            written, what="the bundle published and the policy judged", within=15, interval=0.05
+        )
     assert [(c["type"], c["status"]) for c in conditions] == [("Accepted", "True")]

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import socket
 import ssl
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from sigil_testing.binaries import kubectl
 from sigil_testing.cgroups import real_cgroup, why_not_writable
 from sigil_testing.cluster import Cluster, cluster
 from sigil_testing.controlplane import ControlPlane
+from sigil_testing.network import echo_server, free_port
+from sigil_testing.waiting import eventually
 
 from sigil.node_agent.agent import NodeAgent
 
@@ -121,12 +122,6 @@ async def _through(port: int, credentials: Path) -> bytes:
             await writer.wait_closed()
 
 
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(await reader.readline())
-    await writer.drain()
-    writer.close()
-
-
 async def _listening(process: asyncio.subprocess.Process) -> None:
     assert process.stderr is not None
     lines = []
@@ -135,13 +130,6 @@ async def _listening(process: asyncio.subprocess.Process) -> None:
         if '"proxy listening"' in line:
             return
     raise AssertionError("the proxy exited before listening:\n" + "".join(lines))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def test_policy_applied_with_kubectl_lets_one_pod_through_the_proxy_and_not_another(
@@ -177,54 +165,52 @@ async def test_policy_applied_with_kubectl_lets_one_pod_through_the_proxy_and_no
         _kubectl, control_plane, "apply", "-f", "-", stdin=yaml.safe_dump(policy)
     )
     feed = world.server.issuer.policies
-    async with asyncio.timeout(30):
-        while True:
-            if any(p["name"] == "db-from-web" for p in feed.listing()):
-                break
-            await asyncio.sleep(0.1)
-    echo = await asyncio.start_server(_echo, "127.0.0.1", 0)
-    agent = NodeAgent(world.agent_settings(world.node_a))
-    await agent.start()
-    try:
-        pods = agent.pods
-        assert pods is not None
-        async with asyncio.timeout(20):
-            seen = pods.changes.revision
-            while pods.index.get_by_uid(api["metadata"]["uid"]) is None:
-                seen = await pods.changes.wait_after(seen)
-        workload_api = agent.settings.socket_path
-        listen = _free_port()
-        with (
-            real_cgroup(_pod_cgroup(db)) as db_group,
-            real_cgroup(_pod_cgroup(web)) as web_group,
-            real_cgroup(_pod_cgroup(api)) as api_group,
-        ):
-            proxy = await asyncio.create_subprocess_exec(
-                *_in_cgroup(
-                    db_group,
-                    _SIGIL_ENFORCER,
-                    *("proxy", "inbound", "--listen", f"127.0.0.1:{listen}"),
-                    *("--forward", str(echo.sockets[0].getsockname()[1])),
-                    *("--policies-from-agent", f"unix://{workload_api}"),
-                    *("--namespace", ns.name, "--labels", "app=db", "--default", "allow"),
-                ),
-                env={**os.environ, "SPIFFE_ENDPOINT_SOCKET": f"unix://{workload_api}"},
-                stderr=asyncio.subprocess.PIPE,
-            )
-            try:
-                await _listening(proxy)
-                web_id = await _fetch_svid(web_group, workload_api, world.directory / "web")
-                api_id = await _fetch_svid(api_group, workload_api, world.directory / "api")
-                through_web = await _through(listen, world.directory / "web")
-                through_api = await _through(listen, world.directory / "api")
-            finally:
-                if proxy.returncode is None:
-                    proxy.kill()
-                await proxy.wait()
-    finally:
-        await agent.stop()
-        echo.close()
-        await echo.wait_closed()
+    await eventually(
+        lambda: any(p["name"] == "db-from-web" for p in feed.listing()),
+        what="the issuer's feed to hold the applied policy",
+        within=30,
+    )
+    async with echo_server() as echo:
+        agent = NodeAgent(world.agent_settings(world.node_a))
+        await agent.start()
+        try:
+            pods = agent.pods
+            assert pods is not None
+            async with asyncio.timeout(20):
+                seen = pods.changes.revision
+                while pods.index.get_by_uid(api["metadata"]["uid"]) is None:
+                    seen = await pods.changes.wait_after(seen)
+            workload_api = agent.settings.socket_path
+            listen = free_port()
+            with (
+                real_cgroup(_pod_cgroup(db)) as db_group,
+                real_cgroup(_pod_cgroup(web)) as web_group,
+                real_cgroup(_pod_cgroup(api)) as api_group,
+            ):
+                proxy = await asyncio.create_subprocess_exec(
+                    *_in_cgroup(
+                        db_group,
+                        _SIGIL_ENFORCER,
+                        *("proxy", "inbound", "--listen", f"127.0.0.1:{listen}"),
+                        *("--forward", str(echo)),
+                        *("--policies-from-agent", f"unix://{workload_api}"),
+                        *("--namespace", ns.name, "--labels", "app=db", "--default", "allow"),
+                    ),
+                    env={**os.environ, "SPIFFE_ENDPOINT_SOCKET": f"unix://{workload_api}"},
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                try:
+                    await _listening(proxy)
+                    web_id = await _fetch_svid(web_group, workload_api, world.directory / "web")
+                    api_id = await _fetch_svid(api_group, workload_api, world.directory / "api")
+                    through_web = await _through(listen, world.directory / "web")
+                    through_api = await _through(listen, world.directory / "api")
+                finally:
+                    if proxy.returncode is None:
+                        proxy.kill()
+                    await proxy.wait()
+        finally:
+            await agent.stop()
     assert web_id == f"spiffe://example.org/ns/{ns.name}/sa/web"
     assert api_id == f"spiffe://example.org/ns/{ns.name}/sa/api"
     assert (through_web, through_api) == (b"through\n", b"")

@@ -17,6 +17,7 @@ import yaml
 from sigil_testing.controlplane import ControlPlane, ControlPlaneError
 from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
 from sigil_testing.operator import DEPLOY, run_kubectl
+from sigil_testing.waiting import eventually
 
 from sigil.issuer.kube import KubeApi
 from sigil.issuer.policies.crd_status import write_statuses
@@ -149,19 +150,19 @@ def test_the_crds_are_structural_and_served_with_status(policy_crds: ControlPlan
 
 async def _accepted(plane: ControlPlane, path: str, generation: int) -> dict[str, Any]:
     """The object's Accepted condition once it reports ``generation`` (a few seconds at most)."""
-    async with asyncio.timeout(15):
-        while True:
-            obj = await asyncio.to_thread(plane.request, "GET", path)
-            for condition in (obj.get("status") or {}).get("conditions") or ():
-                if (
-                    condition["type"] == "Accepted"
-                    and condition["observedGeneration"] == generation
-                ):
-                    assert obj["metadata"]["generation"] == generation
-                    return dict(condition)
-            await asyncio.sleep(
-                0.05
-            )  # polling the API server: the issuer's write is not ours to await
+
+    async def accepted() -> dict[str, Any] | None:
+        obj = await asyncio.to_thread(plane.request, "GET", path)
+        for condition in (obj.get("status") or {}).get("conditions") or ():
+            if condition["type"] == "Accepted" and condition["observedGeneration"] == generation:
+                assert obj["metadata"]["generation"] == generation
+                return dict(condition)
+        return None
+
+    # Polling the API server: the issuer's write is not ours to await.
+    return await eventually(
+        accepted, what=f"Accepted for generation {generation}", within=15, interval=0.05
+    )
 
 
 async def test_the_issuer_writes_whether_each_policy_is_in_force(

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sigil_testing.kube import FakeClock, KubeApiServer
+from sigil_testing.clock import FakeClock
+from sigil_testing.kube import KubeApiServer
 
 from sigil.issuer.kube import KubeApi
 
@@ -17,13 +18,13 @@ from sigil.issuer.kube import KubeApi
 @pytest.fixture
 def clock() -> FakeClock:
     """One clock for the API server's token checks and the issuer's caches."""
-    return FakeClock()
+    return FakeClock(1_800_000_000.0)
 
 
 @pytest.fixture
 async def kube(clock: FakeClock) -> AsyncIterator[KubeApiServer]:
     """A running kube-apiserver stand-in with two nodes."""
-    async with KubeApiServer(clock=clock) as server:
+    async with KubeApiServer(clock=clock.seconds) as server:
         server.add_node("node-a")
         server.add_node("node-b")
         yield server

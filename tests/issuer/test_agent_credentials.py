@@ -13,11 +13,12 @@ import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sigil_testing.clock import FakeClock
 from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
 
 from sigil.ca.authority import AuthorityKind
@@ -29,25 +30,15 @@ from sigil.issuer.errors import AgentSvidSupersededError
 from sigil.issuer.tls import client_context
 
 
-class MovableClock:
-    """The issuer's wall clock, real time plus an offset a test moves forward."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-
 @pytest.fixture
-def wall() -> MovableClock:
+def wall() -> FakeClock:
     """The clock the issuer and its CA read."""
-    return MovableClock()
+    return FakeClock()
 
 
 @pytest.fixture
-async def server(tmp_path: Path, wall: MovableClock) -> AsyncIterator[IssuerServer]:
-    """A running issuer on the movable clock, agent SVIDs living five minutes."""
+async def server(tmp_path: Path, wall: FakeClock) -> AsyncIterator[IssuerServer]:
+    """A running issuer on a fake clock, agent SVIDs living five minutes."""
     settings = issuer_settings(tmp_path / "data", agent_svid_ttl=timedelta(minutes=5))
     async with running_issuer(settings, clock=wall) as running:
         yield running
@@ -176,7 +167,7 @@ async def test_the_issuer_never_resumes_a_tls_session(
 
 
 async def test_a_kept_alive_connection_is_refused_once_the_agent_svid_expires(
-    server: IssuerServer, wall: MovableClock
+    server: IssuerServer, wall: FakeClock
 ) -> None:
     """The next request on a connection opened with a live agent SVID is refused once that SVID has expired."""
     async with attested_agent(server) as client:
@@ -185,7 +176,7 @@ async def test_a_kept_alive_connection_is_refused_once_the_agent_svid_expires(
     agent = await asyncio.to_thread(RawAgent, server.port, context)
     try:
         assert (await asyncio.to_thread(agent.ask, "GET", contract.PATH_BUNDLE)).status == 200
-        wall.offset = timedelta(minutes=6)
+        wall.advance(timedelta(minutes=6))
         expired = await asyncio.to_thread(agent.ask, "POST", contract.PATH_RENEW, _renew_body())
     finally:
         agent.close()

@@ -13,6 +13,7 @@ from sigil_testing.controlplane import ControlPlane
 from sigil_testing.issuer import running_issuer
 from sigil_testing.realissuer import issuer_on
 from sigil_testing.realkube import Namespace
+from sigil_testing.waiting import eventually
 
 from sigil.ca.authority import AuthorityKind
 from sigil.ca.bundle import TrustBundle
@@ -29,12 +30,11 @@ _PLACEHOLDERS = {"bundle.pem": "", "bundle.spiffe": ""}
 
 
 async def _published(namespace: Namespace, wanted: bytes) -> dict[str, str]:
-    async with asyncio.timeout(10):
-        while True:
-            data = namespace.get_config_map(NAME).get("data") or {}
-            if data.get("bundle.pem", "").encode() == wanted:
-                return dict(data)
-            await asyncio.sleep(0.05)
+    def published() -> dict[str, str] | None:
+        data = namespace.get_config_map(NAME).get("data") or {}
+        return dict(data) if data.get("bundle.pem", "").encode() == wanted else None
+
+    return await eventually(published, what="the bundle in the ConfigMap", interval=0.05)
 
 
 @pytest.fixture

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from sigil_testing.certificates import WebPki, write_web_pki
 from sigil_testing.issuer import (
-    WebPki,
     attested_agent,
     issuer_settings,
     running_issuer,
-    write_web_pki,
 )
 
 from sigil.ca.authority import AuthorityKind, AuthorityStatus

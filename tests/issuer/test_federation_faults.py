@@ -18,7 +18,8 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography import x509
-from sigil_testing.issuer import WebPki, issuer_settings, running_issuer, write_web_pki
+from sigil_testing.certificates import WebPki, write_web_pki
+from sigil_testing.issuer import issuer_settings, running_issuer
 
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.spiffe_id import TrustDomain

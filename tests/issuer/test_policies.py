@@ -16,10 +16,12 @@ import pytest
 import structlog
 import yaml
 from prometheus_client import CollectorRegistry
+from sigil_testing.clock import FakeClock
 from sigil_testing.controlplane import ControlPlane, ControlPlaneError
 from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
-from sigil_testing.kube import FakeClock, KubeApiServer
+from sigil_testing.kube import KubeApiServer
 from sigil_testing.operator import run_kubectl
+from sigil_testing.waiting import entered, eventually
 
 from sigil.enforcer.policy import ClusterAuthorizationPolicy, ClusterTier
 from sigil.issuer.admin import SocketAdmin
@@ -125,8 +127,9 @@ async def test_a_directory_change_reaches_a_waiting_agent_within_a_second(
         first = await agent.policies()
         assert _names(first) == ["db-from-web"]
         assert first.revision >= 1
-        waiting = asyncio.create_task(agent.policies(first.revision, wait=10))
-        await asyncio.sleep(0.2)  # let the long poll reach the server
+        with entered(server.issuer.policies, "wait") as reached:
+            waiting = asyncio.create_task(agent.policies(first.revision, wait=10))
+            await asyncio.wait_for(reached.wait(), timeout=10)  # the long poll waits in the server
         started = time.monotonic()
         _write(policy_dir / "more.yaml", _policy("db-from-batch", port=5433))
         update = await asyncio.wait_for(waiting, timeout=5)
@@ -146,10 +149,13 @@ async def test_a_broken_file_is_refused_by_field_and_the_last_good_set_stays(
             _write(
                 policy_dir / "shop.yaml", _policy("db-from-web", port=6000, source_type="Spiffe")
             )
-            for _ in range(100):
-                if registry.get_sample_value("sigil_policy_refusals_total", {"source": "file"}):
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(
+                lambda: registry.get_sample_value(
+                    "sigil_policy_refusals_total", {"source": "file"}
+                ),
+                what="the refusal counted",
+                within=5,
+            )
         after = await agent.policies()
     (refusal,) = [entry["detail"] for entry in logs if entry["event"] == "policy.refused"]
     assert str(policy_dir / "shop.yaml") in refusal
@@ -374,7 +380,7 @@ async def test_a_crd_with_a_misspelled_criterion_is_refused_never_widened(
         policy=PolicySettings(poll_interval=timedelta(seconds=0.2)),
     )
     async with (
-        running_issuer(settings, kube_clock=clock) as server,
+        running_issuer(settings, kube_clock=clock.seconds) as server,
         attested_agent(server) as agent,
     ):
         update = await agent.policies()

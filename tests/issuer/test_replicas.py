@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
+from sigil_testing.waiting import entered
 
 from sigil.ca.authority import AuthorityKind, AuthorityStatus
 from sigil.ca.keys import generate_key
@@ -112,8 +113,9 @@ async def test_a_rotation_on_one_replica_reaches_agents_waiting_on_the_other(pai
     """An authority prepared on A wakes an agent long-polling B within about a second."""
     async with attested_agent(pair.b) as on_b:
         current = await on_b.bundle()
-        waiting = asyncio.create_task(on_b.bundle(current.sequence, wait=30))
-        await asyncio.sleep(0.2)  # let the long poll reach B
+        with entered(pair.b.issuer.feed, "wait") as reached:
+            waiting = asyncio.create_task(on_b.bundle(current.sequence, wait=30))
+            await asyncio.wait_for(reached.wait(), timeout=10)  # the long poll waits in B
         started = time.monotonic()
         await pair.a.issuer.ca.prepare(AuthorityKind.X509)
         update = await asyncio.wait_for(waiting, timeout=5)
@@ -144,8 +146,9 @@ async def test_a_taint_on_one_replica_reaches_agents_waiting_on_the_other(pair: 
     async with attested_agent(pair.b) as on_b:
         current = await on_b.bundle()
         assert old.authority_id not in current.tainted_authority_ids
-        waiting = asyncio.create_task(on_b.bundle(after_revision=current.revision, wait=30))
-        await asyncio.sleep(0.2)  # let the long poll reach B
+        with entered(b.feed, "wait") as reached:
+            waiting = asyncio.create_task(on_b.bundle(after_revision=current.revision, wait=30))
+            await asyncio.wait_for(reached.wait(), timeout=10)  # the long poll waits in B
         started = time.monotonic()
         await ca_a.taint(AuthorityKind.X509, old.authority_id)
         update = await asyncio.wait_for(waiting, timeout=5)

@@ -15,6 +15,7 @@ from sigil_testing.controlplane import ControlPlane
 from sigil_testing.issuer import client_for, running_issuer
 from sigil_testing.realissuer import issuer_on
 from sigil_testing.realkube import Namespace, add_node
+from sigil_testing.waiting import entered
 
 from sigil.ca.authority import AuthorityKind
 from sigil.ca.jwtsvid import validate_jwt_svid
@@ -186,8 +187,9 @@ async def test_bundle_long_poll_wakes_within_a_second_of_prepare(
 ) -> None:
     """An agent waiting on the bundle hears of a prepared authority well within a second."""
     current = await agent.bundle()
-    waiting = asyncio.create_task(agent.bundle(current.sequence, wait=30))
-    await asyncio.sleep(0.2)  # let the request reach the server and start waiting
+    with entered(server.issuer.feed, "wait") as reached:
+        waiting = asyncio.create_task(agent.bundle(current.sequence, wait=30))
+        await asyncio.wait_for(reached.wait(), timeout=10)  # the request waits in the server
     started = time.monotonic()
     await server.issuer.ca.prepare(AuthorityKind.X509)
     update = await asyncio.wait_for(waiting, timeout=5)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +30,9 @@ class Running:
 
 
 @pytest.fixture
-async def running(tmp_path: Path) -> AsyncIterator[Running]:
+async def running(tmp_path: Path, short_tmp: Path) -> AsyncIterator[Running]:
     """``sigil-server --config FILE run`` on a free port, until its log says it started."""
-    socket_dir = Path(tempfile.mkdtemp(prefix="sg", dir="/tmp"))
+    socket_dir = short_tmp
     config = tmp_path / "sigil.yaml"
     config.write_text(
         json.dumps(
@@ -74,7 +72,6 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         if process.returncode is None:
             process.kill()
         await process.wait()
-        await asyncio.to_thread(shutil.rmtree, socket_dir, ignore_errors=True)
 
 
 async def test_sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0(

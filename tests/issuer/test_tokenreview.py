@@ -21,8 +21,8 @@ import pytest
 import structlog
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import CollectorRegistry
+from sigil_testing.clock import FakeClock
 from sigil_testing.controlplane import ControlPlane
-from sigil_testing.kube import FakeClock
 from sigil_testing.realkube import Namespace, add_node, fresh_namespace
 
 from sigil.ca.reserved_ids import k8s_agent_id
@@ -81,7 +81,7 @@ def agents(
     return TokenReviewAuthenticator(
         real_api,
         allowed_service_accounts=[f"{kube_namespace.name}:sigil-agent"],
-        clock=clock,
+        clock=clock.seconds,
         metrics=TokenReviewMetrics(registry),
     )
 
@@ -134,7 +134,7 @@ async def test_workload_without_agent_gets_its_namespace_and_service_account_id(
 ) -> None:
     """With no allow-list any ServiceAccount authenticates, and the default template gives ns/NS/sa/SA."""
     workloads = TokenReviewAuthenticator(
-        real_api, audience="sigil-workload", allowed_service_accounts=None, clock=clock
+        real_api, audience="sigil-workload", allowed_service_accounts=None, clock=clock.seconds
     )
     pod = kube_namespace.pod("web-1", node=node, service_account="frontend")
     identity = await workloads.authenticate(kube_namespace.token(pod, "sigil-workload"))
@@ -210,7 +210,7 @@ async def test_api_server_down_fails_closed_and_is_not_cached(
         authenticator = TokenReviewAuthenticator(
             api,
             allowed_service_accounts=[f"{namespace.name}:sigil-agent"],
-            clock=clock,
+            clock=clock.seconds,
             metrics=TokenReviewMetrics(registry),
         )
         await asyncio.to_thread(plane.stop_apiserver, timeout=1)
@@ -329,7 +329,7 @@ async def test_success_is_cached_for_sixty_seconds(
     agents = TokenReviewAuthenticator(
         real_api,
         allowed_service_accounts=[f"{kube_namespace.name}:sigil-agent"],
-        clock=clock,
+        clock=clock.seconds,
         metrics=TokenReviewMetrics(registry),
     )
     token = kube_namespace.token(agent_pod(kube_namespace, node), AGENT_AUDIENCE, seconds=3600)

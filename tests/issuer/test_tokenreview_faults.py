@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sigil_testing.kube import FakeClock, KubeApiServer
+from sigil_testing.clock import FakeClock
+from sigil_testing.kube import KubeApiServer
 
 from sigil.issuer.errors import (
     AudienceMismatchError,
@@ -46,7 +47,7 @@ def agents(
     return TokenReviewAuthenticator(
         kube_api,
         allowed_service_accounts=[AGENT_SA],
-        clock=clock,
+        clock=clock.seconds,
         metrics=TokenReviewMetrics(registry),
     )
 
@@ -68,11 +69,13 @@ async def test_server_that_ignores_audiences_gives_audience_mismatch(
 ) -> None:
     """An API server that does not confirm the audience (Kubernetes < 1.13) is not trusted with it (stand-in: no
     such server is built here)."""
-    async with KubeApiServer(clock=clock, supports_audiences=False) as old:
+    async with KubeApiServer(clock=clock.seconds, supports_audiences=False) as old:
         old.add_node("node-a")
         api = KubeApi.from_kubeconfig(old.write_kubeconfig(tmp_path / "kubeconfig"))
         try:
-            agents = TokenReviewAuthenticator(api, allowed_service_accounts=[AGENT_SA], clock=clock)
+            agents = TokenReviewAuthenticator(
+                api, allowed_service_accounts=[AGENT_SA], clock=clock.seconds
+            )
             pod = old.add_pod(
                 "sigil-system", "agent", node_name="node-a", service_account="sigil-agent"
             )

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import stat
 import sys
 from collections.abc import AsyncIterator
@@ -17,6 +16,8 @@ import pytest
 import yaml
 from sigil_testing.agent import WORKLOAD_ID, AgentWorld, agent_world
 from sigil_testing.ca import openssl
+from sigil_testing.network import free_port
+from sigil_testing.waiting import eventually
 
 from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.cli import main
@@ -177,12 +178,6 @@ async def test_run_refuses_a_join_token_on_the_command_line(
     assert "s3cr3t-value" not in err
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_healthcheck_follows_a_real_agent_from_waiting_to_serving_to_gone(
     world: AgentWorld, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -190,7 +185,7 @@ async def test_healthcheck_follows_a_real_agent_from_waiting_to_serving_to_gone(
     clear message when no agent answers any more."""
     await world.issuer.stop()
     config = world.directory / "sigil.yaml"
-    listen = f"0.0.0.0:{_free_port()}"
+    listen = f"0.0.0.0:{free_port()}"
     config.write_text(
         yaml.safe_dump(
             {
@@ -215,6 +210,11 @@ async def test_healthcheck_follows_a_real_agent_from_waiting_to_serving_to_gone(
         captured = capsys.readouterr()
         return status, captured.out, captured.err
 
+    async def answered() -> tuple[int, str, str] | None:
+        """The healthcheck's verdict once the process's health endpoint answers at all."""
+        verdict = await healthcheck()
+        return None if "does not answer" in verdict[2] else verdict
+
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -227,11 +227,9 @@ async def test_healthcheck_follows_a_real_agent_from_waiting_to_serving_to_gone(
         env={**os.environ, "SIGIL_DATA_DIR": ""},
     )
     try:
-        async with asyncio.timeout(30):
-            status, _, err = await healthcheck()
-            while "does not answer" in err:  # the process is still starting its health endpoint
-                await asyncio.sleep(0.1)
-                status, _, err = await healthcheck()
+        status, _, err = await eventually(
+            answered, what="the agent's health endpoint", within=30, interval=0.1
+        )
         assert (status, err.strip()) == (
             1,
             "not ready: starting: not yet attested or not yet listening",

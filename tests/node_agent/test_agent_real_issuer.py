@@ -4,52 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
+from sigil_testing.enrolment import enrol_agent
 from sigil_testing.issuer import issuer_settings, running_issuer
 from spiffe import WorkloadApiClient
 
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.edge.listeners import IssuerServer
 from sigil.node_agent.agent import NodeAgent
-from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
+from sigil.node_agent.settings import AgentSettings, RotationSettings
 
 ME = SpiffeId.parse(f"spiffe://example.org/local/uid-{os.getuid()}")
 
 
-@pytest.fixture
-def directory() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(dir="/tmp", prefix="sgr-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 async def _enrol(server: IssuerServer, directory: Path) -> AgentSettings:
     """A join token and an entry for this uid under the agent it will attest, as an operator would make them."""
-    issuer = server.issuer
-    now = issuer.ca.now()
-    token = await issuer.registry.generate_join_token(ttl=timedelta(minutes=10), now=now)
-    agent_id = issuer.ca.settings.trust_domain.spiffe_id(
-        "sigil", "agent", "join", token.agent_suffix
+    rotation = RotationSettings(
+        backoff_initial=timedelta(milliseconds=50), bundle_wait=timedelta(seconds=1)
     )
-    await issuer.registry.create_entry(ME, agent_id, [f"unix:uid:{os.getuid()}"], now=now)
-    bundle = directory / "bootstrap.pem"
-    bundle.write_bytes(issuer.ca.bundle().to_pem())
-    return AgentSettings(
-        trust_domain=issuer.ca.settings.trust_domain,
-        issuer_url=server.url,
-        data_dir=directory / "agent",
-        socket_path=directory / "agent.sock",
-        trust_bundle_path=bundle,
-        attestation=AttestationSettings(join_token=token.token),
-        rotation=RotationSettings(
-            backoff_initial=timedelta(milliseconds=50), bundle_wait=timedelta(seconds=1)
-        ),
+    return await enrol_agent(
+        server, directory, {ME: [f"unix:uid:{os.getuid()}"]}, rotation=rotation
     )
 
 
@@ -61,10 +37,10 @@ def _fetch(endpoint: str) -> tuple[str, str, set[str]]:
         return str(svid.spiffe_id), str(token.spiffe_id), bundles
 
 
-async def test_py_spiffe_gets_svids_through_the_agent_from_the_real_issuer(directory: Path) -> None:
+async def test_py_spiffe_gets_svids_through_the_agent_from_the_real_issuer(short_tmp: Path) -> None:
     """X509-SVID, JWT-SVID and bundles reach the unmodified client from sigil-server via the agent."""
-    async with running_issuer(issuer_settings(directory / "server")) as server:
-        settings = await _enrol(server, directory)
+    async with running_issuer(issuer_settings(short_tmp / "server")) as server:
+        settings = await _enrol(server, short_tmp)
         async with NodeAgent(settings) as agent:
             x509_id, jwt_id, bundles = await asyncio.to_thread(_fetch, agent.endpoint)
     assert x509_id == jwt_id == str(ME)
@@ -72,12 +48,12 @@ async def test_py_spiffe_gets_svids_through_the_agent_from_the_real_issuer(direc
 
 
 async def test_restart_without_attestation_and_serving_while_the_issuer_is_away(
-    directory: Path,
+    short_tmp: Path,
 ) -> None:
     """A restarted agent reuses its stored SVID (the join token is spent); with the issuer gone it still serves."""
-    server_settings = issuer_settings(directory / "server")
+    server_settings = issuer_settings(short_tmp / "server")
     async with running_issuer(server_settings) as server:
-        settings = await _enrol(server, directory)
+        settings = await _enrol(server, short_tmp)
         async with NodeAgent(settings) as agent:
             first = await asyncio.to_thread(_fetch, agent.endpoint)
         async with NodeAgent(settings) as restarted:

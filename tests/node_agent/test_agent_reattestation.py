@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,11 +16,12 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from sigil_testing.ca import FakeClock as DateClock
+from sigil_testing.clock import FakeClock
 from sigil_testing.controlplane import ControlPlane
 from sigil_testing.issuer import client_for, running_issuer
 from sigil_testing.realissuer import AGENT_SERVICE_ACCOUNT, CLUSTER, issuer_on
 from sigil_testing.realkube import Namespace, add_node, delete_node
+from sigil_testing.waiting import eventually
 from spiffe import WorkloadApiClient
 from structlog.testing import capture_logs
 
@@ -38,13 +37,6 @@ from sigil.node_agent.upstream.agent_svid import load_stored_identity
 pytestmark = pytest.mark.kube
 
 ME = SpiffeId.parse(f"spiffe://example.org/local/uid-{os.getuid()}")
-
-
-@pytest.fixture
-def directory() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(dir="/tmp", prefix="sgre-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass
@@ -138,15 +130,6 @@ async def health(agent: NodeAgent) -> AsyncIterator[Callable[[], tuple[bool, str
         await server.stop()
 
 
-async def eventually(check: Callable[[], object]) -> None:
-    """Wait (at most 10 s) until ``check()`` is true: the agent reacts to the issuer in the background."""
-    for _ in range(500):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the agent did not get there within 10 s")
-
-
 def stored_serial(agent: NodeAgent) -> str:
     """The serial of the agent SVID the agent keeps on disk (what it presents to the issuer)."""
     pem = (agent.settings.data_dir / "agent-svid.pem").read_bytes()
@@ -159,10 +142,10 @@ def fetch_id(endpoint: str) -> str:
 
 
 async def test_an_evicted_k8s_agent_attests_again_and_its_workloads_get_svids(
-    control_plane: ControlPlane, kube_namespace: Namespace, directory: Path
+    control_plane: ControlPlane, kube_namespace: Namespace, short_tmp: Path
 ) -> None:
     """After ``agent evict`` a projected-token agent attests afresh on its own and issues a new workload's SVID."""
-    async with world(control_plane, kube_namespace, directory) as w:
+    async with world(control_plane, kube_namespace, short_tmp) as w:
         await w.entitle(w.k8s_agent)
         async with NodeAgent(w.k8s_settings()) as agent, health(agent) as ready:
             first = await w.serial(w.k8s_agent)
@@ -170,7 +153,7 @@ async def test_an_evicted_k8s_agent_attests_again_and_its_workloads_get_svids(
             w.project_token()  # the kubelet has refreshed the file since
             assert await w.sigil_server("agent", "evict", "--id", w.k8s_agent) == 0
             # The bundle long poll is refused within a round; the agent attests again with the token file.
-            await eventually(lambda: agent.identity.attestations == 2)
+            await eventually(lambda: agent.identity.attestations == 2, what="a second attestation")
             second = await w.serial(w.k8s_agent)
             assert second not in ("", first)
             assert stored_serial(agent) == second
@@ -180,10 +163,10 @@ async def test_an_evicted_k8s_agent_attests_again_and_its_workloads_get_svids(
 
 
 async def test_a_copy_that_superseded_the_agent_is_cut_off_when_the_agent_attests_again(
-    control_plane: ControlPlane, kube_namespace: Namespace, directory: Path
+    control_plane: ControlPlane, kube_namespace: Namespace, short_tmp: Path
 ) -> None:
     """A stolen agent SVID renewed and used first supersedes the agent, which attests again and retires the copy."""
-    async with world(control_plane, kube_namespace, directory) as w:
+    async with world(control_plane, kube_namespace, short_tmp) as w:
         await w.entitle(w.k8s_agent)
         async with NodeAgent(w.k8s_settings()) as agent:
             stolen = load_stored_identity(agent.settings.data_dir, agent.settings.trust_domain)
@@ -197,7 +180,9 @@ async def test_a_copy_that_superseded_the_agent_is_cut_off_when_the_agent_attest
                 assert await w.serial(w.k8s_agent) == format(
                     copy.svid.chain[0].serial_number, "032x"
                 )
-                await eventually(lambda: agent.identity.attestations == 2)
+                await eventually(
+                    lambda: agent.identity.attestations == 2, what="a second attestation"
+                )
                 assert stored_serial(agent) == await w.serial(w.k8s_agent)
                 with pytest.raises(AgentSvidSupersededError):
                     await thief.bundle()
@@ -207,10 +192,10 @@ async def test_a_copy_that_superseded_the_agent_is_cut_off_when_the_agent_attest
 
 
 async def test_an_evicted_join_token_agent_keeps_serving_and_is_not_ready_saying_why(
-    control_plane: ControlPlane, kube_namespace: Namespace, directory: Path
+    control_plane: ControlPlane, kube_namespace: Namespace, short_tmp: Path
 ) -> None:
     """A join-token agent cannot attest again: after eviction it serves its cached SVID and /ready says why not."""
-    async with world(control_plane, kube_namespace, directory) as w:
+    async with world(control_plane, kube_namespace, short_tmp) as w:
         issuer = w.server.issuer
         token = await issuer.registry.generate_join_token(
             ttl=timedelta(minutes=10), now=issuer.ca.now()
@@ -223,7 +208,7 @@ async def test_an_evicted_join_token_agent_keeps_serving_and_is_not_ready_saying
                 before = await asyncio.to_thread(fetch_id, agent.endpoint)
                 assert await asyncio.to_thread(ready) == (True, "serving")
                 assert await w.sigil_server("agent", "evict", "--id", agent_id) == 0
-                await eventually(lambda: not agent.readiness()[0])
+                await eventually(lambda: not agent.readiness()[0], what="the agent not ready")
                 is_ready, reason = await asyncio.to_thread(ready)
                 assert not is_ready
                 assert "agent_not_attested" in reason
@@ -236,11 +221,11 @@ async def test_an_evicted_join_token_agent_keeps_serving_and_is_not_ready_saying
 
 
 async def test_a_banned_agent_backs_off_and_attests_once_unbanned(
-    control_plane: ControlPlane, kube_namespace: Namespace, directory: Path
+    control_plane: ControlPlane, kube_namespace: Namespace, short_tmp: Path
 ) -> None:
     """A banned agent tries to attest again once per backoff, not on every refusal; after unban it attests."""
-    clock = DateClock()
-    async with world(control_plane, kube_namespace, directory) as w:
+    clock = FakeClock()
+    async with world(control_plane, kube_namespace, short_tmp) as w:
         await w.entitle(w.k8s_agent)
         agent = NodeAgent(w.k8s_settings(), clock=clock)
         with capture_logs() as logs:
@@ -250,7 +235,7 @@ async def test_a_banned_agent_backs_off_and_attests_once_unbanned(
                 def refused_attempts() -> int:
                     return sum(1 for e in logs if e["event"].startswith("attesting again was"))
 
-                await eventually(lambda: refused_attempts() == 1)
+                await eventually(lambda: refused_attempts() == 1, what="one refused attempt")
                 is_ready, reason = await asyncio.to_thread(ready)
                 assert not is_ready
                 assert "agent_banned" in reason
@@ -260,24 +245,27 @@ async def test_a_banned_agent_backs_off_and_attests_once_unbanned(
                     lambda: (
                         len([e for e in logs if e["event"] == "bundle update failed; retrying"])
                         >= polls + 3
-                    )
+                    ),
+                    what="three more refused bundle polls",
                 )
                 assert refused_attempts() == 1
                 assert await w.sigil_server("agent", "unban", "--id", w.k8s_agent) == 0
                 w.project_token()
                 clock.advance(timedelta(seconds=1))  # past the backoff
                 agent.svid_cache.wake()
-                await eventually(lambda: agent.identity.attestations == 2)
+                await eventually(
+                    lambda: agent.identity.attestations == 2, what="a second attestation"
+                )
                 assert await asyncio.to_thread(ready) == (True, "serving")
                 assert stored_serial(agent) == await w.serial(w.k8s_agent)
 
 
 async def test_an_agent_whose_node_was_replaced_attests_again_at_renewal(
-    control_plane: ControlPlane, kube_namespace: Namespace, directory: Path
+    control_plane: ControlPlane, kube_namespace: Namespace, short_tmp: Path
 ) -> None:
     """Renewal after the node was replaced (new UID) gets agent_node_gone; the agent attests on the new node."""
-    clock = DateClock()
-    async with world(control_plane, kube_namespace, directory) as w:
+    clock = FakeClock()
+    async with world(control_plane, kube_namespace, short_tmp) as w:
         agent = NodeAgent(w.k8s_settings(), clock=clock)
         with capture_logs() as logs:
             async with agent, health(agent) as ready:
@@ -288,7 +276,9 @@ async def test_an_agent_whose_node_was_replaced_attests_again_at_renewal(
                 assert renew_at is not None
                 clock.advance(renew_at - clock())
                 agent.svid_cache.wake()
-                await eventually(lambda: agent.identity.attestations == 2)
+                await eventually(
+                    lambda: agent.identity.attestations == 2, what="a second attestation"
+                )
                 assert await w.serial(w.k8s_agent) not in ("", first)
                 assert stored_serial(agent) == await w.serial(w.k8s_agent)
                 assert await asyncio.to_thread(ready) == (True, "serving")
@@ -301,11 +291,11 @@ def fetch_jwt(endpoint: str) -> str:
 
 
 async def test_a_refused_agent_serves_a_cached_jwt_svid_until_it_expires(
-    control_plane: ControlPlane, kube_namespace: Namespace, directory: Path
+    control_plane: ControlPlane, kube_namespace: Namespace, short_tmp: Path
 ) -> None:
     """Past its refresh point a JWT-SVID the evicted agent still holds is served, not an error, until expiry."""
-    clock = DateClock()
-    async with world(control_plane, kube_namespace, directory) as w:
+    clock = FakeClock()
+    async with world(control_plane, kube_namespace, short_tmp) as w:
         issuer = w.server.issuer
         token = await issuer.registry.generate_join_token(
             ttl=timedelta(minutes=10), now=issuer.ca.now()

@@ -10,6 +10,7 @@ import pwd
 from pathlib import Path
 
 import pytest
+from sigil_testing.waiting import eventually
 
 from sigil.node_agent.attestation.attestors.k8s import (
     InMemoryPodIndex,
@@ -122,13 +123,25 @@ async def test_k8s_attestor_refuses_a_pod_the_node_does_not_know(tmp_path: Path)
         await K8sAttestor(InMemoryPodIndex(), settings).attest(peer)
 
 
+class _CountingPodIndex(InMemoryPodIndex):
+    """An index that counts the attestor's lookups, so a test waits for the poll rather than for a guess."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+
+    def get_by_uid(self, uid: str) -> Pod | None:
+        self.lookups += 1
+        return super().get_by_uid(uid)
+
+
 async def test_k8s_attestor_waits_for_a_pod_the_watch_delivers_late(tmp_path: Path) -> None:
     """A pod that reaches the index while the attestor polls is found."""
     peer = _in_pod(tmp_path, f"0::/kubepods/pod{POD_UID}/{CID}\n")
-    pods = InMemoryPodIndex()
+    pods = _CountingPodIndex()
     settings = K8sAttestorSettings(proc_root=tmp_path, max_poll_attempts=200, poll_interval=0.01)
     attesting = asyncio.create_task(K8sAttestor(pods, settings).attest(peer))
-    await asyncio.sleep(0.03)
+    await eventually(lambda: pods.lookups >= 2, what="the attestor to miss the pod twice")
     assert not attesting.done()
     pods.put(_pod())
     selectors = await asyncio.wait_for(attesting, timeout=10)

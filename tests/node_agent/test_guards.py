@@ -8,15 +8,14 @@ entry is granted only to a workload showing every one of its selectors.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import jwt
 import pytest
-from sigil_testing.agent import WORKLOAD_ID, agent_world
+from sigil_testing.clock import FakeClock
+from sigil_testing.enrolment import enrol_agent
 from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
 
 from sigil.ca.keys import generate_key
@@ -28,10 +27,11 @@ from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.attestation.peer import PeerCredentials
 from sigil.node_agent.attestation.selectors import Selector, WorkloadAttestation
 from sigil.node_agent.errors import IdentityUnavailableError, NotEntitledError
-from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
+from sigil.node_agent.settings import AgentSettings, RotationSettings
 
 PEER = PeerCredentials(pid=os.getpid(), uid=os.getuid(), gid=os.getgid(), start_time=0)
 ALICE_ID = SpiffeId.parse("spiffe://example.org/guards/alice")
+ME = SpiffeId.parse(f"spiffe://example.org/local/uid-{os.getuid()}")
 BOB_ID = SpiffeId.parse("spiffe://example.org/guards/bob")
 
 
@@ -44,15 +44,8 @@ BOB = workload("unix:uid:71002")
 
 
 @pytest.fixture
-def directory() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(dir="/tmp", prefix="sgg-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-async def server(directory: Path) -> AsyncIterator[IssuerServer]:
-    async with running_issuer(issuer_settings(directory / "server")) as running:
+async def server(short_tmp: Path) -> AsyncIterator[IssuerServer]:
+    async with running_issuer(issuer_settings(short_tmp / "server")) as running:
         yield running
 
 
@@ -60,32 +53,15 @@ async def _agent_with_entries(
     server: IssuerServer, directory: Path, entries: dict[SpiffeId, list[str]]
 ) -> AgentSettings:
     """A join token for a new agent and the entries under it, as an operator would make them."""
-    issuer = server.issuer
-    now = issuer.ca.now()
-    token = await issuer.registry.generate_join_token(ttl=timedelta(minutes=10), now=now)
-    agent_id = issuer.ca.settings.trust_domain.spiffe_id(
-        "sigil", "agent", "join", token.agent_suffix
-    )
-    for spiffe_id, selectors in entries.items():
-        await issuer.registry.create_entry(spiffe_id, agent_id, selectors, now=now)
-    bundle = directory / "bootstrap.pem"
-    bundle.write_bytes(issuer.ca.bundle().to_pem())
-    return AgentSettings(
-        trust_domain=issuer.ca.settings.trust_domain,
-        issuer_url=server.url,
-        data_dir=directory / "agent",
-        socket_path=directory / "agent.sock",
-        trust_bundle_path=bundle,
-        attestation=AttestationSettings(join_token=token.token),
-        rotation=RotationSettings(backoff_initial=timedelta(milliseconds=50)),
-    )
+    rotation = RotationSettings(backoff_initial=timedelta(milliseconds=50))
+    return await enrol_agent(server, directory, entries, rotation=rotation)
 
 
 @pytest.fixture
-async def agent(server: IssuerServer, directory: Path) -> AsyncIterator[NodeAgent]:
+async def agent(server: IssuerServer, short_tmp: Path) -> AsyncIterator[NodeAgent]:
     """A real agent on the real issuer, with one entry for Alice's uid and one for Bob's."""
     settings = await _agent_with_entries(
-        server, directory, {ALICE_ID: ["unix:uid:71001"], BOB_ID: ["unix:uid:71002"]}
+        server, short_tmp, {ALICE_ID: ["unix:uid:71001"], BOB_ID: ["unix:uid:71002"]}
     )
     async with NodeAgent(settings) as running:
         yield running
@@ -118,21 +94,26 @@ async def test_a_jwt_svid_for_an_id_the_caller_does_not_hold_is_refused_even_whe
         await agent.svid_cache.jwt_svid(stranger, ALICE_ID, audiences=["db"])
 
 
-async def test_an_expired_cached_x509_svid_is_never_served_even_before_the_scheduler_runs() -> None:
+async def test_an_expired_cached_x509_svid_is_never_served_even_before_the_scheduler_runs(
+    short_tmp: Path,
+) -> None:
     """The clock passes the SVID's expiry with the issuer away and no scheduler run: the next fetch gets no SVID
     rather than that one."""
-    async with agent_world() as world, world.agent() as running:
-        me = workload(f"unix:uid:{os.getuid()}")
-        (cached,) = await running.svid_cache.x509_svids(me)
-        assert cached.spiffe_id == WORKLOAD_ID
-        await world.issuer.stop()
-        world.clock.advance(timedelta(hours=1, seconds=1))
-        try:
-            served = await running.svid_cache.x509_svids(me)
-        except IdentityUnavailableError:
-            served = []
-        assert cached.cert_chain not in [s.cert_chain for s in served]
-        assert served == []
+    clock = FakeClock()
+    me = workload(f"unix:uid:{os.getuid()}")
+    async with running_issuer(issuer_settings(short_tmp / "server"), clock=clock) as server:
+        settings = await enrol_agent(server, short_tmp, {ME: [f"unix:uid:{os.getuid()}"]})
+        async with NodeAgent(settings, clock=clock) as running:
+            (cached,) = await running.svid_cache.x509_svids(me)
+            assert cached.spiffe_id == ME
+            await server.stop()
+            clock.advance(timedelta(hours=1, seconds=1))  # the issuer's SVIDs live an hour
+            try:
+                served = await running.svid_cache.x509_svids(me)
+            except IdentityUnavailableError:
+                served = []
+            assert cached.cert_chain not in [s.cert_chain for s in served]
+            assert served == []
 
 
 async def test_an_entry_with_several_selectors_needs_a_workload_with_all_of_them(
@@ -166,11 +147,11 @@ async def test_an_entry_with_several_selectors_needs_a_workload_with_all_of_them
 
 
 async def test_a_workload_showing_only_some_of_an_entrys_selectors_gets_nothing_through_the_agent(
-    server: IssuerServer, directory: Path
+    server: IssuerServer, short_tmp: Path
 ) -> None:
     """Through the real agent: an entry on a uid and a gid is not given to that uid in another group."""
     settings = await _agent_with_entries(
-        server, directory, {ALICE_ID: ["unix:uid:71001", "unix:gid:72001"]}
+        server, short_tmp, {ALICE_ID: ["unix:uid:71001", "unix:gid:72001"]}
     )
     async with NodeAgent(settings) as running:
         assert await running.svid_cache.x509_svids(workload("unix:uid:71001", "unix:gid:1")) == []

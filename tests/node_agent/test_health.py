@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from sigil_testing.agent import AgentWorld, agent_world
+from sigil_testing.enrolment import enrol_agent
+from sigil_testing.issuer import issuer_settings, running_issuer
 
+from sigil.ca.spiffe_id import SpiffeId
+from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.health import HealthServer
-from sigil.node_agent.settings import load_agent_settings
+from sigil.node_agent.settings import AgentSettings, load_agent_settings
+
+ME = SpiffeId.parse(f"spiffe://example.org/local/uid-{os.getuid()}")
 
 
 @pytest.fixture
-async def world() -> AsyncIterator[AgentWorld]:
-    async with agent_world() as running:
-        yield running
+async def settings(short_tmp: Path) -> AsyncIterator[AgentSettings]:
+    """An agent enrolled at a real issuer, entitled to an ID for this process's uid."""
+    async with running_issuer(issuer_settings(short_tmp / "server")) as server:
+        yield await enrol_agent(server, short_tmp, {ME: [f"unix:uid:{os.getuid()}"]})
 
 
 async def _get(port: int, path: str) -> tuple[int, dict[str, object]]:
@@ -27,9 +34,9 @@ async def _get(port: int, path: str) -> tuple[int, dict[str, object]]:
         return reply.status, await reply.json()
 
 
-async def test_ready_only_once_the_agent_serves(world: AgentWorld) -> None:
+async def test_ready_only_once_the_agent_serves(settings: AgentSettings) -> None:
     """Before start /ready is 503 with the reason while /live is 200; once serving, /ready is 200."""
-    agent = world.agent()
+    agent = NodeAgent(settings)
     health = HealthServer("127.0.0.1:0", agent.readiness)
     await health.start()
     try:

@@ -8,13 +8,12 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import stat
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
+from sigil_testing.network import free_port
 
 # The orchestrator is a repository script, not part of the wheel (see its docstring).
 _LOCAL_RUN = Path(__file__).resolve().parents[2] / "dev" / "local_run.py"
@@ -33,19 +32,13 @@ def _every_command_line() -> dict[int, list[str]]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(150)
-async def test_make_run_brings_up_server_and_agent_and_stops_on_ctrl_c() -> None:
+async def test_make_run_brings_up_server_and_agent_and_stops_on_ctrl_c(short_tmp: Path) -> None:
     """The printed SPIFFE_ENDPOINT_SOCKET serves the current uid's SVID, the join token is in no process's argv,
     and SIGINT ends both with status 0."""
-    data_dir = Path(tempfile.mkdtemp(prefix="sgrun", dir="/tmp"))
-    port = _free_port()
+    data_dir = short_tmp
+    port = free_port()
     env = {**os.environ, "SIGIL_DATA_DIR": str(data_dir), "SIGIL_LISTEN": f"127.0.0.1:{port}"}
     process = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -9,6 +9,7 @@ import pytest
 from sigil_testing.cluster import CLUSTER, Cluster, cluster
 from sigil_testing.controlplane import ControlPlane
 from sigil_testing.issuer import attested_agent, client_for
+from sigil_testing.waiting import entered
 
 from sigil.issuer.agentapi import contract
 from sigil.issuer.client import IssuerClient
@@ -123,8 +124,12 @@ async def test_a_waiting_poll_is_answered_when_the_issuer_shuts_down(world: Clus
     """A long poll in flight when the issuer drains is answered at once with what there is, not cut off."""
     async with await agent_client(world, world.node_a) as client:
         current = await client.node_pods()
-        in_flight = asyncio.create_task(client.node_pods(current.revision, wait=60))
-        await asyncio.sleep(0.3)  # let the long poll reach the server
+        kube = world.server.issuer.kube
+        assert kube is not None
+        pods = kube.pods
+        with entered(pods, "wait_for") as reached:
+            in_flight = asyncio.create_task(client.node_pods(current.revision, wait=60))
+            await asyncio.wait_for(reached.wait(), timeout=10)  # the long poll waits in the server
         await world.server.stop()
         answered = await asyncio.wait_for(in_flight, timeout=10)
     assert answered.revision == current.revision

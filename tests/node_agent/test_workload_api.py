@@ -11,6 +11,7 @@ import grpc  # type: ignore[import-untyped]  # no types-grpcio among the depende
 import pytest
 from cryptography import x509
 from google.protobuf import json_format  # type: ignore[import-untyped]
+from sigil_testing.pki import Domain
 from spiffe import JwtSource, WorkloadApiClient, X509Source
 from spiffe import SpiffeId as PySpiffeId
 from spiffe import TrustDomain as PyTrustDomain
@@ -21,7 +22,7 @@ from sigil.node_agent.attestation.selectors import Selector
 from sigil.node_agent.memory_source import InMemoryIdentitySource
 from sigil.node_agent.workload_api.endpoint import WorkloadApiServer
 
-from .conftest import FEDERATED, TRUST_DOMAIN, WORKLOAD_ID, SmallCa, my_uid, trust_bundles
+from .conftest import FEDERATED, TRUST_DOMAIN, WORKLOAD_ID, my_uid, trust_bundles, workload_svid
 
 HEADER = [("workload.spiffe.io", "true")]
 
@@ -101,7 +102,7 @@ def client(server: WorkloadApiServer) -> Iterator[WorkloadApiClient]:
 
 
 async def test_py_spiffe_fetches_the_x509_svid_with_its_bundles(
-    client: WorkloadApiClient, ca: SmallCa
+    client: WorkloadApiClient, ca: Domain
 ) -> None:
     """py-spiffe gets the caller's SVID, its own trust domain's bundle and the federated one."""
     context = await asyncio.to_thread(client.fetch_x509_context)
@@ -109,7 +110,7 @@ async def test_py_spiffe_fetches_the_x509_svid_with_its_bundles(
     assert str(svid.spiffe_id) == str(WORKLOAD_ID)
     own = context.x509_bundle_set.get_bundle_for_trust_domain(PyTrustDomain(TRUST_DOMAIN.name))
     assert own is not None
-    assert ca.x509_signer.authority.certificate in own.x509_authorities
+    assert ca.signer.authority.certificate in own.x509_authorities
     assert (
         context.x509_bundle_set.get_bundle_for_trust_domain(PyTrustDomain(FEDERATED.name))
         is not None
@@ -133,7 +134,7 @@ async def test_py_spiffe_fetches_a_jwt_svid_for_its_audience(client: WorkloadApi
 
 
 async def test_py_spiffe_fetches_jwt_bundles_with_the_signing_key(
-    client: WorkloadApiClient, ca: SmallCa
+    client: WorkloadApiClient, ca: Domain
 ) -> None:
     """FetchJWTBundles gives each trust domain's JWT keys by kid."""
     bundles = await asyncio.to_thread(client.fetch_jwt_bundles)
@@ -142,7 +143,7 @@ async def test_py_spiffe_fetches_jwt_bundles_with_the_signing_key(
     assert own.get_jwt_authority(ca.jwt_signer.authority.authority_id) is not None
 
 
-async def test_py_spiffe_validates_a_jwt_svid(client: WorkloadApiClient, ca: SmallCa) -> None:
+async def test_py_spiffe_validates_a_jwt_svid(client: WorkloadApiClient, ca: Domain) -> None:
     """ValidateJWTSVID accepts a token of the trust domain for its audience."""
     token = ca.mint_jwt(WORKLOAD_ID, ["db"])
     svid = await asyncio.to_thread(client.validate_jwt_svid, token, "db")
@@ -163,7 +164,7 @@ async def test_jwt_source_sees_the_bundles_and_fetches_svids(server: WorkloadApi
 
 
 async def test_x509_source_sees_a_rotation(
-    server: WorkloadApiServer, source: InMemoryIdentitySource, ca: SmallCa
+    server: WorkloadApiServer, source: InMemoryIdentitySource, ca: Domain
 ) -> None:
     """After the source rotates the SVID, X509Source holds the new certificate."""
     x509_source = await asyncio.to_thread(
@@ -173,7 +174,7 @@ async def test_x509_source_sees_a_rotation(
     try:
         first = x509_source.get_x509_context().default_svid.leaf
         x509_source.subscribe_for_updates(updated.set)
-        rotated = ca.x509_svid(WORKLOAD_ID, federates_with=frozenset({FEDERATED}))
+        rotated = workload_svid(ca, WORKLOAD_ID, federates_with=frozenset({FEDERATED}))
         source.put(rotated, selectors=[my_uid()])
         assert await asyncio.to_thread(updated.wait, 10)
         leaf = x509_source.get_x509_context().default_svid.leaf
@@ -197,12 +198,13 @@ async def test_a_call_without_the_security_header_is_an_invalid_argument(
 
 
 async def test_a_caller_of_an_unknown_uid_is_denied(
-    server: WorkloadApiServer, source: InMemoryIdentitySource, ca: SmallCa
+    server: WorkloadApiServer, source: InMemoryIdentitySource, ca: Domain
 ) -> None:
     """A caller whose uid no entry names gets PermissionDenied "no identity issued"."""
     source.remove(WORKLOAD_ID)
     source.put(
-        ca.x509_svid(TRUST_DOMAIN.spiffe_id("other")), selectors=[Selector("unix", "uid:4242424")]
+        workload_svid(ca, TRUST_DOMAIN.spiffe_id("other")),
+        selectors=[Selector("unix", "uid:4242424")],
     )
     for method in ("FetchX509SVID", "FetchX509Bundles", "FetchJWTSVID", "FetchJWTBundles"):
         code, details = await _status_of(server, method)
@@ -254,7 +256,7 @@ async def test_fetch_jwt_svid_for_a_held_id_returns_only_that_one(
 
 
 async def test_validate_returns_the_spiffe_id_and_claims(
-    server: WorkloadApiServer, ca: SmallCa
+    server: WorkloadApiServer, ca: Domain
 ) -> None:
     """ValidateJWTSVID answers the subject and the token's claims as a Struct."""
     token = ca.mint_jwt(WORKLOAD_ID, ["db"])
@@ -275,7 +277,7 @@ async def test_validate_returns_the_spiffe_id_and_claims(
     ],
 )
 async def test_validate_refuses_bad_input_as_invalid_argument(
-    server: WorkloadApiServer, ca: SmallCa, audience: str, svid: str | None, needle: str
+    server: WorkloadApiServer, ca: Domain, audience: str, svid: str | None, needle: str
 ) -> None:
     """Missing fields, a wrong audience and a malformed token are each InvalidArgument."""
     token = svid if svid is not None else ca.mint_jwt(WORKLOAD_ID, ["db"])
@@ -290,7 +292,7 @@ async def test_validate_refuses_a_token_of_an_unknown_trust_domain(
     server: WorkloadApiServer,
 ) -> None:
     """A token whose subject's trust domain has no bundle here does not validate."""
-    stranger = SmallCa(SpiffeId.parse("spiffe://stranger.test/x").trust_domain)
+    stranger = Domain(SpiffeId.parse("spiffe://stranger.test/x").trust_domain, now=None)
     token = stranger.mint_jwt(SpiffeId.parse("spiffe://stranger.test/x"), ["db"])
     code, details = await _status_of(
         server, "ValidateJWTSVID", pb.ValidateJWTSVIDRequest(audience="db", svid=token)
@@ -303,7 +305,7 @@ async def test_validate_refuses_a_token_of_an_unknown_trust_domain(
 
 
 async def test_a_stream_sends_each_change_once_and_nothing_when_nothing_changed(
-    server: WorkloadApiServer, source: InMemoryIdentitySource, ca: SmallCa
+    server: WorkloadApiServer, source: InMemoryIdentitySource, ca: Domain
 ) -> None:
     """Notifications that change nothing for the caller send nothing; the next real change arrives next."""
     stream = _Stream(server)
@@ -311,10 +313,10 @@ async def test_a_stream_sends_each_change_once_and_nothing_when_nothing_changed(
         first = await stream.next()
         source.changes.notify()
         source.put(
-            ca.x509_svid(TRUST_DOMAIN.spiffe_id("not-me")),
+            workload_svid(ca, TRUST_DOMAIN.spiffe_id("not-me")),
             selectors=[Selector("unix", "uid:4242424")],
         )
-        rotated = ca.x509_svid(WORKLOAD_ID, federates_with=frozenset({FEDERATED}))
+        rotated = workload_svid(ca, WORKLOAD_ID, federates_with=frozenset({FEDERATED}))
         source.put(rotated, selectors=[my_uid()])
         second = await stream.next()
         assert first.svids[0].x509_svid != second.svids[0].x509_svid
@@ -324,17 +326,17 @@ async def test_a_stream_sends_each_change_once_and_nothing_when_nothing_changed(
 
 
 async def test_a_stream_sends_a_gained_identity_and_a_bundle_change(
-    server: WorkloadApiServer, source: InMemoryIdentitySource, ca: SmallCa, partner_ca: SmallCa
+    server: WorkloadApiServer, source: InMemoryIdentitySource, ca: Domain, partner_ca: Domain
 ) -> None:
     """A second identity and a rotated federated bundle each reach an open stream with the full state."""
     stream = _Stream(server)
     try:
         await stream.next()
         extra = TRUST_DOMAIN.spiffe_id("batch")
-        source.put(ca.x509_svid(extra, hint="batch"), selectors=[my_uid()])
+        source.put(workload_svid(ca, extra, hint="batch"), selectors=[my_uid()])
         gained = await stream.next()
         assert [s.spiffe_id for s in gained.svids] == [str(WORKLOAD_ID), str(extra)]
-        new_partner = SmallCa(FEDERATED)
+        new_partner = Domain(FEDERATED, now=None)
         source.set_bundles(trust_bundles(ca, new_partner))
         rotated = await stream.next()
         assert rotated.federated_bundles[str(FEDERATED.id)] == new_partner.bundle.x509_der()

@@ -5,6 +5,12 @@ It stands in for ``sigil-server`` while the node agent is tested: a real aiohttp
 SVID as the TLS client certificate, so the agent's :class:`~sigil.issuer.client.IssuerClient` runs unmodified.
 Registration entries are (selectors, SPIFFE ID); a batch item gets an SVID for every entry whose selectors it shows.
 It counts what it was asked, can be stopped and started again on the same port, and long-polls bundles.
+
+Agent tests that need none of that run against the real issuer (``sigil_testing.enrolment.enrol_agent``, as
+``test_health.py``, ``test_guards.py`` and ``test_agent_real_issuer.py`` do). What still uses this, and why:
+``test_svid_manager.py`` (every batch item refused as ``unavailable`` on demand, batch sizes counted),
+``test_agent_end_to_end.py`` and ``test_agent_cli.py`` (the issuer away and back on the same port while a fake
+clock moves, attestations counted).
 """
 
 from __future__ import annotations
@@ -14,9 +20,7 @@ import hashlib
 import os
 import random
 import shutil
-import socket
 import ssl
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -37,7 +41,10 @@ from sigil.issuer.agentapi import contract
 from sigil.issuer.tls import load_identity
 from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
-from sigil_testing.ca import FakeClock, open_ca
+from sigil_testing.ca import open_ca
+from sigil_testing.clock import FakeClock
+from sigil_testing.network import free_port
+from sigil_testing.paths import new_short_directory
 
 __all__ = ["WORKLOAD_ID", "AgentWorld", "FakeIssuer", "IssuerCounts", "agent_world"]
 
@@ -73,13 +80,6 @@ def _svid_body(svid: X509Svid) -> contract.X509SvidBody:
         "expires_at": svid.not_after.isoformat(),
         "signer_ids": [svid.authority_id],
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class FakeIssuer:
@@ -133,7 +133,7 @@ class FakeIssuer:
         runner = web.AppRunner(app, shutdown_timeout=0.5)
         await runner.setup()
         if self._port == 0:
-            self._port = _free_port()
+            self._port = free_port()
         site = web.TCPSite(runner, "127.0.0.1", self._port, ssl_context=self._server_context)
         await site.start()
         self._runner = runner
@@ -340,7 +340,7 @@ async def agent_world(
     *, x509_ttl: timedelta = timedelta(hours=1), entitle_me: bool = True
 ) -> AsyncIterator[AgentWorld]:
     """A running fake issuer (SVIDs of ``x509_ttl``) entitling this process's uid to WORKLOAD_ID."""
-    directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sga-"))
+    directory = new_short_directory("sga-")
     # Ten minutes in the past: certificates minted as the test moves the clock stay valid for real TLS.
     clock = FakeClock(datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10))
     ca = await open_ca(

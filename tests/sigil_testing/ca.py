@@ -1,10 +1,10 @@
-"""Building blocks for tests that need a real Sigil CA: a settable clock, CSRs, an operator's upstream CA."""
+"""Building blocks for tests that need a real Sigil CA: CSRs, an operator's upstream CA, openssl."""
 
 from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -16,24 +16,12 @@ from sigil.ca.keys import PrivateKey, generate_key, write_private_key
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.settings import CaSettings
 from sigil.ca.spiffe_id import TrustDomain
+from sigil_testing.certificates import ca_certificate
+from sigil_testing.clock import FakeClock
 
-__all__ = ["FakeClock", "make_csr", "open_ca", "openssl", "write_upstream_ca"]
+__all__ = ["make_csr", "open_ca", "openssl", "write_upstream_ca"]
 
 EPOCH = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    """A clock the test moves by hand: time passes only when the test says so."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.current = start if start is not None else datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.current
-
-    def advance(self, delta: timedelta) -> datetime:
-        self.current += delta
-        return self.current
 
 
 async def open_ca(data_dir: Path, clock: FakeClock, **overrides: object) -> CertificateAuthority:
@@ -56,34 +44,6 @@ def make_csr(key: PrivateKey | None = None, *, uri: str | None = None) -> tuple[
     return csr.public_bytes(serialization.Encoding.PEM), key
 
 
-def _ca_cert(
-    subject: str,
-    key: PrivateKey,
-    issuer: tuple[x509.Certificate, PrivateKey] | None,
-    days: int,
-    hash_algorithm: hashes.SHA256 | hashes.SHA384 | hashes.SHA512,
-) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    now = datetime.now(UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer[0].subject if issuer else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    signing_key = issuer[1] if issuer else key
-    return builder.sign(signing_key, hash_algorithm)
-
-
 @dataclass(frozen=True)
 class UpstreamFiles:
     directory: Path
@@ -104,9 +64,15 @@ def write_upstream_ca(
     chosen = hash_algorithm if hash_algorithm is not None else hashes.SHA256()
     directory.mkdir(parents=True, exist_ok=True)
     root_key = generate_key()
-    root = _ca_cert("Operator Root", root_key, None, days * 10, chosen)
+    root = ca_certificate("Operator Root", root_key, days=days * 10, hash_algorithm=chosen)
     inter_key = generate_key()
-    inter = _ca_cert("Operator Intermediate", inter_key, (root, root_key), days, chosen)
+    inter = ca_certificate(
+        "Operator Intermediate",
+        inter_key,
+        issuer=(root, root_key),
+        days=days,
+        hash_algorithm=chosen,
+    )
     pem = serialization.Encoding.PEM
     (directory / "ca-cert.pem").write_bytes(inter.public_bytes(pem))
     write_private_key(directory / "ca-key.pem", inter_key)

@@ -4,8 +4,6 @@ node with a projected ServiceAccount token from the real TokenRequest API."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from sigil.issuer.edge.listeners import IssuerServer
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
 from sigil_testing.controlplane import ControlPlane
 from sigil_testing.issuer import running_issuer
+from sigil_testing.paths import short_directory
 from sigil_testing.realissuer import AGENT_SERVICE_ACCOUNT, CLUSTER, issuer_on
 from sigil_testing.realkube import Namespace, add_node, fresh_namespace
 
@@ -72,8 +71,7 @@ class Cluster:
 @asynccontextmanager
 async def cluster(plane: ControlPlane, *, watch_crds: bool = False) -> AsyncIterator[Cluster]:
     """Two fresh nodes on ``plane`` and an issuer that watches their pods (and the policy CRDs if asked)."""
-    directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sgk-"))
-    try:
+    with short_directory("sgk-") as directory:
         agents = fresh_namespace(plane, "agents")
         settings = issuer_on(
             plane, directory / "server", agent_namespace=agents.name, watch_crds=watch_crds
@@ -87,5 +85,3 @@ async def cluster(plane: ControlPlane, *, watch_crds: bool = False) -> AsyncIter
                 server=server,
                 directory=directory,
             )
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)

@@ -8,21 +8,19 @@ cluster" says more).
 
 Everything lives in one directory: keys and certificates, the admin token file, etcd's data, ``*.log``, ``*.pid``
 and an admin ``kubeconfig``. The pid files let another process stop what this one started
-(``tools/controlplane down DIR``). Serving and ServiceAccount keys are made here rather than with
-:func:`sigil_testing.issuer.write_web_pki`, which would pull the whole issuer into a helper the command loads.
+(``tools/controlplane down DIR``). The serving CA and certificate come from
+:mod:`sigil_testing.certificates`, which pulls in no part of the issuer.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -31,16 +29,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from sigil_testing.certificates import ca_certificate, server_certificate
+from sigil_testing.network import free_ports
 
 __all__ = ["ISSUER", "ControlPlane", "ControlPlaneError", "Tools", "build_tools"]
 
@@ -198,7 +196,7 @@ class ControlPlane:
         self.kubeconfig.unlink(missing_ok=True)
         token = secrets.token_urlsafe(32)
         self._write_credentials(token)
-        etcd_client, etcd_peer, secure = _free_ports(3)
+        etcd_client, etcd_peer, secure = free_ports(3)
         try:
             self._spawn("etcd", [str(tools.etcd), *self._etcd_flags(etcd_client, etcd_peer)])
             self._spawn(
@@ -240,11 +238,9 @@ class ControlPlane:
     # ------------------------------------------------------------------------- files
     def _write_credentials(self, token: str) -> None:
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sigil control plane CA")])
-        ca = _certificate(ca_name, ca_name, ca_key.public_key(), ca_key, ca=True)
+        ca = ca_certificate("sigil control plane CA", ca_key)
         serving_key = ec.generate_private_key(ec.SECP256R1())
-        serving_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
-        serving = _certificate(serving_name, ca_name, serving_key.public_key(), ca_key, ca=False)
+        serving = server_certificate("kube-apiserver", serving_key, issuer=(ca, ca_key), days=365)
         # RSA, as kubeadm makes it: tokens are RS256 like a real cluster's.
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = serialization.Encoding.PEM
@@ -382,39 +378,6 @@ class ControlPlane:
             return f"({log}: {err})"
 
 
-def _certificate(
-    subject: x509.Name,
-    issuer: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
-    signing_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool,
-) -> x509.Certificate:
-    now = datetime.now(UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-    else:
-        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-    return builder.sign(signing_key, hashes.SHA256())
-
-
 def _https(
     url: str,
     token: str,
@@ -470,18 +433,6 @@ def _write_secret(path: Path, content: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as file:
         file.write(content)
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 right now (held together while chosen, so they differ)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def main(argv: list[str] | None = None) -> int:

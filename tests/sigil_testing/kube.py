@@ -10,8 +10,8 @@ Tests use the real API server wherever it can do the job. What still uses this, 
   resources stored without schema validation, the only way to deliver unknown fields or a rule left empty to the
   issuer's CRD watch (a real API server prunes or refuses them under the CRDs' structural schema and CEL rule).
 - ``tests/issuer/test_kube_standin.py`` checks the stand-in itself against the official client; ``bench/issue.py``
-  measures TokenReview-authenticated issuance against it; ``tests/issuer/test_tokenreview.py`` uses only
-  :class:`FakeClock`.
+  measures TokenReview-authenticated issuance against it. Its clock is any ``time.time``-shaped callable
+  (tests pass ``sigil_testing.clock.FakeClock.seconds``).
 
 It speaks the wire format the real API server speaks, so the real ``kubernetes`` client (whose pydantic models
 reject missing required fields) and raw HTTP watchers both work against it unchanged:
@@ -58,7 +58,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-__all__ = ["DEFAULT_ISSUER", "FakeClock", "KubeApiServer"]
+__all__ = ["DEFAULT_ISSUER", "KubeApiServer"]
 
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # go-jose's jwt.DefaultLeeway, which kube-apiserver's claims validator relies on.
@@ -69,19 +69,6 @@ _CUSTOM_KINDS = {
     "AuthorizationPolicy": "authorizationpolicies",
     "ClusterAuthorizationPolicy": "clusterauthorizationpolicies",
 }
-
-
-class FakeClock:
-    """A wall clock that moves only when told to: call it for the time, ``advance`` it for a TTL to pass."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _status(code: int, reason: str, message: str, details: _Obj | None = None) -> web.Response:

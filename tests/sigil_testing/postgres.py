@@ -15,7 +15,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +22,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
+
+from sigil_testing.network import free_port
 
 __all__ = ["ADMIN_ENV", "PostgresUnavailableError", "running_postgres", "temporary_database"]
 
@@ -48,13 +49,6 @@ def _bin_dir() -> Path:
     raise PostgresUnavailableError(
         f"no PostgreSQL server (initdb) on this machine; {_INSTALL_HINT}"
     )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _server_account() -> pwd.struct_passwd | None:
@@ -100,7 +94,7 @@ def running_postgres() -> Iterator[str]:
     if account is not None:
         for path in (root, sockets):
             os.chown(path, account.pw_uid, account.pw_gid)
-    port = _free_port()
+    port = free_port()
     # A test server: durability off (fsync, full-page writes) and enough connections for four replicas at once.
     options = (
         f"-h 127.0.0.1 -p {port} -k {sockets} -F -c full_page_writes=off -c max_connections=200"

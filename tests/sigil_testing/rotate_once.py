@@ -13,14 +13,14 @@ from pathlib import Path
 from sigil.ca.authority import AuthorityKind
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.settings import CaSettings
+from sigil_testing.clock import FakeClock
 
 
 async def _main(url: str, key_dir: str, data_dir: str, offset: float) -> None:
     settings = CaSettings(data_dir=Path(data_dir), database_url=url, key_dir=Path(key_dir))
 
-    def clock() -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=offset)
-
+    # One rotation step at one instant: the suite's fake clock, set that far past the real time.
+    clock = FakeClock(datetime.now(UTC) + timedelta(seconds=offset))
     ca = await CertificateAuthority.open(settings, clock=clock)
     try:
         await ca.rotate()

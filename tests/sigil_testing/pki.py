@@ -1,4 +1,10 @@
-"""A small in-memory PKI for the enforcer's tests: trust domains whose authorities are made by Sigil's CA code."""
+"""The test suite's one in-memory CA: trust domains whose X.509 and JWT authorities are made by Sigil's CA code.
+
+A :class:`Domain` mints X509-SVIDs and JWT-SVIDs with the CA's own minting functions, without a datastore; tests
+that need the CA service itself (rotation, journal, datastore) open a real one with ``sigil_testing.ca.open_ca``.
+A domain lives at a fixed instant (``NOW`` unless given) so expiry tests are exact, or at the real time
+(``now=None``) for SVIDs that real TLS stacks and clients such as py-spiffe check against the system clock.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +18,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sigil.ca.authority import Signer, new_x509_authority
+from sigil.ca.authority import Signer, new_jwt_authority, new_x509_authority
 from sigil.ca.bundle import TrustBundle
+from sigil.ca.jwtsvid import mint_jwt_svid
 from sigil.ca.keys import PrivateKey, generate_key
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.ca.upstream import UpstreamCa
 from sigil.ca.x509svid import X509Svid, mint_x509_svid
 from sigil.enforcer.bundles import BundleSet
 
-__all__ = ["NOW", "Domain", "Issued", "bad_leaf", "write_svid_files"]
+__all__ = ["NOW", "Domain", "Issued", "bad_leaf", "bundles", "write_svid_files"]
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 _PEM = serialization.Encoding.PEM
@@ -51,29 +58,43 @@ class Issued:
 
 
 class Domain:
-    """One trust domain's X.509 authority (self-signed, or under an upstream CA), minting SVIDs."""
+    """One trust domain's X.509 authority (self-signed, or under an upstream CA) and JWT authority, minting SVIDs."""
 
     def __init__(
         self,
-        name: str,
+        name: str | TrustDomain,
         *,
-        now: datetime = NOW,
+        now: datetime | None = NOW,
         ttl: timedelta = timedelta(days=30),
         upstream: UpstreamCa | None = None,
     ) -> None:
-        self.trust_domain = TrustDomain(name)
+        self.trust_domain = name if isinstance(name, TrustDomain) else TrustDomain(name)
+        self._fixed_now = now
         key = generate_key()
         self.authority = new_x509_authority(
-            self.trust_domain, key, now=now, ttl=ttl, upstream=upstream
+            self.trust_domain, key, now=self.now, ttl=ttl, upstream=upstream
         )
         self.signer = Signer(self.authority, key)
-        self.now = now
+        jwt_key = generate_key()
+        self.jwt_signer = Signer(new_jwt_authority(jwt_key, now=self.now, ttl=ttl), jwt_key)
+
+    @property
+    def now(self) -> datetime:
+        """The domain's instant: the fixed one it was made with, or the real time (``now=None``)."""
+        return self._fixed_now if self._fixed_now is not None else datetime.now(UTC)
 
     @property
     def bundle(self) -> TrustBundle:
+        """This trust domain's bundle: the X.509 anchor and the JWT authority's public key."""
         anchor = self.authority.anchor
         assert anchor is not None
-        return TrustBundle(self.trust_domain, (anchor,))
+        return TrustBundle(
+            self.trust_domain,
+            (anchor,),
+            jwt_authorities={
+                self.jwt_signer.authority.authority_id: self.jwt_signer.private_key.public_key()
+            },
+        )
 
     def bundle_pem(self) -> bytes:
         return self.bundle.to_pem()
@@ -98,6 +119,18 @@ class Domain:
             private_key=key,
         )
         return Issued(svid, key)
+
+    def mint_jwt(
+        self,
+        spiffe_id: SpiffeId,
+        audiences: Sequence[str],
+        *,
+        ttl: timedelta = timedelta(minutes=5),
+    ) -> str:
+        """A JWT-SVID for ``spiffe_id`` signed by the domain's JWT authority."""
+        return mint_jwt_svid(
+            self.jwt_signer, spiffe_id=spiffe_id, audience=list(audiences), ttl=ttl, now=self.now
+        ).token
 
 
 def bundles(*domains: Domain) -> BundleSet:
