@@ -20,8 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
+from sigil.ca import spiffe_id
 from sigil.ca.bundle import TrustBundle
-from sigil.ca.errors import InvalidSpiffeIdError
+from sigil.ca.errors import InvalidSpiffeIdError, UriSanCountError
 from sigil.ca.keys import PrivateKey
 from sigil.ca.spiffe_id import SpiffeId
 
@@ -41,21 +42,10 @@ def make_csr(key: PrivateKey) -> bytes:
 
 
 def spiffe_id_of(certificate: x509.Certificate) -> SpiffeId | None:
-    """The one ``spiffe://`` URI SAN of a certificate, or None when it has none, several, or a broken one."""
+    """The SPIFFE ID of a certificate, or None when it has no usable one (see :func:`sigil.ca.spiffe_id.spiffe_id_of`)."""
     try:
-        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-    uris = [
-        u
-        for u in san.get_values_for_type(x509.UniformResourceIdentifier)
-        if u.startswith("spiffe:")
-    ]
-    if len(uris) != 1:
-        return None
-    try:
-        return SpiffeId.parse(uris[0])
-    except InvalidSpiffeIdError:
+        return spiffe_id.spiffe_id_of(certificate)
+    except (UriSanCountError, InvalidSpiffeIdError):
         return None
 
 

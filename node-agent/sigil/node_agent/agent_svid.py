@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.errors import SigilError
 from sigil.ca.keys import load_private_key, write_private_key, write_secret_file
-from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.ca.spiffe_id import SpiffeId, TrustDomain, spiffe_id_of
 from sigil.issuer.client import AgentSvid, IssuedX509Svid
 from sigil.node_agent.errors import AgentAttestationError, IssuerUnreachableError
 from sigil.node_agent.issuer_link import (
@@ -63,12 +63,6 @@ class StoredIdentity:
     bundle: TrustBundle | None
 
 
-def _spiffe_id_of(certificate: x509.Certificate) -> SpiffeId:
-    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    (uri,) = san.get_values_for_type(x509.UniformResourceIdentifier)
-    return SpiffeId.parse(uri)
-
-
 def load_stored_identity(directory: Path, trust_domain: TrustDomain) -> StoredIdentity:
     """Read the agent's files (blocking: file I/O); missing files give ``None`` parts, broken ones an error."""
     agent: AgentSvid | None = None
@@ -81,7 +75,7 @@ def load_stored_identity(directory: Path, trust_domain: TrustDomain) -> StoredId
     try:
         if svid_path.exists() and key_path.exists():
             chain = tuple(x509.load_pem_x509_certificates(svid_path.read_bytes()))
-            svid = IssuedX509Svid(_spiffe_id_of(chain[0]), chain, chain[0].not_valid_after_utc)
+            svid = IssuedX509Svid(spiffe_id_of(chain[0]), chain, chain[0].not_valid_after_utc)
             agent = AgentSvid(svid, load_private_key(key_path))
         if bundle_path.exists():
             bundle = TrustBundle.parse_jwks(trust_domain, bundle_path.read_bytes())
