@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
-import sys
 from pathlib import Path
-
-import structlog
 
 from sigil.enforcer.address import Address
 from sigil.enforcer.errors import RequestError
+from sigil.kit import configure_logging
 
 __all__ = ["add_proxy_command", "run_proxy"]
 
@@ -99,15 +96,7 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
 def run_proxy(args: argparse.Namespace) -> int:
     """Run the proxy until SIGTERM/SIGINT; 0 after a clean drain."""
     _check(args)
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    configure_logging("info", json=True)
     # Imported here: the running proxy needs gRPC, aiohttp and prometheus_client, which ``check`` does not.
     from sigil.enforcer.proxy_main import serve
 

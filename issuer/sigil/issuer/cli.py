@@ -29,6 +29,7 @@ from sigil.issuer.verbs import (
     add_registration_verbs,
     healthcheck,
 )
+from sigil.kit import configure_logging
 
 __all__ = ["main"]
 
@@ -91,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "healthcheck":
             return asyncio.run(healthcheck(settings.admin_socket))
         if args.run is None:
+            configure_logging("info")
             return asyncio.run(run_server(settings))
         return asyncio.run(_run(settings, args.run, args))
     except SigilError as err:
