@@ -147,7 +147,7 @@ async def close_issuer(issuer: Issuer) -> None:
     if issuer.kube is not None:
         await issuer.kube.agents.aclose()
         await issuer.kube.workloads.aclose()
-        await issuer.kube.pods.stop()
+        await issuer.kube.pods.aclose()
         await issuer.kube.api.aclose()
     await issuer.ca.close()
 
@@ -240,7 +240,7 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
         async def pod_cache(_app: web.Application) -> AsyncIterator[None]:
             await pods.start()
             yield
-            await pods.stop()
+            await pods.aclose()
 
         app.cleanup_ctx.append(pod_cache)
         kube_settings = issuer.settings.server.kubernetes
