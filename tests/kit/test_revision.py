@@ -64,3 +64,15 @@ async def test_an_extra_condition_is_checked_on_wake() -> None:
     await value.wake()
     async with asyncio.timeout(1):
         assert await waiter == "a"
+
+
+async def test_without_a_revision_only_the_extra_condition_ends_the_wait() -> None:
+    """With revision None a new revision alone does not wake the waiter; ``also`` does."""
+    value = Revisioned(1, "r1")
+    waiter = asyncio.create_task(value.wait_past(None, longest=60, also=lambda: value.value > 2))
+    await value.publish(2, "r2")
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    await value.publish(3, "r3")
+    async with asyncio.timeout(1):
+        assert await waiter == 3

@@ -56,15 +56,20 @@ class Revisioned(Generic[_T]):
 
     async def wait_past(
         self,
-        revision: str,
+        revision: str | None,
         *,
         longest: float,
         also: Callable[[], bool] | None = None,
     ) -> _T:
-        """The value once its revision differs from ``revision`` (or ``also()`` holds), else after ``longest`` s."""
+        """The value once its revision differs from ``revision`` (or ``also()`` holds), else after ``longest`` s.
+
+        With ``revision`` None only ``also()`` (checked at each publish or wake) or a release ends the wait early.
+        """
 
         def moved() -> bool:
-            return self._released or self._revision != revision or (also is not None and also())
+            if self._released or (also is not None and also()):
+                return True
+            return revision is not None and self._revision != revision
 
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(longest), self._changed:
