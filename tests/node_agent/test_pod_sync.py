@@ -125,6 +125,6 @@ async def test_a_waiting_poll_is_answered_when_the_issuer_shuts_down(world: Clus
         current = await client.node_pods()
         in_flight = asyncio.create_task(client.node_pods(current.revision, wait=60))
         await asyncio.sleep(0.3)  # let the long poll reach the server
-        await world.server.stop()
+        await world.server.aclose()
         answered = await asyncio.wait_for(in_flight, timeout=10)
     assert answered.revision == current.revision

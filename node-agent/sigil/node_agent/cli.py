@@ -130,9 +130,9 @@ async def _serve(settings: AgentSettings) -> int:
         print("sigil-agent: stopping", file=sys.stderr, flush=True)
         return 0
     finally:
-        await asyncio.wait_for(agent.stop(), _DRAIN_TIMEOUT)
+        await asyncio.wait_for(agent.aclose(), _DRAIN_TIMEOUT)
         if health is not None:
-            await health.stop()
+            await health.aclose()
         for number in signals:
             loop.remove_signal_handler(number)
 

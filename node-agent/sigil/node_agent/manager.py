@@ -25,7 +25,6 @@ import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 import structlog
@@ -33,6 +32,7 @@ import structlog
 from sigil.ca.errors import SigilError
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.issuer.client import BundleUpdate, X509SvidResult
+from sigil.kit import Service, TaskOwner
 from sigil.node_agent.agent_svid import AgentIdentity
 from sigil.node_agent.batcher import X509Batcher
 from sigil.node_agent.bundle_sync import BundleSync
@@ -67,7 +67,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class SvidManager:
+class SvidManager(Service):
     """Issues, caches and rotates SVIDs; ``async with SvidManager(...)`` starts and stops its tasks."""
 
     def __init__(
@@ -108,7 +108,7 @@ class SvidManager:
         )
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner("svid manager")
 
     def _new_backoff(self) -> Backoff:
         s = self._settings
@@ -130,35 +130,19 @@ class SvidManager:
             self._spawn(self._bundles.run(), "sigil-bundle-long-poll")
 
     async def aclose(self) -> None:
-        """Cancel and await every task the manager owns (a task that crashed was logged when it did)."""
-        tasks = [*self._tasks, *self._inflight.values()]
-        for task in tasks:
+        """Cancel and await every task the manager owns; a background task that crashed is raised here."""
+        # First issuances are not background work: their callers await them and get their errors.
+        first = list(self._inflight.values())
+        for task in first:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._batcher.aclose()
-
-    async def __aenter__(self) -> SvidManager:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        try:
+            await self._tasks.aclose()
+        finally:
+            await asyncio.gather(*first, return_exceptions=True)
+            await self._batcher.aclose()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coroutine, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # A bug, not an outage (those are handled where they happen): say so loudly, once.
-            _log.error("background task failed", task=task.get_name(), exc_info=task.exception())
+        self._tasks.spawn(coroutine, name=name)
 
     # -- what the Workload API asks -----------------------------------------------------------------------
 

@@ -13,12 +13,10 @@ the issuer presents on first contact (SPIRE's option of the same name; developme
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 
 import structlog
 from cryptography import x509
@@ -26,6 +24,7 @@ from cryptography import x509
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.issuer.client import AgentSvid, IssuerClient
+from sigil.kit import Service, TaskOwner
 from sigil.node_agent.agent_svid import (
     AgentIdentity,
     Attest,
@@ -85,7 +84,7 @@ def attestation_of(settings: AttestationSettings) -> Attest:
     return attest
 
 
-class NodeAgent:
+class NodeAgent(Service):
     """``async with NodeAgent(settings) as agent:`` serves the Workload API until the block ends."""
 
     def __init__(
@@ -104,12 +103,11 @@ class NodeAgent:
         self._manager: SvidManager | None = None
         self._server: WorkloadApiServer | None = None
         self._identity: AgentIdentity | None = None
-        self._watch_task: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner("node agent")
         #: With ``node_name``: this node's pods, from the issuer (pod_sync.py).
         self.pods: PodSync | None = None
         #: The policies served to local enforcers (policy_sync.py), current while the agent runs.
         self.policies: PolicySync | None = None
-        self._policy_task: asyncio.Task[None] | None = None
 
     @property
     def manager(self) -> SvidManager:
@@ -188,7 +186,7 @@ class NodeAgent:
                 directory=s.data_dir,
             )
             await self.policies.load_stored()
-            self._policy_task = asyncio.create_task(self.policies.run(), name="sigil-policy-sync")
+            self._tasks.spawn(self.policies.run(), name="sigil-policy-sync")
             self._server = WorkloadApiServer(
                 WorkloadApiSettings(socket_path=s.socket_path),
                 source=self._manager,
@@ -198,7 +196,7 @@ class NodeAgent:
             )
             await self._server.start()
         except BaseException:
-            await self.stop()
+            await self.aclose()
             raise
         _log.info("node agent ready", endpoint=self.endpoint, agent=str(self._identity.spiffe_id))
 
@@ -215,35 +213,21 @@ class NodeAgent:
             wait=s.rotation.bundle_wait.total_seconds(),
             backoff=Backoff(initial=s.rotation.backoff_initial, maximum=s.rotation.backoff_max),
         )
-        self._watch_task = asyncio.create_task(self.pods.run(), name="sigil-node-pods")
+        self._tasks.spawn(self.pods.run(), name="sigil-node-pods")
         return [K8sAttestor(index, K8sAttestorSettings(node_name=s.node_name))]
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Close the socket (streams end), stop rotating and watching, close the issuer connection."""
         server, self._server = self._server, None
-        if server is not None:
-            await server.stop()
-        for task in (self._watch_task, self._policy_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._watch_task = self._policy_task = None
+        tasks, self._tasks = self._tasks, TaskOwner("node agent")
         manager, self._manager = self._manager, None
-        if manager is not None:
-            await manager.aclose()
         client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    async def __aenter__(self) -> NodeAgent:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        try:
+            if server is not None:
+                await server.aclose()
+            await tasks.aclose()
+        finally:
+            if manager is not None:
+                await manager.aclose()
+            if client is not None:
+                await client.aclose()
