@@ -96,7 +96,7 @@ class _Proxy:
             "proxy listening", direction=self.direction, address=str(self.listen), port=self.port
         )
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop listening, drain open connections for ``drain_seconds``, then cancel what is left."""
         server, self._server = self._server, None
         if server is None:
@@ -116,7 +116,7 @@ class _Proxy:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await self.aclose()
 
     def _listen_context(self) -> ssl.SSLContext | None:
         return None

@@ -91,7 +91,7 @@ async def serve(args: argparse.Namespace) -> int:
             await metrics_runner.cleanup()
         tls.close()
         if isinstance(source, WorkloadApiSource):
-            await source.close()
+            await source.aclose()
     return 0
 
 
@@ -109,7 +109,7 @@ async def _until_signalled(proxy: InboundProxy | OutboundProxy) -> None:
             await stopping.wait()
             _log.info("proxy stopping")
         finally:
-            await proxy.close()
+            await proxy.aclose()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -199,7 +199,7 @@ class WorkloadApiSource(_Publisher):
             raise IdentitySourceError(where, str(err)) from err
         return cls(client, source, material, loop)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop following the Workload API and close its connection."""
         if self._closed:
             return
@@ -215,7 +215,7 @@ class WorkloadApiSource(_Publisher):
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await self.aclose()
 
     def _on_update(self) -> None:
         """On py-spiffe's thread: convert there, publish on the loop."""

@@ -104,7 +104,7 @@ async def open_issuer(
                 pods,
             )
     except BaseException:
-        await ca.close()
+        await ca.aclose()
         raise
     server = settings.server
     policies = PolicyFeed(
@@ -119,7 +119,7 @@ async def open_issuer(
     except BaseException:
         if kube is not None:
             await kube.api.aclose()
-        await ca.close()
+        await ca.aclose()
         raise
     limiter_extra: dict[str, Any] = {"clock": rate_clock} if rate_clock is not None else {}
     agent_records = AgentRecords(ca.store.engine)
@@ -149,7 +149,7 @@ async def close_issuer(issuer: Issuer) -> None:
         await issuer.kube.workloads.aclose()
         await issuer.kube.pods.aclose()
         await issuer.kube.api.aclose()
-    await issuer.ca.close()
+    await issuer.ca.aclose()
 
 
 async def _tick(issuer: Issuer) -> None:

@@ -73,7 +73,7 @@ async def _run(settings: ServerSettings, command: Command, args: argparse.Namesp
     try:
         return await command(LocalAdmin(ca, Registry(ca.store.engine)), args)
     finally:
-        await ca.close()
+        await ca.aclose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
