@@ -24,6 +24,7 @@ from sigil.enforcer.policy_feed import AgentPolicySource
 from sigil.enforcer.proxy import InboundProxy, OutboundProxy, refusal_reporter
 from sigil.enforcer.sources import StaticSource, WorkloadApiSource
 from sigil.enforcer.tls import PeerRule, SpiffeTls
+from sigil.kit import TaskOwner
 
 __all__ = ["serve"]
 
@@ -36,7 +37,7 @@ async def serve(args: argparse.Namespace) -> int:
     metrics = EnforcerMetrics(registry)
     source = await _open_source(args)
     tls = SpiffeTls(source, on_refused=refusal_reporter(metrics))
-    tasks: list[asyncio.Task[None]] = []
+    tasks = TaskOwner("enforcer proxy")
     closing: list[AgentPolicySource] = []
     metrics_runner: web.AppRunner | None = None
     try:
@@ -57,7 +58,9 @@ async def serve(args: argparse.Namespace) -> int:
                 await _first_snapshot(policies, authorizer)
             else:
                 await asyncio.to_thread(authorizer.load)
-                tasks.append(asyncio.create_task(authorizer.watch(interval=args.watch_interval)))
+                tasks.spawn(
+                    authorizer.watch(interval=args.watch_interval), name="sigil-policy-files"
+                )
             proxy = InboundProxy(
                 args.listen,
                 args.forward,
@@ -77,21 +80,21 @@ async def serve(args: argparse.Namespace) -> int:
                 drain_seconds=args.drain,
             )
         if isinstance(source, StaticSource):
-            tasks.append(asyncio.create_task(_follow_files(source, args.watch_interval)))
+            tasks.spawn(_follow_files(source, args.watch_interval), name="sigil-svid-files")
         if args.metrics is not None:
             metrics_runner = await _serve_metrics(args.metrics, registry)
         await _until_signalled(proxy)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for feed in closing:
-            await feed.close()
-        if metrics_runner is not None:
-            await metrics_runner.cleanup()
-        tls.close()
-        if isinstance(source, WorkloadApiSource):
-            await source.aclose()
+        try:
+            await tasks.aclose()
+        finally:
+            for feed in closing:
+                await feed.close()
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
+            tls.close()
+            if isinstance(source, WorkloadApiSource):
+                await source.aclose()
     return 0
 
 

@@ -12,7 +12,6 @@ awaited when it shuts down (https://docs.aiohttp.org/en/stable/web_advanced.html
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from typing import Any
@@ -42,6 +41,7 @@ from sigil.issuer.routes.admin import routes as admin_table
 from sigil.issuer.serving import ServingIdentity
 from sigil.issuer.settings import ServerSettings
 from sigil.issuer.state import ISSUER, Issuer, KubeParts
+from sigil.kit import TaskOwner
 
 __all__ = [
     "admin_app",
@@ -192,11 +192,9 @@ def _owned(
     name: str, factory: Callable[[], Coroutine[Any, Any, None]]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(_app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(factory(), name=name)
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        async with TaskOwner(name) as tasks:
+            tasks.spawn(factory(), name=name)
+            yield
 
     return context
 
