@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import random
-from unittest import mock
 
 import pytest
-from structlog.testing import capture_logs
 
 from sigil.kit import Backoff
 
@@ -18,31 +16,15 @@ class _Top(random.Random):
         return 1.0
 
 
-class _AwayError(Exception):
-    detail = "connection refused"
+class _Bottom(random.Random):
+    """Always draws the bottom of the jitter range, so a wait is half its ceiling."""
 
-
-async def test_waits_double_from_first_up_to_longest_within_the_jitter() -> None:
-    """Each wait lies between half and all of first, 2x first, ... capped at longest."""
-    waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    backoff = Backoff(first=0.5, longest=3.0, sleep=sleep)
-    failures = 0
-    with capture_logs():
-        async for attempt in backoff.attempts(_AwayError, event="peer.unavailable"):
-            with attempt:
-                failures += 1
-                if failures <= 5:
-                    raise _AwayError
-    for wait, ceiling in zip(waits, [0.5, 1.0, 2.0, 3.0, 3.0], strict=True):
-        assert ceiling / 2 <= wait <= ceiling
+    def random(self) -> float:
+        return 0.0
 
 
 def test_next_delay_counts_failures_and_reset_starts_over() -> None:
-    """A scheduler's view of the same rule: each failure doubles the ceiling; a success resets it."""
+    """Each failure doubles the ceiling up to longest; each wait lies in [1/2, 1] of it; a success resets."""
     backoff = Backoff(first=1.0, longest=8.0, rng=random.Random(7))  # noqa: S311 -- a seeded draw for timing
     delays = [backoff.next_delay() for _ in range(5)]
     assert backoff.failures == 5
@@ -53,46 +35,28 @@ def test_next_delay_counts_failures_and_reset_starts_over() -> None:
     assert 0.5 <= backoff.next_delay() <= 1.0
 
 
-async def test_each_wait_is_logged_with_the_event_the_detail_and_the_delay() -> None:
-    """Before each wait the caller's event is logged with the error's detail and the coming delay."""
-
-    async def sleep(seconds: float) -> None:
-        pass
-
-    retrying = Backoff(first=1.0, longest=1.0, rng=_Top(), sleep=sleep).attempts(
-        _AwayError, event="peer.unavailable", path="/x"
-    )
-    with capture_logs() as logs:
-        async for attempt in retrying:
-            with attempt:
-                if not logs:
-                    raise _AwayError
-    assert logs == [
-        {
-            "event": "peer.unavailable",
-            "detail": "connection refused",
-            "retry_in": 1.0,
-            "path": "/x",
-            "log_level": "warning",
-        }
-    ]
+def test_the_jitter_spans_half_to_all_of_the_ceiling() -> None:
+    """The lowest draw waits half the ceiling (never zero), the highest all of it."""
+    assert Backoff(first=2.0, longest=2.0, rng=_Bottom()).next_delay() == 1.0
+    assert Backoff(first=2.0, longest=2.0, rng=_Top()).next_delay() == 2.0
 
 
-async def test_other_errors_are_not_retried() -> None:
-    """An error the caller did not name passes straight through: a bug is not retried forever."""
-    sleep = mock.AsyncMock()
-    retrying = Backoff(first=1.0, longest=2.0, sleep=sleep).attempts(
-        _AwayError, event="peer.unavailable"
-    )
+def test_a_long_outage_stays_at_the_cap() -> None:
+    """Thousands of failures in a row neither overflow nor pass longest."""
+    backoff = Backoff(first=0.5, longest=30.0, rng=_Top())
+    delays = [backoff.next_delay() for _ in range(5000)]
+    assert max(delays) == delays[-1] == 30.0
 
-    async def run() -> None:
-        async for attempt in retrying:
-            with attempt:
-                raise KeyError("bug")
 
-    with pytest.raises(KeyError):
-        await run()
-    sleep.assert_not_called()
+async def test_sleep_uses_the_injected_sleep() -> None:
+    """A test's sleep replaces asyncio.sleep, so no test waits out a backoff."""
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    await Backoff(first=1.0, longest=2.0, sleep=record).sleep(1.5)
+    assert slept == [1.5]
 
 
 def test_longest_below_first_is_refused() -> None:

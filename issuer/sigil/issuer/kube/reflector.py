@@ -14,13 +14,17 @@ owner hears of the list, the event or the expiry, so an owner that wakes waiters
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
+
+import structlog
 
 from sigil.issuer.errors import KubernetesUnavailableError
 from sigil.kit import Backoff
 
 __all__ = ["Reflector"]
+
+_log = structlog.get_logger(__name__)
 
 _GONE = 410
 
@@ -63,12 +67,19 @@ class Reflector:
     async def run(self) -> None:
         """List and watch forever, backing off while the API server is unavailable."""
         while True:
-            # A fresh run of attempts after each clean stretch: the backoff starts again at its first delay.
-            async for attempt in self._backoff.attempts(
-                KubernetesUnavailableError, event=self._unavailable_event, **self._log_fields
-            ):
-                with attempt:
-                    await self._follow()
+            try:
+                await self._follow()
+            except KubernetesUnavailableError as err:
+                delay = self._backoff.next_delay()
+                _log.warning(
+                    self._unavailable_event,
+                    detail=err.detail,
+                    retry_in=round(delay, 3),
+                    **self._log_fields,
+                )
+                await self._backoff.sleep(delay)
+            else:
+                self._backoff.reset()  # a watch that ended cleanly: the next failure waits little again
 
     async def _follow(self) -> None:
         version = self.resource_version
@@ -85,7 +96,17 @@ class Reflector:
         return version
 
     async def _watch_from(self, version: str) -> None:
-        async for event in self._watch(version):
+        events = self._watch(version)
+        try:
+            await self._apply(events)
+        finally:
+            # Close the stream now, whether it ended, failed or was cancelled: left to the garbage collector, its
+            # HTTP connection outlives the watch (and the event loop, in tests) as an unclosed transport.
+            if isinstance(events, AsyncGenerator):
+                await events.aclose()
+
+    async def _apply(self, events: AsyncIterator[Mapping[str, Any]]) -> None:
+        async for event in events:
             kind, obj = event.get("type"), dict(event.get("object") or {})
             if kind == "ERROR":
                 code = obj.get("code")
