@@ -102,7 +102,7 @@ async def main(quick: bool) -> dict[str, float]:
                 sign_rates.append(_rate(sign_only, seconds))
                 floor_rates.append(_rate(floor, seconds))
         finally:
-            await ca.close()
+            await ca.aclose()
     ratios = sorted(m / f for m, f in zip(mint_rates, floor_rates, strict=True))
     sign_ratios = [m / f for m, f in zip(sign_rates, floor_rates, strict=True)]
     return {

@@ -21,4 +21,4 @@ def clock() -> FakeClock:
 async def ca(tmp_path: Path, clock: FakeClock) -> AsyncIterator[CertificateAuthority]:
     authority = await open_ca(tmp_path / "data", clock)
     yield authority
-    await authority.close()
+    await authority.aclose()

@@ -90,7 +90,7 @@ async def ca(open_sealed: Any) -> AsyncIterator[CertificateAuthority]:
     """One replica with sealed keys and sealed rows."""
     authority: CertificateAuthority = await open_sealed()
     yield authority
-    await authority.close()
+    await authority.aclose()
 
 
 async def _sql(ca: CertificateAuthority, statement: str | sa.TextClause, **params: Any) -> None:
@@ -169,7 +169,7 @@ async def test_an_inserted_authority_never_reaches_the_bundle(
         assert forged_jwt.authority_id not in restarted.bundle().jwt_authorities
         assert restarted.bundle().same_content(ca.bundle())
     finally:
-        await restarted.close()
+        await restarted.aclose()
 
 
 async def test_a_revoked_authority_set_back_to_active_is_refused(
@@ -244,13 +244,13 @@ async def test_sealed_rotation_holds_across_two_replicas_and_a_restart(
             active = {kind: first.signer(kind).authority.authority_id for kind in AuthorityKind}
             bundle = first.bundle()
         finally:
-            await asyncio.gather(first.close(), second.close())
+            await asyncio.gather(first.aclose(), second.aclose())
         restarted: CertificateAuthority = await open_sealed("c")
         try:
             assert {k: restarted.signer(k).authority.authority_id for k in AuthorityKind} == active
             assert restarted.bundle().same_content(bundle)
         finally:
-            await restarted.close()
+            await restarted.aclose()
     assert not [e for e in logs if e["log_level"] == "error"]
 
 
@@ -269,7 +269,7 @@ async def test_a_database_from_before_sealing_is_sealed_once_at_start(
     # What a database written before migration 0003 looks like: no seal column, schema at 0002.
     await _sql(ca, "ALTER TABLE authorities DROP COLUMN seal")
     await _sql(ca, "UPDATE alembic_version SET version_num = '0002' WHERE version_num = '0003'")
-    await ca.close()
+    await ca.aclose()
     with structlog.testing.capture_logs() as logs:
         upgraded: CertificateAuthority = await open_sealed("b")
     try:
@@ -282,7 +282,7 @@ async def test_a_database_from_before_sealing_is_sealed_once_at_start(
         _, forged_jwt = _attacker_authorities(clock)
         await _insert(upgraded, forged_jwt, seal=None)
     finally:
-        await upgraded.close()
+        await upgraded.aclose()
     with structlog.testing.capture_logs() as logs:
         again: CertificateAuthority = await open_sealed("c")
     try:
@@ -290,7 +290,7 @@ async def test_a_database_from_before_sealing_is_sealed_once_at_start(
         assert not [e for e in logs if e["event"] == "authority.unsealed_row_sealed"]
         assert _refused_ids(logs) == {forged_x509.authority_id, forged_jwt.authority_id}
     finally:
-        await again.close()
+        await again.aclose()
 
 
 async def test_an_older_row_whose_upstream_root_was_swapped_is_not_sealed(
@@ -313,7 +313,7 @@ async def test_an_older_row_whose_upstream_root_was_swapped_is_not_sealed(
     )
     await _sql(ca, "ALTER TABLE authorities DROP COLUMN seal")
     await _sql(ca, "UPDATE alembic_version SET version_num = '0002' WHERE version_num = '0003'")
-    await ca.close()
+    await ca.aclose()
     with structlog.testing.capture_logs() as logs:
         upgraded: CertificateAuthority = await open_sealed("b", upstream_dir=upstream.directory)
     try:
@@ -324,4 +324,4 @@ async def test_an_older_row_whose_upstream_root_was_swapped_is_not_sealed(
         )
         assert upgraded.bundle().x509_authorities == (upstream.root,)
     finally:
-        await upgraded.close()
+        await upgraded.aclose()

@@ -87,7 +87,7 @@ async def test_sealed_database_keys_need_no_key_files(tmp_path: Path) -> None:
         assert svid.leaf.issuer == ca.signer(AuthorityKind.X509).issuer_name
         assert not (tmp_path / "d" / "keys").exists()
     finally:
-        await ca.close()
+        await ca.aclose()
     reopened = await open_ca(
         tmp_path / "d", FakeClock(), key_store="database", key_encryption_key_file=kek
     )
@@ -96,7 +96,7 @@ async def test_sealed_database_keys_need_no_key_files(tmp_path: Path) -> None:
             await reopened.mint_jwt_svid(SpiffeId.parse("spiffe://example.org/w"), audience=["a"])
         ).token
     finally:
-        await reopened.close()
+        await reopened.aclose()
 
 
 async def test_a_wrong_key_encryption_key_fails_closed(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ async def test_a_wrong_key_encryption_key_fails_closed(tmp_path: Path) -> None:
         key_store="database",
         key_encryption_key_file=_kek_file(tmp_path),
     )
-    await ca.close()
+    await ca.aclose()
     other = tmp_path / "other"
     other.mkdir()
     with pytest.raises(KeyStoreError, match="does not open with this key-encryption key"):

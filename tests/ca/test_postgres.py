@@ -58,7 +58,7 @@ async def test_racing_rotators_prepare_and_activate_once(database_url: str, tmp_
             assert first.bundle().sequence == second.bundle().sequence
             assert first.bundle().same_content(second.bundle())
     finally:
-        await asyncio.gather(first.close(), second.close())
+        await asyncio.gather(first.aclose(), second.aclose())
 
 
 async def test_svids_from_either_replica_verify_with_the_shared_bundle(
@@ -76,15 +76,15 @@ async def test_svids_from_either_replica_verify_with_the_shared_bundle(
         journal = await second.store.journal()
         assert [e.serial for e in journal] == [svid.serial_hex]
     finally:
-        await first.close()
-        await second.close()
+        await first.aclose()
+        await second.aclose()
 
 
 async def test_separate_processes_agree(database_url: str, tmp_path: Path) -> None:
     """Four processes started together past the activation time all report the same active authorities."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     seed = await _open(database_url, tmp_path, FakeClock(), "seed")
-    await seed.close()
+    await seed.aclose()
     offset = str(timedelta(hours=21).total_seconds())
     processes = [
         await asyncio.create_subprocess_exec(
@@ -111,7 +111,7 @@ async def test_separate_processes_agree(database_url: str, tmp_path: Path) -> No
             statuses = Counter(a.status for a in check.authorities(kind))
             assert statuses == Counter({AuthorityStatus.ACTIVE: 1, AuthorityStatus.OLD: 1})
     finally:
-        await check.close()
+        await check.aclose()
 
 
 async def test_replicas_share_sealed_keys_without_a_shared_volume(
@@ -143,5 +143,5 @@ async def test_replicas_share_sealed_keys_without_a_shared_volume(
         assert not (tmp_path / "a" / "keys").exists()
         assert not (tmp_path / "b" / "keys").exists()
     finally:
-        await first.close()
-        await second.close()
+        await first.aclose()
+        await second.aclose()

@@ -122,7 +122,7 @@ async def test_state_survives_a_restart_exactly(tmp_path: Path) -> None:
     await ca.prepare(AuthorityKind.JWT)
     before = [(a.authority_id, a.status, a.tainted, a.not_after) for a in ca.authorities()]
     bundle_before = ca.bundle()
-    await ca.close()
+    await ca.aclose()
     reopened = await open_ca(tmp_path / "d", clock)
     try:
         after = [(a.authority_id, a.status, a.tainted, a.not_after) for a in reopened.authorities()]
@@ -131,7 +131,7 @@ async def test_state_survives_a_restart_exactly(tmp_path: Path) -> None:
         assert reopened.bundle().same_content(bundle_before)
         assert reopened.signer(AuthorityKind.X509).authority.authority_id == new.authority_id
     finally:
-        await reopened.close()
+        await reopened.aclose()
 
 
 async def test_nothing_signs_after_everything_expired_without_rotation(

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sigil.ca import InvalidSpiffeIdError, InvalidTrustDomainError, SpiffeId, TrustDomain
+from sigil.ca import (
+    InvalidSpiffeIdError,
+    InvalidTrustDomainError,
+    SpiffeId,
+    TrustDomain,
+    UriSanCountError,
+    spiffe_id_of,
+)
 
 
 @pytest.mark.parametrize(
@@ -119,3 +132,44 @@ def test_an_id_built_from_segments_stops_at_2048_bytes() -> None:
         td.spiffe_id("a" * (room - 100), "b" * 100)
     with pytest.raises(InvalidSpiffeIdError, match="longer than 2048 bytes"):
         td.spiffe_id(*["segment"] * 300)
+
+
+def _certificate(*uris: str) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "test")])
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(hours=1))
+    )
+    if uris:
+        sans = [x509.UniformResourceIdentifier(u) for u in uris]
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def test_the_spiffe_id_of_a_certificate_is_its_one_uri_san() -> None:
+    """A certificate with one spiffe:// URI SAN names that ID."""
+    certificate = _certificate("spiffe://example.org/ns/a/sa/b")
+    assert spiffe_id_of(certificate) == SpiffeId.parse("spiffe://example.org/ns/a/sa/b")
+
+
+@pytest.mark.parametrize(
+    "uris", [(), ("spiffe://example.org/a", "spiffe://example.org/b")], ids=["none", "two"]
+)
+def test_no_uri_san_or_several_are_refused_with_the_count(uris: tuple[str, ...]) -> None:
+    """X509-SVID.md allows exactly one URI SAN; the error carries how many there were."""
+    with pytest.raises(UriSanCountError) as caught:
+        spiffe_id_of(_certificate(*uris))
+    assert caught.value.count == len(uris)
+
+
+def test_a_uri_san_that_is_no_spiffe_id_is_refused_by_rule() -> None:
+    """A URI SAN of another scheme is an invalid SPIFFE ID, not silently skipped."""
+    with pytest.raises(InvalidSpiffeIdError):
+        spiffe_id_of(_certificate("https://example.org/a"))

@@ -131,7 +131,7 @@ async def test_other_key_types_sign_valid_svids(tmp_path: Path, key_type: KeyTyp
         jwt = await ca.mint_jwt_svid(WEB, audience=["a"])
         assert jwt.token.count(".") == 2
     finally:
-        await ca.close()
+        await ca.aclose()
 
 
 async def test_ca_generated_key_comes_back_with_the_svid(ca: CertificateAuthority) -> None:
@@ -172,7 +172,7 @@ async def test_intermediate_under_an_upstream_ca(tmp_path: Path) -> None:
         parsed = X509Svid.parse_raw(svid.chain_der(), private_key_der(key))
         assert len(parsed.cert_chain) == 3
     finally:
-        await ca.close()
+        await ca.aclose()
 
 
 async def test_ids_of_other_trust_domains_are_refused(ca: CertificateAuthority) -> None:
@@ -199,4 +199,4 @@ async def test_upstream_chain_signed_with_another_hash_is_accepted(
         assert svid.chain[-1] == upstream.intermediate
         assert ca.bundle().x509_authorities == (upstream.root,)
     finally:
-        await ca.close()
+        await ca.aclose()

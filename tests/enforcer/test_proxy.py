@@ -230,7 +230,7 @@ async def test_shutdown_drains_open_connections(
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port, ssl=client)
         writer.write(b"first\n")
         assert await reader.readline() == b"FIRST\n"
-        closing = asyncio.create_task(proxy.close())
+        closing = asyncio.create_task(proxy.aclose())
         await asyncio.sleep(0)  # let close() stop the listener: one loop turn, not a timer
         assert await _talk(proxy.port, client) == b""
         writer.write(b"second\n")

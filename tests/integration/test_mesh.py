@@ -210,7 +210,7 @@ async def test_policy_applied_with_kubectl_lets_one_pod_through_the_proxy_and_no
                         proxy.kill()
                     await proxy.wait()
         finally:
-            await agent.stop()
+            await agent.aclose()
     assert web_id == f"spiffe://example.org/ns/{ns.name}/sa/web"
     assert api_id == f"spiffe://example.org/ns/{ns.name}/sa/api"
     assert (through_web, through_api) == (b"through\n", b"")

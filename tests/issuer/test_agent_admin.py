@@ -161,7 +161,7 @@ async def test_healthcheck_follows_the_servers_readiness(
     code, _, err = await _sigil_server(server, capsys, "healthcheck")
     assert code == 1
     assert "draining" in err
-    await server.stop()
+    await server.aclose()
     code, _, err = await _sigil_server(server, capsys, "healthcheck")
     assert code == 1
     assert "no sigil-server listens" in err

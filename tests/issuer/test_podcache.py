@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sigil_testing.controlplane import ControlPlane
@@ -44,9 +44,11 @@ class _WatchSpy(KubeApi):
             await self._noted.wait()
 
     async def _spied(self, events: AsyncIterator[WatchEvent]) -> AsyncIterator[WatchEvent]:
-        async for event in events:
-            self._note(str(event["type"]))
-            yield event
+        # Closed with the spy, as the reflector closes the spy: a stream left to the GC leaks its connection.
+        async with contextlib.aclosing(cast(AsyncGenerator[WatchEvent, None], events)) as stream:
+            async for event in stream:
+                self._note(str(event["type"]))
+                yield event
 
     def watch_pods(
         self,

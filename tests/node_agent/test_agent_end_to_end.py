@@ -183,7 +183,7 @@ async def test_an_agent_started_before_the_issuer_waits_for_it(world: AgentWorld
         assert world.issuer.counts.attestations == 1
     finally:
         starting.cancel()
-        await agent.stop()
+        await agent.aclose()
 
 
 async def test_insecure_bootstrap_trusts_the_first_answer_and_remembers_it(

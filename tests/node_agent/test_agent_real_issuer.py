@@ -60,6 +60,6 @@ async def test_restart_without_attestation_and_serving_while_the_issuer_is_away(
             assert await asyncio.to_thread(_fetch, restarted.endpoint) == first
             agents = await server.issuer.registry.agents()
             assert [a.method for a in agents] == ["join"]
-            await server.stop()
+            await server.aclose()
             # The issuer is gone: the cached SVID and token are still served.
             assert await asyncio.to_thread(_fetch, restarted.endpoint) == first

@@ -127,7 +127,7 @@ async def health(agent: NodeAgent) -> AsyncIterator[Callable[[], tuple[bool, str
     try:
         yield lambda: check_ready(f"127.0.0.1:{server.port}", timeout=5)
     finally:
-        await server.stop()
+        await server.aclose()
 
 
 def stored_serial(agent: NodeAgent) -> str:

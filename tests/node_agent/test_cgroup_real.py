@@ -81,7 +81,7 @@ async def test_a_process_in_the_pods_kubepods_cgroup_gets_the_pods_svid(
         with real_cgroup(f"kubepods/besteffort/pod{victim}/{secrets.token_hex(32)}") as group:
             status, out, err = await fetch_from(group, agent.settings.socket_path)
     finally:
-        await agent.stop()
+        await agent.aclose()
     assert status == 0, err
     assert _victim_id(world) in out
 
@@ -99,7 +99,7 @@ async def test_a_user_cgroup_named_like_the_pod_gets_nothing(world: Cluster, vic
         with real_cgroup(spoof) as group:
             status, out, err = await fetch_from(group, agent.settings.socket_path)
     finally:
-        await agent.stop()
+        await agent.aclose()
     assert status == 1
     assert _victim_id(world) not in out
     assert "PERMISSION_DENIED" in err

@@ -106,7 +106,7 @@ async def test_an_expired_cached_x509_svid_is_never_served_even_before_the_sched
         async with NodeAgent(settings, clock=clock) as running:
             (cached,) = await running.svid_cache.x509_svids(me)
             assert cached.spiffe_id == ME
-            await server.stop()
+            await server.aclose()
             clock.advance(timedelta(hours=1, seconds=1))  # the issuer's SVIDs live an hour
             try:
                 served = await running.svid_cache.x509_svids(me)

@@ -48,7 +48,7 @@ async def test_ready_only_once_the_agent_serves(settings: AgentSettings) -> None
             status, body = await _get(health.port, "/ready")
             assert (status, body["ready"]) == (200, True)
     finally:
-        await health.stop()
+        await health.aclose()
 
 
 def test_health_listen_is_a_setting(tmp_path: Path) -> None:

@@ -130,6 +130,6 @@ async def test_a_waiting_poll_is_answered_when_the_issuer_shuts_down(world: Clus
         with entered(pods, "wait_for") as reached:
             in_flight = asyncio.create_task(client.node_pods(current.revision, wait=60))
             await asyncio.wait_for(reached.wait(), timeout=10)  # the long poll waits in the server
-        await world.server.stop()
+        await world.server.aclose()
         answered = await asyncio.wait_for(in_flight, timeout=10)
     assert answered.revision == current.revision

@@ -144,7 +144,7 @@ async def test_a_restarted_agent_serves_its_stored_policies_while_the_issuer_is_
     pod = PodAttestor("shop", {"app": "db"})
     async with world.agent(pod), watching(world.endpoint) as stream:
         before = await receive(stream)
-    await world.server.stop()
+    await world.server.aclose()
     async with world.agent(pod), watching(world.endpoint) as stream:
         after = await receive(stream)
     assert after == before

@@ -111,7 +111,7 @@ async def test_stop_ends_open_streams_and_removes_the_socket(
         )
         responses = call(pb.X509SVIDRequest(), metadata=HEADER, timeout=30)
         await asyncio.to_thread(next, responses)
-        await asyncio.wait_for(server.stop(), timeout=10)
+        await asyncio.wait_for(server.aclose(), timeout=10)
         with pytest.raises(grpc.RpcError) as caught:
             await asyncio.wait_for(asyncio.to_thread(next, responses), timeout=10)
         error: Any = caught.value

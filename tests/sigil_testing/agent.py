@@ -352,7 +352,7 @@ async def agent_world(
                 issuer.add_entry(WORKLOAD_ID, f"unix:uid:{os.getuid()}")
             yield AgentWorld(clock, ca, issuer, directory)
     finally:
-        await ca.close()
+        await ca.aclose()
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -29,7 +29,7 @@ async def _main(url: str, key_dir: str, data_dir: str, offset: float) -> None:
             ca.signer(AuthorityKind.JWT).authority.authority_id,
         )
     finally:
-        await ca.close()
+        await ca.aclose()
 
 
 if __name__ == "__main__":

@@ -6,8 +6,14 @@ workloads, can use the SPIFFE domain types without pulling a database client in.
 
 from __future__ import annotations
 
-from sigil.ca.errors import CaError, InvalidSpiffeIdError, InvalidTrustDomainError, SigilError
-from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.ca.errors import (
+    CaError,
+    InvalidSpiffeIdError,
+    InvalidTrustDomainError,
+    SigilError,
+    UriSanCountError,
+)
+from sigil.ca.spiffe_id import SpiffeId, TrustDomain, spiffe_id_of
 
 __all__ = [
     "CaError",
@@ -16,4 +22,6 @@ __all__ = [
     "SigilError",
     "SpiffeId",
     "TrustDomain",
+    "UriSanCountError",
+    "spiffe_id_of",
 ]

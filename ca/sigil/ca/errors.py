@@ -7,6 +7,7 @@ everything Sigil raises in one place while leaf errors still carry the data that
     └── CaError
         ├── InvalidSpiffeIdError          (value, rule)
         ├── InvalidTrustDomainError       (value, rule)
+        ├── UriSanCountError              (count)
         ├── KeyStoreError                 (path, reason)
         ├── MalformedCsrError             (reason)
         ├── AuthorityError                (authority_id, reason)
@@ -44,6 +45,7 @@ __all__ = [
     "SigilError",
     "TtlError",
     "UpstreamAuthorityError",
+    "UriSanCountError",
 ]
 
 
@@ -62,6 +64,15 @@ class InvalidSpiffeIdError(CaError):
         super().__init__(f"invalid SPIFFE ID {value!r}: {rule}")
         self.value = value
         self.rule = rule
+
+
+class UriSanCountError(CaError):
+    """A certificate with no URI SAN or several, where an X509-SVID has exactly one (X509-SVID.md §2)."""
+
+    def __init__(self, count: int) -> None:
+        which = "no URI SAN" if count == 0 else f"{count} URI SANs"
+        super().__init__(f"the certificate has {which}; an X509-SVID has exactly one")
+        self.count = count
 
 
 class InvalidTrustDomainError(CaError):

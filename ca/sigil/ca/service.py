@@ -123,12 +123,12 @@ class CertificateAuthority:
             )
             await ca.rotate()
         except BaseException:
-            await store.close()
+            await store.aclose()
             raise
         return ca
 
-    async def close(self) -> None:
-        await self.store.close()
+    async def aclose(self) -> None:
+        await self.store.aclose()
 
     @property
     def trust_domain(self) -> SpiffeId:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sigil.ca.errors import InvalidSpiffeIdError, InvalidTrustDomainError
+from cryptography import x509
 
-__all__ = ["MAX_ID_BYTES", "MAX_TRUST_DOMAIN_BYTES", "SpiffeId", "TrustDomain"]
+from sigil.ca.errors import InvalidSpiffeIdError, InvalidTrustDomainError, UriSanCountError
+
+__all__ = ["MAX_ID_BYTES", "MAX_TRUST_DOMAIN_BYTES", "SpiffeId", "TrustDomain", "spiffe_id_of"]
 
 SCHEME = "spiffe://"
 MAX_ID_BYTES = 2048
@@ -155,3 +157,20 @@ class SpiffeId:
 
     def __str__(self) -> str:
         return f"{SCHEME}{self.trust_domain.name}{self.path}"
+
+
+def spiffe_id_of(certificate: x509.Certificate) -> SpiffeId:
+    """The SPIFFE ID of an X509-SVID: its one URI SAN, parsed strictly.
+
+    X509-SVID.md §2 allows exactly one URI SAN, so none or several raise :class:`UriSanCountError` (with the count,
+    which verifiers report apart) and a URI that is no SPIFFE ID raises :class:`InvalidSpiffeIdError`. Whether the
+    certificate is otherwise a valid SVID (chain, key usage, validity) is the verifier's business, not this one's.
+    """
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise UriSanCountError(0) from None
+    uris = names.get_values_for_type(x509.UniformResourceIdentifier)
+    if len(uris) != 1:
+        raise UriSanCountError(len(uris))
+    return SpiffeId.parse(uris[0])

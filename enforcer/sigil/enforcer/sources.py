@@ -27,7 +27,7 @@ from spiffe.workloadapi.x509_context import X509Context
 
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.errors import BundleError, CaError
-from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.ca.spiffe_id import SpiffeId, TrustDomain, spiffe_id_of
 from sigil.enforcer.bundles import BundleSet
 from sigil.enforcer.errors import IdentitySourceError
 
@@ -136,7 +136,7 @@ class StaticSource(_Publisher):
         try:
             chain = tuple(x509.load_pem_x509_certificates(svid.read_bytes()))
             private_key = serialization.load_pem_private_key(key.read_bytes(), password=None)
-            spiffe_id = _spiffe_id_of(chain[0])
+            spiffe_id = spiffe_id_of(chain[0])
             own = TrustBundle.parse_pem(spiffe_id.trust_domain, bundle.read_bytes())
             others = BundleSet.from_pem_files(federated)
         except OSError as err:
@@ -199,7 +199,7 @@ class WorkloadApiSource(_Publisher):
             raise IdentitySourceError(where, str(err)) from err
         return cls(client, source, material, loop)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop following the Workload API and close its connection."""
         if self._closed:
             return
@@ -215,7 +215,7 @@ class WorkloadApiSource(_Publisher):
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await self.aclose()
 
     def _on_update(self) -> None:
         """On py-spiffe's thread: convert there, publish on the loop."""
@@ -246,11 +246,3 @@ def _material(context: X509Context) -> X509Material:
     except (CaError, BundleError, ValueError) as err:
         raise IdentitySourceError("Workload API", f"unusable X.509 context: {err}") from err
     return X509Material(spiffe_id, tuple(svid.cert_chain), svid.private_key, bundles)
-
-
-def _spiffe_id_of(leaf: x509.Certificate) -> SpiffeId:
-    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    uris = names.get_values_for_type(x509.UniformResourceIdentifier)
-    if len(uris) != 1:
-        raise ValueError(f"the SVID has {len(uris)} URI SANs, not one")
-    return SpiffeId.parse(uris[0])

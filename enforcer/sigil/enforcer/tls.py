@@ -37,7 +37,7 @@ import os
 import ssl
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.errors import IdentitySourceError, SvidVerificationError
@@ -49,9 +49,11 @@ __all__ = [
     "RefusalHook",
     "SpiffeTls",
     "client_context",
+    "load_identity",
     "peer_chain",
     "peer_of",
     "server_context",
+    "spiffe_context",
 ]
 
 PeerRule = SpiffeId | TrustDomain | Callable[[SpiffeId], bool]
@@ -186,22 +188,15 @@ class SpiffeTls:
 
     def client_context(self, *, expect: PeerRule | None = None) -> ssl.SSLContext:
         """A client context accepting a server whose SVID verifies and satisfies ``expect``."""
-        context = self._build(ssl.PROTOCOL_TLS_CLIENT, expect=expect)
-        context.check_hostname = False  # SPIFFE IDs, not DNS names, say who the server is
-        context.verify_mode = ssl.CERT_REQUIRED
-        return context
+        return self._build(ssl.PROTOCOL_TLS_CLIENT, expect=expect)
 
     def _build(self, protocol: ssl._SSLMethod, *, expect: PeerRule | None) -> _SpiffeContext:
-        context = _SpiffeContext(protocol)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context = spiffe_context(_SpiffeContext(protocol), self._anchors)
         context.sigil_verifier = self.verifier
         context.sigil_expect = expect
         context.sigil_peer_required = True
         context.sigil_on_refused = self._on_refused
-        material = self._source.current()
-        if self._anchors:
-            context.load_verify_locations(cadata=self._anchors)
-        _load_identity(context, material)
+        _load_identity(context, self._source.current())
         self._contexts.add(context)
         return context
 
@@ -230,14 +225,38 @@ def client_context(
     return SpiffeTls(source, **options).client_context(expect=expect)
 
 
-def _load_identity(context: ssl.SSLContext, material: X509Material) -> None:
-    with _pipe(material.chain_pem()) as certfile, _pipe(material.key_pem()) as keyfile:
+_Context = TypeVar("_Context", bound=ssl.SSLContext)
+
+
+def spiffe_context(context: _Context, anchors: str) -> _Context:
+    """Step 1 of the module docstring on a new ``context``: TLS 1.2 at least, no hostnames, ``anchors`` (PEM).
+
+    The one SPIFFE TLS gate of Sigil: the issuer builds its own contexts with it too. A client context demands a
+    server certificate; a server context is left for its caller to say whether a client certificate is required.
+    """
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if context.protocol == ssl.PROTOCOL_TLS_CLIENT:
+        context.check_hostname = False  # SPIFFE IDs, not DNS names, say who the server is
+        context.verify_mode = ssl.CERT_REQUIRED
+    if anchors:
+        context.load_verify_locations(cadata=anchors)
+    return context
+
+
+def load_identity(context: ssl.SSLContext, chain_pem: bytes, key_pem: bytes, *, who: str) -> None:
+    """Make the PEM ``chain_pem`` (leaf first) and unencrypted ``key_pem`` what ``context`` presents.
+
+    Through pipes, never a file on disk (step 3 of the module docstring); ``who`` names the SVID in errors.
+    """
+    with _pipe(chain_pem) as certfile, _pipe(key_pem) as keyfile:
         try:
             context.load_cert_chain(certfile, keyfile)
         except (ssl.SSLError, OSError) as err:
-            raise IdentitySourceError(
-                str(material.spiffe_id), f"OpenSSL refused the SVID: {err}"
-            ) from err
+            raise IdentitySourceError(who, f"OpenSSL refused the SVID: {err}") from err
+
+
+def _load_identity(context: ssl.SSLContext, material: X509Material) -> None:
+    load_identity(context, material.chain_pem(), material.key_pem(), who=str(material.spiffe_id))
 
 
 @contextlib.contextmanager

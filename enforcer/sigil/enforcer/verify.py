@@ -36,8 +36,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from sigil.ca.errors import InvalidSpiffeIdError
-from sigil.ca.spiffe_id import SpiffeId
+from sigil.ca.errors import InvalidSpiffeIdError, UriSanCountError
+from sigil.ca.spiffe_id import SpiffeId, spiffe_id_of
 from sigil.enforcer.bundles import BundleSet
 from sigil.enforcer.errors import SvidVerificationError
 
@@ -182,7 +182,7 @@ def _verify(certs: list[x509.Certificate], generation: _Generation, now: datetim
         extensions = leaf.extensions
     except (ValueError, x509.DuplicateExtension) as err:
         raise SvidVerificationError(Refusal.MALFORMED, f"the leaf's extensions: {err}") from err
-    spiffe_id = _leaf_spiffe_id(extensions)
+    spiffe_id = _leaf_spiffe_id(leaf, extensions)
     claimed = str(spiffe_id)
     for index, cert in enumerate(certs):
         which = "the leaf" if index == 0 else f"certificate {index}"
@@ -207,7 +207,7 @@ def _verify(certs: list[x509.Certificate], generation: _Generation, now: datetim
     return VerifiedSvid(spiffe_id, chain, expires)
 
 
-def _leaf_spiffe_id(extensions: x509.Extensions) -> SpiffeId:
+def _leaf_spiffe_id(leaf: x509.Certificate, extensions: x509.Extensions) -> SpiffeId:
     """The leaf's SPIFFE ID, after every leaf rule of X509-SVID.md §4 and §5 (raises on the first broken)."""
     constraints = _extension(extensions, x509.BasicConstraints)
     if constraints is not None and constraints.ca:
@@ -217,15 +217,13 @@ def _leaf_spiffe_id(extensions: x509.Extensions) -> SpiffeId:
         raise SvidVerificationError(
             Refusal.KEY_CERT_SIGN, "the leaf may sign certificates or CRLs (X509-SVID.md §4.3)"
         )
-    names = _extension(extensions, x509.SubjectAlternativeName)
-    uris = [] if names is None else names.get_values_for_type(x509.UniformResourceIdentifier)
-    if not uris:
-        raise SvidVerificationError(Refusal.NO_URI_SAN, "the leaf has no URI SAN")
-    if len(uris) > 1:
-        detail = f"the leaf has {len(uris)} URI SANs; an X509-SVID has exactly one"
-        raise SvidVerificationError(Refusal.MULTIPLE_URI_SANS, detail)
     try:
-        spiffe_id = SpiffeId.parse(uris[0])
+        spiffe_id = spiffe_id_of(leaf)
+    except UriSanCountError as err:
+        if err.count == 0:
+            raise SvidVerificationError(Refusal.NO_URI_SAN, "the leaf has no URI SAN") from err
+        detail = f"the leaf has {err.count} URI SANs; an X509-SVID has exactly one"
+        raise SvidVerificationError(Refusal.MULTIPLE_URI_SANS, detail) from err
     except InvalidSpiffeIdError as err:
         raise SvidVerificationError(Refusal.INVALID_SPIFFE_ID, err.rule) from err
     claimed = str(spiffe_id)

@@ -29,6 +29,7 @@ from sigil.issuer.verbs import (
     add_registration_verbs,
     healthcheck,
 )
+from sigil.kit import configure_logging
 
 __all__ = ["main"]
 
@@ -72,7 +73,7 @@ async def _run(settings: ServerSettings, command: Command, args: argparse.Namesp
     try:
         return await command(LocalAdmin(ca, Registry(ca.store.engine)), args)
     finally:
-        await ca.close()
+        await ca.aclose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "healthcheck":
             return asyncio.run(healthcheck(settings.admin_socket))
         if args.run is None:
+            configure_logging("info")
             return asyncio.run(run_server(settings))
         return asyncio.run(_run(settings, args.run, args))
     except SigilError as err:

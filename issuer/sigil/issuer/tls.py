@@ -4,26 +4,27 @@ X509-SVID validation (https://github.com/spiffe/spiffe/blob/main/standards/X509-
 validation against the trust domain's bundle followed by a check of the peer's SPIFFE ID, never of a host name.
 OpenSSL does the first part; :func:`peer_spiffe_id` gives callers what they need for the second.
 
-Python's ``load_cert_chain`` reads only files, so an SVID and its key reach OpenSSL through a private temporary
-directory, the key encrypted under a random passphrase that never leaves memory.
+The context itself (TLS 1.2 at least, no host names, the bundle as the store) and the loading of an SVID (through
+pipes, never a file on disk) are the enforcer's one SPIFFE TLS builder, :mod:`sigil.enforcer.tls`; what is the
+issuer's own here is trusting one bundle as OpenSSL's only check and pinning the server's expected SPIFFE ID.
 """
 
 from __future__ import annotations
 
-import secrets
 import ssl
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
+from sigil.ca import spiffe_id
 from sigil.ca.bundle import TrustBundle
-from sigil.ca.errors import InvalidSpiffeIdError
+from sigil.ca.errors import InvalidSpiffeIdError, UriSanCountError
 from sigil.ca.keys import PrivateKey
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.enforcer.tls import load_identity as load_pem_identity
+from sigil.enforcer.tls import spiffe_context
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -41,21 +42,10 @@ def make_csr(key: PrivateKey) -> bytes:
 
 
 def spiffe_id_of(certificate: x509.Certificate) -> SpiffeId | None:
-    """The one ``spiffe://`` URI SAN of a certificate, or None when it has none, several, or a broken one."""
+    """The SPIFFE ID of a certificate, or None when it has no usable one (see :func:`sigil.ca.spiffe_id.spiffe_id_of`)."""
     try:
-        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-    uris = [
-        u
-        for u in san.get_values_for_type(x509.UniformResourceIdentifier)
-        if u.startswith("spiffe:")
-    ]
-    if len(uris) != 1:
-        return None
-    try:
-        return SpiffeId.parse(uris[0])
-    except InvalidSpiffeIdError:
+        return spiffe_id.spiffe_id_of(certificate)
+    except (UriSanCountError, InvalidSpiffeIdError):
         return None
 
 
@@ -70,19 +60,14 @@ def peer_spiffe_id(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> SpiffeId | None
 def load_identity(
     context: ssl.SSLContext, chain: Sequence[x509.Certificate], key: PrivateKey
 ) -> None:
-    """Make ``chain`` (leaf first) and ``key`` the certificate ``context`` presents (blocking: file I/O)."""
-    passphrase = secrets.token_bytes(32)
+    """Make ``chain`` (leaf first) and ``key`` the certificate ``context`` presents (the enforcer's loader)."""
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase),
+        serialization.NoEncryption(),
     )
     chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
-    with tempfile.TemporaryDirectory(prefix="sigil-tls-") as directory:
-        cert_path, key_path = Path(directory) / "chain.pem", Path(directory) / "key.pem"
-        cert_path.write_bytes(chain_pem)
-        key_path.write_bytes(key_pem)
-        context.load_cert_chain(cert_path, key_path, password=passphrase)
+    load_pem_identity(context, chain_pem, key_pem, who="the server or agent SVID")
 
 
 class _ExpectingObject(ssl.SSLObject):
@@ -115,11 +100,7 @@ def client_context(
 
     With ``expect``, the handshake fails unless the server's certificate carries exactly that SPIFFE ID.
     """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = False  # SPIFFE: the peer's ID is checked instead (peer_spiffe_id)
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cadata=bundle.to_pem().decode())
+    context = spiffe_context(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), bundle.to_pem().decode())
     if identity is not None:
         load_identity(context, identity[0], identity[1])
     if expect is not None:

@@ -13,12 +13,10 @@ the issuer presents on first contact (SPIRE's option of the same name; developme
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 
 import structlog
 from cryptography import x509
@@ -26,6 +24,7 @@ from cryptography import x509
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.issuer.client import AgentSvid, IssuerApi, IssuerClient
+from sigil.kit import Service, TaskOwner
 from sigil.node_agent.attestation.attestors import WorkloadAttestor
 from sigil.node_agent.attestation.attestors.k8s import (
     InMemoryPodIndex,
@@ -89,7 +88,7 @@ def attestation_of(settings: AttestationSettings) -> Attest:
     return attest
 
 
-class NodeAgent:
+class NodeAgent(Service):
     """``async with NodeAgent(settings) as agent:`` serves the Workload API until the block ends."""
 
     def __init__(
@@ -108,12 +107,11 @@ class NodeAgent:
         self._svid_cache: SvidCache | None = None
         self._server: WorkloadApiServer | None = None
         self._identity: AgentIdentity | None = None
-        self._watch_task: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner("node agent")
         #: With ``node_name``: this node's pods, from the issuer (pod_sync.py).
         self.pods: PodSync | None = None
         #: The policies served to local enforcers (policies/mirror.py), current while the agent runs.
         self.policies: PolicyMirror | None = None
-        self._policy_task: asyncio.Task[None] | None = None
 
     @property
     def svid_cache(self) -> SvidCache:
@@ -192,7 +190,7 @@ class NodeAgent:
                 directory=s.data_dir,
             )
             await self.policies.load_stored()
-            self._policy_task = asyncio.create_task(self.policies.run(), name="sigil-policy-sync")
+            self._tasks.spawn(self.policies.run(), name="sigil-policy-sync")
             self._server = WorkloadApiServer(
                 WorkloadApiSettings(socket_path=s.socket_path),
                 source=self._svid_cache,
@@ -202,7 +200,7 @@ class NodeAgent:
             )
             await self._server.start()
         except BaseException:
-            await self.stop()
+            await self.aclose()
             raise
         _log.info("node agent ready", endpoint=self.endpoint, agent=str(self._identity.spiffe_id))
 
@@ -219,35 +217,21 @@ class NodeAgent:
             wait=s.rotation.bundle_wait.total_seconds(),
             backoff=Backoff(initial=s.rotation.backoff_initial, maximum=s.rotation.backoff_max),
         )
-        self._watch_task = asyncio.create_task(self.pods.run(), name="sigil-node-pods")
+        self._tasks.spawn(self.pods.run(), name="sigil-node-pods")
         return [K8sAttestor(index, K8sAttestorSettings(node_name=s.node_name))]
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Close the socket (streams end), stop rotating and watching, close the issuer connection."""
         server, self._server = self._server, None
-        if server is not None:
-            await server.stop()
-        for task in (self._watch_task, self._policy_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._watch_task = self._policy_task = None
+        tasks, self._tasks = self._tasks, TaskOwner("node agent")
         svid_cache, self._svid_cache = self._svid_cache, None
-        if svid_cache is not None:
-            await svid_cache.aclose()
         client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    async def __aenter__(self) -> NodeAgent:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        try:
+            if server is not None:
+                await server.aclose()
+            await tasks.aclose()
+        finally:
+            if svid_cache is not None:
+                await svid_cache.aclose()
+            if client is not None:
+                await client.aclose()

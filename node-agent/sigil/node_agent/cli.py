@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import structlog
 from spiffe.errors import PySpiffeError
 
 from sigil.ca.errors import SigilError
+from sigil.kit import configure_logging
 from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.fetch import FetchRequest, fetch
 from sigil.node_agent.health import HealthServer, check_ready
@@ -32,14 +31,6 @@ __all__ = ["main"]
 
 #: How long a drain may take before the process gives up waiting and exits anyway.
 _DRAIN_TIMEOUT = 10.0
-
-
-def _configure_logging(level: str) -> None:
-    number = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(number),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,9 +130,9 @@ async def _serve(settings: AgentSettings) -> int:
         print("sigil-agent: stopping", file=sys.stderr, flush=True)
         return 0
     finally:
-        await asyncio.wait_for(agent.stop(), _DRAIN_TIMEOUT)
+        await asyncio.wait_for(agent.aclose(), _DRAIN_TIMEOUT)
         if health is not None:
-            await health.stop()
+            await health.aclose()
         for number in signals:
             loop.remove_signal_handler(number)
 
@@ -168,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
         join_token_file=args.join_token_file,
         node_name=args.node_name,
     )
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level)
     return asyncio.run(_serve(settings))
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from sigil.kit import Service
+
 __all__ = ["HealthServer", "Readiness", "check_ready"]
 
 # A listener on every address is asked on loopback.
@@ -26,8 +28,8 @@ _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S10
 Readiness = Callable[[], tuple[bool, str]]
 
 
-class HealthServer:
-    """Serves ``/live`` and ``/ready`` on ``host:port`` until :meth:`stop`."""
+class HealthServer(Service):
+    """Serves ``/live`` and ``/ready`` on ``host:port`` until :meth:`aclose`."""
 
     def __init__(self, listen: str, readiness: Readiness) -> None:
         host, _, port = listen.rpartition(":")
@@ -61,7 +63,7 @@ class HealthServer:
         self._port = runner.addresses[0][1]
         self._runner = runner
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from sigil import kit
 from sigil.ca.errors import SigilError
 
 __all__ = ["JITTER", "Backoff", "IssuerHealth", "jwt_refresh_at", "poll_forever", "rotation_at"]
@@ -47,34 +48,29 @@ _poll_log = structlog.get_logger("sigil.node_agent")
 
 
 class Backoff:
-    """Exponential backoff with a cap and jitter; :meth:`reset` after a success."""
+    """The kit's backoff rule (:class:`sigil.kit.Backoff`) in the agent's units; :meth:`reset` after a success."""
 
     def __init__(
         self, *, initial: timedelta, maximum: timedelta, rng: random.Random | None = None
     ) -> None:
         if initial <= timedelta(0) or maximum < initial:
             raise ValueError("backoff needs 0 < initial <= maximum")
-        self._initial = initial
-        self._maximum = maximum
-        self._rng = rng or random.Random()  # noqa: S311 -- jitter for timing, not secrets
-        self._failures = 0
+        self._rule = kit.Backoff(
+            first=initial.total_seconds(), longest=maximum.total_seconds(), rng=rng
+        )
 
     @property
     def failures(self) -> int:
         """Consecutive failures since the last success."""
-        return self._failures
+        return self._rule.failures
 
     def reset(self) -> None:
-        """A success: the next failure waits ``initial`` again."""
-        self._failures = 0
+        """A success: the next failure waits about ``initial`` again."""
+        self._rule.reset()
 
     def next_delay(self) -> timedelta:
         """Record a failure and return how long to wait before the next attempt."""
-        ceiling: timedelta = min(self._initial * float(2**self._failures), self._maximum)
-        # Capped so the doubling cannot overflow timedelta; the ceiling is long reached by then.
-        self._failures = min(self._failures + 1, 30)
-        # Never less than half the ceiling, so a failing issuer is not hammered by a lucky draw of zero.
-        return ceiling * (0.5 + self._rng.random() / 2)
+        return timedelta(seconds=self._rule.next_delay())
 
 
 class IssuerHealth:

@@ -118,7 +118,7 @@ class Datastore:
         async with self._engine.begin() as connection:
             await connection.run_sync(upgrade)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         await self._engine.dispose()
 
     @property

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import sys
 from pathlib import Path
-
-import structlog
 
 from sigil.enforcer.flags import ENDPOINT_SOCKET_VARIABLE, TRUST_DOMAIN_VARIABLE
 from sigil.enforcer.proxy.settings import Address, ProxySettings
+from sigil.kit import configure_logging
 
 __all__ = ["add_proxy_command", "run_proxy"]
 
@@ -96,15 +93,7 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
 def run_proxy(args: argparse.Namespace) -> int:
     """Run the proxy until SIGTERM/SIGINT; 0 after a clean drain."""
     settings = ProxySettings.from_args(args)
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    configure_logging("info", json=True)
     # Imported here: the running proxy needs gRPC, aiohttp and prometheus_client, which ``check`` does not.
     from sigil.enforcer.proxy.server import serve
 

@@ -26,6 +26,7 @@ from sigil.enforcer.errors import SvidVerificationError
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.proxy.settings import Address
 from sigil.enforcer.tls import PeerRule, RefusalHook, SpiffeTls, peer_of
+from sigil.kit import Service
 
 __all__ = ["InboundProxy", "OutboundProxy", "refusal_reporter"]
 
@@ -53,7 +54,7 @@ def refusal_reporter(metrics: EnforcerMetrics | None) -> RefusalHook:
     return report
 
 
-class _Proxy:
+class _Proxy(Service):
     """A listener whose connections are tasks it owns; subclasses say what a connection does."""
 
     direction = ""
@@ -96,7 +97,7 @@ class _Proxy:
             "proxy listening", direction=self.direction, address=str(self.listen), port=self.port
         )
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop listening, drain open connections for ``drain_seconds``, then cancel what is left."""
         server, self._server = self._server, None
         if server is None:
@@ -110,13 +111,6 @@ class _Proxy:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         _log.info("proxy closed", direction=self.direction)
-
-    async def __aenter__(self) -> _Proxy:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     def _listen_context(self) -> ssl.SSLContext | None:
         return None

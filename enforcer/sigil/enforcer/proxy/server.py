@@ -21,6 +21,7 @@ from sigil.enforcer.proxy.listener import InboundProxy, OutboundProxy, refusal_r
 from sigil.enforcer.proxy.settings import Address, Inbound, ProxySettings
 from sigil.enforcer.sources import StaticSource, WorkloadApiSource
 from sigil.enforcer.tls import SpiffeTls
+from sigil.kit import TaskOwner
 
 __all__ = ["serve"]
 
@@ -33,7 +34,7 @@ async def serve(settings: ProxySettings) -> int:
     metrics = EnforcerMetrics(registry)
     source = await _open_source(settings)
     tls = SpiffeTls(source, on_refused=refusal_reporter(metrics))
-    tasks: list[asyncio.Task[None]] = []
+    tasks = TaskOwner("enforcer proxy")
     closing: list[AgentPolicySource] = []
     metrics_runner: web.AppRunner | None = None
     try:
@@ -53,8 +54,8 @@ async def serve(settings: ProxySettings) -> int:
                 await _first_snapshot(policies, authorizer)
             else:
                 await asyncio.to_thread(authorizer.load)
-                tasks.append(
-                    asyncio.create_task(authorizer.watch(interval=settings.watch_interval))
+                tasks.spawn(
+                    authorizer.watch(interval=settings.watch_interval), name="sigil-policy-files"
                 )
             proxy = InboundProxy(
                 settings.listen,
@@ -75,21 +76,21 @@ async def serve(settings: ProxySettings) -> int:
                 drain_seconds=settings.drain_seconds,
             )
         if isinstance(source, StaticSource):
-            tasks.append(asyncio.create_task(_follow_files(source, settings.watch_interval)))
+            tasks.spawn(_follow_files(source, settings.watch_interval), name="sigil-svid-files")
         if settings.metrics is not None:
             metrics_runner = await _serve_metrics(settings.metrics, registry)
         await _until_signalled(proxy)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for feed in closing:
-            await feed.close()
-        if metrics_runner is not None:
-            await metrics_runner.cleanup()
-        tls.close()
-        if isinstance(source, WorkloadApiSource):
-            await source.close()
+        try:
+            await tasks.aclose()
+        finally:
+            for feed in closing:
+                await feed.close()
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
+            tls.close()
+            if isinstance(source, WorkloadApiSource):
+                await source.aclose()
     return 0
 
 
@@ -107,7 +108,7 @@ async def _until_signalled(proxy: InboundProxy | OutboundProxy) -> None:
             await stopping.wait()
             _log.info("proxy stopping")
         finally:
-            await proxy.close()
+            await proxy.aclose()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, cast
 
 import aiohttp
 
 from sigil.issuer.admin.backend import ADMIN_PREFIX as PREFIX
 from sigil.issuer.client import raise_for_problem
+from sigil.kit import Service
 
 __all__ = ["SocketAdmin", "server_listening"]
 
@@ -34,21 +34,13 @@ def server_listening(path: Path) -> bool:
     return True
 
 
-class SocketAdmin:
+class SocketAdmin(Service):
     """:class:`~sigil.issuer.admin.AdminBackend` over the admin socket; ``async with SocketAdmin(path):``."""
 
     def __init__(self, path: Path) -> None:
         self._session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(path)))
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
         await self._session.close()
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:

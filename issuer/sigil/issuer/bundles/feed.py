@@ -9,8 +9,6 @@ agent may move between replicas without a spurious wake-up.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 from collections.abc import Mapping
 
@@ -18,30 +16,32 @@ from sigil.ca.bundle import TrustBundle
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.issuer.agentapi import contract
+from sigil.kit import Revisioned
 
 __all__ = ["BundleFeed"]
 
 
 class BundleFeed:
-    """The current bundle response and a condition that waiters wait on."""
+    """The current bundle response, as a revisioned value that agents long-poll past."""
 
     def __init__(self, ca: CertificateAuthority) -> None:
         self._ca = ca
         self._federated: dict[TrustDomain, TrustBundle] = {}
-        self._changed = asyncio.Condition()
-        self._revision = ""
-        self._response: contract.BundleResponse | None = None
+        self._feed: Revisioned[contract.BundleResponse] | None = None
         self._draining = False
 
     @property
     def federated(self) -> Mapping[TrustDomain, TrustBundle]:
         return dict(self._federated)
 
+    def _revisioned(self) -> Revisioned[contract.BundleResponse]:
+        if self._feed is None:  # built on first use: the CA's bundle is not there before it opens
+            response = self._build()
+            self._feed = Revisioned(response, response["revision"])
+        return self._feed
+
     def current(self) -> contract.BundleResponse:
-        if self._response is None:
-            self._response = self._build()
-            self._revision = self._response["revision"]
-        return self._response
+        return self._revisioned().value
 
     def _build(self) -> contract.BundleResponse:
         bundle = self._ca.bundle()
@@ -63,16 +63,13 @@ class BundleFeed:
     async def publish(self) -> None:
         """Recompute from the CA and federated bundles; wake every waiter if anything changed."""
         response = self._build()
-        if response["revision"] != self._revision:
-            self._response, self._revision = response, response["revision"]
-            async with self._changed:
-                self._changed.notify_all()
+        await self._revisioned().publish(response, response["revision"])
 
     async def drain(self) -> None:
         """Answer every waiter now with what it would get anyway, so a draining server is not held up by them."""
         self._draining = True
-        async with self._changed:
-            self._changed.notify_all()
+        if self._feed is not None:
+            await self._feed.release()
 
     async def set_federated(self, trust_domain: TrustDomain, bundle: TrustBundle) -> None:
         self._federated[trust_domain] = bundle
@@ -82,21 +79,14 @@ class BundleFeed:
         self, *, after_sequence: int | None, after_revision: str | None, longest: float
     ) -> contract.BundleResponse:
         """The response once it differs from what the caller has, or the current one after ``longest`` seconds."""
+        feed = self._revisioned()
+        if self._draining or (after_sequence is None and after_revision is None):
+            return feed.value
 
-        def moved() -> bool:
-            if self._draining:
-                return True
-            response = self.current()
-            if after_revision is not None and response["revision"] != after_revision:
-                return True
-            return after_sequence is not None and response["sequence"] > after_sequence
+        def newer_sequence() -> bool:
+            return after_sequence is not None and feed.value["sequence"] > after_sequence
 
-        if after_sequence is None and after_revision is None:
-            return self.current()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(longest), self._changed:
-                await self._changed.wait_for(moved)
-        return self.current()
+        return await feed.wait_past(after_revision, longest=longest, also=newer_sequence)
 
     async def follow_ca(self) -> None:
         """Publish on every CA bundle sequence change, forever (a background task owned by the app)."""

@@ -14,8 +14,7 @@ import asyncio
 import functools
 import ssl
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, cast
 
 import aiohttp
 
@@ -26,6 +25,7 @@ from sigil.issuer.agentapi import contract
 from sigil.issuer.client.results import AgentSvid
 from sigil.issuer.errors import PROBLEMS, IssuerError
 from sigil.issuer.tls import client_context, peer_spiffe_id
+from sigil.kit import Service
 
 __all__ = ["Transport", "error_from_problem", "raise_for_problem"]
 
@@ -62,7 +62,7 @@ async def raise_for_problem(reply: aiohttp.ClientResponse) -> None:
     reply.raise_for_status()
 
 
-class Transport:
+class Transport(Service):
     """One aiohttp session to one issuer URL, the TLS context it uses, and the bundle and agent SVID behind it.
 
     The arguments are :class:`~sigil.issuer.client.IssuerClient`'s, which adds the calls.
@@ -84,17 +84,6 @@ class Transport:
         self._timeout = timeout
         self._context: ssl.SSLContext | None = None
         self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         if self._session is not None:

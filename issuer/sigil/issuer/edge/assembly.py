@@ -12,7 +12,6 @@ awaited when it shuts down (https://docs.aiohttp.org/en/stable/web_advanced.html
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from typing import Any
@@ -44,6 +43,7 @@ from sigil.issuer.policies.tables import PolicyTables
 from sigil.issuer.routes import policies
 from sigil.issuer.settings import ServerSettings
 from sigil.issuer.settings.sections import resolve_namespace
+from sigil.kit import TaskOwner
 
 __all__ = [
     "admin_app",
@@ -107,7 +107,7 @@ async def open_issuer(
                 pods,
             )
     except BaseException:
-        await ca.close()
+        await ca.aclose()
         raise
     server = settings.server
     policies = PolicyFeed(
@@ -122,7 +122,7 @@ async def open_issuer(
     except BaseException:
         if kube is not None:
             await kube.api.aclose()
-        await ca.close()
+        await ca.aclose()
         raise
     limiter_extra: dict[str, Any] = {"clock": rate_clock} if rate_clock is not None else {}
     agent_records = AgentRecords(ca.store.engine)
@@ -150,9 +150,9 @@ async def close_issuer(issuer: Issuer) -> None:
     if issuer.kube is not None:
         await issuer.kube.agents.aclose()
         await issuer.kube.workloads.aclose()
-        await issuer.kube.pods.stop()
+        await issuer.kube.pods.aclose()
         await issuer.kube.api.aclose()
-    await issuer.ca.close()
+    await issuer.ca.aclose()
 
 
 async def _tick(issuer: Issuer) -> None:
@@ -195,11 +195,9 @@ def _owned(
     name: str, factory: Callable[[], Coroutine[Any, Any, None]]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(_app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(factory(), name=name)
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        async with TaskOwner(name) as tasks:
+            tasks.spawn(factory(), name=name)
+            yield
 
     return context
 
@@ -243,7 +241,7 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
         async def pod_cache(_app: web.Application) -> AsyncIterator[None]:
             await pods.start()
             yield
-            await pods.stop()
+            await pods.aclose()
 
         app.cleanup_ctx.append(pod_cache)
         kube_settings = issuer.settings.server.kubernetes

@@ -14,8 +14,6 @@ import os
 import signal
 import ssl
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import structlog
 from aiohttp import web
@@ -31,13 +29,14 @@ from sigil.issuer.edge.assembly import (
 from sigil.issuer.edge.parts import Issuer
 from sigil.issuer.errors import ConfigError
 from sigil.issuer.settings import ServerSettings
+from sigil.kit import Service
 
 __all__ = ["IssuerServer", "run_server"]
 
 _log = structlog.get_logger(__name__)
 
 
-class IssuerServer:
+class IssuerServer(Service):
     """A running issuer: ``async with IssuerServer(issuer) as server: server.url``."""
 
     def __init__(self, issuer: Issuer, *, shutdown_timeout: float = 10.0) -> None:
@@ -95,7 +94,7 @@ class IssuerServer:
                 await web.TCPSite(runner, endpoint.host, endpoint.port, ssl_context=context).start()
                 self.federation_port = runner.addresses[0][1]
         except BaseException:
-            await self.stop()
+            await self.aclose()
             raise
         _log.info("server.started", url=self.url, admin_socket=str(self.admin_socket))
 
@@ -112,25 +111,13 @@ class IssuerServer:
             os.umask(old_umask)
         path.chmod(0o600)
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         self.issuer.draining = True
         runners, self._runners = self._runners, []
         for runner in reversed(runners):
             await runner.cleanup()
         with contextlib.suppress(FileNotFoundError):
             self.admin_socket.unlink()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 async def run_server(settings: ServerSettings) -> int:

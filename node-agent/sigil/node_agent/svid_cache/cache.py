@@ -18,13 +18,11 @@ while the issuer is away.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 import structlog
@@ -32,6 +30,7 @@ import structlog
 from sigil.ca.errors import SigilError
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.issuer.client import BundleUpdate, IssuerApi
+from sigil.kit import Service, TaskOwner
 from sigil.node_agent.attestation.selectors import WorkloadAttestation
 from sigil.node_agent.errors import (
     IdentityUnavailableError,
@@ -65,7 +64,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class SvidCache:
+class SvidCache(Service):
     """Issues, caches and rotates SVIDs; ``async with SvidCache(...)`` starts and stops its tasks."""
 
     def __init__(
@@ -119,7 +118,7 @@ class SvidCache:
             clock=clock,
             on_unreachable=self._unreachable,
         )
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner("svid cache")
 
     def _new_backoff(self) -> Backoff:
         s = self._settings
@@ -141,35 +140,14 @@ class SvidCache:
             self._spawn(self._bundles.run(), "sigil-bundle-long-poll")
 
     async def aclose(self) -> None:
-        """Cancel and await every task the manager owns (a task that crashed was logged when it did)."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._issuance.aclose()
-
-    async def __aenter__(self) -> SvidCache:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        """Cancel and await every task the cache owns; a background task that crashed is raised here."""
+        try:
+            await self._tasks.aclose()
+        finally:
+            await self._issuance.aclose()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coroutine, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # A bug, not an outage (those are handled where they happen): say so loudly, once.
-            _log.error("background task failed", task=task.get_name(), exc_info=task.exception())
+        self._tasks.spawn(coroutine, name=name)
 
     # -- what the Workload API asks -----------------------------------------------------------------------
 

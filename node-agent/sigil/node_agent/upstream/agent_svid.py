@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.errors import SigilError
 from sigil.ca.keys import load_private_key, write_private_key, write_secret_file
-from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.ca.spiffe_id import SpiffeId, TrustDomain, spiffe_id_of
 from sigil.issuer.client import AgentSvid, IssuedX509Svid, IssuerApi, Refusal
 from sigil.node_agent.errors import AgentAttestationError, IssuerUnreachableError
 from sigil.node_agent.rotation import Backoff, rotation_at
@@ -55,12 +55,6 @@ class StoredIdentity:
 
     agent: AgentSvid | None
     bundle: TrustBundle | None
-
-
-def _spiffe_id_of(certificate: x509.Certificate) -> SpiffeId:
-    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    (uri,) = san.get_values_for_type(x509.UniformResourceIdentifier)
-    return SpiffeId.parse(uri)
 
 
 def _signer_ids_of(leaf: x509.Certificate) -> frozenset[str]:
@@ -88,7 +82,7 @@ def load_stored_identity(directory: Path, trust_domain: TrustDomain) -> StoredId
             chain = tuple(x509.load_pem_x509_certificates(svid_path.read_bytes()))
             leaf = chain[0]
             svid = IssuedX509Svid(
-                _spiffe_id_of(leaf), chain, leaf.not_valid_after_utc, _signer_ids_of(leaf)
+                spiffe_id_of(leaf), chain, leaf.not_valid_after_utc, _signer_ids_of(leaf)
             )
             agent = AgentSvid(svid, load_private_key(key_path))
         if bundle_path.exists():

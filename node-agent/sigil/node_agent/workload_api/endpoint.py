@@ -21,11 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 
 import structlog
 from grpclib.const import Handler
 
+from sigil.kit import Service
 from sigil.node_agent.attestation.caller import CallerAttestor
 from sigil.node_agent.attestation.peer import PROC_ROOT, capture_peer
 from sigil.node_agent.errors import NodeAgentError, PeerGoneError, SocketError
@@ -69,8 +69,8 @@ class WorkloadApiSettings:
         return f"unix://{self.socket_path}"
 
 
-class WorkloadApiServer:
-    """Serves the Workload API on a Unix socket until :meth:`stop` (or the end of ``async with``)."""
+class WorkloadApiServer(Service):
+    """Serves the Workload API on a Unix socket until :meth:`aclose` (or the end of ``async with``)."""
 
     def __init__(
         self,
@@ -115,7 +115,7 @@ class WorkloadApiServer:
         self._server = server
         _log.info("workload API listening", endpoint=self._settings.endpoint)
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Stop accepting, cancel and await every running call, close connections, remove the socket."""
         server, self._server = self._server, None
         if server is None:
@@ -127,18 +127,6 @@ class WorkloadApiServer:
         with contextlib.suppress(FileNotFoundError):
             self._settings.socket_path.unlink()
         _log.info("workload API stopped")
-
-    async def __aenter__(self) -> WorkloadApiServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _accept(self, transport: asyncio.BaseTransport) -> Mapping[str, Handler]:
         self._connections.add(transport)

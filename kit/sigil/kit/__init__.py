@@ -1,0 +1,22 @@
+"""The bottom layer every Sigil component may import: owned tasks, backoff, revisioned values, logging.
+
+Each mechanism here was written several times across the components; it now lives once, with its own tests. The
+kit imports nothing of Sigil and no database, Kubernetes or network library (an import-linter contract checks it),
+so the certificate authority and the enforcer can use it as freely as the services.
+"""
+
+from __future__ import annotations
+
+from sigil.kit.backoff import Backoff
+from sigil.kit.logs import configure_logging, level_number
+from sigil.kit.revision import Revisioned
+from sigil.kit.tasks import Service, TaskOwner
+
+__all__ = [
+    "Backoff",
+    "Revisioned",
+    "Service",
+    "TaskOwner",
+    "configure_logging",
+    "level_number",
+]

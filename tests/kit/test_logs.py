@@ -1,0 +1,47 @@
+"""The one structlog setup."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from sigil.kit import configure_logging, level_number
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+
+
+def test_json_lines_carry_the_event_level_and_fields() -> None:
+    """With json=True each event is one JSON object with event, level, timestamp and the fields."""
+    out = io.StringIO()
+    configure_logging("info", json=True, stream=out)
+    structlog.get_logger("t").info("svid.rotated", spiffe_id="spiffe://example.org/w")
+    line = json.loads(out.getvalue())
+    assert line["event"] == "svid.rotated"
+    assert line["level"] == "info"
+    assert line["spiffe_id"] == "spiffe://example.org/w"
+    assert "timestamp" in line
+
+
+def test_events_below_the_level_are_dropped() -> None:
+    """A debug event is not printed when the level is info."""
+    out = io.StringIO()
+    configure_logging("info", stream=out)
+    log = structlog.get_logger("t")
+    log.debug("cache.hit")
+    log.warning("issuer.unreachable", retry_in=1.0)
+    assert "cache.hit" not in out.getvalue()
+    assert "issuer.unreachable" in out.getvalue()
+
+
+def test_level_names_are_case_insensitive_and_unknown_means_info() -> None:
+    """``DEBUG`` and ``debug`` agree; a misspelt level falls back to info."""
+    assert level_number("DEBUG") == level_number("debug") == 10
+    assert level_number("loud") == 20
