@@ -195,9 +195,9 @@ def test_inbound_without_a_forward_port_is_bad_input(
     assert "--forward" in capsys.readouterr().err
 
 
-async def test_a_metrics_port_in_use_is_bad_input(home: Domain, files: Path) -> None:
+async def test_a_metrics_port_in_use_is_bad_input(home: Domain, short_tmp: Path) -> None:
     """A --metrics port another process holds ends the proxy with exit code 2 and the flag named."""
-    write_svid_files(files / "proxy", home.mint("api"), home)
+    write_svid_files(short_tmp / "proxy", home.mint("api"), home)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -206,7 +206,7 @@ async def test_a_metrics_port_in_use_is_bad_input(home: Domain, files: Path) -> 
             "proxy",
             "outbound",
             "--svid-dir",
-            str(files / "proxy"),
+            str(short_tmp / "proxy"),
             "--listen",
             f"127.0.0.1:{free_port()}",
             "--upstream",

@@ -33,14 +33,13 @@ from sigil.issuer.edge.listener_tls import ServingIdentity
 from sigil.issuer.edge.parts import ISSUER, Issuer, KubeParts
 from sigil.issuer.edge.problems import problem_middleware
 from sigil.issuer.edge.ratelimit import RateLimiter
-from sigil.issuer.edge.routes import agent, bundle, health, nodepods, svids
+from sigil.issuer.edge.routes import agent, bundle, health, nodepods, policies, svids
 from sigil.issuer.edge.routes.admin import routes as admin_table
 from sigil.issuer.kube import KubeApi, PodCache, TokenReviewAuthenticator
 from sigil.issuer.metrics import IssuerMetrics
 from sigil.issuer.policies.crd_source import policy_informers
 from sigil.issuer.policies.feed import PolicyFeed
 from sigil.issuer.policies.tables import PolicyTables
-from sigil.issuer.routes import policies
 from sigil.issuer.settings import ServerSettings
 from sigil.issuer.settings.sections import resolve_namespace
 from sigil.kit import TaskOwner
