@@ -67,7 +67,7 @@ def _read_pem_bundle(path: Path, trust_domain: TrustDomain) -> TrustBundle:
     return TrustBundle(trust_domain, x509_authorities=tuple(certificates))
 
 
-def attestation_of(settings: AttestationSettings) -> Attest:
+def _attestation_of(settings: AttestationSettings) -> Attest:
     """The attestation call the settings describe (it reads the token file at the time of the call)."""
 
     async def attest(issuer: IssuerApi) -> AgentSvid:
@@ -163,7 +163,7 @@ class NodeAgent(Service):
             self._identity = AgentIdentity(
                 s.data_dir,
                 self._client,
-                attest=attestation_of(s.attestation),
+                attest=_attestation_of(s.attestation),
                 clock=self._clock,
                 rng=self._rng,
                 backoff=Backoff(initial=s.rotation.backoff_initial, maximum=s.rotation.backoff_max),

@@ -42,7 +42,7 @@ class Where:
         return UnknownFieldError(self.file, path, known, document=self.document)
 
 
-def join(path: str, key: str) -> str:
+def _join(path: str, key: str) -> str:
     """``spec`` + ``rules`` -> ``spec.rules``; keys that are not identifiers are quoted."""
     if _IDENTIFIER.fullmatch(key) is None:
         return f'{path}["{key}"]'
@@ -223,8 +223,8 @@ class Map(Node):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise where.error(path, "string keys", key)
-            self.keys.validate(key, join(path, key), where)
-            self.values.validate(item, join(path, key), where)
+            self.keys.validate(key, _join(path, key), where)
+            self.values.validate(item, _join(path, key), where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,14 +258,14 @@ class Object(Node):
         if not self.open:
             for name in value:
                 if not isinstance(name, str) or name not in self.fields:
-                    raise where.unknown(join(path, str(name)), tuple(self.fields))
+                    raise where.unknown(_join(path, str(name)), tuple(self.fields))
         for name in self.required:
             if name not in value:
-                raise where.error(join(path, name), f"{_expected(self.fields[name])} (required)")
+                raise where.error(_join(path, name), f"{_expected(self.fields[name])} (required)")
         for name, item in value.items():
             node = self.fields.get(name) if isinstance(name, str) else None
             if node is not None:
-                node.validate(item, join(path, name), where)
+                node.validate(item, _join(path, name), where)
         for check in self.checks:
             failing = check.failing(value)
             if failing is not None:
