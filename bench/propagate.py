@@ -129,7 +129,7 @@ async def measure(changes: int) -> dict[str, Any]:
                     lasts.append(max(delays))
         finally:
             for source in sources:
-                await source.close()
+                await source.aclose()
     return {
         "propagation_p50_ms": round(statistics.median(samples), 1),
         "propagation_p99_ms": round(_percentile(samples, 0.99), 1),

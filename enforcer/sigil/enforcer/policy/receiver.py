@@ -15,14 +15,12 @@ grpclib, not grpcio: the agent is grpclib already, and this runs on the enforcer
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import os
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 
 import structlog
 from grpclib.client import Channel
@@ -39,6 +37,7 @@ from sigil.enforcer.policy.wire import (
     PolicySnapshot,
     WatchPoliciesRequest,
 )
+from sigil.kit import Service, TaskOwner
 
 __all__ = [
     "DEFAULT_AGENT_ENDPOINT",
@@ -77,7 +76,7 @@ def socket_path_of(endpoint: str) -> str:
     return path
 
 
-class AgentPolicySource:
+class AgentPolicySource(Service):
     """``async with AgentPolicySource() as source:`` keeps :attr:`store` equal to the agent's latest snapshot."""
 
     def __init__(
@@ -100,7 +99,7 @@ class AgentPolicySource:
         self._current: AgentPolicies | None = None
         self._subscribers: list[Subscriber] = []
         self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = TaskOwner("agent policies")
         self._connected = False
 
     @property
@@ -129,29 +128,14 @@ class AgentPolicySource:
         return self._current
 
     async def start(self) -> None:
-        """Follow the agent in a task this source owns (:meth:`close` ends it)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="sigil-agent-policies")
+        """Follow the agent in a task this source owns (:meth:`aclose` ends it)."""
+        if not self._tasks.running:
+            self._tasks.spawn(self.run(), name="sigil-agent-policies")
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop following the agent; the policies in force stay in :attr:`store`."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def __aenter__(self) -> AgentPolicySource:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+        tasks, self._tasks = self._tasks, TaskOwner("agent policies")
+        await tasks.aclose()
 
     async def run(self) -> None:
         """Watch, and reconnect with backoff whenever the stream ends; runs until cancelled."""

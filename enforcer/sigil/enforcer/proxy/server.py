@@ -85,7 +85,7 @@ async def serve(settings: ProxySettings) -> int:
             await tasks.aclose()
         finally:
             for feed in closing:
-                await feed.close()
+                await feed.aclose()
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
             tls.close()
