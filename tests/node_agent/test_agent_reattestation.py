@@ -157,7 +157,13 @@ async def test_an_evicted_k8s_agent_attests_again_and_its_workloads_get_svids(
             second = await w.serial(w.k8s_agent)
             assert second not in ("", first)
             assert stored_serial(agent) == second
-            assert await asyncio.to_thread(ready) == (True, "serving")
+            # Readiness follows the new attestation on its own schedule (the SVID is stored before the
+            # agent's link reports it usable again), so wait for it rather than read it once.
+
+            async def serving() -> bool:
+                return await asyncio.to_thread(ready) == (True, "serving")
+
+            await eventually(serving, what="the agent ready again after attesting afresh")
             # A workload new to the agent: issued by the issuer with the new agent SVID.
             assert await asyncio.to_thread(fetch_id, agent.endpoint) == str(ME)
 
