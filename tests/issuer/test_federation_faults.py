@@ -157,7 +157,8 @@ async def test_a_bad_answer_keeps_the_last_good_bundle_and_backs_off(
     home: IssuerServer, peer: Peer, pki: WebPki, fault: str
 ) -> None:
     """After a good poll, each bad answer fails the poll: agents keep the last good bundle, the failure is logged,
-    retries back off (1 s, then 2 s), and the next good answer is taken as usual."""
+    retries back off (about 1 s, then about 2 s, each drawn in [½, 1] of that), and the next good answer is taken
+    as usual."""
     (poller,) = home.pollers
     good = home.issuer.feed.federated[OTHER]
     peer.answer = FAULTS[fault]
@@ -166,7 +167,9 @@ async def test_a_bad_answer_keeps_the_last_good_bundle_and_backs_off(
         first_wait = poller.next_wait
         await _poll(poller)
     assert home.issuer.feed.federated[OTHER] is good
-    assert (poller.failures, first_wait, poller.next_wait) == (2, 1.0, 2.0)
+    assert poller.failures == 2
+    assert 0.5 <= first_wait <= 1.0
+    assert 1.0 <= poller.next_wait <= 2.0
     failed = [e for e in logs if e["event"] == "federation.fetch_failed"]
     assert failed
     assert failed[0]["kept_sequence"] == 7

@@ -8,8 +8,9 @@ or a configured file) with host name validation; ``https_spiffe`` checks it agai
 
 What a peer sends is never trusted to keep the poller alive: an empty body, a document that is not a SPIFFE bundle,
 a key that does not load or a bundle with no keys at all is a failed poll. The last good bundle stays in force, the
-failure is logged and counted, and the next attempt comes after a backoff that starts at ``min_interval`` and
-doubles up to the polling interval.
+failure is logged and counted, and the next attempt comes after the kit's jittered backoff, which starts at about
+``min_interval`` and doubles up to the polling interval (so the federated peers of a fleet of replicas that lost
+a peer together do not come back to it in lockstep).
 
 Redirects: the Federation standard (SPIFFE_Federation.md, "Serving and consuming bundle endpoints") asks clients to
 follow them as temporary. Sigil follows at most ``_MAX_REDIRECTS``, each to an ``https`` URL and checked with the
@@ -36,6 +37,7 @@ from sigil.issuer.errors import FederationError
 from sigil.issuer.metrics import IssuerMetrics
 from sigil.issuer.settings.sections import FederationPeer
 from sigil.issuer.tls import client_context
+from sigil.kit.backoff import Backoff
 
 __all__ = ["FederationPoller"]
 
@@ -43,6 +45,8 @@ _log = structlog.get_logger(__name__)
 #: Until a first fetch succeeds there is no hint; SPIRE's default refresh hint is five minutes.
 _DEFAULT_INTERVAL = 300.0
 _MAX_REDIRECTS = 3
+#: The longest backoff, should a peer hint a refresh of over a day.
+_MAX_WAIT = 86_400.0
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: A bundle of a hundred RSA-4096 authorities is well under this; a peer sending more is refused, not buffered.
 _MAX_BUNDLE_BYTES = 1024 * 1024
@@ -63,6 +67,8 @@ class FederationPoller:
         self._feed = feed
         self._metrics = metrics
         self._min_interval = min_interval
+        # The ceiling here is the poll interval of the moment (the peer's refresh hint), applied per failure.
+        self._backoff = Backoff(first=min_interval, longest=max(min_interval, _MAX_WAIT))
         self._bundle: TrustBundle | None = None
         self._wake = asyncio.Event()
         self.fetched = asyncio.Event()
@@ -163,41 +169,40 @@ class FederationPoller:
             raise FederationError("the bundle holds no authorities")
         return bundle
 
-    def _backoff(self, interval: float) -> float:
-        """The wait after the ``failures``-th failure in a row: doubling from ``min_interval``, at most ``interval``."""
-        return min(interval, self._min_interval * 2.0 ** min(self.failures - 1, 32))
-
     async def run(self) -> None:
         """Poll forever (a background task the app owns and cancels)."""
         td = str(self.peer.trust_domain)
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
-                interval = self._bundle.refresh_hint if self._bundle else _DEFAULT_INTERVAL
+                # A peer's hint never makes the poller spin: no less than min_interval between good polls.
+                hint = self._bundle.refresh_hint if self._bundle else _DEFAULT_INTERVAL
+                interval = max(self._min_interval, hint)
                 self._wake.clear()  # a wake-up during this fetch asks for another one after it
                 try:
                     bundle = await self.fetch(session)
                 except FederationError as err:
                     self.failures += 1
-                    interval = self._backoff(interval)
+                    interval = min(interval, self._backoff.next_delay())
                     self._metrics.federation_fetches.labels(td, "failed").inc()
                     _log.warning(
                         "federation.fetch_failed",
                         trust_domain=td,
                         detail=str(err),
                         failures=self.failures,
-                        retry_in=max(self._min_interval, interval),
+                        retry_in=interval,
                         kept_sequence=self._bundle.sequence if self._bundle else None,
                     )
                 else:
                     self.failures = 0
+                    self._backoff.reset()
                     self._metrics.federation_fetches.labels(td, "ok").inc()
                     self._bundle = bundle
-                    interval = bundle.refresh_hint
+                    interval = max(self._min_interval, bundle.refresh_hint)
                     await self._feed.set_federated(self.peer.trust_domain, bundle)
                     self.fetched.set()
                 self.fetches += 1
-                self.next_wait = max(self._min_interval, interval)
+                self.next_wait = interval
                 self.attempted.set()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.next_wait):
