@@ -58,10 +58,12 @@ class Revisioned(Generic[_T]):
         self,
         revision: str | None,
         *,
-        longest: float,
+        longest: float | None,
         also: Callable[[], bool] | None = None,
     ) -> _T:
         """The value once its revision differs from ``revision`` (or ``also()`` holds), else after ``longest`` s.
+
+        ``longest`` None waits without a deadline (for callers that bound the wait themselves).
 
         With ``revision`` None only ``also()`` (checked at each publish or wake) or a release ends the wait early.
         """

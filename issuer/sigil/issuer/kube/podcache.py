@@ -11,7 +11,6 @@ One owned task runs the reflector; :meth:`PodCache.aclose` (or leaving ``async w
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -21,7 +20,7 @@ import structlog
 from sigil.issuer.kube.api import KubeApi
 from sigil.issuer.kube.payloads import Pod
 from sigil.issuer.kube.reflector import Reflector
-from sigil.kit import Backoff, Service, TaskOwner
+from sigil.kit import Backoff, Revisioned, Service, TaskOwner
 
 __all__ = ["CachedPod", "PodCache"]
 
@@ -73,7 +72,9 @@ class PodCache(Service):
         self._by_key: dict[tuple[str, str], CachedPod] = {}
         self._by_uid: dict[str, CachedPod] = {}
         self._by_node: dict[str, dict[tuple[str, str], CachedPod]] = {}
-        self._changed = asyncio.Condition()
+        #: Counts changes; what a waiter waits for is its own predicate over the cache, checked at each change.
+        self._changes: Revisioned[None] = Revisioned(None, "0")
+        self._change_count = 0
         self._tasks = TaskOwner("pod cache")
         self._reflector = Reflector(
             operation="watch pods",
@@ -104,10 +105,21 @@ class PodCache(Service):
     def pods_on_node(self, node_name: str) -> tuple[CachedPod, ...]:
         return tuple(self._by_node.get(node_name, {}).values())
 
-    async def wait_for(self, predicate: Callable[[PodCache], bool]) -> None:
-        """Wait until ``predicate(self)`` holds, checking after every change; bound it with ``asyncio.timeout``."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: predicate(self))
+    async def wait_for(
+        self, predicate: Callable[[PodCache], bool], *, longest: float | None = None
+    ) -> bool:
+        """Wait until ``predicate(self)`` holds (checked now, after every change and at each :meth:`wake`) or
+        ``longest`` seconds pass; return whether the predicate holds."""
+        await self._changes.wait_past(None, longest=longest, also=lambda: predicate(self))
+        return predicate(self)
+
+    async def wake(self) -> None:
+        """Have every waiter check its predicate again (something outside the cache changed, such as a drain)."""
+        await self._changes.wake()
+
+    async def _changed(self) -> None:
+        self._change_count += 1
+        await self._changes.publish(None, str(self._change_count))
 
     # ------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -122,31 +134,28 @@ class PodCache(Service):
     # ------------------------------------------------------------------------- what the reflector hands over
     async def _listed(self, items: list[dict[str, Any]]) -> None:
         pods = [CachedPod.parse(cast(Pod, raw)) for raw in items]
-        async with self._changed:
-            self._by_key.clear()
-            self._by_uid.clear()
-            self._by_node.clear()
-            for pod in pods:
-                self._store(pod)
-            self.relists += 1
-            self._changed.notify_all()
+        self._by_key.clear()
+        self._by_uid.clear()
+        self._by_node.clear()
+        for pod in pods:
+            self._store(pod)
+        self.relists += 1
+        await self._changed()
         log.info(
             "pod_cache.listed", pods=len(pods), resource_version=self._reflector.resource_version
         )
 
     async def _event(self, kind: str, obj: dict[str, Any]) -> None:
         pod = CachedPod.parse(cast(Pod, obj))
-        async with self._changed:
-            if kind == "DELETED":
-                self._drop(pod)
-            else:
-                self._store(pod)
-            self._changed.notify_all()
+        if kind == "DELETED":
+            self._drop(pod)
+        else:
+            self._store(pod)
+        await self._changed()
 
     async def _expired(self, detail: str) -> None:
         log.info("pod_cache.expired", detail=detail)
-        async with self._changed:
-            self._changed.notify_all()
+        await self._changed()
 
     def _store(self, pod: CachedPod) -> None:
         key = (pod.namespace, pod.name)

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from sigil.issuer.agentapi import contract
 from sigil.issuer.agents import CallingAgent
-from sigil.issuer.edge.parts import Issuer
+from sigil.issuer.edge.parts import ISSUER, Issuer
 from sigil.issuer.edge.routes.bundle import query_number
 from sigil.issuer.edge.routes.common import authenticated_agent, issuer_of
 from sigil.issuer.errors import (
@@ -52,6 +52,9 @@ def install(app: web.Application) -> None:
 
     async def drain(_app: web.Application) -> None:
         app[_DRAINING].set()
+        kube = app[ISSUER].kube if ISSUER in app else None
+        if kube is not None:
+            await kube.pods.wake()  # each waiter sees the drain at once
 
     app.on_shutdown.append(drain)
 
@@ -100,6 +103,8 @@ async def _wait_for_change(
 
     def moved(current: PodCache) -> bool:
         nonlocal seen
+        if draining.is_set():
+            return True
         if not current.synced:
             return False
         pods = frozenset(current.pods_on_node(node))
@@ -109,18 +114,7 @@ async def _wait_for_change(
         seen = pods
         return _revision(node, _bodies(pods)) != after
 
-    if draining.is_set():
-        return
-    waiters = [
-        asyncio.ensure_future(cache.wait_for(moved)),
-        asyncio.ensure_future(draining.wait()),
-    ]
-    try:
-        await asyncio.wait(waiters, timeout=longest, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
+    await cache.wait_for(moved, longest=longest)
 
 
 @routes.get(contract.PATH_NODE_PODS)
