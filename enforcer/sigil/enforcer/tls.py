@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.enforcer.bundles import BundleSet
 from sigil.enforcer.errors import IdentitySourceError, SvidVerificationError
 from sigil.enforcer.sources import IdentitySource, X509Material
 from sigil.enforcer.verify import Clock, Refusal, SvidVerifier, VerifiedSvid
@@ -52,6 +53,7 @@ __all__ = [
     "load_identity",
     "peer_chain",
     "peer_of",
+    "pinned_client_context",
     "server_context",
     "spiffe_context",
 ]
@@ -223,6 +225,23 @@ def client_context(
 ) -> ssl.SSLContext:
     """A client context over ``source`` (``options``: those of :class:`SpiffeTls`)."""
     return SpiffeTls(source, **options).client_context(expect=expect)
+
+
+def pinned_client_context(
+    bundles: BundleSet, *, expect: PeerRule, clock: Clock | None = None
+) -> ssl.SSLContext:
+    """A client context over fixed ``bundles`` that accepts only a server satisfying ``expect``, with no SVID yet.
+
+    For clients that are not workloads with an identity source: the issuer's own client (whose SVID, when it has
+    one, the caller loads with :func:`load_identity`) and its federation poller (which presents none). The server
+    is checked inside the handshake exactly as :class:`SpiffeTls` checks it (step 2 of the module docstring).
+    """
+    context = spiffe_context(_SpiffeContext(ssl.PROTOCOL_TLS_CLIENT), bundles.union_pem())
+    context.sigil_verifier = SvidVerifier(bundles, clock=clock)
+    context.sigil_expect = expect
+    context.sigil_peer_required = True
+    context.sigil_on_refused = None
+    return context
 
 
 _Context = TypeVar("_Context", bound=ssl.SSLContext)

@@ -6,13 +6,13 @@ OpenSSL does the first part; :func:`peer_spiffe_id` gives callers what they need
 
 The context itself (TLS 1.2 at least, no host names, the bundle as the store) and the loading of an SVID (through
 pipes, never a file on disk) are the enforcer's one SPIFFE TLS builder, :mod:`sigil.enforcer.tls`; what is the
-issuer's own here is trusting one bundle as OpenSSL's only check and pinning the server's expected SPIFFE ID.
+issuer's own here is trusting one bundle and naming the one server ID it expects.
 """
 
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,8 +23,9 @@ from sigil.ca.bundle import TrustBundle
 from sigil.ca.errors import InvalidSpiffeIdError, UriSanCountError
 from sigil.ca.keys import PrivateKey
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.enforcer.bundles import BundleSet
 from sigil.enforcer.tls import load_identity as load_pem_identity
-from sigil.enforcer.tls import spiffe_context
+from sigil.enforcer.tls import pinned_client_context, spiffe_context
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -70,26 +71,6 @@ def load_identity(
     load_pem_identity(context, chain_pem, key_pem, who="the server or agent SVID")
 
 
-class _ExpectingObject(ssl.SSLObject):
-    """An ``SSLObject`` that finishes its handshake only when the server presents the expected SPIFFE ID.
-
-    The check must happen in the handshake: an HTTP client may have released the connection (and with it the
-    only handle on the peer's certificate) by the time a small response is read, so checking afterwards can
-    silently check nothing. ``SSLContext.sslobject_class`` is Python's documented hook for exactly this
-    (https://docs.python.org/3/library/ssl.html#ssl.SSLContext.sslobject_class); asyncio's TLS uses it.
-    """
-
-    expected: ClassVar[SpiffeId]
-
-    def do_handshake(self) -> None:
-        super().do_handshake()
-        found = peer_spiffe_id(self)
-        if found != self.expected:
-            raise ssl.SSLCertVerificationError(
-                f"the server presented SPIFFE ID {found}, not {self.expected}"
-            )
-
-
 def client_context(
     bundle: TrustBundle,
     identity: tuple[Sequence[x509.Certificate], PrivateKey] | None = None,
@@ -98,13 +79,15 @@ def client_context(
 ) -> ssl.SSLContext:
     """A client context that trusts ``bundle`` only, checks no host name, and presents ``identity`` if given.
 
-    With ``expect``, the handshake fails unless the server's certificate carries exactly that SPIFFE ID.
+    With ``expect``, the handshake fails unless the server presents an X509-SVID of ``bundle`` for exactly that
+    SPIFFE ID: the enforcer's in-handshake check (:func:`sigil.enforcer.tls.pinned_client_context`). The check
+    must happen in the handshake, because an HTTP client may have released the connection (and with it the only
+    handle on the peer's certificate) by the time a small response is read.
     """
-    context = spiffe_context(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), bundle.to_pem().decode())
+    if expect is not None:
+        context = pinned_client_context(BundleSet.of(bundle), expect=expect)
+    else:
+        context = spiffe_context(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), bundle.to_pem().decode())
     if identity is not None:
         load_identity(context, identity[0], identity[1])
-    if expect is not None:
-        context.sslobject_class = type(
-            "ExpectingSslObject", (_ExpectingObject,), {"expected": expect}
-        )
     return context
