@@ -131,6 +131,7 @@ def test_the_join_token_is_not_in_the_settings_repr() -> None:
         ({"agent": {"issuer_url": "ftp://x"}}, "issuer_url"),
         ({"trust_domain": "Not A Domain"}, "sigil.yaml"),
         ({"agent": ["not", "a", "mapping"]}, "'agent' must be a mapping"),
+        ({"agent": {"log_level": "verbose"}}, "log_level 'verbose' is not one of debug, info"),
     ],
 )
 def test_a_bad_setting_is_refused_by_name(tmp_path: Path, document: object, needle: str) -> None:

@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "healthcheck":
             return asyncio.run(healthcheck(settings.admin_socket))
         if args.run is None:
-            configure_logging("info")
+            configure_logging(settings.server.log_level)
             return asyncio.run(run_server(settings))
         return asyncio.run(_run(settings, args.run, args))
     except SigilError as err:

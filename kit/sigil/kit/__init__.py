@@ -8,15 +8,17 @@ so the certificate authority and the enforcer can use it as freely as the servic
 from __future__ import annotations
 
 from sigil.kit.backoff import Backoff
-from sigil.kit.logs import configure_logging, level_number
+from sigil.kit.logs import LOG_LEVELS, configure_logging, level_number, parse_log_level
 from sigil.kit.revision import Revisioned
 from sigil.kit.tasks import Service, TaskOwner
 
 __all__ = [
+    "LOG_LEVELS",
     "Backoff",
     "Revisioned",
     "Service",
     "TaskOwner",
     "configure_logging",
     "level_number",
+    "parse_log_level",
 ]

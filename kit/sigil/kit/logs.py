@@ -14,12 +14,23 @@ from typing import TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "level_number"]
+__all__ = ["LOG_LEVELS", "configure_logging", "level_number", "parse_log_level"]
+
+#: The level names the services accept in their settings, lowest first.
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def level_number(level: str) -> int:
     """The ``logging`` number of a level name (``"debug"``, ``"INFO"``...); unknown names mean INFO."""
     return logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+
+
+def parse_log_level(text: object) -> str:
+    """A level name from settings, lower-cased; anything else is a ValueError naming the accepted ones."""
+    level = str(text).strip().lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"log_level {text!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
 
 
 def configure_logging(

@@ -18,6 +18,7 @@ from sigil.ca.config import ConfigError, data_dir_from, load_config_file, pick
 from sigil.ca.errors import SigilError
 from sigil.ca.settings import parse_duration
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.kit.logs import parse_log_level
 from sigil.node_agent.errors import AgentConfigError
 
 __all__ = [
@@ -272,7 +273,7 @@ def load_agent_settings(
             node_name=pick(node_name, "SIGIL_NODE_NAME", agent, "node_name"),
             rotation=rotation,
             discover_workload_path=_flag_bool(agent.get("discover_workload_path", False)),
-            log_level=str(pick(None, "SIGIL_LOG_LEVEL", agent, "log_level", "info")),
+            log_level=parse_log_level(pick(None, "SIGIL_LOG_LEVEL", agent, "log_level", "info")),
             health_listen=pick(None, "SIGIL_AGENT_HEALTH_LISTEN", agent, "health_listen"),
         )
     except AgentConfigError:

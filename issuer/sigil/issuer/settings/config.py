@@ -80,6 +80,7 @@ def load_server_settings(
     for key, flag, env in (
         ("listen", listen, "SIGIL_LISTEN"),
         ("admin_socket", admin_socket, "SIGIL_ADMIN_SOCKET"),
+        ("log_level", None, "SIGIL_LOG_LEVEL"),
     ):
         value = pick(flag, env, server_values, key)
         if value is not None:

@@ -21,6 +21,7 @@ from sigil.issuer.kube.identity import (
     ServiceAccountRef,
     WorkloadIdTemplate,
 )
+from sigil.kit.logs import parse_log_level
 
 __all__ = [
     "IN_CLUSTER_NAMESPACE_FILE",
@@ -106,6 +107,8 @@ class IssuerSettings:
     kubernetes: KubeSettings | None = None
     bundle_endpoint: BundleEndpointSettings | None = None
     federates_with: tuple[FederationPeer, ...] = ()
+    #: ``debug``, ``info``, ``warning``, ``error`` or ``critical`` (``server.log_level`` or ``SIGIL_LOG_LEVEL``).
+    log_level: str = "info"
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +224,7 @@ def parse_issuer_settings(values: Mapping[str, Any], *, base_dir: Path | None) -
             "kubernetes",
             "bundle_endpoint",
             "federates_with",
+            "log_level",
         },
         "server",
     )
@@ -268,6 +272,7 @@ def parse_issuer_settings(values: Mapping[str, Any], *, base_dir: Path | None) -
         else None,
         bundle_endpoint=endpoint,
         federates_with=tuple(_peer(p, base_dir) for p in values.get("federates_with") or ()),
+        log_level=parse_log_level(values.get("log_level", d.log_level)),
     )
 
 
