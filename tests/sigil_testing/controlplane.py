@@ -15,12 +15,8 @@ and an admin ``kubeconfig``. The pid files let another process stop what this on
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import secrets
-import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -34,15 +30,19 @@ from types import TracebackType
 from typing import Any, cast
 
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from sigil_testing.certificates import ca_certificate, server_certificate
+from sigil_testing.controlplane_setup import (
+    ISSUER,
+    apiserver_flags,
+    etcd_flags,
+    write_credentials,
+    write_kubeconfig,
+)
 from sigil_testing.network import free_ports
+from sigil_testing.supervisor import Supervisor
 
 __all__ = ["ISSUER", "ControlPlane", "ControlPlaneError", "Tools", "build_tools"]
 
-ISSUER = "https://kubernetes.default.svc.cluster.local"
 _BUILD = Path(__file__).resolve().parents[2] / "tools" / "build"
 # Stopped in this order: the API server first, so that it never loses etcd while it still serves.
 _PROCESSES = ("kube-apiserver", "etcd")
@@ -89,10 +89,8 @@ class ControlPlane:
     ) -> None:
         self.directory = directory.resolve()
         self._tools = tools
-        self._detach = detach
         self._ready_timeout = ready_timeout
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
-        self._argv: dict[str, list[str]] = {}
+        self._processes = Supervisor(self.directory, detach=detach)
 
     @property
     def kubeconfig(self) -> Path:
@@ -139,7 +137,7 @@ class ControlPlane:
     @property
     def etcd_url(self) -> str:
         """etcd's client URL (plain HTTP on loopback), for its JSON gateway; known to the instance that started it."""
-        for flag in self._argv.get("etcd", []):
+        for flag in self._processes.argv.get("etcd", []):
             if flag.startswith("--listen-client-urls="):
                 return flag.partition("=")[2]
         raise ControlPlaneError(f"{self.directory}: etcd was not started by this instance")
@@ -162,30 +160,24 @@ class ControlPlane:
         SIGTERM, then SIGKILL after ``timeout``: with a watch open it waits out the whole timeout, which a test that
         only wants it gone shortens.
         """
-        pid = self._pid("kube-apiserver")
-        if pid is not None:
-            _signal(pid, signal.SIGTERM)
-            if not self._wait_exit("kube-apiserver", pid, timeout):
-                _signal(pid, signal.SIGKILL)
-                self._wait_exit("kube-apiserver", pid, timeout)
-        self._children.pop("kube-apiserver", None)
+        self._processes.stop("kube-apiserver", timeout=timeout)
 
     def start_apiserver(self) -> None:
         """Start kube-apiserver again, with the flags and port it had, and return once ``/readyz`` says ok.
 
         Its watch cache starts empty, so a watch from a resourceVersion older than the restart answers 410 Gone.
         """
-        argv = self._argv.get("kube-apiserver")
+        argv = self._processes.argv.get("kube-apiserver")
         if argv is None:
             raise ControlPlaneError(
                 f"{self.directory}: kube-apiserver was not started by this instance"
             )
-        self._spawn("kube-apiserver", argv)
+        self._processes.spawn("kube-apiserver", argv)
         self._wait_ready(self.url, self.admin_token)
 
     def running(self) -> list[str]:
         """The names of this directory's processes that are alive."""
-        return [name for name in _PROCESSES if self._pid(name) is not None]
+        return [name for name in _PROCESSES if self._processes.pid(name) is not None]
 
     def start(self) -> None:
         """Start etcd and kube-apiserver afresh (etcd's data is wiped) and return once ``/readyz`` says ok."""
@@ -195,32 +187,27 @@ class ControlPlane:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.kubeconfig.unlink(missing_ok=True)
         token = secrets.token_urlsafe(32)
-        self._write_credentials(token)
+        write_credentials(self.directory, token)
         etcd_client, etcd_peer, secure = free_ports(3)
         try:
-            self._spawn("etcd", [str(tools.etcd), *self._etcd_flags(etcd_client, etcd_peer)])
-            self._spawn(
+            self._processes.spawn(
+                "etcd", [str(tools.etcd), *etcd_flags(self.directory, etcd_client, etcd_peer)]
+            )
+            self._processes.spawn(
                 "kube-apiserver",
-                [str(tools.kube_apiserver), *self._apiserver_flags(etcd_client, secure)],
+                [str(tools.kube_apiserver), *apiserver_flags(self.directory, etcd_client, secure)],
             )
             url = f"https://127.0.0.1:{secure}"
             self._wait_ready(url, token)
         except BaseException:
             self.stop()
             raise
-        self._write_kubeconfig(url, token)
+        write_kubeconfig(self.directory, url, token)
 
     def stop(self, *, timeout: float = 15.0) -> None:
         """SIGTERM each process, SIGKILL it after ``timeout`` seconds; remove the pid files and kubeconfig."""
         for name in _PROCESSES:
-            pid = self._pid(name)
-            if pid is not None:
-                _signal(pid, signal.SIGTERM)
-                if not self._wait_exit(name, pid, timeout):
-                    _signal(pid, signal.SIGKILL)
-                    self._wait_exit(name, pid, timeout)
-            self._children.pop(name, None)
-            (self.directory / f"{name}.pid").unlink(missing_ok=True)
+            self._processes.stop(name, timeout=timeout, forget=True)
         self.kubeconfig.unlink(missing_ok=True)
 
     def __enter__(self) -> ControlPlane:
@@ -235,129 +222,15 @@ class ControlPlane:
     ) -> None:
         self.stop()
 
-    # ------------------------------------------------------------------------- files
-    def _write_credentials(self, token: str) -> None:
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca = ca_certificate("sigil control plane CA", ca_key)
-        serving_key = ec.generate_private_key(ec.SECP256R1())
-        serving = server_certificate("kube-apiserver", serving_key, issuer=(ca, ca_key), days=365)
-        # RSA, as kubeadm makes it: tokens are RS256 like a real cluster's.
-        sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = serialization.Encoding.PEM
-        self.ca_file.write_bytes(ca.public_bytes(pem))
-        (self.directory / "serving.crt").write_bytes(serving.public_bytes(pem))
-        _write_secret(self.directory / "serving.key", _private_pem(serving_key))
-        _write_secret(self.directory / "sa.key", _private_pem(sa_key))
-        (self.directory / "sa.pub").write_bytes(
-            sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
-        )
-        _write_secret(
-            self.directory / "tokens.csv", f"{token},admin,admin-uid,system:masters\n".encode()
-        )
-
-    def _write_kubeconfig(self, url: str, token: str) -> None:
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "sigil",
-                    "cluster": {"server": url, "certificate-authority": str(self.ca_file)},
-                }
-            ],
-            "users": [{"name": "admin", "user": {"token": token}}],
-            "contexts": [{"name": "sigil", "context": {"cluster": "sigil", "user": "admin"}}],
-            "current-context": "sigil",
-        }
-        _write_secret(self.kubeconfig, yaml.safe_dump(config, sort_keys=False).encode())
-
-    # ------------------------------------------------------------------------- processes
-    def _etcd_flags(self, client: int, peer: int) -> list[str]:
-        data = self.directory / "etcd"
-        shutil.rmtree(data, ignore_errors=True)
-        client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
-        return [
-            "--name=controlplane",
-            f"--data-dir={data}",
-            f"--listen-client-urls={client_url}",
-            f"--advertise-client-urls={client_url}",
-            f"--listen-peer-urls={peer_url}",
-            f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=controlplane={peer_url}",
-            # A test's etcd need not survive a power cut; fsync dominates its write latency otherwise.
-            "--unsafe-no-fsync",
-        ]
-
-    def _apiserver_flags(self, etcd_client: int, secure: int) -> list[str]:
-        d = self.directory
-        return [
-            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={secure}",
-            f"--cert-dir={d / 'certs'}",
-            f"--tls-cert-file={d / 'serving.crt'}",
-            f"--tls-private-key-file={d / 'serving.key'}",
-            "--authorization-mode=RBAC",
-            f"--token-auth-file={d / 'tokens.csv'}",
-            f"--service-account-issuer={ISSUER}",
-            f"--service-account-signing-key-file={d / 'sa.key'}",
-            f"--service-account-key-file={d / 'sa.pub'}",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            # The `kubernetes` Service's endpoints would be 127.0.0.1, which endpoint validation refuses.
-            "--endpoint-reconciler-type=none",
-            "--profiling=false",
-        ]
-
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        self._argv[name] = argv
-        with (self.directory / f"{name}.log").open("wb") as log:
-            child = subprocess.Popen(  # noqa: S603 - our own binaries and flags
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-                start_new_session=self._detach,
-            )
-        self._children[name] = child
-        (self.directory / f"{name}.pid").write_text(f"{child.pid}\n")
-
-    def _pid(self, name: str) -> int | None:
-        """The pid in ``name.pid`` if that process is alive and is ours (its command line names our directory)."""
-        try:
-            pid = int((self.directory / f"{name}.pid").read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, ValueError, IndexError):
-            return None
-        return pid if str(self.directory).encode() in cmdline and state != "Z" else None
-
-    def _wait_exit(self, name: str, pid: int, timeout: float) -> bool:
-        child = self._children.get(name)
-        if child is not None:
-            try:
-                child.wait(timeout)
-            except subprocess.TimeoutExpired:
-                return False
-            return True
-        # Not our child (another process started it): it is reaped by init, so poll until it is gone.
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._pid(name) is None:
-                return True
-            time.sleep(0.05)
-        return False
-
     def _wait_ready(self, url: str, token: str) -> None:
         context = ssl.create_default_context(cafile=self.ca_file)
         deadline = time.monotonic() + self._ready_timeout
         while True:
-            for name, child in self._children.items():
-                if child.poll() is not None:
-                    raise ControlPlaneError(
-                        f"{name} exited with {child.returncode}:\n{self._log_tail(name)}"
-                    )
+            if (gone := self._processes.exited()) is not None:
+                name, code = gone
+                raise ControlPlaneError(
+                    f"{name} exited with {code}:\n{self._processes.log_tail(name)}"
+                )
             try:
                 if _https(f"{url}/readyz", token, context, timeout=5) == b"ok":
                     return
@@ -366,16 +239,9 @@ class ControlPlane:
             if time.monotonic() > deadline:
                 raise ControlPlaneError(
                     f"kube-apiserver not ready after {self._ready_timeout:.0f} s:\n"
-                    f"{self._log_tail('kube-apiserver')}"
+                    f"{self._processes.log_tail('kube-apiserver')}"
                 )
             time.sleep(0.1)
-
-    def _log_tail(self, name: str, lines: int = 30) -> str:
-        log = self.directory / f"{name}.log"
-        try:
-            return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError as err:
-            return f"({log}: {err})"
 
 
 def _https(
@@ -412,27 +278,6 @@ def _post(url: str, body: Mapping[str, Any]) -> bytes:
             return answer
     except OSError as err:
         raise ControlPlaneError(f"POST {url}: {err}") from err
-
-
-def _signal(pid: int, signum: signal.Signals) -> None:
-    # It may have exited since we looked.
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
-
-
-def _private_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _write_secret(path: Path, content: bytes) -> None:
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(content)
 
 
 def main(argv: list[str] | None = None) -> int:
