@@ -13,8 +13,9 @@ from sigil_testing.pki import Domain, Issued
 
 from sigil.ca.keys import private_key_der
 from sigil.enforcer.errors import IdentitySourceError
-from sigil.enforcer.sources import WorkloadApiSource, X509Material
+from sigil.enforcer.sources import X509Material
 from sigil.enforcer.tls import SpiffeTls
+from sigil.enforcer.workload_source import WorkloadApiSource
 from sigil.node_agent.attestation.attestors.unix import UnixAttestor
 from sigil.node_agent.attestation.caller import Attestation
 from sigil.node_agent.attestation.selectors import Selector

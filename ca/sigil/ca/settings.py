@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -10,44 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from sigil.ca.datastore.store import default_sqlite_url
+from sigil.ca.durations import format_duration, parse_duration
 from sigil.ca.keys import KeyType
 from sigil.ca.spiffe_id import TrustDomain
 
 __all__ = ["CaSettings", "format_duration", "parse_duration"]
-
-_DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: str | int | float) -> timedelta:
-    """``90s``, ``5m``, ``1h30m``, ``7d`` (or a number of seconds) as a timedelta; ValueError otherwise."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if value <= 0:
-            raise ValueError(f"duration {value!r} must be positive")
-        return timedelta(seconds=value)
-    text = str(value).strip()
-    if text.isdigit():
-        return parse_duration(int(text))
-    position = 0
-    seconds = 0.0
-    for match in _DURATION.finditer(text):
-        if match.start() != position:
-            break
-        seconds += int(match.group(1)) * _UNITS[match.group(2)]
-        position = match.end()
-    if position != len(text) or not text:
-        raise ValueError(f"duration {value!r} is not like 90s, 5m, 1h30m or 7d")
-    if seconds <= 0:
-        raise ValueError(f"duration {value!r} must be positive")
-    return timedelta(seconds=seconds)
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0 and seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 @dataclass(frozen=True, slots=True)

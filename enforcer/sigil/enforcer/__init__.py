@@ -38,9 +38,10 @@ if TYPE_CHECKING:
     from sigil.enforcer.middleware import PEER, spiffe_authorization
     from sigil.enforcer.policy.receiver import AgentPolicySource
     from sigil.enforcer.proxy.listener import InboundProxy, OutboundProxy
-    from sigil.enforcer.sources import StaticSource, WorkloadApiSource, X509Material
+    from sigil.enforcer.sources import StaticSource, X509Material
     from sigil.enforcer.tls import SpiffeTls, client_context, peer_of, server_context
     from sigil.enforcer.verify import Refusal, SvidVerifier, VerifiedSvid
+    from sigil.enforcer.workload_source import WorkloadApiSource
 
 __all__ = [
     "PEER",
@@ -94,7 +95,7 @@ _LAZY = {
     "StaticSource": "sigil.enforcer.sources",
     "SvidVerifier": "sigil.enforcer.verify",
     "VerifiedSvid": "sigil.enforcer.verify",
-    "WorkloadApiSource": "sigil.enforcer.sources",
+    "WorkloadApiSource": "sigil.enforcer.workload_source",
     "X509Material": "sigil.enforcer.sources",
     "client_context": "sigil.enforcer.tls",
     "peer_of": "sigil.enforcer.tls",

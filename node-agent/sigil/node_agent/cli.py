@@ -18,12 +18,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from spiffe.errors import PySpiffeError
-
 from sigil.ca.errors import SigilError
 from sigil.kit import configure_logging
 from sigil.node_agent.agent import NodeAgent
-from sigil.node_agent.fetch import FetchRequest, fetch
 from sigil.node_agent.health import HealthServer, check_ready
 from sigil.node_agent.settings import AgentSettings, health_listen_of, load_agent_settings
 
@@ -191,6 +188,11 @@ def _healthcheck(args: argparse.Namespace) -> int:
 
 
 def _api_fetch(args: argparse.Namespace) -> int:
+    # Imported here: py-spiffe brings grpcio, which the agent itself (grpclib) never needs to serve.
+    from spiffe.errors import PySpiffeError
+
+    from sigil.node_agent.fetch import FetchRequest, fetch
+
     if args.kind == "jwt" and not args.audience:
         print("error: jwt needs at least one --audience", file=sys.stderr)
         return 2

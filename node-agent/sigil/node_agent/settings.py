@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sigil.ca.config import ConfigError, data_dir_from, load_config_file, pick
+from sigil.ca.durations import parse_duration
 from sigil.ca.errors import SigilError
-from sigil.ca.settings import parse_duration
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.kit.logs import parse_log_level
 from sigil.node_agent.errors import AgentConfigError

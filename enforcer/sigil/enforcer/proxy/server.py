@@ -19,8 +19,9 @@ from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.receiver import AgentPolicySource
 from sigil.enforcer.proxy.listener import InboundProxy, OutboundProxy, refusal_reporter
 from sigil.enforcer.proxy.settings import Address, Inbound, ProxySettings
-from sigil.enforcer.sources import StaticSource, WorkloadApiSource
+from sigil.enforcer.sources import StaticSource
 from sigil.enforcer.tls import SpiffeTls
+from sigil.enforcer.workload_source import WorkloadApiSource
 from sigil.kit import TaskOwner
 
 __all__ = ["serve"]

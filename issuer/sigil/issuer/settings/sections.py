@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sigil.ca.settings import parse_duration
+from sigil.ca.durations import parse_duration
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.issuer.kube.identity import (
     DEFAULT_WORKLOAD_ID_TEMPLATE,

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeAlias
 
+from sigil.ca.durations import parse_duration
 from sigil.ca.errors import SigilError
-from sigil.ca.settings import parse_duration
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.admin import AdminBackend
 
