@@ -198,10 +198,13 @@ class ExtAuthzProcess:
     socket: Path
     log_path: Path
 
+    def log_text(self) -> str:
+        """Everything the server logged so far."""
+        return self.log_path.read_text(errors="replace")
+
     def events(self) -> list[dict[str, Any]]:
         """Every JSON log line written so far, parsed."""
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
+        return [json.loads(line) for line in self.log_text().splitlines() if line.startswith("{")]
 
 
 @contextlib.asynccontextmanager
@@ -228,7 +231,7 @@ async def running_ext_authz(
         deadline = asyncio.get_running_loop().time() + 30
         while not any(e.get("event") == "ext_authz listening" for e in server.events()):
             if process.returncode is not None or asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"ext-authz did not start:\n{log_path.read_text()}")
+                raise AssertionError(f"ext-authz did not start:\n{server.log_text()}")
             await asyncio.sleep(0.05)
         yield server
     finally:
