@@ -1,0 +1,103 @@
+"""``sigil-enforcer ext-authz`` as an operator runs it: its flags, and a process that denies until policies load."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+from enforcer.policy_docs import ap, dump, rule, spiffe
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
+from google.protobuf import json_format  # type: ignore[import-untyped]
+from grpclib.client import Channel, UnaryUnaryMethod
+from sigil_testing.envoy_authz import running_ext_authz
+from sigil_testing.network import free_port
+
+from sigil.enforcer.cli import main
+from sigil.enforcer.extauthz.service import CHECK_PATH
+
+
+def test_the_trust_domain_is_required(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --trust-domain or SIGIL_TRUST_DOMAIN the command refuses to start, naming the flag (exit 2)."""
+    monkeypatch.delenv("SIGIL_TRUST_DOMAIN", raising=False)
+    code = main(
+        [
+            "ext-authz",
+            "--listen",
+            "unix:///tmp/x.sock",
+            "--policies",
+            str(tmp_path),
+            "--namespace",
+            "shop",
+        ]
+    )
+    assert code == 2
+    assert "--trust-domain" in capsys.readouterr().err
+
+
+def test_a_relative_unix_socket_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--listen unix://relative`` is a usage error that says what form is expected."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ext-authz", "--listen", "unix://x.sock", "--policies", "p", "--namespace", "shop"])
+    assert exit_info.value.code == 2
+    assert "unix:///absolute/path" in capsys.readouterr().err
+
+
+def _request(principal: str) -> CheckRequest:
+    attributes = {
+        "source": {"principal": principal},
+        "destination": {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": 8443}}
+        },
+    }
+    request: CheckRequest = json_format.ParseDict({"attributes": attributes}, CheckRequest())
+    return request
+
+
+async def test_calls_are_denied_until_the_policy_directory_can_be_read(
+    short_tmp: Path, tmp_path: Path
+) -> None:
+    """Started on a directory that does not exist yet, the server denies every call with ``no_policy``;
+    once the directory appears, the policies decide, and /metrics counts both."""
+    policies = tmp_path / "policies"
+    metrics_port = free_port()
+    arguments = [
+        "--policies", str(policies),
+        "--namespace", "shop",
+        "--trust-domain", "example.org",
+        "--watch-interval", "0.1",
+        "--metrics", f"127.0.0.1:{metrics_port}",
+    ]  # fmt: skip
+    socket = short_tmp / "authz.sock"
+    async with running_ext_authz(socket, short_tmp / "authz.log", arguments) as server:
+        channel = Channel(path=str(socket))
+        check = UnaryUnaryMethod(channel, CHECK_PATH, CheckRequest, CheckResponse)
+        try:
+            before: CheckResponse = await check(_request("spiffe://example.org/web"))
+            policies.mkdir()
+            (policies / "p.yaml").write_text(
+                dump(ap("web", rules=[rule([spiffe("spiffe://example.org/web")])]))
+            )
+            after: CheckResponse = await check(_request("spiffe://example.org/web"))
+            for _ in range(100):
+                if after.status.code == 0:
+                    break
+                await asyncio.sleep(0.1)
+                after = await check(_request("spiffe://example.org/web"))
+        finally:
+            channel.close()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response,
+        ):
+            exposition = await response.text()
+        events = server.events()
+    assert before.status.code == 7
+    assert "no_policy" in before.status.message
+    assert after.status.code == 0
+    assert 'sigil_enforcer_peer_refusals_total{reason="no_policy"}' in exposition
+    assert 'sigil_enforcer_decisions_total{decision="allowed",tier="namespace"} 1.0' in exposition
+    assert any(e.get("refusal") == "no_policy" for e in events)
