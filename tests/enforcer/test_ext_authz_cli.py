@@ -8,6 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from enforcer.policy_docs import ap, dump, rule, spiffe
+from enforcer.policy_world import PodAttestor, policy_world
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 from google.protobuf import json_format  # type: ignore[import-untyped]
 from grpclib.client import Channel, UnaryUnaryMethod
@@ -101,3 +102,40 @@ async def test_calls_are_denied_until_the_policy_directory_can_be_read(
     assert 'sigil_enforcer_peer_refusals_total{reason="no_policy"}' in exposition
     assert 'sigil_enforcer_decisions_total{decision="allowed",tier="namespace"} 1.0' in exposition
     assert any(e.get("refusal") == "no_policy" for e in events)
+
+
+async def test_policies_from_the_agent_decide_once_the_first_snapshot_arrives(
+    short_tmp: Path,
+) -> None:
+    """Fed by a real agent (and issuer), the server allows the peer the issuer's policy names and denies another,
+    as decisions of the namespace tier."""
+    allow_web = dump(
+        ap("db-from-web", match={"app": "db"}, rules=[rule([spiffe("spiffe://example.org/web")])])
+    )
+    async with (
+        policy_world({"shop.yaml": allow_web}) as world,
+        world.agent(PodAttestor("shop", {"app": "db"})),
+    ):
+        arguments = [
+            "--policies-from-agent", world.endpoint,
+            "--namespace", "shop",
+            "--labels", "app=db",
+            "--trust-domain", "example.org",
+        ]  # fmt: skip
+        socket = short_tmp / "authz.sock"
+        async with running_ext_authz(socket, short_tmp / "authz.log", arguments):
+            channel = Channel(path=str(socket))
+            check = UnaryUnaryMethod(channel, CHECK_PATH, CheckRequest, CheckResponse)
+            try:
+                web: CheckResponse = await check(_request("spiffe://example.org/web"))
+                for _ in range(100):  # until the first snapshot is in force
+                    if "no_policy" not in web.status.message:
+                        break
+                    await asyncio.sleep(0.1)
+                    web = await check(_request("spiffe://example.org/web"))
+                api: CheckResponse = await check(_request("spiffe://example.org/api"))
+            finally:
+                channel.close()
+    assert web.status.code == 0
+    assert api.status.code == 7
+    assert "namespace tier" in api.status.message

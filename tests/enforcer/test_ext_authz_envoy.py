@@ -75,7 +75,8 @@ async def _web_app() -> AsyncIterator[int]:
 async def stand(
     home: Domain, short_tmp: Path, write_policies: Callable[[Mapping[str, str]], Path]
 ) -> AsyncIterator[Stand]:
-    """The pod ``shop/api`` allows ``web`` and, by an explicit DENY rule, refuses ``batch``."""
+    """The pod ``shop/api`` allows ``web`` and, by an explicit DENY rule, refuses ``batch``; a dry-run DENY
+    would refuse ``web``."""
     policies = write_policies(
         {
             "p.yaml": dump(
@@ -89,6 +90,13 @@ async def stand(
                     action="DENY",
                     match={"app": "api"},
                     rules=[rule([spiffe("spiffe://example.org/batch")])],
+                ),
+                ap(
+                    "try-no-web",
+                    action="DENY",
+                    match={"app": "api"},
+                    rules=[rule([spiffe("spiffe://example.org/web")])],
+                    dry_run=True,
                 ),
             )
         }
@@ -169,9 +177,11 @@ async def test_the_http_filter_answers_a_denied_caller_with_a_403_naming_the_rul
     async with aiohttp.ClientSession() as session:
         async with session.get(url, ssl=stand.client("web")) as response:
             allowed = (response.status, await response.text())
+            dry_run = response.headers.get("x-sigil-dry-run", "")
         async with session.get(url, ssl=stand.client("batch")) as response:
             denied = (response.status, dict(response.headers), await response.json())
     assert allowed == (200, "hello from the app\n")
+    assert dry_run.startswith("denied;")
     status, headers, body = denied
     assert status == 403
     assert headers["x-sigil-policy"] == "shop/no-batch"
@@ -179,6 +189,17 @@ async def test_the_http_filter_answers_a_denied_caller_with_a_403_naming_the_rul
     assert body["tier"] == "namespace"
     (refusal,) = _decisions(stand.authz, "spiffe://example.org/batch")
     assert (refusal["policy"], refusal["rule"]) == ("shop/no-batch", 0)
+
+
+async def test_a_dry_run_denial_is_logged_without_refusing_the_caller(stand: Stand) -> None:
+    """``web`` passes the TCP listener although a dry-run DENY matches it; the log says it would be denied."""
+    assert await _echo_through(stand.tcp_port, stand.client("web")) == b"ping\n"
+    (shadow,) = [e for e in stand.authz.events() if e.get("event") == "decision.dry_run"]
+    assert (shadow["decision"], shadow["policy"], shadow["filter"]) == (
+        "denied",
+        "shop/try-no-web",
+        "network",
+    )
 
 
 async def test_a_caller_no_rule_allows_is_denied_under_the_allow_policy(stand: Stand) -> None:
