@@ -165,11 +165,24 @@ async def test_the_peer_certificate_names_the_peer_when_no_principal_is_sent(
     assert metadata(response)["policy"] == "shop/web"
 
 
-async def test_a_peer_without_a_certificate_is_decided_as_no_svid(harness: Harness) -> None:
-    """A plaintext connection (no principal) matches no identity source, so the ALLOW policy denies it."""
-    response = await harness.check(tcp(""))
+@pytest.mark.parametrize(
+    ("principal", "why"),
+    [("", "no client certificate"), ("CN=web,O=Example", "no SPIFFE ID")],
+    ids=["plaintext", "subject-only"],
+)
+async def test_a_peer_without_a_spiffe_id_is_decided_as_no_svid(
+    harness: Harness, principal: str, why: str
+) -> None:
+    """No principal (plaintext), or a subject name where Envoy found no URI SAN, matches no identity source:
+    the ALLOW policy denies it, and the answer says why there was no peer."""
+    response = await harness.check(tcp(principal))
     assert response.status.code == PERMISSION_DENIED
-    assert metadata(response)["tier"] == "namespace"
+    explained = metadata(response)
+    assert (explained["tier"], explained["peer"], explained["anonymous"]) == (
+        "namespace",
+        None,
+        why,
+    )
 
 
 async def test_a_dry_run_verdict_is_reported_without_changing_the_decision(

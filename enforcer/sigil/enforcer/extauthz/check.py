@@ -84,9 +84,13 @@ def read_check(request: CheckRequest, *, policy_port: int | None = None) -> Conn
     )
 
 
-def explanation(decision: Decision) -> dict[str, Any]:
-    """The decision as the response reports it: the verdict, and the dry-run verdict when a dry-run policy applies."""
+def explanation(decision: Decision, connection: Connection) -> dict[str, Any]:
+    """The decision as the response reports it: the verdict, the peer decided (and why none, when none), and the
+    dry-run verdict when a dry-run policy applies."""
     data = decision.verdict.to_dict()
+    data["peer"] = None if connection.peer is None else str(connection.peer)
+    if connection.anonymous is not None:
+        data["anonymous"] = connection.anonymous
     if decision.shadow is not None:
         data["dry_run"] = decision.shadow.to_dict()
     return data

@@ -83,7 +83,7 @@ class AuthorizationService:
                 source=connection.source,
             )
         decision = self._authorizer.decide(peer, connection.port)
-        explained = explanation(decision)
+        explained = explanation(decision, connection)
         self._log_extra(connection, explained)
         if decision.allowed:
             return allowed_response(connection, explained)
@@ -99,7 +99,7 @@ class AuthorizationService:
         _log.warning(
             "decision",
             decision="denied",
-            tier="ext_authz",
+            tier=None,
             refusal=refusal,
             reason=reason,
             source=source,
