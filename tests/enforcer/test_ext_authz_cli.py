@@ -139,3 +139,35 @@ async def test_policies_from_the_agent_decide_once_the_first_snapshot_arrives(
     assert web.status.code == 0
     assert api.status.code == 7
     assert "namespace tier" in api.status.message
+
+
+async def test_the_server_listens_on_loopback_tcp_too(short_tmp: Path, tmp_path: Path) -> None:
+    """``--listen 127.0.0.1:PORT`` serves Check over TCP, and SIGTERM stops the process cleanly."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    port = free_port()
+    arguments = [
+        "--policies",
+        str(policies),
+        "--namespace",
+        "shop",
+        "--trust-domain",
+        "example.org",
+    ]
+    async with running_ext_authz(
+        short_tmp / "unused.sock", short_tmp / "authz.log", arguments, listen=f"127.0.0.1:{port}"
+    ) as server:
+        channel = Channel("127.0.0.1", port)
+        check = UnaryUnaryMethod(channel, CHECK_PATH, CheckRequest, CheckResponse)
+        try:
+            answer: CheckResponse = await check(_request("spiffe://example.org/web"))
+            for _ in range(100):  # until the empty directory has been read once
+                if answer.status.code == 0:
+                    break
+                await asyncio.sleep(0.1)
+                answer = await check(_request("spiffe://example.org/web"))
+        finally:
+            channel.close()
+    assert answer.status.code == 0
+    assert "default tier" in answer.status.message
+    assert server.events()[-1]["event"] == "ext_authz closed"

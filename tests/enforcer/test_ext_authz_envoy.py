@@ -46,6 +46,7 @@ class Stand:
     tcp_port: int
     http_port: int
     home: Domain
+    partner: Domain
     files: Path
 
     def client(self, name: str) -> ssl.SSLContext:
@@ -101,7 +102,9 @@ async def stand(
             )
         }
     )
-    chain, key, bundle = write_svid_files(short_tmp / "envoy", home.mint("api"), home)
+    # Envoy trusts a partner domain that ext-authz was not told about: such a peer must still be denied.
+    partner = Domain("partner.org", now=home.now)
+    chain, key, bundle = write_svid_files(short_tmp / "envoy", home.mint("api"), home, partner)
     files = SvidFiles(chain, key, bundle)
     tcp_port, http_port = free_ports(2)
     socket = short_tmp / "authz.sock"
@@ -126,7 +129,7 @@ async def stand(
             authz_socket=socket,
         )
         async with run_envoy(config, short_tmp) as envoy:
-            yield Stand(envoy, authz, tcp_port, http_port, home, short_tmp)
+            yield Stand(envoy, authz, tcp_port, http_port, home, partner, short_tmp)
 
 
 async def _echo_through(port: int, context: ssl.SSLContext) -> bytes:
@@ -200,6 +203,19 @@ async def test_a_dry_run_denial_is_logged_without_refusing_the_caller(stand: Sta
         "shop/try-no-web",
         "network",
     )
+
+
+async def test_a_peer_of_a_domain_ext_authz_does_not_know_is_denied(stand: Stand) -> None:
+    """A caller whose SVID Envoy accepts, from a trust domain ext-authz was not given, gets a 403 saying so."""
+    issued = stand.partner.mint("web")
+    client = SpiffeTls(static_source(stand.files / "partner", issued, stand.partner, stand.home))
+    context = client.client_context(expect=stand.home.trust_domain)
+    url = f"https://127.0.0.1:{stand.http_port}/"
+    async with aiohttp.ClientSession() as session, session.get(url, ssl=context) as response:
+        status = response.status
+        headers = dict(response.headers)
+    assert status == 403
+    assert headers["x-sigil-refusal"] == "unknown_trust_domain"
 
 
 async def test_a_caller_no_rule_allows_is_denied_under_the_allow_policy(stand: Stand) -> None:

@@ -209,11 +209,12 @@ class ExtAuthzProcess:
 
 @contextlib.asynccontextmanager
 async def running_ext_authz(
-    socket: Path, log_path: Path, arguments: Sequence[str]
+    socket: Path, log_path: Path, arguments: Sequence[str], *, listen: str | None = None
 ) -> AsyncIterator[ExtAuthzProcess]:
     """``sigil-enforcer ext-authz --listen unix://SOCKET ARGUMENTS...`` until the block ends, then SIGTERM.
 
-    Yields once the server says it listens; its log (stderr) goes to ``log_path``.
+    ``listen`` replaces the socket as ``--listen``'s value (a TCP address, say). Yields once the server says it
+    listens; its log (stderr) goes to ``log_path``.
     """
     server = ExtAuthzProcess(socket, log_path)
     with log_path.open("wb") as log:
@@ -221,7 +222,7 @@ async def running_ext_authz(
             SIGIL_ENFORCER,
             "ext-authz",
             "--listen",
-            f"unix://{socket}",
+            listen or f"unix://{socket}",
             *arguments,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
