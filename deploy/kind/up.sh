@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Bring up a Sigil mesh in kind: cluster, image, the chosen overlay, the demo, and one call allowed, one denied.
 #
-#   deploy/kind/up.sh [single|ha]        (default: single; SIGIL_KIND_CLUSTER names the cluster, default "sigil")
+#   deploy/kind/up.sh [single|ha] [proxy|envoy]
+#
+# single (default) or ha picks the overlay; proxy (default) puts `sigil-enforcer proxy` in front of the demo's
+# backend, envoy puts Envoy there instead (SDS from the agent, Sigil policy through ext_authz; namespace demo-envoy).
+# SIGIL_KIND_CLUSTER names the cluster (default "sigil").
 #
 # Needs docker, kind and kubectl on PATH. deploy/kind/down.sh removes everything.
 set -euo pipefail
 
 overlay="${1:-single}"
+variant="${2:-proxy}"
 cluster="${SIGIL_KIND_CLUSTER:-sigil}"
 image="sigil:dev"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,6 +23,11 @@ fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
 case "$overlay" in
   single|ha) ;;
   *) fail "unknown overlay '$overlay' (choose single or ha)" ;;
+esac
+case "$variant" in
+  proxy) demo="demo"; enforcer="proxy" ;;
+  envoy) demo="demo-envoy"; enforcer="ext-authz" ;;
+  *) fail "unknown demo variant '$variant' (choose proxy or envoy)" ;;
 esac
 for tool in docker kind kubectl; do
   command -v "$tool" >/dev/null 2>&1 || fail "$tool is not on PATH"
@@ -63,14 +73,14 @@ fi
 kubectl -n sigil-system rollout status deployment/sigil-server --timeout=180s
 kubectl -n sigil-system rollout status daemonset/sigil-agent --timeout=180s
 
-say "demo workloads"
-kubectl apply -k "$here/demo"
+say "demo workloads ($variant)"
+kubectl apply -k "$here/$demo"
 for deployment in backend frontend intruder; do
-  kubectl -n demo rollout status "deployment/$deployment" --timeout=180s
+  kubectl -n "$demo" rollout status "deployment/$deployment" --timeout=180s
 done
 
 call() {
-  kubectl -n demo exec "deployment/$1" -c client -- python -c '
+  kubectl -n "$demo" exec "deployment/$1" -c client -- python -c '
 import sys, urllib.request
 try:
     print(urllib.request.urlopen("http://127.0.0.1:8080/", timeout=10).read().decode().strip())
@@ -86,4 +96,4 @@ say "intruder -> backend (no policy allows intruder)"
 if call intruder; then
   fail "the intruder got through"
 fi
-say "done: one call allowed, one denied. Decisions: kubectl -n demo logs deployment/backend -c proxy"
+say "done: one call allowed, one denied. Decisions: kubectl -n $demo logs deployment/backend -c $enforcer"

@@ -83,7 +83,7 @@ def _ensure_namespace(plane: ControlPlane, name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["kustomize/overlays/single", "kustomize/overlays/ha", "kind/demo"]
+    "path", ["kustomize/overlays/single", "kustomize/overlays/ha", "kind/demo", "kind/demo-envoy"]
 )
 def test_manifests_pass_server_side_dry_run(policy_crds: ControlPlane, path: str) -> None:
     """Each overlay and the demo are accepted by the API server's own validation and admission (dry run)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sigil.ca.errors import SigilError
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.enforcer.extauthz.command import add_ext_authz_command
 from sigil.enforcer.flags import TRUST_DOMAIN_VARIABLE, Environment, parse_pairs
 from sigil.enforcer.policy.crds import crd_documents, render, write_crds
 from sigil.enforcer.policy.decision import Decision, Target
@@ -195,4 +196,5 @@ _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser
     _add_check,
     _add_crds,
     add_proxy_command,  # ``proxy`` lives in the proxy package: it is most of a server
+    add_ext_authz_command,  # so does ``ext-authz``, in the extauthz package
 )

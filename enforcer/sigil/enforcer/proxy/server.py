@@ -11,14 +11,15 @@ from pathlib import Path
 
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.errors import IdentitySourceError, RequestError
+from sigil.enforcer.exposition import serve_metrics
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.receiver import AgentPolicySource
 from sigil.enforcer.proxy.listener import InboundProxy, OutboundProxy, refusal_reporter
-from sigil.enforcer.proxy.settings import Address, Inbound, ProxySettings
+from sigil.enforcer.proxy.settings import Inbound, ProxySettings
 from sigil.enforcer.sources import StaticSource
 from sigil.enforcer.tls import SpiffeTls
 from sigil.enforcer.workload_source import WorkloadApiSource
@@ -79,7 +80,9 @@ async def serve(settings: ProxySettings) -> int:
         if isinstance(source, StaticSource):
             tasks.spawn(_follow_files(source, settings.watch_interval), name="sigil-svid-files")
         if settings.metrics is not None:
-            metrics_runner = await _serve_metrics(settings.metrics, registry)
+            metrics_runner = await serve_metrics(
+                settings.metrics.host, settings.metrics.port, registry
+            )
         await _until_signalled(proxy)
     finally:
         try:
@@ -162,22 +165,3 @@ async def _follow_files(source: StaticSource, interval: float) -> None:
             continue  # half-written files, say: try again on the next tick
         stamp = fresh
         _log.info("SVID reloaded", spiffe_id=str(material.spiffe_id))
-
-
-async def _serve_metrics(address: Address, registry: CollectorRegistry) -> web.AppRunner:
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, address.host, address.port).start()
-    except OSError as err:
-        await runner.cleanup()
-        # Like --listen's: a flag naming a port in use is bad input (exit 2), not a crash with a traceback.
-        raise RequestError("--metrics", str(address), err.strerror or str(err)) from err
-    return runner

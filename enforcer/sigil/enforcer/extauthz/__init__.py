@@ -1,0 +1,54 @@
+"""``sigil-enforcer ext-authz``: Sigil policy decided for Envoy, through its external authorization filters.
+
+Most meshes and gateways enforce with Envoy; with this server, Envoy's network (TCP) or HTTP ``ext_authz`` filter
+asks Sigil about each connection or request and gets the same answer the proxy would give. From the command line
+down::
+
+    command.py   the subcommand's flags; builds the settings once and runs the server
+    settings.py  ExtAuthzSettings: the flags and environment checked and typed, frozen
+    server.py    one process: policies, the authorizer, the grpclib server, metrics, signals
+    service.py   AuthorizationService: Authorization/Check, and the fail-closed refusals
+    check.py     CheckRequest -> the connection to decide; a decision -> CheckResponse
+
+The service and the server load on first use (PEP 562): declaring the subcommand's flags must not import grpclib.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sigil.enforcer.extauthz.settings import ExtAuthzSettings, parse_listen
+
+if TYPE_CHECKING:
+    from sigil.enforcer.extauthz.check import Connection, read_check
+    from sigil.enforcer.extauthz.server import serve
+    from sigil.enforcer.extauthz.service import CHECK_PATH, AuthorizationService
+
+__all__ = [
+    "CHECK_PATH",
+    "AuthorizationService",
+    "Connection",
+    "ExtAuthzSettings",
+    "parse_listen",
+    "read_check",
+    "serve",
+]
+
+_LAZY = {
+    "CHECK_PATH": "sigil.enforcer.extauthz.service",
+    "AuthorizationService": "sigil.enforcer.extauthz.service",
+    "Connection": "sigil.enforcer.extauthz.check",
+    "read_check": "sigil.enforcer.extauthz.check",
+    "serve": "sigil.enforcer.extauthz.server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the service's or the server's module when one of its names is first used (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
