@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sigil.enforcer.errors import RequestError
+from sigil.enforcer.errors import PolicyError, RequestError
+from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey
 
-__all__ = ["Origin", "OriginKind", "policy_revision"]
+__all__ = ["Origin", "OriginKind", "origins_of", "policy_revision", "wire_origins"]
 
 
 class OriginKind(enum.Enum):
@@ -90,6 +91,37 @@ class Origin:
             generation=_count(raw, "generation"),
             revision=revision,
         )
+
+
+def origins_of(
+    outcomes: Iterable[AcceptedPolicy | PolicyError], raw: Sequence[object] | None
+) -> dict[PolicyKey, Origin]:
+    """Each accepted policy's origin from ``raw``, the list sent beside the documents (same order).
+
+    Provenance is an optional, informational field of the wire (an older peer sends none, a newer one may
+    send a kind this one does not know): an entry that is missing or does not parse leaves its policy's
+    origin unknown and never refuses the policy.
+    """
+    found: dict[PolicyKey, Origin] = {}
+    for number, outcome in enumerate(outcomes):
+        entry = raw[number] if raw is not None and number < len(raw) else None
+        if isinstance(outcome, PolicyError) or not isinstance(entry, Mapping):
+            continue
+        try:
+            found[outcome.key] = Origin.parse(entry)
+        except RequestError:
+            continue
+    return found
+
+
+def wire_origins(
+    accepted: Iterable[AcceptedPolicy], origins: Mapping[PolicyKey, Origin]
+) -> list[dict[str, Any] | None]:
+    """The list sent beside ``accepted``'s documents: each one's origin as JSON, None where unknown."""
+    return [
+        None if (origin := origins.get(policy.key)) is None else origin.to_dict()
+        for policy in accepted
+    ]
 
 
 def policy_revision(canonical: str) -> str:
