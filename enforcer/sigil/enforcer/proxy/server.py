@@ -6,7 +6,9 @@ Imported only when the proxy runs, so that ``sigil-enforcer check`` does not pay
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+from argparse import ArgumentTypeError
 from pathlib import Path
 
 import structlog
@@ -15,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.errors import IdentitySourceError, RequestError
+from sigil.enforcer.flags import port_argument
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.receiver import AgentPolicySource
 from sigil.enforcer.proxy.listener import InboundProxy, OutboundProxy, refusal_reporter
@@ -37,6 +40,7 @@ async def serve(settings: ProxySettings) -> int:
     tasks = TaskOwner("enforcer proxy")
     closing: list[AgentPolicySource] = []
     metrics_runner: web.AppRunner | None = None
+    guarding: Authorizer | None = None
     try:
         proxy: InboundProxy | OutboundProxy
         direction = settings.direction
@@ -50,6 +54,7 @@ async def serve(settings: ProxySettings) -> int:
                 namespace_labels=direction.namespace_labels,
                 metrics=metrics,
             )
+            guarding = authorizer
             if isinstance(policies, AgentPolicySource):
                 await _first_snapshot(policies, authorizer)
             else:
@@ -78,7 +83,7 @@ async def serve(settings: ProxySettings) -> int:
         if isinstance(source, StaticSource):
             tasks.spawn(_follow_files(source, settings.watch_interval), name="sigil-svid-files")
         if settings.metrics is not None:
-            metrics_runner = await _serve_metrics(settings.metrics, registry)
+            metrics_runner = await _serve_metrics(settings.metrics, registry, guarding)
         await _until_signalled(proxy)
     finally:
         try:
@@ -163,14 +168,28 @@ async def _follow_files(source: StaticSource, interval: float) -> None:
         _log.info("SVID reloaded", spiffe_id=str(material.spiffe_id))
 
 
-async def _serve_metrics(address: Address, registry: CollectorRegistry) -> web.AppRunner:
+async def _serve_metrics(
+    address: Address, registry: CollectorRegistry, authorizer: Authorizer | None
+) -> web.AppRunner:
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
             body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
+    async def policy(request: web.Request) -> web.Response:
+        # The effective view of the pod this proxy guards (README, "The effective policy of a workload").
+        if authorizer is None:
+            raise web.HTTPNotFound(text="an outbound proxy guards no pod: no policy to show\n")
+        port = request.query.get("port")
+        try:
+            chosen = None if port is None else port_argument(port)
+        except ArgumentTypeError as err:
+            raise web.HTTPBadRequest(text=f"port: {err}\n") from err
+        return web.json_response(authorizer.policy_view(port=chosen), dumps=_indented)
+
     app = web.Application()
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/policy", policy)
     runner = web.AppRunner(app)
     await runner.setup()
     try:
@@ -180,3 +199,7 @@ async def _serve_metrics(address: Address, registry: CollectorRegistry) -> web.A
         # Like --listen's: a flag naming a port in use is bad input (exit 2), not a crash with a traceback.
         raise RequestError("--metrics", str(address), err.strerror or str(err)) from err
     return runner
+
+
+def _indented(data: object) -> str:
+    return json.dumps(data, indent=2)
