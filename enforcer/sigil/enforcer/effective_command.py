@@ -19,15 +19,15 @@ from sigil.enforcer.flags import (
     parse_pairs,
     port_argument,
 )
-from sigil.enforcer.policy.decision import Target, Verdict
+from sigil.enforcer.policy.decision import Target
 from sigil.enforcer.policy.documents import PolicyKey
-from sigil.enforcer.policy.effective import Cell, EffectivePolicy, effective
+from sigil.enforcer.policy.effective import effective
+from sigil.enforcer.policy.effective_text import render_text
 from sigil.enforcer.policy.loader import policy_files, read_file
-from sigil.enforcer.policy.model import AuthorizationPolicy
 from sigil.enforcer.policy.origin import Origin, OriginKind, policy_revision
 from sigil.enforcer.policy.store import PolicySet, PolicyStore
 
-__all__ = ["add_effective_command", "load_with_origins", "render_text"]
+__all__ = ["add_effective_command", "load_with_origins"]
 
 _EXIT_OK = 0
 _EXIT_BAD_INPUT = 2
@@ -88,7 +88,7 @@ def _run_effective(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(view.to_dict(), indent=2))
     else:
-        print(render_text(view))
+        print(render_text(view.to_dict()))
     return _EXIT_OK
 
 
@@ -114,76 +114,3 @@ def load_with_origins(directory: Path) -> tuple[PolicySet, dict[PolicyKey, Origi
                 ),
             )
     return store.current, origins, errors
-
-
-def render_text(view: EffectivePolicy) -> str:
-    """The view for a person: target, policies, rules, then the access table one peer class at a time."""
-    target = view.target
-    labels = ",".join(f"{k}={v}" for k, v in target.labels.items()) or "no labels"
-    namespace_labels = ",".join(f"{k}={v}" for k, v in sorted(view.namespace_labels.items()))
-    revision = "" if view.revision is None else f", policy revision {view.revision}"
-    lines = [
-        f"effective policy of a pod in namespace {target.namespace} ({labels})",
-        f"  namespace labels: {namespace_labels}",
-        f"  trust domain {view.trust_domain.name}, default "
-        f"{'allow' if view.default_allow else 'deny'}{revision}",
-        "",
-        "policies, in evaluation order:" if view.policies else "no policy selects this pod",
-    ]
-    for entry in view.policies:
-        policy = entry.policy
-        if isinstance(policy, AuthorizationPolicy):
-            what = f"namespace  AuthorizationPolicy {policy.ref} ({policy.action.value.upper()})"
-        else:
-            what = f"{policy.tier.value.lower():<10} ClusterAuthorizationPolicy {policy.name}, "
-            what += f"priority {policy.priority}"
-        flags = (" [dry-run]" if policy.dry_run else "") + (
-            " [SHADOWED: can never decide]" if entry.shadowed else ""
-        )
-        lines.append(f"  {what}{flags}")
-        lines.append(f"      from {entry.origin or 'an unknown source'}")
-    if view.rules:
-        lines += ["", "rules, in evaluation order:"]
-    for rule in view.rules:
-        match = rule.match
-        ports = (
-            "any port"
-            if rule.rule.ports is None
-            else "ports " + ",".join(str(port) for port in sorted(rule.rule.ports))
-        )
-        sources = (
-            "any peer"
-            if rule.rule.sources is None
-            else ", ".join(str(s) for s in rule.rule.sources) or "nothing"
-        )
-        flags = (" [dry-run]" if match.dry_run else "") + (" [SHADOWED]" if rule.shadowed else "")
-        lines.append(
-            f"  {rule.order:>3}  {match.tier.value:<9} {match.policy} rule {match.rule}: "
-            f"{match.effect.value} {sources} on {ports}{flags}"
-        )
-    lines += ["", "access:"]
-    for row in view.rows:
-        lines.append(f"  {row.peer.describe()}")
-        lines.extend(f"    {_port_label(cell):<16} {_cell_text(cell)}" for cell in row.cells)
-    return "\n".join(lines)
-
-
-def _port_label(cell: Cell) -> str:
-    return "other ports" if cell.port is None else f"port {cell.port}"
-
-
-def _cell_text(cell: Cell) -> str:
-    text = _verdict_text(cell.decision.verdict)
-    shadow = cell.decision.shadow
-    if shadow is not None and shadow != cell.decision.verdict:
-        text += f"  (dry-run: would be {_verdict_text(shadow)})"
-    return text
-
-
-def _verdict_text(verdict: Verdict) -> str:
-    answer = "allowed" if verdict.allowed else "denied"
-    if verdict.policy is not None:
-        return f"{answer} by {verdict.tier.value} {verdict.policy} rule {verdict.rule}"
-    if verdict.tier.value == "default":
-        return f"{answer} by the default"
-    return f"{answer}: no rule of the namespace's ALLOW policies matched"

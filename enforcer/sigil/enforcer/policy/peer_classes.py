@@ -49,21 +49,6 @@ class PeerClass:
     representative: SpiffeId | None
     signature: frozenset[str] | None  # None: no SVID
 
-    def describe(self) -> str:
-        """The row's label, as the text output prints it."""
-        return _DESCRIPTIONS[self.kind].format(name=self.name)
-
-
-_DESCRIPTIONS = {
-    ClassKind.SPIFFE_ID: "{name}",
-    ClassKind.SERVICE_ACCOUNT: "serviceAccount {name}",
-    ClassKind.SERVICE_ACCOUNTS: "serviceAccount {name} (any other account of the namespace)",
-    ClassKind.SPIFFE_PREFIX: "{name} (any other ID below it)",
-    ClassKind.TRUST_DOMAIN: "any other peer of {name}",
-    ClassKind.OTHER_TRUST_DOMAIN: "a peer of any other trust domain",
-    ClassKind.NO_SVID: "a peer without a valid SVID",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class _Context:

@@ -23,8 +23,11 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from sigil.ca.errors import SigilError
+from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import EnforcerError
+from sigil.enforcer.policy.decision import Target
 from sigil.enforcer.policy.documents import PolicyKey, SourceResult
+from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.loader import parse_file
 from sigil.enforcer.policy.origin import Origin, wire_origins
 from sigil.enforcer.policy.schema import Where
@@ -237,6 +240,26 @@ class PolicyFeed:
         self._response = self._build()
         async with self._changed:
             self._changed.notify_all()
+
+    def effective(
+        self,
+        target: Target,
+        *,
+        trust_domain: TrustDomain,
+        default_allow: bool = True,
+        port: int | None = None,
+    ) -> EffectivePolicy:
+        """The effective policy of ``target`` under the set in force (``sigil-server policy effective``)."""
+        return effective(
+            self._sources.policies(),
+            target,
+            trust_domain=trust_domain,
+            namespace_labels=self._namespaces.get(target.namespace, {}),
+            default_allow=default_allow,
+            port=port,
+            origins=self._sources.origins(),
+            revision=self._revision,
+        )
 
     def origins(self) -> dict[PolicyKey, Origin]:
         """Where each policy in force came from, with its own revision."""

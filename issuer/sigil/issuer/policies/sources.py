@@ -23,6 +23,7 @@ from typing import Any
 
 from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, SourceResult, judge
 from sigil.enforcer.policy.loader import Stamp, policy_stamps, read_file
+from sigil.enforcer.policy.model import Policy
 from sigil.enforcer.policy.origin import Origin, OriginKind, policy_revision
 from sigil.enforcer.policy.schema import Where
 from sigil.enforcer.policy.store import LoadReport, PolicyStore
@@ -44,6 +45,10 @@ class PolicySources:
     def in_force(self) -> tuple[AcceptedPolicy, ...]:
         """The policies in force with their canonical documents, in the store's order."""
         return self._store.current.accepted
+
+    def policies(self) -> tuple[Policy, ...]:
+        """The policies in force, in the store's order."""
+        return self._store.current.policies
 
     def owners(self) -> dict[PolicyKey, str]:
         """Which source each policy in force came from (a refused resource's last good version included)."""
