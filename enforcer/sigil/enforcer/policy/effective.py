@@ -7,11 +7,8 @@ classes of :mod:`sigil.enforcer.policy.peer_classes` (every peer of a class beha
 by asking the evaluator itself (:meth:`~sigil.enforcer.policy.index.PolicyIndex.decide`, what ``check`` and
 the proxy ask) once per class and port, so it cannot drift from what is enforced.
 
-A rule is flagged *shadowed* when it decides no cell of the table: since the table covers every peer and port,
-it can never decide a connection (an earlier tier or rule always decides first). A ``Pass`` rule counts as
-deciding where it is the first admin rule to match, and the ALLOW policies of the namespace tier count where
-none of their rules matched and so the connection was denied ("deny-if-not-allowed"). Dry-run rules are judged
-by the shadow pass, as they would decide if enforced.
+A rule is flagged *shadowed* when it decides no cell of the table (:mod:`sigil.enforcer.policy.shadowing`):
+since the table covers every peer and port, it can never decide a connection.
 
 The JSON form (:meth:`EffectivePolicy.to_dict`) is documented in the README and carries ``schema_version``.
 """
@@ -23,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sigil.ca.spiffe_id import TrustDomain
-from sigil.enforcer.policy.decision import Decision, Match, Target, Tier, Verdict
+from sigil.enforcer.policy.decision import Decision, Match, Target, Tier
 from sigil.enforcer.policy.documents import PolicyKey, policy_key
 from sigil.enforcer.policy.index import PolicyIndex
 from sigil.enforcer.policy.model import (
@@ -37,6 +34,7 @@ from sigil.enforcer.policy.model import (
 from sigil.enforcer.policy.origin import Origin
 from sigil.enforcer.policy.peer_classes import PeerClass, peer_classes
 from sigil.enforcer.policy.scope import Workload, scoped
+from sigil.enforcer.policy.shadowing import deciding_rules
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -50,8 +48,6 @@ __all__ = [
 
 #: The version of :meth:`EffectivePolicy.to_dict`'s shape; raised only when a key changes meaning or goes away.
 SCHEMA_VERSION = 1
-
-_Place = tuple[Tier, str, int]  # tier, policy ref, rule number
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +177,7 @@ def effective(
         Row(peer, tuple(_cell(index, peer, target, name, asked) for name, asked in columns))
         for peer in classes
     )
-    live = _deciding(order, selected, rows)
+    live = deciding_rules(order, selected, (cell.decision for row in rows for cell in row.cells))
     rule_entries = tuple(
         RuleEntry(n, m, rule, policy, (m.tier, m.policy, m.rule) not in live)
         for n, (m, rule, policy) in enumerate(zip(order, rules, owners, strict=True))
@@ -223,52 +219,6 @@ def _evaluation_rank(policy: Policy) -> tuple[int, int, str]:
     if isinstance(policy, AuthorizationPolicy):
         return (1 if policy.action is Effect.DENY else 2, 0, policy.ref)
     return (0 if policy.tier is ClusterTier.ADMIN else 3, policy.priority, policy.name)
-
-
-def _deciding(
-    order: tuple[Match, ...], selected: Iterable[Policy], rows: Iterable[Row]
-) -> set[_Place]:
-    """Every rule that decides some cell (rule -1 of an ALLOW policy: it denied by deny-if-not-allowed)."""
-    position = {match: n for n, match in enumerate(order)}
-    allows = [
-        p for p in selected if isinstance(p, AuthorizationPolicy) and p.action is Effect.ALLOW
-    ]
-    live: set[_Place] = set()
-    for row in rows:
-        for cell in row.cells:
-            decision = cell.decision
-            live |= _decided_by(decision.verdict, decision.matches, order, allows, shadow=False)
-            if decision.shadow is not None:
-                both = sorted({*decision.matches, *decision.dry_run}, key=position.__getitem__)
-                live |= _decided_by(decision.shadow, tuple(both), order, allows, shadow=True)
-    return live
-
-
-def _decided_by(
-    verdict: Verdict,
-    matched: tuple[Match, ...],
-    order: tuple[Match, ...],
-    allows: list[AuthorizationPolicy],
-    *,
-    shadow: bool,
-) -> set[_Place]:
-    """The rules one pass credits: its decider, a Pass it went through, or every ALLOW policy on NO_RULE."""
-    found: set[_Place] = set()
-    admin = [m for m in matched if m.tier is Tier.ADMIN]
-    if admin and admin[0].effect is Effect.PASS and admin[0].dry_run == shadow:
-        found.add((Tier.ADMIN, admin[0].policy, admin[0].rule))
-    if verdict.policy is not None and verdict.rule is not None:
-        decider = next(
-            m
-            for m in order
-            if (m.tier, m.policy, m.rule) == (verdict.tier, verdict.policy, verdict.rule)
-        )
-        if decider.dry_run == shadow:
-            found.add((verdict.tier, verdict.policy, verdict.rule))
-    elif verdict.tier is Tier.NAMESPACE:
-        # Deny-if-not-allowed: each pass credits its own ALLOW policies (enforced, or dry-run).
-        found |= {(Tier.NAMESPACE, p.ref, -1) for p in allows if p.dry_run == shadow}
-    return found
 
 
 def _policy_dict(entry: PolicyEntry) -> dict[str, Any]:

@@ -11,18 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from sigil.enforcer.policy.origin import Origin
+from sigil.enforcer.policy.peer_classes import ClassKind
 
 __all__ = ["render_text"]
-
-_CLASS_LABELS = {
-    "spiffe-id": "{name}",
-    "service-account": "serviceAccount {name}",
-    "service-accounts": "serviceAccount {name} (any other account of the namespace)",
-    "spiffe-prefix": "{name} (any other ID below it)",
-    "trust-domain": "any other peer of {name}",
-    "other-trust-domain": "a peer of any other trust domain",
-    "no-svid": "a peer without a valid SVID",
-}
 
 
 def render_text(view: Mapping[str, Any]) -> str:
@@ -58,7 +49,7 @@ def render_text(view: Mapping[str, Any]) -> str:
     lines += ["", "access:"]
     for row in view["access"]:
         peer = row["peer"]
-        lines.append(f"  {_CLASS_LABELS.get(peer['class'], '{name}').format(name=peer['name'])}")
+        lines.append(f"  {_peer(peer)}")
         for verdict in row["verdicts"]:
             port = "other ports" if verdict["port"] == "other" else f"port {verdict['port']}"
             text = _verdict(verdict)
@@ -67,6 +58,13 @@ def render_text(view: Mapping[str, Any]) -> str:
                 text += f"  (dry-run: would be {_verdict(shadow)})"
             lines.append(f"    {port:<16} {text}")
     return "\n".join(lines)
+
+
+def _peer(peer: Mapping[str, Any]) -> str:
+    try:
+        return ClassKind(peer["class"]).describe(peer["name"])
+    except ValueError:  # a class a newer server lists and this client does not know
+        return f"{peer['class']} {peer['name']}"
 
 
 def _policy(policy: Mapping[str, Any]) -> str:

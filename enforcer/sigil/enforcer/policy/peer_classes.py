@@ -4,8 +4,8 @@ Matching in Sigil is by a finite set of keys (:meth:`~sigil.enforcer.policy.inde
 peer's exact ID, its ServiceAccount namespace when it is a local ``/ns/N/sa/S`` ID, each ``/*`` prefix above it,
 and "any peer". Two peers that hold the same keys *among those the rules name* (their signature) get the same
 decision on every port, so one representative peer per signature answers for all of them. The classes are
-enumerated from the rules' sources, one kind after another in :data:`_KINDS`; each kind says how it is named,
-which of its members stands for it, and is written once here. Adding a kind of source (an authenticated-any
+enumerated from the rules' sources, one kind after another in :data:`_KINDS`; each kind (:class:`ClassKind`, its
+label, its enumerator) says how it is named and which of its members stands for it, and is written once here. Adding a kind of source (an authenticated-any
 source with its trust domains, a namespace selector, a network block with an address) means adding its
 enumerator to that tuple, and, for a new dimension such as the peer's address, a field on :class:`PeerClass`'s
 representative.
@@ -38,6 +38,21 @@ class ClassKind(enum.Enum):
     TRUST_DOMAIN = "trust-domain"
     OTHER_TRUST_DOMAIN = "other-trust-domain"
     NO_SVID = "no-svid"
+
+    def describe(self, name: str) -> str:
+        """A row of this kind named ``name``, as the text view labels it."""
+        return _LABELS[self].format(name=name)
+
+
+_LABELS = {
+    ClassKind.SPIFFE_ID: "{name}",
+    ClassKind.SERVICE_ACCOUNT: "serviceAccount {name}",
+    ClassKind.SERVICE_ACCOUNTS: "serviceAccount {name} (any other account of the namespace)",
+    ClassKind.SPIFFE_PREFIX: "{name} (any other ID below it)",
+    ClassKind.TRUST_DOMAIN: "any other peer of {name}",
+    ClassKind.OTHER_TRUST_DOMAIN: "a peer of any other trust domain",
+    ClassKind.NO_SVID: "a peer without a valid SVID",
+}
 
 
 @dataclass(frozen=True, slots=True)
