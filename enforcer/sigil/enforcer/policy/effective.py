@@ -102,12 +102,17 @@ class EffectivePolicy:
     rows: tuple[Row, ...]
 
     def cell(self, peer: PeerClass, port: int) -> Cell:
-        """The cell that decides ``peer``'s class on ``port`` (its own column, or every other port's)."""
-        row = next(row for row in self.rows if row.peer == peer)
-        for cell in row.cells:
-            if cell.port == port:
-                return cell
-        return next(cell for cell in row.cells if cell.port is None)
+        """The cell that decides ``peer``'s class on ``port`` (its own column, or every other port's).
+
+        Raises :class:`LookupError` for a class or port the table does not cover (a view limited to one port).
+        """
+        for row in self.rows:
+            if row.peer == peer:
+                by_port = {cell.port: cell for cell in row.cells}
+                found = by_port.get(port, by_port.get(None))
+                if found is not None:
+                    return found
+        raise LookupError(f"the table has no cell for {peer.kind.value} {peer.name} on port {port}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, in the shape the README documents (``schema_version`` :data:`SCHEMA_VERSION`)."""
@@ -168,9 +173,13 @@ def effective(
     owners = [by_place[(m.tier is Tier.NAMESPACE, m.policy)] for m in order]
     rules = [policy.rules[m.rule] for m, policy in zip(order, owners, strict=True)]
     classes = peer_classes(index, rules)
-    named = sorted({p for rule in rules for p in rule.ports or ()})
-    other = next(p for p in range(1, 65536) if p not in named)
-    columns: list[tuple[int | None, int]] = [(p, p) for p in named] + [(None, other)]
+    named_set = {p for rule in rules for p in rule.ports or ()}
+    named = sorted(named_set)
+    columns: list[tuple[int | None, int]] = [(p, p) for p in named]
+    # "Every other port" is asked on the lowest port no rule names (none left when rules name all 65535).
+    other = next((p for p in range(1, 65536) if p not in named_set), None)
+    if other is not None:
+        columns.append((None, other))
     if port is not None:
         columns = [(port, port)]
     rows = tuple(
