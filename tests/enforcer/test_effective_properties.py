@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.enforcer.policy import (
+    AuthorizationPolicy,
     ClusterAuthorizationPolicy,
     ClusterTier,
     Effect,
@@ -144,9 +145,27 @@ def test_a_shadowed_rule_never_decides(
     index = PolicyIndex(
         policies, trust_domain=LOCAL, default_allow=default_allow, namespaces=NAMESPACE_LABELS
     )
+    shadowed_policies = {
+        (e.policy.kind, e.policy.ref) for e in view.policies if e.shadowed and not e.policy.dry_run
+    }
     for peer, port in requests:
-        decision = index.decide(peer, Target(namespace, labels), port)
+        decision = index.decide(peer, Target(namespace, labels), port, explain=True)
         assert (decision.policy, decision.rule) not in shadowed
+        admin = [m for m in decision.matches if m.tier.value == "admin"]
+        if admin and admin[0].effect is Effect.PASS:  # the Pass that handed this one on
+            assert (admin[0].policy, admin[0].rule) not in shadowed
+        if decision.tier.value == "namespace" and decision.policy is None:
+            # Denied by deny-if-not-allowed: each enforced ALLOW policy selecting the pod took part.
+            allows = {
+                ("AuthorizationPolicy", p.ref)
+                for p in policies
+                if isinstance(p, AuthorizationPolicy)
+                and p.action is Effect.ALLOW
+                and not p.dry_run
+                and p.namespace == namespace
+                and p.selector.matches(labels)
+            }
+            assert not allows & shadowed_policies
         if decision.shadow is not None and decision.shadow.policy is not None:
             decider = next(
                 e
