@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from enforcer.policy_docs import anyone, ap, cap, dump, rule, sa
 
+from sigil.ca.spiffe_id import TrustDomain
+from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.cli import main
+from sigil.enforcer.policy import Target
 
 Write = Callable[[Mapping[str, str]], Path]
 
@@ -145,3 +148,22 @@ def test_the_console_script_runs(policies: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["target"]["namespace"] == "shop"
+
+
+def test_an_authorizer_on_a_directory_shows_its_files_and_pod(policies: Path) -> None:
+    """What ``/policy`` serves for a proxy reading a directory: its revision, scope, and the guarded pod's view."""
+    authorizer = Authorizer(
+        trust_domain=TrustDomain("example.org"),
+        target=Target("shop", {"app": "db"}),
+        policies=policies,
+        default_allow=False,
+    )
+    authorizer.load()
+    page = authorizer.policy_view(port=5432)
+    assert page["revision"] == 1
+    assert page["scope"] == {"source": "directory", "directory": str(policies), "policies": 3}
+    view = page["effective"]
+    assert (view["target"]["default"], view["ports"]) == ("deny", [5432])
+    sources = {p["name"]: p["source"] for p in view["policies"]}
+    assert sources["db-from-web"]["name"] == str(policies / "shop.yaml")
+    assert sources["guard"]["kind"] == "file"
