@@ -19,6 +19,7 @@ from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
 from sigil_testing.operator import DEPLOY, run_kubectl
 from sigil_testing.waiting import eventually
 
+from sigil.enforcer.policy.origin import policy_revision
 from sigil.issuer.kube import KubeApi
 from sigil.issuer.policies.crd_status import write_statuses
 from sigil.issuer.settings import PolicySettings
@@ -321,3 +322,29 @@ def test_a_status_out_of_the_condition_schema_is_refused(
         "PUT", f"{collection}/db/status", {**stored, "status": {"conditions": [condition]}}
     )
     assert written["status"]["conditions"] == [condition]
+
+
+async def test_agents_learn_each_policys_object_and_generation(
+    policy_crds: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """A policy edited once reaches an agent named as its CRD object at generation 2, with its own revision."""
+    first = _allow(namespace, "db-from-web", _web_source("spiffe://partner.org/billing/*"))
+    second = _allow(namespace, "db-from-web", _web_source("spiffe://partner.org/payments/*"))
+    settings = issuer_settings(
+        tmp_path / "data",
+        kubeconfig=policy_crds.kubeconfig,
+        policy=PolicySettings(poll_interval=timedelta(seconds=0.2)),
+    )
+    path = f"{_GROUP}/namespaces/{namespace}/authorizationpolicies/db-from-web"
+    async with running_issuer(settings) as server, attested_agent(server) as agent:
+        for document in (first, second):
+            applied = await asyncio.to_thread(
+                run_kubectl, policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump(document)
+            )
+            assert applied.returncode == 0, applied.stderr
+        await _accepted(policy_crds, path, 2)
+        update = await agent.policies()
+    origin = update.origins[("AuthorizationPolicy", namespace, "db-from-web")]
+    assert str(origin).startswith(f"CRD {namespace}/db-from-web, generation 2 (revision ")
+    (accepted,) = [a for a in update.accepted if a.key[1:] == (namespace, "db-from-web")]
+    assert origin.revision == policy_revision(accepted.canonical)

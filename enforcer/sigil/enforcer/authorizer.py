@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -24,8 +24,11 @@ from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.errors import PolicySourceError
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.decision import Decision, Target
+from sigil.enforcer.policy.documents import PolicyKey
+from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.index import PolicyIndex
 from sigil.enforcer.policy.loader import Stamp, policy_stamps
+from sigil.enforcer.policy.origin import Origin, OriginKind, policy_revision
 from sigil.enforcer.policy.store import LoadReport, PolicyStore
 
 if TYPE_CHECKING:
@@ -94,6 +97,53 @@ class Authorizer:
             revision=self.revision,
         )
         return decision
+
+    def effective(self, *, port: int | None = None) -> EffectivePolicy:
+        """The effective policy of the pod this authorizer guards, under the revision in force."""
+        return effective(
+            self._store.current.policies,
+            self.target,
+            trust_domain=self.trust_domain,
+            namespace_labels=self._namespaces[self.target.namespace],
+            default_allow=self.default_allow,
+            port=port,
+            origins=self._origins(),
+            revision=self.revision,
+        )
+
+    def policy_view(self, *, port: int | None = None) -> dict[str, Any]:
+        """What the metrics listener's ``/policy`` serves: the revision and scope held, and the effective view."""
+        current = None if self.agent is None else self.agent.current
+        scope: dict[str, Any] = {"source": "directory", "directory": str(self.directory)}
+        if self.agent is not None:
+            scope = {
+                "source": "agent",
+                "endpoint": self.agent.endpoint,
+                "digest": None if current is None else current.digest,
+                "attested_namespace": None if current is None else current.namespace,
+                "attested_labels": {} if current is None else dict(current.pod_labels),
+            }
+        scope["policies"] = len(self._store.current.policies)
+        return {
+            "revision": self.revision,
+            "scope": scope,
+            "effective": self.effective(port=port).to_dict(),
+        }
+
+    def _origins(self) -> dict[PolicyKey, Origin]:
+        if self.agent is not None:
+            return {} if self.agent.current is None else dict(self.agent.current.origins)
+        # From a directory: the file that holds each policy (the store keeps no document numbers).
+        owners = self._store.owners()
+        return {
+            accepted.key: Origin(
+                kind=OriginKind.FILE,
+                name=owners[accepted.key],
+                revision=policy_revision(accepted.canonical),
+            )
+            for accepted in self._store.current.accepted
+            if accepted.key in owners
+        }
 
     def load(self) -> LoadReport:
         """Read the policy directory now (blocking: call it from a worker thread when on a loop)."""

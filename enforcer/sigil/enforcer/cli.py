@@ -16,9 +16,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sigil.ca.errors import SigilError
-from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.ca.spiffe_id import SpiffeId
+from sigil.enforcer.effective_command import add_effective_command
 from sigil.enforcer.extauthz.command import add_ext_authz_command
-from sigil.enforcer.flags import TRUST_DOMAIN_VARIABLE, Environment, parse_pairs
+from sigil.enforcer.flags import (
+    DEFAULT_TRUST_DOMAIN,
+    TRUST_DOMAIN_VARIABLE,
+    local_trust_domain,
+    parse_pairs,
+    port_argument,
+)
 from sigil.enforcer.policy.crds import crd_documents, render, write_crds
 from sigil.enforcer.policy.decision import Decision, Target
 from sigil.enforcer.policy.store import PolicyStore
@@ -29,9 +36,6 @@ __all__ = ["build_parser", "main"]
 EXIT_OK = 0
 EXIT_NO = 1
 EXIT_BAD_INPUT = 2
-
-# The issuer's embedded default (``make run``); operators set --trust-domain or SIGIL_TRUST_DOMAIN.
-_DEFAULT_TRUST_DOMAIN = "example.org"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,13 +79,13 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="K=V,...",
         help="the target namespace's labels (kubernetes.io/metadata.name is always set)",
     )
-    check.add_argument("--port", required=True, type=_port, metavar="N")
+    check.add_argument("--port", required=True, type=port_argument, metavar="N")
     check.add_argument(
         "--trust-domain",
         metavar="TD",
         help=(
             "the local trust domain, which ServiceAccount sources name "
-            f"(env {TRUST_DOMAIN_VARIABLE}; default {_DEFAULT_TRUST_DOMAIN})"
+            f"(env {TRUST_DOMAIN_VARIABLE}; default {DEFAULT_TRUST_DOMAIN})"
         ),
     )
     check.add_argument("--default", choices=("allow", "deny"), default="allow")
@@ -93,11 +97,7 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    trust_domain = TrustDomain.parse(
-        args.trust_domain
-        if args.trust_domain is not None
-        else Environment.read().trust_domain or _DEFAULT_TRUST_DOMAIN
-    )
+    trust_domain = local_trust_domain(args.trust_domain)
     peer = None if args.peer.lower() == "none" else SpiffeId.parse(args.peer)
     target = Target.parse(args.namespace, parse_pairs("--labels", args.labels))
     namespace_labels = parse_pairs("--namespace-labels", args.namespace_labels)
@@ -145,16 +145,6 @@ def _text(decision: Decision, *, explain: bool) -> str:
     return "\n".join(lines)
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
-    return port
-
-
 # --------------------------------------------------------------------------- crds
 
 
@@ -195,6 +185,7 @@ def _run_crds(args: argparse.Namespace) -> int:
 _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     _add_check,
     _add_crds,
+    add_effective_command,  # ``effective`` has its own module: the view's text form is most of it
     add_proxy_command,  # ``proxy`` lives in the proxy package: it is most of a server
     add_ext_authz_command,  # so does ``ext-authz``, in the extauthz package
 )

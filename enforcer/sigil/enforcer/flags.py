@@ -8,18 +8,30 @@ are then built from its flags and that object, so no module deeper down looks at
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import RequestError
 
-__all__ = ["ENDPOINT_SOCKET_VARIABLE", "TRUST_DOMAIN_VARIABLE", "Environment", "parse_pairs"]
+__all__ = [
+    "DEFAULT_TRUST_DOMAIN",
+    "ENDPOINT_SOCKET_VARIABLE",
+    "TRUST_DOMAIN_VARIABLE",
+    "Environment",
+    "local_trust_domain",
+    "parse_pairs",
+    "port_argument",
+]
 
 #: The Workload API's address, by the SPIFFE convention (SPIFFE_Workload_Endpoint.md §4).
 ENDPOINT_SOCKET_VARIABLE = "SPIFFE_ENDPOINT_SOCKET"
 #: The local trust domain, when a command cannot learn it from the workload's own SVID.
 TRUST_DOMAIN_VARIABLE = "SIGIL_TRUST_DOMAIN"
+#: The issuer's embedded default (``make run``); operators set --trust-domain or SIGIL_TRUST_DOMAIN.
+DEFAULT_TRUST_DOMAIN = "example.org"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,3 +63,22 @@ def parse_pairs(option: str, text: str) -> dict[str, str]:
             raise RequestError(option, item, "expected key=value")
         pairs[key] = value
     return pairs
+
+
+def local_trust_domain(flag: str | None, environment: Environment | None = None) -> TrustDomain:
+    """The ``--trust-domain`` flag, else ``SIGIL_TRUST_DOMAIN``, else :data:`DEFAULT_TRUST_DOMAIN`."""
+    if flag is not None:
+        return TrustDomain.parse(flag)
+    variables = environment or Environment.read()
+    return TrustDomain.parse(variables.trust_domain or DEFAULT_TRUST_DOMAIN)
+
+
+def port_argument(text: str) -> int:
+    """An argparse ``type`` for a TCP port (1-65535)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return port

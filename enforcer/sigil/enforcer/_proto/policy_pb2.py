@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"sigil/enforcer/_proto/policy.proto\x12\x0fsigil.policy.v1\"\x16\n\x14WatchPoliciesRequest\"\xd5\x02\n\x0ePolicySnapshot\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x10\n\x08policies\x18\x03 \x03(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x42\n\npod_labels\x18\x05 \x03(\x0b\x32..sigil.policy.v1.PolicySnapshot.PodLabelsEntry\x12N\n\x10namespace_labels\x18\x06 \x03(\x0b\x32\x34.sigil.policy.v1.PolicySnapshot.NamespaceLabelsEntry\x1a\x30\n\x0ePodLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14NamespaceLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32j\n\rPolicyService\x12Y\n\rWatchPolicies\x12%.sigil.policy.v1.WatchPoliciesRequest\x1a\x1f.sigil.policy.v1.PolicySnapshot0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"sigil/enforcer/_proto/policy.proto\x12\x0fsigil.policy.v1\"\x16\n\x14WatchPoliciesRequest\"\xe6\x02\n\x0ePolicySnapshot\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x10\n\x08policies\x18\x03 \x03(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x42\n\npod_labels\x18\x05 \x03(\x0b\x32..sigil.policy.v1.PolicySnapshot.PodLabelsEntry\x12N\n\x10namespace_labels\x18\x06 \x03(\x0b\x32\x34.sigil.policy.v1.PolicySnapshot.NamespaceLabelsEntry\x12\x0f\n\x07origins\x18\x07 \x03(\t\x1a\x30\n\x0ePodLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14NamespaceLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32j\n\rPolicyService\x12Y\n\rWatchPolicies\x12%.sigil.policy.v1.WatchPoliciesRequest\x1a\x1f.sigil.policy.v1.PolicySnapshot0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,11 +38,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHPOLICIESREQUEST']._serialized_start=55
   _globals['_WATCHPOLICIESREQUEST']._serialized_end=77
   _globals['_POLICYSNAPSHOT']._serialized_start=80
-  _globals['_POLICYSNAPSHOT']._serialized_end=421
-  _globals['_POLICYSNAPSHOT_PODLABELSENTRY']._serialized_start=317
-  _globals['_POLICYSNAPSHOT_PODLABELSENTRY']._serialized_end=365
-  _globals['_POLICYSNAPSHOT_NAMESPACELABELSENTRY']._serialized_start=367
-  _globals['_POLICYSNAPSHOT_NAMESPACELABELSENTRY']._serialized_end=421
-  _globals['_POLICYSERVICE']._serialized_start=423
-  _globals['_POLICYSERVICE']._serialized_end=529
+  _globals['_POLICYSNAPSHOT']._serialized_end=438
+  _globals['_POLICYSNAPSHOT_PODLABELSENTRY']._serialized_start=334
+  _globals['_POLICYSNAPSHOT_PODLABELSENTRY']._serialized_end=382
+  _globals['_POLICYSNAPSHOT_NAMESPACELABELSENTRY']._serialized_start=384
+  _globals['_POLICYSNAPSHOT_NAMESPACELABELSENTRY']._serialized_end=438
+  _globals['_POLICYSERVICE']._serialized_start=440
+  _globals['_POLICYSERVICE']._serialized_end=546
 # @@protoc_insertion_point(module_scope)

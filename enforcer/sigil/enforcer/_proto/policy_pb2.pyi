@@ -11,7 +11,7 @@ class WatchPoliciesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PolicySnapshot(_message.Message):
-    __slots__ = ("revision", "digest", "policies", "namespace", "pod_labels", "namespace_labels")
+    __slots__ = ("revision", "digest", "policies", "namespace", "pod_labels", "namespace_labels", "origins")
     class PodLabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -32,10 +32,12 @@ class PolicySnapshot(_message.Message):
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     POD_LABELS_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_LABELS_FIELD_NUMBER: _ClassVar[int]
+    ORIGINS_FIELD_NUMBER: _ClassVar[int]
     revision: int
     digest: str
     policies: _containers.RepeatedScalarFieldContainer[str]
     namespace: str
     pod_labels: _containers.ScalarMap[str, str]
     namespace_labels: _containers.ScalarMap[str, str]
-    def __init__(self, revision: _Optional[int] = ..., digest: _Optional[str] = ..., policies: _Optional[_Iterable[str]] = ..., namespace: _Optional[str] = ..., pod_labels: _Optional[_Mapping[str, str]] = ..., namespace_labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    origins: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision: _Optional[int] = ..., digest: _Optional[str] = ..., policies: _Optional[_Iterable[str]] = ..., namespace: _Optional[str] = ..., pod_labels: _Optional[_Mapping[str, str]] = ..., namespace_labels: _Optional[_Mapping[str, str]] = ..., origins: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -176,6 +176,21 @@ class PolicyIndex:
             prefix = f"{prefix}/{segment}"
         return tuple(exact), tuple(prefixes)
 
+    def source_key(self, source: Source) -> str:
+        """The key under which a rule naming ``source`` is filed (what :meth:`peer_keys` must hold to match)."""
+        return self._source_key(source)
+
+    def evaluation_order(self, target: Target) -> tuple[Match, ...]:
+        """Every rule of every policy selecting ``target``, dry-run ones included, in the order part 7 reads them."""
+        labels = target.labels
+        cluster = [
+            p for p in self._cluster_policies(target.namespace) if p.pod_selector.matches(labels)
+        ]
+        owned = [
+            p for p in self._by_namespace.get(target.namespace, ()) if p.selector.matches(labels)
+        ]
+        return tuple(self._table(cluster, owned).rules)
+
     def _remember_peer(self, peer: SpiffeId) -> PeerKeys:
         if len(self._peers) >= self._cache_size:
             self._peers.clear()

@@ -27,7 +27,14 @@ from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
 from sigil.enforcer.errors import EnforcerError, PolicyError, PolicySourceError
-from sigil.enforcer.policy.documents import AcceptedPolicy, SourceResult, judge
+from sigil.enforcer.policy.documents import (
+    AcceptedPolicy,
+    PolicyKey,
+    SourceResult,
+    document_key,
+    judge,
+)
+from sigil.enforcer.policy.origin import Origin
 from sigil.enforcer.policy.schema import Where
 from sigil.enforcer.policy.store import LoadReport, PolicyStore
 from sigil.enforcer.policy.wire import (
@@ -65,6 +72,7 @@ class AgentPolicies:
     report: LoadReport
     pod_labels: Mapping[str, str] = field(default_factory=dict)
     namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    origins: Mapping[PolicyKey, Origin] = field(default_factory=dict)
 
 
 def socket_path_of(endpoint: str) -> str:
@@ -194,6 +202,7 @@ class AgentPolicySource(Service):
             pod_labels=dict(snapshot.pod_labels),
             namespace_labels=dict(snapshot.namespace_labels),
             report=report,
+            origins=_origins(snapshot),
         )
         self._current = applied
         _log.info(
@@ -222,3 +231,17 @@ def _judged(texts: Iterable[str], *, known: Mapping[str, AcceptedPolicy]) -> Sou
     if not unreadable:
         return result
     return dataclasses.replace(result, errors=(*unreadable, *result.errors), broken=True)
+
+
+def _origins(snapshot: PolicySnapshot) -> dict[PolicyKey, Origin]:
+    """Each policy's origin as the agent sent it beside its document; an agent too old to send any sends none."""
+    found: dict[PolicyKey, Origin] = {}
+    for text, origin in zip(snapshot.policies, snapshot.origins, strict=False):
+        try:
+            key = document_key(json.loads(text))
+            raw = json.loads(origin) if origin else None
+            if key is not None and isinstance(raw, Mapping):
+                found[key] = Origin.parse(raw)
+        except (ValueError, EnforcerError):
+            continue  # provenance is informational: an unreadable entry leaves its policy's unknown
+    return found

@@ -6,7 +6,9 @@ Imported only when the proxy runs, so that ``sigil-enforcer check`` does not pay
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+from argparse import ArgumentTypeError
 from pathlib import Path
 
 import structlog
@@ -15,7 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.errors import IdentitySourceError, RequestError
-from sigil.enforcer.exposition import serve_metrics
+from sigil.enforcer.exposition import Handler, serve_metrics
+from sigil.enforcer.flags import port_argument
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.receiver import AgentPolicySource
 from sigil.enforcer.proxy.listener import InboundProxy, OutboundProxy, refusal_reporter
@@ -39,6 +42,7 @@ async def serve(settings: ProxySettings) -> int:
     tasks = TaskOwner("enforcer proxy")
     closing: list[AgentPolicySource] = []
     metrics_runner: web.AppRunner | None = None
+    guarding: Authorizer | None = None
     try:
         proxy: InboundProxy | OutboundProxy
         direction = settings.direction
@@ -52,6 +56,7 @@ async def serve(settings: ProxySettings) -> int:
                 namespace_labels=direction.namespace_labels,
                 metrics=metrics,
             )
+            guarding = authorizer
             if isinstance(policies, AgentPolicySource):
                 await _first_snapshot(policies, authorizer)
             else:
@@ -81,7 +86,10 @@ async def serve(settings: ProxySettings) -> int:
             tasks.spawn(_follow_files(source, settings.watch_interval), name="sigil-svid-files")
         if settings.metrics is not None:
             metrics_runner = await serve_metrics(
-                settings.metrics.host, settings.metrics.port, registry
+                settings.metrics.host,
+                settings.metrics.port,
+                registry,
+                more={"/policy": _policy_view(guarding)},
             )
         await _until_signalled(proxy)
     finally:
@@ -165,3 +173,22 @@ async def _follow_files(source: StaticSource, interval: float) -> None:
             continue  # half-written files, say: try again on the next tick
         stamp = fresh
         _log.info("SVID reloaded", spiffe_id=str(material.spiffe_id))
+
+
+def _policy_view(authorizer: Authorizer | None) -> Handler:
+    async def policy(request: web.Request) -> web.Response:
+        # The effective view of the pod this proxy guards (README, "The effective policy of a workload").
+        if authorizer is None:
+            raise web.HTTPNotFound(text="an outbound proxy guards no pod: no policy to show\n")
+        port = request.query.get("port")
+        try:
+            chosen = None if port is None else port_argument(port)
+        except ArgumentTypeError as err:
+            raise web.HTTPBadRequest(text=f"port: {err}\n") from err
+        return web.json_response(authorizer.policy_view(port=chosen), dumps=_indented)
+
+    return policy
+
+
+def _indented(data: object) -> str:
+    return json.dumps(data, indent=2)

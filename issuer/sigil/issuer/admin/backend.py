@@ -27,7 +27,9 @@ from sigil.issuer.errors import (
     NotFoundError,
     UnavailableError,
 )
+from sigil.issuer.kube.podcache import PodCache
 from sigil.issuer.policies.feed import PolicyFeed
+from sigil.issuer.policies.pod_view import pod_effective
 
 __all__ = [
     "ADMIN_PREFIX",
@@ -102,6 +104,9 @@ class AdminBackend(Protocol):
     async def apply_policies(self, file: str, text: str) -> Json: ...
     async def delete_policy(self, kind: str, namespace: str, name: str) -> None: ...
     async def list_policies(self) -> Json: ...
+    async def effective_policy(
+        self, pod: str, labels: dict[str, str] | None, port: int | None, default: str
+    ) -> Json: ...
     async def list_agents(self) -> list[Json]: ...
     async def show_agent(self, agent_id: str) -> Json: ...
     async def evict_agent(self, agent_id: str) -> None: ...
@@ -122,11 +127,13 @@ class LocalAdmin:
         feed: BundleFeed | None = None,
         *,
         policies: PolicyFeed | None = None,
+        pods: PodCache | None = None,
     ) -> None:
         self._ca = ca
         self._registry = registry
         self._feed = feed
         self._policies = policies
+        self._pods = pods
         self._agents = AgentRecords(ca.store.engine)
 
     def _policy_feed(self) -> PolicyFeed:
@@ -145,6 +152,21 @@ class LocalAdmin:
     async def list_policies(self) -> Json:
         feed = self._policy_feed()
         return {"revision": feed.revision, "policies": feed.listing()}
+
+    async def effective_policy(
+        self, pod: str, labels: dict[str, str] | None, port: int | None, default: str
+    ) -> Json:
+        if default not in ("allow", "deny"):
+            raise MalformedRequestError(f"default {default!r} is not allow or deny")
+        return pod_effective(
+            self._policy_feed(),
+            self._pods,
+            pod=pod,
+            labels=labels,
+            port=port,
+            default_allow=default == "allow",
+            trust_domain=self._ca.settings.trust_domain,
+        )
 
     async def authorities(self) -> list[Json]:
         return [authority_json(a) for a in self._ca.authorities()]

@@ -94,6 +94,16 @@ class SocketAdmin(Service):
     async def list_policies(self) -> Json:
         return cast(Json, await self._call("GET", "/policies"))
 
+    async def effective_policy(
+        self, pod: str, labels: dict[str, str] | None, port: int | None, default: str
+    ) -> Json:
+        params = {"pod": pod, "default": default}
+        if labels is not None:
+            params["labels"] = ",".join(f"{k}={v}" for k, v in labels.items())
+        if port is not None:
+            params["port"] = str(port)
+        return cast(Json, await self._call("GET", "/policies/effective", params=params))
+
     async def list_agents(self) -> list[Json]:
         return cast(list[Json], await self._call("GET", "/agents"))
 

@@ -132,13 +132,16 @@ class PolicyResponse(TypedDict):
     with :func:`sigil.enforcer.policy.judge`; every one was accepted by the server with that schema.
     ``revision`` is shared by the server's replicas and moves with every change (policies or namespace labels);
     ``digest`` names the content, so equal digests are equal sets. ``namespaces`` maps each namespace to its labels
-    (``kubernetes.io/metadata.name`` included), for cluster policies' ``namespaceSelector``.
+    (``kubernetes.io/metadata.name`` included), for cluster policies' ``namespaceSelector``. ``origins`` (added
+    later, so optional both ways) says where each policy came from, in the order of ``policies``, as
+    :meth:`sigil.enforcer.policy.origin.Origin.to_dict` writes it (null where unknown).
     """
 
     revision: int
     digest: str
     policies: list[dict[str, Any]]
     namespaces: dict[str, dict[str, str]]
+    origins: NotRequired[list[dict[str, Any] | None]]
 
 
 class NodePodBody(TypedDict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,8 @@ from sigil.ca.bundle import TrustBundle
 from sigil.ca.keys import PrivateKey
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.errors import PolicyError
-from sigil.enforcer.policy import AcceptedPolicy, Policy, judge
+from sigil.enforcer.policy import AcceptedPolicy, Policy, PolicyKey, judge
+from sigil.enforcer.policy.origin import Origin, origins_of
 from sigil.enforcer.policy.schema import Where
 from sigil.issuer.agentapi import contract
 from sigil.issuer.client.refusals import Refusal
@@ -162,6 +163,7 @@ class PolicyUpdate:
     documents: tuple[Mapping[str, Any], ...]
     namespaces: Mapping[str, Mapping[str, str]]
     refused: tuple[PolicyError, ...] = ()
+    origins: Mapping[PolicyKey, Origin] = field(default_factory=dict)
 
     @property
     def policies(self) -> tuple[Policy, ...]:
@@ -186,6 +188,7 @@ class PolicyUpdate:
             tuple(documents),
             {ns: dict(labels) for ns, labels in body["namespaces"].items()},
             tuple(err for err in judged.errors if isinstance(err, PolicyError)),
+            origins_of(judged.outcomes, body.get("origins")),
         )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from sigil.enforcer.policy.origin import Origin, OriginKind
 from sigil.enforcer.policy.resources import (
     API_VERSION,
     CLUSTER_KIND,
@@ -53,6 +54,17 @@ def _where(kind: str, key: ObjectKey) -> Where:
     )
 
 
+def _origin(key: ObjectKey, obj: Mapping[str, Any]) -> Origin:
+    """The object a policy came from, with the ``metadata.generation`` its spec is at."""
+    namespace, name = key
+    generation = (obj.get("metadata") or {}).get("generation")
+    return Origin(
+        kind=OriginKind.CRD,
+        name=f"{namespace}/{name}" if namespace else name,
+        generation=generation if isinstance(generation, int) and generation >= 0 else None,
+    )
+
+
 def policy_informers(
     api: KubeApi, feed: PolicyFeed, *, watch_crds: bool, now: Callable[[], datetime]
 ) -> list[Informer]:
@@ -74,7 +86,9 @@ def policy_informers(
                     for key, obj in sorted(objects.items())
                 ]
                 result = await feed.set_source(
-                    source, [(doc, where) for _, _, doc, where in judged]
+                    source,
+                    [(doc, where) for _, _, doc, where in judged],
+                    origins=[_origin(key, obj) for key, obj, _, _ in judged],
                 )
                 owners = feed.owners()
                 wanted = {

@@ -23,9 +23,13 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from sigil.ca.errors import SigilError
+from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import EnforcerError
+from sigil.enforcer.policy.decision import Target
 from sigil.enforcer.policy.documents import PolicyKey, SourceResult
+from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.loader import parse_file
+from sigil.enforcer.policy.origin import Origin, wire_origins
 from sigil.enforcer.policy.schema import Where
 from sigil.enforcer.policy.store import LoadReport
 from sigil.issuer.agentapi import contract
@@ -144,15 +148,20 @@ class PolicyFeed:
         await self._poll_datastore()
 
     async def set_source(
-        self, source: str, documents: Sequence[tuple[object, Where]]
+        self,
+        source: str,
+        documents: Sequence[tuple[object, Where]],
+        *,
+        origins: Sequence[Origin | None] | None = None,
     ) -> SourceResult:
         """Replace one source's documents (the CRD informers call this with every object they hold).
 
-        Returns how each document was judged, so the caller can report it back (the CRDs' status).
+        ``origins`` names each document's object (and its generation), in order. Returns how each document
+        was judged, so the caller can report it back (the CRDs' status).
         """
         async with self._lock:
             result = self._sources.judge(documents, source=source)
-            self._report(self._sources.apply(result), "kubernetes")
+            self._report(self._sources.apply(result, origins=origins), "kubernetes")
             await self._publish()
         return result
 
@@ -232,11 +241,36 @@ class PolicyFeed:
         async with self._changed:
             self._changed.notify_all()
 
+    def effective(
+        self,
+        target: Target,
+        *,
+        trust_domain: TrustDomain,
+        default_allow: bool = True,
+        port: int | None = None,
+    ) -> EffectivePolicy:
+        """The effective policy of ``target`` under the set in force (``sigil-server policy effective``)."""
+        return effective(
+            self._sources.policies(),
+            target,
+            trust_domain=trust_domain,
+            namespace_labels=self._namespaces.get(target.namespace, {}),
+            default_allow=default_allow,
+            port=port,
+            origins=self._sources.origins(),
+            revision=self._revision,
+        )
+
+    def origins(self) -> dict[PolicyKey, Origin]:
+        """Where each policy in force came from, with its own revision."""
+        return self._sources.origins()
+
     def _build(self) -> contract.PolicyResponse:
         return {
             "revision": self._revision,
             "digest": self._digest,
             "policies": self._sources.documents(),
+            "origins": wire_origins(self._sources.in_force, self._sources.origins()),
             "namespaces": {ns: dict(labels) for ns, labels in sorted(self._namespaces.items())},
         }
 

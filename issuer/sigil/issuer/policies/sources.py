@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, SourceResult, judge
 from sigil.enforcer.policy.loader import Stamp, policy_stamps, read_file
+from sigil.enforcer.policy.model import Policy
+from sigil.enforcer.policy.origin import Origin, OriginKind, policy_revision
 from sigil.enforcer.policy.schema import Where
 from sigil.enforcer.policy.store import LoadReport, PolicyStore
 
@@ -35,11 +38,17 @@ class PolicySources:
         self._directory = directory
         self._store = PolicyStore()
         self._stamps: dict[str, Stamp] = {}
+        # Where each source's policies came from; kept like the store keeps their last good versions.
+        self._origins: dict[str, dict[PolicyKey, Origin]] = {}
 
     @property
     def in_force(self) -> tuple[AcceptedPolicy, ...]:
         """The policies in force with their canonical documents, in the store's order."""
         return self._store.current.accepted
+
+    def policies(self) -> tuple[Policy, ...]:
+        """The policies in force, in the store's order."""
+        return self._store.current.policies
 
     def owners(self) -> dict[PolicyKey, str]:
         """Which source each policy in force came from (a refused resource's last good version included)."""
@@ -57,9 +66,43 @@ class PolicySources:
         known.update((accepted.canonical, accepted) for accepted in also)
         return judge(documents, source=source, known=known)
 
-    def apply(self, result: SourceResult) -> LoadReport:
-        """Take in one source's new content; the store's merge rule decides what stays."""
+    def apply(
+        self, result: SourceResult, *, origins: Sequence[Origin | None] | None = None
+    ) -> LoadReport:
+        """Take in one source's new content; the store's merge rule decides what stays.
+
+        ``origins`` says where each document came from, in the order of ``result.outcomes``; without it a
+        file's documents are numbered in it and every other source is the admin API.
+        """
+        self._remember_origins(result, origins)
         return self._store.apply(result)
+
+    def origins(self) -> dict[PolicyKey, Origin]:
+        """Each policy in force's origin, its own revision included."""
+        owners = self.owners()
+        found: dict[PolicyKey, Origin] = {}
+        for accepted in self.in_force:
+            origin = self._origins.get(owners.get(accepted.key, ""), {}).get(accepted.key)
+            if origin is not None:
+                found[accepted.key] = replace(origin, revision=policy_revision(accepted.canonical))
+        return found
+
+    def _remember_origins(
+        self, result: SourceResult, origins: Sequence[Origin | None] | None
+    ) -> None:
+        old = self._origins.get(result.source, {})
+        if result.broken:
+            return  # the store keeps everything the source held, and so do we
+        fresh: dict[PolicyKey, Origin] = {}
+        several = len(result.outcomes) > 1
+        for number, outcome in enumerate(result.outcomes):
+            if isinstance(outcome, AcceptedPolicy):
+                given = None if origins is None else origins[number]
+                fresh[outcome.key] = given or _default_origin(result.source, number, several)
+        for key in result.refused:
+            if key in old and key not in fresh:
+                fresh[key] = old[key]
+        self._origins[result.source] = fresh
 
     async def scan_directory(self) -> list[LoadReport]:
         """Read again the files that moved since the last scan (in worker threads); [] when none did.
@@ -73,11 +116,13 @@ class PolicySources:
         if stamps == self._stamps:
             return []
         reports = [self._store.remove(gone) for gone in sorted(set(self._stamps) - set(stamps))]
+        for gone in set(self._stamps) - set(stamps):
+            self._origins.pop(gone, None)
         known = self._store.known()  # once per scan: a big directory must not cost files x policies
         for path, stamp in sorted(stamps.items()):
             if self._stamps.get(path) != stamp:
                 result = await asyncio.to_thread(read_file, Path(path), known=known)
-                reports.append(self._store.apply(result))
+                reports.append(self.apply(result))
         self._stamps = stamps
         return reports
 
@@ -107,3 +152,10 @@ class PolicySources:
             }
             for accepted in self.in_force
         ]
+
+
+def _default_origin(source: str, number: int, several: bool) -> Origin:
+    # Files are named by their absolute path; the admin table is the other source without its own origins.
+    if source.startswith("/"):
+        return Origin(kind=OriginKind.FILE, name=source, document=number if several else None)
+    return Origin(kind=OriginKind.ADMIN, name="admin")

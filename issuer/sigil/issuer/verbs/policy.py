@@ -1,4 +1,5 @@
-"""The ``policy`` verb: apply, delete and list the authorization policies held in the server's datastore.
+"""The ``policy`` verb: apply, delete and list the authorization policies held in the server's datastore, and
+show the effective policy of a pod under every policy in force (``effective``).
 
 Policies may also come from files and CRDs; this verb edits only the datastore's, and says so when a policy file
 holds the same name and so keeps the applied one out of force.
@@ -12,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from sigil.enforcer.flags import parse_pairs, port_argument
+from sigil.enforcer.policy.effective_text import render_text
 from sigil.issuer.admin import AdminBackend
 from sigil.issuer.verbs.arguments import Subcommands
 
@@ -30,9 +33,24 @@ def add_policy_verbs(commands: Subcommands) -> None:
     policy = commands.add_parser(
         "policy", help="authorization policies held in the server's datastore"
     )
-    policy.add_argument("verb", choices=["apply", "delete", "list"])
+    policy.add_argument("verb", choices=["apply", "delete", "list", "effective"])
     policy.add_argument("target", nargs="*", help="with delete: KIND NAMESPACE/NAME")
     policy.add_argument("-f", "--filename", type=Path, help="with apply: a YAML file of policies")
+    policy.add_argument("--pod", metavar="NS/NAME", help="with effective: the pod to show")
+    policy.add_argument(
+        "--labels",
+        metavar="K=V,...",
+        help="with effective: the pod's labels (default: from the server's pod watch)",
+    )
+    policy.add_argument(
+        "--port", type=port_argument, metavar="N", help="with effective: this port only"
+    )
+    policy.add_argument(
+        "--default",
+        choices=["allow", "deny"],
+        default="allow",
+        help="with effective: the enforcers' --default",
+    )
     policy.add_argument("--output", choices=["text", "json"], default="text")
     policy.set_defaults(run=_policy)
 
@@ -60,6 +78,14 @@ async def _policy(admin: AdminBackend, args: argparse.Namespace) -> int:
         namespace, _, name = args.target[1].rpartition("/")
         await admin.delete_policy(kind, namespace, name)
         print(f"{kind} {args.target[1]} deleted")
+        return 0
+    if args.verb == "effective":
+        if args.pod is None:
+            print("error: policy effective needs --pod NAMESPACE/NAME", file=sys.stderr)
+            return 2
+        labels = None if args.labels is None else parse_pairs("--labels", args.labels)
+        view = await admin.effective_policy(args.pod, labels, args.port, args.default)
+        print(json.dumps(view, indent=2) if args.output == "json" else render_text(view))
         return 0
     listing = await admin.list_policies()
     if args.output == "json":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,7 +23,8 @@ import structlog
 
 from sigil.ca.errors import SigilError
 from sigil.ca.keys import write_secret_file
-from sigil.enforcer.policy import AcceptedPolicy
+from sigil.enforcer.policy import AcceptedPolicy, PolicyKey
+from sigil.enforcer.policy.origin import Origin, wire_origins
 from sigil.issuer.client import PolicyUpdate
 from sigil.node_agent.identity_source import ChangeFeed
 from sigil.node_agent.rotation import Backoff, poll_forever
@@ -56,6 +57,7 @@ class MirroredPolicies:
     digest: str
     entries: tuple[AcceptedPolicy, ...]
     namespaces: Mapping[str, Mapping[str, str]]
+    origins: Mapping[PolicyKey, Origin] = field(default_factory=dict)
 
     @classmethod
     def of(cls, update: PolicyUpdate) -> MirroredPolicies:
@@ -67,6 +69,7 @@ class MirroredPolicies:
             update.digest,
             tuple(sorted(update.accepted, key=lambda accepted: accepted.key)),
             {ns: dict(labels) for ns, labels in update.namespaces.items()},
+            dict(update.origins),
         )
 
     def wire(self) -> dict[str, Any]:
@@ -76,6 +79,7 @@ class MirroredPolicies:
             "digest": self.digest,
             "policies": [dict(accepted.document) for accepted in self.entries],
             "namespaces": {ns: dict(labels) for ns, labels in self.namespaces.items()},
+            "origins": wire_origins(self.entries, self.origins),
         }
 
 

@@ -16,12 +16,14 @@ Until the agent has a first policy set (from the issuer or its stored copy) the 
 from __future__ import annotations
 
 import functools
+import json
 
 import structlog
 from grpclib.const import Handler
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
+from sigil.enforcer.policy.origin import Origin
 from sigil.enforcer.policy.scope import Workload, applies_to
 from sigil.enforcer.policy.wire import (
     SECURITY_HEADER,
@@ -70,14 +72,21 @@ def snapshot_for(state: MirroredPolicies, workload: Workload) -> PolicySnapshot:
     if workload.namespace is not None:
         labels = state.namespaces.get(workload.namespace, {})
         workload = Workload(workload.namespace, workload.labels, labels)
+    scoped = [a for a in state.entries if applies_to(a.policy, workload)]
     return PolicySnapshot(
         revision=state.revision,
         digest=state.digest,
-        policies=[a.canonical for a in state.entries if applies_to(a.policy, workload)],
+        policies=[a.canonical for a in scoped],
+        origins=[_origin_text(state.origins.get(a.key)) for a in scoped],
         namespace=workload.namespace or "",
         pod_labels=dict(workload.labels),
         namespace_labels=dict(workload.namespace_labels),
     )
+
+
+def _origin_text(origin: Origin | None) -> str:
+    """An origin as the snapshot carries it: its JSON, or "" when unknown."""
+    return "" if origin is None else json.dumps(origin.to_dict(), sort_keys=True)
 
 
 class PolicyService:

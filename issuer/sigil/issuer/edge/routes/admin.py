@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from sigil.enforcer.errors import EnforcerError
+from sigil.enforcer.flags import parse_pairs
 from sigil.issuer.admin.backend import ADMIN_PREFIX, LocalAdmin
 from sigil.issuer.agentapi.requests import need_str
 from sigil.issuer.edge.problems import read_json
@@ -25,7 +27,8 @@ routes = web.RouteTableDef()
 
 def _admin(request: web.Request) -> LocalAdmin:
     issuer = issuer_of(request)
-    return LocalAdmin(issuer.ca, issuer.registry, issuer.feed, policies=issuer.policies)
+    pods = None if issuer.kube is None else issuer.kube.pods
+    return LocalAdmin(issuer.ca, issuer.registry, issuer.feed, policies=issuer.policies, pods=pods)
 
 
 def _number(document: dict[str, Any], key: str) -> float | None:
@@ -116,6 +119,26 @@ async def generate_token(request: web.Request) -> web.Response:
 @routes.get(PREFIX + "/policies")
 async def list_policies(request: web.Request) -> web.Response:
     return web.json_response(await _admin(request).list_policies())
+
+
+@routes.get(PREFIX + "/policies/effective")
+async def effective_policy(request: web.Request) -> web.Response:
+    query = request.query
+    if "pod" not in query:
+        raise MalformedRequestError("'pod' (NAMESPACE/NAME) is required")
+    labels = None
+    if "labels" in query:
+        try:
+            labels = parse_pairs("labels", query["labels"])
+        except EnforcerError as err:
+            raise MalformedRequestError(str(err)) from err
+    port = query.get("port")
+    if port is not None and not port.isdigit():
+        raise MalformedRequestError(f"port {port!r}: not a port (1-65535)")
+    result = await _admin(request).effective_policy(
+        query["pod"], labels, None if port is None else int(port), query.get("default", "allow")
+    )
+    return web.json_response(result)
 
 
 @routes.post(PREFIX + "/policies")

@@ -1,0 +1,137 @@
+"""Where a policy in force came from, and which version of it is in force: the provenance the effective view shows.
+
+GEP-3779's reviewers asked that a workload owner can "easily and deterministically figure out the effective
+policy" of a workload; an answer that says *which* rule decides is only useful when it also says where that rule
+lives, so it can be changed: a file and the document within it, the admin API, or a CRD object with its
+``metadata.generation`` (what ``kubectl get -o yaml`` shows). Each policy also has a revision of its own, a
+digest of its canonical document, so two views of the same policy can be compared across hops without
+comparing whole documents.
+
+An origin is plain data with a JSON form (:meth:`Origin.to_dict`, :meth:`Origin.parse`) so it can travel with
+the policy as an optional field: a peer that does not send one leaves the view saying "source unknown".
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sigil.enforcer.errors import PolicyError, RequestError
+from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey
+
+__all__ = ["Origin", "OriginKind", "origins_of", "policy_revision", "wire_origins"]
+
+
+class OriginKind(enum.Enum):
+    """The kinds of policy source Sigil reads."""
+
+    FILE = "file"
+    ADMIN = "admin"
+    CRD = "crd"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Origin:
+    """One policy's source: ``name`` is the file path, ``admin``, or the CRD object's ``namespace/name``.
+
+    ``document`` is the index of the document within a file (from 0, counting non-empty documents only);
+    ``generation`` the CRD object's ``metadata.generation``; ``revision`` the policy's own revision
+    (:func:`policy_revision` of its canonical document).
+    """
+
+    kind: OriginKind
+    name: str
+    document: int | None = None
+    generation: int | None = None
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind is OriginKind.FILE:
+            where = f"file {self.name}"
+            if self.document is not None:
+                where += f", document {self.document}"
+        elif self.kind is OriginKind.CRD:
+            where = f"CRD {self.name}"
+            if self.generation is not None:
+                where += f", generation {self.generation}"
+        else:
+            where = "admin API"
+        return where if self.revision is None else f"{where} (revision {self.revision})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``kind``, ``name``, ``document``, ``generation``, ``revision`` (absent ones as null)."""
+        return {
+            "kind": self.kind.value,
+            "name": self.name,
+            "document": self.document,
+            "generation": self.generation,
+            "revision": self.revision,
+        }
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Origin:
+        """The inverse of :meth:`to_dict`; raises :class:`RequestError` naming the field that is wrong."""
+        kinds = {kind.value: kind for kind in OriginKind}
+        kind = raw.get("kind")
+        if kind not in kinds:
+            raise RequestError("origin.kind", repr(kind), f"one of {', '.join(kinds)}")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            raise RequestError("origin.name", repr(name), "a non-empty string")
+        revision = raw.get("revision")
+        if revision is not None and not isinstance(revision, str):
+            raise RequestError("origin.revision", repr(revision), "a string or null")
+        return cls(
+            kind=kinds[kind],
+            name=name,
+            document=_count(raw, "document"),
+            generation=_count(raw, "generation"),
+            revision=revision,
+        )
+
+
+def origins_of(
+    outcomes: Iterable[AcceptedPolicy | PolicyError], raw: Sequence[object] | None
+) -> dict[PolicyKey, Origin]:
+    """Each accepted policy's origin from ``raw``, the list sent beside the documents (same order).
+
+    Provenance is an optional, informational field of the wire (an older peer sends none, a newer one may
+    send a kind this one does not know): an entry that is missing or does not parse leaves its policy's
+    origin unknown and never refuses the policy.
+    """
+    found: dict[PolicyKey, Origin] = {}
+    for number, outcome in enumerate(outcomes):
+        entry = raw[number] if raw is not None and number < len(raw) else None
+        if isinstance(outcome, PolicyError) or not isinstance(entry, Mapping):
+            continue
+        try:
+            found[outcome.key] = Origin.parse(entry)
+        except RequestError:
+            continue
+    return found
+
+
+def wire_origins(
+    accepted: Iterable[AcceptedPolicy], origins: Mapping[PolicyKey, Origin]
+) -> list[dict[str, Any] | None]:
+    """The list sent beside ``accepted``'s documents: each one's origin as JSON, None where unknown."""
+    return [
+        None if (origin := origins.get(policy.key)) is None else origin.to_dict()
+        for policy in accepted
+    ]
+
+
+def policy_revision(canonical: str) -> str:
+    """A policy's own revision: the first 12 hex digits of the SHA-256 of its canonical document."""
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _count(raw: Mapping[str, Any], field: str) -> int | None:
+    value = raw.get(field)
+    # bool is an int in Python; JSON's true is not a count.
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise RequestError(f"origin.{field}", repr(value), "a non-negative integer or null")
