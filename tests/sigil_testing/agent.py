@@ -169,7 +169,8 @@ class AgentWorld:
             # second) puts the new authority in its listener's trust store before any agent holds an SVID of it.
             serving = self.server.issuer.serving
             await eventually(
-                lambda: not serving.due(self.clock()), what="the listener trusting the new authority"
+                lambda: not serving.due(self.clock()),
+                what="the listener trusting the new authority",
             )
             await admin.authority_step("activate", "x509", None)
             await admin.authority_step("taint", "x509", old["authority_id"])
@@ -178,10 +179,7 @@ class AgentWorld:
     @property
     def bundle_path(self) -> Path:
         """The bootstrap bundle (PEM) an operator would hand the agent."""
-        path = self.directory / "bootstrap.pem"
-        if not path.exists():
-            path.write_bytes(self.server.issuer.ca.bundle().to_pem())
-        return path
+        return self.directory / "bootstrap.pem"
 
     def settings(self, **overrides: Any) -> AgentSettings:
         """Agent settings for this world: join token, bootstrap bundle, socket and state under the directory."""
@@ -232,6 +230,7 @@ async def agent_world(
         await world.start_issuer()
         issuer = world.server.issuer
         token = await issuer.registry.generate_join_token(ttl=timedelta(hours=1), now=clock())
+        world.bundle_path.write_bytes(issuer.ca.bundle().to_pem())
         world.join_token = token.token
         world.agent_id = join_agent_id(issuer.ca.settings.trust_domain, token.agent_suffix)
         if entitle_me:
