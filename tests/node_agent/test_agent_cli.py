@@ -96,13 +96,14 @@ async def test_api_fetch_bundle_prints_pem_and_json(
     """The X.509 bundle comes out as PEM and the JWT bundle as a JWKS per trust domain."""
     status, pem = await _cli(capsys, "api", "fetch", "bundle", "--socket", agent.endpoint)
     assert status == 0
-    assert world.ca.bundle().to_pem().decode() in pem
+    ca = world.server.issuer.ca
+    assert ca.bundle().to_pem().decode() in pem
     status, text = await _cli(
         capsys, "api", "fetch", "bundle", "--output", "json", "--socket", agent.endpoint
     )
     document = json.loads(text)
     assert status == 0
-    assert {k["kid"] for k in document["example.org"]["keys"]} == set(world.ca.jwt_keys())
+    assert {k["kid"] for k in document["example.org"]["keys"]} == set(ca.jwt_keys())
 
 
 async def test_api_fetch_without_an_agent_fails_with_a_message(
@@ -127,9 +128,9 @@ async def test_run_prints_the_endpoint_and_drains_on_sigterm(world: AgentWorld) 
                 "data_dir": str(world.directory / "state"),
                 "agent": {
                     "socket_path": str(socket_path),
-                    "issuer_url": world.issuer.url,
+                    "issuer_url": world.url,
                     "trust_bundle_path": str(world.bundle_path),
-                    "attestation": {"method": "join_token", "join_token": "join-me"},
+                    "attestation": {"method": "join_token", "join_token": world.join_token},
                     "log_level": "warning",
                 },
             }
@@ -156,7 +157,7 @@ async def test_run_prints_the_endpoint_and_drains_on_sigterm(world: AgentWorld) 
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=20) == 0
         assert not socket_path.exists()
-        assert world.issuer.counts.attestations == 1
+        assert len(await world.attested_agents()) == 1
     finally:
         if process.returncode is None:
             process.kill()
@@ -183,7 +184,7 @@ async def test_healthcheck_follows_a_real_agent_from_waiting_to_serving_to_gone(
 ) -> None:
     """``sigil-agent healthcheck`` exits 1 while the agent waits for the issuer, 0 once it serves, and 1 with a
     clear message when no agent answers any more."""
-    await world.issuer.stop()
+    await world.stop_issuer()
     config = world.directory / "sigil.yaml"
     listen = f"0.0.0.0:{free_port()}"
     config.write_text(
@@ -193,9 +194,9 @@ async def test_healthcheck_follows_a_real_agent_from_waiting_to_serving_to_gone(
                 "data_dir": str(world.directory / "state"),
                 "agent": {
                     "socket_path": str(world.directory / "hc.sock"),
-                    "issuer_url": world.issuer.url,
+                    "issuer_url": world.url,
                     "trust_bundle_path": str(world.bundle_path),
-                    "attestation": {"method": "join_token", "join_token": "join-me"},
+                    "attestation": {"method": "join_token", "join_token": world.join_token},
                     "health_listen": listen,
                     "log_level": "warning",
                     "rotation": {"backoff_initial": "50ms", "backoff_max": "200ms"},
@@ -234,7 +235,7 @@ async def test_healthcheck_follows_a_real_agent_from_waiting_to_serving_to_gone(
             1,
             "not ready: starting: not yet attested or not yet listening",
         )
-        await world.issuer.start()
+        await world.start_issuer()
         assert process.stdout is not None
         await asyncio.wait_for(process.stdout.readline(), timeout=30)
         assert await healthcheck() == (0, "ready: serving\n", "")

@@ -1,4 +1,4 @@
-"""The SVID cache against an issuer over real HTTPS: issuance, batching, rotation, taints, outages, drops."""
+"""The SVID cache against the real issuer over HTTPS: issuance, batching, rotation, taints, outages, drops."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ async def test_a_new_workload_gets_its_svid_and_the_cache_answers_the_next_call(
     second = await agent.svid_cache.x509_svids(ME)
     assert [s.spiffe_id for s in first] == [WORKLOAD_ID]
     assert second[0].cert_chain == first[0].cert_chain
-    assert world.issuer.counts.x509_items == 1
+    assert await world.workload_svids_issued() == 1
 
 
 async def test_a_workload_without_an_entry_is_entitled_to_nothing(
@@ -78,17 +78,18 @@ async def test_a_workload_without_an_entry_is_entitled_to_nothing(
     stranger = workload("unix:uid:4242424")
     assert await agent.svid_cache.x509_svids(stranger) == []
     assert await agent.svid_cache.entitlements(stranger) == []
-    assert world.issuer.counts.x509_items == 1
+    assert world.refusals("not_entitled") == 1
+    assert await world.workload_svids_issued() == 0
 
 
 async def test_an_issuer_busy_with_one_item_is_unavailable_not_a_denial(
     world: AgentWorld, agent: NodeAgent
 ) -> None:
-    """An item answered "unavailable" makes the caller retry (Unavailable), not lose its identity."""
-    world.issuer.item_problem = "unavailable"
-    with pytest.raises(IdentityUnavailableError):
+    """An item the issuer cannot serve now (its entries table unreadable: ``datastore_unavailable`` per item) makes
+    the caller retry (Unavailable), not lose its identity; once the database is back the SVID is issued."""
+    with world.entries_unreadable(), pytest.raises(IdentityUnavailableError):
         await agent.svid_cache.x509_svids(ME)
-    world.issuer.item_problem = None
+    assert world.refusals("datastore_unavailable") == 1
     assert [s.spiffe_id for s in await agent.svid_cache.x509_svids(ME)] == [WORKLOAD_ID]
 
 
@@ -97,17 +98,15 @@ async def test_workloads_arriving_together_are_issued_in_few_batches(
 ) -> None:
     """Twenty new workloads asking at once cost the issuer far fewer than twenty requests."""
     for n in range(20):
-        world.issuer.add_entry(
-            SpiffeId.parse(f"spiffe://example.org/w/{n}"), f"unix:uid:{n + 5000}"
-        )
+        await world.add_entry(SpiffeId.parse(f"spiffe://example.org/w/{n}"), f"unix:uid:{n + 5000}")
     answers = await asyncio.gather(
         *(agent.svid_cache.x509_svids(workload(f"unix:uid:{n + 5000}")) for n in range(20))
     )
     assert [str(a[0].spiffe_id) for a in answers] == [
         f"spiffe://example.org/w/{n}" for n in range(20)
     ]
-    assert world.issuer.counts.x509_items == 20
-    assert world.issuer.counts.x509_batches <= 2
+    assert await world.workload_svids_issued() == 20
+    assert agent.svid_cache.issuer_batches <= 2
 
 
 async def test_an_svid_rotates_between_40_and_60_percent_of_its_life(
@@ -124,15 +123,13 @@ async def test_an_svid_rotates_between_40_and_60_percent_of_its_life(
     (after,) = await agent.svid_cache.x509_svids(ME)
     assert after.cert_chain != before.cert_chain
     assert after.private_key != before.private_key
-    assert world.issuer.counts.x509_items == 2
+    assert await world.workload_svids_issued() == 2
 
 
 async def test_rotation_points_are_spread_by_the_jitter(world: AgentWorld) -> None:
     """SVIDs issued in the same instant come due at different moments, all within 40-60% of their life."""
     for n in range(30):
-        world.issuer.add_entry(
-            SpiffeId.parse(f"spiffe://example.org/j/{n}"), f"unix:uid:{n + 7000}"
-        )
+        await world.add_entry(SpiffeId.parse(f"spiffe://example.org/j/{n}"), f"unix:uid:{n + 7000}")
     async with world.agent(rotation=patient(world)) as agent:
         await asyncio.gather(
             *(agent.svid_cache.x509_svids(workload(f"unix:uid:{n + 7000}")) for n in range(30))
@@ -141,9 +138,9 @@ async def test_rotation_points_are_spread_by_the_jitter(world: AgentWorld) -> No
         rotated_at: list[int] = []
         for minute in range(21, 41):
             world.clock.advance(timedelta(minutes=1))
-            before = world.issuer.counts.x509_items
+            before = await world.workload_svids_issued()
             await agent.svid_cache.run_due()
-            rotated_at += [minute] * (world.issuer.counts.x509_items - before)
+            rotated_at += [minute] * (await world.workload_svids_issued() - before)
     assert len(rotated_at) == 30
     assert min(rotated_at) >= 24
     assert max(rotated_at) <= 37
@@ -155,7 +152,7 @@ async def test_a_tainted_signer_makes_its_svids_rotate_early(
 ) -> None:
     """When the bundle long poll reports the signer tainted, the SVID is re-issued by the new authority."""
     (before,) = await agent.svid_cache.x509_svids(ME)
-    tainted = await world.issuer.taint_current_x509_authority()
+    tainted = await world.taint_current_x509_authority()
     assert authority_of(before.cert_chain) == tainted
     changes = agent.svid_cache.changes
     seen = changes.revision
@@ -177,7 +174,7 @@ async def test_with_the_issuer_away_the_cached_svid_is_served_until_it_expires(
 ) -> None:
     """A stopped issuer postpones rotation; the valid SVID is still served, an expired one never is."""
     (cached,) = await agent.svid_cache.x509_svids(ME)
-    await world.issuer.stop()
+    await world.stop_issuer()
     world.clock.advance(timedelta(minutes=40))
     await agent.svid_cache.run_due()
     (served,) = await agent.svid_cache.x509_svids(ME)
@@ -193,10 +190,10 @@ async def test_the_agent_catches_up_when_the_issuer_returns(
 ) -> None:
     """After an outage the postponed rotation happens at the next retry."""
     (cached,) = await agent.svid_cache.x509_svids(ME)
-    await world.issuer.stop()
+    await world.stop_issuer()
     world.clock.advance(timedelta(minutes=40))
     await agent.svid_cache.run_due()
-    await world.issuer.start()
+    await world.start_issuer()
     world.clock.advance(timedelta(minutes=1))
     await agent.svid_cache.run_due()
     (fresh,) = await agent.svid_cache.x509_svids(ME)
@@ -210,7 +207,7 @@ async def test_an_idle_workload_is_dropped_instead_of_rotated(world: AgentWorld)
         world.clock.advance(timedelta(minutes=40))
         await agent.svid_cache.run_due()
         assert agent.svid_cache.cached_workloads == 0
-    assert world.issuer.counts.x509_items == 1
+        assert await world.workload_svids_issued() == 1
 
 
 async def test_an_open_stream_keeps_a_quiet_workload_rotating(world: AgentWorld) -> None:
@@ -221,7 +218,7 @@ async def test_an_open_stream_keeps_a_quiet_workload_rotating(world: AgentWorld)
             world.clock.advance(timedelta(minutes=40))
             await agent.svid_cache.run_due()
             assert agent.svid_cache.cached_workloads == 1
-    assert world.issuer.counts.x509_items == 2
+        assert await world.workload_svids_issued() == 2
 
 
 async def test_a_deleted_pod_loses_its_svids(world: AgentWorld, agent: NodeAgent) -> None:
@@ -230,8 +227,9 @@ async def test_a_deleted_pod_loses_its_svids(world: AgentWorld, agent: NodeAgent
     found = Pod(uid="1234", namespace="default", name="web", service_account="web", node_name="n")
     pod = WorkloadAttestation(shown.peer, shown.selectors, pod=found)
     manager: SvidCache = agent.svid_cache
-    # The fake issuer matches selectors only; a pod item carries none, so it is refused, and that is kept.
-    await manager.x509_svids(pod)
+    # This issuer serves no Kubernetes pods, so it answers the pod's item "unavailable"; the slot is kept all the same.
+    with pytest.raises(IdentityUnavailableError, match="does not serve Kubernetes pods"):
+        await manager.x509_svids(pod)
     assert manager.cached_workloads == 1
     manager.forget_pod("1234")
     assert manager.cached_workloads == 0
@@ -249,7 +247,7 @@ async def test_jwt_svids_are_cached_per_audience_set_and_refreshed_past_half_lif
     world.clock.advance(timedelta(minutes=31))
     refreshed = await agent.svid_cache.jwt_svid(ME, WORKLOAD_ID, audiences=["a", "b"])
     assert refreshed.token != first.token
-    assert world.issuer.counts.jwt_requests == 3
+    assert await world.workload_svids_issued("jwt") == 3
 
 
 async def test_a_jwt_svid_for_an_id_the_issuer_refuses_is_not_entitled(

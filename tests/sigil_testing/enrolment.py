@@ -2,7 +2,8 @@
 entries under the agent ID that token will attest as, and the bootstrap bundle on disk.
 
 Tests of the agent against the real issuer start from here rather than each writing the same steps out; the
-agent's tests that need faults the issuer will not produce on demand use ``sigil_testing.agent`` instead.
+agent's tests that also stop and restart the issuer, move one clock for both, or count what it issued use
+``sigil_testing.agent``'s ``agent_world`` (the same real issuer, with those handles).
 """
 
 from __future__ import annotations
