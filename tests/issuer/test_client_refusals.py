@@ -29,6 +29,7 @@ def test_every_reason_falls_in_at_most_one_bin(reason: str) -> None:
     [
         ("unavailable", True, False, False),
         ("kubernetes_unavailable", True, False, False),
+        ("datastore_unavailable", True, False, False),
         ("rate_limited", True, False, False),
         ("not_entitled", False, True, False),
         ("pod_on_other_node", False, True, False),

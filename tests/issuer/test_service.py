@@ -205,6 +205,18 @@ async def test_agent_endpoints_need_the_agent_svid(server: IssuerServer) -> None
             await client.batch_x509_svids([X509SvidRequest(_csr(), selectors=("unix:uid:1",))])
 
 
+async def test_the_bundle_is_answered_without_a_certificate_but_never_held(
+    server: IssuerServer,
+) -> None:
+    """An agent with no bundle yet (``insecure_bootstrap``) reads the current bundles without a client certificate;
+    a long poll without one is refused, since it holds a connection open."""
+    async with client_for(server) as anonymous:
+        update = await anonymous.bundle()
+        assert update.bundle.x509_authorities == server.issuer.ca.bundle().x509_authorities
+        with pytest.raises(ClientCertificateRequiredError):
+            await anonymous.bundle(update.sequence, wait=5)
+
+
 async def test_server_presents_its_spiffe_id(server: IssuerServer) -> None:
     """The server's certificate carries spiffe://TD/sigil/server and chains to the bundle."""
     svid = server.issuer.serving.svid

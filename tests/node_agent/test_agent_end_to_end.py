@@ -191,12 +191,6 @@ async def test_an_agent_started_before_the_issuer_waits_for_it(world: AgentWorld
         await agent.aclose()
 
 
-@pytest.mark.xfail(
-    reason="the real issuer's GET /v1/bundle requires an agent SVID (client_certificate_required), so an agent "
-    "with insecure_bootstrap and no bundle yet cannot fetch one before attesting; it passed only against the "
-    "removed test double, which served the bundle to anyone",
-    strict=True,
-)
 async def test_insecure_bootstrap_trusts_the_first_answer_and_remembers_it(
     world: AgentWorld,
 ) -> None:

@@ -6,7 +6,8 @@ those reasons into a few bins, and the bins are part of the issuer's contract, n
 decided here, next to the code that turns problems back into errors, and a caller asks :meth:`Refusal.of` rather
 than matching reason strings itself.
 
-- transient: the issuer is busy or cannot reach Kubernetes (``unavailable``, ``kubernetes_unavailable``,
+- transient: the issuer is busy or cannot reach Kubernetes or its database (``unavailable``,
+  ``kubernetes_unavailable``, ``datastore_unavailable``,
   ``rate_limited``, ``internal_error``); the same request may succeed later;
 - about the workload: it is entitled to nothing now (``not_entitled``, or its pod gone, replaced or on another
   node); the agent tells the workload ``PermissionDenied``;
@@ -27,7 +28,15 @@ __all__ = ["AGENT_BANNED", "Refusal"]
 #: The reason that refuses the agent and its attestations alike, until an operator unbans it.
 AGENT_BANNED = "agent_banned"
 
-_TRANSIENT = frozenset({"unavailable", "kubernetes_unavailable", "rate_limited", "internal_error"})
+_TRANSIENT = frozenset(
+    {
+        "unavailable",
+        "kubernetes_unavailable",
+        "datastore_unavailable",
+        "rate_limited",
+        "internal_error",
+    }
+)
 _WORKLOAD = frozenset({"not_entitled", "pod_not_found", "pod_uid_mismatch", "pod_on_other_node"})
 _AGENT = frozenset(
     {

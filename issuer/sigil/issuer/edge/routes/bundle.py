@@ -1,7 +1,10 @@
 """Bundles out: the agents' long poll, the SPIFFE federation bundle endpoint, and OIDC discovery for JWT-SVIDs.
 
 - ``GET /v1/bundle`` (agents, mTLS): the own and federated bundles and the tainted authorities; with ``wait`` it
-  returns as soon as the revision moves past the caller's, so a rotation reaches waiting agents at once.
+  returns as soon as the revision moves past the caller's, so a rotation reaches waiting agents at once. A caller
+  with no client certificate gets the current answer at once and may not wait: that is how an agent with
+  ``insecure_bootstrap`` learns its first bundle before it can attest. Bundles are public keys (the federation
+  endpoint hands them to anyone), and a certificate that is presented is still checked like any other.
 - The federation endpoint (``https_web``, its own listener): the bundle document, to anyone, as SPIFFE Federation
   §4 requires (no client authentication; ``application/json``).
 - ``/.well-known/openid-configuration`` and ``/keys``: what relying parties outside SPIFFE (cloud IAM) read to
@@ -17,7 +20,7 @@ from aiohttp import web
 
 from sigil.issuer.agentapi import contract
 from sigil.issuer.edge.routes.common import authenticated_agent, issuer_of
-from sigil.issuer.errors import MalformedRequestError, NotFoundError
+from sigil.issuer.errors import ClientCertificateRequiredError, MalformedRequestError, NotFoundError
 
 __all__ = ["federation_routes", "query_number", "routes"]
 
@@ -41,10 +44,17 @@ def query_number(request: web.Request, name: str) -> float | None:
 
 @routes.get(contract.PATH_BUNDLE)
 async def bundle(request: web.Request) -> web.Response:
-    await authenticated_agent(request)
     issuer = issuer_of(request)
     after = query_number(request, "after_sequence")
     wait = query_number(request, "wait") or 0.0
+    try:
+        await authenticated_agent(request)
+    except ClientCertificateRequiredError:
+        if wait or after is not None or "after_revision" in request.query:
+            raise  # a long poll holds a connection open: only agents may
+        return web.json_response(
+            await issuer.feed.wait(after_sequence=None, after_revision=None, longest=0.0)
+        )
     longest = min(wait, issuer.settings.server.long_poll_max.total_seconds())
     response = await issuer.feed.wait(
         after_sequence=int(after) if after is not None else None,
