@@ -17,9 +17,23 @@ from sigil.node_agent.workload_api.endpoint import (
     WorkloadApiSettings,
 )
 from sigil.node_agent.workload_api.sds import SDS_SERVICE_NAME, SdsService
+from sigil.node_agent.workload_api.sds_secrets import (
+    ALL_BUNDLES,
+    DEFAULT_BUNDLE,
+    DEFAULT_SVID,
+    SECRET_TYPE_URL,
+    SPIFFE_VALIDATOR,
+    build_secrets,
+    supports_spiffe_validator,
+)
 from sigil.node_agent.workload_api.service import SERVICE_NAME, WorkloadApiService
 
 __all__ = [
+    "ALL_BUNDLES",
+    "DEFAULT_BUNDLE",
+    "DEFAULT_SVID",
+    "SECRET_TYPE_URL",
+    "SPIFFE_VALIDATOR",
     "DEFAULT_SOCKET_PATH",
     "SDS_SERVICE_NAME",
     "SERVICE_NAME",
@@ -27,4 +41,6 @@ __all__ = [
     "WorkloadApiServer",
     "WorkloadApiService",
     "WorkloadApiSettings",
+    "build_secrets",
+    "supports_spiffe_validator",
 ]
