@@ -11,41 +11,26 @@ SVID cache is woken, and the clock is put back as soon as the cache has changed 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 from cryptography import x509
 
-from sigil.ca.spiffe_id import SpiffeId
 from sigil.node_agent.agent import NodeAgent
-from sigil.node_agent.settings import RotationSettings
-from sigil_testing.enrolment import enrol_agent
 from sigil_testing.envoy import Envoy, run_envoy
 from sigil_testing.envoy_sds import caller_bootstrap, client_certificate_of, server_bootstrap
-from sigil_testing.issuer import issuer_settings, running_issuer
+from sigil_testing.local_agent import ShiftedClock, force_rotation, local_agent, uid_id
 from sigil_testing.network import free_ports
 
-__all__ = ["ME", "EnvoyMesh", "ShiftedClock", "envoy_mesh"]
+__all__ = ["ME", "EnvoyMesh", "envoy_mesh"]
 
 #: The identity this process (and so both Envoys) holds.
-ME = SpiffeId.parse(f"spiffe://example.org/local/uid-{os.getuid()}")
-
-
-@dataclass
-class ShiftedClock:
-    """The real time plus an offset the test moves."""
-
-    offset: timedelta = field(default_factory=timedelta)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
+ME = uid_id(os.getuid())
 
 
 @dataclass
@@ -72,18 +57,8 @@ class EnvoyMesh:
         return client_certificate_of(body)
 
     async def force_rotation(self, leaf: x509.Certificate) -> None:
-        """Move the agent's clock past ``leaf``'s rotation point until the agent has changed, then back."""
-        life = leaf.not_valid_after_utc - leaf.not_valid_before_utc
-        # Rotation is due at half-life +-10% (SPIRE's schedule); 65% is past it whatever the jitter drew.
-        due = leaf.not_valid_before_utc + life * 0.65
-        changes = self.agent.svid_cache.changes
-        revision = changes.revision
-        self.clock.offset = due - datetime.now(UTC)
-        try:
-            self.agent.svid_cache.wake()
-            await asyncio.wait_for(changes.wait_after(revision), 30)
-        finally:
-            self.clock.offset = timedelta()
+        """Rotate the SVID ``leaf`` belongs to now (see ``local_agent.force_rotation``)."""
+        await force_rotation(self.agent, self.clock, leaf)
 
 
 async def _backend(port: int) -> web.AppRunner:
@@ -101,24 +76,15 @@ async def _backend(port: int) -> web.AppRunner:
 @contextlib.asynccontextmanager
 async def envoy_mesh(directory: Path) -> AsyncIterator[EnvoyMesh]:
     """The issuer, an agent entitling this uid to :data:`ME`, a backend and both Envoys, until the block ends."""
-    clock = ShiftedClock()
-    rotation = RotationSettings(
-        backoff_initial=timedelta(milliseconds=50),
-        bundle_wait=timedelta(seconds=1),
-        idle_timeout=timedelta(days=1),
-    )
     backend_port, server_port, caller_port = free_ports(3)
-    async with running_issuer(issuer_settings(directory / "server")) as issuer:
-        settings = await enrol_agent(
-            issuer, directory, {ME: [f"unix:uid:{os.getuid()}"]}, rotation=rotation
-        )
+    async with local_agent(directory, {ME: [f"unix:uid:{os.getuid()}"]}) as (agent, clock):
+        socket_path = agent.settings.socket_path
         runner = await _backend(backend_port)
         try:
             async with (
-                NodeAgent(settings, clock=clock) as agent,
                 run_envoy(
                     server_bootstrap(
-                        agent_socket=settings.socket_path,
+                        agent_socket=socket_path,
                         port=server_port,
                         backend_port=backend_port,
                     ),
@@ -127,7 +93,7 @@ async def envoy_mesh(directory: Path) -> AsyncIterator[EnvoyMesh]:
                 ) as server,
                 run_envoy(
                     caller_bootstrap(
-                        agent_socket=settings.socket_path, port=caller_port, server_port=server_port
+                        agent_socket=socket_path, port=caller_port, server_port=server_port
                     ),
                     directory,
                     name="caller-envoy",
