@@ -38,8 +38,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 _SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 
 
-def _as(account: pwd.struct_passwd | None) -> dict[str, int]:
-    return {} if account is None else {"user": account.pw_uid, "group": account.pw_gid}
+def _run(argv: list[str], account: pwd.struct_passwd | None) -> None:
+    subprocess.run(  # noqa: S603 - fixed binaries, our paths
+        argv,
+        check=True,
+        capture_output=True,
+        user=None if account is None else account.pw_uid,
+        group=None if account is None else account.pw_gid,
+    )
 
 
 def _client_context(certs: Path) -> ssl.SSLContext:
@@ -66,10 +72,7 @@ def _server_certificate(port: int, certs: Path) -> x509.Certificate:
 def _postgres(root: Path, certs: Path, account: pwd.struct_passwd | None) -> Iterator[int]:
     """A PostgreSQL server on a free port taking TLS from ``certs`` and requiring a verified client certificate."""
     bin_dir, data, port = server_bin_dir(), root / "data", free_port()
-    run = {"check": True, "capture_output": True, **_as(account)}
-    subprocess.run(  # noqa: S603 - fixed binaries, our paths
-        [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"], **run
-    )
+    _run([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"], account)
     with (data / "postgresql.conf").open("a") as conf:
         conf.write(
             f"ssl = on\nssl_cert_file = '{certs}/svid.pem'\nssl_key_file = '{certs}/svid.key'\n"
@@ -82,13 +85,13 @@ def _postgres(root: Path, certs: Path, account: pwd.struct_passwd | None) -> Ite
     pg_ctl = str(bin_dir / "pg_ctl")
     log = root / "server.log"
     try:
-        subprocess.run([pg_ctl, "-D", str(data), "-l", str(log), "-w", "start"], **run)  # noqa: S603
+        _run([pg_ctl, "-D", str(data), "-l", str(log), "-w", "start"], account)
     except subprocess.CalledProcessError as err:
         raise PostgresUnavailableError(log.read_text(errors="replace")[-2000:]) from err
     try:
         yield port
     finally:
-        subprocess.run([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], **run)  # noqa: S603
+        _run([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], account)
 
 
 def _notify_options(certs: Path, pid_file: Path, account: pwd.struct_passwd | None) -> list[str]:
