@@ -23,6 +23,10 @@ def _uri(cert: x509.Certificate) -> str:
     return str(san.get_values_for_type(x509.UniformResourceIdentifier)[0])
 
 
+def _signer(cert: x509.Certificate) -> bytes | None:
+    return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+
+
 def _get_with(port: int, certificate: Path, key: Path, trusted: Path) -> bytes:
     """One HTTP request to the server-side Envoy over TLS with this client certificate; what came back."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -47,7 +51,7 @@ async def test_mtls_through_two_envoys_and_rotation_without_restart(short_tmp: P
         first = await mesh.presented()
         assert _uri(first) == str(ME)
 
-        await mesh.force_rotation(first)
+        await mesh.force_rotation()
 
         async def rotated() -> x509.Certificate | None:
             presented = await mesh.presented()
@@ -56,6 +60,8 @@ async def test_mtls_through_two_envoys_and_rotation_without_restart(short_tmp: P
         second = await eventually(rotated, what="the new SVID presented by Envoy", within=20)
         assert _uri(second) == str(ME)
         assert second.not_valid_before_utc >= first.not_valid_before_utc
+        # Signed by the new authority: the old one is tainted.
+        assert _signer(second) != _signer(first)
         # Same Envoy processes: they took the new certificate from SDS, no restart or reload.
         updates = await mesh.caller.stats(r"sds\.default\.update_success")
         assert max(updates.values()) >= 2
@@ -89,7 +95,7 @@ async def test_a_caller_of_a_foreign_trust_domain_is_refused(short_tmp: Path) ->
     stranger = Domain("stranger.test", now=None)
     async with envoy_mesh(short_tmp) as mesh:
         own, own_key, bundle = await asyncio.to_thread(
-            _fetch_own_svid, mesh.agent.endpoint, short_tmp / "own"
+            _fetch_own_svid, mesh.local.agent.endpoint, short_tmp / "own"
         )
         answer = await asyncio.to_thread(_get_with, mesh.server_port, own, own_key, bundle)
         assert answer.startswith(b"HTTP/1.1 200")

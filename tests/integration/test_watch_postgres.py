@@ -27,7 +27,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from cryptography import x509
-from sigil_testing.local_agent import force_rotation, local_agent, uid_id
+from sigil_testing.local_agent import local_agent, uid_id
 from sigil_testing.network import free_port
 from sigil_testing.postgres import PostgresUnavailableError, server_account, server_bin_dir
 from sigil_testing.waiting import eventually
@@ -145,8 +145,8 @@ async def test_postgres_keeps_serving_tls_across_a_rotation(short_tmp: Path) -> 
         os.chown(root, account.pw_uid, account.pw_gid)
     pid_file = root / "data" / "postmaster.pid"
     async with (
-        local_agent(short_tmp, {uid_id(uid): [f"unix:uid:{uid}"]}) as (agent, clock),
-        _watch(agent.settings.socket_path, certs, pid_file, account),
+        local_agent(short_tmp, {uid_id(uid): [f"unix:uid:{uid}"]}) as local,
+        _watch(local.agent.settings.socket_path, certs, pid_file, account),
     ):
         await eventually(lambda: (certs / "svid.pem").exists(), what="svid.pem", within=30)
         with _postgres(root, certs, account) as port:
@@ -165,7 +165,7 @@ async def test_postgres_keeps_serving_tls_across_a_rotation(short_tmp: Path) -> 
             try:
                 assert await _select_over_tls(connection)
 
-                await force_rotation(agent, clock, first)
+                await local.force_rotation()
 
                 async def rotated() -> x509.Certificate | None:
                     now = await asyncio.to_thread(_server_certificate, port, certs)

@@ -5,8 +5,8 @@ Both Envoys run as this test process's user, so both are this uid's workload and
 Envoy set, so a request through the caller-side Envoy shows which certificate that Envoy presented on a fresh
 connection (the caller's cluster opens one connection per request).
 
-A rotation is forced the way time would force it: the agent's clock is moved past the SVID's rotation point, the
-SVID cache is woken, and the clock is put back as soon as the cache has changed (``EnvoyMesh.force_rotation``).
+A rotation is forced as an operator forces one: the X.509 authority is replaced and the old one tainted
+(``LocalAgent.force_rotation``), and the agent replaces the SVID at once.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ import aiohttp
 from aiohttp import web
 from cryptography import x509
 
-from sigil.node_agent.agent import NodeAgent
 from sigil_testing.envoy import Envoy, run_envoy
 from sigil_testing.envoy_sds import caller_bootstrap, client_certificate_of, server_bootstrap
-from sigil_testing.local_agent import ShiftedClock, force_rotation, local_agent, uid_id
+from sigil_testing.local_agent import LocalAgent, local_agent, uid_id
 from sigil_testing.network import free_ports
 
 __all__ = ["ME", "EnvoyMesh", "envoy_mesh"]
@@ -35,10 +34,9 @@ ME = uid_id(os.getuid())
 
 @dataclass
 class EnvoyMesh:
-    """The running pieces: the agent, its clock, both Envoys and the ports to call."""
+    """The running pieces: the agent and issuer, both Envoys and the ports to call."""
 
-    agent: NodeAgent
-    clock: ShiftedClock
+    local: LocalAgent
     caller: Envoy
     server: Envoy
     caller_port: int
@@ -56,9 +54,9 @@ class EnvoyMesh:
             assert response.status == 200, body
         return client_certificate_of(body)
 
-    async def force_rotation(self, leaf: x509.Certificate) -> None:
-        """Rotate the SVID ``leaf`` belongs to now (see ``local_agent.force_rotation``)."""
-        await force_rotation(self.agent, self.clock, leaf)
+    async def force_rotation(self) -> None:
+        """An operator's forced rotation: the X.509 authority replaced and the old one tainted."""
+        await self.local.force_rotation()
 
 
 async def _backend(port: int) -> web.AppRunner:
@@ -77,8 +75,8 @@ async def _backend(port: int) -> web.AppRunner:
 async def envoy_mesh(directory: Path) -> AsyncIterator[EnvoyMesh]:
     """The issuer, an agent entitling this uid to :data:`ME`, a backend and both Envoys, until the block ends."""
     backend_port, server_port, caller_port = free_ports(3)
-    async with local_agent(directory, {ME: [f"unix:uid:{os.getuid()}"]}) as (agent, clock):
-        socket_path = agent.settings.socket_path
+    async with local_agent(directory, {ME: [f"unix:uid:{os.getuid()}"]}) as local:
+        socket_path = local.agent.settings.socket_path
         runner = await _backend(backend_port)
         try:
             async with (
@@ -99,6 +97,6 @@ async def envoy_mesh(directory: Path) -> AsyncIterator[EnvoyMesh]:
                     name="caller-envoy",
                 ) as caller,
             ):
-                yield EnvoyMesh(agent, clock, caller, server, caller_port, server_port)
+                yield EnvoyMesh(local, caller, server, caller_port, server_port)
         finally:
             await runner.cleanup()
