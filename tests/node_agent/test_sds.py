@@ -25,9 +25,11 @@ from grpclib.exceptions import GRPCError
 from sigil_testing.pki import Domain
 
 from sigil.ca.spiffe_id import TrustDomain
-from sigil.node_agent.attestation.selectors import Selector
+from sigil.node_agent.attestation.peer import PeerCredentials
+from sigil.node_agent.attestation.selectors import Selector, WorkloadAttestation
+from sigil.node_agent.errors import AttestationError
 from sigil.node_agent.memory_source import InMemoryIdentitySource
-from sigil.node_agent.workload_api.endpoint import WorkloadApiServer
+from sigil.node_agent.workload_api.endpoint import WorkloadApiServer, WorkloadApiSettings
 from sigil.node_agent.workload_api.sds_secrets import SECRET_TYPE_URL, SPIFFE_VALIDATOR
 
 from .conftest import FEDERATED, TRUST_DOMAIN, WORKLOAD_ID, my_uid, trust_bundles, workload_svid
@@ -197,6 +199,27 @@ async def test_a_caller_without_identity_is_denied(
         Status.PERMISSION_DENIED,
         "no identity issued",
     )
+
+
+class _RefusingAttestor:
+    """Attests nobody, as when a caller's pod is unknown to this node."""
+
+    async def attest(self, peer: PeerCredentials) -> WorkloadAttestation:
+        raise AttestationError(peer.pid, "no pod of this node holds the caller")
+
+
+async def test_an_unattested_caller_is_denied_as_on_the_workload_api(
+    settings: WorkloadApiSettings, source: InMemoryIdentitySource
+) -> None:
+    """A caller that fails attestation gets PermissionDenied with the reason, on SDS as on the Workload API."""
+    async with WorkloadApiServer(settings, source=source, attestor=_RefusingAttestor()):
+        connection = Channel(path=str(settings.socket_path))
+        try:
+            status, message = await _status(connection, _request("default"))
+        finally:
+            connection.close()
+    assert status is Status.PERMISSION_DENIED
+    assert "no pod of this node holds the caller" in message
 
 
 async def test_all_without_the_spiffe_validator_is_invalid(channel: Channel) -> None:
