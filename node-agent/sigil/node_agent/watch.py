@@ -10,8 +10,8 @@ signal or a command. This follows the Workload API's X509-SVID stream, as spiffe
 - ``federated_bundle.<trust domain>.pem``: one file per federated trust domain (stale ones are removed).
 
 Each file is replaced atomically (a temporary file in the same directory, fsync, rename), so a reader never sees a
-half-written file; the key is written before the certificate, and the command or signal comes only once all files
-are in place. Then it runs ``--exec CMD...`` (waiting for it; a failure is logged, the watch goes on) or sends
+half-written file; the bundles go first, then the key, then the certificate, and the command or signal comes only
+once all files are in place. Then it runs ``--exec CMD...`` (waiting for it; a failure is logged, the watch goes on) or sends
 ``--signal SIG`` to the process whose PID is the first line of ``--pid-file`` (PostgreSQL's ``postmaster.pid``,
 nginx's ``nginx.pid``). A pid file that is missing or names no process is logged and skipped: the server may not
 be up yet, and it reads the current files when it starts. SIGTERM or Ctrl-C stops the watch cleanly.
@@ -23,13 +23,12 @@ import asyncio
 import contextlib
 import os
 import signal
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from sigil.ca.keys import write_secret_file
+from sigil.ca.keys import write_file_atomically, write_secret_file
 from sigil.enforcer.sources import WorkloadApiSource, X509Material
 
 __all__ = ["WatchRequest", "parse_signal", "watch", "write_material"]
@@ -37,6 +36,7 @@ __all__ = ["WatchRequest", "parse_signal", "watch", "write_material"]
 _log = structlog.get_logger(__name__)
 
 _FEDERATED_PREFIX = "federated_bundle."
+_PUBLIC = 0o644  # certificates are not secret; the server reading them may run as another user
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,42 +57,28 @@ class WatchRequest:
             raise ValueError("give either --exec or --signal with --pid-file, not both")
 
 
-def _write_public(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically with ``data``, mode 0644 (certificates are not secret)."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
 def write_material(directory: Path, material: X509Material) -> list[Path]:
     """Write the SVID, its key and the bundles of ``material`` into ``directory``; the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
     own = material.spiffe_id.trust_domain
-    written = [directory / "svid.key", directory / "svid.pem", directory / "bundle.pem"]
-    # The key first: a server reloading between the two renames would otherwise pair the new chain with the old key.
-    write_secret_file(written[0], material.key_pem())
-    _write_public(written[1], material.chain_pem())
-    _write_public(written[2], material.bundles[own].to_pem())
+    # Bundles first, then the key, then the certificate: a reader that waits for svid.pem finds everything in place,
+    # and a server reloading between two renames never pairs a new chain with the old key.
+    written = [directory / "bundle.pem"]
+    write_file_atomically(written[0], material.bundles[own].to_pem(), mode=_PUBLIC)
     federated = set()
     for trust_domain, bundle in sorted(material.bundles.items()):
         if trust_domain == own:
             continue
         path = directory / f"{_FEDERATED_PREFIX}{trust_domain.name}.pem"
-        _write_public(path, bundle.to_pem())
+        write_file_atomically(path, bundle.to_pem(), mode=_PUBLIC)
         federated.add(path)
         written.append(path)
     for stale in directory.glob(f"{_FEDERATED_PREFIX}*.pem"):
         if stale not in federated:
             stale.unlink(missing_ok=True)
+    write_secret_file(directory / "svid.key", material.key_pem())
+    write_file_atomically(directory / "svid.pem", material.chain_pem(), mode=_PUBLIC)
+    written += [directory / "svid.key", directory / "svid.pem"]
     return written
 
 
