@@ -107,3 +107,9 @@ async def test_a_caller_of_a_foreign_trust_domain_is_refused(short_tmp: Path) ->
         assert await asyncio.to_thread(_refused, mesh.server_port, foreign, foreign_key, bundle)
         refusals = await mesh.server.stats(r"listener\..*ssl\.fail_verify")
         assert sum(refusals.values()) >= 1
+        # What refused it: ROOTCA, as Envoy holds it from SDS, is the SPIFFE validator for example.org alone.
+        secrets = await mesh.server.config_dump("dynamic_active_secrets")
+        (rootca,) = [c for c in secrets["configs"] if c["name"] == "ROOTCA"]
+        validator = rootca["secret"]["validation_context"]["custom_validator_config"]
+        assert validator["name"] == "envoy.tls.cert_validator.spiffe"
+        assert [td["name"] for td in validator["typed_config"]["trust_domains"]] == ["example.org"]
