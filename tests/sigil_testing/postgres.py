@@ -25,7 +25,14 @@ import asyncpg
 
 from sigil_testing.network import free_port
 
-__all__ = ["ADMIN_ENV", "PostgresUnavailableError", "running_postgres", "temporary_database"]
+__all__ = [
+    "ADMIN_ENV",
+    "PostgresUnavailableError",
+    "running_postgres",
+    "server_account",
+    "server_bin_dir",
+    "temporary_database",
+]
 
 ADMIN_ENV = "SIGIL_TEST_POSTGRES"
 _INSTALL_HINT = "install the server binaries with: apt-get install -y postgresql"
@@ -35,7 +42,7 @@ class PostgresUnavailableError(RuntimeError):
     """No PostgreSQL server binaries, or the throwaway server did not start."""
 
 
-def _bin_dir() -> Path:
+def server_bin_dir() -> Path:
     """The newest server installation: Debian keeps each major version under /usr/lib/postgresql/N/bin."""
     versions = sorted(
         Path("/usr/lib/postgresql").glob("*/bin/initdb"),
@@ -51,7 +58,7 @@ def _bin_dir() -> Path:
     )
 
 
-def _server_account() -> pwd.struct_passwd | None:
+def server_account() -> pwd.struct_passwd | None:
     """The account the server runs as: ourselves unless we are root, which PostgreSQL refuses."""
     if os.geteuid() != 0:
         return None
@@ -86,8 +93,8 @@ def running_postgres() -> Iterator[str]:
     if existing:
         yield existing
         return
-    bin_dir = _bin_dir()
-    account = _server_account()
+    bin_dir = server_bin_dir()
+    account = server_account()
     root = Path(tempfile.mkdtemp(prefix="sigil-pg-"))
     data, sockets = root / "data", root / "run"
     sockets.mkdir()

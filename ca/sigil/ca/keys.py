@@ -30,6 +30,7 @@ __all__ = [
     "public_key_der",
     "signature_hash",
     "verify_signature",
+    "write_file_atomically",
     "write_private_key",
     "write_secret_file",
 ]
@@ -131,6 +132,15 @@ def public_key_der(key: PublicKey) -> bytes:
 
 def write_secret_file(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically with mode 0600 (temporary file, fsync, rename)."""
+    write_file_atomically(path, data, mode=KEY_FILE_MODE)
+
+
+def write_file_atomically(path: Path, data: bytes, *, mode: int) -> None:
+    """Replace ``path`` with ``data`` so that a reader sees the old file or the new one, never half of one.
+
+    A temporary file in the same directory (a missing directory is made 0700) gets ``mode``, the data and an fsync,
+    then is renamed over ``path``, and the directory is synced so that the rename survives a crash.
+    """
     directory = path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -138,8 +148,8 @@ def write_secret_file(path: Path, data: bytes) -> None:
     except OSError as err:
         raise KeyStoreError(str(path), f"cannot create a file there ({err.strerror})") from err
     try:
-        # mkstemp already creates 0600; the explicit chmod guards against an unusual umask-less platform.
-        os.fchmod(fd, KEY_FILE_MODE)
+        # mkstemp creates 0600; the explicit chmod sets the mode asked for whatever the umask.
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

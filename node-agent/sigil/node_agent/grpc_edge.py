@@ -72,17 +72,18 @@ async def attested_call(
     attestor: CallerAttestor,
     *,
     method: str,
+    header_required: bool = True,
 ) -> AsyncIterator[WorkloadAttestation]:
     """The frame of one call: check the header, attest the caller, and turn the agent's errors into gRPC statuses.
 
     Everything raised inside the block goes through the same table, so a handler raises the agent's errors and
-    never a status code.
+    never a status code. ``header_required=False`` is for Envoy's SDS, whose clients never send the header.
     """
     pid = caller.pid if isinstance(caller, PeerCredentials) else None
     log = _log.bind(method=method, pid=pid)
     try:
         values = stream.metadata.getall(SECURITY_HEADER, []) if stream.metadata else []
-        if values != ["true"]:
+        if header_required and values != ["true"]:
             raise SecurityHeaderMissingError
         if isinstance(caller, NodeAgentError):
             raise caller

@@ -2,6 +2,7 @@
 
 - ``endpoint``: :class:`WorkloadApiServer`, the socket, its lifecycle and the routes of each accepted connection;
 - ``service``: :class:`WorkloadApiService`, the five RPCs of the standard over an ``IdentitySource``;
+- ``sds``: :class:`SdsService`, Envoy's Secret Discovery Service on the same socket (``sds_secrets``: its names);
 - ``_accept_hook``: the one place that reaches into grpclib to capture credentials at accept.
 
 The endpoint asks an :class:`~sigil.node_agent.identity_source.IdentitySource` for everything it serves and never
@@ -15,12 +16,31 @@ from sigil.node_agent.workload_api.endpoint import (
     WorkloadApiServer,
     WorkloadApiSettings,
 )
+from sigil.node_agent.workload_api.sds import SDS_SERVICE_NAME, SdsService
+from sigil.node_agent.workload_api.sds_secrets import (
+    ALL_BUNDLES,
+    DEFAULT_BUNDLE,
+    DEFAULT_SVID,
+    SECRET_TYPE_URL,
+    SPIFFE_VALIDATOR,
+    build_secrets,
+    supports_spiffe_validator,
+)
 from sigil.node_agent.workload_api.service import SERVICE_NAME, WorkloadApiService
 
 __all__ = [
+    "ALL_BUNDLES",
+    "DEFAULT_BUNDLE",
     "DEFAULT_SOCKET_PATH",
+    "DEFAULT_SVID",
+    "SDS_SERVICE_NAME",
+    "SECRET_TYPE_URL",
     "SERVICE_NAME",
+    "SPIFFE_VALIDATOR",
+    "SdsService",
     "WorkloadApiServer",
     "WorkloadApiService",
     "WorkloadApiSettings",
+    "build_secrets",
+    "supports_spiffe_validator",
 ]

@@ -4,8 +4,8 @@ Authorization is by attestation, not by file permissions, so the socket is world
 makes its public socket; the directory is created when missing. A stale socket left by a crashed agent is
 removed, but a socket some live agent still answers on is left alone, and a non-socket file is never deleted.
 
-Credentials are captured at accept (``_accept_hook``); each connection gets handlers bound to its caller, those of
-Sigil's policy service too when the server is given the agent's policies (``policies/service.py``). On
+Credentials are captured at accept (``_accept_hook``); each connection gets handlers bound to its caller: the
+Workload API's, Envoy's SDS (``sds.py``), and Sigil's policy service when the server is given the agent's policies (``policies/service.py``). On
 shutdown the listener closes, every running stream is cancelled and awaited, open connections are closed, and
 the socket file is removed, so that clients see the stream end and reconnect to the next agent.
 """
@@ -35,6 +35,7 @@ from sigil.node_agent.policies.mirror import PolicyMirror
 from sigil.node_agent.policies.service import PolicyService
 from sigil.node_agent.settings import DEFAULT_SOCKET_PATH
 from sigil.node_agent.workload_api._accept_hook import AcceptHookServer
+from sigil.node_agent.workload_api.sds import SdsService
 from sigil.node_agent.workload_api.service import WorkloadApiService
 
 __all__ = ["DEFAULT_SOCKET_PATH", "WorkloadApiServer", "WorkloadApiSettings"]
@@ -83,6 +84,8 @@ class WorkloadApiServer(Service):
     ) -> None:
         self._settings = settings
         self._service = WorkloadApiService(source=source, attestor=attestor, clock=clock)
+        # Envoy's SDS shares the socket and the attestation, as on SPIRE's agent (sds.py).
+        self._sds = SdsService(source=source, attestor=attestor)
         # Sigil's policy service shares the socket and the per-connection attestation (policies/service.py).
         self._policy_service = (
             None if policies is None else PolicyService(policies=policies, attestor=attestor)
@@ -101,7 +104,7 @@ class WorkloadApiServer(Service):
             raise RuntimeError("the Workload API server is already started")
         path = self._settings.socket_path
         await self._prepare_path(path)
-        services: list[WorkloadApiService | PolicyService] = [self._service]
+        services: list[WorkloadApiService | SdsService | PolicyService] = [self._service, self._sds]
         if self._policy_service is not None:
             services.append(self._policy_service)
         server = AcceptHookServer(services, on_accept=self._accept, on_close=self._closed)
@@ -141,6 +144,7 @@ class WorkloadApiServer(Service):
                 # The call will be refused with this error; the log says why at the time of the call.
                 caller = err
         routes = self._service.bind(caller)
+        routes.update(self._sds.bind(caller))
         if self._policy_service is not None:
             routes.update(self._policy_service.bind(caller))
         return routes
