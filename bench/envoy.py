@@ -7,8 +7,9 @@ are measured in alternating rounds of the same run, so that the ratio (with / wi
 decision as Envoy's users see it. Also the latency of ``Authorization/Check`` itself (p50/p99), called
 sequentially over the same socket. The ext-authz server logs each decision at info, as it does in production.
 
-Not here yet: the time from a forced rotation to Envoy presenting the new certificate needs SDS from the agent;
-the results carry a named TODO instead of a number until it is measured.
+Then the time from a forced rotation to Envoy presenting the new certificate over the agent's SDS (p50/p99), against
+the same rotation reaching a SPIFFE-aware workload through the Workload API in the same run
+(``bench/_envoy_rotation.py``).
 
     python bench/envoy.py            # about a minute of measurement
     python bench/envoy.py --quick    # well under a minute in all
@@ -35,13 +36,15 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from _results import merge_results  # bench/ is the script's own directory
 
 # Python puts this script's folder first on sys.path, where envoy.py would shadow xds-protos' ``envoy`` package:
-# the folder leaves the path once _results is imported, and the tests' helpers join it.
-sys.path.pop(0)
+# the folder moves to the end (its _results and _envoy_rotation are still found), and the tests' helpers join.
+sys.path.remove(str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from _envoy_rotation import measure_rotation
+from _results import merge_results
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 from grpclib.client import Channel, UnaryUnaryMethod
 from sigil_testing.envoy import run_envoy
@@ -200,8 +203,6 @@ async def _bench(rounds: int, seconds: float, calls: int) -> dict[str, Any]:
         "check_calls": calls,
         "concurrency": CONCURRENCY,
         "seconds_per_listener": total,
-        # Needs SDS from the agent (measured once that lands); a TODO, never a made-up number.
-        "rotation_to_new_certificate_p99_ms": "TODO: needs SDS on the agent socket",
     }
 
 
@@ -211,7 +212,9 @@ def main() -> int:
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     rounds, seconds, calls = (2, 3.0, 500) if args.quick else (5, 6.0, 3000)
-    figures = asyncio.run(_bench(rounds, seconds, calls))
+    figures: dict[str, Any] = asyncio.run(_bench(rounds, seconds, calls))
+    rotation = asyncio.run(measure_rotation(5 if args.quick else 20))
+    figures.update({name: round(value, 3) for name, value in rotation.items()})
     figures.update(
         quick=args.quick,
         machine=f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
