@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GoSpiffeError", "PeerTools", "build_peer_tools", "go_spiffe", "go_spiffe_argv", "go_spiffe_lines"]
+__all__ = [
+    "GoSpiffeError",
+    "PeerTools",
+    "build_peer_tools",
+    "go_spiffe",
+    "go_spiffe_argv",
+    "go_spiffe_lines",
+]
 
 _BUILD = Path(__file__).resolve().parents[2] / "tools" / "build"
 
@@ -64,7 +71,9 @@ def go_spiffe_lines(
         check=False,
     )
     if done.returncode != 0:
-        raise GoSpiffeError(done.stderr.strip() or f"spiffe-peer {command} exited {done.returncode}")
+        raise GoSpiffeError(
+            done.stderr.strip() or f"spiffe-peer {command} exited {done.returncode}"
+        )
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 

@@ -51,7 +51,9 @@ class _Process:
             if done.returncode == 0:
                 return
             if time.monotonic() > deadline:
-                raise SpireError(f"{self.name} not healthy within {_READY_WITHIN} s:\n{self.tail()}")
+                raise SpireError(
+                    f"{self.name} not healthy within {_READY_WITHIN} s:\n{self.tail()}"
+                )
             time.sleep(0.2)
 
     @property
@@ -140,7 +142,10 @@ plugins {{
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -160,7 +165,13 @@ plugins {{
     def cli(self, *args: str) -> str:
         """``spire-server ARGS -socketPath ...``: its stdout; :class:`SpireError` with its output if it fails."""
         command, *rest = args
-        argv = [str(self._tools.spire_server), *command.split(), "-socketPath", str(self.socket), *rest]
+        argv = [
+            str(self._tools.spire_server),
+            *command.split(),
+            "-socketPath",
+            str(self.socket),
+            *rest,
+        ]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
         if done.returncode != 0:
             raise SpireError(f"spire-server {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
@@ -208,7 +219,10 @@ class SpireAgent:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
