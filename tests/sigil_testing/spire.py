@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -38,9 +39,12 @@ class _Process:
         self.log = directory / f"{name}.log"
         self._process: subprocess.Popen[bytes] | None = None
 
-    def spawn(self, argv: list[str]) -> None:
+    def spawn(self, argv: list[str], environment: Mapping[str, str] | None = None) -> None:
+        env = {**os.environ, **(environment or {})}
         with self.log.open("ab") as log:
-            self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - SPIRE, our arguments
+            self._process = subprocess.Popen(  # noqa: S603 - SPIRE, our arguments
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env
+            )
 
     def wait_healthy(self, check: list[str]) -> None:
         deadline = time.monotonic() + _READY_WITHIN
@@ -80,7 +84,8 @@ class SpireServer:
     """``with SpireServer(directory, tools=...) as server:`` a running spire-server for ``trust_domain``.
 
     ``federation=True`` also serves SPIRE's bundle endpoint (``https_spiffe``, at ``/``) on
-    :attr:`federation_port`; ``federates_with`` is HCL inserted into the server block as is.
+    :attr:`federation_port`. ``environment`` is added to the process's (``SSL_CERT_FILE``: the roots SPIRE
+    trusts for ``https_web`` peers).
     """
 
     def __init__(
@@ -90,7 +95,7 @@ class SpireServer:
         tools: PeerTools,
         trust_domain: str = "spire.test",
         federation: bool = False,
-        federates_with: str = "",
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self.directory = directory
         self.trust_domain = trust_domain
@@ -98,16 +103,16 @@ class SpireServer:
         self.port, self.federation_port = free_ports(2)
         self._tools = tools
         self._federation = federation
-        self._federates_with = federates_with
+        self._environment = environment
         self._process = _Process(directory, "spire-server")
 
     def config(self) -> str:
         """The server's configuration (HCL)."""
         data = self.directory / "data"
         endpoint = (
-            f'federation {{\n bundle_endpoint {{\n  address = "127.0.0.1"\n  port = {self.federation_port}\n }}\n'
-            f"{self._federates_with}\n}}\n"
-            if self._federation or self._federates_with
+            "federation {\n  bundle_endpoint {\n"
+            f'    address = "127.0.0.1"\n    port = {self.federation_port}\n  }}\n}}'
+            if self._federation
             else ""
         )
         return f"""server {{
@@ -154,7 +159,9 @@ plugins {{
         self.directory.mkdir(parents=True, exist_ok=True)
         conf = self.directory / "server.conf"
         conf.write_text(self.config())
-        self._process.spawn([str(self._tools.spire_server), "run", "-config", str(conf)])
+        self._process.spawn(
+            [str(self._tools.spire_server), "run", "-config", str(conf)], self._environment
+        )
         self._process.wait_healthy(
             [str(self._tools.spire_server), "healthcheck", "-socketPath", str(self.socket)]
         )
@@ -195,6 +202,15 @@ plugins {{
     def bundle(self, fmt: str = "pem") -> str:
         """The server's own bundle, as ``spire-server bundle show -format FMT`` prints it."""
         return self.cli("bundle show", "-format", fmt)
+
+    def federated_bundle(self, trust_domain: str) -> Any:
+        """The bundle SPIRE holds for ``trust_domain`` (``bundle list -id``, as JSON), or None."""
+        try:
+            return self.cli_json("bundle list", "-id", f"spiffe://{trust_domain}")
+        except SpireError as err:
+            if "NotFound" in str(err) or "not found" in str(err):
+                return None
+            raise
 
     def endpoint_spiffe_id(self) -> str:
         """The SPIFFE ID the bundle endpoint presents in the ``https_spiffe`` profile."""
