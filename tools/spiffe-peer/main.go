@@ -7,6 +7,7 @@
 //
 //	check   -audience A            X.509 context verified with x509svid.Verify against its own bundle set, a
 //	                               JWT-SVID for A validated with jwtsvid.ParseAndValidate against the JWT bundles
+//	                               (-x509-only: the X.509 context alone)
 //	watch   -updates N             one line per X.509 context update, until N have arrived
 //	verify  -chain F | -jwt F      a foreign X509-SVID chain (PEM) or JWT-SVID verified with this workload's bundles
 //	latency -streams N -samples M  FetchX509SVID first-response latency with N other streams held open
@@ -35,7 +36,8 @@ func main() {
 	switch command {
 	case "check":
 		audience := flags.String("audience", "spiffe-peer", "JWT-SVID audience")
-		run = func(ctx context.Context, c *workloadapi.Client) error { return check(ctx, c, *audience) }
+		x509Only := flags.Bool("x509-only", false, "check the X.509 context alone (no JWT-SVID)")
+		run = func(ctx context.Context, c *workloadapi.Client) error { return check(ctx, c, *audience, *x509Only) }
 	case "watch":
 		updates := flags.Int("updates", 2, "X.509 context updates to wait for")
 		run = func(ctx context.Context, c *workloadapi.Client) error { return watch(ctx, c, *updates) }

@@ -25,6 +25,7 @@ type contextReport struct {
 	Serial      string   `json:"serial"`
 	NotAfter    string   `json:"not_after"`
 	ChainLength int      `json:"chain_length"`
+	SVIDs       int      `json:"svids"`
 	Bundles     []string `json:"x509_bundles"`
 	Authorities []string `json:"authorities"`
 }
@@ -47,6 +48,7 @@ func report(x509Context *workloadapi.X509Context) (*contextReport, error) {
 		Serial:      hex.EncodeToString(leaf.SerialNumber.Bytes()),
 		NotAfter:    leaf.NotAfter.UTC().Format(time.RFC3339),
 		ChainLength: len(svid.Certificates),
+		SVIDs:       len(x509Context.SVIDs),
 		Bundles:     trustDomains(x509Context.Bundles),
 	}
 	if own, ok := x509Context.Bundles.Get(svid.ID.TrustDomain()); ok {
@@ -66,7 +68,7 @@ func trustDomains(set *x509bundle.Set) []string {
 	return names
 }
 
-func check(ctx context.Context, client *workloadapi.Client, audience string) error {
+func check(ctx context.Context, client *workloadapi.Client, audience string, x509Only bool) error {
 	x509Context, err := client.FetchX509Context(ctx)
 	if err != nil {
 		return fmt.Errorf("FetchX509Context: %w", err)
@@ -74,6 +76,10 @@ func check(ctx context.Context, client *workloadapi.Client, audience string) err
 	x509Report, err := report(x509Context)
 	if err != nil {
 		return err
+	}
+	if x509Only {
+		emit(map[string]any{"x509": x509Report})
+		return nil
 	}
 	token, err := client.FetchJWTSVID(ctx, jwtsvid.Params{Audience: audience})
 	if err != nil {
