@@ -242,6 +242,12 @@ def main() -> int:
         "--quick", action="store_true", help="fewer SVIDs, samples and trials (< 1 minute)"
     )
     args = parser.parse_args()
+    if os.geteuid() != 0:
+        print(
+            "bench/spire.py: run it as root: each new workload is a process with a gid of its own",
+            file=sys.stderr,
+        )
+        return 2
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     figures = asyncio.run(run(args.quick))
     merge_results(OUT, figures)
