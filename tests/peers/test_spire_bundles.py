@@ -4,9 +4,9 @@ SPIRE has two parsers. ``spire-server bundle set -format spiffe`` uses go-spiffe
 refuses a whole bundle when an x509-svid key has other than exactly one ``x5c`` or a jwt-svid key has no ``kid``
 (and skips keys of another ``use``). SPIRE's federation client (pkg/server/bundle/client) uses
 pkg/common/bundleutil's ``Decode``, which refuses the whole bundle for a key of any other ``use`` as well; a SPIRE
-server federating with Sigil would then keep a stale bundle. Here ``bundle set`` judges what Sigil serves and
-the three rules are pinned on the document itself; test_spire_federation.py has SPIRE's federation client fetch
-it.
+server federating with Sigil would then keep a stale bundle. Here both parsers judge what Sigil serves (the
+federation client through an https_web endpoint of the test's own serving the document as is or broken), and the
+three rules are pinned on the document itself.
 """
 
 from __future__ import annotations
@@ -15,13 +15,17 @@ import asyncio
 import base64
 import copy
 import json
+import re
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from sigil_testing.certificates import WebPki, write_web_pki
 from sigil_testing.issuer import issuer_settings, running_issuer
 from sigil_testing.paths import short_directory
 from sigil_testing.peers import PeerTools
@@ -37,9 +41,19 @@ SIGIL_TD = "spiffe://example.org"
 
 
 @pytest.fixture(scope="module")
-def spire(peer_tools: PeerTools) -> Iterator[SpireServer]:
+def web_pki(tmp_path_factory: pytest.TempPathFactory) -> WebPki:
+    """A private Web PKI: SPIRE trusts its root (``SSL_CERT_FILE``) for https_web endpoints."""
+    return write_web_pki(tmp_path_factory.mktemp("webpki"))
+
+
+@pytest.fixture(scope="module")
+def spire(peer_tools: PeerTools, web_pki: WebPki) -> Iterator[SpireServer]:
     """A spire-server of trust domain spire.test, used only through its CLI."""
-    with short_directory("spb-") as directory, SpireServer(directory, tools=peer_tools) as server:
+    roots = {"SSL_CERT_FILE": str(web_pki.ca_file)}
+    with (
+        short_directory("spb-") as directory,
+        SpireServer(directory, tools=peer_tools, environment=roots) as server,
+    ):
         yield server
 
 
@@ -120,3 +134,68 @@ async def test_spire_refuses_the_whole_bundle_when_one_key_breaks_a_rule(
     BREAKAGES[breakage](next(k for k in document["keys"] if k["use"] == wanted))
     with pytest.raises(SpireError, match="failed"):
         await asyncio.to_thread(_set, spire, document, short_tmp / "broken.json")
+
+
+FEDERATION_BREAKAGES = {
+    "unknown use": (lambda key: key.update(use="sig"), 'unrecognized use "sig"'),
+    "two x5c": (BREAKAGES["two x5c"], "expected a single certificate in x509-svid entry"),
+    "jwt key without kid": (BREAKAGES["jwt key without kid"], "missing key ID in jwt-svid entry"),
+}
+
+
+@asynccontextmanager
+async def _endpoint(document: dict[str, Any], pki: WebPki) -> AsyncIterator[str]:
+    """An https_web bundle endpoint serving ``document`` as is: the URL."""
+
+    async def bundle(_: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app = web.Application()
+    app.router.add_get("/", bundle)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.cert_file, pki.key_file)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    try:
+        yield f"https://127.0.0.1:{runner.addresses[0][1]}/"
+    finally:
+        await runner.cleanup()
+
+
+def _refresh_from(spire: SpireServer, url: str) -> Any:
+    """Federate with example.org at ``url`` (https_web), refresh, return what SPIRE holds; always undone."""
+    spire.cli("federation create", "-trustDomain", "example.org", "-bundleEndpointURL", url,
+              "-bundleEndpointProfile", "https_web")  # fmt: skip
+    try:
+        spire.cli("federation refresh", "-id", "example.org")
+        return spire.federated_bundle("example.org")
+    finally:
+        spire.cli("federation delete", "-id", "example.org")
+
+
+async def test_spires_federation_client_takes_the_document_sigil_serves(
+    sigil: IssuerServer, spire: SpireServer, web_pki: WebPki
+) -> None:
+    """SPIRE's strict parser, fetching the document as Sigil serves it, stores every JWT key of it."""
+    document = await _served(sigil)
+    async with _endpoint(document, web_pki) as url:
+        stored = await asyncio.to_thread(_refresh_from, spire, url)
+    served_jwt = sorted(k["kid"] for k in document["keys"] if k["use"] == "jwt-svid")
+    assert sorted(a["key_id"] for a in stored["jwt_authorities"]) == served_jwt
+    assert len(stored["x509_authorities"]) == 2
+
+
+@pytest.mark.parametrize("breakage", list(FEDERATION_BREAKAGES))
+async def test_spires_federation_client_refuses_the_document_with_one_key_broken(
+    sigil: IssuerServer, spire: SpireServer, web_pki: WebPki, breakage: str
+) -> None:
+    """The same fetch fails for the whole document when one key breaks a rule, an unknown ``use`` included."""
+    document = copy.deepcopy(await _served(sigil))
+    wanted = "jwt-svid" if breakage == "jwt key without kid" else "x509-svid"
+    breaks, message = FEDERATION_BREAKAGES[breakage]
+    breaks(next(k for k in document["keys"] if k["use"] == wanted))
+    async with _endpoint(document, web_pki) as url:
+        with pytest.raises(SpireError, match=re.escape(message)):
+            await asyncio.to_thread(_refresh_from, spire, url)
