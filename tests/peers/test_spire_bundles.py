@@ -17,7 +17,7 @@ import copy
 import json
 import re
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -136,7 +136,7 @@ async def test_spire_refuses_the_whole_bundle_when_one_key_breaks_a_rule(
         await asyncio.to_thread(_set, spire, document, short_tmp / "broken.json")
 
 
-FEDERATION_BREAKAGES = {
+FEDERATION_BREAKAGES: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "unknown use": (lambda key: key.update(use="sig"), 'unrecognized use "sig"'),
     "two x5c": (BREAKAGES["two x5c"], "expected a single certificate in x509-svid entry"),
     "jwt key without kid": (BREAKAGES["jwt key without kid"], "missing key ID in jwt-svid entry"),
