@@ -22,7 +22,7 @@ from sigil_testing.peers import PeerTools, go_spiffe_argv
 
 from sigil.issuer.admin.client import SocketAdmin, server_listening
 
-__all__ = ["SigilStack", "latency", "rss_kib", "seconds_until_svids"]
+__all__ = ["SigilStack", "cpu_seconds", "latency", "rss_kib", "seconds_until_svids"]
 
 
 def rss_kib(pid: int) -> int:
@@ -31,6 +31,12 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time process ``pid`` has used so far (``/proc/PID/stat`` fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _x509(tools: PeerTools, address: str, gid: int) -> dict[str, Any] | None:
@@ -95,6 +101,10 @@ class SigilStack:
     @property
     def address(self) -> str:
         return f"unix://{self.socket}"
+
+    @property
+    def server_pid(self) -> int:
+        return self._processes[0].pid
 
     @property
     def agent_pid(self) -> int:

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from _results import RESULTS, merge_results
-from _stacks import SigilStack, latency, rss_kib, seconds_until_svids
+from _stacks import SigilStack, cpu_seconds, latency, rss_kib, seconds_until_svids
 from sigil_testing.paths import short_directory
 from sigil_testing.peers import PeerTools, build_peer_tools
 from sigil_testing.spire import SpireAgent, SpireServer
@@ -79,6 +79,7 @@ class Bench:
         """SVIDs per second from ready CSRs: SPIRE's MintX509SVID against Sigil's batched agent API."""
         mint = [str(self.tools.spiffe_peer), "mint", f"-socket={self.spire.socket}"]
         mint += ["-trust-domain=spire.test", f"-count={count}", "-concurrency=32"]
+        spire_cpu = cpu_seconds(self.spire.pid)
         done = await asyncio.to_thread(
             subprocess.run,
             mint,
@@ -86,7 +87,9 @@ class Bench:
             text=True,
             check=True,
         )
-        spire_rate = float(json.loads(done.stdout)["svids_per_second"])
+        minted = json.loads(done.stdout)
+        spire_rate = float(minted["svids_per_second"])
+        spire_busy = (cpu_seconds(self.spire.pid) - spire_cpu) / float(minted["seconds"])
         token = await self.admin.generate_token(600)
         selectors = ["unix:uid:4242"]
         await self.admin.create_entry(
@@ -108,14 +111,19 @@ class Bench:
                     left -= 1
                     issued += sum(len(r.svids) for r in await client.batch_x509_svids(batch))
 
-            started = time.perf_counter()
+            started, sigil_cpu = time.perf_counter(), cpu_seconds(self.sigil.server_pid)
             await asyncio.gather(*(worker() for _ in range(4)))
-            sigil_rate = issued / (time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            sigil_rate = issued / elapsed
+            sigil_busy = (cpu_seconds(self.sigil.server_pid) - sigil_cpu) / elapsed
         return {
             "svids": count,
             "spire_per_s": round(spire_rate, 1),
             "sigil_per_s": round(sigil_rate, 1),
             "ratio": round(sigil_rate / spire_rate, 3),
+            # CPU seconds per second of each server while it issued (2.0 = both cores busy).
+            "spire_server_cores": round(spire_busy, 2),
+            "sigil_server_cores": round(sigil_busy, 2),
         }
 
     async def fetch_latency(self, samples: int) -> dict[str, Any]:

@@ -212,6 +212,11 @@ plugins {{
                 return None
             raise
 
+    @property
+    def pid(self) -> int:
+        """The server's process ID (for its CPU time in bench/spire.py)."""
+        return self._process.pid
+
     def endpoint_spiffe_id(self) -> str:
         """The SPIFFE ID the bundle endpoint presents in the ``https_spiffe`` profile."""
         return f"spiffe://{self.trust_domain}/spire/server"
