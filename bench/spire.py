@@ -54,7 +54,7 @@ from sigil.issuer.client import IssuerClient, X509SvidRequest, make_csr
 OUT = RESULTS / "spire.json"
 UID = os.getuid()
 NODE = "spiffe://spire.test/node"
-SETTINGS = "SPIRE v1.13.3 defaults: sql/sqlite3, disk key manager, join_token, unix; Sigil embedded defaults"
+SETTINGS = "SPIRE v1.13.3 defaults (log_level INFO): sql/sqlite3, disk key manager, join_token, unix; Sigil embedded defaults"
 
 
 def _selectors(gid: int) -> list[str]:

@@ -121,7 +121,7 @@ class SpireServer:
   socket_path = "{self.socket}"
   trust_domain = "{self.trust_domain}"
   data_dir = "{data}"
-  log_level = "DEBUG"
+  log_level = "INFO"
   {endpoint}
 }}
 plugins {{
@@ -256,7 +256,7 @@ class SpireAgent:
         conf.write_text(
             f"""agent {{
   data_dir = "{self.directory / "data"}"
-  log_level = "DEBUG"
+  log_level = "INFO"
   server_address = "127.0.0.1"
   server_port = "{self._server.port}"
   socket_path = "{self.socket}"
