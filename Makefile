@@ -47,8 +47,9 @@ bench-quick: $(STAMP)
 proto: $(STAMP)
 	PYTHON=$(CURDIR)/$(BIN)/python sh node-agent/sigil/node_agent/_proto/generate.sh
 
-## tools: build kube-apiserver and etcd from the Go module proxy once, into a cache outside the repository
-## ($$SIGIL_TOOLS_CACHE, default ~/.cache/sigil/tools); prints each binary's path
+## tools: build kube-apiserver, etcd, SPIRE (spire-server, spire-agent) and our go-spiffe program (spiffe-peer) from
+## the Go module proxy once, into a cache outside the repository ($$SIGIL_TOOLS_CACHE, default ~/.cache/sigil/tools);
+## prints each binary's path
 tools:
 	tools/build
 

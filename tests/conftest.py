@@ -11,6 +11,7 @@ from sigil_testing.controlplane import ControlPlane, ControlPlaneError, Tools, b
 from sigil_testing.issuer import running_issuer
 from sigil_testing.operator import apply_crds
 from sigil_testing.paths import short_directory
+from sigil_testing.peers import PeerTools, build_peer_tools
 from sigil_testing.postgres import PostgresUnavailableError, running_postgres, temporary_database
 from sigil_testing.realissuer import issuer_on
 from sigil_testing.realkube import Namespace, fresh_namespace
@@ -18,6 +19,7 @@ from sigil_testing.realkube import Namespace, fresh_namespace
 from sigil.issuer.edge.listeners import IssuerServer
 
 _TOOLS = pytest.StashKey[Tools | ControlPlaneError]()
+_PEERS = pytest.StashKey[PeerTools | RuntimeError]()
 
 
 @pytest.fixture(autouse=True)
@@ -58,16 +60,23 @@ async def postgres_url(postgres_admin_dsn: str) -> AsyncIterator[str]:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build the binaries before the first test, outside its timeout: minutes when cold, at once when cached."""
-    wanted = any(item.get_closest_marker("kube") for item in session.items)
-    if not wanted or session.config.option.collectonly:
+    if session.config.option.collectonly:
         return
+    kube = any(item.get_closest_marker("kube") for item in session.items)
+    peers = any(item.get_closest_marker("spire") for item in session.items)
     capture = session.config.pluginmanager.getplugin("capturemanager")
     # tools/build reports its progress on stderr, which a cold build should show while it runs.
     with capture.global_and_fixture_disabled():
-        try:
-            session.config.stash[_TOOLS] = build_tools()
-        except ControlPlaneError as err:
-            session.config.stash[_TOOLS] = err
+        if kube:
+            try:
+                session.config.stash[_TOOLS] = build_tools()
+            except ControlPlaneError as err:
+                session.config.stash[_TOOLS] = err
+        if peers:
+            try:
+                session.config.stash[_PEERS] = build_peer_tools()
+            except RuntimeError as err:
+                session.config.stash[_PEERS] = err
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +89,20 @@ def kube_tools(request: pytest.FixtureRequest) -> Tools:
         if isinstance(tools, ControlPlaneError):
             raise tools
     except ControlPlaneError as err:
+        pytest.fail(str(err), pytrace=False)
+    return tools
+
+
+@pytest.fixture(scope="session")
+def peer_tools(request: pytest.FixtureRequest) -> PeerTools:
+    """SPIRE and our go-spiffe program, built before the session's first test (or now)."""
+    tools = request.config.stash.get(_PEERS, None)
+    try:
+        if tools is None:
+            return build_peer_tools()
+        if isinstance(tools, RuntimeError):
+            raise tools
+    except RuntimeError as err:
         pytest.fail(str(err), pytrace=False)
     return tools
 

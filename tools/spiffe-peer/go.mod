@@ -1,0 +1,21 @@
+// spiffe-peer: our own small Workload API client on go-spiffe (and a client of SPIRE's server API for
+// bench/spire.py), built by tools/build for the SPIFFE-peer tests.
+module sigil.invalid/tools/spiffe-peer
+
+go 1.26.0
+
+require (
+	github.com/spiffe/go-spiffe/v2 v2.9.0
+	github.com/spiffe/spire-api-sdk v1.2.5-0.20250109200630-101d5e7de758
+	google.golang.org/grpc v1.79.3
+)
+
+require (
+	github.com/Microsoft/go-winio v0.6.2 // indirect
+	github.com/go-jose/go-jose/v4 v4.1.5 // indirect
+	golang.org/x/net v0.48.0 // indirect
+	golang.org/x/sys v0.39.0 // indirect
+	golang.org/x/text v0.32.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20251202230838-ff82c1b0f217 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)
