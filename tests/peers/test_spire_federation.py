@@ -34,8 +34,8 @@ from sigil.ca.service import X509Request
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.bundles import BundleSet
 from sigil.enforcer.errors import SvidVerificationError
-from sigil.enforcer.sources import WorkloadApiSource
 from sigil.enforcer.verify import Refusal, SvidVerifier
+from sigil.enforcer.workload_source import WorkloadApiSource
 from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.settings.sections import BundleEndpointSettings, FederationPeer
 from sigil.node_agent.agent import NodeAgent
