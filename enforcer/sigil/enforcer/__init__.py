@@ -7,8 +7,7 @@ middleware, the proxy) load on first use (PEP 562), so that ``sigil-enforcer che
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sigil.enforcer.errors import (
     EnforcerError,
@@ -30,6 +29,7 @@ from sigil.enforcer.policy import (
     parse_policy,
 )
 from sigil.enforcer.policy.store import LoadReport, PolicySet, PolicyStore
+from sigil.kit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sigil.enforcer.authorizer import Authorizer
@@ -104,11 +104,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import an enforcement point's module when one of its names is first used (PEP 562)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)

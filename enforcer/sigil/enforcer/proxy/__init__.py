@@ -13,10 +13,10 @@ The listeners and the server load on first use (PEP 562): declaring the subcomma
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sigil.enforcer.proxy.settings import Address, Inbound, Outbound, ProxySettings
+from sigil.kit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sigil.enforcer.proxy.listener import InboundProxy, OutboundProxy, refusal_reporter
@@ -41,11 +41,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a listener's or the server's module when one of its names is first used (PEP 562)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)
