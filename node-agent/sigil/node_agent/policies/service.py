@@ -20,13 +20,11 @@ import json
 
 import structlog
 from grpclib.const import Handler
-from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from sigil.enforcer.policy.origin import Origin
 from sigil.enforcer.policy.scope import Workload, applies_to
 from sigil.enforcer.policy.wire import (
-    SECURITY_HEADER,
     WATCH_POLICIES_CARDINALITY,
     WATCH_POLICIES_PATH,
     PolicySnapshot,
@@ -35,8 +33,8 @@ from sigil.enforcer.policy.wire import (
 from sigil.node_agent.attestation.caller import CallerAttestor
 from sigil.node_agent.attestation.peer import PeerCredentials
 from sigil.node_agent.attestation.selectors import Selectors
-from sigil.node_agent.errors import NodeAgentError, PeerGoneError, SecurityHeaderMissingError
-from sigil.node_agent.grpc_edge import Caller, grpc_status_of
+from sigil.node_agent.errors import PeerGoneError
+from sigil.node_agent.grpc_edge import Caller, attested_call
 from sigil.node_agent.policies.mirror import MirroredPolicies, PolicyMirror
 
 __all__ = ["PolicyService", "snapshot_for", "workload_of"]
@@ -116,18 +114,10 @@ class PolicyService:
     async def _watch(
         self, caller: Caller, stream: Stream[WatchPoliciesRequest, PolicySnapshot]
     ) -> None:
+        # Attested exactly as a Workload API call is (header, kernel credentials, the same refusals).
+        async with attested_call(caller, stream, self._attestor, method="WatchPolicies") as found:
+            attested = found
         pid = caller.pid if isinstance(caller, PeerCredentials) else None
-        try:
-            values = stream.metadata.getall(SECURITY_HEADER, []) if stream.metadata else []
-            if values != ["true"]:
-                raise SecurityHeaderMissingError
-            if isinstance(caller, NodeAgentError):
-                raise caller
-            attested = await self._attestor.attest(caller)
-        except NodeAgentError as err:
-            status = grpc_status_of(err)
-            _log.info("policy watch refused", pid=pid, status=status.name, reason=str(err))
-            raise GRPCError(status, str(err)) from err
         await stream.recv_message()
         workload = workload_of(attested.selectors)
         _log.debug("policy watch", pid=pid, namespace=workload.namespace)
