@@ -4,8 +4,8 @@ The agent streams the policies that can apply to this workload (the README's Dis
 snapshot replaces the previous one in a :class:`~sigil.enforcer.policy.store.PolicyStore` under one source name,
 so the store's rule holds here too: a document this enforcer's schema refuses keeps its last good version. When
 the agent goes away (a restart, a rollout of the DaemonSet) the stream ends; the policies in force stay, and the
-source reconnects with exponential backoff (with jitter, so that a node's enforcers do not return in lockstep)
-until the agent answers again, then adopts whatever snapshot it sends first.
+source reconnects with the kit's exponential backoff (with jitter, so that a node's enforcers do not return in
+lockstep) until the agent answers again, then adopts whatever snapshot it sends first.
 
 The revision reported is the issuer's, carried in each snapshot, not the local store's counter: operators compare
 an enforcer's ``sigil_enforcer_policy_revision`` with the issuer's ``sigil_policy_revision`` to find laggards.
@@ -44,7 +44,7 @@ from sigil.enforcer.policy.wire import (
     PolicySnapshot,
     WatchPoliciesRequest,
 )
-from sigil.kit import Service, TaskOwner
+from sigil.kit import Backoff, Service, TaskOwner
 
 __all__ = [
     "DEFAULT_AGENT_ENDPOINT",
@@ -101,9 +101,7 @@ class AgentPolicySource(Service):
         )
         self._path = socket_path_of(self.endpoint)
         self.store = store if store is not None else PolicyStore()
-        self._initial = backoff_initial
-        self._max = backoff_max
-        self._rng = rng or random.Random()  # noqa: S311 -- reconnect jitter, not a secret
+        self._backoff = Backoff(first=backoff_initial, longest=backoff_max, rng=rng)
         self._current: AgentPolicies | None = None
         self._subscribers: list[Subscriber] = []
         self._changed = asyncio.Event()
@@ -147,7 +145,6 @@ class AgentPolicySource(Service):
 
     async def run(self) -> None:
         """Watch, and reconnect with backoff whenever the stream ends; runs until cancelled."""
-        failures = 0
         while True:
             try:
                 received = await self._watch()
@@ -162,9 +159,9 @@ class AgentPolicySource(Service):
                 )
             finally:
                 self._connected = False
-            failures = 0 if received else failures + 1
-            ceiling = min(self._max, self._initial * 2 ** max(failures - 1, 0))
-            await asyncio.sleep(self._rng.uniform(ceiling / 2, ceiling))
+            if received:
+                self._backoff.reset()  # a stream that delivered: the next reconnect comes quickly
+            await self._backoff.sleep(self._backoff.next_delay())
 
     async def _watch(self) -> bool:
         """One stream, until it ends; True when it delivered at least one snapshot."""
