@@ -50,6 +50,9 @@ class JournalEntry:
     issued_at: datetime
     not_after: datetime
     reissue_due: bool = False
+    #: The agent that asked for it (or the server, for its own SVID); None when minted by hand or agentless.
+    holder: str | None = None
+    replaced_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
