@@ -82,6 +82,7 @@ class CertificateAuthority:
         self._snapshot = Snapshot()
         self._holder = f"{socket.gethostname()}:{os.getpid()}"
         self._changed = asyncio.Condition()
+        self._refreshing = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -158,10 +159,13 @@ class CertificateAuthority:
 
     async def refresh(self) -> TrustBundle:
         """Re-read the authorities and bundle sequence from the datastore."""
-        previous = self._snapshot.bundle
-        self._snapshot = await read_snapshot(
-            self.store, self._keys, settings=self.settings, now=self.now()
-        )
+        # One at a time: a periodic refresh that read before a verb's commit must not land after the verb's own
+        # refresh and put the stale state back (a revoked authority shown as old, a taint not seen).
+        async with self._refreshing:
+            previous = self._snapshot.bundle
+            self._snapshot = await read_snapshot(
+                self.store, self._keys, settings=self.settings, now=self.now()
+            )
         bundle = self.bundle()
         if previous is None or previous.sequence != bundle.sequence:
             async with self._changed:
