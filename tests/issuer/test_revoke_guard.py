@@ -45,7 +45,10 @@ def database_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def server(short_tmp: Path, database_url: str) -> AsyncIterator[IssuerServer]:
     settings = issuer_settings(
-        short_tmp / "server", database_url=database_url, refresh_interval=timedelta(seconds=0.2)
+        short_tmp / "server",
+        database_url=database_url,
+        refresh_interval=timedelta(seconds=0.2),
+        rotate_interval=timedelta(seconds=0.2),
     )
     async with running_issuer(settings) as running:
         yield running
@@ -139,6 +142,12 @@ async def test_revoke_waits_for_every_agent_to_replace_what_the_tainted_authorit
     assert "no agent (minted by hand or agentless)" in err
     left = await ca.outstanding(old)
     assert set(left.holders) >= {*agent_ids, ""}
+    registry = server.issuer.metrics.registry
+    labels = {"kind": "x509", "authority_id": old}
+    await eventually(
+        lambda: registry.get_sample_value("sigil_authority_unreplaced_svids", labels) == left.count,
+        what="the unreplaced-SVID gauge to show the count",
+    )
     assert left.last_expiry is not None
     assert f"{left.last_expiry:%Y-%m-%dT%H:%M:%SZ}" in err
     code, out, _ = await _run(capsys, *_cli(server, "authority", "show", "--id", old))

@@ -166,6 +166,7 @@ async def _tick(issuer: Issuer) -> None:
             if issuer.serving.due(issuer.clock()):
                 await issuer.serving.renew()
             await issuer.feed.publish()
+            await issuer.metrics.count_unreplaced(issuer.ca)
         except SigilError as err:
             _log.warning("ca.tick_failed", detail=str(err))
 
