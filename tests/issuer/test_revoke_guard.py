@@ -74,8 +74,8 @@ def _fetch_serial(endpoint: Path) -> int:
 
 
 async def _fetch(endpoint: Path) -> int:
-    """A workload's first fetch, retried as a workload retries UNAVAILABLE (the agent may be renewing its own
-    SVID after a taint at that very moment, which resets the request in flight)."""
+    """A workload's first fetch, retried as a workload retries UNAVAILABLE (a restarted agent answers UNAVAILABLE
+    until its first exchange with the issuer is done)."""
 
     async def once() -> int | None:
         try:
