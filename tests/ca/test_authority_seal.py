@@ -254,6 +254,17 @@ async def test_sealed_rotation_holds_across_two_replicas_and_a_restart(
     assert not [e for e in logs if e["log_level"] == "error"]
 
 
+async def _back_to_0002(ca: CertificateAuthority) -> None:
+    """Undo migrations 0004 (journal holder and replacement) and 0003 (the seal column) on a live database."""
+    for statement in (
+        "ALTER TABLE svid_journal DROP COLUMN replaced_at",
+        "ALTER TABLE svid_journal DROP COLUMN holder",
+        "ALTER TABLE authorities DROP COLUMN seal",
+        "UPDATE alembic_version SET version_num = '0002' WHERE version_num = '0004'",
+    ):
+        await _sql(ca, statement)
+
+
 async def test_a_database_from_before_sealing_is_sealed_once_at_start(
     ca: CertificateAuthority, open_sealed: Any, clock: FakeClock
 ) -> None:
@@ -267,8 +278,7 @@ async def test_a_database_from_before_sealing_is_sealed_once_at_start(
     forged_x509, _ = _attacker_authorities(clock)
     await _insert(ca, forged_x509, seal=None)
     # What a database written before migration 0003 looks like: no seal column, schema at 0002.
-    await _sql(ca, "ALTER TABLE authorities DROP COLUMN seal")
-    await _sql(ca, "UPDATE alembic_version SET version_num = '0002' WHERE version_num = '0003'")
+    await _back_to_0002(ca)
     await ca.aclose()
     with structlog.testing.capture_logs() as logs:
         upgraded: CertificateAuthority = await open_sealed("b")
@@ -311,8 +321,7 @@ async def test_an_older_row_whose_upstream_root_was_swapped_is_not_sealed(
         r=planted.public_bytes(serialization.Encoding.DER),
         i=x509_active.authority_id,
     )
-    await _sql(ca, "ALTER TABLE authorities DROP COLUMN seal")
-    await _sql(ca, "UPDATE alembic_version SET version_num = '0002' WHERE version_num = '0003'")
+    await _back_to_0002(ca)
     await ca.aclose()
     with structlog.testing.capture_logs() as logs:
         upgraded: CertificateAuthority = await open_sealed("b", upstream_dir=upstream.directory)

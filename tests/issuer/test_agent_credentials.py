@@ -129,7 +129,7 @@ async def test_a_resumed_session_does_not_renew_an_agent_whose_authority_was_rev
     assert session is not None
     await ca.activate(AuthorityKind.X509, new.authority_id)
     await ca.taint(AuthorityKind.X509, old.authority_id)
-    await ca.revoke(AuthorityKind.X509, old.authority_id)
+    await ca.revoke(AuthorityKind.X509, old.authority_id, force=True)
     await server.issuer.serving.renew()  # what the next tick does after a bundle change
 
     outcome = await asyncio.to_thread(_call_resumed, server.port, context, session)
@@ -198,7 +198,7 @@ async def test_a_kept_alive_connection_is_refused_once_the_agents_authority_is_r
         new = await ca.prepare(AuthorityKind.X509)
         await ca.activate(AuthorityKind.X509, new.authority_id)
         await ca.taint(AuthorityKind.X509, old.authority_id)
-        await ca.revoke(AuthorityKind.X509, old.authority_id)
+        await ca.revoke(AuthorityKind.X509, old.authority_id, force=True)
         refused = await asyncio.to_thread(agent.ask, "GET", contract.PATH_BUNDLE)
     finally:
         agent.close()

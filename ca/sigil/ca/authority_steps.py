@@ -21,8 +21,9 @@ from sigil.ca.authority import (
     new_x509_authority,
 )
 from sigil.ca.bundle import TrustBundle
+from sigil.ca.datastore.journal import Outstanding, outstanding_of
 from sigil.ca.datastore.transaction import Transaction
-from sigil.ca.errors import AuthorityError
+from sigil.ca.errors import AuthorityError, AuthorityInUseError
 from sigil.ca.keys import PublicKey, generate_key
 from sigil.ca.keystore import KeyStore
 from sigil.ca.settings import CaSettings
@@ -143,11 +144,29 @@ async def taint_authority(tx: Transaction, kind: AuthorityKind, authority_id: st
     return await tx.mark_reissue_due(authority_id)
 
 
-async def revoke_authority(tx: Transaction, kind: AuthorityKind, authority_id: str) -> None:
-    """Revoke a tainted old authority (its key is destroyed by the caller once this commits)."""
+async def revoke_authority(
+    tx: Transaction, kind: AuthorityKind, authority_id: str, now: datetime, *, force: bool = False
+) -> Outstanding:
+    """Revoke a tainted old authority (its key is destroyed by the caller once this commits).
+
+    Refused with :class:`AuthorityInUseError` while SVIDs it signed are unexpired and not yet replaced, unless
+    ``force``: those would stop verifying the moment the bundle drops it. Returns what was cut (nothing unless
+    forced).
+    """
     authority = await _existing(tx, kind, authority_id)
     if not authority.tainted or authority.status is not AuthorityStatus.OLD:
         raise AuthorityError(
             authority_id, "only a tainted old authority can be revoked (taint it first)"
         )
+    # Counted under the rotation lock, in the revoking transaction: nothing is journaled as replaced in between.
+    left = await outstanding_of(tx.execute, authority_id, now)
+    if left.count and not force:
+        raise AuthorityInUseError(
+            authority_id,
+            left.describe(),
+            remaining=left.count,
+            holders=left.holders,
+            last_expiry=left.last_expiry,
+        )
     await tx.put_authority(authority.with_status(AuthorityStatus.REVOKED))
+    return left

@@ -11,6 +11,7 @@ everything Sigil raises in one place while leaf errors still carry the data that
         ├── KeyStoreError                 (path, reason)
         ├── MalformedCsrError             (reason)
         ├── AuthorityError                (authority_id, reason)
+        │   ├── AuthorityInUseError       (authority_id, remaining, holders, last_expiry)
         │   └── NoActiveAuthorityError    (kind)
         │       └── AuthorityRowRefusedError  (authority_id, kind)
         ├── UpstreamAuthorityError        (path, reason)
@@ -27,8 +28,12 @@ Messages never include key material: keys are named by their file or authority i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+
 __all__ = [
     "AuthorityError",
+    "AuthorityInUseError",
     "AuthorityRowRefusedError",
     "BundleError",
     "CaError",
@@ -108,6 +113,28 @@ class AuthorityError(CaError):
         super().__init__(f"authority {authority_id}: {reason}")
         self.authority_id = authority_id
         self.reason = reason
+
+
+class AuthorityInUseError(AuthorityError):
+    """Revoking would cut SVIDs still in use: unexpired, signed by it, not yet replaced since the taint."""
+
+    def __init__(
+        self,
+        authority_id: str,
+        description: str,
+        *,
+        remaining: int,
+        holders: Mapping[str, int],
+        last_expiry: datetime | None,
+    ) -> None:
+        super().__init__(
+            authority_id,
+            f"not revoked: {description}. Wait until they are re-issued (`authority show --id "
+            f"{authority_id}`), or revoke with --force to cut them off now",
+        )
+        self.remaining = remaining
+        self.holders = dict(holders)
+        self.last_expiry = last_expiry
 
 
 class NoActiveAuthorityError(AuthorityError):

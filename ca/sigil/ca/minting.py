@@ -75,8 +75,10 @@ def mint_x509_batch(
     return minted
 
 
-def journal_entries(minted: Sequence[X509Svid | JwtSvid], now: datetime) -> list[JournalEntry]:
-    """The journal's record of each SVID minted at ``now``."""
+def journal_entries(
+    minted: Sequence[X509Svid | JwtSvid], now: datetime, *, holder: str | None = None
+) -> list[JournalEntry]:
+    """The journal's record of each SVID minted at ``now`` for ``holder`` (the agent that asked, if any)."""
     entries = []
     for svid in minted:
         if isinstance(svid, X509Svid):
@@ -96,6 +98,7 @@ def journal_entries(minted: Sequence[X509Svid | JwtSvid], now: datetime) -> list
                 authority_id=authority_id,
                 issued_at=now,
                 not_after=not_after,
+                holder=holder,
             )
         )
     return entries

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sigil.ca.authority import AuthorityStatus
+from sigil.ca.service import CertificateAuthority
 from sigil.issuer.kube.tokenreview import TokenReviewMetrics
 
 __all__ = ["IssuerMetrics"]
@@ -53,4 +55,18 @@ class IssuerMetrics:
             ["source"],
             registry=registry,
         )
+        self.unreplaced = Gauge(
+            "sigil_authority_unreplaced_svids",
+            "Unexpired SVIDs of a tainted authority not yet re-issued (revoke refuses until 0), by kind and authority",
+            ["kind", "authority_id"],
+            registry=registry,
+        )
         self.kube = TokenReviewMetrics(registry)
+
+    async def count_unreplaced(self, ca: CertificateAuthority) -> None:
+        """Set the unreplaced-SVID gauge of every tainted authority still in the bundle (one query each)."""
+        self.unreplaced.clear()
+        for authority in ca.authorities():
+            if authority.tainted and authority.status is AuthorityStatus.OLD:
+                left = await ca.outstanding(authority.authority_id)
+                self.unreplaced.labels(authority.kind.value, authority.authority_id).set(left.count)

@@ -95,6 +95,10 @@ class JournalRow(Base):
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reissue_due: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The agent that asked for the SVID (or the server, for its own); NULL when minted by hand or agentless.
+    holder: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    #: When a fresh SVID of the same kind and ID reached the same holder after a taint marked this one.
+    replaced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class AuthorityKeyRow(Base):

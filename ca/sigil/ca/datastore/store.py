@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
 
 from sigil.ca.authority import Authority, AuthorityKind
 from sigil.ca.datastore.failures import translated
+from sigil.ca.datastore.journal import Outstanding, mark_replaced, outstanding_of
 from sigil.ca.datastore.models import BundleStateRow, JournalRow, RotationLockRow
 from sigil.ca.datastore.rowseal import AuthoritySeal
 from sigil.ca.datastore.transaction import AuthorityRows, JournalEntry, Transaction, utc
@@ -165,12 +166,21 @@ class Datastore:
                 "issued_at": e.issued_at,
                 "not_after": e.not_after,
                 "reissue_due": e.reissue_due,
+                "holder": e.holder,
             }
             for e in entries
         ]
         with translated("journaling issued SVIDs"):
             async with self._engine.begin() as connection:
+                # In the same transaction: a revoke never sees the fresh SVID without the replacement.
+                await mark_replaced(connection, entries, entries[0].issued_at)
                 await connection.execute(insert(JournalRow), rows)
+
+    async def outstanding(self, authority_id: str, now: datetime) -> Outstanding:
+        """What revoking ``authority_id`` now would cut (see :mod:`sigil.ca.datastore.journal`)."""
+        with translated("reading the journal"):
+            async with self._sessions() as session:
+                return await outstanding_of(session.execute, authority_id, now)
 
     async def journal(
         self, *, spiffe_id: str | None = None, reissue_due: bool | None = None, limit: int = 1000
@@ -192,6 +202,8 @@ class Datastore:
                 issued_at=utc(r.issued_at),
                 not_after=utc(r.not_after),
                 reissue_due=r.reissue_due,
+                holder=r.holder,
+                replaced_at=utc(r.replaced_at) if r.replaced_at is not None else None,
             )
             for r in rows
         ]

@@ -20,11 +20,12 @@ from typing import Any
 import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import (
     AsyncSession,
 )
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Executable
 
 from sigil.ca.authority import Authority, AuthorityKind, AuthorityStatus
@@ -50,6 +51,9 @@ class JournalEntry:
     issued_at: datetime
     not_after: datetime
     reissue_due: bool = False
+    #: The agent that asked for it (or the server, for its own SVID); None when minted by hand or agentless.
+    holder: str | None = None
+    replaced_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +228,30 @@ class Transaction:
         return state.sequence
 
     async def mark_reissue_due(self, authority_id: str) -> int:
+        """Mark the unexpired SVIDs of ``authority_id`` for re-issue; returns how many.
+
+        One already superseded by a later SVID of another authority (same kind, ID and holder, typically renewed
+        after the activation and before the taint) is recorded as replaced at once: nobody holds it any more.
+        """
+        later = aliased(JournalRow)
+        superseded = (
+            select(later.serial)
+            .where(
+                later.kind == JournalRow.kind,
+                later.spiffe_id == JournalRow.spiffe_id,
+                func.coalesce(later.holder, "") == func.coalesce(JournalRow.holder, ""),
+                later.authority_id != authority_id,
+                later.issued_at >= JournalRow.issued_at,
+            )
+            .exists()
+        )
         result = await self._session.execute(
             update(JournalRow)
             .where(JournalRow.authority_id == authority_id, JournalRow.not_after > self._now)
-            .values(reissue_due=True)
+            .values(
+                reissue_due=True,
+                replaced_at=case((superseded, self._now), else_=JournalRow.replaced_at),
+            )
+            .execution_options(synchronize_session=False)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -11,9 +11,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Protocol
 
+import structlog
 from cryptography.hazmat.primitives import serialization
 
 from sigil.ca.authority import Authority, AuthorityKind, AuthorityStatus
+from sigil.ca.datastore.journal import Outstanding
 from sigil.ca.errors import AuthorityError, SigilError
 from sigil.ca.reserved_ids import join_agent_id
 from sigil.ca.service import CertificateAuthority
@@ -38,12 +40,15 @@ __all__ = [
     "agent_json",
     "authority_json",
     "entry_json",
+    "outstanding_json",
 ]
 
 #: Where the admin API lives on the admin socket.
 ADMIN_PREFIX = "/v1/admin"
 
 Json = dict[str, Any]
+
+_log = structlog.get_logger(__name__)
 
 
 def authority_json(authority: Authority) -> Json:
@@ -54,6 +59,16 @@ def authority_json(authority: Authority) -> Json:
         "tainted": authority.tainted,
         "not_before": authority.not_before.isoformat(),
         "not_after": authority.not_after.isoformat(),
+    }
+
+
+def outstanding_json(left: Outstanding) -> Json:
+    """What revoking the authority now would cut, as ``authority show`` and a forced revoke report it."""
+    return {
+        "remaining": left.count,
+        "holders": dict(sorted(left.holders.items())),
+        "last_expiry": left.last_expiry.isoformat() if left.last_expiry else None,
+        "summary": left.describe(),
     }
 
 
@@ -91,7 +106,10 @@ def _agent_id(value: str) -> str:
 
 class AdminBackend(Protocol):
     async def authorities(self) -> list[Json]: ...
-    async def authority_step(self, verb: str, kind: str, authority_id: str | None) -> Json: ...
+    async def authority_step(
+        self, verb: str, kind: str, authority_id: str | None, *, force: bool = False
+    ) -> Json: ...
+    async def show_authority(self, authority_id: str) -> Json: ...
     async def bundle(self, fmt: str) -> bytes: ...
     async def mint_x509(self, spiffe_id: str, ttl: float | None, dns: list[str]) -> Json: ...
     async def mint_jwt(self, spiffe_id: str, audience: list[str], ttl: float | None) -> Json: ...
@@ -171,20 +189,33 @@ class LocalAdmin:
     async def authorities(self) -> list[Json]:
         return [authority_json(a) for a in self._ca.authorities()]
 
-    async def authority_step(self, verb: str, kind: str, authority_id: str | None) -> Json:
+    async def show_authority(self, authority_id: str) -> Json:
+        found = [a for a in self._ca.authorities() if a.authority_id == authority_id]
+        if not found:
+            raise NotFoundError(f"authority {authority_id}")
+        return {
+            **authority_json(found[0]),
+            "outstanding": outstanding_json(await self._ca.outstanding(authority_id)),
+        }
+
+    async def authority_step(
+        self, verb: str, kind: str, authority_id: str | None, *, force: bool = False
+    ) -> Json:
         try:
             which = AuthorityKind(kind)
         except ValueError as err:
             raise MalformedRequestError(f"kind {kind!r} is not x509 or jwt") from err
         try:
-            result = await self._step(verb, which, authority_id)
+            result = await self._step(verb, which, authority_id, force=force)
         except AuthorityError as err:
             raise AuthorityRefusedError(authority_id or "", str(err)) from err
         if self._feed is not None:
             await self._feed.publish()
         return result
 
-    async def _step(self, verb: str, kind: AuthorityKind, authority_id: str | None) -> Json:
+    async def _step(
+        self, verb: str, kind: AuthorityKind, authority_id: str | None, *, force: bool
+    ) -> Json:
         if verb == "prepare":
             return {"authority": authority_json(await self._ca.prepare(kind))}
         if authority_id is None:
@@ -205,7 +236,18 @@ class LocalAdmin:
             count = await self._ca.taint(kind, authority_id)
             return {"authority_id": authority_id, "kind": kind.value, "reissue_due": count}
         if verb == "revoke":
-            return {"authority": authority_json(await self._ca.revoke(kind, authority_id))}
+            cut = await self._ca.outstanding(authority_id) if force else None
+            revoked = await self._ca.revoke(kind, authority_id, force=force)
+            result: Json = {"authority": authority_json(revoked)}
+            if cut is not None and cut.count:
+                _log.warning(
+                    "authority.revoked_in_use",
+                    authority_id=authority_id,
+                    cut=cut.count,
+                    holders=len(cut.holders),
+                )
+                result["cut"] = outstanding_json(cut)
+            return result
         raise MalformedRequestError(f"unknown authority verb {verb!r}")
 
     async def bundle(self, fmt: str) -> bytes:

@@ -53,9 +53,15 @@ class SocketAdmin(Service):
     async def authorities(self) -> list[Json]:
         return cast(list[Json], await self._call("GET", "/authorities"))
 
-    async def authority_step(self, verb: str, kind: str, authority_id: str | None) -> Json:
-        body = {"kind": kind, "authority_id": authority_id}
+    async def authority_step(
+        self, verb: str, kind: str, authority_id: str | None, *, force: bool = False
+    ) -> Json:
+        body = {"kind": kind, "authority_id": authority_id, "force": force}
         return cast(Json, await self._call("POST", f"/authorities/{verb}", json=body))
+
+    async def show_authority(self, authority_id: str) -> Json:
+        params = {"authority_id": authority_id}
+        return cast(Json, await self._call("GET", "/authorities/show", params=params))
 
     async def bundle(self, fmt: str) -> bytes:
         return cast(bytes, await self._call("GET", "/bundle", params={"format": fmt}))

@@ -166,6 +166,7 @@ async def _tick(issuer: Issuer) -> None:
             if issuer.serving.due(issuer.clock()):
                 await issuer.serving.renew()
             await issuer.feed.publish()
+            await issuer.metrics.count_unreplaced(issuer.ca)
         except SigilError as err:
             _log.warning("ca.tick_failed", detail=str(err))
 
@@ -188,6 +189,21 @@ async def _refresh(issuer: Issuer) -> None:
             await issuer.feed.publish()
         except (SigilError, SQLAlchemyError, OSError) as err:
             _log.warning("ca.refresh_failed", detail=str(err))
+
+
+async def _follow_bundle(issuer: Issuer) -> None:
+    """Renew the serving identity the moment this process's bundle moves (a verb or a rotation here).
+
+    Its trust store is the bundle of its last renewal: waiting for the next refresh would refuse, for up to a
+    refresh interval, the handshake of an agent that renewed under an authority activated right after a prepare.
+    """
+    while True:
+        await issuer.ca.wait_for_bundle(issuer.ca.bundle().sequence)
+        try:
+            if issuer.serving.due(issuer.clock()):
+                await issuer.serving.renew()
+        except SigilError as err:
+            _log.warning("ca.serving_renew_failed", detail=str(err))
 
 
 def _owned(
@@ -225,6 +241,7 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
     app.cleanup_ctx.append(_owned("sigil-ca-tick", lambda: _tick(issuer)))
     app.cleanup_ctx.append(_owned("sigil-ca-refresh", lambda: _refresh(issuer)))
     app.cleanup_ctx.append(_owned("sigil-bundle-feed", issuer.feed.follow_ca))
+    app.cleanup_ctx.append(_owned("sigil-serving-follow", lambda: _follow_bundle(issuer)))
     app.cleanup_ctx.append(_owned("sigil-policy-poll", issuer.policies.run))
     if issuer.kube is not None:
         pods = issuer.kube.pods

@@ -63,8 +63,11 @@ class ServingIdentity:
         return self._svid
 
     def due(self, now: datetime) -> bool:
-        """True when the SVID is missing, past half its life, or the bundle changed under it."""
+        """True when the SVID is missing, past half its life, signed by a tainted authority, or the bundle changed."""
         if self._svid is None or self._bundle_sequence != self._ca.bundle().sequence:
+            return True
+        if self._svid.authority_id in self._ca.tainted_authority_ids():
+            # Renewed at once, like an agent's workloads: the authority is about to be revoked.
             return True
         leaf = self._svid.leaf
         half = (
@@ -74,7 +77,9 @@ class ServingIdentity:
 
     async def renew(self) -> None:
         """Mint a fresh serving SVID (the CA generates its key) and make it the one new connections get."""
-        svid = await self._ca.mint_x509_svid(self.spiffe_id, dns_names=self._dns_names)
+        svid = await self._ca.mint_x509_svid(
+            self.spiffe_id, dns_names=self._dns_names, holder=str(self.spiffe_id)
+        )
         bundle = self._ca.bundle()
         context = await asyncio.to_thread(_server_context, svid, bundle.to_pem())
         self._svid, self._current, self._bundle_sequence = svid, context, bundle.sequence

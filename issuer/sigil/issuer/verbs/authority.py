@@ -25,11 +25,18 @@ __all__ = ["add_authority_verbs"]
 def add_authority_verbs(commands: Subcommands) -> None:
     """``authority``, ``bundle``, ``x509`` and ``jwt``, in that order."""
     authority = commands.add_parser("authority", help="list and rotate signing authorities by hand")
-    authority.add_argument("verb", choices=["list", "prepare", "activate", "taint", "revoke"])
+    authority.add_argument(
+        "verb", choices=["list", "show", "prepare", "activate", "taint", "revoke"]
+    )
     authority.add_argument("--kind", choices=[k.value for k in AuthorityKind], default="x509")
     authority.add_argument("--id", help="authority ID (defaults to the only candidate)")
     authority.add_argument(
         "--all-kinds", action="store_true", help="with list: X.509 and JWT together"
+    )
+    authority.add_argument(
+        "--force",
+        action="store_true",
+        help="with revoke: revoke even though SVIDs it signed are unexpired and not yet replaced",
     )
     authority.set_defaults(run=_authority)
 
@@ -78,15 +85,35 @@ async def _authority(admin: AdminBackend, args: argparse.Namespace) -> int:
             if args.all_kinds or authority["kind"] == args.kind:
                 print(_authority_line(authority))
         return 0
-    result = await admin.authority_step(args.verb, args.kind, args.id)
+    if args.verb == "show":
+        if not args.id:
+            print("error: authority show needs --id ID (see `authority list`)", file=sys.stderr)
+            return 2
+        shown = await admin.show_authority(args.id)
+        print(_authority_line(shown))
+        _print_outstanding(shown["outstanding"])
+        return 0
+    result = await admin.authority_step(args.verb, args.kind, args.id, force=args.force)
     if "authority" in result:
         print(_authority_line(result["authority"]))
+        if "cut" in result:
+            print(f"forced: {result['cut']['summary']}; those SVIDs no longer verify")
     else:
         print(
             f"tainted {result['kind']} authority {result['authority_id']}; "
             f"{result['reissue_due']} SVID(s) it signed are due for re-issue"
         )
     return 0
+
+
+def _print_outstanding(left: dict[str, Any]) -> None:
+    """What revoking now would cut: the count, each holder, the last expiry."""
+    print(f"not yet replaced: {left['remaining']}")
+    for holder, count in left["holders"].items():
+        print(f"  {holder or '(no agent: minted by hand or agentless)'}: {count}")
+    if left["last_expiry"]:
+        last = datetime.fromisoformat(left["last_expiry"])
+        print(f"last expires: {last:%Y-%m-%dT%H:%M:%SZ}")
 
 
 async def _bundle(admin: AdminBackend, args: argparse.Namespace) -> int:

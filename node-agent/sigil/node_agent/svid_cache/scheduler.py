@@ -79,8 +79,11 @@ class Scheduler:
             timeout = _MAX_SLEEP
             if wakeup is not None:
                 timeout = min(max((wakeup - self._clock()).total_seconds(), 0.001), _MAX_SLEEP)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation that lands as the wake-up
+            # completes (https://github.com/python/cpython/issues/86296), and aclose() then waits forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def run_due(self) -> None:
         """Do everything due by now: renew the agent SVID, drop expired and idle SVIDs, rotate in batches."""

@@ -52,14 +52,26 @@ async def authorities(request: web.Request) -> web.Response:
     return web.json_response(await _admin(request).authorities())
 
 
+@routes.get(PREFIX + "/authorities/show")
+async def show_authority(request: web.Request) -> web.Response:
+    authority_id = request.query.get("authority_id")
+    if not authority_id:
+        raise MalformedRequestError("the authority_id query parameter is required")
+    return web.json_response(await _admin(request).show_authority(authority_id))
+
+
 @routes.post(PREFIX + "/authorities/{verb}")
 async def authority_step(request: web.Request) -> web.Response:
     document = await read_json(request)
     authority_id = document.get("authority_id")
+    force = document.get("force", False)
+    if not isinstance(force, bool):
+        raise MalformedRequestError("'force' must be true or false")
     result = await _admin(request).authority_step(
         request.match_info["verb"],
         need_str(document, "kind"),
         authority_id if isinstance(authority_id, str) else None,
+        force=force,
     )
     return web.json_response(result)
 

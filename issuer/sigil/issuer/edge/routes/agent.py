@@ -50,7 +50,8 @@ async def _mint_agent_svid(request: web.Request, agent: SpiffeId, csr: str) -> X
     if isinstance(key, MalformedCsrError):
         raise key
     ttl = issuer.settings.server.agent_svid_ttl
-    (svid,) = await issuer.ca.mint_x509_svids([X509Request(agent, public_key=key, ttl=ttl)])
+    wanted = X509Request(agent, public_key=key, ttl=ttl)
+    (svid,) = await issuer.ca.mint_x509_svids([wanted], holder=str(agent))
     issuer.metrics.svids_issued.labels("x509", "agent").inc()
     return svid
 

@@ -105,7 +105,8 @@ async def batch_x509(request: web.Request) -> web.Response:
             ttl = entry.x509_svid_ttl if entry is not None else None
             dns = entry.dns_names if entry is not None else ()
             minting.append(X509Request(spiffe_id, public_key=key, ttl=ttl, dns_names=dns))
-    minted = iter(await issuer.ca.mint_x509_svids(minting) if minting else [])
+    holder = str(caller.spiffe_id)
+    minted = iter(await issuer.ca.mint_x509_svids(minting, holder=holder) if minting else [])
     for index, count in pending:
         results[index]["svids"] = [svid_body(next(minted)) for _ in range(count)]
     issuer.metrics.svids_issued.labels("x509", "agent").inc(len(minting))
@@ -122,7 +123,9 @@ async def jwt_svids(request: web.Request) -> web.Response:
     svids: list[contract.JwtSvidBody] = []
     for spiffe_id, entry in granted:
         ttl = entry.jwt_svid_ttl if entry is not None else None
-        svid = await issuer.ca.mint_jwt_svid(spiffe_id, audience=wanted.audience, ttl=ttl)
+        svid = await issuer.ca.mint_jwt_svid(
+            spiffe_id, audience=wanted.audience, ttl=ttl, holder=str(caller.spiffe_id)
+        )
         svids.append(
             {
                 "spiffe_id": str(spiffe_id),
