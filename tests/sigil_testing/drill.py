@@ -26,8 +26,8 @@ from spiffe import WorkloadApiClient
 from spiffe.errors import PySpiffeError
 
 from sigil.ca.spiffe_id import SpiffeId
-from sigil.enforcer.sources import WorkloadApiSource
 from sigil.enforcer.tls import SpiffeTls, peer_of
+from sigil.enforcer.workload_source import WorkloadApiSource
 
 __all__ = ["AUDIENCE", "CLIENT_GID", "StepCount", "Traffic", "drill_server", "traffic"]
 
