@@ -4,7 +4,7 @@ Why: Envoy holds its certificate only from SDS; the figure says how long a rotat
 SVID takes to reach new connections. A rotation is forced as an operator forces one (the X.509 authority replaced,
 the old one tainted). The baseline, measured in the same run, is a SPIFFE-aware workload: from the forced rotation
 to the Workload API serving the new SVID (the taint reaching the agent, the issuer's round trip). Envoy is polled
-after that, so its figure is at least the baseline's; the difference is the SDS push and Envoy's reload. ``bench/envoy.py`` calls :func:`measure_rotation`; run alone it prints the figures:
+after that, so its figure is at least the baseline's; the difference is the SDS push and Envoy's reload. ``bench/through_envoy.py`` calls :func:`measure_rotation`; run alone it prints the figures:
 
     .venv/bin/python bench/_envoy_rotation.py [--rotations N] [--quick]
 """

@@ -1,6 +1,6 @@
 """Envoy bootstraps that put ``sigil-enforcer ext-authz`` behind Envoy's ext_authz filters, and that server as a process.
 
-Shared by the ext_authz tests and ``bench/envoy.py``: an mTLS listener (the server's SVID, key and bundle from
+Shared by the ext_authz tests and ``bench/through_envoy.py``: an mTLS listener (the server's SVID, key and bundle from
 files, a plain validation context: SDS from the agent is tested on its own) whose filter chain is either the network
 ``ext_authz`` filter in front of ``tcp_proxy``, or an HTTP connection manager with the HTTP ``ext_authz`` filter in
 front of the router; either filter can be left out, which is the benchmark's baseline. The authorization server is
