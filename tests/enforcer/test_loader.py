@@ -75,7 +75,10 @@ def _with(doc: Doc, path: list[str | int], value: object) -> Doc:
             "a list of 0 to 64 items",
         ),
         (
-            (["spec", "rules"], [{"networkAttributes": {"portRanges": [{"start": 90, "end": 80}]}}]),
+            (
+                ["spec", "rules"],
+                [{"networkAttributes": {"portRanges": [{"start": 90, "end": 80}]}}],
+            ),
             "spec.rules[0].networkAttributes.portRanges[0].end",
             "an end at or above start",
         ),

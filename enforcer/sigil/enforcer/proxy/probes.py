@@ -50,15 +50,20 @@ async def probe_request(reader: asyncio.StreamReader, paths: frozenset[str]) -> 
     configured exactly (query strings included) is not a probe.
     """
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
+        # The request line first: anything that is not a probe is refused without waiting for more.
+        line = await reader.readuntil(b"\n")
+        request_line = line[:-2] if line.endswith(b"\r\n") else line
+        found = _REQUEST_LINE.fullmatch(request_line)
+        if found is None or found.group(1).decode("ascii") not in paths:
+            return None
+        rest = b"" if reader.at_eof() else await reader.readuntil(b"\r\n")
+        if rest != b"\r\n":
+            rest += await reader.readuntil(b"\r\n\r\n")
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         return None
-    if len(head) > _HEAD_LIMIT:
+    if len(request_line) + len(rest) > _HEAD_LIMIT:
         return None
-    request_line, *headers = head[:-4].split(b"\r\n")
-    found = _REQUEST_LINE.fullmatch(request_line)
-    if found is None or found.group(1).decode("ascii") not in paths:
-        return None
+    headers = rest[:-4].split(b"\r\n") if rest != b"\r\n" else []
     kept = []
     for header in headers:
         name = header.split(b":", 1)[0].strip().lower()
