@@ -136,6 +136,7 @@ class PolicyIndex:
         # Every namespace selector of a Namespaces source, and every source network, numbered once.
         self._selectors: dict[LabelSelector, int] = {}
         self._networks: dict[SourceNetwork, int] = {}
+        self._addresses: dict[str, IpAddress | None] = {}
         for policy in self.policies:
             for rule in policy.rules:
                 for source in rule.sources or ():
@@ -189,16 +190,27 @@ class PolicyIndex:
     def _networks_of(self, view: _View, address: Address) -> frozenset[int]:
         found = view.addresses.get(address)
         if found is None:
-            parsed: IpAddress | None
-            try:
-                parsed = parse_peer_address(address) if isinstance(address, str) else address
-            except RequestError:
-                parsed = None  # unknown: it matches no rule that names a network
+            parsed = self._parsed(address)
             found = frozenset(number for number, net in view.networks if net.contains(parsed))
             if len(view.addresses) >= self._cache_size:
                 view.addresses.clear()
             view.addresses[address] = found
         return found
+
+    def _parsed(self, address: Address) -> IpAddress | None:
+        """The address as :mod:`ipaddress` reads it, parsed once per index (None: unknown or malformed)."""
+        if not isinstance(address, str):
+            return address
+        parsed = self._addresses.get(address, ...)
+        if parsed is ...:
+            try:
+                parsed = parse_peer_address(address)
+            except RequestError:
+                parsed = None  # unknown: it matches no rule that names a network
+            if len(self._addresses) >= self._cache_size:
+                self._addresses.clear()
+            self._addresses[address] = parsed
+        return parsed
 
     def _decide(
         self,
