@@ -28,7 +28,6 @@ from bisect import bisect_right
 from collections.abc import Hashable, Iterable, Mapping
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
-from sigil.enforcer.errors import RequestError
 from sigil.enforcer.policy.decision import (
     NAMESPACE_NAME_LABEL,
     Decision,
@@ -37,11 +36,6 @@ from sigil.enforcer.policy.decision import (
     Tier,
 )
 from sigil.enforcer.policy.defaults import DefaultPolicy
-from sigil.enforcer.policy.identity_sources import (
-    AuthenticatedSource,
-    NamespacesSource,
-    SameNamespaceSource,
-)
 from sigil.enforcer.policy.model import (
     AuthorizationPolicy,
     ClusterAuthorizationPolicy,
@@ -49,35 +43,24 @@ from sigil.enforcer.policy.model import (
     Effect,
     Policy,
     Rule,
-    ServiceAccountSource,
-    Source,
 )
-from sigil.enforcer.policy.network import IpAddress, SourceNetwork, parse_peer_address
+from sigil.enforcer.policy.network import AddressBook, IpAddress, SourceNetwork
 from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
-from sigil.enforcer.policy.selector import LabelSelector
+from sigil.enforcer.policy.peer_keys import NO_SVID, PeerKeyer, PeerKeys
+from sigil.enforcer.policy.port_map import PortMap, build_port_map
 from sigil.enforcer.policy.table import ANY_PEER, DEFAULT, DEFAULT_REFUSED, Condition, Table
 
 __all__ = ["PolicyIndex"]
 
-_NO_SVID: PeerKeys = ((ANY_PEER,), ())
 _NO_SVID_KEY = ("", "")  # no SPIFFE ID has an empty trust domain
-# Port 0 is in no rule's port list (ports are 1-65535): deciding for it decides for every unnamed port.
-_UNNAMED_PORT = 0
-# Keys of the classes of peer 7.1 adds; a NUL cannot occur in a SPIFFE ID, so none collides with one.
-_AUTHENTICATED = "\0authn"
 _NO_NETWORKS: frozenset[int] = frozenset()
 
-# A peer's keys: exact ones (its ID, its ServiceAccount namespace, "any peer") and the /* prefixes above it.
-PeerKeys = tuple[tuple[str, ...], tuple[str, ...]]
-# What one peer gets from one target: the decision for each port some matching rule names, the stretches
-# between the ends of named port ranges (bounds, and a decision per stretch), and the rest.
-_PortMap = tuple[dict[int, Decision], Decision, tuple[int, ...], tuple[Decision, ...]]
 Address = IpAddress | str | None
 
 
 class _View:
     """One target's compiled policies: the enforcing table, the shadow one when dry-run policies select it,
-    the source networks their rules name, and each peer's :data:`_PortMap`, filled on its first connection."""
+    the source networks their rules name, and each peer's :data:`PortMap`, filled on its first connection."""
 
     __slots__ = ("addresses", "enforcing", "networks", "peers", "shadow")
 
@@ -88,7 +71,7 @@ class _View:
         self.shadow = shadow
         self.networks = tuple((number, network) for network, number in networks.items())
         self.addresses: dict[Hashable, frozenset[int]] = {}
-        self.peers: dict[tuple[Hashable, ...], _PortMap] = {}
+        self.peers: dict[tuple[Hashable, ...], PortMap] = {}
 
 
 class PolicyIndex:
@@ -133,15 +116,18 @@ class PolicyIndex:
         # Peers are keyed by (trust domain, path): hashing two strings with cached hashes is several times
         # cheaper than hashing the SpiffeId dataclass, and this lookup runs on every decision.
         self._peers: dict[tuple[str, str], PeerKeys] = {}
-        # Every namespace selector of a Namespaces source, and every source network, numbered once.
-        self._selectors: dict[LabelSelector, int] = {}
+        self._keyer = PeerKeyer(
+            self.policies,
+            trust_domain=trust_domain,
+            workload_ids=self.workload_ids,
+            known_namespaces=self._namespaces,
+            namespace_labels=self.namespace_labels,
+        )
+        # Every source network, numbered once; peer addresses, parsed once.
         self._networks: dict[SourceNetwork, int] = {}
-        self._addresses: dict[str, IpAddress | None] = {}
+        self._addresses = AddressBook(cache_size)
         for policy in self.policies:
             for rule in policy.rules:
-                for source in rule.sources or ():
-                    if isinstance(source, NamespacesSource):
-                        self._selectors.setdefault(source.selector, len(self._selectors))
                 if rule.network is not None:
                     self._networks.setdefault(rule.network, len(self._networks))
 
@@ -185,32 +171,18 @@ class PolicyIndex:
         decision = by_port.get(port)
         if decision is not None:
             return decision
+        # Inlined look_up: this is the hot path.
         return stretches[bisect_right(bounds, port)] if bounds else other
 
     def _networks_of(self, view: _View, address: Address) -> frozenset[int]:
         found = view.addresses.get(address)
         if found is None:
-            parsed = self._parsed(address)
+            parsed = self._addresses.parse(address)
             found = frozenset(number for number, net in view.networks if net.contains(parsed))
             if len(view.addresses) >= self._cache_size:
                 view.addresses.clear()
             view.addresses[address] = found
         return found
-
-    def _parsed(self, address: Address) -> IpAddress | None:
-        """The address as :mod:`ipaddress` reads it, parsed once per index (None: unknown or malformed)."""
-        if not isinstance(address, str):
-            return address
-        parsed = self._addresses.get(address, ...)
-        if parsed is ...:
-            try:
-                parsed = parse_peer_address(address)
-            except RequestError:
-                parsed = None  # unknown: it matches no rule that names a network
-            if len(self._addresses) >= self._cache_size:
-                self._addresses.clear()
-            self._addresses[address] = parsed
-        return parsed
 
     def _decide(
         self,
@@ -245,7 +217,7 @@ class PolicyIndex:
         peer: SpiffeId | None,
         peer_key: tuple[Hashable, ...],
         networks: frozenset[int],
-    ) -> _PortMap:
+    ) -> PortMap:
         """Decide ``peer`` against ``view`` once per port its matching rules name, once per stretch between
         the ends of the port ranges they name, and once for the rest."""
         keys = self._keys(peer)
@@ -258,17 +230,7 @@ class PolicyIndex:
         def decide(port: int) -> Decision:
             return self._decide(view, peer, keys, port, networks, explain=False)
 
-        by_port = {port: decide(port) for port in ports}
-        other = decide(_UNNAMED_PORT)
-        bounds = tuple(sorted({edge for start, end in spans for edge in (start, end + 1)}))
-        # Stretch i holds the ports from bounds[i-1] up to bounds[i]; any port of it not named singly decides
-        # for all of them. Stretch 0 (below every range) is "every other port".
-        stretches = [other]
-        for i, start in enumerate(bounds):
-            stop = bounds[i + 1] if i + 1 < len(bounds) else 65536
-            free = next((p for p in range(start, stop) if p not in by_port), None)
-            stretches.append(other if free is None or free > 65535 else decide(free))
-        found = (by_port, other, bounds, tuple(stretches))
+        found = build_port_map(decide, ports, spans)
         if len(view.peers) >= self._cache_size:
             view.peers.clear()
         view.peers[peer_key] = found
@@ -276,50 +238,13 @@ class PolicyIndex:
 
     def _keys(self, peer: SpiffeId | None) -> PeerKeys:
         if peer is None:
-            return _NO_SVID
+            return NO_SVID
         found = self._peers.get((peer.trust_domain.name, peer.path))
         return self._remember_peer(peer) if found is None else found
 
     def peer_keys(self, peer: SpiffeId) -> PeerKeys:
         """The keys under which a rule naming ``peer`` is filed: exact ones, then ``/*`` prefixes."""
-        base = f"spiffe://{peer.trust_domain.name}"
-        segments = peer.path.split("/")[1:] if peer.path else []
-        exact = [base + peer.path] if segments else []
-        place = (
-            self.workload_ids.place_of(peer.path)
-            if segments and peer.trust_domain == self.trust_domain
-            else None
-        )
-        if place is not None:
-            exact.append(_service_accounts_of(place.namespace))
-            if place.service_account is not None:
-                exact.append(_service_account(place.namespace, place.service_account))
-            exact.extend(
-                _namespaces_matching(number)
-                for selector, number in self._selectors.items()
-                if self._namespace_selected(selector, place.namespace)
-            )
-        # Every peer that reached a decision with an ID had its SVID verified against its domain's bundle.
-        exact.extend((_AUTHENTICATED, f"{_AUTHENTICATED}/{peer.trust_domain.name}", ANY_PEER))
-        prefixes = []
-        prefix = base
-        for segment in segments:
-            prefixes.append(prefix + "/*")
-            prefix = f"{prefix}/{segment}"
-        return tuple(exact), tuple(prefixes)
-
-    def _namespace_selected(self, selector: LabelSelector, namespace: str) -> bool:
-        """Does ``selector`` select the peer's namespace? Without its labels, only when it asks about nothing
-        but the name (every namespace carries ``kubernetes.io/metadata.name``): an unknown label never
-        matches, even under NotIn or DoesNotExist, so a namespace this enforcer knows nothing about is never
-        let in by what it does not know."""
-        labels = self.namespace_labels(namespace)
-        if namespace not in self._namespaces:
-            keys = {key for key, _ in selector.match_labels}
-            keys |= {requirement.key for requirement in selector.match_expressions}
-            if keys - {NAMESPACE_NAME_LABEL}:
-                return False
-        return selector.matches(labels)
+        return self._keyer.peer_keys(peer)
 
     def _remember_peer(self, peer: SpiffeId) -> PeerKeys:
         if len(self._peers) >= self._cache_size:
@@ -402,7 +327,7 @@ class PolicyIndex:
                 keys.add(ANY_PEER)
             else:
                 for source in rule.sources:
-                    keys.update(self._source_keys(source, namespace))
+                    keys.update(self._keyer.source_keys(source, namespace))
             if rule.port_ranges or rule.network is not None:
                 table.add(match, keys, None, self._condition(rule))
             else:
@@ -412,33 +337,3 @@ class PolicyIndex:
         network = None if rule.network is None else self._networks[rule.network]
         ports = None if rule.every_port else frozenset(rule.ports or ())
         return Condition(ports, rule.port_ranges, network)
-
-    def _source_keys(self, source: Source, namespace: str) -> tuple[str, ...]:
-        """The peer keys a source names, for a target in ``namespace``."""
-        if isinstance(source, ServiceAccountSource):
-            # ServiceAccount sources name the local trust domain only (GEP-3779); other domains need SPIFFE.
-            if source.name == "*":
-                return (_service_accounts_of(source.namespace),)
-            return (_service_account(source.namespace, source.name),)
-        if isinstance(source, AuthenticatedSource):
-            if source.trust_domains is None:
-                return (_AUTHENTICATED,)
-            return tuple(f"{_AUTHENTICATED}/{name}" for name in sorted(source.trust_domains))
-        if isinstance(source, SameNamespaceSource):
-            return (_service_accounts_of(namespace),)
-        if isinstance(source, NamespacesSource):
-            return (_namespaces_matching(self._selectors[source.selector]),)
-        return (f"{source.spiffe_id}/*" if source.prefix else str(source.spiffe_id),)
-
-
-def _service_accounts_of(namespace: str) -> str:
-    # A NUL cannot occur in a SPIFFE ID, so this key never collides with one.
-    return f"\0sa/{namespace}"
-
-
-def _service_account(namespace: str, name: str) -> str:
-    return f"\0sa/{namespace}/{name}"
-
-
-def _namespaces_matching(number: int) -> str:
-    return f"\0nsel/{number}"

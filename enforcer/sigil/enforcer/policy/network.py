@@ -25,6 +25,7 @@ from sigil.enforcer.policy.schema import Array, Check, Integer, Object, String, 
 
 __all__ = [
     "NETWORK_ATTRIBUTES_SCHEMA",
+    "AddressBook",
     "IpAddress",
     "IpNetwork",
     "PortRange",
@@ -53,6 +54,33 @@ def _unmapped(address: IpAddress) -> IpAddress:
         if address.scope_id is not None:  # fe80::1%eth0: blocks never carry a zone
             return ipaddress.IPv6Address(address.exploded.split("%")[0])
     return address
+
+
+class AddressBook:
+    """Peer addresses as a socket reports them (strings), each parsed once; bounded like every other cache."""
+
+    __slots__ = ("_parsed", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._parsed: dict[str, IpAddress | None] = {}
+
+    def parse(self, address: IpAddress | str | None) -> IpAddress | None:
+        """The address (None: unknown or malformed, which matches no rule that names a network)."""
+        if not isinstance(address, str):
+            return address
+        try:
+            return self._parsed[address]
+        except KeyError:
+            pass
+        try:
+            parsed: IpAddress | None = parse_peer_address(address)
+        except RequestError:
+            parsed = None
+        if len(self._parsed) >= self._size:
+            self._parsed.clear()
+        self._parsed[address] = parsed
+        return parsed
 
 
 @dataclass(frozen=True, slots=True)

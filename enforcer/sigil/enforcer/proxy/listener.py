@@ -16,7 +16,6 @@ graceful-then-forced shutdown).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import ssl
 
@@ -27,15 +26,13 @@ from sigil.enforcer.errors import SvidVerificationError
 from sigil.enforcer.metrics import PROBE_TIER, EnforcerMetrics
 from sigil.enforcer.proxy.probes import TLS_HANDSHAKE, first_byte, probe_request
 from sigil.enforcer.proxy.settings import Address
+from sigil.enforcer.proxy.streams import STREAM_ERRORS, close_quietly, pump, splice
 from sigil.enforcer.tls import PeerRule, RefusalHook, SpiffeTls, peer_of
 from sigil.kit import Service
 
 __all__ = ["InboundProxy", "OutboundProxy", "refusal_reporter"]
 
 _log = structlog.get_logger(__name__)
-
-_CHUNK = 64 * 1024
-_STREAM_ERRORS = (OSError, asyncio.IncompleteReadError)  # ssl.SSLError is an OSError
 
 
 def refusal_reporter(metrics: EnforcerMetrics | None) -> RefusalHook:
@@ -141,7 +138,7 @@ class _Proxy(Service):
                 self._connections.discard(task)
             if self._metrics is not None:
                 self._metrics.connections.labels(self.direction).dec()
-            await _close(writer)
+            await close_quietly(writer)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
@@ -265,7 +262,7 @@ class InboundProxy(_Proxy):
         except (OSError, TimeoutError) as err:
             _log.error("local port unreachable", forward=str(self.forward), error=str(err))
             return
-        await _splice((reader, writer), upstream)
+        await splice((reader, writer), upstream)
 
     async def _probe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str | None
@@ -302,11 +299,11 @@ class InboundProxy(_Proxy):
         try:
             upstream[1].write(head)
             # Only the answer flows back: nothing more from the client reaches the application.
-            await _copy(upstream[0], writer)
-        except _STREAM_ERRORS:
+            await pump(upstream[0], writer)
+        except STREAM_ERRORS:
             pass
         finally:
-            await _close(upstream[1])
+            await close_quietly(upstream[1])
 
 
 def _peer_address(writer: asyncio.StreamWriter) -> str | None:
@@ -369,44 +366,4 @@ class OutboundProxy(_Proxy):
             upstream=str(self.upstream),
             peer=None if verified is None else str(verified.spiffe_id),
         )
-        await _splice((reader, writer), upstream)
-
-
-Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-async def _splice(client: Streams, upstream: Streams) -> None:
-    """Copy both ways until both ends are done; a side that cannot half-close (TLS) ends both."""
-    up = asyncio.ensure_future(_copy(client[0], upstream[1]))
-    down = asyncio.ensure_future(_copy(upstream[0], client[1]))
-    try:
-        pending: set[asyncio.Future[bool]] = {up, down}
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if not all(task.result() for task in done):
-                break  # a direction ended without a half-close: nothing more can flow cleanly
-    finally:
-        for task in (up, down):
-            task.cancel()
-        await asyncio.gather(up, down, return_exceptions=True)
-        await _close(upstream[1])
-
-
-async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-    """Copy until EOF; True when the EOF was passed on as a half-close."""
-    try:
-        while data := await reader.read(_CHUNK):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-            return True
-    except _STREAM_ERRORS:
-        pass
-    return False
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(*_STREAM_ERRORS):
-        await writer.wait_closed()
+        await splice((reader, writer), upstream)
