@@ -212,7 +212,13 @@ class InboundProxy(_Proxy):
     async def _accept_all(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            conn, _ = await loop.sock_accept(sock)
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as err:
+                # Out of file descriptors, say: keep listening rather than end the proxy's only way in.
+                _log.error("proxy accept failed", error=str(err))
+                await asyncio.sleep(0.1)
+                continue
             conn.setblocking(False)
             task = asyncio.create_task(self._sniff(conn))
             self._connections.add(task)
@@ -282,6 +288,7 @@ class InboundProxy(_Proxy):
             decision="allowed" if head is not None else "denied",
             tier=PROBE_TIER,
             address=address,
+            path=None if head is None else head.split(b" ", 2)[1].decode("ascii"),
             reason="a plaintext GET of a probe path"
             if head is not None
             else "plaintext that is not a GET of a probe path (mTLS is required)",
