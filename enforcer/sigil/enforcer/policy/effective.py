@@ -172,7 +172,7 @@ def effective(
     order = index.evaluation_order(target)
     owners = [by_place[(m.tier is Tier.NAMESPACE, m.policy)] for m in order]
     rules = [policy.rules[m.rule] for m, policy in zip(order, owners, strict=True)]
-    classes = peer_classes(index, rules)
+    classes = peer_classes(index, rules, target.namespace)
     named_set = {p for rule in rules for p in rule.ports or ()}
     named = sorted(named_set)
     columns: list[tuple[int | None, int]] = [(p, p) for p in named]

@@ -141,8 +141,11 @@ _KINDS: tuple[Callable[[_Context], Iterable[PeerClass]], ...] = (
 )
 
 
-def peer_classes(index: PolicyIndex, rules: Sequence[Rule]) -> tuple[PeerClass, ...]:
-    """The rows of the access table for ``rules`` (every rule that can apply to the target), without repeats."""
+def peer_classes(
+    index: PolicyIndex, rules: Sequence[Rule], namespace: str
+) -> tuple[PeerClass, ...]:
+    """The rows of the access table for ``rules`` (every rule that can apply to a target in ``namespace``),
+    without repeats."""
     sources: list[Source] = []
     for rule in rules:
         for source in rule.sources or ():
@@ -151,7 +154,7 @@ def peer_classes(index: PolicyIndex, rules: Sequence[Rule]) -> tuple[PeerClass, 
     context = _Context(
         index,
         tuple(sources),
-        frozenset(index.source_key(source) for source in sources),
+        frozenset(key for source in sources for key in index.source_keys(source, namespace)),
         _fresh_segment(sources),
         _fresh_domain(sources),
     )
@@ -181,7 +184,7 @@ def _fresh_segment(sources: Iterable[Source]) -> str:
     for source in sources:
         if isinstance(source, ServiceAccountSource):
             taken.update((source.namespace, source.name))
-        else:
+        elif isinstance(source, SpiffeSource):
             taken.update(source.spiffe_id.path.split("/"))
     return next(name for n in range(len(taken) + 1) if (name := f"other{n or ''}") not in taken)
 
