@@ -61,7 +61,7 @@ def test_json_names_each_rule_its_source_and_who_may_connect(
     """The JSON lists the rules in evaluation order, each policy's file and document, and the access table."""
     assert main(_effective(policies, "--output", "json")) == 0
     view = json.loads(capsys.readouterr().out)
-    assert view["schema_version"] == 1
+    assert view["schema_version"] == 2
     assert [
         (r["tier"], r["policy"], r["rule"], r["action"], r["dry_run"]) for r in view["rules"]
     ] == [

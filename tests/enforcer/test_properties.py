@@ -25,6 +25,7 @@ from sigil.enforcer.policy import (
     SpiffeSource,
     Target,
 )
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.identity_sources import (
     AuthenticatedSource,
     NamespacesSource,
@@ -157,8 +158,9 @@ def naive(
     *,
     default_allow: bool,
     address: str | None = None,
+    default: DefaultPolicy | None = None,
 ) -> Verdict:
-    """Part 7 read aloud: scan every policy, tier by tier."""
+    """Part 7 read aloud: scan every policy, tier by tier (``default``, when given, overrides ``default_allow``)."""
     ns_labels = {**NAMESPACE_LABELS.get(namespace, {}), "kubernetes.io/metadata.name": namespace}
     live = [p for p in policies if not p.dry_run]
     cluster = sorted(
@@ -206,6 +208,14 @@ def naive(
         for number, rule in enumerate(baseline.rules):
             if _rule_matches(rule, peer, port, address, namespace):
                 return (rule.effect is Effect.ALLOW, "baseline", baseline.name, number)
+    if default is DefaultPolicy.DENY:
+        default_allow = False
+    elif default is DefaultPolicy.AUTHENTICATED:
+        default_allow = peer is not None
+    elif default is DefaultPolicy.LOCAL_AUTHENTICATED:
+        default_allow = peer is not None and peer.trust_domain == LOCAL
+    elif default is not None:  # allow, and audit, which allows
+        default_allow = True
     return (default_allow, "default", None, None)
 
 

@@ -125,7 +125,7 @@ class Authorizer:
             self.target,
             trust_domain=self.trust_domain,
             namespace_labels=self._namespaces[self.target.namespace],
-            default_allow=self.default_allow,
+            default=self.default,
             port=port,
             origins=self._origins(),
             revision=self.revision,

@@ -20,6 +20,7 @@ from sigil.enforcer.flags import (
     port_argument,
 )
 from sigil.enforcer.policy.decision import Target
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.documents import PolicyKey
 from sigil.enforcer.policy.effective import effective
 from sigil.enforcer.policy.effective_text import render_text
@@ -61,7 +62,12 @@ def add_effective_command(commands: argparse._SubParsersAction[argparse.Argument
         metavar="TD",
         help=f"the local trust domain, which ServiceAccount sources name (env {TRUST_DOMAIN_VARIABLE})",
     )
-    command.add_argument("--default", choices=("allow", "deny"), default="allow")
+    command.add_argument(
+        "--default",
+        choices=[d.value for d in DefaultPolicy],
+        default="allow",
+        help="what the enforcer does when no policy decides (as its own --default)",
+    )
     command.add_argument("--output", choices=("text", "json"), default="text")
     command.set_defaults(run=_run_effective)
 
@@ -80,7 +86,7 @@ def _run_effective(args: argparse.Namespace) -> int:
         target,
         trust_domain=trust_domain,
         namespace_labels=namespace_labels,
-        default_allow=args.default == "allow",
+        default=DefaultPolicy(args.default),
         port=args.port,
         origins=origins,
         revision=snapshot.revision,
