@@ -18,6 +18,7 @@ from enforcer.test_properties import (
     LOCAL,
     NAMESPACE_LABELS,
     NAMESPACES,
+    PEER_IDS,
     PORTS,
     REQUEST_PORTS,
     _label_sets,
@@ -57,8 +58,10 @@ _paths = st.builds(
     st.lists(_segments, max_size=3),
 ).filter(bool)
 _domains = st.sampled_from(("example.org", "other.org", "third.org"))
-_any_peers = st.none() | st.builds(
-    lambda td, path: SpiffeId.parse(f"spiffe://{td}{path}"), _domains, _paths
+_any_peers = (
+    st.none()
+    | st.sampled_from(PEER_IDS).map(SpiffeId.parse)
+    | st.builds(lambda td, path: SpiffeId.parse(f"spiffe://{td}{path}"), _domains, _paths)
 )
 _any_ports = (
     st.sampled_from(PORTS + REQUEST_PORTS)
@@ -180,7 +183,7 @@ def test_the_table_agrees_with_check_for_every_peer_and_port(
         assert cell.decision.verdict.audit == decision.verdict.audit
 
 
-@settings(max_examples=200)
+@settings(max_examples=300)
 @given(_sets, st.sampled_from(NAMESPACES), _label_sets, _defaults, _connections)
 def test_a_shadowed_rule_never_decides(
     policies: list[Policy],

@@ -32,12 +32,15 @@ def render_text(view: Mapping[str, Any]) -> str:
     for policy in view["policies"]:
         lines.append(f"  {_policy(policy)}")
         lines.append(f"      from {_source(policy['source'])}")
+        if policy.get("relabel_escapable"):
+            lines.append(
+                "      WARNING: selects pods by labels their namespace's owner can change; "
+                "relabelling a pod escapes this Admin policy"
+            )
     if view["rules"]:
         lines += ["", "rules, in evaluation order:"]
     for rule in view["rules"]:
-        ports = (
-            "any port" if rule["ports"] is None else "ports " + ",".join(map(str, rule["ports"]))
-        )
+        ports = _rule_ports(rule)
         sources = "any peer" if rule["sources"] is None else ", ".join(rule["sources"]) or "nothing"
         flags = (" [dry-run]" if rule["dry_run"] else "") + (
             " [SHADOWED]" if rule["shadowed"] else ""
@@ -49,15 +52,36 @@ def render_text(view: Mapping[str, Any]) -> str:
     lines += ["", "access:"]
     for row in view["access"]:
         peer = row["peer"]
-        lines.append(f"  {_peer(peer)}")
+        address = row.get("address") or {"group": "any address"}
+        where = "" if address["group"] == "any address" else f", from {_address(address)}"
+        lines.append(f"  {_peer(peer)}{where}")
         for verdict in row["verdicts"]:
-            port = "other ports" if verdict["port"] == "other" else f"port {verdict['port']}"
+            port = _column(verdict["port"])
             text = _verdict(verdict)
             shadow = verdict["dry_run"]
             if shadow is not None and shadow != {k: verdict[k] for k in shadow}:
                 text += f"  (dry-run: would be {_verdict(shadow)})"
             lines.append(f"    {port:<16} {text}")
     return "\n".join(lines)
+
+
+def _rule_ports(rule: Mapping[str, Any]) -> str:
+    named = [*map(str, rule["ports"] or ()), *rule.get("port_ranges", ())]
+    text = "any port" if rule["ports"] is None else "ports " + ",".join(named)
+    if rule.get("networks") is not None:
+        text += f" from {rule['networks']}"
+    return text
+
+
+def _column(port: int | str) -> str:
+    if port == "other":
+        return "other ports"
+    return f"ports {port}" if isinstance(port, str) else f"port {port}"
+
+
+def _address(address: Mapping[str, Any]) -> str:
+    example = address.get("example")
+    return address["group"] + ("" if example is None else f" (such as {example})")
 
 
 def _peer(peer: Mapping[str, Any]) -> str:

@@ -199,14 +199,19 @@ def peer_classes(
         _fresh_segment(sources, namespaces),
         _fresh_domain(sources),
     )
-    rows: list[PeerClass] = []
+    listed: list[PeerClass] = []
     for kind in _KINDS:
-        for row in kind(context):
-            if row in rows or (
-                row.kind in _ONLY_NEW and any(r.signature == row.signature for r in rows)
-            ):
-                continue
-            rows.append(row)
+        listed.extend(row for row in kind(context) if row not in listed)
+    # A namespace's row only when no other row (of another kind, or an earlier namespace) holds its class.
+    rows: list[PeerClass] = []
+    for row in listed:
+        if row.kind in _ONLY_NEW and any(
+            other.signature == row.signature
+            for other in listed
+            if other.kind not in _ONLY_NEW or other in rows
+        ):
+            continue
+        rows.append(row)
     return tuple(rows)
 
 
