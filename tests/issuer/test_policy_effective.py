@@ -94,6 +94,22 @@ async def test_outside_kubernetes_the_labels_are_given(
     )
 
 
+async def test_the_default_travels_to_the_server_and_back(
+    server: IssuerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--default audit`` is the default the server computes the view under; an unknown one is refused."""
+    args = [*_base(server), "policy", "effective", "--pod", "other/db-0", "--labels", "app=db"]
+    assert await asyncio.to_thread(main, [*args, "--default", "audit", "--output", "json"]) == 0
+    view = _view(capsys.readouterr().out)
+    assert view["target"]["default"] == "audit"
+    assert {verdict["decision"] for row in view["access"] for verdict in row["verdicts"]} == {
+        "allowed"
+    }
+    assert await asyncio.to_thread(main, [*args, "--default", "authenticated"]) == 0
+    text = capsys.readouterr().out
+    assert "a peer without a valid SVID\n    other ports      denied by the default" in text
+
+
 async def test_without_a_pod_watch_labels_are_required(
     server: IssuerServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
