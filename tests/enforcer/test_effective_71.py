@@ -14,8 +14,8 @@ from enforcer.policy_docs import (
     namespaces,
     network_rule,
     rule,
-    same_namespace,
     sa,
+    same_namespace,
 )
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain

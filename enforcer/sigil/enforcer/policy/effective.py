@@ -32,6 +32,7 @@ from sigil.enforcer.policy.effective_axes import (
     column_of,
     port_columns,
 )
+from sigil.enforcer.policy.effective_json import cell_dict, policy_dict, port_name, rule_dict
 from sigil.enforcer.policy.index import PolicyIndex
 from sigil.enforcer.policy.model import (
     AuthorizationPolicy,
@@ -151,9 +152,9 @@ class EffectivePolicy:
                 "default": self.default.value,
                 "port": self.port,
             },
-            "policies": [_policy_dict(entry) for entry in self.policies],
-            "rules": [_rule_dict(entry) for entry in self.rules],
-            "ports": [_port_name(column.name) for column in self.columns],
+            "policies": [policy_dict(entry) for entry in self.policies],
+            "rules": [rule_dict(entry) for entry in self.rules],
+            "ports": [port_name(column.name) for column in self.columns],
             "access": [
                 {
                     "peer": {
@@ -169,7 +170,7 @@ class EffectivePolicy:
                         if row.address.example is None
                         else str(row.address.example),
                     },
-                    "verdicts": [_cell_dict(cell) for cell in row.cells],
+                    "verdicts": [cell_dict(cell) for cell in row.cells],
                 }
                 for row in self.rows
             ],
@@ -263,53 +264,3 @@ def _evaluation_rank(policy: Policy) -> tuple[int, int, str]:
     if isinstance(policy, AuthorizationPolicy):
         return (1 if policy.action is Effect.DENY else 2, 0, policy.ref)
     return (0 if policy.tier is ClusterTier.ADMIN else 3, policy.priority, policy.name)
-
-
-def _policy_dict(entry: PolicyEntry) -> dict[str, Any]:
-    policy = entry.policy
-    return {
-        "kind": policy.kind,
-        "namespace": policy.namespace if isinstance(policy, AuthorizationPolicy) else None,
-        "name": policy.name,
-        "tier": "namespace"
-        if isinstance(policy, AuthorizationPolicy)
-        else policy.tier.value.lower(),
-        "priority": policy.priority if isinstance(policy, ClusterAuthorizationPolicy) else None,
-        "action": policy.action.value if isinstance(policy, AuthorizationPolicy) else None,
-        "dry_run": policy.dry_run,
-        "source": None if entry.origin is None else entry.origin.to_dict(),
-        "shadowed": entry.shadowed,
-        "relabel_escapable": entry.relabel_escapable,
-    }
-
-
-def _rule_dict(entry: RuleEntry) -> dict[str, Any]:
-    rule = entry.rule
-    return {
-        "order": entry.order,
-        "tier": entry.match.tier.value,
-        "priority": entry.policy.priority
-        if isinstance(entry.policy, ClusterAuthorizationPolicy)
-        else None,
-        "policy": entry.match.policy,
-        "rule": entry.match.rule,
-        "action": entry.match.effect.value,
-        "ports": None if rule.every_port else sorted(rule.ports or ()),
-        "port_ranges": [str(span) for span in rule.port_ranges],
-        "networks": None if rule.network is None else str(rule.network),
-        "sources": None if rule.sources is None else [str(source) for source in rule.sources],
-        "dry_run": entry.match.dry_run,
-        "shadowed": entry.shadowed,
-    }
-
-
-def _cell_dict(cell: Cell) -> dict[str, Any]:
-    data = cell.decision.verdict.to_dict()
-    data["port"] = _port_name(cell.port)
-    shadow = cell.decision.shadow
-    data["dry_run"] = None if shadow is None else shadow.to_dict()
-    return data
-
-
-def _port_name(port: int | str | None) -> int | str:
-    return "other" if port is None else port

@@ -81,7 +81,7 @@ def _column(port: int | str) -> str:
 
 def _address(address: Mapping[str, Any]) -> str:
     example = address.get("example")
-    return address["group"] + ("" if example is None else f" (such as {example})")
+    return str(address["group"]) + ("" if example is None else f" (such as {example})")
 
 
 def _peer(peer: Mapping[str, Any]) -> str:
