@@ -191,9 +191,9 @@ CIDRS = ap(
             "in 10.0.0.0/8, fd00::/8 except 10.1.0.0/16",
             "allowed namespace shop/from-lan 0",
         ),
-        ("10.1.2.3", "in no network a rule names", "denied namespace None None"),
-        ("192.0.2.1", "in no network a rule names", "denied namespace None None"),
-        ("2001:db8::1", "in no network a rule names", "denied namespace None None"),
+        ("10.1.2.3", "outside every network a rule names", "denied namespace None None"),
+        ("192.0.2.1", "outside every network a rule names", "denied namespace None None"),
+        ("2001:db8::1", "outside every network a rule names", "denied namespace None None"),
         (None, "no known address", "denied namespace None None"),
         ("not-an-address", "no known address", "denied namespace None None"),
     ],
@@ -204,7 +204,7 @@ def test_source_cidrs_make_address_groups(address: str | None, group: str, expec
     groups = [g.name for g in view.addresses]
     assert groups == [
         "no known address",
-        "in no network a rule names",
+        "outside every network a rule names",
         "in 10.0.0.0/8, fd00::/8 except 10.1.0.0/16",
     ]
     assert _answer(view, "spiffe://example.org/ns/shop/sa/web", 5432, address) == expected

@@ -154,7 +154,9 @@ def test_local_authenticated_default_and_networks_in_the_text(
     out = capsys.readouterr().out
     assert "default local-authenticated" in out
     assert "deny serviceAccount shop/batch on ports 9000-9100 from 10.0.0.0/8" in out
-    assert "serviceAccount shop/batch, from in 10.0.0.0/8 (such as 10.0.0.0)\n" in out
+    assert "serviceAccount shop/batch  [address: in 10.0.0.0/8 (such as 10.0.0.1)]\n" in out
+    # A class decided alike at every address is shown once.
+    assert "a peer without a valid SVID\n    ports 9000-9100  denied by the default\n" in out
     assert "    ports 9000-9100  denied by namespace shop/lan rule 0" in out
     with pytest.raises(SystemExit) as refused:
         main([*args[:-1], "sometimes"])

@@ -7,7 +7,7 @@ ends of those intervals cut the port range and each address family into stretche
 * Ports: each port a rule names singly is a column; each stretch between the ends of named ranges that some range
   covers is a column (``"400-442"``); every port that nothing names is the column ``"other"``, asked on its
   lowest port. The columns together hold every port from 1 to 65535.
-* Addresses: the ends of every block the rules name cut IPv4 and IPv6 into stretches; a stretch's first address
+* Addresses: the ends of every block the rules name cut IPv4 and IPv6 into stretches; an address of a stretch
   stands for it, and stretches inside the same networks (the same rules' network criteria hold) are one group.
   IPv4-mapped IPv6 addresses are never asked: an enforcer reads them as their IPv4 address. "No known address"
   is a group of its own (it matches no rule that names a network). When no rule names a network, one group,
@@ -117,8 +117,10 @@ def address_groups(networks: Iterable[SourceNetwork]) -> tuple[AddressGroup, ...
             edge for b in family for edge in (int(b.network_address), int(b.broadcast_address) + 1)
         }
         bounds = sorted(cuts)
-        for low in bounds[:-1]:
-            example = ipaddress.ip_address(low) if version == 4 else ipaddress.IPv6Address(low)
+        for low, stop in pairwise(bounds):
+            # Any address of the stretch would do; past its first one reads better (10.0.0.1, not 10.0.0.0).
+            first = low + 1 if stop - low > 2 else low
+            example = ipaddress.IPv4Address(first) if version == 4 else ipaddress.IPv6Address(first)
             if example in _MAPPED:
                 continue
             inside = frozenset(net for net in named if net.contains(example))
@@ -130,7 +132,7 @@ def address_groups(networks: Iterable[SourceNetwork]) -> tuple[AddressGroup, ...
 
 def _group_name(inside: frozenset[SourceNetwork]) -> str:
     if not inside:
-        return "in no network a rule names"
+        return "outside every network a rule names"
     return "in " + " and in ".join(sorted(str(net) for net in inside))
 
 

@@ -50,19 +50,45 @@ def render_text(view: Mapping[str, Any]) -> str:
             f"{rule['action']} {sources} on {ports}{flags}"
         )
     lines += ["", "access:"]
-    for row in view["access"]:
-        peer = row["peer"]
-        address = row.get("address") or {"group": "any address"}
-        where = "" if address["group"] == "any address" else f", from {_address(address)}"
-        lines.append(f"  {_peer(peer)}{where}")
-        for verdict in row["verdicts"]:
-            port = _column(verdict["port"])
-            text = _verdict(verdict)
-            shadow = verdict["dry_run"]
-            if shadow is not None and shadow != {k: verdict[k] for k in shadow}:
-                text += f"  (dry-run: would be {_verdict(shadow)})"
-            lines.append(f"    {port:<16} {text}")
+    for rows in _by_peer(view["access"]):
+        # A class whose every address group is decided alike is shown once, for any address.
+        alike = all(_same(row["verdicts"], rows[0]["verdicts"]) for row in rows)
+        for row in rows[:1] if alike else rows:
+            address = row.get("address") or {"group": "any address"}
+            where = "" if alike else f"  [address: {_address(address)}]"
+            lines.append(f"  {_peer(row['peer'])}{where}")
+            lines.extend(_verdict_lines(row["verdicts"]))
     return "\n".join(lines)
+
+
+def _by_peer(access: list[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """Access rows grouped by peer class, in their order (the rows of one class are adjacent)."""
+    groups: list[list[Mapping[str, Any]]] = []
+    for row in access:
+        if groups and groups[-1][0]["peer"] == row["peer"]:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def _same(verdicts: list[Mapping[str, Any]], others: list[Mapping[str, Any]]) -> bool:
+    keys = ("decision", "tier", "policy", "rule", "dry_run")
+    return [[v.get(k) for k in keys] for v in verdicts] == [
+        [v.get(k) for k in keys] for v in others
+    ]
+
+
+def _verdict_lines(verdicts: list[Mapping[str, Any]]) -> list[str]:
+    lines = []
+    for verdict in verdicts:
+        port = _column(verdict["port"])
+        text = _verdict(verdict)
+        shadow = verdict["dry_run"]
+        if shadow is not None and shadow != {k: verdict[k] for k in shadow}:
+            text += f"  (dry-run: would be {_verdict(shadow)})"
+        lines.append(f"    {port:<16} {text}")
+    return lines
 
 
 def _rule_ports(rule: Mapping[str, Any]) -> str:
