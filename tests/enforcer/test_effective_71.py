@@ -16,6 +16,7 @@ from enforcer.policy_docs import (
     rule,
     sa,
     same_namespace,
+    spiffe,
 )
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
@@ -24,6 +25,7 @@ from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.effective_text import render_text
 from sigil.enforcer.policy.peer_classes import ClassKind, class_of
+from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 
 LOCAL = TrustDomain("example.org")
 DB = Target("shop", {"app": "db"})
@@ -255,3 +257,29 @@ def test_relabel_escapable_admin_policies_are_flagged_in_json_and_text() -> None
     warning = "relabelling a pod escapes this Admin policy"
     assert text.count(warning) == 1
     assert text.index("by-label") < text.index(warning) < text.index("whole-namespace")
+
+
+def test_a_workload_id_template_that_puts_the_pod_first_still_covers_every_peer() -> None:
+    """Under ``{pod_name}/{namespace}`` a prefix ``/ns/*`` names pods called "ns": a peer of such a pod in the
+    pod's own namespace holds both the prefix and the namespace, and has a row of its own."""
+    template = WorkloadIdPattern("{pod_name}/{namespace}")
+    docs = [
+        ap(
+            "from-ns-pods", match={"app": "db"}, rules=[rule([spiffe("spiffe://example.org/ns/*")])]
+        ),
+        ap("not-own-namespace", action="DENY", rules=[rule([same_namespace()], ports=[5432])]),
+    ]
+    policies = [parse_policy(doc) for doc in docs]
+    view = effective(policies, DB, trust_domain=LOCAL, workload_ids=template)
+    index = PolicyIndex(policies, trust_domain=LOCAL, workload_ids=template)
+    classes = [row.peer for row in view.rows]
+    for peer, port, expected in [
+        ("spiffe://example.org/ns/shop", 5432, "shop/not-own-namespace"),
+        ("spiffe://example.org/ns/shop", 80, "shop/from-ns-pods"),
+        ("spiffe://example.org/ns/billing", 5432, "shop/from-ns-pods"),
+        ("spiffe://example.org/web/shop", 5432, "shop/not-own-namespace"),
+        ("spiffe://example.org/web/billing", 5432, None),
+    ]:
+        found = SpiffeId.parse(peer)
+        cell = view.cell(class_of(classes, index, found), port)
+        assert cell.decision.policy == expected == index.decide(found, DB, port).policy

@@ -21,6 +21,7 @@ from enforcer.test_properties import (
     PEER_IDS,
     PORTS,
     REQUEST_PORTS,
+    TEMPLATES,
     _label_sets,
     _policy_sets,
     naive,
@@ -45,12 +46,31 @@ from sigil.enforcer.policy import (
 from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.peer_classes import class_of
+from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 
-_segments = st.sampled_from(("ns", "sa", "a", "b", "c", "s1", "s2", "x", "extra", "other"))
+_segments = st.sampled_from(
+    ("ns", "sa", "a", "b", "c", "s1", "s2", "x", "extra", "other", "pod-x", "pod-s1", "k8s")
+)
 # Paths grow from the places policies name (accounts' namespaces, prefixes) so that peers just below, beside
 # and far below them are all drawn often; /ns/c and /ns/zz are namespaces whose labels no one knows.
+# /a, /ns and /k8s/a are where the other workload ID templates put namespaces.
 _stems = st.sampled_from(
-    ("", "/ns", "/ns/a", "/ns/a/sa", "/ns/b/sa", "/ns/c/sa", "/ns/zz/sa", "/ns/a/sa/s1", "/x")
+    (
+        "",
+        "/ns",
+        "/ns/a",
+        "/ns/a/sa",
+        "/ns/b/sa",
+        "/ns/c/sa",
+        "/ns/zz/sa",
+        "/ns/a/sa/s1",
+        "/x",
+        "/a",
+        "/zz",
+        "/k8s/a",
+        "/k8s/zz",
+        "/k8s/ns",
+    )
 )
 _paths = st.builds(
     lambda stem, rest: stem + "".join(f"/{part}" for part in rest),
@@ -128,7 +148,11 @@ _sets = st.tuples(_policy_sets, st.lists(_accounts_below_prefix, max_size=1)).ma
 
 
 def _view(
-    policies: Sequence[Policy], namespace: str, labels: dict[str, str], default: DefaultPolicy
+    policies: Sequence[Policy],
+    namespace: str,
+    labels: dict[str, str],
+    default: DefaultPolicy,
+    template: str = TEMPLATES[0],
 ) -> EffectivePolicy:
     return effective(
         policies,
@@ -137,26 +161,43 @@ def _view(
         namespace_labels=NAMESPACE_LABELS[namespace],
         namespaces=NAMESPACE_LABELS,
         default=default,
+        workload_ids=WorkloadIdPattern(template),
     )
 
 
-def _index(policies: Sequence[Policy], default: DefaultPolicy) -> PolicyIndex:
-    return PolicyIndex(policies, trust_domain=LOCAL, default=default, namespaces=NAMESPACE_LABELS)
+def _index(
+    policies: Sequence[Policy], default: DefaultPolicy, template: str = TEMPLATES[0]
+) -> PolicyIndex:
+    return PolicyIndex(
+        policies,
+        trust_domain=LOCAL,
+        default=default,
+        namespaces=NAMESPACE_LABELS,
+        workload_ids=WorkloadIdPattern(template),
+    )
 
 
-@settings(max_examples=200)
-@given(_sets, st.sampled_from(NAMESPACES), _label_sets, _defaults, _connections)
+@settings(max_examples=300)
+@given(
+    _sets,
+    st.sampled_from(NAMESPACES),
+    _label_sets,
+    _defaults,
+    _connections,
+    st.sampled_from(TEMPLATES),
+)
 def test_the_table_agrees_with_check_for_every_peer_and_port(
     policies: list[Policy],
     namespace: str,
     labels: dict[str, str],
     default: DefaultPolicy,
     connections: list[Connection],
+    template: str,
 ) -> None:
     """Any peer's class, at any address's group, on any port's column, holds the decision ``check`` gives and
-    part 7 read aloud gives."""
-    view = _view(policies, namespace, labels, default)
-    index = _index(policies, default)
+    part 7 read aloud gives, under any workload ID template."""
+    view = _view(policies, namespace, labels, default, template)
+    index = _index(policies, default, template)
     classes = [row.peer for row in view.rows]
     for peer, port, address in connections:
         cell = view.cell(class_of(classes, index, peer), port, address)
@@ -177,6 +218,7 @@ def test_the_table_agrees_with_check_for_every_peer_and_port(
             default_allow=True,
             default=default,
             address=address,
+            template=template,
         )
         assert got == reference
         assert cell.decision.shadow == decision.shadow

@@ -83,10 +83,29 @@ def _selected(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
     return True
 
 
-def _local_place(peer: SpiffeId) -> tuple[str, str] | None:
+#: Workload ID templates the effective view's properties also run under, each with its plain reader below.
+TEMPLATES = (
+    "ns/{namespace}/sa/{service_account}",
+    "{namespace}/{service_account}",
+    "k8s/{namespace}/pod-{pod_name}",
+    "{pod_name}/{namespace}",
+)
+
+
+def _local_place(peer: SpiffeId, template: str = TEMPLATES[0]) -> tuple[str, str | None] | None:
+    """A local peer's (namespace, ServiceAccount) under ``template``, read by hand for each template."""
     parts = peer.path.split("/")
-    if peer.trust_domain == LOCAL and len(parts) == 5 and parts[1] == "ns" and parts[3] == "sa":
+    if peer.trust_domain != LOCAL:
+        return None
+    if template == TEMPLATES[0] and len(parts) == 5 and parts[1] == "ns" and parts[3] == "sa":
         return parts[2], parts[4]
+    if template == TEMPLATES[1] and len(parts) == 3:
+        return parts[1], parts[2]
+    pod = len(parts) == 4 and parts[3].startswith("pod-") and len(parts[3]) > 4
+    if template == TEMPLATES[2] and pod and parts[1] == "k8s":
+        return parts[2], None
+    if template == TEMPLATES[3] and len(parts) == 3:
+        return parts[2], None
     return None
 
 
@@ -99,10 +118,12 @@ def _namespace_selected(selector: LabelSelector, namespace: str) -> bool:
     return _selected(selector, labels)
 
 
-def _source_matches(source: Source, peer: SpiffeId | None, namespace: str) -> bool:
+def _source_matches(
+    source: Source, peer: SpiffeId | None, namespace: str, template: str = TEMPLATES[0]
+) -> bool:
     if peer is None:
         return False
-    place = _local_place(peer)
+    place = _local_place(peer, template)
     if isinstance(source, ServiceAccountSource):
         return place is not None and place[0] == source.namespace and source.name in ("*", place[1])
     if isinstance(source, AuthenticatedSource):
@@ -132,7 +153,12 @@ def _address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
 
 
 def _rule_matches(
-    rule: Rule, peer: SpiffeId | None, port: int, address: str | None, namespace: str
+    rule: Rule,
+    peer: SpiffeId | None,
+    port: int,
+    address: str | None,
+    namespace: str,
+    template: str = TEMPLATES[0],
 ) -> bool:
     named = rule.ports is not None or rule.port_ranges
     in_ranges = any(span.start <= port <= span.end for span in rule.port_ranges)
@@ -146,7 +172,9 @@ def _rule_matches(
             return False
         if any(ip in block for block in rule.network.exclude):
             return False
-    return rule.sources is None or any(_source_matches(s, peer, namespace) for s in rule.sources)
+    return rule.sources is None or any(
+        _source_matches(s, peer, namespace, template) for s in rule.sources
+    )
 
 
 def naive(
@@ -159,6 +187,7 @@ def naive(
     default_allow: bool,
     address: str | None = None,
     default: DefaultPolicy | None = None,
+    template: str = TEMPLATES[0],
 ) -> Verdict:
     """Part 7 read aloud: scan every policy, tier by tier (``default``, when given, overrides ``default_allow``)."""
     ns_labels = {**NAMESPACE_LABELS.get(namespace, {}), "kubernetes.io/metadata.name": namespace}
@@ -176,7 +205,7 @@ def naive(
     passed = False
     for admin in (p for p in cluster if p.tier is ClusterTier.ADMIN):
         for number, rule in enumerate(admin.rules):
-            if _rule_matches(rule, peer, port, address, namespace):
+            if _rule_matches(rule, peer, port, address, namespace, template):
                 if rule.effect is Effect.PASS:
                     passed = True
                     break
@@ -195,18 +224,18 @@ def naive(
     )
     for policy in (p for p in owned if p.action is Effect.DENY):
         for number, rule in enumerate(policy.rules):
-            if _rule_matches(rule, peer, port, address, namespace):
+            if _rule_matches(rule, peer, port, address, namespace, template):
                 return (False, "namespace", policy.ref, number)
     allows = [p for p in owned if p.action is Effect.ALLOW]
     for policy in allows:
         for number, rule in enumerate(policy.rules):
-            if _rule_matches(rule, peer, port, address, namespace):
+            if _rule_matches(rule, peer, port, address, namespace, template):
                 return (True, "namespace", policy.ref, number)
     if allows:
         return (False, "namespace", None, None)
     for baseline in (p for p in cluster if p.tier is ClusterTier.BASELINE):
         for number, rule in enumerate(baseline.rules):
-            if _rule_matches(rule, peer, port, address, namespace):
+            if _rule_matches(rule, peer, port, address, namespace, template):
                 return (rule.effect is Effect.ALLOW, "baseline", baseline.name, number)
     if default is DefaultPolicy.DENY:
         default_allow = False

@@ -126,6 +126,7 @@ class Authorizer:
             trust_domain=self.trust_domain,
             namespace_labels=self._namespaces[self.target.namespace],
             default=self.default,
+            workload_ids=self.workload_ids,
             port=port,
             origins=self._origins(),
             revision=self.revision,

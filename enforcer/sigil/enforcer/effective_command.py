@@ -26,6 +26,7 @@ from sigil.enforcer.policy.effective import effective
 from sigil.enforcer.policy.effective_text import render_text
 from sigil.enforcer.policy.loader import policy_files, read_file
 from sigil.enforcer.policy.origin import Origin, OriginKind, policy_revision
+from sigil.enforcer.policy.peer_ids import DEFAULT_WORKLOAD_ID_TEMPLATE, WorkloadIdPattern
 from sigil.enforcer.policy.store import PolicySet, PolicyStore
 
 __all__ = ["add_effective_command", "load_with_origins"]
@@ -68,6 +69,12 @@ def add_effective_command(commands: argparse._SubParsersAction[argparse.Argument
         default="allow",
         help="what the enforcer does when no policy decides (as its own --default)",
     )
+    command.add_argument(
+        "--workload-id-template",
+        default=DEFAULT_WORKLOAD_ID_TEMPLATE,
+        metavar="TEMPLATE",
+        help="how local IDs name namespaces, as the issuer's workload_id_template (default %(default)s)",
+    )
     command.add_argument("--output", choices=("text", "json"), default="text")
     command.set_defaults(run=_run_effective)
 
@@ -87,6 +94,7 @@ def _run_effective(args: argparse.Namespace) -> int:
         trust_domain=trust_domain,
         namespace_labels=namespace_labels,
         default=DefaultPolicy(args.default),
+        workload_ids=WorkloadIdPattern(args.workload_id_template),
         port=args.port,
         origins=origins,
         revision=snapshot.revision,

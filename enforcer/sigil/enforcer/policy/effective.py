@@ -45,6 +45,7 @@ from sigil.enforcer.policy.model import (
 from sigil.enforcer.policy.network import IpAddress
 from sigil.enforcer.policy.origin import Origin
 from sigil.enforcer.policy.peer_classes import PeerClass, peer_classes
+from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 from sigil.enforcer.policy.scope import Workload, scoped
 from sigil.enforcer.policy.shadowing import deciding_rules
 
@@ -188,14 +189,22 @@ def effective(
     origins: Mapping[PolicyKey, Origin] | None = None,
     revision: int | None = None,
     namespaces: Mapping[str, Mapping[str, str]] | None = None,
+    workload_ids: WorkloadIdPattern | None = None,
 ) -> EffectivePolicy:
     """The effective policy of ``target`` under ``policies``; ``port`` limits the table to that one port.
 
     ``namespaces`` are the labels of other namespaces the enforcer knows (peers' namespaces that ``Namespaces``
-    selectors read); ``namespace_labels`` are the target's own."""
+    selectors read); ``namespace_labels`` are the target's own; ``workload_ids`` is the enforcer's workload ID
+    template (how local IDs name namespaces)."""
     known = {name: dict(labels) for name, labels in (namespaces or {}).items()}
     known[target.namespace] = dict(namespace_labels or {})
-    index = PolicyIndex(policies, trust_domain=trust_domain, default=default, namespaces=known)
+    index = PolicyIndex(
+        policies,
+        trust_domain=trust_domain,
+        default=default,
+        namespaces=known,
+        workload_ids=workload_ids,
+    )
     workload = Workload(target.namespace, target.labels, namespace_labels or {})
     # Scoping reads the selectors exactly as the index does; it also keeps policies without rules, which the
     # evaluation order cannot show but which still decide (an ALLOW policy with no rule denies everything).

@@ -21,12 +21,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import count
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.policy.decision import NAMESPACE_NAME_LABEL
 from sigil.enforcer.policy.identity_sources import AuthenticatedSource, NamespacesSource
 from sigil.enforcer.policy.index import PolicyIndex
 from sigil.enforcer.policy.model import Rule, ServiceAccountSource, Source, SpiffeSource
+from sigil.enforcer.policy.workload_peers import TEMPLATE_FIELDS, workload_peers
 
 __all__ = ["ClassKind", "PeerClass", "class_of", "peer_classes"]
 
@@ -90,7 +92,7 @@ class _Context:
 
     def local_peer(self, namespace: str, account: str) -> SpiffeId:
         """The ID the workload ID template gives a pod of ``namespace`` running as ``account``."""
-        fields = dict.fromkeys(_TEMPLATE_FIELDS, self.fresh)
+        fields = dict.fromkeys(TEMPLATE_FIELDS, self.fresh)
         fields.update(namespace=namespace, service_account=account)
         path = self.index.workload_ids.template.format(**fields)
         return SpiffeId.parse(f"spiffe://{self.index.trust_domain.name}/{path}")
@@ -99,9 +101,6 @@ class _Context:
         if peer.trust_domain != self.index.trust_domain or not peer.path:
             return False
         return self.index.workload_ids.place_of(peer.path) is not None
-
-
-_TEMPLATE_FIELDS = ("namespace", "service_account", "pod_name", "pod_uid", "node_name", "node_uid")
 
 
 def _exact_ids(context: _Context) -> Iterable[PeerClass]:
@@ -130,10 +129,27 @@ def _prefixes(context: _Context) -> Iterable[PeerClass]:
 
 
 def _namespaces(context: _Context) -> Iterable[PeerClass]:
-    """A peer of each namespace named or known, and of one nothing names; only those not already listed."""
-    for namespace in (*context.namespaces, context.fresh):
-        peer = context.local_peer(namespace, context.fresh)
+    """Peers whose ID fits the workload ID template (:mod:`.workload_peers`); only those not already listed."""
+    local = context.index.trust_domain
+    paths = [
+        s.spiffe_id.path.split("/")[1:]
+        for s in context.sources
+        if isinstance(s, SpiffeSource) and s.spiffe_id.trust_domain == local
+    ]
+    segments = sorted({segment for path in paths for segment in path})
+    accounts = [s.name for s in context.sources if isinstance(s, ServiceAccountSource)]
+    found = workload_peers(
+        context.index.workload_ids,
+        local,
+        anchors=paths,
+        namespaces=list(dict.fromkeys((*context.namespaces, *segments))),
+        accounts=list(dict.fromkeys((*accounts, *segments))),
+        fresh=context.fresh,
+    )
+    for namespace, peer in found:
         name = "(any namespace no rule names)" if namespace == context.fresh else namespace
+        if peer != context.local_peer(namespace, context.fresh):
+            name += f", as {peer}"
         yield context.row(ClassKind.NAMESPACE, name, peer)
 
 
@@ -150,6 +166,8 @@ def _trust_domains(context: _Context) -> Iterable[PeerClass]:
                 domains.append(domain)
     for domain in domains:
         peer = SpiffeId.parse(f"spiffe://{domain.name}/{context.fresh}")
+        while context.fits_template(peer):  # a local peer that fits is a namespace's row
+            peer = SpiffeId.parse(f"{peer}/{context.fresh}")
         yield context.row(ClassKind.TRUST_DOMAIN, domain.name, peer)
 
 
@@ -261,7 +279,12 @@ def _fresh_segment(sources: Iterable[Source], namespaces: Iterable[str]) -> str:
             taken.update(source.spiffe_id.path.split("/"))
         elif isinstance(source, NamespacesSource):
             taken.update(_selector_values(source))
-    return next(name for n in range(len(taken) + 1) if (name := f"other{n or ''}") not in taken)
+    # No substring of a named segment either: a template may embed a field in one (pod-{pod_name}).
+    return next(
+        name
+        for n in count()
+        if not any((name := f"other{n or ''}") in segment for segment in taken)
+    )
 
 
 def _fresh_domain(sources: Iterable[Source]) -> TrustDomain:
