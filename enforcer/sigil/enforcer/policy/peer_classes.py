@@ -12,8 +12,9 @@ Why the classes cover every peer (:func:`class_of` finds each one's): a peer's k
 deepest named ``/*`` prefix above it, its trust domain (``Authenticated`` sources and the defaults ask), and, for
 a local ID that fits the workload ID template, its namespace and ServiceAccount (ServiceAccount,
 ``SameNamespace`` and ``Namespaces`` sources ask). So the rows are: each exact ID named; each named account; each
-namespace that anything names or whose labels are known, and one no rule names (``/ns/N/sa/<fresh>``); below each
-prefix, an ID that fits no template; each trust domain named, and one that none names; and no SVID.
+workload ID that differs from those (a namespace, account and deepest prefix combination, built by
+:mod:`.workload_peers` under the enforcer's template); below each prefix, an ID that fits no template; each
+trust domain named, and one that none names; and no SVID.
 """
 
 from __future__ import annotations
