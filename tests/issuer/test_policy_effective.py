@@ -17,6 +17,8 @@ from sigil_testing.operator import run_kubectl
 from sigil_testing.realkube import fresh_namespace
 from sigil_testing.waiting import eventually
 
+from sigil.ca.errors import SigilError
+from sigil.issuer.admin.client import SocketAdmin
 from sigil.issuer.cli import main
 from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.settings import PolicySettings
@@ -108,6 +110,16 @@ async def test_the_default_travels_to_the_server_and_back(
     assert await asyncio.to_thread(main, [*args, "--default", "authenticated"]) == 0
     text = capsys.readouterr().out
     assert "a peer without a valid SVID\n    other ports      denied by the default" in text
+
+
+async def test_the_admin_endpoint_refuses_a_default_it_does_not_know(server: IssuerServer) -> None:
+    """``GET /v1/admin/policies/effective?default=...`` names the defaults it takes when given another."""
+    async with SocketAdmin(server.admin_socket) as admin:
+        view = await admin.effective_policy("shop/db-0", {"app": "db"}, None, "local-authenticated")
+        assert view["target"]["default"] == "local-authenticated"
+        with pytest.raises(SigilError, match="local-authenticated") as refused:
+            await admin.effective_policy("shop/db-0", {"app": "db"}, None, "sometimes")
+    assert "'sometimes' is not one of allow, deny, authenticated" in str(refused.value)
 
 
 async def test_without_a_pod_watch_labels_are_required(
