@@ -177,7 +177,7 @@ def _index(
     )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # speed is a bench matter, not a test one
 @given(
     _sets,
     st.sampled_from(NAMESPACES),
@@ -225,19 +225,27 @@ def test_the_table_agrees_with_check_for_every_peer_and_port(
         assert cell.decision.verdict.audit == decision.verdict.audit
 
 
-@settings(max_examples=300)
-@given(_sets, st.sampled_from(NAMESPACES), _label_sets, _defaults, _connections)
+@settings(max_examples=300, deadline=None)  # speed is a bench matter, not a test one
+@given(
+    _sets,
+    st.sampled_from(NAMESPACES),
+    _label_sets,
+    _defaults,
+    _connections,
+    st.sampled_from(TEMPLATES),
+)
 def test_a_shadowed_rule_never_decides(
     policies: list[Policy],
     namespace: str,
     labels: dict[str, str],
     default: DefaultPolicy,
     connections: list[Connection],
+    template: str,
 ) -> None:
     """No connection is ever decided by a rule the view flags as shadowed, enforced or in the dry-run pass."""
-    view = _view(policies, namespace, labels, default)
+    view = _view(policies, namespace, labels, default, template)
     shadowed = {(e.match.policy, e.match.rule) for e in view.rules if e.shadowed}
-    index = _index(policies, default)
+    index = _index(policies, default, template)
     shadowed_policies = {
         (e.policy.kind, e.policy.ref) for e in view.policies if e.shadowed and not e.policy.dry_run
     }
@@ -270,6 +278,7 @@ def test_a_shadowed_rule_never_decides(
             assert not (decider.match.dry_run and decider.shadowed)
 
 
+@settings(deadline=None)
 @given(_sets, st.sampled_from(NAMESPACES), _label_sets, _defaults)
 def test_every_rule_not_shadowed_decides_some_cell(
     policies: list[Policy], namespace: str, labels: dict[str, str], default: DefaultPolicy
