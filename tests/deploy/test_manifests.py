@@ -341,6 +341,23 @@ def test_envoy_demo_config_is_accepted_by_envoy(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_demo_backends_probes_go_through_its_proxys_probe_paths(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    """Every kubelet probe of the backend is an httpGet of a --probe-path on the proxy's own (mTLS) port, and
+    the application serves that path."""
+    backend = _find(rendered["demo"], "Deployment", "backend")
+    proxy = _container(backend, "proxy")
+    inbound = build_parser().parse_args(proxy["args"][1:])
+    ports = {port["name"]: port["containerPort"] for port in proxy["ports"]}
+    probes = [proxy[kind] for kind in ("readinessProbe", "livenessProbe")]
+    for probe in probes:
+        assert probe["httpGet"]["path"] in inbound.probe_path
+        assert ports[probe["httpGet"]["port"]] == inbound.listen.port
+    content = _find(rendered["demo"], "ConfigMap", "backend-content")["data"]
+    assert {path.lstrip("/") for path in inbound.probe_path} <= set(content)
+
+
 def test_scripts_pass_shellcheck() -> None:
     """deploy/kind/up.sh and down.sh pass shellcheck."""
     shellcheck = shutil.which("shellcheck") or str(

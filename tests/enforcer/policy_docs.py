@@ -98,3 +98,30 @@ def cap(
 def dump(*docs: Doc) -> str:
     """Documents as one multi-document YAML file."""
     return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def authenticated(*trust_domains: str) -> Doc:
+    """``type: Authenticated``, optionally limited to ``trust_domains``."""
+    source: Doc = {"type": "Authenticated"}
+    if trust_domains:
+        source["authenticated"] = {"trustDomains": list(trust_domains)}
+    return source
+
+
+def same_namespace() -> Doc:
+    """``type: SameNamespace``."""
+    return {"type": "SameNamespace"}
+
+
+def namespaces(match: dict[str, str]) -> Doc:
+    """``type: Namespaces`` selecting namespaces by ``match`` labels."""
+    return {"type": "Namespaces", "namespaces": {"selector": {"matchLabels": match}}}
+
+
+def network_rule(
+    sources: list[Doc] | None = None, *, action: str | None = None, **network: Any
+) -> Doc:
+    """A rule with ``networkAttributes`` spelled as keyword arguments (``sourceCIDRs=[...]``, ...)."""
+    raw = rule(sources, action=action)
+    raw["networkAttributes"] = network
+    return raw

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-from enforcer.policy_docs import ap, cap, dump, rule, sa
+from enforcer.policy_docs import ap, cap, dump, network_rule, rule, sa
 
 from sigil.enforcer.cli import main
 
@@ -146,6 +146,8 @@ def test_trust_domain_falls_back_to_the_environment(
         (["--labels", "app=a b"], "label value"),
         (["--namespace", "Shop"], "namespace"),
         (["--trust-domain", "bad domain"], "trust domain"),
+        (["--peer-address", "10.0.0.300"], "not an IPv4 or IPv6 address"),
+        (["--workload-id-template", "sa/{service_account}"], "names no {namespace}"),
     ],
 )
 def test_bad_input_exits_2(
@@ -190,3 +192,48 @@ def test_console_script_exit_code(policies: Path) -> None:
         [str(script), *_check(policies, WEB, port="1")], capture_output=True, text=True, check=False
     )
     assert (done.returncode, done.stdout) == (1, "denied\n")
+
+
+def test_peer_address_reaches_rules_with_source_cidrs(
+    write_policies: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--peer-address`` is the address sourceCIDRs are matched against; without it no such rule matches."""
+    policies = write_policies(
+        {"p.yaml": dump(ap("net", rules=[network_rule([sa("web")], sourceCIDRs=["10.0.0.0/8"])]))}
+    )
+    assert main(_check(policies, WEB, "--peer-address", "10.2.3.4")) == 0
+    assert main(_check(policies, WEB, "--peer-address", "192.168.0.1")) == 1
+    assert main(_check(policies, WEB)) == 1
+    assert capsys.readouterr().out == "allowed\ndenied\ndenied\n"
+
+
+@pytest.mark.parametrize(
+    ("default", "peer", "code"),
+    [
+        ("authenticated", "spiffe://partner.org/x", 0),
+        ("authenticated", "none", 1),
+        ("local-authenticated", "spiffe://partner.org/x", 1),
+        ("local-authenticated", WEB, 0),
+        ("audit", "none", 0),
+    ],
+)
+def test_every_default_decides_as_documented(
+    write_policies: Write, default: str, peer: str, code: int
+) -> None:
+    """``--default`` takes allow, deny, authenticated, local-authenticated and audit."""
+    assert main(_check(write_policies({}), peer, "--default", default)) == code
+
+
+def test_explain_warns_of_an_admin_policy_escapable_by_relabelling(
+    write_policies: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--explain`` says when the deciding Admin policy picks pods by labels their owner can change."""
+    policies = write_policies(
+        {
+            "c.yaml": dump(
+                cap("lock-db", pods={"app": "db"}, rules=[rule([sa("web", "shop")], action="Deny")])
+            )
+        }
+    )
+    assert main(_check(policies, WEB, "--explain")) == 1
+    assert "warning: lock-db selects pods by labels" in capsys.readouterr().out

@@ -175,7 +175,7 @@ def test_json_is_versioned_and_carries_each_policys_source() -> None:
     origin = Origin(kind=OriginKind.CRD, name="shop/db-from-web", generation=4, revision="abc")
     view = _view(doc, origins={("AuthorizationPolicy", "shop", "db-from-web"): origin})
     data = view.to_dict()
-    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert data["schema_version"] == SCHEMA_VERSION == 2
     assert data["target"] == {
         "namespace": "shop",
         "labels": {"app": "db"},

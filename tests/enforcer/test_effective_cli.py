@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-from enforcer.policy_docs import anyone, ap, cap, dump, rule, sa
+from enforcer.policy_docs import anyone, ap, cap, dump, network_rule, rule, sa
 
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.authorizer import Authorizer
@@ -61,7 +61,7 @@ def test_json_names_each_rule_its_source_and_who_may_connect(
     """The JSON lists the rules in evaluation order, each policy's file and document, and the access table."""
     assert main(_effective(policies, "--output", "json")) == 0
     view = json.loads(capsys.readouterr().out)
-    assert view["schema_version"] == 1
+    assert view["schema_version"] == 2
     assert [
         (r["tier"], r["policy"], r["rule"], r["action"], r["dry_run"]) for r in view["rules"]
     ] == [
@@ -113,6 +113,55 @@ def test_port_and_default_shape_the_table(
     assert view["ports"] == [80]
     assert view["target"]["default"] == "deny"
     assert view["target"]["port"] == 80
+
+
+def test_local_authenticated_default_and_networks_in_the_text(
+    write_policies: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--default local-authenticated`` admits local peers only; a rule with sourceCIDRs and a port range
+    splits the table by address group and port stretch, each named in the text."""
+    directory = write_policies(
+        {
+            "lan.yaml": dump(
+                ap(
+                    "lan",
+                    action="DENY",
+                    rules=[
+                        network_rule(
+                            [sa("batch")],
+                            sourceCIDRs=["10.0.0.0/8"],
+                            portRanges=[{"start": 9000, "end": 9100}],
+                        )
+                    ],
+                )
+            )
+        }
+    )
+    args = _effective(directory, "--default", "local-authenticated")
+    assert main([*args, "--output", "json"]) == 0
+    view = json.loads(capsys.readouterr().out)
+    assert view["target"]["default"] == "local-authenticated"
+    assert view["ports"] == ["9000-9100", "other"]
+    rows = {
+        (a["peer"]["class"], a["address"]["group"]): [v["decision"] for v in a["verdicts"]]
+        for a in view["access"]
+    }
+    assert rows["service-account", "in 10.0.0.0/8"] == ["denied", "allowed"]
+    assert rows["service-account", "no known address"] == ["allowed", "allowed"]
+    assert rows["other-trust-domain", "in 10.0.0.0/8"] == ["denied", "denied"]
+    assert rows["no-svid", "no known address"] == ["denied", "denied"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "default local-authenticated" in out
+    assert "deny serviceAccount shop/batch on ports 9000-9100 from 10.0.0.0/8" in out
+    assert "serviceAccount shop/batch  [address: in 10.0.0.0/8 (such as 10.0.0.1)]\n" in out
+    # A class decided alike at every address is shown once.
+    assert "a peer without a valid SVID\n    ports 9000-9100  denied by the default\n" in out
+    assert "    ports 9000-9100  denied by namespace shop/lan rule 0" in out
+    with pytest.raises(SystemExit) as refused:
+        main([*args[:-1], "sometimes"])
+    assert refused.value.code == 2
+    assert "local-authenticated" in capsys.readouterr().err  # the choices are named
 
 
 def test_a_refused_document_is_an_error_not_a_silent_gap(

@@ -1,8 +1,12 @@
-"""Properties of the effective view over random policy sets: it agrees with single decisions for every peer and port.
+"""Properties of the effective view over random policy sets: it agrees with single decisions for every peer, port
+and address.
 
-The policy sets, and the plain reading of part 7 that checks them, are those of ``test_properties``. The peers
-here are drawn beyond the IDs the policies name (random paths in three trust domains, and no SVID at all), so
-the properties test that the peer classes cover every peer, not only the representatives the view picked.
+The policy sets (the whole 7.1 language: Authenticated, SameNamespace and Namespaces sources, ``ports: []``, port
+ranges, source CIDRs with exceptions), and the plain reading of part 7 and 7.1 that checks them, are those of
+``test_properties``. The peers, ports and addresses here are drawn beyond anything the policies name (random
+paths in three trust domains and in namespaces no rule names, no SVID at all; any port; any IPv4 or IPv6
+address, inside and around the blocks, IPv4-mapped, unknown or malformed), under every ``--default``, so the
+properties test that the view's rows and columns cover every connection, not only the representatives it picked.
 """
 
 from __future__ import annotations
@@ -10,10 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from enforcer.test_properties import (
+    ADDRESSES,
     LOCAL,
     NAMESPACE_LABELS,
     NAMESPACES,
+    PEER_IDS,
     PORTS,
+    REQUEST_PORTS,
+    TEMPLATES,
     _label_sets,
     _policy_sets,
     naive,
@@ -35,23 +43,85 @@ from sigil.enforcer.policy import (
     SpiffeSource,
     Target,
 )
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.peer_classes import class_of
+from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 
-_segments = st.sampled_from(("ns", "sa", "a", "b", "s1", "s2", "x", "extra", "other"))
+_segments = st.sampled_from(
+    ("ns", "sa", "a", "b", "c", "s1", "s2", "x", "extra", "other", "pod-x", "pod-s1", "k8s")
+)
 # Paths grow from the places policies name (accounts' namespaces, prefixes) so that peers just below, beside
-# and far below them are all drawn often.
-_stems = st.sampled_from(("", "/ns", "/ns/a", "/ns/a/sa", "/ns/b/sa", "/ns/a/sa/s1", "/x"))
+# and far below them are all drawn often; /ns/c and /ns/zz are namespaces whose labels no one knows.
+# /a, /ns and /k8s/a are where the other workload ID templates put namespaces.
+_stems = st.sampled_from(
+    (
+        "",
+        "/ns",
+        "/ns/a",
+        "/ns/a/sa",
+        "/ns/b/sa",
+        "/ns/c/sa",
+        "/ns/zz/sa",
+        "/ns/a/sa/s1",
+        "/x",
+        "/a",
+        "/zz",
+        "/k8s/a",
+        "/k8s/zz",
+        "/k8s/ns",
+    )
+)
 _paths = st.builds(
     lambda stem, rest: stem + "".join(f"/{part}" for part in rest),
     _stems,
     st.lists(_segments, max_size=3),
 ).filter(bool)
 _domains = st.sampled_from(("example.org", "other.org", "third.org"))
-_any_peers = st.none() | st.builds(
-    lambda td, path: SpiffeId.parse(f"spiffe://{td}{path}"), _domains, _paths
+_any_peers = (
+    st.none()
+    | st.sampled_from(PEER_IDS).map(SpiffeId.parse)
+    | st.builds(lambda td, path: SpiffeId.parse(f"spiffe://{td}{path}"), _domains, _paths)
 )
-_any_ports = st.sampled_from(PORTS) | st.integers(1, 65535)
+_any_ports = (
+    st.sampled_from(PORTS + REQUEST_PORTS)
+    | st.sampled_from((1, 78, 82, 399, 999, 1001, 8079, 8081, 65535))
+    | st.integers(1, 65535)
+)
+# The blocks test_properties' networks name (10/8 except 10.1/16, 192.168/16 and /24, fd00::/8), their edges,
+# and anywhere at all.
+_any_addresses = (
+    st.sampled_from(ADDRESSES)
+    | st.sampled_from(
+        (
+            "9.255.255.255",
+            "10.0.0.0",
+            "10.0.255.255",
+            "10.1.0.0",
+            "10.1.255.255",
+            "10.2.0.0",
+            "10.255.255.255",
+            "11.0.0.0",
+            "192.168.0.255",
+            "192.168.1.0",
+            "192.168.255.255",
+            "192.169.0.0",
+            "fcff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "fd00::",
+            "fe00::",
+            "::ffff:192.168.0.9",
+            "::",
+            "0.0.0.0",  # noqa: S104 - a peer address drawn, nothing binds it
+        )
+    )
+    | st.sampled_from(("10.0.0.0/8", "10.1.0.0/16", "192.168.0.0/16", "fd00::/8")).flatmap(
+        lambda block: st.ip_addresses(network=block).map(str)
+    )
+    | st.ip_addresses().map(str)
+)
+_defaults = st.sampled_from(DefaultPolicy)
+_connections = st.lists(st.tuples(_any_peers, _any_ports, _any_addresses), min_size=1, max_size=8)
+Connection = tuple[SpiffeId | None, int, str | None]
 _effects = st.sampled_from((Effect.ALLOW, Effect.DENY))
 # test_properties' sets never name a prefix that ends just above ServiceAccount names (.../ns/a/sa/*), where
 # the one-level-deeper ID reads as an account: this policy adds that case, beside the account source.
@@ -78,41 +148,60 @@ _sets = st.tuples(_policy_sets, st.lists(_accounts_below_prefix, max_size=1)).ma
 
 
 def _view(
-    policies: Sequence[Policy], namespace: str, labels: dict[str, str], default_allow: bool
+    policies: Sequence[Policy],
+    namespace: str,
+    labels: dict[str, str],
+    default: DefaultPolicy,
+    template: str = TEMPLATES[0],
 ) -> EffectivePolicy:
     return effective(
         policies,
         Target(namespace, labels),
         trust_domain=LOCAL,
         namespace_labels=NAMESPACE_LABELS[namespace],
-        default_allow=default_allow,
+        namespaces=NAMESPACE_LABELS,
+        default=default,
+        workload_ids=WorkloadIdPattern(template),
     )
 
 
-@settings(max_examples=150)
+def _index(
+    policies: Sequence[Policy], default: DefaultPolicy, template: str = TEMPLATES[0]
+) -> PolicyIndex:
+    return PolicyIndex(
+        policies,
+        trust_domain=LOCAL,
+        default=default,
+        namespaces=NAMESPACE_LABELS,
+        workload_ids=WorkloadIdPattern(template),
+    )
+
+
+@settings(max_examples=300, deadline=None)  # speed is a bench matter, not a test one
 @given(
     _sets,
     st.sampled_from(NAMESPACES),
     _label_sets,
-    st.booleans(),
-    st.lists(st.tuples(_any_peers, _any_ports), min_size=1, max_size=8),
+    _defaults,
+    _connections,
+    st.sampled_from(TEMPLATES),
 )
 def test_the_table_agrees_with_check_for_every_peer_and_port(
     policies: list[Policy],
     namespace: str,
     labels: dict[str, str],
-    default_allow: bool,
-    requests: list[tuple[SpiffeId | None, int]],
+    default: DefaultPolicy,
+    connections: list[Connection],
+    template: str,
 ) -> None:
-    """Any peer's class, on any port's column, holds the decision ``check`` gives and part 7 read aloud gives."""
-    view = _view(policies, namespace, labels, default_allow)
-    index = PolicyIndex(
-        policies, trust_domain=LOCAL, default_allow=default_allow, namespaces=NAMESPACE_LABELS
-    )
+    """Any peer's class, at any address's group, on any port's column, holds the decision ``check`` gives and
+    part 7 read aloud gives, under any workload ID template."""
+    view = _view(policies, namespace, labels, default, template)
+    index = _index(policies, default, template)
     classes = [row.peer for row in view.rows]
-    for peer, port in requests:
-        cell = view.cell(class_of(classes, index, peer), port)
-        decision = index.decide(peer, Target(namespace, labels), port)
+    for peer, port, address in connections:
+        cell = view.cell(class_of(classes, index, peer), port, address)
+        decision = index.decide(peer, Target(namespace, labels), port, address=address)
         got = (
             cell.decision.allowed,
             cell.decision.tier.value,
@@ -120,36 +209,50 @@ def test_the_table_agrees_with_check_for_every_peer_and_port(
             cell.decision.rule,
         )
         assert got == (decision.allowed, decision.tier.value, decision.policy, decision.rule)
-        assert got == naive(policies, peer, namespace, labels, port, default_allow=default_allow)
+        reference = naive(
+            policies,
+            peer,
+            namespace,
+            labels,
+            port,
+            default_allow=True,
+            default=default,
+            address=address,
+            template=template,
+        )
+        assert got == reference
         assert cell.decision.shadow == decision.shadow
+        assert cell.decision.verdict.audit == decision.verdict.audit
 
 
-@settings(max_examples=150)
+@settings(max_examples=300, deadline=None)  # speed is a bench matter, not a test one
 @given(
     _sets,
     st.sampled_from(NAMESPACES),
     _label_sets,
-    st.booleans(),
-    st.lists(st.tuples(_any_peers, _any_ports), min_size=1, max_size=8),
+    _defaults,
+    _connections,
+    st.sampled_from(TEMPLATES),
 )
 def test_a_shadowed_rule_never_decides(
     policies: list[Policy],
     namespace: str,
     labels: dict[str, str],
-    default_allow: bool,
-    requests: list[tuple[SpiffeId | None, int]],
+    default: DefaultPolicy,
+    connections: list[Connection],
+    template: str,
 ) -> None:
     """No connection is ever decided by a rule the view flags as shadowed, enforced or in the dry-run pass."""
-    view = _view(policies, namespace, labels, default_allow)
+    view = _view(policies, namespace, labels, default, template)
     shadowed = {(e.match.policy, e.match.rule) for e in view.rules if e.shadowed}
-    index = PolicyIndex(
-        policies, trust_domain=LOCAL, default_allow=default_allow, namespaces=NAMESPACE_LABELS
-    )
+    index = _index(policies, default, template)
     shadowed_policies = {
         (e.policy.kind, e.policy.ref) for e in view.policies if e.shadowed and not e.policy.dry_run
     }
-    for peer, port in requests:
-        decision = index.decide(peer, Target(namespace, labels), port, explain=True)
+    for peer, port, address in connections:
+        decision = index.decide(
+            peer, Target(namespace, labels), port, address=address, explain=True
+        )
         assert (decision.policy, decision.rule) not in shadowed
         admin = [m for m in decision.matches if m.tier.value == "admin"]
         if admin and admin[0].effect is Effect.PASS:  # the Pass that handed this one on
@@ -175,12 +278,13 @@ def test_a_shadowed_rule_never_decides(
             assert not (decider.match.dry_run and decider.shadowed)
 
 
-@given(_sets, st.sampled_from(NAMESPACES), _label_sets, st.booleans())
+@settings(deadline=None)
+@given(_sets, st.sampled_from(NAMESPACES), _label_sets, _defaults)
 def test_every_rule_not_shadowed_decides_some_cell(
-    policies: list[Policy], namespace: str, labels: dict[str, str], default_allow: bool
+    policies: list[Policy], namespace: str, labels: dict[str, str], default: DefaultPolicy
 ) -> None:
     """The flag is not a guess in the other direction either: a rule left unflagged decides a cell of the table."""
-    view = _view(policies, namespace, labels, default_allow)
+    view = _view(policies, namespace, labels, default)
     deciders = set()
     for row in view.rows:
         for cell in row.cells:

@@ -70,9 +70,50 @@ def _with(doc: Doc, path: list[str | int], value: object) -> Doc:
             "an integer from 1 to 65535",
         ),
         (
-            (["spec", "rules"], [rule(ports=[])]),
+            (["spec", "rules"], [rule(ports=list(range(1, 66)))]),
             "spec.rules[0].networkAttributes.ports",
-            "a list of 1 to 64 items",
+            "a list of 0 to 64 items",
+        ),
+        (
+            (
+                ["spec", "rules"],
+                [{"networkAttributes": {"portRanges": [{"start": 90, "end": 80}]}}],
+            ),
+            "spec.rules[0].networkAttributes.portRanges[0].end",
+            "an end at or above start",
+        ),
+        (
+            (["spec", "rules"], [{"networkAttributes": {"sourceCIDRs": ["10.0.0.1/8"]}}]),
+            "spec.rules[0].networkAttributes.sourceCIDRs[0]",
+            "a CIDR block with no host bits set",
+        ),
+        (
+            (["spec", "rules"], [{"networkAttributes": {}}]),
+            "spec.rules[0].networkAttributes",
+            "ports, portRanges, sourceCIDRs or exceptSourceCIDRs",
+        ),
+        (
+            (["spec", "rules"], [rule([{"type": "Namespaces"}])]),
+            "spec.rules[0].sources[0].namespaces",
+            "namespaces to be set when type is Namespaces",
+        ),
+        (
+            (["spec", "rules"], [rule([{"type": "Any", "namespaces": {"selector": {}}}])]),
+            "spec.rules[0].sources[0].namespaces",
+            "no namespaces unless type is Namespaces",
+        ),
+        (
+            (
+                ["spec", "rules"],
+                [rule([{"type": "Authenticated", "authenticated": {"trustDomains": ["Bad!"]}}])],
+            ),
+            "spec.rules[0].sources[0].authenticated.trustDomains[0]",
+            "a trust domain name",
+        ),
+        (
+            (["spec", "targetRefs"], [{"kind": "Pod", "selector": {}}]),
+            "spec.targetRefs[0].group",
+            "(required)",
         ),
         ((["spec", "action"], "AUDIT"), "spec.action", "one of 'ALLOW', 'DENY'"),
         ((["spec", "enforcementLevel"], "Application"), "spec.enforcementLevel", "'Network'"),
@@ -138,8 +179,8 @@ def test_a_misspelled_field_is_refused_by_name(rules: list[Doc], path: str) -> N
         (ap("p", action="DENY", rules=[rule([anyone()]), {}]), "spec.rules[1]", "sources or"),
         (
             ap("p", rules=[{"networkAttributes": {}}]),
-            "spec.rules[0].networkAttributes.ports",
-            "(required)",
+            "spec.rules[0].networkAttributes",
+            "ports, portRanges, sourceCIDRs or exceptSourceCIDRs",
         ),
         (cap("c", rules=[{"action": "Allow"}]), "spec.rules[0]", "sources or"),
     ],

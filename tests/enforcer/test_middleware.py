@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from enforcer.policy_docs import ap, dump, rule, spiffe
+from enforcer.policy_docs import ap, dump, network_rule, rule, spiffe
 from enforcer.tlskit import static_source
 from prometheus_client import CollectorRegistry
 from sigil_testing.pki import Domain, write_svid_files
@@ -281,3 +281,43 @@ async def test_a_client_without_a_certificate_is_decided_as_no_svid_where_one_is
     async with _serve_kept_alive(authorizer, server.server_context(peer_required=False)) as get:
         status, body = await get(anonymous)
     assert (status, body.split()[0]) == (200, "anonymous")
+
+
+@pytest.mark.parametrize(("block", "status"), [("127.0.0.0/8", 200), ("10.0.0.0/8", 403)])
+async def test_the_middleware_decides_with_the_connections_real_address(
+    authorizer_for: Callable[..., Authorizer], block: str, status: int
+) -> None:
+    """A rule with sourceCIDRs sees the TCP peer's address (loopback here), never a request header."""
+    from_block = ap(
+        "from-block",
+        namespace="shop",
+        match={"app": "api"},
+        rules=[network_rule(sourceCIDRs=[block])],
+    )
+    async with (
+        _serve(authorizer_for(from_block, default_allow=False), None) as url,
+        aiohttp.ClientSession() as session,
+        session.get(url, headers={"X-Forwarded-For": "10.1.1.1"}) as response,
+    ):
+        assert response.status == status
+
+
+async def test_a_dry_run_policy_is_counted_by_the_middleware(
+    authorizer_for: Callable[..., Authorizer],
+) -> None:
+    """A dry-run DENY matching a plaintext request leaves it allowed and counts what it would have done."""
+    registry = CollectorRegistry()
+    trial = ap(
+        "trial",
+        namespace="shop",
+        action="DENY",
+        match={"app": "api"},
+        dry_run=True,
+        rules=[network_rule(sourceCIDRs=["127.0.0.0/8"])],
+    )
+    authorizer = authorizer_for(trial, metrics=EnforcerMetrics(registry))
+    async with _serve(authorizer, None) as url:
+        status, _, _ = await _get(url, False)
+    assert status == 200
+    labels = {"policy": "shop/trial", "would": "denied"}
+    assert registry.get_sample_value("sigil_enforcer_dry_run_total", labels) == 1

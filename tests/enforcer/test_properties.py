@@ -1,7 +1,8 @@
-"""Properties of the evaluator over random policy sets, checked against a plain reading of part 7."""
+"""Properties of the evaluator over random policy sets, checked against a plain reading of part 7 and 7.1."""
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -24,17 +25,35 @@ from sigil.enforcer.policy import (
     SpiffeSource,
     Target,
 )
+from sigil.enforcer.policy.defaults import DefaultPolicy
+from sigil.enforcer.policy.identity_sources import (
+    AuthenticatedSource,
+    NamespacesSource,
+    SameNamespaceSource,
+)
+from sigil.enforcer.policy.network import PortRange, SourceNetwork
 from sigil.enforcer.policy.selector import Operator, Requirement
 
 LOCAL = TrustDomain("example.org")
 NAMESPACES = ("a", "b")
 NAMESPACE_LABELS = {"a": {"env": "prod"}, "b": {"env": "dev"}}
 PORTS = (80, 443, 8080)
+# Request ports: the named ones, and ports inside and outside the ranges rules may name.
+REQUEST_PORTS = (80, 443, 8080, 8081, 1000, 79)
+RANGES = (PortRange(79, 81), PortRange(400, 8080), PortRange(1000, 1000))
+ADDRESSES = (None, "10.0.0.5", "10.1.0.5", "192.168.0.1", "::ffff:10.0.0.5", "fd00::1", "bogus")
+NETWORKS = (
+    SourceNetwork((ipaddress.ip_network("10.0.0.0/8"),)),
+    SourceNetwork((ipaddress.ip_network("10.0.0.0/8"),), (ipaddress.ip_network("10.1.0.0/16"),)),
+    SourceNetwork((), (ipaddress.ip_network("192.168.0.0/16"),)),
+    SourceNetwork((ipaddress.ip_network("fd00::/8"), ipaddress.ip_network("192.168.0.0/24"))),
+)
 NAMES = ("alpha", "beta", "gamma", "delta", "eps")
 PEER_IDS = (
     "spiffe://example.org/ns/a/sa/s1",
     "spiffe://example.org/ns/a/sa/s2",
     "spiffe://example.org/ns/b/sa/s1",
+    "spiffe://example.org/ns/c/sa/s1",
     "spiffe://example.org/ns/a/sa/s1/extra",
     "spiffe://example.org/ns/a",
     "spiffe://example.org/x",
@@ -64,19 +83,56 @@ def _selected(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
     return True
 
 
-def _source_matches(source: Source, peer: SpiffeId | None) -> bool:
+#: Workload ID templates the effective view's properties also run under, each with its plain reader below.
+TEMPLATES = (
+    "ns/{namespace}/sa/{service_account}",
+    "{namespace}/{service_account}",
+    "k8s/{namespace}/pod-{pod_name}",
+    "{pod_name}/{namespace}",
+)
+
+
+def _local_place(peer: SpiffeId, template: str = TEMPLATES[0]) -> tuple[str, str | None] | None:
+    """A local peer's (namespace, ServiceAccount) under ``template``, read by hand for each template."""
+    parts = peer.path.split("/")
+    if peer.trust_domain != LOCAL:
+        return None
+    if template == TEMPLATES[0] and len(parts) == 5 and parts[1] == "ns" and parts[3] == "sa":
+        return parts[2], parts[4]
+    if template == TEMPLATES[1] and len(parts) == 3:
+        return parts[1], parts[2]
+    pod = len(parts) == 4 and parts[3].startswith("pod-") and len(parts[3]) > 4
+    if template == TEMPLATES[2] and pod and parts[1] == "k8s":
+        return parts[2], None
+    if template == TEMPLATES[3] and len(parts) == 3:
+        return parts[2], None
+    return None
+
+
+def _namespace_selected(selector: LabelSelector, namespace: str) -> bool:
+    labels = {**NAMESPACE_LABELS.get(namespace, {}), "kubernetes.io/metadata.name": namespace}
+    if namespace not in NAMESPACE_LABELS:
+        keys = {k for k, _ in selector.match_labels} | {r.key for r in selector.match_expressions}
+        if keys - {"kubernetes.io/metadata.name"}:
+            return False  # labels the enforcer does not know never match
+    return _selected(selector, labels)
+
+
+def _source_matches(
+    source: Source, peer: SpiffeId | None, namespace: str, template: str = TEMPLATES[0]
+) -> bool:
     if peer is None:
         return False
+    place = _local_place(peer, template)
     if isinstance(source, ServiceAccountSource):
-        parts = peer.path.split("/")
-        return (
-            peer.trust_domain == LOCAL
-            and len(parts) == 5
-            and parts[1] == "ns"
-            and parts[2] == source.namespace
-            and parts[3] == "sa"
-            and source.name in ("*", parts[4])
-        )
+        return place is not None and place[0] == source.namespace and source.name in ("*", place[1])
+    if isinstance(source, AuthenticatedSource):
+        domains = source.trust_domains
+        return domains is None or peer.trust_domain.name in domains
+    if isinstance(source, SameNamespaceSource):
+        return place is not None and place[0] == namespace
+    if isinstance(source, NamespacesSource):
+        return place is not None and _namespace_selected(source.selector, place[0])
     if source.prefix:
         return peer.trust_domain == source.spiffe_id.trust_domain and peer.path.startswith(
             source.spiffe_id.path + "/"
@@ -84,10 +140,41 @@ def _source_matches(source: Source, peer: SpiffeId | None) -> bool:
     return peer == source.spiffe_id
 
 
-def _rule_matches(rule: Rule, peer: SpiffeId | None, port: int) -> bool:
-    if rule.ports is not None and port not in rule.ports:
+def _address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if text is None:
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _rule_matches(
+    rule: Rule,
+    peer: SpiffeId | None,
+    port: int,
+    address: str | None,
+    namespace: str,
+    template: str = TEMPLATES[0],
+) -> bool:
+    named = rule.ports is not None or rule.port_ranges
+    in_ranges = any(span.start <= port <= span.end for span in rule.port_ranges)
+    if named and port not in (rule.ports or ()) and not in_ranges:
         return False
-    return rule.sources is None or any(_source_matches(s, peer) for s in rule.sources)
+    if rule.network is not None:
+        ip = _address(address)
+        if ip is None:
+            return False
+        if rule.network.include and not any(ip in block for block in rule.network.include):
+            return False
+        if any(ip in block for block in rule.network.exclude):
+            return False
+    return rule.sources is None or any(
+        _source_matches(s, peer, namespace, template) for s in rule.sources
+    )
 
 
 def naive(
@@ -98,8 +185,11 @@ def naive(
     port: int,
     *,
     default_allow: bool,
+    address: str | None = None,
+    default: DefaultPolicy | None = None,
+    template: str = TEMPLATES[0],
 ) -> Verdict:
-    """Part 7 read aloud: scan every policy, tier by tier."""
+    """Part 7 read aloud: scan every policy, tier by tier (``default``, when given, overrides ``default_allow``)."""
     ns_labels = {**NAMESPACE_LABELS.get(namespace, {}), "kubernetes.io/metadata.name": namespace}
     live = [p for p in policies if not p.dry_run]
     cluster = sorted(
@@ -115,7 +205,7 @@ def naive(
     passed = False
     for admin in (p for p in cluster if p.tier is ClusterTier.ADMIN):
         for number, rule in enumerate(admin.rules):
-            if _rule_matches(rule, peer, port):
+            if _rule_matches(rule, peer, port, address, namespace, template):
                 if rule.effect is Effect.PASS:
                     passed = True
                     break
@@ -134,19 +224,27 @@ def naive(
     )
     for policy in (p for p in owned if p.action is Effect.DENY):
         for number, rule in enumerate(policy.rules):
-            if _rule_matches(rule, peer, port):
+            if _rule_matches(rule, peer, port, address, namespace, template):
                 return (False, "namespace", policy.ref, number)
     allows = [p for p in owned if p.action is Effect.ALLOW]
     for policy in allows:
         for number, rule in enumerate(policy.rules):
-            if _rule_matches(rule, peer, port):
+            if _rule_matches(rule, peer, port, address, namespace, template):
                 return (True, "namespace", policy.ref, number)
     if allows:
         return (False, "namespace", None, None)
     for baseline in (p for p in cluster if p.tier is ClusterTier.BASELINE):
         for number, rule in enumerate(baseline.rules):
-            if _rule_matches(rule, peer, port):
+            if _rule_matches(rule, peer, port, address, namespace, template):
                 return (rule.effect is Effect.ALLOW, "baseline", baseline.name, number)
+    if default is DefaultPolicy.DENY:
+        default_allow = False
+    elif default is DefaultPolicy.AUTHENTICATED:
+        default_allow = peer is not None
+    elif default is DefaultPolicy.LOCAL_AUTHENTICATED:
+        default_allow = peer is not None and peer.trust_domain == LOCAL
+    elif default is not None:  # allow, and audit, which allows
+        default_allow = True
     return (default_allow, "default", None, None)
 
 
@@ -192,14 +290,38 @@ _sources: st.SearchStrategy[Source] = st.one_of(
         ).map(SpiffeId.parse),
         prefix=st.just(True),
     ),
+    st.builds(
+        AuthenticatedSource,
+        trust_domains=st.none()
+        | st.frozensets(st.sampled_from(("example.org", "other.org")), min_size=1),
+    ),
+    st.just(SameNamespaceSource()),
+    st.builds(
+        NamespacesSource,
+        selector=_namespace_selectors
+        | st.just(LabelSelector((), (Requirement("env", Operator.NOT_IN, frozenset({"dev"})),))),
+    ),
 )
 _ports = st.none() | st.frozensets(st.sampled_from(PORTS), min_size=1, max_size=2)
 _source_lists = st.none() | st.lists(_sources, max_size=3).map(tuple)
 
 
+@st.composite
+def _rule(draw: st.DrawFn, effects: Sequence[Effect]) -> Rule:
+    ports = draw(_ports)
+    ranges = tuple(draw(st.lists(st.sampled_from(RANGES), max_size=2, unique=True)))
+    return Rule(
+        draw(st.sampled_from(effects)),
+        draw(_source_lists),
+        # As the model builds it: ports None only when no range is named either.
+        frozenset() if ports is None and ranges else ports,
+        ranges,
+        draw(st.none() | st.sampled_from(NETWORKS)),
+    )
+
+
 def _rules(effects: Sequence[Effect]) -> st.SearchStrategy[tuple[Rule, ...]]:
-    rule = st.builds(Rule, effect=st.sampled_from(effects), sources=_source_lists, ports=_ports)
-    return st.lists(rule, max_size=3).map(tuple)
+    return st.lists(_rule(effects), max_size=3).map(tuple)
 
 
 @st.composite
@@ -236,9 +358,15 @@ def _identity(policy: Policy) -> tuple[str, str, str]:
 
 _policy_sets = st.lists(_namespaced() | _cluster(), max_size=8, unique_by=_identity)
 _peers = st.none() | st.sampled_from(PEER_IDS).map(SpiffeId.parse)
-_requests = st.tuples(_peers, st.sampled_from(NAMESPACES), _label_sets, st.sampled_from(PORTS))
+_requests = st.tuples(
+    _peers,
+    st.sampled_from(NAMESPACES),
+    _label_sets,
+    st.sampled_from(REQUEST_PORTS),
+    st.sampled_from(ADDRESSES),
+)
 
-Request = tuple[SpiffeId | None, str, dict[str, str], int]
+Request = tuple[SpiffeId | None, str, dict[str, str], int, str | None]
 
 
 def _index(policies: Sequence[Policy], *, default_allow: bool = True) -> PolicyIndex:
@@ -248,8 +376,8 @@ def _index(policies: Sequence[Policy], *, default_allow: bool = True) -> PolicyI
 
 
 def _verdict(index: PolicyIndex, request: Request, *, explain: bool = False) -> Verdict:
-    peer, namespace, labels, port = request
-    decision = index.decide(peer, Target(namespace, labels), port, explain=explain)
+    peer, namespace, labels, port, address = request
+    decision = index.decide(peer, Target(namespace, labels), port, address=address, explain=explain)
     return (decision.allowed, decision.tier.value, decision.policy, decision.rule)
 
 
@@ -264,8 +392,10 @@ def test_index_agrees_with_reference(
     """The compiled index decides exactly as a scan of every policy does, tier, policy and rule included."""
     index = _index(policies, default_allow=default_allow)
     for request in requests:
-        peer, namespace, labels, port = request
-        expected = naive(policies, peer, namespace, labels, port, default_allow=default_allow)
+        peer, namespace, labels, port, address = request
+        expected = naive(
+            policies, peer, namespace, labels, port, default_allow=default_allow, address=address
+        )
         assert _verdict(index, request) == expected
         assert _verdict(index, request, explain=True) == expected
 
@@ -282,8 +412,8 @@ def test_shadow_is_the_decision_with_dry_run_enforced(
     policies: list[Policy], request: Request
 ) -> None:
     """The shadow verdict equals the decision the same policies give once dry-run is switched off."""
-    peer, namespace, labels, port = request
-    shadow = _index(policies).decide(peer, Target(namespace, labels), port).shadow
+    peer, namespace, labels, port, address = request
+    shadow = _index(policies).decide(peer, Target(namespace, labels), port, address=address).shadow
     if shadow is not None:
         enforced = _index([replace(p, dry_run=False) for p in policies])
         assert (shadow.allowed, shadow.tier.value, shadow.policy, shadow.rule) == _verdict(

@@ -12,6 +12,7 @@ from sigil.enforcer.cli import build_parser
 from sigil.enforcer.errors import RequestError
 from sigil.enforcer.flags import Environment, parse_pairs
 from sigil.enforcer.policy import Target
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.proxy import Address, Inbound, Outbound, ProxySettings
 
 SOCKET = "unix:///run/spire/agent.sock"
@@ -105,6 +106,8 @@ def test_a_bare_policies_from_agent_means_the_workload_api_agent() -> None:
         (["proxy", "outbound", "--listen", "1", "--svid-dir", "/s"], "--upstream"),
         ([*INBOUND, "--svid-dir", "/s", "--policies", "/p", "--namespace", "n", "--labels", "x"], "--labels"),
         (["proxy", "outbound", "--listen", "1", "--upstream", "2", "--svid-dir", "/s", "--federated", "x"], "--federated"),
+        ([*INBOUND, "--svid-dir", "/s", "--policies", "/p", "--namespace", "n", "--probe-path", "healthz"], "--probe-path"),
+        ([*INBOUND, "--svid-dir", "/s", "--policies", "/p", "--namespace", "n", "--probe-path", "/a b"], "--probe-path"),
     ],
 )  # fmt: skip
 def test_missing_or_malformed_flags_are_refused_by_name(argv: list[str], flag: str) -> None:
@@ -165,3 +168,26 @@ def test_a_port_out_of_range_is_not_an_address() -> None:
     """A port above 65535 is refused, which argparse reports as a usage error."""
     with pytest.raises(ValueError, match="not a TCP port"):
         Address.parse("127.0.0.1:70000")
+
+
+def test_probe_paths_and_the_default_policy_are_typed() -> None:
+    """Each --probe-path is kept exactly; --default names a DefaultPolicy."""
+    settings = _settings(
+        *INBOUND,
+        "--svid-dir",
+        "/s",
+        "--policies",
+        "/p",
+        "--namespace",
+        "n",
+        "--probe-path",
+        "/healthz",
+        "--probe-path",
+        "/ready",
+        "--default",
+        "local-authenticated",
+    )
+    inbound = settings.direction
+    assert isinstance(inbound, Inbound)
+    assert inbound.probe_paths == frozenset({"/healthz", "/ready"})
+    assert inbound.default is DefaultPolicy.LOCAL_AUTHENTICATED

@@ -324,6 +324,134 @@ def test_a_status_out_of_the_condition_schema_is_refused(
     assert written["status"]["conditions"] == [condition]
 
 
+def _rule_with(**fields: Any) -> dict[str, Any]:
+    return {"sources": [{"type": "Any"}], **fields}
+
+
+def test_every_section_seven_one_field_is_stored_as_written(
+    policy_crds: ControlPlane, namespace: str
+) -> None:
+    """Authenticated, SameNamespace and Namespaces sources, ports: [], portRanges and CIDR blocks (IPv4 and IPv6)
+    apply with kubectl and read back unchanged, for both kinds."""
+    rule = {
+        "sources": [
+            {"type": "Authenticated", "authenticated": {"trustDomains": ["partner.org"]}},
+            {"type": "Authenticated"},
+            {"type": "SameNamespace"},
+            {"type": "Namespaces", "namespaces": {"selector": {"matchLabels": {"env": "prod"}}}},
+        ],
+        "networkAttributes": {
+            "ports": [],
+            "portRanges": [{"start": 8000, "end": 8100}],
+            "sourceCIDRs": ["10.0.0.0/8", "fd00::/8"],
+            "exceptSourceCIDRs": ["10.9.0.0/16"],
+        },
+    }
+    cluster = {
+        "apiVersion": "authz.sigil.dev/v1alpha1",
+        "kind": "ClusterAuthorizationPolicy",
+        "metadata": {"name": f"isolate-{namespace}"},
+        "spec": {
+            "tier": "Admin",
+            "priority": 5,
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "rules": [{"action": "Pass", **rule}, {"action": "Deny", "sources": [{"type": "Any"}]}],
+        },
+    }
+    documents = [_allow(namespace, "everything", rule), cluster]
+    applied = run_kubectl(policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
+    assert applied.returncode == 0, applied.stderr
+    stored = policy_crds.request(
+        "GET", f"{_GROUP}/namespaces/{namespace}/authorizationpolicies/everything"
+    )
+    assert stored["spec"] == documents[0]["spec"]
+    stored = policy_crds.request(
+        "GET", f"{_GROUP}/clusterauthorizationpolicies/isolate-{namespace}"
+    )
+    assert stored["spec"] == cluster["spec"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (
+            _rule_with(networkAttributes={"portRanges": [{"start": 90, "end": 80}]}),
+            "a port range's end must not be below its start",
+        ),
+        (
+            _rule_with(networkAttributes={"sourceCIDRs": ["10.0.0.0/33"]}),
+            "every sourceCIDRs entry must be a CIDR block",
+        ),
+        (
+            _rule_with(networkAttributes={"exceptSourceCIDRs": ["not::a::block/8"]}),
+            "every exceptSourceCIDRs entry must be a CIDR block",
+        ),
+        (
+            {"sources": [{"type": "Any"}], "networkAttributes": {}},
+            "networkAttributes must name ports, portRanges, sourceCIDRs or exceptSourceCIDRs",
+        ),
+        ({"sources": [{"type": "Namespaces"}]}, "namespaces is required when type is Namespaces"),
+        (
+            {"sources": [{"type": "SameNamespace", "spiffe": "spiffe://a.org/x"}]},
+            "spiffe must not be set unless type is SPIFFE",
+        ),
+    ],
+    ids=["range", "cidr", "except-cidr", "empty-network", "namespaces", "stray-field"],
+)
+def test_the_api_server_refuses_malformed_section_seven_one_fields(
+    policy_crds: ControlPlane, namespace: str, rule: dict[str, Any], message: str
+) -> None:
+    """The CRD's CEL rules refuse what Sigil's own validator refuses, with the same words."""
+    collection = f"{_GROUP}/namespaces/{namespace}/authorizationpolicies"
+    with pytest.raises(ControlPlaneError) as refused:
+        policy_crds.request("POST", collection, _allow(namespace, "bad", rule))
+    assert "HTTP 422" in str(refused.value)
+    assert message in str(refused.value)
+
+
+def test_a_target_ref_without_group_is_refused(policy_crds: ControlPlane, namespace: str) -> None:
+    """GEP-3779 requires targetRefs[].group (write "" for the core group)."""
+    document = _allow(namespace, "no-group", _rule_with())
+    del document["spec"]["targetRefs"][0]["group"]
+    collection = f"{_GROUP}/namespaces/{namespace}/authorizationpolicies"
+    with pytest.raises(ControlPlaneError) as refused:
+        policy_crds.request("POST", collection, document)
+    assert "HTTP 422" in str(refused.value)
+    assert "group" in str(refused.value)
+
+
+async def test_the_issuer_warns_of_an_admin_policy_escapable_by_relabelling(
+    policy_crds: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """An Admin policy selecting pods by labels is in force, and its Accepted message says relabelling escapes it."""
+    name = f"lock-db-{namespace}"
+    document = {
+        "apiVersion": "authz.sigil.dev/v1alpha1",
+        "kind": "ClusterAuthorizationPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "tier": "Admin",
+            "priority": 1,
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "podSelector": {"matchLabels": {"app": "db"}},
+            "rules": [{"action": "Deny", "sources": [{"type": "Any"}]}],
+        },
+    }
+    settings = issuer_settings(
+        tmp_path / "data",
+        kubeconfig=policy_crds.kubeconfig,
+        policy=PolicySettings(poll_interval=timedelta(seconds=0.2)),
+    )
+    async with running_issuer(settings):
+        applied = await asyncio.to_thread(
+            run_kubectl, policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump(document)
+        )
+        assert applied.returncode == 0, applied.stderr
+        accepted = await _accepted(policy_crds, f"{_GROUP}/clusterauthorizationpolicies/{name}", 1)
+    assert (accepted["status"], accepted["reason"]) == ("True", "Accepted")
+    assert "relabelling a pod escapes it" in accepted["message"]
+
+
 async def test_agents_learn_each_policys_object_and_generation(
     policy_crds: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:

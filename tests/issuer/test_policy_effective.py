@@ -17,6 +17,8 @@ from sigil_testing.operator import run_kubectl
 from sigil_testing.realkube import fresh_namespace
 from sigil_testing.waiting import eventually
 
+from sigil.ca.errors import SigilError
+from sigil.issuer.admin.client import SocketAdmin
 from sigil.issuer.cli import main
 from sigil.issuer.edge.listeners import IssuerServer
 from sigil.issuer.settings import PolicySettings
@@ -92,6 +94,32 @@ async def test_outside_kubernetes_the_labels_are_given(
         "serviceAccount shop/web\n    port 5432        allowed by namespace shop/db-from-web rule 0"
         in text
     )
+
+
+async def test_the_default_travels_to_the_server_and_back(
+    server: IssuerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--default audit`` is the default the server computes the view under; an unknown one is refused."""
+    args = [*_base(server), "policy", "effective", "--pod", "other/db-0", "--labels", "app=db"]
+    assert await asyncio.to_thread(main, [*args, "--default", "audit", "--output", "json"]) == 0
+    view = _view(capsys.readouterr().out)
+    assert view["target"]["default"] == "audit"
+    assert {verdict["decision"] for row in view["access"] for verdict in row["verdicts"]} == {
+        "allowed"
+    }
+    assert await asyncio.to_thread(main, [*args, "--default", "authenticated"]) == 0
+    text = capsys.readouterr().out
+    assert "a peer without a valid SVID\n    other ports      denied by the default" in text
+
+
+async def test_the_admin_endpoint_refuses_a_default_it_does_not_know(server: IssuerServer) -> None:
+    """``GET /v1/admin/policies/effective?default=...`` names the defaults it takes when given another."""
+    async with SocketAdmin(server.admin_socket) as admin:
+        view = await admin.effective_policy("shop/db-0", {"app": "db"}, None, "local-authenticated")
+        assert view["target"]["default"] == "local-authenticated"
+        with pytest.raises(SigilError, match="local-authenticated") as refused:
+            await admin.effective_policy("shop/db-0", {"app": "db"}, None, "sometimes")
+    assert "'sometimes' is not one of allow, deny, authenticated" in str(refused.value)
 
 
 async def test_without_a_pod_watch_labels_are_required(

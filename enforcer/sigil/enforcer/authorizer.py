@@ -24,11 +24,13 @@ from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.errors import PolicySourceError
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.decision import Decision, Target
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.documents import PolicyKey
 from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.index import PolicyIndex
 from sigil.enforcer.policy.loader import Stamp, policy_stamps
 from sigil.enforcer.policy.origin import Origin, OriginKind, policy_revision
+from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 from sigil.enforcer.policy.store import LoadReport, PolicyStore
 
 if TYPE_CHECKING:
@@ -50,14 +52,18 @@ class Authorizer:
         target: Target,
         policies: Path | AgentPolicySource | None = None,
         default_allow: bool = True,
+        default: DefaultPolicy | None = None,
         namespace_labels: Mapping[str, str] | None = None,
+        workload_ids: WorkloadIdPattern | None = None,
         metrics: EnforcerMetrics | None = None,
     ) -> None:
         self.trust_domain = trust_domain
         self.target = target
         self.directory = policies if isinstance(policies, Path) else None
         self.agent = None if policies is None or isinstance(policies, Path) else policies
-        self.default_allow = default_allow
+        self.default = DefaultPolicy.of(allow=default_allow) if default is None else default
+        self.default_allow = self.default is not DefaultPolicy.DENY
+        self.workload_ids = workload_ids
         self._namespaces = {target.namespace: dict(namespace_labels or {})}
         self.metrics = metrics
         self._store = PolicyStore() if self.agent is None else self.agent.store
@@ -79,22 +85,36 @@ class Authorizer:
         """The compiled index of the revision in force."""
         return self._index
 
-    def decide(self, peer: SpiffeId | None, port: int) -> Decision:
-        """Decide a connection from ``peer`` (None: no valid SVID) to the target on ``port``; log and count it."""
-        decision = self._index.decide(peer, self.target, port)
+    def decide(self, peer: SpiffeId | None, port: int, *, address: str | None = None) -> Decision:
+        """Decide a connection from ``peer`` (None: no valid SVID) at ``address`` (the peer's IP; None:
+        unknown) to the target on ``port``; log and count it, with what dry-run policies would have done."""
+        decision = self._index.decide(peer, self.target, port, address=address)
         if self.metrics is not None:
             self.metrics.count_decision(decision)
         log = _log.info if decision.allowed else _log.warning
+        extra: dict[str, object] = {}
+        if decision.dry_run and decision.shadow is not None:
+            # authz.md 7.1: the would-be verdict in the decision's own log line.
+            extra["dry_run"] = {
+                "would": "allowed" if decision.shadow.allowed else "denied",
+                "policy": decision.shadow.policy,
+                "rule": decision.shadow.rule,
+                "matched": sorted({match.policy for match in decision.dry_run}),
+            }
+        if decision.verdict.audit:
+            extra["audit"] = "would be denied by the deny default"
         log(
             "decision",
             decision="allowed" if decision.allowed else "denied",
             peer=None if peer is None else str(peer),
+            address=address,
             port=port,
             tier=decision.tier.value,
             policy=decision.policy,
             rule=decision.rule,
             reason=decision.reason,
             revision=self.revision,
+            **extra,
         )
         return decision
 
@@ -105,7 +125,8 @@ class Authorizer:
             self.target,
             trust_domain=self.trust_domain,
             namespace_labels=self._namespaces[self.target.namespace],
-            default_allow=self.default_allow,
+            default=self.default,
+            workload_ids=self.workload_ids,
             port=port,
             origins=self._origins(),
             revision=self.revision,
@@ -197,8 +218,9 @@ class Authorizer:
     def _compile(self) -> PolicyIndex:
         return self._store.current.compile(
             trust_domain=self.trust_domain,
-            default_allow=self.default_allow,
+            default=self.default,
             namespaces=self._namespaces,
+            workload_ids=self.workload_ids,
         )
 
     def _adopt(self, applied: AgentPolicies) -> None:

@@ -28,6 +28,10 @@ from sigil.enforcer.flags import (
 )
 from sigil.enforcer.policy.crds import crd_documents, render, write_crds
 from sigil.enforcer.policy.decision import Decision, Target
+from sigil.enforcer.policy.defaults import DefaultPolicy
+from sigil.enforcer.policy.model import Policy
+from sigil.enforcer.policy.network import parse_peer_address
+from sigil.enforcer.policy.peer_ids import DEFAULT_WORKLOAD_ID_TEMPLATE, WorkloadIdPattern
 from sigil.enforcer.policy.store import PolicyStore
 from sigil.enforcer.proxy.command import add_proxy_command
 
@@ -88,7 +92,24 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             f"(env {TRUST_DOMAIN_VARIABLE}; default {DEFAULT_TRUST_DOMAIN})"
         ),
     )
-    check.add_argument("--default", choices=("allow", "deny"), default="allow")
+    check.add_argument(
+        "--peer-address",
+        metavar="IP",
+        help="the peer's IPv4 or IPv6 address (rules with sourceCIDRs match only when it is given)",
+    )
+    check.add_argument(
+        "--default",
+        choices=[d.value for d in DefaultPolicy],
+        default="allow",
+        help="when no policy decides (Linkerd's all-unauthenticated, all-authenticated, "
+        "cluster-authenticated, deny, audit are allow, authenticated, local-authenticated, deny, audit)",
+    )
+    check.add_argument(
+        "--workload-id-template",
+        default=DEFAULT_WORKLOAD_ID_TEMPLATE,
+        metavar="TEMPLATE",
+        help="how local IDs name namespaces, as the issuer's workload_id_template (default %(default)s)",
+    )
     check.add_argument(
         "--explain", action="store_true", help="say which tier, policy and rule decided"
     )
@@ -99,6 +120,7 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _run_check(args: argparse.Namespace) -> int:
     trust_domain = local_trust_domain(args.trust_domain)
     peer = None if args.peer.lower() == "none" else SpiffeId.parse(args.peer)
+    address = None if args.peer_address is None else parse_peer_address(args.peer_address)
     target = Target.parse(args.namespace, parse_pairs("--labels", args.labels))
     namespace_labels = parse_pairs("--namespace-labels", args.namespace_labels)
     store = PolicyStore()
@@ -109,18 +131,19 @@ def _run_check(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     index = store.current.compile(
         trust_domain=trust_domain,
-        default_allow=args.default == "allow",
+        default=DefaultPolicy(args.default),
         namespaces={args.namespace: namespace_labels},
+        workload_ids=WorkloadIdPattern(args.workload_id_template),
     )
-    decision = index.decide(peer, target, args.port, explain=args.explain)
+    decision = index.decide(peer, target, args.port, address=address, explain=args.explain)
     if args.output == "json":
         print(json.dumps(decision.to_dict(), indent=2 if args.explain else None))
     else:
-        print(_text(decision, explain=args.explain))
+        print(_text(decision, store.current.policies, explain=args.explain))
     return EXIT_OK if decision.allowed else EXIT_NO
 
 
-def _text(decision: Decision, *, explain: bool) -> str:
+def _text(decision: Decision, policies: tuple[Policy, ...], *, explain: bool) -> str:
     answer = "allowed" if decision.allowed else "denied"
     if not explain:
         return answer
@@ -134,6 +157,18 @@ def _text(decision: Decision, *, explain: bool) -> str:
     lines.extend(
         f"  matched: {m.tier.value} {m.policy} rule {m.rule} ({m.effect.value})"
         for m in decision.matches
+    )
+    if decision.verdict.audit:
+        lines.append("  audit:  the deny default would have denied this")
+    escapable = [
+        p.ref
+        for p in policies
+        if p.relabel_escapable and any(m.policy == p.ref for m in decision.matches)
+    ]
+    lines.extend(
+        f"  warning: {ref} selects pods by labels their namespace's owner can change; "
+        "relabelling a pod escapes it"
+        for ref in escapable
     )
     if decision.shadow is not None:
         shadow = "allowed" if decision.shadow.allowed else "denied"

@@ -20,11 +20,13 @@ from sigil.enforcer.flags import (
     port_argument,
 )
 from sigil.enforcer.policy.decision import Target
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.documents import PolicyKey
 from sigil.enforcer.policy.effective import effective
 from sigil.enforcer.policy.effective_text import render_text
 from sigil.enforcer.policy.loader import policy_files, read_file
 from sigil.enforcer.policy.origin import Origin, OriginKind, policy_revision
+from sigil.enforcer.policy.peer_ids import DEFAULT_WORKLOAD_ID_TEMPLATE, WorkloadIdPattern
 from sigil.enforcer.policy.store import PolicySet, PolicyStore
 
 __all__ = ["add_effective_command", "load_with_origins"]
@@ -61,7 +63,18 @@ def add_effective_command(commands: argparse._SubParsersAction[argparse.Argument
         metavar="TD",
         help=f"the local trust domain, which ServiceAccount sources name (env {TRUST_DOMAIN_VARIABLE})",
     )
-    command.add_argument("--default", choices=("allow", "deny"), default="allow")
+    command.add_argument(
+        "--default",
+        choices=[d.value for d in DefaultPolicy],
+        default="allow",
+        help="what the enforcer does when no policy decides (as its own --default)",
+    )
+    command.add_argument(
+        "--workload-id-template",
+        default=DEFAULT_WORKLOAD_ID_TEMPLATE,
+        metavar="TEMPLATE",
+        help="how local IDs name namespaces, as the issuer's workload_id_template (default %(default)s)",
+    )
     command.add_argument("--output", choices=("text", "json"), default="text")
     command.set_defaults(run=_run_effective)
 
@@ -80,7 +93,8 @@ def _run_effective(args: argparse.Namespace) -> int:
         target,
         trust_domain=trust_domain,
         namespace_labels=namespace_labels,
-        default_allow=args.default == "allow",
+        default=DefaultPolicy(args.default),
+        workload_ids=WorkloadIdPattern(args.workload_id_template),
         port=args.port,
         origins=origins,
         revision=snapshot.revision,

@@ -12,10 +12,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sigil.enforcer.policy.decision import Decision
 
-__all__ = ["VERIFICATION_TIER", "EnforcerMetrics"]
+__all__ = ["PROBE_TIER", "VERIFICATION_TIER", "EnforcerMetrics"]
 
 #: The ``tier`` label of a connection refused because the peer's SVID did not verify.
 VERIFICATION_TIER = "verification"
+#: The ``tier`` label of a plaintext kubelet probe (authz.md 7.1): its own kind of decision, never a policy's.
+PROBE_TIER = "probe"
 
 
 class EnforcerMetrics:
@@ -44,6 +46,18 @@ class EnforcerMetrics:
             "Policy documents or sources refused on loading (the last good version stays in force).",
             registry=registry,
         )
+        self.dry_run = Counter(
+            "sigil_enforcer_dry_run",
+            "Decisions where a dry-run policy matched, by that policy and the verdict had dry-run policies "
+            "been enforced.",
+            ["policy", "would"],
+            registry=registry,
+        )
+        self.audited = Counter(
+            "sigil_enforcer_audited",
+            "Connections the audit default allowed that the deny default would have refused.",
+            registry=registry,
+        )
         self.connections = Gauge(
             "sigil_enforcer_proxy_connections",
             "Proxied connections open now.",
@@ -55,6 +69,16 @@ class EnforcerMetrics:
         """Count one policy decision."""
         outcome = "allowed" if decision.allowed else "denied"
         self.decisions.labels(outcome, decision.tier.value).inc()
+        if decision.dry_run and decision.shadow is not None:
+            would = "allowed" if decision.shadow.allowed else "denied"
+            for policy in {match.policy for match in decision.dry_run}:
+                self.dry_run.labels(policy, would).inc()
+        if decision.verdict.audit:
+            self.audited.inc()
+
+    def count_probe(self, *, allowed: bool) -> None:
+        """Count a plaintext connection judged as a kubelet probe: answered, or refused."""
+        self.decisions.labels("allowed" if allowed else "denied", PROBE_TIER).inc()
 
     def count_refusal(self, reason: str) -> None:
         """Count a peer refused at verification, before any policy ran."""

@@ -50,7 +50,11 @@ def spiffe_authorization(
         peer, refusal = _peer(request, verifier)
         if refusal is not None and metrics is not None:
             metrics.count_refusal(refusal.reason)
-        decision = authorizer.decide(peer, port if port is not None else _local_port(request))
+        decision = authorizer.decide(
+            peer,
+            port if port is not None else _local_port(request),
+            address=_peer_address(request),
+        )
         if not decision.allowed:
             return _forbidden(peer, decision.to_dict(), refusal)
         if peer is not None:
@@ -79,6 +83,15 @@ def _peer(
         return checker.verify(chain).spiffe_id, None
     except SvidVerificationError as err:
         return None, err
+
+
+def _peer_address(request: web.Request) -> str | None:
+    """The connection's real peer IP (never a header a client can write, such as X-Forwarded-For)."""
+    transport = request.transport
+    peername = None if transport is None else transport.get_extra_info("peername")
+    if isinstance(peername, tuple) and peername and isinstance(peername[0], str):
+        return peername[0]
+    return None  # a Unix socket: no address, so no rule with sourceCIDRs matches
 
 
 def _local_port(request: web.Request) -> int:

@@ -14,6 +14,7 @@ tiers.
 from __future__ import annotations
 
 from sigil.enforcer.policy.decision import Decision, Match, Target, Tier, Verdict
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.documents import (
     AcceptedPolicy,
     PolicyKey,
@@ -21,6 +22,11 @@ from sigil.enforcer.policy.documents import (
     document_key,
     judge,
     policy_key,
+)
+from sigil.enforcer.policy.identity_sources import (
+    AuthenticatedSource,
+    NamespacesSource,
+    SameNamespaceSource,
 )
 from sigil.enforcer.policy.index import PolicyIndex
 from sigil.enforcer.policy.model import (
@@ -35,28 +41,37 @@ from sigil.enforcer.policy.model import (
     SpiffeSource,
     parse_policy,
 )
+from sigil.enforcer.policy.network import PortRange, SourceNetwork
+from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 from sigil.enforcer.policy.selector import LabelSelector
 
 __all__ = [
     "AcceptedPolicy",
+    "AuthenticatedSource",
     "AuthorizationPolicy",
     "ClusterAuthorizationPolicy",
     "ClusterTier",
     "Decision",
+    "DefaultPolicy",
     "Effect",
     "LabelSelector",
     "Match",
+    "NamespacesSource",
     "Policy",
     "PolicyIndex",
     "PolicyKey",
+    "PortRange",
     "Rule",
+    "SameNamespaceSource",
     "ServiceAccountSource",
     "Source",
+    "SourceNetwork",
     "SourceResult",
     "SpiffeSource",
     "Target",
     "Tier",
     "Verdict",
+    "WorkloadIdPattern",
     "document_key",
     "judge",
     "parse_policy",

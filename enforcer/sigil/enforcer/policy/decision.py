@@ -100,23 +100,30 @@ class Match:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The outcome of one evaluation pass: allowed or not, and who decided (None when no single rule did)."""
+    """The outcome of one evaluation pass: allowed or not, and who decided (None when no single rule did).
+
+    ``audit`` marks a connection the ``audit`` default let through that ``deny`` would have refused.
+    """
 
     allowed: bool
     tier: Tier
     policy: str | None
     rule: int | None
     reason: str
+    audit: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The verdict as JSON-ready data, with the keys the CLI promises."""
-        return {
+        data: dict[str, Any] = {
             "decision": "allowed" if self.allowed else "denied",
             "tier": self.tier.value,
             "policy": self.policy,
             "rule": self.rule,
             "reason": self.reason,
         }
+        if self.audit:
+            data["audit"] = {"would": "denied"}
+        return data
 
 
 @dataclass(frozen=True, slots=True)

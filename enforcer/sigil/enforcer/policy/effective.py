@@ -2,10 +2,11 @@
 
 GEP-3779's reviewers asked that a workload owner "be able to easily and deterministically figure out the
 effective policy for their workload (port)"; no mesh answers that today. Sigil can answer it exactly, because
-matching uses a finite set of keys: the ports some rule names (every other port behaves alike) and the peer
-classes of :mod:`sigil.enforcer.policy.peer_classes` (every peer of a class behaves alike). The table is filled
-by asking the evaluator itself (:meth:`~sigil.enforcer.policy.index.PolicyIndex.decide`, what ``check`` and
-the proxy ask) once per class and port, so it cannot drift from what is enforced.
+matching uses a finite set of keys: the peer classes of :mod:`sigil.enforcer.policy.peer_classes` (every peer of
+a class behaves alike), and the port columns and address groups of :mod:`sigil.enforcer.policy.effective_axes`
+(every port of a column, every address of a group, behaves alike). A row is a class of peer at a group of
+addresses; the table is filled by asking the evaluator itself (:meth:`~sigil.enforcer.policy.index.PolicyIndex.decide`,
+what ``check`` and the proxy ask) once per row and column, so it cannot drift from what is enforced.
 
 A rule is flagged *shadowed* when it decides no cell of the table (:mod:`sigil.enforcer.policy.shadowing`):
 since the table covers every peer and port, it can never decide a connection.
@@ -21,7 +22,17 @@ from typing import Any
 
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.policy.decision import Decision, Match, Target, Tier
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.documents import PolicyKey, policy_key
+from sigil.enforcer.policy.effective_axes import (
+    AddressGroup,
+    Column,
+    address_group_of,
+    address_groups,
+    column_of,
+    port_columns,
+)
+from sigil.enforcer.policy.effective_json import cell_dict, policy_dict, port_name, rule_dict
 from sigil.enforcer.policy.index import PolicyIndex
 from sigil.enforcer.policy.model import (
     AuthorizationPolicy,
@@ -31,8 +42,10 @@ from sigil.enforcer.policy.model import (
     Policy,
     Rule,
 )
+from sigil.enforcer.policy.network import IpAddress
 from sigil.enforcer.policy.origin import Origin
 from sigil.enforcer.policy.peer_classes import PeerClass, peer_classes
+from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 from sigil.enforcer.policy.scope import Workload, scoped
 from sigil.enforcer.policy.shadowing import deciding_rules
 
@@ -47,16 +60,26 @@ __all__ = [
 ]
 
 #: The version of :meth:`EffectivePolicy.to_dict`'s shape; raised only when a key changes meaning or goes away.
-SCHEMA_VERSION = 1
+#: 2: ``default`` takes every ``--default`` value; ``ports`` holds ``"A-B"`` stretches; each ``access`` row has
+#: an ``address`` group; each policy says ``relabel_escapable``.
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
 class PolicyEntry:
-    """A policy that selects the target, where it came from, and whether any of its rules can decide."""
+    """A policy that selects the target, where it came from, and whether any of its rules can decide.
+
+    ``relabel_escapable``: an Admin policy that picks pods by labels their namespace's owner can change.
+    """
 
     policy: Policy
     origin: Origin | None
     shadowed: bool
+
+    @property
+    def relabel_escapable(self) -> bool:
+        """True when the pod's namespace owner can step out of this policy by relabelling the pod."""
+        return isinstance(self.policy, ClusterAuthorizationPolicy) and self.policy.relabel_escapable
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,19 +95,21 @@ class RuleEntry:
 
 @dataclass(frozen=True, slots=True)
 class Cell:
-    """The decision for a class of peer on ``port`` (None: every port no rule names, decided on ``asked``)."""
+    """The decision for a row on a column of ports (``port``: the port, ``"A-B"``, or None for every port no
+    rule names), decided on port ``asked``."""
 
-    port: int | None
+    port: int | str | None
     asked: int
     decision: Decision
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """A class of peer and its decision on each port of the table."""
+    """A class of peer at a group of addresses, and its decision on each column of the table."""
 
     peer: PeerClass
     cells: tuple[Cell, ...]
+    address: AddressGroup
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,25 +119,26 @@ class EffectivePolicy:
     target: Target
     namespace_labels: Mapping[str, str]
     trust_domain: TrustDomain
-    default_allow: bool
+    default: DefaultPolicy
     port: int | None
     revision: int | None
     policies: tuple[PolicyEntry, ...]
     rules: tuple[RuleEntry, ...]
     rows: tuple[Row, ...]
+    columns: tuple[Column, ...]
+    addresses: tuple[AddressGroup, ...]
 
-    def cell(self, peer: PeerClass, port: int) -> Cell:
-        """The cell that decides ``peer``'s class on ``port`` (its own column, or every other port's).
+    def cell(self, peer: PeerClass, port: int, address: IpAddress | str | None = None) -> Cell:
+        """The cell that decides ``peer``'s class at ``address`` (None: unknown) on ``port``.
 
         Raises :class:`LookupError` for a class or port the table does not cover (a view limited to one port).
         """
+        group = address_group_of(self.addresses, address)
+        number = self.columns.index(column_of(self.columns, port))
         for row in self.rows:
-            if row.peer == peer:
-                by_port = {cell.port: cell for cell in row.cells}
-                found = by_port.get(port, by_port.get(None))
-                if found is not None:
-                    return found
-        raise LookupError(f"the table has no cell for {peer.kind.value} {peer.name} on port {port}")
+            if row.peer == peer and row.address == group:
+                return row.cells[number]
+        raise LookupError(f"the table has no row for {peer.kind.value} {peer.name} at {group.name}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, in the shape the README documents (``schema_version`` :data:`SCHEMA_VERSION`)."""
@@ -124,12 +150,12 @@ class EffectivePolicy:
                 "labels": dict(self.target.labels),
                 "namespace_labels": dict(sorted(self.namespace_labels.items())),
                 "trust_domain": self.trust_domain.name,
-                "default": "allow" if self.default_allow else "deny",
+                "default": self.default.value,
                 "port": self.port,
             },
-            "policies": [_policy_dict(entry) for entry in self.policies],
-            "rules": [_rule_dict(entry) for entry in self.rules],
-            "ports": [_port_name(cell.port) for cell in self.rows[0].cells] if self.rows else [],
+            "policies": [policy_dict(entry) for entry in self.policies],
+            "rules": [rule_dict(entry) for entry in self.rules],
+            "ports": [port_name(column.name) for column in self.columns],
             "access": [
                 {
                     "peer": {
@@ -139,7 +165,13 @@ class EffectivePolicy:
                         if row.peer.representative is None
                         else str(row.peer.representative),
                     },
-                    "verdicts": [_cell_dict(cell) for cell in row.cells],
+                    "address": {
+                        "group": row.address.name,
+                        "example": None
+                        if row.address.example is None
+                        else str(row.address.example),
+                    },
+                    "verdicts": [cell_dict(cell) for cell in row.cells],
                 }
                 for row in self.rows
             ],
@@ -152,17 +184,26 @@ def effective(
     *,
     trust_domain: TrustDomain,
     namespace_labels: Mapping[str, str] | None = None,
-    default_allow: bool = True,
+    default: DefaultPolicy = DefaultPolicy.ALLOW,
     port: int | None = None,
     origins: Mapping[PolicyKey, Origin] | None = None,
     revision: int | None = None,
+    namespaces: Mapping[str, Mapping[str, str]] | None = None,
+    workload_ids: WorkloadIdPattern | None = None,
 ) -> EffectivePolicy:
-    """The effective policy of ``target`` under ``policies``; ``port`` limits the table to that one port."""
+    """The effective policy of ``target`` under ``policies``; ``port`` limits the table to that one port.
+
+    ``namespaces`` are the labels of other namespaces the enforcer knows (peers' namespaces that ``Namespaces``
+    selectors read); ``namespace_labels`` are the target's own; ``workload_ids`` is the enforcer's workload ID
+    template (how local IDs name namespaces)."""
+    known = {name: dict(labels) for name, labels in (namespaces or {}).items()}
+    known[target.namespace] = dict(namespace_labels or {})
     index = PolicyIndex(
         policies,
         trust_domain=trust_domain,
-        default_allow=default_allow,
-        namespaces={target.namespace: dict(namespace_labels or {})},
+        default=default,
+        namespaces=known,
+        workload_ids=workload_ids,
     )
     workload = Workload(target.namespace, target.labels, namespace_labels or {})
     # Scoping reads the selectors exactly as the index does; it also keeps policies without rules, which the
@@ -172,19 +213,17 @@ def effective(
     order = index.evaluation_order(target)
     owners = [by_place[(m.tier is Tier.NAMESPACE, m.policy)] for m in order]
     rules = [policy.rules[m.rule] for m, policy in zip(order, owners, strict=True)]
-    classes = peer_classes(index, rules)
-    named_set = {p for rule in rules for p in rule.ports or ()}
-    named = sorted(named_set)
-    columns: list[tuple[int | None, int]] = [(p, p) for p in named]
-    # "Every other port" is asked on the lowest port no rule names (none left when rules name all 65535).
-    other = next((p for p in range(1, 65536) if p not in named_set), None)
-    if other is not None:
-        columns.append((None, other))
-    if port is not None:
-        columns = [(port, port)]
+    classes = peer_classes(index, rules, target.namespace, known=sorted(known))
+    columns = port_columns(rules, port)
+    groups = address_groups(rule.network for rule in rules if rule.network is not None)
     rows = tuple(
-        Row(peer, tuple(_cell(index, peer, target, name, asked) for name, asked in columns))
+        Row(
+            peer,
+            tuple(_cell(index, peer, group, target, column) for column in columns),
+            group,
+        )
         for peer in classes
+        for group in groups
     )
     live = deciding_rules(order, selected, (cell.decision for row in rows for cell in row.cells))
     rule_entries = tuple(
@@ -204,12 +243,14 @@ def effective(
         target=target,
         namespace_labels=index.namespace_labels(target.namespace),
         trust_domain=trust_domain,
-        default_allow=default_allow,
+        default=default,
         port=port,
         revision=revision,
         policies=policy_entries,
         rules=rule_entries,
         rows=rows,
+        columns=columns,
+        addresses=groups,
     )
 
 
@@ -218,9 +259,13 @@ def _place_of(policy: Policy) -> tuple[bool, str]:
 
 
 def _cell(
-    index: PolicyIndex, peer: PeerClass, target: Target, name: int | None, asked: int
+    index: PolicyIndex, peer: PeerClass, group: AddressGroup, target: Target, column: Column
 ) -> Cell:
-    return Cell(name, asked, index.decide(peer.representative, target, asked, explain=True))
+    name = None if column.name == "other" else column.name
+    decision = index.decide(
+        peer.representative, target, column.asked, address=group.example, explain=True
+    )
+    return Cell(name, column.asked, decision)
 
 
 def _evaluation_rank(policy: Policy) -> tuple[int, int, str]:
@@ -228,50 +273,3 @@ def _evaluation_rank(policy: Policy) -> tuple[int, int, str]:
     if isinstance(policy, AuthorizationPolicy):
         return (1 if policy.action is Effect.DENY else 2, 0, policy.ref)
     return (0 if policy.tier is ClusterTier.ADMIN else 3, policy.priority, policy.name)
-
-
-def _policy_dict(entry: PolicyEntry) -> dict[str, Any]:
-    policy = entry.policy
-    return {
-        "kind": policy.kind,
-        "namespace": policy.namespace if isinstance(policy, AuthorizationPolicy) else None,
-        "name": policy.name,
-        "tier": "namespace"
-        if isinstance(policy, AuthorizationPolicy)
-        else policy.tier.value.lower(),
-        "priority": policy.priority if isinstance(policy, ClusterAuthorizationPolicy) else None,
-        "action": policy.action.value if isinstance(policy, AuthorizationPolicy) else None,
-        "dry_run": policy.dry_run,
-        "source": None if entry.origin is None else entry.origin.to_dict(),
-        "shadowed": entry.shadowed,
-    }
-
-
-def _rule_dict(entry: RuleEntry) -> dict[str, Any]:
-    rule = entry.rule
-    return {
-        "order": entry.order,
-        "tier": entry.match.tier.value,
-        "priority": entry.policy.priority
-        if isinstance(entry.policy, ClusterAuthorizationPolicy)
-        else None,
-        "policy": entry.match.policy,
-        "rule": entry.match.rule,
-        "action": entry.match.effect.value,
-        "ports": None if rule.ports is None else sorted(rule.ports),
-        "sources": None if rule.sources is None else [str(source) for source in rule.sources],
-        "dry_run": entry.match.dry_run,
-        "shadowed": entry.shadowed,
-    }
-
-
-def _cell_dict(cell: Cell) -> dict[str, Any]:
-    data = cell.decision.verdict.to_dict()
-    data["port"] = _port_name(cell.port)
-    shadow = cell.decision.shadow
-    data["dry_run"] = None if shadow is None else shadow.to_dict()
-    return data
-
-
-def _port_name(port: int | None) -> int | str:
-    return "other" if port is None else port

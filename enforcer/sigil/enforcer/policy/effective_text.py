@@ -32,12 +32,15 @@ def render_text(view: Mapping[str, Any]) -> str:
     for policy in view["policies"]:
         lines.append(f"  {_policy(policy)}")
         lines.append(f"      from {_source(policy['source'])}")
+        if policy.get("relabel_escapable"):
+            lines.append(
+                "      WARNING: selects pods by labels their namespace's owner can change; "
+                "relabelling a pod escapes this Admin policy"
+            )
     if view["rules"]:
         lines += ["", "rules, in evaluation order:"]
     for rule in view["rules"]:
-        ports = (
-            "any port" if rule["ports"] is None else "ports " + ",".join(map(str, rule["ports"]))
-        )
+        ports = _rule_ports(rule)
         sources = "any peer" if rule["sources"] is None else ", ".join(rule["sources"]) or "nothing"
         flags = (" [dry-run]" if rule["dry_run"] else "") + (
             " [SHADOWED]" if rule["shadowed"] else ""
@@ -47,17 +50,64 @@ def render_text(view: Mapping[str, Any]) -> str:
             f"{rule['action']} {sources} on {ports}{flags}"
         )
     lines += ["", "access:"]
-    for row in view["access"]:
-        peer = row["peer"]
-        lines.append(f"  {_peer(peer)}")
-        for verdict in row["verdicts"]:
-            port = "other ports" if verdict["port"] == "other" else f"port {verdict['port']}"
-            text = _verdict(verdict)
-            shadow = verdict["dry_run"]
-            if shadow is not None and shadow != {k: verdict[k] for k in shadow}:
-                text += f"  (dry-run: would be {_verdict(shadow)})"
-            lines.append(f"    {port:<16} {text}")
+    for rows in _by_peer(view["access"]):
+        # A class whose every address group is decided alike is shown once, for any address.
+        alike = all(_same(row["verdicts"], rows[0]["verdicts"]) for row in rows)
+        for row in rows[:1] if alike else rows:
+            address = row.get("address") or {"group": "any address"}
+            where = "" if alike else f"  [address: {_address(address)}]"
+            lines.append(f"  {_peer(row['peer'])}{where}")
+            lines.extend(_verdict_lines(row["verdicts"]))
     return "\n".join(lines)
+
+
+def _by_peer(access: list[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """Access rows grouped by peer class, in their order (the rows of one class are adjacent)."""
+    groups: list[list[Mapping[str, Any]]] = []
+    for row in access:
+        if groups and groups[-1][0]["peer"] == row["peer"]:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def _same(verdicts: list[Mapping[str, Any]], others: list[Mapping[str, Any]]) -> bool:
+    keys = ("decision", "tier", "policy", "rule", "dry_run")
+    return [[v.get(k) for k in keys] for v in verdicts] == [
+        [v.get(k) for k in keys] for v in others
+    ]
+
+
+def _verdict_lines(verdicts: list[Mapping[str, Any]]) -> list[str]:
+    lines = []
+    for verdict in verdicts:
+        port = _column(verdict["port"])
+        text = _verdict(verdict)
+        shadow = verdict["dry_run"]
+        if shadow is not None and shadow != {k: verdict[k] for k in shadow}:
+            text += f"  (dry-run: would be {_verdict(shadow)})"
+        lines.append(f"    {port:<16} {text}")
+    return lines
+
+
+def _rule_ports(rule: Mapping[str, Any]) -> str:
+    named = [*map(str, rule["ports"] or ()), *rule.get("port_ranges", ())]
+    text = "any port" if rule["ports"] is None else "ports " + ",".join(named)
+    if rule.get("networks") is not None:
+        text += f" from {rule['networks']}"
+    return text
+
+
+def _column(port: int | str) -> str:
+    if port == "other":
+        return "other ports"
+    return f"ports {port}" if isinstance(port, str) else f"port {port}"
+
+
+def _address(address: Mapping[str, Any]) -> str:
+    example = address.get("example")
+    return str(address["group"]) + ("" if example is None else f" (such as {example})")
 
 
 def _peer(peer: Mapping[str, Any]) -> str:

@@ -9,10 +9,13 @@ istiod scanned every policy for every workload and paid about 1.38 ms per operat
 * per target (namespace + pod labels), on first use: the policies that select the pod, compiled into a
   :class:`~sigil.enforcer.policy.table.Table` mapping each *peer key* to the rules that name it, every rule
   numbered in evaluation order (label selectors are evaluated here, against this namespace's candidates only);
-* per peer SPIFFE ID, on first use: its keys (the exact ID, its ServiceAccount namespace when it is a local
-  ``/ns/N/sa/S`` ID, "any peer", and each ``/*`` prefix above it);
-* per (target, peer), on the peer's first connection: the decision for each port a matching rule names, and
-  one for every other port.
+* per peer SPIFFE ID, on first use: its keys (the exact ID, its namespace and ServiceAccount when it is a local
+  ID that fits the workload ID template, the namespace selectors its namespace matches, "any authenticated
+  peer" of its trust domain, "any peer", and each ``/*`` prefix above it);
+* per peer address, on first use, when the target's rules name networks (``sourceCIDRs``): the numbers of
+  the networks it is in;
+* per (target, peer, networks), on the peer's first connection: the decision for each port a matching rule
+  names, one for each stretch of ports between the ends of named port ranges, and one for every other port.
 
 A steady-state decision is then three dict lookups: the target's view, the peer's port map, the port. The
 table's :meth:`~sigil.enforcer.policy.table.Table.outcome` computes each entry of the port map; an enforcer
@@ -21,7 +24,8 @@ serves one pod and a bounded set of callers, so the maps stay small (and every c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from bisect import bisect_right
+from collections.abc import Hashable, Iterable, Mapping
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.policy.decision import (
@@ -31,40 +35,44 @@ from sigil.enforcer.policy.decision import (
     Target,
     Tier,
 )
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.model import (
     AuthorizationPolicy,
     ClusterAuthorizationPolicy,
     ClusterTier,
     Effect,
     Policy,
-    ServiceAccountSource,
+    Rule,
     Source,
 )
-from sigil.enforcer.policy.table import ANY_PEER, Table
+from sigil.enforcer.policy.network import AddressBook, IpAddress, SourceNetwork
+from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
+from sigil.enforcer.policy.peer_keys import NO_SVID, PeerKeyer, PeerKeys
+from sigil.enforcer.policy.port_map import PortMap, build_port_map
+from sigil.enforcer.policy.table import ANY_PEER, DEFAULT, DEFAULT_REFUSED, Condition, Table
 
 __all__ = ["PolicyIndex"]
 
-_NO_SVID: PeerKeys = ((ANY_PEER,), ())
 _NO_SVID_KEY = ("", "")  # no SPIFFE ID has an empty trust domain
-# Port 0 is in no rule's port list (ports are 1-65535): deciding for it decides for every unnamed port.
-_UNNAMED_PORT = 0
+_NO_NETWORKS: frozenset[int] = frozenset()
 
-# A peer's keys: exact ones (its ID, its ServiceAccount namespace, "any peer") and the /* prefixes above it.
-PeerKeys = tuple[tuple[str, ...], tuple[str, ...]]
-# What one peer gets from one target: the decision for each port some matching rule names, and for the rest.
-_PortMap = tuple[dict[int, Decision], Decision]
+Address = IpAddress | str | None
 
 
 class _View:
     """One target's compiled policies: the enforcing table, the shadow one when dry-run policies select it,
-    and each peer's :data:`_PortMap`, filled on the peer's first connection."""
+    the source networks their rules name, and each peer's :data:`PortMap`, filled on its first connection."""
 
-    __slots__ = ("enforcing", "peers", "shadow")
+    __slots__ = ("addresses", "enforcing", "networks", "peers", "shadow")
 
-    def __init__(self, enforcing: Table, shadow: Table | None) -> None:
+    def __init__(
+        self, enforcing: Table, shadow: Table | None, networks: dict[SourceNetwork, int]
+    ) -> None:
         self.enforcing = enforcing
         self.shadow = shadow
-        self.peers: dict[tuple[str, str], _PortMap] = {}
+        self.networks = tuple((number, network) for network, number in networks.items())
+        self.addresses: dict[Hashable, frozenset[int]] = {}
+        self.peers: dict[tuple[Hashable, ...], PortMap] = {}
 
 
 class PolicyIndex:
@@ -82,12 +90,16 @@ class PolicyIndex:
         *,
         trust_domain: TrustDomain,
         default_allow: bool = True,
+        default: DefaultPolicy | None = None,
         namespaces: Mapping[str, Mapping[str, str]] | None = None,
+        workload_ids: WorkloadIdPattern | None = None,
         cache_size: int = 100_000,
     ) -> None:
         self.policies = tuple(policies)
         self.trust_domain = trust_domain
-        self.default_allow = default_allow
+        self.default = DefaultPolicy.of(allow=default_allow) if default is None else default
+        self.default_allow = self.default is not DefaultPolicy.DENY
+        self.workload_ids = workload_ids or WorkloadIdPattern()
         self._namespaces = {ns: dict(labels) for ns, labels in (namespaces or {}).items()}
         self._cache_size = cache_size
         self._by_namespace: dict[str, list[AuthorizationPolicy]] = {}
@@ -105,6 +117,20 @@ class PolicyIndex:
         # Peers are keyed by (trust domain, path): hashing two strings with cached hashes is several times
         # cheaper than hashing the SpiffeId dataclass, and this lookup runs on every decision.
         self._peers: dict[tuple[str, str], PeerKeys] = {}
+        self._keyer = PeerKeyer(
+            self.policies,
+            trust_domain=trust_domain,
+            workload_ids=self.workload_ids,
+            known_namespaces=self._namespaces,
+            namespace_labels=self.namespace_labels,
+        )
+        # Every source network, numbered once; peer addresses, parsed once.
+        self._networks: dict[SourceNetwork, int] = {}
+        self._addresses = AddressBook(cache_size)
+        for policy in self.policies:
+            for rule in policy.rules:
+                if rule.network is not None:
+                    self._networks.setdefault(rule.network, len(self._networks))
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         """The labels policies see on ``namespace``, ``kubernetes.io/metadata.name`` included."""
@@ -113,42 +139,99 @@ class PolicyIndex:
         return labels
 
     def decide(
-        self, peer: SpiffeId | None, target: Target, port: int, *, explain: bool = False
+        self,
+        peer: SpiffeId | None,
+        target: Target,
+        port: int,
+        *,
+        address: Address = None,
+        explain: bool = False,
     ) -> Decision:
-        """Decide one connection from ``peer`` (None: no valid SVID) to ``target`` on ``port``.
+        """Decide one connection from ``peer`` (None: no valid SVID) at ``address`` (None: unknown) to
+        ``target`` on ``port``.
 
         With ``explain`` the decision also lists every enforcing rule that matched. Otherwise the answer
-        comes from the target's per-peer port map: three dict lookups once the pair has been seen.
+        comes from the target's per-peer port map: three dict lookups once the pair has been seen (four when
+        the target's rules name source networks).
         """
         view = self._views.get(target.key)
         if view is None:
             view = self._compile(target)
+        networks = self._networks_of(view, address) if view.networks else _NO_NETWORKS
         if explain:
-            return self._decide(view, self._keys(peer), port, explain=True)
-        peer_key = _NO_SVID_KEY if peer is None else (peer.trust_domain.name, peer.path)
+            return self._decide(view, peer, self._keys(peer), port, networks, explain=True)
+        peer_key: tuple[Hashable, ...] = (
+            _NO_SVID_KEY if peer is None else (peer.trust_domain.name, peer.path)
+        )
+        if view.networks:
+            peer_key = (*peer_key, networks)
         found = view.peers.get(peer_key)
-        by_port, other = self._port_map(view, peer, peer_key) if found is None else found
-        return by_port.get(port, other)
+        by_port, other, bounds, stretches = (
+            self._port_map(view, peer, peer_key, networks) if found is None else found
+        )
+        decision = by_port.get(port)
+        if decision is not None:
+            return decision
+        # Inlined look_up: this is the hot path.
+        return stretches[bisect_right(bounds, port)] if bounds else other
 
-    def _decide(self, view: _View, keys: PeerKeys, port: int, *, explain: bool) -> Decision:
+    def _networks_of(self, view: _View, address: Address) -> frozenset[int]:
+        found = view.addresses.get(address)
+        if found is None:
+            parsed = self._addresses.parse(address)
+            found = frozenset(number for number, net in view.networks if net.contains(parsed))
+            if len(view.addresses) >= self._cache_size:
+                view.addresses.clear()
+            view.addresses[address] = found
+        return found
+
+    def _decide(
+        self,
+        view: _View,
+        peer: SpiffeId | None,
+        keys: PeerKeys,
+        port: int,
+        networks: frozenset[int],
+        *,
+        explain: bool,
+    ) -> Decision:
         exact, prefixes = keys
         table, shadow = view.enforcing, view.shadow
-        outcome = table.outcome(exact, prefixes, port)
-        matches = table.matches(exact, prefixes, port) if explain else ()
+        outcome = self._defaulted(table.outcome(exact, prefixes, port, networks), peer)
+        matches = table.matches(exact, prefixes, port, networks) if explain else ()
         if shadow is None:
             return Decision(table.verdict(outcome), matches) if explain else table.decision(outcome)
-        dry_run = tuple(match for match in shadow.matches(exact, prefixes, port) if match.dry_run)
-        shadow_verdict = shadow.verdict(shadow.outcome(exact, prefixes, port))
-        return Decision(table.verdict(outcome), matches, dry_run, shadow_verdict)
+        dry_run = tuple(
+            match for match in shadow.matches(exact, prefixes, port, networks) if match.dry_run
+        )
+        shadow_outcome = self._defaulted(shadow.outcome(exact, prefixes, port, networks), peer)
+        return Decision(table.verdict(outcome), matches, dry_run, shadow.verdict(shadow_outcome))
 
-    def _port_map(self, view: _View, peer: SpiffeId | None, peer_key: tuple[str, str]) -> _PortMap:
-        """Decide ``peer`` against ``view`` once per port its matching rules name, and once for the rest."""
+    def _defaulted(self, outcome: int, peer: SpiffeId | None) -> int:
+        if outcome == DEFAULT and not self.default.admits(peer, self.trust_domain):
+            return DEFAULT_REFUSED
+        return outcome
+
+    def _port_map(
+        self,
+        view: _View,
+        peer: SpiffeId | None,
+        peer_key: tuple[Hashable, ...],
+        networks: frozenset[int],
+    ) -> PortMap:
+        """Decide ``peer`` against ``view`` once per port its matching rules name, once per stretch between
+        the ends of the port ranges they name, and once for the rest."""
         keys = self._keys(peer)
         ports = view.enforcing.ports_named(*keys)
+        spans = view.enforcing.ranges_named(*keys)
         if view.shadow is not None:
             ports |= view.shadow.ports_named(*keys)
-        by_port = {port: self._decide(view, keys, port, explain=False) for port in ports}
-        found = (by_port, self._decide(view, keys, _UNNAMED_PORT, explain=False))
+            spans |= view.shadow.ranges_named(*keys)
+
+        def decide(port: int) -> Decision:
+            return self._decide(view, peer, keys, port, networks, explain=False)
+
+        found = build_port_map(decide, ports, spans)
         if len(view.peers) >= self._cache_size:
             view.peers.clear()
         view.peers[peer_key] = found
@@ -156,29 +239,18 @@ class PolicyIndex:
 
     def _keys(self, peer: SpiffeId | None) -> PeerKeys:
         if peer is None:
-            return _NO_SVID
+            return NO_SVID
         found = self._peers.get((peer.trust_domain.name, peer.path))
         return self._remember_peer(peer) if found is None else found
 
     def peer_keys(self, peer: SpiffeId) -> PeerKeys:
         """The keys under which a rule naming ``peer`` is filed: exact ones, then ``/*`` prefixes."""
-        base = f"spiffe://{peer.trust_domain.name}"
-        segments = peer.path.split("/")[1:] if peer.path else []
-        exact = [base + peer.path] if segments else []
-        local = peer.trust_domain == self.trust_domain
-        if local and len(segments) == 4 and segments[0] == "ns" and segments[2] == "sa":
-            exact.append(_service_accounts_of(segments[1]))
-        exact.append(ANY_PEER)
-        prefixes = []
-        prefix = base
-        for segment in segments:
-            prefixes.append(prefix + "/*")
-            prefix = f"{prefix}/{segment}"
-        return tuple(exact), tuple(prefixes)
+        return self._keyer.peer_keys(peer)
 
-    def source_key(self, source: Source) -> str:
-        """The key under which a rule naming ``source`` is filed (what :meth:`peer_keys` must hold to match)."""
-        return self._source_key(source)
+    def source_keys(self, source: Source, namespace: str) -> tuple[str, ...]:
+        """The keys under which a rule naming ``source`` is filed for a target in ``namespace`` (what
+        :meth:`peer_keys` must hold to match)."""
+        return self._keyer.source_keys(source, namespace)
 
     def evaluation_order(self, target: Target) -> tuple[Match, ...]:
         """Every rule of every policy selecting ``target``, dry-run ones included, in the order part 7 reads them."""
@@ -189,7 +261,7 @@ class PolicyIndex:
         owned = [
             p for p in self._by_namespace.get(target.namespace, ()) if p.selector.matches(labels)
         ]
-        return tuple(self._table(cluster, owned).rules)
+        return tuple(self._table(target.namespace, cluster, owned).rules)
 
     def _remember_peer(self, peer: SpiffeId) -> PeerKeys:
         if len(self._peers) >= self._cache_size:
@@ -215,60 +287,70 @@ class PolicyIndex:
         owned = [
             p for p in self._by_namespace.get(target.namespace, ()) if p.selector.matches(labels)
         ]
+        namespace = target.namespace
         enforcing = self._table(
-            [p for p in cluster if not p.dry_run], [p for p in owned if not p.dry_run]
+            namespace, [p for p in cluster if not p.dry_run], [p for p in owned if not p.dry_run]
         )
         has_dry_run = any(p.dry_run for p in cluster) or any(p.dry_run for p in owned)
-        view = _View(enforcing, self._table(cluster, owned) if has_dry_run else None)
+        networks = {
+            rule.network: self._networks[rule.network]
+            for rule in [
+                *(r for p in cluster for r in p.rules),
+                *(r for p in owned for r in p.rules),
+            ]
+            if rule.network is not None
+        }
+        shadow = self._table(namespace, cluster, owned) if has_dry_run else None
+        view = _View(enforcing, shadow, networks)
         if len(self._views) >= self._cache_size:
             self._views.clear()
         self._views[target.key] = view
         return view
 
     def _table(
-        self, cluster: list[ClusterAuthorizationPolicy], owned: list[AuthorizationPolicy]
+        self,
+        namespace: str,
+        cluster: list[ClusterAuthorizationPolicy],
+        owned: list[AuthorizationPolicy],
     ) -> Table:
-        table = Table(default_allow=self.default_allow)
+        table = Table(default_allow=self.default_allow, default=self.default)
         for admin in cluster:
             if admin.tier is ClusterTier.ADMIN:
-                self._file(table, Tier.ADMIN, admin)
+                self._file(table, Tier.ADMIN, admin, namespace)
         table.close_admin()
         # Within the namespace tier every DENY outranks every ALLOW; the order among DENYs only picks which
         # one the decision names, so it follows the policy's name for stable explanations.
         owned = sorted(owned, key=lambda p: p.ref)
         for policy in owned:
             if policy.action is Effect.DENY:
-                self._file(table, Tier.NAMESPACE, policy)
+                self._file(table, Tier.NAMESPACE, policy, namespace)
         table.close_namespace_deny()
         for policy in owned:
             if policy.action is Effect.ALLOW:
                 table.allow_policies.append(policy.ref)
-                self._file(table, Tier.NAMESPACE, policy)
+                self._file(table, Tier.NAMESPACE, policy, namespace)
         table.close_namespace_allow()
         for baseline in cluster:
             if baseline.tier is ClusterTier.BASELINE:
-                self._file(table, Tier.BASELINE, baseline)
+                self._file(table, Tier.BASELINE, baseline, namespace)
         table.freeze()
         return table
 
-    def _file(self, table: Table, tier: Tier, policy: Policy) -> None:
+    def _file(self, table: Table, tier: Tier, policy: Policy, namespace: str) -> None:
         for number, rule in enumerate(policy.rules):
             match = Match(tier, policy.ref, number, rule.effect, policy.dry_run)
+            keys: set[str] = set()
             if rule.sources is None:
-                keys = {ANY_PEER}
+                keys.add(ANY_PEER)
             else:
-                keys = {self._source_key(source) for source in rule.sources}
-            table.add(match, keys, rule.ports)
+                for source in rule.sources:
+                    keys.update(self._keyer.source_keys(source, namespace))
+            if rule.port_ranges or rule.network is not None:
+                table.add(match, keys, None, self._condition(rule))
+            else:
+                table.add(match, keys, rule.ports)
 
-    def _source_key(self, source: Source) -> str:
-        if isinstance(source, ServiceAccountSource):
-            # ServiceAccount sources name the local trust domain only (GEP-3779); other domains need SPIFFE.
-            if source.name == "*":
-                return _service_accounts_of(source.namespace)
-            return f"spiffe://{self.trust_domain.name}/ns/{source.namespace}/sa/{source.name}"
-        return f"{source.spiffe_id}/*" if source.prefix else str(source.spiffe_id)
-
-
-def _service_accounts_of(namespace: str) -> str:
-    # A NUL cannot occur in a SPIFFE ID, so this key never collides with one.
-    return f"\0sa/{namespace}"
+    def _condition(self, rule: Rule) -> Condition:
+        network = None if rule.network is None else self._networks[rule.network]
+        ports = None if rule.every_port else frozenset(rule.ports or ())
+        return Condition(ports, rule.port_ranges, network)

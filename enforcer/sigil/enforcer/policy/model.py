@@ -12,8 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sigil.ca.errors import InvalidSpiffeIdError
-from sigil.ca.spiffe_id import SpiffeId
+from sigil.ca.errors import InvalidSpiffeIdError, InvalidTrustDomainError
+from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.enforcer.policy.identity_sources import (
+    AuthenticatedSource,
+    NamespacesSource,
+    SameNamespaceSource,
+)
+from sigil.enforcer.policy.network import PortRange, SourceNetwork, parse_network_attributes
 from sigil.enforcer.policy.resources import CLUSTER_KIND, KINDS, NAMESPACED_KIND, document_schema
 from sigil.enforcer.policy.schema import String, Where
 from sigil.enforcer.policy.selector import LabelSelector
@@ -87,13 +93,20 @@ class SpiffeSource:
         return f"{self.spiffe_id}/*" if self.prefix else str(self.spiffe_id)
 
 
-Source = ServiceAccountSource | SpiffeSource
+Source = (
+    ServiceAccountSource
+    | SpiffeSource
+    | AuthenticatedSource
+    | SameNamespaceSource
+    | NamespacesSource
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
     """A rule: ``sources`` None = any peer, even without an SVID (``type: Any``, or sources omitted beside
-    ports); () = nothing. ``ports`` None = any port.
+    ports); () = nothing. ``ports`` None (and no ``port_ranges``) = any port; otherwise the port must be in
+    ``ports`` or in one of ``port_ranges``. ``network`` None = any address, even an unknown one.
 
     ``effect`` is the cluster rule's own action, or the action of the AuthorizationPolicy holding the rule.
     """
@@ -101,6 +114,19 @@ class Rule:
     effect: Effect
     sources: tuple[Source, ...] | None = None
     ports: frozenset[int] | None = None
+    port_ranges: tuple[PortRange, ...] = ()
+    network: SourceNetwork | None = None
+
+    @property
+    def every_port(self) -> bool:
+        """True when the rule names no port (GEP-3779: omitted or ``ports: []``)."""
+        return self.ports is None and not self.port_ranges
+
+    def covers_port(self, port: int) -> bool:
+        """True when the rule's port criterion admits ``port``."""
+        if self.every_port:
+            return True
+        return port in (self.ports or ()) or any(port in span for span in self.port_ranges)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +141,8 @@ class AuthorizationPolicy:
     dry_run: bool = False
 
     kind = NAMESPACED_KIND
+    #: A namespace owner's own policy: relabelling their pods escapes nothing they did not write.
+    relabel_escapable = False
 
     @property
     def ref(self) -> str:
@@ -164,6 +192,12 @@ class ClusterAuthorizationPolicy:
     def ref(self) -> str:
         """The policy's name, as decisions and logs name it."""
         return self.name
+
+    @property
+    def relabel_escapable(self) -> bool:
+        """True for an Admin-tier policy that picks pods by labels: the pods' namespace owner can change those
+        labels and so step out of it (a namespace's labels, by contrast, only the cluster admin can change)."""
+        return self.tier is ClusterTier.ADMIN and not self.pod_selector.selects_everything
 
     @classmethod
     def parse(
@@ -222,18 +256,41 @@ def _rule(
             _source(source, namespace, f"{path}.sources[{index}]", where)
             for index, source in enumerate(raw["sources"])
         )
-    ports = (raw.get("networkAttributes") or {}).get("ports")
-    return Rule(effect, sources, None if ports is None else frozenset(ports))
+    ports, port_ranges, network = parse_network_attributes(
+        raw.get("networkAttributes") or {}, f"{path}.networkAttributes", where
+    )
+    return Rule(effect, sources, ports, port_ranges, network)
 
 
 def _source(raw: Mapping[str, Any], namespace: str | None, path: str, where: Where) -> Source:
-    if raw["type"] == "SPIFFE":
+    kind = raw["type"]
+    if kind == "SPIFFE":
         try:
             return SpiffeSource.parse(raw["spiffe"])
         except InvalidSpiffeIdError as err:
             raise where.error(f"{path}.spiffe", f"a SPIFFE ID ({err.rule})", raw["spiffe"]) from err
+    if kind == "Authenticated":
+        return _authenticated(raw.get("authenticated") or {}, f"{path}.authenticated", where)
+    if kind == "SameNamespace":
+        return SameNamespaceSource()
+    if kind == "Namespaces":
+        return NamespacesSource(LabelSelector.parse(raw["namespaces"]["selector"]))
     account = raw["serviceAccount"]
     # GEP-3779: the namespace defaults to the policy's own; cluster policies must name it (schema-enforced).
     return ServiceAccountSource(
         namespace=account.get("namespace") or str(namespace), name=account["name"]
     )
+
+
+def _authenticated(raw: Mapping[str, Any], path: str, where: Where) -> AuthenticatedSource:
+    if "trustDomains" not in raw:
+        return AuthenticatedSource()
+    domains = set()
+    for index, name in enumerate(raw["trustDomains"]):
+        try:
+            domains.add(TrustDomain.parse(name).name)
+        except InvalidTrustDomainError as err:
+            raise where.error(
+                f"{path}.trustDomains[{index}]", f"a trust domain name ({err.rule})", name
+            ) from err
+    return AuthenticatedSource(frozenset(domains))

@@ -5,14 +5,16 @@ peer's exact ID, its ServiceAccount namespace when it is a local ``/ns/N/sa/S`` 
 and "any peer". Two peers that hold the same keys *among those the rules name* (their signature) get the same
 decision on every port, so one representative peer per signature answers for all of them. The classes are
 enumerated from the rules' sources, one kind after another in :data:`_KINDS`; each kind (:class:`ClassKind`, its
-label, its enumerator) says how it is named and which of its members stands for it, and is written once here. Adding a kind of source (an authenticated-any
-source with its trust domains, a namespace selector, a network block with an address) means adding its
-enumerator to that tuple, and, for a new dimension such as the peer's address, a field on :class:`PeerClass`'s
-representative.
+label, its enumerator) says how it is named and which of its members stands for it, and is written once here.
+The peer's address is the table's other dimension (:mod:`sigil.enforcer.policy.effective_axes`), not a class.
 
-Every peer falls in one listed class (:func:`class_of`): an exact ID that some rule names, else a ServiceAccount
-namespace a ``*`` rule names, else the deepest named prefix above it, else its trust domain's "any other peer",
-else "a peer of another trust domain"; peers without an SVID are a class of their own.
+Why the classes cover every peer (:func:`class_of` finds each one's): a peer's keys follow from its exact ID, the
+deepest named ``/*`` prefix above it, its trust domain (``Authenticated`` sources and the defaults ask), and, for
+a local ID that fits the workload ID template, its namespace and ServiceAccount (ServiceAccount,
+``SameNamespace`` and ``Namespaces`` sources ask). So the rows are: each exact ID named; each named account; each
+workload ID that differs from those (a namespace, account and deepest prefix combination, built by
+:mod:`.workload_peers` under the enforcer's template); below each prefix, an ID that fits no template; each
+trust domain named, and one that none names; and no SVID.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import count
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.enforcer.policy.decision import NAMESPACE_NAME_LABEL
+from sigil.enforcer.policy.identity_sources import AuthenticatedSource, NamespacesSource
 from sigil.enforcer.policy.index import PolicyIndex
 from sigil.enforcer.policy.model import Rule, ServiceAccountSource, Source, SpiffeSource
+from sigil.enforcer.policy.workload_peers import TEMPLATE_FIELDS, workload_peers
 
 __all__ = ["ClassKind", "PeerClass", "class_of", "peer_classes"]
 
@@ -35,6 +41,7 @@ class ClassKind(enum.Enum):
     SERVICE_ACCOUNT = "service-account"
     SERVICE_ACCOUNTS = "service-accounts"
     SPIFFE_PREFIX = "spiffe-prefix"
+    NAMESPACE = "namespace"
     TRUST_DOMAIN = "trust-domain"
     OTHER_TRUST_DOMAIN = "other-trust-domain"
     NO_SVID = "no-svid"
@@ -49,8 +56,9 @@ _LABELS = {
     ClassKind.SERVICE_ACCOUNT: "serviceAccount {name}",
     ClassKind.SERVICE_ACCOUNTS: "serviceAccount {name} (any other account of the namespace)",
     ClassKind.SPIFFE_PREFIX: "{name} (any other ID below it)",
-    ClassKind.TRUST_DOMAIN: "any other peer of {name}",
-    ClassKind.OTHER_TRUST_DOMAIN: "a peer of any other trust domain",
+    ClassKind.NAMESPACE: "any other peer of namespace {name}",
+    ClassKind.TRUST_DOMAIN: "any other authenticated peer of {name}",
+    ClassKind.OTHER_TRUST_DOMAIN: "an authenticated peer of any other trust domain",
     ClassKind.NO_SVID: "a peer without a valid SVID",
 }
 
@@ -69,8 +77,9 @@ class PeerClass:
 class _Context:
     index: PolicyIndex
     sources: tuple[Source, ...]
-    keys: frozenset[str]  # every key the rules name
-    fresh: str  # a path segment no rule names
+    keys: frozenset[str]  # every key the rules name, and the local domain's (the defaults ask it)
+    namespaces: tuple[str, ...]  # every namespace named or known, the target's first
+    fresh: str  # a path segment (and namespace) no rule names
     fresh_domain: TrustDomain  # a trust domain no rule names
 
     def signature(self, peer: SpiffeId | None) -> frozenset[str] | None:
@@ -82,6 +91,18 @@ class _Context:
     def row(self, kind: ClassKind, name: str, peer: SpiffeId | None) -> PeerClass:
         return PeerClass(kind, name, peer, self.signature(peer))
 
+    def local_peer(self, namespace: str, account: str) -> SpiffeId:
+        """The ID the workload ID template gives a pod of ``namespace`` running as ``account``."""
+        fields = dict.fromkeys(TEMPLATE_FIELDS, self.fresh)
+        fields.update(namespace=namespace, service_account=account)
+        path = self.index.workload_ids.template.format(**fields)
+        return SpiffeId.parse(f"spiffe://{self.index.trust_domain.name}/{path}")
+
+    def fits_template(self, peer: SpiffeId) -> bool:
+        if peer.trust_domain != self.index.trust_domain or not peer.path:
+            return False
+        return self.index.workload_ids.place_of(peer.path) is not None
+
 
 def _exact_ids(context: _Context) -> Iterable[PeerClass]:
     for source in context.sources:
@@ -90,11 +111,10 @@ def _exact_ids(context: _Context) -> Iterable[PeerClass]:
 
 
 def _service_accounts(context: _Context) -> Iterable[PeerClass]:
-    local = context.index.trust_domain.name
     for source in context.sources:
         if isinstance(source, ServiceAccountSource):
             named = context.fresh if source.name == "*" else source.name
-            peer = SpiffeId.parse(f"spiffe://{local}/ns/{source.namespace}/sa/{named}")
+            peer = context.local_peer(source.namespace, named)
             kind = ClassKind.SERVICE_ACCOUNTS if source.name == "*" else ClassKind.SERVICE_ACCOUNT
             yield context.row(kind, f"{source.namespace}/{source.name}", peer)
 
@@ -102,22 +122,53 @@ def _service_accounts(context: _Context) -> Iterable[PeerClass]:
 def _prefixes(context: _Context) -> Iterable[PeerClass]:
     for source in context.sources:
         if isinstance(source, SpiffeSource) and source.prefix:
-            below = f"{source.spiffe_id}/{context.fresh}"
-            peer = SpiffeId.parse(below)
-            if context.index.peer_keys(peer)[0][1:-1]:
-                # One level below, the ID reads as a ServiceAccount's (/ns/N/sa/*): two levels below
-                # stands for the prefix alone.
-                peer = SpiffeId.parse(f"{below}/{context.fresh}")
+            # An ID below the prefix that fits no template: the peers that do are namespaces' rows.
+            peer = SpiffeId.parse(f"{source.spiffe_id}/{context.fresh}")
+            while context.fits_template(peer):
+                peer = SpiffeId.parse(f"{peer}/{context.fresh}")
             yield context.row(ClassKind.SPIFFE_PREFIX, f"{source.spiffe_id}/*", peer)
+
+
+def _namespaces(context: _Context) -> Iterable[PeerClass]:
+    """Peers whose ID fits the workload ID template (:mod:`.workload_peers`); only those not already listed."""
+    local = context.index.trust_domain
+    paths = [
+        s.spiffe_id.path.split("/")[1:]
+        for s in context.sources
+        if isinstance(s, SpiffeSource) and s.spiffe_id.trust_domain == local
+    ]
+    segments = sorted({segment for path in paths for segment in path})
+    accounts = [s.name for s in context.sources if isinstance(s, ServiceAccountSource)]
+    found = workload_peers(
+        context.index.workload_ids,
+        local,
+        anchors=paths,
+        namespaces=list(dict.fromkeys((*context.namespaces, *segments))),
+        accounts=list(dict.fromkeys((*accounts, *segments))),
+        fresh=context.fresh,
+    )
+    for namespace, peer in found:
+        name = "(any namespace no rule names)" if namespace == context.fresh else namespace
+        if peer != context.local_peer(namespace, context.fresh):
+            name += f", as {peer}"
+        yield context.row(ClassKind.NAMESPACE, name, peer)
 
 
 def _trust_domains(context: _Context) -> Iterable[PeerClass]:
     domains = [context.index.trust_domain]
     for source in context.sources:
-        if isinstance(source, SpiffeSource) and source.spiffe_id.trust_domain not in domains:
-            domains.append(source.spiffe_id.trust_domain)
+        named: tuple[str, ...] = ()
+        if isinstance(source, SpiffeSource):
+            named = (source.spiffe_id.trust_domain.name,)
+        elif isinstance(source, AuthenticatedSource) and source.trust_domains is not None:
+            named = tuple(sorted(source.trust_domains))
+        for domain in map(TrustDomain, named):
+            if domain not in domains:
+                domains.append(domain)
     for domain in domains:
         peer = SpiffeId.parse(f"spiffe://{domain.name}/{context.fresh}")
+        while context.fits_template(peer):  # a local peer that fits is a namespace's row
+            peer = SpiffeId.parse(f"{peer}/{context.fresh}")
         yield context.row(ClassKind.TRUST_DOMAIN, domain.name, peer)
 
 
@@ -135,30 +186,74 @@ _KINDS: tuple[Callable[[_Context], Iterable[PeerClass]], ...] = (
     _exact_ids,
     _service_accounts,
     _prefixes,
+    _namespaces,
     _trust_domains,
     _other_domains,
     _no_svid,
 )
+# Kinds listed only when they add a class no earlier row holds (they exist to make the cover complete).
+_ONLY_NEW = frozenset((ClassKind.NAMESPACE,))
 
 
-def peer_classes(index: PolicyIndex, rules: Sequence[Rule]) -> tuple[PeerClass, ...]:
-    """The rows of the access table for ``rules`` (every rule that can apply to the target), without repeats."""
+def peer_classes(
+    index: PolicyIndex, rules: Sequence[Rule], namespace: str, *, known: Iterable[str] = ()
+) -> tuple[PeerClass, ...]:
+    """The rows of the access table for ``rules`` (every rule that can apply to a target in ``namespace``),
+    without repeats; ``known`` are the namespaces whose labels the index holds."""
     sources: list[Source] = []
     for rule in rules:
         for source in rule.sources or ():
             if source not in sources:
                 sources.append(source)
+    local_key = index.source_keys(AuthenticatedSource(frozenset({index.trust_domain.name})), "")
+    namespaces = [namespace]
+    for name in (*known, *_namespaces_named(sources, index.trust_domain)):
+        if name not in namespaces:
+            namespaces.append(name)
     context = _Context(
         index,
         tuple(sources),
-        frozenset(index.source_key(source) for source in sources),
-        _fresh_segment(sources),
+        frozenset((*local_key, *(key for s in sources for key in index.source_keys(s, namespace)))),
+        tuple(namespaces),
+        _fresh_segment(sources, namespaces),
         _fresh_domain(sources),
     )
-    rows: list[PeerClass] = []
+    listed: list[PeerClass] = []
     for kind in _KINDS:
-        rows.extend(row for row in kind(context) if row not in rows)
+        listed.extend(row for row in kind(context) if row not in listed)
+    # A namespace's row only when no other row (of another kind, or an earlier namespace) holds its class.
+    rows: list[PeerClass] = []
+    for row in listed:
+        if row.kind in _ONLY_NEW and any(
+            other.signature == row.signature
+            for other in listed
+            if other.kind not in _ONLY_NEW or other in rows
+        ):
+            continue
+        rows.append(row)
     return tuple(rows)
+
+
+def _namespaces_named(sources: Iterable[Source], local: TrustDomain) -> Iterable[str]:
+    """Namespaces a source names: of accounts, in local IDs and prefixes (``/ns/N/...``), in selectors."""
+    for source in sources:
+        if isinstance(source, ServiceAccountSource):
+            yield source.namespace
+        elif isinstance(source, SpiffeSource) and source.spiffe_id.trust_domain == local:
+            segments = source.spiffe_id.path.split("/")
+            if len(segments) > 2 and segments[1] == "ns":
+                yield segments[2]
+        elif isinstance(source, NamespacesSource):
+            yield from _selector_values(source)
+
+
+def _selector_values(source: NamespacesSource) -> Iterable[str]:
+    for key, value in source.selector.match_labels:
+        if key == NAMESPACE_NAME_LABEL:
+            yield value
+    for requirement in source.selector.match_expressions:
+        if requirement.key == NAMESPACE_NAME_LABEL:
+            yield from sorted(requirement.values)
 
 
 def class_of(classes: Sequence[PeerClass], index: PolicyIndex, peer: SpiffeId | None) -> PeerClass:
@@ -176,18 +271,28 @@ def class_of(classes: Sequence[PeerClass], index: PolicyIndex, peer: SpiffeId | 
     )  # unreachable when classes come from peer_classes
 
 
-def _fresh_segment(sources: Iterable[Source]) -> str:
-    taken = {"ns", "sa"}
+def _fresh_segment(sources: Iterable[Source], namespaces: Iterable[str]) -> str:
+    taken = {"ns", "sa", *namespaces}
     for source in sources:
         if isinstance(source, ServiceAccountSource):
             taken.update((source.namespace, source.name))
-        else:
+        elif isinstance(source, SpiffeSource):
             taken.update(source.spiffe_id.path.split("/"))
-    return next(name for n in range(len(taken) + 1) if (name := f"other{n or ''}") not in taken)
+        elif isinstance(source, NamespacesSource):
+            taken.update(_selector_values(source))
+    # No substring of a named segment either: a template may embed a field in one (pod-{pod_name}).
+    return next(
+        name
+        for n in count()
+        if not any((name := f"other{n or ''}") in segment for segment in taken)
+    )
 
 
 def _fresh_domain(sources: Iterable[Source]) -> TrustDomain:
     taken = {s.spiffe_id.trust_domain.name for s in sources if isinstance(s, SpiffeSource)}
+    for source in sources:
+        if isinstance(source, AuthenticatedSource):
+            taken.update(source.trust_domains or ())
     name = next(
         name for n in range(len(taken) + 1) if (name := f"other{n or ''}.invalid") not in taken
     )

@@ -18,9 +18,11 @@ part 7.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
+from sigil.enforcer.policy.network import NETWORK_ATTRIBUTES_SCHEMA
 from sigil.enforcer.policy.schema import Array, Boolean, Check, Integer, Map, Object, String
 from sigil.enforcer.policy.selector import LABEL_KEYS, LABEL_VALUES, SELECTOR_SCHEMA
 
@@ -58,36 +60,63 @@ _NAME = String(
 )
 
 
-def _field_per_type(kind: str, needs: str, forbids: str) -> tuple[Check, Check]:
-    """A source of ``kind`` sets ``needs`` and not ``forbids`` (GEP-3779's one-of)."""
-    return (
-        Check(
-            cel=f"self.type != '{kind}' || has(self.{needs})",
-            message=f"{needs} is required when type is {kind}",
-            expected=f"{needs} to be set when type is {kind}",
-            failing=lambda source: (
-                needs if source.get("type") == kind and needs not in source else None
-            ),
-        ),
-        Check(
-            cel=f"self.type != '{kind}' || !has(self.{forbids})",
-            message=f"{forbids} must not be set when type is {kind}",
-            expected=f"no {forbids} when type is {kind}",
-            failing=lambda source: (
-                forbids if source.get("type") == kind and forbids in source else None
-            ),
-        ),
-    )
+# Each source type and the one field that describes it (None: the type needs none).
+_TYPE_FIELDS: dict[str, str | None] = {
+    "ServiceAccount": "serviceAccount",
+    "SPIFFE": "spiffe",
+    "Any": None,
+    "Authenticated": "authenticated",
+    "SameNamespace": None,
+    "Namespaces": "namespaces",
+}
+# The type's field is required, except Authenticated's, whose absence means "of every trusted domain".
+_REQUIRED_FIELDS = ("serviceAccount", "spiffe", "namespaces")
 
 
-def _nothing_beside_any(source: Mapping[str, Any]) -> str | None:
-    if source.get("type") != "Any":
-        return None
-    return next((name for name in ("spiffe", "serviceAccount") if name in source), None)
+def _missing(kind: str, name: str, source: Mapping[str, Any]) -> str | None:
+    return name if source.get("type") == kind and name not in source else None
+
+
+def _misplaced(kind: str, name: str, source: Mapping[str, Any]) -> str | None:
+    return name if name in source and source.get("type") != kind else None
+
+
+def _field_checks() -> tuple[Check, ...]:
+    """A source sets its type's own field (GEP-3779's one-of) and no other type's field."""
+    checks = []
+    for kind, name in _TYPE_FIELDS.items():
+        if name is None:
+            continue
+        if name in _REQUIRED_FIELDS:
+            checks.append(
+                Check(
+                    cel=f"self.type != '{kind}' || has(self.{name})",
+                    message=f"{name} is required when type is {kind}",
+                    expected=f"{name} to be set when type is {kind}",
+                    failing=functools.partial(_missing, kind, name),
+                )
+            )
+        checks.append(
+            Check(
+                cel=f"!has(self.{name}) || self.type == '{kind}'",
+                message=f"{name} must not be set unless type is {kind}",
+                expected=f"no {name} unless type is {kind}",
+                failing=functools.partial(_misplaced, kind, name),
+            )
+        )
+    return tuple(checks)
 
 
 def _names_a_criterion(rule: Mapping[str, Any]) -> str | None:
     return None if "sources" in rule or "networkAttributes" in rule else ""
+
+
+_TRUST_DOMAIN = String(
+    "A trust domain name.",
+    pattern=r"^[a-z0-9._-]+$",
+    shape="a trust domain name (lowercase letters, digits, '.', '-', '_')",
+    max_length=255,
+)
 
 
 def _source(*, namespaced: bool) -> Object:
@@ -108,8 +137,10 @@ def _source(*, namespaced: bool) -> Object:
         description="A peer identity; sources are OR-ed.",
         fields={
             "type": String(
-                "Sigil extension: Any matches every peer, with or without an SVID.",
-                enum=("ServiceAccount", "SPIFFE", "Any"),
+                "Sigil extensions: Any matches every peer, with or without an SVID; Authenticated any peer "
+                "with a verified SVID; SameNamespace local peers of the target's namespace; Namespaces "
+                "local peers of namespaces matching a selector.",
+                enum=tuple(_TYPE_FIELDS),
             ),
             "spiffe": String(
                 "A SPIFFE ID. Sigil extension: ending in /* matches every ID below that path.",
@@ -118,18 +149,19 @@ def _source(*, namespaced: bool) -> Object:
                 max_length=2048,
             ),
             "serviceAccount": account,
+            "authenticated": Object(
+                description="Sigil extension: limits type Authenticated to these trust domains.",
+                fields={"trustDomains": Array(_TRUST_DOMAIN, max_items=32, min_items=1)},
+                required=("trustDomains",),
+            ),
+            "namespaces": Object(
+                description="Sigil extension: the peers' namespaces, by their labels.",
+                fields={"selector": SELECTOR_SCHEMA},
+                required=("selector",),
+            ),
         },
         required=("type",),
-        checks=(
-            *_field_per_type("SPIFFE", "spiffe", "serviceAccount"),
-            *_field_per_type("ServiceAccount", "serviceAccount", "spiffe"),
-            Check(
-                cel="self.type != 'Any' || (!has(self.spiffe) && !has(self.serviceAccount))",
-                message="spiffe and serviceAccount must not be set when type is Any",
-                expected="no spiffe or serviceAccount when type is Any",
-                failing=_nothing_beside_any,
-            ),
-        ),
+        checks=_field_checks(),
     )
 
 
@@ -140,12 +172,7 @@ def _rule(*, namespaced: bool) -> Object:
             max_items=128,
             description="Omitted: any peer, even without an SVID. Empty: nothing.",
         ),
-        "networkAttributes": Object(
-            fields={
-                "ports": Array(Integer("A destination port.", 1, 65535), max_items=64, min_items=1)
-            },
-            required=("ports",),
-        ),
+        "networkAttributes": NETWORK_ATTRIBUTES_SCHEMA,
     }
     criterion = Check(
         cel="has(self.sources) || has(self.networkAttributes)",
@@ -174,7 +201,8 @@ _TARGET_REF = Object(
         "kind": String(enum=("Pod",)),
         "selector": SELECTOR_SCHEMA,
     },
-    required=("kind", "selector"),
+    # GEP-3779 requires group (write "" for the core group), as Gateway API's policy targetRefs do.
+    required=("group", "kind", "selector"),
 )
 
 _NAMESPACED_SPEC = Object(

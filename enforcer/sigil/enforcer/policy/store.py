@@ -15,10 +15,12 @@ from pathlib import Path
 
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import EnforcerError, PolicyError
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, SourceResult
 from sigil.enforcer.policy.index import PolicyIndex
 from sigil.enforcer.policy.loader import policy_files, read_file
 from sigil.enforcer.policy.model import Policy
+from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 
 __all__ = ["LoadReport", "PolicySet", "PolicyStore"]
 
@@ -40,14 +42,18 @@ class PolicySet:
         *,
         trust_domain: TrustDomain,
         default_allow: bool = True,
+        default: DefaultPolicy | None = None,
         namespaces: Mapping[str, Mapping[str, str]] | None = None,
+        workload_ids: WorkloadIdPattern | None = None,
     ) -> PolicyIndex:
-        """The index that decides against this snapshot."""
+        """The index that decides against this snapshot (``default`` overrides ``default_allow``)."""
         return PolicyIndex(
             self.policies,
             trust_domain=trust_domain,
             default_allow=default_allow,
+            default=default,
             namespaces=namespaces,
+            workload_ids=workload_ids,
         )
 
 

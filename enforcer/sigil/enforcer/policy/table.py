@@ -12,19 +12,51 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sigil.enforcer.policy.decision import Decision, Match, Tier, Verdict
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.model import Effect
+from sigil.enforcer.policy.network import PortRange
 
-__all__ = ["ANY_PEER", "DEFAULT", "NO_RULE", "Table"]
+__all__ = ["ANY_PEER", "DEFAULT", "DEFAULT_REFUSED", "NO_RULE", "Condition", "Table"]
 
 # The key of rules with no ``sources``: they match any peer, even one without an SVID. A NUL cannot occur
 # in a SPIFFE ID, so it never collides with one.
 ANY_PEER = "\0any"
 # Outcomes that are not a rule's number.
 NO_RULE = -1  # an ALLOW policy selects the target and none of its rules matched
-DEFAULT = -2  # nothing decided: the configured default applies
+DEFAULT = -2  # nothing decided: the configured default applies (and admits this peer)
+DEFAULT_REFUSED = (
+    -3
+)  # nothing decided, and the default (deny, [local-]authenticated) refuses this peer
 _NONE = 1 << 62
 
-_Entry = tuple[int, frozenset[int] | None]
+
+class Condition:
+    """What a rule asks beyond a port list (authz.md 7.1): port ranges, and the peer's network.
+
+    ``ports`` None means every port; ``network`` is the index's number of the rule's
+    :class:`~sigil.enforcer.policy.network.SourceNetwork`, which must be among the peer address's numbers.
+    """
+
+    __slots__ = ("network", "ports", "ranges")
+
+    def __init__(
+        self, ports: frozenset[int] | None, ranges: tuple[PortRange, ...], network: int | None
+    ) -> None:
+        self.ports = ports
+        self.ranges = tuple((span.start, span.end) for span in ranges)
+        self.network = network
+
+    def holds(self, port: int, networks: frozenset[int]) -> bool:
+        """True when ``port`` and the peer's ``networks`` satisfy the rule."""
+        if self.network is not None and self.network not in networks:
+            return False
+        if self.ports is None:
+            return True
+        return port in self.ports or any(start <= port <= end for start, end in self.ranges)
+
+
+_Entry = tuple[int, frozenset[int] | None, Condition | None]
+_NO_NETWORKS: frozenset[int] = frozenset()
 
 
 class Table:
@@ -41,12 +73,14 @@ class Table:
         "_verdicts",
         "allow_policies",
         "decisions",
+        "default",
         "default_allow",
         "rules",
     )
 
-    def __init__(self, *, default_allow: bool) -> None:
-        self.default_allow = default_allow
+    def __init__(self, *, default_allow: bool, default: DefaultPolicy | None = None) -> None:
+        self.default = DefaultPolicy.of(allow=default_allow) if default is None else default
+        self.default_allow = self.default is not DefaultPolicy.DENY
         self.rules: list[Match] = []
         self.allow_policies: list[str] = []
         self._building: dict[str, list[_Entry]] = {}
@@ -58,12 +92,19 @@ class Table:
         # Plain decisions by outcome, filled on first use; NO_RULE and DEFAULT (-1, -2) index from the end.
         self.decisions: list[Decision | None] = []
 
-    def add(self, match: Match, keys: Iterable[str], ports: frozenset[int] | None) -> None:
-        """File the next rule (in evaluation order) under each of ``keys``."""
+    def add(
+        self,
+        match: Match,
+        keys: Iterable[str],
+        ports: frozenset[int] | None,
+        condition: Condition | None = None,
+    ) -> None:
+        """File the next rule (in evaluation order) under each of ``keys``; a rule with a ``condition``
+        passes None as ``ports`` and lets the condition check them."""
         order = len(self.rules)
         self.rules.append(match)
         for key in keys:
-            self._building.setdefault(key, []).append((order, ports))
+            self._building.setdefault(key, []).append((order, ports, condition))
 
     def close_admin(self) -> None:
         """Rules added so far are the admin tier's."""
@@ -82,16 +123,23 @@ class Table:
         self._by_key = {key: tuple(entries) for key, entries in self._building.items()}
         self._building = {}
         self._has_prefixes = any(key.endswith("/*") for key in self._by_key)
-        self.decisions = [None] * (len(self.rules) + 2)
+        self.decisions = [None] * (len(self.rules) + 3)
         self._passes = frozenset(
             order for order, match in enumerate(self.rules) if match.effect is Effect.PASS
         )
 
-    def outcome(self, keys: tuple[str, ...], prefixes: tuple[str, ...], port: int) -> int:
+    def outcome(
+        self,
+        keys: tuple[str, ...],
+        prefixes: tuple[str, ...],
+        port: int,
+        networks: frozenset[int] = _NO_NETWORKS,
+    ) -> int:
         """The number of the deciding rule, :data:`NO_RULE` or :data:`DEFAULT`.
 
         ``keys`` are the peer's exact keys, ``prefixes`` its ``/*`` keys, looked up only when some rule
-        of this table names a prefix (most tables do not, and it saves most of the lookups).
+        of this table names a prefix (most tables do not, and it saves most of the lookups). ``networks``
+        are the numbers of the source networks the peer's address is in.
         """
         by_key = self._by_key
         admin_end = self._admin_end
@@ -102,8 +150,10 @@ class Table:
             entries = by_key.get(key)
             if entries is None:
                 continue
-            for order, ports in entries:
+            for order, ports, condition in entries:
                 if ports is not None and port not in ports:
+                    continue
+                if condition is not None and not condition.holds(port, networks):
                     continue
                 if order < admin_end:
                     if order < best_admin:
@@ -121,14 +171,19 @@ class Table:
         return best_other if best_other != _NONE else DEFAULT  # steps 3 and 4
 
     def matches(
-        self, keys: tuple[str, ...], prefixes: tuple[str, ...], port: int
+        self,
+        keys: tuple[str, ...],
+        prefixes: tuple[str, ...],
+        port: int,
+        networks: frozenset[int] = _NO_NETWORKS,
     ) -> tuple[Match, ...]:
         """Every rule that matches, in evaluation order (for explanations; not the hot path)."""
         orders = {
             order
             for key in keys + prefixes
-            for order, ports in self._by_key.get(key, ())
-            if ports is None or port in ports
+            for order, ports, condition in self._by_key.get(key, ())
+            if (ports is None or port in ports)
+            and (condition is None or condition.holds(port, networks))
         }
         return tuple(self.rules[order] for order in sorted(orders))
 
@@ -136,10 +191,24 @@ class Table:
         """Every port named by a rule filed under these keys: only these can change the outcome."""
         ports: set[int] = set()
         for key in keys + prefixes:
-            for _, named in self._by_key.get(key, ()):
+            for _, named, condition in self._by_key.get(key, ()):
                 if named is not None:
                     ports |= named
+                elif condition is not None and condition.ports is not None:
+                    ports |= condition.ports
         return ports
+
+    def ranges_named(
+        self, keys: tuple[str, ...], prefixes: tuple[str, ...]
+    ) -> set[tuple[int, int]]:
+        """Every port range named by a rule filed under these keys."""
+        return {
+            span
+            for key in keys + prefixes
+            for _, _, condition in self._by_key.get(key, ())
+            if condition is not None
+            for span in condition.ranges
+        }
 
     def verdict(self, outcome: int) -> Verdict:
         """The verdict an :meth:`outcome` stands for (cached: there are few per table)."""
@@ -156,10 +225,11 @@ class Table:
         return decision
 
     def _explain(self, outcome: int) -> Verdict:
-        if outcome == DEFAULT:
-            default = "allow" if self.default_allow else "deny"
-            reason = f"no policy decided; the configured default is {default}"
-            return Verdict(self.default_allow, Tier.DEFAULT, None, None, reason)
+        if outcome in (DEFAULT, DEFAULT_REFUSED):
+            admitted = outcome == DEFAULT and self.default is not DefaultPolicy.DENY
+            reason = self.default.reason(admitted=admitted)
+            audit = self.default is DefaultPolicy.AUDIT
+            return Verdict(admitted, Tier.DEFAULT, None, None, reason, audit=audit)
         if outcome == NO_RULE:
             names = ", ".join(self.allow_policies)
             reason = f"no rule of the ALLOW policies selecting the target matched ({names})"

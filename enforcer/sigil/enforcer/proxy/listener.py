@@ -16,24 +16,23 @@ graceful-then-forced shutdown).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import socket
 import ssl
 
 import structlog
 
 from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.errors import SvidVerificationError
-from sigil.enforcer.metrics import EnforcerMetrics
+from sigil.enforcer.metrics import PROBE_TIER, EnforcerMetrics
+from sigil.enforcer.proxy.probes import TLS_HANDSHAKE, first_byte, probe_request
 from sigil.enforcer.proxy.settings import Address
+from sigil.enforcer.proxy.streams import STREAM_ERRORS, close_quietly, pump, splice
 from sigil.enforcer.tls import PeerRule, RefusalHook, SpiffeTls, peer_of
 from sigil.kit import Service
 
 __all__ = ["InboundProxy", "OutboundProxy", "refusal_reporter"]
 
 _log = structlog.get_logger(__name__)
-
-_CHUNK = 64 * 1024
-_STREAM_ERRORS = (OSError, asyncio.IncompleteReadError)  # ssl.SSLError is an OSError
 
 
 def refusal_reporter(metrics: EnforcerMetrics | None) -> RefusalHook:
@@ -99,11 +98,8 @@ class _Proxy(Service):
 
     async def aclose(self) -> None:
         """Stop listening, drain open connections for ``drain_seconds``, then cancel what is left."""
-        server, self._server = self._server, None
-        if server is None:
+        if not await self._stop_listening():
             return
-        server.close()
-        await server.wait_closed()
         if self._connections:
             _log.info("proxy draining", direction=self.direction, open=len(self._connections))
             _, pending = await asyncio.wait(self._connections, timeout=self._drain_seconds)
@@ -111,6 +107,15 @@ class _Proxy(Service):
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         _log.info("proxy closed", direction=self.direction)
+
+    async def _stop_listening(self) -> bool:
+        """Close the listener; False when it was not listening."""
+        server, self._server = self._server, None
+        if server is None:
+            return False
+        server.close()
+        await server.wait_closed()
+        return True
 
     def _listen_context(self) -> ssl.SSLContext | None:
         return None
@@ -133,14 +138,18 @@ class _Proxy(Service):
                 self._connections.discard(task)
             if self._metrics is not None:
                 self._metrics.connections.labels(self.direction).dec()
-            await _close(writer)
+            await close_quietly(writer)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
 
 
 class InboundProxy(_Proxy):
-    """Terminates mTLS on ``listen``, decides, forwards allowed connections to ``forward`` in plain TCP."""
+    """Terminates mTLS on ``listen``, decides, forwards allowed connections to ``forward`` in plain TCP.
+
+    With ``probe_paths`` the listener also takes plaintext, and passes exactly one ``GET`` of one of those paths
+    to the application (a kubelet probe, :mod:`sigil.enforcer.proxy.probes`); any other plaintext is refused.
+    """
 
     direction = "inbound"
 
@@ -152,6 +161,7 @@ class InboundProxy(_Proxy):
         tls: SpiffeTls,
         authorizer: Authorizer,
         policy_port: int | None = None,
+        probe_paths: frozenset[str] = frozenset(),
         metrics: EnforcerMetrics | None = None,
         drain_seconds: float = 10.0,
         connect_seconds: float = 10.0,
@@ -160,18 +170,95 @@ class InboundProxy(_Proxy):
             listen, metrics=metrics, drain_seconds=drain_seconds, connect_seconds=connect_seconds
         )
         self.forward = forward
+        self.probe_paths = probe_paths
         self._context = tls.server_context()
         self._authorizer = authorizer
         self._policy_port = policy_port
+        self._socket: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
 
     def _listen_context(self) -> ssl.SSLContext:
         return self._context
 
+    async def start(self) -> None:
+        """Start listening; with probe paths, on a socket whose connections are sniffed before TLS."""
+        if not self.probe_paths:
+            await super().start()
+            return
+        family = socket.AF_INET6 if ":" in self.listen.host else socket.AF_INET
+        sock = socket.create_server((self.listen.host, self.listen.port), family=family)
+        sock.setblocking(False)
+        self._socket = sock
+        self._port = sock.getsockname()[1]
+        self._accepting = asyncio.create_task(self._accept_all(sock), name="sigil-proxy-accept")
+        _log.info(
+            "proxy listening",
+            direction=self.direction,
+            address=str(self.listen),
+            port=self.port,
+            probe_paths=sorted(self.probe_paths),
+        )
+
+    async def _stop_listening(self) -> bool:
+        if self._socket is None:
+            return await super()._stop_listening()
+        sock, self._socket = self._socket, None
+        if self._accepting is not None:
+            self._accepting.cancel()
+            await asyncio.gather(self._accepting, return_exceptions=True)
+        sock.close()
+        return True
+
+    async def _accept_all(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as err:
+                # Out of file descriptors, say: keep listening rather than end the proxy's only way in.
+                _log.error("proxy accept failed", error=str(err))
+                await asyncio.sleep(0.1)
+                continue
+            conn.setblocking(False)
+            task = asyncio.create_task(self._sniff(conn))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    async def _sniff(self, conn: socket.socket) -> None:
+        """TLS (its first byte is a handshake record) goes the usual way; anything else may be a probe."""
+        loop = asyncio.get_running_loop()
+        try:
+            first = await asyncio.wait_for(first_byte(conn), self._connect_seconds)
+        except (OSError, TimeoutError):
+            first = None
+        if first is None:
+            conn.close()
+            return
+        tls = first == TLS_HANDSHAKE
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol,
+                conn,
+                ssl=self._context if tls else None,
+                ssl_handshake_timeout=self._connect_seconds if tls else None,
+            )
+        except (OSError, TimeoutError):  # ssl.SSLError is an OSError; the refusal hook reported it
+            conn.close()
+            return
+        await self._accept(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        verified = peer_of(writer.get_extra_info("ssl_object"))
+        tls = writer.get_extra_info("ssl_object")
+        address = _peer_address(writer)
+        if tls is None:
+            await self._probe(reader, writer, address)
+            return
+        verified = peer_of(tls)
         peer = None if verified is None else verified.spiffe_id
         port = self._policy_port if self._policy_port is not None else self.port
-        if not self._authorizer.decide(peer, port).allowed:
+        if not self._authorizer.decide(peer, port, address=address).allowed:
             return
         try:
             upstream = await asyncio.wait_for(
@@ -181,7 +268,56 @@ class InboundProxy(_Proxy):
         except (OSError, TimeoutError) as err:
             _log.error("local port unreachable", forward=str(self.forward), error=str(err))
             return
-        await _splice((reader, writer), upstream)
+        await splice((reader, writer), upstream)
+
+    async def _probe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str | None
+    ) -> None:
+        """Answer one plaintext probe from the application, or refuse (close) anything else."""
+        try:
+            head = await asyncio.wait_for(
+                probe_request(reader, self.probe_paths), self._connect_seconds
+            )
+        except TimeoutError:
+            head = None
+        if self._metrics is not None:
+            self._metrics.count_probe(allowed=head is not None)
+        log = _log.info if head is not None else _log.warning
+        log(
+            "decision",
+            decision="allowed" if head is not None else "denied",
+            tier=PROBE_TIER,
+            address=address,
+            path=None if head is None else head.split(b" ", 2)[1].decode("ascii"),
+            reason="a plaintext GET of a probe path"
+            if head is not None
+            else "plaintext that is not a GET of a probe path (mTLS is required)",
+        )
+        if head is None:
+            return
+        try:
+            upstream = await asyncio.wait_for(
+                asyncio.open_connection(self.forward.host, self.forward.port),
+                self._connect_seconds,
+            )
+        except (OSError, TimeoutError) as err:
+            _log.error("local port unreachable", forward=str(self.forward), error=str(err))
+            return
+        try:
+            upstream[1].write(head)
+            # Only the answer flows back: nothing more from the client reaches the application.
+            await pump(upstream[0], writer)
+        except STREAM_ERRORS:
+            pass
+        finally:
+            await close_quietly(upstream[1])
+
+
+def _peer_address(writer: asyncio.StreamWriter) -> str | None:
+    peername = writer.get_extra_info("peername")
+    if isinstance(peername, tuple) and peername and isinstance(peername[0], str):
+        return peername[0]
+    return None
 
 
 class OutboundProxy(_Proxy):
@@ -237,44 +373,4 @@ class OutboundProxy(_Proxy):
             upstream=str(self.upstream),
             peer=None if verified is None else str(verified.spiffe_id),
         )
-        await _splice((reader, writer), upstream)
-
-
-Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-async def _splice(client: Streams, upstream: Streams) -> None:
-    """Copy both ways until both ends are done; a side that cannot half-close (TLS) ends both."""
-    up = asyncio.ensure_future(_copy(client[0], upstream[1]))
-    down = asyncio.ensure_future(_copy(upstream[0], client[1]))
-    try:
-        pending: set[asyncio.Future[bool]] = {up, down}
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if not all(task.result() for task in done):
-                break  # a direction ended without a half-close: nothing more can flow cleanly
-    finally:
-        for task in (up, down):
-            task.cancel()
-        await asyncio.gather(up, down, return_exceptions=True)
-        await _close(upstream[1])
-
-
-async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-    """Copy until EOF; True when the EOF was passed on as a half-close."""
-    try:
-        while data := await reader.read(_CHUNK):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-            return True
-    except _STREAM_ERRORS:
-        pass
-    return False
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(*_STREAM_ERRORS):
-        await writer.wait_closed()
+        await splice((reader, writer), upstream)

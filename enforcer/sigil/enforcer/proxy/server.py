@@ -53,7 +53,9 @@ async def serve(settings: ProxySettings) -> int:
                 target=direction.target,
                 policies=policies,
                 default_allow=direction.default_allow,
+                default=direction.default,
                 namespace_labels=direction.namespace_labels,
+                workload_ids=direction.workload_ids,
                 metrics=metrics,
             )
             guarding = authorizer
@@ -70,6 +72,7 @@ async def serve(settings: ProxySettings) -> int:
                 tls=tls,
                 authorizer=authorizer,
                 policy_port=direction.policy_port,
+                probe_paths=direction.probe_paths,
                 metrics=metrics,
                 drain_seconds=settings.drain_seconds,
             )

@@ -21,6 +21,8 @@ from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.errors import RequestError
 from sigil.enforcer.flags import ENDPOINT_SOCKET_VARIABLE, Environment, parse_pairs
 from sigil.enforcer.policy import Target
+from sigil.enforcer.policy.defaults import DefaultPolicy
+from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 
 __all__ = ["Address", "Inbound", "Outbound", "ProxySettings"]
 
@@ -66,6 +68,12 @@ class Inbound:
     #: The local trust domain; None: that of the workload's own SVID.
     trust_domain: TrustDomain | None = None
     default_allow: bool = True
+    #: When no policy decides; overrides ``default_allow``.
+    default: DefaultPolicy | None = None
+    #: How local IDs name their namespace and ServiceAccount.
+    workload_ids: WorkloadIdPattern = field(default_factory=WorkloadIdPattern)
+    #: Exact paths a plaintext kubelet probe may GET (authz.md 7.1); empty: plaintext is always refused.
+    probe_paths: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,7 +138,10 @@ class ProxySettings:
                 agent_endpoint=args.policies_from_agent or workload_api,
                 policy_port=args.port,
                 trust_domain=TrustDomain.parse(trust_domain) if trust_domain else None,
-                default_allow=args.default == "allow",
+                default_allow=args.default != "deny",
+                default=DefaultPolicy(args.default),
+                workload_ids=WorkloadIdPattern(args.workload_id_template),
+                probe_paths=frozenset(_probe_path(path) for path in args.probe_path),
             )
         else:
             direction = Outbound(upstream=args.upstream, expect=_expectation(args))
@@ -145,6 +156,13 @@ class ProxySettings:
             metrics=args.metrics,
             drain_seconds=args.drain,
         )
+
+
+def _probe_path(path: str) -> str:
+    # An origin-form request target (RFC 9112 §3.2.1): what a kubelet httpGet probe sends.
+    if not path.startswith("/") or any(c.isspace() or not c.isprintable() for c in path):
+        raise RequestError("--probe-path", path, "expected an absolute path such as /healthz")
+    return path
 
 
 def _federated(items: list[str]) -> dict[TrustDomain, Path]:

@@ -20,6 +20,7 @@ from sigil.ca.errors import AuthorityError, SigilError
 from sigil.ca.reserved_ids import join_agent_id
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.issuer.bundles.feed import BundleFeed
 from sigil.issuer.datastore.agentrecords import AgentRecords, AttestedAgent
 from sigil.issuer.datastore.registry import Entry, Registry, refuse_reserved
@@ -174,15 +175,18 @@ class LocalAdmin:
     async def effective_policy(
         self, pod: str, labels: dict[str, str] | None, port: int | None, default: str
     ) -> Json:
-        if default not in ("allow", "deny"):
-            raise MalformedRequestError(f"default {default!r} is not allow or deny")
+        try:
+            chosen = DefaultPolicy(default)
+        except ValueError:
+            choices = ", ".join(d.value for d in DefaultPolicy)
+            raise MalformedRequestError(f"default {default!r} is not one of {choices}") from None
         return pod_effective(
             self._policy_feed(),
             self._pods,
             pod=pod,
             labels=labels,
             port=port,
-            default_allow=default == "allow",
+            default=chosen,
             trust_domain=self._ca.settings.trust_domain,
         )
 

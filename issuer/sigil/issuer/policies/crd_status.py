@@ -9,6 +9,10 @@ policy without ancestors needs: ``status.conditions`` holds one ``metav1.Conditi
 - ``False``/``Conflicted``: valid, but a policy of the same kind and name from another source (a file, the admin
   API) wins, as the policy feed's merge rule says.
 
+An Admin-tier ``ClusterAuthorizationPolicy`` whose ``podSelector`` picks pods by labels is in force, but its
+message warns that the pods' namespace owner can relabel a pod out of it (authz.md 7.1): the admin reads it in
+``kubectl get -o wide`` rather than learning it from an escape.
+
 Every replica judges the same objects the same way, so each computes the same condition. A replica patches only
 when the object's condition differs in anything but its time (``lastTransitionTime`` is kept while the status
 holds), and the merge patch carries the ``resourceVersion`` it was computed from: two replicas racing make one
@@ -28,12 +32,17 @@ from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, document_
 from sigil.issuer.errors import KubernetesUnavailableError
 from sigil.issuer.kube.api import KubeApi
 
-__all__ = ["ACCEPTED", "accepted_condition", "write_statuses"]
+__all__ = ["ACCEPTED", "RELABEL_WARNING", "accepted_condition", "write_statuses"]
 
 log = structlog.get_logger(__name__)
 
 #: The condition type, as Gateway API policies name it.
 ACCEPTED = "Accepted"
+#: Said of an Admin policy that picks pods by labels (``relabel_escapable``).
+RELABEL_WARNING = (
+    "warning: this Admin policy selects pods by labels (podSelector) that the pods' namespace owner can "
+    "change, so relabelling a pod escapes it; select by namespaceSelector alone to hold every pod"
+)
 # The fields two conditions must share to say the same thing (the time only records when it last changed).
 _COMPARED = ("type", "status", "reason", "message", "observedGeneration")
 
@@ -64,6 +73,8 @@ def accepted_condition(
             f"a policy of the same kind and name from {owner or 'another source'} is in force instead",
             generation,
         )
+    if outcome.policy.relabel_escapable:
+        return _condition("True", ACCEPTED, f"in force; {RELABEL_WARNING}", generation)
     return _condition("True", ACCEPTED, "in force", generation)
 
 

@@ -26,6 +26,7 @@ from sigil.ca.errors import SigilError
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import EnforcerError
 from sigil.enforcer.policy.decision import Target
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.documents import PolicyKey, SourceResult
 from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.loader import parse_file
@@ -246,7 +247,7 @@ class PolicyFeed:
         target: Target,
         *,
         trust_domain: TrustDomain,
-        default_allow: bool = True,
+        default: DefaultPolicy = DefaultPolicy.ALLOW,
         port: int | None = None,
     ) -> EffectivePolicy:
         """The effective policy of ``target`` under the set in force (``sigil-server policy effective``)."""
@@ -255,7 +256,7 @@ class PolicyFeed:
             target,
             trust_domain=trust_domain,
             namespace_labels=self._namespaces.get(target.namespace, {}),
-            default_allow=default_allow,
+            default=default,
             port=port,
             origins=self._sources.origins(),
             revision=self._revision,

@@ -14,6 +14,7 @@ from typing import Any
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import EnforcerError
 from sigil.enforcer.policy.decision import Target
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.issuer.errors import MalformedRequestError, NotFoundError
 from sigil.issuer.kube.podcache import PodCache
 from sigil.issuer.policies.feed import PolicyFeed
@@ -28,7 +29,7 @@ def pod_effective(
     pod: str,
     labels: Mapping[str, str] | None,
     port: int | None,
-    default_allow: bool,
+    default: DefaultPolicy,
     trust_domain: TrustDomain,
 ) -> dict[str, Any]:
     """The JSON view of ``pod`` (``namespace/name``), with where its labels came from under ``pod``.
@@ -55,8 +56,6 @@ def pod_effective(
         target = Target.parse(namespace, labels)
     except EnforcerError as err:
         raise MalformedRequestError(str(err)) from err
-    view = feed.effective(
-        target, trust_domain=trust_domain, default_allow=default_allow, port=port
-    ).to_dict()
+    view = feed.effective(target, trust_domain=trust_domain, default=default, port=port).to_dict()
     view["pod"] = {"namespace": namespace, "name": name, "labels_from": labels_from}
     return view

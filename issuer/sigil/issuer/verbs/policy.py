@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from sigil.enforcer.flags import parse_pairs, port_argument
+from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.effective_text import render_text
 from sigil.issuer.admin import AdminBackend
 from sigil.issuer.verbs.arguments import Subcommands
@@ -47,7 +48,7 @@ def add_policy_verbs(commands: Subcommands) -> None:
     )
     policy.add_argument(
         "--default",
-        choices=["allow", "deny"],
+        choices=[d.value for d in DefaultPolicy],
         default="allow",
         help="with effective: the enforcers' --default",
     )
