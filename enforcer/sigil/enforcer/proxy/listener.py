@@ -23,10 +23,10 @@ import structlog
 
 from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.errors import SvidVerificationError
-from sigil.enforcer.metrics import PROBE_TIER, EnforcerMetrics
-from sigil.enforcer.proxy.probes import TLS_HANDSHAKE, first_byte, probe_request
+from sigil.enforcer.metrics import EnforcerMetrics
+from sigil.enforcer.proxy.probes import TLS_HANDSHAKE, answer_probe, first_byte, judge_probe
 from sigil.enforcer.proxy.settings import Address
-from sigil.enforcer.proxy.streams import STREAM_ERRORS, close_quietly, pump, splice
+from sigil.enforcer.proxy.streams import close_quietly, splice
 from sigil.enforcer.tls import PeerRule, RefusalHook, SpiffeTls, peer_of
 from sigil.kit import Service
 
@@ -253,64 +253,36 @@ class InboundProxy(_Proxy):
         tls = writer.get_extra_info("ssl_object")
         address = _peer_address(writer)
         if tls is None:
-            await self._probe(reader, writer, address)
+            head = await judge_probe(
+                reader,
+                self.probe_paths,
+                address,
+                metrics=self._metrics,
+                within=self._connect_seconds,
+            )
+            upstream = None if head is None else await self._connect_forward()
+            if head is not None and upstream is not None:
+                await answer_probe(head, writer, upstream)
             return
         verified = peer_of(tls)
         peer = None if verified is None else verified.spiffe_id
         port = self._policy_port if self._policy_port is not None else self.port
         if not self._authorizer.decide(peer, port, address=address).allowed:
             return
-        try:
-            upstream = await asyncio.wait_for(
-                asyncio.open_connection(self.forward.host, self.forward.port),
-                self._connect_seconds,
-            )
-        except (OSError, TimeoutError) as err:
-            _log.error("local port unreachable", forward=str(self.forward), error=str(err))
-            return
-        await splice((reader, writer), upstream)
+        upstream = await self._connect_forward()
+        if upstream is not None:
+            await splice((reader, writer), upstream)
 
-    async def _probe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str | None
-    ) -> None:
-        """Answer one plaintext probe from the application, or refuse (close) anything else."""
+    async def _connect_forward(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """A plain connection to the application's port, or None (logged) when it does not answer."""
         try:
-            head = await asyncio.wait_for(
-                probe_request(reader, self.probe_paths), self._connect_seconds
-            )
-        except TimeoutError:
-            head = None
-        if self._metrics is not None:
-            self._metrics.count_probe(allowed=head is not None)
-        log = _log.info if head is not None else _log.warning
-        log(
-            "decision",
-            decision="allowed" if head is not None else "denied",
-            tier=PROBE_TIER,
-            address=address,
-            path=None if head is None else head.split(b" ", 2)[1].decode("ascii"),
-            reason="a plaintext GET of a probe path"
-            if head is not None
-            else "plaintext that is not a GET of a probe path (mTLS is required)",
-        )
-        if head is None:
-            return
-        try:
-            upstream = await asyncio.wait_for(
+            return await asyncio.wait_for(
                 asyncio.open_connection(self.forward.host, self.forward.port),
                 self._connect_seconds,
             )
         except (OSError, TimeoutError) as err:
             _log.error("local port unreachable", forward=str(self.forward), error=str(err))
-            return
-        try:
-            upstream[1].write(head)
-            # Only the answer flows back: nothing more from the client reaches the application.
-            await pump(upstream[0], writer)
-        except STREAM_ERRORS:
-            pass
-        finally:
-            await close_quietly(upstream[1])
+            return None
 
 
 def _peer_address(writer: asyncio.StreamWriter) -> str | None:

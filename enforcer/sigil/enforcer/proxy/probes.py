@@ -16,7 +16,12 @@ import asyncio
 import re
 import socket
 
-__all__ = ["TLS_HANDSHAKE", "first_byte", "probe_request"]
+import structlog
+
+from sigil.enforcer.metrics import PROBE_TIER, EnforcerMetrics
+from sigil.enforcer.proxy.streams import STREAM_ERRORS, close_quietly, pump
+
+__all__ = ["TLS_HANDSHAKE", "answer_probe", "first_byte", "judge_probe", "probe_request"]
 
 #: The first byte of every TLS connection: a record of content type handshake (RFC 8446 §5.1).
 TLS_HANDSHAKE = 0x16
@@ -72,3 +77,52 @@ async def probe_request(reader: asyncio.StreamReader, paths: frozenset[str]) -> 
         if name != b"connection":
             kept.append(header)
     return b"\r\n".join([request_line, *kept, b"Connection: close"]) + b"\r\n\r\n"
+
+
+_log = structlog.get_logger(__name__)
+
+
+async def judge_probe(
+    reader: asyncio.StreamReader,
+    paths: frozenset[str],
+    address: str | None,
+    *,
+    metrics: EnforcerMetrics | None,
+    within: float,
+) -> bytes | None:
+    """The probe's request head when a plaintext connection is one, else None; either way logged and counted
+    as a decision of its own kind (``probe``)."""
+    try:
+        head = await asyncio.wait_for(probe_request(reader, paths), within)
+    except TimeoutError:
+        head = None
+    if metrics is not None:
+        metrics.count_probe(allowed=head is not None)
+    log = _log.info if head is not None else _log.warning
+    log(
+        "decision",
+        decision="allowed" if head is not None else "denied",
+        tier=PROBE_TIER,
+        address=address,
+        path=None if head is None else head.split(b" ", 2)[1].decode("ascii"),
+        reason="a plaintext GET of a probe path"
+        if head is not None
+        else "plaintext that is not a GET of a probe path (mTLS is required)",
+    )
+    return head
+
+
+async def answer_probe(
+    head: bytes,
+    writer: asyncio.StreamWriter,
+    upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    """Send the probe's request to the application and only its answer back."""
+    try:
+        upstream[1].write(head)
+        # Only the answer flows back: nothing more from the client reaches the application.
+        await pump(upstream[0], writer)
+    except STREAM_ERRORS:
+        pass
+    finally:
+        await close_quietly(upstream[1])
