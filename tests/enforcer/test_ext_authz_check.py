@@ -60,6 +60,15 @@ async def harness(
                     dry_run=True,
                 ),
                 ap("batch-too", rules=[rule([spiffe("spiffe://example.org/batch")])]),
+                ap(
+                    "ops-from-the-office",
+                    rules=[
+                        {
+                            "sources": [spiffe("spiffe://example.org/ops")],
+                            "networkAttributes": {"ports": [9000], "sourceCIDRs": ["10.0.0.0/24"]},
+                        }
+                    ],
+                ),
             )
         }
     )
@@ -127,6 +136,25 @@ async def test_an_allowed_peer_gets_ok_with_the_rule_that_allowed_it(harness: Ha
         "shop/web",
         0.0,
     )
+
+
+@pytest.mark.parametrize(
+    ("source", "allowed"),
+    [
+        ({"socket_address": {"address": "10.0.0.7", "port_value": 40000}}, True),
+        ({"socket_address": {"address": "192.0.2.7", "port_value": 40000}}, False),
+        ({"pipe": {"path": "/run/envoy.sock"}}, False),
+    ],
+)
+async def test_the_source_address_envoy_sends_is_what_source_cidrs_judge(
+    harness: Harness, source: dict[str, Any], allowed: bool
+) -> None:
+    """A rule limited to ``sourceCIDRs`` allows its peer from inside the block only; no IP (a pipe) matches no
+    rule that names networks."""
+    attributes = tcp("spiffe://example.org/ops", port=9000)
+    attributes["source"]["address"] = source
+    response = await harness.check(attributes)
+    assert (response.status.code == 0) is allowed
 
 
 async def test_a_denied_http_request_gets_a_403_explaining_who_denied_it(harness: Harness) -> None:

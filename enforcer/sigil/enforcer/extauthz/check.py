@@ -60,6 +60,8 @@ class Connection:
     http: bool
     #: Why ``peer`` is None, for the log; None when there is a peer.
     anonymous: str | None = None
+    #: The peer's IP address, which policies' ``sourceCIDRs`` judge; None when Envoy sent no socket address.
+    address: str | None = None
 
 
 def read_check(request: CheckRequest, *, policy_port: int | None = None) -> Connection:
@@ -81,6 +83,7 @@ def read_check(request: CheckRequest, *, policy_port: int | None = None) -> Conn
         source=_address(attributes.source.address),
         http=attributes.request.HasField("http"),
         anonymous=anonymous,
+        address=_ip(attributes.source.address),
     )
 
 
@@ -156,6 +159,13 @@ def _peer(principal: str, certificate: str) -> tuple[SpiffeId | None, str | None
             "source.principal", principal, f"contradicts the certificate, which names {named}"
         )
     return named, None
+
+
+def _ip(address: Any) -> str | None:
+    """The IP of a socket address; None for a pipe or no address (no rule with networks can then match)."""
+    if address.HasField("socket_address") and address.socket_address.address:
+        return str(address.socket_address.address)
+    return None
 
 
 def _address(address: Any) -> str:

@@ -82,7 +82,7 @@ class AuthorizationService:
                 f"{peer} is of trust domain {peer.trust_domain}, which this server does not know",
                 source=connection.source,
             )
-        decision = self._authorizer.decide(peer, connection.port)
+        decision = self._authorizer.decide(peer, connection.port, address=connection.address)
         explained = explanation(decision, connection)
         self._log_extra(connection, explained)
         if decision.allowed:
