@@ -288,9 +288,18 @@ async def test_a_sigil_svid_is_accepted_by_go_spiffe_through_spires_federated_bu
         ca = both.sigil.issuer.ca
         (old,) = ca.authorities(AuthorityKind.X509)
         new = await ca.prepare(AuthorityKind.X509)
+        # As the runbook says: federated peers learn the prepared authority (here at once, rather than at their
+        # next refresh) before it signs, since Sigil's bundle endpoint will soon present an SVID it signed.
+        await asyncio.to_thread(both.spire.cli, "federation refresh", "-id", "example.org")
         await ca.activate(AuthorityKind.X509, new.authority_id)
         await ca.taint(AuthorityKind.X509, old.authority_id)
-        # Cut at once on purpose (the SVIDs it signed here are minted by hand, never re-issued by an agent).
+        # The server renews its own SVID once its signer is tainted; the bundle endpoint SPIRE fetches presents it.
+        serving = both.sigil.issuer.serving
+        await eventually(
+            lambda: serving.svid is not None and serving.svid.authority_id == new.authority_id,
+            what="the server's own SVID re-issued under the new authority",
+        )
+        # Then cut at once on purpose (the SVIDs it signed here are minted by hand, never re-issued by an agent).
         await ca.revoke(AuthorityKind.X509, old.authority_id, force=True)
         chain.write_bytes(await _sigil_svid(both))
 
