@@ -32,17 +32,16 @@ have them only on the private ``_sslobj``. The design, fail-closed at every step
 
 from __future__ import annotations
 
-import contextlib
-import os
 import ssl
 import weakref
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.bundles import BundleSet
-from sigil.enforcer.errors import IdentitySourceError, SvidVerificationError
+from sigil.enforcer.errors import SvidVerificationError
 from sigil.enforcer.sources import IdentitySource, X509Material
+from sigil.enforcer.tls_setup import load_identity, spiffe_context
 from sigil.enforcer.verify import Clock, Refusal, SvidVerifier, VerifiedSvid
 
 __all__ = [
@@ -63,8 +62,6 @@ PeerRule = SpiffeId | TrustDomain | Callable[[SpiffeId], bool]
 
 RefusalHook = Callable[[SvidVerificationError], None]
 """Called with every refusal a context makes during a handshake (to log and count it)."""
-
-_PIPE_LIMIT = 60_000  # below Linux's 64 KiB pipe buffer: the write never blocks
 
 
 class _SpiffeContext(ssl.SSLContext):
@@ -244,57 +241,8 @@ def pinned_client_context(
     return context
 
 
-_Context = TypeVar("_Context", bound=ssl.SSLContext)
-
-
-def spiffe_context(context: _Context, anchors: str) -> _Context:
-    """Step 1 of the module docstring on a new ``context``: TLS 1.2 at least, no hostnames, ``anchors`` (PEM).
-
-    The one SPIFFE TLS gate of Sigil: the issuer builds its own contexts with it too. A client context demands a
-    server certificate; a server context is left for its caller to say whether a client certificate is required.
-    """
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if context.protocol == ssl.PROTOCOL_TLS_CLIENT:
-        context.check_hostname = False  # SPIFFE IDs, not DNS names, say who the server is
-        context.verify_mode = ssl.CERT_REQUIRED
-    if anchors:
-        context.load_verify_locations(cadata=anchors)
-    return context
-
-
-def load_identity(context: ssl.SSLContext, chain_pem: bytes, key_pem: bytes, *, who: str) -> None:
-    """Make the PEM ``chain_pem`` (leaf first) and unencrypted ``key_pem`` what ``context`` presents.
-
-    Through pipes, never a file on disk (step 3 of the module docstring); ``who`` names the SVID in errors.
-    """
-    with _pipe(chain_pem) as certfile, _pipe(key_pem) as keyfile:
-        try:
-            context.load_cert_chain(certfile, keyfile)
-        except (ssl.SSLError, OSError) as err:
-            raise IdentitySourceError(who, f"OpenSSL refused the SVID: {err}") from err
-
-
 def _load_identity(context: ssl.SSLContext, material: X509Material) -> None:
     load_identity(context, material.chain_pem(), material.key_pem(), who=str(material.spiffe_id))
-
-
-@contextlib.contextmanager
-def _pipe(data: bytes) -> Iterator[str]:
-    """A path OpenSSL can open that yields ``data`` once: Python 3.11 loads certificates only from paths."""
-    if len(data) > _PIPE_LIMIT:
-        raise IdentitySourceError(
-            "SVID", f"{len(data)} bytes of PEM exceed the {_PIPE_LIMIT}-byte limit"
-        )
-    read_end, write_end = os.pipe()
-    try:
-        os.write(write_end, data)
-        os.close(write_end)
-        write_end = -1
-        yield f"/dev/fd/{read_end}"
-    finally:
-        if write_end >= 0:
-            os.close(write_end)
-        os.close(read_end)
 
 
 def _matches(rule: PeerRule, spiffe_id: SpiffeId) -> bool:

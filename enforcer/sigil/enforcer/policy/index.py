@@ -33,23 +33,20 @@ from sigil.enforcer.policy.decision import (
     Decision,
     Match,
     Target,
-    Tier,
 )
 from sigil.enforcer.policy.defaults import DefaultPolicy
+from sigil.enforcer.policy.filing import TargetView, build_table
 from sigil.enforcer.policy.model import (
     AuthorizationPolicy,
     ClusterAuthorizationPolicy,
-    ClusterTier,
-    Effect,
     Policy,
-    Rule,
     Source,
 )
 from sigil.enforcer.policy.network import AddressBook, IpAddress, SourceNetwork
 from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 from sigil.enforcer.policy.peer_keys import NO_SVID, PeerKeyer, PeerKeys
 from sigil.enforcer.policy.port_map import PortMap, build_port_map
-from sigil.enforcer.policy.table import ANY_PEER, DEFAULT, DEFAULT_REFUSED, Condition, Table
+from sigil.enforcer.policy.table import DEFAULT, DEFAULT_REFUSED, Table
 
 __all__ = ["PolicyIndex"]
 
@@ -57,22 +54,6 @@ _NO_SVID_KEY = ("", "")  # no SPIFFE ID has an empty trust domain
 _NO_NETWORKS: frozenset[int] = frozenset()
 
 Address = IpAddress | str | None
-
-
-class _View:
-    """One target's compiled policies: the enforcing table, the shadow one when dry-run policies select it,
-    the source networks their rules name, and each peer's :data:`PortMap`, filled on its first connection."""
-
-    __slots__ = ("addresses", "enforcing", "networks", "peers", "shadow")
-
-    def __init__(
-        self, enforcing: Table, shadow: Table | None, networks: dict[SourceNetwork, int]
-    ) -> None:
-        self.enforcing = enforcing
-        self.shadow = shadow
-        self.networks = tuple((number, network) for network, number in networks.items())
-        self.addresses: dict[Hashable, frozenset[int]] = {}
-        self.peers: dict[tuple[Hashable, ...], PortMap] = {}
 
 
 class PolicyIndex:
@@ -113,7 +94,7 @@ class PolicyIndex:
         cluster.sort(key=lambda p: (p.priority, p.name))
         self._cluster = tuple(cluster)
         self._cluster_by_namespace: dict[str, tuple[ClusterAuthorizationPolicy, ...]] = {}
-        self._views: dict[str, _View] = {}
+        self._views: dict[str, TargetView] = {}
         # Peers are keyed by (trust domain, path): hashing two strings with cached hashes is several times
         # cheaper than hashing the SpiffeId dataclass, and this lookup runs on every decision.
         self._peers: dict[tuple[str, str], PeerKeys] = {}
@@ -175,7 +156,7 @@ class PolicyIndex:
         # Inlined look_up: this is the hot path.
         return stretches[bisect_right(bounds, port)] if bounds else other
 
-    def _networks_of(self, view: _View, address: Address) -> frozenset[int]:
+    def _networks_of(self, view: TargetView, address: Address) -> frozenset[int]:
         found = view.addresses.get(address)
         if found is None:
             parsed = self._addresses.parse(address)
@@ -187,7 +168,7 @@ class PolicyIndex:
 
     def _decide(
         self,
-        view: _View,
+        view: TargetView,
         peer: SpiffeId | None,
         keys: PeerKeys,
         port: int,
@@ -214,7 +195,7 @@ class PolicyIndex:
 
     def _port_map(
         self,
-        view: _View,
+        view: TargetView,
         peer: SpiffeId | None,
         peer_key: tuple[Hashable, ...],
         networks: frozenset[int],
@@ -279,7 +260,7 @@ class PolicyIndex:
             self._cluster_by_namespace[namespace] = found
         return found
 
-    def _compile(self, target: Target) -> _View:
+    def _compile(self, target: Target) -> TargetView:
         labels = target.labels
         cluster = [
             p for p in self._cluster_policies(target.namespace) if p.pod_selector.matches(labels)
@@ -301,7 +282,7 @@ class PolicyIndex:
             if rule.network is not None
         }
         shadow = self._table(namespace, cluster, owned) if has_dry_run else None
-        view = _View(enforcing, shadow, networks)
+        view = TargetView(enforcing, shadow, networks)
         if len(self._views) >= self._cache_size:
             self._views.clear()
         self._views[target.key] = view
@@ -313,44 +294,11 @@ class PolicyIndex:
         cluster: list[ClusterAuthorizationPolicy],
         owned: list[AuthorizationPolicy],
     ) -> Table:
-        table = Table(default_allow=self.default_allow, default=self.default)
-        for admin in cluster:
-            if admin.tier is ClusterTier.ADMIN:
-                self._file(table, Tier.ADMIN, admin, namespace)
-        table.close_admin()
-        # Within the namespace tier every DENY outranks every ALLOW; the order among DENYs only picks which
-        # one the decision names, so it follows the policy's name for stable explanations.
-        owned = sorted(owned, key=lambda p: p.ref)
-        for policy in owned:
-            if policy.action is Effect.DENY:
-                self._file(table, Tier.NAMESPACE, policy, namespace)
-        table.close_namespace_deny()
-        for policy in owned:
-            if policy.action is Effect.ALLOW:
-                table.allow_policies.append(policy.ref)
-                self._file(table, Tier.NAMESPACE, policy, namespace)
-        table.close_namespace_allow()
-        for baseline in cluster:
-            if baseline.tier is ClusterTier.BASELINE:
-                self._file(table, Tier.BASELINE, baseline, namespace)
-        table.freeze()
-        return table
-
-    def _file(self, table: Table, tier: Tier, policy: Policy, namespace: str) -> None:
-        for number, rule in enumerate(policy.rules):
-            match = Match(tier, policy.ref, number, rule.effect, policy.dry_run)
-            keys: set[str] = set()
-            if rule.sources is None:
-                keys.add(ANY_PEER)
-            else:
-                for source in rule.sources:
-                    keys.update(self._keyer.source_keys(source, namespace))
-            if rule.port_ranges or rule.network is not None:
-                table.add(match, keys, None, self._condition(rule))
-            else:
-                table.add(match, keys, rule.ports)
-
-    def _condition(self, rule: Rule) -> Condition:
-        network = None if rule.network is None else self._networks[rule.network]
-        ports = None if rule.every_port else frozenset(rule.ports or ())
-        return Condition(ports, rule.port_ranges, network)
+        return build_table(
+            Table(default_allow=self.default_allow, default=self.default),
+            namespace,
+            cluster,
+            owned,
+            keyer=self._keyer,
+            networks=self._networks,
+        )

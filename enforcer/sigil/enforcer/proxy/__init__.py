@@ -5,7 +5,9 @@ The package, from the command line down::
     command.py   the subcommand's flags; builds the settings once and runs the server
     settings.py  ProxySettings (with Address): the flags and environment checked and typed, frozen
     server.py    one process: identity source, TLS contexts, policies, metrics, signals, drain
-    listener.py  InboundProxy and OutboundProxy: a listener whose connections are tasks it owns
+    listener.py  InboundProxy and OutboundProxy: what an inbound and an outbound connection do
+    connections.py  ProxyListener: a listener whose connections are tasks it owns, drained on shutdown
+    probes.py    kubelet probes on plaintext, judged and answered; streams.py: splicing and closing streams
 
 The listeners and the server load on first use (PEP 562): declaring the subcommand's flags, which every
 ``sigil-enforcer`` run does, must not import gRPC, aiohttp or prometheus_client.
