@@ -63,9 +63,12 @@ class UpstreamRecord:
 
 
 async def read_upstream_records(execute: Execute) -> list[UpstreamRecord]:
-    """Every recorded upstream, oldest first."""
-    result = await execute(
-        select(UpstreamCaRow).order_by(UpstreamCaRow.created_at, UpstreamCaRow.root_sha256)
+    """Every recorded upstream, oldest first (two recorded in one step are ordered by their place in a rotation)."""
+    result = await execute(select(UpstreamCaRow))
+    order = list(UpstreamStatus)[::-1]
+    rows = sorted(
+        result.scalars().all(),
+        key=lambda row: (utc(row.created_at), order.index(UpstreamStatus(row.status))),
     )
     return [
         UpstreamRecord(
@@ -74,7 +77,7 @@ async def read_upstream_records(execute: Execute) -> list[UpstreamRecord]:
             UpstreamStatus(row.status),
             utc(row.created_at),
         )
-        for row in result.scalars().all()
+        for row in rows
     ]
 
 
