@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -120,7 +121,7 @@ async def test_agents_follow_an_upstream_rotation_and_the_old_root_leaves_only_w
         for one in settings:
             await running.enter_async_context(NodeAgent(one))
             await eventually(
-                lambda e=one.socket_path: _under(e, old_upstream.intermediate),
+                functools.partial(_under, one.socket_path, old_upstream.intermediate),
                 what="an SVID under the old upstream",
                 within=20,
             )
@@ -143,7 +144,7 @@ async def test_agents_follow_an_upstream_rotation_and_the_old_root_leaves_only_w
         assert "due for re-issue" in out
         for one in settings:
             await eventually(
-                lambda e=one.socket_path: _under(e, new.intermediate),
+                functools.partial(_under, one.socket_path, new.intermediate),
                 what="the workload's SVID re-issued under the new upstream",
                 within=20,
             )
