@@ -14,6 +14,7 @@ from sigil_testing.clock import FakeClock
 from sigil.ca.authority import AuthorityKind, AuthorityStatus
 from sigil.ca.datastore.upstreams import UpstreamStatus
 from sigil.ca.errors import UpstreamAuthorityError, UpstreamInUseError
+from sigil.ca.rotation import activation_time
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.ca.upstream_verbs import UpstreamVerbs
@@ -137,3 +138,40 @@ async def test_prepare_refuses_the_root_in_use_and_a_broken_set(
     with pytest.raises(UpstreamAuthorityError, match="absolute path"):
         await verbs.prepare(Path("relative/dir"))
     assert len(ca.bundle().x509_authorities) == 1
+
+
+async def test_activate_after_the_schedule_already_activated_the_new_authority_still_taints_the_old(
+    replicas: tuple[CertificateAuthority, CertificateAuthority, FakeClock], tmp_path: Path
+) -> None:
+    """If the scheduled rotation activates the authority under the new root first, ``activate`` keeps it and
+    still taints the old authority, so nothing stays unmarked under the old root."""
+    ca, _, clock = replicas
+    verbs = UpstreamVerbs(ca)
+    old_id = ca.signer(AuthorityKind.X509).authority.authority_id
+    new = write_upstream_ca(tmp_path / "new")
+    prepared = await verbs.prepare(new.directory)
+    clock.advance(activation_time(ca.signer(AuthorityKind.X509).authority) - clock())
+    await ca.mint_x509_svid(WORKLOAD, holder="agent-a")  # unexpired when the taint comes
+    await ca.rotate()
+    assert ca.signer(AuthorityKind.X509).authority.authority_id == prepared.authority_id
+    active, tainted = await verbs.activate()
+    assert (active.authority_id, tainted) == (prepared.authority_id, {old_id: 1})
+
+
+async def test_a_second_prepare_replaces_the_first_new_root(
+    replicas: tuple[CertificateAuthority, CertificateAuthority, FakeClock], tmp_path: Path
+) -> None:
+    """Preparing another new upstream before activating drops the first one's root from the bundle again."""
+    ca, _, _ = replicas
+    verbs = UpstreamVerbs(ca)
+    (old_root,) = ca.bundle().x509_authorities
+    first = write_upstream_ca(tmp_path / "first")
+    second = write_upstream_ca(tmp_path / "second")
+    await verbs.prepare(first.directory)
+    await verbs.prepare(second.directory)
+    assert set(ca.bundle().x509_authorities) == {old_root, second.root}
+    shown = [(v.record.directory, v.record.status) for v in await verbs.show()]
+    assert shown == [
+        (tmp_path / "old", UpstreamStatus.ACTIVE),
+        (second.directory, UpstreamStatus.PREPARED),
+    ]
