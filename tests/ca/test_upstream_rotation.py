@@ -175,3 +175,17 @@ async def test_a_second_prepare_replaces_the_first_new_root(
         (tmp_path / "old", UpstreamStatus.ACTIVE),
         (second.directory, UpstreamStatus.PREPARED),
     ]
+
+
+async def test_a_self_signed_ca_has_no_upstream_to_rotate(tmp_path: Path) -> None:
+    """Without ``ca.upstream_dir`` there is no upstream root: prepare says so and changes nothing."""
+    ca = await open_ca(tmp_path / "d", FakeClock())
+    try:
+        before = ca.bundle().x509_authorities
+        new = write_upstream_ca(tmp_path / "new")
+        with pytest.raises(UpstreamAuthorityError, match=r"ca.upstream_dir: is not set"):
+            await UpstreamVerbs(ca).prepare(new.directory)
+        assert ca.bundle().x509_authorities == before
+        assert await UpstreamVerbs(ca).show() == []
+    finally:
+        await ca.aclose()
