@@ -15,7 +15,10 @@
    first issuance of the same workloads (cold cache), so ``reissue_over_first_issue`` says how a taint compares to a
    cold start of the node.
 
-Upstream root rotation is not measured: ``sigil-server upstream`` does not exist yet.
+3. **Upstream root rotation**, the same two measurements with the issuer under an operator's upstream CA: the drill
+   runs ``upstream prepare``, ``activate``, waits for the re-issue, then ``retire``; the re-issue clock starts before
+   ``upstream activate`` (which activates the authority under the new root and taints the old ones in one step) and
+   each round moves to a freshly written upstream. Keys ``upstream_drill_*`` and ``upstream_reissue_N``.
 
     python bench/rotation.py            # drill once, 3 taints each with 100 and 1,000 workloads
     python bench/rotation.py --quick    # drill once, 1 taint each, under a minute
@@ -45,12 +48,14 @@ from cryptography import x509
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from sigil_testing.ca import write_upstream_ca
 from sigil_testing.drill import CLIENT_GID, Traffic, drill_server, traffic
 from sigil_testing.enrolment import enrol_agent
 from sigil_testing.issuer import issuer_settings, running_issuer
 
 from sigil.ca.authority import AuthorityKind
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.ca.upstream_verbs import UpstreamVerbs
 from sigil.issuer.admin import SocketAdmin
 from sigil.issuer.edge.listeners import IssuerServer
 from sigil.node_agent.agent import NodeAgent
@@ -70,11 +75,13 @@ _ROTATION = RotationSettings(
 
 
 @contextlib.asynccontextmanager
-async def _issuer(directory: Path) -> AsyncIterator[IssuerServer]:
+async def _issuer(directory: Path, *, upstream: bool = False) -> AsyncIterator[IssuerServer]:
+    first = write_upstream_ca(directory / "upstream-0").directory if upstream else None
     settings = issuer_settings(
         directory / "server",
         refresh_interval=timedelta(seconds=0.2),
         rotate_interval=timedelta(seconds=1),
+        ca_options={"upstream_dir": first} if first else None,
     )
     async with running_issuer(settings) as server:
         yield server
@@ -102,9 +109,35 @@ async def _drill_rotation(
     await flow.pass_requests(DWELL)
 
 
-async def drill(directory: Path) -> dict[str, Any]:
-    """Requests and failures per rotation step, X.509 then JWT."""
-    async with _issuer(directory) as server, SocketAdmin(server.admin_socket) as admin:
+async def _wait_upstream_replaced(server: IssuerServer) -> None:
+    # As `upstream show` reports it: nothing unreplaced under any recorded upstream root.
+    verbs = UpstreamVerbs(server.issuer.ca)
+    while any(v.outstanding.count for v in await verbs.show()):  # noqa: ASYNC110 - polled, as `upstream show` is
+        await asyncio.sleep(0.05)
+
+
+async def _drill_upstream(
+    server: IssuerServer, admin: SocketAdmin, flow: Traffic, directory: Path
+) -> None:
+    new = write_upstream_ca(directory / "upstream-1").directory
+    for verb, where in (("prepare", str(new)), ("activate", None)):
+        flow.step(f"upstream {verb}")
+        await admin.upstream_step(verb, where)
+        await flow.pass_requests(DWELL)
+    flow.step("upstream re-issue")
+    await asyncio.wait_for(_wait_upstream_replaced(server), 60)
+    await flow.pass_requests(DWELL)
+    flow.step("upstream retire")
+    await admin.upstream_step("retire", None)
+    await flow.pass_requests(DWELL)
+
+
+async def drill(directory: Path, *, upstream: bool = False) -> dict[str, Any]:
+    """Requests and failures per rotation step: X.509 then JWT, or an upstream root rotation."""
+    async with (
+        _issuer(directory, upstream=upstream) as server,
+        SocketAdmin(server.admin_socket) as admin,
+    ):
         entries = {SERVER_ID: ["unix:gid:0"], CLIENT_ID: [f"unix:gid:{CLIENT_GID}"]}
         settings = await enrol_agent(server, directory, entries, rotation=_ROTATION)
         async with (
@@ -114,16 +147,20 @@ async def drill(directory: Path) -> dict[str, Any]:
         ):
             flow.step("before")
             await flow.pass_requests(DWELL)
-            for kind in (AuthorityKind.X509, AuthorityKind.JWT):
-                await _drill_rotation(server, admin, flow, kind)
+            if upstream:
+                await _drill_upstream(server, admin, flow, directory)
+            else:
+                for kind in (AuthorityKind.X509, AuthorityKind.JWT):
+                    await _drill_rotation(server, admin, flow, kind)
     steps = {
         name: {"requests": c.requests, "failures": c.failures, "reasons": dict(c.reasons)}
         for name, c in flow.steps.items()
     }
+    prefix = "upstream_drill" if upstream else "drill"
     return {
-        "drill_steps": steps,
-        "drill_requests": sum(c.requests for c in flow.steps.values()),
-        "drill_failures": sum(c.failures for c in flow.steps.values()),
+        f"{prefix}_steps": steps,
+        f"{prefix}_requests": sum(c.requests for c in flow.steps.values()),
+        f"{prefix}_failures": sum(c.failures for c in flow.steps.values()),
     }
 
 
@@ -149,9 +186,14 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def reissue(directory: Path, count: int, taints: int) -> dict[str, Any]:
+async def reissue(
+    directory: Path, count: int, taints: int, *, upstream: bool = False
+) -> dict[str, Any]:
     """First issuance of ``count`` workloads, then ``taints`` rotations timed from taint to all re-issued."""
-    async with _issuer(directory) as server, SocketAdmin(server.admin_socket) as admin:
+    async with (
+        _issuer(directory, upstream=upstream) as server,
+        SocketAdmin(server.admin_socket) as admin,
+    ):
         td = server.issuer.ca.settings.trust_domain
         entries = {td.spiffe_id("w", str(n)): [f"unix:uid:{200_000 + n}"] for n in range(count)}
         settings = await enrol_agent(server, directory, entries, rotation=_ROTATION)
@@ -163,15 +205,23 @@ async def reissue(directory: Path, count: int, taints: int) -> dict[str, Any]:
             first_issue_ms = (time.perf_counter() - started) * 1000
             per_workload: list[float] = []
             all_ms: list[float] = []
-            for _ in range(taints):
+            for round_ in range(taints):
                 old = server.issuer.ca.signer(AuthorityKind.X509).authority.authority_id
-                await admin.authority_step("prepare", "x509", None)
-                await admin.authority_step("activate", "x509", None)
-                new = server.issuer.ca.signer(AuthorityKind.X509).authority.authority_id
+                if upstream:
+                    where = write_upstream_ca(directory / f"upstream-{round_ + 1}").directory
+                    prepared = await admin.upstream_step("prepare", str(where))
+                    new = prepared["authority"]["authority_id"]
+                else:
+                    await admin.authority_step("prepare", "x509", None)
+                    await admin.authority_step("activate", "x509", None)
+                    new = server.issuer.ca.signer(AuthorityKind.X509).authority.authority_id
                 pending = set(range(count))
                 seen = cache.changes.revision
                 started = time.perf_counter()
-                await admin.authority_step("taint", "x509", old)
+                if upstream:
+                    await admin.upstream_step("activate", None)
+                else:
+                    await admin.authority_step("taint", "x509", old)
                 async with asyncio.timeout(120):
                     while pending:
                         for n in list(pending):
@@ -182,8 +232,12 @@ async def reissue(directory: Path, count: int, taints: int) -> dict[str, Any]:
                         if pending:
                             seen = await cache.changes.wait_after(seen)
                 all_ms.append((time.perf_counter() - started) * 1000)
-                await asyncio.wait_for(_wait_replaced(server, old), 60)
-                await admin.authority_step("revoke", "x509", old)
+                if upstream:
+                    await asyncio.wait_for(_wait_upstream_replaced(server), 60)
+                    await admin.upstream_step("retire", None)
+                else:
+                    await asyncio.wait_for(_wait_replaced(server, old), 60)
+                    await admin.authority_step("revoke", "x509", old)
     return {
         "workloads": count,
         "taints": taints,
@@ -199,21 +253,26 @@ async def main(quick: bool) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "workloads_simulated_as": "distinct attested identities (unix:uid selectors) asking one real agent's "
         "SVID cache directly, one registration entry each; the drill's two workloads are real (one its own process)",
-        "upstream_root_rotation": "not measured: no `sigil-server upstream` verbs yet",
+        "upstream_reissue_clock": "starts before `upstream activate`, which activates and taints in one step",
         "machine": platform.machine(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
     }
     with tempfile.TemporaryDirectory(prefix="sg-", dir="/tmp") as tmp:
-        if os.getuid() == 0:
-            (Path(tmp) / "drill").mkdir()
-            figures.update(await drill(Path(tmp) / "drill"))
-        else:
-            figures["drill_steps"] = "skipped: the client workload needs its own gid (run as root)"
-        for count in (100, 1000):
-            directory = Path(tmp) / f"n{count}"
-            directory.mkdir()
-            figures[f"reissue_{count}"] = await reissue(directory, count, 1 if quick else 3)
+        for upstream, prefix in ((False, ""), (True, "upstream_")):
+            if os.getuid() == 0:
+                (Path(tmp) / f"{prefix}drill").mkdir()
+                figures.update(await drill(Path(tmp) / f"{prefix}drill", upstream=upstream))
+            else:
+                figures[f"{prefix}drill_steps"] = (
+                    "skipped: the client workload needs its own gid (root)"
+                )
+            for count in (100, 1000):
+                directory = Path(tmp) / f"{prefix}n{count}"
+                directory.mkdir()
+                figures[f"{prefix}reissue_{count}"] = await reissue(
+                    directory, count, 1 if quick else 3, upstream=upstream
+                )
     return figures
 
 

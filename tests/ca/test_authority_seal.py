@@ -255,12 +255,14 @@ async def test_sealed_rotation_holds_across_two_replicas_and_a_restart(
 
 
 async def _back_to_0002(ca: CertificateAuthority) -> None:
-    """Undo migrations 0004 (journal holder and replacement) and 0003 (the seal column) on a live database."""
+    """Undo migrations 0005 (upstream CAs), 0004 (journal holder and replacement) and 0003 (the seal column) on a
+    live database."""
     for statement in (
+        "DROP TABLE upstream_cas",
         "ALTER TABLE svid_journal DROP COLUMN replaced_at",
         "ALTER TABLE svid_journal DROP COLUMN holder",
         "ALTER TABLE authorities DROP COLUMN seal",
-        "UPDATE alembic_version SET version_num = '0002' WHERE version_num = '0004'",
+        "UPDATE alembic_version SET version_num = '0002' WHERE version_num = '0005'",
     ):
         await _sql(ca, statement)
 

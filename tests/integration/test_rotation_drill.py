@@ -3,7 +3,8 @@
 Real issuer, real node agent, a TLS server workload (the enforcer's SpiffeTls over the Workload API) and a client
 workload in its own process (py-spiffe's X509Source, a JWT-SVID in every request, validated by the server through
 the agent). A request every 30 ms; the operator runs ``prepare``, ``activate``, ``taint`` and ``revoke`` with
-``sigil-server`` as they would. The figure is failed requests per step, and it must be zero.
+``sigil-server`` as they would, and the same for an upstream root rotation (``upstream prepare``, ``activate``,
+``retire``). The figure is failed requests per step, and it must be zero.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sigil_testing.ca import write_upstream_ca
 from sigil_testing.drill import CLIENT_GID, Traffic, drill_server, traffic
 from sigil_testing.enrolment import enrol_agent
 from sigil_testing.issuer import issuer_settings, running_issuer
@@ -22,6 +24,7 @@ from sigil_testing.waiting import eventually
 
 from sigil.ca.authority import AuthorityKind
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.ca.upstream_verbs import UpstreamVerbs
 from sigil.issuer.cli import main
 from sigil.issuer.edge.listeners import IssuerServer
 from sigil.node_agent.agent import NodeAgent
@@ -36,6 +39,10 @@ pytestmark = [
 
 SERVER_ID = SpiffeId.parse("spiffe://example.org/drill/server")
 CLIENT_ID = SpiffeId.parse("spiffe://example.org/drill/client")
+_ENTRIES = {SERVER_ID: ["unix:gid:0"], CLIENT_ID: [f"unix:gid:{CLIENT_GID}"]}
+_ROTATION = RotationSettings(
+    backoff_initial=timedelta(milliseconds=50), bundle_wait=timedelta(seconds=1)
+)
 #: Requests that must pass after each step before the next one (at 30 ms apart: about a second of traffic).
 _DWELL = 30
 
@@ -43,6 +50,19 @@ _DWELL = 30
 @pytest.fixture
 async def server(short_tmp: Path) -> AsyncIterator[IssuerServer]:
     settings = issuer_settings(short_tmp / "server", refresh_interval=timedelta(seconds=0.2))
+    async with running_issuer(settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def upstream_server(short_tmp: Path) -> AsyncIterator[IssuerServer]:
+    """A server whose X.509 authority is an intermediate under an operator's upstream CA."""
+    old = write_upstream_ca(short_tmp / "upstream-old")
+    settings = issuer_settings(
+        short_tmp / "server",
+        refresh_interval=timedelta(seconds=0.2),
+        ca_options={"upstream_dir": old.directory},
+    )
     async with running_issuer(settings) as running:
         yield running
 
@@ -82,15 +102,40 @@ async def _rotate(server: IssuerServer, flow: Traffic, kind: AuthorityKind) -> N
     await flow.pass_requests(_DWELL * 2)
 
 
+async def _rotate_upstream(server: IssuerServer, flow: Traffic, new_dir: Path) -> None:
+    """Each step of an upstream root rotation with traffic running; retire once nothing chains to the old root."""
+    verbs = UpstreamVerbs(server.issuer.ca)
+    flow.step("upstream prepare")
+    await _operator(server, "upstream", "prepare", "--dir", str(new_dir))
+    await flow.pass_requests(_DWELL)
+    flow.step("upstream activate")
+    await _operator(server, "upstream", "activate")
+    await flow.pass_requests(_DWELL)
+
+    async def replaced() -> bool:
+        return all(v.outstanding.count == 0 for v in await verbs.show())
+
+    flow.step("upstream re-issue")
+    await eventually(replaced, what="every SVID under the old root replaced", within=30)
+    await flow.pass_requests(_DWELL)
+    flow.step("upstream retire")
+    await _operator(server, "upstream", "retire")
+    await flow.pass_requests(_DWELL * 2)
+
+
+def _report(flow: Traffic) -> None:
+    counts = {name: (c.requests, c.failures) for name, c in flow.steps.items()}
+    print("rotation drill (requests, failures) per step:", counts)
+    failed = {name: dict(c.reasons) for name, c in flow.steps.items() if c.failures}
+    assert not failed, failed
+    assert all(c.requests >= _DWELL for c in flow.steps.values()), counts
+
+
 async def test_traffic_flows_through_every_rotation_step(
     server: IssuerServer, short_tmp: Path
 ) -> None:
     """Zero failed requests in each step of an X.509 and then a JWT authority rotation."""
-    entries = {SERVER_ID: ["unix:gid:0"], CLIENT_ID: [f"unix:gid:{CLIENT_GID}"]}
-    rotation = RotationSettings(
-        backoff_initial=timedelta(milliseconds=50), bundle_wait=timedelta(seconds=1)
-    )
-    settings = await enrol_agent(server, short_tmp, entries, rotation=rotation)
+    settings = await enrol_agent(server, short_tmp, _ENTRIES, rotation=_ROTATION)
     async with (
         NodeAgent(settings),
         drill_server(settings.socket_path, CLIENT_ID) as port,
@@ -100,8 +145,23 @@ async def test_traffic_flows_through_every_rotation_step(
         await flow.pass_requests(_DWELL)
         for kind in (AuthorityKind.X509, AuthorityKind.JWT):
             await _rotate(server, flow, kind)
-    counts = {name: (c.requests, c.failures) for name, c in flow.steps.items()}
-    print("rotation drill (requests, failures) per step:", counts)
-    failed = {name: dict(c.reasons) for name, c in flow.steps.items() if c.failures}
-    assert not failed, failed
-    assert all(c.requests >= _DWELL for c in flow.steps.values()), counts
+    _report(flow)
+
+
+async def test_traffic_flows_through_an_upstream_root_rotation(
+    upstream_server: IssuerServer, short_tmp: Path
+) -> None:
+    """Zero failed requests in each step of moving Sigil's authority to a new upstream root, and at the end
+    both workloads hold SVIDs under the new upstream and only the new root is in the bundle."""
+    new = write_upstream_ca(short_tmp / "upstream-new")
+    settings = await enrol_agent(upstream_server, short_tmp, _ENTRIES, rotation=_ROTATION)
+    async with (
+        NodeAgent(settings),
+        drill_server(settings.socket_path, CLIENT_ID) as port,
+        traffic(settings.socket_path, port, SERVER_ID) as flow,
+    ):
+        flow.step("before")
+        await flow.pass_requests(_DWELL)
+        await _rotate_upstream(upstream_server, flow, new.directory)
+    _report(flow)
+    assert upstream_server.issuer.ca.bundle().x509_authorities == (new.root,)

@@ -203,7 +203,7 @@ async def traffic(
         if first != b"ready\n":
             assert process.stderr is not None
             raise AssertionError(
-                f"the client did not start: {(await process.stderr.read()).decode()}"
+                f"the client did not start ({first!r}): {(await process.stderr.read()).decode()}"
             )
 
         async def read() -> None:

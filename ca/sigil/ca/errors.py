@@ -12,6 +12,7 @@ everything Sigil raises in one place while leaf errors still carry the data that
         ├── MalformedCsrError             (reason)
         ├── AuthorityError                (authority_id, reason)
         │   ├── AuthorityInUseError       (authority_id, remaining, holders, last_expiry)
+        │   │   └── UpstreamInUseError    (authority_id = "upstream ROOT", remaining, holders, last_expiry)
         │   └── NoActiveAuthorityError    (kind)
         │       └── AuthorityRowRefusedError  (authority_id, kind)
         ├── UpstreamAuthorityError        (path, reason)
@@ -50,6 +51,7 @@ __all__ = [
     "SigilError",
     "TtlError",
     "UpstreamAuthorityError",
+    "UpstreamInUseError",
     "UriSanCountError",
 ]
 
@@ -135,6 +137,32 @@ class AuthorityInUseError(AuthorityError):
         self.remaining = remaining
         self.holders = dict(holders)
         self.last_expiry = last_expiry
+
+
+class UpstreamInUseError(AuthorityInUseError):
+    """Retiring an old upstream would cut SVIDs still chained to its root and not yet replaced since the taint."""
+
+    def __init__(
+        self,
+        root: str,
+        description: str,
+        *,
+        remaining: int,
+        holders: Mapping[str, int],
+        last_expiry: datetime | None,
+    ) -> None:
+        super().__init__(
+            f"upstream {root}",
+            description,
+            remaining=remaining,
+            holders=holders,
+            last_expiry=last_expiry,
+        )
+        self.args = (
+            f"upstream root {root}: not retired: {description}. Wait until they are re-issued "
+            "(`upstream show`), or retire with --force to cut them off now",
+        )
+        self.reason = str(self.args[0])
 
 
 class NoActiveAuthorityError(AuthorityError):

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 from cryptography import x509
 
@@ -51,11 +51,13 @@ from sigil.ca.settings import CaSettings
 from sigil.ca.snapshot import Snapshot, read_snapshot
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.ca.upstream import UpstreamCa, load_upstream_ca
+from sigil.ca.upstream_rotation import resolve_upstream
 from sigil.ca.x509svid import X509Svid
 
 __all__ = ["CertificateAuthority", "Clock", "X509Request", "utc_now"]
 
 Clock = Callable[[], datetime]
+_T = TypeVar("_T")
 
 
 def utc_now() -> datetime:
@@ -188,7 +190,35 @@ class CertificateAuthority:
     async def _commit_bundle(self, tx: Transaction, now: datetime) -> None:
         await commit_bundle(tx, now, settings=self.settings)
 
+    @property
+    def keys(self) -> KeyStore:
+        return self._keys
+
+    @property
+    def upstream(self) -> UpstreamCa | None:
+        """The upstream CA new X.509 authorities are signed under, as this process last resolved it."""
+        return self._upstream
+
+    async def run_step(
+        self, step: Callable[[Transaction, datetime], Awaitable[_T]], *, upstream: bool = False
+    ) -> _T:
+        """Run an operator's ``step`` in a locked transaction, commit the bundle it leaves, and re-read.
+
+        With ``upstream``, the upstream the datastore names is resolved again afterwards (an upstream rotation).
+        """
+        now = self.now()
+        async with self.store.transaction(now=now, holder=self._holder) as tx:
+            result = await step(tx, now)
+            await self._commit_bundle(tx, now)
+            if upstream:
+                self._upstream = await resolve_upstream(tx, self._upstream)
+        await self.refresh()
+        return result
+
     async def _prepare(self, tx: Transaction, kind: AuthorityKind, now: datetime) -> Authority:
+        if kind is AuthorityKind.X509:
+            # Another replica's `upstream prepare` moves every replica's next authority to the new upstream.
+            self._upstream = await resolve_upstream(tx, self._upstream)
         return await prepare_authority(
             tx, kind, now, settings=self.settings, keys=self._keys, upstream=self._upstream
         )

@@ -27,6 +27,7 @@ from sigil.issuer.verbs import (
     add_authority_verbs,
     add_policy_verbs,
     add_registration_verbs,
+    add_upstream_verbs,
     healthcheck,
 )
 from sigil.kit import configure_logging
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the issuance server")
     run.set_defaults(run=None)
     add_authority_verbs(commands)
+    add_upstream_verbs(commands)
     add_registration_verbs(commands)
     add_policy_verbs(commands)
     add_agent_verbs(commands)

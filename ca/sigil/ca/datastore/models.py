@@ -23,6 +23,7 @@ __all__ = [
     "BundleStateRow",
     "JournalRow",
     "RotationLockRow",
+    "UpstreamCaRow",
 ]
 
 
@@ -110,3 +111,18 @@ class AuthorityKeyRow(Base):
     kind: Mapped[str] = mapped_column(String(8))
     sealed_key: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UpstreamCaRow(Base):
+    """An upstream CA an operator introduced: where its files are, and where it is in an upstream rotation."""
+
+    __tablename__ = "upstream_cas"
+
+    #: SHA-256 of the root's DER, hex: the root is what the bundle carries, so it names the upstream.
+    root_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: The directory of the four files; the key is read from there, never stored here.
+    directory: Mapped[str] = mapped_column(String(4096))
+    status: Mapped[str] = mapped_column(String(16))
+    root_der: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -14,13 +14,14 @@ from typing import Any, Protocol
 import structlog
 from cryptography.hazmat.primitives import serialization
 
-from sigil.ca.authority import Authority, AuthorityKind, AuthorityStatus
-from sigil.ca.datastore.journal import Outstanding
+from sigil.ca.authority import AuthorityKind, AuthorityStatus
 from sigil.ca.errors import AuthorityError, SigilError
 from sigil.ca.reserved_ids import join_agent_id
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.enforcer.policy.defaults import DefaultPolicy
+from sigil.issuer.admin.documents import authority_json, outstanding_json
+from sigil.issuer.admin.upstream import upstream_show, upstream_step
 from sigil.issuer.bundles.feed import BundleFeed
 from sigil.issuer.datastore.agentrecords import AgentRecords, AttestedAgent
 from sigil.issuer.datastore.registry import Entry, Registry, refuse_reserved
@@ -50,27 +51,6 @@ ADMIN_PREFIX = "/v1/admin"
 Json = dict[str, Any]
 
 _log = structlog.get_logger(__name__)
-
-
-def authority_json(authority: Authority) -> Json:
-    return {
-        "kind": authority.kind.value,
-        "authority_id": authority.authority_id,
-        "status": authority.status.value,
-        "tainted": authority.tainted,
-        "not_before": authority.not_before.isoformat(),
-        "not_after": authority.not_after.isoformat(),
-    }
-
-
-def outstanding_json(left: Outstanding) -> Json:
-    """What revoking the authority now would cut, as ``authority show`` and a forced revoke report it."""
-    return {
-        "remaining": left.count,
-        "holders": dict(sorted(left.holders.items())),
-        "last_expiry": left.last_expiry.isoformat() if left.last_expiry else None,
-        "summary": left.describe(),
-    }
 
 
 def entry_json(entry: Entry) -> Json:
@@ -111,6 +91,10 @@ class AdminBackend(Protocol):
         self, verb: str, kind: str, authority_id: str | None, *, force: bool = False
     ) -> Json: ...
     async def show_authority(self, authority_id: str) -> Json: ...
+    async def upstream_step(
+        self, verb: str, directory: str | None, *, force: bool = False
+    ) -> Json: ...
+    async def upstream_show(self) -> list[Json]: ...
     async def bundle(self, fmt: str) -> bytes: ...
     async def mint_x509(self, spiffe_id: str, ttl: float | None, dns: list[str]) -> Json: ...
     async def mint_jwt(self, spiffe_id: str, audience: list[str], ttl: float | None) -> Json: ...
@@ -253,6 +237,18 @@ class LocalAdmin:
                 result["cut"] = outstanding_json(cut)
             return result
         raise MalformedRequestError(f"unknown authority verb {verb!r}")
+
+    async def upstream_step(self, verb: str, directory: str | None, *, force: bool = False) -> Json:
+        result = await upstream_step(self._ca, verb, directory, force=force)
+        if "cut" in result:
+            _log.warning("upstream.retired_in_use", cut=result["cut"]["remaining"])
+        if self._feed is not None:
+            # A new root, a taint or a dropped root: agents must see it now, not at the next tick.
+            await self._feed.publish()
+        return result
+
+    async def upstream_show(self) -> list[Json]:
+        return await upstream_show(self._ca)
 
     async def bundle(self, fmt: str) -> bytes:
         bundle = self._ca.bundle()

@@ -63,6 +63,13 @@ class SocketAdmin(Service):
         params = {"authority_id": authority_id}
         return cast(Json, await self._call("GET", "/authorities/show", params=params))
 
+    async def upstream_step(self, verb: str, directory: str | None, *, force: bool = False) -> Json:
+        body = {"directory": directory, "force": force}
+        return cast(Json, await self._call("POST", f"/upstream/{verb}", json=body))
+
+    async def upstream_show(self) -> list[Json]:
+        return cast(list[Json], await self._call("GET", "/upstream"))
+
     async def bundle(self, fmt: str) -> bytes:
         return cast(bytes, await self._call("GET", "/bundle", params={"format": fmt}))
 

@@ -11,6 +11,7 @@ from sigil.issuer.verbs.arguments import Command, Subcommands
 from sigil.issuer.verbs.authority import add_authority_verbs
 from sigil.issuer.verbs.policy import add_policy_verbs
 from sigil.issuer.verbs.registration import add_registration_verbs
+from sigil.issuer.verbs.upstream import add_upstream_verbs
 
 __all__ = [
     "Command",
@@ -19,5 +20,6 @@ __all__ = [
     "add_authority_verbs",
     "add_policy_verbs",
     "add_registration_verbs",
+    "add_upstream_verbs",
     "healthcheck",
 ]

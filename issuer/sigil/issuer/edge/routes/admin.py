@@ -76,6 +76,24 @@ async def authority_step(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+@routes.get(PREFIX + "/upstream")
+async def upstream_show(request: web.Request) -> web.Response:
+    return web.json_response(await _admin(request).upstream_show())
+
+
+@routes.post(PREFIX + "/upstream/{verb}")
+async def upstream_step(request: web.Request) -> web.Response:
+    document = await read_json(request)
+    directory = document.get("directory")
+    force = document.get("force", False)
+    if not isinstance(force, bool):
+        raise MalformedRequestError("'force' must be true or false")
+    if directory is not None and not isinstance(directory, str):
+        raise MalformedRequestError("'directory' must be a path")
+    result = await _admin(request).upstream_step(request.match_info["verb"], directory, force=force)
+    return web.json_response(result)
+
+
 @routes.get(PREFIX + "/bundle")
 async def bundle(request: web.Request) -> web.Response:
     return web.Response(body=await _admin(request).bundle(request.query.get("format", "spiffe")))
