@@ -247,20 +247,11 @@ class CertificateAuthority:
     # ------------------------------------------------------------------ manual verbs
     async def prepare(self, kind: AuthorityKind) -> Authority:
         """Prepare a new authority now (it joins the bundle; it signs once activated)."""
-        now = self.now()
-        async with self.store.transaction(now=now, holder=self._holder) as tx:
-            authority = await self._prepare(tx, kind, now)
-            await self._commit_bundle(tx, now)
-        await self.refresh()
-        return authority
+        return await self.run_step(lambda tx, now: self._prepare(tx, kind, now))
 
     async def activate(self, kind: AuthorityKind, authority_id: str) -> Authority:
         """Make the prepared authority the one that signs; the current one becomes old."""
-        now = self.now()
-        async with self.store.transaction(now=now, holder=self._holder) as tx:
-            await activate_authority(tx, kind, authority_id, now)
-            await self._commit_bundle(tx, now)
-        await self.refresh()
+        await self.run_step(lambda tx, now: activate_authority(tx, kind, authority_id, now))
         return self._find(authority_id)
 
     async def taint(self, kind: AuthorityKind, authority_id: str) -> int:
@@ -279,12 +270,10 @@ class CertificateAuthority:
         Refused (:class:`~sigil.ca.errors.AuthorityInUseError`) while SVIDs it signed are unexpired and not yet
         replaced since the taint, unless ``force``.
         """
-        now = self.now()
-        async with self.store.transaction(now=now, holder=self._holder) as tx:
-            await revoke_authority(tx, kind, authority_id, now, force=force)
-            await self._commit_bundle(tx, now)
+        await self.run_step(
+            lambda tx, now: revoke_authority(tx, kind, authority_id, now, force=force)
+        )
         await self._keys.delete(kind, authority_id)
-        await self.refresh()
         return self._find(authority_id)
 
     async def outstanding(self, authority_id: str) -> Outstanding:

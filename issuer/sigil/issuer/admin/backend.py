@@ -9,7 +9,6 @@ reaches the server's waiting agents at once instead of at the next tick.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Protocol
 
 import structlog
 from cryptography.hazmat.primitives import serialization
@@ -20,11 +19,12 @@ from sigil.ca.reserved_ids import join_agent_id
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.enforcer.policy.defaults import DefaultPolicy
-from sigil.issuer.admin.documents import authority_json, outstanding_json
+from sigil.issuer.admin.contract import ADMIN_PREFIX, AdminBackend, Json
+from sigil.issuer.admin.documents import agent_json, authority_json, entry_json, outstanding_json
 from sigil.issuer.admin.upstream import upstream_show, upstream_step
 from sigil.issuer.bundles.feed import BundleFeed
-from sigil.issuer.datastore.agentrecords import AgentRecords, AttestedAgent
-from sigil.issuer.datastore.registry import Entry, Registry, refuse_reserved
+from sigil.issuer.datastore.agentrecords import AgentRecords
+from sigil.issuer.datastore.registry import Registry, refuse_reserved
 from sigil.issuer.errors import (
     AuthorityRefusedError,
     MalformedRequestError,
@@ -45,37 +45,8 @@ __all__ = [
     "outstanding_json",
 ]
 
-#: Where the admin API lives on the admin socket.
-ADMIN_PREFIX = "/v1/admin"
-
-Json = dict[str, Any]
 
 _log = structlog.get_logger(__name__)
-
-
-def entry_json(entry: Entry) -> Json:
-    return {
-        "entry_id": entry.entry_id,
-        "spiffe_id": str(entry.spiffe_id),
-        "parent_id": str(entry.parent_id),
-        "selectors": sorted(entry.selectors),
-        "x509_svid_ttl": entry.x509_svid_ttl.total_seconds() if entry.x509_svid_ttl else None,
-        "jwt_svid_ttl": entry.jwt_svid_ttl.total_seconds() if entry.jwt_svid_ttl else None,
-        "dns_names": list(entry.dns_names),
-    }
-
-
-def agent_json(agent: AttestedAgent) -> Json:
-    return {
-        "agent_id": agent.agent_id,
-        "method": agent.method,
-        "serial": agent.serial,
-        "new_serial": agent.new_serial,
-        "node_uid": agent.node_uid,
-        "banned": agent.banned,
-        "attested_at": agent.attested_at.isoformat(),
-        "expires_at": agent.expires_at.isoformat(),
-    }
 
 
 def _agent_id(value: str) -> str:
@@ -83,37 +54,6 @@ def _agent_id(value: str) -> str:
         return str(SpiffeId.parse(value))
     except SigilError as err:
         raise MalformedRequestError(f"agent ID {value!r}: {err}") from err
-
-
-class AdminBackend(Protocol):
-    async def authorities(self) -> list[Json]: ...
-    async def authority_step(
-        self, verb: str, kind: str, authority_id: str | None, *, force: bool = False
-    ) -> Json: ...
-    async def show_authority(self, authority_id: str) -> Json: ...
-    async def upstream_step(
-        self, verb: str, directory: str | None, *, force: bool = False
-    ) -> Json: ...
-    async def upstream_show(self) -> list[Json]: ...
-    async def bundle(self, fmt: str) -> bytes: ...
-    async def mint_x509(self, spiffe_id: str, ttl: float | None, dns: list[str]) -> Json: ...
-    async def mint_jwt(self, spiffe_id: str, audience: list[str], ttl: float | None) -> Json: ...
-    async def create_entry(
-        self, spiffe_id: str, parent_id: str, selectors: list[str], dns: list[str]
-    ) -> Json: ...
-    async def list_entries(self) -> list[Json]: ...
-    async def delete_entry(self, entry_id: str) -> None: ...
-    async def generate_token(self, ttl: float) -> Json: ...
-    async def apply_policies(self, file: str, text: str) -> Json: ...
-    async def delete_policy(self, kind: str, namespace: str, name: str) -> None: ...
-    async def list_policies(self) -> Json: ...
-    async def effective_policy(
-        self, pod: str, labels: dict[str, str] | None, port: int | None, default: str
-    ) -> Json: ...
-    async def list_agents(self) -> list[Json]: ...
-    async def show_agent(self, agent_id: str) -> Json: ...
-    async def evict_agent(self, agent_id: str) -> None: ...
-    async def ban_agent(self, agent_id: str, *, banned: bool) -> None: ...
 
 
 def _seconds(value: float | None) -> timedelta | None:
