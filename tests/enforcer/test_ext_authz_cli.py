@@ -15,8 +15,11 @@ from grpclib.client import Channel, UnaryUnaryMethod
 from sigil_testing.envoy_authz import running_ext_authz
 from sigil_testing.network import free_port
 
-from sigil.enforcer.cli import main
+from sigil.enforcer.cli import build_parser, main
 from sigil.enforcer.extauthz.service import CHECK_PATH
+from sigil.enforcer.extauthz.settings import ExtAuthzSettings
+from sigil.enforcer.flags import Environment
+from sigil.enforcer.policy.defaults import DefaultPolicy
 
 
 def test_the_trust_domain_is_required(
@@ -171,3 +174,30 @@ async def test_the_server_listens_on_loopback_tcp_too(short_tmp: Path, tmp_path:
     assert answer.status.code == 0
     assert "default tier" in answer.status.message
     assert server.events()[-1]["event"] == "ext_authz closed"
+
+
+@pytest.mark.parametrize(
+    "default", ["allow", "deny", "authenticated", "local-authenticated", "audit"]
+)
+def test_ext_authz_takes_every_default_the_proxy_takes(tmp_path: Path, default: str) -> None:
+    """``--default`` and ``--workload-id-template`` read as for ``proxy`` and ``check``: one policy set means the
+    same at Envoy as at the proxy."""
+    args = build_parser().parse_args(
+        [
+            "ext-authz",
+            "--listen",
+            "unix:///tmp/x.sock",
+            "--policies",
+            str(tmp_path),
+            "--namespace",
+            "shop",
+            "--trust-domain",
+            "example.org",
+            "--default",
+            default,
+            "--workload-id-template",
+            "ns/{namespace}/sa/{service_account}",
+        ]
+    )
+    settings = ExtAuthzSettings.from_args(args, Environment())
+    assert settings.default is DefaultPolicy(default)

@@ -22,6 +22,7 @@ from sigil.enforcer.extauthz.command import add_ext_authz_command
 from sigil.enforcer.flags import (
     DEFAULT_TRUST_DOMAIN,
     TRUST_DOMAIN_VARIABLE,
+    add_decision_arguments,
     local_trust_domain,
     parse_pairs,
     port_argument,
@@ -31,7 +32,7 @@ from sigil.enforcer.policy.decision import Decision, Target
 from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.model import Policy
 from sigil.enforcer.policy.network import parse_peer_address
-from sigil.enforcer.policy.peer_ids import DEFAULT_WORKLOAD_ID_TEMPLATE, WorkloadIdPattern
+from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 from sigil.enforcer.policy.store import PolicyStore
 from sigil.enforcer.proxy.command import add_proxy_command
 
@@ -97,19 +98,7 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="IP",
         help="the peer's IPv4 or IPv6 address (rules with sourceCIDRs match only when it is given)",
     )
-    check.add_argument(
-        "--default",
-        choices=[d.value for d in DefaultPolicy],
-        default="allow",
-        help="when no policy decides (Linkerd's all-unauthenticated, all-authenticated, "
-        "cluster-authenticated, deny, audit are allow, authenticated, local-authenticated, deny, audit)",
-    )
-    check.add_argument(
-        "--workload-id-template",
-        default=DEFAULT_WORKLOAD_ID_TEMPLATE,
-        metavar="TEMPLATE",
-        help="how local IDs name namespaces, as the issuer's workload_id_template (default %(default)s)",
-    )
+    add_decision_arguments(check)
     check.add_argument(
         "--explain", action="store_true", help="say which tier, policy and rule decided"
     )

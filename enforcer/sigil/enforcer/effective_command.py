@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sigil.enforcer.flags import (
     TRUST_DOMAIN_VARIABLE,
+    add_decision_arguments,
     local_trust_domain,
     parse_pairs,
     port_argument,
@@ -26,7 +27,7 @@ from sigil.enforcer.policy.effective import effective
 from sigil.enforcer.policy.effective_text import render_text
 from sigil.enforcer.policy.loader import policy_files, read_file
 from sigil.enforcer.policy.origin import Origin, OriginKind, policy_revision
-from sigil.enforcer.policy.peer_ids import DEFAULT_WORKLOAD_ID_TEMPLATE, WorkloadIdPattern
+from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 from sigil.enforcer.policy.store import PolicySet, PolicyStore
 
 __all__ = ["add_effective_command", "load_with_origins"]
@@ -63,18 +64,7 @@ def add_effective_command(commands: argparse._SubParsersAction[argparse.Argument
         metavar="TD",
         help=f"the local trust domain, which ServiceAccount sources name (env {TRUST_DOMAIN_VARIABLE})",
     )
-    command.add_argument(
-        "--default",
-        choices=[d.value for d in DefaultPolicy],
-        default="allow",
-        help="what the enforcer does when no policy decides (as its own --default)",
-    )
-    command.add_argument(
-        "--workload-id-template",
-        default=DEFAULT_WORKLOAD_ID_TEMPLATE,
-        metavar="TEMPLATE",
-        help="how local IDs name namespaces, as the issuer's workload_id_template (default %(default)s)",
-    )
+    add_decision_arguments(command)
     command.add_argument("--output", choices=("text", "json"), default="text")
     command.set_defaults(run=_run_effective)
 

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import RequestError
+from sigil.enforcer.policy.defaults import DefaultPolicy
+from sigil.enforcer.policy.peer_ids import DEFAULT_WORKLOAD_ID_TEMPLATE
 
 __all__ = [
     "DEFAULT_TRUST_DOMAIN",
     "ENDPOINT_SOCKET_VARIABLE",
     "TRUST_DOMAIN_VARIABLE",
     "Environment",
+    "add_decision_arguments",
     "local_trust_domain",
     "parse_pairs",
     "port_argument",
@@ -82,3 +85,21 @@ def port_argument(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
     return port
+
+
+def add_decision_arguments(parser: argparse._ActionsContainer) -> None:
+    """``--default`` and ``--workload-id-template``, which every command that decides (or shows decisions) takes
+    alike: ``check``, ``effective``, ``proxy`` and ``ext-authz``."""
+    parser.add_argument(
+        "--default",
+        choices=[d.value for d in DefaultPolicy],
+        default="allow",
+        help="when no policy decides (Linkerd's all-unauthenticated, all-authenticated, "
+        "cluster-authenticated, deny, audit are allow, authenticated, local-authenticated, deny, audit)",
+    )
+    parser.add_argument(
+        "--workload-id-template",
+        default=DEFAULT_WORKLOAD_ID_TEMPLATE,
+        metavar="TEMPLATE",
+        help="how local IDs name namespaces, as the issuer's workload_id_template (default %(default)s)",
+    )

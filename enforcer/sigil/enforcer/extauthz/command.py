@@ -12,7 +12,11 @@ import asyncio
 from pathlib import Path
 
 from sigil.enforcer.extauthz.settings import ExtAuthzSettings, parse_listen
-from sigil.enforcer.flags import ENDPOINT_SOCKET_VARIABLE, TRUST_DOMAIN_VARIABLE
+from sigil.enforcer.flags import (
+    ENDPOINT_SOCKET_VARIABLE,
+    TRUST_DOMAIN_VARIABLE,
+    add_decision_arguments,
+)
 from sigil.enforcer.proxy.settings import Address
 from sigil.kit import configure_logging
 
@@ -63,7 +67,7 @@ def add_ext_authz_command(commands: argparse._SubParsersAction[argparse.Argument
         metavar="TD",
         help="a federated domain Envoy accepts peers of; peers of unnamed domains are denied (repeatable)",
     )
-    command.add_argument("--default", choices=("allow", "deny"), default="allow")
+    add_decision_arguments(command)
     command.add_argument("--watch-interval", type=float, default=2.0, metavar="SECONDS")
     command.add_argument("--metrics", type=_address, metavar="HOST:PORT", help="serve /metrics")
     command.set_defaults(run=run_ext_authz)

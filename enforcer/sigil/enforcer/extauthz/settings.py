@@ -21,6 +21,8 @@ from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import RequestError
 from sigil.enforcer.flags import TRUST_DOMAIN_VARIABLE, Environment, parse_pairs
 from sigil.enforcer.policy import Target
+from sigil.enforcer.policy.defaults import DefaultPolicy
+from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 from sigil.enforcer.proxy.settings import Address
 
 __all__ = ["ExtAuthzSettings", "parse_listen"]
@@ -57,7 +59,10 @@ class ExtAuthzSettings:
     trust_domain: TrustDomain
     #: Federated trust domains whose peers Envoy lets through; a peer of any other domain is denied.
     federated: frozenset[TrustDomain] = frozenset()
-    default_allow: bool = True
+    #: What decides when no policy does (``--default``).
+    default: DefaultPolicy = DefaultPolicy.ALLOW
+    #: How local IDs name namespaces (``--workload-id-template``), as the issuer's ``workload_id_template``.
+    workload_ids: WorkloadIdPattern = field(default_factory=WorkloadIdPattern)
     #: How often the policy directory is looked at for changes.
     watch_interval: float = 2.0
     #: Where to serve ``/metrics``; None: nowhere.
@@ -95,7 +100,8 @@ class ExtAuthzSettings:
             federated=frozenset(
                 _trust_domain("--federated-trust-domain", name) for name in args.federated
             ),
-            default_allow=args.default == "allow",
+            default=DefaultPolicy(args.default),
+            workload_ids=WorkloadIdPattern(args.workload_id_template),
             watch_interval=args.watch_interval,
             metrics=args.metrics,
         )

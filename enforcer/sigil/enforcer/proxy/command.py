@@ -11,9 +11,11 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from sigil.enforcer.flags import ENDPOINT_SOCKET_VARIABLE, TRUST_DOMAIN_VARIABLE
-from sigil.enforcer.policy.defaults import DefaultPolicy
-from sigil.enforcer.policy.peer_ids import DEFAULT_WORKLOAD_ID_TEMPLATE
+from sigil.enforcer.flags import (
+    ENDPOINT_SOCKET_VARIABLE,
+    TRUST_DOMAIN_VARIABLE,
+    add_decision_arguments,
+)
 from sigil.enforcer.proxy.settings import Address, ProxySettings
 from sigil.kit import configure_logging
 
@@ -73,19 +75,7 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="TD",
         help=f"the local trust domain (default: the workload's own; env {TRUST_DOMAIN_VARIABLE})",
     )
-    policy.add_argument(
-        "--default",
-        choices=[d.value for d in DefaultPolicy],
-        default="allow",
-        help="when no policy decides (Linkerd's all-unauthenticated, all-authenticated, "
-        "cluster-authenticated, deny, audit are allow, authenticated, local-authenticated, deny, audit)",
-    )
-    policy.add_argument(
-        "--workload-id-template",
-        default=DEFAULT_WORKLOAD_ID_TEMPLATE,
-        metavar="TEMPLATE",
-        help="how local IDs name namespaces, as the issuer's workload_id_template (default %(default)s)",
-    )
+    add_decision_arguments(policy)
     policy.add_argument(
         "--probe-path",
         action="append",
