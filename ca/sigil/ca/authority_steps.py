@@ -7,7 +7,7 @@ Rotation (:mod:`sigil.ca.rotation` decides when) and the operator's verbs both g
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from cryptography import x509
@@ -26,6 +26,7 @@ from sigil.ca.datastore.transaction import Transaction
 from sigil.ca.errors import AuthorityError, AuthorityInUseError
 from sigil.ca.keys import PublicKey, generate_key
 from sigil.ca.keystore import KeyStore
+from sigil.ca.rotation import Activate, Prepare, plan_rotation
 from sigil.ca.settings import CaSettings
 from sigil.ca.upstream import UpstreamCa
 
@@ -35,6 +36,7 @@ __all__ = [
     "commit_bundle",
     "prepare_authority",
     "revoke_authority",
+    "scheduled_rotation",
     "taint_authority",
 ]
 
@@ -170,3 +172,25 @@ async def revoke_authority(
         )
     await tx.put_authority(authority.with_status(AuthorityStatus.REVOKED))
     return left
+
+
+async def scheduled_rotation(
+    tx: Transaction,
+    now: datetime,
+    *,
+    prepare: Callable[[Transaction, AuthorityKind, datetime], Awaitable[Authority]],
+) -> list[str]:
+    """Take the steps SPIRE's schedule asks for now (:func:`~sigil.ca.rotation.plan_rotation`), each kind in
+    turn, preparing with ``prepare``; returns what was done, for the log."""
+    done: list[str] = []
+    for kind in AuthorityKind:
+        prepared_id = ""
+        for step in plan_rotation(kind, await tx.authorities(kind), now):
+            if isinstance(step, Prepare):
+                prepared_id = (await prepare(tx, kind, now)).authority_id
+                done.append(f"prepared {kind} authority {prepared_id}")
+            elif isinstance(step, Activate):
+                target = step.authority_id or prepared_id
+                await activate_authority(tx, kind, target, now)
+                done.append(f"activated {kind} authority {target}")
+    return done

@@ -29,28 +29,25 @@ from sigil.ca.authority_steps import (
     commit_bundle,
     prepare_authority,
     revoke_authority,
+    scheduled_rotation,
     taint_authority,
 )
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.datastore.journal import Outstanding
-from sigil.ca.datastore.rowseal import AuthoritySeal
 from sigil.ca.datastore.store import Datastore
 from sigil.ca.datastore.transaction import Transaction
-from sigil.ca.errors import AuthorityError, KeyStoreError, NoActiveAuthorityError
+from sigil.ca.errors import AuthorityError, NoActiveAuthorityError
 from sigil.ca.jwtsvid import JwtSvid, mint_jwt_svid
 from sigil.ca.keys import PublicKey
 from sigil.ca.keystore import (
-    DiskKeyStore,
     KeyStore,
-    SealedDatabaseKeyStore,
-    load_key_encryption_key,
 )
 from sigil.ca.minting import X509Request, check_member, journal_entries, mint_x509_batch
-from sigil.ca.rotation import Activate, Prepare, plan_rotation
 from sigil.ca.settings import CaSettings
 from sigil.ca.snapshot import Snapshot, read_snapshot
 from sigil.ca.spiffe_id import SpiffeId
-from sigil.ca.upstream import UpstreamCa, load_upstream_ca
+from sigil.ca.storage import open_storage
+from sigil.ca.upstream import UpstreamCa
 from sigil.ca.upstream_rotation import resolve_upstream
 from sigil.ca.x509svid import X509Svid
 
@@ -99,22 +96,7 @@ class CertificateAuthority:
         ``extra_migrations`` are Alembic version directories of components that keep their own tables in the same
         database (the issuer's entries and tokens); they are applied with the CA's own.
         """
-        upstream = load_upstream_ca(settings.upstream_dir) if settings.upstream_dir else None
-        kek = None
-        if settings.key_store == "database":
-            if settings.key_encryption_key_file is None:
-                raise KeyStoreError("key_store", "'database' needs key_encryption_key_file")
-            kek = await asyncio.to_thread(load_key_encryption_key, settings.key_encryption_key_file)
-        store = await Datastore.open(
-            settings.effective_database_url,
-            extra_migrations=extra_migrations,
-            seal=AuthoritySeal(kek) if kek is not None else None,
-        )
-        keys: KeyStore = (
-            SealedDatabaseKeyStore(store.engine, kek)
-            if kek is not None
-            else DiskKeyStore(settings.effective_key_dir)
-        )
+        store, keys, upstream = await open_storage(settings, extra_migrations=extra_migrations)
         ca = cls(settings, store, keys, clock=clock, upstream=upstream)
         try:
             await seal_unsealed_rows(
@@ -226,23 +208,9 @@ class CertificateAuthority:
     # ------------------------------------------------------------------ rotation
     async def rotate(self) -> list[str]:
         """Take the scheduled rotation steps (under the datastore's lock); returns what was done."""
-        done: list[str] = []
-        now = self.now()
-        async with self.store.transaction(now=now, holder=self._holder) as tx:
-            for kind in AuthorityKind:
-                steps = plan_rotation(kind, await tx.authorities(kind), now)
-                prepared_id = ""
-                for step in steps:
-                    if isinstance(step, Prepare):
-                        prepared_id = (await self._prepare(tx, kind, now)).authority_id
-                        done.append(f"prepared {kind} authority {prepared_id}")
-                    elif isinstance(step, Activate):
-                        target = step.authority_id or prepared_id
-                        await activate_authority(tx, kind, target, now)
-                        done.append(f"activated {kind} authority {target}")
-            await self._commit_bundle(tx, now)
-        await self.refresh()
-        return done
+        return await self.run_step(
+            lambda tx, now: scheduled_rotation(tx, now, prepare=self._prepare)
+        )
 
     # ------------------------------------------------------------------ manual verbs
     async def prepare(self, kind: AuthorityKind) -> Authority:
