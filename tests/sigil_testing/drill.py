@@ -191,7 +191,13 @@ async def traffic(
         str(port),
         str(interval),
         str(server_id),
-        env={**os.environ, "SPIFFE_ENDPOINT_SOCKET": f"unix://{endpoint}"},
+        # grpcio's epoll1 poller now and then aborts py-spiffe's client at start on these loaded machines
+        # ("Check failed: next_worker->state == KICKED", ev_epoll1_linux.cc); its plain poll() poller does not.
+        env={
+            **os.environ,
+            "SPIFFE_ENDPOINT_SOCKET": f"unix://{endpoint}",
+            "GRPC_POLL_STRATEGY": "poll",
+        },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         group=CLIENT_GID,
