@@ -16,22 +16,17 @@ The figure is failed requests per step on each leg, and it must be zero.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
-from cryptography import x509
 from sigil_testing.drill import Traffic
 from sigil_testing.enrolment import enrol_agent
-from sigil_testing.envoy import run_envoy
-from sigil_testing.envoy_sds import caller_bootstrap, client_certificate_of, server_bootstrap
+from sigil_testing.envoy_drill import EnvoyLeg, envoy_pair, every
 from sigil_testing.issuer import issuer_settings, running_issuer
-from sigil_testing.network import free_ports
 from sigil_testing.waiting import eventually
 from sigil_testing.watched_files import FileServer, file_client, pem_certs, watch_files
 
@@ -49,7 +44,6 @@ _ROTATION = RotationSettings(
     backoff_initial=timedelta(milliseconds=50), bundle_wait=timedelta(seconds=1)
 )
 _DWELL = 30
-_INTERVAL = 0.03
 
 
 @pytest.fixture
@@ -67,92 +61,6 @@ async def _operator(server: IssuerServer, *args: str) -> None:
     ]
     code = await asyncio.to_thread(main, argv)
     assert code == 0, f"sigil-server {' '.join(args)} failed"
-
-
-@contextlib.asynccontextmanager
-async def _loop(flow: Traffic, request: Callable[[], Awaitable[str]]) -> AsyncIterator[None]:
-    """Call ``request`` (returning ``"ok"`` or a reason) every 30 ms, recording each outcome, until the block ends."""
-
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            started = loop.time()
-            try:
-                outcome = await request()
-            except (
-                Exception
-            ) as err:  # every failure is a failed request, which is what the drill counts
-                outcome = f"fail {type(err).__name__} {err}"
-            flow.record(outcome)
-            await asyncio.sleep(max(0.0, _INTERVAL - (loop.time() - started)))
-
-    task = asyncio.create_task(run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-# --- the Envoy leg -------------------------------------------------------------------------------------------------
-
-
-async def _backend(port: int) -> web.AppRunner:
-    async def echo(request: web.Request) -> web.Response:
-        return web.Response(text=request.headers.get("x-forwarded-client-cert", ""))
-
-    app = web.Application()
-    app.router.add_get("/", echo)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
-
-
-class _EnvoyLeg:
-    """Requests through the caller-side Envoy; remembers the certificate the last one presented to the server."""
-
-    def __init__(self, session: aiohttp.ClientSession, port: int) -> None:
-        self.session, self.port = session, port
-        self.last: x509.Certificate | None = None
-
-    async def request(self) -> str:
-        async with self.session.get(
-            f"http://127.0.0.1:{self.port}/", timeout=aiohttp.ClientTimeout(total=5)
-        ) as response:
-            body = await response.text()
-            if response.status != 200:
-                return f"fail status {response.status} {body[:100]}"
-        self.last = client_certificate_of(body)
-        return "ok"
-
-
-@contextlib.asynccontextmanager
-async def _envoys(socket_path: Path, directory: Path) -> AsyncIterator[int]:
-    """Backend, server-side and caller-side Envoy on SDS from the agent; yields the caller's plain HTTP port."""
-    backend_port, server_port, caller_port = free_ports(3)
-    runner = await _backend(backend_port)
-    try:
-        async with (
-            run_envoy(
-                server_bootstrap(
-                    agent_socket=socket_path, port=server_port, backend_port=backend_port
-                ),
-                directory,
-                name="server-envoy",
-            ),
-            run_envoy(
-                caller_bootstrap(
-                    agent_socket=socket_path, port=caller_port, server_port=server_port
-                ),
-                directory,
-                name="caller-envoy",
-            ),
-        ):
-            yield caller_port
-    finally:
-        await runner.cleanup()
 
 
 # --- the drill -----------------------------------------------------------------------------------------------------
@@ -183,17 +91,17 @@ async def test_envoy_and_watched_files_follow_every_x509_rotation_step(
     file_server = FileServer(files)
     async with (
         NodeAgent(settings),
-        _envoys(settings.socket_path, short_tmp) as caller_port,
+        envoy_pair(settings.socket_path, short_tmp) as caller_port,
         watch_files(settings.socket_path, files),
         aiohttp.ClientSession() as session,
     ):
         listener = await asyncio.start_server(file_server.handle, "127.0.0.1", 0)
         file_port = listener.sockets[0].getsockname()[1]
-        envoy = _EnvoyLeg(session, caller_port)
+        envoy = EnvoyLeg(session, caller_port)
         try:
             async with (
-                _loop(envoy_flow, envoy.request),
-                _loop(file_flow, lambda: file_client(files, file_port)),
+                every(envoy_flow, envoy.request),
+                every(file_flow, lambda: file_client(files, file_port)),
             ):
                 step("before")
                 await dwell()
