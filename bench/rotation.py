@@ -5,7 +5,9 @@
    over the Workload API) and a client workload in its own process (py-spiffe's X509Source, a JWT-SVID in every
    request, validated by the server through the agent), a request every 30 ms. The operator runs ``prepare``,
    ``activate``, ``taint``, waits for the re-issue, then ``revoke``, for the X.509 and then the JWT authority, through
-   the admin socket as ``sigil-server`` does. Figures: requests and failures per step (failures must be 0). Needs
+   the admin socket as ``sigil-server`` does. Figures: requests and failures per step (failures must be 0), and the
+   same totals for requests every 30 ms through a real Envoy pair configured only by SDS from the same agent
+   (``drill_envoy_*``, ``upstream_drill_envoy_*``). Needs
    root (the client runs with its own gid, which its registration entry selects); skipped otherwise.
 2. **Taint to re-issued**, with 100 and 1,000 workloads on one real agent of the real issuer. The workloads are
    *simulated*: distinct attested identities (``unix:uid:N`` selectors, one registration entry each) asking the
@@ -37,11 +39,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import structlog
 from _results import merge_results  # bench/ is the script's own directory
 from cryptography import x509
@@ -51,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from sigil_testing.ca import write_upstream_ca
 from sigil_testing.drill import CLIENT_GID, Traffic, drill_server, traffic
 from sigil_testing.enrolment import enrol_agent
+from sigil_testing.envoy_drill import EnvoyLeg, envoy_pair, every
 from sigil_testing.issuer import issuer_settings, running_issuer
 
 from sigil.ca.authority import AuthorityKind
@@ -93,20 +97,24 @@ async def _wait_replaced(server: IssuerServer, authority_id: str) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _step(flows: Sequence[Traffic], name: str, action: Awaitable[object]) -> None:
+    """Name the step on every leg, take it, then let ``DWELL`` requests pass on each."""
+    for flow in flows:
+        flow.step(name)
+    await action
+    await asyncio.gather(*(flow.pass_requests(DWELL) for flow in flows))
+
+
 async def _drill_rotation(
-    server: IssuerServer, admin: SocketAdmin, flow: Traffic, kind: AuthorityKind
+    server: IssuerServer, admin: SocketAdmin, flows: Sequence[Traffic], kind: AuthorityKind
 ) -> None:
     old = server.issuer.ca.signer(kind).authority.authority_id
     for verb, authority_id in (("prepare", None), ("activate", None), ("taint", old)):
-        flow.step(f"{kind.value} {verb}")
-        await admin.authority_step(verb, kind.value, authority_id)
-        await flow.pass_requests(DWELL)
-    flow.step(f"{kind.value} re-issue")
-    await asyncio.wait_for(_wait_replaced(server, old), 60)
-    await flow.pass_requests(DWELL)
-    flow.step(f"{kind.value} revoke")
-    await admin.authority_step("revoke", kind.value, old)
-    await flow.pass_requests(DWELL)
+        await _step(
+            flows, f"{kind.value} {verb}", admin.authority_step(verb, kind.value, authority_id)
+        )
+    await _step(flows, f"{kind.value} re-issue", asyncio.wait_for(_wait_replaced(server, old), 60))
+    await _step(flows, f"{kind.value} revoke", admin.authority_step("revoke", kind.value, old))
 
 
 async def _wait_upstream_replaced(server: IssuerServer) -> None:
@@ -117,19 +125,13 @@ async def _wait_upstream_replaced(server: IssuerServer) -> None:
 
 
 async def _drill_upstream(
-    server: IssuerServer, admin: SocketAdmin, flow: Traffic, directory: Path
+    server: IssuerServer, admin: SocketAdmin, flows: Sequence[Traffic], directory: Path
 ) -> None:
     new = write_upstream_ca(directory / "upstream-1").directory
     for verb, where in (("prepare", str(new)), ("activate", None)):
-        flow.step(f"upstream {verb}")
-        await admin.upstream_step(verb, where)
-        await flow.pass_requests(DWELL)
-    flow.step("upstream re-issue")
-    await asyncio.wait_for(_wait_upstream_replaced(server), 60)
-    await flow.pass_requests(DWELL)
-    flow.step("upstream retire")
-    await admin.upstream_step("retire", None)
-    await flow.pass_requests(DWELL)
+        await _step(flows, f"upstream {verb}", admin.upstream_step(verb, where))
+    await _step(flows, "upstream re-issue", asyncio.wait_for(_wait_upstream_replaced(server), 60))
+    await _step(flows, "upstream retire", admin.upstream_step("retire", None))
 
 
 async def drill(directory: Path, *, upstream: bool = False) -> dict[str, Any]:
@@ -140,18 +142,24 @@ async def drill(directory: Path, *, upstream: bool = False) -> dict[str, Any]:
     ):
         entries = {SERVER_ID: ["unix:gid:0"], CLIENT_ID: [f"unix:gid:{CLIENT_GID}"]}
         settings = await enrol_agent(server, directory, entries, rotation=_ROTATION)
+        envoy_flow = (
+            Traffic()
+        )  # through a real Envoy pair on SDS (both hold SERVER_ID: they run with gid 0)
         async with (
             NodeAgent(settings),
             drill_server(settings.socket_path, CLIENT_ID) as port,
             traffic(settings.socket_path, port, SERVER_ID) as flow,
+            envoy_pair(settings.socket_path, directory) as caller_port,
+            aiohttp.ClientSession() as session,
+            every(envoy_flow, EnvoyLeg(session, caller_port).request),
         ):
-            flow.step("before")
-            await flow.pass_requests(DWELL)
+            flows = (flow, envoy_flow)
+            await _step(flows, "before", asyncio.sleep(0))
             if upstream:
-                await _drill_upstream(server, admin, flow, directory)
+                await _drill_upstream(server, admin, flows, directory)
             else:
                 for kind in (AuthorityKind.X509, AuthorityKind.JWT):
-                    await _drill_rotation(server, admin, flow, kind)
+                    await _drill_rotation(server, admin, flows, kind)
     steps = {
         name: {"requests": c.requests, "failures": c.failures, "reasons": dict(c.reasons)}
         for name, c in flow.steps.items()
@@ -161,6 +169,8 @@ async def drill(directory: Path, *, upstream: bool = False) -> dict[str, Any]:
         f"{prefix}_steps": steps,
         f"{prefix}_requests": sum(c.requests for c in flow.steps.values()),
         f"{prefix}_failures": sum(c.failures for c in flow.steps.values()),
+        f"{prefix}_envoy_requests": sum(c.requests for c in envoy_flow.steps.values()),
+        f"{prefix}_envoy_failures": sum(c.failures for c in envoy_flow.steps.values()),
     }
 
 

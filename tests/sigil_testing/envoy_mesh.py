@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 from cryptography import x509
 
 from sigil_testing.envoy import Envoy, run_envoy
+from sigil_testing.envoy_drill import xfcc_backend
 from sigil_testing.envoy_sds import caller_bootstrap, client_certificate_of, server_bootstrap
 from sigil_testing.local_agent import LocalAgent, local_agent, uid_id
 from sigil_testing.network import free_ports
@@ -59,25 +59,13 @@ class EnvoyMesh:
         await self.local.force_rotation()
 
 
-async def _backend(port: int) -> web.AppRunner:
-    async def echo(request: web.Request) -> web.Response:
-        return web.Response(text=request.headers.get("x-forwarded-client-cert", ""))
-
-    app = web.Application()
-    app.router.add_get("/", echo)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
-
-
 @contextlib.asynccontextmanager
 async def envoy_mesh(directory: Path) -> AsyncIterator[EnvoyMesh]:
     """The issuer, an agent entitling this uid to :data:`ME`, a backend and both Envoys, until the block ends."""
     backend_port, server_port, caller_port = free_ports(3)
     async with local_agent(directory, {ME: [f"unix:uid:{os.getuid()}"]}) as local:
         socket_path = local.agent.settings.socket_path
-        runner = await _backend(backend_port)
+        runner = await xfcc_backend(backend_port)
         try:
             async with (
                 run_envoy(
