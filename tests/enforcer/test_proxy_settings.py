@@ -52,7 +52,7 @@ def test_inbound_flags_become_typed_values() -> None:
     assert dict(inbound.namespace_labels) == {"team": "a"}
     assert inbound.policies == Path("/etc/policies")
     assert inbound.trust_domain == TrustDomain("example.org")
-    assert inbound.default_allow is False
+    assert inbound.default is DefaultPolicy.DENY
 
 
 def test_settings_are_frozen() -> None:

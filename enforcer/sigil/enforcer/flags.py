@@ -12,6 +12,7 @@ import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import RequestError
@@ -24,6 +25,7 @@ __all__ = [
     "TRUST_DOMAIN_VARIABLE",
     "Environment",
     "add_decision_arguments",
+    "add_policy_source_arguments",
     "local_trust_domain",
     "parse_pairs",
     "port_argument",
@@ -102,4 +104,18 @@ def add_decision_arguments(parser: argparse._ActionsContainer) -> None:
         default=DEFAULT_WORKLOAD_ID_TEMPLATE,
         metavar="TEMPLATE",
         help="how local IDs name namespaces, as the issuer's workload_id_template (default %(default)s)",
+    )
+
+
+def add_policy_source_arguments(parser: argparse._ActionsContainer, *, agent_default: str) -> None:
+    """``--policies DIR`` or ``--policies-from-agent [unix:///PATH]`` (one of the two), as ``proxy`` and
+    ``ext-authz`` take them; ``agent_default`` says which agent a bare ``--policies-from-agent`` means."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--policies", type=Path, metavar="DIR", help="watched; last good stays")
+    where.add_argument(
+        "--policies-from-agent",
+        nargs="?",
+        const="",
+        metavar="unix:///PATH",
+        help=f"stream them from the node agent (default: {agent_default}); last good stays",
     )

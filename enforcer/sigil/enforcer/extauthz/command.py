@@ -16,8 +16,10 @@ from sigil.enforcer.flags import (
     ENDPOINT_SOCKET_VARIABLE,
     TRUST_DOMAIN_VARIABLE,
     add_decision_arguments,
+    add_policy_source_arguments,
+    port_argument,
 )
-from sigil.enforcer.proxy.settings import Address
+from sigil.enforcer.proxy.settings import Address, address_argument
 from sigil.kit import configure_logging
 
 __all__ = ["add_ext_authz_command", "run_ext_authz"]
@@ -39,20 +41,15 @@ def add_ext_authz_command(commands: argparse._SubParsersAction[argparse.Argument
     command.add_argument(
         "--listen", required=True, type=_listen, metavar="unix:///PATH|[HOST:]PORT"
     )
-    where = command.add_mutually_exclusive_group()
-    where.add_argument("--policies", type=Path, metavar="DIR", help="watched; last good stays")
-    where.add_argument(
-        "--policies-from-agent",
-        nargs="?",
-        const="",
-        metavar="unix:///PATH",
-        help=f"stream them from the node agent (default: env {ENDPOINT_SOCKET_VARIABLE}); last good stays",
-    )
+    add_policy_source_arguments(command, agent_default=f"env {ENDPOINT_SOCKET_VARIABLE}")
     command.add_argument("--namespace", required=True, metavar="NS", help="this pod's namespace")
     command.add_argument("--labels", default="", metavar="K=V,...", help="this pod's labels")
     command.add_argument("--namespace-labels", default="", metavar="K=V,...")
     command.add_argument(
-        "--port", type=int, metavar="N", help="the port policies see (default: Envoy's destination)"
+        "--port",
+        type=port_argument,
+        metavar="N",
+        help="the port policies see (default: Envoy's destination)",
     )
     command.add_argument(
         "--trust-domain",
@@ -69,7 +66,9 @@ def add_ext_authz_command(commands: argparse._SubParsersAction[argparse.Argument
     )
     add_decision_arguments(command)
     command.add_argument("--watch-interval", type=float, default=2.0, metavar="SECONDS")
-    command.add_argument("--metrics", type=_address, metavar="HOST:PORT", help="serve /metrics")
+    command.add_argument(
+        "--metrics", type=address_argument, metavar="HOST:PORT", help="serve /metrics"
+    )
     command.set_defaults(run=run_ext_authz)
 
 
@@ -90,10 +89,3 @@ def _listen(text: str) -> Address | Path:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not unix:///PATH or [HOST:]PORT ({err})"
         ) from err
-
-
-def _address(text: str) -> Address:
-    try:
-        return Address.parse(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"{text!r} is not [HOST:]PORT ({err})") from err

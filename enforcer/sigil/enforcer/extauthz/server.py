@@ -26,7 +26,6 @@ from sigil.enforcer.exposition import serve_metrics
 from sigil.enforcer.extauthz.service import AuthorizationService
 from sigil.enforcer.extauthz.settings import ExtAuthzSettings
 from sigil.enforcer.metrics import EnforcerMetrics
-from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.receiver import AgentPolicySource
 from sigil.enforcer.proxy.settings import Address
 from sigil.kit import TaskOwner
@@ -52,7 +51,6 @@ async def serve(settings: ExtAuthzSettings) -> int:
             trust_domain=settings.trust_domain,
             target=settings.target,
             policies=feed if feed is not None else settings.policies,
-            default_allow=settings.default is not DefaultPolicy.DENY,
             default=settings.default,
             workload_ids=settings.workload_ids,
             namespace_labels=settings.namespace_labels,

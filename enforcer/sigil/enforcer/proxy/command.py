@@ -15,8 +15,10 @@ from sigil.enforcer.flags import (
     ENDPOINT_SOCKET_VARIABLE,
     TRUST_DOMAIN_VARIABLE,
     add_decision_arguments,
+    add_policy_source_arguments,
+    port_argument,
 )
-from sigil.enforcer.proxy.settings import Address, ProxySettings
+from sigil.enforcer.proxy.settings import ProxySettings, address_argument
 from sigil.kit import configure_logging
 
 __all__ = ["add_proxy_command", "run_proxy"]
@@ -35,10 +37,12 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         ),
     )
     proxy.add_argument("mode", choices=("inbound", "outbound"))
-    proxy.add_argument("--listen", required=True, type=_address, metavar="HOST:PORT")
-    proxy.add_argument("--forward", type=_address, metavar="[HOST:]PORT", help="inbound: the app")
+    proxy.add_argument("--listen", required=True, type=address_argument, metavar="HOST:PORT")
     proxy.add_argument(
-        "--upstream", type=_address, metavar="HOST:PORT", help="outbound: the mTLS server"
+        "--forward", type=address_argument, metavar="[HOST:]PORT", help="inbound: the app"
+    )
+    proxy.add_argument(
+        "--upstream", type=address_argument, metavar="HOST:PORT", help="outbound: the mTLS server"
     )
     identity = proxy.add_argument_group("identity (the Workload API unless --svid-dir)")
     identity.add_argument(
@@ -57,19 +61,13 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="with --svid-dir: a federated domain's bundle (PEM); repeatable",
     )
     policy = proxy.add_argument_group("inbound policy")
-    where = policy.add_mutually_exclusive_group()
-    where.add_argument("--policies", type=Path, metavar="DIR", help="watched; last good stays")
-    where.add_argument(
-        "--policies-from-agent",
-        nargs="?",
-        const="",
-        metavar="unix:///PATH",
-        help="stream them from the node agent (default: --workload-api's socket); last good stays",
-    )
+    add_policy_source_arguments(policy, agent_default="--workload-api's socket")
     policy.add_argument("--namespace", metavar="NS", help="this pod's namespace")
     policy.add_argument("--labels", default="", metavar="K=V,...", help="this pod's labels")
     policy.add_argument("--namespace-labels", default="", metavar="K=V,...")
-    policy.add_argument("--port", type=int, metavar="N", help="the port policies see (--listen's)")
+    policy.add_argument(
+        "--port", type=port_argument, metavar="N", help="the port policies see (--listen's)"
+    )
     policy.add_argument(
         "--trust-domain",
         metavar="TD",
@@ -97,7 +95,9 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="TD",
         help="accept any server of TD (a federated domain only when named here)",
     )
-    proxy.add_argument("--metrics", type=_address, metavar="HOST:PORT", help="serve /metrics")
+    proxy.add_argument(
+        "--metrics", type=address_argument, metavar="HOST:PORT", help="serve /metrics"
+    )
     proxy.add_argument("--drain", type=float, default=10.0, metavar="SECONDS")
     proxy.set_defaults(run=run_proxy)
 
@@ -110,10 +110,3 @@ def run_proxy(args: argparse.Namespace) -> int:
     from sigil.enforcer.proxy.server import serve
 
     return asyncio.run(serve(settings))
-
-
-def _address(text: str) -> Address:
-    try:
-        return Address.parse(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"{text!r} is not [HOST:]PORT ({err})") from err

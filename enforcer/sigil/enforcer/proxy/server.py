@@ -52,7 +52,6 @@ async def serve(settings: ProxySettings) -> int:
                 trust_domain=direction.trust_domain or tls.spiffe_id.trust_domain,
                 target=direction.target,
                 policies=policies,
-                default_allow=direction.default_allow,
                 default=direction.default,
                 namespace_labels=direction.namespace_labels,
                 workload_ids=direction.workload_ids,

@@ -24,7 +24,7 @@ from sigil.enforcer.policy import Target
 from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 
-__all__ = ["Address", "Inbound", "Outbound", "ProxySettings"]
+__all__ = ["Address", "Inbound", "Outbound", "ProxySettings", "address_argument"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,14 @@ class Address:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+def address_argument(text: str) -> Address:
+    """An argparse ``type`` for ``[HOST:]PORT`` flags (``--listen``, ``--forward``, ``--metrics``...)."""
+    try:
+        return Address.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not [HOST:]PORT ({err})") from err
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Inbound:
     """``proxy inbound``: terminate mTLS, decide by policy, forward to the application."""
@@ -67,9 +75,8 @@ class Inbound:
     policy_port: int | None = None
     #: The local trust domain; None: that of the workload's own SVID.
     trust_domain: TrustDomain | None = None
-    default_allow: bool = True
-    #: When no policy decides; overrides ``default_allow``.
-    default: DefaultPolicy | None = None
+    #: When no policy decides (``--default``).
+    default: DefaultPolicy = DefaultPolicy.ALLOW
     #: How local IDs name their namespace and ServiceAccount.
     workload_ids: WorkloadIdPattern = field(default_factory=WorkloadIdPattern)
     #: Exact paths a plaintext kubelet probe may GET (authz.md 7.1); empty: plaintext is always refused.
@@ -138,7 +145,6 @@ class ProxySettings:
                 agent_endpoint=args.policies_from_agent or workload_api,
                 policy_port=args.port,
                 trust_domain=TrustDomain.parse(trust_domain) if trust_domain else None,
-                default_allow=args.default != "deny",
                 default=DefaultPolicy(args.default),
                 workload_ids=WorkloadIdPattern(args.workload_id_template),
                 probe_paths=frozenset(_probe_path(path) for path in args.probe_path),
