@@ -212,6 +212,14 @@ class CertificateAuthority:
             lambda tx, now: scheduled_rotation(tx, now, prepare=self._prepare)
         )
 
+    async def prune_journal(self) -> int:
+        """Drop journal rows of SVIDs expired for longer than ``journal_grace`` (the rotator's tick calls this).
+
+        SPIRE likewise prunes what has expired from its CA journal; without it the journal grows by every SVID
+        ever issued. Returns how many rows went.
+        """
+        return await self.store.prune_journal(self.now() - self.settings.journal_grace)
+
     # ------------------------------------------------------------------ manual verbs
     async def prepare(self, kind: AuthorityKind) -> Authority:
         """Prepare a new authority now (it joins the bundle; it signs once activated)."""

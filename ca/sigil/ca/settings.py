@@ -35,6 +35,9 @@ class CaSettings:
     #: ``disk`` (key files under ``key_dir``) or ``database`` (sealed under ``key_encryption_key_file``).
     key_store: str = "disk"
     key_encryption_key_file: Path | None = None
+    #: How long a journal row outlives its SVID before the rotator prunes it: past its expiry nobody accepts the
+    #: SVID, so the row only serves an operator looking at what just expired (``ca.journal_grace``).
+    journal_grace: timedelta = timedelta(hours=1)
 
     @property
     def effective_database_url(self) -> str:
@@ -61,6 +64,7 @@ class CaSettings:
             "organization",
             "key_store",
             "key_encryption_key_file",
+            "journal_grace",
         }
         unknown = sorted(set(values) - known)
         if unknown:
@@ -83,6 +87,7 @@ class CaSettings:
             key_encryption_key_file=Path(values["key_encryption_key_file"])
             if values.get("key_encryption_key_file")
             else None,
+            journal_grace=parse_duration(values.get("journal_grace", "1h")),
         )
         settings.check()
         return settings
@@ -90,6 +95,8 @@ class CaSettings:
     def check(self) -> None:
         """Refuse settings that cannot work: an unknown key store, a sealed store without its key, TTLs that
         would not fit an authority's last sixth."""
+        if self.journal_grace < timedelta(0):
+            raise ValueError(f"journal_grace {format_duration(self.journal_grace)} is negative")
         if self.key_store not in {"disk", "database"}:
             raise ValueError(f"key_store {self.key_store!r} is neither 'disk' nor 'database'")
         if self.key_store == "database" and self.key_encryption_key_file is None:

@@ -163,6 +163,9 @@ async def _tick(issuer: Issuer) -> None:
             done = await issuer.ca.rotate()
             for step in done:
                 _log.info("ca.rotated", step=step)
+            pruned = await issuer.ca.prune_journal()
+            if pruned:
+                _log.info("journal.pruned", rows=pruned)
             if issuer.serving.due(issuer.clock()):
                 await issuer.serving.renew()
             await issuer.feed.publish()
