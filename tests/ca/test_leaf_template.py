@@ -13,7 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sigil.ca.authority import AuthorityStatus, Signer, new_x509_authority
-from sigil.ca.keys import KeyType, PrivateKey, PublicKey, generate_key, signature_hash
+from sigil.ca.keys import (
+    KeyType,
+    PrivateKey,
+    PublicKey,
+    generate_key,
+    public_key_der,
+    signature_hash,
+)
+from sigil.ca.leaf_template import Leaf
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.ca.x509svid import _LEAF_BASIC_CONSTRAINTS, _LEAF_EKU, _LEAF_KEY_USAGE
 
@@ -59,30 +67,21 @@ _TIMES = st.one_of(
 )
 
 
-def _reference(
-    signer: Signer,
-    *,
-    serial: int,
-    not_before: datetime,
-    not_after: datetime,
-    public_key: PublicKey,
-    uri: str,
-    dns_names: list[str],
-) -> x509.Certificate:
+def _reference(signer: Signer, leaf: Leaf, public_key: PublicKey) -> x509.Certificate:
     """The same leaf made the ordinary way, every extension from its cryptography value object."""
     attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Sigil")]
-    if dns_names:
-        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0]))
-    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
-    sans.extend(x509.DNSName(n) for n in dns_names)
+    if leaf.dns_names:
+        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, leaf.dns_names[0]))
+    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(leaf.uri)]
+    sans.extend(x509.DNSName(n) for n in leaf.dns_names)
     return (
         x509.CertificateBuilder()
         .issuer_name(signer.issuer_name)
         .subject_name(x509.Name(attributes))
         .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        .serial_number(leaf.serial)
+        .not_valid_before(leaf.not_before)
+        .not_valid_after(leaf.not_after)
         .add_extension(_LEAF_BASIC_CONSTRAINTS, critical=True)
         .add_extension(_LEAF_KEY_USAGE, critical=True)
         .add_extension(_LEAF_EKU, critical=False)
@@ -114,23 +113,24 @@ def test_template_matches_certificate_builder(
 ) -> None:
     """For any ID, DNS names, times (either side of 2050), serial and key types, the DER is the builder's."""
     signer = _SIGNERS[kind]
-    inputs = {
-        "serial": serial,
-        "not_before": times[0],
-        "not_after": times[1],
-        "uri": f"spiffe://{trust_domain}/{path}",
-        "dns_names": dns_names,
-    }
+    leaf = Leaf(
+        serial=serial,
+        not_before=times[0],
+        not_after=times[1],
+        spki=public_key_der(subject),
+        uri=f"spiffe://{trust_domain}/{path}",
+        dns_names=tuple(dns_names),
+    )
     if dns_names and len(dns_names[0]) > 64:
         # The first DNS name is the subject's CN, bounded at 64 (RFC 5280 ub-common-name): both refuse it.
         with pytest.raises(ValueError, match="64"):
-            _reference(signer, public_key=subject, **inputs)  # type: ignore[arg-type]
+            _reference(signer, leaf, subject)
         with pytest.raises(ValueError, match="64"):
-            signer.leaf_template.tbs_certificate(public_key=subject, **inputs)  # type: ignore[arg-type]
+            signer.leaf_template.tbs_certificate(leaf)
         return
-    reference = _reference(signer, public_key=subject, **inputs)  # type: ignore[arg-type]
+    reference = _reference(signer, leaf, subject)
     template = signer.leaf_template
-    tbs = template.tbs_certificate(public_key=subject, **inputs)  # type: ignore[arg-type]
+    tbs = template.tbs_certificate(leaf)
     assert tbs == reference.tbs_certificate_bytes
     # ECDSA signatures are random, so the whole certificate is compared around the builder's own signature...
     assert template.assemble(tbs, reference.signature) == reference.public_bytes(
@@ -156,10 +156,12 @@ def test_names_the_builder_refuses_are_refused_with_a_reason(
     """A Unicode DNS name or URI, or a first DNS name too long for a CN, is refused saying which rule."""
     with pytest.raises(ValueError, match=message):
         _SIGNERS[KeyType.EC_P256].leaf_template.tbs_certificate(
-            serial=1,
-            not_before=EPOCH,
-            not_after=EPOCH + timedelta(hours=1),
-            public_key=_SUBJECT_KEYS[0],
-            uri=uri,
-            dns_names=dns_names,
+            Leaf(
+                serial=1,
+                not_before=EPOCH,
+                not_after=EPOCH + timedelta(hours=1),
+                spki=public_key_der(_SUBJECT_KEYS[0]),
+                uri=uri,
+                dns_names=tuple(dns_names),
+            )
         )

@@ -6,13 +6,15 @@ extensions come from the CA's decision (https://github.com/spiffe/spiffe/blob/ma
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from sigil.ca.errors import MalformedCsrError
-from sigil.ca.keys import PublicKey, key_type_of, verify_signature
+from sigil.ca.keys import PublicKey, key_type_of, public_key_der, verify_signature
 
-__all__ = ["MAX_CSR_BYTES", "parse_csr"]
+__all__ = ["MAX_CSR_BYTES", "parse_csr", "verify_csr_keys"]
 
 #: A P-384 or RSA-2048 CSR is well under 2 KiB; anything much larger is not a CSR we sign.
 MAX_CSR_BYTES = 16 * 1024
@@ -59,3 +61,18 @@ def parse_csr(
     except (InvalidSignature, UnsupportedAlgorithm) as err:
         raise MalformedCsrError("its signature does not verify with its own public key") from err
     return csr, public_key  # type: ignore[return-value]
+
+
+def verify_csr_keys(csrs: Sequence[bytes]) -> list[bytes | str]:
+    """Each CSR's verified key as SubjectPublicKeyInfo DER, or the reason it is refused.
+
+    Plain bytes and strings, so that the answer crosses back from a signing worker process as it is; the caller
+    turns a reason into :class:`MalformedCsrError` again.
+    """
+    keys: list[bytes | str] = []
+    for data in csrs:
+        try:
+            keys.append(public_key_der(parse_csr(data)[1]))
+        except MalformedCsrError as err:
+            keys.append(err.reason)
+    return keys

@@ -17,15 +17,15 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from sigil.ca.keys import PrivateKey, PublicKey, signature_hash
+from sigil.ca.keys import PrivateKey, signature_hash
 
-__all__ = ["LeafTemplate"]
+__all__ = ["Leaf", "LeafTemplate"]
 
 # Tags (X.690 §8): universal, then context-specific constructed [0] and [3], and the SAN choices [2] and [6].
 _INTEGER, _BIT_STRING, _OCTET_STRING, _OID = 0x02, 0x03, 0x04, 0x06
@@ -105,6 +105,23 @@ def _key_bits(spki: bytes) -> bytes:
     return spki[bits_start + 1 : bits_start + bits_length]
 
 
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """What differs between two leaves of one signer, already decided by the leaf rules (``x509svid``).
+
+    Plain values only, so that a batch of them crosses to a signing worker process as it is.
+    """
+
+    serial: int
+    not_before: datetime
+    not_after: datetime
+    #: The subject's key as SubjectPublicKeyInfo DER (what the certificate carries, and what its SKID hashes).
+    spki: bytes
+    #: The URI SAN: the SPIFFE ID.
+    uri: str
+    dns_names: tuple[str, ...] = ()
+
+
 class LeafTemplate:
     """What every leaf of one signer shares, encoded once; :meth:`certificate` fills in the rest and signs.
 
@@ -138,24 +155,13 @@ class LeafTemplate:
             for value, critical in shared_extensions
         )
 
-    def tbs_certificate(
-        self,
-        *,
-        serial: int,
-        not_before: datetime,
-        not_after: datetime,
-        public_key: PublicKey,
-        uri: str,
-        dns_names: Sequence[str] = (),
-    ) -> bytes:
-        """The TBSCertificate DER (RFC 5280 §4.1) of a leaf for ``public_key`` naming ``uri`` and ``dns_names``."""
+    def tbs_certificate(self, leaf: Leaf) -> bytes:
+        """The TBSCertificate DER (RFC 5280 §4.1) of ``leaf``."""
+        serial, dns_names, spki = leaf.serial, leaf.dns_names, leaf.spki
         if serial <= 0 or serial.bit_length() > 159:
             raise ValueError(
                 "a serial is a positive number of at most 159 bits (RFC 5280 §4.1.2.2)"
             )
-        spki = public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
         # Subject: empty would force a critical SAN; SPIRE sets C/O and a CN from the first DNS name.
         subject = _tlv(_SET, _tlv(_SEQUENCE, _OID_ORGANIZATION + _tlv(_UTF8, b"Sigil")))
         if dns_names:
@@ -166,7 +172,7 @@ class LeafTemplate:
                     f"{_MAX_COMMON_NAME} bytes; {dns_names[0]!r} has {len(common_name)}"
                 )
             subject += _tlv(_SET, _tlv(_SEQUENCE, _OID_COMMON_NAME + _tlv(_UTF8, common_name)))
-        names = _tlv(_SAN_URI, _ascii(uri, "the URI SAN"))
+        names = _tlv(_SAN_URI, _ascii(leaf.uri, "the URI SAN"))
         for name in dns_names:
             names += _tlv(_SAN_DNS, _ascii(name, "the DNS name"))
         skid = hashlib.sha1(_key_bits(spki), usedforsecurity=False).digest()
@@ -181,7 +187,7 @@ class LeafTemplate:
             + _integer(serial)
             + self._algorithm
             + self._issuer
-            + _tlv(_SEQUENCE, _time(not_before) + _time(not_after))
+            + _tlv(_SEQUENCE, _time(leaf.not_before) + _time(leaf.not_after))
             + _tlv(_SEQUENCE, subject)
             + spki
             + _tlv(_EXPLICIT_3, _tlv(_SEQUENCE, extensions)),
@@ -190,6 +196,10 @@ class LeafTemplate:
     def sign(self, tbs_certificate: bytes) -> bytes:
         """The Certificate DER: ``tbs_certificate``, the algorithm, and the signer's signature over it."""
         return self.assemble(tbs_certificate, self._sign(tbs_certificate))
+
+    def certificates(self, leaves: Sequence[Leaf]) -> list[bytes]:
+        """Each leaf's Certificate DER, signed."""
+        return [self.sign(self.tbs_certificate(leaf)) for leaf in leaves]
 
     def assemble(self, tbs_certificate: bytes, signature: bytes) -> bytes:
         """The Certificate DER (RFC 5280 §4.1.1) of ``tbs_certificate`` with ``signature`` as the signer's."""

@@ -19,11 +19,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from sigil.ca.authority import NOT_BEFORE_CUSHION, Signer
 from sigil.ca.errors import InvalidSpiffeIdError, TtlError
-from sigil.ca.keys import PrivateKey, PublicKey
-from sigil.ca.leaf_template import LeafTemplate
+from sigil.ca.keys import PrivateKey, PublicKey, public_key_der
+from sigil.ca.leaf_template import Leaf, LeafTemplate
 from sigil.ca.spiffe_id import SpiffeId
 
-__all__ = ["X509Svid", "leaf_template", "mint_x509_svid"]
+__all__ = ["X509Svid", "leaf_for", "leaf_template", "mint_x509_svid", "x509_svid"]
 
 _LEAF_KEY_USAGE = x509.KeyUsage(
     digital_signature=True,
@@ -100,6 +100,45 @@ class X509Svid:
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.chain)
 
 
+def leaf_for(
+    signer: Signer,
+    *,
+    spiffe_id: SpiffeId,
+    spki: bytes,
+    ttl: timedelta,
+    now: datetime,
+    dns_names: Sequence[str] = (),
+) -> Leaf:
+    """The leaf rules for one SVID over ``spki``: a path, a positive TTL, a life no longer than the signer's."""
+    if spiffe_id.is_root:
+        raise InvalidSpiffeIdError(str(spiffe_id), "an X509-SVID's SPIFFE ID must have a path")
+    if ttl <= timedelta(0):
+        raise TtlError(str(ttl), "must be positive")
+    authority = signer.authority
+    if now >= authority.not_after:
+        raise TtlError(str(ttl), f"the signing authority {authority.authority_id} has expired")
+    return Leaf(
+        serial=_random_serial(),
+        not_before=now - NOT_BEFORE_CUSHION,
+        not_after=min(now + ttl, authority.not_after),
+        spki=spki,
+        uri=str(spiffe_id),
+        dns_names=tuple(dns_names),
+    )
+
+
+def x509_svid(
+    signer: Signer, spiffe_id: SpiffeId, der: bytes, *, private_key: PrivateKey | None = None
+) -> X509Svid:
+    """The SVID of a leaf ``der`` that ``signer`` signed, with the chain above it."""
+    return X509Svid(
+        spiffe_id=spiffe_id,
+        chain=(x509.load_der_x509_certificate(der), *signer.chain_above_leaf),
+        authority_id=signer.authority.authority_id,
+        private_key=private_key,
+    )
+
+
 def mint_x509_svid(
     signer: Signer,
     *,
@@ -111,27 +150,13 @@ def mint_x509_svid(
     private_key: PrivateKey | None = None,
 ) -> X509Svid:
     """Sign an X509-SVID for ``spiffe_id`` over ``public_key``; its life ends no later than the signer's."""
-    if spiffe_id.is_root:
-        raise InvalidSpiffeIdError(str(spiffe_id), "an X509-SVID's SPIFFE ID must have a path")
-    if ttl <= timedelta(0):
-        raise TtlError(str(ttl), "must be positive")
-    authority = signer.authority
-    if now >= authority.not_after:
-        raise TtlError(str(ttl), f"the signing authority {authority.authority_id} has expired")
-    not_after = min(now + ttl, authority.not_after)
-    template = signer.leaf_template
-    tbs = template.tbs_certificate(
-        serial=_random_serial(),
-        not_before=now - NOT_BEFORE_CUSHION,
-        not_after=not_after,
-        public_key=public_key,
-        uri=str(spiffe_id),
+    leaf = leaf_for(
+        signer,
+        spiffe_id=spiffe_id,
+        spki=public_key_der(public_key),
+        ttl=ttl,
+        now=now,
         dns_names=dns_names,
     )
-    certificate = x509.load_der_x509_certificate(template.sign(tbs))
-    return X509Svid(
-        spiffe_id=spiffe_id,
-        chain=(certificate, *signer.chain_above_leaf),
-        authority_id=authority.authority_id,
-        private_key=private_key,
-    )
+    (der,) = signer.leaf_template.certificates([leaf])
+    return x509_svid(signer, spiffe_id, der, private_key=private_key)
