@@ -7,6 +7,7 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -19,7 +20,7 @@ from sigil.ca.errors import MalformedCsrError, SigningUnavailableError
 from sigil.ca.keys import private_key_der
 from sigil.ca.service import CertificateAuthority, X509Request
 from sigil.ca.settings import CaSettings
-from sigil.ca.signing_pool import SigningPool
+from sigil.ca.signing_pool import SigningPool, _SignerSpec, _Worker
 
 WEB = SpiffeId.parse("spiffe://example.org/ns/default/sa/web")
 
@@ -44,7 +45,10 @@ async def test_workers_mint_svids_that_openssl_and_py_spiffe_accept(
     made = [make_csr() for _ in range(20)]
     ids = [SpiffeId.parse(f"spiffe://example.org/w{i}") for i in range(20)]
     svids = await pooled.mint_x509_svids(
-        [X509Request(i, csr=csr, dns_names=("w.example",)) for i, (csr, _) in zip(ids, made)]
+        [
+            X509Request(i, csr=csr, dns_names=("w.example",))
+            for i, (csr, _) in zip(ids, made, strict=True)
+        ]
     )
     (tmp_path / "bundle.pem").write_bytes(pooled.bundle().to_pem())
     for spiffe_id, svid, (_, key) in zip(ids, svids, made, strict=True):
@@ -74,31 +78,45 @@ async def test_a_killed_worker_is_replaced_and_its_batch_retried(
     csr, _ = make_csr()
     requests = [X509Request(WEB, csr=csr) for _ in range(200)]
     before = _pool(pooled).pids
+    victim = min(before)
     batches = [asyncio.create_task(pooled.mint_x509_svids(requests)) for _ in range(4)]
     await asyncio.sleep(0.05)
-    os.kill(min(before), signal.SIGKILL)
+    os.kill(victim, signal.SIGKILL)
     results = await asyncio.gather(*batches)
     assert [len(r) for r in results] == [200] * 4
     after = _pool(pooled).pids
-    assert after and not after & before
-    assert len((await pooled.mint_x509_svids(requests[:3]))) == 3
+    assert len(after) == 2
+    assert victim not in after
+    assert len(await pooled.mint_x509_svids(requests[:3])) == 3
 
 
-async def test_workers_that_keep_dying_fail_the_batch_cleanly(pooled: CertificateAuthority) -> None:
-    """A batch that breaks the fresh workers too is refused as unavailable, and the next one is served."""
-    # Signing cannot be made to kill its worker twice in a row on demand, so the pool is handed a job that does:
-    # os._exit in the worker, exactly what a kill looks like from the server's side.
-    with pytest.raises(SigningUnavailableError, match="died twice"):
-        await _pool(pooled)._run(os._exit, 3)
+async def test_workers_that_keep_dying_fail_the_batch_cleanly(
+    pooled: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose worker is killed, and then its replacement too, is refused as unavailable; the next is served."""
+    # The real workers, really killed: each job's worker gets SIGKILL just before the job is sent to it.
+    real_call = _Worker.call
+
+    async def killed_first(worker: _Worker, operation: str, arguments: tuple[Any, ...]) -> Any:
+        if operation != "ready":
+            worker.process.kill()
+            await worker.process.wait()
+        return await real_call(worker, operation, arguments)
+
+    monkeypatch.setattr(_Worker, "call", killed_first)
     csr, _ = make_csr()
+    with pytest.raises(SigningUnavailableError, match="died twice"):
+        await pooled.mint_x509_svids([X509Request(WEB, csr=csr)])
+    monkeypatch.undo()
+    (svid,) = await pooled.mint_x509_svids([X509Request(WEB, csr=csr)])
+    assert svid.spiffe_id == WEB
+    assert len(_pool(pooled).pids) == 2
     (svid,) = await pooled.mint_x509_svids([X509Request(WEB, csr=csr)])
     assert isinstance(svid.leaf, x509.Certificate)
 
 
 def test_the_key_never_shows_in_what_is_sent() -> None:
     """The record that carries the key to a worker prints without it."""
-    from sigil.ca.signing_pool import _SignerSpec
-
     spec = _SignerSpec("abc", b"CERT", b"SECRET-KEY-BYTES")
     assert "SECRET" not in repr(spec)
     assert "abc" in repr(spec)

@@ -1,52 +1,46 @@
 """Signing in worker processes, so that issuance uses every core and not just the one the event loop runs on.
 
-The issuer's process spends most of its CPU on two things that need nothing from it but bytes: verifying each CSR's
-signature and signing each leaf. A :class:`SigningPool` runs both in ``workers`` processes (``ca.signing_workers``)
-while the event loop keeps HTTP, authorization and the journal. What crosses to a worker is plain data:
+The issuer spends most of its CPU on two things that need nothing from it but bytes: verifying each CSR's signature
+and signing each leaf. A :class:`SigningPool` runs both in ``workers`` processes (``ca.signing_workers``) while the
+event loop keeps HTTP, authorization and the journal. What crosses to a worker (:mod:`sigil.ca.signing_worker`,
+over its stdin and stdout) is plain data:
 
 - the CSRs' bytes, and back each key as SubjectPublicKeyInfo DER or the reason it was refused;
 - the leaves (:class:`~sigil.ca.leaf_template.Leaf`), the active authority's certificate, and its private key as
-  PKCS#8 DER, through the pool's pipe in memory (never a file, never an argument on a command line, never logged:
-  :class:`_SignerSpec` leaves the key out of its ``repr``); back, each certificate's DER.
+  PKCS#8 DER, through the pipe in memory: never a file, never a command-line argument, never logged
+  (:class:`_SignerSpec` leaves the key out of its ``repr``); back, each certificate's DER.
 
-A worker keeps one template per authority, so the key is parsed once per authority and process.
-
-A worker that dies (killed, out of memory) breaks the executor for every batch in flight (``BrokenProcessPool``).
-The pool then starts a fresh set of workers and runs each of those batches once more: a batch has no effect until
-its certificates come back (nothing is journaled or answered before), so a second run is safe. A batch that breaks
-the fresh workers as well fails with :class:`~sigil.ca.errors.SigningUnavailableError` (HTTP 503), never hangs.
+A batch is cut into one part per worker. A worker that dies (killed, out of memory) is replaced at once and the part
+it held runs once more on another: nothing of a batch is journaled or answered before all its certificates are
+back, so a second run is safe. A part that kills its second worker too fails the batch with
+:class:`~sigil.ca.errors.SigningUnavailableError` (HTTP 503) rather than going on killing workers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import multiprocessing
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any
 
 import structlog
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from sigil.ca.authority import Signer
-from sigil.ca.csr import verify_csr_keys
 from sigil.ca.errors import MalformedCsrError, SigningUnavailableError
 from sigil.ca.keys import private_key_der
-from sigil.ca.leaf_template import Leaf, LeafTemplate
+from sigil.ca.leaf_template import Leaf
 from sigil.ca.minting import X509Request, plan_x509_batch, x509_svids
 from sigil.ca.settings import CaSettings
+from sigil.ca.signing_worker import FRAME_HEADER, decode_frame, encode_frame
 from sigil.ca.x509svid import X509Svid
 
 __all__ = ["SigningPool"]
 
 _log = structlog.get_logger(__name__)
-_T = TypeVar("_T")
-_I = TypeVar("_I")
 #: A batch is cut into one part per worker, but not into parts smaller than this (each part is a round trip).
 _MIN_PART = 8
 
@@ -60,73 +54,99 @@ class _SignerSpec:
     key_der: bytes = field(repr=False)
 
 
-#: Each worker process's templates by authority ID (this dictionary lives in the workers, not in the server).
-_templates: dict[str, LeafTemplate] = {}
+class _WorkerLostError(Exception):
+    """The worker's pipe closed mid-job: it died."""
 
 
-def _template(spec: _SignerSpec) -> LeafTemplate:
-    template = _templates.get(spec.authority_id)
-    if template is None:
-        from sigil.ca.x509svid import leaf_template  # the leaf rules, imported once per worker
+class _Worker:
+    """One worker process, one job at a time, spoken to through its pipes (blocking I/O in a thread)."""
 
-        key = serialization.load_der_private_key(spec.key_der, password=None)
-        certificate = x509.load_der_x509_certificate(spec.certificate_der)
-        template = leaf_template(
-            key,  # type: ignore[arg-type]  # the server sends only the keys it signs with
-            issuer_name=certificate.subject,
-            authority_key_identifier=x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                key.public_key()  # type: ignore[arg-type]
-            ),
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sigil.ca.signing_worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
-        # Authorities come and go with rotation; the ones before the last few sign nothing any more.
-        if len(_templates) >= 4:
-            _templates.clear()
-        _templates[spec.authority_id] = template
-    return template
+        worker = cls(process)
+        await worker.call("ready", ())
+        return worker
+
+    async def call(self, operation: str, arguments: tuple[Any, ...]) -> Any:
+        """Run one job; ValueError carries the worker's refusal, _WorkerLostError its death."""
+        stdin, stdout = self.process.stdin, self.process.stdout
+        if stdin is None or stdout is None:
+            raise TypeError("a signing worker is started with both pipes")
+        try:
+            stdin.write(encode_frame((operation, arguments)))
+            await stdin.drain()
+            header = await stdout.readexactly(FRAME_HEADER.size)
+            (size,) = FRAME_HEADER.unpack(header)
+            ok, result = decode_frame(await stdout.readexactly(size))
+        except (asyncio.IncompleteReadError, ConnectionError) as err:
+            raise _WorkerLostError from err
+        if not ok:
+            raise ValueError(result)
+        return result
+
+    async def stop(self) -> None:
+        if self.process.returncode is None and self.process.stdin is not None:
+            self.process.stdin.close()
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout=5)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
 
 
-def _sign_in_worker(spec: _SignerSpec, leaves: Sequence[Leaf]) -> list[bytes]:
-    return _template(spec).certificates(leaves)
+class _Slot:
+    """A place for one worker; empty until a job needs it, and again after its worker died."""
 
+    __slots__ = ("worker",)
 
-def _ready() -> int:
-    """Run once by each worker at start, so that the first batch does not wait for a process to spawn."""
-    return 0
+    def __init__(self) -> None:
+        self.worker: _Worker | None = None
 
 
 class SigningPool:
-    """``workers`` processes that verify CSRs and sign leaves; close with :meth:`aclose`."""
+    """``workers`` processes that verify CSRs and sign leaves; :meth:`start` them, :meth:`aclose` when done."""
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
             raise ValueError(f"a signing pool needs at least one worker, not {workers}")
         self.workers = workers
-        self._context = multiprocessing.get_context(
-            "spawn"
-        )  # never fork a process that runs threads
-        self._executor = self._new_executor()
-        self._keys: dict[str, _SignerSpec] = {}
-
-    def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context)
+        self._slots = [_Slot() for _ in range(workers)]
+        self._idle: asyncio.Queue[_Slot] = asyncio.Queue()
+        for slot in self._slots:
+            self._idle.put_nowait(slot)
+        self._spec: _SignerSpec | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Spawn every worker now rather than on the first batch."""
-        await asyncio.gather(*(self._run(_ready) for _ in range(self.workers)))
+        """Start every worker now rather than on the first batch."""
+        await asyncio.gather(*(self._run("ready", ()) for _ in range(self.workers)))
 
     @property
     def pids(self) -> frozenset[int]:
         """The workers' process IDs (for operators and tests)."""
-        return frozenset(self._executor._processes or ())
+        return frozenset(s.worker.process.pid for s in self._slots if s.worker is not None)
 
     async def verify_csrs(self, csrs: Sequence[bytes]) -> list[bytes | MalformedCsrError]:
         """Each CSR's verified key (SubjectPublicKeyInfo DER) or why it is refused, as ``verify_csr_keys``."""
-        answers = await self._spread(verify_csr_keys, csrs)
+        answers = await self._spread("verify", (), csrs)
         return [a if isinstance(a, bytes) else MalformedCsrError(a) for a in answers]
 
     async def certificates(self, signer: Signer, leaves: Sequence[Leaf]) -> list[bytes]:
         """Each leaf signed by ``signer``, as Certificate DER, in order."""
-        return await self._spread(_sign_in_worker, leaves, self._spec(signer))
+        spec = self._spec_of(signer)
+        return await self._spread(
+            "sign", (spec.authority_id, spec.certificate_der, spec.key_der), leaves
+        )
 
     async def mint(
         self,
@@ -136,7 +156,7 @@ class SigningPool:
         *,
         settings: CaSettings,
     ) -> list[X509Svid]:
-        """``mint_x509_batch`` with the CSR checks and the signatures here; the leaf rules stay in the caller."""
+        """``mint_x509_batch`` with the CSR checks and the signatures in the workers; the leaf rules stay here."""
         csrs = [r.csr for r in requests if r.spki is None and isinstance(r.csr, bytes)]
         if csrs:
             keys = iter(await self.verify_csrs(csrs))
@@ -155,43 +175,60 @@ class SigningPool:
         )
         return x509_svids(signer, requests, await self.certificates(signer, leaves), made)
 
-    async def _spread(
-        self, function: Callable[..., list[_T]], items: Sequence[_I], *fixed: object
-    ) -> list[_T]:
-        """``function(*fixed, part)`` over ``items`` cut into a part per worker, side by side; answers in order."""
-        size = max(_MIN_PART, -(-len(items) // self.workers))
-        parts = [list(items[i : i + size]) for i in range(0, len(items), size)]
-        answers = await asyncio.gather(*(self._run(function, *fixed, part) for part in parts))
-        return [answer for part in answers for answer in part]
-
-    def _spec(self, signer: Signer) -> _SignerSpec:
+    def _spec_of(self, signer: Signer) -> _SignerSpec:
         authority = signer.authority
-        spec = self._keys.get(authority.authority_id)
-        if spec is None:
+        if self._spec is None or self._spec.authority_id != authority.authority_id:
             if authority.certificate is None:
                 raise TypeError(f"authority {authority.authority_id} is not an X.509 authority")
-            spec = _SignerSpec(
+            self._spec = _SignerSpec(
                 authority.authority_id,
                 authority.certificate.public_bytes(serialization.Encoding.DER),
                 private_key_der(signer.private_key),
             )
-            self._keys = {authority.authority_id: spec}  # only the active authority signs
-        return spec
+        return self._spec
 
-    async def _run(self, function: Callable[..., _T], *args: object) -> _T:
-        loop = asyncio.get_running_loop()
+    async def _spread(
+        self, operation: str, fixed: tuple[Any, ...], items: Sequence[Any]
+    ) -> list[Any]:
+        """``operation(*fixed, part)`` over ``items`` cut into a part per worker, side by side; answers in order."""
+        size = max(_MIN_PART, -(-len(items) // self.workers))
+        parts = [list(items[i : i + size]) for i in range(0, len(items), size)]
+        answers = await asyncio.gather(*(self._run(operation, (*fixed, p)) for p in parts))
+        return [answer for part in answers for answer in part]
+
+    async def _run(self, operation: str, arguments: tuple[Any, ...]) -> Any:
         for attempt in (1, 2):
-            executor = self._executor
+            slot = await self._idle.get()
             try:
-                return await loop.run_in_executor(executor, function, *args)
-            except BrokenProcessPool:
-                _log.warning("signing.worker_lost", attempt=attempt, workers=self.workers)
-                if executor is self._executor:
-                    # The first batch to notice replaces the workers; the others find the fresh set in place.
-                    executor.shutdown(wait=False, cancel_futures=True)
-                    self._executor = self._new_executor()
+                if slot.worker is None:
+                    slot.worker = await _Worker.start()
+                return await slot.worker.call(operation, arguments)
+            except _WorkerLostError:
+                _log.warning("signing.worker_lost", attempt=attempt)
+                self._empty(slot)
+            except OSError as err:
+                self._empty(slot)
+                raise SigningUnavailableError(f"cannot start a signing worker ({err})") from err
+            except asyncio.CancelledError:
+                # Its answer may still be on the way: the worker goes, the next job starts a fresh one.
+                self._empty(slot)
+                raise
+            finally:
+                self._idle.put_nowait(slot)
         raise SigningUnavailableError("a signing worker died twice over the same batch")
 
+    def _empty(self, slot: _Slot) -> None:
+        """Stop the slot's worker in the background (it is dead or mid-job) and leave the slot empty."""
+        if slot.worker is not None:
+            if slot.worker.process.returncode is None:
+                slot.worker.process.kill()
+            task = asyncio.create_task(slot.worker.stop())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+            slot.worker = None
+
     async def aclose(self) -> None:
-        executor = self._executor
-        await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+        await asyncio.gather(*self._stopping, return_exceptions=True)
+        await asyncio.gather(*(s.worker.stop() for s in self._slots if s.worker is not None))
+        for slot in self._slots:
+            slot.worker = None
