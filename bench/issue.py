@@ -85,8 +85,8 @@ class _Cluster:
         }
 
 
-async def _agents(job: dict[str, Any], cpu: int | None) -> float:
-    """Run the agents' process on ``cpu`` (any when None); SVIDs per second it was issued."""
+async def _agents(job: dict[str, Any], cpu: int | None) -> tuple[float, float]:
+    """Run the agents' process on ``cpu`` (any when None): SVIDs per second, and the cores the agents used."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(_AGENTS),
@@ -98,7 +98,8 @@ async def _agents(job: dict[str, Any], cpu: int | None) -> float:
     if process.returncode != 0:
         raise RuntimeError(f"the agents' process failed ({process.returncode})")
     done = json.loads(out)
-    return float(done["issued"]) / float(done["seconds"])
+    seconds = float(done["seconds"])
+    return float(done["issued"]) / seconds, float(done["cpu_seconds"]) / seconds
 
 
 async def _run(
@@ -138,7 +139,7 @@ async def _run(
                 count += len(await ca.mint_x509_svids(requests))
             figures["inprocess_per_s"] = count / (time.perf_counter() - started)
         job = cluster.job(server.url, ca.bundle().to_pem(), csrs, seconds)
-        figures["svids_per_s"] = await _agents(job, agents_cpu)
+        figures["svids_per_s"], figures["agents_cores"] = await _agents(job, agents_cpu)
         if inprocess:
             # TokenReview: cold (a new token each time) and warm (one token, cached verdict).
             agents_auth = kube_parts.agents
@@ -178,16 +179,14 @@ async def _bench(seconds: float, batch: int, agents: int) -> dict[str, Any]:
                 os.sched_setaffinity(0, set(cpus))
             # Every core: signing in process, then in two worker processes.
             spread = {
-                workers: (
-                    await _run(
-                        cluster,
-                        root,
-                        workers=workers,
-                        seconds=seconds,
-                        agents_cpu=None,
-                        inprocess=False,
-                    )
-                )["svids_per_s"]
+                workers: await _run(
+                    cluster,
+                    root,
+                    workers=workers,
+                    seconds=seconds,
+                    agents_cpu=None,
+                    inprocess=False,
+                )
                 for workers in (1, 2)
             }
     return {
@@ -197,9 +196,11 @@ async def _bench(seconds: float, batch: int, agents: int) -> dict[str, Any]:
         "batch": batch,
         "agents": agents,
         "cores": len(cpus) or 1,
-        "workers_1_svids_per_s": round(spread[1], 1),
-        "workers_2_svids_per_s": round(spread[2], 1),
-        "workers_speedup": round(spread[2] / spread[1], 3),
+        "agents_cores": round(pinned["agents_cores"], 2),
+        "workers_1_svids_per_s": round(spread[1]["svids_per_s"], 1),
+        "workers_2_svids_per_s": round(spread[2]["svids_per_s"], 1),
+        "workers_speedup": round(spread[2]["svids_per_s"] / spread[1]["svids_per_s"], 3),
+        "workers_2_agents_cores": round(spread[2]["agents_cores"], 2),
         "tokenreview_cold_per_s": round(pinned["tokenreview_cold_per_s"], 1),
         "tokenreview_warm_per_s": round(pinned["tokenreview_warm_per_s"], 1),
     }

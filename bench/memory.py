@@ -101,7 +101,9 @@ def _idle_issuer(workers: int, settle: float) -> dict[str, float]:
             deadline = time.monotonic() + 60
             while True:
                 if server.poll() is not None:
-                    raise RuntimeError(f"sigil-server exited: {server.stderr.read().decode()[-500:]}")  # type: ignore[union-attr]
+                    raise RuntimeError(
+                        f"sigil-server exited: {server.stderr.read().decode()[-500:]}"
+                    )  # type: ignore[union-attr]
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
                     break
@@ -119,7 +121,7 @@ def _idle_issuer(workers: int, settle: float) -> dict[str, float]:
 
 
 def _bare_python_mb() -> float:
-    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # noqa: S603
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         time.sleep(0.5)
         return _rss_kb(idle.pid) / 1024

@@ -16,8 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -103,6 +101,11 @@ class Datastore:
 
     async def _migrate(self, extra_migrations: Sequence[Path]) -> None:
         def upgrade(connection: Connection) -> None:
+            # Imported here: only opening a datastore migrates, and Alembic is 130 modules and 10 MB that a
+            # ``sigil-server`` verb speaking to the admin socket never needs.
+            from alembic import command
+            from alembic.config import Config
+
             if connection.dialect.name == "postgresql":
                 # Two replicas starting together must not both create the schema.
                 connection.execute(
