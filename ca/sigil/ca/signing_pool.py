@@ -59,7 +59,7 @@ class _WorkerLostError(Exception):
 
 
 class _Worker:
-    """One worker process, one job at a time, spoken to through its pipes (blocking I/O in a thread)."""
+    """One worker process, one job at a time, spoken to through its stdin and stdout pipes."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
@@ -95,13 +95,14 @@ class _Worker:
         return result
 
     async def stop(self) -> None:
-        if self.process.returncode is None and self.process.stdin is not None:
+        """Close its stdin (a worker exits at the end of its jobs) and wait; kill it if it does not go."""
+        if self.process.stdin is not None and not self.process.stdin.is_closing():
             self.process.stdin.close()
-            try:
-                await asyncio.wait_for(self.process.wait(), timeout=5)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout=5)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
 
 
 class _Slot:
