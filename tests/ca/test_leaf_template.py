@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -11,6 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sigil_testing.ca import openssl
+from spiffe import X509Svid as PySpiffeSvid
 
 from sigil.ca.authority import AuthorityStatus, Signer, new_x509_authority
 from sigil.ca.keys import (
@@ -18,6 +21,7 @@ from sigil.ca.keys import (
     PrivateKey,
     PublicKey,
     generate_key,
+    private_key_der,
     public_key_der,
     signature_hash,
 )
@@ -165,3 +169,34 @@ def test_names_the_builder_refuses_are_refused_with_a_reason(
                 dns_names=tuple(dns_names),
             )
         )
+
+
+@pytest.mark.parametrize("kind", list(KeyType))
+def test_openssl_and_py_spiffe_accept_template_leaves(kind: KeyType, tmp_path: Path) -> None:
+    """A template leaf with DNS names and a notAfter past 2050 (GeneralizedTime) verifies with ``openssl verify``
+    against its authority, for TLS client and server use, and parses as an X509-SVID in py-spiffe."""
+    signer = _SIGNERS[kind]
+    subject_key = generate_key(kind)
+    leaf = Leaf(
+        serial=0x1234_5678_9ABC_DEF0,
+        not_before=EPOCH - timedelta(seconds=10),
+        not_after=datetime(2051, 6, 1, tzinfo=UTC),
+        spki=public_key_der(subject_key.public_key()),
+        uri="spiffe://example.org/ns/default/sa/web",
+        dns_names=("web.default.svc", "web"),
+    )
+    template = signer.leaf_template
+    der = template.sign(template.tbs_certificate(leaf))
+    assert signer.authority.certificate is not None
+    pem = serialization.Encoding.PEM
+    (tmp_path / "ca.pem").write_bytes(signer.authority.certificate.public_bytes(pem))
+    (tmp_path / "leaf.pem").write_bytes(x509.load_der_x509_certificate(der).public_bytes(pem))
+    at = str(int((EPOCH + timedelta(minutes=5)).timestamp()))
+    for purpose in ("sslclient", "sslserver"):
+        result = openssl(
+            "verify", "-attime", at, "-purpose", purpose, "-CAfile", "ca.pem", "leaf.pem",
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+    parsed = PySpiffeSvid.parse_raw(der, private_key_der(subject_key))
+    assert str(parsed.spiffe_id) == leaf.uri
