@@ -74,6 +74,12 @@ def _time(value: datetime) -> bytes:
     return _tlv(_GENERALIZED_TIME, f"{value.year:04d}{value:%m%d%H%M%S}Z".encode("ascii"))
 
 
+@functools.lru_cache(maxsize=16)
+def _validity(not_before: datetime, not_after: datetime) -> bytes:
+    """The Validity SEQUENCE; the leaves of one batch share it, so it is encoded once per batch."""
+    return _tlv(_SEQUENCE, _time(not_before) + _time(not_after))
+
+
 def _extension(oid: bytes, value: bytes, *, critical: bool) -> bytes:
     return _tlv(_SEQUENCE, oid + (_CRITICAL if critical else b"") + _tlv(_OCTET_STRING, value))
 
@@ -187,7 +193,7 @@ class LeafTemplate:
             + _integer(serial)
             + self._algorithm
             + self._issuer
-            + _tlv(_SEQUENCE, _time(leaf.not_before) + _time(leaf.not_after))
+            + _validity(leaf.not_before, leaf.not_after)
             + _tlv(_SEQUENCE, subject)
             + spki
             + _tlv(_EXPLICIT_3, _tlv(_SEQUENCE, extensions)),
