@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from sigil.ca.keys import PrivateKey, signature_hash
 
-__all__ = ["Leaf", "LeafTemplate"]
+__all__ = ["Leaf", "LeafTemplate", "der_span"]
 
 # Tags (X.690 §8): universal, then context-specific constructed [0] and [3], and the SAN choices [2] and [6].
 _INTEGER, _BIT_STRING, _OCTET_STRING, _OID = 0x02, 0x03, 0x04, 0x06
@@ -94,21 +94,26 @@ def _ascii(value: str, what: str) -> bytes:
         ) from None
 
 
+def der_span(data: bytes, at: int) -> tuple[int, int]:
+    """Where the content of the DER element starting at ``at`` begins and ends (X.690 §8.1.3 lengths).
+
+    For DER that a strict parser has already accepted (a CSR ``cryptography`` loaded, our own SPKI encoding).
+    """
+    first = data[at + 1]
+    if first < 0x80:
+        return at + 2, at + 2 + first
+    size = first & 0x7F
+    start = at + 2 + size
+    return start, start + int.from_bytes(data[at + 2 : start], "big")
+
+
 def _key_bits(spki: bytes) -> bytes:
     """The subjectPublicKey BIT STRING's bits from SubjectPublicKeyInfo DER (what RFC 5280 §4.2.1.2 hashes)."""
-
-    def skip_header(data: bytes, at: int) -> tuple[int, int]:
-        first = data[at + 1]
-        if first < 0x80:
-            return at + 2, first
-        size = first & 0x7F
-        return at + 2 + size, int.from_bytes(data[at + 2 : at + 2 + size], "big")
-
-    inner, _ = skip_header(spki, 0)  # SubjectPublicKeyInfo SEQUENCE
-    algorithm_start, algorithm_length = skip_header(spki, inner)  # AlgorithmIdentifier
-    bits_start, bits_length = skip_header(spki, algorithm_start + algorithm_length)
+    inner, _ = der_span(spki, 0)  # SubjectPublicKeyInfo SEQUENCE
+    _, algorithm_end = der_span(spki, inner)  # AlgorithmIdentifier
+    bits_start, bits_end = der_span(spki, algorithm_end)
     # The first content octet counts unused bits, always 0 for a key.
-    return spki[bits_start + 1 : bits_start + bits_length]
+    return spki[bits_start + 1 : bits_end]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 
 from sigil.ca.authority import Signer
-from sigil.ca.csr import parse_csr
+from sigil.ca.csr import parse_csr, subject_key_der
 from sigil.ca.datastore.transaction import JournalEntry
 from sigil.ca.errors import InvalidSpiffeIdError
 from sigil.ca.jwtsvid import JwtSvid
@@ -72,7 +72,7 @@ def plan_x509_batch(
         if request.spki is not None:
             spki = request.spki
         elif request.csr is not None:
-            spki = public_key_der(parse_csr(request.csr)[1])
+            spki = subject_key_der(*parse_csr(request.csr))
         elif request.public_key is not None:
             spki = public_key_der(request.public_key)
         else:
