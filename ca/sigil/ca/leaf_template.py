@@ -116,6 +116,12 @@ def _key_bits(spki: bytes) -> bytes:
     return spki[bits_start + 1 : bits_end]
 
 
+#: The subject's first RDN, the same in every leaf: O=Sigil.
+_SUBJECT_ORGANIZATION = _tlv(_SET, _tlv(_SEQUENCE, _OID_ORGANIZATION + _tlv(_UTF8, b"Sigil")))
+#: The SKID extension up to its 20-byte SHA-1 digest (RFC 5280 §4.2.1.2 method 1), which ends it.
+_SKID_BEFORE_DIGEST = _extension(_OID_SKID, _tlv(_OCTET_STRING, bytes(20)), critical=False)[:-20]
+
+
 @dataclass(frozen=True, slots=True)
 class Leaf:
     """What differs between two leaves of one signer, already decided by the leaf rules (``x509svid``).
@@ -174,7 +180,7 @@ class LeafTemplate:
                 "a serial is a positive number of at most 159 bits (RFC 5280 §4.1.2.2)"
             )
         # Subject: empty would force a critical SAN; SPIRE sets C/O and a CN from the first DNS name.
-        subject = _tlv(_SET, _tlv(_SEQUENCE, _OID_ORGANIZATION + _tlv(_UTF8, b"Sigil")))
+        subject = _SUBJECT_ORGANIZATION
         if dns_names:
             common_name = dns_names[0].encode("utf-8")
             if not 1 <= len(common_name) <= _MAX_COMMON_NAME:
@@ -189,7 +195,8 @@ class LeafTemplate:
         skid = hashlib.sha1(_key_bits(spki), usedforsecurity=False).digest()
         extensions = (
             self._extensions
-            + _extension(_OID_SKID, _tlv(_OCTET_STRING, skid), critical=False)
+            + _SKID_BEFORE_DIGEST
+            + skid
             + _extension(_OID_SAN, _tlv(_SEQUENCE, names), critical=False)
         )
         return _tlv(
