@@ -145,8 +145,10 @@ class SigningPool:
     async def certificates(self, signer: Signer, leaves: Sequence[Leaf]) -> list[bytes]:
         """Each leaf signed by ``signer``, as Certificate DER, in order."""
         spec = self._spec_of(signer)
+        # Plain tuples cross the pipe: pickling the dataclass itself cost ten times as much.
+        rows = [(f.serial, f.not_before, f.not_after, f.spki, f.uri, f.dns_names) for f in leaves]
         return await self._spread(
-            "sign", (spec.authority_id, spec.certificate_der, spec.key_der), leaves
+            "sign", (spec.authority_id, spec.certificate_der, spec.key_der), rows
         )
 
     async def mint(

@@ -69,8 +69,13 @@ class _Signer:
         self._templates: dict[str, LeafTemplate] = {}
 
     def sign(
-        self, authority_id: str, certificate_der: bytes, key_der: bytes, leaves: Sequence[Leaf]
+        self,
+        authority_id: str,
+        certificate_der: bytes,
+        key_der: bytes,
+        rows: Sequence[tuple[Any, ...]],
     ) -> list[bytes]:
+        """Each row (a :class:`Leaf`'s fields in order) signed as ``authority_id``, as Certificate DER."""
         template = self._templates.get(authority_id)
         if template is None:
             from sigil.ca.x509svid import leaf_template  # the leaf rules
@@ -87,7 +92,7 @@ class _Signer:
             if len(self._templates) >= _KEEP_TEMPLATES:
                 self._templates.clear()
             self._templates[authority_id] = template
-        return template.certificates(leaves)
+        return template.certificates([Leaf(*row) for row in rows])
 
 
 def _serve(jobs: IO[bytes], answers: IO[bytes]) -> None:
