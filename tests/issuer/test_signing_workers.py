@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
 
 from sigil.ca import SpiffeId
 from sigil.ca.config import ConfigError
+from sigil.ca.errors import SigningUnavailableError
 from sigil.ca.keys import generate_key
+from sigil.ca.signing_pool import _Worker
 from sigil.issuer.client import X509SvidRequest, make_csr
 from sigil.issuer.settings import load_server_settings
 
@@ -72,3 +77,36 @@ def test_a_worker_count_that_is_not_a_number_is_refused(tmp_path: Path) -> None:
         config.write_text(f"ca:\n  signing_workers: {value}\n")
         with pytest.raises(ConfigError, match="signing_workers"):
             load_server_settings(config, data_dir=str(tmp_path))
+
+
+async def test_a_server_whose_workers_cannot_sign_fails_to_start_and_closes_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers killed at every signature: the server refuses to start (it cannot sign its own SVID) and leaves
+    no datastore connection or worker behind."""
+    # Real workers, really killed (SIGKILL) as each signing job reaches them.
+    real_call = _Worker.call
+
+    async def killed_when_signing(
+        worker: _Worker, operation: str, arguments: tuple[Any, ...]
+    ) -> Any:
+        if operation == "sign":
+            worker.process.kill()
+            await worker.process.wait()
+        return await real_call(worker, operation, arguments)
+
+    monkeypatch.setattr(_Worker, "call", killed_when_signing)
+    settings = issuer_settings(tmp_path / "data", ca_options={"signing_workers": 2})
+    before = set(threading.enumerate())
+    with pytest.raises(SigningUnavailableError, match="died twice"):
+        async with running_issuer(settings):
+            pass
+    # Each open SQLite connection keeps a thread of its own: none of the server's may outlive its failed start.
+    left = [
+        t
+        for t in threading.enumerate()
+        if t not in before and "_connection_worker_thread" in t.name
+    ]
+    for thread in left:
+        await asyncio.to_thread(thread.join, 5)
+    assert not [t for t in left if t.is_alive()]

@@ -139,7 +139,12 @@ async def open_issuer(
         agent_records=agent_records,
         agents=AgentAuthenticator(ca, agent_records, clock=clock),
     )
-    await issuer.serving.renew()
+    try:
+        # The server's own SVID: the first signature, so the first place a signing worker that cannot start shows.
+        await issuer.serving.renew()
+    except BaseException:
+        await close_issuer(issuer)
+        raise
     issuer.feed.current()
     issuer.ready = True
     return issuer
