@@ -255,14 +255,16 @@ async def test_sealed_rotation_holds_across_two_replicas_and_a_restart(
 
 
 async def _back_to_0002(ca: CertificateAuthority) -> None:
-    """Undo migrations 0005 (upstream CAs), 0004 (journal holder and replacement) and 0003 (the seal column) on a
-    live database."""
+    """Undo migrations 0006 (journal indexes), 0005 (upstream CAs), 0004 (journal holder and replacement) and 0003
+    (the seal column) on a live database."""
     for statement in (
+        "DROP INDEX ix_svid_journal_reissue_due",
+        "DROP INDEX ix_svid_journal_not_after",
         "DROP TABLE upstream_cas",
         "ALTER TABLE svid_journal DROP COLUMN replaced_at",
         "ALTER TABLE svid_journal DROP COLUMN holder",
         "ALTER TABLE authorities DROP COLUMN seal",
-        "UPDATE alembic_version SET version_num = '0002' WHERE version_num = '0005'",
+        "UPDATE alembic_version SET version_num = '0002' WHERE version_num = '0006'",
     ):
         await _sql(ca, statement)
 

@@ -12,8 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from sigil_testing.ca import make_csr, openssl
 
 from sigil.ca import SpiffeId
-from sigil.ca.csr import parse_csr
+from sigil.ca.csr import parse_csr, subject_key_der
 from sigil.ca.errors import MalformedCsrError
+from sigil.ca.keys import KeyType, generate_key, public_key_der
 from sigil.ca.service import CertificateAuthority, X509Request
 
 WEB = SpiffeId.parse("spiffe://example.org/web")
@@ -100,3 +101,11 @@ def test_a_sha1_signed_csr_is_refused(tmp_path: Path, key_type: str) -> None:
     assert made.returncode == 0, made.stderr
     with pytest.raises(MalformedCsrError, match="signature hash sha1 is not accepted"):
         parse_csr((tmp_path / "c.pem").read_bytes())
+
+
+@pytest.mark.parametrize("key_type", list(KeyType))
+def test_the_subject_key_is_exactly_what_re_encoding_the_key_gives(key_type: KeyType) -> None:
+    """The key taken from the CSR's own bytes (EC) or re-encoded (RSA) is the SPKI the certificate builder writes."""
+    key = generate_key(key_type)
+    csr, public_key = parse_csr(make_csr(key)[0])
+    assert subject_key_der(csr, public_key) == public_key_der(key.public_key())

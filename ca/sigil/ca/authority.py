@@ -15,6 +15,7 @@ import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -22,6 +23,9 @@ from cryptography.x509.oid import NameOID
 from sigil.ca.keys import PrivateKey, PublicKey, signature_hash
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.ca.upstream import UpstreamCa
+
+if TYPE_CHECKING:
+    from sigil.ca.leaf_template import LeafTemplate
 
 __all__ = [
     "Authority",
@@ -119,11 +123,15 @@ class Signer:
         return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.authority.public_key)
 
     @cached_property
-    def leaf_builder(self) -> x509.CertificateBuilder:
-        """A builder holding what every leaf this signer makes shares; builders are immutable, so reuse is safe."""
-        from sigil.ca.x509svid import leaf_builder  # the leaf template lives with the leaf rules
+    def leaf_template(self) -> LeafTemplate:
+        """What every leaf this signer makes shares, encoded once (the leaf rules live in ``x509svid``)."""
+        from sigil.ca.x509svid import leaf_template
 
-        return leaf_builder(self.issuer_name, self.authority_key_identifier)
+        return leaf_template(
+            self.private_key,
+            issuer_name=self.issuer_name,
+            authority_key_identifier=self.authority_key_identifier,
+        )
 
     @cached_property
     def chain_above_leaf(self) -> tuple[x509.Certificate, ...]:

@@ -20,6 +20,7 @@ everything Sigil raises in one place while leaf errors still carry the data that
         ├── JwtSvidError                  (reason)
         ├── TtlError                      (requested, reason)
         ├── ConfigError                   (source, reason)
+        ├── SigningUnavailableError       (reason): the signing workers failed twice over one batch
         └── DatastoreError                (reason)
             ├── DatastoreUnavailableError (operation, cause): the database failed; nothing above sees the driver
             └── RotationLockedError
@@ -49,6 +50,7 @@ __all__ = [
     "NoActiveAuthorityError",
     "RotationLockedError",
     "SigilError",
+    "SigningUnavailableError",
     "TtlError",
     "UpstreamAuthorityError",
     "UpstreamInUseError",
@@ -247,6 +249,14 @@ class ConfigError(CaError):
     def __init__(self, source: str, reason: str) -> None:
         super().__init__(f"{source}: {reason}")
         self.source = source
+        self.reason = reason
+
+
+class SigningUnavailableError(CaError):
+    """The signing worker processes could not sign a batch, even after they were restarted: try again later."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"signing unavailable: {reason}")
         self.reason = reason
 
 

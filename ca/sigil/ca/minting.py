@@ -1,7 +1,8 @@
 """Minting a batch of X509-SVIDs with one signer, and the journal entries of what was minted.
 
-The batch runs in a worker thread (:meth:`~sigil.ca.service.CertificateAuthority.mint_x509_svids`): parsing CSRs,
-generating keys and signing are CPU work that must not block the event loop. Every ID of a batch is checked against
+A batch is planned (the leaf rules applied to each request), signed, then wrapped as SVIDs. The CA runs all three in
+a worker thread, or the signing alone in worker processes (:mod:`sigil.ca.signing_pool`): CSRs, key generation and
+signatures are CPU work that must not block the event loop. Every ID of a batch is checked against
 the CA's trust domain before the first signature, so a batch is signed whole or not at all.
 """
 
@@ -14,16 +15,24 @@ from datetime import datetime, timedelta
 from cryptography import x509
 
 from sigil.ca.authority import Signer
-from sigil.ca.csr import parse_csr
+from sigil.ca.csr import parse_csr, subject_key_der
 from sigil.ca.datastore.transaction import JournalEntry
 from sigil.ca.errors import InvalidSpiffeIdError
 from sigil.ca.jwtsvid import JwtSvid
-from sigil.ca.keys import PublicKey, generate_key
+from sigil.ca.keys import PrivateKey, PublicKey, generate_key, public_key_der
+from sigil.ca.leaf_template import Leaf
 from sigil.ca.settings import CaSettings
 from sigil.ca.spiffe_id import SpiffeId
-from sigil.ca.x509svid import X509Svid, mint_x509_svid
+from sigil.ca.x509svid import X509Svid, leaf_for, x509_svid
 
-__all__ = ["X509Request", "check_member", "journal_entries", "mint_x509_batch"]
+__all__ = [
+    "X509Request",
+    "check_member",
+    "journal_entries",
+    "mint_x509_batch",
+    "plan_x509_batch",
+    "x509_svids",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +44,8 @@ class X509Request:
     public_key: PublicKey | None = None
     ttl: timedelta | None = None
     dns_names: Sequence[str] = ()
+    #: A key already verified from a CSR (:func:`~sigil.ca.csr.verify_csr_keys`), as SubjectPublicKeyInfo DER.
+    spki: bytes | None = None
 
 
 def check_member(spiffe_id: SpiffeId, settings: CaSettings) -> None:
@@ -45,34 +56,61 @@ def check_member(spiffe_id: SpiffeId, settings: CaSettings) -> None:
         )
 
 
-def mint_x509_batch(
+def plan_x509_batch(
     signer: Signer, requests: Sequence[X509Request], now: datetime, *, settings: CaSettings
-) -> list[X509Svid]:
-    """An SVID per request; a request without a CSR or public key gets a key generated here (``x509 mint``)."""
+) -> tuple[list[Leaf], list[PrivateKey | None]]:
+    """Each request's leaf, decided by the leaf rules, and the key the CA generated for it (if it had none).
+
+    Every ID is checked first, so a batch is refused whole or signed whole. A CSR is verified here; a request
+    that carries a verified ``spki`` (the issuer checks CSRs as they arrive) or a public key skips that.
+    """
     for request in requests:
         check_member(request.spiffe_id, settings)
-    minted = []
+    leaves, keys = [], []
     for request in requests:
         private_key = None
-        if request.csr is not None:
-            _, public_key = parse_csr(request.csr)
+        if request.spki is not None:
+            spki = request.spki
+        elif request.csr is not None:
+            spki = subject_key_der(*parse_csr(request.csr))
         elif request.public_key is not None:
-            public_key = request.public_key
+            spki = public_key_der(request.public_key)
         else:
             private_key = generate_key(settings.key_type)
-            public_key = private_key.public_key()
-        minted.append(
-            mint_x509_svid(
+            spki = public_key_der(private_key.public_key())
+        leaves.append(
+            leaf_for(
                 signer,
                 spiffe_id=request.spiffe_id,
-                public_key=public_key,
+                spki=spki,
                 ttl=request.ttl or settings.x509_svid_ttl,
                 now=now,
                 dns_names=request.dns_names,
-                private_key=private_key,
             )
         )
-    return minted
+        keys.append(private_key)
+    return leaves, keys
+
+
+def x509_svids(
+    signer: Signer,
+    requests: Sequence[X509Request],
+    certificates: Sequence[bytes],
+    keys: Sequence[PrivateKey | None],
+) -> list[X509Svid]:
+    """The SVIDs of a planned batch once its ``certificates`` (DER, in order) are signed."""
+    return [
+        x509_svid(signer, request.spiffe_id, der, private_key=key)
+        for request, der, key in zip(requests, certificates, keys, strict=True)
+    ]
+
+
+def mint_x509_batch(
+    signer: Signer, requests: Sequence[X509Request], now: datetime, *, settings: CaSettings
+) -> list[X509Svid]:
+    """An SVID per request, planned, signed and wrapped in this thread; a request without a key gets one."""
+    leaves, keys = plan_x509_batch(signer, requests, now, settings=settings)
+    return x509_svids(signer, requests, signer.leaf_template.certificates(leaves), keys)
 
 
 def journal_entries(

@@ -33,10 +33,11 @@ from sigil.ca.authority_steps import (
     taint_authority,
 )
 from sigil.ca.bundle import TrustBundle
+from sigil.ca.csr import verify_csr_keys
 from sigil.ca.datastore.journal import Outstanding
 from sigil.ca.datastore.store import Datastore
 from sigil.ca.datastore.transaction import Transaction
-from sigil.ca.errors import AuthorityError, NoActiveAuthorityError
+from sigil.ca.errors import AuthorityError, MalformedCsrError, NoActiveAuthorityError
 from sigil.ca.jwtsvid import JwtSvid, mint_jwt_svid
 from sigil.ca.keys import PublicKey
 from sigil.ca.keystore import (
@@ -44,6 +45,7 @@ from sigil.ca.keystore import (
 )
 from sigil.ca.minting import X509Request, check_member, journal_entries, mint_x509_batch
 from sigil.ca.settings import CaSettings
+from sigil.ca.signing_pool import SigningPool
 from sigil.ca.snapshot import Snapshot, read_snapshot
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.ca.storage import open_storage
@@ -82,6 +84,7 @@ class CertificateAuthority:
         self._holder = f"{socket.gethostname()}:{os.getpid()}"
         self._changed = asyncio.Condition()
         self._refreshing = asyncio.Lock()
+        self._pool: SigningPool | None = None
 
     @classmethod
     async def open(
@@ -99,6 +102,9 @@ class CertificateAuthority:
         store, keys, upstream = await open_storage(settings, extra_migrations=extra_migrations)
         ca = cls(settings, store, keys, clock=clock, upstream=upstream)
         try:
+            if settings.signing_workers > 1:
+                ca._pool = SigningPool(settings.signing_workers)
+                await ca._pool.start()
             await seal_unsealed_rows(
                 store,
                 keys,
@@ -109,12 +115,19 @@ class CertificateAuthority:
             )
             await ca.rotate()
         except BaseException:
-            await store.aclose()
+            await ca.aclose()
             raise
         return ca
 
     async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
         await self.store.aclose()
+
+    @property
+    def signing_pool(self) -> SigningPool | None:
+        """The signing worker processes, when ``signing_workers`` is more than 1."""
+        return self._pool
 
     @property
     def trust_domain(self) -> SpiffeId:
@@ -212,6 +225,14 @@ class CertificateAuthority:
             lambda tx, now: scheduled_rotation(tx, now, prepare=self._prepare)
         )
 
+    async def prune_journal(self) -> int:
+        """Drop journal rows of SVIDs expired for longer than ``journal_grace`` (the rotator's tick calls this).
+
+        SPIRE likewise prunes what has expired from its CA journal; without it the journal grows by every SVID
+        ever issued. Returns how many rows went.
+        """
+        return await self.store.prune_journal(self.now() - self.settings.journal_grace)
+
     # ------------------------------------------------------------------ manual verbs
     async def prepare(self, kind: AuthorityKind) -> Authority:
         """Prepare a new authority now (it joins the bundle; it signs once activated)."""
@@ -267,11 +288,24 @@ class CertificateAuthority:
         """
         now = self.now()
         signer = self.signer(AuthorityKind.X509)
-        minted = await asyncio.to_thread(
-            mint_x509_batch, signer, requests, now, settings=self.settings
-        )
+        if self._pool is None:
+            minted = await asyncio.to_thread(
+                mint_x509_batch, signer, requests, now, settings=self.settings
+            )
+        else:
+            minted = await self._pool.mint(signer, requests, now, settings=self.settings)
         await self.store.record_issued(journal_entries(minted, now, holder=holder))
         return minted
+
+    async def verify_csrs(self, csrs: Sequence[bytes]) -> list[bytes | MalformedCsrError]:
+        """Each CSR's verified key as SubjectPublicKeyInfo DER (for ``X509Request.spki``), or why it is refused.
+
+        In the signing workers when there are some, otherwise in a thread: signature checks are CPU work.
+        """
+        if self._pool is not None:
+            return await self._pool.verify_csrs(csrs)
+        answers = await asyncio.to_thread(verify_csr_keys, csrs)
+        return [a if isinstance(a, bytes) else MalformedCsrError(a) for a in answers]
 
     async def mint_x509_svid(
         self,

@@ -35,6 +35,11 @@ class CaSettings:
     #: ``disk`` (key files under ``key_dir``) or ``database`` (sealed under ``key_encryption_key_file``).
     key_store: str = "disk"
     key_encryption_key_file: Path | None = None
+    #: How long a journal row outlives its SVID before the rotator prunes it: past its expiry nobody accepts the
+    #: SVID, so the row only serves an operator looking at what just expired (``ca.journal_grace``).
+    journal_grace: timedelta = timedelta(hours=1)
+    #: Processes that verify CSRs and sign leaves (``ca.signing_workers``); 1 signs in this process's threads.
+    signing_workers: int = 1
 
     @property
     def effective_database_url(self) -> str:
@@ -61,6 +66,8 @@ class CaSettings:
             "organization",
             "key_store",
             "key_encryption_key_file",
+            "journal_grace",
+            "signing_workers",
         }
         unknown = sorted(set(values) - known)
         if unknown:
@@ -83,6 +90,8 @@ class CaSettings:
             key_encryption_key_file=Path(values["key_encryption_key_file"])
             if values.get("key_encryption_key_file")
             else None,
+            journal_grace=parse_duration(values.get("journal_grace", "1h")),
+            signing_workers=_count(values.get("signing_workers", 1), "signing_workers"),
         )
         settings.check()
         return settings
@@ -90,6 +99,10 @@ class CaSettings:
     def check(self) -> None:
         """Refuse settings that cannot work: an unknown key store, a sealed store without its key, TTLs that
         would not fit an authority's last sixth."""
+        if self.signing_workers < 1:
+            raise ValueError(f"signing_workers must be 1 or more, not {self.signing_workers}")
+        if self.journal_grace < timedelta(0):
+            raise ValueError(f"journal_grace {format_duration(self.journal_grace)} is negative")
         if self.key_store not in {"disk", "database"}:
             raise ValueError(f"key_store {self.key_store!r} is neither 'disk' nor 'database'")
         if self.key_store == "database" and self.key_encryption_key_file is None:
@@ -99,3 +112,13 @@ class CaSettings:
                 f"x509_svid_ttl {format_duration(self.x509_svid_ttl)} is longer than a sixth of ca_ttl "
                 f"{format_duration(self.ca_ttl)}: SVIDs would be cut short after each rotation"
             )
+
+
+def _count(value: object, name: str) -> int:
+    """A whole number from a config file or flag (``4`` or ``"4"``), or ValueError naming the key."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{name} must be a whole number, not {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {value!r}") from None

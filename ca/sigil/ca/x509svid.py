@@ -15,14 +15,15 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from sigil.ca.authority import NOT_BEFORE_CUSHION, Signer
 from sigil.ca.errors import InvalidSpiffeIdError, TtlError
-from sigil.ca.keys import PrivateKey, PublicKey, signature_hash
+from sigil.ca.keys import PrivateKey, PublicKey, public_key_der
+from sigil.ca.leaf_template import Leaf, LeafTemplate
 from sigil.ca.spiffe_id import SpiffeId
 
-__all__ = ["X509Svid", "leaf_builder", "mint_x509_svid"]
+__all__ = ["X509Svid", "leaf_for", "leaf_template", "mint_x509_svid", "x509_svid"]
 
 _LEAF_KEY_USAGE = x509.KeyUsage(
     digital_signature=True,
@@ -41,26 +42,27 @@ _LEAF_EKU = x509.ExtendedKeyUsage(
 _LEAF_BASIC_CONSTRAINTS = x509.BasicConstraints(ca=False, path_length=None)
 
 
-def leaf_builder(
-    issuer_name: x509.Name, authority_key_identifier: x509.AuthorityKeyIdentifier
-) -> x509.CertificateBuilder:
-    """The part of every leaf that does not depend on the leaf: issuer, constraints, usages, AKID.
+def leaf_template(
+    private_key: PrivateKey,
+    *,
+    issuer_name: x509.Name,
+    authority_key_identifier: x509.AuthorityKeyIdentifier,
+) -> LeafTemplate:
+    """The part of every leaf that does not depend on the leaf: issuer, constraints, usages, AKID, encoded once.
 
-    These extensions are handed to the builder already DER-encoded (``UnrecognizedExtension`` carries bytes as
-    they are), which yields byte-identical certificates and spares ``cryptography`` re-encoding the same four
-    values for every SVID: about a tenth of the cost of minting one.
+    ``CertificateBuilder`` re-encoded these four values for every SVID and validated the rest again; the template
+    makes byte-identical certificates in about a third less time (:mod:`sigil.ca.leaf_template`).
     """
-    builder = x509.CertificateBuilder().issuer_name(issuer_name)
-    for value, critical in (
-        (_LEAF_BASIC_CONSTRAINTS, True),
-        (_LEAF_KEY_USAGE, True),
-        (_LEAF_EKU, False),
-        (authority_key_identifier, False),
-    ):
-        builder = builder.add_extension(
-            x509.UnrecognizedExtension(value.oid, value.public_bytes()), critical=critical
-        )
-    return builder
+    return LeafTemplate(
+        private_key,
+        issuer=issuer_name,
+        shared_extensions=(
+            (_LEAF_BASIC_CONSTRAINTS, True),
+            (_LEAF_KEY_USAGE, True),
+            (_LEAF_EKU, False),
+            (authority_key_identifier, False),
+        ),
+    )
 
 
 def _random_serial() -> int:
@@ -98,6 +100,45 @@ class X509Svid:
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.chain)
 
 
+def leaf_for(
+    signer: Signer,
+    *,
+    spiffe_id: SpiffeId,
+    spki: bytes,
+    ttl: timedelta,
+    now: datetime,
+    dns_names: Sequence[str] = (),
+) -> Leaf:
+    """The leaf rules for one SVID over ``spki``: a path, a positive TTL, a life no longer than the signer's."""
+    if spiffe_id.is_root:
+        raise InvalidSpiffeIdError(str(spiffe_id), "an X509-SVID's SPIFFE ID must have a path")
+    if ttl <= timedelta(0):
+        raise TtlError(str(ttl), "must be positive")
+    authority = signer.authority
+    if now >= authority.not_after:
+        raise TtlError(str(ttl), f"the signing authority {authority.authority_id} has expired")
+    return Leaf(
+        serial=_random_serial(),
+        not_before=now - NOT_BEFORE_CUSHION,
+        not_after=min(now + ttl, authority.not_after),
+        spki=spki,
+        uri=str(spiffe_id),
+        dns_names=tuple(dns_names),
+    )
+
+
+def x509_svid(
+    signer: Signer, spiffe_id: SpiffeId, der: bytes, *, private_key: PrivateKey | None = None
+) -> X509Svid:
+    """The SVID of a leaf ``der`` that ``signer`` signed, with the chain above it."""
+    return X509Svid(
+        spiffe_id=spiffe_id,
+        chain=(x509.load_der_x509_certificate(der), *signer.chain_above_leaf),
+        authority_id=signer.authority.authority_id,
+        private_key=private_key,
+    )
+
+
 def mint_x509_svid(
     signer: Signer,
     *,
@@ -109,33 +150,13 @@ def mint_x509_svid(
     private_key: PrivateKey | None = None,
 ) -> X509Svid:
     """Sign an X509-SVID for ``spiffe_id`` over ``public_key``; its life ends no later than the signer's."""
-    if spiffe_id.is_root:
-        raise InvalidSpiffeIdError(str(spiffe_id), "an X509-SVID's SPIFFE ID must have a path")
-    if ttl <= timedelta(0):
-        raise TtlError(str(ttl), "must be positive")
-    authority = signer.authority
-    if now >= authority.not_after:
-        raise TtlError(str(ttl), f"the signing authority {authority.authority_id} has expired")
-    not_after = min(now + ttl, authority.not_after)
-    # Subject: empty would force a critical SAN; SPIRE sets C/O and a CN from the first DNS name.
-    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Sigil")]
-    if dns_names:
-        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0]))
-    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(str(spiffe_id))]
-    sans.extend(x509.DNSName(name) for name in dns_names)
-    certificate = (
-        signer.leaf_builder.subject_name(x509.Name(attributes))
-        .public_key(public_key)
-        .serial_number(_random_serial())
-        .not_valid_before(now - NOT_BEFORE_CUSHION)
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(signer.private_key, signature_hash(signer.private_key))
-    )
-    return X509Svid(
+    leaf = leaf_for(
+        signer,
         spiffe_id=spiffe_id,
-        chain=(certificate, *signer.chain_above_leaf),
-        authority_id=authority.authority_id,
-        private_key=private_key,
+        spki=public_key_der(public_key),
+        ttl=ttl,
+        now=now,
+        dns_names=dns_names,
     )
+    (der,) = signer.leaf_template.certificates([leaf])
+    return x509_svid(signer, spiffe_id, der, private_key=private_key)

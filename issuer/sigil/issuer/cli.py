@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the issuance server")
+    run.add_argument(
+        "--signing-workers",
+        type=int,
+        help="processes that verify CSRs and sign SVIDs; 1 signs in the server's own process "
+        "(env SIGIL_SIGNING_WORKERS; config ca.signing_workers; default 1)",
+    )
     run.set_defaults(run=None)
     add_authority_verbs(commands)
     add_upstream_verbs(commands)
@@ -71,7 +78,10 @@ async def _run(settings: ServerSettings, command: Command, args: argparse.Namesp
     if await asyncio.to_thread(server_listening, settings.admin_socket):
         async with SocketAdmin(settings.admin_socket) as remote:
             return await command(remote, args)
-    ca = await open_ca(settings)
+    # A verb signs at most a few certificates: worker processes would only slow its start.
+    ca = await open_ca(
+        dataclasses.replace(settings, ca=dataclasses.replace(settings.ca, signing_workers=1))
+    )
     try:
         return await command(LocalAdmin(ca, Registry(ca.store.engine)), args)
     finally:
@@ -90,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             listen=args.listen,
             admin_socket=args.admin_socket,
             kubeconfig=args.kubeconfig,
+            signing_workers=getattr(args, "signing_workers", None),
         )
         if args.command == "healthcheck":
             return asyncio.run(healthcheck(settings.admin_socket))

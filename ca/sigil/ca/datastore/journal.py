@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, true, update
 from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
@@ -67,6 +67,19 @@ async def mark_replaced(
     """Record that ``entries`` (about to be journaled) replace the marked rows of their kind, ID and holder."""
     wanted = {(e.kind, e.spiffe_id, e.holder or _NO_HOLDER) for e in entries}
     if not wanted:
+        return
+    # Almost always nothing is marked (no taint in the SVIDs' lifetime): one indexed look spares a hundred UPDATEs,
+    # which were two thirds of the cost of journaling a batch. An expired marked row no longer counts anywhere.
+    pending = await connection.execute(
+        select(JournalRow.serial)
+        .where(
+            JournalRow.reissue_due == true(),
+            JournalRow.not_after > now,
+            JournalRow.replaced_at.is_(None),
+        )
+        .limit(1)
+    )
+    if pending.first() is None:
         return
     statement = (
         update(JournalRow)

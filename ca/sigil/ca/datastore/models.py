@@ -87,6 +87,8 @@ class JournalRow(Base):
     __table_args__ = (
         Index("ix_svid_journal_authority_id", "authority_id"),
         Index("ix_svid_journal_spiffe_id", "spiffe_id"),
+        Index("ix_svid_journal_not_after", "not_after"),
+        Index("ix_svid_journal_reissue_due", "reissue_due", "not_after"),
     )
 
     serial: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -16,9 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import event, insert, select, text, update
+from sqlalchemy import delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -103,6 +101,11 @@ class Datastore:
 
     async def _migrate(self, extra_migrations: Sequence[Path]) -> None:
         def upgrade(connection: Connection) -> None:
+            # Imported here: only opening a datastore migrates, and Alembic is 130 modules and 10 MB that a
+            # ``sigil-server`` verb speaking to the admin socket never needs.
+            from alembic import command
+            from alembic.config import Config
+
             if connection.dialect.name == "postgresql":
                 # Two replicas starting together must not both create the schema.
                 connection.execute(
@@ -175,6 +178,32 @@ class Datastore:
                 # In the same transaction: a revoke never sees the fresh SVID without the replacement.
                 await mark_replaced(connection, entries, entries[0].issued_at)
                 await connection.execute(insert(JournalRow), rows)
+
+    async def prune_journal(self, expired_before: datetime, *, batch: int = 5000) -> int:
+        """Delete journal rows of SVIDs that expired before ``expired_before``; returns how many.
+
+        In transactions of ``batch`` rows, so that issuance journaling (which waits for SQLite's write lock) is
+        never held up for long by a large backlog. Only expired rows go: revocation's count, re-issue marks and
+        the listing of unexpired SVIDs read unexpired rows alone.
+        """
+        doomed = select(JournalRow.serial).where(JournalRow.not_after < expired_before).limit(batch)
+        removed = 0
+        with translated("pruning the journal"):
+            while True:
+                async with self._engine.begin() as connection:
+                    result = await connection.execute(
+                        delete(JournalRow).where(JournalRow.serial.in_(doomed.scalar_subquery()))
+                    )
+                count = int(result.rowcount or 0)
+                removed += count
+                if count < batch:
+                    return removed
+
+    async def journal_size(self) -> int:
+        """How many rows the journal holds (expired ones not yet pruned included)."""
+        with translated("reading the journal"):
+            async with self._sessions() as session:
+                return int(await session.scalar(select(func.count()).select_from(JournalRow)) or 0)
 
     async def outstanding(self, authority_id: str, now: datetime) -> Outstanding:
         """What revoking ``authority_id`` now would cut (see :mod:`sigil.ca.datastore.journal`)."""

@@ -139,7 +139,12 @@ async def open_issuer(
         agent_records=agent_records,
         agents=AgentAuthenticator(ca, agent_records, clock=clock),
     )
-    await issuer.serving.renew()
+    try:
+        # The server's own SVID: the first signature, so the first place a signing worker that cannot start shows.
+        await issuer.serving.renew()
+    except BaseException:
+        await close_issuer(issuer)
+        raise
     issuer.feed.current()
     issuer.ready = True
     return issuer
@@ -163,6 +168,9 @@ async def _tick(issuer: Issuer) -> None:
             done = await issuer.ca.rotate()
             for step in done:
                 _log.info("ca.rotated", step=step)
+            pruned = await issuer.ca.prune_journal()
+            if pruned:
+                _log.info("journal.pruned", rows=pruned)
             if issuer.serving.due(issuer.clock()):
                 await issuer.serving.renew()
             await issuer.feed.publish()

@@ -13,7 +13,12 @@ from http import HTTPStatus
 from types import MappingProxyType
 from typing import ClassVar, Final, Self
 
-from sigil.ca.errors import DatastoreError, MalformedCsrError, SigilError
+from sigil.ca.errors import (
+    DatastoreError,
+    MalformedCsrError,
+    SigilError,
+    SigningUnavailableError,
+)
 
 __all__ = [
     "PROBLEMS",
@@ -81,6 +86,9 @@ def problem_for(error: SigilError) -> tuple[str, Problem]:
         reason = error.reason
     elif isinstance(error, MalformedCsrError):
         reason = "malformed_csr"
+    elif isinstance(error, SigningUnavailableError):
+        # The signing workers died twice over one batch (the pool restarted them): transient, like a 503 should be.
+        reason = "unavailable"
     elif isinstance(error, DatastoreError):
         # The database failed (the datastore layer translated the driver's exception): try again, maybe elsewhere.
         reason = "datastore_unavailable"

@@ -17,15 +17,14 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
-
-import urllib3
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from sigil.issuer.errors import ConfigError, KubernetesUnavailableError
 from sigil.issuer.kube.listwatch import ListWatch
 from sigil.issuer.kube.payloads import ConfigMap, Node, Pod, PodList, TokenReviewStatus, WatchEvent
+
+if TYPE_CHECKING:
+    from kubernetes import client as k8s
 
 __all__ = ["KubeApi", "PatchOutcome"]
 
@@ -33,9 +32,30 @@ PatchOutcome = Literal["written", "missing", "conflict"]
 """What a conditional patch did: applied; nothing to patch (404); the object changed since it was read (409)."""
 
 _T = TypeVar("_T")
+
+
 # What the sync client raises when the API cannot be reached or answers nonsense. ValueError covers the
 # pydantic ValidationError the generated models raise for a malformed reply.
-_CLIENT_ERRORS = (k8s.ApiException, urllib3.exceptions.HTTPError, OSError, ValueError)
+def _client_errors() -> tuple[type[BaseException], ...]:
+    import urllib3
+
+    return (_k8s().ApiException, urllib3.exceptions.HTTPError, OSError, ValueError)
+
+
+def _k8s() -> Any:
+    """The Kubernetes client, imported on first use: a server without Kubernetes (and every ``sigil-server`` verb)
+    never loads its 350 modules and 19 MB (``bench/memory.py``)."""
+    from kubernetes import client
+
+    return client
+
+
+def _k8s_config() -> Any:
+    from kubernetes import config
+
+    return config
+
+
 _PODS = "/api/v1/pods"
 
 
@@ -58,9 +78,9 @@ class KubeApi:
         self._streams = ListWatch(
             api_client.configuration, connect_timeout=connect_timeout, read_timeout=read_timeout
         )
-        self._auth = k8s.AuthenticationV1Api(api_client)
-        self._core = k8s.CoreV1Api(api_client)
-        self._custom = k8s.CustomObjectsApi(api_client)
+        self._auth = _k8s().AuthenticationV1Api(api_client)
+        self._core = _k8s().CoreV1Api(api_client)
+        self._custom = _k8s().CustomObjectsApi(api_client)
 
     @classmethod
     def from_kubeconfig(
@@ -73,10 +93,10 @@ class KubeApi:
     ) -> KubeApi:
         """Connect as a kubeconfig file says (reads files and may run its exec plugin: call at startup)."""
         try:
-            api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            api_client = _k8s_config().new_client_from_config(
                 config_file=str(path), context=context, client_configuration=_configuration()
             )
-        except (k8s_config.ConfigException, OSError, ValueError) as err:
+        except (_k8s_config().ConfigException, OSError, ValueError) as err:
             raise ConfigError("kubeconfig", f"{path}: {err}") from err
         return cls(api_client, connect_timeout=connect_timeout, read_timeout=read_timeout)
 
@@ -85,12 +105,10 @@ class KubeApi:
         """Connect with the pod's own ServiceAccount token and CA, refreshing the token as the kubelet rotates it."""
         configuration = _configuration()
         try:
-            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration
-            )
-        except k8s_config.ConfigException as err:
+            _k8s_config().load_incluster_config(client_configuration=configuration)
+        except _k8s_config().ConfigException as err:
             raise ConfigError("kubernetes", f"not running in a cluster: {err}") from err
-        api_client = k8s.ApiClient(configuration)
+        api_client = _k8s().ApiClient(configuration)
         return cls(api_client, connect_timeout=connect_timeout, read_timeout=read_timeout)
 
     async def aclose(self) -> None:
@@ -106,9 +124,9 @@ class KubeApi:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn)
-        except k8s.ApiException as err:
+        except _k8s().ApiException as err:
             raise KubernetesUnavailableError(operation, f"HTTP {err.status} {err.reason}") from err
-        except _CLIENT_ERRORS as err:
+        except _client_errors() as err:
             raise KubernetesUnavailableError(operation, f"{type(err).__name__}: {err}") from err
 
     async def _call_unless_absent(self, operation: str, fn: Callable[[], _T]) -> _T | None:
@@ -117,7 +135,7 @@ class KubeApi:
         def call() -> _T | None:
             try:
                 return fn()
-            except k8s.ApiException as err:
+            except _k8s().ApiException as err:
                 if err.status == 404:
                     return None
                 raise
@@ -127,7 +145,9 @@ class KubeApi:
     # ------------------------------------------------------------------------- one-shot requests
     async def review_token(self, token: str, audiences: Sequence[str]) -> TokenReviewStatus:
         """POST a TokenReview and return its status (authenticated or not); raise only if the API cannot answer."""
-        body = k8s.V1TokenReview(spec=k8s.V1TokenReviewSpec(token=token, audiences=list(audiences)))
+        body = _k8s().V1TokenReview(
+            spec=_k8s().V1TokenReviewSpec(token=token, audiences=list(audiences))
+        )
 
         def call() -> TokenReviewStatus:
             reply = self._auth.create_token_review(body, _request_timeout=self._timeout)
@@ -171,7 +191,7 @@ class KubeApi:
                 self._core.patch_namespaced_config_map(
                     name, namespace, body, _request_timeout=self._timeout
                 )
-            except k8s.ApiException as err:
+            except _k8s().ApiException as err:
                 if err.status == 404:
                     return "missing"
                 if err.status == 409:
@@ -216,7 +236,7 @@ class KubeApi:
                     self._custom.patch_cluster_custom_object_status(
                         group, version, plural, name, body, **options
                     )
-            except k8s.ApiException as err:
+            except _k8s().ApiException as err:
                 if err.status in (404, 409):
                     return False
                 raise
@@ -266,7 +286,7 @@ class KubeApi:
 
 
 def _configuration() -> k8s.Configuration:
-    configuration = k8s.Configuration()
+    configuration: k8s.Configuration = _k8s().Configuration()
     # One retry absorbs a pooled keep-alive connection the server closed; more would only delay failing closed.
     configuration.retries = 1
     return configuration

@@ -16,12 +16,14 @@ import asyncio
 import json
 import ssl
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from kubernetes import client as k8s
 
 from sigil.issuer.errors import KubernetesUnavailableError
+
+if TYPE_CHECKING:
+    from kubernetes import client as k8s
 
 __all__ = ["ListWatch"]
 

@@ -49,6 +49,7 @@ def load_server_settings(
     listen: str | None = None,
     admin_socket: str | None = None,
     kubeconfig: str | None = None,
+    signing_workers: int | None = None,
 ) -> ServerSettings:
     """Layer flags over ``SIGIL_*`` environment variables over the file over the embedded defaults."""
     values = load_config_file(config_file)
@@ -70,6 +71,9 @@ def load_server_settings(
     url = pick(database_url, "SIGIL_DATABASE_URL", ca_values, "database_url", "")
     if url:
         merged["database_url"] = url
+    workers = pick(signing_workers, "SIGIL_SIGNING_WORKERS", ca_values, "signing_workers")
+    if workers is not None:
+        merged["signing_workers"] = workers
     try:
         ca = CaSettings.from_mapping(merged, data_dir=resolved_dir)
     except InvalidTrustDomainError as err:

@@ -46,11 +46,11 @@ routes = web.RouteTableDef()
 
 async def _mint_agent_svid(request: web.Request, agent: SpiffeId, csr: str) -> X509Svid:
     issuer = issuer_of(request)
-    (key,) = await parse_csrs([csr])
+    (key,) = await parse_csrs(issuer, [csr])
     if isinstance(key, MalformedCsrError):
         raise key
     ttl = issuer.settings.server.agent_svid_ttl
-    wanted = X509Request(agent, public_key=key, ttl=ttl)
+    wanted = X509Request(agent, spki=key, ttl=ttl)
     (svid,) = await issuer.ca.mint_x509_svids([wanted], holder=str(agent))
     issuer.metrics.svids_issued.labels("x509", "agent").inc()
     return svid

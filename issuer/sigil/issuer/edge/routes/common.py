@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from aiohttp import web
 
-from sigil.ca.csr import parse_csr
 from sigil.ca.errors import MalformedCsrError
-from sigil.ca.keys import PublicKey
 from sigil.ca.x509svid import X509Svid
 from sigil.issuer.agentapi import contract
 from sigil.issuer.agents.authentication import CallingAgent
@@ -46,16 +43,9 @@ def svid_body(svid: X509Svid) -> contract.X509SvidBody:
     }
 
 
-def _parse_all(csrs: Sequence[str]) -> list[PublicKey | MalformedCsrError]:
-    keys: list[PublicKey | MalformedCsrError] = []
-    for text in csrs:
-        try:
-            keys.append(parse_csr(text.encode())[1])
-        except MalformedCsrError as err:
-            keys.append(err)
-    return keys
+async def parse_csrs(issuer: Issuer, csrs: Sequence[str]) -> list[bytes | MalformedCsrError]:
+    """Each CSR's verified key as SubjectPublicKeyInfo DER (``X509Request.spki``), or why it is malformed.
 
-
-async def parse_csrs(csrs: Sequence[str]) -> list[PublicKey | MalformedCsrError]:
-    """Each CSR's verified public key, or why it is malformed; in a worker thread (signature checks are CPU)."""
-    return await asyncio.to_thread(_parse_all, csrs)
+    The CA checks them in its signing workers, or in a thread: signature checks are CPU work.
+    """
+    return await issuer.ca.verify_csrs([text.encode() for text in csrs])

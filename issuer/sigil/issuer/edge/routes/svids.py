@@ -83,7 +83,7 @@ async def batch_x509(request: web.Request) -> web.Response:
     caller = await authenticated_agent(request)
     issuer = issuer_of(request)
     batch = X509Batch.parse(await read_json(request))
-    keys = await parse_csrs(batch.csrs())
+    keys = await parse_csrs(issuer, batch.csrs())
     grants = _Grants(issuer, caller)
     results: list[contract.X509ResultItem] = []
     pending: list[tuple[int, int]] = []  # (result index, how many SVIDs)
@@ -104,7 +104,7 @@ async def batch_x509(request: web.Request) -> web.Response:
         for spiffe_id, entry in granted:
             ttl = entry.x509_svid_ttl if entry is not None else None
             dns = entry.dns_names if entry is not None else ()
-            minting.append(X509Request(spiffe_id, public_key=key, ttl=ttl, dns_names=dns))
+            minting.append(X509Request(spiffe_id, spki=key, ttl=ttl, dns_names=dns))
     holder = str(caller.spiffe_id)
     minted = iter(await issuer.ca.mint_x509_svids(minting, holder=holder) if minting else [])
     for index, count in pending:
@@ -148,10 +148,10 @@ async def workload_x509(request: web.Request) -> web.Response:
         raise UnavailableError("this server does not serve Kubernetes workloads")
     body = TokenAndCsr.parse(await read_json(request))
     identity = await kube.workloads.authenticate(body.token)
-    (key,) = await parse_csrs([body.csr])
+    (key,) = await parse_csrs(issuer, [body.csr])
     if isinstance(key, MalformedCsrError):
         raise key
     spiffe_id = settings.workload_id_template.render(issuer.ca.settings.trust_domain, identity)
-    (svid,) = await issuer.ca.mint_x509_svids([X509Request(spiffe_id, public_key=key)])
+    (svid,) = await issuer.ca.mint_x509_svids([X509Request(spiffe_id, spki=key)])
     issuer.metrics.svids_issued.labels("x509", "workload").inc()
     return web.json_response(svid_body(svid))
