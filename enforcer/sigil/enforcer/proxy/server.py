@@ -58,6 +58,9 @@ async def serve(settings: ProxySettings) -> int:
                 metrics=metrics,
             )
             guarding = authorizer
+            # Cached decisions do not outlive a change of the trust bundles.
+            authorizer.set_bundles(source.current().bundles)
+            source.subscribe(authorizer.follow_material)
             if isinstance(policies, AgentPolicySource):
                 await _first_snapshot(policies, authorizer)
             else:
