@@ -95,7 +95,7 @@ def chain_digest(chain: Sequence[bytes]) -> bytes:
 class _Generation:
     """What one version of the bundles needs: per-domain stores and anchors, and the chains they verified."""
 
-    __slots__ = ("anchors", "bundles", "cache", "stores", "verifiers")
+    __slots__ = ("anchors", "bundles", "cache", "profile_hits", "stores", "verifiers")
 
     def __init__(self, bundles: BundleSet, *, profiles: bool) -> None:
         self.bundles = bundles
@@ -112,6 +112,7 @@ class _Generation:
         # Per trust domain, the path verifier of the current second (X.509 times have no finer grain).
         self.verifiers: dict[TrustDomain, tuple[int, verification.ClientVerifier]] = {}
         self.cache: OrderedDict[bytes, VerifiedSvid] = OrderedDict()
+        self.profile_hits = 0
 
     def verifier(
         self, trust_domain: TrustDomain, now: datetime
@@ -163,6 +164,11 @@ class SvidVerifier:
         # One reference swap: a verification already running finishes against, and caches into, the old one.
         self._generation = _Generation(bundles, profiles=self._profiles)
         return True
+
+    @property
+    def profile_hits(self) -> int:
+        """How many chains the leaf-profile path verified under the bundles in force."""
+        return self._generation.profile_hits
 
     def cache_len(self) -> int:
         """How many verified chains the cache holds."""
@@ -273,6 +279,7 @@ def _by_profile(
         return None
     for anchor in candidates:
         if anchor.verifies(leaf, shape, now):
+            generation.profile_hits += 1
             return VerifiedSvid(
                 spiffe_id, (leaf, anchor.certificate), min(not_after, anchor.not_after)
             )
