@@ -27,7 +27,6 @@ change. Refusals are not cached: they are cheap to repeat and must not outlive a
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import threading
 from collections import OrderedDict
@@ -38,13 +37,13 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from sigil.ca.errors import InvalidSpiffeIdError
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.bundles import BundleSet
 from sigil.enforcer.errors import SvidVerificationError
 from sigil.enforcer.verify_profile import LeafShape, anchors_by_subject, leaf_shape
+from sigil.enforcer.verify_rules import Refusal, leaf_spiffe_id
 
 __all__ = ["Clock", "Refusal", "SvidVerifier", "VerifiedSvid", "chain_digest"]
 
@@ -52,26 +51,6 @@ Clock = Callable[[], datetime]
 Presented = Sequence[bytes | x509.Certificate]
 
 _DER = serialization.Encoding.DER
-
-
-class Refusal(enum.StrEnum):
-    """Why a chain was refused: the ``reason`` of :class:`~sigil.enforcer.errors.SvidVerificationError`."""
-
-    NO_CERTIFICATE = "no_certificate"
-    MALFORMED = "malformed"
-    CA_LEAF = "ca_leaf"
-    KEY_CERT_SIGN = "key_cert_sign"
-    NO_URI_SAN = "no_uri_san"
-    MULTIPLE_URI_SANS = "multiple_uri_sans"
-    INVALID_SPIFFE_ID = "invalid_spiffe_id"
-    ROOT_SPIFFE_ID = "root_spiffe_id"
-    BAD_KEY_USAGE = "bad_key_usage"
-    NOT_YET_VALID = "not_yet_valid"
-    EXPIRED = "expired"
-    UNKNOWN_TRUST_DOMAIN = "unknown_trust_domain"
-    BAD_CHAIN = "bad_chain"
-    #: A valid SVID, but not the server the client expected (tls.py's ``expect``).
-    UNEXPECTED_PEER = "unexpected_peer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +209,7 @@ def _verify(
         extensions = leaf.extensions
     except (ValueError, x509.DuplicateExtension) as err:
         raise SvidVerificationError(Refusal.MALFORMED, f"the leaf's extensions: {err}") from err
-    spiffe_id = _leaf_spiffe_id(leaf, extensions)
+    spiffe_id = leaf_spiffe_id(leaf, extensions)
     claimed = str(spiffe_id)
     for index, cert in enumerate(certs):
         which = "the leaf" if index == 0 else f"certificate {index}"
@@ -284,49 +263,3 @@ def _by_profile(
                 spiffe_id, (leaf, anchor.certificate), min(not_after, anchor.not_after)
             )
     return None
-
-
-def _leaf_spiffe_id(leaf: x509.Certificate, extensions: x509.Extensions) -> SpiffeId:
-    """The leaf's SPIFFE ID, after every leaf rule of X509-SVID.md §4 and §5 (raises on the first broken)."""
-    # One pass over the extensions (this runs for every new peer certificate).
-    constraints = usage = purposes = names = None
-    for extension in extensions:
-        value = extension.value
-        if isinstance(value, x509.BasicConstraints):
-            constraints = value
-        elif isinstance(value, x509.KeyUsage):
-            usage = value
-        elif isinstance(value, x509.ExtendedKeyUsage):
-            purposes = value
-        elif isinstance(value, x509.SubjectAlternativeName):
-            names = value
-    if constraints is not None and constraints.ca:
-        raise SvidVerificationError(Refusal.CA_LEAF, "the leaf is a CA certificate (cA=true)")
-    if usage is not None and (usage.key_cert_sign or usage.crl_sign):
-        raise SvidVerificationError(
-            Refusal.KEY_CERT_SIGN, "the leaf may sign certificates or CRLs (X509-SVID.md §4.3)"
-        )
-    uris = [] if names is None else names.get_values_for_type(x509.UniformResourceIdentifier)
-    if not uris:
-        raise SvidVerificationError(Refusal.NO_URI_SAN, "the leaf has no URI SAN")
-    if len(uris) > 1:
-        detail = f"the leaf has {len(uris)} URI SANs; an X509-SVID has exactly one"
-        raise SvidVerificationError(Refusal.MULTIPLE_URI_SANS, detail)
-    try:
-        spiffe_id = SpiffeId.parse(uris[0])
-    except InvalidSpiffeIdError as err:
-        raise SvidVerificationError(Refusal.INVALID_SPIFFE_ID, err.rule) from err
-    claimed = str(spiffe_id)
-    if spiffe_id.is_root:
-        detail = "the SPIFFE ID has no path: it names a trust domain, not a workload"
-        raise SvidVerificationError(Refusal.ROOT_SPIFFE_ID, detail, spiffe_id=claimed)
-    if usage is None or not usage.digital_signature:
-        detail = "the leaf's KeyUsage must be present with digitalSignature (X509-SVID.md §4.3)"
-        raise SvidVerificationError(Refusal.BAD_KEY_USAGE, detail, spiffe_id=claimed)
-    wanted = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
-    if purposes is not None and not wanted <= set(purposes):
-        detail = (
-            "the leaf's ExtendedKeyUsage must list serverAuth and clientAuth (X509-SVID.md §4.4)"
-        )
-        raise SvidVerificationError(Refusal.BAD_KEY_USAGE, detail, spiffe_id=claimed)
-    return spiffe_id
