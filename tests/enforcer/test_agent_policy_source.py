@@ -121,6 +121,32 @@ def test_a_refused_document_keeps_its_last_good_version(registry: CollectorRegis
     assert registry.get_sample_value("sigil_enforcer_policy_load_errors_total") == 1
 
 
+def test_a_document_held_before_is_not_parsed_again(registry: CollectorRegistry) -> None:
+    """A snapshot resending a policy keeps the very same parsed policy; a new one beside it, and an unreadable
+    one after, are judged in the snapshot's order (the unreadable one keeps the whole snapshot out)."""
+    source = AgentPolicySource("unix:///nonexistent/agent.sock")
+    authorizer = enforcer(source, registry)
+    web = _canonical(_document(_from("web")))
+    other = _canonical(_document(dump(ap("other", match={"app": "cache"}))))
+    source.apply(wire.PolicySnapshot(revision=1, digest="d1", policies=[web], namespace="shop"))
+    [first] = source.store.current.accepted
+    applied = source.apply(
+        wire.PolicySnapshot(revision=2, digest="d2", policies=[other, web], namespace="shop")
+    )
+    assert applied.report.errors == ()
+    held = {a.key: a for a in source.store.current.accepted}
+    assert held[first.key] is first
+    assert ("AuthorizationPolicy", "shop", "other") in held
+    broken = source.apply(
+        wire.PolicySnapshot(revision=3, digest="d3", policies=[web, "{"], namespace="shop")
+    )
+    assert [str(e) for e in broken.report.errors] == [
+        "agent (document 2): expected a JSON document (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"
+    ]
+    assert len(source.store.current.accepted) == 2  # nothing left: the snapshot was not readable
+    assert allowed(authorizer, WEB)
+
+
 def test_policies_from_the_agent_and_from_a_directory_exclude_each_other(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -137,6 +163,11 @@ def test_an_inbound_proxy_needs_policies_from_somewhere(capsys: pytest.CaptureFi
     argv = ["proxy", "inbound", "--listen", "1", "--forward", "2", "--namespace", "shop"]
     assert main([*argv, "--svid-dir", "x"]) == 2
     assert "--policies or --policies-from-agent" in capsys.readouterr().err
+
+
+def _canonical(document: dict[str, Any]) -> str:
+    """A document as the agent sends it: canonical JSON."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
 def _document(text: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import os
 import secrets
 import time
@@ -448,3 +449,17 @@ async def test_two_replicas_agree_on_the_revision(
     assert changed_a.revision == changed_b.revision > from_a.revision
     assert changed_a.digest == changed_b.digest
     assert _names(changed_b) == ["db-from-admin", "db-from-web"]
+
+
+async def test_the_body_agents_get_is_the_set_in_force(server: IssuerServer) -> None:
+    """The feed's JSON body, written once per revision from canonical text, decodes to the set in force."""
+    feed = server.issuer.policies
+    async with SocketAdmin(server.admin_socket) as admin:
+        await admin.apply_policies("extra.yaml", _policy("db-from-batch", port=5433))
+    body = await feed.wait_encoded(after_revision=None, longest=0)
+    assert json.loads(body) == feed.current()
+    assert await feed.wait_encoded(after_revision=None, longest=0) is body  # encoded once
+    assert [p["metadata"]["name"] for p in json.loads(body)["policies"]] == [
+        "db-from-web",
+        "db-from-batch",
+    ]

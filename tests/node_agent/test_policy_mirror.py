@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from sigil.enforcer.policy import AcceptedPolicy
 from sigil.issuer.agentapi import contract
 from sigil.issuer.client import PolicyUpdate
 from sigil.node_agent.policies import PolicyMirror
+from sigil.node_agent.policies.mirror import POLICY_FILE
 from sigil.node_agent.rotation import Backoff
 
 
@@ -72,3 +74,15 @@ async def test_the_stored_set_is_the_canonical_documents(tmp_path: Path) -> None
         e.canonical for e in mirror.state.entries
     ]
     assert restarted.state.revision == 3
+
+
+async def test_the_stored_file_is_the_wire_body(tmp_path: Path) -> None:
+    """The file, written from each policy's canonical text, decodes to exactly the state's wire body."""
+    namespaces = {"shop": {"team": "a"}}
+    body = {**_body(4, ap("a"), cap("c")), "namespaces": namespaces}
+    mirror = _mirror(_Issuer(body), tmp_path)
+    assert await mirror.refresh()
+    assert mirror.state is not None
+    stored = json.loads((tmp_path / POLICY_FILE).read_text(encoding="utf-8"))
+    assert stored == mirror.state.wire()
+    assert stored["namespaces"] == namespaces

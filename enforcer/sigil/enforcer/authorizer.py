@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
+from sigil.enforcer.bundles import BundleSet
 from sigil.enforcer.errors import PolicySourceError
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.decision import Decision, Target
@@ -36,6 +37,7 @@ from sigil.enforcer.policy.store import LoadReport, PolicyStore
 if TYPE_CHECKING:
     # Only for types: a directory-fed authorizer (and ``sigil-enforcer check``) need not import grpclib.
     from sigil.enforcer.policy.receiver import AgentPolicies, AgentPolicySource
+    from sigil.enforcer.sources import X509Material
 
 __all__ = ["Authorizer"]
 
@@ -72,6 +74,7 @@ class Authorizer:
             self.agent.subscribe(self._adopt)
         self._stamps: dict[str, Stamp] | None = None
         self._changed = asyncio.Condition()
+        self._bundles: BundleSet | None = None
 
     @property
     def revision(self) -> int:
@@ -117,6 +120,20 @@ class Authorizer:
             **extra,
         )
         return decision
+
+    def set_bundles(self, bundles: BundleSet) -> bool:
+        """Put ``bundles`` in force; when they differ from the last ones, no decision cached before is answered
+        again (True). A new policy revision, or new namespace labels, compile a new index whose decision cache
+        starts empty anyway."""
+        if bundles == self._bundles:
+            return False
+        self._bundles = bundles
+        self._index.forget_decisions()
+        return True
+
+    def follow_material(self, material: X509Material) -> None:
+        """An identity source's subscriber: :meth:`set_bundles` with each new material's bundles."""
+        self.set_bundles(material.bundles)
 
     def effective(self, *, port: int | None = None) -> EffectivePolicy:
         """The effective policy of the pod this authorizer guards, under the revision in force."""

@@ -14,6 +14,11 @@ whose only SAN is a URI and hands the SANs back; its ``ServerVerifier`` insists 
 address, which SPIFFE does not use, so both directions use the client verifier. That verifier also requires
 the clientAuth EKU, which the standard has every X509-SVID carry next to serverAuth.
 
+A leaf presented alone and issued directly by an anchor of its domain, of the same shape (profile) as a leaf
+that path validation accepted under that anchor before, is verified by :mod:`sigil.enforcer.verify_profile`
+with one signature check and the checks of what differs between leaves; everything else takes path
+validation, whose verifier is built once per trust domain and second. Both are per generation of the bundles.
+
 A successful verification is cached under the SHA-256 of the presented chain, so a peer that reconnects costs
 one hash and one dict lookup: entries expire when the earliest certificate of the verified path does (at the
 latest, the leaf's notAfter), the cache is bounded (oldest out first) and emptied whenever the bundles
@@ -22,24 +27,23 @@ change. Refusals are not cached: they are cheap to repeat and must not outlive a
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from sigil.ca.errors import InvalidSpiffeIdError, UriSanCountError
-from sigil.ca.spiffe_id import SpiffeId, spiffe_id_of
+from sigil.ca.errors import InvalidSpiffeIdError
+from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.bundles import BundleSet
 from sigil.enforcer.errors import SvidVerificationError
+from sigil.enforcer.verify_profile import LeafShape, anchors_by_subject, leaf_shape
+from sigil.enforcer.verify_rules import Refusal, leaf_spiffe_id
 
 __all__ = ["Clock", "Refusal", "SvidVerifier", "VerifiedSvid", "chain_digest"]
 
@@ -47,27 +51,6 @@ Clock = Callable[[], datetime]
 Presented = Sequence[bytes | x509.Certificate]
 
 _DER = serialization.Encoding.DER
-_T = TypeVar("_T", bound=x509.ExtensionType)
-
-
-class Refusal(enum.StrEnum):
-    """Why a chain was refused: the ``reason`` of :class:`~sigil.enforcer.errors.SvidVerificationError`."""
-
-    NO_CERTIFICATE = "no_certificate"
-    MALFORMED = "malformed"
-    CA_LEAF = "ca_leaf"
-    KEY_CERT_SIGN = "key_cert_sign"
-    NO_URI_SAN = "no_uri_san"
-    MULTIPLE_URI_SANS = "multiple_uri_sans"
-    INVALID_SPIFFE_ID = "invalid_spiffe_id"
-    ROOT_SPIFFE_ID = "root_spiffe_id"
-    BAD_KEY_USAGE = "bad_key_usage"
-    NOT_YET_VALID = "not_yet_valid"
-    EXPIRED = "expired"
-    UNKNOWN_TRUST_DOMAIN = "unknown_trust_domain"
-    BAD_CHAIN = "bad_chain"
-    #: A valid SVID, but not the server the client expected (tls.py's ``expect``).
-    UNEXPECTED_PEER = "unexpected_peer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,35 +72,67 @@ def chain_digest(chain: Sequence[bytes]) -> bytes:
 
 
 class _Generation:
-    """What one version of the bundles needs: per-domain stores, and the cache of chains they verified."""
+    """What one version of the bundles needs: per-domain stores and anchors, and the chains they verified."""
 
-    __slots__ = ("bundles", "cache", "stores")
+    __slots__ = ("anchors", "bundles", "cache", "profile_hits", "stores", "verifiers")
 
-    def __init__(self, bundles: BundleSet) -> None:
+    def __init__(self, bundles: BundleSet, *, profiles: bool) -> None:
         self.bundles = bundles
         self.stores = {
             td: verification.Store(list(bundle.x509_authorities))
             for td, bundle in bundles.items()
             if bundle.x509_authorities
         }
+        self.anchors = {
+            td: anchors_by_subject(bundle.x509_authorities)
+            for td, bundle in bundles.items()
+            if profiles
+        }
+        # Per trust domain, the path verifier of the current second (X.509 times have no finer grain).
+        self.verifiers: dict[TrustDomain, tuple[int, verification.ClientVerifier]] = {}
         self.cache: OrderedDict[bytes, VerifiedSvid] = OrderedDict()
+        self.profile_hits = 0
+
+    def verifier(
+        self, trust_domain: TrustDomain, now: datetime
+    ) -> verification.ClientVerifier | None:
+        """The path verifier for ``trust_domain`` at ``now`` (None: no X.509 bundle for it)."""
+        second = int(now.timestamp())
+        found = self.verifiers.get(trust_domain)
+        if found is not None and found[0] == second:
+            return found[1]
+        store = self.stores.get(trust_domain)
+        if store is None:
+            return None
+        at = datetime.fromtimestamp(second, UTC)
+        built = verification.PolicyBuilder().store(store).time(at).build_client_verifier()
+        self.verifiers[trust_domain] = (second, built)
+        return built
 
 
 class SvidVerifier:
     """Verifies presented chains against a :class:`BundleSet`, caching successes (see the module docstring).
 
+    ``leaf_profiles=False`` sends every chain through path validation (benchmarks and tests compare the two).
+
     Thread-safe: TLS handshakes may call it from the event loop and from worker threads alike.
     """
 
     def __init__(
-        self, bundles: BundleSet, *, clock: Clock | None = None, cache_size: int = 10_000
+        self,
+        bundles: BundleSet,
+        *,
+        clock: Clock | None = None,
+        cache_size: int = 10_000,
+        leaf_profiles: bool = True,
     ) -> None:
         if cache_size < 0:
             raise ValueError("cache_size must not be negative")
+        self._profiles = leaf_profiles
         self._clock: Clock = clock or _utcnow
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self._generation = _Generation(bundles)
+        self._generation = _Generation(bundles, profiles=self._profiles)
         self.hits = 0
         self.misses = 0
 
@@ -126,8 +141,13 @@ class SvidVerifier:
         if bundles == self._generation.bundles:
             return False
         # One reference swap: a verification already running finishes against, and caches into, the old one.
-        self._generation = _Generation(bundles)
+        self._generation = _Generation(bundles, profiles=self._profiles)
         return True
+
+    @property
+    def profile_hits(self) -> int:
+        """How many chains the leaf-profile path verified under the bundles in force."""
+        return self._generation.profile_hits
 
     def cache_len(self) -> int:
         """How many verified chains the cache holds."""
@@ -148,7 +168,7 @@ class SvidVerifier:
                 return cached
             self.misses += 1
         certs = _parse(presented)
-        verified = _verify(certs, generation, now)
+        verified = _verify(certs, ders[0], generation, now)
         if self._cache_size:
             with self._lock:
                 generation.cache[key] = verified
@@ -176,13 +196,20 @@ def _parse(presented: Presented) -> list[x509.Certificate]:
     return certs
 
 
-def _verify(certs: list[x509.Certificate], generation: _Generation, now: datetime) -> VerifiedSvid:
+def _verify(
+    certs: list[x509.Certificate], leaf_der: bytes, generation: _Generation, now: datetime
+) -> VerifiedSvid:
     leaf, intermediates = certs[0], certs[1:]
+    shape = None if intermediates else leaf_shape(leaf_der)
+    if shape is not None:
+        verified = _by_profile(leaf, shape, generation, now)
+        if verified is not None:
+            return verified
     try:
         extensions = leaf.extensions
     except (ValueError, x509.DuplicateExtension) as err:
         raise SvidVerificationError(Refusal.MALFORMED, f"the leaf's extensions: {err}") from err
-    spiffe_id = _leaf_spiffe_id(leaf, extensions)
+    spiffe_id = leaf_spiffe_id(leaf, extensions)
     claimed = str(spiffe_id)
     for index, cert in enumerate(certs):
         which = "the leaf" if index == 0 else f"certificate {index}"
@@ -192,59 +219,47 @@ def _verify(certs: list[x509.Certificate], generation: _Generation, now: datetim
         if now > cert.not_valid_after_utc:
             detail = f"{which} expired at {cert.not_valid_after_utc.isoformat()}"
             raise SvidVerificationError(Refusal.EXPIRED, detail, spiffe_id=claimed)
-    store = generation.stores.get(spiffe_id.trust_domain)
-    if store is None:
-        detail = f"no X.509 bundle for trust domain {spiffe_id.trust_domain}"
+    trust_domain = spiffe_id.trust_domain
+    verifier = generation.verifier(trust_domain, now)
+    if verifier is None:
+        detail = f"no X.509 bundle for trust domain {trust_domain}"
         raise SvidVerificationError(Refusal.UNKNOWN_TRUST_DOMAIN, detail, spiffe_id=claimed)
-    verifier = verification.PolicyBuilder().store(store).time(now).build_client_verifier()
     try:
         path = verifier.verify(leaf, intermediates)
     except verification.VerificationError as err:
-        detail = f"no path to the {spiffe_id.trust_domain} bundle: {err}"
+        detail = f"no path to the {trust_domain} bundle: {err}"
         raise SvidVerificationError(Refusal.BAD_CHAIN, detail, spiffe_id=claimed) from err
     chain = tuple(path.chain)
+    if shape is not None and len(chain) == 2:
+        # Every rule above passed for this leaf under this anchor: its profile's next leaf takes the fast path.
+        for anchor in generation.anchors.get(trust_domain, {}).get(shape.issuer, ()):
+            if anchor.certificate == chain[1]:
+                anchor.remember(shape.profile)
     expires = min(cert.not_valid_after_utc for cert in chain)
     return VerifiedSvid(spiffe_id, chain, expires)
 
 
-def _leaf_spiffe_id(leaf: x509.Certificate, extensions: x509.Extensions) -> SpiffeId:
-    """The leaf's SPIFFE ID, after every leaf rule of X509-SVID.md §4 and §5 (raises on the first broken)."""
-    constraints = _extension(extensions, x509.BasicConstraints)
-    if constraints is not None and constraints.ca:
-        raise SvidVerificationError(Refusal.CA_LEAF, "the leaf is a CA certificate (cA=true)")
-    usage = _extension(extensions, x509.KeyUsage)
-    if usage is not None and (usage.key_cert_sign or usage.crl_sign):
-        raise SvidVerificationError(
-            Refusal.KEY_CERT_SIGN, "the leaf may sign certificates or CRLs (X509-SVID.md §4.3)"
-        )
-    try:
-        spiffe_id = spiffe_id_of(leaf)
-    except UriSanCountError as err:
-        if err.count == 0:
-            raise SvidVerificationError(Refusal.NO_URI_SAN, "the leaf has no URI SAN") from err
-        detail = f"the leaf has {err.count} URI SANs; an X509-SVID has exactly one"
-        raise SvidVerificationError(Refusal.MULTIPLE_URI_SANS, detail) from err
-    except InvalidSpiffeIdError as err:
-        raise SvidVerificationError(Refusal.INVALID_SPIFFE_ID, err.rule) from err
-    claimed = str(spiffe_id)
-    if spiffe_id.is_root:
-        detail = "the SPIFFE ID has no path: it names a trust domain, not a workload"
-        raise SvidVerificationError(Refusal.ROOT_SPIFFE_ID, detail, spiffe_id=claimed)
-    if usage is None or not usage.digital_signature:
-        detail = "the leaf's KeyUsage must be present with digitalSignature (X509-SVID.md §4.3)"
-        raise SvidVerificationError(Refusal.BAD_KEY_USAGE, detail, spiffe_id=claimed)
-    purposes = _extension(extensions, x509.ExtendedKeyUsage)
-    wanted = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
-    if purposes is not None and not wanted <= set(purposes):
-        detail = (
-            "the leaf's ExtendedKeyUsage must list serverAuth and clientAuth (X509-SVID.md §4.4)"
-        )
-        raise SvidVerificationError(Refusal.BAD_KEY_USAGE, detail, spiffe_id=claimed)
-    return spiffe_id
-
-
-def _extension(extensions: x509.Extensions, kind: type[_T]) -> _T | None:
-    try:
-        return extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
+def _by_profile(
+    leaf: x509.Certificate, shape: LeafShape, generation: _Generation, now: datetime
+) -> VerifiedSvid | None:
+    """The leaf verified by the leaf-profile path, or None when that path does not settle it (any doubt,
+    any failed check: the full path then decides, and words the refusal)."""
+    if len(shape.uris) != 1:
         return None
+    try:
+        spiffe_id = SpiffeId.parse(shape.uris[0])
+    except InvalidSpiffeIdError:
+        return None
+    candidates = generation.anchors.get(spiffe_id.trust_domain, {}).get(shape.issuer, ())
+    if not candidates or spiffe_id.is_root:
+        return None
+    not_after = leaf.not_valid_after_utc
+    if now < leaf.not_valid_before_utc or now > not_after:
+        return None
+    for anchor in candidates:
+        if anchor.verifies(leaf, shape, now):
+            generation.profile_hits += 1
+            return VerifiedSvid(
+                spiffe_id, (leaf, anchor.certificate), min(not_after, anchor.not_after)
+            )
+    return None

@@ -105,11 +105,13 @@ def judge(
     *,
     source: str,
     known: Mapping[str, AcceptedPolicy] | None = None,
+    from_json: bool = False,
 ) -> SourceResult:
     """Judge each document alone; ``known`` (canonical text -> accepted) skips documents judged before.
 
     The schema's verdict depends on the document alone, so a document whose canonical text was accepted
-    before is accepted again without being parsed twice in one process.
+    before is accepted again without being parsed twice in one process. ``from_json`` says the documents were
+    decoded from JSON, so they are plain already (no dates, only string keys) and are not copied to make them so.
     """
     accepted: list[AcceptedPolicy] = []
     errors: list[EnforcerError] = []
@@ -118,7 +120,7 @@ def judge(
     broken = False
     for document, where in documents:
         try:
-            outcome = _accept(document, where, known or {})
+            outcome = _accept(document, where, known or {}, from_json=from_json)
         except PolicyError as err:
             errors.append(err)
             outcomes.append(err)
@@ -135,13 +137,15 @@ def judge(
     )
 
 
-def _accept(document: object, where: Where, known: Mapping[str, AcceptedPolicy]) -> AcceptedPolicy:
-    plain = _plain(document)
+def _accept(
+    document: object, where: Where, known: Mapping[str, AcceptedPolicy], *, from_json: bool
+) -> AcceptedPolicy:
+    plain: Any = document if from_json else _plain(document)
     canonical = _canonical(plain)
     seen = known.get(canonical)
     # Only a document that was plain JSON already is the document ``known`` judged: YAML's unquoted date is
     # refused where its quoted twin, with the same canonical text, is accepted.
-    if seen is not None and plain == document:
+    if seen is not None and (from_json or plain == document):
         return seen
     return AcceptedPolicy(parse_policy(document, where=where), plain, canonical)
 

@@ -17,9 +17,16 @@ istiod scanned every policy for every workload and paid about 1.38 ms per operat
 * per (target, peer, networks), on the peer's first connection: the decision for each port a matching rule
   names, one for each stretch of ports between the ends of named port ranges, and one for every other port.
 
-A steady-state decision is then three dict lookups: the target's view, the peer's port map, the port. The
+Evaluating a decision is then three dict lookups: the target's view, the peer's port map, the port. The
 table's :meth:`~sigil.enforcer.policy.table.Table.outcome` computes each entry of the port map; an enforcer
 serves one pod and a bounded set of callers, so the maps stay small (and every cache is bounded anyway).
+
+In front of all that sits the decision cache: one flat dict from (target, peer trust domain, peer path, port,
+and the address class: the numbers of the source networks the address is in, only when the target's rules
+name any) to the decision. One lookup under a key of a few strings whose hashes Python already holds is about
+three times cheaper than the three nested lookups. It is bounded (``decision_cache_size``, emptied when full),
+and it belongs to this index, so it is dropped with the index on every policy revision or namespace label
+change; :meth:`PolicyIndex.forget_decisions` empties it when the trust bundles change.
 """
 
 from __future__ import annotations
@@ -62,7 +69,8 @@ class PolicyIndex:
     ``namespaces`` maps a namespace to its labels; every namespace also carries
     ``kubernetes.io/metadata.name``, as Kubernetes sets it. ``default_allow`` is step 4's configured default.
     The per-namespace, per-target and per-peer caches are bounded by ``cache_size`` and are only ever
-    filled, never invalidated: a new policy revision builds a new index.
+    filled, never invalidated: a new policy revision builds a new index. The decision cache holds at most
+    ``decision_cache_size`` decisions (``cache_size`` unless given; 0 turns it off).
     """
 
     def __init__(
@@ -75,7 +83,10 @@ class PolicyIndex:
         namespaces: Mapping[str, Mapping[str, str]] | None = None,
         workload_ids: WorkloadIdPattern | None = None,
         cache_size: int = 100_000,
+        decision_cache_size: int | None = None,
     ) -> None:
+        if cache_size < 1 or (decision_cache_size is not None and decision_cache_size < 0):
+            raise ValueError("cache_size must be positive and decision_cache_size not negative")
         self.policies = tuple(policies)
         self.trust_domain = trust_domain
         self.default = DefaultPolicy.of(allow=default_allow) if default is None else default
@@ -83,6 +94,11 @@ class PolicyIndex:
         self.workload_ids = workload_ids or WorkloadIdPattern()
         self._namespaces = {ns: dict(labels) for ns, labels in (namespaces or {}).items()}
         self._cache_size = cache_size
+        self._decision_cache_size = (
+            cache_size if decision_cache_size is None else decision_cache_size
+        )
+        self._decisions: dict[tuple[Hashable, ...], Decision] = {}
+        self._decided = self._decisions.get  # bound once: the hot path saves a lookup
         self._by_namespace: dict[str, list[AuthorizationPolicy]] = {}
         cluster: list[ClusterAuthorizationPolicy] = []
         for policy in self.policies:
@@ -132,9 +148,53 @@ class PolicyIndex:
         ``target`` on ``port``.
 
         With ``explain`` the decision also lists every enforcing rule that matched. Otherwise the answer
-        comes from the target's per-peer port map: three dict lookups once the pair has been seen (four when
-        the target's rules name source networks).
+        comes from the decision cache, one dict lookup once the (target, peer, port) has been decided.
         """
+        if address is None and peer is not None and not explain:
+            # The hot path, kept to one dict lookup and no branch more than needed.
+            found = self._decided((target.key, peer.trust_domain.name, peer.path, port))
+            if found is not None:
+                return found
+        if explain:
+            return self._evaluate(peer, target, port, address=address, explain=True)
+        key: tuple[Hashable, ...] = (
+            (target.key, "", "", port)
+            if peer is None
+            else (target.key, peer.trust_domain.name, peer.path, port)
+        )
+        if address is not None:
+            view = self._views.get(target.key)
+            if view is None:
+                view = self._compile(target)
+            if view.networks:
+                key = (*key, self._networks_of(view, address))
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._evaluate(peer, target, port, address=address)
+            if self._decision_cache_size:
+                if len(self._decisions) >= self._decision_cache_size:
+                    self._decisions.clear()
+                self._decisions[key] = decision
+        return decision
+
+    def forget_decisions(self) -> None:
+        """Empty the decision cache (the trust bundles changed: nothing decided before is reused)."""
+        self._decisions.clear()
+
+    def decision_cache_len(self) -> int:
+        """How many decisions the cache holds."""
+        return len(self._decisions)
+
+    def _evaluate(
+        self,
+        peer: SpiffeId | None,
+        target: Target,
+        port: int,
+        *,
+        address: Address = None,
+        explain: bool = False,
+    ) -> Decision:
+        """:meth:`decide` without the decision cache: the target's per-peer port map."""
         view = self._views.get(target.key)
         if view is None:
             view = self._compile(target)

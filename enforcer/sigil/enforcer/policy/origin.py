@@ -74,7 +74,7 @@ class Origin:
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Origin:
         """The inverse of :meth:`to_dict`; raises :class:`RequestError` naming the field that is wrong."""
-        kinds = {kind.value: kind for kind in OriginKind}
+        kinds = _KINDS
         kind = raw.get("kind")
         if kind not in kinds:
             raise RequestError("origin.kind", repr(kind), f"one of {', '.join(kinds)}")
@@ -91,6 +91,9 @@ class Origin:
             generation=_count(raw, "generation"),
             revision=revision,
         )
+
+
+_KINDS = {kind.value: kind for kind in OriginKind}
 
 
 def origins_of(

@@ -199,7 +199,7 @@ class AgentPolicySource(Service):
             pod_labels=dict(snapshot.pod_labels),
             namespace_labels=dict(snapshot.namespace_labels),
             report=report,
-            origins=_origins(snapshot),
+            origins=_origins(snapshot, self.store.known()),
         )
         self._current = applied
         _log.info(
@@ -216,26 +216,55 @@ class AgentPolicySource(Service):
 
 
 def _judged(texts: Iterable[str], *, known: Mapping[str, AcceptedPolicy]) -> SourceResult:
-    """Judge one snapshot's documents; one that is not even JSON makes the snapshot broken (everything stays)."""
+    """Judge one snapshot's documents; one that is not even JSON makes the snapshot broken (everything stays).
+
+    The agent sends each document as its canonical text, the key of ``known``: a document this enforcer
+    accepted before is taken as it was, without being decoded, re-encoded or parsed again.
+    """
+    held: dict[int, AcceptedPolicy] = {}
     documents: list[tuple[object, Where]] = []
+    order: list[int] = []  # every readable document's number, in the snapshot's order
     unreadable: list[EnforcerError] = []
     for number, text in enumerate(texts):
+        seen = known.get(text)
+        if seen is not None:
+            held[number] = seen
+            order.append(number)
+            continue
         try:
             documents.append((json.loads(text), Where(_SOURCE, number)))
+            order.append(number)
         except ValueError as err:
             unreadable.append(PolicyError(_SOURCE, "", f"a JSON document ({err})", document=number))
-    result = judge(documents, source=_SOURCE, known=known)
+    result = judge(documents, source=_SOURCE, known=known, from_json=True)
+    if held:
+        # Back in the snapshot's order: the held documents where they stood, the judged ones in between.
+        judged = iter(result.outcomes)
+        outcomes = [held[number] if number in held else next(judged) for number in order]
+        result = dataclasses.replace(
+            result,
+            accepted=tuple(o for o in outcomes if isinstance(o, AcceptedPolicy)),
+            outcomes=tuple(outcomes),
+        )
     if not unreadable:
         return result
     return dataclasses.replace(result, errors=(*unreadable, *result.errors), broken=True)
 
 
-def _origins(snapshot: PolicySnapshot) -> dict[PolicyKey, Origin]:
-    """Each policy's origin as the agent sent it beside its document; an agent too old to send any sends none."""
+def _origins(
+    snapshot: PolicySnapshot, accepted: Mapping[str, AcceptedPolicy]
+) -> dict[PolicyKey, Origin]:
+    """Each policy's origin as the agent sent it beside its document; an agent too old to send any sends none.
+
+    ``accepted`` (canonical text -> policy) names the documents without decoding them again.
+    """
     found: dict[PolicyKey, Origin] = {}
     for text, origin in zip(snapshot.policies, snapshot.origins, strict=False):
+        if not origin:
+            continue
         try:
-            key = document_key(json.loads(text))
+            seen = accepted.get(text)
+            key = seen.key if seen is not None else document_key(json.loads(text))
             raw = json.loads(origin) if origin else None
             if key is not None and isinstance(raw, Mapping):
                 found[key] = Origin.parse(raw)

@@ -180,6 +180,7 @@ class PolicyUpdate:
             ((document, Where("issuer", n)) for n, document in enumerate(documents)),
             source="issuer",
             known=known,
+            from_json=True,  # the body was JSON
         )
         return cls(
             body["revision"],

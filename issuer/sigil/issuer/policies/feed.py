@@ -7,6 +7,8 @@ reach every replica and survive restarts), and the ``authz.sigil.dev`` CRDs (fed
 
 Agents wait as for the bundle: a change wakes every waiter at once, so a policy edit reaches agents within the
 poll interval, and another replica's admin change within the same interval (the datastore row is polled too).
+Every agent of the cluster is answered the same set, so its JSON is encoded once per revision
+(:meth:`PolicyFeed.wait_encoded`), from the canonical text each policy already carries, not once per agent.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import EnforcerError
 from sigil.enforcer.policy.decision import Target
 from sigil.enforcer.policy.defaults import DefaultPolicy
-from sigil.enforcer.policy.documents import PolicyKey, SourceResult
+from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, SourceResult
 from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.loader import parse_file
 from sigil.enforcer.policy.origin import Origin, wire_origins
@@ -73,6 +75,7 @@ class PolicyFeed:
         self._draining = False
         self._last_refusals: set[str] = set()
         self._response: contract.PolicyResponse = self._build()
+        self._encoded: tuple[contract.PolicyResponse, bytes] | None = None
 
     # ------------------------------------------------------------------ reading
     @property
@@ -102,6 +105,19 @@ class PolicyFeed:
             async with asyncio.timeout(longest), self._changed:
                 await self._changed.wait_for(moved)
         return self._response
+
+    async def wait_encoded(self, *, after_revision: int | None, longest: float) -> bytes:
+        """:meth:`wait`, the answer as the JSON body the route sends (encoded once per revision)."""
+        response = await self.wait(after_revision=after_revision, longest=longest)
+        if (
+            response is not self._response
+        ):  # not the set in force (cannot happen without an await between)
+            return json.dumps(response).encode()
+        encoded = self._encoded
+        if encoded is None or encoded[0] is not response:
+            encoded = (response, _encode(response, self._built_from))
+            self._encoded = encoded
+        return encoded[1]
 
     async def drain(self) -> None:
         """Answer every waiter now (the server is shutting down)."""
@@ -267,13 +283,23 @@ class PolicyFeed:
         return self._sources.origins()
 
     def _build(self) -> contract.PolicyResponse:
+        # The accepted policies the response's documents were taken from: their canonical text encodes it.
+        self._built_from = self._sources.in_force
         return {
             "revision": self._revision,
             "digest": self._digest,
-            "policies": self._sources.documents(),
+            "policies": [dict(accepted.document) for accepted in self._built_from],
             "origins": wire_origins(self._sources.in_force, self._sources.origins()),
             "namespaces": {ns: dict(labels) for ns, labels in sorted(self._namespaces.items())},
         }
+
+
+def _encode(response: contract.PolicyResponse, in_force: Sequence[AcceptedPolicy]) -> bytes:
+    """``response`` as JSON, its policies written from the canonical text of ``in_force``, whose documents they are."""
+    rest = {key: value for key, value in response.items() if key != "policies"}
+    head = json.dumps(rest)[:-1]  # without its closing brace
+    policies = ",".join(accepted.canonical for accepted in in_force)
+    return f'{head}, "policies": [{policies}]}}'.encode()
 
 
 def _admin_ref(policy: AdminPolicy) -> str:

@@ -40,6 +40,9 @@ class PolicySources:
         self._stamps: dict[str, Stamp] = {}
         # Where each source's policies came from; kept like the store keeps their last good versions.
         self._origins: dict[str, dict[PolicyKey, Origin]] = {}
+        # Each (origin, canonical document) with its revision filled in, from the last call of origins():
+        # answering every agent's feed, it would otherwise hash and copy every policy's origin each time.
+        self._revised: dict[tuple[Origin, str], Origin] = {}
 
     @property
     def in_force(self) -> tuple[AcceptedPolicy, ...]:
@@ -81,10 +84,15 @@ class PolicySources:
         """Each policy in force's origin, its own revision included."""
         owners = self.owners()
         found: dict[PolicyKey, Origin] = {}
+        known, self._revised = self._revised, {}
         for accepted in self.in_force:
             origin = self._origins.get(owners.get(accepted.key, ""), {}).get(accepted.key)
             if origin is not None:
-                found[accepted.key] = replace(origin, revision=policy_revision(accepted.canonical))
+                revised = known.get((origin, accepted.canonical))
+                if revised is None:
+                    revised = replace(origin, revision=policy_revision(accepted.canonical))
+                self._revised[origin, accepted.canonical] = revised
+                found[accepted.key] = revised
         return found
 
     def _remember_origins(

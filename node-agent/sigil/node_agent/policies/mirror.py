@@ -72,12 +72,21 @@ class MirroredPolicies:
             dict(update.origins),
         )
 
-    def wire(self) -> dict[str, Any]:
+    def encoded(self) -> bytes:
+        """:meth:`wire` as JSON, each policy written from its canonical text rather than encoded again."""
+        rest = {
+            key: value for key, value in self.wire(documents=False).items() if key != "policies"
+        }
+        head = json.dumps(rest, sort_keys=True)[:-1]  # without its closing brace
+        policies = ",".join(accepted.canonical for accepted in self.entries)
+        return f'{head}, "policies": [{policies}]}}'.encode()
+
+    def wire(self, *, documents: bool = True) -> dict[str, Any]:
         """The state as the issuer's ``GET /v1/agent/policies`` body, which is how it is stored."""
         return {
             "revision": self.revision,
             "digest": self.digest,
-            "policies": [dict(accepted.document) for accepted in self.entries],
+            "policies": [dict(a.document) for a in self.entries] if documents else [],
             "namespaces": {ns: dict(labels) for ns, labels in self.namespaces.items()},
             "origins": wire_origins(self.entries, self.origins),
         }
@@ -135,8 +144,7 @@ class PolicyMirror:
         # Stored before it is served, so an agent stopped right after a stream saw the set restarts with that set.
         if self._path is not None:
             try:
-                data = json.dumps(state.wire(), sort_keys=True).encode()
-                await asyncio.to_thread(write_secret_file, self._path, data)
+                await asyncio.to_thread(write_secret_file, self._path, state.encoded())
             except SigilError as err:
                 # Serving matters more than storing: the set goes in force; only a restart would miss it.
                 _log.warning("cannot store the policies", error=str(err))

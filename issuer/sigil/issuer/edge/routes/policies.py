@@ -29,7 +29,7 @@ async def policies(request: web.Request) -> web.Response:
         raise MalformedRequestError("after_revision must be an integer")
     wait = query_number(request, "wait") or 0.0
     longest = min(wait, issuer.settings.server.long_poll_max.total_seconds())
-    response = await issuer.policies.wait(
+    body = await issuer.policies.wait_encoded(
         after_revision=int(after) if after is not None else None, longest=longest
     )
-    return web.json_response(response)
+    return web.Response(body=body, content_type="application/json")
