@@ -329,8 +329,8 @@ async def main(quick: bool) -> dict[str, Any]:
     results.update(await rotation_profile(10000, timedelta(seconds=100 if quick else 300)))
     results["seconds"] = time.perf_counter() - started
     results["bars"] = {
-        "p99_ms_under_20": results["p99_ms"] < 20,
-        "rotation_peak_over_mean_under_3": results["rotation_peak_over_mean"] < 3,
+        "p99_ms_under_2": results["p99_ms"] < 2,
+        "rotation_peak_over_mean_under_1_5": results["rotation_peak_over_mean"] < 1.5,
     }
     return results
 

@@ -90,11 +90,18 @@ class Workload:
         now: datetime,
         rng: random.Random,
     ) -> None:
-        """New SVIDs over the key in ``key_der``; rotation falls due between 40% and 60% of their life."""
+        """New SVIDs over the key in ``key_der``; when they rotate is ``rotation.py``'s rule.
+
+        A slot that held no valid SVID gets the wide first window: it is new or back from an outage, the two moments
+        when many workloads are issued together.
+        """
+        first = not self.valid(now)
         self.svids = tuple(cached_svid(issued, key_der) for issued in svids)
         self.denied_until = None
         expiry = self.earliest_expiry()
-        self.rotate_at = rotation_at(now, expiry, rng) if expiry is not None else None
+        self.rotate_at = None
+        if expiry is not None:
+            self.rotate_at = rotation_at(now, expiry, rng, first=first)
 
     def deny(self, until: datetime) -> None:
         """The issuer entitles this workload to nothing; ask again after ``until``."""
