@@ -15,6 +15,13 @@ evenly rotation spreads the issuer's load.
    an agent restart), rotated by the real scheduler on an injected clock for five simulated minutes (100 s with ``--quick``). Issuance
    requests (SVIDs asked for) are counted per simulated second from the first rotation on; the figure is the busiest
    second over the mean. Keys and CSRs are real; the issuer answers with a pre-built chain (signing is not measured).
+4. ``idle_rss_mb``: the resident set of a real ``sigil-agent run`` process (started as an operator does, against a
+   real ``sigil-server``, bench/_stacks.py) once it serves and nothing calls it; the baseline in the same run,
+   ``floor_rss_mb``, is a Python process that has imported only what any Python agent of this design needs
+   (asyncio with ssl, ``cryptography``'s X.509 and aiohttp's client), so ``idle_over_floor`` says what Sigil adds.
+5. ``import_cli_s``: the median time to import ``sigil.node_agent.cli`` in a fresh interpreter (what
+   ``sigil-agent healthcheck`` and ``--help`` pay), ``import_agent_s`` the same for ``sigil.node_agent.agent`` (what
+   ``run`` pays before it serves), against ``interpreter_s``, a fresh interpreter importing nothing.
 
 Writes bench/results/agent.json. ``--quick`` finishes in under a minute.
 
@@ -31,6 +38,7 @@ import logging
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -64,6 +72,10 @@ from sigil.node_agent.attestation.selectors import Selector, WorkloadAttestation
 from sigil.node_agent.settings import RotationSettings
 from sigil.node_agent.svid_cache.cache import SvidCache
 from sigil.node_agent.workload_api.endpoint import WorkloadApiServer, WorkloadApiSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from _results import merge_results  # bench/ is the script's own directory
+from _stacks import SigilStack, rss_kib
 
 RESULTS = Path(__file__).parent / "results" / "agent.json"
 TD = TrustDomain("example.org")
@@ -314,6 +326,62 @@ async def latency(streams: int, probes: int) -> dict[str, float]:
     return figures
 
 
+# ---------------------------------------------------------------------------------------------- 4, 5. idle, import
+
+_FLOOR = "import asyncio, ssl, sys; import cryptography.x509, aiohttp; print('ok', flush=True); sys.stdin.read()"
+
+
+async def idle_rss() -> dict[str, float]:
+    directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sgi-"))
+    stack = SigilStack(directory)
+    admin, _ = await stack.start()
+    await admin.aclose()
+    floor = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _FLOOR, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert floor.stdout is not None
+        await floor.stdout.readline()
+        await asyncio.sleep(3)  # past the first bundle poll: idle, serving, nothing calling
+        idle, floor_kib = rss_kib(stack.agent_pid), rss_kib(floor.pid)
+    finally:
+        floor.kill()
+        await floor.wait()
+        await asyncio.to_thread(stack.stop)
+    return {
+        "idle_rss_mb": idle / 1024,
+        "floor_rss_mb": floor_kib / 1024,
+        "idle_over_floor": idle / floor_kib,
+    }
+
+
+def _import_seconds(module: str | None, runs: int) -> float:
+    code = "import time; t = time.perf_counter()\n"
+    if module is not None:
+        code += f"import {module}\n"
+    code += "print(time.perf_counter() - t)"
+    started = []
+    for _ in range(runs):
+        done = subprocess.run(  # noqa: S603 -- this interpreter
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        started.append(float(done.stdout))
+    return statistics.median(started)
+
+
+def import_times(runs: int) -> dict[str, float]:
+    whole = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        whole.append(time.perf_counter() - t)
+    return {
+        "interpreter_s": statistics.median(whole),
+        "import_cli_s": _import_seconds("sigil.node_agent.cli", runs),
+        "import_agent_s": _import_seconds("sigil.node_agent.agent", runs),
+    }
+
+
 async def main(quick: bool) -> dict[str, Any]:
     started = time.perf_counter()
     results: dict[str, Any] = {"quick": quick, "streams": 1000}
@@ -327,10 +395,15 @@ async def main(quick: bool) -> dict[str, Any]:
     results["rss_mb_per_1000"] = json.loads(out)["rss_mb_per_1000"]
     results["rss_cached_svids"] = cached
     results.update(await rotation_profile(10000, timedelta(seconds=100 if quick else 300)))
+    results.update(await idle_rss())
+    results.update(import_times(5 if quick else 15))
     results["seconds"] = time.perf_counter() - started
     results["bars"] = {
         "p99_ms_under_2": results["p99_ms"] < 2,
         "rotation_peak_over_mean_under_1_5": results["rotation_peak_over_mean"] < 1.5,
+        "rss_mb_per_1000_at_most_2_5": results["rss_mb_per_1000"] <= 2.5,
+        "idle_rss_mb_at_most_40": results["idle_rss_mb"] <= 40,
+        "import_cli_s_at_most_0_25": results["import_cli_s"] <= 0.25,
     }
     return results
 
@@ -349,6 +422,5 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="smaller runs, under a minute")
     args = parser.parse_args()
     figures = asyncio.run(main(args.quick))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+    merge_results(RESULTS, figures)
     print(json.dumps(figures, indent=2))
