@@ -7,6 +7,7 @@ generated on the agent and never sent (only a CSR travels), and the X509-SVIDs t
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from datetime import datetime
@@ -111,9 +112,9 @@ class Workload:
 def workload_of(attestation: WorkloadAttestation, now: datetime) -> Workload:
     """A fresh, empty slot for the attested caller."""
     selectors = tuple(sorted(str(s) for s in attestation.selectors))
-    return Workload(
-        key=key_of(attestation), pod=_pod_ref(attestation), selectors=selectors, last_seen=now
-    )
+    # The same strings as ``key_of`` would make, shared with the key rather than made again.
+    key = ("pod", attestation.pod.uid) if attestation.pod is not None else ("selectors", *selectors)
+    return Workload(key=key, pod=_pod_ref(attestation), selectors=selectors, last_seen=now)
 
 
 def key_of(attestation: WorkloadAttestation) -> WorkloadKey:
@@ -143,8 +144,14 @@ def cached_svid(issued: IssuedX509Svid, private_key_der: bytes) -> CachedSvid:
             spiffe_id=issued.spiffe_id, cert_chain=chain_der, private_key=private_key_der
         ),
         expires_at=issued.expires_at,
-        signers=issued.signer_ids,
+        signers=_shared(issued.signer_ids),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _shared(signers: frozenset[str]) -> frozenset[str]:
+    # Every SVID names the one or two authorities that signed it: equal sets are kept once, not once per SVID.
+    return signers
 
 
 @dataclass(frozen=True, slots=True)
