@@ -371,13 +371,16 @@ async def one_size(directory: Path, *, pods: int, nodes: int) -> dict[str, Any]:
         "peak_over_uniform_peak": peak_over_mean / uniform_peak_over_mean,
         "rotation_peak_over_mean_per_minute": max(minutes) / statistics.fmean(minutes),
         "rotation_peak_per_s": max(buckets),
+        "rotation_peak_at_s": buckets.index(max(buckets)) + first - int(base.timestamp()),
         "rotation_mean_per_s": mean,
     }
 
 
-async def main(quick: bool) -> dict[str, Any]:
+async def main(quick: bool, size: tuple[int, int] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     sizes = [(1000, 10)] if quick else [(1000, 10), (10000, 100)]
+    if size is not None:
+        sizes = [size]
     results: dict[str, Any] = {"quick": quick}
     for pods, nodes in sizes:
         directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sgs-"))
@@ -390,16 +393,29 @@ async def main(quick: bool) -> dict[str, Any]:
 
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--issuer":
-        logging.basicConfig(level=logging.WARNING)
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+        # stdout is the line protocol with the parent: logs go to stderr (the issuer.log file).
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        )
         asyncio.run(_issuer_process(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]))
         sys.exit(0)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="1,000 pods on 10 nodes, under a minute"
     )
+    parser.add_argument("--pods", type=int, help="run one size: this many pods (with --nodes)")
+    parser.add_argument("--nodes", type=int, help="run one size: on this many nodes (with --pods)")
+    parser.add_argument("--verbose", action="store_true", help="the agents' warnings on stderr")
     args = parser.parse_args()
-    figures = asyncio.run(main(args.quick))
+    if (args.pods is None) != (args.nodes is None) or (args.nodes is not None and args.nodes < 1):
+        parser.error("--pods and --nodes go together, with at least one node")
+    level = logging.WARNING if args.verbose else logging.ERROR
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    size = (args.pods, args.nodes) if args.pods is not None else None
+    figures = asyncio.run(main(args.quick, size))
     merge_results(RESULTS, figures)
     print(json.dumps(figures, indent=2))
