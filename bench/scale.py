@@ -27,7 +27,8 @@ Figures, per size (``pods_on_nodes``):
    time, so each pays a whole request (``rotating_over_cold`` against the cold start's large batches).
 
 ``--quick``: 1,000 pods on 10 nodes (under a minute). The default run adds 10,000 pods on 100 nodes, each size on a
-fresh control plane. Writes bench/results/scale.json.
+fresh control plane; ``--pods N --nodes M`` runs one size. The cluster's objects and the issuer's process are
+``bench/_cluster.py``'s. Writes bench/results/scale.json.
 
     python bench/scale.py [--quick]
 """
@@ -40,16 +41,12 @@ import json
 import logging
 import os
 import random
-import ssl
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,9 +56,9 @@ from _results import merge_results  # bench/ is the script's own directory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from _stacks import cpu_seconds
+from _cluster import CLUSTER, IssuerProcess, Node, populate, tokenreviews
 from sigil_testing.controlplane import ControlPlane, build_tools
-from sigil_testing.realkube import Namespace, add_node, fresh_namespace
+from sigil_testing.realkube import fresh_namespace
 
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.spiffe_id import TrustDomain
@@ -72,174 +69,7 @@ from sigil.node_agent.settings import RotationSettings
 from sigil.node_agent.svid_cache.cache import SvidCache
 
 RESULTS = Path(__file__).parent / "results" / "scale.json"
-CLUSTER = "scale"
-AGENT_ACCOUNT = "sigil-agent"
-AGENT_AUDIENCE = "sigil-server"
-SERVICE_ACCOUNTS = 10
 HOUR = 3600
-
-
-# ---------------------------------------------------------------------------------------------- the issuer process
-
-
-async def _issuer_process(data_dir: Path, kubeconfig: Path, namespace: str) -> None:
-    """Runs in the child: serve the issuer; obey ``sync N``, ``at ISO`` and end-of-input on stdin."""
-    from sigil_testing.issuer import issuer_settings, running_issuer
-
-    from sigil.issuer.kube.identity import ServiceAccountRef
-    from sigil.issuer.settings import PolicySettings
-    from sigil.issuer.settings.sections import KubeSettings
-
-    kube = KubeSettings(
-        kubeconfig=kubeconfig,
-        cluster=CLUSTER,
-        agent_service_accounts=(ServiceAccountRef(namespace, AGENT_ACCOUNT),),
-    )
-    settings = issuer_settings(
-        data_dir,
-        kubeconfig=kubeconfig,
-        kubernetes=kube,
-        policy=PolicySettings(watch_crds=False),
-        agent_svid_ttl=timedelta(hours=12),
-    )
-    frozen: list[datetime] = []
-
-    def clock() -> datetime:
-        return frozen[-1] if frozen else datetime.now(UTC)
-
-    async with running_issuer(settings, clock=clock) as server:
-        kube_state = server.issuer.kube
-        assert kube_state is not None
-        bundle = server.issuer.ca.bundle().to_pem().decode()
-        print(json.dumps({"url": server.url, "bundle": bundle}), flush=True)
-        while line := await asyncio.to_thread(sys.stdin.readline):
-            verb, _, argument = line.strip().partition(" ")
-            if verb == "sync":
-                expected: dict[str, int] = json.loads(argument)
-
-                def synced(c: Any, expected: dict[str, int] = expected) -> bool:
-                    return all(len(c.pods_on_node(n)) >= k for n, k in expected.items())
-
-                await kube_state.pods.wait_for(synced)
-            elif verb == "at":
-                frozen.append(datetime.fromisoformat(argument))
-            print("ok", flush=True)
-
-
-class IssuerProcess:
-    """The issuer in a child process, and the line protocol that syncs and moves its clock."""
-
-    def __init__(self, child: asyncio.subprocess.Process) -> None:
-        self.child = child
-        self.url = ""
-        self.bundle = b""
-
-    @classmethod
-    async def start(cls, directory: Path, plane: ControlPlane, namespace: str) -> IssuerProcess:
-        child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            "--issuer",
-            str(directory),
-            str(plane.kubeconfig),
-            namespace,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=(directory.parent / "issuer.log").open("ab"),
-        )
-        issuer = cls(child)
-        first = json.loads(await issuer._line())
-        issuer.url, issuer.bundle = first["url"], first["bundle"].encode()
-        return issuer
-
-    async def _line(self) -> str:
-        assert self.child.stdout is not None
-        line = await asyncio.wait_for(self.child.stdout.readline(), timeout=300)
-        if not line:
-            raise RuntimeError("the issuer process ended; see issuer.log")
-        return line.decode()
-
-    async def say(self, line: str) -> None:
-        assert self.child.stdin is not None
-        self.child.stdin.write(line.encode() + b"\n")
-        await self.child.stdin.drain()
-        assert (await self._line()).strip() == "ok"
-
-    def cpu(self) -> float:
-        return cpu_seconds(self.child.pid)
-
-    async def stop(self) -> None:
-        assert self.child.stdin is not None
-        self.child.stdin.close()
-        await asyncio.wait_for(self.child.wait(), timeout=60)
-
-
-# ---------------------------------------------------------------------------------------------- the cluster
-
-
-@dataclass
-class Node:
-    name: str
-    agent_token: str = ""
-    pods: list[Pod] = field(default_factory=list)
-
-
-def _tokenreviews(plane: ControlPlane) -> int:
-    """TokenReview requests the API server has served (its own ``apiserver_request_total``)."""
-    context = ssl.create_default_context(cafile=plane.ca_file)
-    headers = {"Authorization": f"Bearer {plane.admin_token}"}
-    request = urllib.request.Request(plane.url + "/metrics", headers=headers)  # noqa: S310 -- https, built here
-    opener = urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
-    )
-    with opener.open(request, timeout=30) as reply:
-        text = reply.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("apiserver_request_total{") and 'resource="tokenreviews"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
-
-
-def _populate(plane: ControlPlane, namespace: Namespace, nodes: int, pods: int) -> list[Node]:
-    """Nodes, an agent pod with its projected token on each, and ``pods`` workload pods spread over them."""
-    namespace.service_account(AGENT_ACCOUNT)
-    for n in range(SERVICE_ACCOUNTS):
-        namespace.service_account(f"app-{n}")
-    cluster = [Node(add_node(plane)) for _ in range(nodes)]
-    path = f"/api/v1/namespaces/{namespace.name}/pods"
-
-    def create(i: int) -> Pod:
-        node, account = cluster[i % nodes].name, f"app-{i % SERVICE_ACCOUNTS}"
-        body = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": f"w-{i}"},
-            "spec": {
-                "serviceAccountName": account,
-                "nodeName": node,
-                "containers": [{"name": "app", "image": "registry.invalid/app:1"}],
-            },
-        }
-        meta = plane.request("POST", path, body)["metadata"]
-        return Pod(
-            uid=meta["uid"],
-            namespace=namespace.name,
-            name=meta["name"],
-            service_account=account,
-            node_name=node,
-        )
-
-    def agent_token(node: Node) -> str:
-        pod = namespace.pod(f"agent-{node.name}", node=node.name, service_account=AGENT_ACCOUNT)
-        return namespace.token(pod, AGENT_AUDIENCE)
-
-    with ThreadPoolExecutor(8) as pool:
-        for pod in pool.map(create, range(pods)):
-            next(n for n in cluster if n.name == pod.node_name).pods.append(pod)
-        for node, token in zip(cluster, pool.map(agent_token, cluster), strict=True):
-            node.agent_token = token
-    return cluster
 
 
 # ---------------------------------------------------------------------------------------------- the agents
@@ -300,11 +130,11 @@ async def one_size(directory: Path, *, pods: int, nodes: int) -> dict[str, Any]:
     try:
         namespace = await asyncio.to_thread(fresh_namespace, plane, "scale")
         started = time.perf_counter()
-        cluster = await asyncio.to_thread(_populate, plane, namespace, nodes, pods)
+        cluster = await asyncio.to_thread(populate, plane, namespace, nodes, pods)
         populate_s = time.perf_counter() - started
         issuer = await IssuerProcess.start(directory / "issuer", plane, namespace.name)
         await issuer.say("sync " + json.dumps({n.name: len(n.pods) for n in cluster}))
-        reviews, cpu = await asyncio.to_thread(_tokenreviews, plane), issuer.cpu()
+        reviews, cpu = await asyncio.to_thread(tokenreviews, plane), issuer.cpu()
         clock, counts = _Clock(), Counter[int]()
 
         # 1-3. Cold: every agent attests and asks for its pods' SVIDs, all at once.
@@ -319,7 +149,7 @@ async def one_size(directory: Path, *, pods: int, nodes: int) -> dict[str, Any]:
         await asyncio.gather(*(node_up(i, n) for i, n in enumerate(cluster)))
         cold_s = time.perf_counter() - started
         cold_cpu = issuer.cpu() - cpu
-        reviews = await asyncio.to_thread(_tokenreviews, plane) - reviews
+        reviews = await asyncio.to_thread(tokenreviews, plane) - reviews
 
         # 4. One simulated hour, agents and issuer on one frozen clock moved a second at a time.
         counts.clear()
@@ -392,14 +222,6 @@ async def main(quick: bool, size: tuple[int, int] | None = None) -> dict[str, An
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--issuer":
-        # stdout is the line protocol with the parent: logs go to stderr (the issuer.log file).
-        structlog.configure(
-            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        )
-        asyncio.run(_issuer_process(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]))
-        sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="1,000 pods on 10 nodes, under a minute"
