@@ -43,7 +43,6 @@ import os
 import random
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -79,8 +78,8 @@ from sigil.node_agent.svid_cache.cache import SvidCache
 from sigil.node_agent.workload_api.endpoint import WorkloadApiServer, WorkloadApiSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from _agent_process import idle_rss, import_times
 from _results import merge_results  # bench/ is the script's own directory
-from _stacks import SigilStack, rss_kib
 
 RESULTS = Path(__file__).parent / "results" / "agent.json"
 TD = TrustDomain("example.org")
@@ -343,62 +342,6 @@ async def latency(
     await manager.aclose()
     assert issuer.requested == 1, "every stream was served from the cache"
     return figures
-
-
-# ---------------------------------------------------------------------------------------------- 4, 5. idle, import
-
-_FLOOR = "import asyncio, ssl, sys; import cryptography.x509, aiohttp; print('ok', flush=True); sys.stdin.read()"
-
-
-async def idle_rss() -> dict[str, float]:
-    directory = Path(tempfile.mkdtemp(dir="/tmp", prefix="sgi-"))
-    stack = SigilStack(directory)
-    admin, _ = await stack.start()
-    await admin.aclose()
-    floor = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _FLOOR, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-    )
-    try:
-        assert floor.stdout is not None
-        await floor.stdout.readline()
-        await asyncio.sleep(3)  # past the first bundle poll: idle, serving, nothing calling
-        idle, floor_kib = rss_kib(stack.agent_pid), rss_kib(floor.pid)
-    finally:
-        floor.kill()
-        await floor.wait()
-        await asyncio.to_thread(stack.stop)
-    return {
-        "idle_rss_mb": idle / 1024,
-        "floor_rss_mb": floor_kib / 1024,
-        "idle_over_floor": idle / floor_kib,
-    }
-
-
-def _import_seconds(module: str | None, runs: int) -> float:
-    code = "import time; t = time.perf_counter()\n"
-    if module is not None:
-        code += f"import {module}\n"
-    code += "print(time.perf_counter() - t)"
-    started = []
-    for _ in range(runs):
-        done = subprocess.run(  # noqa: S603 -- this interpreter
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        )
-        started.append(float(done.stdout))
-    return statistics.median(started)
-
-
-def import_times(runs: int) -> dict[str, float]:
-    whole = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
-        whole.append(time.perf_counter() - t)
-    return {
-        "interpreter_s": statistics.median(whole),
-        "import_cli_s": _import_seconds("sigil.node_agent.cli", runs),
-        "import_agent_s": _import_seconds("sigil.node_agent.agent", runs),
-    }
 
 
 async def main(quick: bool) -> dict[str, Any]:
