@@ -17,9 +17,9 @@ evenly rotation spreads the issuer's load, and what the agent process costs at r
    (the worker threads' stacks and arenas, the first allocator pools). ``rss_mb_per_1000_from_empty`` counts from
    the first workload, as this benchmark did before; it is the higher, and converges to the first as N grows.
 3. ``rotation_peak_over_mean``: 10,000 SVIDs with a one-minute TTL, all issued in the same instant (the worst case,
-   an agent restart), rotated by the real scheduler on an injected clock for five simulated minutes (100 s with ``--quick``). Issuance
-   requests (SVIDs asked for) are counted per simulated second from the first rotation on; the figure is the busiest
-   second over the mean. Keys and CSRs are real; the issuer answers with a pre-built chain (signing is not measured).
+   an agent restart), rotated by the real scheduler on an injected clock for five simulated minutes (100 s with
+   ``--quick``). Issuance requests (SVIDs asked for) are counted per simulated second from the first rotation on;
+   the figure is the busiest second over the mean. Keys and CSRs are real; the issuer answers with a pre-built chain (signing is not measured).
 4. ``idle_rss_mb``: the resident set of a real ``sigil-agent run`` process (started as an operator does, against a
    real ``sigil-server``, bench/_stacks.py) once it serves and nothing calls it; the baseline in the same run,
    ``floor_rss_mb``, is a Python process that has imported only what any Python agent of this design needs
