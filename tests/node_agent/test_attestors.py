@@ -8,6 +8,7 @@ import hashlib
 import os
 import pwd
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sigil_testing.waiting import eventually
@@ -171,3 +172,33 @@ def test_a_pod_keeps_its_labels_even_if_the_caller_changes_its_dict() -> None:
     )
     labels["app"] = "evil"
     assert pod.labels == {"app": "web"}
+
+
+async def test_unix_attestor_reuses_names_for_their_ttl_then_looks_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Names are looked up once per TTL: a user renamed meanwhile shows under its new name once the TTL has passed.
+
+    The rename is faked at ``pwd.getpwuid``: a test cannot rename a user of the machine without editing /etc/passwd.
+    """
+    names = iter(["before", "after"])
+    real = pwd.getpwuid
+
+    def renamed(uid: int) -> Any:
+        entry = real(uid)
+        return pwd.struct_passwd((next(names), *entry[1:]))
+
+    monkeypatch.setattr(pwd, "getpwuid", renamed)
+    now = [0.0]
+    attestor = UnixAttestor(UnixAttestorSettings(names_ttl=30), clock=lambda: now[0])
+    assert Selector("unix", "user:before") in await attestor.attest(_me())
+    now[0] = 29.0
+    assert Selector("unix", "user:before") in await attestor.attest(_me())
+    now[0] = 30.0
+    assert Selector("unix", "user:after") in await attestor.attest(_me())
+
+
+def test_unix_attestor_refuses_a_negative_names_ttl() -> None:
+    """A negative TTL is a configuration mistake, named as such."""
+    with pytest.raises(ValueError, match="names_ttl"):
+        UnixAttestorSettings(names_ttl=-1)

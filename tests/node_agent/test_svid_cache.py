@@ -109,42 +109,56 @@ async def test_workloads_arriving_together_are_issued_in_few_batches(
     assert agent.svid_cache.issuer_batches <= 2
 
 
-async def test_an_svid_rotates_between_40_and_60_percent_of_its_life(
+async def test_a_first_svid_rotates_early_and_its_successors_just_before_half_life(
     world: AgentWorld, agent: NodeAgent
 ) -> None:
-    """Before 40% of the lifetime the SVID stays; after 60% a new one (new key) is served."""
-    (before,) = await agent.svid_cache.x509_svids(ME)
+    """A workload's first SVID (one-hour life) stays 5 minutes and is replaced by 31 (10-50% of its life); the next
+    one stays 23 minutes and is replaced by 31 (40-50%), each time over a new key."""
+    (first,) = await agent.svid_cache.x509_svids(ME)
+    world.clock.advance(timedelta(minutes=5))
+    await agent.svid_cache.run_due()
+    assert (await agent.svid_cache.x509_svids(ME))[0].cert_chain == first.cert_chain
+    world.clock.advance(timedelta(minutes=26))
+    await agent.svid_cache.run_due()
+    (second,) = await agent.svid_cache.x509_svids(ME)
+    assert second.cert_chain != first.cert_chain
+    assert second.private_key != first.private_key
     world.clock.advance(timedelta(minutes=23))
     await agent.svid_cache.run_due()
-    (still,) = await agent.svid_cache.x509_svids(ME)
-    assert still.cert_chain == before.cert_chain
-    world.clock.advance(timedelta(minutes=14))
+    assert (await agent.svid_cache.x509_svids(ME))[0].cert_chain == second.cert_chain
+    world.clock.advance(timedelta(minutes=8))
     await agent.svid_cache.run_due()
-    (after,) = await agent.svid_cache.x509_svids(ME)
-    assert after.cert_chain != before.cert_chain
-    assert after.private_key != before.private_key
-    assert await world.workload_svids_issued() == 2
+    (third,) = await agent.svid_cache.x509_svids(ME)
+    assert third.private_key not in (first.private_key, second.private_key)
+    assert await world.workload_svids_issued() == 3
 
 
-async def test_rotation_points_are_spread_by_the_jitter(world: AgentWorld) -> None:
-    """SVIDs issued in the same instant come due at different moments, all within 40-60% of their life."""
-    for n in range(30):
+async def test_svids_issued_together_rotate_spread_out_and_none_is_served_expired(
+    world: AgentWorld,
+) -> None:
+    """Forty SVIDs issued in one instant first rotate over 6 to 30 minutes of their hour (the agent's seeded jitter),
+    and stepping minute by minute through three hours, every answer holds exactly one unexpired SVID."""
+    callers = [workload(f"unix:uid:{n + 7000}") for n in range(40)]
+    for n in range(40):
         await world.add_entry(SpiffeId.parse(f"spiffe://example.org/j/{n}"), f"unix:uid:{n + 7000}")
     async with world.agent(rotation=patient(world)) as agent:
-        await asyncio.gather(
-            *(agent.svid_cache.x509_svids(workload(f"unix:uid:{n + 7000}")) for n in range(30))
-        )
-        world.clock.advance(timedelta(minutes=20))
-        rotated_at: list[int] = []
-        for minute in range(21, 41):
+        await asyncio.gather(*(agent.svid_cache.x509_svids(c) for c in callers))
+        first_rotations: list[int] = []
+        for minute in range(1, 181):
             world.clock.advance(timedelta(minutes=1))
             before = await world.workload_svids_issued()
             await agent.svid_cache.run_due()
-            rotated_at += [minute] * (await world.workload_svids_issued() - before)
-    assert len(rotated_at) == 30
-    assert min(rotated_at) >= 24
-    assert max(rotated_at) <= 37
-    assert len(set(rotated_at)) >= 5
+            if minute <= 31:
+                first_rotations += [minute] * (await world.workload_svids_issued() - before)
+            for caller in callers:
+                (svid,) = await agent.svid_cache.x509_svids(caller)
+                assert leaf_of(svid.cert_chain).not_valid_after_utc > world.clock()
+    assert len(first_rotations) == 40
+    assert min(first_rotations) >= 6
+    assert max(first_rotations) <= 30
+    assert len(set(first_rotations)) >= 15
+    # Three hours of later rotations every 24 to 30 minutes: at least six more each, never a stampede of renewals.
+    assert await world.workload_svids_issued() >= 40 + 40 * 6
 
 
 async def test_a_tainted_signer_makes_its_svids_rotate_early(

@@ -10,36 +10,47 @@ The agent is grouped by what each part holds; the data of an SVID flows from the
   it shares with the policy service);
 - ``agent``: :class:`~sigil.node_agent.agent.NodeAgent`, everything assembled; ``settings`` and ``cli`` on top.
 
-This top level exports only light value types and interfaces, so that importing the package does not pull in
-grpclib, protobuf or aiohttp.
+This top level exports only light value types and interfaces, and loads each on first use (PEP 562): every module
+of the agent imports this package first, and ``sigil-agent healthcheck``, a probe started every few seconds on
+every node, should not pay for the certificate library or the logging stack it never touches.
 """
 
 from __future__ import annotations
 
-from sigil.node_agent.attestation.peer import PeerCredentials
-from sigil.node_agent.attestation.selectors import Selector, Selectors, WorkloadAttestation
-from sigil.node_agent.errors import (
-    AgentAttestationError,
-    AgentConfigError,
-    AttestationError,
-    IdentityUnavailableError,
-    InvalidWorkloadRequestError,
-    IssuerUnreachableError,
-    JwtSvidInvalidError,
-    NodeAgentError,
-    NoIdentityError,
-    NotEntitledError,
-    PeerGoneError,
-    SecurityHeaderMissingError,
-    SocketError,
-)
-from sigil.node_agent.identity_source import (
-    ChangeFeed,
-    IdentitySource,
-    TrustBundles,
-    WorkloadJwtSvid,
-    WorkloadX509Svid,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sigil.node_agent.attestation.peer import (
+        PeerCredentials,
+    )
+    from sigil.node_agent.attestation.selectors import (
+        Selector,
+        Selectors,
+        WorkloadAttestation,
+    )
+    from sigil.node_agent.errors import (
+        AgentAttestationError,
+        AgentConfigError,
+        AttestationError,
+        IdentityUnavailableError,
+        InvalidWorkloadRequestError,
+        IssuerUnreachableError,
+        JwtSvidInvalidError,
+        NodeAgentError,
+        NoIdentityError,
+        NotEntitledError,
+        PeerGoneError,
+        SecurityHeaderMissingError,
+        SocketError,
+    )
+    from sigil.node_agent.identity_source import (
+        ChangeFeed,
+        IdentitySource,
+        TrustBundles,
+        WorkloadJwtSvid,
+        WorkloadX509Svid,
+    )
 
 __all__ = [
     "AgentAttestationError",
@@ -65,3 +76,38 @@ __all__ = [
     "WorkloadJwtSvid",
     "WorkloadX509Svid",
 ]
+
+#: Where each exported name lives.
+_HOMES = {
+    "PeerCredentials": "sigil.node_agent.attestation.peer",
+    "Selector": "sigil.node_agent.attestation.selectors",
+    "Selectors": "sigil.node_agent.attestation.selectors",
+    "WorkloadAttestation": "sigil.node_agent.attestation.selectors",
+    "AgentAttestationError": "sigil.node_agent.errors",
+    "AgentConfigError": "sigil.node_agent.errors",
+    "AttestationError": "sigil.node_agent.errors",
+    "IdentityUnavailableError": "sigil.node_agent.errors",
+    "InvalidWorkloadRequestError": "sigil.node_agent.errors",
+    "IssuerUnreachableError": "sigil.node_agent.errors",
+    "JwtSvidInvalidError": "sigil.node_agent.errors",
+    "NodeAgentError": "sigil.node_agent.errors",
+    "NoIdentityError": "sigil.node_agent.errors",
+    "NotEntitledError": "sigil.node_agent.errors",
+    "PeerGoneError": "sigil.node_agent.errors",
+    "SecurityHeaderMissingError": "sigil.node_agent.errors",
+    "SocketError": "sigil.node_agent.errors",
+    "ChangeFeed": "sigil.node_agent.identity_source",
+    "IdentitySource": "sigil.node_agent.identity_source",
+    "TrustBundles": "sigil.node_agent.identity_source",
+    "WorkloadJwtSvid": "sigil.node_agent.identity_source",
+    "WorkloadX509Svid": "sigil.node_agent.identity_source",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sigil.kit import configure_logging
-
 if TYPE_CHECKING:
     from sigil.node_agent.watch import WatchRequest
 
@@ -137,6 +135,8 @@ def _api_watch(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from sigil.kit import configure_logging
+
     configure_logging("info")
     try:
         return asyncio.run(_watch_until_signal(request))

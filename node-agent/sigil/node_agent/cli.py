@@ -8,23 +8,24 @@ next agent), background tasks are cancelled and awaited. ``sigil-agent api fetch
 ``sigil-agent healthcheck`` asks a running agent's ``/ready`` and answers with its exit status, for probes.
 
 Logs go to stderr, configured once here; stdout carries only what a script might read.
+
+Importing this module loads only the argument parser: each command imports what it runs when it runs, so that
+``sigil-agent healthcheck`` (a probe, started every few seconds on every node) and ``--help`` stay light, and the
+agent's own start pays for grpclib, aiohttp and the SVID cache once (``bench/agent.py`` measures both).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sigil.ca.errors import SigilError
-from sigil.kit import configure_logging
-from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.api_commands import add_api_commands, run_api_command
-from sigil.node_agent.health import HealthServer, check_ready
-from sigil.node_agent.settings import AgentSettings, health_listen_of, load_agent_settings
+
+if TYPE_CHECKING:
+    from sigil.node_agent.settings import AgentSettings
 
 __all__ = ["main"]
 
@@ -82,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(settings: AgentSettings) -> int:
+    import asyncio
+    import signal
+
+    from sigil.node_agent.agent import NodeAgent
+    from sigil.node_agent.health import HealthServer
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     agent = NodeAgent(settings)
@@ -129,6 +136,11 @@ _ON_THE_COMMAND_LINE = (
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sigil.kit import configure_logging
+    from sigil.node_agent.settings import load_agent_settings
+
     if args.join_token is not None:
         print(_ON_THE_COMMAND_LINE, file=sys.stderr)
         return 2
@@ -148,6 +160,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _healthcheck(args: argparse.Namespace) -> int:
+    from sigil.node_agent.health import check_ready
+    from sigil.node_agent.settings import health_listen_of
+
     listen = health_listen_of(args.config, args.health_listen)
     if listen is None:
         print(
@@ -176,6 +191,8 @@ def _healthcheck(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``sigil-agent`` console script."""
+    from sigil.ca.errors import SigilError
+
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":

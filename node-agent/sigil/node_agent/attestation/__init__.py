@@ -8,15 +8,20 @@
 
 Only the light values are exported here, so that importing them (as the Workload API's contract does) pulls in
 neither aiohttp nor the issuer client; :class:`~sigil.node_agent.attestation.pod_sync.PodSync` and the attestors
-are imported from their modules. Nothing here imports the Workload API endpoint or the SVID cache (import-linter).
+are imported from their modules. Even the light values load on first use (PEP 562), so that importing one
+attestation module (``peer``, say) does not load the others and the logging stack with them. Nothing here imports the Workload API endpoint or the SVID cache (import-linter).
 """
 
 from __future__ import annotations
 
-from sigil.node_agent.attestation.attestors import PodAttestor, WorkloadAttestor
-from sigil.node_agent.attestation.caller import Attestation, CallerAttestor
-from sigil.node_agent.attestation.peer import PeerCredentials
-from sigil.node_agent.attestation.selectors import Pod, Selector, Selectors, WorkloadAttestation
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sigil.node_agent.attestation.attestors import PodAttestor, WorkloadAttestor
+    from sigil.node_agent.attestation.caller import Attestation, CallerAttestor
+    from sigil.node_agent.attestation.peer import PeerCredentials
+    from sigil.node_agent.attestation.selectors import Pod, Selector, Selectors, WorkloadAttestation
 
 __all__ = [
     "Attestation",
@@ -29,3 +34,25 @@ __all__ = [
     "WorkloadAttestation",
     "WorkloadAttestor",
 ]
+
+#: Where each exported name lives.
+_HOMES = {
+    "PodAttestor": "sigil.node_agent.attestation.attestors",
+    "WorkloadAttestor": "sigil.node_agent.attestation.attestors",
+    "Attestation": "sigil.node_agent.attestation.caller",
+    "CallerAttestor": "sigil.node_agent.attestation.caller",
+    "PeerCredentials": "sigil.node_agent.attestation.peer",
+    "Pod": "sigil.node_agent.attestation.selectors",
+    "Selector": "sigil.node_agent.attestation.selectors",
+    "Selectors": "sigil.node_agent.attestation.selectors",
+    "WorkloadAttestation": "sigil.node_agent.attestation.selectors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

@@ -1,9 +1,10 @@
 """The SVID cache: the agent's real :class:`~sigil.node_agent.identity_source.IdentitySource`.
 
 It issues a workload's X509-SVIDs the first time the workload asks (requests arriving together go to the issuer as
-one batch), rotates them at half-life ±10% (``rotation.py``), early when the bundle long poll names their signer as
-tainted, and drops them once the workload is gone: no open stream and no call for ``idle_timeout``, or its pod
-deleted (:meth:`forget_pod`). It renews the agent's own SVID the same way. The asking is ``issuance.py``'s, the
+one batch), rotates them before half-life (``rotation.py``: a first SVID anywhere in 10-50% of its life, to spread
+a burst), early when the bundle long poll names their signer as tainted, and drops them once the workload is gone:
+no open stream and no call for ``idle_timeout``, or its pod deleted (:meth:`forget_pod`). It renews the agent's own
+SVID the same way. The asking is ``issuance.py``'s, the
 timing ``scheduler.py``'s (one task that sleeps until the next due moment, never polling; tests drive it with an
 injected clock and :meth:`run_due`); this class is the face the Workload API sees and the owner of those parts.
 

@@ -7,6 +7,7 @@ generated on the agent and never sent (only a CSR travels), and the X509-SVIDs t
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,11 +91,18 @@ class Workload:
         now: datetime,
         rng: random.Random,
     ) -> None:
-        """New SVIDs over the key in ``key_der``; rotation falls due between 40% and 60% of their life."""
+        """New SVIDs over the key in ``key_der``; when they rotate is ``rotation.py``'s rule.
+
+        A slot that held no valid SVID gets the wide first window: it is new or back from an outage, the two moments
+        when many workloads are issued together.
+        """
+        first = not self.valid(now)
         self.svids = tuple(cached_svid(issued, key_der) for issued in svids)
         self.denied_until = None
         expiry = self.earliest_expiry()
-        self.rotate_at = rotation_at(now, expiry, rng) if expiry is not None else None
+        self.rotate_at = None
+        if expiry is not None:
+            self.rotate_at = rotation_at(now, expiry, rng, first=first)
 
     def deny(self, until: datetime) -> None:
         """The issuer entitles this workload to nothing; ask again after ``until``."""
@@ -104,9 +112,9 @@ class Workload:
 def workload_of(attestation: WorkloadAttestation, now: datetime) -> Workload:
     """A fresh, empty slot for the attested caller."""
     selectors = tuple(sorted(str(s) for s in attestation.selectors))
-    return Workload(
-        key=key_of(attestation), pod=_pod_ref(attestation), selectors=selectors, last_seen=now
-    )
+    # The same strings as ``key_of`` would make, shared with the key rather than made again.
+    key = ("pod", attestation.pod.uid) if attestation.pod is not None else ("selectors", *selectors)
+    return Workload(key=key, pod=_pod_ref(attestation), selectors=selectors, last_seen=now)
 
 
 def key_of(attestation: WorkloadAttestation) -> WorkloadKey:
@@ -136,8 +144,14 @@ def cached_svid(issued: IssuedX509Svid, private_key_der: bytes) -> CachedSvid:
             spiffe_id=issued.spiffe_id, cert_chain=chain_der, private_key=private_key_der
         ),
         expires_at=issued.expires_at,
-        signers=issued.signer_ids,
+        signers=_shared(issued.signer_ids),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _shared(signers: frozenset[str]) -> frozenset[str]:
+    # Every SVID names the one or two authorities that signed it: equal sets are kept once, not once per SVID.
+    return signers
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,8 @@ __all__ = ["DueQueue", "WorkloadTable"]
 _log = structlog.get_logger(__name__)
 # An idle check is never scheduled sooner than this, so a slot is not re-examined in a tight loop.
 _MIN_RECHECK = timedelta(seconds=1)
+# Below this many stale entries the heap is never rebuilt: a small heap's waste is not worth a pass over it.
+_COMPACT_AT = 64
 
 
 class WorkloadTable:
@@ -61,7 +63,9 @@ class WorkloadTable:
         key = key_of(attestation)
         slot = self._slots.get(key)
         if slot is None:
-            slot = self._slots[key] = workload_of(attestation, now)
+            # The slot's own key (sharing its selector strings) is the dict's key too: one copy per workload.
+            slot = workload_of(attestation, now)
+            self._slots[slot.key] = slot
             self.plan(slot, now)
         slot.last_seen = now
         return slot
@@ -114,21 +118,34 @@ class WorkloadTable:
 
 
 class DueQueue:
-    """Moments at which a workload needs attention, earliest first; stale entries are skipped on the way out."""
+    """Moments at which a workload needs attention, earliest first; stale entries are skipped on the way out.
+
+    A re-scheduled workload leaves its old entry behind (a heap cannot remove from the middle); every new workload
+    leaves one (its idle check, replaced by its rotation once issued). When stale entries are as many as live ones the
+    heap is rebuilt from the live ones, as asyncio does with cancelled timers (``base_events.py``), so that the
+    queue stays about one entry per workload.
+    """
 
     def __init__(self) -> None:
         self._heap: list[tuple[datetime, int, Workload, int]] = []
         self._order = itertools.count()
+        self._stale = 0
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def schedule(self, workload: Workload, when: datetime | None) -> None:
         """Make ``when`` the workload's (only) next due moment; None cancels it."""
+        if workload.due_at is not None:
+            self._stale += 1  # its entry in the heap is live until now
         workload.generation += 1
         workload.due_at = when
         if when is not None:
             heapq.heappush(self._heap, (when, next(self._order), workload, workload.generation))
+        if self._stale > _COMPACT_AT and 2 * self._stale >= len(self._heap):
+            self._heap = [entry for entry in self._heap if entry[2].generation == entry[3]]
+            heapq.heapify(self._heap)
+            self._stale = 0
 
     def next_due(self) -> datetime | None:
         """The earliest live due moment."""
@@ -137,6 +154,7 @@ class DueQueue:
             if workload.generation == generation:
                 return when
             heapq.heappop(self._heap)
+            self._stale -= 1
         return None
 
     def pop_due(self, now: datetime) -> Iterator[Workload]:
@@ -146,3 +164,5 @@ class DueQueue:
             if workload.generation == generation:
                 workload.due_at = None
                 yield workload
+            else:
+                self._stale -= 1

@@ -4,7 +4,8 @@ The issue asks that a restart does not re-attest (a join token is spent by its f
 should not be reviewed on every restart). So the agent SVID, its key and the last trust bundle live in the agent's
 data directory, each written atomically with mode 0600 (``sigil.ca.keys.write_secret_file``); at start, a stored SVID
 that has not expired is used as it is, and the stored bundle (newer than the bootstrap one, which may have rotated
-away) verifies the issuer. The agent SVID rotates like a workload's, at half-life with ±10% jitter (reference §4).
+away) verifies the issuer. The agent SVID rotates like a workload's later SVIDs, between 40% and 50% of its life
+(``rotation.py``).
 
 The issuer may stop accepting the agent SVID before it expires: an operator evicted the agent, a copy of it was
 renewed and used first (superseded), the node was replaced, its authority was revoked, or the agent was banned.
