@@ -13,7 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 import jwt
-from fuzz.budget import FUZZ, outcome
+import pytest
+from fuzz.budget import FUZZ, corpus, outcome
 from fuzz.mangling import mangled
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -107,6 +108,8 @@ def test_signed_tokens_with_any_claims_validate_or_are_refused(claims: dict[str,
 @example({"alg": ["ES256"], "kid": _KID})
 @example({"alg": "ES256", "kid": _KID, "typ": ["JWT"]})
 @example({"alg": "ES256", "kid": {"a": 1}})
+@example({"alg": "RS256", "kid": _KID})  # once a TypeError from pyjwt: an RSA algorithm with an EC key
+@example({"alg": "ES384", "kid": _KID})
 def test_any_header_over_a_valid_payload_is_refused_or_valid(header: dict[str, Any]) -> None:
     """A valid payload and signature under any header validates or raises JwtSvidError."""
     _, payload, signature = _TOKEN.split(".")
@@ -186,6 +189,15 @@ def test_a_damaged_bundle_document_parses_or_is_refused(document: Any) -> None:
 def test_damaged_bundle_bytes_are_refused(data: bytes) -> None:
     """The bundle document's bytes damaged: a bundle or BundleError."""
     _parse_bundle(data)
+
+
+@pytest.mark.parametrize("data", corpus("bundle"))
+def test_the_bundles_that_found_bugs_are_refused(data: bytes) -> None:
+    """Each kept bundle document (an x5c certificate whose EC point is off its curve, once accepted and then
+    failing when the bundle was written) is refused with BundleError."""
+    refused = outcome(lambda: TrustBundle.parse_jwks(_DOMAIN.trust_domain, data), BundleError)
+    assert isinstance(refused, BundleError)
+    assert "public key" in refused.reason
 
 
 @FUZZ

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from sigil.ca.authority import Signer
 from sigil.ca.errors import InvalidSpiffeIdError, JwtSvidError, TtlError
@@ -133,6 +134,9 @@ def validate_jwt_svid(
     key = domain_keys.get(kid)
     if key is None:
         raise JwtSvidError(f"key {kid!r} is not in the bundle of {spiffe_id.trust_domain}")
+    # pyjwt raises TypeError, not one of its errors, for an RS* token checked with an EC key (found by fuzzing).
+    if alg[:2] not in (("ES",) if isinstance(key, ec.EllipticCurvePublicKey) else ("RS", "PS")):
+        raise JwtSvidError(f"algorithm {alg!r} does not fit key {kid!r}")
     try:
         claims = jwt.decode(
             token,
