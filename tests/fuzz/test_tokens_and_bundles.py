@@ -108,7 +108,8 @@ def test_signed_tokens_with_any_claims_validate_or_are_refused(claims: dict[str,
 @example({"alg": ["ES256"], "kid": _KID})
 @example({"alg": "ES256", "kid": _KID, "typ": ["JWT"]})
 @example({"alg": "ES256", "kid": {"a": 1}})
-@example({"alg": "RS256", "kid": _KID})  # once a TypeError from pyjwt: an RSA algorithm with an EC key
+# Once a TypeError from pyjwt: an RSA algorithm with an EC key.
+@example({"alg": "RS256", "kid": _KID})
 @example({"alg": "ES384", "kid": _KID})
 def test_any_header_over_a_valid_payload_is_refused_or_valid(header: dict[str, Any]) -> None:
     """A valid payload and signature under any header validates or raises JwtSvidError."""
