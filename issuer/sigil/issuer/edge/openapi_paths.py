@@ -245,7 +245,8 @@ ADMIN_PATHS: Final[dict[str, dict[str, Operation]]] = {
         "get": _admin(
             "bundle",
             "The trust bundle (format spiffe or pem)",
-            answer=_TEXT,
+            # The bytes of a SPIFFE bundle document or of PEM, as the format asks: no one schema fits both.
+            answer={"description": "a SPIFFE bundle document (JSON) or PEM certificates"},
             query=(("format", {"type": "string", "enum": ["spiffe", "pem"]}),),
             answer_type="application/octet-stream",
         )
