@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from fuzz.budget import FUZZ, outcome
+from fuzz.budget import FUZZ, corpus, outcome
 from fuzz.mangling import mangled
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -90,6 +91,15 @@ def test_a_mangled_csr_is_read_or_refused_as_malformed(data: bytes) -> None:
         )
         for k in _KEYS
     }
+
+
+@pytest.mark.parametrize("data", corpus("csr"))
+def test_the_csrs_that_found_bugs_are_refused(data: bytes) -> None:
+    """Each kept CSR (a signature algorithm OID cryptography does not know, once an UnsupportedAlgorithm that the
+    issuer answered with a 500) is refused with MalformedCsrError."""
+    refused = outcome(lambda: parse_csr(data), MalformedCsrError)
+    assert isinstance(refused, MalformedCsrError)
+    assert "signature algorithm" in refused.reason
 
 
 @FUZZ
