@@ -150,6 +150,8 @@ def test_damaged_policy_yaml_is_a_result_never_an_exception(data: bytes) -> None
     """Policy YAML with damaged bytes: parse_file returns a result (broken source or judged documents)."""
     text = data.decode("utf-8", "replace")
     result = parse_file(text, file="fuzz.yaml")
-    assert result.broken or len(result.outcomes) >= 0
     if result.broken:
         assert result.errors
+        assert all(str(error) for error in result.errors)
+    for outcome in result.outcomes:
+        assert isinstance(outcome, AcceptedPolicy | PolicyError)
