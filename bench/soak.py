@@ -7,7 +7,9 @@
 2. Soak: both at ``--load`` (0.8) of their capacity, open loop (each call starts on its schedule, whether the one
    before it has finished or not, so a slow server shows as latency, not as a slower clock), for ``--minutes``
    (10; 30 seconds with ``--quick``). Per window (a minute; 10 s with ``--quick``): calls, errors, p50/p95/p99
-   latency from the scheduled start, the process's RSS and the datastore's bytes on disk.
+   latency from the scheduled start, the process's RSS and the datastore's bytes on disk. At most 32 calls of a
+   kind are outstanding, as an agent bounds its own; a call due past that is shed and counted, so an overloaded
+   machine shows as shed calls and a lower achieved rate instead of an ever longer queue.
 
 The figures: errors (must be zero: the exit status says so), the achieved rate over capacity (the same-run
 baseline), the RSS and datastore slopes (least squares over the windows after the first, per minute), and the
@@ -54,6 +56,8 @@ from sigil.node_agent.workload_api.endpoint import WorkloadApiServer, WorkloadAp
 
 BATCH = 10
 CALLERS = 8
+#: Calls of one kind outstanding at most during the soak (past it, a scheduled call is shed and counted).
+MAX_IN_FLIGHT = 4 * CALLERS
 SELECTOR = f"unix:uid:{os.getuid()}"
 Call = Callable[[], Awaitable[None]]
 
@@ -63,6 +67,7 @@ class _Window:
     started: float
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"issue": [], "workload": []})
     errors: dict[str, int] = field(default_factory=lambda: {"issue": 0, "workload": 0})
+    shed: dict[str, int] = field(default_factory=lambda: {"issue": 0, "workload": 0})
 
 
 def _rss_mb() -> float:
@@ -186,25 +191,34 @@ async def _soak(
     """Each call at its rate (open loop) for ``seconds``; figures per window."""
     windows = [_Window(time.perf_counter())]
     tasks: set[asyncio.Task[None]] = set()
+    running = dict.fromkeys(calls, 0)
     samples: list[dict[str, Any]] = []
 
     async def timed(kind: str, call: Call, scheduled: float) -> None:
         current = windows[-1]
+        running[kind] += 1
         try:
             await call()
         except Exception:  # every failure of any kind is what the soak counts
             current.errors[kind] += 1
             return
+        finally:
+            running[kind] -= 1
         current.latencies[kind].append((time.perf_counter() - scheduled) * 1000)
 
     async def schedule(kind: str, call: Call, rate: float, end: float) -> None:
         interval, next_at = 1.0 / rate, time.perf_counter()
         while next_at < end:
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-            task = asyncio.create_task(timed(kind, call, next_at))
+            next_at += interval
+            if running[kind] >= MAX_IN_FLIGHT:
+                # As an agent would: no more than so many calls outstanding. A call not started is counted
+                # (shed), so an overloaded machine shows as shed calls and a lower achieved rate.
+                windows[-1].shed[kind] += 1
+                continue
+            task = asyncio.create_task(timed(kind, call, next_at - interval))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-            next_at += interval
 
     def close_window() -> None:
         ended = windows[-1]
@@ -217,6 +231,7 @@ async def _soak(
             sample[kind] = {
                 "calls": len(latencies),
                 "errors": ended.errors[kind],
+                "shed": ended.shed[kind],
                 "p50_ms": round(_percentile(latencies, 0.50), 2),
                 "p95_ms": round(_percentile(latencies, 0.95), 2),
                 "p99_ms": round(_percentile(latencies, 0.99), 2),
@@ -227,6 +242,7 @@ async def _soak(
             f"{sample['datastore_kb']} KB, "
             + ", ".join(
                 f"{k} {sample[k]['calls']} calls p99 {sample[k]['p99_ms']} ms err {sample[k]['errors']}"
+                f" shed {sample[k]['shed']}"
                 for k in ended.latencies
             )
         )
@@ -267,6 +283,7 @@ async def _run(minutes: float, window: float, probe: float, load: float) -> dict
     steady = samples[1:] or samples
     total = {k: sum(s[k]["calls"] for s in samples) for k in calls}
     errors = sum(s[k]["errors"] for s in samples for k in calls)
+    shed = {k: sum(s[k]["shed"] for s in samples) for k in calls}
     seconds = minutes * 60
     figures: dict[str, Any] = {
         "minutes": minutes,
@@ -276,6 +293,7 @@ async def _run(minutes: float, window: float, probe: float, load: float) -> dict
         "capacity_workload_per_s": round(capacity["workload"], 2),
         "errors": errors,
         "calls": total,
+        "shed": shed,
         "achieved_over_capacity": {k: round(total[k] / seconds / capacity[k], 3) for k in calls},
         "rss_slope_mb_per_min": round(_slope([(s["minute"], s["rss_mb"]) for s in steady]), 3),
         "datastore_slope_kb_per_min": round(
