@@ -5,8 +5,8 @@ the issuer's agent and admin APIs over their real listeners, schemathesis from t
 agent socket's Workload API, SDS and policy service) with ``SIGIL_FUZZ_EXAMPLES`` inputs per test (2,000; 20 with
 ``--quick``), and reads Hypothesis's own statistics: test cases run (passing and failing) and seconds, per target.
 A failing case is a crash, an unclear refusal, a 500 or a changed state: the test says which. Also counts the
-bugs fuzzing found that are fixed on this history (commits whose message says "found by fuzzing"; each keeps its
-input as a regression example or a file under ``tests/fuzz/corpus/``). Writes ``bench/results/fuzz.json``; exits 1
+bugs fuzzing found that are fixed on this history (commits to product code whose message says "found by
+fuzzing"; each keeps its input as a regression example or a file under ``tests/fuzz/corpus/``). Writes ``bench/results/fuzz.json``; exits 1
 when this run found a crash.
 
     python bench/fuzz.py [--quick] [--examples N]
@@ -48,6 +48,7 @@ TARGETS = {
     "test_workload_api.py": "agent_socket_grpc",
 }
 
+_PRODUCT = ("kit", "ca", "issuer", "enforcer", "node-agent")
 _TEST = re.compile(r"^tests/fuzz/(\S+)::(\S+):$")
 _COUNTS = re.compile(r"- (\d+) passing, (\d+) failing, and (\d+) invalid test cases")
 _PHASE = re.compile(r"- during \w+ phase \(([\d.]+) seconds\)")
@@ -93,9 +94,11 @@ def _statistics(output: str) -> dict[str, dict[str, float]]:
 
 def _fixed() -> list[str]:
     """Subjects of the commits that fixed a bug fuzzing found (empty outside a git checkout)."""
+    # Only commits that changed product code: the fixes, not this script or the tests that say so.
+    command = ["git", "log", "--format=%s", "--grep=found by fuzzing", "--", *_PRODUCT]
     try:
-        log = subprocess.run(
-            ["git", "log", "--format=%s", "--grep=found by fuzzing"],  # noqa: S607
+        log = subprocess.run(  # noqa: S603 -- git on our own checkout
+            command,
             cwd=ROOT,
             capture_output=True,
             text=True,
