@@ -7,8 +7,10 @@ replaced with any JSON (lone surrogates and numbers past a float included); raw 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -252,3 +254,28 @@ def test_admin_query_strings_are_answered_or_refused(
     """Any query string on an admin read: 2xx or a stable refusal."""
     path, query = request_
     world.send("GET", path, query=query, admin=True).assert_refusal_or_success()
+
+
+def test_a_caller_gone_in_the_middle_of_its_body_leaves_no_traceback(
+    world: IssuerWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A body cut short by a caller that hangs up is a quiet refusal, and the server goes on serving."""
+    host, port = world.server.url.removeprefix("https://").split(":")
+
+    async def hang_up() -> None:
+        _reader, writer = await asyncio.open_connection(
+            host, int(port), ssl=world.agent_tls, server_hostname="localhost"
+        )
+        writer.write(
+            b"POST " + contract.PATH_X509_SVIDS.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n" + b'{"requests": ['
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.transport.abort()
+        await asyncio.sleep(0.2)
+
+    with caplog.at_level(logging.ERROR, logger="aiohttp.server"):
+        world.loop.run(hang_up())
+    assert not [r for r in caplog.records if r.name == "aiohttp.server"]
+    world.send("GET", contract.PATH_BUNDLE).assert_refusal_or_success()
