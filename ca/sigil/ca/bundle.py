@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -51,6 +52,21 @@ def _jwk_key(jwk: Mapping[str, Any]) -> PublicKey | None:
     if isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         return key
     raise BundleError("a private key was found where a public key belongs")
+
+
+def _anchor(cert: x509.Certificate, where: str) -> x509.Certificate:
+    """``cert`` if its public key loads and is an EC or RSA key; else :class:`BundleError` naming ``where``.
+
+    cryptography reads a certificate's key only when asked, so a point off its curve would otherwise pass parsing
+    and fail later, when the bundle is written or used (found by fuzzing).
+    """
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as err:
+        raise BundleError(f"{where}: the certificate's public key cannot be read") from err
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise BundleError(f"{where}: the certificate's key is neither EC nor RSA")
+    return cert
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +153,10 @@ class TrustBundle:
                 if not isinstance(chain[0], str):
                     raise BundleError(f"keys[{index}].x5c[0] is not a base64 string")
                 try:
-                    certs.append(
-                        x509.load_der_x509_certificate(base64.b64decode(chain[0], validate=True))
-                    )
+                    cert = x509.load_der_x509_certificate(base64.b64decode(chain[0], validate=True))
                 except ValueError as err:
                     raise BundleError(f"keys[{index}].x5c[0] is not a DER certificate") from err
+                certs.append(_anchor(cert, f"keys[{index}].x5c[0]"))
             elif use == "jwt-svid":
                 kid = jwk.get("kid")
                 if not isinstance(kid, str) or not kid:
@@ -166,7 +181,7 @@ class TrustBundle:
             certs = x509.load_pem_x509_certificates(data)
         except ValueError as err:
             raise BundleError("not a PEM certificate bundle") from err
-        return cls(trust_domain, tuple(certs))
+        return cls(trust_domain, tuple(_anchor(c, f"certificate {i}") for i, c in enumerate(certs)))
 
     @classmethod
     def parse_der(cls, trust_domain: TrustDomain, data: bytes) -> TrustBundle:
@@ -195,8 +210,9 @@ def load_der_certificates(data: bytes) -> tuple[x509.Certificate, ...]:
         if end > len(data):
             raise BundleError(f"byte {offset}: the certificate is cut short")
         try:
-            certs.append(x509.load_der_x509_certificate(data[offset:end]))
+            cert = x509.load_der_x509_certificate(data[offset:end])
         except ValueError as err:
             raise BundleError(f"byte {offset} does not start a DER certificate") from err
+        certs.append(_anchor(cert, f"byte {offset}"))
         offset = end
     return tuple(certs)

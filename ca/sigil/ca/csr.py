@@ -51,7 +51,10 @@ def parse_csr(
         key_type_of(public_key)
     except ValueError as err:
         raise MalformedCsrError(f"wrong key type: {err}") from err
-    hash_algorithm = csr.signature_hash_algorithm
+    try:
+        hash_algorithm = csr.signature_hash_algorithm
+    except UnsupportedAlgorithm as err:  # an OID cryptography does not know (found by fuzzing)
+        raise MalformedCsrError("its signature algorithm is not supported") from err
     if hash_algorithm is None:
         raise MalformedCsrError("its signature algorithm is not supported")
     if hash_algorithm.name not in {"sha256", "sha384", "sha512"}:

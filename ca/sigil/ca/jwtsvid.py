@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from sigil.ca.authority import Signer
 from sigil.ca.errors import InvalidSpiffeIdError, JwtSvidError, TtlError
@@ -110,11 +111,13 @@ def validate_jwt_svid(
     extra = set(header) - _ALLOWED_HEADERS
     if extra:
         raise JwtSvidError(f"header parameters {sorted(extra)} are not allowed")
+    # Header and claim values are any JSON: a list where a string belongs must be refused, not hashed.
     alg = header.get("alg")
-    if alg not in ALLOWED_ALGORITHMS:
+    if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
         raise JwtSvidError(f"algorithm {alg!r} is not allowed")
-    if header.get("typ", "JWT") not in {"JWT", "JOSE"}:
-        raise JwtSvidError(f"typ {header.get('typ')!r} is not allowed")
+    typ = header.get("typ", "JWT")
+    if not isinstance(typ, str) or typ not in {"JWT", "JOSE"}:
+        raise JwtSvidError(f"typ {typ!r} is not allowed")
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise JwtSvidError("the header has no kid")
@@ -131,6 +134,9 @@ def validate_jwt_svid(
     key = domain_keys.get(kid)
     if key is None:
         raise JwtSvidError(f"key {kid!r} is not in the bundle of {spiffe_id.trust_domain}")
+    # pyjwt raises TypeError, not one of its errors, for an RS* token checked with an EC key (found by fuzzing).
+    if alg[:2] not in (("ES",) if isinstance(key, ec.EllipticCurvePublicKey) else ("RS", "PS")):
+        raise JwtSvidError(f"algorithm {alg!r} does not fit key {kid!r}")
     try:
         claims = jwt.decode(
             token,
@@ -150,19 +156,36 @@ def validate_jwt_svid(
         raise JwtSvidError(f"audience {audience!r} is not among the token's audiences") from err
     except jwt.PyJWTError as err:
         raise JwtSvidError(f"the token does not validate: {err}") from err
-    expiry = datetime.fromtimestamp(int(claims["exp"]), UTC)
+    expiry = _instant(claims, "exp")
+    if expiry is None:
+        raise JwtSvidError("exp is not a NumericDate")
     if expiry + LEEWAY <= now:
         raise JwtSvidError("the token has expired")
     aud = claims["aud"]
     audiences = (aud,) if isinstance(aud, str) else tuple(aud)
-    issued = claims.get("iat")
+    issued = _instant(claims, "iat")
     return JwtSvid(
         token=token,
         spiffe_id=spiffe_id,
         audience=audiences,
         expiry=expiry,
-        issued_at=datetime.fromtimestamp(int(issued), UTC) if isinstance(issued, int) else expiry,
+        issued_at=issued if issued is not None else expiry,
         key_id=kid,
         token_id=str(claims.get("jti", "")),
         claims=claims,
     )
+
+
+def _instant(claims: Mapping[str, Any], name: str) -> datetime | None:
+    """The NumericDate claim ``name`` (RFC 7519 §2: seconds, possibly fractional), or None if absent or unusable.
+
+    The signature proves who signed the claims, not that they are sane: a string, a boolean or a date past year
+    9999 must not reach :meth:`datetime.fromtimestamp` (found by fuzzing).
+    """
+    value = claims.get(name)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

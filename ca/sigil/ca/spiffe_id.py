@@ -74,9 +74,13 @@ class TrustDomain:
 
     @classmethod
     def parse(cls, value: str) -> TrustDomain:
-        """Parse ``example.org`` or ``spiffe://example.org`` (an ID with no path)."""
+        """Parse ``example.org`` or ``spiffe://example.org`` (an ID with no path); else :class:`InvalidTrustDomainError`."""
         if value.startswith(SCHEME):
-            spiffe_id = SpiffeId.parse(value)
+            try:
+                spiffe_id = SpiffeId.parse(value)
+            except InvalidSpiffeIdError as err:
+                # Callers catch the trust domain's error (a policy's trustDomains, a flag): found by fuzzing.
+                raise InvalidTrustDomainError(value, err.rule) from err
             if spiffe_id.path:
                 raise InvalidTrustDomainError(value, "a trust domain ID has no path")
             return spiffe_id.trust_domain

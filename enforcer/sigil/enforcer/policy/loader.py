@@ -70,14 +70,27 @@ def parse_file(
         documents = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
     except yaml.YAMLError as err:
         return broken_source(file, _yaml_error(file, err))
+    except RecursionError:
+        return broken_source(file, _too_deep(file))
     several = len(documents) > 1
-    return judge(
-        (
-            (document, Where(file, number if several else None))
-            for number, document in enumerate(documents)
-        ),
-        source=file,
-        known=known,
+    try:
+        return judge(
+            (
+                (document, Where(file, number if several else None))
+                for number, document in enumerate(documents)
+            ),
+            source=file,
+            known=known,
+        )
+    except RecursionError:
+        # An alias inside its own anchor (``a: &x [*x]``) loads as a list that holds itself, and thousands of
+        # nested ``- `` load fine but cannot be walked: no policy is either (found by fuzzing).
+        return broken_source(file, _too_deep(file))
+
+
+def _too_deep(file: str) -> PolicyYamlError:
+    return PolicyYamlError(
+        file, line=None, column=None, problem="nested too deeply, or an alias refers to itself"
     )
 
 

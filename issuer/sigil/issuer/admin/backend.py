@@ -14,7 +14,13 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 
 from sigil.ca.authority import AuthorityKind, AuthorityStatus
-from sigil.ca.errors import AuthorityError, SigilError
+from sigil.ca.errors import (
+    AuthorityError,
+    InvalidSpiffeIdError,
+    JwtSvidError,
+    SigilError,
+    TtlError,
+)
 from sigil.ca.reserved_ids import join_agent_id
 from sigil.ca.service import CertificateAuthority
 from sigil.ca.spiffe_id import SpiffeId
@@ -54,6 +60,14 @@ def _agent_id(value: str) -> str:
         return str(SpiffeId.parse(value))
     except SigilError as err:
         raise MalformedRequestError(f"agent ID {value!r}: {err}") from err
+
+
+def _spiffe_id(value: str, what: str) -> SpiffeId:
+    """``value`` as a SPIFFE ID; a malformed one is the request's fault (a 400), not the server's."""
+    try:
+        return SpiffeId.parse(value)
+    except SigilError as err:
+        raise MalformedRequestError(f"{what} {value!r}: {err}") from err
 
 
 def _seconds(value: float | None) -> timedelta | None:
@@ -195,11 +209,14 @@ class LocalAdmin:
         return bundle.to_pem() if fmt == "pem" else bundle.to_json() + b"\n"
 
     async def mint_x509(self, spiffe_id: str, ttl: float | None, dns: list[str]) -> Json:
-        wanted = SpiffeId.parse(spiffe_id)
+        wanted = _spiffe_id(spiffe_id, "SPIFFE ID")
         # Agents get their IDs by attestation and the server makes its own SVID at start; a minted copy of either
         # is only a credential to impersonate them outside every check.
         refuse_reserved(wanted, source="x509 mint")
-        svid = await self._ca.mint_x509_svid(wanted, ttl=_seconds(ttl), dns_names=dns)
+        try:
+            svid = await self._ca.mint_x509_svid(wanted, ttl=_seconds(ttl), dns_names=dns)
+        except (InvalidSpiffeIdError, TtlError) as err:
+            raise MalformedRequestError(str(err)) from err
         if svid.private_key is None:  # cannot happen: minted without a CSR, so the CA made the key
             raise TypeError("x509 mint returned no key")
         key_pem = svid.private_key.private_bytes(
@@ -217,9 +234,13 @@ class LocalAdmin:
         }
 
     async def mint_jwt(self, spiffe_id: str, audience: list[str], ttl: float | None) -> Json:
-        wanted = SpiffeId.parse(spiffe_id)
+        wanted = _spiffe_id(spiffe_id, "SPIFFE ID")
         refuse_reserved(wanted, source="jwt mint")
-        svid = await self._ca.mint_jwt_svid(wanted, audience=audience, ttl=_seconds(ttl))
+        try:
+            svid = await self._ca.mint_jwt_svid(wanted, audience=audience, ttl=_seconds(ttl))
+        except (InvalidSpiffeIdError, JwtSvidError, TtlError) as err:
+            # No audience, a root ID, a TTL past the key: the request's mistakes (found by fuzzing).
+            raise MalformedRequestError(str(err)) from err
         return {
             "token": svid.token,
             "spiffe_id": str(svid.spiffe_id),
@@ -231,8 +252,8 @@ class LocalAdmin:
     ) -> Json:
         try:
             entry = await self._registry.create_entry(
-                SpiffeId.parse(spiffe_id),
-                SpiffeId.parse(parent_id),
+                _spiffe_id(spiffe_id, "SPIFFE ID"),
+                _spiffe_id(parent_id, "parent ID"),
                 selectors,
                 now=self._ca.now(),
                 dns_names=dns,

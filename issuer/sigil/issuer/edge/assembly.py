@@ -30,6 +30,7 @@ from sigil.issuer.bundles.feed import BundleFeed
 from sigil.issuer.datastore.agentrecords import AgentRecords
 from sigil.issuer.datastore.registry import MIGRATIONS, Registry
 from sigil.issuer.edge.listener_tls import ServingIdentity
+from sigil.issuer.edge.openapi import routes as openapi_routes
 from sigil.issuer.edge.parts import ISSUER, Issuer, KubeParts
 from sigil.issuer.edge.problems import problem_middleware
 from sigil.issuer.edge.ratelimit import RateLimiter
@@ -239,7 +240,14 @@ def _base(issuer: Issuer) -> web.Application:
 def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -> web.Application:
     """The agents' and workloads' API, with the background tasks that keep the issuer current."""
     app = _base(issuer)
-    for table in (agent.routes, svids.routes, bundle.routes, policies.routes, health.routes):
+    for table in (
+        agent.routes,
+        svids.routes,
+        bundle.routes,
+        policies.routes,
+        health.routes,
+        openapi_routes,
+    ):
         app.router.add_routes(table)
     nodepods.install(app)
     # on_shutdown runs after the listener has stopped accepting and before in-flight requests are awaited:
@@ -300,6 +308,7 @@ def admin_app(issuer: Issuer) -> web.Application:
     """The admin API for the local Unix socket."""
     app = _base(issuer)
     app.router.add_routes(admin_table)
+    app.router.add_routes(openapi_routes)
     return app
 
 

@@ -117,8 +117,9 @@ class PolicyService:
         # Attested exactly as a Workload API call is (header, kernel credentials, the same refusals).
         async with attested_call(caller, stream, self._attestor, method="WatchPolicies") as found:
             attested = found
+            # Read inside the frame: a request that is no valid message is refused as INVALID_ARGUMENT.
+            await stream.recv_message()
         pid = caller.pid if isinstance(caller, PeerCredentials) else None
-        await stream.recv_message()
         workload = workload_of(attested.selectors)
         _log.debug("policy watch", pid=pid, namespace=workload.namespace)
         changes = self._policies.changes

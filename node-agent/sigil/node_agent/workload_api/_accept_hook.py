@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import grpclib.const
 import grpclib.server
+from grpclib.encoding.base import CodecBase
 from grpclib.protocol import H2Protocol
 
 if TYPE_CHECKING:
@@ -65,8 +66,9 @@ class AcceptHookServer(grpclib.server.Server):
         *,
         on_accept: AcceptHook,
         on_close: CloseHook,
+        codec: CodecBase | None = None,
     ) -> None:
-        super().__init__(handlers)
+        super().__init__(handlers, codec=codec)
         self._on_accept = on_accept
         self._on_close = on_close
 

@@ -29,7 +29,7 @@ from sigil.kit import Service
 from sigil.node_agent.attestation.caller import CallerAttestor
 from sigil.node_agent.attestation.peer import PROC_ROOT, capture_peer
 from sigil.node_agent.errors import NodeAgentError, PeerGoneError, SocketError
-from sigil.node_agent.grpc_edge import Caller
+from sigil.node_agent.grpc_edge import Caller, RequestCodec
 from sigil.node_agent.identity_source import IdentitySource
 from sigil.node_agent.policies.mirror import PolicyMirror
 from sigil.node_agent.policies.service import PolicyService
@@ -107,7 +107,9 @@ class WorkloadApiServer(Service):
         services: list[WorkloadApiService | SdsService | PolicyService] = [self._service, self._sds]
         if self._policy_service is not None:
             services.append(self._policy_service)
-        server = AcceptHookServer(services, on_accept=self._accept, on_close=self._closed)
+        server = AcceptHookServer(
+            services, on_accept=self._accept, on_close=self._closed, codec=RequestCodec()
+        )
         try:
             await server.start(path=str(path), backlog=_BACKLOG)
             os.chmod(path, self._settings.socket_mode)

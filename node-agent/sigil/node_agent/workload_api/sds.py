@@ -160,6 +160,9 @@ class SdsService:
         try:
             while (request := await stream.recv_message()) is not None:
                 queue.put_nowait(request)
+        except InvalidWorkloadRequestError as err:
+            # The client's mistake, not the task's: raised by _serve, inside the call's frame (found by fuzzing).
+            queue.put_nowait(err)
         finally:
             # A failed read ends the stream too; the task's owner raises the failure when the block ends.
             queue.put_nowait(_END)
@@ -183,6 +186,8 @@ class SdsService:
             item = await queue.get()
             if item is _END:
                 return
+            if isinstance(item, InvalidWorkloadRequestError):
+                raise item
             if item is not _CHANGED:
                 _check_type(item)
                 if item.HasField("error_detail"):

@@ -31,12 +31,23 @@ def _admin(request: web.Request) -> LocalAdmin:
     return LocalAdmin(issuer.ca, issuer.registry, issuer.feed, policies=issuer.policies, pods=pods)
 
 
+#: The longest duration a verb takes (a hundred years): more is a mistake, and past timedelta's range a crash.
+_MAX_SECONDS = 100 * 365 * 86400
+
+
 def _number(document: dict[str, Any], key: str) -> float | None:
     value = document.get(key)
     if value is None:
         return None
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        raise MalformedRequestError(f"{key!r} must be a positive number of seconds")
+    # JSON numbers may be integers past any float, or 1e400 (infinity): both once failed as 500s (found by fuzzing).
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0 < value <= _MAX_SECONDS
+    ):
+        raise MalformedRequestError(
+            f"{key!r} must be a positive number of seconds, at most {_MAX_SECONDS}"
+        )
     return float(value)
 
 
@@ -163,7 +174,8 @@ async def effective_policy(request: web.Request) -> web.Response:
         except EnforcerError as err:
             raise MalformedRequestError(str(err)) from err
     port = query.get("port")
-    if port is not None and not port.isdigit():
+    # str.isdigit() is also true of "²", which int() refuses (found by fuzzing).
+    if port is not None and not (port.isascii() and port.isdigit()):
         raise MalformedRequestError(f"port {port!r}: not a port (1-65535)")
     result = await _admin(request).effective_policy(
         query["pod"], labels, None if port is None else int(port), query.get("default", "allow")
