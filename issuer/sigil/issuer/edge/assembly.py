@@ -23,6 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sigil.ca.errors import SigilError
 from sigil.ca.service import CertificateAuthority, utc_now
+from sigil.enforcer.policy.dialects.base import TranslateOptions
+from sigil.enforcer.policy.peer_ids import DEFAULT_WORKLOAD_ID_TEMPLATE
 from sigil.issuer.agents.authentication import AgentAuthenticator
 from sigil.issuer.bundles.configmap import publish_bundle_configmap
 from sigil.issuer.bundles.federation import FederationPoller
@@ -115,6 +117,15 @@ async def open_issuer(
         directory=settings.policy.directory,
         poll_interval=settings.policy.poll_interval.total_seconds(),
         now=ca.now,
+        translation=TranslateOptions(
+            trust_domain=settings.ca.trust_domain.name,
+            root_namespace=settings.policy.root_namespace,
+            id_template=(
+                kube_settings.workload_id_template.template
+                if kube_settings is not None
+                else DEFAULT_WORKLOAD_ID_TEMPLATE
+            ),
+        ),
     )
     try:
         await policies.load()
