@@ -41,6 +41,7 @@ from sigil.issuer.kube import KubeApi, PodCache, TokenReviewAuthenticator
 from sigil.issuer.metrics import IssuerMetrics
 from sigil.issuer.policies.crd_source import policy_informers
 from sigil.issuer.policies.feed import PolicyFeed
+from sigil.issuer.policies.foreign_crds import ForeignPolicyWatch
 from sigil.issuer.policies.tables import PolicyTables
 from sigil.issuer.settings import ServerSettings
 from sigil.issuer.settings.sections import resolve_namespace
@@ -264,6 +265,11 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
         )
         for informer in informers:
             app.cleanup_ctx.append(_owned(f"sigil-informer-{informer.path}", informer.run))
+        if issuer.settings.policy.watch_crds:
+            foreign = ForeignPolicyWatch(
+                issuer.kube.api, issuer.policies, translation=issuer.policies.translation
+            )
+            app.cleanup_ctx.append(_owned("sigil-foreign-policy-watch", foreign.run))
 
         async def pod_cache(_app: web.Application) -> AsyncIterator[None]:
             await pods.start()

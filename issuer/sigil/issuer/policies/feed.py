@@ -65,7 +65,9 @@ class PolicyFeed:
         self._metrics = metrics
         self._poll_interval = poll_interval
         self._now = now
-        self._sources = PolicySources(directory, translation=translation)
+        #: How Istio's and Linkerd's documents are translated (the directory's, and the cluster's objects).
+        self.translation = translation or TranslateOptions()
+        self._sources = PolicySources(directory, translation=self.translation)
         self._lock = asyncio.Lock()
         self._changed = asyncio.Condition()
         self._admin_generation = -1
