@@ -1,0 +1,155 @@
+"""Linkerd's client authentications in Sigil's terms: mesh identities become sources, networks become rules.
+
+A Linkerd identity is a DNS-like name, ``<sa>.<ns>.serviceaccount.identity.linkerd.<trust domain>``; a
+``*.`` prefix matches every identity with more labels before that suffix and a bare ``*`` every meshed client
+(linkerd2 ``policy-controller/core/src/identity_match.rs``). Sigil's peers carry SPIFFE IDs, so an identity of
+the local trust domain becomes a ``ServiceAccount`` source, a namespace wildcard ``ServiceAccount`` name ``*``,
+other suffixes a ``SPIFFEPattern`` under the workload ID template, and ``*`` ``Authenticated``. A
+``NetworkAuthentication``'s networks are OR-ed and each carries its own exceptions, while a Sigil rule has one
+``exceptSourceCIDRs`` list, so each network with exceptions becomes a rule of its own (rules are OR-ed).
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sigil.enforcer.policy.dialects.base import TranslateOptions
+
+__all__ = [
+    "CLUSTER_NETWORKS",
+    "Client",
+    "Network",
+    "NetworkError",
+    "client_rules",
+    "identity_source",
+    "parse_networks",
+]
+
+CLUSTER_NETWORKS = ("10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8")
+"""Linkerd's default ``clusterNetworks`` (charts/linkerd-control-plane/values.yaml), which its ``cluster-*``
+default policies and ``ServerAuthorization`` objects without ``networks`` admit."""
+
+_SUFFIX = ("serviceaccount", "identity", "linkerd")
+
+Source = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """One Linkerd network: a CIDR block and the blocks inside it that are excluded."""
+
+    cidr: str
+    excepts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who one Linkerd authorization admits: ``sources`` (None: every peer, meshed or not) from ``networks``
+    (None: every address)."""
+
+    sources: tuple[Source, ...] | None
+    networks: tuple[Network, ...] | None
+
+
+class NetworkError(ValueError):
+    """A network list Linkerd's admission would refuse; the message says which entry and why."""
+
+
+def identity_source(identity: str, options: TranslateOptions) -> Source | str:
+    """The Sigil source matching what Linkerd's ``identity`` matches, or why there is none."""
+    local = options.trust_domain
+    base = [*_SUFFIX, *local.split(".")]
+    if identity == "*":
+        return {"type": "Authenticated"}
+    if identity.startswith("*."):
+        labels = identity[2:].split(".")
+        if len(labels) <= len(base) and labels == base[len(base) - len(labels) :]:
+            # A suffix of the label ``serviceaccount.identity.linkerd.<td>`` (or all of it): every workload.
+            return _pattern(options, namespace="*", account="*")
+        if len(labels) > len(base) and labels[-len(base) :] == base:
+            namespace, prefix = labels[-len(base) - 1], labels[: -len(base) - 1]
+            if not prefix:
+                return {
+                    "type": "ServiceAccount",
+                    "serviceAccount": {"namespace": namespace, "name": "*"},
+                }
+            return _pattern(options, namespace=namespace, account="*." + ".".join(prefix))
+        return _foreign(identity, local)
+    labels = identity.split(".")
+    if len(labels) >= len(base) + 2 and labels[-len(base) :] == base:
+        namespace, account = labels[-len(base) - 1], ".".join(labels[: -len(base) - 1])
+        return {
+            "type": "ServiceAccount",
+            "serviceAccount": {"namespace": namespace, "name": account},
+        }
+    return _foreign(identity, local)
+
+
+def _pattern(options: TranslateOptions, *, namespace: str, account: str) -> Source:
+    path = options.id_template.format(namespace=namespace, service_account=account)
+    return {"type": "SPIFFEPattern", "spiffePattern": f"spiffe://{options.trust_domain}/{path}"}
+
+
+def _foreign(identity: str, local: str) -> str:
+    return (
+        f"identity {identity!r} is not a Linkerd workload identity of the local trust domain "
+        f"(<sa>.<ns>.serviceaccount.identity.linkerd.{local}, a '*.' suffix of it, or '*'); it is dropped, "
+        "so the authorization admits fewer clients than in Linkerd"
+    )
+
+
+def parse_networks(raw: object) -> tuple[Network, ...]:
+    """Linkerd's ``networks: [{cidr, except}]``; :class:`NetworkError` where Linkerd's admission refuses it."""
+    if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
+        raise NetworkError("networks must be a non-empty list")
+    networks = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, Mapping) or "cidr" not in item:
+            raise NetworkError(f"networks[{index}] must be a mapping with a cidr")
+        cidr = _block(item["cidr"], f"networks[{index}].cidr")
+        excepts = []
+        for position, raw_except in enumerate(item.get("except") or ()):
+            block = _block(raw_except, f"networks[{index}].except[{position}]")
+            if block.version != cidr.version or not block.subnet_of(cidr):  # type: ignore[arg-type]
+                raise NetworkError(
+                    f"networks[{index}].except[{position}]: {block} is not inside {cidr}"
+                )
+            if block == cidr:
+                raise NetworkError(
+                    f"networks[{index}].except[{position}]: {block} negates all of {cidr}"
+                )
+            excepts.append(str(block))
+        networks.append(Network(str(cidr), tuple(excepts)))
+    return tuple(networks)
+
+
+def _block(raw: object, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(str(raw), strict=False)
+    except ValueError as err:
+        raise NetworkError(f"{path}: {raw!r} is not an IP address or CIDR block") from err
+
+
+def client_rules(client: Client, *, action: str | None = None) -> list[dict[str, Any]]:
+    """Sigil rules (OR-ed) admitting exactly ``client``; ``action`` for ClusterAuthorizationPolicy rules."""
+    sources: list[Source] = [{"type": "Any"}] if client.sources is None else list(client.sources)
+    head: dict[str, Any] = {} if action is None else {"action": action}
+    if client.networks is None:
+        return [{**head, "sources": copy.deepcopy(sources)}]
+    rules = []
+    plain = [network.cidr for network in client.networks if not network.excepts]
+    if plain:
+        rules.append(
+            {**head, "sources": copy.deepcopy(sources), "networkAttributes": {"sourceCIDRs": plain}}
+        )
+    for network in client.networks:
+        if network.excepts:
+            attributes = {"sourceCIDRs": [network.cidr], "exceptSourceCIDRs": list(network.excepts)}
+            rules.append(
+                {**head, "sources": copy.deepcopy(sources), "networkAttributes": attributes}
+            )
+    return rules

@@ -1,0 +1,188 @@
+"""Linkerd ``Server`` objects as Sigil ALLOW policies on (pods, port): deny unless authorized, per port.
+
+A Server selects pods and one of their ports; traffic to that port is then allowed only when one of the
+Server's authorizations admits the client (or its ``accessPolicy``, ``deny`` by default, does), and ports no
+Server selects follow the default policy. Sigil's ``targetRefs[].ports`` says the same: an ALLOW policy whose
+target ref names ports makes those ports deny-if-not-allowed and leaves the pod's other ports alone. So each
+Server becomes one policy, ``linkerd-server-<name>`` in its namespace, whose rules are the rules of every
+authorization that applies to it (rules are OR-ed, as Linkerd's authorizations are); with none it has
+``rules: []`` and admits nobody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sigil.enforcer.policy.dialects.base import (
+    TRANSLATED_FROM,
+    Exactness,
+    Finding,
+    Translated,
+)
+from sigil.enforcer.policy.dialects.linkerd._authn import client_rules
+from sigil.enforcer.policy.dialects.linkerd._authorizations import Authorization
+from sigil.enforcer.policy.dialects.linkerd._batch import Batch, LinkerdObject
+from sigil.enforcer.policy.dialects.linkerd._defaults import (
+    DEFAULT_POLICIES,
+    default_note,
+    default_rules,
+)
+
+__all__ = ["API_VERSION", "translate_servers", "translated_from"]
+
+API_VERSION = "authz.sigil.dev/v1alpha1"
+
+
+def translated_from(objects: list[LinkerdObject]) -> str:
+    """The ``TRANSLATED_FROM`` annotation: the dialect and each source object."""
+    return "linkerd: " + ", ".join(obj.label for obj in objects)
+
+
+def translate_servers(
+    batch: Batch, authorizations: list[Authorization], findings: list[Finding]
+) -> list[Translated]:
+    """One Sigil AuthorizationPolicy per Server that Linkerd would accept."""
+    servers = [server for server in batch.of_kind("Server") if _valid(server, findings)]
+    _report_overlaps(servers, findings)
+    translated = []
+    used: set[int] = set()
+    for server in servers:
+        rules: list[dict[str, Any]] = []
+        objects = [server]
+        for number, authorization in enumerate(authorizations):
+            if not authorization.applies_to(server):
+                continue
+            used.add(number)
+            objects.append(authorization.obj)
+            objects.extend(o for o in authorization.authentications if o not in objects)
+            if authorization.client is not None:
+                rules.extend(client_rules(authorization.client))
+        access = str(server.spec.get("accessPolicy", "deny"))
+        rules.extend(default_rules(access))
+        note = default_note(access)
+        if note is not None:
+            findings.append(server.finding("spec.accessPolicy", *note))
+        translated.append(_document(server, objects, rules))
+    for number, authorization in enumerate(authorizations):
+        if number not in used:
+            findings.append(
+                authorization.obj.finding(
+                    "",
+                    Exactness.EXACT,
+                    "applies to no Server of this batch, so it authorizes nothing (ports without a Server "
+                    "follow the default policy)",
+                )
+            )
+    return translated
+
+
+def _document(
+    server: LinkerdObject, objects: list[LinkerdObject], rules: list[dict[str, Any]]
+) -> Translated:
+    selector = server.spec["podSelector"]
+    ref = {
+        "group": "",
+        "kind": "Pod",
+        "selector": _selector(selector),
+        "ports": [server.spec["port"]],
+    }
+    document = {
+        "apiVersion": API_VERSION,
+        "kind": "AuthorizationPolicy",
+        "metadata": {
+            "name": f"linkerd-server-{server.name}"[:253],
+            "namespace": server.namespace,
+            "annotations": {TRANSLATED_FROM: translated_from(objects)},
+        },
+        "spec": {
+            "targetRefs": [ref],
+            "action": "ALLOW",
+            "enforcementLevel": "Network",
+            "rules": rules,
+        },
+    }
+    return Translated(document, tuple(f"linkerd {obj.label}" for obj in objects))
+
+
+def _selector(raw: Mapping[str, Any]) -> dict[str, Any]:
+    selector: dict[str, Any] = {}
+    if raw.get("matchLabels"):
+        selector["matchLabels"] = dict(raw["matchLabels"])
+    if raw.get("matchExpressions"):
+        selector["matchExpressions"] = [dict(item) for item in raw["matchExpressions"]]
+    return selector
+
+
+def _valid(server: LinkerdObject, findings: list[Finding]) -> bool:
+    spec = server.spec
+    if "externalWorkloadSelector" in spec:
+        findings.append(
+            server.finding(
+                "spec.externalWorkloadSelector",
+                Exactness.REFUSED,
+                "selects ExternalWorkloads (VMs outside Kubernetes), which Sigil does not target; not translated",
+            )
+        )
+        return False
+    if not isinstance(spec.get("podSelector"), Mapping):
+        findings.append(
+            server.finding("spec.podSelector", Exactness.REFUSED, "missing; not translated")
+        )
+        return False
+    port = spec.get("port")
+    if isinstance(port, str):
+        findings.append(
+            server.finding(
+                "spec.port",
+                Exactness.REFUSED,
+                f"the named port {port!r} needs each pod's container ports to resolve; not translated, so "
+                "the ports it names follow the default policy in Sigil instead of denying unauthorized clients",
+            )
+        )
+        return False
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        findings.append(
+            server.finding(
+                "spec.port", Exactness.REFUSED, f"{port!r} is not a port; not translated"
+            )
+        )
+        return False
+    access = spec.get("accessPolicy", "deny")
+    if access not in DEFAULT_POLICIES:
+        findings.append(
+            server.finding(
+                "spec.accessPolicy",
+                Exactness.REFUSED,
+                f"{access!r} is not one of {', '.join(DEFAULT_POLICIES)}; Linkerd refuses the Server",
+            )
+        )
+        return False
+    return True
+
+
+def _report_overlaps(servers: list[LinkerdObject], findings: list[Finding]) -> None:
+    for position, first in enumerate(servers):
+        for second in servers[position + 1 :]:
+            if (
+                first.namespace == second.namespace
+                and first.spec["port"] == second.spec["port"]
+                and _may_overlap(first.spec["podSelector"], second.spec["podSelector"])
+            ):
+                findings.append(
+                    second.finding(
+                        "spec.podSelector",
+                        Exactness.APPROXIMATE,
+                        f"selects port {second.spec['port']} of pods that {first.label} may also select; "
+                        "Linkerd applies only one Server to a pod's port (its admission refuses overlapping "
+                        "Servers), while Sigil admits a client either one admits",
+                    )
+                )
+
+
+def _may_overlap(left: Mapping[str, Any], right: Mapping[str, Any]) -> bool:
+    """False only when the two selectors demand different values of one label (no pod has both)."""
+    left_labels, right_labels = left.get("matchLabels") or {}, right.get("matchLabels") or {}
+    return all(
+        left_labels[key] == right_labels[key] for key in left_labels.keys() & right_labels.keys()
+    )
