@@ -6,8 +6,8 @@ authentication (a ``MeshTLSAuthentication`` or a ``ServiceAccount``) and at most
 ``NetworkAuthentication`` per policy; its admission webhook refuses more, and its index ignores a policy that
 has more or that names an authentication it cannot find (linkerd2 ``policy-controller/src/admission.rs`` and
 ``policy-controller/k8s/index/src/inbound/index.rs``, ``policy_client_authz``). A policy Linkerd ignores
-authorizes nothing here either, with a finding. The legacy ``ServerAuthorization`` selects Servers by name or
-labels and admits clients by identity or not at all; without ``networks`` it admits the cluster's networks.
+authorizes nothing here either, with a finding.
+The legacy ``ServerAuthorization`` is read by :mod:`._legacy`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 
 from sigil.enforcer.policy.dialects.base import Exactness, Finding, TranslateOptions
 from sigil.enforcer.policy.dialects.linkerd._authn import (
-    CLUSTER_NETWORKS,
     Client,
     Network,
     NetworkError,
@@ -26,6 +25,7 @@ from sigil.enforcer.policy.dialects.linkerd._authn import (
     parse_networks,
 )
 from sigil.enforcer.policy.dialects.linkerd._batch import Batch, LinkerdObject
+from sigil.enforcer.policy.dialects.linkerd._legacy import selects, server_authorization
 
 __all__ = ["Authorization", "resolve_authorizations"]
 
@@ -54,7 +54,7 @@ class Authorization:
         if self.server is not None:
             return self.server == server.name
         if self.server_labels is not None:
-            return _selects(self.server_labels, server.labels)
+            return selects(self.server_labels, server.labels)
         return True
 
 
@@ -68,9 +68,10 @@ def resolve_authorizations(
         if found is not None:
             resolved.append(found)
     for obj in batch.of_kind("ServerAuthorization"):
-        found = _server_authorization(obj, options, findings)
-        if found is not None:
-            resolved.append(found)
+        legacy = server_authorization(obj, options, findings)
+        if legacy is not None:
+            client, server, labels = legacy
+            resolved.append(Authorization(obj, client, server=server, server_labels=labels))
     return resolved
 
 
@@ -236,79 +237,6 @@ def _mesh_tls(
     return tuple(sources)
 
 
-def _server_authorization(
-    obj: LinkerdObject, options: TranslateOptions, findings: list[Finding]
-) -> Authorization | None:
-    server = obj.spec.get("server") or {}
-    name, selector = server.get("name"), server.get("selector")
-    if (name is None) == (selector is None):
-        findings.append(
-            obj.finding("spec.server", Exactness.REFUSED, "needs exactly one of name and selector")
-        )
-        return None
-    client = obj.spec.get("client") or {}
-    raw_networks = client.get("networks")
-    try:
-        networks = (
-            parse_networks(raw_networks) if raw_networks else tuple(map(Network, CLUSTER_NETWORKS))
-        )
-    except NetworkError as err:
-        findings.append(
-            obj.finding("spec.client.networks", Exactness.REFUSED, f"{err}; not translated")
-        )
-        return None
-    if not raw_networks:
-        findings.append(
-            obj.finding(
-                "spec.client.networks",
-                Exactness.APPROXIMATE,
-                f"omitted: Linkerd admits the cluster networks, taken to be its default ({', '.join(CLUSTER_NETWORKS)})",
-            )
-        )
-    sources: tuple[dict[str, Any], ...] | None = None
-    mesh = client.get("meshTLS")
-    if client.get("unauthenticated") is True:
-        sources = None
-    elif not isinstance(mesh, Mapping):
-        _nothing(
-            obj, "spec.client", Exactness.EXACT, "admits no client; Linkerd ignores it", findings
-        )
-        return None
-    elif mesh.get("unauthenticatedTLS"):
-        findings.append(
-            obj.finding(
-                "spec.client.meshTLS.unauthenticatedTLS",
-                Exactness.REFUSED,
-                "admits TLS clients without a verified identity; Sigil has no such peer, so it is not translated",
-            )
-        )
-        return None
-    else:
-        found = []
-        for index, identity in enumerate(mesh.get("identities") or []):
-            source = identity_source(str(identity), options)
-            if isinstance(source, str):
-                findings.append(
-                    obj.finding(
-                        f"spec.client.meshTLS.identities[{index}]", Exactness.REFUSED, source
-                    )
-                )
-            else:
-                found.append(source)
-        for account in mesh.get("serviceAccounts") or []:
-            namespace = str(account.get("namespace") or obj.namespace)
-            found.append(
-                {
-                    "type": "ServiceAccount",
-                    "serviceAccount": {"namespace": namespace, "name": str(account["name"])},
-                }
-            )
-        sources = tuple(found)
-    if name is not None:
-        return Authorization(obj, Client(sources, networks), server=str(name))
-    return Authorization(obj, Client(sources, networks), server_labels=selector)
-
-
 def _missing(
     obj: LinkerdObject, kind: str, namespace: str, name: str, findings: list[Finding]
 ) -> None:
@@ -332,22 +260,3 @@ def _nothing(
 ) -> None:
     if findings is not None:
         findings.append(obj.finding(path, exactness, message))
-
-
-def _selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for requirement in selector.get("matchExpressions") or []:
-        key, operator = requirement.get("key"), requirement.get("operator")
-        values = set(requirement.get("values") or [])
-        present = key in labels
-        if operator == "In" and not (present and labels[key] in values):
-            return False
-        if operator == "NotIn" and present and labels[key] in values:
-            return False
-        if operator == "Exists" and not present:
-            return False
-        if operator == "DoesNotExist" and present:
-            return False
-    return True
