@@ -96,10 +96,10 @@ def linkerd_sets(draw: st.DrawFn) -> list[Doc]:
         refs = draw(st.lists(st.sampled_from(AUTH_REFS), max_size=2, unique_by=lambda r: str(r)))
         objects.append(authorization(f"a{number}", server=target, refs=refs))
     if draw(st.booleans()):
-        chosen = draw(
+        chosen: Doc = draw(
             st.sampled_from([{"name": "s0"}, {"selector": {"matchLabels": {"tier": "front"}}}])
         )
-        client = draw(
+        client: Doc = draw(
             st.sampled_from(
                 [
                     {"unauthenticated": True, "networks": [{"cidr": "10.0.0.0/8"}]},
