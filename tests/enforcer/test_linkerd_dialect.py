@@ -394,3 +394,13 @@ def test_an_unknown_cluster_default_is_an_error() -> None:
     """A misspelled default names the accepted ones."""
     with pytest.raises(ValueError, match="all-unauthenticated"):
         sigil_default("allow-all")
+
+
+def test_a_service_account_named_star_admits_nobody() -> None:
+    """A ServiceAccount ref named ``*`` admits no client in Linkerd, so its rule has no source."""
+    translation = translate(
+        server("web", 8080), authorization("a", server="web", refs=[ref("ServiceAccount", "*")])
+    )
+    assert only_policy(translation)["spec"]["rules"] == [{"sources": []}]
+    assert translation.exact
+    assert "literally" in str(translation.findings[0])

@@ -278,3 +278,13 @@ def test_linkerd_semantics(case: Case) -> None:
     """The reference evaluator gives Linkerd's documented verdict for each case."""
     connection = Connection(case.pod_namespace, case.labels, case.port, case.client, case.address)
     assert linkerd_allows(case.objects, connection, cluster_default=case.default) is case.allowed
+
+
+def test_a_service_account_named_star_matches_nobody() -> None:
+    """Linkerd compares a ServiceAccount's identity as a whole, so the name ``*`` is not a wildcard."""
+    objects = [
+        server("web", 8080, match=WEB),
+        authorization("a", server="web", refs=[ref("ServiceAccount", "*")]),
+    ]
+    connection = Connection("shop", WEB, 8080, FRONT, POD_NET)
+    assert linkerd_allows(objects, connection) is False

@@ -19,8 +19,8 @@ The facts it encodes (linkerd/website ``reference/authorization-policy.md``; lin
   more than one ``NetworkAuthentication``. Without an identity authentication it admits clients with or
   without an identity; without a ``NetworkAuthentication``, every address.
 * Identities match exactly, by ``*.suffix`` (the identity ends with ``.suffix``), or ``*`` (any identity).
-  A ``ServiceAccount`` names ``<sa>.<ns>.serviceaccount.identity.linkerd.<td>``, a ``Namespace`` every
-  account of it.
+  A ``ServiceAccount`` names ``<sa>.<ns>.serviceaccount.identity.linkerd.<td>``, compared as a whole (so
+  an account named ``*`` matches nobody), a ``Namespace`` ``*.<ns>.serviceaccount...``, every account of it.
 * A network admits an address inside its ``cidr`` and outside each ``except``.
 * Two Servers selecting one pod's port: Linkerd's admission refuses the second; here the oldest
   (``creationTimestamp``, then name) wins.
@@ -170,7 +170,7 @@ class _World:
         for ref in identity_refs:
             ref_namespace = ref.get("namespace") or namespace
             if ref["kind"] == "ServiceAccount":
-                wanted = [self._account_identity(ref["name"], ref_namespace)]
+                wanted = [_Exact(self._account_identity(ref["name"], ref_namespace))]
             else:
                 authn = self._one("MeshTLSAuthentication", ref_namespace, ref["name"])
                 if authn is None:
@@ -214,17 +214,30 @@ class _World:
         mesh = client.get("meshTLS") or {}
         if mesh.get("unauthenticatedTLS"):
             return connection.identity is not None
-        wanted = [str(identity) for identity in mesh.get("identities") or []]
+        wanted: list[str | _Exact] = [str(identity) for identity in mesh.get("identities") or []]
         wanted += [
-            self._account_identity(a["name"], a.get("namespace") or legacy["metadata"]["namespace"])
+            _Exact(
+                self._account_identity(
+                    a["name"], a.get("namespace") or legacy["metadata"]["namespace"]
+                )
+            )
             for a in mesh.get("serviceAccounts") or []
         ]
         return any(_identity_matches(pattern, connection.identity) for pattern in wanted)
 
 
-def _identity_matches(pattern: str, identity: str | None) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Exact:
+    """An identity Linkerd builds from a ServiceAccount and compares as a whole, never as a pattern."""
+
+    identity: str
+
+
+def _identity_matches(pattern: str | _Exact, identity: str | None) -> bool:
     if identity is None:
         return False
+    if isinstance(pattern, _Exact):
+        return identity == pattern.identity
     if pattern == "*":
         return True
     if pattern.startswith("*."):

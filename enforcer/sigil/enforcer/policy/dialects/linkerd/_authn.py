@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +22,11 @@ from sigil.enforcer.policy.dialects.base import TranslateOptions
 
 __all__ = [
     "CLUSTER_NETWORKS",
+    "NO_CLIENT",
     "Client",
     "Network",
     "NetworkError",
+    "account_source",
     "client_rules",
     "identity_source",
     "parse_networks",
@@ -34,6 +37,8 @@ CLUSTER_NETWORKS = ("10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0
 default policies and ``ServerAuthorization`` objects without ``networks`` admit."""
 
 _SUFFIX = ("serviceaccount", "identity", "linkerd")
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_ACCOUNT = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 Source = dict[str, Any]
 
@@ -72,6 +77,8 @@ def identity_source(identity: str, options: TranslateOptions) -> Source | str:
             return _pattern(options, namespace="*", account="*")
         if len(labels) > len(base) and labels[-len(base) :] == base:
             namespace, prefix = labels[-len(base) - 1], labels[: -len(base) - 1]
+            if not _names_account(namespace, ".".join(prefix or ["x"])):
+                return _foreign(identity, local)
             if not prefix:
                 return {
                     "type": "ServiceAccount",
@@ -82,11 +89,37 @@ def identity_source(identity: str, options: TranslateOptions) -> Source | str:
     labels = identity.split(".")
     if len(labels) >= len(base) + 2 and labels[-len(base) :] == base:
         namespace, account = labels[-len(base) - 1], ".".join(labels[: -len(base) - 1])
+        if not _names_account(namespace, account):
+            return _foreign(identity, local)
         return {
             "type": "ServiceAccount",
             "serviceAccount": {"namespace": namespace, "name": account},
         }
     return _foreign(identity, local)
+
+
+NO_CLIENT = (
+    "a ServiceAccount named '*': Linkerd builds the identity '*.<ns>.serviceaccount...' from it and matches "
+    "that literally, so it admits no client"
+)
+"""The finding for a ServiceAccount named ``*``, which :func:`account_source` reports as None."""
+
+
+def account_source(namespace: str, name: str, options: TranslateOptions) -> Source | str | None:
+    """The source of ServiceAccount ``namespace/name`` (Linkerd matches its identity exactly).
+
+    None for the name ``*`` (see :data:`NO_CLIENT`), and why there is no source for a name that is not a
+    Kubernetes name.
+    """
+    if name == "*":
+        return None
+    if not _names_account(namespace, name):
+        return f"ServiceAccount {namespace}/{name} is not a Kubernetes namespace and account name; dropped"
+    return {"type": "ServiceAccount", "serviceAccount": {"namespace": namespace, "name": name}}
+
+
+def _names_account(namespace: str, account: str) -> bool:
+    return _NAMESPACE.fullmatch(namespace) is not None and _ACCOUNT.fullmatch(account) is not None
 
 
 def _pattern(options: TranslateOptions, *, namespace: str, account: str) -> Source:

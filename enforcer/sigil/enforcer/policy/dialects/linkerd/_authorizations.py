@@ -18,9 +18,11 @@ from typing import Any
 
 from sigil.enforcer.policy.dialects.base import Exactness, Finding, TranslateOptions
 from sigil.enforcer.policy.dialects.linkerd._authn import (
+    NO_CLIENT,
     Client,
     Network,
     NetworkError,
+    account_source,
     identity_source,
     parse_networks,
 )
@@ -157,8 +159,11 @@ def _required(
     for ref in identity_refs:
         namespace = str(ref.get("namespace") or obj.namespace)
         if ref["kind"] == "ServiceAccount":
-            account = {"namespace": namespace, "name": str(ref["name"])}
-            sources = ({"type": "ServiceAccount", "serviceAccount": account},)
+            account = account_source(namespace, str(ref["name"]), options)
+            if not isinstance(account, dict):
+                exactness = Exactness.EXACT if account is None else Exactness.REFUSED
+                findings.append(obj.finding(_REF, exactness, account or NO_CLIENT))
+            sources = (account,) if isinstance(account, dict) else ()
             continue
         authn = batch.get("MeshTLSAuthentication", namespace, str(ref["name"]))
         if authn is None:
@@ -207,24 +212,15 @@ def _mesh_tls(
             sources.append(found)
     for index, ref in enumerate(refs):
         path = f"spec.identityRefs[{index}]"
+        found_ref: dict[str, Any] | str | None
         kind = ref.get("kind") if isinstance(ref, Mapping) else None
         name = str(ref.get("name") or "") if isinstance(ref, Mapping) else ""
         if kind == "Namespace" and name:
-            sources.append(
-                {"type": "ServiceAccount", "serviceAccount": {"namespace": name, "name": "*"}}
-            )
-        elif kind == "ServiceAccount" and name == "*":
-            # Linkerd builds the identity "*.<ns>.serviceaccount..." and matches it exactly: no client has it.
-            findings.append(
-                authn.finding(
-                    path, Exactness.EXACT, "ServiceAccount named '*' matches no client in Linkerd"
-                )
+            found_ref = identity_source(
+                f"*.{name}.serviceaccount.identity.linkerd.{options.trust_domain}", options
             )
         elif kind == "ServiceAccount" and name:
-            namespace = str(ref.get("namespace") or authn.namespace)
-            sources.append(
-                {"type": "ServiceAccount", "serviceAccount": {"namespace": namespace, "name": name}}
-            )
+            found_ref = account_source(str(ref.get("namespace") or authn.namespace), name, options)
         else:
             findings.append(
                 authn.finding(
@@ -234,6 +230,11 @@ def _mesh_tls(
                 )
             )
             return None
+        if isinstance(found_ref, dict):
+            sources.append(found_ref)
+        else:
+            exactness = Exactness.EXACT if found_ref is None else Exactness.REFUSED
+            findings.append(authn.finding(path, exactness, found_ref or NO_CLIENT))
     return tuple(sources)
 
 

@@ -9,11 +9,13 @@ per-pod default). Whatever is malformed becomes a finding here, never an excepti
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sigil.enforcer.policy.dialects.base import Exactness, Finding, SourcedDocument
+from sigil.enforcer.policy.dialects.linkerd._shapes import shape_error
 
 __all__ = ["DEFAULT_POLICY_ANNOTATION", "Batch", "LinkerdObject", "read_batch"]
 
@@ -21,6 +23,9 @@ DEFAULT_POLICY_ANNOTATION = "config.linkerd.io/default-inbound-policy"
 """The annotation that overrides Linkerd's cluster default inbound policy on a namespace, workload or pod."""
 
 _POLICY_GROUP = "policy.linkerd.io"
+# Kubernetes object names (a DNS subdomain) and namespace names (a DNS label), as the API server checks them.
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _TRANSLATED_KINDS = {
     "Server",
     "AuthorizationPolicy",
@@ -129,8 +134,23 @@ def _read(sourced: SourcedDocument, findings: list[Finding]) -> LinkerdObject | 
         annotations=_strings(meta.get("annotations")),
         created=str(meta.get("creationTimestamp") or ""),
     )
-    if not isinstance(name, str) or not name:
-        findings.append(obj.finding("metadata.name", Exactness.REFUSED, "missing; not translated"))
+    if not isinstance(name, str) or _NAME.fullmatch(name) is None or len(name) > 253:
+        findings.append(
+            obj.finding(
+                "metadata.name",
+                Exactness.REFUSED,
+                "missing or not a Kubernetes name; not translated",
+            )
+        )
+        return None
+    if obj.namespace and (_NAMESPACE.fullmatch(obj.namespace) is None or len(obj.namespace) > 63):
+        findings.append(
+            obj.finding(
+                "metadata.namespace",
+                Exactness.REFUSED,
+                "not a namespace name (a DNS label); not translated",
+            )
+        )
         return None
     group = api_version.split("/", 1)[0] if "/" in api_version else ""
     if group == _POLICY_GROUP:
@@ -174,6 +194,10 @@ def _policy_object(
         return None
     if not isinstance(spec, Mapping):
         findings.append(obj.finding("spec", Exactness.REFUSED, "missing or not a mapping"))
+        return None
+    error = shape_error(obj.kind, spec)
+    if error is not None:
+        findings.append(obj.finding(error[0], Exactness.REFUSED, f"{error[1]}; not translated"))
         return None
     return obj
 

@@ -15,9 +15,11 @@ from typing import Any
 from sigil.enforcer.policy.dialects.base import Exactness, Finding, TranslateOptions
 from sigil.enforcer.policy.dialects.linkerd._authn import (
     CLUSTER_NETWORKS,
+    NO_CLIENT,
     Client,
     Network,
     NetworkError,
+    account_source,
     identity_source,
     parse_networks,
 )
@@ -86,14 +88,15 @@ def server_authorization(
                 )
             else:
                 found.append(source)
-        for account in mesh.get("serviceAccounts") or []:
+        for index, account in enumerate(mesh.get("serviceAccounts") or []):
             namespace = str(account.get("namespace") or obj.namespace)
-            found.append(
-                {
-                    "type": "ServiceAccount",
-                    "serviceAccount": {"namespace": namespace, "name": str(account["name"])},
-                }
-            )
+            named = account_source(namespace, str(account.get("name") or ""), options)
+            if isinstance(named, dict):
+                found.append(named)
+            else:
+                exactness = Exactness.EXACT if named is None else Exactness.REFUSED
+                path = f"spec.client.meshTLS.serviceAccounts[{index}]"
+                findings.append(obj.finding(path, exactness, named or NO_CLIENT))
         sources = tuple(found)
     if name is not None:
         return Client(sources, networks), str(name), None
