@@ -169,6 +169,7 @@ class _World:
             return False
         for ref in identity_refs:
             ref_namespace = ref.get("namespace") or namespace
+            wanted: list[str | _Exact]
             if ref["kind"] == "ServiceAccount":
                 wanted = [_Exact(self._account_identity(ref["name"], ref_namespace))]
             else:
