@@ -189,15 +189,12 @@ class _World:
                 return False
         return True
 
-    def _identities(self, authn: Obj) -> list[str]:
-        found = [str(identity) for identity in authn["spec"].get("identities") or []]
+    def _identities(self, authn: Obj) -> list[str | _Exact]:
+        found: list[str | _Exact] = [str(i) for i in authn["spec"].get("identities") or []]
         for ref in authn["spec"].get("identityRefs") or []:
             if ref["kind"] == "ServiceAccount":
-                found.append(
-                    self._account_identity(
-                        ref["name"], ref.get("namespace") or authn["metadata"]["namespace"]
-                    )
-                )
+                namespace = ref.get("namespace") or authn["metadata"]["namespace"]
+                found.append(_Exact(self._account_identity(ref["name"], namespace)))
             elif ref["kind"] == "Namespace":
                 found.append(f"*.{ref['name']}.serviceaccount.identity.linkerd.{self.trust_domain}")
         return found
