@@ -404,3 +404,18 @@ def test_a_service_account_named_star_admits_nobody() -> None:
     assert only_policy(translation)["spec"]["rules"] == [{"sources": []}]
     assert translation.exact
     assert "literally" in str(translation.findings[0])
+
+
+def test_linkerd_default_identity_domain_names_the_local_trust_domain() -> None:
+    """Identities under Linkerd's cluster.local name workloads of the configured local trust domain."""
+    options = TranslateOptions(trust_domain="example.org")
+    translation = with_identities(
+        identity("front", "shop"),
+        "*.serviceaccount.identity.linkerd.cluster.local",
+        options=options,
+    )
+    assert only_policy(translation)["spec"]["rules"][0]["sources"] == [
+        {"type": "ServiceAccount", "serviceAccount": {"namespace": "shop", "name": "front"}},
+        {"type": "SPIFFEPattern", "spiffePattern": "spiffe://example.org/ns/*/sa/*"},
+    ]
+    assert translation.exact

@@ -22,6 +22,7 @@ from sigil.enforcer.policy.dialects.base import TranslateOptions
 
 __all__ = [
     "CLUSTER_NETWORKS",
+    "LINKERD_TRUST_DOMAIN",
     "NO_CLIENT",
     "Client",
     "Network",
@@ -64,38 +65,54 @@ class NetworkError(ValueError):
     """A network list Linkerd's admission would refuse; the message says which entry and why."""
 
 
+LINKERD_TRUST_DOMAIN = "cluster.local"
+"""Linkerd's default ``identityTrustDomain``: its identities name it even where Sigil's trust domain differs."""
+
+
 def identity_source(identity: str, options: TranslateOptions) -> Source | str:
-    """The Sigil source matching what Linkerd's ``identity`` matches, or why there is none."""
-    local = options.trust_domain
-    base = [*_SUFFIX, *local.split(".")]
+    """The Sigil source matching what Linkerd's ``identity`` matches, or why there is none.
+
+    Linkerd identities of the local trust domain, or of Linkerd's default ``cluster.local``, name the local
+    trust domain's workloads (``TranslateOptions``: Linkerd's identity suffix maps to the local domain).
+    """
     if identity == "*":
         return {"type": "Authenticated"}
+    for domain in dict.fromkeys((options.trust_domain, LINKERD_TRUST_DOMAIN)):
+        found = _in_domain(identity, options, [*_SUFFIX, *domain.split(".")])
+        if found is not None:
+            return found
+    return (
+        f"identity {identity!r} is not a Linkerd workload identity of the local trust domain "
+        f"(<sa>.<ns>.serviceaccount.identity.linkerd.{options.trust_domain}, a '*.' suffix of it, or '*'); "
+        "it is dropped, so the authorization admits fewer clients than in Linkerd"
+    )
+
+
+def _in_domain(identity: str, options: TranslateOptions, base: list[str]) -> Source | None:
+    """The source of ``identity`` when it names workloads under the labels ``base``, else None."""
     if identity.startswith("*."):
         labels = identity[2:].split(".")
         if len(labels) <= len(base) and labels == base[len(base) - len(labels) :]:
-            # A suffix of the label ``serviceaccount.identity.linkerd.<td>`` (or all of it): every workload.
+            # A suffix of the labels ``serviceaccount.identity.linkerd.<td>`` (or all of them): every workload.
             return _pattern(options, namespace="*", account="*")
-        if len(labels) > len(base) and labels[-len(base) :] == base:
-            namespace, prefix = labels[-len(base) - 1], labels[: -len(base) - 1]
-            if not _names_account(namespace, ".".join(prefix or ["x"])):
-                return _foreign(identity, local)
-            if not prefix:
-                return {
-                    "type": "ServiceAccount",
-                    "serviceAccount": {"namespace": namespace, "name": "*"},
-                }
-            return _pattern(options, namespace=namespace, account="*." + ".".join(prefix))
-        return _foreign(identity, local)
+        if len(labels) <= len(base) or labels[-len(base) :] != base:
+            return None
+        namespace, prefix = labels[-len(base) - 1], labels[: -len(base) - 1]
+        if not _names_account(namespace, ".".join(prefix or ["x"])):
+            return None
+        if not prefix:
+            return {
+                "type": "ServiceAccount",
+                "serviceAccount": {"namespace": namespace, "name": "*"},
+            }
+        return _pattern(options, namespace=namespace, account="*." + ".".join(prefix))
     labels = identity.split(".")
-    if len(labels) >= len(base) + 2 and labels[-len(base) :] == base:
-        namespace, account = labels[-len(base) - 1], ".".join(labels[: -len(base) - 1])
-        if not _names_account(namespace, account):
-            return _foreign(identity, local)
-        return {
-            "type": "ServiceAccount",
-            "serviceAccount": {"namespace": namespace, "name": account},
-        }
-    return _foreign(identity, local)
+    if len(labels) < len(base) + 2 or labels[-len(base) :] != base:
+        return None
+    namespace, account = labels[-len(base) - 1], ".".join(labels[: -len(base) - 1])
+    if not _names_account(namespace, account):
+        return None
+    return {"type": "ServiceAccount", "serviceAccount": {"namespace": namespace, "name": account}}
 
 
 NO_CLIENT = (
@@ -125,14 +142,6 @@ def _names_account(namespace: str, account: str) -> bool:
 def _pattern(options: TranslateOptions, *, namespace: str, account: str) -> Source:
     path = options.id_template.format(namespace=namespace, service_account=account)
     return {"type": "SPIFFEPattern", "spiffePattern": f"spiffe://{options.trust_domain}/{path}"}
-
-
-def _foreign(identity: str, local: str) -> str:
-    return (
-        f"identity {identity!r} is not a Linkerd workload identity of the local trust domain "
-        f"(<sa>.<ns>.serviceaccount.identity.linkerd.{local}, a '*.' suffix of it, or '*'); it is dropped, "
-        "so the authorization admits fewer clients than in Linkerd"
-    )
 
 
 def parse_networks(raw: object) -> tuple[Network, ...]:
