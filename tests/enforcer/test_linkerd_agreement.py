@@ -60,6 +60,12 @@ SCENARIOS: dict[str, list[dict[str, Any]]] = {
         ),
         mesh_tls("m", ["*"]),
     ],
+    "ServiceAccounts named *, directly and by identityRefs": [
+        server("web", 8080),
+        authorization("direct", server="web", refs=[ref("ServiceAccount", "*")]),
+        authorization("indirect", server="web", refs=[ref("MeshTLSAuthentication", "m")]),
+        mesh_tls("m", refs=[ref("ServiceAccount", "*", "ops")]),
+    ],
     "legacy ServerAuthorization with networks": [
         server("web", 8080, labels={"tier": "front"}),
         server_authorization(
@@ -95,3 +101,19 @@ def test_the_grid_tells_a_wrong_translation_apart() -> None:
         (8080, False, True),
         (5432, True, False),
     }
+
+
+@pytest.mark.parametrize("default", ["all-unauthenticated", "deny"])
+def test_cluster_policies_agree_under_linkerds_default_cluster_networks(default: str) -> None:
+    """The approximate cluster-* translations decide as Linkerd does when its clusterNetworks are the default."""
+    objects = [
+        namespace("shop", "cluster-authenticated"),
+        namespace("ops", "cluster-unauthenticated"),
+        server("web", 8080, match=WEB, access="cluster-unauthenticated"),
+        server("db", 5432, access="cluster-authenticated"),
+        server_authorization("s", {"name": "web"}, {"meshTLS": {"identities": ["*"]}}),
+    ]
+    translation = translate_batch(objects)
+    assert not translation.exact
+    assert all("cluster" in f.message for f in translation.findings)
+    assert [str(d) for d in disagreements(objects, cluster_default=default)] == []
