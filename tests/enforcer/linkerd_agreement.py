@@ -1,7 +1,8 @@
 """Linkerd's verdict (the reference evaluator) beside Sigil's (the translated policies), on a grid of connections.
 
 The grid holds every distinct kind of case the generated and hand-written Linkerd objects can tell apart: pods
-of two namespaces with and without the labels Servers select, ports Servers select and one none does, clients
+of two namespaces with and without the labels Servers select (naming their ports as :data:`PORT_NAMES` says),
+ports Servers select and one none does, clients
 without identity, of accounts of each namespace (one with a dotted name), of another trust domain, and addresses
 in each network block, in an exception, outside every cluster network, IPv4 and IPv6.
 """
@@ -22,7 +23,7 @@ from sigil.enforcer.policy.documents import judge
 from sigil.enforcer.policy.index import PolicyIndex
 from sigil.enforcer.policy.schema import Where
 
-__all__ = ["GRID", "Peer", "Verdicts", "disagreements", "translate_batch"]
+__all__ = ["GRID", "PORT_NAMES", "Peer", "Verdicts", "disagreements", "translate_batch"]
 
 TD = "cluster.local"
 
@@ -59,6 +60,8 @@ PODS = [
     ("shop", {}),
     ("ops", {"app": "web"}),
 ]
+PORT_NAMES = {"web": {"http": 8080}, "db": {"sql": 5432}}
+"""The ports the pods of each ``app`` name (tests that name ports pass Deployments declaring the same)."""
 PORTS = [8080, 5432, 9090]
 PEERS = [
     Peer(),
@@ -143,8 +146,9 @@ def _differing(
     objects: Sequence[Mapping[str, Any]], index: PolicyIndex, cluster_default: str
 ) -> Iterator[Verdicts]:
     for case in GRID:
+        named = PORT_NAMES.get(case.labels.get("app", ""), {})
         connection = Connection(
-            case.namespace, case.labels, case.port, case.peer.linkerd, case.address
+            case.namespace, case.labels, case.port, case.peer.linkerd, case.address, named
         )
         linkerd = linkerd_allows(
             objects, connection, cluster_default=cluster_default, trust_domain=TD

@@ -128,3 +128,28 @@ def server_authorization(name: str, server: Doc, client: Doc, *, namespace: str 
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"server": server, "client": client},
     }
+
+
+def deployment(
+    name: str,
+    labels: dict[str, str],
+    ports: dict[str, int],
+    *,
+    namespace: str = "shop",
+    annotations: dict[str, str] | None = None,
+) -> Doc:
+    """A Deployment whose pods carry ``labels`` and name their container ports ``ports``."""
+    meta: Doc = {"labels": labels}
+    if annotations:
+        meta["annotations"] = annotations
+    container = {
+        "name": "app",
+        "image": "app",
+        "ports": [{"name": port, "containerPort": number} for port, number in ports.items()],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"template": {"metadata": meta, "spec": {"containers": [container]}}},
+    }

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from enforcer.linkerd_agreement import disagreements, translate_batch
+from enforcer.linkerd_agreement import PORT_NAMES, disagreements, translate_batch
 from enforcer.linkerd_docs import (
     authorization,
+    deployment,
     identity,
     mesh_tls,
     namespace,
@@ -117,3 +118,19 @@ def test_cluster_policies_agree_under_linkerds_default_cluster_networks(default:
     assert not translation.exact
     assert all("cluster" in f.message for f in translation.findings)
     assert [str(d) for d in disagreements(objects, cluster_default=default)] == []
+
+
+def test_named_ports_agree_when_the_batch_holds_the_workloads() -> None:
+    """Servers naming ports, resolved through the batch's Deployments, decide as Linkerd on those pods."""
+    objects = [
+        server("web", "http", match=WEB),
+        server("db", "sql", match={"app": "db"}, access="all-authenticated"),
+        authorization("a", server="web", refs=[ref("ServiceAccount", "front")]),
+        *[
+            deployment(app, {"app": app}, ports, namespace=ns)
+            for app, ports in PORT_NAMES.items()
+            for ns in ("shop", "ops")
+        ],
+    ]
+    assert not translate_batch(objects).exact
+    assert [str(d) for d in disagreements(objects)] == []

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from enforcer.linkerd_docs import (
     authorization,
+    deployment,
     identity,
     mesh_tls,
     namespace,
@@ -240,11 +241,35 @@ def test_a_route_target_is_refused_as_l7() -> None:
 
 
 def test_a_named_port_is_refused_without_a_policy() -> None:
-    """A Server naming its port cannot be placed on a number; it is refused, not guessed."""
-    translation = translate(server("web", "http"))
+    """A Server naming a port no workload of the batch names cannot be placed on a number: refused."""
+    translation = translate(
+        server("web", "http", match=WEB), deployment("other", {"app": "db"}, {"http": 80})
+    )
     assert translation.documents == ()
     (refused,) = findings(translation, Exactness.REFUSED)
     assert "'http'" in refused
+
+
+def test_a_named_port_is_resolved_through_the_batchs_workloads() -> None:
+    """The numbers the selected workloads give the port name; approximate, as other pods may differ."""
+    translation = translate(
+        server("web", "http", match=WEB),
+        deployment("web", {"app": "web", "v": "1"}, {"http": 8080, "admin": 9000}),
+        deployment("web-canary", {"app": "web", "v": "2"}, {"http": 8081}),
+        deployment("db", {"app": "db"}, {"http": 5432}),
+    )
+    policy = only_policy(translation)
+    assert policy["spec"]["targetRefs"][0]["ports"] == [8080, 8081]
+    assert "Deployment shop/web-canary" in policy["metadata"]["annotations"][TRANSLATED_FROM]
+    (approximate,) = findings(translation, Exactness.APPROXIMATE)
+    assert "8080/8081" in approximate
+
+
+def test_ports_requiring_identity_are_refused() -> None:
+    """A pod annotation requiring identity on ports changes its default per port: reported, not translated."""
+    annotations = {"config.linkerd.io/proxy-require-identity-inbound-ports": "8443"}
+    translation = translate(deployment("web", WEB, {}, annotations=annotations))
+    assert "8443" in findings(translation, Exactness.REFUSED)[0]
 
 
 def test_an_unknown_access_policy_is_refused() -> None:

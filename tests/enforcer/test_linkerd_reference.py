@@ -288,3 +288,12 @@ def test_a_service_account_named_star_matches_nobody() -> None:
     ]
     connection = Connection("shop", WEB, 8080, FRONT, POD_NET)
     assert linkerd_allows(objects, connection) is False
+
+
+def test_a_named_port_is_the_pods_port_of_that_name() -> None:
+    """A Server naming its port selects the number the pod's containers give that name, and no other."""
+    objects = [server("web", "http", match=WEB)]
+    named = {"http": 8080}
+    assert linkerd_allows(objects, Connection("shop", WEB, 8080, None, POD_NET, named)) is False
+    assert linkerd_allows(objects, Connection("shop", WEB, 9090, None, POD_NET, named)) is True
+    assert linkerd_allows(objects, Connection("shop", WEB, 8080, None, POD_NET)) is True

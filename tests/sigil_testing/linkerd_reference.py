@@ -8,7 +8,8 @@ so that tests comparing the two compare two readings of Linkerd, not one reading
 
 The facts it encodes (linkerd/website ``reference/authorization-policy.md``; linkerd2 ``policy-controller``):
 
-* A port some ``Server`` selects (its ``podSelector`` selects the pod and its numeric ``port`` is the port)
+* A port some ``Server`` selects (its ``podSelector`` selects the pod and its ``port`` is the port, by number
+  or by the name the pod's containers give it)
   admits a client only when one authorization of that Server admits it; otherwise the default decides: the
   pod's namespace's ``config.linkerd.io/default-inbound-policy`` annotation, else the cluster default.
 * Authorizations of a Server: ``AuthorizationPolicy`` objects of its namespace whose ``targetRef`` is the
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["LINKERD_CLUSTER_NETWORKS", "Connection", "linkerd_allows"]
@@ -58,13 +59,15 @@ Obj = Mapping[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class Connection:
-    """One inbound connection: the target pod, the client's Linkerd identity (None: not meshed), its address."""
+    """One inbound connection: the target pod (with the ports its containers name), the client's Linkerd
+    identity (None: not meshed), its address."""
 
     namespace: str
     labels: Mapping[str, str]
     port: int
     identity: str | None
     address: str
+    port_names: Mapping[str, int] = field(default_factory=dict)
 
 
 def linkerd_allows(
@@ -83,6 +86,13 @@ def linkerd_allows(
     if _default_admits(access, connection):
         return True
     return any(admits(connection) for admits in world.authorizations(server))
+
+
+def _port_number(port: object, connection: Connection) -> int | None:
+    """A Server's port on the connection's pod: a number, or the number of the container port so named."""
+    if isinstance(port, str):
+        return connection.port_names.get(port)
+    return port if isinstance(port, int) else None
 
 
 def _default_admits(name: str, connection: Connection) -> bool:
@@ -130,8 +140,7 @@ class _World:
             server
             for server in self._all("Server", connection.namespace)
             if "externalWorkloadSelector" not in server["spec"]
-            and isinstance(server["spec"].get("port"), int)
-            and server["spec"]["port"] == connection.port
+            and _port_number(server["spec"].get("port"), connection) == connection.port
             and server["spec"].get("accessPolicy", "deny") in _DEFAULTS
             and _selects(server["spec"].get("podSelector"), connection.labels)
         ]

@@ -3,8 +3,8 @@
 Linkerd's meaning is spread over objects that name each other (an ``AuthorizationPolicy`` names a ``Server``
 and the authentications it requires), so the translator first reads the whole batch. Core objects ride along
 when the reader passes them: ``Namespace`` objects carry the ``config.linkerd.io/default-inbound-policy``
-annotation, and pods or workloads carrying it are reported (Linkerd reads it at pod creation; Sigil has no
-per-pod default). Whatever is malformed becomes a finding here, never an exception.
+annotation, and workloads say which ports their pods name and which per-pod annotations they carry
+(:mod:`._workloads`). Whatever is malformed becomes a finding here, never an exception.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ _TRANSLATED_KINDS = {
 }
 # Linkerd kinds that exist but say nothing Sigil can enforce at L4: reported, never silently dropped.
 _L7_KINDS = {"HTTPRoute", "GRPCRoute", "HTTPLocalRateLimitPolicy", "EgressNetwork"}
-_WORKLOAD_KINDS = {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"}
+_WORKLOAD_KINDS = {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,15 +157,8 @@ def _read(sourced: SourcedDocument, findings: list[Finding]) -> LinkerdObject | 
         return _policy_object(obj, spec, findings)
     if kind == "Namespace" and group == "":
         return obj
-    if kind in _WORKLOAD_KINDS and _workload_default(raw) is not None:
-        findings.append(
-            obj.finding(
-                f"metadata.annotations[{DEFAULT_POLICY_ANNOTATION}]",
-                Exactness.REFUSED,
-                f"a per-workload default inbound policy ({_workload_default(raw)}) is not translated: "
-                "Sigil's defaults are per cluster or per namespace; its pods follow the namespace's default",
-            )
-        )
+    if kind in _WORKLOAD_KINDS and obj.namespace:
+        return obj  # its pods' labels and named ports resolve Servers' named ports
     return None
 
 
@@ -206,16 +199,3 @@ def _strings(raw: object) -> dict[str, str]:
     if not isinstance(raw, Mapping):
         return {}
     return {str(key): str(value) for key, value in raw.items()}
-
-
-def _workload_default(raw: Mapping[str, Any]) -> str | None:
-    """The annotation on the object itself or on its pod template."""
-    for meta in (
-        raw.get("metadata"),
-        ((raw.get("spec") or {}).get("template") or {}).get("metadata"),
-    ):
-        if isinstance(meta, Mapping):
-            value = (meta.get("annotations") or {}).get(DEFAULT_POLICY_ANNOTATION)
-            if value is not None:
-                return str(value)
-    return None

@@ -28,6 +28,11 @@ from sigil.enforcer.policy.dialects.linkerd._defaults import (
     default_note,
     default_rules,
 )
+from sigil.enforcer.policy.dialects.linkerd._workloads import (
+    WORKLOAD_KINDS,
+    named_port_numbers,
+    workload_findings,
+)
 
 __all__ = ["API_VERSION", "translate_servers", "translated_from"]
 
@@ -43,13 +48,21 @@ def translate_servers(
     batch: Batch, authorizations: list[Authorization], findings: list[Finding]
 ) -> list[Translated]:
     """One Sigil AuthorizationPolicy per Server that Linkerd would accept."""
-    servers = [server for server in batch.of_kind("Server") if _valid(server, findings)]
-    _report_overlaps(servers, findings)
+    workloads = [w for kind in WORKLOAD_KINDS for w in batch.of_kind(kind)]
+    for workload in workloads:
+        findings.extend(workload_findings(workload))
+    resolved = []
+    for server in batch.of_kind("Server"):
+        if _valid(server, findings):
+            found = _ports(server, workloads, findings)
+            if found is not None:
+                resolved.append((server, *found))
+    _report_overlaps([(server, numbers) for server, numbers, _ in resolved], findings)
     translated = []
     used: set[int] = set()
-    for server in servers:
+    for server, numbers, resolved_by in resolved:
         rules: list[dict[str, Any]] = []
-        objects = [server]
+        objects = [server, *resolved_by]
         for number, authorization in enumerate(authorizations):
             if not authorization.applies_to(server):
                 continue
@@ -63,7 +76,7 @@ def translate_servers(
         note = default_note(access)
         if note is not None:
             findings.append(server.finding("spec.accessPolicy", *note))
-        translated.append(_document(server, objects, rules))
+        translated.append(_document(server, numbers, objects, rules))
     for number, authorization in enumerate(authorizations):
         if number not in used:
             findings.append(
@@ -78,14 +91,17 @@ def translate_servers(
 
 
 def _document(
-    server: LinkerdObject, objects: list[LinkerdObject], rules: list[dict[str, Any]]
+    server: LinkerdObject,
+    ports: tuple[int, ...],
+    objects: list[LinkerdObject],
+    rules: list[dict[str, Any]],
 ) -> Translated:
     selector = server.spec["podSelector"]
     ref = {
         "group": "",
         "kind": "Pod",
         "selector": _selector(selector),
-        "ports": [server.spec["port"]],
+        "ports": list(ports),
     }
     document = {
         "apiVersion": API_VERSION,
@@ -132,15 +148,7 @@ def _valid(server: LinkerdObject, findings: list[Finding]) -> bool:
         return False
     port = spec.get("port")
     if isinstance(port, str):
-        findings.append(
-            server.finding(
-                "spec.port",
-                Exactness.REFUSED,
-                f"the named port {port!r} needs each pod's container ports to resolve; not translated, so "
-                "the ports it names follow the default policy in Sigil instead of denying unauthorized clients",
-            )
-        )
-        return False
+        return True  # resolved by _ports
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         findings.append(
             server.finding(
@@ -161,19 +169,54 @@ def _valid(server: LinkerdObject, findings: list[Finding]) -> bool:
     return True
 
 
-def _report_overlaps(servers: list[LinkerdObject], findings: list[Finding]) -> None:
-    for position, first in enumerate(servers):
-        for second in servers[position + 1 :]:
+def _ports(
+    server: LinkerdObject, workloads: list[LinkerdObject], findings: list[Finding]
+) -> tuple[tuple[int, ...], list[LinkerdObject]] | None:
+    """The port numbers ``server`` selects, and the workloads that resolved its named port."""
+    port = server.spec["port"]
+    if not isinstance(port, str):
+        return (port,), []
+    numbers, used = named_port_numbers(server, port, workloads)
+    if not numbers:
+        findings.append(
+            server.finding(
+                "spec.port",
+                Exactness.REFUSED,
+                f"the named port {port!r} is named by no container of this batch's pods that the Server "
+                "selects; not translated, so those ports follow the default policy in Sigil instead of "
+                "denying unauthorized clients (pass the workloads with the policy to resolve it)",
+            )
+        )
+        return None
+    named = ", ".join(obj.label for obj in used)
+    findings.append(
+        server.finding(
+            "spec.port",
+            Exactness.APPROXIMATE,
+            f"the named port {port!r} is {'/'.join(map(str, numbers))} in {named}; pods outside this "
+            "batch that name it otherwise are not covered, and a pod listening on another of these numbers "
+            "under another name is",
+        )
+    )
+    return numbers, used
+
+
+def _report_overlaps(
+    servers: list[tuple[LinkerdObject, tuple[int, ...]]], findings: list[Finding]
+) -> None:
+    for position, (first, first_ports) in enumerate(servers):
+        for second, second_ports in servers[position + 1 :]:
+            shared = sorted(set(first_ports) & set(second_ports))
             if (
                 first.namespace == second.namespace
-                and first.spec["port"] == second.spec["port"]
+                and shared
                 and _may_overlap(first.spec["podSelector"], second.spec["podSelector"])
             ):
                 findings.append(
                     second.finding(
                         "spec.podSelector",
                         Exactness.APPROXIMATE,
-                        f"selects port {second.spec['port']} of pods that {first.label} may also select; "
+                        f"selects port {shared[0]} of pods that {first.label} may also select; "
                         "Linkerd applies only one Server to a pod's port (its admission refuses overlapping "
                         "Servers), while Sigil admits a client either one admits",
                     )
