@@ -18,6 +18,9 @@ from enforcer.linkerd_docs import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sigil.enforcer.policy.documents import judge
+from sigil.enforcer.policy.schema import Where
+
 Doc = dict[str, Any]
 
 DEFAULTS = [
@@ -120,3 +123,95 @@ def test_exact_translations_agree_with_linkerd(objects: list[Doc], default: str)
     found = disagreements(objects, cluster_default=default)
     if translation.exact:
         assert [str(d) for d in found] == [], [str(f) for f in translation.findings]
+
+
+_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-2, 70000)
+    | st.text(max_size=4)
+    | st.sampled_from(
+        [
+            "*",
+            "web",
+            "s0",
+            "m0",
+            "n0",
+            "shop",
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "::/0",
+            "Server",
+            "Namespace",
+            "ServiceAccount",
+            "MeshTLSAuthentication",
+            "NetworkAuthentication",
+            "In",
+            "Exists",
+            "deny",
+            "audit",
+            "cluster-authenticated",
+            "http",
+            identity("a", "b"),
+            "*.b.serviceaccount.identity.linkerd.cluster.local",
+            "*.X.b.serviceaccount.identity.linkerd.cluster.local",
+        ]
+    )
+)
+_FIELDS = st.sampled_from(
+    [
+        "name", "kind", "namespace", "group", "cidr", "except", "networks", "identities", "identityRefs",
+        "targetRef", "requiredAuthenticationRefs", "podSelector", "port", "accessPolicy", "server", "client",
+        "meshTLS", "selector", "matchLabels", "matchExpressions", "key", "operator", "values",
+        "unauthenticated", "serviceAccounts", "template", "metadata", "labels", "spec", "containers", "ports",
+        "containerPort",
+    ]
+)  # fmt: skip
+_VALUES = st.recursive(
+    _LEAVES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_FIELDS, inner, max_size=4),
+    max_leaves=14,
+)
+
+
+_KINDS = [
+    "Server",
+    "AuthorizationPolicy",
+    "MeshTLSAuthentication",
+    "NetworkAuthentication",
+    "ServerAuthorization",
+    "Deployment",
+    "Namespace",
+]
+
+
+@st.composite
+def malformed(draw: st.DrawFn) -> Doc:
+    """A Linkerd object (or a Deployment or Namespace beside them) whose spec is anything at all."""
+    kind = draw(st.sampled_from(_KINDS))
+    api_version = {"Deployment": "apps/v1", "Namespace": "v1"}.get(
+        kind, "policy.linkerd.io/v1beta3"
+    )
+    meta: Doc = {
+        "name": draw(st.sampled_from(["s0", "m0", "n0", "a", "shop"])),
+        "namespace": "shop",
+    }
+    if kind == "Namespace":
+        annotation = draw(_LEAVES)
+        meta = {
+            "name": "shop",
+            "annotations": {"config.linkerd.io/default-inbound-policy": annotation},
+        }
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": draw(_VALUES)}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(objects=st.lists(malformed(), max_size=6))
+def test_any_input_translates_into_policies_sigil_accepts(objects: list[Doc]) -> None:
+    """Whatever the objects hold, translating them never raises and Sigil accepts every policy it yields."""
+    translation = translate_batch(objects)
+    result = judge(
+        [(dict(t.document), Where("translation", n)) for n, t in enumerate(translation.documents)],
+        source="linkerd",
+    )
+    assert [str(error) for error in result.errors] == []
