@@ -444,3 +444,57 @@ def test_linkerd_default_identity_domain_names_the_local_trust_domain() -> None:
         {"type": "SPIFFEPattern", "spiffePattern": "spiffe://example.org/ns/*/sa/*"},
     ]
     assert translation.exact
+
+
+def test_long_lists_are_spread_over_rules_and_policies_within_sigils_limits() -> None:
+    """300 identities, 40 networks and 130 policies fit Sigil's per-rule and per-policy limits, OR-ed."""
+    accounts = [identity(f"sa{n}", "shop") for n in range(300)]
+    nets = [f"10.{n}.0.0/16" for n in range(40)]
+    many = [
+        authorization(f"p{n}", server="web", refs=[ref("ServiceAccount", f"only{n}")])
+        for n in range(130)
+    ]
+    translation = translate(
+        server("web", 8080),
+        authorization(
+            "a",
+            server="web",
+            refs=[ref("MeshTLSAuthentication", "m"), ref("NetworkAuthentication", "n")],
+        ),
+        mesh_tls("m", accounts),
+        networks("n", *nets),
+        *many,
+    )
+    assert translation.exact, [str(f) for f in translation.findings]
+    policies = {t.document["metadata"]["name"]: t.document["spec"] for t in translation.documents}
+    assert sorted(policies) == ["linkerd-server-web", "linkerd-server-web-2"]
+    rules = [rule for spec in policies.values() for rule in spec["rules"]]
+    assert len(rules) == 130 + 3 * 2
+    big = [rule for rule in rules if "networkAttributes" in rule]
+    assert sorted(len(rule["sources"]) for rule in big) == [44, 44, 128, 128, 128, 128]
+    assert sorted({len(rule["networkAttributes"]["sourceCIDRs"]) for rule in big}) == [8, 32]
+    assert all(
+        spec["targetRefs"] == policies["linkerd-server-web"]["targetRefs"]
+        for spec in policies.values()
+    )
+
+
+def test_a_network_with_too_many_exceptions_is_refused() -> None:
+    """Exceptions are AND-ed within one rule, so more than a rule holds cannot be spread: refused."""
+    excepts = [f"10.{n}.0.0/16" for n in range(33)]
+    translation = translate(
+        server("web", 8080),
+        authorization("a", server="web", refs=[ref("NetworkAuthentication", "n")]),
+        networks("n", ("10.0.0.0/8", excepts)),
+    )
+    assert only_policy(translation)["spec"]["rules"] == []
+    assert "33 exceptions" in findings(translation, Exactness.REFUSED)[0]
+
+
+def test_a_translation_sigil_refuses_is_dropped_with_the_reason() -> None:
+    """A Server whose selector Sigil cannot read (a bad label value) is refused, naming Sigil's complaint."""
+    translation = translate(server("web", 8080, match={"app": "not a label value!"}))
+    assert translation.documents == ()
+    (refused,) = findings(translation, Exactness.REFUSED)
+    assert "not a valid Sigil policy" in refused
+    assert "label value" in refused

@@ -46,6 +46,7 @@ from sigil.enforcer.policy.dialects.linkerd._defaults import (
 )
 from sigil.enforcer.policy.dialects.linkerd._servers import (
     API_VERSION,
+    checked,
     translate_servers,
     translated_from,
 )
@@ -104,7 +105,9 @@ def _namespace_defaults(batch: Batch, findings: list[Finding]) -> list[Translate
         note = default_note(name)
         if note is not None:
             findings.append(namespace.finding(path, *note))
-        translated.append(_baseline(namespace, name))
+        baseline = _baseline(namespace, name)
+        if checked(namespace, baseline, findings):
+            translated.append(baseline)
     return translated
 
 

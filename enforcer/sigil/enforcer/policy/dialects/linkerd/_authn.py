@@ -23,6 +23,8 @@ from sigil.enforcer.policy.dialects.base import TranslateOptions
 __all__ = [
     "CLUSTER_NETWORKS",
     "LINKERD_TRUST_DOMAIN",
+    "MAX_BLOCKS",
+    "MAX_SOURCES",
     "NO_CLIENT",
     "Client",
     "Network",
@@ -36,6 +38,11 @@ __all__ = [
 CLUSTER_NETWORKS = ("10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8")
 """Linkerd's default ``clusterNetworks`` (charts/linkerd-control-plane/values.yaml), which its ``cluster-*``
 default policies and ``ServerAuthorization`` objects without ``networks`` admit."""
+
+MAX_SOURCES = 128
+"""The most sources one Sigil rule holds (its schema's limit)."""
+MAX_BLOCKS = 32
+"""The most blocks one Sigil rule's ``sourceCIDRs`` or ``exceptSourceCIDRs`` holds."""
 
 _SUFFIX = ("serviceaccount", "identity", "linkerd")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -165,6 +172,10 @@ def parse_networks(raw: object) -> tuple[Network, ...]:
                     f"networks[{index}].except[{position}]: {block} negates all of {cidr}"
                 )
             excepts.append(str(block))
+        if len(excepts) > MAX_BLOCKS:
+            raise NetworkError(
+                f"networks[{index}] has {len(excepts)} exceptions; a Sigil rule holds at most {MAX_BLOCKS}"
+            )
         networks.append(Network(str(cidr), tuple(excepts)))
     return tuple(networks)
 
@@ -177,21 +188,31 @@ def _block(raw: object, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Netw
 
 
 def client_rules(client: Client, *, action: str | None = None) -> list[dict[str, Any]]:
-    """Sigil rules (OR-ed) admitting exactly ``client``; ``action`` for ClusterAuthorizationPolicy rules."""
+    """Sigil rules (OR-ed) admitting exactly ``client``; ``action`` for ClusterAuthorizationPolicy rules.
+
+    A Sigil rule holds at most :data:`MAX_SOURCES` sources and :data:`MAX_BLOCKS` blocks per list, so longer
+    lists are spread over several rules (OR-ed, like the sources and blocks within one).
+    """
     sources: list[Source] = [{"type": "Any"}] if client.sources is None else list(client.sources)
     head: dict[str, Any] = {} if action is None else {"action": action}
-    if client.networks is None:
-        return [{**head, "sources": copy.deepcopy(sources)}]
+    attributes: list[dict[str, Any] | None] = [None]
+    if client.networks is not None:
+        plain = [network.cidr for network in client.networks if not network.excepts]
+        attributes = [{"sourceCIDRs": chunk} for chunk in _chunks(plain, MAX_BLOCKS)]
+        attributes += [
+            {"sourceCIDRs": [network.cidr], "exceptSourceCIDRs": list(network.excepts)}
+            for network in client.networks
+            if network.excepts
+        ]
     rules = []
-    plain = [network.cidr for network in client.networks if not network.excepts]
-    if plain:
-        rules.append(
-            {**head, "sources": copy.deepcopy(sources), "networkAttributes": {"sourceCIDRs": plain}}
-        )
-    for network in client.networks:
-        if network.excepts:
-            attributes = {"sourceCIDRs": [network.cidr], "exceptSourceCIDRs": list(network.excepts)}
-            rules.append(
-                {**head, "sources": copy.deepcopy(sources), "networkAttributes": attributes}
-            )
+    for network in attributes:
+        for chunk in _chunks(sources, MAX_SOURCES) or [[]]:
+            rule = {**head, "sources": copy.deepcopy(chunk)}
+            if network is not None:
+                rule["networkAttributes"] = copy.deepcopy(network)
+            rules.append(rule)
     return rules
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sigil.enforcer.errors import PolicyError
 from sigil.enforcer.policy.dialects.base import (
     TRANSLATED_FROM,
     Exactness,
@@ -33,10 +34,13 @@ from sigil.enforcer.policy.dialects.linkerd._workloads import (
     named_port_numbers,
     workload_findings,
 )
+from sigil.enforcer.policy.model import parse_policy
 
-__all__ = ["API_VERSION", "translate_servers", "translated_from"]
+__all__ = ["API_VERSION", "MAX_RULES", "checked", "translate_servers", "translated_from"]
 
 API_VERSION = "authz.sigil.dev/v1alpha1"
+MAX_RULES = 128
+"""The most rules one Sigil policy holds (its schema's limit)."""
 
 
 def translated_from(objects: list[LinkerdObject]) -> str:
@@ -76,7 +80,10 @@ def translate_servers(
         note = default_note(access)
         if note is not None:
             findings.append(server.finding("spec.accessPolicy", *note))
-        translated.append(_document(server, numbers, objects, rules))
+        for part, chunk in enumerate(_chunks(rules, MAX_RULES) or [[]]):
+            document = _document(server, part, numbers, objects, chunk)
+            if checked(server, document, findings):
+                translated.append(document)
     for number, authorization in enumerate(authorizations):
         if number not in used:
             findings.append(
@@ -90,8 +97,29 @@ def translate_servers(
     return translated
 
 
+def checked(obj: LinkerdObject, translated: Translated, findings: list[Finding]) -> bool:
+    """True when Sigil accepts the document made of ``obj``; otherwise a finding says why it was dropped."""
+    try:
+        parse_policy(translated.document)
+    except PolicyError as err:
+        findings.append(
+            obj.finding(
+                "",
+                Exactness.REFUSED,
+                f"its translation is not a valid Sigil policy ({err}); not translated",
+            )
+        )
+        return False
+    return True
+
+
+def _chunks(rules: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    return [rules[start : start + size] for start in range(0, len(rules), size)]
+
+
 def _document(
     server: LinkerdObject,
+    part: int,
     ports: tuple[int, ...],
     objects: list[LinkerdObject],
     rules: list[dict[str, Any]],
@@ -107,7 +135,9 @@ def _document(
         "apiVersion": API_VERSION,
         "kind": "AuthorizationPolicy",
         "metadata": {
-            "name": f"linkerd-server-{server.name}"[:253],
+            # A Sigil policy holds at most MAX_RULES rules; more go to further ALLOW policies on the same
+            # target, whose rules are OR-ed with the first one's.
+            "name": f"linkerd-server-{server.name}" + (f"-{part + 1}" if part else ""),
             "namespace": server.namespace,
             "annotations": {TRANSLATED_FROM: translated_from(objects)},
         },
