@@ -498,3 +498,22 @@ def test_a_translation_sigil_refuses_is_dropped_with_the_reason() -> None:
     (refused,) = findings(translation, Exactness.REFUSED)
     assert "not a valid Sigil policy" in refused
     assert "label value" in refused
+
+
+def test_other_template_fields_match_anything_in_patterns() -> None:
+    """A template with a pod name: suffix identities become patterns with * for the pod."""
+    options = TranslateOptions(id_template="ns/{namespace}/pod/{pod_name}/sa/{service_account}")
+    translation = with_identities(
+        "*.api.ops.serviceaccount.identity.linkerd.cluster.local", options=options
+    )
+    assert only_policy(translation)["spec"]["rules"][0]["sources"] == [
+        {"type": "SPIFFEPattern", "spiffePattern": "spiffe://cluster.local/ns/ops/pod/*/sa/*.api"}
+    ]
+
+
+def test_account_identities_are_refused_when_the_template_has_no_account() -> None:
+    """Without {service_account} in the workload ID template, no SPIFFE ID says a client's account."""
+    options = TranslateOptions(id_template="ns/{namespace}/pod/{pod_name}")
+    translation = with_identities(identity("front", "shop"), "*", options=options)
+    assert only_policy(translation)["spec"]["rules"][0]["sources"] == [{"type": "Authenticated"}]
+    assert "carries none" in findings(translation, Exactness.REFUSED)[0]

@@ -84,6 +84,8 @@ def identity_source(identity: str, options: TranslateOptions) -> Source | str:
     """
     if identity == "*":
         return {"type": "Authenticated"}
+    if "{service_account}" not in options.id_template:
+        return _NO_ACCOUNT_IN_TEMPLATE.format(f"identity {identity!r}", options.id_template)
     for domain in dict.fromkeys((options.trust_domain, LINKERD_TRUST_DOMAIN)):
         found = _in_domain(identity, options, [*_SUFFIX, *domain.split(".")])
         if found is not None:
@@ -139,6 +141,10 @@ def account_source(namespace: str, name: str, options: TranslateOptions) -> Sour
         return None
     if not _names_account(namespace, name):
         return f"ServiceAccount {namespace}/{name} is not a Kubernetes namespace and account name; dropped"
+    if "{service_account}" not in options.id_template:
+        return _NO_ACCOUNT_IN_TEMPLATE.format(
+            f"ServiceAccount {namespace}/{name}", options.id_template
+        )
     return {"type": "ServiceAccount", "serviceAccount": {"namespace": namespace, "name": name}}
 
 
@@ -146,8 +152,21 @@ def _names_account(namespace: str, account: str) -> bool:
     return _NAMESPACE.fullmatch(namespace) is not None and _ACCOUNT.fullmatch(account) is not None
 
 
+_NO_ACCOUNT_IN_TEMPLATE = (
+    "{} names a ServiceAccount, but the workload ID template {!r} carries none; dropped, so fewer clients "
+    "are admitted than in Linkerd"
+)
+
+
+class _AnyOther(dict[str, str]):
+    """Template fields other than the namespace and account (``{pod_name}``, ...) match any value."""
+
+    def __missing__(self, key: str) -> str:
+        return "*"
+
+
 def _pattern(options: TranslateOptions, *, namespace: str, account: str) -> Source:
-    path = options.id_template.format(namespace=namespace, service_account=account)
+    path = options.id_template.format_map(_AnyOther(namespace=namespace, service_account=account))
     return {"type": "SPIFFEPattern", "spiffePattern": f"spiffe://{options.trust_domain}/{path}"}
 
 
