@@ -21,11 +21,13 @@ from sigil.enforcer.policy.dialects.base import SourcedDocument, TranslateOption
 from sigil.enforcer.policy.dialects.linkerd import DIALECT, sigil_default
 from sigil.enforcer.policy.documents import judge
 from sigil.enforcer.policy.index import PolicyIndex
+from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 from sigil.enforcer.policy.schema import Where
 
 __all__ = ["GRID", "PORT_NAMES", "Peer", "Verdicts", "disagreements", "translate_batch"]
 
 TD = "cluster.local"
+DEFAULT_TEMPLATE = "ns/{namespace}/sa/{service_account}"
 
 
 @dataclass(frozen=True)
@@ -44,11 +46,19 @@ class Peer:
             f"{self.account}.{self.namespace}.serviceaccount.identity.linkerd.{self.trust_domain}"
         )
 
-    @property
-    def spiffe(self) -> SpiffeId | None:
+    def spiffe(self, template: str = DEFAULT_TEMPLATE) -> SpiffeId | None:
+        """The peer's SPIFFE ID under the workload ID ``template`` (its pod is ``pod-0`` on ``node-0``)."""
         if self.account is None:
             return None
-        return SpiffeId.parse(f"spiffe://{self.trust_domain}/ns/{self.namespace}/sa/{self.account}")
+        path = template.format(
+            namespace=self.namespace,
+            service_account=self.account,
+            pod_name="pod-0",
+            pod_uid="uid-0",
+            node_name="node-0",
+            node_uid="uid-1",
+        )
+        return SpiffeId.parse(f"spiffe://{self.trust_domain}/{path}")
 
     def __str__(self) -> str:
         return "no identity" if self.account is None else f"{self.linkerd}"
@@ -108,10 +118,12 @@ class Verdicts:
         return f"{self.case}: Linkerd {'allows' if self.linkerd else 'denies'}, Sigil {'allows' if self.sigil else 'denies'}"
 
 
-def translate_batch(objects: Sequence[Mapping[str, Any]]) -> Translation:
+def translate_batch(
+    objects: Sequence[Mapping[str, Any]], *, template: str = DEFAULT_TEMPLATE
+) -> Translation:
     """The dialect's translation of ``objects`` as one batch."""
     sourced = [SourcedDocument(obj, f"batch#{index}") for index, obj in enumerate(objects)]
-    return DIALECT.translate(sourced, TranslateOptions(trust_domain=TD))
+    return DIALECT.translate(sourced, TranslateOptions(trust_domain=TD, id_template=template))
 
 
 def disagreements(
@@ -119,13 +131,14 @@ def disagreements(
     *,
     cluster_default: str = "all-unauthenticated",
     translated: Sequence[Mapping[str, Any]] | None = None,
+    template: str = DEFAULT_TEMPLATE,
 ) -> list[Verdicts]:
     """Every grid case where Sigil, running the translation, decides otherwise than Linkerd.
 
     ``translated`` (default: ``objects``) is what Sigil runs the translation of; a test that the comparison
     can fail gives it other objects than Linkerd sees.
     """
-    translation = translate_batch(objects if translated is None else translated)
+    translation = translate_batch(objects if translated is None else translated, template=template)
     result = judge(
         [
             (dict(t.document), Where("translation", index))
@@ -138,12 +151,13 @@ def disagreements(
         [accepted.policy for accepted in result.accepted],
         trust_domain=TrustDomain.parse(TD),
         default=sigil_default(cluster_default)[0],
+        workload_ids=WorkloadIdPattern(template),
     )
-    return list(_differing(objects, index, cluster_default))
+    return list(_differing(objects, index, cluster_default, template))
 
 
 def _differing(
-    objects: Sequence[Mapping[str, Any]], index: PolicyIndex, cluster_default: str
+    objects: Sequence[Mapping[str, Any]], index: PolicyIndex, cluster_default: str, template: str
 ) -> Iterator[Verdicts]:
     for case in GRID:
         named = PORT_NAMES.get(case.labels.get("app", ""), {})
@@ -154,6 +168,8 @@ def _differing(
             objects, connection, cluster_default=cluster_default, trust_domain=TD
         )
         target = Target(case.namespace, case.labels)
-        sigil = index.decide(case.peer.spiffe, target, case.port, address=case.address).allowed
+        sigil = index.decide(
+            case.peer.spiffe(template), target, case.port, address=case.address
+        ).allowed
         if linkerd != sigil:
             yield Verdicts(case, linkerd, sigil)

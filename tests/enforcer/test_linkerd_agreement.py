@@ -134,3 +134,17 @@ def test_named_ports_agree_when_the_batch_holds_the_workloads() -> None:
     ]
     assert not translate_batch(objects).exact
     assert [str(d) for d in disagreements(objects)] == []
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["k8s/{namespace}/{service_account}", "ns/{namespace}/pod/{pod_name}/sa/{service_account}"],
+)
+@pytest.mark.parametrize(
+    "scenario", ["identities of every form", "namespace defaults beside Servers"]
+)
+def test_translations_agree_under_other_workload_id_templates(scenario: str, template: str) -> None:
+    """Identities become sources and patterns under the configured template, and still decide as Linkerd."""
+    objects = SCENARIOS[scenario]
+    assert translate_batch(objects, template=template).exact
+    assert [str(d) for d in disagreements(objects, template=template)] == []
