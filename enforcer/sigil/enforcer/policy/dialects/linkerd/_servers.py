@@ -4,7 +4,8 @@ A Server selects pods and one of their ports; traffic to that port is then allow
 Server's authorizations admits the client (or its ``accessPolicy``, ``deny`` by default, does), and ports no
 Server selects follow the default policy. Sigil's ``targetRefs[].ports`` says the same: an ALLOW policy whose
 target ref names ports makes those ports deny-if-not-allowed and leaves the pod's other ports alone. So each
-Server becomes one policy, ``linkerd-server-<name>`` in its namespace, whose rules are the rules of every
+Server becomes one policy, ``linkerd-server-<name>`` in its namespace (continued in ``-2``, ... past a policy's
+128 rules), whose rules are the rules of every
 authorization that applies to it (rules are OR-ed, as Linkerd's authorizations are); with none it has
 ``rules: []`` and admits nobody.
 """
