@@ -5,9 +5,8 @@ Server's authorizations admits the client (or its ``accessPolicy``, ``deny`` by 
 Server selects follow the default policy. Sigil's ``targetRefs[].ports`` says the same: an ALLOW policy whose
 target ref names ports makes those ports deny-if-not-allowed and leaves the pod's other ports alone. So each
 Server becomes one policy, ``linkerd-server-<name>`` in its namespace (continued in ``-2``, ... past a policy's
-128 rules), whose rules are the rules of every
-authorization that applies to it (rules are OR-ed, as Linkerd's authorizations are); with none it has
-``rules: []`` and admits nobody.
+128 rules), whose rules are the rules of every authorization that applies to it (rules are OR-ed, as Linkerd's
+authorizations are); with none it has ``rules: []`` and admits nobody.
 """
 
 from __future__ import annotations
