@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sigil.enforcer.policy.dialects.base import (
+    Exactness,
+    SourcedDocument,
+    TranslateOptions,
+    Translation,
+)
+from sigil.enforcer.policy.dialects.linkerd import DIALECT
+
 Doc = dict[str, Any]
 
 POLICY = "policy.linkerd.io"
@@ -153,3 +161,32 @@ def deployment(
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"template": {"metadata": meta, "spec": {"containers": [container]}}},
     }
+
+
+def translate(*docs: dict[str, Any], options: TranslateOptions | None = None) -> Translation:
+    """The dialect's translation of ``docs`` as one batch read from ``linkerd.yaml``."""
+    sourced = [SourcedDocument(doc, f"linkerd.yaml#{index}") for index, doc in enumerate(docs)]
+    return DIALECT.translate(sourced, options or TranslateOptions())
+
+
+def only_policy(translation: Translation) -> dict[str, Any]:
+    """The one AuthorizationPolicy of ``translation``."""
+    (translated,) = [
+        t for t in translation.documents if t.document["kind"] == "AuthorizationPolicy"
+    ]
+    return dict(translated.document)
+
+
+def findings(translation: Translation, exactness: Exactness) -> list[str]:
+    """The findings of ``exactness``, as the report prints them."""
+    return [str(f) for f in translation.findings if f.exactness is exactness]
+
+
+def with_identities(*ids: str, options: TranslateOptions | None = None) -> Translation:
+    """A Server on the web pods' port 8080 whose policy requires a MeshTLSAuthentication of ``ids``."""
+    return translate(
+        server("web", 8080, match={"app": "web"}),
+        authorization("a", server="web", refs=[ref("MeshTLSAuthentication", "m")]),
+        mesh_tls("m", list(ids)),
+        options=options,
+    )
