@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from enforcer.linkerd_docs import authorization, identity, mesh_tls, networks, ref, server
+from enforcer.linkerd_docs import (
+    authorization,
+    identity,
+    mesh_tls,
+    namespace,
+    networks,
+    ref,
+    server,
+)
 from enforcer.policy_docs import ap, dump, network_rule, sa
 from enforcer.test_linkerd_properties import linkerd_sets
 from hypothesis import HealthCheck, given, settings
@@ -116,3 +124,21 @@ def test_import_then_diff_is_equivalent_whenever_import_says_exact(
     (source / "policy.yaml").write_text(dump(*objects) if objects else "")
     if main(["import", "linkerd", "-f", str(source), "--output", str(out), *TD]) == 0:
         assert main(["diff", str(source), str(out), *TD]) == 0
+
+
+def test_import_carries_a_namespace_default_beside_the_policy(
+    write_policies: Write, tmp_path: Path
+) -> None:
+    """A Namespace annotated ``deny`` among the files becomes the Baseline policy of that namespace, and the
+    imported set decides as the source (the Namespace included) on every case."""
+    linkerd = write_policies({**linkerd_files(), "namespace.yaml": dump(namespace("shop", "deny"))})
+    out = tmp_path / "imported"
+    assert main(["import", "linkerd", "-f", str(linkerd), "--output", str(out), *TD]) == 0
+    written = "".join(path.read_text() for path in sorted(out.glob("*.yaml")))
+    assert "linkerd-default-shop" in written
+    assert main(["diff", str(linkerd), str(out), *TD]) == 0
+    # Without the Namespace the two differ: its default is part of the meaning.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "linkerd.yaml").write_text(linkerd_files()["linkerd.yaml"])
+    assert main(["diff", str(plain), str(out), *TD]) == 1

@@ -7,7 +7,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-from enforcer.linkerd_docs import authorization, identity, mesh_tls, networks, ref, server
+from enforcer.linkerd_docs import (
+    authorization,
+    identity,
+    mesh_tls,
+    namespace,
+    networks,
+    ref,
+    server,
+)
 from enforcer.policy_docs import dump
 
 from sigil.enforcer.cli import main
@@ -115,3 +123,21 @@ def test_effective_shows_the_server_policy_on_its_port(
     assert policy["name"] == "linkerd-server-web"
     assert policy["target_ports"] == [8080]
     assert policy["source"]["name"].startswith("translated from linkerd: Server shop/web")
+
+
+def test_a_namespace_beside_the_linkerd_policy_brings_its_default(write_policies: Write) -> None:
+    """A Namespace object in the directory reaches the translator: its deny annotation closes unserved ports."""
+    directory = write_policies({"server.yaml": dump(server("web", 8080, match={"app": "web"}))})
+    # Port 9090 is served by no Server: it follows the cluster default (allow), until the namespace says deny.
+    assert check(directory, FRONT, 9090, "10.1.2.3", "--default", "allow") == 0
+    write_policies({"namespace.yaml": dump(namespace("shop", "deny"))})
+    assert check(directory, FRONT, 9090, "10.1.2.3", "--default", "allow") == 1
+
+
+def test_a_namespace_without_linkerd_policy_is_refused_by_name(
+    write_policies: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sigil's own policy does not read Namespace objects: one found alone is refused, saying why."""
+    directory = write_policies({"namespace.yaml": dump(namespace("shop", "deny"))})
+    assert check(directory, FRONT, 9090) == 2
+    assert "read only beside Linkerd policy" in capsys.readouterr().err

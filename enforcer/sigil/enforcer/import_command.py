@@ -34,9 +34,11 @@ from sigil.enforcer.policy.dialects.base import (
     Finding,
     SourcedDocument,
     Translation,
+    context_kind,
     dialect_for,
     dialect_named,
     foreign_group,
+    takes_context,
 )
 from sigil.enforcer.policy.loader import policy_files
 from sigil.enforcer.policy.model import parse_policy
@@ -137,6 +139,9 @@ def _read(paths: list[Path], dialect: Dialect) -> tuple[list[SourcedDocument], l
                 where = f"{file}#{number}" if several else str(file)
                 group = foreign_group(document)
                 if group is not None and _is(dialect, document):
+                    documents.append(SourcedDocument(document, where))
+                elif context_kind(document) is not None and takes_context(dialect.name):
+                    # A Linkerd namespace's default-policy annotation, a workload's named ports.
                     documents.append(SourcedDocument(document, where))
                 else:
                     skipped.append(where)

@@ -21,8 +21,10 @@ from sigil.enforcer.policy.dialects.base import (
     Finding,
     SourcedDocument,
     TranslateOptions,
+    context_kind,
     dialect_for,
     foreign_group,
+    takes_context,
 )
 from sigil.enforcer.policy.documents import AcceptedPolicy, SourceResult, judge
 from sigil.enforcer.policy.schema import Where
@@ -38,11 +40,15 @@ def sourced(where: Where) -> str:
 def split_foreign(
     documents: Iterable[tuple[object, Where]],
 ) -> tuple[list[tuple[object, Where]], list[SourcedDocument]]:
-    """Sigil's own documents (and anything unrecognised, for the judge to refuse) apart from foreign ones."""
+    """Sigil's own documents (and anything unrecognised, for the judge to refuse) apart from foreign ones.
+
+    Kubernetes objects a dialect reads beside its policy (:func:`~.dialects.base.context_kind`: a Linkerd
+    namespace's default-policy annotation, a workload's named ports) go with the foreign documents.
+    """
     own: list[tuple[object, Where]] = []
     foreign: list[SourcedDocument] = []
     for document, where in documents:
-        if foreign_group(document) is None:
+        if foreign_group(document) is None and context_kind(document) is None:
             own.append((document, where))
         else:
             foreign.append(SourcedDocument(document, sourced(where)))  # type: ignore[arg-type]
@@ -71,14 +77,31 @@ def translate_foreign(
 ) -> ForeignDocuments:
     """Translate ``documents`` (one source's foreign documents), one batch per dialect, in the order met."""
     batches: dict[str, list[SourcedDocument]] = {}
+    context: list[SourcedDocument] = []
     for document in documents:
         group = foreign_group(document.document)
         if group is not None:
             batches.setdefault(group, []).append(document)
+        elif context_kind(document.document) is not None:
+            context.append(document)
     translated: list[tuple[object, Where]] = []
     findings: list[Finding] = []
     errors: list[EnforcerError] = []
     broken = False
+    readers = [group for group in batches if takes_context(group)]
+    for group in readers:
+        batches[group].extend(context)
+    if context and not readers:
+        errors.extend(
+            TranslationRefusedError(
+                document.where,
+                "",
+                source=f"{context_kind(document.document)} object",
+                reason="a Kubernetes object is read only beside Linkerd policy of the same source "
+                "(its default-policy annotation, its named ports); it is not a policy",
+            )
+            for document in context
+        )
     for group, batch in batches.items():
         try:
             dialect = dialect_for(batch[0].document)

@@ -25,9 +25,11 @@ __all__ = [
     "TranslateOptions",
     "Translated",
     "Translation",
+    "context_kind",
     "dialect_for",
     "dialect_named",
     "foreign_group",
+    "takes_context",
 ]
 
 TRANSLATED_FROM = "authz.sigil.dev/translated-from"
@@ -37,6 +39,20 @@ _DIALECT_MODULES = {
     "security.istio.io": ("istio", "sigil.enforcer.policy.dialects.istio"),
     "policy.linkerd.io": ("linkerd", "sigil.enforcer.policy.dialects.linkerd"),
 }
+
+_CONTEXT_KINDS = {
+    ("v1", "Namespace"),
+    ("v1", "Pod"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "DaemonSet"),
+    ("apps/v1", "ReplicaSet"),
+}
+"""Kubernetes objects part of a dialect's meaning when they sit beside its policy: Linkerd reads a namespace's
+``config.linkerd.io/default-inbound-policy`` annotation and resolves a ``Server``'s named port in the pods'
+container ports."""
+
+_TAKES_CONTEXT = {"policy.linkerd.io"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +154,23 @@ def foreign_group(document: object) -> str | None:
         return None
     group = api_version.split("/", 1)[0]
     return group if group in _DIALECT_MODULES else None
+
+
+def context_kind(document: object) -> str | None:
+    """``Namespace``, ``Pod``, ``Deployment``... for a Kubernetes object a dialect reads beside its policy."""
+    if not isinstance(document, Mapping):
+        return None
+    kind = (document.get("apiVersion"), document.get("kind"))
+    return kind[1] if kind in _CONTEXT_KINDS else None
+
+
+def takes_context(group_or_name: str) -> bool:
+    """Whether the dialect of an API group (or named ``linkerd``...) reads :func:`context_kind` objects."""
+    return any(
+        group_or_name in (group, name)
+        for group, (name, _) in _DIALECT_MODULES.items()
+        if group in _TAKES_CONTEXT
+    )
 
 
 def dialect_for(document: object) -> Dialect | None:
