@@ -1,0 +1,123 @@
+"""The L4 conditions of one Istio rule: which peers, addresses and ports it names, as sets to combine.
+
+An Istio rule ANDs the fields of one ``source``, the fields of one ``operation`` and every ``when`` condition;
+each field ORs its values and excludes everything its ``not*`` twin names. :class:`Conditions` keeps that shape:
+``groups`` are AND-ed OR-lists of Sigil sources, and the address and port lists intersect, so that a
+(source, operation) pair becomes one Sigil rule (:mod:`.rules`). Intersecting two lists of CIDR blocks is exact:
+two blocks either nest or do not overlap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = ["ConditionError", "Conditions", "parse_networks", "parse_ports"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+SourceDoc = dict[str, Any]
+
+
+class ConditionError(ValueError):
+    """An address or port that Istio itself would reject; the message names it."""
+
+
+def parse_networks(values: Iterable[object], path: str) -> tuple[Network, ...]:
+    """Istio's address values: an IP address or a CIDR block (host bits are masked, as Envoy does)."""
+    found: list[Network] = []
+    for value in values:
+        try:
+            found.append(ipaddress.ip_network(str(value), strict=False))
+        except ValueError as err:
+            raise ConditionError(f"{path}: {value!r} is not an IP address or CIDR block") from err
+    return tuple(found)
+
+
+def parse_ports(values: Iterable[object], path: str) -> frozenset[int]:
+    """Istio's port values: decimal strings (or numbers) from 0 to 65535."""
+    found: set[int] = set()
+    for value in values:
+        text = str(value)
+        if not text.isdigit() or int(text) > 65535:
+            raise ConditionError(f"{path}: {value!r} is not a port number (0-65535)")
+        found.add(int(text))
+    return frozenset(found)
+
+
+def _intersect(left: Sequence[Network], right: Sequence[Network]) -> tuple[Network, ...]:
+    out: list[Network] = []
+    for a in left:
+        for b in right:
+            if a.version != b.version:
+                continue
+            if a.subnet_of(b):  # type: ignore[arg-type]  # same version checked above
+                out.append(a)
+            elif b.subnet_of(a):  # type: ignore[arg-type]
+                out.append(b)
+    return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """What one (source, operation, when) combination requires of a connection.
+
+    ``groups``: every group must have a matching source (a group is OR-ed; an empty group matches nothing).
+    ``excluded``: no source here may match. ``networks`` None = any address; ``ports`` None = any port.
+    """
+
+    groups: tuple[tuple[SourceDoc, ...], ...] = ()
+    excluded: tuple[SourceDoc, ...] = ()
+    networks: tuple[Network, ...] | None = None
+    except_networks: tuple[Network, ...] = ()
+    ports: frozenset[int] | None = None
+    except_ports: frozenset[int] = field(default_factory=frozenset)
+
+    def require(self, group: Sequence[SourceDoc]) -> Conditions:
+        """Also require a peer matching one of ``group``."""
+        return replace(self, groups=(*self.groups, tuple(group)))
+
+    def exclude(self, sources: Iterable[SourceDoc]) -> Conditions:
+        """Also exclude peers matching any of ``sources``."""
+        added = [s for s in sources if s not in self.excluded]
+        return replace(self, excluded=(*self.excluded, *added))
+
+    def within(self, networks: Sequence[Network]) -> Conditions:
+        """Also require the peer's address inside one of ``networks``."""
+        merged = tuple(networks) if self.networks is None else _intersect(self.networks, networks)
+        return replace(self, networks=merged)
+
+    def outside(self, networks: Sequence[Network]) -> Conditions:
+        """Also require the peer's address outside every one of ``networks``."""
+        return replace(
+            self, except_networks=tuple(dict.fromkeys((*self.except_networks, *networks)))
+        )
+
+    def on_ports(self, ports: frozenset[int]) -> Conditions:
+        """Also require the destination port in ``ports``."""
+        return replace(self, ports=ports if self.ports is None else self.ports & ports)
+
+    def off_ports(self, ports: frozenset[int]) -> Conditions:
+        """Also require the destination port outside ``ports``."""
+        return replace(self, except_ports=self.except_ports | ports)
+
+    def merge(self, other: Conditions) -> Conditions:
+        """Both sets of requirements at once."""
+        merged = replace(self, groups=(*self.groups, *other.groups)).exclude(other.excluded)
+        if other.networks is not None:
+            merged = merged.within(other.networks)
+        merged = merged.outside(other.except_networks)
+        if other.ports is not None:
+            merged = merged.on_ports(other.ports)
+        return merged.off_ports(other.except_ports)
+
+    @property
+    def satisfiable(self) -> bool:
+        """False when some requirement can match nothing (an empty group, address or port list)."""
+        if any(not group for group in self.groups):
+            return False
+        if self.networks is not None and not self.networks:
+            return False
+        ports = None if self.ports is None else self.ports - self.except_ports - {0}
+        return ports is None or bool(ports)
