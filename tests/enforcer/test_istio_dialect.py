@@ -64,7 +64,8 @@ def test_allow_nothing_idiom() -> None:
         "enforcementLevel": "Network",
         "rules": [],
     }
-    assert translation.exact and translation.findings == ()
+    assert translation.exact
+    assert translation.findings == ()
 
 
 def test_deny_all_idiom_and_selector() -> None:

@@ -10,14 +10,17 @@ two blocks either nest or do not overlap.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+import itertools
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["ConditionError", "Conditions", "parse_networks", "parse_ports"]
+__all__ = ["ConditionError", "Conditions", "parse_networks", "parse_ports", "sigil_rule"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 SourceDoc = dict[str, Any]
+_MAX_COMBINATIONS = 256
 
 
 class ConditionError(ValueError):
@@ -121,3 +124,53 @@ class Conditions:
             return False
         ports = None if self.ports is None else self.ports - self.except_ports - {0}
         return ports is None or bool(ports)
+
+
+def sigil_rule(conditions: Conditions, path: str) -> dict[str, Any]:
+    """The Sigil rule requiring ``conditions`` (sources spread into AllOf combinations); ``path`` for errors."""
+    combinations = 1
+    for group in conditions.groups:
+        combinations *= len(group)
+    if combinations > _MAX_COMBINATIONS:
+        raise ConditionError(
+            f"{path}: its fields combine into {combinations} alternatives (at most "
+            f"{_MAX_COMBINATIONS}); split the rule"
+        )
+    rule: dict[str, Any] = {}
+    if conditions.groups:
+        sources: list[dict[str, Any]] = []
+        for chosen in itertools.product(*conditions.groups):
+            members = list(dict.fromkeys(_frozen(s) for s in chosen))
+            source = (
+                _thawed(members[0])
+                if len(members) == 1
+                else {"type": "AllOf", "allOf": [_thawed(m) for m in members]}
+            )
+            if source not in sources:
+                sources.append(source)
+        rule["sources"] = sources
+    else:
+        rule["sources"] = [{"type": "Any"}]
+    if conditions.excluded:
+        rule["notSources"] = list(conditions.excluded)
+    network: dict[str, Any] = {}
+    if conditions.ports is not None:
+        network["ports"] = sorted(conditions.ports - conditions.except_ports - {0})
+    elif conditions.except_ports - {0}:
+        network["exceptPorts"] = sorted(conditions.except_ports - {0})
+    if conditions.networks is not None:
+        network["sourceCIDRs"] = [str(n) for n in conditions.networks]
+    if conditions.except_networks:
+        network["exceptSourceCIDRs"] = [str(n) for n in conditions.except_networks]
+    if network:
+        rule["networkAttributes"] = network
+    return rule
+
+
+def _frozen(source: Mapping[str, Any]) -> str:
+    return json.dumps(source, sort_keys=True)
+
+
+def _thawed(frozen: str) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(frozen)
+    return value

@@ -16,7 +16,6 @@ one, both failing closed, and refused in the report.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from sigil.enforcer.policy.dialects.istio.conditions import (
     Conditions,
     parse_networks,
     parse_ports,
+    sigil_rule,
 )
 from sigil.enforcer.policy.dialects.istio.fields import (
     RuleError,
@@ -45,7 +45,6 @@ from sigil.enforcer.policy.dialects.istio.identities import (
 
 __all__ = ["Note", "RuleError", "translate_rule"]
 
-_MAX_COMBINATIONS = 256
 SigilRule = dict[str, Any]
 
 
@@ -96,6 +95,7 @@ def translate_rule(
                 )
             )
         return [], notes
+    notes.extend(_remote_notes(sources, conditions, path))
     for where, what in http:
         notes.append(
             Note(
@@ -133,10 +133,32 @@ def translate_rule(
     for left, right in itertools.product(froms, tos):
         combined = base.merge(left).merge(right)
         if combined.satisfiable:
-            sigil = _sigil_rule(combined, path)
+            sigil = sigil_rule(combined, path)
             if sigil not in out:
                 out.append(sigil)
     return out, notes
+
+
+def _remote_notes(
+    sources: Sequence[Mapping[str, Any]], conditions: Sequence[Mapping[str, Any]], path: str
+) -> list[Note]:
+    """Istio's remote address comes from X-Forwarded-For or the PROXY protocol when present; Sigil sees the peer."""
+    paths = [
+        f"{path}.from[{i}].source.{key}"
+        for i, entry in enumerate(sources)
+        for key in ("remoteIpBlocks", "notRemoteIpBlocks")
+        if (entry.get("source") or {}).get(key)
+    ]
+    paths += [f"{path}.when[{i}]" for i, c in enumerate(conditions) if c.get("key") == "remote.ip"]
+    return [
+        Note(
+            where,
+            Exactness.APPROXIMATE,
+            "compared with the connection's peer address; Istio uses the client address from the PROXY "
+            "protocol or X-Forwarded-For when there is one",
+        )
+        for where in paths
+    ]
 
 
 def _identity(
@@ -242,53 +264,4 @@ def _when(
         if values:
             conditions = conditions.on_ports(parse_ports(values, f"{path}.values"))
         return conditions.off_ports(parse_ports(not_values, f"{path}.notValues"))
-    return conditions  # HTTP-only or unsayable: reported by _l7_fields, ignored here (DENY only)
-
-
-def _sigil_rule(conditions: Conditions, path: str) -> SigilRule:
-    combinations = 1
-    for group in conditions.groups:
-        combinations *= len(group)
-    if combinations > _MAX_COMBINATIONS:
-        raise RuleError(
-            f"{path}: its fields combine into {combinations} alternatives (at most "
-            f"{_MAX_COMBINATIONS}); split the rule"
-        )
-    rule: SigilRule = {}
-    if conditions.groups:
-        sources: list[dict[str, Any]] = []
-        for chosen in itertools.product(*conditions.groups):
-            members = list(dict.fromkeys(_frozen(s) for s in chosen))
-            source = (
-                _thawed(members[0])
-                if len(members) == 1
-                else {"type": "AllOf", "allOf": [_thawed(m) for m in members]}
-            )
-            if source not in sources:
-                sources.append(source)
-        rule["sources"] = sources
-    else:
-        rule["sources"] = [{"type": "Any"}]
-    if conditions.excluded:
-        rule["notSources"] = list(conditions.excluded)
-    network: dict[str, Any] = {}
-    if conditions.ports is not None:
-        network["ports"] = sorted(conditions.ports - conditions.except_ports - {0})
-    elif conditions.except_ports - {0}:
-        network["exceptPorts"] = sorted(conditions.except_ports - {0})
-    if conditions.networks is not None:
-        network["sourceCIDRs"] = [str(n) for n in conditions.networks]
-    if conditions.except_networks:
-        network["exceptSourceCIDRs"] = [str(n) for n in conditions.except_networks]
-    if network:
-        rule["networkAttributes"] = network
-    return rule
-
-
-def _frozen(source: Mapping[str, Any]) -> str:
-    return json.dumps(source, sort_keys=True)
-
-
-def _thawed(frozen: str) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(frozen)
-    return value
+    return conditions  # HTTP-only or unsayable: reported by l7_fields, ignored here (DENY only)
