@@ -361,3 +361,32 @@ def test_many_rules_split_into_parts() -> None:
     assert [len(t.document["spec"]["rules"]) for t in translation.documents] == [128, 72]
     assert {t.document["spec"]["action"] for t in translation.documents} == {"DENY"}
     assert translation.exact
+
+
+def test_remote_addresses_are_approximate() -> None:
+    """``remoteIpBlocks`` and ``remote.ip`` are compared with the peer's own address, and reported so."""
+    translation = translate(
+        istio_ap(
+            "p",
+            rules=[
+                {
+                    "from": [src(remoteIpBlocks=["10.0.0.0/8"])],
+                    "when": [when("remote.ip", not_values=["10.9.0.0/16"])],
+                }
+            ],
+        )
+    )
+    assert only_spec(translation)["rules"] == [
+        {
+            "sources": [{"type": "Any"}],
+            "networkAttributes": {
+                "sourceCIDRs": ["10.0.0.0/8"],
+                "exceptSourceCIDRs": ["10.9.0.0/16"],
+            },
+        }
+    ]
+    assert [(f.exactness, f.path) for f in translation.findings] == [
+        (Exactness.APPROXIMATE, "spec.rules[0].from[0].source.remoteIpBlocks"),
+        (Exactness.APPROXIMATE, "spec.rules[0].when[0]"),
+    ]
+    assert not translation.exact
