@@ -281,16 +281,46 @@ def test_namespaces_and_service_accounts() -> None:
 
 def test_source_fields_are_and_ed() -> None:
     """Two fields of one source become AllOf sources, one per pair of values."""
-    [rule] = rules_of({"from": [src(principals=["far.org/ns/a/sa/b"], trustDomains=["far.org"])]})
+    [rule] = rules_of({"from": [src(principals=["*/sa/web"], namespaces=["shop", "ops"])]})
     assert rule["sources"] == [
+        {"type": "AllOf", "allOf": [pattern("spiffe://*/sa/web"), pattern("spiffe://*/ns/shop/*")]},
+        {"type": "AllOf", "allOf": [pattern("spiffe://*/sa/web"), pattern("spiffe://ns/shop/*")]},
+        {"type": "AllOf", "allOf": [pattern("spiffe://*/sa/web"), pattern("spiffe://*/ns/ops/*")]},
+        {"type": "AllOf", "allOf": [pattern("spiffe://*/sa/web"), pattern("spiffe://ns/ops/*")]},
+    ]
+
+
+def test_exact_principals_fold_the_other_fields() -> None:
+    """Beside an exact principal, another field either holds for it (and goes) or never can (and the pair goes)."""
+    [rule] = rules_of(
+        {
+            "from": [
+                src(
+                    principals=["far.org/ns/a/sa/b", "*"],
+                    namespaces=["a"],
+                    trustDomains=["far.org"],
+                )
+            ]
+        }
+    )
+    assert rule["sources"] == [
+        {"type": "SPIFFE", "spiffe": "spiffe://far.org/ns/a/sa/b"},
         {
             "type": "AllOf",
             "allOf": [
-                {"type": "SPIFFE", "spiffe": "spiffe://far.org/ns/a/sa/b"},
+                pattern("spiffe://*/ns/a/*"),
                 {"type": "Authenticated", "authenticated": {"trustDomains": ["far.org"]}},
             ],
-        }
+        },
+        {
+            "type": "AllOf",
+            "allOf": [
+                pattern("spiffe://ns/a/*"),
+                {"type": "Authenticated", "authenticated": {"trustDomains": ["far.org"]}},
+            ],
+        },
     ]
+    assert rules_of({"from": [src(principals=["far.org/ns/a/sa/b"], namespaces=["z"])]}) == []
 
 
 def test_negations() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -126,8 +127,8 @@ class Conditions:
         return ports is None or bool(ports)
 
 
-def sigil_rule(conditions: Conditions, path: str) -> dict[str, Any]:
-    """The Sigil rule requiring ``conditions`` (sources spread into AllOf combinations); ``path`` for errors."""
+def sigil_rule(conditions: Conditions, path: str) -> dict[str, Any] | None:
+    """The Sigil rule requiring ``conditions`` (sources spread into AllOf combinations), None if it matches nobody."""
     combinations = 1
     for group in conditions.groups:
         combinations *= len(group)
@@ -140,14 +141,14 @@ def sigil_rule(conditions: Conditions, path: str) -> dict[str, Any]:
     if conditions.groups:
         sources: list[dict[str, Any]] = []
         for chosen in itertools.product(*conditions.groups):
-            members = list(dict.fromkeys(_frozen(s) for s in chosen))
-            source = (
-                _thawed(members[0])
-                if len(members) == 1
-                else {"type": "AllOf", "allOf": [_thawed(m) for m in members]}
-            )
+            members = _simplified([_thawed(m) for m in dict.fromkeys(_frozen(s) for s in chosen)])
+            if members is None:
+                continue
+            source = members[0] if len(members) == 1 else {"type": "AllOf", "allOf": members}
             if source not in sources:
                 sources.append(source)
+        if not sources:
+            return None  # every combination contradicts itself: the rule matches nobody
         rule["sources"] = sources
     else:
         rule["sources"] = [{"type": "Any"}]
@@ -165,6 +166,32 @@ def sigil_rule(conditions: Conditions, path: str) -> dict[str, Any]:
     if network:
         rule["networkAttributes"] = network
     return rule
+
+
+def _simplified(members: list[SourceDoc]) -> list[SourceDoc] | None:
+    """``members`` with what an exact ID already decides folded away; None when they contradict each other.
+
+    Every identity source needs an SVID, so presence (``spiffe://*``) adds nothing beside another one; an exact
+    ``SPIFFE`` member either satisfies each other member (which then adds nothing) or none can match.
+    """
+    if len(members) > 1:
+        members = [m for m in members if m.get("spiffePattern") != "spiffe://*"] or members[:1]
+    exact = [m["spiffe"] for m in members if m["type"] == "SPIFFE"]
+    if not exact:
+        return members
+    if any(not _admits(m, exact[0]) for m in members):
+        return None
+    return [{"type": "SPIFFE", "spiffe": exact[0]}]
+
+
+def _admits(source: SourceDoc, spiffe_id: str) -> bool:
+    if source["type"] == "SPIFFE":
+        return bool(source["spiffe"] == spiffe_id)
+    if source["type"] == "SPIFFEPattern":
+        glob = "".join(".*" if c == "*" else re.escape(c) for c in source["spiffePattern"])
+        return re.fullmatch(glob, spiffe_id, flags=re.DOTALL) is not None
+    domain = spiffe_id.removeprefix("spiffe://").split("/", 1)[0]
+    return domain in source["authenticated"]["trustDomains"]
 
 
 def _frozen(source: Mapping[str, Any]) -> str:

@@ -134,7 +134,7 @@ def translate_rule(
         combined = base.merge(left).merge(right)
         if combined.satisfiable:
             sigil = sigil_rule(combined, path)
-            if sigil not in out:
+            if sigil is not None and sigil not in out:
                 out.append(sigil)
     return out, notes
 
