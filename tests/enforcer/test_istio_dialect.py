@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 from enforcer.istio_docs import Doc, istio_ap, op, src, when
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sigil.enforcer.policy.dialects.base import (
     TRANSLATED_FROM,
@@ -420,3 +422,52 @@ def test_remote_addresses_are_approximate() -> None:
         (Exactness.APPROXIMATE, "spec.rules[0].when[0]"),
     ]
     assert not translation.exact
+
+
+_JUNK = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 70000)
+    | st.sampled_from(["", "*", "80", "10.0.0.0/8", "a/b", "GET"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "rules",
+                    "from",
+                    "to",
+                    "when",
+                    "source",
+                    "operation",
+                    "key",
+                    "values",
+                    "principals",
+                    "namespaces",
+                    "ports",
+                    "notPorts",
+                    "ipBlocks",
+                    "selector",
+                    "matchLabels",
+                    "action",
+                ]
+            ),
+            inner,
+            max_size=3,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JUNK)
+def test_any_spec_is_translated_or_refused(spec: object) -> None:
+    """Whatever a spec holds, the dialect answers with documents or a refusal naming a field, never a crash."""
+    translation = translate(istio_ap("p", spec=spec))  # type: ignore[arg-type]  # junk on purpose
+    refused = [f for f in translation.findings if f.exactness is Exactness.REFUSED]
+    assert (translation.documents and not refused) or (
+        not translation.documents and len(refused) == 1
+    )
+    for finding in refused:
+        assert finding.path.startswith("spec"), finding

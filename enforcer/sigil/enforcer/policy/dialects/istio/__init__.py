@@ -121,10 +121,14 @@ def _policy(
     metadata = document.get("metadata")
     if (
         not isinstance(metadata, Mapping)
-        or not metadata.get("name")
-        or not metadata.get("namespace")
+        or not isinstance(metadata.get("name"), str)
+        or not isinstance(metadata.get("namespace"), str)
+        or not metadata["name"]
+        or not metadata["namespace"]
     ):
-        raise _RefusedError("metadata", "metadata.name and metadata.namespace are required")
+        raise _RefusedError(
+            "metadata", "metadata.name and metadata.namespace are required (strings)"
+        )
     name, namespace = str(metadata["name"]), str(metadata["namespace"])
     spec = document.get("spec") or {}
     if not isinstance(spec, Mapping):
