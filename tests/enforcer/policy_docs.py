@@ -47,13 +47,17 @@ def ap(
     match: dict[str, str] | None = None,
     rules: list[Doc] | None = None,
     dry_run: bool = False,
+    scope: str | None = None,
+    target_ports: list[int] | None = None,
 ) -> Doc:
-    """An AuthorizationPolicy selecting pods by ``match`` labels ({} = every pod)."""
-    spec: Doc = {
-        "targetRefs": [{"group": "", "kind": "Pod", "selector": {"matchLabels": match or {}}}],
-        "action": action,
-        "enforcementLevel": "Network",
-    }
+    """An AuthorizationPolicy selecting pods by ``match`` labels ({} = every pod), optionally with the
+    ``spec.scope`` and ``targetRefs[].ports`` extensions."""
+    target: Doc = {"group": "", "kind": "Pod", "selector": {"matchLabels": match or {}}}
+    if target_ports is not None:
+        target["ports"] = target_ports
+    spec: Doc = {"targetRefs": [target], "action": action, "enforcementLevel": "Network"}
+    if scope is not None:
+        spec["scope"] = scope
     if rules is not None:
         spec["rules"] = rules
     if dry_run:
@@ -125,3 +129,18 @@ def network_rule(
     raw = rule(sources, action=action)
     raw["networkAttributes"] = network
     return raw
+
+
+def spiffe_pattern(pattern: str) -> Doc:
+    """``type: SPIFFEPattern``."""
+    return {"type": "SPIFFEPattern", "spiffePattern": pattern}
+
+
+def all_of(*members: Doc) -> Doc:
+    """``type: AllOf`` over ``members``."""
+    return {"type": "AllOf", "allOf": list(members)}
+
+
+def excluding(raw: Doc, *not_sources: Doc) -> Doc:
+    """``raw`` (a rule) with ``notSources``."""
+    return {**raw, "notSources": list(not_sources)}

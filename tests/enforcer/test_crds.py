@@ -84,17 +84,17 @@ def _nodes(schema: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, A
 @pytest.mark.parametrize("name", sorted(crd_documents()))
 def test_no_policy_field_can_be_pruned_into_a_wider_rule(name: str) -> None:
     """Nothing under spec keeps unknown fields, and every rule must keep a criterion after pruning: a CEL rule
-    refuses a rule with neither sources nor networkAttributes, and another one networkAttributes naming none of
-    its four criteria (``ports: []`` is written on purpose; pruning never produces it)."""
+    refuses a rule with none of sources, notSources and networkAttributes, and another one networkAttributes
+    naming none of its six criteria (``ports: []`` is written on purpose; pruning never produces it)."""
     crd = yaml.safe_load((CRDS / name).read_text(encoding="utf-8"))
     (version,) = crd["spec"]["versions"]
     nodes = dict(_nodes(version["schema"]["openAPIV3Schema"]["properties"]["spec"], "spec"))
     assert [p for p, n in nodes.items() if n.get("x-kubernetes-preserve-unknown-fields")] == []
     rule = nodes["spec.rules[]"]
-    assert {"rule": "has(self.sources) || has(self.networkAttributes)"}.items() <= rule[
-        "x-kubernetes-validations"
-    ][0].items()
+    criterion = "has(self.sources) || has(self.notSources) || has(self.networkAttributes)"
+    assert {"rule": criterion}.items() <= rule["x-kubernetes-validations"][0].items()
     network = nodes["spec.rules[].networkAttributes"]["x-kubernetes-validations"][0]["rule"]
     assert network == (
-        "has(self.ports) || has(self.portRanges) || has(self.sourceCIDRs) || has(self.exceptSourceCIDRs)"
+        "has(self.ports) || has(self.portRanges) || has(self.exceptPorts) || has(self.exceptPortRanges)"
+        " || has(self.sourceCIDRs) || has(self.exceptSourceCIDRs)"
     )

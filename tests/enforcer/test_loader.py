@@ -90,7 +90,7 @@ def _with(doc: Doc, path: list[str | int], value: object) -> Doc:
         (
             (["spec", "rules"], [{"networkAttributes": {}}]),
             "spec.rules[0].networkAttributes",
-            "ports, portRanges, sourceCIDRs or exceptSourceCIDRs",
+            "ports, portRanges, exceptPorts, exceptPortRanges, sourceCIDRs or exceptSourceCIDRs",
         ),
         (
             (["spec", "rules"], [rule([{"type": "Namespaces"}])]),
@@ -176,13 +176,17 @@ def test_a_misspelled_field_is_refused_by_name(rules: list[Doc], path: str) -> N
 @pytest.mark.parametrize(
     ("doc", "path", "expected"),
     [
-        (ap("p", action="DENY", rules=[rule([anyone()]), {}]), "spec.rules[1]", "sources or"),
+        (
+            ap("p", action="DENY", rules=[rule([anyone()]), {}]),
+            "spec.rules[1]",
+            "sources, notSources or",
+        ),
         (
             ap("p", rules=[{"networkAttributes": {}}]),
             "spec.rules[0].networkAttributes",
-            "ports, portRanges, sourceCIDRs or exceptSourceCIDRs",
+            "ports, portRanges, exceptPorts, exceptPortRanges, sourceCIDRs or exceptSourceCIDRs",
         ),
-        (cap("c", rules=[{"action": "Allow"}]), "spec.rules[0]", "sources or"),
+        (cap("c", rules=[{"action": "Allow"}]), "spec.rules[0]", "sources, notSources or"),
     ],
 )
 def test_a_rule_naming_no_criterion_is_refused(doc: Doc, path: str, expected: str) -> None:

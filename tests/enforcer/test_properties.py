@@ -27,9 +27,11 @@ from sigil.enforcer.policy import (
 )
 from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.identity_sources import (
+    AllOfSource,
     AuthenticatedSource,
     NamespacesSource,
     SameNamespaceSource,
+    SpiffePatternSource,
 )
 from sigil.enforcer.policy.network import PortRange, SourceNetwork
 from sigil.enforcer.policy.selector import Operator, Requirement
@@ -59,6 +61,13 @@ PEER_IDS = (
     "spiffe://example.org/x",
     "spiffe://other.org/ns/a/sa/s1",
     "spiffe://other.org/x/y",
+)
+PATTERNS = (
+    "spiffe://*",
+    "spiffe://*/ns/a/*",
+    "spiffe://example.org/ns/*/sa/s1",
+    "spiffe://*.org/x*",
+    "spiffe://example.org/ns/a/sa/s1*",
 )
 
 Verdict = tuple[bool, str, str | None, int | None]
@@ -118,11 +127,24 @@ def _namespace_selected(selector: LabelSelector, namespace: str) -> bool:
     return _selected(selector, labels)
 
 
+def _glob(pattern: str, text: str) -> bool:
+    """``*`` matches any run of characters, every other character itself (by hand, not by regex)."""
+    if not pattern:
+        return not text
+    if pattern[0] == "*":
+        return any(_glob(pattern[1:], text[cut:]) for cut in range(len(text) + 1))
+    return bool(text) and text[0] == pattern[0] and _glob(pattern[1:], text[1:])
+
+
 def _source_matches(
     source: Source, peer: SpiffeId | None, namespace: str, template: str = TEMPLATES[0]
 ) -> bool:
     if peer is None:
         return False
+    if isinstance(source, AllOfSource):
+        return all(_source_matches(m, peer, namespace, template) for m in source.members)
+    if isinstance(source, SpiffePatternSource):
+        return _glob(source.pattern, str(peer))
     place = _local_place(peer, template)
     if isinstance(source, ServiceAccountSource):
         return place is not None and place[0] == source.namespace and source.name in ("*", place[1])
@@ -163,6 +185,10 @@ def _rule_matches(
     named = rule.ports is not None or rule.port_ranges
     in_ranges = any(span.start <= port <= span.end for span in rule.port_ranges)
     if named and port not in (rule.ports or ()) and not in_ranges:
+        return False
+    if port in rule.except_ports or any(port in span for span in rule.except_ranges):
+        return False
+    if any(_source_matches(s, peer, namespace, template) for s in rule.not_sources):
         return False
     if rule.network is not None:
         ip = _address(address)
@@ -217,10 +243,11 @@ def naive(
             p
             for p in live
             if isinstance(p, AuthorizationPolicy)
-            and p.namespace == namespace
+            and (p.namespace == namespace or p.mesh)
+            and (p.target_ports is None or port in p.target_ports)
             and _selected(p.selector, labels)
         ),
-        key=lambda p: p.name,
+        key=lambda p: p.ref,
     )
     for policy in (p for p in owned if p.action is Effect.DENY):
         for number, rule in enumerate(policy.rules):
@@ -271,7 +298,7 @@ _namespace_selectors = st.one_of(
         lambda ns: LabelSelector((("kubernetes.io/metadata.name", ns),))
     ),
 )
-_sources: st.SearchStrategy[Source] = st.one_of(
+_simple_sources: st.SearchStrategy[Source] = st.one_of(
     st.builds(
         ServiceAccountSource,
         namespace=st.sampled_from(NAMESPACES),
@@ -302,6 +329,10 @@ _sources: st.SearchStrategy[Source] = st.one_of(
         | st.just(LabelSelector((), (Requirement("env", Operator.NOT_IN, frozenset({"dev"})),))),
     ),
 )
+_simple_sources = _simple_sources | st.sampled_from(PATTERNS).map(SpiffePatternSource)
+_sources = _simple_sources | st.lists(_simple_sources, min_size=1, max_size=2).map(
+    lambda members: AllOfSource(tuple(members))
+)
 _ports = st.none() | st.frozensets(st.sampled_from(PORTS), min_size=1, max_size=2)
 _source_lists = st.none() | st.lists(_sources, max_size=3).map(tuple)
 
@@ -317,6 +348,9 @@ def _rule(draw: st.DrawFn, effects: Sequence[Effect]) -> Rule:
         frozenset() if ports is None and ranges else ports,
         ranges,
         draw(st.none() | st.sampled_from(NETWORKS)),
+        tuple(draw(st.lists(_sources, max_size=2))),
+        draw(st.frozensets(st.sampled_from(REQUEST_PORTS), max_size=1)),
+        tuple(draw(st.lists(st.sampled_from(RANGES), max_size=1))),
     )
 
 
@@ -334,6 +368,8 @@ def _namespaced(draw: st.DrawFn) -> AuthorizationPolicy:
         action=action,
         rules=draw(_rules((action,))),
         dry_run=draw(st.booleans()),
+        mesh=draw(st.booleans()),
+        target_ports=draw(st.none() | st.frozensets(st.sampled_from(PORTS), min_size=1)),
     )
 
 

@@ -119,7 +119,7 @@ def test_a_lax_client_gets_pruning_and_the_cel_rule_still_refuses_an_empty_rule(
     with pytest.raises(ControlPlaneError) as refused:
         policy_crds.request("POST", collection + query, empty)
     assert "HTTP 422" in str(refused.value)
-    assert "a rule must name sources or networkAttributes" in str(refused.value)
+    assert "a rule must name sources, notSources or networkAttributes" in str(refused.value)
     rule = {
         "sources": [{"type": "ServiceAccount", "serviceAccount": {"name": "web"}}],
         "networkAtributes": {"ports": [80]},
@@ -388,7 +388,7 @@ def test_every_section_seven_one_field_is_stored_as_written(
         ),
         (
             {"sources": [{"type": "Any"}], "networkAttributes": {}},
-            "networkAttributes must name ports, portRanges, sourceCIDRs or exceptSourceCIDRs",
+            "networkAttributes must name ports, portRanges, exceptPorts, exceptPortRanges, sourceCIDRs or exceptSourceCIDRs",
         ),
         ({"sources": [{"type": "Namespaces"}]}, "namespaces is required when type is Namespaces"),
         (

@@ -9,9 +9,10 @@ keeps the result as a :class:`TargetView`.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 
 from sigil.enforcer.policy.decision import Match, Tier
+from sigil.enforcer.policy.identity_sources import AllOfSource, Source
 from sigil.enforcer.policy.model import (
     AuthorizationPolicy,
     ClusterAuthorizationPolicy,
@@ -23,7 +24,7 @@ from sigil.enforcer.policy.model import (
 from sigil.enforcer.policy.network import SourceNetwork
 from sigil.enforcer.policy.peer_keys import PeerKeyer
 from sigil.enforcer.policy.port_map import PortMap
-from sigil.enforcer.policy.table import ANY_PEER, Condition, Table
+from sigil.enforcer.policy.table import ANY_PEER, Condition, KeySets, Table
 
 __all__ = ["TargetView", "build_table"]
 
@@ -56,7 +57,7 @@ def build_table(
     table.close_namespace_deny()
     for policy in owned:
         if policy.action is Effect.ALLOW:
-            table.allow_policies.append(policy.ref)
+            table.add_allow_policy(policy.ref, policy.target_ports)
             file(Tier.NAMESPACE, policy)
     table.close_namespace_allow()
     for baseline in cluster:
@@ -74,24 +75,67 @@ def _file(
     keyer: PeerKeyer,
     networks: Mapping[SourceNetwork, int],
 ) -> None:
+    target_ports = policy.target_ports if isinstance(policy, AuthorizationPolicy) else None
     for number, rule in enumerate(policy.rules):
         match = Match(tier, policy.ref, number, rule.effect, policy.dry_run)
-        keys: set[str] = set()
-        if rule.sources is None:
-            keys.add(ANY_PEER)
-        else:
-            for source in rule.sources:
-                keys.update(keyer.source_keys(source, namespace))
-        if rule.port_ranges or rule.network is not None:
-            table.add(match, keys, None, _condition(rule, networks))
-        else:
-            table.add(match, keys, rule.ports)
+        simple = rule.sources is None or all(
+            not isinstance(source, AllOfSource) for source in rule.sources
+        )
+        plain = not (rule.port_ranges or rule.except_ports or rule.except_ranges)
+        if (
+            simple
+            and plain
+            and rule.network is None
+            and target_ports is None
+            and not rule.not_sources
+        ):
+            table.add(match, _keys(rule.sources, namespace, keyer), rule.ports)
+            continue
+
+        # Everything else carries a condition. Each AllOf source is filed under its first member's keys
+        # (a peer matching it holds one of them) and checks the other members in its condition.
+        loose = [s for s in rule.sources or () if not isinstance(s, AllOfSource)]
+        together = [s for s in rule.sources or () if isinstance(s, AllOfSource)]
+        keys = _keys(None if rule.sources is None else loose, namespace, keyer)
+        table.add(match, keys, None, _condition(rule, networks, target_ports, (), keyer, namespace))
+        for source in together:
+            key_sets = _key_sets(source, namespace, keyer)
+            more = _condition(rule, networks, target_ports, key_sets[1:], keyer, namespace)
+            table.file_more(key_sets[0], None, more)
 
 
-def _condition(rule: Rule, networks: Mapping[SourceNetwork, int]) -> Condition:
+def _keys(sources: Iterable[Source] | None, namespace: str, keyer: PeerKeyer) -> set[str]:
+    if sources is None:
+        return {ANY_PEER}
+    return {key for source in sources for key in keyer.source_keys(source, namespace)}
+
+
+def _key_sets(source: Source, namespace: str, keyer: PeerKeyer) -> KeySets:
+    """The key sets a peer must all hold a key of to match ``source``."""
+    members = source.members if isinstance(source, AllOfSource) else (source,)
+    return tuple(frozenset(keyer.source_keys(member, namespace)) for member in members)
+
+
+def _condition(
+    rule: Rule,
+    networks: Mapping[SourceNetwork, int],
+    target_ports: frozenset[int] | None,
+    all_of: KeySets,
+    keyer: PeerKeyer,
+    namespace: str,
+) -> Condition:
     network = None if rule.network is None else networks[rule.network]
-    ports = None if rule.every_port else frozenset(rule.ports or ())
-    return Condition(ports, rule.port_ranges, network)
+    ports = None if rule.ports is None and not rule.port_ranges else frozenset(rule.ports or ())
+    return Condition(
+        ports,
+        rule.port_ranges,
+        network,
+        except_ports=rule.except_ports,
+        except_ranges=rule.except_ranges,
+        target_ports=target_ports,
+        all_of=all_of,
+        none_of=tuple(_key_sets(source, namespace, keyer) for source in rule.not_sources),
+    )
 
 
 class TargetView:

@@ -12,12 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sigil.ca.errors import InvalidSpiffeIdError, InvalidTrustDomainError
-from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.policy.identity_sources import (
-    AuthenticatedSource,
-    NamespacesSource,
-    SameNamespaceSource,
+    ServiceAccountSource,
+    Source,
+    SpiffeSource,
+    parse_source,
 )
 from sigil.enforcer.policy.network import PortRange, SourceNetwork, parse_network_attributes
 from sigil.enforcer.policy.resources import CLUSTER_KIND, KINDS, NAMESPACED_KIND, document_schema
@@ -62,51 +61,12 @@ class ClusterTier(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceAccountSource:
-    """Peers holding the SVID of a ServiceAccount of the local trust domain; ``name`` ``*`` = any in ``namespace``."""
-
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"serviceAccount {self.namespace}/{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class SpiffeSource:
-    """Peers with exactly ``spiffe_id``, or (``prefix``, Sigil's extension) any ID strictly below its path."""
-
-    spiffe_id: SpiffeId
-    prefix: bool = False
-
-    @classmethod
-    def parse(cls, value: str) -> SpiffeSource:
-        """Parse ``spiffe://td/path`` or ``spiffe://td/path/*``; raises :class:`InvalidSpiffeIdError`."""
-        if value.endswith("/*"):
-            return cls(SpiffeId.parse(value[:-2]), prefix=True)
-        spiffe_id = SpiffeId.parse(value)
-        if spiffe_id.is_root:
-            raise InvalidSpiffeIdError(value, "a trust domain's own ID never names a workload")
-        return cls(spiffe_id)
-
-    def __str__(self) -> str:
-        return f"{self.spiffe_id}/*" if self.prefix else str(self.spiffe_id)
-
-
-Source = (
-    ServiceAccountSource
-    | SpiffeSource
-    | AuthenticatedSource
-    | SameNamespaceSource
-    | NamespacesSource
-)
-
-
-@dataclass(frozen=True, slots=True)
 class Rule:
     """A rule: ``sources`` None = any peer, even without an SVID (``type: Any``, or sources omitted beside
-    ports); () = nothing. ``ports`` None (and no ``port_ranges``) = any port; otherwise the port must be in
-    ``ports`` or in one of ``port_ranges``. ``network`` None = any address, even an unknown one.
+    ports); () = nothing. ``not_sources`` (Sigil extension): the peer must match none of them. ``ports`` None
+    (and no ``port_ranges``) = any port; otherwise the port must be in ``ports`` or in one of ``port_ranges``;
+    either way it must be outside ``except_ports`` and ``except_ranges`` (Sigil extension). ``network`` None =
+    any address, even an unknown one.
 
     ``effect`` is the cluster rule's own action, or the action of the AuthorizationPolicy holding the rule.
     """
@@ -116,22 +76,37 @@ class Rule:
     ports: frozenset[int] | None = None
     port_ranges: tuple[PortRange, ...] = ()
     network: SourceNetwork | None = None
+    not_sources: tuple[Source, ...] = ()
+    except_ports: frozenset[int] = frozenset()
+    except_ranges: tuple[PortRange, ...] = ()
 
     @property
     def every_port(self) -> bool:
-        """True when the rule names no port (GEP-3779: omitted or ``ports: []``)."""
-        return self.ports is None and not self.port_ranges
+        """True when the rule names no port (GEP-3779: omitted or ``ports: []``) and excepts none."""
+        return (
+            self.ports is None
+            and not self.port_ranges
+            and not self.except_ports
+            and not self.except_ranges
+        )
 
     def covers_port(self, port: int) -> bool:
         """True when the rule's port criterion admits ``port``."""
-        if self.every_port:
+        if port in self.except_ports or any(port in span for span in self.except_ranges):
+            return False
+        if self.ports is None and not self.port_ranges:
             return True
         return port in (self.ports or ()) or any(port in span for span in self.port_ranges)
 
 
 @dataclass(frozen=True, slots=True)
 class AuthorizationPolicy:
-    """A namespace owner's policy over pods of its own namespace (GEP-3779, plus DENY and dryRun)."""
+    """A namespace owner's policy over pods of its own namespace (GEP-3779, plus DENY and dryRun).
+
+    Sigil extensions: ``mesh`` (``spec.scope: Mesh``, Istio's root-namespace policies) makes the policy join
+    the namespace tier of every namespace, its selector matched against the pods of each; ``target_ports``
+    (``targetRefs[].ports``, Linkerd's ``Server``) limits it to connections to these ports (None = every port).
+    """
 
     namespace: str
     name: str
@@ -139,6 +114,8 @@ class AuthorizationPolicy:
     action: Effect
     rules: tuple[Rule, ...] = ()
     dry_run: bool = False
+    mesh: bool = False
+    target_ports: frozenset[int] | None = None
 
     kind = NAMESPACED_KIND
     #: A namespace owner's own policy: relabelling their pods escapes nothing they did not write.
@@ -164,13 +141,16 @@ class AuthorizationPolicy:
             _rule(rule, effect, namespace, f"spec.rules[{index}]", where)
             for index, rule in enumerate(spec.get("rules") or ())
         )
+        target = spec["targetRefs"][0]
         return cls(
             namespace=namespace,
             name=metadata["name"],
-            selector=LabelSelector.parse(spec["targetRefs"][0]["selector"]),
+            selector=LabelSelector.parse(target["selector"]),
             action=effect,
             rules=rules,
             dry_run=bool(spec.get("dryRun", False)),
+            mesh=spec.get("scope", "Namespace") == "Mesh",
+            target_ports=frozenset(target["ports"]) if "ports" in target else None,
         )
 
 
@@ -253,44 +233,23 @@ def _rule(
     # ``type: Any`` among the sources (OR-ed) matches every peer: the same as the GEP's omitted sources.
     if "sources" in raw and not any(source["type"] == "Any" for source in raw["sources"]):
         sources = tuple(
-            _source(source, namespace, f"{path}.sources[{index}]", where)
+            parse_source(source, namespace, f"{path}.sources[{index}]", where)
             for index, source in enumerate(raw["sources"])
         )
-    ports, port_ranges, network = parse_network_attributes(
+    not_sources = tuple(
+        parse_source(source, namespace, f"{path}.notSources[{index}]", where)
+        for index, source in enumerate(raw.get("notSources") or ())
+    )
+    network = parse_network_attributes(
         raw.get("networkAttributes") or {}, f"{path}.networkAttributes", where
     )
-    return Rule(effect, sources, ports, port_ranges, network)
-
-
-def _source(raw: Mapping[str, Any], namespace: str | None, path: str, where: Where) -> Source:
-    kind = raw["type"]
-    if kind == "SPIFFE":
-        try:
-            return SpiffeSource.parse(raw["spiffe"])
-        except InvalidSpiffeIdError as err:
-            raise where.error(f"{path}.spiffe", f"a SPIFFE ID ({err.rule})", raw["spiffe"]) from err
-    if kind == "Authenticated":
-        return _authenticated(raw.get("authenticated") or {}, f"{path}.authenticated", where)
-    if kind == "SameNamespace":
-        return SameNamespaceSource()
-    if kind == "Namespaces":
-        return NamespacesSource(LabelSelector.parse(raw["namespaces"]["selector"]))
-    account = raw["serviceAccount"]
-    # GEP-3779: the namespace defaults to the policy's own; cluster policies must name it (schema-enforced).
-    return ServiceAccountSource(
-        namespace=account.get("namespace") or str(namespace), name=account["name"]
+    return Rule(
+        effect,
+        sources,
+        network.ports,
+        network.port_ranges,
+        network.source,
+        not_sources,
+        network.except_ports,
+        network.except_ranges,
     )
-
-
-def _authenticated(raw: Mapping[str, Any], path: str, where: Where) -> AuthenticatedSource:
-    if "trustDomains" not in raw:
-        return AuthenticatedSource()
-    domains = set()
-    for index, name in enumerate(raw["trustDomains"]):
-        try:
-            domains.add(TrustDomain.parse(name).name)
-        except InvalidTrustDomainError as err:
-            raise where.error(
-                f"{path}.trustDomains[{index}]", f"a trust domain name ({err.rule})", name
-            ) from err
-    return AuthenticatedSource(frozenset(domains))

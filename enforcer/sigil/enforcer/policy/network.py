@@ -28,6 +28,7 @@ __all__ = [
     "AddressBook",
     "IpAddress",
     "IpNetwork",
+    "NetworkAttributes",
     "PortRange",
     "SourceNetwork",
     "parse_network_attributes",
@@ -125,22 +126,39 @@ class SourceNetwork:
         return text
 
 
-def parse_network_attributes(
-    raw: Mapping[str, Any], path: str, where: Where
-) -> tuple[frozenset[int] | None, tuple[PortRange, ...], SourceNetwork | None]:
-    """A rule's ``networkAttributes`` (already through the schema): ports (None = every port), port ranges, and
-    the source network (None = any address); raises :class:`PolicyError` for a block with host bits set."""
+@dataclass(frozen=True, slots=True)
+class NetworkAttributes:
+    """A rule's ``networkAttributes``: ``ports`` None = every port (with no ``port_ranges``); ``source`` None =
+    any address; the port must also be outside ``except_ports`` and ``except_ranges`` (Sigil extension,
+    Istio's ``notPorts``)."""
+
+    ports: frozenset[int] | None = None
+    port_ranges: tuple[PortRange, ...] = ()
+    source: SourceNetwork | None = None
+    except_ports: frozenset[int] = frozenset()
+    except_ranges: tuple[PortRange, ...] = ()
+
+
+def parse_network_attributes(raw: Mapping[str, Any], path: str, where: Where) -> NetworkAttributes:
+    """A rule's ``networkAttributes`` (already through the schema); raises :class:`PolicyError` for a block
+    with host bits set or a range that descends."""
     ports, spans = raw.get("ports") or [], raw.get("portRanges") or []
     port_ranges = tuple(
         _port_range(span, f"{path}.portRanges[{index}]", where) for index, span in enumerate(spans)
     )
+    except_ranges = tuple(
+        _port_range(span, f"{path}.exceptPortRanges[{index}]", where)
+        for index, span in enumerate(raw.get("exceptPortRanges") or ())
+    )
     include = _blocks(raw, "sourceCIDRs", path, where)
     exclude = _blocks(raw, "exceptSourceCIDRs", path, where)
-    return (
+    return NetworkAttributes(
         # GEP-3779: an empty (or omitted) port list means every port.
         frozenset(ports) if ports or port_ranges else None,
         port_ranges,
         SourceNetwork(include, exclude) if include or exclude else None,
+        frozenset(raw.get("exceptPorts") or ()),
+        except_ranges,
     )
 
 
@@ -167,7 +185,17 @@ def _blocks(
     return tuple(blocks)
 
 
-_NETWORK_FIELDS = ("ports", "portRanges", "sourceCIDRs", "exceptSourceCIDRs")
+_NETWORK_FIELDS = (
+    "ports",
+    "portRanges",
+    "exceptPorts",
+    "exceptPortRanges",
+    "sourceCIDRs",
+    "exceptSourceCIDRs",
+)
+
+
+_NAMED_FIELDS = ", ".join(_NETWORK_FIELDS[:-1]) + " or " + _NETWORK_FIELDS[-1]
 
 
 def _names_a_network_criterion(network: Mapping[str, Any]) -> str | None:
@@ -212,6 +240,29 @@ _CIDR = String(
 )
 
 
+def _port_ranges(description: str) -> Array:
+    return Array(
+        Object(
+            fields={
+                "start": Integer(minimum=1, maximum=65535),
+                "end": Integer(minimum=1, maximum=65535),
+            },
+            required=("start", "end"),
+            checks=(
+                Check(
+                    cel="self.start <= self.end",
+                    message="a port range's end must not be below its start",
+                    expected="an end at or above start",
+                    failing=_range_ascends,
+                ),
+            ),
+        ),
+        max_items=16,
+        min_items=1,
+        description=description,
+    )
+
+
 def _cidrs(description: str) -> Array:
     return Array(_CIDR, max_items=32, min_items=1, description=description)
 
@@ -224,25 +275,17 @@ NETWORK_ATTRIBUTES_SCHEMA = Object(
             max_items=64,
             description="Destination ports; empty (as omitted): every port (GEP-3779).",
         ),
-        "portRanges": Array(
-            Object(
-                fields={
-                    "start": Integer(minimum=1, maximum=65535),
-                    "end": Integer(minimum=1, maximum=65535),
-                },
-                required=("start", "end"),
-                checks=(
-                    Check(
-                        cel="self.start <= self.end",
-                        message="a port range's end must not be below its start",
-                        expected="an end at or above start",
-                        failing=_range_ascends,
-                    ),
-                ),
-            ),
-            max_items=16,
+        "portRanges": _port_ranges(
+            "Sigil extension: inclusive destination port ranges, OR-ed with ports."
+        ),
+        "exceptPorts": Array(
+            Integer("A destination port.", 1, 65535),
+            max_items=64,
             min_items=1,
-            description="Sigil extension: inclusive destination port ranges, OR-ed with ports.",
+            description="Sigil extension: the destination port must be none of these.",
+        ),
+        "exceptPortRanges": _port_ranges(
+            "Sigil extension: the destination port must be in none of these inclusive ranges."
         ),
         "sourceCIDRs": _cidrs("Sigil extension: the peer's address must be in one of these."),
         "exceptSourceCIDRs": _cidrs(
@@ -251,9 +294,9 @@ NETWORK_ATTRIBUTES_SCHEMA = Object(
     },
     checks=(
         Check(
-            cel="has(self.ports) || has(self.portRanges) || has(self.sourceCIDRs) || has(self.exceptSourceCIDRs)",
-            message="networkAttributes must name ports, portRanges, sourceCIDRs or exceptSourceCIDRs",
-            expected="ports, portRanges, sourceCIDRs or exceptSourceCIDRs",
+            cel=" || ".join(f"has(self.{name})" for name in _NETWORK_FIELDS),
+            message="networkAttributes must name " + _NAMED_FIELDS,
+            expected=_NAMED_FIELDS,
             failing=_names_a_network_criterion,
         ),
         *_cidr_checks(),

@@ -4,7 +4,8 @@
 looked up under every key it belongs to, so that matching a peer is a handful of dict lookups instead of a test
 of every source. A peer's keys: its exact ID; when it is a local ID that fits the workload ID template
 (:mod:`.peer_ids`), its namespace, its ServiceAccount and each namespace selector its namespace matches; "any
-authenticated peer", in general and of its trust domain; "any peer"; and each ``/*`` prefix above its ID.
+authenticated peer", in general and of its trust domain; "any peer"; each ``SPIFFEPattern`` its ID matches;
+and each ``/*`` prefix above its ID.
 Every key but the exact ID and the prefixes starts with a NUL, which no SPIFFE ID holds, so none collides with one.
 """
 
@@ -15,11 +16,15 @@ from collections.abc import Callable, Mapping
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.policy.decision import NAMESPACE_NAME_LABEL
 from sigil.enforcer.policy.identity_sources import (
+    AllOfSource,
     AuthenticatedSource,
     NamespacesSource,
     SameNamespaceSource,
+    ServiceAccountSource,
+    Source,
+    SpiffePatternSource,
 )
-from sigil.enforcer.policy.model import Policy, ServiceAccountSource, Source
+from sigil.enforcer.policy.model import Policy
 from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 from sigil.enforcer.policy.selector import LabelSelector
 from sigil.enforcer.policy.table import ANY_PEER
@@ -49,16 +54,24 @@ class PeerKeyer:
         self.workload_ids = workload_ids
         self._known = known_namespaces
         self._labels = namespace_labels
-        # Every namespace selector of a Namespaces source, numbered once.
+        # Every namespace selector of a Namespaces source and every SPIFFE pattern, numbered once.
         self._selectors: dict[LabelSelector, int] = {}
+        self._patterns: dict[SpiffePatternSource, int] = {}
         for policy in policies:
             for rule in policy.rules:
-                for source in rule.sources or ():
+                for source in _flattened((*(rule.sources or ()), *rule.not_sources)):
                     if isinstance(source, NamespacesSource):
                         self._selectors.setdefault(source.selector, len(self._selectors))
+                    elif isinstance(source, SpiffePatternSource):
+                        self._patterns.setdefault(source, len(self._patterns))
 
     def source_keys(self, source: Source, namespace: str) -> tuple[str, ...]:
-        """The peer keys a source names, for a target in ``namespace``."""
+        """The peer keys a source names, for a target in ``namespace``; for an AllOf, those of its first
+        member (every peer it matches holds one; the filing checks the other members)."""
+        if isinstance(source, AllOfSource):
+            return self.source_keys(source.members[0], namespace)
+        if isinstance(source, SpiffePatternSource):
+            return (_pattern(self._patterns[source]),)
         if isinstance(source, ServiceAccountSource):
             # ServiceAccount sources name the local trust domain only (GEP-3779); other domains need SPIFFE.
             if source.name == "*":
@@ -95,6 +108,13 @@ class PeerKeyer:
             )
         # Every peer that reached a decision with an ID had its SVID verified against its domain's bundle.
         exact.extend((_AUTHENTICATED, f"{_AUTHENTICATED}/{peer.trust_domain.name}", ANY_PEER))
+        if self._patterns:
+            whole = base + peer.path
+            exact.extend(
+                _pattern(number)
+                for pattern, number in self._patterns.items()
+                if pattern.matches(whole)
+            )
         prefixes = []
         prefix = base
         for segment in segments:
@@ -125,3 +145,15 @@ def _service_account(namespace: str, name: str) -> str:
 
 def _namespaces_matching(number: int) -> str:
     return f"\0nsel/{number}"
+
+
+def _pattern(number: int) -> str:
+    return f"\0pat/{number}"
+
+
+def _flattened(sources: tuple[Source, ...]) -> list[Source]:
+    """``sources`` with each AllOf replaced by its members."""
+    flat: list[Source] = []
+    for source in sources:
+        flat.extend(source.members if isinstance(source, AllOfSource) else (source,))
+    return flat

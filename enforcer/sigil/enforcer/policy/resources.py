@@ -3,7 +3,8 @@
 Field names follow Gateway API GEP-3779 exactly (``targetRefs``, ``action``, ``enforcementLevel``,
 ``rules[].sources[]``, ``rules[].networkAttributes.ports``). Extensions beyond the GEP, each marked as such in
 its description: ``action: DENY`` (the GEP's planned enhancement), ``spec.dryRun``, SPIFFE sources ending
-in ``/*``, and the source ``type: Any``.
+in ``/*``, the source types of :mod:`.identity_sources`, ``type: Any``, ``rules[].notSources``,
+``spec.scope: Mesh`` and ``targetRefs[].ports``.
 
 One departure from the GEP, for safety: a rule must name a criterion. The GEP reads a rule without ``sources``
 as "any peer", so ``rules: [{}]`` allows (or denies) everyone. But the Kubernetes API server prunes fields its
@@ -68,9 +69,13 @@ _TYPE_FIELDS: dict[str, str | None] = {
     "Authenticated": "authenticated",
     "SameNamespace": None,
     "Namespaces": "namespaces",
+    "SPIFFEPattern": "spiffePattern",
+    "AllOf": "allOf",
 }
 # The type's field is required, except Authenticated's, whose absence means "of every trusted domain".
-_REQUIRED_FIELDS = ("serviceAccount", "spiffe", "namespaces")
+_REQUIRED_FIELDS = ("serviceAccount", "spiffe", "namespaces", "spiffePattern", "allOf")
+# A glob over a whole SPIFFE ID: * is any run of characters, / included (Sigil extension).
+_SPIFFE_PATTERN = r"^spiffe://[A-Za-z0-9._*/-]+$"
 
 
 def _missing(kind: str, name: str, source: Mapping[str, Any]) -> str | None:
@@ -81,11 +86,11 @@ def _misplaced(kind: str, name: str, source: Mapping[str, Any]) -> str | None:
     return name if name in source and source.get("type") != kind else None
 
 
-def _field_checks() -> tuple[Check, ...]:
+def _field_checks(*, member: bool) -> tuple[Check, ...]:
     """A source sets its type's own field (GEP-3779's one-of) and no other type's field."""
     checks = []
     for kind, name in _TYPE_FIELDS.items():
-        if name is None:
+        if name is None or (member and kind == "AllOf"):
             continue
         if name in _REQUIRED_FIELDS:
             checks.append(
@@ -108,7 +113,8 @@ def _field_checks() -> tuple[Check, ...]:
 
 
 def _names_a_criterion(rule: Mapping[str, Any]) -> str | None:
-    return None if "sources" in rule or "networkAttributes" in rule else ""
+    named = "sources" in rule or "notSources" in rule or "networkAttributes" in rule
+    return None if named else ""
 
 
 _TRUST_DOMAIN = String(
@@ -119,7 +125,9 @@ _TRUST_DOMAIN = String(
 )
 
 
-def _source(*, namespaced: bool) -> Object:
+def _source(*, namespaced: bool, member: bool = False, negated: bool = False) -> Object:
+    """A source; a ``member`` (of an AllOf) is any kind but AllOf, which keeps the schema finite, and neither
+    a member nor a ``negated`` source (of ``notSources``) may be Any."""
     account = Object(
         description="A Kubernetes ServiceAccount of the local trust domain.",
         fields={
@@ -133,35 +141,56 @@ def _source(*, namespaced: bool) -> Object:
         # A cluster-scoped policy has no namespace of its own to default to.
         required=("name",) if namespaced else ("namespace", "name"),
     )
+    kinds = tuple(
+        kind
+        for kind in _TYPE_FIELDS
+        if not (member and kind == "AllOf") and not ((member or negated) and kind == "Any")
+    )
+    fields: dict[str, Any] = {
+        "type": String(
+            "Sigil extensions: Any matches every peer, with or without an SVID; Authenticated any peer "
+            "with a verified SVID; SameNamespace local peers of the target's namespace; Namespaces "
+            "local peers of namespaces matching a selector; SPIFFEPattern peers whose SPIFFE ID "
+            "matches a glob; AllOf peers matching every listed source.",
+            enum=kinds,
+        ),
+        "spiffe": String(
+            "A SPIFFE ID. Sigil extension: ending in /* matches every ID below that path.",
+            pattern=_SPIFFE_SOURCE,
+            shape="a SPIFFE ID with a path (spiffe://domain/path, optionally ending in /*)",
+            max_length=2048,
+        ),
+        "serviceAccount": account,
+        "authenticated": Object(
+            description="Sigil extension: limits type Authenticated to these trust domains.",
+            fields={"trustDomains": Array(_TRUST_DOMAIN, max_items=32, min_items=1)},
+            required=("trustDomains",),
+        ),
+        "namespaces": Object(
+            description="Sigil extension: the peers' namespaces, by their labels.",
+            fields={"selector": SELECTOR_SCHEMA},
+            required=("selector",),
+        ),
+        "spiffePattern": String(
+            "Sigil extension: a glob over the whole SPIFFE ID; * matches any run of characters, "
+            "/ included; spiffe://* is any peer with an SVID.",
+            pattern=_SPIFFE_PATTERN,
+            shape="a SPIFFE ID pattern (spiffe://..., * matching any run of characters)",
+            max_length=2048,
+        ),
+    }
+    if not member:
+        fields["allOf"] = Array(
+            _source(namespaced=namespaced, member=True),
+            max_items=8,
+            min_items=1,
+            description="Sigil extension: every one of these sources must match.",
+        )
     return Object(
         description="A peer identity; sources are OR-ed.",
-        fields={
-            "type": String(
-                "Sigil extensions: Any matches every peer, with or without an SVID; Authenticated any peer "
-                "with a verified SVID; SameNamespace local peers of the target's namespace; Namespaces "
-                "local peers of namespaces matching a selector.",
-                enum=tuple(_TYPE_FIELDS),
-            ),
-            "spiffe": String(
-                "A SPIFFE ID. Sigil extension: ending in /* matches every ID below that path.",
-                pattern=_SPIFFE_SOURCE,
-                shape="a SPIFFE ID with a path (spiffe://domain/path, optionally ending in /*)",
-                max_length=2048,
-            ),
-            "serviceAccount": account,
-            "authenticated": Object(
-                description="Sigil extension: limits type Authenticated to these trust domains.",
-                fields={"trustDomains": Array(_TRUST_DOMAIN, max_items=32, min_items=1)},
-                required=("trustDomains",),
-            ),
-            "namespaces": Object(
-                description="Sigil extension: the peers' namespaces, by their labels.",
-                fields={"selector": SELECTOR_SCHEMA},
-                required=("selector",),
-            ),
-        },
+        fields=fields,
         required=("type",),
-        checks=_field_checks(),
+        checks=_field_checks(member=member),
     )
 
 
@@ -172,13 +201,20 @@ def _rule(*, namespaced: bool) -> Object:
             max_items=128,
             description="Omitted: any peer, even without an SVID. Empty: nothing.",
         ),
+        "notSources": Array(
+            _source(namespaced=namespaced, negated=True),
+            max_items=32,
+            description="Sigil extension: the peer must match none of these sources (a peer without an "
+            "SVID matches no identity source, so it is never excluded by one).",
+        ),
         "networkAttributes": NETWORK_ATTRIBUTES_SCHEMA,
     }
     criterion = Check(
-        cel="has(self.sources) || has(self.networkAttributes)",
-        message="a rule must name sources or networkAttributes (every peer: sources: [{type: Any}])",
-        expected="sources or networkAttributes (a rule naming neither would match every peer; "
-        "write sources: [{type: Any}] for that)",
+        cel="has(self.sources) || has(self.notSources) || has(self.networkAttributes)",
+        message="a rule must name sources, notSources or networkAttributes "
+        "(every peer: sources: [{type: Any}])",
+        expected="sources, notSources or networkAttributes (a rule naming none would match every "
+        "peer; write sources: [{type: Any}] for that)",
         failing=_names_a_criterion,
     )
     if namespaced:
@@ -200,6 +236,13 @@ _TARGET_REF = Object(
         "group": String(enum=("", "core")),
         "kind": String(enum=("Pod",)),
         "selector": SELECTOR_SCHEMA,
+        "ports": Array(
+            Integer("A destination port.", 1, 65535),
+            max_items=64,
+            min_items=1,
+            description="Sigil extension: the ref selects its pods only for connections to these ports "
+            "(omitted: every port); an ALLOW policy then denies unless allowed on these ports only.",
+        ),
     },
     # GEP-3779 requires group (write "" for the core group), as Gateway API's policy targetRefs do.
     required=("group", "kind", "selector"),
@@ -212,6 +255,11 @@ _NAMESPACED_SPEC = Object(
         "action": String("Sigil extension: DENY.", enum=("ALLOW", "DENY")),
         "enforcementLevel": String(enum=("Network",)),
         "dryRun": Boolean("Sigil extension: evaluate and report, never enforce."),
+        "scope": String(
+            "Sigil extension: Mesh joins the namespace tier of every namespace, its selector matched "
+            "against the pods of each (Istio's root namespace); default Namespace.",
+            enum=("Namespace", "Mesh"),
+        ),
         "rules": Array(_rule(namespaced=True), max_items=128),
     },
     required=("targetRefs", "action", "enforcementLevel"),

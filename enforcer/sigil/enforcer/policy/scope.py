@@ -2,7 +2,7 @@
 
 An enforcer decides connections to its own pod only, so it needs the policies that can select that pod, nothing
 else (issue 5, "only what can apply to it"): the ``AuthorizationPolicies`` of the pod's namespace whose selector
-matches its labels, and the ``ClusterAuthorizationPolicies`` whose ``namespaceSelector`` matches the namespace's
+matches its labels (and the ``spec.scope: Mesh`` ones of every namespace), and the ``ClusterAuthorizationPolicies`` whose ``namespaceSelector`` matches the namespace's
 labels and whose ``podSelector`` matches the pod's. The rules are those of the index (authz.md part 7) and use
 the same :class:`~sigil.enforcer.policy.selector.LabelSelector`, so scoping can never keep out a policy that the
 evaluation would have applied.
@@ -43,7 +43,11 @@ class Workload:
 def applies_to(policy: Policy, workload: Workload) -> bool:
     """True when ``policy`` could take part in a decision about a connection to ``workload``."""
     if isinstance(policy, AuthorizationPolicy):
-        return policy.namespace == workload.namespace and policy.selector.matches(workload.labels)
+        # A Mesh-scoped policy (Sigil extension) joins the namespace tier of every namespace.
+        in_scope = policy.namespace == workload.namespace or (
+            policy.mesh and workload.namespace is not None
+        )
+        return in_scope and policy.selector.matches(workload.labels)
     return policy.namespace_selector.matches(
         workload.namespace_labels
     ) and policy.pod_selector.matches(workload.labels)

@@ -16,7 +16,7 @@ from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.model import Effect
 from sigil.enforcer.policy.network import PortRange
 
-__all__ = ["ANY_PEER", "DEFAULT", "DEFAULT_REFUSED", "NO_RULE", "Condition", "Table"]
+__all__ = ["ANY_PEER", "DEFAULT", "DEFAULT_REFUSED", "NO_RULE", "Condition", "KeySets", "Table"]
 
 # The key of rules with no ``sources``: they match any peer, even one without an SVID. A NUL cannot occur
 # in a SPIFFE ID, so it never collides with one.
@@ -30,29 +30,84 @@ DEFAULT_REFUSED = (
 _NONE = 1 << 62
 
 
+#: Peer keys of a conjunction of sources: the peer must hold a key of every set (a simple source is one set).
+KeySets = tuple[frozenset[str], ...]
+
+
 class Condition:
-    """What a rule asks beyond a port list (authz.md 7.1): port ranges, and the peer's network.
+    """What a rule asks beyond a port list: port ranges and the peer's network (authz.md 7.1), and the Sigil
+    extensions excepted ports, the target ref's ports, AllOf sources and ``notSources``.
 
     ``ports`` None means every port; ``network`` is the index's number of the rule's
     :class:`~sigil.enforcer.policy.network.SourceNetwork`, which must be among the peer address's numbers.
+    ``all_of``: the peer must hold a key of each set; ``none_of``: it must fully match none of these
+    conjunctions. ``target_ports``: the policy's ``targetRefs[].ports`` (None = every port).
     """
 
-    __slots__ = ("network", "ports", "ranges")
+    __slots__ = (
+        "all_of",
+        "except_ports",
+        "except_ranges",
+        "network",
+        "none_of",
+        "ports",
+        "ranges",
+        "target_ports",
+    )
 
     def __init__(
-        self, ports: frozenset[int] | None, ranges: tuple[PortRange, ...], network: int | None
+        self,
+        ports: frozenset[int] | None,
+        ranges: tuple[PortRange, ...],
+        network: int | None,
+        *,
+        except_ports: frozenset[int] = frozenset(),
+        except_ranges: tuple[PortRange, ...] = (),
+        target_ports: frozenset[int] | None = None,
+        all_of: KeySets = (),
+        none_of: tuple[KeySets, ...] = (),
     ) -> None:
         self.ports = ports
         self.ranges = tuple((span.start, span.end) for span in ranges)
         self.network = network
+        self.except_ports = except_ports
+        self.except_ranges = tuple((span.start, span.end) for span in except_ranges)
+        self.target_ports = target_ports
+        self.all_of = all_of
+        self.none_of = none_of
 
-    def holds(self, port: int, networks: frozenset[int]) -> bool:
-        """True when ``port`` and the peer's ``networks`` satisfy the rule."""
+    def holds(
+        self,
+        port: int,
+        networks: frozenset[int],
+        keys: tuple[str, ...] = (),
+        prefixes: tuple[str, ...] = (),
+    ) -> bool:
+        """True when ``port``, the peer's ``networks`` and its ``keys`` and ``prefixes`` satisfy the rule."""
         if self.network is not None and self.network not in networks:
             return False
+        if self.target_ports is not None and port not in self.target_ports:
+            return False
+        if port in self.except_ports or any(a <= port <= b for a, b in self.except_ranges):
+            return False
+        if self.all_of or self.none_of:
+            held = {*keys, *prefixes}
+            if not all(held & members for members in self.all_of):
+                return False
+            if any(all(held & members for members in negated) for negated in self.none_of):
+                return False
         if self.ports is None:
             return True
         return port in self.ports or any(start <= port <= end for start, end in self.ranges)
+
+    def named_ports(self) -> set[int]:
+        """The single ports this condition names: where a decision can change."""
+        named = set(self.ports or ()) | self.except_ports
+        return named | set(self.target_ports or ())
+
+    def named_ranges(self) -> set[tuple[int, int]]:
+        """The port ranges this condition names."""
+        return {*self.ranges, *self.except_ranges}
 
 
 _Entry = tuple[int, frozenset[int] | None, Condition | None]
@@ -65,6 +120,8 @@ class Table:
     __slots__ = (
         "_admin_end",
         "_allow_end",
+        "_allow_everywhere",
+        "_allow_ports",
         "_building",
         "_by_key",
         "_deny_end",
@@ -83,6 +140,10 @@ class Table:
         self.default_allow = self.default is not DefaultPolicy.DENY
         self.rules: list[Match] = []
         self.allow_policies: list[str] = []
+        # The ports on which an ALLOW policy selects the target (targetRefs[].ports), unless one selects it
+        # on every port.
+        self._allow_everywhere = False
+        self._allow_ports: frozenset[int] = frozenset()
         self._building: dict[str, list[_Entry]] = {}
         self._by_key: dict[str, tuple[_Entry, ...]] = {}
         self._passes: frozenset[int] = frozenset()
@@ -103,6 +164,22 @@ class Table:
         passes None as ``ports`` and lets the condition check them."""
         order = len(self.rules)
         self.rules.append(match)
+        for key in keys:
+            self._building.setdefault(key, []).append((order, ports, condition))
+
+    def add_allow_policy(self, ref: str, ports: frozenset[int] | None) -> None:
+        """An ALLOW policy selects the target, on ``ports`` (None: every port): there, deny unless allowed."""
+        self.allow_policies.append(ref)
+        if ports is None:
+            self._allow_everywhere = True
+        else:
+            self._allow_ports |= ports
+
+    def file_more(
+        self, keys: Iterable[str], ports: frozenset[int] | None, condition: Condition | None
+    ) -> None:
+        """File the rule added last under more ``keys``, with its own ``condition`` (an AllOf source)."""
+        order = len(self.rules) - 1
         for key in keys:
             self._building.setdefault(key, []).append((order, ports, condition))
 
@@ -153,7 +230,7 @@ class Table:
             for order, ports, condition in entries:
                 if ports is not None and port not in ports:
                     continue
-                if condition is not None and not condition.holds(port, networks):
+                if condition is not None and not condition.holds(port, networks, keys, prefixes):
                     continue
                 if order < admin_end:
                     if order < best_admin:
@@ -166,7 +243,7 @@ class Table:
             return best_admin  # step 1: Allow or Deny; a Pass falls through to step 2
         if best_other < self._allow_end:
             return best_other  # step 2: DENY numbers come before ALLOW numbers
-        if self.allow_policies:
+        if self._allow_everywhere or port in self._allow_ports:
             return NO_RULE  # step 2: deny-if-not-allowed
         return best_other if best_other != _NONE else DEFAULT  # steps 3 and 4
 
@@ -183,19 +260,19 @@ class Table:
             for key in keys + prefixes
             for order, ports, condition in self._by_key.get(key, ())
             if (ports is None or port in ports)
-            and (condition is None or condition.holds(port, networks))
+            and (condition is None or condition.holds(port, networks, keys, prefixes))
         }
         return tuple(self.rules[order] for order in sorted(orders))
 
     def ports_named(self, keys: tuple[str, ...], prefixes: tuple[str, ...]) -> set[int]:
         """Every port named by a rule filed under these keys: only these can change the outcome."""
-        ports: set[int] = set()
+        ports: set[int] = set(self._allow_ports)
         for key in keys + prefixes:
             for _, named, condition in self._by_key.get(key, ()):
                 if named is not None:
                     ports |= named
-                elif condition is not None and condition.ports is not None:
-                    ports |= condition.ports
+                elif condition is not None:
+                    ports |= condition.named_ports()
         return ports
 
     def ranges_named(
@@ -207,7 +284,7 @@ class Table:
             for key in keys + prefixes
             for _, _, condition in self._by_key.get(key, ())
             if condition is not None
-            for span in condition.ranges
+            for span in condition.named_ranges()
         }
 
     def verdict(self, outcome: int) -> Verdict:
