@@ -99,6 +99,8 @@ _PRINCIPALS = st.sampled_from(
         "cluster.local/ns/shop/sa/*",
         "far.org/*",
         "spiffe://example.org/ns/shop/sa/web",
+        "*/sa/we b",
+        "Example.org/*",
     ]
 )
 _NAMESPACES = st.sampled_from(["shop", "ops", "prod-*", "*", "sh*"])

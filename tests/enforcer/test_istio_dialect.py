@@ -266,6 +266,7 @@ def test_principals_with_aliases_and_wildcards() -> None:
 def test_principal_that_never_matches_drops_its_source() -> None:
     """A principal written with spiffe:// never matches in Istio, so its source, and here its rule, goes."""
     assert rules_of({"from": [src(principals=["spiffe://example.org/ns/a/sa/b"])]}) == []
+    assert rules_of({"from": [src(principals=["*/sa/a b", "a*b", "*@x"])]}) == []
 
 
 def test_namespaces_and_service_accounts() -> None:

@@ -5,7 +5,8 @@ Istio matches a peer's principal (its URI SAN) with Envoy string matchers that i
 
 * ``principals`` get ``spiffe://`` in front: ``*`` is presence (any peer with an SVID), ``x*`` a prefix, ``*x``
   a suffix, anything else an exact match. A ``*`` anywhere else is a literal character, which no valid SPIFFE ID
-  holds, so such a value never matches; neither does one written with its own ``spiffe://``.
+  holds, so such a value never matches; neither does one written with its own ``spiffe://`` or holding any
+  other character a SPIFFE ID cannot (a space, ``@``, ``%``).
 * ``namespaces`` become the regex ``.*/ns/<ns>/.*`` over the whole ID (``*`` in the value turns into ``.*``), so
   they match any trust domain and any path holding ``/ns/<ns>/``.
 * ``serviceAccounts`` (``ns/sa``, or ``sa`` in the policy's own namespace) become
@@ -45,6 +46,9 @@ CLUSTER_LOCAL = "cluster.local"
 
 _NAMESPACE_PATTERN = re.compile(r"^[a-z0-9*]([-a-z0-9*]*[a-z0-9*])?$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_ID_CHARACTERS = re.compile(
+    r"^[A-Za-z0-9._/-]*$"
+)  # SPIFFE ID, section 2: what a trust domain or path holds
 _TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
 
 SourceDoc = dict[str, Any]
@@ -131,8 +135,8 @@ def _principal_glob(principal: str) -> str | None:
         body, glob = principal[:-1], "spiffe://{}*"
     else:
         body, glob = principal, "spiffe://{}"
-    if "*" in body:
-        return None  # a literal '*': no valid SPIFFE ID holds one
+    if not _ID_CHARACTERS.match(body):
+        return None  # a literal '*', or a character no valid SPIFFE ID holds: it never matches
     return glob.format(body)
 
 
