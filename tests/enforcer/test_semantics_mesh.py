@@ -467,7 +467,7 @@ def test_target_ports_make_only_that_port_deny_if_not_allowed() -> None:
 @pytest.mark.parametrize(
     ("source", "path", "expected"),
     [
-        ({"type": "AllOf", "allOf": []}, "spec.rules[0].sources[0].allOf", "a list of 1 to 8"),
+        ({"type": "AllOf", "allOf": []}, "spec.rules[0].sources[0].allOf", "a list of 1 to 4"),
         ({"type": "AllOf"}, "spec.rules[0].sources[0].allOf", "allOf to be set"),
         (
             {"type": "AllOf", "allOf": [all_of(sa("web"))]},

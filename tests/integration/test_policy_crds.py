@@ -19,6 +19,7 @@ from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
 from sigil_testing.operator import DEPLOY, run_kubectl
 from sigil_testing.waiting import eventually
 
+from sigil.enforcer.policy import AuthorizationPolicy, parse_policy
 from sigil.enforcer.policy.origin import policy_revision
 from sigil.issuer.kube import KubeApi
 from sigil.issuer.policies.crd_status import write_statuses
@@ -405,6 +406,99 @@ def test_the_api_server_refuses_malformed_section_seven_one_fields(
     collection = f"{_GROUP}/namespaces/{namespace}/authorizationpolicies"
     with pytest.raises(ControlPlaneError) as refused:
         policy_crds.request("POST", collection, _allow(namespace, "bad", rule))
+    assert "HTTP 422" in str(refused.value)
+    assert message in str(refused.value)
+
+
+def test_every_mesh_extension_field_is_stored_as_written(
+    policy_crds: ControlPlane, namespace: str
+) -> None:
+    """notSources, AllOf and SPIFFEPattern sources, exceptPorts/exceptPortRanges, spec.scope and targetRefs[].ports
+    apply with kubectl and read back unchanged, for both kinds, and Sigil parses what was stored."""
+    rule = {
+        "sources": [
+            {
+                "type": "AllOf",
+                "allOf": [
+                    {"type": "SPIFFEPattern", "spiffePattern": "spiffe://*/ns/prod-*/sa/*"},
+                    {"type": "Authenticated", "authenticated": {"trustDomains": ["partner.org"]}},
+                ],
+            }
+        ],
+        "notSources": [
+            {"type": "ServiceAccount", "serviceAccount": {"namespace": "kube-system", "name": "*"}},
+            {"type": "AllOf", "allOf": [{"type": "SameNamespace"}]},
+        ],
+        "networkAttributes": {
+            "portRanges": [{"start": 8000, "end": 8100}],
+            "exceptPorts": [8080],
+            "exceptPortRanges": [{"start": 8090, "end": 8099}],
+        },
+    }
+    allow = _allow(namespace, "mesh", rule)
+    allow["spec"]["scope"] = "Mesh"
+    allow["spec"]["targetRefs"][0]["ports"] = [8000, 8050]
+    cluster = {
+        "apiVersion": "authz.sigil.dev/v1alpha1",
+        "kind": "ClusterAuthorizationPolicy",
+        "metadata": {"name": f"mesh-{namespace}"},
+        "spec": {
+            "tier": "Baseline",
+            "priority": 5,
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "rules": [{"action": "Deny", **rule}],
+        },
+    }
+    documents = [allow, cluster]
+    applied = run_kubectl(policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
+    assert applied.returncode == 0, applied.stderr
+    stored = policy_crds.request(
+        "GET", f"{_GROUP}/namespaces/{namespace}/authorizationpolicies/mesh"
+    )
+    assert stored["spec"] == allow["spec"]
+    parsed = parse_policy(stored)
+    assert isinstance(parsed, AuthorizationPolicy)
+    assert parsed.mesh
+    assert parsed.target_ports == frozenset({8000, 8050})
+    stored = policy_crds.request("GET", f"{_GROUP}/clusterauthorizationpolicies/mesh-{namespace}")
+    assert stored["spec"] == cluster["spec"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"scope": "Cluster"}, "supported values"),
+        ({"rules": [{"notSources": [{"type": "Any"}]}]}, "supported values"),
+        (
+            {"rules": [{"sources": [{"type": "AllOf", "allOf": []}]}]},
+            "should have at least 1 items",
+        ),
+        ({"rules": [{"sources": [{"type": "AllOf"}]}]}, "allOf is required when type is AllOf"),
+        (
+            {"rules": [{"sources": [{"type": "SPIFFEPattern", "spiffePattern": "prod-*"}]}]},
+            "should match",
+        ),
+        (
+            {
+                "rules": [
+                    _rule_with(networkAttributes={"exceptPortRanges": [{"start": 9, "end": 8}]})
+                ]
+            },
+            "a port range's end must not be below its start",
+        ),
+    ],
+    ids=["scope", "not-any", "empty-all-of", "all-of-missing", "pattern", "except-range"],
+)
+def test_the_api_server_refuses_malformed_mesh_extension_fields(
+    policy_crds: ControlPlane, namespace: str, change: dict[str, Any], message: str
+) -> None:
+    """The CRD refuses a bad scope, a negated Any, an empty or missing allOf, a pattern without spiffe:// and a
+    descending excepted range."""
+    document = _allow(namespace, "bad", _rule_with())
+    document["spec"].update(change)
+    collection = f"{_GROUP}/namespaces/{namespace}/authorizationpolicies"
+    with pytest.raises(ControlPlaneError) as refused:
+        policy_crds.request("POST", collection, document)
     assert "HTTP 422" in str(refused.value)
     assert message in str(refused.value)
 

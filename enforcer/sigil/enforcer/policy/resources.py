@@ -25,7 +25,12 @@ from typing import Any
 
 from sigil.enforcer.policy.network import NETWORK_ATTRIBUTES_SCHEMA
 from sigil.enforcer.policy.schema import Array, Boolean, Check, Integer, Map, Object, String
-from sigil.enforcer.policy.selector import LABEL_KEYS, LABEL_VALUES, SELECTOR_SCHEMA
+from sigil.enforcer.policy.selector import (
+    LABEL_KEYS,
+    LABEL_VALUES,
+    SELECTOR_SCHEMA,
+    selector_schema,
+)
 
 __all__ = [
     "API_VERSION",
@@ -168,7 +173,7 @@ def _source(*, namespaced: bool, member: bool = False, negated: bool = False) ->
         ),
         "namespaces": Object(
             description="Sigil extension: the peers' namespaces, by their labels.",
-            fields={"selector": SELECTOR_SCHEMA},
+            fields={"selector": selector_schema(max_expressions=4) if member else SELECTOR_SCHEMA},
             required=("selector",),
         ),
         "spiffePattern": String(
@@ -182,9 +187,11 @@ def _source(*, namespaced: bool, member: bool = False, negated: bool = False) ->
     if not member:
         fields["allOf"] = Array(
             _source(namespaced=namespaced, member=True),
-            max_items=8,
+            max_items=4,
             min_items=1,
-            description="Sigil extension: every one of these sources must match.",
+            description="Sigil extension: every one of these sources must match (at most four; a "
+            "Namespaces member's selector takes at most four matchExpressions, to keep the API server's "
+            "CEL cost estimate in bounds).",
         )
     return Object(
         description="A peer identity; sources are OR-ed.",

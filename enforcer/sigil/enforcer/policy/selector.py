@@ -23,6 +23,7 @@ __all__ = [
     "LabelSelector",
     "Operator",
     "Requirement",
+    "selector_schema",
 ]
 
 # apimachinery's validation.IsQualifiedName and IsValidLabelValue, written with [.] instead of \. so that they
@@ -45,32 +46,40 @@ def _values_match_operator(requirement: Mapping[str, Any]) -> str | None:
     return "values" if values else None
 
 
-SELECTOR_SCHEMA = Object(
-    description="A Kubernetes LabelSelector; {} selects everything.",
-    fields={
-        "matchLabels": Map(keys=LABEL_KEYS, values=LABEL_VALUES, description="Labels to match."),
-        "matchExpressions": Array(
-            max_items=16,
-            items=Object(
-                fields={
-                    "key": LABEL_KEYS,
-                    "operator": String(enum=("In", "NotIn", "Exists", "DoesNotExist")),
-                    "values": Array(LABEL_VALUES, max_items=64),
-                },
-                required=("key", "operator"),
-                checks=(
-                    Check(
-                        cel="self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0)"
-                        " : (!has(self.values) || size(self.values) == 0)",
-                        message="values must be non-empty for In and NotIn and empty otherwise",
-                        expected="values non-empty for In and NotIn, empty for Exists and DoesNotExist",
-                        failing=_values_match_operator,
+def selector_schema(*, max_expressions: int = 16) -> Object:
+    """A LabelSelector's schema; a selector nested deeper (an AllOf member's) allows fewer expressions, since
+    the API server's CEL cost estimate multiplies the bounds of every enclosing list."""
+    return Object(
+        description="A Kubernetes LabelSelector; {} selects everything.",
+        fields={
+            "matchLabels": Map(
+                keys=LABEL_KEYS, values=LABEL_VALUES, description="Labels to match."
+            ),
+            "matchExpressions": Array(
+                max_items=max_expressions,
+                items=Object(
+                    fields={
+                        "key": LABEL_KEYS,
+                        "operator": String(enum=("In", "NotIn", "Exists", "DoesNotExist")),
+                        "values": Array(LABEL_VALUES, max_items=64),
+                    },
+                    required=("key", "operator"),
+                    checks=(
+                        Check(
+                            cel="self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0)"
+                            " : (!has(self.values) || size(self.values) == 0)",
+                            message="values must be non-empty for In and NotIn and empty otherwise",
+                            expected="values non-empty for In and NotIn, empty for Exists and DoesNotExist",
+                            failing=_values_match_operator,
+                        ),
                     ),
                 ),
             ),
-        ),
-    },
-)
+        },
+    )
+
+
+SELECTOR_SCHEMA = selector_schema()
 
 
 class Operator(enum.Enum):
