@@ -9,6 +9,7 @@ from enforcer.istio_docs import Doc, istio_ap, op, src, when
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sigil.enforcer.policy import parse_policy
 from sigil.enforcer.policy.dialects.base import (
     TRANSLATED_FROM,
     Exactness,
@@ -24,10 +25,13 @@ OPTIONS = TranslateOptions(trust_domain="example.org", trust_domain_aliases=("ol
 
 
 def translate(*documents: Doc, options: TranslateOptions = OPTIONS) -> Translation:
-    """Translate ``documents`` as if read from one file."""
-    return DIALECT.translate(
+    """Translate ``documents`` as if read from one file; every document written must be a valid Sigil policy."""
+    translation = DIALECT.translate(
         [SourcedDocument(d, f"policies.yaml#{i}") for i, d in enumerate(documents)], options
     )
+    for translated in translation.documents:
+        parse_policy(translated.document)
+    return translation
 
 
 def only_spec(translation: Translation) -> dict[str, Any]:
@@ -472,3 +476,45 @@ def test_any_spec_is_translated_or_refused(spec: object) -> None:
     )
     for finding in refused:
         assert finding.path.startswith("spec"), finding
+
+
+def test_long_lists_split_over_rules() -> None:
+    """More ports or address blocks than one Sigil rule holds are spread over several rules, OR-ed exactly."""
+    ports = [str(2000 + 2 * i) for i in range(100)]
+    blocks = [f"10.{i}.0.0/16" for i in range(0, 80, 2)]
+    rules = rules_of({"from": [src(ipBlocks=blocks)], "to": [op(ports=ports)]})
+    assert len(rules) == 4
+    assert sorted(p for r in rules[::2] for p in r["networkAttributes"]["ports"]) == [
+        int(p) for p in ports
+    ]
+    assert sorted({b for r in rules for b in r["networkAttributes"]["sourceCIDRs"]}) == sorted(
+        blocks
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        (src(notPrincipals=[f"far.org/ns/a/sa/s{i}" for i in range(40)]), "excluded peers: 40"),
+        (
+            src(
+                principals=["*/sa/a"],
+                namespaces=["a"],
+                serviceAccounts=["a/a"],
+                trustDomains=["a.org"],
+            ),
+            None,
+        ),
+    ],
+)
+def test_what_one_rule_cannot_hold_is_refused(source: Doc, words: str | None) -> None:
+    """Exclusions beyond one rule's limit cannot be split: the policy is refused, saying how many there were."""
+    translation = translate(
+        istio_ap("p", rules=[{"from": [source], "when": [when("source.principal", ["*/x"])]}])
+    )
+    if words is None:  # five AND-ed identity fields: more than AllOf's four members
+        assert [f.exactness for f in translation.findings] == [Exactness.REFUSED]
+        assert "AllOf holds at most 4" in translation.findings[0].message
+    else:
+        assert words in translation.findings[0].message
+    assert translation.documents == ()

@@ -13,15 +13,17 @@ import ipaddress
 import itertools
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["ConditionError", "Conditions", "parse_networks", "parse_ports", "sigil_rule"]
+__all__ = ["ConditionError", "Conditions", "parse_networks", "parse_ports", "sigil_rules"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 SourceDoc = dict[str, Any]
 _MAX_COMBINATIONS = 256
+# One Sigil rule's limits (policy.resources and policy.network schemas).
+_MAX_ALL_OF, _MAX_SOURCES, _MAX_EXCLUDED, _MAX_PORTS, _MAX_BLOCKS = 4, 128, 32, 64, 32
 
 
 class ConditionError(ValueError):
@@ -127,8 +129,13 @@ class Conditions:
         return ports is None or bool(ports)
 
 
-def sigil_rule(conditions: Conditions, path: str) -> dict[str, Any] | None:
-    """The Sigil rule requiring ``conditions`` (sources spread into AllOf combinations), None if it matches nobody."""
+def sigil_rules(conditions: Conditions, path: str) -> list[dict[str, Any]]:
+    """The Sigil rules requiring ``conditions``: one, or several OR-ed where a list outgrows Sigil's limits.
+
+    Sources spread into AllOf combinations; [] when every combination contradicts itself. Sources, ports and
+    address blocks beyond one rule's limits are split over several rules (OR-ing them is exact); exclusions
+    and AllOf members beyond the limits cannot be split, and raise :class:`ConditionError`.
+    """
     combinations = 1
     for group in conditions.groups:
         combinations *= len(group)
@@ -137,35 +144,74 @@ def sigil_rule(conditions: Conditions, path: str) -> dict[str, Any] | None:
             f"{path}: its fields combine into {combinations} alternatives (at most "
             f"{_MAX_COMBINATIONS}); split the rule"
         )
-    rule: dict[str, Any] = {}
-    if conditions.groups:
-        sources: list[dict[str, Any]] = []
-        for chosen in itertools.product(*conditions.groups):
-            members = _simplified([_thawed(m) for m in dict.fromkeys(_frozen(s) for s in chosen)])
-            if members is None:
-                continue
-            source = members[0] if len(members) == 1 else {"type": "AllOf", "allOf": members}
-            if source not in sources:
-                sources.append(source)
-        if not sources:
-            return None  # every combination contradicts itself: the rule matches nobody
-        rule["sources"] = sources
-    else:
-        rule["sources"] = [{"type": "Any"}]
+    sources: list[dict[str, Any]] = []
+    for chosen in itertools.product(*conditions.groups) if conditions.groups else ():
+        members = _simplified([_thawed(m) for m in dict.fromkeys(_frozen(s) for s in chosen)])
+        if members is None:
+            continue
+        if len(members) > _MAX_ALL_OF:
+            raise ConditionError(
+                f"{path}: one source ANDs {len(members)} identity conditions; Sigil's AllOf holds at most "
+                f"{_MAX_ALL_OF}"
+            )
+        source = members[0] if len(members) == 1 else {"type": "AllOf", "allOf": members}
+        if source not in sources:
+            sources.append(source)
+    if conditions.groups and not sources:
+        return []
+    common: dict[str, Any] = {}
     if conditions.excluded:
-        rule["notSources"] = list(conditions.excluded)
+        common["notSources"] = _limited(
+            list(conditions.excluded), _MAX_EXCLUDED, f"{path}: excluded peers"
+        )
     network: dict[str, Any] = {}
-    if conditions.ports is not None:
-        network["ports"] = sorted(conditions.ports - conditions.except_ports - {0})
-    elif conditions.except_ports - {0}:
-        network["exceptPorts"] = sorted(conditions.except_ports - {0})
-    if conditions.networks is not None:
-        network["sourceCIDRs"] = [str(n) for n in conditions.networks]
+    if conditions.ports is None and conditions.except_ports - {0}:
+        network["exceptPorts"] = _limited(
+            sorted(conditions.except_ports - {0}), _MAX_PORTS, f"{path}: excluded ports"
+        )
     if conditions.except_networks:
-        network["exceptSourceCIDRs"] = [str(n) for n in conditions.except_networks]
-    if network:
-        rule["networkAttributes"] = network
-    return rule
+        blocks = [str(n) for n in _collapsed(conditions.except_networks)]
+        network["exceptSourceCIDRs"] = _limited(
+            blocks, _MAX_BLOCKS, f"{path}: excluded address blocks"
+        )
+    port_chunks: list[list[int] | None] = [None]
+    if conditions.ports is not None:
+        port_chunks = list(
+            _chunks(sorted(conditions.ports - conditions.except_ports - {0}), _MAX_PORTS)
+        )
+    block_chunks: list[list[str] | None] = [None]
+    if conditions.networks is not None:
+        block_chunks = list(_chunks([str(n) for n in _collapsed(conditions.networks)], _MAX_BLOCKS))
+    out: list[dict[str, Any]] = []
+    source_chunks = list(_chunks(sources, _MAX_SOURCES)) if sources else [[{"type": "Any"}]]
+    for chunk, ports, blocks in itertools.product(source_chunks, port_chunks, block_chunks):
+        rule: dict[str, Any] = {"sources": chunk, **common}
+        attributes = dict(network)
+        if ports is not None:
+            attributes["ports"] = ports
+        if blocks is not None:
+            attributes["sourceCIDRs"] = blocks
+        if attributes:
+            rule["networkAttributes"] = attributes
+        out.append(rule)
+    return out
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _limited(items: list[Any], limit: int, what: str) -> list[Any]:
+    if len(items) > limit:
+        raise ConditionError(f"{what}: {len(items)}, more than the {limit} one Sigil rule holds")
+    return items
+
+
+def _collapsed(networks: Sequence[Network]) -> list[Network]:
+    v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in networks if isinstance(n, ipaddress.IPv6Network)]
+    return [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
 
 
 def _simplified(members: list[SourceDoc]) -> list[SourceDoc] | None:

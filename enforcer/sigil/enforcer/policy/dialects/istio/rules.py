@@ -25,7 +25,7 @@ from sigil.enforcer.policy.dialects.istio.conditions import (
     Conditions,
     parse_networks,
     parse_ports,
-    sigil_rule,
+    sigil_rules,
 )
 from sigil.enforcer.policy.dialects.istio.fields import (
     RuleError,
@@ -133,9 +133,7 @@ def translate_rule(
     for left, right in itertools.product(froms, tos):
         combined = base.merge(left).merge(right)
         if combined.satisfiable:
-            sigil = sigil_rule(combined, path)
-            if sigil is not None and sigil not in out:
-                out.append(sigil)
+            out.extend(r for r in sigil_rules(combined, path) if r not in out)
     return out, notes
 
 
