@@ -154,6 +154,11 @@ def test_audit_becomes_dry_run_deny() -> None:
             "spec.rules[0]",
             "not a namespace name",
         ),
+        (
+            istio_ap("x", rules=[{"from": [src(serviceAccounts=["a/b"], notNamespaces=["c"])]}]),
+            "spec.rules[0]",
+            "serviceAccounts together with principals or namespaces",
+        ),
         (istio_ap("x", spec={"rules": {}}), "spec.rules", "expected a list"),
         (istio_ap("x", spec={"selectors": {}}), "spec.selectors", "unknown field"),
         (
@@ -500,7 +505,6 @@ def test_long_lists_split_over_rules() -> None:
             src(
                 principals=["*/sa/a"],
                 namespaces=["a"],
-                serviceAccounts=["a/a"],
                 trustDomains=["a.org"],
             ),
             None,
@@ -508,10 +512,9 @@ def test_long_lists_split_over_rules() -> None:
     ],
 )
 def test_what_one_rule_cannot_hold_is_refused(source: Doc, words: str | None) -> None:
-    """Exclusions beyond one rule's limit cannot be split: the policy is refused, saying how many there were."""
-    translation = translate(
-        istio_ap("p", rules=[{"from": [source], "when": [when("source.principal", ["*/x"])]}])
-    )
+    """What cannot be split over rules (exclusions, AllOf members) beyond Sigil's limits refuses the policy."""
+    conditions = [when("source.principal", ["*/x"]), when("source.namespace", ["b"])]
+    translation = translate(istio_ap("p", rules=[{"from": [source], "when": conditions}]))
     if words is None:  # five AND-ed identity fields: more than AllOf's four members
         assert [f.exactness for f in translation.findings] == [Exactness.REFUSED]
         assert "AllOf holds at most 4" in translation.findings[0].message

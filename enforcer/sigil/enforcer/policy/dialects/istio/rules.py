@@ -192,6 +192,12 @@ def _source(
     conditions: Conditions, source: object, path: str, namespace: str, domains: TrustDomains
 ) -> Conditions:
     raw = mapping_of(source, path)
+    if (raw.get("serviceAccounts") or raw.get("notServiceAccounts")) and any(
+        raw.get(key) for key in ("principals", "notPrincipals", "namespaces", "notNamespaces")
+    ):
+        raise RuleError(
+            f"{path}: Istio does not accept serviceAccounts together with principals or namespaces"
+        )
     for key in ("principals", "namespaces", "serviceAccounts", "trustDomains"):
         not_key = "not" + key[0].upper() + key[1:]
         conditions = _identity(
