@@ -229,8 +229,10 @@ def _namespace_matches(value: str, peer: str | None) -> bool:
 
 
 def _service_account_matches(value: str, peer: str | None, namespace: str) -> bool:
-    ns, _, sa = value.rpartition("/")
-    pattern = f"spiffe://.+/ns/{ns or namespace}/(.+/|)sa/{sa}(/.+)?"
+    ns, slash, sa = value.partition("/")
+    if not slash:  # a bare name is an account of the policy's own namespace
+        ns, sa = namespace, value
+    pattern = f"spiffe://.+/ns/{ns}/(.+/|)sa/{sa}(/.+)?"
     return re.fullmatch(pattern, peer or "") is not None
 
 
