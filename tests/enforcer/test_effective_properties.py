@@ -2,7 +2,8 @@
 and address.
 
 The policy sets (the whole 7.1 language: Authenticated, SameNamespace and Namespaces sources, ``ports: []``, port
-ranges, source CIDRs with exceptions), and the plain reading of part 7 and 7.1 that checks them, are those of
+ranges, source CIDRs with exceptions; and the mesh extensions: notSources, AllOf and SPIFFEPattern sources,
+excepted ports and ranges, Mesh scope, target ref ports), and the plain reading of part 7 and 7.1 that checks them, are those of
 ``test_properties``. The peers, ports and addresses here are drawn beyond anything the policies name (random
 paths in three trust domains and in namespaces no rule names, no SVID at all; any port; any IPv4 or IPv6
 address, inside and around the blocks, IPv4-mapped, unknown or malformed), under every ``--default``, so the
@@ -265,7 +266,8 @@ def test_a_shadowed_rule_never_decides(
                 if isinstance(p, AuthorizationPolicy)
                 and p.action is Effect.ALLOW
                 and not p.dry_run
-                and p.namespace == namespace
+                and (p.namespace == namespace or p.mesh)
+                and (p.target_ports is None or port in p.target_ports)
                 and p.selector.matches(labels)
             }
             assert not allows & shadowed_policies

@@ -25,6 +25,7 @@ from sigil.enforcer.errors import PolicySourceError
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.decision import Decision, Target
 from sigil.enforcer.policy.defaults import DefaultPolicy
+from sigil.enforcer.policy.dialects.base import Exactness, TranslateOptions
 from sigil.enforcer.policy.documents import PolicyKey
 from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.index import PolicyIndex
@@ -56,8 +57,15 @@ class Authorizer:
         namespace_labels: Mapping[str, str] | None = None,
         workload_ids: WorkloadIdPattern | None = None,
         metrics: EnforcerMetrics | None = None,
+        root_namespace: str = "istio-system",  # Istio's default rootNamespace
     ) -> None:
         self.trust_domain = trust_domain
+        # Istio's and Linkerd's documents in the directory are translated for this trust domain.
+        self.translation = TranslateOptions(
+            trust_domain=trust_domain.name,
+            root_namespace=root_namespace,
+            id_template=(workload_ids or WorkloadIdPattern()).template,
+        )
         self.target = target
         self.directory = policies if isinstance(policies, Path) else None
         self.agent = None if policies is None or isinstance(policies, Path) else policies
@@ -171,7 +179,7 @@ class Authorizer:
         if self.directory is None:
             raise ValueError("this authorizer has no policy directory")
         stamps = policy_stamps(self.directory)
-        report = self._store.load_directory(self.directory)
+        report = self._store.load_directory(self.directory, options=self.translation)
         self._stamps = stamps
         if report.changed:
             self._index = self._compile()
@@ -242,6 +250,9 @@ class Authorizer:
     def _report(self, report: LoadReport) -> None:
         for error in report.errors:
             _log.error("policy refused; the last good version stays in force", error=str(error))
+        for finding in report.findings:
+            if finding.exactness is not Exactness.EXACT:
+                _log.warning("policy translated", finding=str(finding))
         if self.metrics is not None:
             self.metrics.policy_revision.set(report.revision)
             if report.errors:

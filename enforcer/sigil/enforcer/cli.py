@@ -17,15 +17,17 @@ from pathlib import Path
 
 from sigil.ca.errors import SigilError
 from sigil.ca.spiffe_id import SpiffeId
-from sigil.enforcer.effective_command import add_effective_command
+from sigil.enforcer.effective_command import add_effective_command, report_findings
 from sigil.enforcer.extauthz.command import add_ext_authz_command
 from sigil.enforcer.flags import (
     DEFAULT_TRUST_DOMAIN,
     TRUST_DOMAIN_VARIABLE,
     add_decision_arguments,
+    add_translation_arguments,
     local_trust_domain,
     parse_pairs,
     port_argument,
+    translate_options,
 )
 from sigil.enforcer.policy.crds import crd_documents, render, write_crds
 from sigil.enforcer.policy.decision import Decision, Target
@@ -33,7 +35,7 @@ from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.model import Policy
 from sigil.enforcer.policy.network import parse_peer_address
 from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
-from sigil.enforcer.policy.store import PolicyStore
+from sigil.enforcer.policy.reading import read_policies
 from sigil.enforcer.proxy.command import add_proxy_command
 
 __all__ = ["build_parser", "main"]
@@ -99,6 +101,7 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the peer's IPv4 or IPv6 address (rules with sourceCIDRs match only when it is given)",
     )
     add_decision_arguments(check)
+    add_translation_arguments(check)
     check.add_argument(
         "--explain", action="store_true", help="say which tier, policy and rule decided"
     )
@@ -112,13 +115,13 @@ def _run_check(args: argparse.Namespace) -> int:
     address = None if args.peer_address is None else parse_peer_address(args.peer_address)
     target = Target.parse(args.namespace, parse_pairs("--labels", args.labels))
     namespace_labels = parse_pairs("--namespace-labels", args.namespace_labels)
-    store = PolicyStore()
-    report = store.load_directory(args.policies)
-    if not report.ok:
-        for error in report.errors:
+    found = read_policies([args.policies], options=translate_options(args, trust_domain))
+    report_findings(found.findings)
+    if found.errors:
+        for error in found.errors:
             print(f"sigil-enforcer: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    index = store.current.compile(
+    index = found.policies.compile(
         trust_domain=trust_domain,
         default=DefaultPolicy(args.default),
         namespaces={args.namespace: namespace_labels},
@@ -128,7 +131,7 @@ def _run_check(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(decision.to_dict(), indent=2 if args.explain else None))
     else:
-        print(_text(decision, store.current.policies, explain=args.explain))
+        print(_text(decision, found.policies.policies, explain=args.explain))
     return EXIT_OK if decision.allowed else EXIT_NO
 
 

@@ -11,26 +11,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from sigil.enforcer.flags import (
     TRUST_DOMAIN_VARIABLE,
     add_decision_arguments,
+    add_translation_arguments,
     local_trust_domain,
     parse_pairs,
     port_argument,
+    translate_options,
 )
 from sigil.enforcer.policy.decision import Target
 from sigil.enforcer.policy.defaults import DefaultPolicy
+from sigil.enforcer.policy.dialects.base import Exactness, Finding, TranslateOptions
 from sigil.enforcer.policy.documents import PolicyKey
 from sigil.enforcer.policy.effective import effective
 from sigil.enforcer.policy.effective_text import render_text
-from sigil.enforcer.policy.loader import policy_files, read_file
-from sigil.enforcer.policy.origin import Origin, OriginKind, policy_revision
+from sigil.enforcer.policy.origin import Origin
 from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
-from sigil.enforcer.policy.store import PolicySet, PolicyStore
+from sigil.enforcer.policy.reading import read_policies
+from sigil.enforcer.policy.store import PolicySet
 
-__all__ = ["add_effective_command", "load_with_origins"]
+__all__ = ["add_effective_command", "load_with_origins", "report_findings"]
 
 _EXIT_OK = 0
 _EXIT_BAD_INPUT = 2
@@ -65,19 +69,29 @@ def add_effective_command(commands: argparse._SubParsersAction[argparse.Argument
         help=f"the local trust domain, which ServiceAccount sources name (env {TRUST_DOMAIN_VARIABLE})",
     )
     add_decision_arguments(command)
+    add_translation_arguments(command)
     command.add_argument("--output", choices=("text", "json"), default="text")
     command.set_defaults(run=_run_effective)
+
+
+def report_findings(findings: Iterable[Finding]) -> None:
+    """Say on stderr what a translation of Istio's or Linkerd's policy did not translate exactly."""
+    for finding in findings:
+        if finding.exactness is not Exactness.EXACT:
+            print(f"sigil-enforcer: warning: {finding}", file=sys.stderr)
 
 
 def _run_effective(args: argparse.Namespace) -> int:
     trust_domain = local_trust_domain(args.trust_domain)
     target = Target.parse(args.namespace, parse_pairs("--labels", args.labels))
     namespace_labels = parse_pairs("--namespace-labels", args.namespace_labels)
-    snapshot, origins, errors = load_with_origins(args.policies)
-    if errors:
-        for error in errors:
+    found = read_policies([args.policies], options=translate_options(args, trust_domain))
+    report_findings(found.findings)
+    if found.errors:
+        for error in found.errors:
             print(f"sigil-enforcer: {error}", file=sys.stderr)
         return _EXIT_BAD_INPUT
+    snapshot, origins = found.policies, found.origins
     view = effective(
         snapshot.policies,
         target,
@@ -96,25 +110,9 @@ def _run_effective(args: argparse.Namespace) -> int:
     return _EXIT_OK
 
 
-def load_with_origins(directory: Path) -> tuple[PolicySet, dict[PolicyKey, Origin], list[str]]:
+def load_with_origins(
+    directory: Path, *, options: TranslateOptions | None = None
+) -> tuple[PolicySet, dict[PolicyKey, Origin], list[str]]:
     """The policies of ``directory`` as the store holds them, each one's file and document, and every refusal."""
-    store = PolicyStore()
-    origins: dict[PolicyKey, Origin] = {}
-    errors: list[str] = []
-    for path in policy_files(directory):
-        result = read_file(path)
-        errors.extend(str(error) for error in store.apply(result).errors)
-        several = len(result.outcomes) > 1
-        for number, outcome in enumerate(result.outcomes):
-            if isinstance(outcome, Exception):
-                continue
-            origins.setdefault(
-                outcome.key,
-                Origin(
-                    kind=OriginKind.FILE,
-                    name=str(path),
-                    document=number if several else None,
-                    revision=policy_revision(outcome.canonical),
-                ),
-            )
-    return store.current, origins, errors
+    found = read_policies([directory], options=options or TranslateOptions())
+    return found.policies, found.origins, list(found.errors)

@@ -7,7 +7,8 @@ field and what was expected so that the person who wrote the policy can fix it w
     └── EnforcerError
         ├── PolicyError                  (file, path, expected, document, found)
         │   ├── UnknownFieldError        (file, path, known, document)
-        │   └── PolicyYamlError          (file, line, column, problem)
+        │   ├── PolicyYamlError          (file, line, column, problem)
+        │   └── TranslationRefusedError  (file, path, source, reason)
         ├── PolicySourceError            (path, reason)
         ├── RequestError                 (field, value, reason)
         ├── SvidVerificationError        (reason, detail, spiffe_id)
@@ -28,6 +29,7 @@ __all__ = [
     "PolicyYamlError",
     "RequestError",
     "SvidVerificationError",
+    "TranslationRefusedError",
     "UnknownFieldError",
 ]
 
@@ -80,6 +82,18 @@ class UnknownFieldError(PolicyError):
         where = file if document is None else f"{file} (document {document + 1})"
         self.args = (f"{where}: {path}: unknown field (the fields here are: {listing})",)
         self.known = known
+
+
+class TranslationRefusedError(PolicyError):
+    """A part of another mesh's policy (``source``, read at ``file``) that Sigil refused to translate: ``path``
+    within the object and the ``reason`` (what it would have meant in that mesh)."""
+
+    def __init__(self, file: str, path: str, *, source: str, reason: str) -> None:
+        super().__init__(file, path, "something Sigil can translate")
+        at = f" {path}" if path else ""
+        self.args = (f"{file}: {source}{at}: not translated: {reason}",)
+        self.source = source
+        self.reason = reason
 
 
 class PolicyYamlError(PolicyError):

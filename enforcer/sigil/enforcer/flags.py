@@ -17,6 +17,7 @@ from pathlib import Path
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import RequestError
 from sigil.enforcer.policy.defaults import DefaultPolicy
+from sigil.enforcer.policy.dialects.base import TranslateOptions
 from sigil.enforcer.policy.peer_ids import DEFAULT_WORKLOAD_ID_TEMPLATE
 
 __all__ = [
@@ -26,9 +27,11 @@ __all__ = [
     "Environment",
     "add_decision_arguments",
     "add_policy_source_arguments",
+    "add_translation_arguments",
     "local_trust_domain",
     "parse_pairs",
     "port_argument",
+    "translate_options",
 ]
 
 #: The Workload API's address, by the SPIFFE convention (SPIFFE_Workload_Endpoint.md §4).
@@ -118,4 +121,25 @@ def add_policy_source_arguments(parser: argparse._ActionsContainer, *, agent_def
         const="",
         metavar="unix:///PATH",
         help=f"stream them from the node agent (default: {agent_default}); last good stays",
+    )
+
+
+def add_translation_arguments(parser: argparse._ActionsContainer) -> None:
+    """``--root-namespace``, which every command reading Istio's policy takes (``check``, ``effective``,
+    ``import``, ``diff``); the trust domain comes from ``--trust-domain``."""
+    parser.add_argument(
+        "--root-namespace",
+        default="istio-system",
+        metavar="NS",
+        help="Istio's rootNamespace: its AuthorizationPolicies apply mesh-wide (default %(default)s)",
+    )
+
+
+def translate_options(args: argparse.Namespace, trust_domain: TrustDomain) -> TranslateOptions:
+    """How Istio's and Linkerd's documents are translated for a command's flags."""
+    template = getattr(args, "workload_id_template", None) or DEFAULT_WORKLOAD_ID_TEMPLATE
+    return TranslateOptions(
+        trust_domain=trust_domain.name,
+        root_namespace=args.root_namespace,
+        id_template=template,
     )

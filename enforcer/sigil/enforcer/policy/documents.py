@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sigil.enforcer.errors import EnforcerError, PolicyError
+from sigil.enforcer.policy.dialects.base import Finding, SourcedDocument
 from sigil.enforcer.policy.model import AuthorizationPolicy, Policy, parse_policy
 from sigil.enforcer.policy.resources import KINDS
 from sigil.enforcer.policy.schema import Where
@@ -79,7 +80,9 @@ class SourceResult:
     ``broken`` means the source as a whole cannot be trusted (not YAML, unreadable, or a refused document whose
     identity cannot be read), so the store keeps everything the source last held. Otherwise ``refused`` names
     the policies whose new version was refused, so the store keeps their last good version. ``outcomes`` holds,
-    in input order, each document's accepted policy or refusal.
+    in input order, each document's accepted policy or refusal. ``foreign`` holds the documents of other meshes
+    a file reader set aside for its directory's translation (:mod:`.foreign`), ``findings`` what a translation
+    said about the documents it translated.
     """
 
     source: str
@@ -88,6 +91,8 @@ class SourceResult:
     refused: frozenset[PolicyKey] = frozenset()
     broken: bool = False
     outcomes: tuple[AcceptedPolicy | PolicyError, ...] = ()
+    foreign: tuple[SourcedDocument, ...] = ()
+    findings: tuple[Finding, ...] = ()
 
     @property
     def policies(self) -> tuple[Policy, ...]:

@@ -214,7 +214,13 @@ def effective(
     owners = [by_place[(m.tier is Tier.NAMESPACE, m.policy)] for m in order]
     rules = [policy.rules[m.rule] for m, policy in zip(order, owners, strict=True)]
     classes = peer_classes(index, rules, target.namespace, known=sorted(known))
-    columns = port_columns(rules, port)
+    target_ports = [
+        number
+        for policy in selected
+        if isinstance(policy, AuthorizationPolicy)
+        for number in policy.target_ports or ()
+    ]
+    columns = port_columns(rules, port, target_ports=target_ports)
     groups = address_groups(rule.network for rule in rules if rule.network is not None)
     rows = tuple(
         Row(

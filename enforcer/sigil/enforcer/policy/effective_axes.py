@@ -1,6 +1,7 @@
 """The port columns and address groups of the effective access table (authz.md 7.1), each provably complete.
 
-A rule's port criterion (``ports``, ``portRanges``, or every port) and its source network (``sourceCIDRs``,
+A rule's port criterion (``ports``, ``portRanges``, or every port, less ``exceptPorts`` and
+``exceptPortRanges``), a target ref's ``ports``, and a rule's source network (``sourceCIDRs``,
 ``exceptSourceCIDRs``) only ever ask whether a port or an address lies inside finitely many intervals, so the
 ends of those intervals cut the port range and each address family into stretches that every rule treats alike:
 
@@ -67,15 +68,18 @@ ANY_ADDRESS = AddressGroup("any address", None, frozenset())
 NO_ADDRESS = AddressGroup("no known address", None, frozenset())
 
 
-def port_columns(rules: Iterable[Rule], port: int | None = None) -> tuple[Column, ...]:
-    """The columns for ``rules`` (``port``: that one port alone)."""
+def port_columns(
+    rules: Iterable[Rule], port: int | None = None, *, target_ports: Iterable[int] = ()
+) -> tuple[Column, ...]:
+    """The columns for ``rules`` and the ports target refs name (``port``: that one port alone)."""
     if port is not None:
         return (Column(port, port, ((port, port),)),)
-    singles: set[int] = set()
+    singles: set[int] = set(target_ports)
     ranges: set[tuple[int, int]] = set()
     for rule in rules:
         singles |= rule.ports or set()
-        ranges |= {(span.start, span.end) for span in rule.port_ranges}
+        singles |= rule.except_ports
+        ranges |= {(span.start, span.end) for span in (*rule.port_ranges, *rule.except_ranges)}
     cuts = {1, 65536} | {p for s in singles for p in (s, s + 1)}
     cuts |= {edge for start, end in ranges for edge in (start, end + 1)}
     bounds = sorted(cuts)

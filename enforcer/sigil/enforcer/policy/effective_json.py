@@ -28,6 +28,12 @@ def policy_dict(entry: PolicyEntry) -> dict[str, Any]:
         "priority": policy.priority if isinstance(policy, ClusterAuthorizationPolicy) else None,
         "action": policy.action.value if isinstance(policy, AuthorizationPolicy) else None,
         "dry_run": policy.dry_run,
+        "scope": ("Mesh" if policy.mesh else "Namespace")
+        if isinstance(policy, AuthorizationPolicy)
+        else None,
+        "target_ports": sorted(policy.target_ports)
+        if isinstance(policy, AuthorizationPolicy) and policy.target_ports is not None
+        else None,
         "source": None if entry.origin is None else entry.origin.to_dict(),
         "shadowed": entry.shadowed,
         "relabel_escapable": entry.relabel_escapable,
@@ -45,10 +51,13 @@ def rule_dict(entry: RuleEntry) -> dict[str, Any]:
         "policy": entry.match.policy,
         "rule": entry.match.rule,
         "action": entry.match.effect.value,
-        "ports": None if rule.every_port else sorted(rule.ports or ()),
+        "ports": None if rule.ports is None and not rule.port_ranges else sorted(rule.ports or ()),
         "port_ranges": [str(span) for span in rule.port_ranges],
+        "except_ports": sorted(rule.except_ports),
+        "except_port_ranges": [str(span) for span in rule.except_ranges],
         "networks": None if rule.network is None else str(rule.network),
         "sources": None if rule.sources is None else [str(source) for source in rule.sources],
+        "not_sources": [str(source) for source in rule.not_sources],
         "dry_run": entry.match.dry_run,
         "shadowed": entry.shadowed,
     }

@@ -42,6 +42,8 @@ def render_text(view: Mapping[str, Any]) -> str:
     for rule in view["rules"]:
         ports = _rule_ports(rule)
         sources = "any peer" if rule["sources"] is None else ", ".join(rule["sources"]) or "nothing"
+        if rule.get("not_sources"):
+            sources += " except " + ", ".join(rule["not_sources"])
         flags = (" [dry-run]" if rule["dry_run"] else "") + (
             " [SHADOWED]" if rule["shadowed"] else ""
         )
@@ -94,6 +96,9 @@ def _verdict_lines(verdicts: list[Mapping[str, Any]]) -> list[str]:
 def _rule_ports(rule: Mapping[str, Any]) -> str:
     named = [*map(str, rule["ports"] or ()), *rule.get("port_ranges", ())]
     text = "any port" if rule["ports"] is None else "ports " + ",".join(named)
+    excepted = [*map(str, rule.get("except_ports", ())), *rule.get("except_port_ranges", ())]
+    if excepted:
+        text += " except " + ",".join(excepted)
     if rule.get("networks") is not None:
         text += f" from {rule['networks']}"
     return text
@@ -121,6 +126,10 @@ def _policy(policy: Mapping[str, Any]) -> str:
     if policy["kind"] == "AuthorizationPolicy":
         what = f"namespace  AuthorizationPolicy {policy['namespace']}/{policy['name']} "
         what += f"({str(policy['action']).upper()})"
+        if policy.get("scope") == "Mesh":
+            what += " [mesh-wide]"
+        if policy.get("target_ports"):
+            what += " on ports " + ",".join(map(str, policy["target_ports"]))
     else:
         what = f"{policy['tier']:<10} ClusterAuthorizationPolicy {policy['name']}, "
         what += f"priority {policy['priority']}"

@@ -1,6 +1,7 @@
 """Policy files: a directory's YAML files found, stamped and read, each into a judged :class:`SourceResult`.
 
-A file may hold several documents (``---``); :mod:`sigil.enforcer.policy.documents` judges each alone, and a
+A file may hold several documents (``---``); :mod:`sigil.enforcer.policy.documents` judges each alone (Istio's
+and Linkerd's are set aside in ``SourceResult.foreign`` for :mod:`.foreign` to translate), and a
 file that is not YAML or cannot be read is a broken source, whose policies the store keeps. What to do with a
 refusal (keep the last good version) is :mod:`sigil.enforcer.policy.store`'s business. Both the enforcer and the
 issuer read their policy directories through this module, and poll them by :func:`policy_stamps`.
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
 from sigil.enforcer.errors import PolicySourceError, PolicyYamlError
 from sigil.enforcer.policy.documents import AcceptedPolicy, SourceResult, broken_source, judge
+from sigil.enforcer.policy.foreign import split_foreign
 from sigil.enforcer.policy.schema import Where
 
 __all__ = ["Stamp", "parse_file", "policy_files", "policy_stamps", "read_file"]
@@ -71,14 +74,12 @@ def parse_file(
     except yaml.YAMLError as err:
         return broken_source(file, _yaml_error(file, err))
     several = len(documents) > 1
-    return judge(
-        (
-            (document, Where(file, number if several else None))
-            for number, document in enumerate(documents)
-        ),
-        source=file,
-        known=known,
+    own, foreign = split_foreign(
+        (document, Where(file, number if several else None))
+        for number, document in enumerate(documents)
     )
+    # Other meshes' documents wait for the rest of their source (the directory), to be translated together.
+    return replace(judge(own, source=file, known=known), foreign=tuple(foreign))
 
 
 def policy_stamps(directory: Path) -> dict[str, Stamp]:

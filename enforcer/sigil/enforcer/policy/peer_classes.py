@@ -13,8 +13,9 @@ deepest named ``/*`` prefix above it, its trust domain (``Authenticated`` source
 a local ID that fits the workload ID template, its namespace and ServiceAccount (ServiceAccount,
 ``SameNamespace`` and ``Namespaces`` sources ask). So the rows are: each exact ID named; each named account; each
 workload ID that differs from those (a namespace, account and deepest prefix combination, built by
-:mod:`.workload_peers` under the enforcer's template); below each prefix, an ID that fits no template; each
-trust domain named, and one that none names; and no SVID.
+:mod:`.workload_peers` under the enforcer's template); below each prefix, an ID that fits no template; peers
+built from each ``SPIFFEPattern`` (:mod:`.pattern_peers`), since a glob asks about the whole ID; each trust domain
+named, and one that none names; and no SVID. AllOf members and ``notSources`` name keys as any source does.
 """
 
 from __future__ import annotations
@@ -22,13 +23,25 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import count
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
-from sigil.enforcer.policy.decision import NAMESPACE_NAME_LABEL
-from sigil.enforcer.policy.identity_sources import AuthenticatedSource, NamespacesSource
+from sigil.enforcer.policy.identity_sources import (
+    AllOfSource,
+    AuthenticatedSource,
+    ServiceAccountSource,
+    Source,
+    SpiffePatternSource,
+    SpiffeSource,
+)
 from sigil.enforcer.policy.index import PolicyIndex
-from sigil.enforcer.policy.model import Rule, ServiceAccountSource, Source, SpiffeSource
+from sigil.enforcer.policy.model import Rule
+from sigil.enforcer.policy.pattern_peers import pattern_peers
+from sigil.enforcer.policy.source_words import (
+    fresh_domain,
+    fresh_segment,
+    namespaces_named,
+    segments_named,
+)
 from sigil.enforcer.policy.workload_peers import TEMPLATE_FIELDS, workload_peers
 
 __all__ = ["ClassKind", "PeerClass", "class_of", "peer_classes"]
@@ -42,6 +55,7 @@ class ClassKind(enum.Enum):
     SERVICE_ACCOUNTS = "service-accounts"
     SPIFFE_PREFIX = "spiffe-prefix"
     NAMESPACE = "namespace"
+    SPIFFE_PATTERN = "spiffe-pattern"
     TRUST_DOMAIN = "trust-domain"
     OTHER_TRUST_DOMAIN = "other-trust-domain"
     NO_SVID = "no-svid"
@@ -57,6 +71,7 @@ _LABELS = {
     ClassKind.SERVICE_ACCOUNTS: "serviceAccount {name} (any other account of the namespace)",
     ClassKind.SPIFFE_PREFIX: "{name} (any other ID below it)",
     ClassKind.NAMESPACE: "any other peer of namespace {name}",
+    ClassKind.SPIFFE_PATTERN: "{name}",
     ClassKind.TRUST_DOMAIN: "any other authenticated peer of {name}",
     ClassKind.OTHER_TRUST_DOMAIN: "an authenticated peer of any other trust domain",
     ClassKind.NO_SVID: "a peer without a valid SVID",
@@ -154,6 +169,16 @@ def _namespaces(context: _Context) -> Iterable[PeerClass]:
         yield context.row(ClassKind.NAMESPACE, name, peer)
 
 
+def _patterns(context: _Context) -> Iterable[PeerClass]:
+    """Peers matching each SPIFFE pattern (:mod:`.pattern_peers`); only those not already listed."""
+    local = context.index.trust_domain.name
+    named = [local, *context.namespaces, *segments_named(context.sources)]
+    for source in context.sources:
+        if isinstance(source, SpiffePatternSource):
+            for peer in pattern_peers(source, fresh=context.fresh, named=named):
+                yield context.row(ClassKind.SPIFFE_PATTERN, f"{source.pattern}, as {peer}", peer)
+
+
 def _trust_domains(context: _Context) -> Iterable[PeerClass]:
     domains = [context.index.trust_domain]
     for source in context.sources:
@@ -187,12 +212,13 @@ _KINDS: tuple[Callable[[_Context], Iterable[PeerClass]], ...] = (
     _service_accounts,
     _prefixes,
     _namespaces,
+    _patterns,
     _trust_domains,
     _other_domains,
     _no_svid,
 )
 # Kinds listed only when they add a class no earlier row holds (they exist to make the cover complete).
-_ONLY_NEW = frozenset((ClassKind.NAMESPACE,))
+_ONLY_NEW = frozenset((ClassKind.NAMESPACE, ClassKind.SPIFFE_PATTERN))
 
 
 def peer_classes(
@@ -202,12 +228,13 @@ def peer_classes(
     without repeats; ``known`` are the namespaces whose labels the index holds."""
     sources: list[Source] = []
     for rule in rules:
-        for source in rule.sources or ():
-            if source not in sources:
-                sources.append(source)
+        # AllOf members and notSources name keys like any source (the index checks them by key too).
+        for source in (*(rule.sources or ()), *rule.not_sources):
+            members = source.members if isinstance(source, AllOfSource) else (source,)
+            sources.extend(member for member in members if member not in sources)
     local_key = index.source_keys(AuthenticatedSource(frozenset({index.trust_domain.name})), "")
     namespaces = [namespace]
-    for name in (*known, *_namespaces_named(sources, index.trust_domain)):
+    for name in (*known, *namespaces_named(sources, index.trust_domain)):
         if name not in namespaces:
             namespaces.append(name)
     context = _Context(
@@ -215,8 +242,8 @@ def peer_classes(
         tuple(sources),
         frozenset((*local_key, *(key for s in sources for key in index.source_keys(s, namespace)))),
         tuple(namespaces),
-        _fresh_segment(sources, namespaces),
-        _fresh_domain(sources),
+        fresh_segment(sources, namespaces),
+        fresh_domain(sources),
     )
     listed: list[PeerClass] = []
     for kind in _KINDS:
@@ -234,28 +261,6 @@ def peer_classes(
     return tuple(rows)
 
 
-def _namespaces_named(sources: Iterable[Source], local: TrustDomain) -> Iterable[str]:
-    """Namespaces a source names: of accounts, in local IDs and prefixes (``/ns/N/...``), in selectors."""
-    for source in sources:
-        if isinstance(source, ServiceAccountSource):
-            yield source.namespace
-        elif isinstance(source, SpiffeSource) and source.spiffe_id.trust_domain == local:
-            segments = source.spiffe_id.path.split("/")
-            if len(segments) > 2 and segments[1] == "ns":
-                yield segments[2]
-        elif isinstance(source, NamespacesSource):
-            yield from _selector_values(source)
-
-
-def _selector_values(source: NamespacesSource) -> Iterable[str]:
-    for key, value in source.selector.match_labels:
-        if key == NAMESPACE_NAME_LABEL:
-            yield value
-    for requirement in source.selector.match_expressions:
-        if requirement.key == NAMESPACE_NAME_LABEL:
-            yield from sorted(requirement.values)
-
-
 def class_of(classes: Sequence[PeerClass], index: PolicyIndex, peer: SpiffeId | None) -> PeerClass:
     """The first listed class that treats ``peer`` alike (same signature); every peer has one."""
     keys = frozenset(key for row in classes if row.signature for key in row.signature)
@@ -269,31 +274,3 @@ def class_of(classes: Sequence[PeerClass], index: PolicyIndex, peer: SpiffeId | 
     raise LookupError(
         f"no peer class for {peer}"
     )  # unreachable when classes come from peer_classes
-
-
-def _fresh_segment(sources: Iterable[Source], namespaces: Iterable[str]) -> str:
-    taken = {"ns", "sa", *namespaces}
-    for source in sources:
-        if isinstance(source, ServiceAccountSource):
-            taken.update((source.namespace, source.name))
-        elif isinstance(source, SpiffeSource):
-            taken.update(source.spiffe_id.path.split("/"))
-        elif isinstance(source, NamespacesSource):
-            taken.update(_selector_values(source))
-    # No substring of a named segment either: a template may embed a field in one (pod-{pod_name}).
-    return next(
-        name
-        for n in count()
-        if not any((name := f"other{n or ''}") in segment for segment in taken)
-    )
-
-
-def _fresh_domain(sources: Iterable[Source]) -> TrustDomain:
-    taken = {s.spiffe_id.trust_domain.name for s in sources if isinstance(s, SpiffeSource)}
-    for source in sources:
-        if isinstance(source, AuthenticatedSource):
-            taken.update(source.trust_domains or ())
-    name = next(
-        name for n in range(len(taken) + 1) if (name := f"other{n or ''}.invalid") not in taken
-    )
-    return TrustDomain(name)

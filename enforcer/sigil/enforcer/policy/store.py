@@ -9,20 +9,28 @@ gets the next revision number, which enforcers report in their metrics.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import EnforcerError, PolicyError
 from sigil.enforcer.policy.defaults import DefaultPolicy
+from sigil.enforcer.policy.dialects.base import Finding, SourcedDocument, TranslateOptions
 from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, SourceResult
+from sigil.enforcer.policy.foreign import judge_foreign
 from sigil.enforcer.policy.index import PolicyIndex
 from sigil.enforcer.policy.loader import policy_files, read_file
 from sigil.enforcer.policy.model import Policy
 from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
 
-__all__ = ["LoadReport", "PolicySet", "PolicyStore"]
+__all__ = ["LoadReport", "PolicySet", "PolicyStore", "translated_source"]
+
+
+def translated_source(directory: Path) -> str:
+    """The source name of a directory's translated Istio and Linkerd documents."""
+    return f"{directory}{os.sep}(translated)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +72,7 @@ class LoadReport:
     revision: int
     changed: bool
     errors: tuple[EnforcerError, ...] = ()
+    findings: tuple[Finding, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -107,23 +116,42 @@ class PolicyStore:
         self._files.pop(file, None)
         return self._commit(())
 
-    def load_directory(self, directory: Path) -> LoadReport:
+    def load_directory(
+        self, directory: Path, *, options: TranslateOptions | None = None
+    ) -> LoadReport:
         """Make the set match ``directory``'s files, keeping last good versions of whatever is refused.
 
+        Istio's and Linkerd's documents among them are translated together, under ``options``, as one more
+        source (:func:`translated_source`); while a file cannot be read, that source keeps what it held.
         Raises :class:`~sigil.enforcer.errors.PolicySourceError`, changing nothing, when the directory itself
         cannot be listed: a vanished mount must not read as "every policy was deleted".
         """
         paths = policy_files(directory)
-        present = {str(path) for path in paths}
+        translated = translated_source(directory)
+        present = {str(path) for path in paths} | {translated}
         for gone in [file for file in self._files if file not in present]:
             del self._files[gone]
         errors: list[EnforcerError] = []
+        foreign: list[SourcedDocument] = []
+        broken = False
         known = self.known()  # once per load: a big directory must not cost files x policies
         for path in paths:
             result = read_file(path, known=known)
             self._merge(result)
             errors.extend(result.errors)
-        return self._commit(errors)
+            foreign.extend(result.foreign)
+            broken = broken or result.broken
+        findings: tuple[Finding, ...] = ()
+        if foreign or translated in self._files:
+            result = judge_foreign(
+                foreign, source=translated, options=options or TranslateOptions(), known=known
+            )
+            if broken:
+                result = replace(result, broken=True)
+            self._merge(result)
+            errors.extend(result.errors)
+            findings = result.findings
+        return replace(self._commit(errors), findings=findings)
 
     def _merge(self, result: SourceResult) -> None:
         old = self._files.get(result.source)
