@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sigil.ca.errors import SigilError
 from sigil.ca.spiffe_id import SpiffeId
+from sigil.enforcer.diff_command import add_diff_command
 from sigil.enforcer.effective_command import add_effective_command, report_findings
 from sigil.enforcer.extauthz.command import add_ext_authz_command
 from sigil.enforcer.flags import (
@@ -29,6 +30,7 @@ from sigil.enforcer.flags import (
     port_argument,
     translate_options,
 )
+from sigil.enforcer.import_command import add_import_command
 from sigil.enforcer.policy.crds import crd_documents, render, write_crds
 from sigil.enforcer.policy.decision import Decision, Target
 from sigil.enforcer.policy.defaults import DefaultPolicy
@@ -213,6 +215,8 @@ _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser
     _add_check,
     _add_crds,
     add_effective_command,  # ``effective`` has its own module: the view's text form is most of it
+    add_diff_command,  # so do ``diff`` and ``import``
+    add_import_command,
     add_proxy_command,  # ``proxy`` lives in the proxy package: it is most of a server
     add_ext_authz_command,  # so does ``ext-authz``, in the extauthz package
 )
