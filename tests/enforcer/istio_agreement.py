@@ -2,8 +2,15 @@
 
 Sigil's side goes the way ``sigil-enforcer check`` does: every translated document is parsed as a policy
 (:func:`sigil.enforcer.policy.parse_policy`) and the set compiled into a :class:`~sigil.enforcer.policy.PolicyIndex`
-with the default ``allow``, then asked per connection. The case grid covers the peers, ports, addresses and
-pods that tell Istio's matching rules apart (a trust domain named ``ns``, extra path segments, aliases, no SVID).
+with the default ``allow``, then asked per connection. Two sets of cases:
+
+* :func:`disagreements`: a fixed grid of the peers, ports, addresses and pods that tell Istio's matching rules
+  apart (a trust domain named ``ns``, extra path segments, aliases, no SVID);
+* :func:`diff_disagreements`: the cases ``sigil-enforcer diff`` enumerates for the translation (every pod the
+  selectors tell apart, and its peer classes, port columns and address groups), with Sigil's decision read off
+  two diffs (against no policy, which allows everything, and against an admin deny-all): the translation denies
+  exactly the cases of the first, allows exactly those of the second. The reference then decides each case's
+  representative connection.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.policy import PolicyIndex, Target, parse_policy
 from sigil.enforcer.policy.dialects.base import SourcedDocument, TranslateOptions, Translation
 from sigil.enforcer.policy.dialects.istio import DIALECT
+from sigil.enforcer.policy.diff import Case, differences
 
 __all__ = [
     "ADDRESSES",
@@ -75,6 +83,48 @@ def translate(policies: Sequence[Mapping[str, Any]]) -> Translation:
     return DIALECT.translate(
         [SourcedDocument(p, f"istio.yaml#{i}") for i, p in enumerate(policies)], OPTIONS
     )
+
+
+_DENY_ALL = {
+    "apiVersion": "authz.sigil.dev/v1alpha1",
+    "kind": "ClusterAuthorizationPolicy",
+    "metadata": {"name": "diff-deny-all"},
+    "spec": {
+        "tier": "Admin",
+        "priority": 0,
+        "namespaceSelector": {},
+        "podSelector": {},
+        "rules": [{"action": "Deny", "sources": [{"type": "Any"}]}],
+    },
+}
+_SOME_ADDRESS = "192.0.2.10"  # for cases whose rules name no network: any address decides alike
+
+
+def diff_disagreements(policies: Sequence[Mapping[str, Any]]) -> list[Disagreement]:
+    """Every case ``diff`` enumerates for the translation of ``policies`` where Istio decides otherwise."""
+    translated = [parse_policy(t.document) for t in translate(policies).documents]
+    domain = TrustDomain.parse(MESH.trust_domain)
+    decided: list[tuple[Case, bool]] = [
+        (d.case, False) for d in differences(translated, [], trust_domain=domain)
+    ]
+    decided += [
+        (d.case, True)
+        for d in differences(translated, [parse_policy(_DENY_ALL)], trust_domain=domain)
+    ]
+    found = []
+    for case, sigil in decided:
+        if case.address is None and case.address_group != "any address":
+            continue  # Istio always knows the peer's address
+        address = _SOME_ADDRESS if case.address is None else str(case.address)
+        peer = case.peer.representative
+        workload = Workload(case.namespace, dict(case.labels))
+        connection = Connection(None if peer is None else str(peer), address, case.port)
+        istio = decide(policies, workload, connection, MESH)
+        if istio.allowed != sigil:
+            found.append(
+                Disagreement(workload, connection, istio.allowed, sigil, istio.reason, "diff")
+            )
+    return found
 
 
 def _index(translation: Translation) -> PolicyIndex:

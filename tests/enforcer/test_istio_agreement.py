@@ -1,7 +1,10 @@
-"""The translation of Istio policy decides every connection of the case grid as Istio does.
+"""The translation of Istio policy decides every connection as Istio does: on a fixed case grid, and on every
+case ``sigil-enforcer diff`` enumerates for the translation.
 
 Istio's side is the reference evaluator (tests/sigil_testing/istio_reference.py); Sigil's side parses the
 translated documents and asks the compiled index, as ``sigil-enforcer check`` does (enforcer/istio_agreement.py).
+The two case sets complement each other: diff's cases come from the translation's own rules, so they find a
+translated rule that decides wrongly, and the grid's fixed peers find a case a translation forgot to name.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from enforcer.istio_agreement import disagreements, translate
+from enforcer.istio_agreement import diff_disagreements, disagreements, translate
 from enforcer.istio_docs import Doc, istio_ap, op, src, when
 from enforcer.test_istio_reference import CASES
 from hypothesis import HealthCheck, given, settings
@@ -82,6 +85,12 @@ def test_translation_agrees_with_istio(name: str) -> None:
     translation = translate(policies)
     assert not [f for f in translation.findings if f.exactness is Exactness.REFUSED]
     assert list(disagreements(policies)) == []
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_translation_agrees_with_istio_on_diff_cases(name: str) -> None:
+    """On every case ``diff`` enumerates for the translated scenario, Sigil decides as Istio does."""
+    assert diff_disagreements(SCENARIOS[name]) == []
 
 
 # --------------------------------------------------------------------------- generated policy sets
@@ -191,6 +200,7 @@ def test_exact_translations_decide_as_istio(policies: list[Doc]) -> None:
     if any(f.exactness is Exactness.REFUSED for f in translation.findings):
         assert not translation.exact
         return
+    assert diff_disagreements(policies) == []
     found = list(
         disagreements(
             policies, ports=(22, 443, 5432), addresses=("10.0.0.5", "192.168.1.1", "2001:db8::1")
