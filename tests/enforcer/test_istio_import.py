@@ -61,10 +61,8 @@ def test_diff_finds_where_a_hand_written_policy_differs(
     )
     assert main(["diff", str(istio), str(sigil), *TD, "--json"]) == 1
     out = capsys.readouterr().out
-    cases = (
-        [d["case"] for d in json.loads(out)["differences"]] if out.strip().startswith("{") else []
-    )
-    assert cases, out
+    cases = [d["case"] for d in json.loads(out)["differences"]]
+    assert cases
     assert {c["peer"] for c in cases} == {"spiffe://example.org/ns/shop/sa/web"}
     assert 5432 not in {c["port"] for c in cases}
 
