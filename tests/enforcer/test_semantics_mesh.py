@@ -28,6 +28,7 @@ from enforcer.policy_docs import (
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.errors import PolicyError
 from sigil.enforcer.policy import PolicyIndex, Target, parse_policy
+from sigil.enforcer.policy.scope import Workload, scoped
 
 WEB = "spiffe://example.org/ns/shop/sa/web"
 BILLING = "spiffe://example.org/ns/billing/sa/api"
@@ -529,3 +530,14 @@ def test_bad_extension_fields_are_refused(change: Doc, path: str) -> None:
     with pytest.raises(PolicyError) as refused:
         parse_policy(doc)
     assert refused.value.path == path
+
+
+def test_the_agent_scopes_mesh_policies_to_every_namespace() -> None:
+    """What the node agent sends a pod (scope.scoped) includes Mesh-scoped policies of other namespaces whose
+    selector matches it, never a Namespace-scoped one of another namespace, and nothing namespaced outside pods."""
+    mesh = parse_policy(ap("mesh", namespace="istio-system", scope="Mesh", match={"app": "db"}))
+    home = parse_policy(ap("home", namespace="istio-system", match={"app": "db"}))
+    other = parse_policy(ap("other", namespace="istio-system", scope="Mesh", match={"app": "web"}))
+    policies = [mesh, home, other]
+    assert scoped(policies, Workload("billing", {"app": "db"})) == [mesh]
+    assert scoped(policies, Workload(None)) == []

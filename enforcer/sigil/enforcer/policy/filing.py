@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
 
+from sigil.enforcer.policy.condition import Condition, KeySets
 from sigil.enforcer.policy.decision import Match, Tier
 from sigil.enforcer.policy.identity_sources import AllOfSource, Source
 from sigil.enforcer.policy.model import (
@@ -24,7 +25,7 @@ from sigil.enforcer.policy.model import (
 from sigil.enforcer.policy.network import SourceNetwork
 from sigil.enforcer.policy.peer_keys import PeerKeyer
 from sigil.enforcer.policy.port_map import PortMap
-from sigil.enforcer.policy.table import ANY_PEER, Condition, KeySets, Table
+from sigil.enforcer.policy.table import ANY_PEER, Table
 
 __all__ = ["TargetView", "build_table"]
 

@@ -79,8 +79,22 @@ def translate_foreign(
     findings: list[Finding] = []
     errors: list[EnforcerError] = []
     broken = False
-    for batch in batches.values():
-        dialect = dialect_for(batch[0].document)
+    for group, batch in batches.items():
+        try:
+            dialect = dialect_for(batch[0].document)
+        except ImportError as err:
+            # This build has no translator for the group: refuse, never guess.
+            broken = True
+            errors.extend(
+                TranslationRefusedError(
+                    document.where,
+                    "",
+                    source=f"{group} document",
+                    reason=f"no translator for {group} is installed ({err})",
+                )
+                for document in batch
+            )
+            continue
         if dialect is None:  # pragma: no cover - foreign_group said it was known
             continue
         try:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sigil.enforcer.policy.condition import Condition
 from sigil.enforcer.policy.decision import Decision, Match, Tier, Verdict
 from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.model import Effect
-from sigil.enforcer.policy.network import PortRange
 
-__all__ = ["ANY_PEER", "DEFAULT", "DEFAULT_REFUSED", "NO_RULE", "Condition", "KeySets", "Table"]
+__all__ = ["ANY_PEER", "DEFAULT", "DEFAULT_REFUSED", "NO_RULE", "Table"]
 
 # The key of rules with no ``sources``: they match any peer, even one without an SVID. A NUL cannot occur
 # in a SPIFFE ID, so it never collides with one.
@@ -28,86 +28,6 @@ DEFAULT_REFUSED = (
     -3
 )  # nothing decided, and the default (deny, [local-]authenticated) refuses this peer
 _NONE = 1 << 62
-
-
-#: Peer keys of a conjunction of sources: the peer must hold a key of every set (a simple source is one set).
-KeySets = tuple[frozenset[str], ...]
-
-
-class Condition:
-    """What a rule asks beyond a port list: port ranges and the peer's network (authz.md 7.1), and the Sigil
-    extensions excepted ports, the target ref's ports, AllOf sources and ``notSources``.
-
-    ``ports`` None means every port; ``network`` is the index's number of the rule's
-    :class:`~sigil.enforcer.policy.network.SourceNetwork`, which must be among the peer address's numbers.
-    ``all_of``: the peer must hold a key of each set; ``none_of``: it must fully match none of these
-    conjunctions. ``target_ports``: the policy's ``targetRefs[].ports`` (None = every port).
-    """
-
-    __slots__ = (
-        "all_of",
-        "except_ports",
-        "except_ranges",
-        "network",
-        "none_of",
-        "ports",
-        "ranges",
-        "target_ports",
-    )
-
-    def __init__(
-        self,
-        ports: frozenset[int] | None,
-        ranges: tuple[PortRange, ...],
-        network: int | None,
-        *,
-        except_ports: frozenset[int] = frozenset(),
-        except_ranges: tuple[PortRange, ...] = (),
-        target_ports: frozenset[int] | None = None,
-        all_of: KeySets = (),
-        none_of: tuple[KeySets, ...] = (),
-    ) -> None:
-        self.ports = ports
-        self.ranges = tuple((span.start, span.end) for span in ranges)
-        self.network = network
-        self.except_ports = except_ports
-        self.except_ranges = tuple((span.start, span.end) for span in except_ranges)
-        self.target_ports = target_ports
-        self.all_of = all_of
-        self.none_of = none_of
-
-    def holds(
-        self,
-        port: int,
-        networks: frozenset[int],
-        keys: tuple[str, ...] = (),
-        prefixes: tuple[str, ...] = (),
-    ) -> bool:
-        """True when ``port``, the peer's ``networks`` and its ``keys`` and ``prefixes`` satisfy the rule."""
-        if self.network is not None and self.network not in networks:
-            return False
-        if self.target_ports is not None and port not in self.target_ports:
-            return False
-        if port in self.except_ports or any(a <= port <= b for a, b in self.except_ranges):
-            return False
-        if self.all_of or self.none_of:
-            held = {*keys, *prefixes}
-            if not all(held & members for members in self.all_of):
-                return False
-            if any(all(held & members for members in negated) for negated in self.none_of):
-                return False
-        if self.ports is None:
-            return True
-        return port in self.ports or any(start <= port <= end for start, end in self.ranges)
-
-    def named_ports(self) -> set[int]:
-        """The single ports this condition names: where a decision can change."""
-        named = set(self.ports or ()) | self.except_ports
-        return named | set(self.target_ports or ())
-
-    def named_ranges(self) -> set[tuple[int, int]]:
-        """The port ranges this condition names."""
-        return {*self.ranges, *self.except_ranges}
 
 
 _Entry = tuple[int, frozenset[int] | None, Condition | None]
@@ -272,7 +192,7 @@ class Table:
                 if named is not None:
                     ports |= named
                 elif condition is not None:
-                    ports |= condition.named_ports()
+                    ports |= condition.named
         return ports
 
     def ranges_named(
@@ -284,7 +204,7 @@ class Table:
             for key in keys + prefixes
             for _, _, condition in self._by_key.get(key, ())
             if condition is not None
-            for span in condition.named_ranges()
+            for span in condition.named_spans
         }
 
     def verdict(self, outcome: int) -> Verdict:

@@ -23,6 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sigil.ca.errors import SigilError
 from sigil.ca.service import CertificateAuthority, utc_now
+from sigil.enforcer.policy.dialects.base import TranslateOptions
+from sigil.enforcer.policy.peer_ids import DEFAULT_WORKLOAD_ID_TEMPLATE
 from sigil.issuer.agents.authentication import AgentAuthenticator
 from sigil.issuer.bundles.configmap import publish_bundle_configmap
 from sigil.issuer.bundles.federation import FederationPoller
@@ -39,6 +41,7 @@ from sigil.issuer.kube import KubeApi, PodCache, TokenReviewAuthenticator
 from sigil.issuer.metrics import IssuerMetrics
 from sigil.issuer.policies.crd_source import policy_informers
 from sigil.issuer.policies.feed import PolicyFeed
+from sigil.issuer.policies.foreign_crds import ForeignPolicyWatch
 from sigil.issuer.policies.tables import PolicyTables
 from sigil.issuer.settings import ServerSettings
 from sigil.issuer.settings.sections import resolve_namespace
@@ -115,6 +118,15 @@ async def open_issuer(
         directory=settings.policy.directory,
         poll_interval=settings.policy.poll_interval.total_seconds(),
         now=ca.now,
+        translation=TranslateOptions(
+            trust_domain=settings.ca.trust_domain.name,
+            root_namespace=settings.policy.root_namespace,
+            id_template=(
+                kube_settings.workload_id_template.template
+                if kube_settings is not None
+                else DEFAULT_WORKLOAD_ID_TEMPLATE
+            ),
+        ),
     )
     try:
         await policies.load()
@@ -253,6 +265,11 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
         )
         for informer in informers:
             app.cleanup_ctx.append(_owned(f"sigil-informer-{informer.path}", informer.run))
+        if issuer.settings.policy.watch_crds:
+            foreign = ForeignPolicyWatch(
+                issuer.kube.api, issuer.policies, translation=issuer.policies.translation
+            )
+            app.cleanup_ctx.append(_owned("sigil-foreign-policy-watch", foreign.run))
 
         async def pod_cache(_app: web.Application) -> AsyncIterator[None]:
             await pods.start()

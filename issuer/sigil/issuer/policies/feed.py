@@ -27,6 +27,7 @@ from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import EnforcerError
 from sigil.enforcer.policy.decision import Target
 from sigil.enforcer.policy.defaults import DefaultPolicy
+from sigil.enforcer.policy.dialects.base import Exactness, TranslateOptions
 from sigil.enforcer.policy.documents import PolicyKey, SourceResult
 from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.loader import parse_file
@@ -58,12 +59,15 @@ class PolicyFeed:
         directory: Path | None,
         poll_interval: float,
         now: Callable[[], datetime],
+        translation: TranslateOptions | None = None,
     ) -> None:
         self._records = records
         self._metrics = metrics
         self._poll_interval = poll_interval
         self._now = now
-        self._sources = PolicySources(directory)
+        #: How Istio's and Linkerd's documents are translated (the directory's, and the cluster's objects).
+        self.translation = translation or TranslateOptions()
+        self._sources = PolicySources(directory, translation=self.translation)
         self._lock = asyncio.Lock()
         self._changed = asyncio.Condition()
         self._admin_generation = -1
@@ -217,6 +221,9 @@ class PolicyFeed:
         fresh = [e for e in report.errors if str(e) not in self._last_refusals]
         self._last_refusals = {str(e) for e in report.errors}
         self._count(fresh, source_kind)
+        for finding in report.findings:
+            if finding.exactness is Exactness.APPROXIMATE:
+                log.warning("policy.translated", source=source_kind, detail=str(finding))
 
     def _count(self, errors: Sequence[EnforcerError], source_kind: str) -> None:
         for error in errors:

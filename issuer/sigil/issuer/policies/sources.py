@@ -9,24 +9,28 @@ once: what a source sends again unchanged keeps the policy parsed the first time
 Sources are named so they sort in a fixed order: a directory's files by absolute path (``/...``), then
 ``admin``, then ``kubernetes:...``; on a name clash the file wins, as the store's rule says. The directory is
 polled by a cheap ``stat`` of each file (no inotify dependency, and it works on ConfigMap volumes, whose atomic
-symlink swap inotify watchers famously miss); only the files that moved are read again.
+symlink swap inotify watchers famously miss); only the files that moved are read again. Istio's and Linkerd's
+documents among the files are translated together (:mod:`sigil.enforcer.policy.foreign`) whenever one of them
+moves, as the source :func:`~sigil.enforcer.policy.store.translated_source` names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sigil.enforcer.policy.dialects.base import SourcedDocument, TranslateOptions
 from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, SourceResult, judge
+from sigil.enforcer.policy.foreign import judge_foreign
 from sigil.enforcer.policy.loader import Stamp, policy_stamps, read_file
 from sigil.enforcer.policy.model import Policy
 from sigil.enforcer.policy.origin import Origin, OriginKind, policy_revision
 from sigil.enforcer.policy.schema import Where
-from sigil.enforcer.policy.store import LoadReport, PolicyStore
+from sigil.enforcer.policy.store import LoadReport, PolicyStore, translated_source
 
 __all__ = ["PolicySources"]
 
@@ -34,10 +38,16 @@ __all__ = ["PolicySources"]
 class PolicySources:
     """Every source's policies in one store, and the policy directory's files; used on the event loop."""
 
-    def __init__(self, directory: Path | None) -> None:
+    def __init__(
+        self, directory: Path | None, *, translation: TranslateOptions | None = None
+    ) -> None:
         self._directory = directory
+        self._translation = translation or TranslateOptions()
         self._store = PolicyStore()
         self._stamps: dict[str, Stamp] = {}
+        # Each file's Istio and Linkerd documents, translated together whenever one of them moves.
+        self._foreign: dict[str, tuple[SourcedDocument, ...]] = {}
+        self._broken: set[str] = set()
         # Where each source's policies came from; kept like the store keeps their last good versions.
         self._origins: dict[str, dict[PolicyKey, Origin]] = {}
 
@@ -116,15 +126,39 @@ class PolicySources:
         if stamps == self._stamps:
             return []
         reports = [self._store.remove(gone) for gone in sorted(set(self._stamps) - set(stamps))]
+        foreign_moved = False
         for gone in set(self._stamps) - set(stamps):
             self._origins.pop(gone, None)
+            foreign_moved = bool(self._foreign.pop(gone, ())) or foreign_moved
+            self._broken.discard(gone)
         known = self._store.known()  # once per scan: a big directory must not cost files x policies
         for path, stamp in sorted(stamps.items()):
             if self._stamps.get(path) != stamp:
                 result = await asyncio.to_thread(read_file, Path(path), known=known)
                 reports.append(self.apply(result))
+                if result.broken:
+                    self._broken.add(path)
+                else:
+                    self._broken.discard(path)
+                    foreign_moved = foreign_moved or self._foreign.get(path, ()) != result.foreign
+                    self._foreign[path] = result.foreign
         self._stamps = stamps
+        if foreign_moved:
+            reports.append(await asyncio.to_thread(self._translate, known))
         return reports
+
+    def _translate(self, known: Mapping[str, AcceptedPolicy]) -> LoadReport:
+        """Translate the directory's Istio and Linkerd documents together, as one more source."""
+        assert self._directory is not None  # noqa: S101 -- only scan_directory calls this, with a directory
+        documents = [document for path in sorted(self._foreign) for document in self._foreign[path]]
+        result = judge_foreign(
+            documents,
+            source=translated_source(self._directory),
+            options=self._translation,
+            known=known,
+        )
+        report = self.apply(result)
+        return replace(report, findings=result.findings)
 
     def documents(self) -> list[dict[str, Any]]:
         """The documents of the set in force, in the store's order (each from the source that owns its name)."""

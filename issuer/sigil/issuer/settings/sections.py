@@ -116,21 +116,25 @@ class PolicySettings:
     """Where the issuer's authorization policies come from (the top-level ``policy`` section).
 
     Policies applied through the admin API always count; ``directory`` adds a watched directory of YAML files,
-    and ``watch_crds`` the cluster's ``authz.sigil.dev`` resources when Kubernetes is configured.
+    and ``watch_crds`` the cluster's ``authz.sigil.dev`` resources when Kubernetes is configured. Istio's and
+    Linkerd's documents in the directory are translated (``root_namespace``: Istio's).
     """
 
     directory: Path | None = None
     poll_interval: timedelta = timedelta(seconds=1)
     watch_crds: bool = True
+    #: Istio's ``rootNamespace``: its AuthorizationPolicies read from here apply mesh-wide (``scope: Mesh``).
+    root_namespace: str = "istio-system"
 
 
 def parse_policy_settings(values: Mapping[str, Any], *, base_dir: Path | None) -> PolicySettings:
     """Build from the ``policy`` section."""
-    _only(values, {"directory", "poll_interval", "watch_crds"}, "policy")
+    _only(values, {"directory", "poll_interval", "watch_crds", "root_namespace"}, "policy")
     return PolicySettings(
         directory=_path(values["directory"], base_dir) if values.get("directory") else None,
         poll_interval=parse_duration(values.get("poll_interval", "1s")),
         watch_crds=bool(values.get("watch_crds", True)),
+        root_namespace=str(values.get("root_namespace", "istio-system")),
     )
 
 

@@ -1,0 +1,118 @@
+"""Istio's policy objects in a real API server, followed by the real issuer and translated into its policy feed.
+
+The Istio CRD here is a minimal one of our own (group, kind and versions as Istio's, spec unvalidated): the
+issuer's discovery, list and watch run against the real kube-apiserver. The dialect is the toy of
+``tests/enforcer/toy_dialect.py`` registered under Istio's group: the real translator lives on its own branch."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from enforcer.toy_dialect import toy
+from sigil_testing.controlplane import ControlPlane
+from sigil_testing.issuer import issuer_settings, running_issuer
+from sigil_testing.operator import run_kubectl
+from sigil_testing.waiting import eventually
+
+from enforcer import toy_dialect
+from sigil.enforcer.policy.dialects import base
+from sigil.issuer.settings import PolicySettings
+
+pytestmark = pytest.mark.kube
+
+_ISTIO_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "authorizationpolicies.security.istio.io"},
+    "spec": {
+        "group": "security.istio.io",
+        "names": {
+            "kind": "AuthorizationPolicy",
+            "listKind": "AuthorizationPolicyList",
+            "plural": "authorizationpolicies",
+            "singular": "authorizationpolicy",
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": name,
+                "served": True,
+                "storage": name == "v1",
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+            for name in ("v1", "v1beta1")
+        ],
+    },
+}
+
+
+@pytest.fixture
+def _toy_dialect(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(
+        base._DIALECT_MODULES, "security.istio.io", ("istio", "enforcer.toy_dialect")
+    )
+    toy_dialect.BATCHES.clear()
+
+
+@pytest.mark.usefixtures("_toy_dialect")
+async def test_the_issuer_follows_and_translates_istio_objects(
+    policy_crds: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """An Istio AuthorizationPolicy applied to the cluster reaches the feed as a Sigil policy, changes with it, and
+    leaves when it is deleted."""
+    applied = await asyncio.to_thread(
+        run_kubectl, policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump(_ISTIO_CRD)
+    )
+    assert applied.returncode == 0, applied.stderr
+    await asyncio.to_thread(
+        run_kubectl,
+        policy_crds,
+        "wait",
+        "--for=condition=Established",
+        "crd/authorizationpolicies.security.istio.io",
+    )
+    settings = issuer_settings(
+        tmp_path / "data",
+        kubeconfig=policy_crds.kubeconfig,
+        policy=PolicySettings(poll_interval=timedelta(seconds=0.2)),
+    )
+    document = toy("no-partner", namespace, "DENY", "spiffe://partner.org/x")
+    async with running_issuer(settings) as server:
+
+        def names() -> set[str]:
+            return {row["name"] for row in server.issuer.policies.listing()}
+
+        def present(name: str) -> bool:
+            return name in names()
+
+        try:
+            applied = await asyncio.to_thread(
+                run_kubectl, policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump(document)
+            )
+            assert applied.returncode == 0, applied.stderr
+            await eventually(lambda: present("istio-no-partner"), what="the translated policy")
+            (row,) = [
+                r for r in server.issuer.policies.listing() if r["name"] == "istio-no-partner"
+            ]
+            assert row["source"] == "kubernetes:security.istio.io"
+        finally:
+            deleted = await asyncio.to_thread(
+                run_kubectl,
+                policy_crds,
+                "delete",
+                "-n",
+                namespace,
+                "authorizationpolicies.security.istio.io",
+                "no-partner",
+            )
+        assert deleted.returncode == 0, deleted.stderr
+        await eventually(lambda: not present("istio-no-partner"), what="the policy gone")
