@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from enforcer.istio_docs import Doc, istio_ap, op, src
+from enforcer.istio_strategies import POLICY_SETS
 from enforcer.policy_docs import ap, dump, rule, sa
-from enforcer.test_istio_agreement import _POLICY_SETS
 from hypothesis import HealthCheck, given, settings
 
 from sigil.enforcer.cli import main
@@ -68,7 +68,7 @@ def test_diff_finds_where_a_hand_written_policy_differs(
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_POLICY_SETS)
+@given(POLICY_SETS)
 def test_import_then_diff_is_equivalent(policies: list[Doc]) -> None:
     """What ``import`` writes decides as the Istio files do (diff exits 0); import exits 0 exactly when exact."""
     with tempfile.TemporaryDirectory() as scratch:
