@@ -401,7 +401,7 @@ async def test_a_crd_with_a_misspelled_criterion_is_refused_never_widened(
             refusals += [e["detail"] for e in logs if e["event"] == "policy.refused"]
     where = "kubernetes ClusterAuthorizationPolicy monitoring: spec.rules[0]"
     assert refusals[0].startswith(f"{where}.soruces: unknown field")
-    assert refusals[1].startswith(f"{where}: expected sources or networkAttributes")
+    assert refusals[1].startswith(f"{where}: expected sources, notSources or networkAttributes")
     assert len(refusals) == 2
     assert update.documents == good_documents
     (kept,) = update.policies
