@@ -54,21 +54,19 @@ def _tmpfs(path: Path, size: str) -> Iterator[Path]:
 def _fill(directory: Path) -> Path:
     """Take every free byte of the file system under ``directory`` with one file; returns it."""
     filler = directory / "filler"
-    with filler.open("wb") as out:
-        chunk = b"\0" * 65536
-        while True:
-            try:
-                out.write(chunk)
-                out.flush()
-            except OSError as err:
-                assert err.errno == errno.ENOSPC, err
-                break
-        # What a 64 KiB write could not take, smaller ones do: the disk is full to the last block.
-        for size in (4096, 1):
-            with contextlib.suppress(OSError):
-                while True:
-                    out.write(b"\0" * size)
-                    out.flush()
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        # Unbuffered writes, big then small, until not one more byte fits.
+        for size in (1 << 20, 4096, 1):
+            chunk = b"\0" * size
+            while True:
+                try:
+                    os.write(fd, chunk)
+                except OSError as err:
+                    assert err.errno == errno.ENOSPC, err
+                    break
+    finally:
+        os.close(fd)
     return filler
 
 
@@ -84,7 +82,7 @@ async def test_a_full_disk_refuses_clearly_tears_no_key_and_recovers(
     tmp_path: Path, short_tmp: Path
 ) -> None:
     """Full disk: batches 503, prepare refused naming the key file, live keys intact; space back: all works again."""
-    with _tmpfs(tmp_path / "disk", "4m") as disk:
+    with _tmpfs(tmp_path / "disk", "16m") as disk:
         # The config and the log live beside, not on the small disk: only the data directory is on it.
         server = ServerProcess(tmp_path / "server", short_tmp, data_root=disk / "data")
         issued = Issued()
@@ -102,8 +100,10 @@ async def test_a_full_disk_refuses_clearly_tears_no_key_and_recovers(
                 filler = _fill(disk)
                 refusals = [r for _ in range(5) for r in await _refused(client, csr, issued, holder)]
                 async with SocketAdmin(server.admin_socket) as admin:
+                    # Preparing again revokes the prepared authority and writes a new key, which fails: the
+                    # revocation rolls back, and the prepared authority must still have its key.
                     with pytest.raises(IssuerError) as refused:
-                        await admin.authority_step("prepare", "jwt", None)
+                        await admin.authority_step("prepare", "x509", None)
                     found = await check_after_restart(server, issued)
                 assert server.exited() is None, server.log_tail()
                 filler.unlink()

@@ -7,6 +7,7 @@ journal in the database, and the SVIDs the agent was answered, verified against 
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from sigil.ca.authority import AuthorityKind
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.datastore.models import JournalRow
 from sigil.ca.datastore.store import default_sqlite_url
-from sigil.ca.errors import SigilError
+from sigil.ca.errors import KeyStoreError, SigilError
 from sigil.ca.jwtsvid import validate_jwt_svid
 from sigil.ca.keys import load_private_key, public_key_der
 from sigil.ca.keystore import SealedDatabaseKeyStore, load_key_encryption_key
@@ -52,6 +53,7 @@ async def check_after_restart(server: ServerProcess, issued: Issued) -> Findings
     revoked = {str(a["authority_id"]) for a in authorities if a["status"] == "revoked"}
     live = [a for a in authorities if a["status"] != "revoked"]
     await _check_keys(server, live, bundle, found)
+    await _check_destroyed(server, [a for a in authorities if a["status"] == "revoked"], found)
     _check_bundle(live, bundle, found)
     _check_svids(issued, bundle, revoked, found)
     await _check_journal(server, issued, found)
@@ -98,6 +100,27 @@ async def _check_keys(
             kind == "jwt" and jwt_keys.get(authority_id) != public
         ):
             found.problems.append(f"{kind} authority {authority_id}: key is not the one in the bundle")
+
+
+async def _check_destroyed(
+    server: ServerProcess, revoked: list[dict[str, object]], found: Findings
+) -> None:
+    """The key of every revoked authority is destroyed (a revoked key left behind could still sign)."""
+    if server.kek is None:
+        for authority in revoked:
+            path = server.key_dir / f"{authority['kind']}-{authority['authority_id']}.pem"
+            if path.exists():
+                found.problems.append(f"revoked {authority['kind']} authority {authority['authority_id']}: key kept")
+        return
+    engine = create_async_engine(server.database_url)
+    store = SealedDatabaseKeyStore(engine, load_key_encryption_key(server.kek))
+    try:
+        for authority in revoked:
+            with contextlib.suppress(KeyStoreError):
+                await store.get(AuthorityKind(str(authority["kind"])), str(authority["authority_id"]))
+                found.problems.append(f"revoked {authority['kind']} authority {authority['authority_id']}: key kept")
+    finally:
+        await engine.dispose()
 
 
 def _check_bundle(live: list[dict[str, object]], bundle: TrustBundle, found: Findings) -> None:

@@ -135,7 +135,7 @@ class Load:
                     self.in_flight["operator"] = "idle"
                 except IssuerError as err:
                     self._refused(err)
-                await asyncio.sleep(self._rng.uniform(0, 0.05))
+                await asyncio.sleep(self._rng.uniform(0, 0.01))
 
     def _refused(self, err: IssuerError) -> None:
         if not self.killed:
