@@ -117,7 +117,7 @@ async def test_a_full_disk_refuses_clearly_tears_no_key_and_recovers(
         finally:
             await server.stop()
     assert set(refusals) == {"datastore_unavailable"}, refusals
-    assert refused.value.reason != "internal_error", refused.value
+    assert (refused.value.reason, refused.value.status) == ("key_store_unavailable", 503)
     assert "No space left on device" in refused.value.detail, refused.value.detail
     assert not found.problems, found.problems
     assert not after.problems, after.problems
