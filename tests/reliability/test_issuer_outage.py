@@ -16,8 +16,10 @@ import os
 import sys
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 import structlog.testing
 from sigil_testing.agent import WORKLOAD_ID, AgentWorld, agent_world
 from sigil_testing.drill_figures import drill_rng, record_figures
@@ -148,3 +150,88 @@ async def _fresh(agent: NodeAgent, world: AgentWorld) -> bool:
     await agent.svid_cache.run_due()
     got = await asyncio.to_thread(_fetch_mine, agent)
     return isinstance(got, tuple) and got[1] > world.clock()
+
+
+def _fetch_bundle_and_svid(endpoint: str) -> tuple[str, str]:
+    """The X.509 bundles' trust domains and this workload's SPIFFE ID, or each refusal's text."""
+    with WorkloadApiClient(socket_path=endpoint, default_timeout=10) as client:
+        try:
+            domains = ",".join(sorted(b.trust_domain.name for b in client.fetch_x509_bundles().bundles))
+        except PySpiffeError as err:
+            domains = str(err)
+        try:
+            return domains, str(client.fetch_x509_svid().spiffe_id)
+        except PySpiffeError as err:
+            return domains, str(err)
+
+
+async def _start_agent(world: AgentWorld, config: Path) -> asyncio.subprocess.Process:
+    """``sigil-agent run`` as a process; returns once it prints its Workload API endpoint."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sigil.node_agent.cli",
+        "run",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SIGIL_")},
+    )
+    assert process.stdout is not None
+    try:
+        first = await asyncio.wait_for(process.stdout.readline(), 30)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError("the agent did not open its Workload API within 30 s") from None
+    assert first.decode().startswith("sigil-agent: Workload API on"), first
+    return process
+
+
+async def test_an_agent_killed_during_the_outage_serves_what_it_kept_and_catches_up() -> None:
+    """``sigil-agent`` killed with SIGKILL while the issuer is away starts again without it and answers UNAVAILABLE
+    (retry), not a refusal: it keeps no workload SVID on disk, and like SPIRE's agent it serves bundles only to a
+    caller it knows an identity of. Once the issuer returns it serves again, on its stored agent SVID."""
+    async with agent_world() as world:
+        socket_path = world.directory / "drill.sock"
+        config = world.directory / "agent.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "trust_domain": "example.org",
+                    "data_dir": str(world.directory / "state"),
+                    "agent": {
+                        "socket_path": str(socket_path),
+                        "issuer_url": world.url,
+                        "trust_bundle_path": str(world.bundle_path),
+                        "attestation": {"method": "join_token", "join_token": world.join_token},
+                        "rotation": {"backoff_initial": "1s", "backoff_max": "1s"},
+                        "log_level": "warning",
+                    },
+                }
+            )
+        )
+        endpoint = f"unix://{socket_path}"
+        agent = await _start_agent(world, config)
+        try:
+            before = await asyncio.to_thread(_fetch_bundle_and_svid, endpoint)
+            assert before == ("example.org", str(WORKLOAD_ID)), before
+            await world.stop_issuer()
+            agent.kill()
+            await agent.wait()
+            agent = await _start_agent(world, config)
+            during = await asyncio.to_thread(_fetch_bundle_and_svid, endpoint)
+            assert all("UNAVAILABLE" in answer.upper() for answer in during), during
+            await world.start_issuer()
+
+            async def served() -> bool:
+                return (await asyncio.to_thread(_fetch_bundle_and_svid, endpoint))[1] == str(WORKLOAD_ID)
+
+            await eventually(served, what="the SVID served once the issuer is back", within=30)
+            assert len(await world.attested_agents()) == 1
+        finally:
+            if agent.returncode is None:
+                agent.kill()
+            await agent.wait()
+    record_figures("agent_restart_during_outage", restarts_tried=1, restarts_survived=1)
