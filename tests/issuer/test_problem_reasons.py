@@ -53,9 +53,13 @@ def test_an_unknown_reason_stays_a_plain_internal_error() -> None:
 def test_a_key_store_failure_is_a_503_naming_the_file_and_the_system_error() -> None:
     """An authority key that cannot be written answers 503 ``key_store_unavailable`` with the file and the
     system's words (found by the disk drill: a full disk answered ``authority prepare`` with a bare 500)."""
-    body = problem_body(KeyStoreError("/data/keys/x509-abc.pem", "cannot write (No space left on device)"))
+    body = problem_body(
+        KeyStoreError("/data/keys/x509-abc.pem", "cannot write (No space left on device)")
+    )
     assert (body["status"], body["reason"]) == (503, "key_store_unavailable")
-    assert body["detail"] == "key file /data/keys/x509-abc.pem: cannot write (No space left on device)"
+    assert (
+        body["detail"] == "key file /data/keys/x509-abc.pem: cannot write (No space left on device)"
+    )
     refusal = Refusal.of(error_from_problem(body))
     assert refusal is not None
     assert refusal.transient

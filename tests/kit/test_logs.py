@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import secrets
 import json
+import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -58,7 +58,9 @@ def test_a_logged_traceback_never_shows_local_variables() -> None:
     out = io.StringIO()
     configure_logging("info", stream=out)
     log = structlog.get_logger("t")
-    marker = secrets.token_hex(16)  # made at run time, so that no source line printed with the traceback holds it
+    marker = secrets.token_hex(
+        16
+    )  # made at run time, so that no source line printed with the traceback holds it
     try:
         _write_secret(b"-----BEGIN PRIVATE KEY-----" + marker.encode())
     except OSError:

@@ -65,16 +65,19 @@ async def _drill(server: ServerProcess, kills: int, rng: random.Random) -> tuple
     await server.start()
     try:
         found = Findings()
+        verified = 0
         for kill in range(1, kills + 1):
             await _round(server, issued, rng)
             found = await check_after_restart(server, issued)
             _assert_sound(found, kill, server)
+            verified += found.svids_verified
         await _full_cycle(server)
         _assert_sound(await check_after_restart(server, issued), kills, server)
     finally:
         await server.stop()
     assert not issued.refusals, issued.refusals
-    assert found.svids_verified > 0, "no SVID was answered before any kill"
+    # An SVID verified after some restart (the operator's forced revokes cut the others on purpose).
+    assert verified > 0, f"no SVID was left to verify after any of {kills} restarts"
     return issued, found
 
 
@@ -93,7 +96,9 @@ def _report(name: str, kills: int, issued: Issued, found: Findings) -> None:
     record_figures(name, **figures)
 
 
-async def test_sqlite_server_survives_kills_during_rotation_and_issuance(tmp_path: Path, short_tmp: Path) -> None:
+async def test_sqlite_server_survives_kills_during_rotation_and_issuance(
+    tmp_path: Path, short_tmp: Path
+) -> None:
     """Killed 30 times at random points of rotation and issuance on SQLite, it comes back sound every time."""
     kills = drill_count(30)
     server = ServerProcess(tmp_path / "sqlite", short_tmp)

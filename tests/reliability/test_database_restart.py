@@ -141,8 +141,13 @@ async def test_two_replicas_answer_503_while_postgres_restarts_and_resume_by_the
                 try:
                     for restart in range(restarts):
                         outcomes.phase = "up"
+                        wanted = 10 * (restart + 1)
+
+                        def steady(wanted: int = wanted) -> bool:
+                            return outcomes.answers.get("up", Counter())["ok"] >= wanted
+
                         await eventually(
-                            lambda: outcomes.answers.get("up", Counter())["ok"] >= 10 * (restart + 1),
+                            steady,
                             what="steady issuance before the restart",
                             within=30,
                         )
@@ -167,7 +172,8 @@ async def test_two_replicas_answer_503_while_postgres_restarts_and_resume_by_the
                         task.cancel()
                     await asyncio.gather(*loops, return_exceptions=True)
                 for task in loops:
-                    assert task in done and task.exception() is None, task
+                    assert task in done, task
+                    assert task.exception() is None, task
             journaled = await _journal(url, outcomes)
     print("database restart outcomes:", outcomes.answers, "recoveries (s):", recoveries)
     down = outcomes.answers.get("down", Counter())

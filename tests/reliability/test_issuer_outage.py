@@ -15,12 +15,12 @@ import dataclasses
 import os
 import sys
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 import structlog.testing
+import yaml
 from sigil_testing.agent import WORKLOAD_ID, AgentWorld, agent_world
 from sigil_testing.drill_figures import drill_rng, record_figures
 from sigil_testing.waiting import eventually
@@ -32,7 +32,9 @@ from sigil.node_agent.agent import NodeAgent
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(os.getuid() != 0, reason="the other workloads run with their own gid (needs root)"),
+    pytest.mark.skipif(
+        os.getuid() != 0, reason="the other workloads run with their own gid (needs root)"
+    ),
 ]
 
 _SVID_TTL = timedelta(minutes=4)
@@ -69,7 +71,7 @@ async def _fetch_as(agent: NodeAgent, gid: int) -> str:
     return out.decode().strip()
 
 
-def _fetch_mine(agent: NodeAgent) -> tuple[int, object] | str:
+def _fetch_mine(agent: NodeAgent) -> tuple[int, datetime] | str:
     """This workload's X509-SVID (serial, not_after) or the refusal's text."""
     try:
         with WorkloadApiClient(socket_path=agent.endpoint, default_timeout=10) as client:
@@ -85,7 +87,9 @@ def _patient(world: AgentWorld) -> NodeAgent:
     return world.agent(rotation=rotation)
 
 
-async def test_ten_minutes_without_the_issuer_serve_no_expired_svid_and_one_batch_catches_up() -> None:
+async def test_ten_minutes_without_the_issuer_serve_no_expired_svid_and_one_batch_catches_up() -> (
+    None
+):
     """Ten injected minutes of outage: valid SVIDs served while valid, expired never, newcomers UNAVAILABLE, and
     the due rotations of both workloads in one batch on return."""
     rng = drill_rng("issuer-outage")
@@ -111,7 +115,8 @@ async def test_ten_minutes_without_the_issuer_serve_no_expired_svid_and_one_batc
                 assert not_after > world.clock(), f"an expired SVID was served at {world.clock()}"
                 outcomes["served"] += 1
             newcomer = await _fetch_as(agent, NEWCOMER_GID)
-            assert newcomer.startswith("fail") and "UNAVAILABLE" in newcomer.upper(), newcomer
+            assert newcomer.startswith("fail"), newcomer
+            assert "UNAVAILABLE" in newcomer.upper(), newcomer
             # The agent's own log says what each batch it sent was answered for: captured from here on.
             with structlog.testing.capture_logs() as events:
                 await world.start_issuer()
@@ -127,12 +132,14 @@ async def test_ten_minutes_without_the_issuer_serve_no_expired_svid_and_one_batc
             rows = [
                 e
                 for e in issued_after
-                if e.issued_at >= outage_start + _OUTAGE and e.spiffe_id in {str(WORKLOAD_ID), str(STEADY_ID)}
+                if e.issued_at >= outage_start + _OUTAGE
+                and e.spiffe_id in {str(WORKLOAD_ID), str(STEADY_ID)}
             ]
             assert {e.spiffe_id for e in rows} == {str(WORKLOAD_ID), str(STEADY_ID)}, rows
             # One instant for all of them (the steady workload runs as uid 0 too, so it holds both IDs).
             assert len({e.issued_at for e in rows}) == 1, rows
-    assert outcomes["served"] > 0 and outcomes["unavailable"] > 0, outcomes
+    assert outcomes["served"] > 0, outcomes
+    assert outcomes["unavailable"] > 0, outcomes
     print("issuer outage:", dict(outcomes))
     record_figures(
         "issuer_outage",
@@ -156,7 +163,9 @@ def _fetch_bundle_and_svid(endpoint: str) -> tuple[str, str]:
     """The X.509 bundles' trust domains and this workload's SPIFFE ID, or each refusal's text."""
     with WorkloadApiClient(socket_path=endpoint, default_timeout=10) as client:
         try:
-            domains = ",".join(sorted(b.trust_domain.name for b in client.fetch_x509_bundles().bundles))
+            domains = ",".join(
+                sorted(b.trust_domain.name for b in client.fetch_x509_bundles().bundles)
+            )
         except PySpiffeError as err:
             domains = str(err)
         try:
@@ -226,7 +235,9 @@ async def test_an_agent_killed_during_the_outage_serves_what_it_kept_and_catches
             await world.start_issuer()
 
             async def served() -> bool:
-                return (await asyncio.to_thread(_fetch_bundle_and_svid, endpoint))[1] == str(WORKLOAD_ID)
+                return (await asyncio.to_thread(_fetch_bundle_and_svid, endpoint))[1] == str(
+                    WORKLOAD_ID
+                )
 
             await eventually(served, what="the SVID served once the issuer is back", within=30)
             assert len(await world.attested_agents()) == 1

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import jwt
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -64,7 +65,7 @@ async def _check_keys(
     server: ServerProcess, live: list[dict[str, object]], bundle: TrustBundle, found: Findings
 ) -> None:
     """Every authority that is not revoked has its key, intact, 0600, matching the bundle's public key."""
-    anchors = {public_key_der(a.public_key()) for a in bundle.x509_authorities}
+    anchors = {_spki(a) for a in bundle.x509_authorities}
     jwt_keys = {kid: public_key_der(k) for kid, k in bundle.jwt_authorities.items()}
     keys = {}
     if server.kek is None:
@@ -73,7 +74,9 @@ async def _check_keys(
                 found.stray_temporary_files += 1
                 continue
             try:
-                keys[path.name] = load_private_key(path)  # refuses a torn file and a mode other than 0600
+                keys[path.name] = load_private_key(
+                    path
+                )  # refuses a torn file and a mode other than 0600
             except SigilError as err:
                 found.problems.append(f"key file {path.name}: {err}")
     else:
@@ -90,16 +93,20 @@ async def _check_keys(
         finally:
             await engine.dispose()
     for authority in live:
-        kind, authority_id = str(authority["kind"]), str(authority["authority_id"])
-        key = keys.get(f"{kind}-{authority_id}.pem")
+        kind_name, authority_id = str(authority["kind"]), str(authority["authority_id"])
+        key = keys.get(f"{kind_name}-{authority_id}.pem")
         if key is None:
-            found.problems.append(f"{authority['status']} {kind} authority {authority_id}: key lost")
+            found.problems.append(
+                f"{authority['status']} {kind_name} authority {authority_id}: key lost"
+            )
             continue
         public = public_key_der(key.public_key())
-        if (kind == "x509" and public not in anchors) or (
-            kind == "jwt" and jwt_keys.get(authority_id) != public
+        if (kind_name == "x509" and public not in anchors) or (
+            kind_name == "jwt" and jwt_keys.get(authority_id) != public
         ):
-            found.problems.append(f"{kind} authority {authority_id}: key is not the one in the bundle")
+            found.problems.append(
+                f"{kind_name} authority {authority_id}: key is not the one in the bundle"
+            )
 
 
 async def _check_destroyed(
@@ -110,15 +117,21 @@ async def _check_destroyed(
         for authority in revoked:
             path = server.key_dir / f"{authority['kind']}-{authority['authority_id']}.pem"
             if path.exists():
-                found.problems.append(f"revoked {authority['kind']} authority {authority['authority_id']}: key kept")
+                found.problems.append(
+                    f"revoked {authority['kind']} authority {authority['authority_id']}: key kept"
+                )
         return
     engine = create_async_engine(server.database_url)
     store = SealedDatabaseKeyStore(engine, load_key_encryption_key(server.kek))
     try:
         for authority in revoked:
             with contextlib.suppress(KeyStoreError):
-                await store.get(AuthorityKind(str(authority["kind"])), str(authority["authority_id"]))
-                found.problems.append(f"revoked {authority['kind']} authority {authority['authority_id']}: key kept")
+                await store.get(
+                    AuthorityKind(str(authority["kind"])), str(authority["authority_id"])
+                )
+                found.problems.append(
+                    f"revoked {authority['kind']} authority {authority['authority_id']}: key kept"
+                )
     finally:
         await engine.dispose()
 
@@ -146,7 +159,9 @@ def _check_svids(issued: Issued, bundle: TrustBundle, revoked: set[str], found: 
             continue
         leaf = svid.chain[0]
         if not any(_issued_by(leaf, anchor) for anchor in bundle.x509_authorities):
-            found.problems.append(f"X509-SVID {leaf.serial_number:x}: no anchor in the bundle signed it")
+            found.problems.append(
+                f"X509-SVID {leaf.serial_number:x}: no anchor in the bundle signed it"
+            )
         elif leaf.not_valid_after_utc <= now:
             found.problems.append(f"X509-SVID {leaf.serial_number:x}: expired")
         else:
@@ -163,6 +178,12 @@ def _check_svids(issued: Issued, bundle: TrustBundle, revoked: set[str], found: 
             found.problems.append(f"JWT-SVID of key {kid}: {err}")
         else:
             found.svids_verified += 1
+
+
+def _spki(certificate: x509.Certificate) -> bytes:
+    return certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _issued_by(leaf: x509.Certificate, anchor: x509.Certificate) -> bool:
@@ -192,7 +213,9 @@ async def _check_journal(server: ServerProcess, issued: Issued, found: Findings)
     serials = {row.serial for row in rows}
     for _holder, svid in issued.x509:
         if format(svid.chain[0].serial_number, "032x") not in serials:
-            found.problems.append(f"X509-SVID {svid.chain[0].serial_number:x} missing from the journal")
+            found.problems.append(
+                f"X509-SVID {svid.chain[0].serial_number:x} missing from the journal"
+            )
     batches = Counter(
         (row.holder, row.issued_at)
         for row in rows

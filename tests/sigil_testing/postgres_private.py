@@ -42,7 +42,9 @@ class PrivatePostgres:
             for path in (self._root, self._sockets):
                 os.chown(path, self._account.pw_uid, self._account.pw_gid)
         try:
-            self._run("initdb", "-D", str(self._data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+            self._run(
+                "initdb", "-D", str(self._data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
+            )
             self.start()
         except BaseException:
             shutil.rmtree(self._root, ignore_errors=True)
@@ -50,7 +52,10 @@ class PrivatePostgres:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         try:
             self._run("pg_ctl", "-D", str(self._data), "-m", "immediate", "-w", "stop")
@@ -63,7 +68,9 @@ class PrivatePostgres:
         """Start the server (again) on the same port and data directory, and wait until it accepts connections."""
         options = f"-h 127.0.0.1 -p {self.port} -k {self._sockets} -F -c max_connections=100"
         log = str(self._root / "server.log")
-        self._run("pg_ctl", "-D", str(self._data), "-l", log, "-o", options, "-w", "-t", "60", "start")
+        self._run(
+            "pg_ctl", "-D", str(self._data), "-l", log, "-o", options, "-w", "-t", "60", "start"
+        )
 
     def stop(self) -> None:
         """Stop the server the way an operator's restart does (``-m fast``: sessions are terminated)."""
@@ -81,4 +88,6 @@ class PrivatePostgres:
             env={**os.environ, "LC_ALL": "C.UTF-8"},
         )
         if done.returncode != 0:
-            raise PostgresUnavailableError(f"{tool} failed ({done.returncode}): {done.stdout}{done.stderr}")
+            raise PostgresUnavailableError(
+                f"{tool} failed ({done.returncode}): {done.stdout}{done.stderr}"
+            )
