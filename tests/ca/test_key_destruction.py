@@ -6,6 +6,7 @@ the key's deletion left the revoked key on disk for good, where it could still s
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sigil_testing.ca import open_ca
@@ -58,3 +59,23 @@ async def test_a_replaced_prepared_authority_loses_its_key_only_with_the_commit(
         assert statuses[first.authority_id] is AuthorityStatus.REVOKED
     finally:
         await ca.aclose()
+
+
+async def test_a_key_file_half_written_by_a_killed_process_is_removed_on_open(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A temporary key file a SIGKILL left mid-write (the crash drill counts them) is removed when the CA opens
+    again; one written just now, perhaps by a replica sharing the directory, is left alone."""
+    ca = await open_ca(tmp_path / "data", clock)
+    await ca.aclose()
+    keys = tmp_path / "data" / "keys"
+    stale, fresh = keys / ".x509-abc.pem.k2j4h5", keys / ".jwt-def.pem.x8s7d6"
+    for path in (stale, fresh):
+        path.write_bytes(b"-----BEGIN PRIVATE KEY-----\nMIGH")
+        path.chmod(0o600)
+    an_hour_ago = stale.stat().st_mtime - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    ca = await open_ca(tmp_path / "data", clock)
+    await ca.aclose()
+    assert not stale.exists()
+    assert fresh.exists()
