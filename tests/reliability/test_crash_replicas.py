@@ -37,18 +37,29 @@ async def _state(server: ServerProcess) -> State:
 
 
 async def _serves(server: ServerProcess, issued: Issued, batches: int) -> int:
-    """A fresh agent attests at ``server`` and gets ``batches`` batches; returns how many it got."""
-    load = Load(server, issued, drill_rng("unused"))
+    """Fresh agents attest at ``server`` until ``batches`` batches were answered; returns how many were.
+
+    A second agent is allowed for one case: A revoked (``--force``) the authority B still signed with when it died,
+    within B's one-second refresh, so B's first agent SVID is refused; B itself is not at fault.
+    """
     before = len(issued.x509)
-    task = asyncio.create_task(load.agent())
-    await eventually(
-        lambda: task.done() or len(issued.x509) >= before + batches * BATCH,
-        what=f"{batches} batches answered by {server.directory.name}",
-        within=30,
-    )
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for _attempt in range(3):
+        load = Load(server, issued, drill_rng("unused"))
+        task = asyncio.create_task(load.agent())
+
+        def answered(task: asyncio.Task[None] = task) -> bool:
+            return task.done() or len(issued.x509) >= before + batches * BATCH
+
+        await eventually(
+            answered,
+            what=f"{batches} batches answered by {server.directory.name}",
+            within=30,
+        )
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if len(issued.x509) >= before + batches * BATCH:
+            break
     return (len(issued.x509) - before) // BATCH
 
 
@@ -77,7 +88,7 @@ async def test_the_other_replica_serves_while_one_is_killed_and_they_agree_after
             await a.kill()
             await operator
             served = await _serves(b, issued, batches=3)
-            assert served == 3, f"kill {kill}: B answered {served} of 3 batches while A was down"
+            assert served >= 3, f"kill {kill}: B answered {served} of 3 batches while A was down"
             assert b.exited() is None, b.log_tail()
             served_while_down += served
             await a.start()
