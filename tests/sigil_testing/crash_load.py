@@ -66,7 +66,8 @@ def next_step(authorities: list[dict[str, object]], kind: str) -> tuple[str, str
 
 
 class Load:
-    """The agent and the operator against one server, until :meth:`stop` (or the server dies under them)."""
+    """The agent and the operator against one server, until the drill kills it (:meth:`note_kill` first, so that
+    the connection errors that follow end them quietly) or cancels them."""
 
     def __init__(self, server: ServerProcess, issued: Issued, rng: random.Random) -> None:
         self._server = server
@@ -116,7 +117,7 @@ class Load:
                     await asyncio.sleep(0.05)
 
     async def operator(self) -> None:
-        """Step each kind in turn through the cycle, a random short pause between steps."""
+        """Take the next step of a kind picked at random, a random short pause between steps."""
         try:
             await self._operator()
         except _TRANSPORT:
