@@ -41,6 +41,8 @@ _SELECTOR = "unix:uid:4545"
 _BATCH = 4
 #: The agents' request timeout: an answer later than this is a hang.
 _TIMEOUT = 10.0
+#: The node agent's default request timeout (sigil.issuer.client's), which a frozen database must not reach.
+_AGENT_TIMEOUT = 30.0
 
 
 @dataclass
@@ -194,3 +196,36 @@ async def test_two_replicas_answer_503_while_postgres_restarts_and_resume_by_the
         answers_while_down=dict(down),
         recovery_seconds=[round(r, 2) for r in recoveries],
     )
+
+
+async def test_a_frozen_database_is_answered_503_within_the_agents_timeout(tmp_path: Path) -> None:
+    """PostgreSQL frozen (SIGSTOP: connections open, nothing answers, as on a paused host): a request is answered
+    503 ``datastore_unavailable`` before the agent's own timeout, and served again once it thaws. (It hung until
+    the client gave up, for want of statement and connect timeouts on the datastore.)"""
+    with PrivatePostgres() as pg:
+        async with (
+            temporary_database(pg.admin_dsn) as url,
+            running_issuer(issuer_settings(tmp_path / "a", database_url=url)) as server,
+            attested_agent(server) as agent,
+        ):
+            await agent.renew()
+            pg.freeze()
+            try:
+                with pytest.raises(IssuerError) as refused:
+                    await asyncio.wait_for(agent.renew(), _AGENT_TIMEOUT)
+            finally:
+                pg.thaw()
+            assert (refused.value.status, refused.value.reason) == (
+                503,
+                "datastore_unavailable",
+            )
+
+            async def renews() -> bool:
+                try:
+                    await agent.renew()
+                except IssuerError:
+                    return False
+                return True
+
+            await eventually(renews, what="renewal once the database thawed", within=30)
+    record_figures("database_freeze", frozen_requests_answered_503=1)
