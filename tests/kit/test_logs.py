@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -45,3 +46,26 @@ def test_level_names_are_case_insensitive_and_unknown_means_info() -> None:
     """``DEBUG`` and ``debug`` agree; a misspelt level falls back to info."""
     assert level_number("DEBUG") == level_number("debug") == 10
     assert level_number("loud") == 20
+
+
+def _write_secret(secret: bytes) -> None:
+    raise OSError(28, "No space left on device")
+
+
+def test_a_logged_traceback_never_shows_local_variables() -> None:
+    """An unexpected exception is logged with its traceback but without the frames' locals, where a private key
+    being written may sit (found by the disk drill: a full disk printed the PEM of a new authority key)."""
+    out = io.StringIO()
+    configure_logging("info", stream=out)
+    log = structlog.get_logger("t")
+    marker = secrets.token_hex(
+        16
+    )  # made at run time, so that no source line printed with the traceback holds it
+    try:
+        _write_secret(b"-----BEGIN PRIVATE KEY-----" + marker.encode())
+    except OSError:
+        log.exception("request.error", path="/v1/admin/authorities/prepare")
+    printed = out.getvalue()
+    assert "No space left on device" in printed
+    assert "_write_secret" in printed
+    assert marker not in printed

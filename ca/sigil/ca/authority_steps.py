@@ -81,11 +81,12 @@ async def prepare_authority(
     upstream: UpstreamCa | None,
 ) -> Authority:
     """A new prepared authority of ``kind`` with its key stored; an earlier prepared one is revoked."""
-    # A prepared authority that was never activated is replaced rather than kept beside the new one.
+    # A prepared authority that was never activated is replaced rather than kept beside the new one. Its key is
+    # destroyed once this commits (CertificateAuthority.run_step): destroyed here, a failure below (the new key
+    # cannot be written) would roll the revocation back and leave the prepared authority without its key.
     for old in await tx.authorities(kind):
         if old.status is AuthorityStatus.PREPARED:
             await tx.put_authority(old.with_status(AuthorityStatus.REVOKED))
-            await keys.delete(kind, old.authority_id, tx=tx)
     if kind is AuthorityKind.X509:
         key = await asyncio.to_thread(generate_key, settings.key_type)
         authority = new_x509_authority(

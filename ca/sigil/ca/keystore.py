@@ -65,12 +65,22 @@ class KeyStore(Protocol):
     ) -> None: ...
 
 
+#: A temporary key file this old was left by a process that died writing it (a write takes milliseconds).
+_PARTIAL_WRITE_AGE = 600.0
+
+
 class DiskKeyStore:
     """Authority keys as files ``<kind>-<authority_id>.pem`` under one directory (mode 0700)."""
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
         self._cache: dict[str, PrivateKey] = {}
+
+    async def remove_partial_writes(self, *, older_than: float = _PARTIAL_WRITE_AGE) -> int:
+        """Delete what a process killed inside :func:`~sigil.ca.keys.write_file_atomically` left: its temporary
+        files (part of a private key). Only those older than ``older_than`` seconds, since replicas sharing the
+        directory may be writing theirs right now. Returns how many were removed."""
+        return await asyncio.to_thread(_remove_partial_writes, self._directory, older_than)
 
     def _path(self, kind: AuthorityKind, authority_id: str) -> Path:
         if not authority_id or "/" in authority_id or authority_id.startswith("."):
@@ -100,6 +110,24 @@ class DiskKeyStore:
             await asyncio.to_thread(path.unlink, missing_ok=True)
         except OSError as err:
             raise KeyStoreError(str(path), f"cannot delete ({err.strerror})") from err
+
+
+def _remove_partial_writes(directory: Path, older_than: float) -> int:
+    # write_file_atomically names its temporary files ".<final name>.<random>" in the same directory.
+    removed = 0
+    now = datetime.now(UTC).timestamp()
+    try:
+        candidates = list(directory.glob(".*.pem.*"))
+    except OSError:
+        return 0
+    for path in candidates:
+        try:
+            if now - path.stat().st_mtime > older_than:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue  # gone already, or not ours to remove: the next start tries again
+    return removed
 
 
 def load_key_encryption_key(path: Path) -> bytes:

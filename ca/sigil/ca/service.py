@@ -23,7 +23,7 @@ from typing import Self, TypeVar
 from cryptography import x509
 
 from sigil.ca.adoption import seal_unsealed_rows
-from sigil.ca.authority import Authority, AuthorityKind, Signer
+from sigil.ca.authority import Authority, AuthorityKind, AuthorityStatus, Signer
 from sigil.ca.authority_steps import (
     activate_authority,
     commit_bundle,
@@ -85,6 +85,8 @@ class CertificateAuthority:
         self._changed = asyncio.Condition()
         self._refreshing = asyncio.Lock()
         self._pool: SigningPool | None = None
+        #: Revoked authorities whose key this process has destroyed (or found destroyed).
+        self._destroyed: set[str] = set()
 
     @classmethod
     async def open(
@@ -208,7 +210,24 @@ class CertificateAuthority:
             if upstream:
                 self._upstream = await resolve_upstream(tx, self._upstream)
         await self.refresh()
+        await self._destroy_revoked_keys()
         return result
+
+    async def _destroy_revoked_keys(self) -> None:
+        """Destroy the key of every revoked authority, once the revocation has committed.
+
+        Only after the commit: a step that fails after revoking (a prepared authority replaced by a new one whose
+        key cannot be written) must leave every key it did not revoke in place. And at every step, not just the
+        one that revoked: a process killed between a commit and the destruction leaves the key behind, and the
+        next step of the next process (:meth:`open` takes one) destroys it.
+        """
+        for authority in self._snapshot.authorities:
+            if (
+                authority.status is AuthorityStatus.REVOKED
+                and authority.authority_id not in self._destroyed
+            ):
+                await self._keys.delete(authority.kind, authority.authority_id)
+                self._destroyed.add(authority.authority_id)
 
     async def _prepare(self, tx: Transaction, kind: AuthorityKind, now: datetime) -> Authority:
         if kind is AuthorityKind.X509:

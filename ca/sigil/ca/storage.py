@@ -41,9 +41,10 @@ async def open_storage(
         extra_migrations=extra_migrations,
         seal=AuthoritySeal(kek) if kek is not None else None,
     )
-    keys: KeyStore = (
-        SealedDatabaseKeyStore(store.engine, kek)
-        if kek is not None
-        else DiskKeyStore(settings.effective_key_dir)
-    )
+    keys: KeyStore
+    if kek is not None:
+        keys = SealedDatabaseKeyStore(store.engine, kek)
+    else:
+        keys = disk = DiskKeyStore(settings.effective_key_dir)
+        await disk.remove_partial_writes()
     return store, keys, upstream

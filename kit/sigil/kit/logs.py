@@ -37,8 +37,14 @@ def configure_logging(
     level: str = "info", *, json: bool = False, stream: TextIO | None = None
 ) -> None:
     """Send events at ``level`` and above to ``stream`` (stderr), as JSON lines or for a terminal."""
+    # Plain tracebacks: the console renderer's default (rich's, when installed) prints every frame's local
+    # variables, and a frame writing a key file holds the private key's PEM.
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[

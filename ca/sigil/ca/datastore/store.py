@@ -41,6 +41,11 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_KEY = 0x51613100
 
 
+#: Seconds to open a PostgreSQL connection, and to run one statement or wait for a pooled connection.
+_CONNECT_TIMEOUT = 5.0
+_COMMAND_TIMEOUT = 15.0
+
+
 def default_sqlite_url(data_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{data_dir / 'datastore.sqlite3'}"
 
@@ -82,6 +87,15 @@ class Datastore:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             kwargs["connect_args"] = {"timeout": 30}
+        elif url.startswith("postgresql+asyncpg"):
+            # Bounded waits on a database that stopped answering (a paused host, a partition), inside the agents'
+            # 30 s request timeout: a request then gets 503 datastore_unavailable, never a hang. Found by the
+            # database drill (tests/reliability/test_database_restart.py) with PostgreSQL frozen by SIGSTOP.
+            kwargs["connect_args"] = {
+                "timeout": _CONNECT_TIMEOUT,
+                "command_timeout": _COMMAND_TIMEOUT,
+            }
+            kwargs["pool_timeout"] = _COMMAND_TIMEOUT
         try:
             engine = create_async_engine(url, **kwargs)
         except (SQLAlchemyError, ValueError) as err:

@@ -8,7 +8,7 @@ than matching reason strings itself.
 
 - transient: the issuer is busy or cannot reach Kubernetes or its database (``unavailable``,
   ``kubernetes_unavailable``, ``datastore_unavailable``,
-  ``rate_limited``, ``internal_error``); the same request may succeed later;
+  ``key_store_unavailable``, ``rate_limited``, ``internal_error``); the same request may succeed later;
 - about the workload: it is entitled to nothing now (``not_entitled``, or its pod gone, replaced or on another
   node); the agent tells the workload ``PermissionDenied``;
 - about the agent's own SVID: every later call with it is refused too (evicted, superseded by a copy's renewal,
@@ -33,6 +33,7 @@ _TRANSIENT = frozenset(
         "unavailable",
         "kubernetes_unavailable",
         "datastore_unavailable",
+        "key_store_unavailable",
         "rate_limited",
         "internal_error",
     }

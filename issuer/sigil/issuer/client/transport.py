@@ -51,6 +51,10 @@ def error_from_problem(problem: Mapping[str, Any]) -> IssuerError:
     )
     error = cls.__new__(cls)
     IssuerError.__init__(error, str(problem.get("detail") or problem.get("title") or reason))
+    if cls is IssuerError and reason in PROBLEMS:
+        # A reason of the contract with no IssuerError class of its own (the CA's errors the edge answers:
+        # ``datastore_unavailable``, ``malformed_csr``) keeps its name, not the class's ``internal_error``.
+        object.__setattr__(error, "reason", reason)
     error.problem = dict(problem)  # type: ignore[attr-defined]
     return error
 

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from sigil.ca.errors import SigilError
+from sigil.ca.errors import KeyStoreError, SigilError
 from sigil.issuer.agentapi import contract
 from sigil.issuer.errors import (
     BodyTooLargeError,
@@ -35,7 +35,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def problem_body(error: SigilError) -> contract.ProblemBody:
     reason, problem = problem_for(error)
-    detail = error.detail if isinstance(error, IssuerError) else problem.title
+    if isinstance(error, IssuerError):
+        detail = error.detail
+    elif isinstance(error, KeyStoreError):
+        # It names the key file and what the system said (never the key): what the operator must fix.
+        detail = str(error)
+    else:
+        detail = problem.title
     return {
         "type": f"https://sigil.dev/problems/{reason}",
         "title": problem.title,

@@ -44,7 +44,9 @@ that says which status a reason gets; :func:`problem_for` also maps the CA's err
 
 The CA's errors the edge lets through have their reasons too: a malformed CSR answers 400 ``malformed_csr``, a
 failed database (:class:`~sigil.ca.errors.DatastoreError`, raised by every store over the shared database) answers
-503 ``datastore_unavailable``, anything else 500 ``internal_error``.
+503 ``datastore_unavailable``, an authority key that cannot be written or read
+(:class:`~sigil.ca.errors.KeyStoreError`, a full disk) 503 ``key_store_unavailable`` with the key file and the
+system's words as its detail, anything else 500 ``internal_error``.
 
 The ``bound_*`` errors are about the pod a token is bound to (authentication); the unprefixed pod errors are about a
 pod an agent asks an SVID for (authorization). Messages never contain a token.

@@ -15,6 +15,7 @@ from typing import ClassVar, Final, Self
 
 from sigil.ca.errors import (
     DatastoreError,
+    KeyStoreError,
     MalformedCsrError,
     SigilError,
     SigningUnavailableError,
@@ -75,6 +76,7 @@ PROBLEMS: Final = MappingProxyType(
         "policy_refused": Problem(HTTPStatus.UNPROCESSABLE_ENTITY, "Policy refused"),
         "unavailable": Problem(HTTPStatus.SERVICE_UNAVAILABLE, "Service unavailable"),
         "datastore_unavailable": Problem(HTTPStatus.SERVICE_UNAVAILABLE, "Datastore unavailable"),
+        "key_store_unavailable": Problem(HTTPStatus.SERVICE_UNAVAILABLE, "Key store unavailable"),
         "internal_error": Problem(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal error"),
     }
 )
@@ -92,6 +94,9 @@ def problem_for(error: SigilError) -> tuple[str, Problem]:
     elif isinstance(error, DatastoreError):
         # The database failed (the datastore layer translated the driver's exception): try again, maybe elsewhere.
         reason = "datastore_unavailable"
+    elif isinstance(error, KeyStoreError):
+        # An authority key could not be written or read (a full disk): the step can be taken again once fixed.
+        reason = "key_store_unavailable"
     else:
         reason = "internal_error"
     return reason, PROBLEMS[reason]

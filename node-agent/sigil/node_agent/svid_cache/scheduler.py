@@ -100,8 +100,9 @@ class Scheduler:
                     self._table.drop(slot, "idle")
                     changed = True
                 elif (
-                    slot.svids
-                    and slot.rotate_at is not None
+                    # rotate_at stays set when the SVIDs expired while the issuer was away: a workload still in
+                    # use is re-issued in the first batch after the outage, not only when it asks again.
+                    slot.rotate_at is not None
                     and slot.rotate_at <= now
                     and not self._health.down()
                     and not self._issuance.busy(slot.key)

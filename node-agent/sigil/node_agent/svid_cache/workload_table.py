@@ -95,7 +95,7 @@ class WorkloadTable:
 
     def plan(self, slot: Workload, now: datetime) -> None:
         """Schedule the slot's next due moment: rotation (or the end of a backoff), expiry, or an idle check."""
-        if not slot.svids or slot.rotate_at is None:
+        if slot.rotate_at is None:
             idle_check = max(slot.last_seen + self._idle_timeout, now + _MIN_RECHECK)
             self._queue.schedule(slot, max(idle_check, slot.denied_until or now))
             return
