@@ -452,16 +452,24 @@ def test_every_mesh_extension_field_is_stored_as_written(
     documents = [allow, cluster]
     applied = run_kubectl(policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
     assert applied.returncode == 0, applied.stderr
-    stored = policy_crds.request(
-        "GET", f"{_GROUP}/namespaces/{namespace}/authorizationpolicies/mesh"
-    )
-    assert stored["spec"] == allow["spec"]
-    parsed = parse_policy(stored)
-    assert isinstance(parsed, AuthorizationPolicy)
-    assert parsed.mesh
-    assert parsed.target_ports == frozenset({8000, 8050})
-    stored = policy_crds.request("GET", f"{_GROUP}/clusterauthorizationpolicies/mesh-{namespace}")
-    assert stored["spec"] == cluster["spec"]
+    try:
+        stored = policy_crds.request(
+            "GET", f"{_GROUP}/namespaces/{namespace}/authorizationpolicies/mesh"
+        )
+        assert stored["spec"] == allow["spec"]
+        parsed = parse_policy(stored)
+        assert isinstance(parsed, AuthorizationPolicy)
+        assert parsed.mesh
+        assert parsed.target_ports == frozenset({8000, 8050})
+        stored = policy_crds.request(
+            "GET", f"{_GROUP}/clusterauthorizationpolicies/mesh-{namespace}"
+        )
+        assert stored["spec"] == cluster["spec"]
+    finally:
+        # A Mesh policy selecting every pod reaches every namespace of this shared control plane: the
+        # effective-view tests of other namespaces would see it.
+        deleted = run_kubectl(policy_crds, "delete", "-f", "-", stdin=yaml.safe_dump_all(documents))
+    assert deleted.returncode == 0, deleted.stderr
 
 
 @pytest.mark.parametrize(
