@@ -97,3 +97,35 @@ def test_check_reports_a_refused_istio_policy(
     err = capsys.readouterr().err
     assert "refused: istio AuthorizationPolicy shop/ext" in err
     assert "external authorizer" in err
+
+
+def test_trust_domain_aliases_reach_the_translation(
+    write_policies: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Istio's literal ``cluster.local`` principal means the local domain and its aliases:
+    ``--trust-domain-alias`` admits the old domain's peer; without it, only the local one; a bad alias is
+    refused by name."""
+    directory = write_policies(
+        {
+            "db.yaml": dump(
+                istio_ap(
+                    "db",
+                    match={"app": "db"},
+                    rules=[{"from": [src(principals=["cluster.local/ns/shop/sa/web"])]}],
+                )
+            )
+        }
+    )
+
+    def check(peer: str, *extra: str) -> int:
+        argv = ["check", "--policies", str(directory), "--trust-domain", "example.org"]
+        argv += ["--namespace", "shop", "--labels", "app=db", "--port", "5432", "--peer", peer]
+        return main([*argv, *extra])
+
+    old = "spiffe://old.example/ns/shop/sa/web"
+    assert check("spiffe://example.org/ns/shop/sa/web") == 0
+    assert check(old) == 1
+    assert check(old, "--trust-domain-alias", "old.example") == 0
+    capsys.readouterr()
+    assert check(old, "--trust-domain-alias", "Not A Domain!") == 2
+    assert "--trust-domain-alias" in capsys.readouterr().err

@@ -191,3 +191,19 @@ def test_probe_paths_and_the_default_policy_are_typed() -> None:
     assert isinstance(inbound, Inbound)
     assert inbound.probe_paths == frozenset({"/healthz", "/ready"})
     assert inbound.default is DefaultPolicy.LOCAL_AUTHENTICATED
+
+
+def test_istio_translation_flags_reach_the_inbound_settings() -> None:
+    """``--root-namespace`` and each ``--trust-domain-alias`` (checked as a trust domain) are typed for the
+    translation of Istio policy in the watched directory; a bad alias is refused by name."""
+    base = [*INBOUND, "--svid-dir", "/s", "--policies", "/p", "--namespace", "n"]
+    inbound = _settings(*base).direction
+    assert isinstance(inbound, Inbound)
+    assert (inbound.root_namespace, inbound.trust_domain_aliases) == ("istio-system", ())
+    flags = ["--root-namespace", "mesh-root", "--trust-domain-alias", "old.example"]
+    inbound = _settings(*base, *flags, "--trust-domain-alias", "older.example").direction
+    assert isinstance(inbound, Inbound)
+    assert inbound.root_namespace == "mesh-root"
+    assert inbound.trust_domain_aliases == ("old.example", "older.example")
+    with pytest.raises(RequestError, match="--trust-domain-alias"):
+        _settings(*base, "--trust-domain-alias", "spiffe://old.example/x")

@@ -60,11 +60,13 @@ class Authorizer:
         workload_ids: WorkloadIdPattern | None = None,
         metrics: EnforcerMetrics | None = None,
         root_namespace: str = "istio-system",  # Istio's default rootNamespace
+        trust_domain_aliases: tuple[str, ...] = (),  # Istio's trustDomainAliases
     ) -> None:
         self.trust_domain = trust_domain
         # Istio's and Linkerd's documents in the directory are translated for this trust domain.
         self.translation = TranslateOptions(
             trust_domain=trust_domain.name,
+            trust_domain_aliases=trust_domain_aliases,
             root_namespace=root_namespace,
             id_template=(workload_ids or WorkloadIdPattern()).template,
         )

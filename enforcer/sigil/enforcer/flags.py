@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sigil.ca.errors import InvalidTrustDomainError
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import RequestError
 from sigil.enforcer.policy.defaults import DefaultPolicy
@@ -32,6 +33,7 @@ __all__ = [
     "parse_pairs",
     "port_argument",
     "translate_options",
+    "trust_domain_aliases",
 ]
 
 #: The Workload API's address, by the SPIFFE convention (SPIFFE_Workload_Endpoint.md §4).
@@ -125,14 +127,33 @@ def add_policy_source_arguments(parser: argparse._ActionsContainer, *, agent_def
 
 
 def add_translation_arguments(parser: argparse._ActionsContainer) -> None:
-    """``--root-namespace``, which every command reading Istio's policy takes (``check``, ``effective``,
-    ``import``, ``diff``); the trust domain comes from ``--trust-domain``."""
+    """``--root-namespace`` and ``--trust-domain-alias``, which every command reading Istio's policy takes
+    (``check``, ``effective``, ``import``, ``diff``, ``proxy``, ``ext-authz``); the trust domain comes from
+    ``--trust-domain``."""
     parser.add_argument(
         "--root-namespace",
         default="istio-system",
         metavar="NS",
         help="Istio's rootNamespace: its AuthorizationPolicies apply mesh-wide (default %(default)s)",
     )
+    parser.add_argument(
+        "--trust-domain-alias",
+        action="append",
+        default=[],
+        metavar="TD",
+        help="one of Istio's trustDomainAliases: principals of the local domain also match it; repeatable",
+    )
+
+
+def trust_domain_aliases(args: argparse.Namespace) -> tuple[str, ...]:
+    """The ``--trust-domain-alias`` values, each checked as a trust domain name."""
+    aliases: list[str] = []
+    for alias in getattr(args, "trust_domain_alias", None) or ():
+        try:
+            aliases.append(TrustDomain.parse(alias).name)
+        except InvalidTrustDomainError as err:
+            raise RequestError("--trust-domain-alias", "", f"{alias!r}: {err}") from err
+    return tuple(aliases)
 
 
 def translate_options(args: argparse.Namespace, trust_domain: TrustDomain) -> TranslateOptions:
@@ -140,6 +161,7 @@ def translate_options(args: argparse.Namespace, trust_domain: TrustDomain) -> Tr
     template = getattr(args, "workload_id_template", None) or DEFAULT_WORKLOAD_ID_TEMPLATE
     return TranslateOptions(
         trust_domain=trust_domain.name,
+        trust_domain_aliases=trust_domain_aliases(args),
         root_namespace=args.root_namespace,
         id_template=template,
     )

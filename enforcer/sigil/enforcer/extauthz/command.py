@@ -17,6 +17,7 @@ from sigil.enforcer.flags import (
     TRUST_DOMAIN_VARIABLE,
     add_decision_arguments,
     add_policy_source_arguments,
+    add_translation_arguments,
     port_argument,
 )
 from sigil.enforcer.proxy.settings import Address, address_argument
@@ -42,6 +43,7 @@ def add_ext_authz_command(commands: argparse._SubParsersAction[argparse.Argument
         "--listen", required=True, type=_listen, metavar="unix:///PATH|[HOST:]PORT"
     )
     add_policy_source_arguments(command, agent_default=f"env {ENDPOINT_SOCKET_VARIABLE}")
+    add_translation_arguments(command)
     command.add_argument("--namespace", required=True, metavar="NS", help="this pod's namespace")
     command.add_argument("--labels", default="", metavar="K=V,...", help="this pod's labels")
     command.add_argument("--namespace-labels", default="", metavar="K=V,...")

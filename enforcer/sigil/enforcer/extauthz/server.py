@@ -56,6 +56,8 @@ async def serve(settings: ExtAuthzSettings) -> int:
             workload_ids=settings.workload_ids,
             namespace_labels=settings.namespace_labels,
             metrics=metrics,
+            root_namespace=settings.root_namespace,
+            trust_domain_aliases=settings.trust_domain_aliases,
         )
         if feed is None:
             tasks.spawn(

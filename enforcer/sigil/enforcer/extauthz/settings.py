@@ -19,7 +19,12 @@ from types import MappingProxyType
 from sigil.ca.errors import InvalidTrustDomainError
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.enforcer.errors import RequestError
-from sigil.enforcer.flags import TRUST_DOMAIN_VARIABLE, Environment, parse_pairs
+from sigil.enforcer.flags import (
+    TRUST_DOMAIN_VARIABLE,
+    Environment,
+    parse_pairs,
+    trust_domain_aliases,
+)
 from sigil.enforcer.policy import Target
 from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
@@ -63,6 +68,9 @@ class ExtAuthzSettings:
     default: DefaultPolicy = DefaultPolicy.ALLOW
     #: How local IDs name namespaces (``--workload-id-template``), as the issuer's ``workload_id_template``.
     workload_ids: WorkloadIdPattern = field(default_factory=WorkloadIdPattern)
+    #: Istio's rootNamespace and trustDomainAliases, for Istio policy in the directory.
+    root_namespace: str = "istio-system"
+    trust_domain_aliases: tuple[str, ...] = ()
     #: How often the policy directory is looked at for changes.
     watch_interval: float = 2.0
     #: Where to serve ``/metrics``; None: nowhere.
@@ -102,6 +110,8 @@ class ExtAuthzSettings:
             ),
             default=DefaultPolicy(args.default),
             workload_ids=WorkloadIdPattern(args.workload_id_template),
+            root_namespace=args.root_namespace,
+            trust_domain_aliases=trust_domain_aliases(args),
             watch_interval=args.watch_interval,
             metrics=args.metrics,
         )

@@ -16,6 +16,7 @@ from sigil.enforcer.flags import (
     TRUST_DOMAIN_VARIABLE,
     add_decision_arguments,
     add_policy_source_arguments,
+    add_translation_arguments,
     port_argument,
 )
 from sigil.enforcer.proxy.settings import ProxySettings, address_argument
@@ -62,6 +63,7 @@ def add_proxy_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     policy = proxy.add_argument_group("inbound policy")
     add_policy_source_arguments(policy, agent_default="--workload-api's socket")
+    add_translation_arguments(policy)
     policy.add_argument("--namespace", metavar="NS", help="this pod's namespace")
     policy.add_argument("--labels", default="", metavar="K=V,...", help="this pod's labels")
     policy.add_argument("--namespace-labels", default="", metavar="K=V,...")

@@ -57,6 +57,8 @@ async def serve(settings: ProxySettings) -> int:
                 namespace_labels=direction.namespace_labels,
                 workload_ids=direction.workload_ids,
                 metrics=metrics,
+                root_namespace=direction.root_namespace,
+                trust_domain_aliases=direction.trust_domain_aliases,
             )
             guarding = authorizer
             # Cached decisions do not outlive a change of the trust bundles.

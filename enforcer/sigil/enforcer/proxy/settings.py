@@ -19,7 +19,12 @@ from types import MappingProxyType
 
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.errors import RequestError
-from sigil.enforcer.flags import ENDPOINT_SOCKET_VARIABLE, Environment, parse_pairs
+from sigil.enforcer.flags import (
+    ENDPOINT_SOCKET_VARIABLE,
+    Environment,
+    parse_pairs,
+    trust_domain_aliases,
+)
 from sigil.enforcer.policy import Target
 from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.peer_ids import WorkloadIdPattern
@@ -79,6 +84,9 @@ class Inbound:
     default: DefaultPolicy = DefaultPolicy.ALLOW
     #: How local IDs name their namespace and ServiceAccount.
     workload_ids: WorkloadIdPattern = field(default_factory=WorkloadIdPattern)
+    #: Istio's rootNamespace and trustDomainAliases, for Istio policy in the directory.
+    root_namespace: str = "istio-system"
+    trust_domain_aliases: tuple[str, ...] = ()
     #: Exact paths a plaintext kubelet probe may GET (authz.md 7.1); empty: plaintext is always refused.
     probe_paths: frozenset[str] = frozenset()
 
@@ -147,6 +155,8 @@ class ProxySettings:
                 trust_domain=TrustDomain.parse(trust_domain) if trust_domain else None,
                 default=DefaultPolicy(args.default),
                 workload_ids=WorkloadIdPattern(args.workload_id_template),
+                root_namespace=args.root_namespace,
+                trust_domain_aliases=trust_domain_aliases(args),
                 probe_paths=frozenset(_probe_path(path) for path in args.probe_path),
             )
         else:
