@@ -17,8 +17,9 @@ every node, should not pay for the certificate library or the logging stack it n
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sigil.kit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sigil.node_agent.attestation.peer import (
@@ -104,10 +105,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _HOMES)

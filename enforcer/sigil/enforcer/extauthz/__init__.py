@@ -15,10 +15,10 @@ The service and the server load on first use (PEP 562): declaring the subcommand
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sigil.enforcer.extauthz.settings import ExtAuthzSettings, parse_listen
+from sigil.kit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sigil.enforcer.extauthz.check import Connection, read_check
@@ -44,11 +44,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import the service's or the server's module when one of its names is first used (PEP 562)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -14,8 +14,9 @@ attestation module (``peer``, say) does not load the others and the logging stac
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sigil.kit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sigil.node_agent.attestation.attestors import PodAttestor, WorkloadAttestor
@@ -49,10 +50,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _HOMES)
