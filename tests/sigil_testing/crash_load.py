@@ -95,6 +95,7 @@ class Load:
         async with IssuerClient(self._server.url, bundle=bundle, timeout=10) as client:
             await client.attest_join_token(token["token"])
             while True:
+                revokes = self._issued.steps_done["x509 revoke"]
                 try:
                     self.in_flight["agent"] = "batch"
                     results = await client.batch_x509_svids(
@@ -107,6 +108,14 @@ class Load:
                     self.in_flight["agent"] = "jwt"
                     for svid in await client.jwt_svid(audience=[AUDIENCE], selectors=[SELECTOR]):
                         self._issued.jwt.append((holder, svid))
+                except _TRANSPORT:
+                    if self._issued.steps_done["x509 revoke"] == revokes:
+                        raise
+                    # The authority that signed its SVID was just revoked (--force): on a new connection the
+                    # server's TLS handshake, which checks client certificates against the current bundle,
+                    # fails before any refusal can be answered. It attests afresh.
+                    self._issued.agents_cut += 1
+                    return
                 except IssuerError as err:
                     if err.reason == "agent_svid_invalid":
                         # The operator revoked (--force) the authority that signed its SVID: the next round
