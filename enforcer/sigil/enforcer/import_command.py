@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from sigil.enforcer.errors import EnforcerError, PolicyError, PolicySourceError
+from sigil.enforcer.errors import EnforcerError, PolicyError, PolicySourceError, PolicyYamlError
 from sigil.enforcer.flags import (
     TRUST_DOMAIN_VARIABLE,
     add_translation_arguments,
@@ -40,7 +40,8 @@ from sigil.enforcer.policy.dialects.base import (
     foreign_group,
     takes_context,
 )
-from sigil.enforcer.policy.loader import policy_files
+from sigil.enforcer.policy.foreign import sourced
+from sigil.enforcer.policy.loader import load_documents, policy_files
 from sigil.enforcer.policy.model import parse_policy
 from sigil.enforcer.policy.schema import Where
 
@@ -49,7 +50,6 @@ __all__ = ["add_import_command"]
 _EXIT_EXACT = 0
 _EXIT_INEXACT = 1
 _EXIT_BAD_INPUT = 2
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def add_import_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,7 +102,7 @@ def _run_import(args: argparse.Namespace) -> int:
     translation = dialect.translate(documents, options)
     invalid = _invalid(translation)
     report = _report(dialect, translation, skipped, invalid)
-    text = _report_text(report)
+    text = _report_text(report, translation.findings)
     written = [t.document for t in translation.documents]
     if args.output is None:
         print(yaml.safe_dump_all([dict(d) for d in written], sort_keys=False), end="")
@@ -127,16 +127,16 @@ def _read(paths: list[Path], dialect: Dialect) -> tuple[list[SourcedDocument], l
         files = policy_files(path) if path.is_dir() else [path]
         for file in files:
             try:
-                loaded = [
-                    d for d in yaml.load_all(file.read_text(encoding="utf-8"), Loader=_Loader) if d
-                ]
+                text = file.read_text(encoding="utf-8")
             except OSError as err:
                 raise PolicySourceError(str(file), err.strerror or str(err)) from err
-            except yaml.YAMLError as err:
+            try:
+                loaded = load_documents(text, file=str(file))
+            except PolicyYamlError as err:
                 raise PolicySourceError(str(file), f"not YAML ({err})") from err
             several = len(loaded) > 1
             for number, document in enumerate(loaded):
-                where = f"{file}#{number}" if several else str(file)
+                where = sourced(Where(str(file), number if several else None))
                 group = foreign_group(document)
                 if group is not None and _is(dialect, document):
                     documents.append(SourcedDocument(document, where))
@@ -189,14 +189,9 @@ def _finding(finding: Finding) -> dict[str, str]:
     }
 
 
-def _report_text(report: dict[str, Any]) -> str:
+def _report_text(report: dict[str, Any], findings: tuple[Finding, ...]) -> str:
     lines = [f"{len(report['resources'])} Sigil resource(s) from {report['dialect']}"]
-    for finding in report["findings"]:
-        if finding["exactness"] != Exactness.EXACT.value:
-            at = f" {finding['path']}" if finding["path"] else ""
-            lines.append(
-                f"  {finding['exactness']}: {finding['source']} ({finding['where']}){at}: {finding['message']}"
-            )
+    lines.extend(f"  {finding}" for finding in findings if finding.exactness is not Exactness.EXACT)
     lines.extend(f"  invalid translation: {error}" for error in report["invalid"])
     lines.extend(f"  skipped (not {report['dialect']}): {where}" for where in report["skipped"])
     lines.append("exact" if report["exact"] else "NOT exact: see the findings above")

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -21,7 +22,7 @@ from sigil.enforcer.policy.documents import AcceptedPolicy, SourceResult, broken
 from sigil.enforcer.policy.foreign import split_foreign
 from sigil.enforcer.policy.schema import Where
 
-__all__ = ["Stamp", "parse_file", "policy_files", "policy_stamps", "read_file"]
+__all__ = ["Stamp", "load_documents", "parse_file", "policy_files", "policy_stamps", "read_file"]
 
 # The C loader when PyYAML was built with libyaml; same results, several times faster on big directories.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -70,11 +71,9 @@ def parse_file(
 ) -> SourceResult:
     """Parse YAML ``text`` holding one or more policy documents (empty documents are skipped)."""
     try:
-        documents = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
-    except yaml.YAMLError as err:
-        return broken_source(file, _yaml_error(file, err))
-    except RecursionError:
-        return broken_source(file, _too_deep(file))
+        documents = load_documents(text, file=file)
+    except PolicyYamlError as err:
+        return broken_source(file, err)
     several = len(documents) > 1
     try:
         own, foreign = split_foreign(
@@ -88,6 +87,17 @@ def parse_file(
         return broken_source(file, _too_deep(file))
     # Other meshes' documents wait for the rest of their source (the directory), to be translated together.
     return replace(judged, foreign=tuple(foreign))
+
+
+def load_documents(text: str, *, file: str) -> list[Any]:
+    """The non-empty YAML documents of ``text`` (the file named ``file``); PolicyYamlError when it is not YAML
+    or nests too deeply to load."""
+    try:
+        return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+    except yaml.YAMLError as err:
+        raise _yaml_error(file, err) from err
+    except RecursionError as err:
+        raise _too_deep(file) from err
 
 
 def _too_deep(file: str) -> PolicyYamlError:
