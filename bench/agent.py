@@ -279,16 +279,21 @@ async def _client(socket_path: str, streams: int, wave: int, probes: int) -> dic
         tasks += [asyncio.create_task(held(e)) for e in events]
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), timeout=120)
     probed: list[float] = []
+    # The parent reads its own CPU time between these two lines: the server's cost of the probes alone.
+    print("probing", flush=True)
+    cpu = time.process_time()
     for _ in range(probes):
         channel = Channel(path=socket_path)
         await channel.__connect__()
         probed.append(await first_answer(channel, None))
         channel.close()
+    cpu_ms = (time.process_time() - cpu) * 1000
+    print("probed", flush=True)
     hold.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     for channel in channels:
         channel.close()
-    return {"opened": opened, "probed": probed}
+    return {"opened": opened, "probed": probed, "cpu_ms": [cpu_ms]}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -332,6 +337,11 @@ async def latency(
                 str(probes),
                 stdout=asyncio.subprocess.PIPE,
             )
+            assert child.stdout is not None
+            assert await child.stdout.readline() == b"probing\n"
+            cpu = time.process_time()
+            assert await child.stdout.readline() == b"probed\n"
+            server_cpu_ms = (time.process_time() - cpu) * 1000
             out, _ = await child.communicate()
             measured = json.loads(out)
             assert len(measured["opened"]) == streams
@@ -340,6 +350,8 @@ async def latency(
             if label == "waves":
                 figures[f"{prefix}p50_ms"] = _percentile(measured["probed"], 0.50)
                 figures[f"{prefix}p99_ms"] = _percentile(measured["probed"], 0.99)
+                figures[f"{prefix}server_cpu_ms_per_probe"] = server_cpu_ms / probes
+                figures[f"{prefix}client_cpu_ms_per_probe"] = measured["cpu_ms"][0] / probes
     await manager.aclose()
     assert issuer.requested == 1, "every stream was served from the cache"
     return figures
