@@ -67,6 +67,37 @@ async def test_unix_attestor_reports_user_and_groups() -> None:
     assert not any(s.value.startswith(("path:", "sha256:")) for s in selectors)
 
 
+async def test_unix_attestor_reports_the_supplementary_groups_from_proc(tmp_path: Path) -> None:
+    """Every gid on the caller's Groups: line is a selector, with its name when the group has one."""
+    (tmp_path / str(PID)).mkdir()
+    (tmp_path / str(PID) / "status").write_text(
+        "Name:\tweb\nUmask:\t0022\nGid:\t1000\t1000\t1000\t1000\nFDSize:\t64\n"
+        "Groups:\t0 4242424 \nNStgid:\t4321\n"
+    )
+    peer = PeerCredentials(pid=PID, uid=1000, gid=1000, start_time=1)
+    selectors = await UnixAttestor(UnixAttestorSettings(proc_root=tmp_path)).attest(peer)
+    supplementary = {s.value for s in selectors if s.value.startswith("supplementary_")}
+    root = grp.getgrgid(0).gr_name
+    assert supplementary == {
+        "supplementary_gid:0",
+        "supplementary_gid:4242424",
+        f"supplementary_group:{root}",
+    }
+
+
+async def test_unix_attestor_reports_no_supplementary_groups_when_proc_has_none(
+    tmp_path: Path,
+) -> None:
+    """A caller whose status has an empty Groups: line, or none readable, gets no supplementary selectors."""
+    (tmp_path / str(PID)).mkdir()
+    (tmp_path / str(PID) / "status").write_text("Name:\tweb\nGroups:\t\nNStgid:\t4321\n")
+    peer = PeerCredentials(pid=PID, uid=1000, gid=1000, start_time=1)
+    attestor = UnixAttestor(UnixAttestorSettings(proc_root=tmp_path))
+    assert not any(s.value.startswith("supplementary_") for s in await attestor.attest(peer))
+    (tmp_path / str(PID) / "status").unlink()
+    assert not any(s.value.startswith("supplementary_") for s in await attestor.attest(peer))
+
+
 async def test_unix_attestor_reports_the_executable_and_its_digest() -> None:
     """With path discovery on, the executable's path and SHA-256 are selectors."""
     exe = os.readlink(f"/proc/{os.getpid()}/exe")

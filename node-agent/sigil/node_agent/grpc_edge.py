@@ -97,8 +97,6 @@ async def attested_call(
     Everything raised inside the block goes through the same table, so a handler raises the agent's errors and
     never a status code. ``header_required=False`` is for Envoy's SDS, whose clients never send the header.
     """
-    pid = caller.pid if isinstance(caller, PeerCredentials) else None
-    log = _log.bind(method=method, pid=pid)
     try:
         values = stream.metadata.getall(SECURITY_HEADER, []) if stream.metadata else []
         if header_required and values != ["true"]:
@@ -108,5 +106,8 @@ async def attested_call(
         yield await attestor.attest(caller)
     except NodeAgentError as err:
         status = grpc_status_of(err)
-        log.info("workload API call refused", status=status.name, reason=str(err))
+        pid = caller.pid if isinstance(caller, PeerCredentials) else None
+        _log.info(
+            "workload API call refused", method=method, pid=pid, status=status.name, reason=str(err)
+        )
         raise GRPCError(status, str(err)) from err

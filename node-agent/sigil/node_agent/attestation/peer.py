@@ -6,11 +6,14 @@ recycles, so, as SPIRE's peertracker does, we record the process start time (fie
 accept and check it again once attestation has read ``/proc``: if the process is gone or the pid now names a
 younger process, everything attestation read may describe someone else, and the call is refused.
 
-Reads of ``/proc`` are served from kernel memory, so the few small reads here do not block the event loop.
+Reads of ``/proc`` are served from kernel memory, so the few small reads here do not block the event loop. They
+go through :func:`read_proc_file` (``os.open``/``os.read``, no ``pathlib`` or buffered file object), as they are on
+the path of every Workload API connection and call.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ __all__ = [
     "capture_peer",
     "ensure_peer_alive",
     "process_start_time",
+    "read_proc_file",
 ]
 
 PROC_ROOT = Path("/proc")
@@ -32,6 +36,8 @@ PROC_ROOT = Path("/proc")
 _UCRED = struct.Struct("3i")
 # Field 22 of /proc/PID/stat is starttime; fields after comm are counted from 3 (state).
 _START_TIME_INDEX = 22 - 3
+# One read takes a whole /proc/PID/stat (under 1 KiB) or /proc/PID/status (about 1.5 KiB); the next sees EOF.
+_READ_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +50,22 @@ class PeerCredentials:
     start_time: int
 
 
+def read_proc_file(pid: int, name: str, *, proc_root: Path = PROC_ROOT) -> bytes:
+    """The whole of ``/proc/PID/NAME``; raises OSError as ``open``/``read`` do."""
+    fd = os.open(f"{proc_root}/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, _READ_SIZE)
+        while chunk := os.read(fd, _READ_SIZE):
+            data += chunk
+    finally:
+        os.close(fd)
+    return data
+
+
 def process_start_time(pid: int, *, proc_root: Path = PROC_ROOT) -> int:
     """The start time of ``pid`` in clock ticks since boot; raises PeerGoneError when there is no such process."""
     try:
-        data = (proc_root / str(pid) / "stat").read_bytes()
+        data = read_proc_file(pid, "stat", proc_root=proc_root)
     except FileNotFoundError as err:
         raise PeerGoneError(pid, "the process has exited") from err
     except ProcessLookupError as err:

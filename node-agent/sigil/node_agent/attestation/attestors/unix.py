@@ -28,7 +28,7 @@ from pathlib import Path
 
 import structlog
 
-from sigil.node_agent.attestation.peer import PROC_ROOT, PeerCredentials
+from sigil.node_agent.attestation.peer import PROC_ROOT, PeerCredentials, read_proc_file
 from sigil.node_agent.attestation.selectors import Selector, Selectors
 from sigil.node_agent.errors import AttestationError
 
@@ -154,10 +154,14 @@ def _group_name(gid: int) -> str | None:
 def _supplementary_gids(proc_root: Path, pid: int) -> list[int]:
     """The ``Groups:`` line of /proc/PID/status (empty when unreadable: the selectors are optional)."""
     try:
-        status = (proc_root / str(pid) / "status").read_text()
+        status = read_proc_file(pid, "status", proc_root=proc_root)
     except OSError:
         return []
-    for line in status.splitlines():
-        if line.startswith("Groups:"):
-            return [int(g) for g in line.split()[1:] if g.isdigit()]
-    return []
+    # Name: is the first line, so Groups: always follows a newline (proc(5)).
+    start = status.find(b"\nGroups:")
+    if start < 0:
+        return []
+    start += len(b"\nGroups:")
+    end = status.find(b"\n", start)
+    line = status[start:] if end < 0 else status[start:end]
+    return [int(g) for g in line.split() if g.isdigit()]
