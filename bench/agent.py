@@ -10,7 +10,15 @@ evenly rotation spreads the issuer's load, and what the agent process costs at r
    no HTTP), so this measures serving, not minting. How long the 1,000 took to open is reported too, connect
    included: ``open_waves_*`` (opened 100 at a time) and ``open_burst_*`` (all 1,000 at once, full run only; on a
    two-core machine client and server share the CPU, so this is mostly queueing behind pure-Python HTTP/2
-   handshakes).
+   handshakes). ``server_cpu_ms_per_probe`` and ``client_cpu_ms_per_probe``: each side's CPU time over the probe
+   loop alone (each probe's connect, call and close), per probe; on a shared machine they move less than the
+   percentiles do. The figures above are grpclib's (``p99_ms`` is the one the bar is read from). ``go_p50_ms``/
+   ``go_p99_ms`` (1,000 held, both runs) are the same method with go-spiffe on grpc-go as the client, as most
+   workloads run it (tools/spiffe-peer ``latency -per-connection``: one connection per held stream, each probe on a
+   connection already dialled). One difference is grpc-go's: its dial returns only once the server's HTTP/2
+   SETTINGS have arrived, so the server's work at accept is done before a go probe starts, while a grpclib probe's
+   request is sent as soon as the socket connects and may queue behind it; ``go_dial_p50_ms``/``go_dial_p99_ms``
+   time that dial, and ``go_server_cpu_ms_per_probe``/``go_client_cpu_ms_per_probe`` are the CPU times as above.
 2. ``rss_mb_per_1000``: resident-set growth of a fresh process, per 1,000, while the real cache takes N more
    distinct workloads (10,000; 2,000 with ``--quick``), each with its own key and SVID issued by the in-process
    issuer, once it already holds 1,000: the cost of one more cached SVID, without what the first ones pay once
@@ -44,6 +52,7 @@ import os
 import random
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -296,6 +305,46 @@ async def _client(socket_path: str, streams: int, wave: int, probes: int) -> dic
     return {"opened": opened, "probed": probed, "cpu_ms": [cpu_ms]}
 
 
+def _spiffe_peer() -> str:
+    """Our go-spiffe program (tools/spiffe-peer), built once by tools/build into its cache."""
+    build = Path(__file__).resolve().parent.parent / "tools" / "build"
+    done = subprocess.run([build, "spiffe-peer"], stdout=subprocess.PIPE, text=True, check=True)  # noqa: S603
+    return done.stdout.strip()
+
+
+async def _go_client(
+    socket_path: Path, streams: int, probes: int, *, prefix: str
+) -> dict[str, float]:
+    """The probe figures with go-spiffe (grpc-go) as the client, by the same method (``latency -per-connection``)."""
+    child = await asyncio.create_subprocess_exec(
+        await asyncio.to_thread(_spiffe_peer),
+        "latency",
+        f"-addr=unix://{socket_path}",
+        "-per-connection",
+        f"-streams={streams}",
+        f"-samples={probes}",
+        "-wave=100",
+        "-timeout=300s",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    line = await child.stdout.readline()
+    assert json.loads(line) == {"probing": True}, line
+    cpu = time.process_time()
+    measured = json.loads(await child.stdout.readline())
+    server_cpu_ms = (time.process_time() - cpu) * 1000
+    await child.communicate()
+    assert child.returncode == 0, f"spiffe-peer latency exited {child.returncode}"
+    return {
+        f"{prefix}go_p50_ms": measured["p50_ms"],
+        f"{prefix}go_p99_ms": measured["p99_ms"],
+        f"{prefix}go_dial_p50_ms": measured["dial_p50_ms"],
+        f"{prefix}go_dial_p99_ms": measured["dial_p99_ms"],
+        f"{prefix}go_server_cpu_ms_per_probe": server_cpu_ms / probes,
+        f"{prefix}go_client_cpu_ms_per_probe": measured["cpu_ms_per_probe"],
+    }
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -308,9 +357,10 @@ def _raise_fd_limit() -> None:
 
 
 async def latency(
-    streams: int, probes: int, *, burst: bool = True, prefix: str = ""
+    streams: int, probes: int, *, burst: bool = True, go: bool = False, prefix: str = ""
 ) -> dict[str, float]:
-    """Figures with ``streams`` held (keys prefixed with ``prefix``); ``burst`` also opens them all at once."""
+    """Figures with ``streams`` held (keys prefixed with ``prefix``); ``burst`` also opens them all at once, ``go``
+    measures again with go-spiffe as the client (``go_*``)."""
     clock = _Clock()
     issuer = BenchIssuer(clock, ttl=timedelta(hours=1), fast=False)
     manager = SvidCache(issuer, clock=clock, rng=random.Random(3))  # noqa: S311 -- bench jitter
@@ -352,6 +402,8 @@ async def latency(
                 figures[f"{prefix}p99_ms"] = _percentile(measured["probed"], 0.99)
                 figures[f"{prefix}server_cpu_ms_per_probe"] = server_cpu_ms / probes
                 figures[f"{prefix}client_cpu_ms_per_probe"] = measured["cpu_ms"][0] / probes
+        if go:
+            figures.update(await _go_client(settings.socket_path, streams, probes, prefix=prefix))
     await manager.aclose()
     assert issuer.requested == 1, "every stream was served from the cache"
     return figures
@@ -362,7 +414,7 @@ async def main(quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = {"quick": quick, "streams": 1000}
     _raise_fd_limit()
     # --quick leaves out opening all 1,000 at once: seconds of handshakes, and no bar on it.
-    results.update(await latency(1000, 100 if quick else 500, burst=not quick))
+    results.update(await latency(1000, 100 if quick else 500, burst=not quick, go=True))
     if not quick:
         results.update(await latency(10000, 500, burst=False, prefix="s10000_"))
     cached = 2000 if quick else 10000

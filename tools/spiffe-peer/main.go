@@ -11,6 +11,8 @@
 //	watch   -updates N             one line per X.509 context update, until N have arrived
 //	verify  -chain F | -jwt F      a foreign X509-SVID chain (PEM) or JWT-SVID verified with this workload's bundles
 //	latency -streams N -samples M  FetchX509SVID first-response latency with N other streams held open
+//	                               (-per-connection: one connection per held stream and per probe, the probe's
+//	                               connect excluded, as Sigil's bench/agent.py measures)
 package main
 
 import (
@@ -51,7 +53,13 @@ func main() {
 	case "latency":
 		streams := flags.Int("streams", 1000, "FetchX509SVID streams held open while measuring")
 		samples := flags.Int("samples", 200, "first responses to time")
+		perConnection := flags.Bool("per-connection", false,
+			"one connection per held stream and per probe, the probe's connect excluded")
+		wave := flags.Int("wave", 100, "with -per-connection: held streams opened at a time")
 		run = func(ctx context.Context, _ *workloadapi.Client) error {
+			if *perConnection {
+				return latencyPerConnection(ctx, *addr, *streams, *samples, max(1, *wave))
+			}
 			return latency(ctx, *addr, *streams, *samples)
 		}
 	case "mint":
