@@ -25,6 +25,7 @@ _ENV = (
     "SIGIL_CLUSTER",
     "SIGIL_NODE_NAME",
     "SIGIL_LOG_LEVEL",
+    "SIGIL_AGENT_EVENT_LOOP",
 )
 
 
@@ -132,6 +133,7 @@ def test_the_join_token_is_not_in_the_settings_repr() -> None:
         ({"trust_domain": "Not A Domain"}, "sigil.yaml"),
         ({"agent": ["not", "a", "mapping"]}, "'agent' must be a mapping"),
         ({"agent": {"log_level": "verbose"}}, "log_level 'verbose' is not one of debug, info"),
+        ({"agent": {"event_loop": "trio"}}, "event_loop 'trio' is not asyncio or uvloop"),
     ],
 )
 def test_a_bad_setting_is_refused_by_name(tmp_path: Path, document: object, needle: str) -> None:
@@ -139,6 +141,17 @@ def test_a_bad_setting_is_refused_by_name(tmp_path: Path, document: object, need
     config = _write(tmp_path, document)
     with pytest.raises(AgentConfigError, match=needle):
         load_agent_settings(config, insecure_bootstrap=True)
+
+
+def test_the_event_loop_is_asyncio_unless_the_file_or_environment_picks_uvloop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``agent.event_loop`` defaults to asyncio; the file may pick uvloop, and SIGIL_AGENT_EVENT_LOOP beats it."""
+    assert load_agent_settings(None, insecure_bootstrap=True).event_loop == "asyncio"
+    config = _write(tmp_path, {"agent": {"event_loop": "uvloop"}})
+    assert load_agent_settings(config, insecure_bootstrap=True).event_loop == "uvloop"
+    monkeypatch.setenv("SIGIL_AGENT_EVENT_LOOP", "asyncio")
+    assert load_agent_settings(config, insecure_bootstrap=True).event_loop == "asyncio"
 
 
 def test_the_old_api_server_settings_are_refused_with_the_reason(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped]  # no types-grpcio among the dependencies
 import pytest
+import uvloop
 from structlog.testing import capture_logs
 
 from sigil.node_agent._proto import workload_pb2 as pb
@@ -26,6 +27,8 @@ from sigil.node_agent.attestation.selectors import WorkloadAttestation
 from sigil.node_agent.errors import PeerGoneError, SocketError
 from sigil.node_agent.memory_source import InMemoryIdentitySource
 from sigil.node_agent.workload_api.endpoint import WorkloadApiServer, WorkloadApiSettings
+
+from .conftest import WORKLOAD_ID
 
 HEADER = [("workload.spiffe.io", "true")]
 
@@ -163,6 +166,36 @@ async def test_a_caller_whose_pid_changed_hands_is_unauthenticated(
     async with WorkloadApiServer(settings, source=source, attestor=_GoneAttestor()):
         code, _ = await _refusal(settings.socket_path)
     assert code is grpc.StatusCode.UNAUTHENTICATED
+
+
+class _Recording:
+    """The unix attestor, keeping the peer credentials each call was attested from."""
+
+    def __init__(self) -> None:
+        self.peers: list[PeerCredentials] = []
+        self._unix = Attestation([UnixAttestor()])
+
+    async def attest(self, peer: PeerCredentials) -> WorkloadAttestation:
+        self.peers.append(peer)
+        return await self._unix.attest(peer)
+
+
+def test_on_uvloop_callers_are_attested_from_the_kernel_and_served(
+    settings: WorkloadApiSettings, source: InMemoryIdentitySource
+) -> None:
+    """On the optional uvloop loop the credentials are still captured at accept, and the caller gets its SVID."""
+    attestor = _Recording()
+
+    async def fetch() -> Any:
+        async with WorkloadApiServer(settings, source=source, attestor=attestor):
+            return await asyncio.to_thread(_first_x509_response, settings.socket_path)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        response = runner.run(fetch())
+    assert [svid.spiffe_id for svid in response.svids] == [str(WORKLOAD_ID)]
+    assert [(p.pid, p.uid, p.gid) for p in attestor.peers] == [
+        (os.getpid(), os.getuid(), os.getgid())
+    ]
 
 
 def test_a_relative_or_overlong_socket_path_is_refused() -> None:

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sigil.node_agent.api_commands import add_api_commands, run_api_command
 
 if TYPE_CHECKING:
+    import asyncio
+
     from sigil.node_agent.settings import AgentSettings
 
 __all__ = ["main"]
@@ -156,7 +158,24 @@ def _run(args: argparse.Namespace) -> int:
         node_name=args.node_name,
     )
     configure_logging(settings.log_level)
-    return asyncio.run(_serve(settings))
+    with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
+        return runner.run(_serve(settings))
+
+
+def _loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What makes the agent's loop: None for asyncio's own, uvloop's when it is chosen (and installed)."""
+    from sigil.node_agent.errors import AgentConfigError
+
+    if event_loop != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError as err:
+        raise AgentConfigError(
+            "event_loop", "uvloop is not installed (it comes with the sigil[uvloop] extra)"
+        ) from err
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def _healthcheck(args: argparse.Namespace) -> int:
