@@ -19,9 +19,9 @@ evenly rotation spreads the issuer's load, and what the agent process costs at r
    SETTINGS have arrived, so the server's work at accept is done before a go probe starts, while a grpclib probe's
    request is sent as soon as the socket connects and may queue behind it; ``go_dial_p50_ms``/``go_dial_p99_ms``
    time that dial, and ``go_server_cpu_ms_per_probe``/``go_client_cpu_ms_per_probe`` are the CPU times as above.
-   ``uvloop_*``: the grpclib figures again with the agent's optional loop (``agent.event_loop: uvloop``), the
-   server in a process of its own; ``uvloop_server_cpu_over_asyncio`` compares its server CPU per probe with the
-   default loop's in the same run.
+   ``uvloop_*`` (full run only): the grpclib figures again with the agent's optional loop (``agent.event_loop:
+   uvloop``), the server in a process of its own; ``uvloop_server_cpu_over_asyncio`` compares its server CPU per
+   probe with the default loop's in the same run.
 2. ``rss_mb_per_1000``: resident-set growth of a fresh process, per 1,000, while the real cache takes N more
    distinct workloads (10,000; 2,000 with ``--quick``), each with its own key and SVID issued by the in-process
    issuer, once it already holds 1,000: the cost of one more cached SVID, without what the first ones pay once
@@ -418,21 +418,17 @@ async def main(quick: bool) -> dict[str, Any]:
     _raise_fd_limit()
     # --quick leaves out opening all 1,000 at once: seconds of handshakes, and no bar on it.
     results.update(await latency(1000, 100 if quick else 500, burst=not quick, go=True))
-    # The same probes with the server on uvloop (agent.event_loop: uvloop), in a process of its own.
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        __file__,
-        "--uvloop",
-        str(100 if quick else 500),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await child.communicate()
-    results.update(json.loads(out))
-    results["uvloop_server_cpu_over_asyncio"] = (
-        results["uvloop_server_cpu_ms_per_probe"] / results["server_cpu_ms_per_probe"]
-    )
     if not quick:
         results.update(await latency(10000, 500, burst=False, prefix="s10000_"))
+        # The same probes with the server on uvloop (agent.event_loop: uvloop), in a process of its own.
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--uvloop", "500", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await child.communicate()
+        results.update(json.loads(out))
+        results["uvloop_server_cpu_over_asyncio"] = (
+            results["uvloop_server_cpu_ms_per_probe"] / results["server_cpu_ms_per_probe"]
+        )
     cached = 2000 if quick else 10000
     # A fresh process: memory freed by the latency run would otherwise be reused and hide the growth.
     child = await asyncio.create_subprocess_exec(
