@@ -115,9 +115,10 @@ class AgentSettings:
     log_level: str = "info"
     #: ``HOST:PORT`` of the plain-HTTP ``/live`` and ``/ready`` endpoint for probes; none when unset.
     health_listen: str | None = None
-    #: The event loop the agent runs on. ``uvloop`` (the ``sigil[uvloop]`` extra) takes about a fifth off the
-    #: server's CPU time per Workload API connection and call, and adds about 2.3 MB to the resident set, so it
-    #: is a choice rather than the default (bench/agent.py: ``uvloop_*`` beside the default loop's figures).
+    #: The event loop the agent runs on. ``uvloop`` (the ``sigil[uvloop]`` extra) takes a fifth to a third off
+    #: the server's CPU time per Workload API connection and call, and keeps about 1.4 MB more resident (an idle
+    #: agent: 66.1 MB instead of 64.8), so it is a choice rather than the default (bench/agent.py: ``uvloop_*``
+    #: beside the default loop's figures).
     event_loop: Literal["asyncio", "uvloop"] = "asyncio"
 
     def __post_init__(self) -> None:
