@@ -36,7 +36,7 @@ from sigil.enforcer.policy.dialects.base import Exactness, TranslateOptions
 from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, SourceResult
 from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.loader import parse_file
-from sigil.enforcer.policy.origin import Origin
+from sigil.enforcer.policy.origin import Origin, OriginWire
 from sigil.enforcer.policy.schema import Where
 from sigil.enforcer.policy.store import LoadReport
 from sigil.issuer.agentapi import contract
@@ -81,9 +81,9 @@ class PolicyFeed:
         self._digest = ""
         self._draining = False
         self._last_refusals: set[str] = set()
-        # Each origin's wire form from the last build (see the module docstring); read-only once built.
-        self._wired: dict[Origin, tuple[dict[str, Any], str]] = {}
-        self._origin_texts: tuple[str, ...] = ()
+        # Each origin's wire form, kept from one build to the next (see the module docstring).
+        self._origin_wire = OriginWire()
+        self._origins_json = "[]"
         self._response: contract.PolicyResponse = self._build()
         self._encoded: tuple[contract.PolicyResponse, bytes] | None = None
 
@@ -125,7 +125,7 @@ class PolicyFeed:
             return json.dumps(response).encode()
         encoded = self._encoded
         if encoded is None or encoded[0] is not response:
-            encoded = (response, _encode(response, self._built_from, self._origin_texts))
+            encoded = (response, _encode(response, self._built_from, self._origins_json))
             self._encoded = encoded
         return encoded[1]
 
@@ -298,48 +298,30 @@ class PolicyFeed:
     def _build(self) -> contract.PolicyResponse:
         # The accepted policies the response's documents were taken from: their canonical text encodes it.
         self._built_from = self._sources.in_force
-        origins = self._sources.origins()
-        wired, self._wired = self._wired, {}
-        dicts: list[dict[str, Any] | None] = []
-        texts: list[str] = []
-        for accepted in self._built_from:
-            origin = origins.get(accepted.key)
-            if origin is None:
-                dicts.append(None)
-                texts.append("null")
-                continue
-            pair = wired.get(origin) or self._wired.get(origin)
-            if pair is None:
-                as_dict = origin.to_dict()
-                pair = (as_dict, json.dumps(as_dict))
-            self._wired[origin] = pair
-            dicts.append(pair[0])
-            texts.append(pair[1])
-        self._origin_texts = tuple(texts)
+        origins, self._origins_json = self._origin_wire.encode(
+            self._built_from, self._sources.origins()
+        )
         return {
             "revision": self._revision,
             "digest": self._digest,
             "policies": [dict(accepted.document) for accepted in self._built_from],
-            "origins": dicts,
+            "origins": origins,
             "namespaces": {ns: dict(labels) for ns, labels in sorted(self._namespaces.items())},
         }
 
 
 def _encode(
-    response: contract.PolicyResponse,
-    in_force: Sequence[AcceptedPolicy],
-    origin_texts: Sequence[str],
+    response: contract.PolicyResponse, in_force: Sequence[AcceptedPolicy], origins_json: str
 ) -> bytes:
     """``response`` as JSON, its policies and origins spliced in from texts encoded before.
 
     ``in_force`` holds the policies whose documents ``response`` carries (their canonical text is each one's
-    JSON), ``origin_texts`` the JSON of each entry of its ``origins``, in the same order.
+    JSON), ``origins_json`` its ``origins`` as JSON text.
     """
     rest = {key: value for key, value in response.items() if key not in ("policies", "origins")}
     head = json.dumps(rest)[:-1]  # without its closing brace
     policies = ",".join(accepted.canonical for accepted in in_force)
-    origins = ", ".join(origin_texts)
-    return f'{head}, "policies": [{policies}], "origins": [{origins}]}}'.encode()
+    return f'{head}, "policies": [{policies}], "origins": {origins_json}}}'.encode()
 
 
 def _admin_ref(policy: AdminPolicy) -> str:
