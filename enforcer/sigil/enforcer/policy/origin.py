@@ -132,13 +132,15 @@ class OriginWire:
     """:func:`wire_origins` for a set that changes a little at a time: each origin's JSON is kept to the next set.
 
     The issuer's feed and the agent's stored copy write the origins of every policy in force (1,001 of them in
-    bench/propagate.py) for each revision, where a change moves one or two of them. Origins are values, so the
-    dict and the JSON text made for one are reused for an equal one in the next set; those of origins that left
-    the set are dropped. The dicts handed out are shared between sets: read them, never change them.
+    bench/propagate.py) for each revision, where a change moves one or two of them. What was written for a
+    policy is kept, by the policy object (which both sides keep across revisions while its document is
+    unchanged), and reused when its origin is still the same; what left the set is dropped. Hashing an origin
+    costs about as much as writing it, so the lookup is by identity, and the origin is compared only on a hit.
+    The dicts handed out are shared between sets: read them, never change them.
     """
 
     def __init__(self) -> None:
-        self._kept: dict[Origin, tuple[dict[str, Any], str]] = {}
+        self._kept: dict[int, tuple[AcceptedPolicy, Origin, dict[str, Any], str]] = {}
 
     def encode(
         self, accepted: Iterable[AcceptedPolicy], origins: Mapping[PolicyKey, Origin]
@@ -153,13 +155,18 @@ class OriginWire:
                 dicts.append(None)
                 texts.append("null")
                 continue
-            pair = self._kept.get(origin) or kept.get(origin)
-            if pair is None:
+            entry = kept.get(id(policy))
+            # The kept entry holds its policy alive, so an id seen here is that policy's until it is dropped.
+            if (
+                entry is None
+                or entry[0] is not policy
+                or not (entry[1] is origin or entry[1] == origin)
+            ):
                 as_dict = origin.to_dict()
-                pair = (as_dict, json.dumps(as_dict, sort_keys=True))
-            self._kept[origin] = pair
-            dicts.append(pair[0])
-            texts.append(pair[1])
+                entry = (policy, origin, as_dict, json.dumps(as_dict, sort_keys=True))
+            self._kept[id(policy)] = entry
+            dicts.append(entry[2])
+            texts.append(entry[3])
         return dicts, f"[{', '.join(texts)}]"
 
 
