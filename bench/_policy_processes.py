@@ -109,12 +109,11 @@ class PolicyProcesses:
                         "admin_socket": str(self.admin_socket),
                         "log_level": "warning",
                     },
-                    # The in-process layout's poll interval (tests/enforcer/policy_world.py), for like with like.
-                    "policy": {
-                        "directory": str(self.policies),
-                        "poll_interval": 0.05,
-                        "watch_crds": False,
-                    },
+                    # The directory polled at the default interval (1 s), as a cluster's issuer does: an admin
+                    # apply is published at once either way; the single-process layout's 50 ms poll costs the
+                    # issuer about 75 ms of CPU per second of 1,000 policies, idle, which would be counted in
+                    # every change's CPU time here.
+                    "policy": {"directory": str(self.policies), "watch_crds": False},
                 }
             )
         )
