@@ -87,12 +87,12 @@ class MirroredPolicies:
         policies = ",".join(accepted.canonical for accepted in self.entries)
         return f'{head}, "origins": {origins_json}, "policies": [{policies}]}}'.encode()
 
-    def wire(self, *, documents: bool = True) -> dict[str, Any]:
+    def wire(self) -> dict[str, Any]:
         """The state as the issuer's ``GET /v1/agent/policies`` body, which is how it is stored."""
         return {
             "revision": self.revision,
             "digest": self.digest,
-            "policies": [dict(a.document) for a in self.entries] if documents else [],
+            "policies": [dict(a.document) for a in self.entries],
             "namespaces": {ns: dict(labels) for ns, labels in self.namespaces.items()},
             "origins": wire_origins(self.entries, self.origins),
         }
