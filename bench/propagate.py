@@ -1,34 +1,40 @@
 """Policy propagation: from a change at the issuer to 100 enforcers holding it, through one node agent.
 
-One real issuer (``sigil-server``'s app on 127.0.0.1, SQLite datastore, 1,000 policies over 100 namespaces in its
-watched directory), one real node agent (``NodeAgent``: join-token attestation, the issuer's policy long poll, the
-Workload API socket with SO_PEERCRED attestation), and 100 enforcers: each an ``AgentPolicySource`` with its own
-grpclib connection to the agent socket, feeding an ``Authorizer`` that compiles every snapshot.
-
 Each change is an admin apply over the issuer's admin socket (``sigil-server policy apply``'s path: request, schema,
 datastore write, new revision), made ``--changes`` times in turn. For each change the clock starts before the admin
-call and stops, per enforcer, when its source has applied a snapshot of the new revision (and its ``Authorizer``
-compiled it). ``propagation_p50_ms``/``propagation_p99_ms`` are over every (change, enforcer) pair;
+call and stops, per enforcer, when its ``AgentPolicySource`` has applied a snapshot of the new revision (and its
+``Authorizer`` compiled it). The issuer holds 1,000 policies over 100 namespaces in its watched directory (SQLite
+datastore), so the agent receives and mirrors 1,001 documents per change; each enforcer has its own grpclib
+connection to the agent's socket. Two layouts are measured, the same changes in each:
+
+**Processes** (``propagation_*``, the figure to read): ``sigil-server run`` and ``sigil-agent run`` as the operator
+starts them, and the 100 enforcers in 4 processes of 25 (bench/_policy_processes.py), as a node runs them: each
+process has its own heap and event loop, the two cores are shared among them as the kernel sees fit, and each
+service freezes its start-up heap as it does in production (``sigil.kit.heap``). The delays are exact across
+processes (``CLOCK_MONOTONIC``, one clock for the host). ``propagation_cpu_ms_per_change`` is the CPU time of all
+the processes (issuer, agent, the workers and this one, which makes the admin calls) over the changes, divided
+by their number: the work a change costs, which other load on the machine does not inflate as it inflates the
+wall-clock delays (``..._issuer``, ``_agent``, ``_enforcers``, ``_bench`` split it by part). It includes the
+background work done while the change travels; ``propagation_idle_cpu_ms_per_s`` is that background's rate,
+measured over two quiet seconds before the changes. Here the agent attests the enforcers by uid only (no Kubernetes), so each is outside any pod
+and the change is a cluster policy with ``{}`` selectors, which every one of them receives.
+
+**Single process** (``propagation_single_process_*``, the method of the earlier figures, kept so that they can
+be compared): the issuer's app, a ``NodeAgent`` and the 100 enforcers on one event loop in this process. The
+agent attests them into one pod (a stand-in ``k8s`` attestor) and the change is a namespaced policy selecting it.
+The 102 parts then share one heap, and each full pass of the garbage collector scans all of them and stalls all
+of them, 0.2-0.6 s on a loaded two-core machine (``propagation_single_process_full_collection_max_ms``, counted
+during the first changes); so the same changes are made again after ``gc.freeze()``
+(``propagation_single_process_frozen_p50_ms``/``_p99_ms``). ``..._cpu_ms_per_change`` is the median over
+changes of this process's CPU time.
+
+``propagation_p50_ms``/``propagation_p99_ms`` are over every (change, enforcer) pair;
 ``propagation_last_p99_ms`` is the p99 over changes of the time until the last of the 100 held it.
-``propagation_cpu_ms_per_change`` is the median CPU time this process (issuer, agent and the 100 enforcers
-together) spent per change: the work the change costs, which other load on the machine does not inflate as it
-inflates the wall-clock delays.
-
-Then the same number of changes again after ``gc.freeze()`` (``propagation_frozen_p50_ms``/``_p99_ms``): this one
-process holds the heaps of 102 parts, so each full pass of the garbage collector scans all of them and stalls all
-of them, 0.2-0.6 s on the loaded two-core machine (``propagation_full_collection_max_ms``, counted during the
-first changes), where separate processes would each scan their own heap. Freezing what was built before the
-first change, as a long-running service does after its start, leaves the full passes only what changes.
-
-What this leaves out, and why it is conservative anyway: the enforcers are in-process clients, so issuer, agent and
-all 100 clients share one event loop and one core (in a cluster they are separate processes on separate cores);
-since they are all this process, the agent attests them into one pod (a stand-in ``k8s`` attestor), so its
-per-workload scoping runs once per change rather than once per pod.
 
 Results are merged into ``bench/results/enforce.json`` (the keys of ``bench/enforce.py`` survive).
 
-    python bench/propagate.py            # 50 changes
-    python bench/propagate.py --quick    # 10 changes, well under a minute
+    python bench/propagate.py            # 50 changes in each layout
+    python bench/propagate.py --quick    # 10 changes in each, under a minute
 """
 
 from __future__ import annotations
@@ -42,17 +48,19 @@ import logging
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import structlog
+from _policy_processes import PolicyProcesses, monotonic
 from _results import merge_results  # bench/ is the script's own directory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from enforcer.policy_docs import ap, dump, rule, sa
+from enforcer.policy_docs import ap, cap, dump, rule, sa
 from enforcer.policy_world import PodAttestor, policy_world
 from prometheus_client import CollectorRegistry
 
@@ -69,6 +77,7 @@ NAMESPACES = 100
 POLICIES_PER_NAMESPACE = 10
 POD = PodAttestor("ns-000", {"app": "app-0"})
 TIMEOUT = 30.0
+IDLE = 2.0
 
 
 def _policy_files() -> dict[str, str]:
@@ -92,6 +101,12 @@ def _change(number: int) -> str:
     """The n-th version of one admin policy selecting the enforcers' pod (its port moves each time)."""
     callers = [rule([sa("bench")], ports=[1024 + number])]
     return dump(ap("bench", namespace="ns-000", match={"app": "app-0"}, rules=callers))
+
+
+def _cluster_change(number: int) -> str:
+    """The n-th version of one admin cluster policy selecting every workload, in a pod or not."""
+    callers = [rule([sa("bench", "ns-000")], ports=[1024 + number], action="Allow")]
+    return dump(cap("bench", rules=callers))
 
 
 def _percentile(samples: list[float], fraction: float) -> float:
@@ -120,8 +135,53 @@ def _full_collections() -> Iterator[list[float]]:
         gc.callbacks.remove(watch)
 
 
+async def measure_processes(changes: int) -> dict[str, Any]:
+    """The processes layout (see the module docstring); its figures."""
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="sgp-") as name:
+        directory = Path(name)
+        policies = directory / "policies"
+        policies.mkdir()
+        for file, text in _policy_files().items():
+            (policies / file).write_text(text)
+        layout = PolicyProcesses(directory, policies, ENFORCERS)
+        try:
+            await layout.start()
+            revision = max(max(seen) for seen in layout.arrived)
+            runs: list[list[float]] = []
+            # The background (the issuer's directory poll, long polls held open) over a quiet second, for
+            # reading the CPU per change: a change that takes longer on a loaded machine carries more of it.
+            idle_started = layout.cpu()
+            await asyncio.sleep(IDLE)
+            idle = sum(layout.cpu().values()) - sum(idle_started.values())
+            async with SocketAdmin(layout.admin_socket) as admin:
+                cpu_started = layout.cpu()
+                for number in range(changes):
+                    started = monotonic()
+                    await admin.apply_policies("bench.yaml", _cluster_change(number))
+                    revision = await asyncio.wait_for(layout.wait_past(revision), TIMEOUT)
+                    runs.append(layout.delays(revision, started))
+                cpu_ended = layout.cpu()
+                cpu = {part: cpu_ended[part] - cpu_started[part] for part in cpu_ended}
+        finally:
+            await layout.aclose()
+    samples = [delay for delays in runs for delay in delays]
+    lasts = [max(delays) for delays in runs]
+    return {
+        "propagation_p50_ms": round(statistics.median(samples), 1),
+        "propagation_p99_ms": round(_percentile(samples, 0.99), 1),
+        "propagation_last_p99_ms": round(_percentile(lasts, 0.99), 1),
+        "propagation_cpu_ms_per_change": round(sum(cpu.values()) * 1000 / changes, 1),
+        **{
+            f"propagation_cpu_ms_per_change_{part}": round(used * 1000 / changes, 1)
+            for part, used in cpu.items()
+        },
+        "propagation_idle_cpu_ms_per_s": round(idle * 1000 / IDLE, 1),
+        "propagation_processes": len(layout.pids),
+    }
+
+
 async def measure(changes: int) -> dict[str, Any]:
-    """Run the propagation benchmark; the figures."""
+    """The single-process layout (see the module docstring); its figures."""
     async with policy_world(_policy_files()) as world, world.agent(POD):
         issuer = world.server.issuer
         sources = [AgentPolicySource(world.endpoint) for _ in range(ENFORCERS)]
@@ -178,14 +238,16 @@ async def measure(changes: int) -> dict[str, Any]:
     lasts = [max(delays) for delays, _ in runs]
     frozen_samples = [delay for delays, _ in frozen for delay in delays]
     return {
-        "propagation_p50_ms": round(statistics.median(samples), 1),
-        "propagation_p99_ms": round(_percentile(samples, 0.99), 1),
-        "propagation_last_p99_ms": round(_percentile(lasts, 0.99), 1),
-        "propagation_cpu_ms_per_change": round(statistics.median(cpu for _, cpu in runs), 1),
-        "propagation_full_collections": len(pauses),
-        "propagation_full_collection_max_ms": round(max(pauses, default=0.0), 1),
-        "propagation_frozen_p50_ms": round(statistics.median(frozen_samples), 1),
-        "propagation_frozen_p99_ms": round(_percentile(frozen_samples, 0.99), 1),
+        "propagation_single_process_p50_ms": round(statistics.median(samples), 1),
+        "propagation_single_process_p99_ms": round(_percentile(samples, 0.99), 1),
+        "propagation_single_process_last_p99_ms": round(_percentile(lasts, 0.99), 1),
+        "propagation_single_process_cpu_ms_per_change": round(
+            statistics.median(cpu for _, cpu in runs), 1
+        ),
+        "propagation_single_process_full_collections": len(pauses),
+        "propagation_single_process_full_collection_max_ms": round(max(pauses, default=0.0), 1),
+        "propagation_single_process_frozen_p50_ms": round(statistics.median(frozen_samples), 1),
+        "propagation_single_process_frozen_p99_ms": round(_percentile(frozen_samples, 0.99), 1),
         "propagation_changes": changes,
         "propagation_enforcers": ENFORCERS,
         "propagation_issuer_policies": NAMESPACES * POLICIES_PER_NAMESPACE + 1,
@@ -194,7 +256,9 @@ async def measure(changes: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="10 changes, well under a minute")
+    parser.add_argument(
+        "--quick", action="store_true", help="10 changes in each layout, under a minute"
+    )
     parser.add_argument("--changes", type=int, help="how many changes (default 50, quick 10)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -203,6 +267,7 @@ def main() -> None:
     changes = args.changes or (10 if args.quick else 50)
     started = time.perf_counter()
     figures = asyncio.run(measure(changes))
+    figures |= asyncio.run(measure_processes(changes))
     figures["propagation_quick"] = args.quick
     figures["python"] = platform.python_version()
     merge_results(args.output, figures)

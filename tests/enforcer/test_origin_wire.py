@@ -8,7 +8,7 @@ from enforcer.policy_docs import ap, rule, sa
 
 from sigil.enforcer.policy import wire
 from sigil.enforcer.policy.documents import judge
-from sigil.enforcer.policy.origin import Origin, OriginKind, wire_origins
+from sigil.enforcer.policy.origin import Origin, OriginKind, OriginWire, wire_origins
 from sigil.enforcer.policy.receiver import AgentPolicySource
 from sigil.enforcer.policy.schema import Where
 from sigil.issuer.client import PolicyUpdate
@@ -43,6 +43,20 @@ def test_the_agents_list_round_trips() -> None:
     accepted = judge([(DOC, Where("t"))], source="t").accepted
     assert wire_origins(accepted, {KEY: CRD}) == [CRD.to_dict()]
     assert wire_origins(accepted, {}) == [None]
+
+
+def test_origins_kept_from_one_set_to_the_next_write_each_set_as_it_is() -> None:
+    """:class:`OriginWire` writes every set as :func:`wire_origins` does, as the origins come, stay and go."""
+    other = ap("db-from-batch", rules=[rule([sa("batch")])])
+    accepted = judge([(DOC, Where("t")), (other, Where("t"))], source="t").accepted
+    batch_key = ("AuthorizationPolicy", "shop", "db-from-batch")
+    admin = Origin(kind=OriginKind.ADMIN, name="admin", revision="aaaaaaaaaaaa")
+    moved = Origin(kind=OriginKind.ADMIN, name="admin", revision="bbbbbbbbbbbb")
+    origins = OriginWire()
+    for given in ({KEY: CRD}, {KEY: CRD, batch_key: admin}, {KEY: CRD, batch_key: moved}, {}):
+        dicts, text = origins.encode(accepted, given)
+        assert dicts == wire_origins(accepted, given)
+        assert json.loads(text) == dicts
 
 
 def test_the_enforcer_reads_origins_from_a_snapshot_and_does_without() -> None:

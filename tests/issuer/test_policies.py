@@ -463,3 +463,12 @@ async def test_the_body_agents_get_is_the_set_in_force(server: IssuerServer) -> 
         "db-from-web",
         "db-from-batch",
     ]
+    revision = feed.revision
+    # The next revision reuses the origins the last one encoded: it still decodes to the set in force.
+    async with SocketAdmin(server.admin_socket) as admin:
+        await admin.apply_policies("extra.yaml", _policy("db-from-batch", port=5434))
+    moved = await feed.wait_encoded(after_revision=revision, longest=5)
+    assert json.loads(moved) == feed.current()
+    assert (
+        json.loads(moved)["origins"] != json.loads(body)["origins"]
+    )  # the admin policy's own revision moved

@@ -1,4 +1,7 @@
-"""``sigil-server run`` as a real process: SIGTERM stops new connections, lets the request in flight finish, exits 0."""
+"""``sigil-server run`` as a real process: SIGTERM stops new connections, lets the request in flight finish, exits 0.
+
+Also what the process does once it has started: its start-up heap is frozen out of the collector's full passes.
+"""
 
 from __future__ import annotations
 
@@ -95,3 +98,16 @@ async def test_sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits
             await late.attest_join_token("any")
     assert not isinstance(refused.value, aiohttp.ClientSSLError)  # refused, not a failed handshake
     assert await asyncio.wait_for(running.process.wait(), timeout=15) == 0
+
+
+async def test_the_started_server_freezes_its_start_up_heap(running: Running) -> None:
+    """Once listening, the server logs ``heap.frozen`` with the number of objects it took out of full passes."""
+    assert running.process.stdout is not None
+    async with asyncio.timeout(30):
+        while b"heap.frozen" not in (line := await running.process.stdout.readline()):
+            assert line, "sigil-server exited without freezing its heap"
+    objects = re.search(rb"objects=(\d+)", line)
+    assert objects is not None
+    assert (
+        int(objects[1]) > 10_000
+    )  # modules, the CA, the datastore engine: far more than a bare interpreter's

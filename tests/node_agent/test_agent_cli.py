@@ -118,7 +118,7 @@ async def test_api_fetch_without_an_agent_fails_with_a_message(
 
 
 async def test_run_prints_the_endpoint_and_drains_on_sigterm(world: AgentWorld) -> None:
-    """`sigil-agent run` prints the socket and the env line, serves, and exits 0 on SIGTERM."""
+    """`sigil-agent run` prints the socket and the env line, serves, freezes its start-up heap, exits 0 on SIGTERM."""
     config = world.directory / "sigil.yaml"
     socket_path = world.directory / "run.sock"
     config.write_text(
@@ -131,7 +131,7 @@ async def test_run_prints_the_endpoint_and_drains_on_sigterm(world: AgentWorld) 
                     "issuer_url": world.url,
                     "trust_bundle_path": str(world.bundle_path),
                     "attestation": {"method": "join_token", "join_token": world.join_token},
-                    "log_level": "warning",
+                    "log_level": "info",
                 },
             }
         )
@@ -162,7 +162,9 @@ async def test_run_prints_the_endpoint_and_drains_on_sigterm(world: AgentWorld) 
         if process.returncode is None:
             process.kill()
             await process.wait()
-        await process.communicate()
+        _, logs = await process.communicate()
+    # Before it announced the socket, the agent froze its start-up heap out of the collector's full passes.
+    assert b"heap.frozen" in logs
 
 
 async def test_run_refuses_a_join_token_on_the_command_line(

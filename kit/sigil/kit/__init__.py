@@ -1,4 +1,4 @@
-"""The bottom layer every Sigil component may import: owned tasks, backoff, revisioned values, logging.
+"""The bottom layer every Sigil component may import: owned tasks, backoff, revisioned values, logging, the heap.
 
 Each mechanism here was written several times across the components; it now lives once, with its own tests. The
 kit imports nothing of Sigil and no database, Kubernetes or network library (an import-linter contract checks it),
@@ -13,6 +13,7 @@ from sigil.kit.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sigil.kit.backoff import Backoff
+    from sigil.kit.heap import freeze_startup_heap
     from sigil.kit.logs import LOG_LEVELS, configure_logging, level_number, parse_log_level
     from sigil.kit.revision import Revisioned
     from sigil.kit.tasks import Service, TaskOwner
@@ -24,6 +25,7 @@ __all__ = [
     "Service",
     "TaskOwner",
     "configure_logging",
+    "freeze_startup_heap",
     "level_number",
     "parse_log_level",
 ]
@@ -36,6 +38,7 @@ __getattr__ = lazy_exports(
         "Backoff": "sigil.kit.backoff",
         "LOG_LEVELS": "sigil.kit.logs",
         "configure_logging": "sigil.kit.logs",
+        "freeze_startup_heap": "sigil.kit.heap",
         "level_number": "sigil.kit.logs",
         "parse_log_level": "sigil.kit.logs",
         "Revisioned": "sigil.kit.revision",

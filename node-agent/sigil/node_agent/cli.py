@@ -88,6 +88,7 @@ async def _serve(settings: AgentSettings) -> int:
     import asyncio
     import signal
 
+    from sigil.kit import freeze_startup_heap
     from sigil.node_agent.agent import NodeAgent
     from sigil.node_agent.health import HealthServer
 
@@ -117,6 +118,9 @@ async def _serve(settings: AgentSettings) -> int:
             if not stop.is_set():
                 raise
             return 0
+        # The SVIDs, bundles and first policy set live as long as the process: out of the collector's full
+        # passes, which would stall every workload's stream (sigil.kit.heap).
+        freeze_startup_heap()
         print(f"sigil-agent: Workload API on {settings.socket_path}", flush=True)
         print(f"SPIFFE_ENDPOINT_SOCKET={agent.endpoint}", flush=True)
         await stop.wait()

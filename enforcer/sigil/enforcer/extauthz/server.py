@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 import stat
 from pathlib import Path
@@ -29,7 +28,7 @@ from sigil.enforcer.extauthz.settings import ExtAuthzSettings
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.receiver import AgentPolicySource
 from sigil.enforcer.proxy.settings import Address
-from sigil.kit import TaskOwner
+from sigil.kit import TaskOwner, freeze_startup_heap
 
 __all__ = ["serve"]
 
@@ -111,7 +110,7 @@ async def _until_signalled(server: Server, listen: Address | Path) -> None:
         _log.info("ext_authz listening", address=str(listen))
         # What the start built (modules, the first policies) lives as long as the process: kept out of the
         # collector's full passes, which would otherwise scan it all again and again, stalling every Check.
-        gc.freeze()
+        freeze_startup_heap()
         try:
             await stopping.wait()
             _log.info("ext_authz stopping")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from sigil.enforcer.errors import PolicyError, RequestError
 from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey
 
-__all__ = ["Origin", "OriginKind", "origins_of", "policy_revision", "wire_origins"]
+__all__ = ["Origin", "OriginKind", "OriginWire", "origins_of", "policy_revision", "wire_origins"]
 
 
 class OriginKind(enum.Enum):
@@ -125,6 +126,48 @@ def wire_origins(
         None if (origin := origins.get(policy.key)) is None else origin.to_dict()
         for policy in accepted
     ]
+
+
+class OriginWire:
+    """:func:`wire_origins` for a set that changes a little at a time: each origin's JSON is kept to the next set.
+
+    The issuer's feed and the agent's stored copy write the origins of every policy in force (1,001 of them in
+    bench/propagate.py) for each revision, where a change moves one or two of them. What was written for a
+    policy is kept, by the policy object (which both sides keep across revisions while its document is
+    unchanged), and reused when its origin is still the same; what left the set is dropped. Hashing an origin
+    costs about as much as writing it, so the lookup is by identity, and the origin is compared only on a hit.
+    The dicts handed out are shared between sets: read them, never change them.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple[AcceptedPolicy, Origin, dict[str, Any], str]] = {}
+
+    def encode(
+        self, accepted: Iterable[AcceptedPolicy], origins: Mapping[PolicyKey, Origin]
+    ) -> tuple[list[dict[str, Any] | None], str]:
+        """:func:`wire_origins` of ``accepted``, and the same list as JSON text."""
+        kept, self._kept = self._kept, {}
+        dicts: list[dict[str, Any] | None] = []
+        texts: list[str] = []
+        for policy in accepted:
+            origin = origins.get(policy.key)
+            if origin is None:
+                dicts.append(None)
+                texts.append("null")
+                continue
+            entry = kept.get(id(policy))
+            # The kept entry holds its policy alive, so an id seen here is that policy's until it is dropped.
+            if (
+                entry is None
+                or entry[0] is not policy
+                or not (entry[1] is origin or entry[1] == origin)
+            ):
+                as_dict = origin.to_dict()
+                entry = (policy, origin, as_dict, json.dumps(as_dict, sort_keys=True))
+            self._kept[id(policy)] = entry
+            dicts.append(entry[2])
+            texts.append(entry[3])
+        return dicts, f"[{', '.join(texts)}]"
 
 
 def policy_revision(canonical: str) -> str:

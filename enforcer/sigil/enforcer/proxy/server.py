@@ -6,7 +6,6 @@ Imported only when the proxy runs, so that ``sigil-enforcer check`` does not pay
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import signal
 from argparse import ArgumentTypeError
@@ -27,7 +26,7 @@ from sigil.enforcer.proxy.settings import Inbound, ProxySettings
 from sigil.enforcer.sources import StaticSource
 from sigil.enforcer.tls import SpiffeTls
 from sigil.enforcer.workload_source import WorkloadApiSource
-from sigil.kit import TaskOwner
+from sigil.kit import TaskOwner, freeze_startup_heap
 
 __all__ = ["serve"]
 
@@ -127,7 +126,7 @@ async def _until_signalled(proxy: InboundProxy | OutboundProxy) -> None:
         # What the start built (modules, TLS contexts, the first policies) lives as long as the process: kept
         # out of the collector's full passes, which would otherwise scan it all again and again, stalling
         # every connection (bench/propagate.py measures such passes).
-        gc.freeze()
+        freeze_startup_heap()
         try:
             await stopping.wait()
             _log.info("proxy stopping")

@@ -29,7 +29,7 @@ from sigil.issuer.edge.assembly import (
 from sigil.issuer.edge.parts import Issuer
 from sigil.issuer.errors import ConfigError
 from sigil.issuer.settings import ServerSettings
-from sigil.kit import Service
+from sigil.kit import Service, freeze_startup_heap
 
 __all__ = ["IssuerServer", "run_server"]
 
@@ -129,6 +129,9 @@ async def run_server(settings: ServerSettings) -> int:
         loop.add_signal_handler(signum, stopping.set)
     try:
         async with IssuerServer(issuer):
+            # The CA, the datastore's engine and the first policy set live as long as the process: out of the
+            # collector's full passes, which would stall every agent's request (sigil.kit.heap).
+            freeze_startup_heap()
             await stopping.wait()
             _log.info("server.draining")
     finally:

@@ -8,7 +8,11 @@ reach every replica and survive restarts), and the ``authz.sigil.dev`` CRDs (fed
 Agents wait as for the bundle: a change wakes every waiter at once, so a policy edit reaches agents within the
 poll interval, and another replica's admin change within the same interval (the datastore row is polled too).
 Every agent of the cluster is answered the same set, so its JSON is encoded once per revision
-(:meth:`PolicyFeed.wait_encoded`), from the canonical text each policy already carries, not once per agent.
+(:meth:`PolicyFeed.wait_encoded`), from the canonical text each policy already carries, not once per agent. A
+change moves one policy among many, so each origin's JSON is kept from one revision to the next
+(:class:`~sigil.enforcer.policy.origin.OriginWire`), and the set as a dict (:meth:`PolicyFeed.current`, which
+only the tests and tools read) is made when asked for, not at each revision. With 1,001 policies
+(bench/propagate.py) this took the issuer's work per revision from 11-14 ms to 5-6 ms on a loaded machine.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from sigil.enforcer.policy.dialects.base import Exactness, TranslateOptions
 from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, SourceResult
 from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.loader import parse_file
-from sigil.enforcer.policy.origin import Origin, wire_origins
+from sigil.enforcer.policy.origin import Origin, OriginWire
 from sigil.enforcer.policy.schema import Where
 from sigil.enforcer.policy.store import LoadReport
 from sigil.issuer.agentapi import contract
@@ -78,8 +82,14 @@ class PolicyFeed:
         self._digest = ""
         self._draining = False
         self._last_refusals: set[str] = set()
-        self._response: contract.PolicyResponse = self._build()
-        self._encoded: tuple[contract.PolicyResponse, bytes] | None = None
+        # Each origin's wire form, kept from one build to the next (see the module docstring).
+        self._origin_wire = OriginWire()
+        self._origin_dicts: list[dict[str, Any] | None] = []
+        self._origins_json = "[]"
+        # Made from the set in force when first asked for, once per revision (see the module docstring).
+        self._response: contract.PolicyResponse | None = None
+        self._encoded: bytes | None = None
+        self._publish_set()
 
     # ------------------------------------------------------------------ reading
     @property
@@ -87,6 +97,15 @@ class PolicyFeed:
         return self._revision
 
     def current(self) -> contract.PolicyResponse:
+        """The set in force as the agents' API writes it."""
+        if self._response is None:
+            self._response = {
+                "revision": self._revision,
+                "digest": self._digest,
+                "policies": [dict(accepted.document) for accepted in self._built_from],
+                "origins": list(self._origin_dicts),
+                "namespaces": self._wire_namespaces(),
+            }
         return self._response
 
     def owners(self) -> dict[PolicyKey, str]:
@@ -97,31 +116,34 @@ class PolicyFeed:
         """The policies in force with the source each came from (``sigil-server policy list``)."""
         return self._sources.listing()
 
-    async def wait(self, *, after_revision: int | None, longest: float) -> contract.PolicyResponse:
-        """The set once its revision differs from ``after_revision``, or the current one after ``longest`` s."""
+    async def wait_encoded(self, *, after_revision: int | None, longest: float) -> bytes:
+        """:meth:`wait`, then the set in force as the JSON body the route sends (encoded once per revision)."""
+        await self.wait(after_revision=after_revision, longest=longest)
+        # No await since the wait: what is encoded is the set in force when it ended.
+        if self._encoded is None:
+            head = {
+                "revision": self._revision,
+                "digest": self._digest,
+                "namespaces": self._wire_namespaces(),
+            }
+            self._encoded = _encode(head, self._built_from, self._origins_json)
+        return self._encoded
+
+    async def wait(self, *, after_revision: int | None, longest: float) -> int:
+        """Return once the revision differs from ``after_revision`` (or after ``longest`` s): the revision now.
+
+        :meth:`current` and :meth:`wait_encoded` give the set of that revision until the next await.
+        """
         if after_revision is None:
-            return self._response
+            return self._revision
 
         def moved() -> bool:
-            return self._draining or self._response["revision"] != after_revision
+            return self._draining or self._revision != after_revision
 
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(longest), self._changed:
                 await self._changed.wait_for(moved)
-        return self._response
-
-    async def wait_encoded(self, *, after_revision: int | None, longest: float) -> bytes:
-        """:meth:`wait`, the answer as the JSON body the route sends (encoded once per revision)."""
-        response = await self.wait(after_revision=after_revision, longest=longest)
-        if (
-            response is not self._response
-        ):  # not the set in force (cannot happen without an await between)
-            return json.dumps(response).encode()
-        encoded = self._encoded
-        if encoded is None or encoded[0] is not response:
-            encoded = (response, _encode(response, self._built_from))
-            self._encoded = encoded
-        return encoded[1]
+        return self._revision
 
     async def drain(self) -> None:
         """Answer every waiter now (the server is shutting down)."""
@@ -261,7 +283,7 @@ class PolicyFeed:
     async def _set_revision(self, revision: int) -> None:
         self._revision = revision
         self._metrics.policy_revision.set(revision)
-        self._response = self._build()
+        self._publish_set()
         async with self._changed:
             self._changed.notify_all()
 
@@ -289,24 +311,28 @@ class PolicyFeed:
         """Where each policy in force came from, with its own revision."""
         return self._sources.origins()
 
-    def _build(self) -> contract.PolicyResponse:
-        # The accepted policies the response's documents were taken from: their canonical text encodes it.
+    def _publish_set(self) -> None:
+        """Take the set now in force as the one answered (its revision set already)."""
+        # The accepted policies the answers' documents are taken from: their canonical text encodes them.
         self._built_from = self._sources.in_force
-        return {
-            "revision": self._revision,
-            "digest": self._digest,
-            "policies": [dict(accepted.document) for accepted in self._built_from],
-            "origins": wire_origins(self._sources.in_force, self._sources.origins()),
-            "namespaces": {ns: dict(labels) for ns, labels in sorted(self._namespaces.items())},
-        }
+        self._origin_dicts, self._origins_json = self._origin_wire.encode(
+            self._built_from, self._sources.origins()
+        )
+        self._response = None
+        self._encoded = None
+
+    def _wire_namespaces(self) -> dict[str, dict[str, str]]:
+        return {ns: dict(labels) for ns, labels in sorted(self._namespaces.items())}
 
 
-def _encode(response: contract.PolicyResponse, in_force: Sequence[AcceptedPolicy]) -> bytes:
-    """``response`` as JSON, its policies written from the canonical text of ``in_force``, whose documents they are."""
-    rest = {key: value for key, value in response.items() if key != "policies"}
-    head = json.dumps(rest)[:-1]  # without its closing brace
+def _encode(head: dict[str, Any], in_force: Sequence[AcceptedPolicy], origins_json: str) -> bytes:
+    """The agents' JSON body: ``head``'s fields, then the policies and origins spliced in from their texts.
+
+    The canonical text of each of ``in_force`` is its document's JSON; ``origins_json`` is their origins' list.
+    """
+    text = json.dumps(head)[:-1]  # without its closing brace
     policies = ",".join(accepted.canonical for accepted in in_force)
-    return f'{head}, "policies": [{policies}]}}'.encode()
+    return f'{text}, "policies": [{policies}], "origins": {origins_json}}}'.encode()
 
 
 def _admin_ref(policy: AdminPolicy) -> str:

@@ -24,7 +24,7 @@ import structlog
 from sigil.ca.errors import SigilError
 from sigil.ca.keys import write_secret_file
 from sigil.enforcer.policy import AcceptedPolicy, PolicyKey
-from sigil.enforcer.policy.origin import Origin, wire_origins
+from sigil.enforcer.policy.origin import Origin, OriginWire, wire_origins
 from sigil.issuer.client import PolicyUpdate
 from sigil.node_agent.identity_source import ChangeFeed
 from sigil.node_agent.rotation import Backoff, poll_forever
@@ -72,21 +72,27 @@ class MirroredPolicies:
             dict(update.origins),
         )
 
-    def encoded(self) -> bytes:
-        """:meth:`wire` as JSON, each policy written from its canonical text rather than encoded again."""
+    def encoded(self, origins: OriginWire | None = None) -> bytes:
+        """:meth:`wire` as JSON, each policy written from its canonical text rather than encoded again.
+
+        ``origins`` (the one the last state was written with) spares encoding the origins that did not change.
+        """
+        _, origins_json = (origins or OriginWire()).encode(self.entries, self.origins)
         rest = {
-            key: value for key, value in self.wire(documents=False).items() if key != "policies"
+            "revision": self.revision,
+            "digest": self.digest,
+            "namespaces": {ns: dict(labels) for ns, labels in self.namespaces.items()},
         }
         head = json.dumps(rest, sort_keys=True)[:-1]  # without its closing brace
         policies = ",".join(accepted.canonical for accepted in self.entries)
-        return f'{head}, "policies": [{policies}]}}'.encode()
+        return f'{head}, "origins": {origins_json}, "policies": [{policies}]}}'.encode()
 
-    def wire(self, *, documents: bool = True) -> dict[str, Any]:
+    def wire(self) -> dict[str, Any]:
         """The state as the issuer's ``GET /v1/agent/policies`` body, which is how it is stored."""
         return {
             "revision": self.revision,
             "digest": self.digest,
-            "policies": [dict(a.document) for a in self.entries] if documents else [],
+            "policies": [dict(a.document) for a in self.entries],
             "namespaces": {ns: dict(labels) for ns, labels in self.namespaces.items()},
             "origins": wire_origins(self.entries, self.origins),
         }
@@ -108,6 +114,8 @@ class PolicyMirror:
         self._backoff = backoff
         self._path = None if directory is None else directory / POLICY_FILE
         self._state: MirroredPolicies | None = None
+        # The stored copy's origins, kept from one state to the next (a change moves one or two of 1,001).
+        self._origin_wire = OriginWire()
         #: Notified after every new state; the policy streams wait on it.
         self.changes = ChangeFeed()
 
@@ -144,7 +152,8 @@ class PolicyMirror:
         # Stored before it is served, so an agent stopped right after a stream saw the set restarts with that set.
         if self._path is not None:
             try:
-                await asyncio.to_thread(write_secret_file, self._path, state.encoded())
+                encoded = state.encoded(self._origin_wire)
+                await asyncio.to_thread(write_secret_file, self._path, encoded)
             except SigilError as err:
                 # Serving matters more than storing: the set goes in force; only a restart would miss it.
                 _log.warning("cannot store the policies", error=str(err))
