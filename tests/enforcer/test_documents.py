@@ -61,6 +61,46 @@ def test_known_documents_are_not_parsed_again() -> None:
     assert again is first
 
 
+def _decoded(document: dict[str, object]) -> object:
+    """``document`` as a feed delivers it: canonical JSON text, decoded."""
+    return json.loads(json.dumps(document, sort_keys=True))
+
+
+def test_known_json_documents_are_matched_by_key_and_value() -> None:
+    """A feed's unchanged documents come back as the same objects; a changed one is judged afresh."""
+    first = judge(
+        [(_decoded(ap("a")), HERE), (_decoded(ap("b")), HERE)], source="s", from_json=True
+    )
+    known = {a.canonical: a for a in first.accepted}
+    changed = ap("b", rules=[rule([sa("web")])])
+    again = judge(
+        [(_decoded(ap("a")), HERE), (_decoded(changed), HERE)],
+        source="s",
+        known=known,
+        from_json=True,
+    )
+    assert again.accepted[0] is first.accepted[0]
+    assert again.accepted[1] is not first.accepted[1]
+    assert again.accepted[1].canonical == json.dumps(changed, sort_keys=True, separators=(",", ":"))
+
+
+def _ported(port: object) -> dict[str, object]:
+    return ap("db", rules=[rule([sa("web")], ports=[port])])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("twin", [True, 1.0])
+def test_a_value_equal_only_to_python_is_judged_afresh(twin: object) -> None:
+    """1, 1.0 and true are equal to Python but not to the schema: such a twin of a known document is judged."""
+    (known,) = judge([(_decoded(_ported(1)), HERE)], source="s", from_json=True).accepted
+    document = _decoded(_ported(1))
+    assert isinstance(document, dict)
+    document["spec"]["rules"][0]["networkAttributes"]["ports"] = [twin]
+    assert document == known.document
+    result = judge([(document, HERE)], source="s", known={known.canonical: known}, from_json=True)
+    assert result.accepted == ()
+    assert len(result.errors) == 1
+
+
 def test_a_yaml_date_is_judged_even_when_its_text_matches_a_known_document() -> None:
     """An unquoted date where a name belongs is refused, though its canonical text equals an accepted one's."""
     quoted = ap("db", match={"day": "2026-11-30"})
