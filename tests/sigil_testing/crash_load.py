@@ -14,8 +14,6 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-import aiohttp
-
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.keys import generate_key
 from sigil.ca.spiffe_id import SpiffeId
@@ -32,7 +30,7 @@ BATCH = 5
 WORKLOAD_ID = SpiffeId.parse("spiffe://example.org/drill/workload")
 SELECTOR = "unix:uid:4343"
 AUDIENCE = "crash-drill"
-_TRANSPORT = (aiohttp.ClientError, OSError, TimeoutError)
+_TRANSPORT = (OSError, TimeoutError)
 
 
 @dataclass
