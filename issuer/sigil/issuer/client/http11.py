@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import ssl
 from dataclasses import dataclass
@@ -155,9 +156,13 @@ class _Connection:
         while True:
             event = self._h11.next_event()
             if event is h11.NEED_DATA:
-                self._h11.receive_data(await self._reader.read(_READ_SIZE))
+                data = await self._reader.read(_READ_SIZE)
+                if not data and self._h11.their_state is h11.SEND_RESPONSE:
+                    # Closed before any answer; as http.client's RemoteDisconnected, a ConnectionResetError. (A
+                    # close in the middle of a body is h11's RemoteProtocolError: an UnexpectedAnswerError.)
+                    raise ConnectionResetError("the server closed the connection without answering")
+                self._h11.receive_data(data)
             elif isinstance(event, h11.ConnectionClosed):
-                # As http.client's RemoteDisconnected, a ConnectionResetError.
                 raise ConnectionResetError("the server closed the connection without answering")
             elif isinstance(event, h11.Event):
                 return event
@@ -260,14 +265,25 @@ class ConnectionPool:
         if self._tls and context is None:
             raise ValueError("an https URL needs a TLS context")
         reader, writer = await asyncio.open_connection(
-            self._host,
-            self._port,
-            ssl=context,
-            server_hostname=self._host if context is not None else None,
+            self._host, self._port, ssl=context, server_hostname=self._server_name(context)
         )
         connection = _Connection(reader, writer, context)
         self._open.add(connection)
         return connection
+
+    def _server_name(self, context: ssl.SSLContext | None) -> str | None:
+        """The SNI name: the host, unless it is an IP address (RFC 6066 section 3 allows no literal addresses).
+
+        Passing an address anyway would send no SNI either, but ``ssl`` would load the IDNA codec (and with it
+        ``unicodedata``) to encode it. The SPIFFE contexts check no host name, so none is needed for that.
+        """
+        if context is None:
+            return None
+        try:
+            ipaddress.ip_address(self._host)
+        except ValueError:
+            return self._host
+        return None
 
     def _keep(self, connection: _Connection) -> None:
         loop = asyncio.get_running_loop()
