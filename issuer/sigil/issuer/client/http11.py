@@ -197,7 +197,8 @@ class ConnectionPool:
         self._tls = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port or (443 if self._tls else 80)
-        self._authority = parts.netloc
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._authority = host if parts.port is None else f"{host}:{parts.port}"  # no userinfo
         self._prefix = parts.path.rstrip("/")
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()
