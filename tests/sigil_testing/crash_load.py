@@ -14,6 +14,8 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+import aiohttp
+
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.keys import generate_key
 from sigil.ca.spiffe_id import SpiffeId
@@ -30,7 +32,8 @@ BATCH = 5
 WORKLOAD_ID = SpiffeId.parse("spiffe://example.org/drill/workload")
 SELECTOR = "unix:uid:4343"
 AUDIENCE = "crash-drill"
-_TRANSPORT = (OSError, TimeoutError)
+# The admin client speaks aiohttp over the admin socket; the issuer client's failures are OSError or TimeoutError.
+_TRANSPORT = (aiohttp.ClientError, OSError, TimeoutError)
 
 
 @dataclass
