@@ -34,7 +34,8 @@ evenly rotation spreads the issuer's load, and what the agent process costs at r
 4. ``idle_rss_mb``: the resident set of a real ``sigil-agent run`` process (started as an operator does, against a
    real ``sigil-server``, bench/_stacks.py) once it serves and nothing calls it; the baseline in the same run,
    ``floor_rss_mb``, is a Python process that has imported only what any Python agent of this design needs
-   (asyncio with ssl, ``cryptography``'s X.509 and aiohttp's client), so ``idle_over_floor`` says what Sigil adds.
+   (asyncio with ssl, ``cryptography``'s X.509, grpclib's server with protobuf, and h11; bench/_agent_process.py
+   says why it no longer holds aiohttp), so ``idle_over_floor`` says what Sigil adds.
 5. ``import_cli_s``: the median time to import ``sigil.node_agent.cli`` in a fresh interpreter (what
    ``sigil-agent healthcheck`` and ``--help`` pay), ``import_agent_s`` the same for ``sigil.node_agent.agent`` (what
    ``run`` pays before it serves), against ``interpreter_s``, a fresh interpreter importing nothing.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import subprocess
 import sys
@@ -54,3 +55,34 @@ def test_the_light_exports_do_not_pull_in_the_network_stacks() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def _loaded_in_a_fresh_interpreter(code: str, modules: tuple[str, ...]) -> tuple[list[str], str]:
+    """Which of ``modules`` a fresh interpreter has loaded after running ``code``, and what it wrote to stderr."""
+    probe = f"print(json.dumps(sorted(m for m in {modules!r} if sys.modules.get(m) is not None)))"
+    out = subprocess.run(  # noqa: S603 -- this interpreter, a fixed script
+        [sys.executable, "-c", f"import json, sys; {code}; {probe}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout), out.stderr
+
+
+def test_the_running_agent_does_not_load_aiohttp() -> None:
+    """What ``sigil-agent run`` imports (the agent, its health endpoint, the issuer client) loads no aiohttp."""
+    code = "import sigil.node_agent.agent, sigil.node_agent.health, sigil.issuer.client"
+    assert _loaded_in_a_fresh_interpreter(code, ("aiohttp",))[0] == []
+
+
+def test_the_run_command_keeps_rich_out_of_the_agent() -> None:
+    """``run`` keeps structlog from loading rich (installed here with the test tools), and the agent still logs."""
+    code = (
+        "from sigil.node_agent import cli; cli._without_rich(); import sigil.node_agent.agent;"
+        "from sigil.kit import configure_logging; import structlog;"
+        "configure_logging(); structlog.get_logger().error('probe.logged', n=1)"
+    )
+    loaded, logged = _loaded_in_a_fresh_interpreter(code, ("rich", "pygments", "aiohttp"))
+    assert loaded == []
+    assert "probe.logged" in logged
+    assert "n=1" in logged

@@ -58,3 +58,21 @@ def test_health_listen_is_a_setting(tmp_path: Path) -> None:
     assert load_agent_settings(config).health_listen == "0.0.0.0:8082"
     with pytest.raises(ValueError, match="HOST:PORT"):
         HealthServer("8082", lambda: (True, ""))
+
+
+async def test_only_the_two_probes_are_served() -> None:
+    """An unknown path is 404, another method 405 naming GET and HEAD, and HEAD answers the status without a body."""
+    health = HealthServer("127.0.0.1:0", lambda: (False, "starting"))
+    await health.start()
+    base = f"http://127.0.0.1:{health.port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/metrics") as reply:
+                assert reply.status == 404
+            async with session.post(f"{base}/ready") as reply:
+                assert (reply.status, reply.headers["Allow"]) == (405, "GET, HEAD")
+            async with session.head(f"{base}/ready") as reply:
+                assert reply.status == 503
+                assert await reply.read() == b""
+    finally:
+        await health.aclose()

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import aiohttp
 import pytest
 from sigil_testing.drill_figures import drill_count, drill_rng, record_figures
 from sigil_testing.issuer import attested_agent, issuer_settings, running_issuer
@@ -87,7 +86,7 @@ async def _steady(server: IssuerServer, name: str, outcomes: Outcomes) -> None:
                     )
                 except IssuerError as err:
                     outcomes.note(name, f"{int(err.status)} {err.reason}")
-                except (aiohttp.ClientError, TimeoutError) as err:
+                except (OSError, TimeoutError) as err:
                     outcomes.note(name, f"no answer: {type(err).__name__}")
                 else:
                     for result in results:

@@ -32,6 +32,7 @@ BATCH = 5
 WORKLOAD_ID = SpiffeId.parse("spiffe://example.org/drill/workload")
 SELECTOR = "unix:uid:4343"
 AUDIENCE = "crash-drill"
+# The admin client speaks aiohttp over the admin socket; the issuer client's failures are OSError or TimeoutError.
 _TRANSPORT = (aiohttp.ClientError, OSError, TimeoutError)
 
 

@@ -11,11 +11,13 @@ HTTP themselves ask the same ``/ready`` and get an exit status.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.client
 import json
 from collections.abc import Callable
 
-from aiohttp import web
+import h11
 
 from sigil.kit import Service
 
@@ -23,13 +25,20 @@ __all__ = ["HealthServer", "Readiness", "check_ready"]
 
 # A listener on every address is asked on loopback.
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 -- we connect, not bind
+#: Seconds a prober has to send its whole request; a connection that says nothing is closed.
+_REQUEST_SECONDS = 10.0
+_PATHS = (b"/live", b"/ready")
 
 #: ``(ready, reason)``: the reason says what is missing when not ready.
 Readiness = Callable[[], tuple[bool, str]]
 
 
 class HealthServer(Service):
-    """Serves ``/live`` and ``/ready`` on ``host:port`` until :meth:`aclose`."""
+    """Serves ``/live`` and ``/ready`` on ``host:port`` until :meth:`aclose`.
+
+    One request per connection (the answer says ``Connection: close``), as a kubelet probe makes it; HTTP/1.1 by
+    h11, the agent's HTTP library, rather than a web framework for two fixed answers.
+    """
 
     def __init__(self, listen: str, readiness: Readiness) -> None:
         host, _, port = listen.rpartition(":")
@@ -38,35 +47,74 @@ class HealthServer(Service):
         self._host = host
         self._port = int(port)
         self._readiness = readiness
-        self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
 
     @property
     def port(self) -> int:
         """The port actually bound (useful with port 0)."""
         return self._port
 
-    async def _live(self, _request: web.Request) -> web.Response:
-        return web.json_response({"live": True})
-
-    async def _ready(self, _request: web.Request) -> web.Response:
-        ready, reason = self._readiness()
-        return web.json_response({"ready": ready, "reason": reason}, status=200 if ready else 503)
-
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/live", self._live)
-        app.router.add_get("/ready", self._ready)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port)
-        await site.start()
-        self._port = runner.addresses[0][1]
-        self._runner = runner
+        server = await asyncio.start_server(self._serve, self._host.strip("[]") or None, self._port)
+        self._port = server.sockets[0].getsockname()[1]
+        self._server = server
 
     async def aclose(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    def _answer(self, request: h11.Request) -> tuple[int, dict[str, object], list[tuple[str, str]]]:
+        if request.target not in _PATHS:
+            return 404, {"error": "not found"}, []
+        if request.method not in (b"GET", b"HEAD"):
+            return 405, {"error": "method not allowed"}, [("Allow", "GET, HEAD")]
+        if request.target == b"/live":
+            return 200, {"live": True}, []
+        ready, reason = self._readiness()
+        return (200 if ready else 503), {"ready": ready, "reason": reason}, []
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = h11.Connection(h11.SERVER)
+        try:
+            async with asyncio.timeout(_REQUEST_SECONDS):
+                request = await _read_request(connection, reader)
+            if request is None:
+                return
+            status, document, extra = self._answer(request)
+            body = json.dumps(document).encode()
+            headers = [
+                ("Content-Type", "application/json; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("Connection", "close"),
+                *extra,
+            ]
+            writer.write(connection.send(h11.Response(status_code=status, headers=headers)))
+            if request.method != b"HEAD":
+                writer.write(connection.send(h11.Data(data=body)))
+            writer.write(connection.send(h11.EndOfMessage()))
+            await writer.drain()
+        except (h11.ProtocolError, OSError, TimeoutError):
+            return  # a broken or silent prober gets nothing more; the connection is closed below
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+async def _read_request(
+    connection: h11.Connection, reader: asyncio.StreamReader
+) -> h11.Request | None:
+    """The request's head (its body, if any, is not needed), or None when the peer closed first."""
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA:
+            connection.receive_data(await reader.read(4096))
+        elif isinstance(event, h11.Request):
+            return event
+        else:
+            return None  # ConnectionClosed before a request
 
 
 def check_ready(listen: str, *, timeout: float) -> tuple[bool, str]:

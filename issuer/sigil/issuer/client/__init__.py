@@ -9,7 +9,9 @@ over HTTPS and turns RFC 9457 refusals back into the issuer's own error classes,
 - ``refusals``: :class:`Refusal`, what a refusal means to the caller (its reason, whether it is transient, whom
   it refuses);
 - ``results``: the values the calls return (SVIDs, batch results, bundle, policy and node pod updates);
-- ``transport``: the session, SPIFFE server authentication, the agent SVID as client certificate, problems to errors;
+- ``transport``: SPIFFE server authentication, the agent SVID as client certificate, problems to errors;
+- ``http11``: HTTP/1.1 with kept-alive connections (h11 on asyncio streams; no aiohttp in the agent), and
+  :class:`UnexpectedAnswerError`, an ``OSError`` for an answer that is not the issuer's;
 - ``calls``: :class:`IssuerClient`, one method per issuer endpoint;
 - ``bootstrap``: :func:`fetch_bundle_insecure`, trust on first use for development agents.
 """
@@ -20,6 +22,7 @@ from sigil.issuer.agentapi.contract import PodRef
 from sigil.issuer.client.api import IssuerApi
 from sigil.issuer.client.bootstrap import fetch_bundle_insecure
 from sigil.issuer.client.calls import IssuerClient
+from sigil.issuer.client.http11 import UnexpectedAnswerError
 from sigil.issuer.client.refusals import AGENT_BANNED, Refusal
 from sigil.issuer.client.results import (
     AgentSvid,
@@ -48,6 +51,7 @@ __all__ = [
     "PodRef",
     "PolicyUpdate",
     "Refusal",
+    "UnexpectedAnswerError",
     "X509SvidRequest",
     "X509SvidResult",
     "error_from_problem",

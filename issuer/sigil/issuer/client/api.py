@@ -27,8 +27,9 @@ __all__ = ["IssuerApi"]
 class IssuerApi(Protocol):
     """The calls the node agent makes of the issuer.
 
-    A call raises the issuer's error class for a refusal (``Refusal.of`` sorts it) and aiohttp's, ``ssl``'s or
-    ``OSError`` when the issuer did not answer at all.
+    A call raises the issuer's error class for a refusal (``Refusal.of`` sorts it) and ``TimeoutError`` or
+    ``OSError`` (``ssl``'s errors and :class:`~sigil.issuer.client.UnexpectedAnswerError` among them) when the
+    issuer did not answer as the issuer.
     """
 
     @property

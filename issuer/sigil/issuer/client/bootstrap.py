@@ -8,10 +8,7 @@ off, so that nothing outside the client has to reach into how the client verifie
 
 from __future__ import annotations
 
-import asyncio
 import ssl
-
-import aiohttp
 
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.spiffe_id import TrustDomain
@@ -30,7 +27,7 @@ class _UnverifiedClient(IssuerClient):
         context.verify_mode = ssl.CERT_NONE
         return context
 
-    def _check_server(self, reply: aiohttp.ClientResponse) -> None:
+    def _check_server(self, ssl_object: ssl.SSLObject | None) -> None:
         return
 
 
@@ -44,10 +41,8 @@ async def fetch_bundle_insecure(url: str, trust_domain: TrustDomain) -> BundleUp
 
     ``trust_domain`` is the one the caller expects; the answer's :attr:`~BundleUpdate.trust_domain` says which the
     server serves, and checking that they agree is the caller's. Failures are those of
-    :meth:`IssuerClient.bundle <sigil.issuer.client.IssuerClient.bundle>` (aiohttp and TLS errors, issuer errors).
+    :meth:`IssuerClient.bundle <sigil.issuer.client.IssuerClient.bundle>` (``OSError`` including TLS errors,
+    ``TimeoutError``, issuer errors).
     """
     async with _UnverifiedClient(url, bundle=TrustBundle(trust_domain)) as client:
-        update = await client.bundle()
-    # Let the session's connector close before the caller moves on (aiohttp closes transports on the next tick).
-    await asyncio.sleep(0)
-    return update
+        return await client.bundle()

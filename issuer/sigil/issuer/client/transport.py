@@ -5,29 +5,31 @@ in one place and the SPIFFE way (https://github.com/spiffe/spiffe/blob/main/stan
 the server's certificate must chain to the trust domain's bundle and carry the server's SPIFFE ID; host names are
 not checked. Once the agent holds an agent SVID, every request presents it as the TLS client certificate. An RFC 9457
 refusal becomes the issuer's own error class (:func:`error_from_problem`), so the agent catches
-``PodOnOtherNodeError`` and not a status code.
+``PodOnOtherNodeError`` and not a status code. The bytes travel over :mod:`sigil.issuer.client.http11` (h11 on asyncio
+streams), so that the node agent, which imports this client, does not load aiohttp.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import ssl
 from collections.abc import Mapping
-from typing import Any, cast
-
-import aiohttp
+from typing import Any, Protocol, cast
+from urllib.parse import urlencode
 
 from sigil.ca import reserved_ids
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.agentapi import contract
+from sigil.issuer.client.http11 import ConnectionPool
 from sigil.issuer.client.results import AgentSvid
 from sigil.issuer.errors import PROBLEMS, IssuerError
 from sigil.issuer.tls import client_context, peer_spiffe_id
 from sigil.kit import Service
 
-__all__ = ["Transport", "error_from_problem", "raise_for_problem"]
+__all__ = ["ProblemReply", "Transport", "error_from_problem", "raise_for_problem"]
 
 
 def _error_classes(root: type[IssuerError]) -> dict[str, type[IssuerError]]:
@@ -59,15 +61,26 @@ def error_from_problem(problem: Mapping[str, Any]) -> IssuerError:
     return error
 
 
-async def raise_for_problem(reply: aiohttp.ClientResponse) -> None:
-    """Raise the issuer error an RFC 9457 answer names, or aiohttp's for any other error status."""
+class ProblemReply(Protocol):
+    """What :func:`raise_for_problem` reads of an answer: an aiohttp ``ClientResponse`` or an ``http11.Reply``."""
+
+    @property
+    def content_type(self) -> str: ...
+
+    async def json(self, *, content_type: str | None = ...) -> Any: ...
+
+    def raise_for_status(self) -> None: ...
+
+
+async def raise_for_problem(reply: ProblemReply) -> None:
+    """Raise the issuer error an RFC 9457 answer names, or the reply's own error for any other error status."""
     if reply.content_type == contract.PROBLEM_CONTENT_TYPE:
         raise error_from_problem(cast(contract.ProblemBody, await reply.json(content_type=None)))
     reply.raise_for_status()
 
 
 class Transport(Service):
-    """One aiohttp session to one issuer URL, the TLS context it uses, and the bundle and agent SVID behind it.
+    """Kept-alive connections to one issuer URL, the TLS context it uses, and the bundle and agent SVID behind it.
 
     The arguments are :class:`~sigil.issuer.client.IssuerClient`'s, which adds the calls.
     """
@@ -87,12 +100,12 @@ class Transport(Service):
         self._agent_svid = agent_svid
         self._timeout = timeout
         self._context: ssl.SSLContext | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: ConnectionPool | None = None
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.aclose()
 
     @property
     def agent_svid(self) -> AgentSvid | None:
@@ -113,13 +126,16 @@ class Transport(Service):
         self._context = None
 
     async def _post(self, path: str, body: Mapping[str, Any], *, anonymous: bool = False) -> Any:
-        return await self._request("POST", path, json=body, anonymous=anonymous)
+        return await self._request(
+            "POST", path, body=json.dumps(body).encode(), anonymous=anonymous
+        )
 
     async def _long_poll(self, path: str, params: dict[str, str], wait: float | None) -> Any:
         """GET ``path``; with ``wait`` the server may hold its answer that long, so the timeout grows by as much."""
         if wait is not None:
             params["wait"] = f"{wait:g}"
-        return await self._request("GET", path, params=params, extra=wait or 0)
+        query = f"?{urlencode(params)}" if params else ""
+        return await self._request("GET", path + query, extra=wait or 0)
 
     async def _ssl(self, anonymous: bool) -> ssl.SSLContext:
         # The server's SPIFFE ID is checked in the handshake (the context's ``expect``); _check_server after the
@@ -138,27 +154,22 @@ class Transport(Service):
     async def _request(
         self,
         method: str,
-        path: str,
+        target: str,
         *,
+        body: bytes = b"",
         anonymous: bool = False,
         extra: float = 0,
-        **kwargs: Any,
     ) -> Any:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
+        if self._pool is None:
+            self._pool = ConnectionPool(self._url)
         context = await self._ssl(anonymous)
-        timeout = aiohttp.ClientTimeout(total=self._timeout + extra)
-        async with self._session.request(
-            method, self._url + path, ssl=context, timeout=timeout, **kwargs
-        ) as reply:
-            self._check_server(reply)
-            await raise_for_problem(reply)
-            return await reply.json()
+        async with asyncio.timeout(self._timeout + extra):
+            reply, ssl_object = await self._pool.request(method, target, body=body, context=context)
+        self._check_server(ssl_object)
+        await raise_for_problem(reply)
+        return await reply.json()
 
-    def _check_server(self, reply: aiohttp.ClientResponse) -> None:
-        connection = reply.connection
-        transport = connection.transport if connection is not None else None
-        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    def _check_server(self, ssl_object: ssl.SSLObject | None) -> None:
         if ssl_object is None:
             return  # plain HTTP (tests of the app behind a terminating proxy); nothing to check
         found = peer_spiffe_id(ssl_object)

@@ -15,11 +15,8 @@ agent's own SVID) belong to the issuer's client; this module only folds every "n
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Awaitable
 from typing import TypeVar
-
-import aiohttp
 
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.errors import SigilError
@@ -34,9 +31,10 @@ _T = TypeVar("_T")
 
 async def call_issuer(call: Awaitable[_T]) -> _T:
     """Await ``call``, turning every "the issuer is away" failure into :class:`IssuerUnreachableError`."""
+    # The client's transport failures are all OSError (TLS's and UnexpectedAnswerError among them) or TimeoutError.
     try:
         return await call
-    except (aiohttp.ClientError, ssl.SSLError, OSError, TimeoutError) as err:
+    except (OSError, TimeoutError) as err:
         raise IssuerUnreachableError(f"{type(err).__name__}: {err}") from err
     except SigilError as err:
         refusal = Refusal.of(err)
