@@ -170,7 +170,7 @@ def _accept(
     return AcceptedPolicy(parse_policy(document, where=where), plain, canonical)
 
 
-def _same_json(known: object, document: object) -> bool:
+def _same_json(known: Any, document: Any) -> bool:
     """True when two decoded JSON documents are the same text up to whitespace, ``==`` first as it is cheapest.
 
     ``==`` alone is not enough: it holds 1, 1.0 and true equal, which the schema does not. marshal's format 2
