@@ -236,6 +236,7 @@ def test_agent_config_is_what_the_agent_reads(
     assert volumes["socket-dir"]["hostPath"]["path"] == mounts["socket-dir"]
     token = volumes["agent-token"]["projected"]["sources"][0]["serviceAccountToken"]
     assert settings.attestation.method == "k8s"
+    assert settings.event_loop == "uvloop"  # the image installs sigil[uvloop] (deploy/Dockerfile)
     assert str(settings.attestation.token_path) == f"{mounts['agent-token']}/{token['path']}"
     assert settings.trust_bundle_path is not None
     assert settings.trust_bundle_path.parent == Path(mounts["bundle"])
