@@ -49,21 +49,10 @@ func latency(ctx context.Context, addr string, streams, samples int) error {
 			}
 			clients = append(clients, c)
 		}
-		w := &firstUpdate{done: make(chan struct{})}
-		waiting = append(waiting, w.done)
-		c := clients[len(clients)-1]
-		holders.Add(1)
-		go func() {
-			defer holders.Done()
-			_ = c.WatchX509Context(holdCtx, w)
-		}()
+		waiting = append(waiting, hold(holdCtx, clients[len(clients)-1], &holders))
 	}
-	for _, done := range waiting {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return fmt.Errorf("the %d held streams did not all get a first response: %w", streams, ctx.Err())
-		}
+	if err := awaitFirst(ctx, waiting, streams); err != nil {
+		return err
 	}
 	openSeconds := time.Since(opened).Seconds()
 
@@ -89,6 +78,30 @@ func latency(ctx context.Context, addr string, streams, samples int) error {
 		"p99_ms":           quantile(times, 0.99),
 		"max_ms":           times[len(times)-1],
 	})
+	return nil
+}
+
+// hold opens one FetchX509SVID stream on c (through WatchX509Context) and keeps it open until holdCtx ends; the
+// channel closes at its first response.
+func hold(holdCtx context.Context, c *workloadapi.Client, holders *sync.WaitGroup) chan struct{} {
+	w := &firstUpdate{done: make(chan struct{})}
+	holders.Add(1)
+	go func() {
+		defer holders.Done()
+		_ = c.WatchX509Context(holdCtx, w)
+	}()
+	return w.done
+}
+
+// awaitFirst waits for every held stream's first response.
+func awaitFirst(ctx context.Context, waiting []chan struct{}, streams int) error {
+	for _, done := range waiting {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("the %d held streams did not all get a first response: %w", streams, ctx.Err())
+		}
+	}
 	return nil
 }
 
@@ -131,20 +144,10 @@ func latencyPerConnection(ctx context.Context, addr string, streams, samples, wa
 				return err
 			}
 			clients = append(clients, c)
-			w := &firstUpdate{done: make(chan struct{})}
-			waiting = append(waiting, w.done)
-			holders.Add(1)
-			go func() {
-				defer holders.Done()
-				_ = c.WatchX509Context(holdCtx, w)
-			}()
+			waiting = append(waiting, hold(holdCtx, c, &holders))
 		}
-		for _, done := range waiting {
-			select {
-			case <-done:
-			case <-ctx.Done():
-				return fmt.Errorf("the %d held streams did not all get a first response: %w", streams, ctx.Err())
-			}
+		if err := awaitFirst(ctx, waiting, streams); err != nil {
+			return err
 		}
 	}
 	openSeconds := time.Since(opened).Seconds()
