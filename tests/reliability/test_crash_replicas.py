@@ -40,7 +40,9 @@ async def _serves(server: ServerProcess, issued: Issued, batches: int) -> int:
     """Fresh agents attest at ``server`` until ``batches`` batches were answered; returns how many were.
 
     A second agent is allowed for one case: A revoked (``--force``) the authority B still signed with when it died,
-    within B's one-second refresh, so B's first agent SVID is refused; B itself is not at fault.
+    within B's one-second refresh, so B's first agent SVID is refused (answered as a refusal, or, when B's TLS
+    check already knows of the revoke, its connection dropped: a slow machine showed both); B itself is not at
+    fault. Three agents that all fail leave the count short, which the caller's assertion reports.
     """
     before = len(issued.x509)
     for _attempt in range(3):
@@ -56,7 +58,7 @@ async def _serves(server: ServerProcess, issued: Issued, batches: int) -> int:
             within=30,
         )
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, OSError):
             await task
         if len(issued.x509) >= before + batches * BATCH:
             break
