@@ -18,7 +18,7 @@ over HTTPS and turns RFC 9457 refusals back into the issuer's own error classes,
 
 from __future__ import annotations
 
-from sigil.issuer.agentapi.contract import PodRef
+from sigil.issuer.agentapi.contract import PodRef, policy_response_body
 from sigil.issuer.client.api import IssuerApi
 from sigil.issuer.client.bootstrap import fetch_bundle_insecure
 from sigil.issuer.client.calls import IssuerClient
@@ -57,5 +57,6 @@ __all__ = [
     "error_from_problem",
     "fetch_bundle_insecure",
     "make_csr",
+    "policy_response_body",
     "raise_for_problem",
 ]

@@ -34,7 +34,7 @@ from sigil.enforcer.errors import EnforcerError
 from sigil.enforcer.policy.decision import Target
 from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.dialects.base import Exactness, TranslateOptions
-from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, SourceResult
+from sigil.enforcer.policy.documents import PolicyKey, SourceResult
 from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.loader import parse_file
 from sigil.enforcer.policy.origin import Origin, OriginWire
@@ -126,7 +126,9 @@ class PolicyFeed:
                 "digest": self._digest,
                 "namespaces": self._wire_namespaces(),
             }
-            self._encoded = _encode(head, self._built_from, self._origins_json)
+            self._encoded = contract.policy_response_body(
+                head, (accepted.canonical for accepted in self._built_from), self._origins_json
+            )
         return self._encoded
 
     async def wait(self, *, after_revision: int | None, longest: float) -> int:
@@ -323,16 +325,6 @@ class PolicyFeed:
 
     def _wire_namespaces(self) -> dict[str, dict[str, str]]:
         return {ns: dict(labels) for ns, labels in sorted(self._namespaces.items())}
-
-
-def _encode(head: dict[str, Any], in_force: Sequence[AcceptedPolicy], origins_json: str) -> bytes:
-    """The agents' JSON body: ``head``'s fields, then the policies and origins spliced in from their texts.
-
-    The canonical text of each of ``in_force`` is its document's JSON; ``origins_json`` is their origins' list.
-    """
-    text = json.dumps(head)[:-1]  # without its closing brace
-    policies = ",".join(accepted.canonical for accepted in in_force)
-    return f'{text}, "policies": [{policies}], "origins": {origins_json}}}'.encode()
 
 
 def _admin_ref(policy: AdminPolicy) -> str:

@@ -25,7 +25,7 @@ from sigil.ca.errors import SigilError
 from sigil.ca.keys import write_secret_file
 from sigil.enforcer.policy import AcceptedPolicy, PolicyKey
 from sigil.enforcer.policy.origin import Origin, OriginWire, wire_origins
-from sigil.issuer.client import PolicyUpdate
+from sigil.issuer.client import PolicyUpdate, policy_response_body
 from sigil.node_agent.identity_source import ChangeFeed
 from sigil.node_agent.rotation import Backoff, poll_forever
 from sigil.node_agent.upstream.issuer_link import call_issuer
@@ -72,20 +72,20 @@ class MirroredPolicies:
             dict(update.origins),
         )
 
-    def encoded(self, origins: OriginWire | None = None) -> bytes:
+    def encoded(self, origins: OriginWire) -> bytes:
         """:meth:`wire` as JSON, each policy written from its canonical text rather than encoded again.
 
         ``origins`` (the one the last state was written with) spares encoding the origins that did not change.
         """
-        _, origins_json = (origins or OriginWire()).encode(self.entries, self.origins)
-        rest = {
+        _, origins_json = origins.encode(self.entries, self.origins)
+        head = {
             "revision": self.revision,
             "digest": self.digest,
             "namespaces": {ns: dict(labels) for ns, labels in self.namespaces.items()},
         }
-        head = json.dumps(rest, sort_keys=True)[:-1]  # without its closing brace
-        policies = ",".join(accepted.canonical for accepted in self.entries)
-        return f'{head}, "origins": {origins_json}, "policies": [{policies}]}}'.encode()
+        return policy_response_body(
+            head, (accepted.canonical for accepted in self.entries), origins_json
+        )
 
     def wire(self) -> dict[str, Any]:
         """The state as the issuer's ``GET /v1/agent/policies`` body, which is how it is stored."""
