@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -173,3 +174,64 @@ def test_a_uri_san_that_is_no_spiffe_id_is_refused_by_rule() -> None:
     """A URI SAN of another scheme is an invalid SPIFFE ID, not silently skipped."""
     with pytest.raises(InvalidSpiffeIdError):
         spiffe_id_of(_certificate("https://example.org/a"))
+
+
+_near_id = st.builds(
+    "".join,
+    st.lists(
+        st.sampled_from(
+            [
+                "spiffe://",
+                "SPIFFE://",
+                "a",
+                "Z",
+                "0",
+                ".",
+                "..",
+                "-",
+                "_",
+                "/",
+                "//",
+                "%2e",
+                ":",
+                "@",
+                "é",
+                "?",
+                "#",
+            ]
+        ),
+        max_size=14,
+    ),
+)
+
+
+def _outcome(parse: Callable[[str], SpiffeId], value: str) -> SpiffeId | str:
+    try:
+        return parse(value)
+    except InvalidSpiffeIdError as err:
+        return err.rule
+
+
+@given(st.one_of(_near_id, _near_id.map(lambda v: "spiffe://" + v)))
+def test_the_one_match_path_agrees_with_the_rules(value: str) -> None:
+    """parse's single-match path for plain IDs gives what the rule-by-rule path gives, ID or named rule."""
+    assert _outcome(SpiffeId.parse, value) == _outcome(SpiffeId.parse_by_rules, value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "spiffe://" + "a" * 255 + "/x",
+        "spiffe://" + "a" * 256 + "/x",
+        "spiffe://example.org/" + "a" * (2048 - 21),
+        "spiffe://example.org/" + "a" * (2048 - 20),
+        "spiffe://example.org/a/./b",
+        "spiffe://example.org/a/../b",
+        "spiffe://example.org/.hidden/b",
+        "spiffe://example.org/a/..",
+        "spiffe://example.org",
+    ],
+)
+def test_the_one_match_path_keeps_the_limits_and_dot_segments(value: str) -> None:
+    """Length limits and '.'/'..' segments: the single-match path and the rules agree at each edge."""
+    assert _outcome(SpiffeId.parse, value) == _outcome(SpiffeId.parse_by_rules, value)

@@ -22,6 +22,10 @@ MAX_TRUST_DOMAIN_BYTES = 255
 
 _TD_CHARS = re.compile(r"[a-z0-9._-]+")
 _SEGMENT_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+# What nearly every ID looks like, in one match: ASCII only, so its length in characters is its length in bytes.
+# A match still needs the length limits and has no '.' or '..' segment only when it holds no "/." at all; any
+# other value takes the rule-by-rule path, which names the rule it breaks.
+_PLAIN_ID = re.compile(r"spiffe://([a-z0-9._-]+)((?:/[A-Za-z0-9._-]+)*)")
 
 
 def _trust_domain_rule(name: str) -> str | None:
@@ -125,6 +129,16 @@ class SpiffeId:
         """Parse a SPIFFE ID, raising :class:`InvalidSpiffeIdError` naming the first broken rule."""
         if not isinstance(value, str):
             raise TypeError(f"a SPIFFE ID is a str, not {type(value).__name__}")
+        plain = _PLAIN_ID.fullmatch(value)
+        if plain is not None and len(value) <= MAX_ID_BYTES and "/." not in value:
+            name, path = plain.groups()
+            if len(name) <= MAX_TRUST_DOMAIN_BYTES:
+                return _checked_id(name, path)
+        return cls.parse_by_rules(value)
+
+    @classmethod
+    def parse_by_rules(cls, value: str) -> SpiffeId:
+        """:meth:`parse` one rule at a time (what it does for any value not plainly valid): the same result."""
         if not value:
             raise InvalidSpiffeIdError(value, "the SPIFFE ID is empty")
         if len(value.encode()) > MAX_ID_BYTES:
@@ -161,6 +175,17 @@ class SpiffeId:
 
     def __str__(self) -> str:
         return f"{SCHEME}{self.trust_domain.name}{self.path}"
+
+
+def _checked_id(name: str, path: str) -> SpiffeId:
+    """A SpiffeId of parts that :data:`_PLAIN_ID` and the limits have checked, built without checking again
+    (verifying peers parses an ID per new certificate; the dataclasses' own checks would repeat every rule)."""
+    trust_domain = object.__new__(TrustDomain)
+    object.__setattr__(trust_domain, "name", name)
+    spiffe_id = object.__new__(SpiffeId)
+    object.__setattr__(spiffe_id, "trust_domain", trust_domain)
+    object.__setattr__(spiffe_id, "path", path)
+    return spiffe_id
 
 
 def spiffe_id_of(certificate: x509.Certificate) -> SpiffeId:
