@@ -23,6 +23,8 @@ class _Issuer:
 
     def __init__(self, *bodies: dict[str, Any]) -> None:
         self._bodies = list(bodies)
+        #: The set each request named as its base.
+        self.held: list[PolicyUpdate | None] = []
 
     async def policies(
         self,
@@ -30,7 +32,9 @@ class _Issuer:
         *,
         wait: float | None = None,
         known: Mapping[str, AcceptedPolicy] | None = None,
+        held: PolicyUpdate | None = None,
     ) -> PolicyUpdate:
+        self.held.append(held)
         return PolicyUpdate.parse(cast(contract.PolicyResponse, self._bodies.pop(0)), known=known)
 
 

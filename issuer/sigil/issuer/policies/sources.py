@@ -17,7 +17,6 @@ moves, as the source :func:`~sigil.enforcer.policy.store.translated_source` name
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -171,15 +170,6 @@ class PolicySources:
     def documents(self) -> list[dict[str, Any]]:
         """The documents of the set in force, in the store's order (each from the source that owns its name)."""
         return [dict(accepted.document) for accepted in self.in_force]
-
-    def digest(self, extra: Iterable[bytes] = ()) -> str:
-        """A digest of the documents in force (and ``extra``), equal on every replica for equal content."""
-        digest = hashlib.sha256()
-        for canonical in sorted(accepted.canonical for accepted in self.in_force):
-            digest.update(canonical.encode() + b"\n")
-        for chunk in extra:
-            digest.update(chunk)
-        return digest.hexdigest()
 
     def listing(self) -> list[dict[str, Any]]:
         """The policies in force with the source each came from (``sigil-server policy list``)."""
