@@ -141,7 +141,9 @@ class PolicyResponse(TypedDict):
     ``digest`` names the content, so equal digests are equal sets. ``namespaces`` maps each namespace to its labels
     (``kubernetes.io/metadata.name`` included), for cluster policies' ``namespaceSelector``. ``origins`` (added
     later, so optional both ways) says where each policy came from, in the order of ``policies``, as
-    :meth:`sigil.enforcer.policy.origin.Origin.to_dict` writes it (null where unknown).
+    :meth:`sigil.enforcer.policy.origin.Origin.to_dict` writes it (null where unknown). ``digest`` is
+    :func:`policy_set_digest` of the policies and namespaces. A request naming the set it holds
+    (``held_digest=D``) may be answered a :class:`PolicyDeltaResponse` instead.
     """
 
     revision: int
