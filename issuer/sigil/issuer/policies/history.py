@@ -11,7 +11,7 @@ The base is named by digest, not revision: replicas number equal content alike, 
 a set another one published, and the digest says exactly which content the agent holds. Only the last
 :data:`KEPT` sets are kept; an agent further behind (or whose set this replica never held, or an agent that names
 none) is answered the whole set. A kept set costs one dict entry per policy (the canonical texts and origin texts
-are the same strings the feed holds anyway): about 100 kB for 1,001 policies.
+are the same strings the feed holds anyway): about 90 KiB for 1,001 policies, 1.5 MiB for all 16.
 """
 
 from __future__ import annotations

@@ -159,9 +159,8 @@ class PolicyMirror:
             self._issuer.policies(after, wait=wait, known=known, held=self._update)
         )
         if update.delta_refused is not None:
-            _log.warning(
-                "policy delta not used; fetched the whole set", reason=update.delta_refused
-            )
+            # A delta that did not add up: the client fetched the whole set instead (a bug worth a report).
+            _log.warning("policy.delta_refused", reason=update.delta_refused)
         if self._state is not None and update.revision == self._state.revision:
             self._update = update
             return False
