@@ -9,7 +9,9 @@ heap once every source holds the first revision, as the enforcer's proxy does af
 A worker prints one line per snapshot applied: ``INDEX REVISION SECONDS``, the time read from ``CLOCK_MONOTONIC``,
 which is one clock for every process of the host, so the parent subtracts its own reading from before the admin
 call and the delay is exact across processes. CPU time is read from ``/proc/PID/stat`` for every process
-(issuer, agent, workers, and this one, which makes the admin calls): the sum over a change is its cost.
+(issuer, agent, workers, and this one, which makes the admin calls): the sum over a change is its cost. What the
+issuer sent the agent is read from its ``/metrics`` (``sigil_policy_answers_total`` and
+``sigil_policy_answer_bytes_total``, by kind: ``full`` or ``delta``), over TLS verified with the trust bundle.
 
 The agent attests each enforcer by uid only (no Kubernetes here), so an enforcer is "not in a pod" and gets the
 cluster policies whose selectors match an empty label set; the change is such a policy
@@ -21,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from _stacks import cpu_seconds
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 from sigil_testing.network import free_port
 
 from sigil.ca.spiffe_id import TrustDomain
@@ -67,6 +72,7 @@ class PolicyProcesses:
     _processes: list[asyncio.subprocess.Process] = field(default_factory=list)
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
     _moved: asyncio.Event = field(default_factory=asyncio.Event)
+    _port: int = 0
 
     @property
     def admin_socket(self) -> Path:
@@ -87,6 +93,27 @@ class PolicyProcesses:
             "enforcers": sum(used[3:]),
         }
 
+    async def feed_answers(self) -> dict[str, float]:
+        """What the issuer's policy feed answered so far: ``full``/``delta`` answers and ``full_bytes``/``delta_bytes``."""
+        context = ssl.create_default_context(cafile=str(self.directory / "bundle.pem"))
+        context.check_hostname = (
+            False  # the server's certificate names its SPIFFE ID, not 127.0.0.1
+        )
+        url = f"https://127.0.0.1:{self._port}/metrics"
+
+        def read() -> str:
+            with urllib.request.urlopen(url, context=context, timeout=10) as answer:
+                return str(answer.read().decode())
+
+        found = {"full": 0.0, "delta": 0.0, "full_bytes": 0.0, "delta_bytes": 0.0}
+        for family in text_string_to_metric_families(await asyncio.to_thread(read)):
+            for sample in family.samples:
+                if sample.name == "sigil_policy_answers_total":
+                    found[sample.labels["kind"]] = sample.value
+                elif sample.name == "sigil_policy_answer_bytes_total":
+                    found[sample.labels["kind"] + "_bytes"] = sample.value
+        return found
+
     async def _spawn(self, *argv: str, log: str) -> asyncio.subprocess.Process:
         with (self.directory / log).open("ab") as out:
             process = await asyncio.create_subprocess_exec(
@@ -97,7 +124,7 @@ class PolicyProcesses:
 
     async def start(self) -> None:
         """Issuer, agent, then the workers; returns once every enforcer holds the issuer's first revision."""
-        port = free_port()
+        port = self._port = free_port()
         server_config = self.directory / "server.yaml"
         server_config.write_text(
             json.dumps(

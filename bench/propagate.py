@@ -18,6 +18,11 @@ wall-clock delays (``..._issuer``, ``_agent``, ``_enforcers``, ``_bench`` split 
 background work done while the change travels; ``propagation_idle_cpu_ms_per_s`` is that background's rate,
 measured over two quiet seconds before the changes. Here the agent attests the enforcers by uid only (no Kubernetes), so each is outside any pod
 and the change is a cluster policy with ``{}`` selectors, which every one of them receives.
+``propagation_feed_*`` show how the change travelled from issuer to agent, read from the issuer's metrics: the
+answers over the changes that were deltas and that were the whole set (``_delta_answers``, ``_full_answers``),
+the answer bytes per change (``_bytes_per_change``), and the size of a whole answer for comparison
+(``_full_answer_bytes``, from the agent's first fetch). An agent that names its set is answered deltas; an
+issuer without deltas has none of these metrics.
 
 **Single process** (``propagation_single_process_*``, the method of the earlier figures, kept so that they can
 be compared): the issuer's app, a ``NodeAgent`` and the 100 enforcers on one event loop in this process. The
@@ -29,7 +34,9 @@ during the first changes); so the same changes are made again after ``gc.freeze(
 changes of this process's CPU time.
 
 ``propagation_p50_ms``/``propagation_p99_ms`` are over every (change, enforcer) pair;
-``propagation_last_p99_ms`` is the p99 over changes of the time until the last of the 100 held it.
+``propagation_last_p99_ms`` is the p99 over changes of the time until the last of the 100 held it. In the
+processes layout, ``propagation_first_p50_ms`` is the median time until the first of them held it (issuer and
+agent, before the fan-out), and ``propagation_admin_call_p50_ms`` how long the admin call took to return.
 
 Results are merged into ``bench/results/enforce.json`` (the keys of ``bench/enforce.py`` survive).
 
@@ -148,25 +155,31 @@ async def measure_processes(changes: int) -> dict[str, Any]:
             await layout.start()
             revision = max(max(seen) for seen in layout.arrived)
             runs: list[list[float]] = []
+            admin_calls: list[float] = []
             # The background (the issuer's directory poll, long polls held open) over a quiet second, for
             # reading the CPU per change: a change that takes longer on a loaded machine carries more of it.
             idle_started = layout.cpu()
             await asyncio.sleep(IDLE)
             idle = sum(layout.cpu().values()) - sum(idle_started.values())
             async with SocketAdmin(layout.admin_socket) as admin:
+                answers_started = await layout.feed_answers()
                 cpu_started = layout.cpu()
                 for number in range(changes):
                     started = monotonic()
                     await admin.apply_policies("bench.yaml", _cluster_change(number))
+                    admin_calls.append((monotonic() - started) * 1000)
                     revision = await asyncio.wait_for(layout.wait_past(revision), TIMEOUT)
                     runs.append(layout.delays(revision, started))
                 cpu_ended = layout.cpu()
                 cpu = {part: cpu_ended[part] - cpu_started[part] for part in cpu_ended}
+                answers_ended = await layout.feed_answers()
         finally:
             await layout.aclose()
     samples = [delay for delays in runs for delay in delays]
     lasts = [max(delays) for delays in runs]
     return {
+        "propagation_admin_call_p50_ms": round(statistics.median(admin_calls), 1),
+        "propagation_first_p50_ms": round(statistics.median(min(delays) for delays in runs), 1),
         "propagation_p50_ms": round(statistics.median(samples), 1),
         "propagation_p99_ms": round(_percentile(samples, 0.99), 1),
         "propagation_last_p99_ms": round(_percentile(lasts, 0.99), 1),
@@ -177,6 +190,24 @@ async def measure_processes(changes: int) -> dict[str, Any]:
         },
         "propagation_idle_cpu_ms_per_s": round(idle * 1000 / IDLE, 1),
         "propagation_processes": len(layout.pids),
+        **_feed_figures(answers_started, answers_ended, changes),
+    }
+
+
+def _feed_figures(
+    started: dict[str, float], ended: dict[str, float], changes: int
+) -> dict[str, float]:
+    """What the issuer sent the agent over the changes (the agent's first, whole, answer came before them)."""
+    moved = {kind: ended[kind] - started[kind] for kind in ended}
+    return {
+        "propagation_feed_full_answers": moved["full"],
+        "propagation_feed_delta_answers": moved["delta"],
+        "propagation_feed_bytes_per_change": round(
+            (moved["full_bytes"] + moved["delta_bytes"]) / changes
+        ),
+        "propagation_feed_full_answer_bytes": round(
+            started["full_bytes"] / started["full"] if started["full"] else 0
+        ),
     }
 
 

@@ -19,6 +19,7 @@ from sigil.enforcer.cli import main
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy import wire
 from sigil.enforcer.policy.decision import Target
+from sigil.enforcer.policy.origin import Origin
 from sigil.enforcer.policy.receiver import AgentPolicySource
 from sigil.issuer.admin import SocketAdmin
 
@@ -145,6 +146,33 @@ def test_a_document_held_before_is_not_parsed_again(registry: CollectorRegistry)
     ]
     assert len(source.store.current.accepted) == 2  # nothing left: the snapshot was not readable
     assert allowed(authorizer, WEB)
+
+
+def test_each_snapshot_carries_its_own_origins(registry: CollectorRegistry) -> None:
+    """An origin resent unchanged is the same, a moved one is the new one, and a policy sent without one has none."""
+    source = AgentPolicySource("unix:///nonexistent/agent.sock")
+    enforcer(source, registry)
+    web = _canonical(_document(_from("web")))
+    other = _canonical(_document(dump(ap("other", match={"app": "cache"}))))
+    first = {"kind": "file", "name": "/p/shop.yaml", "document": 0, "revision": "a"}
+    moved = {**first, "document": 1}
+    web_key = ("AuthorizationPolicy", "shop", "db-from-admin")
+    other_key = ("AuthorizationPolicy", "shop", "other")
+
+    def snapshot(revision: int, origins: list[str]) -> wire.PolicySnapshot:
+        return wire.PolicySnapshot(
+            revision=revision, digest="d", policies=[web, other], origins=origins, namespace="shop"
+        )
+
+    one = source.apply(snapshot(1, [json.dumps(first), json.dumps(first)]))
+    two = source.apply(snapshot(2, [json.dumps(first), json.dumps(moved)]))
+    three = source.apply(snapshot(3, [json.dumps(moved), ""]))
+    assert one.origins[web_key] == one.origins[other_key] == Origin.parse(first)
+    assert (two.origins[web_key], two.origins[other_key]) == (
+        Origin.parse(first),
+        Origin.parse(moved),
+    )
+    assert three.origins == {web_key: Origin.parse(moved)}
 
 
 def test_policies_from_the_agent_and_from_a_directory_exclude_each_other(

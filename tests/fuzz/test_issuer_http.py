@@ -63,7 +63,7 @@ _ADMIN_QUERIES: dict[str, list[str]] = {
 }
 _AGENT_QUERIES: dict[str, list[str]] = {
     contract.PATH_BUNDLE: ["after_sequence", "wait", "after_revision"],
-    contract.PATH_POLICIES: ["after_revision", "wait"],
+    contract.PATH_POLICIES: ["after_revision", "held_digest", "wait"],
     contract.PATH_NODE_PODS: ["after_revision", "wait", "node"],
 }
 

@@ -123,6 +123,7 @@ class _Feed:
         *,
         wait: float | None = None,
         known: Mapping[str, AcceptedPolicy] | None = None,
+        held: PolicyUpdate | None = None,
     ) -> PolicyUpdate:
         body: contract.PolicyResponse = {
             "revision": 1,

@@ -23,6 +23,8 @@ class _Issuer:
 
     def __init__(self, *bodies: dict[str, Any]) -> None:
         self._bodies = list(bodies)
+        #: The set each request named as its base.
+        self.held: list[PolicyUpdate | None] = []
 
     async def policies(
         self,
@@ -30,7 +32,9 @@ class _Issuer:
         *,
         wait: float | None = None,
         known: Mapping[str, AcceptedPolicy] | None = None,
+        held: PolicyUpdate | None = None,
     ) -> PolicyUpdate:
+        self.held.append(held)
         return PolicyUpdate.parse(cast(contract.PolicyResponse, self._bodies.pop(0)), known=known)
 
 
@@ -86,3 +90,46 @@ async def test_the_stored_file_is_the_wire_body(tmp_path: Path) -> None:
     stored = json.loads((tmp_path / POLICY_FILE).read_text(encoding="utf-8"))
     assert stored == mirror.state.wire()
     assert stored["namespaces"] == namespaces
+
+
+def _verifiable(revision: int, *documents: dict[str, Any]) -> dict[str, Any]:
+    """A body whose digest is the issuer's digest of its documents (as canonical text) and namespaces."""
+    texts = [json.dumps(d, sort_keys=True, separators=(",", ":")) for d in documents]
+    return {**_body(revision, *documents), "digest": contract.policy_set_digest(texts, {})}
+
+
+async def test_each_request_names_the_set_held_as_its_base(tmp_path: Path) -> None:
+    """The first request names no set; the next names the last update, whose digest checked out."""
+    issuer = _Issuer(_verifiable(1, ap("a")), _verifiable(2, ap("a"), cap("c")))
+    mirror = _mirror(issuer, tmp_path)
+    assert await mirror.refresh()
+    assert await mirror.refresh()
+    first, second = issuer.held
+    assert first is None
+    assert second is not None
+    assert second.revision == 1
+    assert second.held is not None
+
+
+async def test_a_stored_set_is_a_base_only_when_its_digest_checks_out(tmp_path: Path) -> None:
+    """A restarted agent names its stored set to the issuer when the set is what its digest says, and names
+    none when the file was changed since (so the issuer answers the whole set)."""
+    assert await _mirror(_Issuer(_verifiable(3, ap("a"), cap("c"))), tmp_path).refresh()
+    issuer = _Issuer(_verifiable(4, ap("a")))
+    restarted = _mirror(issuer, tmp_path)
+    assert await restarted.load_stored()
+    assert await restarted.refresh()
+    [held] = issuer.held
+    assert held is not None
+    assert held.held is not None
+    assert held.revision == 3
+
+    stored = tmp_path / POLICY_FILE
+    stored.write_text(stored.read_text(encoding="utf-8").replace('"shop"', '"other"'), "utf-8")
+    issuer = _Issuer(_verifiable(5, ap("a")))
+    tampered = _mirror(issuer, tmp_path)
+    assert await tampered.load_stored()
+    assert await tampered.refresh()
+    [held] = issuer.held
+    assert held is not None
+    assert held.held is None  # not a base: the client names no digest for it

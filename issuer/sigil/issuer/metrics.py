@@ -55,6 +55,18 @@ class IssuerMetrics:
             ["source"],
             registry=registry,
         )
+        self.policy_answers = Counter(
+            "sigil_policy_answers",
+            "Policy feed answers to agents, by kind (full: the whole set; delta: what changed since the agent's set)",
+            ["kind"],
+            registry=registry,
+        )
+        self.policy_answer_bytes = Counter(
+            "sigil_policy_answer_bytes",
+            "Bytes of policy feed answer bodies sent to agents, by kind (full, delta)",
+            ["kind"],
+            registry=registry,
+        )
         self.unreplaced = Gauge(
             "sigil_authority_unreplaced_svids",
             "Unexpired SVIDs of a tainted authority not yet re-issued (revoke refuses until 0), by kind and authority",

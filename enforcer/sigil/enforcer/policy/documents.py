@@ -62,16 +62,18 @@ def document_key(document: object) -> PolicyKey | None:
 
 @dataclass(frozen=True, slots=True)
 class AcceptedPolicy:
-    """A policy that passed the schema, with the document it was read from as JSON and as canonical text."""
+    """A policy that passed the schema, with the document it was read from as JSON and as canonical text.
+
+    ``key`` is the policy's identity, worked out once: every hop looks a thousand policies up by it per change.
+    """
 
     policy: Policy
     document: Mapping[str, Any] = field(compare=False)
     canonical: str
+    key: PolicyKey = field(init=False, compare=False, repr=False)
 
-    @property
-    def key(self) -> PolicyKey:
-        """The policy's identity."""
-        return policy_key(self.policy)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", policy_key(self.policy))
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,13 @@ class OriginWire:
         self, accepted: Iterable[AcceptedPolicy], origins: Mapping[PolicyKey, Origin]
     ) -> tuple[list[dict[str, Any] | None], str]:
         """:func:`wire_origins` of ``accepted``, and the same list as JSON text."""
+        dicts, texts = self.encode_each(accepted, origins)
+        return dicts, f"[{', '.join(texts)}]"
+
+    def encode_each(
+        self, accepted: Iterable[AcceptedPolicy], origins: Mapping[PolicyKey, Origin]
+    ) -> tuple[list[dict[str, Any] | None], list[str]]:
+        """:func:`wire_origins` of ``accepted``, and each entry's JSON text ("null" where unknown)."""
         kept, self._kept = self._kept, {}
         dicts: list[dict[str, Any] | None] = []
         texts: list[str] = []
@@ -167,7 +174,7 @@ class OriginWire:
             self._kept[id(policy)] = entry
             dicts.append(entry[2])
             texts.append(entry[3])
-        return dicts, f"[{', '.join(texts)}]"
+        return dicts, texts
 
 
 def policy_revision(canonical: str) -> str:

@@ -107,6 +107,8 @@ class AgentPolicySource(Service):
         self._changed = asyncio.Event()
         self._tasks = TaskOwner("agent policies")
         self._connected = False
+        # The last snapshot's origins by their text: a change moves one policy, the others' origins are the same.
+        self._origin_texts: dict[str, Origin] = {}
 
     @property
     def current(self) -> AgentPolicies | None:
@@ -199,7 +201,7 @@ class AgentPolicySource(Service):
             pod_labels=dict(snapshot.pod_labels),
             namespace_labels=dict(snapshot.namespace_labels),
             report=report,
-            origins=_origins(snapshot, self.store.known()),
+            origins=self._origins(snapshot, self.store.known()),
         )
         self._current = applied
         _log.info(
@@ -213,6 +215,35 @@ class AgentPolicySource(Service):
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         return applied
+
+    def _origins(
+        self, snapshot: PolicySnapshot, accepted: Mapping[str, AcceptedPolicy]
+    ) -> dict[PolicyKey, Origin]:
+        """Each policy's origin as the agent sent it beside its document; an agent too old to send any sends none.
+
+        ``accepted`` (canonical text -> policy) names the documents without decoding them again, and an origin
+        the last snapshot carried as the same text is not decoded again either.
+        """
+        found: dict[PolicyKey, Origin] = {}
+        parsed, self._origin_texts = self._origin_texts, {}
+        for text, origin in zip(snapshot.policies, snapshot.origins, strict=False):
+            if not origin:
+                continue
+            try:
+                seen = accepted.get(text)
+                key = seen.key if seen is not None else document_key(json.loads(text))
+                if key is None:
+                    continue
+                known = parsed.get(origin)
+                if known is None:
+                    raw = json.loads(origin)
+                    if not isinstance(raw, Mapping):
+                        continue
+                    known = Origin.parse(raw)
+                self._origin_texts[origin] = found[key] = known
+            except (ValueError, EnforcerError):
+                continue  # provenance is informational: an unreadable entry leaves its policy's unknown
+        return found
 
 
 def _judged(texts: Iterable[str], *, known: Mapping[str, AcceptedPolicy]) -> SourceResult:
@@ -249,25 +280,3 @@ def _judged(texts: Iterable[str], *, known: Mapping[str, AcceptedPolicy]) -> Sou
     if not unreadable:
         return result
     return dataclasses.replace(result, errors=(*unreadable, *result.errors), broken=True)
-
-
-def _origins(
-    snapshot: PolicySnapshot, accepted: Mapping[str, AcceptedPolicy]
-) -> dict[PolicyKey, Origin]:
-    """Each policy's origin as the agent sent it beside its document; an agent too old to send any sends none.
-
-    ``accepted`` (canonical text -> policy) names the documents without decoding them again.
-    """
-    found: dict[PolicyKey, Origin] = {}
-    for text, origin in zip(snapshot.policies, snapshot.origins, strict=False):
-        if not origin:
-            continue
-        try:
-            seen = accepted.get(text)
-            key = seen.key if seen is not None else document_key(json.loads(text))
-            raw = json.loads(origin) if origin else None
-            if key is not None and isinstance(raw, Mapping):
-                found[key] = Origin.parse(raw)
-        except (ValueError, EnforcerError):
-            continue  # provenance is informational: an unreadable entry leaves its policy's unknown
-    return found

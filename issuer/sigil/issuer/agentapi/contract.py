@@ -12,6 +12,7 @@ each item carries either its SVIDs or its own problem, so one pod deleted in the
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, NotRequired, TypedDict
@@ -38,6 +39,8 @@ __all__ = [
     "NodePodBody",
     "NodePodsResponse",
     "PodRef",
+    "PolicyDeltaResponse",
+    "PolicyRef",
     "PolicyResponse",
     "ProblemBody",
     "RenewRequest",
@@ -48,6 +51,7 @@ __all__ = [
     "X509ResultItem",
     "X509SvidBody",
     "policy_response_body",
+    "policy_set_digest",
 ]
 
 PATH_ATTEST_K8S: Final = "/v1/agent/attest/k8s"
@@ -137,7 +141,9 @@ class PolicyResponse(TypedDict):
     ``digest`` names the content, so equal digests are equal sets. ``namespaces`` maps each namespace to its labels
     (``kubernetes.io/metadata.name`` included), for cluster policies' ``namespaceSelector``. ``origins`` (added
     later, so optional both ways) says where each policy came from, in the order of ``policies``, as
-    :meth:`sigil.enforcer.policy.origin.Origin.to_dict` writes it (null where unknown).
+    :meth:`sigil.enforcer.policy.origin.Origin.to_dict` writes it (null where unknown). ``digest`` is
+    :func:`policy_set_digest` of the policies and namespaces. A request naming the set it holds
+    (``held_digest=D``) may be answered a :class:`PolicyDeltaResponse` instead.
     """
 
     revision: int
@@ -156,6 +162,50 @@ def policy_response_body(
     text = json.dumps(dict(head), sort_keys=True)[:-1]  # without its closing brace
     policies = ",".join(canonical_policies)
     return f'{text}, "policies": [{policies}], "origins": {origins_json}}}'.encode()
+
+
+class PolicyRef(TypedDict):
+    """A policy by its identity: ``kind``, ``namespace`` ("" for a cluster policy) and ``name``."""
+
+    kind: str
+    namespace: str
+    name: str
+
+
+class PolicyDeltaResponse(TypedDict):
+    """What changed in the policies in force since the set whose digest the agent named (``held_digest=D``).
+
+    The answer to ``GET /v1/agent/policies?after_revision=N&held_digest=D&wait=S`` when the server still keeps
+    the set ``D`` (``base_digest`` repeats it); otherwise the server answers a whole :class:`PolicyResponse`, so
+    a client tells the two apart by ``base_digest``. ``policies`` are the resources added, or whose document or
+    origin changed, each naming its policy in ``kind`` and ``metadata``, with their ``origins`` in the same order;
+    ``removed`` the policies no longer in force. ``namespaces`` holds the namespaces added or whose labels
+    changed, ``removed_namespaces`` those gone. ``revision`` and ``digest`` are the whole new set's: the client
+    applies the delta to the set it holds and compares :func:`policy_set_digest` of the result with ``digest``.
+    """
+
+    revision: int
+    digest: str
+    base_digest: str
+    policies: list[dict[str, Any]]
+    origins: list[dict[str, Any] | None]
+    removed: list[PolicyRef]
+    namespaces: dict[str, dict[str, str]]
+    removed_namespaces: list[str]
+
+
+def policy_set_digest(
+    canonical_policies: Iterable[str], namespaces: Mapping[str, Mapping[str, str]]
+) -> str:
+    """The ``digest`` of a policy set: SHA-256 over each policy's canonical text (sorted, one a line), then the
+    namespaces' labels as JSON. The server numbers its revisions by it (every replica computes the same one for
+    the same content), and a client holding a set computes it to check that a delta left it equal to the server's.
+    """
+    digest = hashlib.sha256()
+    for canonical in sorted(canonical_policies):
+        digest.update(canonical.encode() + b"\n")
+    digest.update(json.dumps(namespaces, sort_keys=True).encode())
+    return digest.hexdigest()
 
 
 class NodePodBody(TypedDict):

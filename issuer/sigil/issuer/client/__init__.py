@@ -13,6 +13,7 @@ over HTTPS and turns RFC 9457 refusals back into the issuer's own error classes,
 - ``http11``: HTTP/1.1 with kept-alive connections (h11 on asyncio streams; no aiohttp in the agent), and
   :class:`UnexpectedAnswerError`, an ``OSError`` for an answer that is not the issuer's;
 - ``calls``: :class:`IssuerClient`, one method per issuer endpoint;
+- ``policy_delta``: a delta of the policy feed applied to the set held, checked against the server's digest;
 - ``bootstrap``: :func:`fetch_bundle_insecure`, trust on first use for development agents.
 """
 
@@ -23,10 +24,12 @@ from sigil.issuer.client.api import IssuerApi
 from sigil.issuer.client.bootstrap import fetch_bundle_insecure
 from sigil.issuer.client.calls import IssuerClient
 from sigil.issuer.client.http11 import UnexpectedAnswerError
+from sigil.issuer.client.policy_delta import PolicyDeltaError
 from sigil.issuer.client.refusals import AGENT_BANNED, Refusal
 from sigil.issuer.client.results import (
     AgentSvid,
     BundleUpdate,
+    HeldPolicies,
     IssuedJwtSvid,
     IssuedX509Svid,
     NodePod,
@@ -42,6 +45,7 @@ __all__ = [
     "AGENT_BANNED",
     "AgentSvid",
     "BundleUpdate",
+    "HeldPolicies",
     "IssuedJwtSvid",
     "IssuedX509Svid",
     "IssuerApi",
@@ -49,6 +53,7 @@ __all__ = [
     "NodePod",
     "NodePodsUpdate",
     "PodRef",
+    "PolicyDeltaError",
     "PolicyUpdate",
     "Refusal",
     "UnexpectedAnswerError",

@@ -8,12 +8,14 @@ Each call builds one :mod:`sigil.issuer.agentapi.contract` request body and pars
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import cast
 
 from sigil.ca.keys import PrivateKey, generate_key
 from sigil.enforcer.policy import AcceptedPolicy
 from sigil.issuer.agentapi import contract
+from sigil.issuer.client.policy_delta import PolicyDeltaError, apply_delta
 from sigil.issuer.client.results import (
     AgentSvid,
     BundleUpdate,
@@ -142,17 +144,33 @@ class IssuerClient(Transport):
         *,
         wait: float | None = None,
         known: Mapping[str, AcceptedPolicy] | None = None,
+        held: PolicyUpdate | None = None,
     ) -> PolicyUpdate:
         """The policies in force now, or (with ``wait``) once the revision differs from ``after_revision``.
 
         The server answers with what it has when ``wait`` seconds pass without a change; compare the revision.
         ``known`` (canonical document -> accepted policy, e.g. the last update's) spares parsing those again.
+        ``held`` (the last update) asks for what changed since that set, when its digest checked out: the answer
+        is applied to it and checked against the server's digest, and on any mismatch the whole set is fetched
+        at once (:mod:`sigil.issuer.client.policy_delta`); either way the update returned is the server's set.
         """
         params: dict[str, str] = {}
         if after_revision is not None:
             params["after_revision"] = str(after_revision)
+        if held is not None and held.held is not None:
+            params["held_digest"] = held.digest
         reply = await self._long_poll(contract.PATH_POLICIES, params, wait)
-        return PolicyUpdate.parse(cast(contract.PolicyResponse, reply), known=known)
+        if "base_digest" not in reply:
+            return PolicyUpdate.parse(cast(contract.PolicyResponse, reply), known=known)
+        try:
+            if held is None:
+                raise PolicyDeltaError("a delta answer to a request that named no set")
+            return apply_delta(held, cast(contract.PolicyDeltaResponse, reply), known=known)
+        except (PolicyDeltaError, KeyError, TypeError, ValueError) as err:
+            # Malformed or not adding up: the whole set, at once, without naming a base.
+            reply = await self._long_poll(contract.PATH_POLICIES, {}, None)
+            full = PolicyUpdate.parse(cast(contract.PolicyResponse, reply), known=known)
+            return dataclasses.replace(full, delta_refused=str(err))
 
     async def node_pods(
         self, after_revision: str | None = None, *, wait: float | None = None

@@ -8,7 +8,7 @@ that knows that body's shape.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,7 +19,7 @@ from sigil.ca.bundle import TrustBundle
 from sigil.ca.keys import PrivateKey
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.errors import PolicyError
-from sigil.enforcer.policy import AcceptedPolicy, Policy, PolicyKey, judge
+from sigil.enforcer.policy import AcceptedPolicy, Policy, PolicyKey, document_key, judge
 from sigil.enforcer.policy.origin import Origin, origins_of
 from sigil.enforcer.policy.schema import Where
 from sigil.issuer.agentapi import contract
@@ -29,6 +29,7 @@ from sigil.issuer.errors import IssuerError
 __all__ = [
     "AgentSvid",
     "BundleUpdate",
+    "HeldPolicies",
     "IssuedJwtSvid",
     "IssuedX509Svid",
     "NodePod",
@@ -149,12 +150,65 @@ class BundleUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldPolicies:
+    """Every document of a set by its policy's key, as canonical text and as sent, once its digest checked out.
+
+    What a delta of the feed is applied to (:mod:`sigil.issuer.client.policy_delta`): the documents this client's
+    schema refused are held too, since the server's digest counts them.
+    """
+
+    texts: Mapping[PolicyKey, str]
+    documents: Mapping[PolicyKey, Mapping[str, Any]]
+    refused: Mapping[PolicyKey, PolicyError]
+
+
+def hold(
+    documents: Sequence[Mapping[str, Any]],
+    outcomes: Sequence[AcceptedPolicy | PolicyError],
+    *,
+    namespaces: Mapping[str, Mapping[str, str]],
+    digest: str,
+) -> HeldPolicies | None:
+    """The set of ``documents`` by key, or None when it cannot be a delta's base: a document whose policy cannot be
+    named, two naming the same one, or a digest that is not :func:`~contract.policy_set_digest` of them."""
+    texts: dict[PolicyKey, str] = {}
+    by_key: dict[PolicyKey, Mapping[str, Any]] = {}
+    refused: dict[PolicyKey, PolicyError] = {}
+    for document, outcome in zip(documents, outcomes, strict=True):
+        if isinstance(outcome, AcceptedPolicy):
+            key: PolicyKey | None = outcome.key
+            text = outcome.canonical
+        else:
+            key = document_key(document)
+            text = canonical_text(document)
+        if key is None or key in texts:
+            return None
+        texts[key] = text
+        by_key[key] = document
+        if isinstance(outcome, PolicyError):
+            refused[key] = outcome
+    if contract.policy_set_digest(texts.values(), namespaces) != digest:
+        return None
+    return HeldPolicies(texts, by_key, refused)
+
+
+def canonical_text(document: object) -> str:
+    """A decoded JSON document's canonical text, as :func:`sigil.enforcer.policy.judge` writes an accepted one's."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
 class PolicyUpdate:
     """The authorization policies in force, parsed, with the revision to wait past next.
 
     ``documents`` are the resources as the server sent them; ``accepted`` each policy this client's schema
     accepted, with its canonical document. A document the schema refuses (a server newer than the agent) is left
-    out of ``accepted`` and reported in ``refused``, never raised: the rest stand.
+    out of ``accepted`` and reported in ``refused``, never raised: the rest stand. An update made from a delta
+    (``delta``) lists its documents by key, and ``refused`` only those the delta brought.
+
+    ``held`` is the set by key when its digest checked out (None otherwise): the next call names this set's
+    digest only then, so a delta is only ever applied to a set known to equal the server's. ``delta_refused``
+    says why a delta answer was not used, when it was not (this update is then the whole set, fetched again).
     """
 
     revision: int
@@ -164,6 +218,9 @@ class PolicyUpdate:
     namespaces: Mapping[str, Mapping[str, str]]
     refused: tuple[PolicyError, ...] = ()
     origins: Mapping[PolicyKey, Origin] = field(default_factory=dict)
+    held: HeldPolicies | None = None
+    delta: bool = False
+    delta_refused: str | None = None
 
     @property
     def policies(self) -> tuple[Policy, ...]:
@@ -182,14 +239,16 @@ class PolicyUpdate:
             known=known,
             from_json=True,  # the body was JSON
         )
+        namespaces = {ns: dict(labels) for ns, labels in body["namespaces"].items()}
         return cls(
             body["revision"],
             body["digest"],
             judged.accepted,
             tuple(documents),
-            {ns: dict(labels) for ns, labels in body["namespaces"].items()},
+            namespaces,
             tuple(err for err in judged.errors if isinstance(err, PolicyError)),
             origins_of(judged.outcomes, body.get("origins")),
+            hold(documents, judged.outcomes, namespaces=namespaces, digest=body["digest"]),
         )
 
 

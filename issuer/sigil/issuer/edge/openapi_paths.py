@@ -155,9 +155,13 @@ AGENT_PATHS: Final[dict[str, dict[str, Operation]]] = {
     contract.PATH_POLICIES: {
         "get": operation(
             "policies",
-            "The authorization policies in force, long-polled by revision",
-            answer="PolicyResponse",
-            query=(("after_revision", _NUMBER), ("wait", _NUMBER)),
+            "The authorization policies in force, long-polled by revision; with held_digest, what changed",
+            answer={"oneOf": [ref("PolicyResponse"), ref("PolicyDeltaResponse")]},
+            query=(
+                ("after_revision", _NUMBER),
+                ("held_digest", {"type": "string", "pattern": "^[0-9a-f]{64}$"}),
+                ("wait", _NUMBER),
+            ),
         )
     },
     contract.PATH_NODE_PODS: {

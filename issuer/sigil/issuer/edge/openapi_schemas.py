@@ -86,6 +86,20 @@ SCHEMAS: Final[dict[str, Schema]] = {
         },
         {"origins": {"type": "array", "items": {"type": ["object", "null"]}}},
     ),
+    "PolicyRef": _object({"kind": _TEXT, "namespace": _STRING, "name": _TEXT}),
+    "PolicyDeltaResponse": _object(
+        {
+            "revision": {"type": "integer"},
+            "digest": _STRING,
+            "base_digest": _STRING,
+            "policies": {"type": "array", "items": {"type": "object"}},
+            "origins": {"type": "array", "items": {"type": ["object", "null"]}},
+            "removed": {"type": "array", "items": ref("PolicyRef")},
+            "namespaces": {"type": "object", "additionalProperties": _LABELS},
+            "removed_namespaces": _STRINGS,
+        },
+        description="What changed since the set base_digest names; digest is the whole new set's.",
+    ),
     "NodePodBody": _object(
         {
             "uid": _STRING,

@@ -17,7 +17,6 @@ moves, as the source :func:`~sigil.enforcer.policy.store.translated_source` name
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -50,9 +49,10 @@ class PolicySources:
         self._broken: set[str] = set()
         # Where each source's policies came from; kept like the store keeps their last good versions.
         self._origins: dict[str, dict[PolicyKey, Origin]] = {}
-        # Each (origin, canonical document) with its revision filled in, from the last call of origins():
-        # answering every agent's feed, it would otherwise hash and copy every policy's origin each time.
-        self._revised: dict[tuple[Origin, str], Origin] = {}
+        # Each policy's origin with its revision filled in, from the last call of origins(), by the policy object
+        # (kept across revisions while its document is unchanged): a change moves one policy of a thousand, and
+        # hashing each origin again cost as much as filling it in.
+        self._revised: dict[int, tuple[AcceptedPolicy, Origin, Origin]] = {}
 
     @property
     def in_force(self) -> tuple[AcceptedPolicy, ...]:
@@ -92,17 +92,28 @@ class PolicySources:
 
     def origins(self) -> dict[PolicyKey, Origin]:
         """Each policy in force's origin, its own revision included."""
-        owners = self.owners()
+        owners = self._store.owners()
         found: dict[PolicyKey, Origin] = {}
         known, self._revised = self._revised, {}
         for accepted in self.in_force:
-            origin = self._origins.get(owners.get(accepted.key, ""), {}).get(accepted.key)
-            if origin is not None:
-                revised = known.get((origin, accepted.canonical))
-                if revised is None:
-                    revised = replace(origin, revision=policy_revision(accepted.canonical))
-                self._revised[origin, accepted.canonical] = revised
-                found[accepted.key] = revised
+            key = accepted.key
+            origin = self._origins.get(owners.get(key, ""), {}).get(key)
+            if origin is None:
+                continue
+            entry = known.get(id(accepted))
+            # The kept entry holds its policy alive, so an id seen here is that policy's until it is dropped.
+            if (
+                entry is None
+                or entry[0] is not accepted
+                or not (entry[1] is origin or entry[1] == origin)
+            ):
+                entry = (
+                    accepted,
+                    origin,
+                    replace(origin, revision=policy_revision(accepted.canonical)),
+                )
+            self._revised[id(accepted)] = entry
+            found[key] = entry[2]
         return found
 
     def _remember_origins(
@@ -171,15 +182,6 @@ class PolicySources:
     def documents(self) -> list[dict[str, Any]]:
         """The documents of the set in force, in the store's order (each from the source that owns its name)."""
         return [dict(accepted.document) for accepted in self.in_force]
-
-    def digest(self, extra: Iterable[bytes] = ()) -> str:
-        """A digest of the documents in force (and ``extra``), equal on every replica for equal content."""
-        digest = hashlib.sha256()
-        for canonical in sorted(accepted.canonical for accepted in self.in_force):
-            digest.update(canonical.encode() + b"\n")
-        for chunk in extra:
-            digest.update(chunk)
-        return digest.hexdigest()
 
     def listing(self) -> list[dict[str, Any]]:
         """The policies in force with the source each came from (``sigil-server policy list``)."""

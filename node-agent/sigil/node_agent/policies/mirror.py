@@ -8,6 +8,11 @@ The last set is also written to ``agent.data_dir/policies.json`` (atomically, mo
 a restarted agent serves policy to enforcers at once, even with the issuer away, instead of making every
 enforcer on the node wait for the issuer (they keep theirs in memory, but a pod started meanwhile has none).
 A stored set that cannot be read is ignored with a warning; the issuer's next answer replaces it anyway.
+
+Each request names the set held (its digest), so the issuer answers only what changed since; the client applies
+that delta and checks the result against the issuer's digest, fetching the whole set on any mismatch, so what is
+adopted here is always a set the issuer holds (:mod:`sigil.issuer.client.policy_delta`). A stored set read back
+at start is a base too, once its digest checks out: a restarted agent is answered a delta as well.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class PolicyFeedApi(Protocol):
         *,
         wait: float | None = None,
         known: Mapping[str, AcceptedPolicy] | None = None,
+        held: PolicyUpdate | None = None,
     ) -> PolicyUpdate: ...
 
 
@@ -114,6 +120,8 @@ class PolicyMirror:
         self._backoff = backoff
         self._path = None if directory is None else directory / POLICY_FILE
         self._state: MirroredPolicies | None = None
+        # The update the state was made from: the base the next request names.
+        self._update: PolicyUpdate | None = None
         # The stored copy's origins, kept from one state to the next (a change moves one or two of 1,001).
         self._origin_wire = OriginWire()
         #: Notified after every new state; the policy streams wait on it.
@@ -130,12 +138,14 @@ class PolicyMirror:
             return False
         try:
             text = await asyncio.to_thread(self._path.read_text, encoding="utf-8")
-            state = MirroredPolicies.of(PolicyUpdate.parse(json.loads(text)))
+            update = PolicyUpdate.parse(json.loads(text))
+            state = MirroredPolicies.of(update)
         except FileNotFoundError:
             return False
         except (OSError, ValueError, KeyError, TypeError) as err:
             _log.warning("stored policies unreadable; waiting for the issuer", error=str(err))
             return False
+        self._update = update
         self._adopt(state)
         _log.info("serving the stored policies until the issuer answers", revision=state.revision)
         return True
@@ -145,9 +155,16 @@ class PolicyMirror:
         after = None if self._state is None else self._state.revision
         # What this agent accepted last time is not parsed again: a change of one policy parses one document.
         known = None if self._state is None else {a.canonical: a for a in self._state.entries}
-        update = await call_issuer(self._issuer.policies(after, wait=wait, known=known))
+        update = await call_issuer(
+            self._issuer.policies(after, wait=wait, known=known, held=self._update)
+        )
+        if update.delta_refused is not None:
+            # A delta that did not add up: the client fetched the whole set instead (a bug worth a report).
+            _log.warning("policy.delta_refused", reason=update.delta_refused)
         if self._state is not None and update.revision == self._state.revision:
+            self._update = update
             return False
+        self._update = update
         state = MirroredPolicies.of(update)
         # Stored before it is served, so an agent stopped right after a stream saw the set restarts with that set.
         if self._path is not None:
