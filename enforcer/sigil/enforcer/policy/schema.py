@@ -13,6 +13,7 @@ visible (see ``resources``): pruning a misspelled field can then only make the A
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Where:
         return UnknownFieldError(self.file, path, known, document=self.document)
 
 
+@functools.lru_cache(maxsize=4096)  # the same fields of the same kinds, document after document
 def _join(path: str, key: str) -> str:
     """``spec`` + ``rules`` -> ``spec.rules``; keys that are not identifiers are quoted."""
     if _IDENTIFIER.fullmatch(key) is None:
@@ -216,7 +218,7 @@ class Map(Node):
         return schema
 
     def validate(self, value: object, path: str, where: Where) -> None:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):  # dict first: ABCs are slow
             raise where.error(path, "a mapping of strings to strings", value)
         if len(value) > self.max_properties:
             raise where.error(path, f"at most {self.max_properties} entries", f"{len(value)}")
@@ -252,7 +254,7 @@ class Object(Node):
         return schema
 
     def validate(self, value: object, path: str, where: Where) -> None:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):  # dict first: ABCs are slow
             raise where.error(path, "a mapping", value)
         # Unknown fields first: "prots: unknown field" tells the author more than "ports: required".
         if not self.open:
