@@ -75,14 +75,16 @@ def test_the_running_agent_does_not_load_aiohttp() -> None:
     assert _loaded_in_a_fresh_interpreter(code, ("aiohttp",))[0] == []
 
 
-def test_the_run_command_keeps_rich_out_of_the_agent() -> None:
-    """``run`` keeps structlog from loading rich (installed here with the test tools), and the agent still logs."""
+def test_the_run_command_keeps_rich_and_greenlet_out_of_the_agent() -> None:
+    """``run`` keeps structlog from loading rich and greenlet (both installed here), and the agent still logs."""
     code = (
-        "from sigil.node_agent import cli; cli._without_rich(); import sigil.node_agent.agent;"
+        "from sigil.node_agent import cli; cli._without_dead_weight(); import sigil.node_agent.agent;"
         "from sigil.kit import configure_logging; import structlog;"
         "configure_logging(); structlog.get_logger().error('probe.logged', n=1)"
     )
-    loaded, logged = _loaded_in_a_fresh_interpreter(code, ("rich", "pygments", "aiohttp"))
+    loaded, logged = _loaded_in_a_fresh_interpreter(
+        code, ("rich", "pygments", "greenlet", "aiohttp")
+    )
     assert loaded == []
     assert "probe.logged" in logged
     assert "n=1" in logged
