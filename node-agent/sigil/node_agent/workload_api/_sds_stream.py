@@ -1,14 +1,10 @@
-"""Envoy's Secret Discovery Service (SDS v3) on the Workload API socket, as SPIRE's agent serves it.
+"""Envoy's SDS calls themselves, imported by :mod:`.sds` at the first SDS call on the agent's socket.
 
-Envoy fetches its certificate and trust bundles from the agent it already runs next to, so a mesh or gateway built
-on Envoy gets Sigil identities without any Sigil code in it. ``StreamSecrets`` and ``FetchSecrets`` of
-``envoy.service.secret.v3.SecretDiscoveryService`` are served with the gRPC project's ``xds-protos`` messages;
-``DeltaSecrets`` is not (SPIRE answers it ``Unimplemented`` too, and Envoy falls back to the state-of-the-world
-stream). The secrets and their names are in :mod:`.sds_secrets`.
-
-The caller is attested from the credentials its connection had at accept, as for the Workload API, and its
-failures map to the same status codes (``grpc_edge``), but the ``workload.spiffe.io`` header is not required:
-Envoy does not send it, and SPIRE does not ask for it on SDS either.
+``StreamSecrets`` and ``FetchSecrets`` of ``envoy.service.secret.v3.SecretDiscoveryService`` are served with the
+gRPC project's ``xds-protos`` messages; the secrets and their names are in :mod:`.sds_secrets`. The caller is
+attested from the credentials its connection had at accept, as for the Workload API, and its failures map to the
+same status codes (``grpc_edge``), but the ``workload.spiffe.io`` header is not required: Envoy does not send it,
+and SPIRE does not ask for it on SDS either.
 
 The stream follows the xDS protocol (https://www.envoyproxy.io/docs/envoy/latest/api-docs/xds_protocol):
 
@@ -24,7 +20,6 @@ The stream follows the xDS protocol (https://www.envoyproxy.io/docs/envoy/latest
 from __future__ import annotations
 
 import asyncio
-import functools
 import secrets as _random
 from collections.abc import Sequence
 from typing import Any, Final
@@ -32,14 +27,12 @@ from typing import Any, Final
 import structlog
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2  # type: ignore[import-untyped]
-from grpclib.const import Cardinality, Handler, Status
-from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from sigil.kit import TaskOwner
 from sigil.node_agent.attestation.caller import CallerAttestor
 from sigil.node_agent.attestation.selectors import WorkloadAttestation
-from sigil.node_agent.errors import InvalidWorkloadRequestError, NoIdentityError, PeerGoneError
+from sigil.node_agent.errors import InvalidWorkloadRequestError, NoIdentityError
 from sigil.node_agent.grpc_edge import Caller, attested_call
 from sigil.node_agent.identity_source import IdentitySource
 from sigil.node_agent.workload_api.sds_secrets import (
@@ -48,9 +41,7 @@ from sigil.node_agent.workload_api.sds_secrets import (
     supports_spiffe_validator,
 )
 
-__all__ = ["SDS_SERVICE_NAME", "SdsService"]
-
-SDS_SERVICE_NAME = "envoy.service.secret.v3.SecretDiscoveryService"
+__all__ = ["SdsStreams"]
 
 _log = structlog.get_logger(__name__)
 
@@ -78,46 +69,12 @@ def _check_type(request: Any) -> None:
         )
 
 
-async def _delta_secrets(stream: Stream[Any, Any]) -> None:
-    # grpclib's answer to an unrouted path lacks a content type that clients then report instead of the status.
-    raise GRPCError(Status.UNIMPLEMENTED, "DeltaSecrets is not served; use StreamSecrets")
-
-
-class SdsService:
-    """SDS handlers over an :class:`IdentitySource`; :meth:`bind` gives the routes of one accepted connection."""
+class SdsStreams:
+    """The SDS calls over an :class:`IdentitySource`, each serving the caller captured at accept."""
 
     def __init__(self, *, source: IdentitySource, attestor: CallerAttestor) -> None:
         self._source = source
         self._attestor = attestor
-
-    def bind(self, caller: Caller) -> dict[str, Handler]:
-        """Routes whose handlers serve ``caller`` (or fail with its error, when capture failed at accept)."""
-        request, reply = discovery_pb2.DiscoveryRequest, discovery_pb2.DiscoveryResponse
-        path = f"/{SDS_SERVICE_NAME}/"
-        return {
-            path + "StreamSecrets": Handler(
-                functools.partial(self._stream_secrets, caller),
-                Cardinality.STREAM_STREAM,
-                request,
-                reply,
-            ),
-            path + "FetchSecrets": Handler(
-                functools.partial(self._fetch_secrets, caller),
-                Cardinality.UNARY_UNARY,
-                request,
-                reply,
-            ),
-            path + "DeltaSecrets": Handler(
-                _delta_secrets,
-                Cardinality.STREAM_STREAM,
-                discovery_pb2.DeltaDiscoveryRequest,
-                discovery_pb2.DeltaDiscoveryResponse,
-            ),
-        }
-
-    def __mapping__(self) -> dict[str, Handler]:
-        # A connection whose credentials were never captured (not a Unix socket): refuse everyone.
-        return self.bind(PeerGoneError(0, "no peer credentials on this connection"))
 
     async def _secrets(self, workload: WorkloadAttestation, request: Any) -> list[Any]:
         svids = await self._source.x509_svids(workload)
@@ -130,7 +87,7 @@ class SdsService:
             spiffe_validator=supports_spiffe_validator(request.node),
         )
 
-    async def _fetch_secrets(self, caller: Caller, stream: Stream[Any, Any]) -> None:
+    async def fetch_secrets(self, caller: Caller, stream: Stream[Any, Any]) -> None:
         async with attested_call(
             caller, stream, self._attestor, method="FetchSecrets", header_required=False
         ) as workload:
@@ -142,7 +99,7 @@ class SdsService:
             # A fetch is not a subscription: no version, no nonce (as SPIRE answers it).
             await stream.send_message(_response(resources, version="", nonce=""))
 
-    async def _stream_secrets(self, caller: Caller, stream: Stream[Any, Any]) -> None:
+    async def stream_secrets(self, caller: Caller, stream: Stream[Any, Any]) -> None:
         async with (
             attested_call(
                 caller, stream, self._attestor, method="StreamSecrets", header_required=False
