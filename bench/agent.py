@@ -40,9 +40,10 @@ evenly rotation spreads the issuer's load, and what the agent process costs at r
    ``sigil-agent healthcheck`` and ``--help`` pay), ``import_agent_s`` the same for ``sigil.node_agent.agent`` (what
    ``run`` pays before it serves), against ``interpreter_s``, a fresh interpreter importing nothing.
 
-Writes bench/results/agent.json. ``--quick`` finishes in under a minute.
+Writes bench/results/agent.json. ``--quick`` finishes in under a minute. ``--only idle`` measures 4. alone (a few
+seconds; the figures are merged into the same file), for work on the agent's memory.
 
-    python bench/agent.py [--quick]
+    python bench/agent.py [--quick] [--only idle]
 """
 
 from __future__ import annotations
@@ -477,7 +478,8 @@ if __name__ == "__main__":
         sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs, under a minute")
+    parser.add_argument("--only", choices=["idle"], help="measure only the idle agent's memory (4.)")
     args = parser.parse_args()
-    figures = asyncio.run(main(args.quick))
+    figures = asyncio.run(idle_rss()) if args.only == "idle" else asyncio.run(main(args.quick))
     merge_results(RESULTS, figures)
     print(json.dumps(figures, indent=2))
