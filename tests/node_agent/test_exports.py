@@ -69,20 +69,24 @@ def _loaded_in_a_fresh_interpreter(code: str, modules: tuple[str, ...]) -> tuple
     return json.loads(out.stdout), out.stderr
 
 
-def test_the_running_agent_does_not_load_aiohttp() -> None:
-    """What ``sigil-agent run`` imports (the agent, its health endpoint, the issuer client) loads no aiohttp."""
+def test_the_running_agent_does_not_load_what_it_may_never_use() -> None:
+    """What ``sigil-agent run`` imports (the agent, its health endpoint, the issuer client) loads no aiohttp, and
+    neither PyJWT, an HTTP client nor Envoy's messages, which wait for the first JWT-SVID or SDS call."""
     code = "import sigil.node_agent.agent, sigil.node_agent.health, sigil.issuer.client"
-    assert _loaded_in_a_fresh_interpreter(code, ("aiohttp",))[0] == []
+    unused = ("aiohttp", "jwt", "urllib.request", "http.client", "envoy", "xds", "udpa", "validate")
+    assert _loaded_in_a_fresh_interpreter(code, unused)[0] == []
 
 
-def test_the_run_command_keeps_rich_out_of_the_agent() -> None:
-    """``run`` keeps structlog from loading rich (installed here with the test tools), and the agent still logs."""
+def test_the_run_command_keeps_rich_and_greenlet_out_of_the_agent() -> None:
+    """``run`` keeps structlog from loading rich and greenlet (both installed here), and the agent still logs."""
     code = (
-        "from sigil.node_agent import cli; cli._without_rich(); import sigil.node_agent.agent;"
+        "from sigil.node_agent import cli; cli._without_dead_weight(); import sigil.node_agent.agent;"
         "from sigil.kit import configure_logging; import structlog;"
         "configure_logging(); structlog.get_logger().error('probe.logged', n=1)"
     )
-    loaded, logged = _loaded_in_a_fresh_interpreter(code, ("rich", "pygments", "aiohttp"))
+    loaded, logged = _loaded_in_a_fresh_interpreter(
+        code, ("rich", "pygments", "greenlet", "aiohttp")
+    )
     assert loaded == []
     assert "probe.logged" in logged
     assert "n=1" in logged

@@ -18,10 +18,9 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-from jwt.exceptions import InvalidKeyError
 
 from sigil.ca.errors import BundleError
+from sigil.ca.jwk import public_key_from_jwk, public_key_to_jwk
 from sigil.ca.keys import PublicKey, public_key_der
 from sigil.ca.spiffe_id import TrustDomain
 
@@ -32,26 +31,18 @@ DEFAULT_REFRESH_HINT = 300
 
 
 def _key_jwk(key: PublicKey) -> dict[str, Any]:
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return dict(ECAlgorithm.to_jwk(key, as_dict=True))
-    return dict(RSAAlgorithm.to_jwk(key, as_dict=True))
+    return dict(public_key_to_jwk(key))
 
 
 def _jwk_key(jwk: Mapping[str, Any]) -> PublicKey | None:
-    kty = jwk.get("kty")
-    key: object
+    if jwk.get("kty") not in ("EC", "RSA"):
+        return None
+    if "d" in jwk:
+        raise BundleError("a private key was found where a public key belongs")
     try:
-        if kty == "EC":
-            key = ECAlgorithm.from_jwk(dict(jwk))
-        elif kty == "RSA":
-            key = RSAAlgorithm.from_jwk(dict(jwk))
-        else:
-            return None
-    except (ValueError, KeyError, TypeError, InvalidKeyError) as err:
+        return public_key_from_jwk(jwk)
+    except ValueError as err:
         raise BundleError(f"key {jwk.get('kid', '(x509)')!r} has unusable parameters") from err
-    if isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-        return key
-    raise BundleError("a private key was found where a public key belongs")
 
 
 def _anchor(cert: x509.Certificate, where: str) -> x509.Certificate:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
+#: Installed packages that structlog would import into the agent for nothing (:func:`_without_dead_weight`).
+_DEAD_WEIGHT = ("rich", "greenlet")
+
 #: How long a drain may take before the process gives up waiting and exits anyway.
 _DRAIN_TIMEOUT = 10.0
 
@@ -141,26 +144,30 @@ _ON_THE_COMMAND_LINE = (
 )
 
 
-def _without_rich() -> None:
-    """Keep structlog from loading rich in the agent process: 4.5 MB of resident memory it would never use.
+def _without_dead_weight() -> None:
+    """Keep structlog from loading rich and greenlet in the agent process: resident memory it would never use.
 
-    structlog imports rich when it is installed (a development environment has it, through the test tools) for
-    its console renderer's default traceback formatter, and rich imports pygments and attrs. The agent logs
-    through :func:`sigil.kit.configure_logging`, which uses plain tracebacks (rich's show each frame's locals,
-    and a frame may hold a private key), so rich is dead weight here; ``None`` in :data:`sys.modules` makes its
-    import fail, which structlog handles as "not installed"
+    structlog imports what it finds installed: rich (a development environment has it, through the test tools)
+    for its console renderer's default traceback formatter, and rich imports pygments and attrs (4.5 MB); greenlet
+    (installed everywhere with SQLAlchemy's asyncio extra, which the issuer needs) for the deprecated
+    ``structlog.threadlocal``, which falls back to :class:`threading.local` without it (0.2 MB; the C++ runtime
+    it links is loaded by protobuf anyway). The agent logs through :func:`sigil.kit.configure_logging`, which
+    uses plain tracebacks (rich's show each frame's locals, and a frame may hold a private key) and no
+    thread-local context, and it runs no greenlets (it never imports SQLAlchemy), so both are dead weight here.
+    ``None`` in :data:`sys.modules` makes their import fail, which structlog handles as "not installed"
     (https://docs.python.org/3/reference/import.html#the-module-cache). Done only in a fresh process, before
-    structlog is imported: where it already is (a test calling :func:`main`), rich is loaded anyway.
+    structlog is imported: where it already is (a test calling :func:`main`), they are loaded anyway.
     """
     if "structlog" not in sys.modules:
-        sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+        for name in _DEAD_WEIGHT:
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.join_token is not None:
         print(_ON_THE_COMMAND_LINE, file=sys.stderr)
         return 2
-    _without_rich()
+    _without_dead_weight()
 
     import asyncio
 

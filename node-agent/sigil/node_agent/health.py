@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 from collections.abc import Callable
 
@@ -126,6 +125,9 @@ def check_ready(listen: str, *, timeout: float) -> tuple[bool, str]:
     if not port.isdigit():
         raise ValueError(f"{listen!r} is not HOST:PORT")
     host = host.strip("[]")
+    # Here, not at the top: the running agent serves with h11 and would hold http.client for nothing (0.5 MB).
+    import http.client
+
     connection = http.client.HTTPConnection(_WILDCARDS.get(host, host), int(port), timeout=timeout)
     try:
         connection.request("GET", "/ready")

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-import jwt
-
 from sigil.ca.errors import SigilError
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.client import IssuerApi, Refusal
@@ -105,6 +103,10 @@ class JwtSvidCache:
         if not mine:
             raise NotEntitledError(str(spiffe_id))
         token = mine[0]
+        # PyJWT is imported with the first JWT-SVID, not at start: most workloads never ask for one, and importing
+        # it costs every node about 1 MB (sigil/ca/jwk.py says why).
+        import jwt
+
         try:
             kid = str(jwt.get_unverified_header(token.token).get("kid", ""))
         except jwt.InvalidTokenError as err:

@@ -29,12 +29,13 @@ from sigil.kit import Service
 from sigil.node_agent.attestation.caller import CallerAttestor
 from sigil.node_agent.attestation.peer import PROC_ROOT, capture_peer
 from sigil.node_agent.errors import NodeAgentError, PeerGoneError, SocketError
-from sigil.node_agent.grpc_edge import Caller, RequestCodec
+from sigil.node_agent.grpc_edge import Caller
 from sigil.node_agent.identity_source import IdentitySource
 from sigil.node_agent.policies.mirror import PolicyMirror
 from sigil.node_agent.policies.service import PolicyService
 from sigil.node_agent.settings import DEFAULT_SOCKET_PATH
 from sigil.node_agent.workload_api._accept_hook import AcceptHookServer
+from sigil.node_agent.workload_api._deferred import DeferringCodec
 from sigil.node_agent.workload_api.sds import SdsService
 from sigil.node_agent.workload_api.service import WorkloadApiService
 
@@ -108,7 +109,7 @@ class WorkloadApiServer(Service):
         if self._policy_service is not None:
             services.append(self._policy_service)
         server = AcceptHookServer(
-            services, on_accept=self._accept, on_close=self._closed, codec=RequestCodec()
+            services, on_accept=self._accept, on_close=self._closed, codec=DeferringCodec()
         )
         try:
             await server.start(path=str(path), backlog=_BACKLOG)

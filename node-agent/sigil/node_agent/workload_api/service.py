@@ -29,7 +29,6 @@ from grpclib.const import Cardinality, Handler
 from grpclib.server import Stream
 
 from sigil.ca.errors import InvalidSpiffeIdError, JwtSvidError
-from sigil.ca.jwtsvid import validate_jwt_svid
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.node_agent._proto import workload_pb2 as pb
 from sigil.node_agent.attestation.caller import CallerAttestor
@@ -266,6 +265,10 @@ class WorkloadApiService:
                 raise InvalidWorkloadRequestError("audience must be specified")
             if not request.svid:
                 raise InvalidWorkloadRequestError("svid must be specified")
+            # PyJWT is imported at the first validation, not at start: most workloads never ask for one, and
+            # importing it costs every node about 1 MB (sigil/ca/jwk.py says why).
+            from sigil.ca.jwtsvid import validate_jwt_svid
+
             bundles: TrustBundles = self._source.bundles()
             # The rules (algorithms, header, sub/aud/exp, the key from the *subject's* trust domain:
             # https://github.com/spiffe/spiffe/blob/main/standards/JWT-SVID.md) live once, in the CA; the keys
