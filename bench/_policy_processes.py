@@ -247,11 +247,22 @@ async def _worker(count: int, endpoint: str) -> None:
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
     out = sys.stdout
+    loop = asyncio.get_running_loop()
+    flushing = [False]
+
+    def flush() -> None:
+        flushing[0] = False
+        out.flush()
 
     def recorder(index: int) -> Callable[[AgentPolicies], None]:
         def record(applied: AgentPolicies) -> None:
+            # The time is taken here; the line reaches the benchmark with the others that this turn of the loop
+            # applied, one write to the pipe for them all rather than one per enforcer (the writes were about
+            # a tenth of these processes' CPU per change, counted as the enforcers').
             out.write(f"{index} {applied.revision} {monotonic():.6f}\n")
-            out.flush()
+            if not flushing[0]:
+                flushing[0] = True
+                loop.call_soon(flush)
 
         return record
 
