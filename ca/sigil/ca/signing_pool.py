@@ -145,8 +145,20 @@ class SigningPool:
     async def certificates(self, signer: Signer, leaves: Sequence[Leaf]) -> list[bytes]:
         """Each leaf signed by ``signer``, as Certificate DER, in order."""
         spec = self._spec_of(signer)
-        # Plain tuples cross the pipe: pickling the dataclass itself cost ten times as much.
-        rows = [(f.serial, f.not_before, f.not_after, f.spki, f.uri, f.dns_names) for f in leaves]
+        # Plain tuples cross the pipe: pickling the dataclass itself cost ten times as much. The leaves of a batch
+        # share their validity; one object per time lets pickle write it once and refer back (3 µs a leaf, then 0.7).
+        same: dict[datetime, datetime] = {}
+        rows = [
+            (
+                f.serial,
+                same.setdefault(f.not_before, f.not_before),
+                same.setdefault(f.not_after, f.not_after),
+                f.spki,
+                f.uri,
+                f.dns_names,
+            )
+            for f in leaves
+        ]
         return await self._spread(
             "sign", (spec.authority_id, spec.certificate_der, spec.key_der), rows
         )

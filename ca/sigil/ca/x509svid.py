@@ -9,6 +9,7 @@ notAfter capped at the signer's (https://github.com/spiffe/spiffe/blob/main/stan
 from __future__ import annotations
 
 import binascii
+import functools
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -171,6 +172,7 @@ def leaf_for(
     )
 
 
+@functools.lru_cache(maxsize=64)  # the leaves of a batch share their notAfter
 def _as_encoded(value: datetime) -> datetime:
     """``value`` as a certificate carries it (``leaf_template._time``): UTC, whole seconds; naive means UTC."""
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
