@@ -10,7 +10,9 @@ and parsing are not the issuer's cost. The in-process figure is the CA's batch m
 issuer's process on the issuer's core, in the same run.
 
 Then issuance with the signing done in worker processes (``ca.signing_workers``): the issuer unpinned, with 1 (in
-process) and 2 workers, the same agents; ``workers_speedup`` is the rate with 2 over the rate with 1. Also
+process) and 2 workers, the same agents; ``workers_speedup`` is the rate with 2 over the rate with 1, and
+``workers_*_server_cpu_us`` and ``workers_2_signing_cpu_us`` split the CPU per SVID between the server's own process
+and its workers (the server's share is what bounds the speedup, by Amdahl's law). Also
 TokenReview-authenticated requests per second against the kube-apiserver stand-in, verdict cache warm and cold.
 Writes ``bench/results/issue.json``.
 
@@ -182,6 +184,11 @@ async def _run(
     return figures
 
 
+def _per_svid(figures: dict[str, float], cores: str) -> float:
+    """Microseconds of CPU per SVID that the cores in ``figures[cores]`` stand for at its issuance rate."""
+    return figures[cores] / figures["svids_per_s"] * 1e6
+
+
 async def _bench(seconds: float, batch: int, agents: int) -> dict[str, Any]:
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     with tempfile.TemporaryDirectory() as tmp:
@@ -230,6 +237,10 @@ async def _bench(seconds: float, batch: int, agents: int) -> dict[str, Any]:
         "workers_speedup": round(spread[2]["svids_per_s"] / spread[1]["svids_per_s"], 3),
         "workers_1_cpu_us": round(spread[1]["cpu_us"], 1),
         "workers_2_cpu_us": round(spread[2]["cpu_us"], 1),
+        # The same split by process: the server's own (HTTP, JSON, authorization, journal) and its workers'.
+        "workers_1_server_cpu_us": round(_per_svid(spread[1], "issuer_cores"), 1),
+        "workers_2_server_cpu_us": round(_per_svid(spread[2], "issuer_cores"), 1),
+        "workers_2_signing_cpu_us": round(_per_svid(spread[2], "workers_cores"), 1),
         "workers_1_issuer_cores": round(spread[1]["issuer_cores"], 2),
         "workers_2_issuer_cores": round(spread[2]["issuer_cores"], 2),
         "workers_2_workers_cores": round(spread[2]["workers_cores"], 2),

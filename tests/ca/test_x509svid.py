@@ -17,7 +17,9 @@ from spiffe import X509Bundle, X509Svid
 from sigil.ca import InvalidSpiffeIdError, SpiffeId
 from sigil.ca.authority import AuthorityKind
 from sigil.ca.keys import KeyType, private_key_der
-from sigil.ca.service import CertificateAuthority
+from sigil.ca.service import CertificateAuthority, X509Request
+from sigil.ca.x509svid import X509Svid as MintedSvid
+from sigil.ca.x509svid import certificate_pem
 
 WEB = SpiffeId.parse("spiffe://example.org/ns/default/sa/web")
 
@@ -171,8 +173,36 @@ async def test_intermediate_under_an_upstream_ca(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         parsed = X509Svid.parse_raw(svid.chain_der(), private_key_der(key))
         assert len(parsed.cert_chain) == 3
+        _assert_encodings_match_the_certificates(svid)
     finally:
         await ca.aclose()
+
+
+def _assert_encodings_match_the_certificates(svid: MintedSvid) -> None:
+    """What the SVID says without parsing (serial, expiry, DER, PEM) is what its certificates say."""
+    assert svid.serial == svid.leaf.serial_number
+    assert svid.serial_hex == format(svid.leaf.serial_number, "032x")
+    assert svid.not_after == svid.leaf.not_valid_after_utc
+    assert svid.chain_der() == b"".join(
+        c.public_bytes(serialization.Encoding.DER) for c in svid.chain
+    )
+    assert svid.chain_pem() == b"".join(
+        c.public_bytes(serialization.Encoding.PEM) for c in svid.chain
+    )
+
+
+async def test_svids_carry_their_certificates_encodings(
+    ca: CertificateAuthority, clock: FakeClock
+) -> None:
+    """Serial, expiry, DER and PEM come from minting, and match the certificate, also at odd microseconds."""
+    clock.advance(timedelta(microseconds=654_321))
+    csr, _ = make_csr()
+    svids = await ca.mint_x509_svids(
+        [X509Request(WEB, csr=csr, ttl=timedelta(minutes=m, microseconds=7)) for m in (1, 59)]
+    )
+    for svid in svids:
+        _assert_encodings_match_the_certificates(svid)
+        assert certificate_pem(svid.leaf_der) == svid.leaf.public_bytes(serialization.Encoding.PEM)
 
 
 async def test_ids_of_other_trust_domains_are_refused(ca: CertificateAuthority) -> None:

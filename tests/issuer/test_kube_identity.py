@@ -6,7 +6,7 @@ import pytest
 
 from sigil.ca.reserved_ids import k8s_agent_id
 from sigil.ca.spiffe_id import TrustDomain
-from sigil.issuer.errors import ConfigError
+from sigil.issuer.errors import ConfigError, NotEntitledError
 from sigil.issuer.kube import KubeIdentity, ServiceAccountRef, WorkloadIdTemplate
 
 TD = TrustDomain("example.org")
@@ -17,6 +17,20 @@ def test_custom_template_renders_the_pod_fields() -> None:
     """A template may use any identity field, for example a per-pod ID."""
     template = WorkloadIdTemplate("k8s/{namespace}/{service_account}/{pod_uid}")
     assert str(template.render(TD, POD)) == "spiffe://example.org/k8s/shop/frontend/1234-abcd"
+
+
+def test_a_rendered_id_is_the_same_however_often_it_is_asked() -> None:
+    """Rendering is remembered per identity: the same pod gets the same ID, another pod its own, a refusal stays."""
+    template = WorkloadIdTemplate("ns/{namespace}/sa/{service_account}")
+    first = template.render(TD, POD)
+    assert template.render(TD, POD) == first
+    other = KubeIdentity("shop", "backend", "api-1", "5678-efgh", "node-a", "9876")
+    assert str(template.render(TD, other)) == "spiffe://example.org/ns/shop/sa/backend"
+    reserved = WorkloadIdTemplate("{namespace}/{service_account}")
+    agentish = KubeIdentity("sigil", "agent", "a-1", "1", "node-a", "9876")
+    for _ in range(2):
+        with pytest.raises(NotEntitledError):
+            reserved.render(TD, agentish)
 
 
 @pytest.mark.parametrize(

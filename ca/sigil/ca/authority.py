@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from sigil.ca.keys import PrivateKey, PublicKey, signature_hash
@@ -31,6 +32,7 @@ __all__ = [
     "Authority",
     "AuthorityKind",
     "AuthorityStatus",
+    "IssuerChain",
     "Signer",
     "new_jwt_authority",
     "new_x509_authority",
@@ -134,15 +136,30 @@ class Signer:
         )
 
     @cached_property
-    def chain_above_leaf(self) -> tuple[x509.Certificate, ...]:
+    def chain_above_leaf(self) -> IssuerChain:
         """What an SVID's chain carries after its leaf: the authority and its upstream intermediates."""
         cert = self.authority.certificate
-        if cert is None:
-            return ()
-        if self.authority.upstream_root is None:
+        if cert is None or self.authority.upstream_root is None:
             # A self-signed authority is itself the anchor; SVIDs carry only the leaf.
-            return ()
-        return (cert, *self.authority.upstream_chain)
+            return IssuerChain.of(())
+        return IssuerChain.of((cert, *self.authority.upstream_chain))
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerChain:
+    """The certificates an SVID's chain carries after its leaf, with their DER and PEM encoded once per signer."""
+
+    certificates: tuple[x509.Certificate, ...]
+    der: bytes
+    pem: bytes
+
+    @classmethod
+    def of(cls, certificates: tuple[x509.Certificate, ...]) -> IssuerChain:
+        return cls(
+            certificates,
+            b"".join(c.public_bytes(serialization.Encoding.DER) for c in certificates),
+            b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates),
+        )
 
 
 def _ski(public_key: PublicKey) -> x509.SubjectKeyIdentifier:

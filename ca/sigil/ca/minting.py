@@ -23,7 +23,7 @@ from sigil.ca.keys import PrivateKey, PublicKey, generate_key, public_key_der
 from sigil.ca.leaf_template import Leaf
 from sigil.ca.settings import CaSettings
 from sigil.ca.spiffe_id import SpiffeId
-from sigil.ca.x509svid import X509Svid, leaf_for, x509_svid
+from sigil.ca.x509svid import X509Svid, leaf_for, random_serials, x509_svid
 
 __all__ = [
     "X509Request",
@@ -67,7 +67,7 @@ def plan_x509_batch(
     for request in requests:
         check_member(request.spiffe_id, settings)
     leaves, keys = [], []
-    for request in requests:
+    for request, serial in zip(requests, random_serials(len(requests)), strict=True):
         private_key = None
         if request.spki is not None:
             spki = request.spki
@@ -86,6 +86,7 @@ def plan_x509_batch(
                 ttl=request.ttl or settings.x509_svid_ttl,
                 now=now,
                 dns_names=request.dns_names,
+                serial=serial,
             )
         )
         keys.append(private_key)
@@ -95,13 +96,14 @@ def plan_x509_batch(
 def x509_svids(
     signer: Signer,
     requests: Sequence[X509Request],
+    leaves: Sequence[Leaf],
     certificates: Sequence[bytes],
     keys: Sequence[PrivateKey | None],
 ) -> list[X509Svid]:
-    """The SVIDs of a planned batch once its ``certificates`` (DER, in order) are signed."""
+    """The SVIDs of a planned batch once its ``leaves`` are signed as ``certificates`` (DER, in order)."""
     return [
-        x509_svid(signer, request.spiffe_id, der, private_key=key)
-        for request, der, key in zip(requests, certificates, keys, strict=True)
+        x509_svid(signer, leaf, spiffe_id=request.spiffe_id, der=der, private_key=key)
+        for request, leaf, der, key in zip(requests, leaves, certificates, keys, strict=True)
     ]
 
 
@@ -110,7 +112,7 @@ def mint_x509_batch(
 ) -> list[X509Svid]:
     """An SVID per request, planned, signed and wrapped in this thread; a request without a key gets one."""
     leaves, keys = plan_x509_batch(signer, requests, now, settings=settings)
-    return x509_svids(signer, requests, signer.leaf_template.certificates(leaves), keys)
+    return x509_svids(signer, requests, leaves, signer.leaf_template.certificates(leaves), keys)
 
 
 def journal_entries(

@@ -145,8 +145,20 @@ class SigningPool:
     async def certificates(self, signer: Signer, leaves: Sequence[Leaf]) -> list[bytes]:
         """Each leaf signed by ``signer``, as Certificate DER, in order."""
         spec = self._spec_of(signer)
-        # Plain tuples cross the pipe: pickling the dataclass itself cost ten times as much.
-        rows = [(f.serial, f.not_before, f.not_after, f.spki, f.uri, f.dns_names) for f in leaves]
+        # Plain tuples cross the pipe: pickling the dataclass itself cost ten times as much. The leaves of a batch
+        # share their validity; one object per time lets pickle write it once and refer back (3 µs a leaf, then 0.7).
+        same: dict[datetime, datetime] = {}
+        rows = [
+            (
+                f.serial,
+                same.setdefault(f.not_before, f.not_before),
+                same.setdefault(f.not_after, f.not_after),
+                f.spki,
+                f.uri,
+                f.dns_names,
+            )
+            for f in leaves
+        ]
         return await self._spread(
             "sign", (spec.authority_id, spec.certificate_der, spec.key_der), rows
         )
@@ -172,11 +184,16 @@ class SigningPool:
                     request = dataclasses.replace(request, spki=key)
                 verified.append(request)
             requests = verified
-        # Only keys the CA must generate (``x509 mint``) cost anything in planning; that goes to a thread.
-        leaves, made = await asyncio.to_thread(
-            plan_x509_batch, signer, requests, now, settings=settings
-        )
-        return x509_svids(signer, requests, await self.certificates(signer, leaves), made)
+        # Only keys the CA must generate (``x509 mint``) or CSRs given parsed cost anything in planning; such a batch
+        # goes to a thread. The rest is plain bookkeeping, cheaper here than the thread's two hops.
+        if all(r.spki is not None or r.public_key is not None for r in requests):
+            leaves, made = plan_x509_batch(signer, requests, now, settings=settings)
+        else:
+            leaves, made = await asyncio.to_thread(
+                plan_x509_batch, signer, requests, now, settings=settings
+            )
+        certificates = await self.certificates(signer, leaves)
+        return x509_svids(signer, requests, leaves, certificates, made)
 
     def _spec_of(self, signer: Signer) -> _SignerSpec:
         authority = signer.authority

@@ -61,42 +61,54 @@ class Outstanding:
         )
 
 
-async def mark_replaced(
-    connection: AsyncConnection, entries: Sequence[JournalEntry], now: datetime
-) -> None:
-    """Record that ``entries`` (about to be journaled) replace the marked rows of their kind, ID and holder."""
-    wanted = {(e.kind, e.spiffe_id, e.holder or _NO_HOLDER) for e in entries}
-    if not wanted:
+#: Whether any unexpired row is marked for re-issue and not yet replaced (built once: every batch asks).
+_ANY_MARKED = (
+    select(JournalRow.serial)
+    .where(
+        JournalRow.reissue_due == true(),
+        JournalRow.not_after > bindparam("b_now"),
+        JournalRow.replaced_at.is_(None),
+    )
+    .limit(1)
+)
+#: Marks the rows a fresh SVID replaces, one parameter set per kind, SPIFFE ID and holder.
+_MARK_REPLACED = (
+    update(JournalRow)
+    .where(
+        JournalRow.reissue_due.is_(True),
+        JournalRow.replaced_at.is_(None),
+        JournalRow.kind == bindparam("b_kind"),
+        JournalRow.spiffe_id == bindparam("b_spiffe_id"),
+        func.coalesce(JournalRow.holder, _NO_HOLDER) == bindparam("b_holder"),
+    )
+    .values(replaced_at=bindparam("b_now"))
+    .execution_options(synchronize_session=False)
+)
+
+
+async def mark_replaced(connection: AsyncConnection, entries: Sequence[JournalEntry]) -> None:
+    """Record that ``entries`` (about to be journaled) replace the marked rows of their kind, ID and holder.
+
+    A marked row is replaced as of the earliest fresh entry of its kind, ID and holder (a transaction may carry
+    batches issued a few milliseconds apart).
+    """
+    replaced_at: dict[tuple[str, str, str], datetime] = {}
+    for e in entries:
+        key = (e.kind, e.spiffe_id, e.holder or _NO_HOLDER)
+        if key not in replaced_at or e.issued_at < replaced_at[key]:
+            replaced_at[key] = e.issued_at
+    if not replaced_at:
         return
     # Almost always nothing is marked (no taint in the SVIDs' lifetime): one indexed look spares a hundred UPDATEs,
     # which were two thirds of the cost of journaling a batch. An expired marked row no longer counts anywhere.
-    pending = await connection.execute(
-        select(JournalRow.serial)
-        .where(
-            JournalRow.reissue_due == true(),
-            JournalRow.not_after > now,
-            JournalRow.replaced_at.is_(None),
-        )
-        .limit(1)
-    )
+    pending = await connection.execute(_ANY_MARKED, {"b_now": min(replaced_at.values())})
     if pending.first() is None:
         return
-    statement = (
-        update(JournalRow)
-        .where(
-            JournalRow.reissue_due.is_(True),
-            JournalRow.replaced_at.is_(None),
-            JournalRow.kind == bindparam("b_kind"),
-            JournalRow.spiffe_id == bindparam("b_spiffe_id"),
-            func.coalesce(JournalRow.holder, _NO_HOLDER) == bindparam("b_holder"),
-        )
-        .values(replaced_at=bindparam("b_now"))
-        .execution_options(synchronize_session=False)
-    )
     rows = [
-        {"b_kind": k, "b_spiffe_id": s, "b_holder": h, "b_now": now} for k, s, h in sorted(wanted)
+        {"b_kind": k, "b_spiffe_id": s, "b_holder": h, "b_now": now}
+        for (k, s, h), now in sorted(replaced_at.items())
     ]
-    await connection.execute(statement, rows)
+    await connection.execute(_MARK_REPLACED, rows)
 
 
 async def outstanding_of(execute: Execute, authority_id: str, now: datetime) -> Outstanding:

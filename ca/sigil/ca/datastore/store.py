@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
 from sigil.ca.authority import Authority, AuthorityKind
 from sigil.ca.datastore.failures import translated
 from sigil.ca.datastore.journal import Outstanding, mark_replaced, outstanding_of
+from sigil.ca.datastore.journal_queue import JournalQueue
 from sigil.ca.datastore.models import BundleStateRow, JournalRow, RotationLockRow
 from sigil.ca.datastore.rowseal import AuthoritySeal
 from sigil.ca.datastore.transaction import AuthorityRows, JournalEntry, Transaction, utc
@@ -59,6 +60,7 @@ class Datastore:
         self._seal = seal
         #: Refused rows already logged, so that a refresh every second does not repeat the same error.
         self._reported: set[tuple[str, str, str]] = set()
+        self._journal = JournalQueue(self._write_journal)
 
     @property
     def sealed(self) -> bool:
@@ -171,9 +173,16 @@ class Datastore:
                 return state.sequence if state is not None else 0
 
     async def record_issued(self, entries: Sequence[JournalEntry]) -> None:
-        """Journal a batch of issued SVIDs in one transaction (one executemany, no ORM objects)."""
-        if not entries:
-            return
+        """Journal a batch of issued SVIDs; it has committed when this returns.
+
+        Batches that arrive while another is being written go together in the next transaction
+        (:mod:`sigil.ca.datastore.journal_queue`).
+        """
+        if entries:
+            await self._journal.record(entries)
+
+    async def _write_journal(self, entries: Sequence[JournalEntry]) -> None:
+        """One transaction: the rows (one executemany, no ORM objects) and the re-issues they record."""
         rows = [
             {
                 "serial": e.serial,
@@ -190,7 +199,7 @@ class Datastore:
         with translated("journaling issued SVIDs"):
             async with self._engine.begin() as connection:
                 # In the same transaction: a revoke never sees the fresh SVID without the replacement.
-                await mark_replaced(connection, entries, entries[0].issued_at)
+                await mark_replaced(connection, entries)
                 await connection.execute(insert(JournalRow), rows)
 
     async def prune_journal(self, expired_before: datetime, *, batch: int = 5000) -> int:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     delete,
     insert,
     select,
@@ -69,6 +70,10 @@ class AttestedAgent:
         return bool(serial) and serial in (self.serial, self.new_serial)
 
 
+#: Every agent request reads its agent's record: the statement is built once, not per request.
+_GET = select(_agents).where(_agents.c.agent_id == bindparam("agent_id"))
+
+
 def _record(r: RowMapping) -> AttestedAgent:
     return AttestedAgent(
         agent_id=r["agent_id"],
@@ -90,11 +95,8 @@ class AgentRecords:
 
     async def get(self, agent_id: str) -> AttestedAgent | None:
         async with connected(self._engine, "get") as connection:
-            row = (
-                (await connection.execute(select(_agents).where(_agents.c.agent_id == agent_id)))
-                .mappings()
-                .first()
-            )
+            result = await connection.execute(_GET, {"agent_id": agent_id})
+            row = result.mappings().first()
         return None if row is None else _record(row)
 
     async def list(self) -> Sequence[AttestedAgent]:

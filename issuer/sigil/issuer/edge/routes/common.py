@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -12,7 +13,14 @@ from sigil.issuer.agentapi import contract
 from sigil.issuer.agents.authentication import CallingAgent
 from sigil.issuer.edge.parts import ISSUER, Issuer
 
-__all__ = ["authenticated_agent", "issuer_of", "parse_csrs", "peer_address", "svid_body"]
+__all__ = [
+    "authenticated_agent",
+    "issuer_of",
+    "parse_csrs",
+    "peer_address",
+    "svid_body",
+    "svid_json",
+]
 
 
 def issuer_of(request: web.Request) -> Issuer:
@@ -41,6 +49,22 @@ def svid_body(svid: X509Svid) -> contract.X509SvidBody:
         "expires_at": svid.not_after.isoformat(),
         "signer_ids": [svid.authority_id],
     }
+
+
+def svid_json(svid: X509Svid) -> str:
+    """``svid_body(svid)`` as ``json.dumps`` writes it, without the dict: a batch answers a hundred of these.
+
+    Byte for byte the same text (a test holds it to that). The PEM's only character JSON escapes is the line
+    break (RFC 7468 §3: base64, dashes, spaces and labels); every other value goes through ``json.dumps``.
+    """
+    dumps = json.dumps
+    pem = svid.chain_pem().decode("ascii").replace("\n", "\\n")
+    return (
+        f'{{"spiffe_id": {dumps(str(svid.spiffe_id))}, '
+        f'"chain_pem": "{pem}", '
+        f'"expires_at": {dumps(svid.not_after.isoformat())}, '
+        f'"signer_ids": [{dumps(svid.authority_id)}]}}'
+    )
 
 
 async def parse_csrs(issuer: Issuer, csrs: Sequence[str]) -> list[bytes | MalformedCsrError]:

@@ -7,6 +7,8 @@ subset rule). A batch answers per item, like SPIRE's ``BatchNewX509SVID``, and s
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from sigil.ca.errors import MalformedCsrError, SigilError
@@ -24,6 +26,7 @@ from sigil.issuer.edge.routes.common import (
     parse_csrs,
     peer_address,
     svid_body,
+    svid_json,
 )
 from sigil.issuer.errors import (
     NotEntitledError,
@@ -43,6 +46,8 @@ class _Grants:
         self._issuer = issuer
         self._caller = caller
         self._entries: list[Entry] | None = None
+        #: The caller's node, read from its ID once per request rather than once per pod.
+        self._k8s_node = caller.k8s_node
 
     async def for_subject(self, subject: Subject) -> list[tuple[SpiffeId, Entry | None]]:
         if subject.pod is not None:
@@ -65,7 +70,7 @@ class _Grants:
         kube, settings = self._issuer.kube, self._issuer.settings.server.kubernetes
         if kube is None or settings is None:
             raise UnavailableError("this server does not serve Kubernetes pods")
-        found = self._caller.k8s_node
+        found = self._k8s_node
         if found is None:
             raise NotEntitledError(
                 f"pod {pod.namespace}/{pod.name}", "only a Kubernetes agent may ask"
@@ -85,7 +90,8 @@ async def batch_x509(request: web.Request) -> web.Response:
     batch = X509Batch.parse(await read_json(request))
     keys = await parse_csrs(issuer, batch.csrs())
     grants = _Grants(issuer, caller)
-    results: list[contract.X509ResultItem] = []
+    # Each result as JSON text (an X509ResultItem), the SVIDs' places left empty until they are minted.
+    results: list[str] = []
     pending: list[tuple[int, int]] = []  # (result index, how many SVIDs)
     minting: list[X509Request] = []
     for index, (item, key) in enumerate(zip(batch.items, keys, strict=True)):
@@ -97,9 +103,9 @@ async def batch_x509(request: web.Request) -> web.Response:
         except SigilError as err:
             problem = problem_body(err)
             issuer.metrics.refusals.labels(problem["reason"]).inc()
-            results.append({"problem": problem})
+            results.append(json.dumps({"problem": problem}))
             continue
-        results.append({"svids": []})
+        results.append("")
         pending.append((index, len(granted)))
         for spiffe_id, entry in granted:
             ttl = entry.x509_svid_ttl if entry is not None else None
@@ -108,10 +114,11 @@ async def batch_x509(request: web.Request) -> web.Response:
     holder = str(caller.spiffe_id)
     minted = iter(await issuer.ca.mint_x509_svids(minting, holder=holder) if minting else [])
     for index, count in pending:
-        results[index]["svids"] = [svid_body(next(minted)) for _ in range(count)]
+        svids = ", ".join([svid_json(next(minted)) for _ in range(count)])
+        results[index] = f'{{"svids": [{svids}]}}'
     issuer.metrics.svids_issued.labels("x509", "agent").inc(len(minting))
-    body: contract.X509BatchResponse = {"results": results}
-    return web.json_response(body)
+    # A contract.X509BatchResponse, spliced: encoding the hundred SVIDs' dicts again cost more than making them.
+    return web.json_response(text=f'{{"results": [{", ".join(results)}]}}')
 
 
 @routes.post(contract.PATH_JWT_SVIDS)

@@ -1,0 +1,31 @@
+"""An X509-SVID leaves the issuer as the same JSON whether it is written from its dict or spliced."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sigil_testing.ca import make_csr, open_ca, write_upstream_ca
+from sigil_testing.clock import FakeClock
+
+from sigil.ca import SpiffeId
+from sigil.issuer.edge.routes.common import svid_body, svid_json
+
+
+@pytest.mark.parametrize("upstream", [False, True], ids=["self-signed", "under-upstream"])
+async def test_spliced_svid_json_is_what_json_dumps_writes(tmp_path: Path, upstream: bool) -> None:
+    """Byte for byte, for a leaf alone and for a leaf with its intermediates."""
+    extra = {"upstream_dir": write_upstream_ca(tmp_path / "up").directory} if upstream else {}
+    ca = await open_ca(tmp_path / "d", FakeClock(), **extra)
+    try:
+        csr, _ = make_csr()
+        svid = await ca.mint_x509_svid(
+            SpiffeId.parse("spiffe://example.org/ns/a/sa/b"), csr=csr, dns_names=["b.a.svc"]
+        )
+        assert svid_json(svid) == json.dumps(svid_body(svid))
+        assert json.loads(svid_json(svid))["chain_pem"].count("BEGIN CERTIFICATE") == (
+            3 if upstream else 1
+        )
+    finally:
+        await ca.aclose()
