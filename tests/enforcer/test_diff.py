@@ -124,14 +124,17 @@ def _changed(draw: st.DrawFn, policies: list[Policy]) -> list[Policy]:
     return [*policies[:number], changed, *policies[number + 1 :]]
 
 
-@settings(max_examples=60, deadline=None)
+# 25 examples each: an example's diff enumerates every distinct case of both sets, from 4 ms to 4 s (under
+# coverage four times that), so 60 examples came near the 120 s per-test timeout, whose signal then hung the run
+# inside coverage's tracer lock.
+@settings(max_examples=25, deadline=None)
 @given(_policy_sets)
 def test_a_set_never_differs_from_itself(policies: list[Policy]) -> None:
     """diff of a set with itself finds nothing."""
     assert differences(policies, policies, trust_domain=LOCAL, namespaces=NAMESPACE_LABELS) == []
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.data(), _policy_sets, st.lists(_requests, min_size=1, max_size=8))
 def test_a_changed_rule_that_changes_a_decision_is_found(
     data: st.DataObject, policies: list[Policy], requests: list[tuple[object, ...]]
