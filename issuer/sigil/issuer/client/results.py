@@ -37,6 +37,8 @@ __all__ = [
     "PolicyUpdate",
     "X509SvidRequest",
     "X509SvidResult",
+    "canonical_text",
+    "hold",
 ]
 
 
