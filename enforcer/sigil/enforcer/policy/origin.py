@@ -16,14 +16,24 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sigil.enforcer.errors import PolicyError, RequestError
 from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey
 
-__all__ = ["Origin", "OriginKind", "OriginWire", "origins_of", "policy_revision", "wire_origins"]
+__all__ = [
+    "KeptByPolicy",
+    "Origin",
+    "OriginKind",
+    "OriginWire",
+    "origins_of",
+    "policy_revision",
+    "wire_origins",
+]
+
+_T = TypeVar("_T")
 
 
 class OriginKind(enum.Enum):
@@ -128,19 +138,50 @@ def wire_origins(
     ]
 
 
+class KeptByPolicy(Generic[_T]):
+    """What was worked out from a policy and its origin, kept from one pass over the set in force to the next.
+
+    A pass (:meth:`begin`, then :meth:`get` for each policy) drops what the previous pass did not ask for. The
+    lookup is by the policy object (both the issuer and the agent keep it across revisions while its document is
+    unchanged), because hashing an origin costs about as much as the work kept; the origin is compared only on a
+    hit. The kept entry holds its policy alive, so an id seen here is that policy's until the entry is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[AcceptedPolicy, Origin, _T]] = {}
+        self._now: dict[int, tuple[AcceptedPolicy, Origin, _T]] = {}
+
+    def begin(self) -> None:
+        """Start a pass: what this pass does not ask for is dropped at the next one."""
+        self._last, self._now = self._now, {}
+
+    def get(
+        self, policy: AcceptedPolicy, origin: Origin, make: Callable[[AcceptedPolicy, Origin], _T]
+    ) -> _T:
+        """What ``make`` gave for ``policy`` with an equal origin last pass, else ``make(policy, origin)``."""
+        entry = self._last.get(id(policy))
+        if (
+            entry is None
+            or entry[0] is not policy
+            or not (entry[1] is origin or entry[1] == origin)
+        ):
+            entry = (policy, origin, make(policy, origin))
+        self._now[id(policy)] = entry
+        return entry[2]
+
+
 class OriginWire:
     """:func:`wire_origins` for a set that changes a little at a time: each origin's JSON is kept to the next set.
 
     The issuer's feed and the agent's stored copy write the origins of every policy in force (1,001 of them in
     bench/propagate.py) for each revision, where a change moves one or two of them. What was written for a
     policy is kept, by the policy object (which both sides keep across revisions while its document is
-    unchanged), and reused when its origin is still the same; what left the set is dropped. Hashing an origin
-    costs about as much as writing it, so the lookup is by identity, and the origin is compared only on a hit.
-    The dicts handed out are shared between sets: read them, never change them.
+    unchanged), and reused when its origin is still the same; what left the set is dropped
+    (:class:`KeptByPolicy`). The dicts handed out are shared between sets: read them, never change them.
     """
 
     def __init__(self) -> None:
-        self._kept: dict[int, tuple[AcceptedPolicy, Origin, dict[str, Any], str]] = {}
+        self._kept: KeptByPolicy[tuple[dict[str, Any], str]] = KeptByPolicy()
 
     def encode(
         self, accepted: Iterable[AcceptedPolicy], origins: Mapping[PolicyKey, Origin]
@@ -153,7 +194,7 @@ class OriginWire:
         self, accepted: Iterable[AcceptedPolicy], origins: Mapping[PolicyKey, Origin]
     ) -> tuple[list[dict[str, Any] | None], list[str]]:
         """:func:`wire_origins` of ``accepted``, and each entry's JSON text ("null" where unknown)."""
-        kept, self._kept = self._kept, {}
+        self._kept.begin()
         dicts: list[dict[str, Any] | None] = []
         texts: list[str] = []
         for policy in accepted:
@@ -162,19 +203,15 @@ class OriginWire:
                 dicts.append(None)
                 texts.append("null")
                 continue
-            entry = kept.get(id(policy))
-            # The kept entry holds its policy alive, so an id seen here is that policy's until it is dropped.
-            if (
-                entry is None
-                or entry[0] is not policy
-                or not (entry[1] is origin or entry[1] == origin)
-            ):
-                as_dict = origin.to_dict()
-                entry = (policy, origin, as_dict, json.dumps(as_dict, sort_keys=True))
-            self._kept[id(policy)] = entry
-            dicts.append(entry[2])
-            texts.append(entry[3])
+            as_dict, text = self._kept.get(policy, origin, _encoded)
+            dicts.append(as_dict)
+            texts.append(text)
         return dicts, texts
+
+
+def _encoded(_policy: AcceptedPolicy, origin: Origin) -> tuple[dict[str, Any], str]:
+    as_dict = origin.to_dict()
+    return as_dict, json.dumps(as_dict, sort_keys=True)
 
 
 def policy_revision(canonical: str) -> str:

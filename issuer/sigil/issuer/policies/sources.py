@@ -27,7 +27,7 @@ from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, SourceRes
 from sigil.enforcer.policy.foreign import judge_foreign
 from sigil.enforcer.policy.loader import Stamp, policy_stamps, read_file
 from sigil.enforcer.policy.model import Policy
-from sigil.enforcer.policy.origin import Origin, OriginKind, policy_revision
+from sigil.enforcer.policy.origin import KeptByPolicy, Origin, OriginKind, policy_revision
 from sigil.enforcer.policy.schema import Where
 from sigil.enforcer.policy.store import LoadReport, PolicyStore, translated_source
 
@@ -52,7 +52,7 @@ class PolicySources:
         # Each policy's origin with its revision filled in, from the last call of origins(), by the policy object
         # (kept across revisions while its document is unchanged): a change moves one policy of a thousand, and
         # hashing each origin again cost as much as filling it in.
-        self._revised: dict[int, tuple[AcceptedPolicy, Origin, Origin]] = {}
+        self._revised: KeptByPolicy[Origin] = KeptByPolicy()
 
     @property
     def in_force(self) -> tuple[AcceptedPolicy, ...]:
@@ -94,26 +94,13 @@ class PolicySources:
         """Each policy in force's origin, its own revision included."""
         owners = self._store.owners()
         found: dict[PolicyKey, Origin] = {}
-        known, self._revised = self._revised, {}
+        self._revised.begin()
         for accepted in self.in_force:
             key = accepted.key
             origin = self._origins.get(owners.get(key, ""), {}).get(key)
             if origin is None:
                 continue
-            entry = known.get(id(accepted))
-            # The kept entry holds its policy alive, so an id seen here is that policy's until it is dropped.
-            if (
-                entry is None
-                or entry[0] is not accepted
-                or not (entry[1] is origin or entry[1] == origin)
-            ):
-                entry = (
-                    accepted,
-                    origin,
-                    replace(origin, revision=policy_revision(accepted.canonical)),
-                )
-            self._revised[id(accepted)] = entry
-            found[key] = entry[2]
+            found[key] = self._revised.get(accepted, origin, _with_revision)
         return found
 
     def _remember_origins(
@@ -203,3 +190,7 @@ def _default_origin(source: str, number: int, several: bool) -> Origin:
     if source.startswith("/"):
         return Origin(kind=OriginKind.FILE, name=source, document=number if several else None)
     return Origin(kind=OriginKind.ADMIN, name="admin")
+
+
+def _with_revision(accepted: AcceptedPolicy, origin: Origin) -> Origin:
+    return replace(origin, revision=policy_revision(accepted.canonical))
