@@ -54,9 +54,9 @@ def test_origins_kept_from_one_set_to_the_next_write_each_set_as_it_is() -> None
     moved = Origin(kind=OriginKind.ADMIN, name="admin", revision="bbbbbbbbbbbb")
     origins = OriginWire()
     for given in ({KEY: CRD}, {KEY: CRD, batch_key: admin}, {KEY: CRD, batch_key: moved}, {}):
-        dicts, text = origins.encode(accepted, given)
+        dicts, texts = origins.encode(accepted, given)
         assert dicts == wire_origins(accepted, given)
-        assert json.loads(text) == dicts
+        assert [json.loads(text) for text in texts] == dicts
 
 
 def test_the_enforcer_reads_origins_from_a_snapshot_and_does_without() -> None:

@@ -72,9 +72,7 @@ def _published(revision: int, state: State) -> tuple[PublishedSet, bytes]:
     texts = {a.key: (a.canonical, o) for a, o in zip(judged.accepted, origins, strict=True)}
     digest = contract.policy_set_digest((text for text, _ in texts.values()), namespaces)
     head = {"revision": revision, "digest": digest, "namespaces": namespaces}
-    body = contract.policy_response_body(
-        head, (a.canonical for a in judged.accepted), f"[{', '.join(origins)}]"
-    )
+    body = contract.policy_response_body(head, (a.canonical for a in judged.accepted), origins)
     return PublishedSet(revision, digest, texts, namespaces), body
 
 

@@ -185,13 +185,6 @@ class OriginWire:
 
     def encode(
         self, accepted: Iterable[AcceptedPolicy], origins: Mapping[PolicyKey, Origin]
-    ) -> tuple[list[dict[str, Any] | None], str]:
-        """:func:`wire_origins` of ``accepted``, and the same list as JSON text."""
-        dicts, texts = self.encode_each(accepted, origins)
-        return dicts, f"[{', '.join(texts)}]"
-
-    def encode_each(
-        self, accepted: Iterable[AcceptedPolicy], origins: Mapping[PolicyKey, Origin]
     ) -> tuple[list[dict[str, Any] | None], list[str]]:
         """:func:`wire_origins` of ``accepted``, and each entry's JSON text ("null" where unknown)."""
         self._kept.begin()

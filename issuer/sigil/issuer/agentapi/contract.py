@@ -154,14 +154,15 @@ class PolicyResponse(TypedDict):
 
 
 def policy_response_body(
-    head: Mapping[str, Any], canonical_policies: Iterable[str], origins_json: str
+    head: Mapping[str, Any], canonical_policies: Iterable[str], origin_texts: Iterable[str]
 ) -> bytes:
     """A :class:`PolicyResponse` as JSON, spliced from its parts: ``head`` (revision, digest, namespaces), each
-    policy's canonical JSON text, and the origins' JSON list, so that a set of a thousand policies where one changed
+    policy's canonical JSON text, and each origin's JSON text ("null" where unknown), so that a set of a thousand policies where one changed
     is not encoded again (the issuer's feed answers with it, the agent stores its copy with it)."""
     text = json.dumps(dict(head), sort_keys=True)[:-1]  # without its closing brace
     policies = ",".join(canonical_policies)
-    return f'{text}, "policies": [{policies}], "origins": {origins_json}}}'.encode()
+    origins = ", ".join(origin_texts)
+    return f'{text}, "policies": [{policies}], "origins": [{origins}]}}'.encode()
 
 
 class PolicyRef(TypedDict):

@@ -97,7 +97,7 @@ class PolicyFeed:
         # Each origin's wire form, kept from one build to the next (see the module docstring).
         self._origin_wire = OriginWire()
         self._origin_dicts: list[dict[str, Any] | None] = []
-        self._origins_json = "[]"
+        self._origin_texts: list[str] = []
         # Made from the set in force when first asked for, once per revision (see the module docstring).
         self._response: contract.PolicyResponse | None = None
         self._encoded: bytes | None = None
@@ -145,7 +145,7 @@ class PolicyFeed:
                 "namespaces": self._wire_namespaces(),
             }
             self._encoded = contract.policy_response_body(
-                head, (accepted.canonical for accepted in self._built_from), self._origins_json
+                head, (accepted.canonical for accepted in self._built_from), self._origin_texts
             )
         return self._encoded
 
@@ -350,10 +350,9 @@ class PolicyFeed:
         """Take the set now in force as the one answered (its revision set already)."""
         # The accepted policies the answers' documents are taken from: their canonical text encodes them.
         self._built_from = self._sources.in_force
-        self._origin_dicts, origin_texts = self._origin_wire.encode_each(
+        self._origin_dicts, self._origin_texts = self._origin_wire.encode(
             self._built_from, self._sources.origins()
         )
-        self._origins_json = f"[{', '.join(origin_texts)}]"
         self._response = None
         self._encoded = None
         self._published = PublishedSet(
@@ -361,7 +360,7 @@ class PolicyFeed:
             self._digest,
             {
                 accepted.key: (accepted.canonical, origin)
-                for accepted, origin in zip(self._built_from, origin_texts, strict=True)
+                for accepted, origin in zip(self._built_from, self._origin_texts, strict=True)
             },
             self._wire_namespaces(),
         )

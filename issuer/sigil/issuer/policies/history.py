@@ -84,7 +84,8 @@ def delta_body(base: PublishedSet, current: PublishedSet) -> bytes:
         },
         "removed_namespaces": sorted(set(base.namespaces) - set(current.namespaces)),
     }
-    origins = f"[{', '.join(origin for _, (_, origin) in changed)}]"
     return contract.policy_response_body(
-        head, (canonical for _, (canonical, _) in changed), origins
+        head,
+        (canonical for _, (canonical, _) in changed),
+        (origin for _, (_, origin) in changed),
     )

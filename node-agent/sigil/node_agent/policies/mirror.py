@@ -83,14 +83,14 @@ class MirroredPolicies:
 
         ``origins`` (the one the last state was written with) spares encoding the origins that did not change.
         """
-        _, origins_json = origins.encode(self.entries, self.origins)
+        _, origin_texts = origins.encode(self.entries, self.origins)
         head = {
             "revision": self.revision,
             "digest": self.digest,
             "namespaces": {ns: dict(labels) for ns, labels in self.namespaces.items()},
         }
         return policy_response_body(
-            head, (accepted.canonical for accepted in self.entries), origins_json
+            head, (accepted.canonical for accepted in self.entries), origin_texts
         )
 
     def wire(self) -> dict[str, Any]:
