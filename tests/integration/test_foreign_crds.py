@@ -116,3 +116,40 @@ async def test_the_issuer_follows_and_translates_istio_objects(
             )
         assert deleted.returncode == 0, deleted.stderr
         await eventually(lambda: not present("istio-no-partner"), what="the policy gone")
+
+
+async def _kubectl(plane: ControlPlane, *args: str, stdin: str | None = None) -> None:
+    done = await asyncio.to_thread(run_kubectl, plane, *args, stdin=stdin)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.usefixtures("_toy_dialect")
+async def test_istios_crd_installed_after_the_issuer_started_is_followed_and_its_removal_too(
+    policy_crds: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """The issuer starts before Istio is installed; its CRD applied later is found by the next discovery and
+    its objects translated, with no restart. Deleting the CRD (which deletes its objects) takes the
+    translations out of the feed."""
+    crd = "crd/authorizationpolicies.security.istio.io"
+    await _kubectl(policy_crds, "delete", "--ignore-not-found", "--wait", crd)
+    settings = issuer_settings(
+        tmp_path / "data",
+        kubeconfig=policy_crds.kubeconfig,
+        policy=PolicySettings(
+            poll_interval=timedelta(seconds=0.2), crd_discovery_interval=timedelta(seconds=0.3)
+        ),
+    )
+    document = toy("later", namespace, "DENY", "spiffe://partner.org/x")
+    async with running_issuer(settings) as server:
+
+        def present() -> bool:
+            return "istio-later" in {row["name"] for row in server.issuer.policies.listing()}
+
+        try:
+            await _kubectl(policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump(_ISTIO_CRD))
+            await _kubectl(policy_crds, "wait", "--for=condition=Established", crd)
+            await _kubectl(policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump(document))
+            await eventually(present, what="the policy of a CRD installed after start")
+        finally:
+            await _kubectl(policy_crds, "delete", "--ignore-not-found", "--wait", crd)
+        await eventually(lambda: not present(), what="the policy gone with its CRD")

@@ -283,7 +283,10 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
             app.cleanup_ctx.append(_owned(f"sigil-informer-{informer.path}", informer.run))
         if issuer.settings.policy.watch_crds:
             foreign = ForeignPolicyWatch(
-                issuer.kube.api, issuer.policies, translation=issuer.policies.translation
+                issuer.kube.api,
+                issuer.policies,
+                translation=issuer.policies.translation,
+                discovery_interval=issuer.settings.policy.crd_discovery_interval.total_seconds(),
             )
             app.cleanup_ctx.append(_owned("sigil-foreign-policy-watch", foreign.run))
 

@@ -2,8 +2,12 @@
 
 A mesh moving to Sigil keeps its policy objects: with ``policy.watch_crds`` the issuer asks the API server which
 of the kinds below it serves (API discovery, ``/apis/GROUP`` then ``/apis/GROUP/VERSION``, the group's preferred
-version first) and follows each served kind by list+watch; a group or kind that is not installed is skipped
-(installing it later takes an issuer restart). After each change every object of that dialect, of every kind,
+version first) and follows each served kind by list+watch. It asks again every ``discovery_interval``: a kind
+installed later is followed from then on, a kind whose preferred version changed is followed at its new path, and
+a kind uninstalled (its CRD deleted, which deletes its objects) leaves with its translations once two discoveries
+in a row have not found it: an API server that has just started may not serve its CRDs' groups for a moment, and
+that must not read as "every Istio policy was deleted". A discovery that fails changes nothing.
+After each change every object of that dialect, of every kind,
 goes to its translator in one batch (Linkerd's meaning spans ``Server``, ``AuthorizationPolicy`` and the
 authentications), and the Sigil documents that come out replace the source ``kubernetes:<dialect>`` of the
 feed, where they are judged like any other. A dialect is published only once every kind of it has been listed,
@@ -57,56 +61,102 @@ class ForeignPolicyWatch:
         translation: TranslateOptions,
         kinds: Mapping[str, tuple[str, ...]] = FOREIGN_KINDS,
         retry_delay: float = 0.5,
+        discovery_interval: float = 30.0,
     ) -> None:
         self._api = api
         self._feed = feed
         self._translation = translation
         self._kinds = kinds
         self._retry_delay = retry_delay
+        self._discovery_interval = discovery_interval
         # group -> kind -> (apiVersion, objects): filled by each kind's informer.
         self._objects: dict[str, dict[str, tuple[str, Mapping[ObjectKey, dict[str, Any]]]]] = {}
         self._served: dict[str, list[str]] = {}
+        # (group, kind) -> (collection path, its informer's task), and the kinds missing from the last discovery.
+        self._followed: dict[tuple[str, str], tuple[str, asyncio.Task[None]]] = {}
+        self._missing: set[tuple[str, str]] = set()
+        self._published: set[str] = set()
         self._lock = asyncio.Lock()
 
     async def run(self) -> None:
-        """Discover, then follow every served kind until cancelled."""
-        informers = await self._discover()
-        if not informers:
-            _log.info("policy.foreign_kinds_absent")
-            return
-        async with asyncio.TaskGroup() as tasks:
-            for informer in informers:
-                tasks.create_task(informer.run())
-
-    async def _discover(self) -> list[Informer]:
+        """Discover and follow every served kind, again every ``discovery_interval``, until cancelled."""
         backoff = Backoff(first=self._retry_delay, longest=30.0)
-        while True:
-            try:
-                return await self._informers()
-            except KubernetesUnavailableError as err:
-                _log.warning("policy.foreign_discovery_failed", detail=str(err))
-                await backoff.sleep(backoff.next_delay())
+        first = True
+        try:
+            while True:
+                try:
+                    served = await self._discover()
+                except KubernetesUnavailableError as err:
+                    _log.warning("policy.foreign_discovery_failed", detail=str(err))
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
+                backoff.reset()
+                await self._follow(served)
+                if first and not self._followed:
+                    _log.info("policy.foreign_kinds_absent")
+                first = False
+                await asyncio.sleep(self._discovery_interval)
+        finally:
+            for _, task in self._followed.values():
+                task.cancel()
+            await asyncio.gather(
+                *(task for _, task in self._followed.values()), return_exceptions=True
+            )
 
-    async def _informers(self) -> list[Informer]:
-        informers: list[Informer] = []
+    async def _discover(self) -> dict[tuple[str, str], str]:
+        """(group, kind) -> collection path of every followed kind the API server serves now."""
+        served: dict[tuple[str, str], str] = {}
         for group, kinds in self._kinds.items():
-            found = await self._served_kinds(group, kinds)
-            self._served[group] = [kind for kind in kinds if kind in found]
-            for kind in self._served[group]:
-                version, plural = found[kind]
-                path = f"/apis/{group}/{version}/{plural}"
+            for kind, (version, plural) in (await self._served_kinds(group, kinds)).items():
+                served[(group, kind)] = f"/apis/{group}/{version}/{plural}"
+        return served
 
-                async def on_change(
-                    objects: Mapping[ObjectKey, dict[str, Any]],
-                    group: str = group,
-                    kind: str = kind,
-                    api_version: str = f"{group}/{version}",
-                ) -> None:
-                    await self._changed(group, kind, api_version, objects)
+    async def _follow(self, served: Mapping[tuple[str, str], str]) -> None:
+        """Start following what is newly served, move what changed version, drop what is gone twice running."""
+        gone = {key for key in self._followed if key not in served}
+        dropped = gone & self._missing
+        self._missing = gone - dropped
+        for key in gone - dropped:
+            _log.warning("policy.foreign_kind_missing", group=key[0], kind=key[1])
+        moved = {
+            key
+            for key, path in served.items()
+            if key in self._followed and self._followed[key][0] != path
+        }
+        for key in sorted(dropped | moved):
+            _, task = self._followed.pop(key)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        async with self._lock:
+            for group, kinds in self._kinds.items():
+                self._served[group] = [
+                    kind
+                    for kind in kinds
+                    if (group, kind) in served or (group, kind) in self._missing
+                ]
+            for group, kind in sorted(dropped | moved):
+                self._objects.get(group, {}).pop(kind, None)
+            for group, kind in sorted(dropped):
+                _log.warning("policy.foreign_kind_dropped", group=group, kind=kind)
+                await self._publish_if_complete(group)
+        for key, path in served.items():
+            if key in self._followed:
+                continue
+            group, kind = key
+            api_version = f"{group}/{path.split('/')[3]}"
 
-                informers.append(Informer(self._api, path, on_change))
-                _log.info("policy.foreign_kind_followed", group=group, kind=kind, path=path)
-        return informers
+            async def on_change(
+                objects: Mapping[ObjectKey, dict[str, Any]],
+                group: str = group,
+                kind: str = kind,
+                api_version: str = api_version,
+            ) -> None:
+                await self._changed(group, kind, api_version, objects)
+
+            informer = Informer(self._api, path, on_change)
+            task = asyncio.create_task(informer.run(), name=f"sigil-foreign-{group}-{kind}")
+            self._followed[key] = (path, task)
+            _log.info("policy.foreign_kind_followed", group=group, kind=kind, path=path)
 
     async def _served_kinds(self, group: str, kinds: Sequence[str]) -> dict[str, tuple[str, str]]:
         """kind -> (version, plural) for each of ``kinds`` the group serves, the preferred version first."""
@@ -137,9 +187,20 @@ class ForeignPolicyWatch:
     ) -> None:
         async with self._lock:
             self._objects.setdefault(group, {})[kind] = (api_version, dict(objects))
-            if set(self._objects[group]) != set(self._served[group]):
-                return  # wait for every kind of the dialect to be listed once
-            await self._publish(group)
+            await self._publish_if_complete(group)
+
+    async def _publish_if_complete(self, group: str) -> None:
+        """Publish ``group``'s dialect once every served kind of it has been listed; a dialect whose last kind
+        left publishes nothing (its source is emptied if it had been published)."""
+        listed = set(self._objects.get(group, {}))
+        if listed != set(self._served.get(group, ())):
+            return  # wait for every kind of the dialect to be listed once
+        if not listed:
+            if group in self._published:
+                self._published.discard(group)
+                await self._feed.set_source(f"kubernetes:{group}", [], origins=[])
+            return
+        await self._publish(group)
 
     async def _publish(self, group: str) -> None:
         documents = [
@@ -155,6 +216,7 @@ class ForeignPolicyWatch:
                 _log.warning("policy.translated", source="kubernetes", detail=str(finding))
         if translated.broken:
             return  # the last good translation stays
+        self._published.add(group)
         await self._feed.set_source(
             f"kubernetes:{group}",
             list(translated.documents),

@@ -125,16 +125,28 @@ class PolicySettings:
     watch_crds: bool = True
     #: Istio's ``rootNamespace``: its AuthorizationPolicies read from here apply mesh-wide (``scope: Mesh``).
     root_namespace: str = "istio-system"
+    #: How often the API server is asked again which of Istio's and Linkerd's kinds it serves.
+    crd_discovery_interval: timedelta = timedelta(seconds=30)
 
 
 def parse_policy_settings(values: Mapping[str, Any], *, base_dir: Path | None) -> PolicySettings:
     """Build from the ``policy`` section."""
-    _only(values, {"directory", "poll_interval", "watch_crds", "root_namespace"}, "policy")
+    _only(
+        values,
+        {"directory", "poll_interval", "watch_crds", "root_namespace", "crd_discovery_interval"},
+        "policy",
+    )
+    discovery = parse_duration(values.get("crd_discovery_interval", "30s"))
+    if discovery <= timedelta(0):
+        raise ValueError(
+            f"policy.crd_discovery_interval must be positive, not {values['crd_discovery_interval']!r}"
+        )
     return PolicySettings(
         directory=_path(values["directory"], base_dir) if values.get("directory") else None,
         poll_interval=parse_duration(values.get("poll_interval", "1s")),
         watch_crds=bool(values.get("watch_crds", True)),
         root_namespace=str(values.get("root_namespace", "istio-system")),
+        crd_discovery_interval=discovery,
     )
 
 
