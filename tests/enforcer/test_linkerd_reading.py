@@ -19,6 +19,8 @@ from enforcer.linkerd_docs import (
 from enforcer.policy_docs import dump
 
 from sigil.enforcer.cli import main
+from sigil.enforcer.policy.dialects.base import SourcedDocument, TranslateOptions
+from sigil.enforcer.policy.foreign import translate_foreign
 
 Write = Callable[[Mapping[str, str]], Path]
 FRONT = "spiffe://cluster.local/ns/shop/sa/front"
@@ -141,3 +143,19 @@ def test_a_namespace_without_linkerd_policy_is_refused_by_name(
     directory = write_policies({"namespace.yaml": dump(namespace("shop", "deny"))})
     assert check(directory, FRONT, 9090) == 2
     assert "read only beside Linkerd policy" in capsys.readouterr().err
+
+
+def test_an_installed_linkerd_translates_a_namespace_alone() -> None:
+    """Where Linkerd's kinds are known to be served (the issuer's cluster), a namespace's annotation is
+    translated with no Linkerd policy beside it; without that knowledge the same document is refused."""
+    document = SourcedDocument(namespace("shop", "deny"), "kubernetes Namespace shop")
+    alone = translate_foreign([document], TranslateOptions())
+    assert not alone.documents
+    assert any("read only beside Linkerd policy" in str(e) for e in alone.errors)
+    installed = translate_foreign([document], TranslateOptions(), installed=("policy.linkerd.io",))
+    assert not installed.errors
+    (translated,) = [doc for doc, _ in installed.documents]
+    assert isinstance(translated, dict)
+    assert translated["metadata"]["name"] == "linkerd-default-shop"
+    assert translated["spec"]["tier"] == "Baseline"
+    assert translated["spec"]["rules"][-1] == {"action": "Deny", "sources": [{"type": "Any"}]}

@@ -153,3 +153,65 @@ async def test_istios_crd_installed_after_the_issuer_started_is_followed_and_its
         finally:
             await _kubectl(policy_crds, "delete", "--ignore-not-found", "--wait", crd)
         await eventually(lambda: not present(), what="the policy gone with its CRD")
+
+
+_LINKERD_SERVER_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servers.policy.linkerd.io"},
+    "spec": {
+        "group": "policy.linkerd.io",
+        "names": {
+            "kind": "Server",
+            "listKind": "ServerList",
+            "plural": "servers",
+            "singular": "server",
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1beta3",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+async def test_a_namespaces_linkerd_default_policy_follows_its_annotation(
+    policy_crds: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """With Linkerd's kinds served (no Linkerd policy in the cluster at all), a namespace annotated
+    ``config.linkerd.io/default-inbound-policy: deny`` gets its Baseline policy in the feed, and loses it when the
+    annotation goes; the real Linkerd translator does the work."""
+    crd = "crd/servers.policy.linkerd.io"
+    await _kubectl(policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump(_LINKERD_SERVER_CRD))
+    await _kubectl(policy_crds, "wait", "--for=condition=Established", crd)
+    settings = issuer_settings(
+        tmp_path / "data",
+        kubeconfig=policy_crds.kubeconfig,
+        policy=PolicySettings(poll_interval=timedelta(seconds=0.2)),
+    )
+    annotation = "config.linkerd.io/default-inbound-policy"
+    baseline = f"linkerd-default-{namespace}"
+    try:
+        async with running_issuer(settings) as server:
+
+            def present() -> bool:
+                return baseline in {row["name"] for row in server.issuer.policies.listing()}
+
+            await _kubectl(policy_crds, "annotate", "namespace", namespace, f"{annotation}=deny")
+            await eventually(present, what="the namespace's Baseline policy")
+            (row,) = [r for r in server.issuer.policies.listing() if r["name"] == baseline]
+            assert row["source"] == "kubernetes:policy.linkerd.io"
+            await _kubectl(policy_crds, "annotate", "namespace", namespace, f"{annotation}-")
+            await eventually(lambda: not present(), what="the Baseline policy gone")
+    finally:
+        await _kubectl(policy_crds, "delete", "--ignore-not-found", "--wait", crd)

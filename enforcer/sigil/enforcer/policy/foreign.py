@@ -22,7 +22,7 @@ from sigil.enforcer.policy.dialects.base import (
     SourcedDocument,
     TranslateOptions,
     context_kind,
-    dialect_for,
+    dialect_for_group,
     foreign_group,
     takes_context,
 )
@@ -73,10 +73,18 @@ class ForeignDocuments:
 
 
 def translate_foreign(
-    documents: Sequence[SourcedDocument], options: TranslateOptions
+    documents: Sequence[SourcedDocument],
+    options: TranslateOptions,
+    *,
+    installed: Sequence[str] = (),
 ) -> ForeignDocuments:
-    """Translate ``documents`` (one source's foreign documents), one batch per dialect, in the order met."""
-    batches: dict[str, list[SourcedDocument]] = {}
+    """Translate ``documents`` (one source's foreign documents), one batch per dialect, in the order met.
+
+    ``installed`` names API groups known to be in force where the documents come from (the issuer's cluster
+    serves their kinds): a dialect of those that reads Kubernetes objects (Linkerd's namespace defaults) gets
+    them even when none of its own documents is in the batch. Elsewhere such objects need a policy beside them.
+    """
+    batches: dict[str, list[SourcedDocument]] = {group: [] for group in installed}
     context: list[SourcedDocument] = []
     for document in documents:
         group = foreign_group(document.document)
@@ -103,8 +111,10 @@ def translate_foreign(
             for document in context
         )
     for group, batch in batches.items():
+        if not batch:
+            continue  # an installed group with nothing to translate
         try:
-            dialect = dialect_for(batch[0].document)
+            dialect = dialect_for_group(group)
         except ImportError as err:
             # This build has no translator for the group: refuse, never guess.
             broken = True
@@ -117,8 +127,6 @@ def translate_foreign(
                 )
                 for document in batch
             )
-            continue
-        if dialect is None:  # pragma: no cover - foreign_group said it was known
             continue
         try:
             translation = dialect.translate(batch, options)

@@ -273,21 +273,26 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
     app.cleanup_ctx.append(_owned("sigil-policy-poll", issuer.policies.run))
     if issuer.kube is not None:
         pods = issuer.kube.pods
-        informers = policy_informers(
-            issuer.kube.api,
-            issuer.policies,
-            watch_crds=issuer.settings.policy.watch_crds,
-            now=issuer.ca.now,
-        )
-        for informer in informers:
-            app.cleanup_ctx.append(_owned(f"sigil-informer-{informer.path}", informer.run))
-        if issuer.settings.policy.watch_crds:
-            foreign = ForeignPolicyWatch(
+        foreign = (
+            ForeignPolicyWatch(
                 issuer.kube.api,
                 issuer.policies,
                 translation=issuer.policies.translation,
                 discovery_interval=issuer.settings.policy.crd_discovery_interval.total_seconds(),
             )
+            if issuer.settings.policy.watch_crds
+            else None
+        )
+        informers = policy_informers(
+            issuer.kube.api,
+            issuer.policies,
+            watch_crds=issuer.settings.policy.watch_crds,
+            now=issuer.ca.now,
+            namespace_listeners=() if foreign is None else (foreign.namespaces_changed,),
+        )
+        for informer in informers:
+            app.cleanup_ctx.append(_owned(f"sigil-informer-{informer.path}", informer.run))
+        if foreign is not None:
             app.cleanup_ctx.append(_owned("sigil-foreign-policy-watch", foreign.run))
 
         async def pod_cache(_app: web.Application) -> AsyncIterator[None]:

@@ -16,7 +16,7 @@ from sigil.issuer.kube.api import KubeApi
 from sigil.issuer.kube.reflector import Reflector
 from sigil.kit import Backoff
 
-__all__ = ["Informer", "ObjectKey"]
+__all__ = ["Informer", "ObjectKey", "OnChange"]
 
 ObjectKey = tuple[str, str]
 """(namespace or "", name)."""

@@ -9,7 +9,7 @@ labels, which cluster policies select on and which agents cannot read themselves
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from sigil.enforcer.policy.resources import (
 )
 from sigil.enforcer.policy.schema import Where
 from sigil.issuer.kube.api import KubeApi
-from sigil.issuer.kube.informer import Informer, ObjectKey
+from sigil.issuer.kube.informer import Informer, ObjectKey, OnChange
 from sigil.issuer.policies.crd_status import accepted_condition, write_statuses
 from sigil.issuer.policies.feed import PolicyFeed
 
@@ -66,9 +66,15 @@ def _origin(key: ObjectKey, obj: Mapping[str, Any]) -> Origin:
 
 
 def policy_informers(
-    api: KubeApi, feed: PolicyFeed, *, watch_crds: bool, now: Callable[[], datetime]
+    api: KubeApi,
+    feed: PolicyFeed,
+    *,
+    watch_crds: bool,
+    now: Callable[[], datetime],
+    namespace_listeners: Sequence[OnChange] = (),
 ) -> list[Informer]:
-    """The informers that keep ``feed`` current: each CRD (when ``watch_crds``) and the namespaces.
+    """The informers that keep ``feed`` current: each CRD (when ``watch_crds``) and the namespaces (whose every
+    change also goes to each of ``namespace_listeners``).
 
     After each change of a CRD's objects, each object's ``status`` says whether it is in force
     (:mod:`sigil.issuer.policies.crd_status`).
@@ -115,6 +121,8 @@ def policy_informers(
             found.setdefault(NAMESPACE_NAME_LABEL, name)
             labels[name] = found
         await feed.set_namespaces(labels)
+        for listener in namespace_listeners:
+            await listener(objects)
 
     informers.append(Informer(api, "/api/v1/namespaces", on_namespaces))
     return informers

@@ -13,6 +13,13 @@ authentications), and the Sigil documents that come out replace the source ``kub
 feed, where they are judged like any other. A dialect is published only once every kind of it has been listed,
 so a ``Server`` never stands alone for lack of its authorizations. A translation that fails outright keeps the
 last good one; refused parts and approximations are logged (``policy.refused``, ``policy.translated``).
+
+Linkerd's meaning also depends on the namespaces: the ``config.linkerd.io/default-inbound-policy`` annotation
+sets a namespace's default (``deny`` refuses whatever no policy admits). The issuer's namespace watch hands
+:meth:`ForeignPolicyWatch.namespaces_changed` every namespace, and the namespaces carrying that annotation go
+with each Linkerd batch, translated while Linkerd's kinds are served even if no Linkerd policy exists. Linkerd's
+dialect is first published only after the namespaces have been listed once, so that a namespace's ``deny`` is
+never missing from the first translation, and again whenever an annotation changes.
 """
 
 from __future__ import annotations
@@ -23,7 +30,13 @@ from typing import Any
 
 import structlog
 
-from sigil.enforcer.policy.dialects.base import Exactness, SourcedDocument, TranslateOptions
+from sigil.enforcer.policy.dialects.base import (
+    Exactness,
+    SourcedDocument,
+    TranslateOptions,
+    takes_context,
+)
+from sigil.enforcer.policy.dialects.linkerd import DEFAULT_POLICY_ANNOTATION
 from sigil.enforcer.policy.foreign import translate_foreign
 from sigil.enforcer.policy.origin import Origin, OriginKind
 from sigil.issuer.errors import KubernetesUnavailableError
@@ -76,7 +89,28 @@ class ForeignPolicyWatch:
         self._followed: dict[tuple[str, str], tuple[str, asyncio.Task[None]]] = {}
         self._missing: set[tuple[str, str]] = set()
         self._published: set[str] = set()
+        # namespace -> its default-inbound-policy annotation, for the dialects that read namespaces; None until
+        # the namespaces have been listed.
+        self._namespace_defaults: dict[str, str] | None = None
         self._lock = asyncio.Lock()
+
+    async def namespaces_changed(self, objects: Mapping[ObjectKey, dict[str, Any]]) -> None:
+        """The namespace watch's hook: every namespace after each change; the dialects that read namespaces'
+        annotations are translated again when one of those annotations changed."""
+        defaults = {}
+        for (_, name), obj in objects.items():
+            value = ((obj.get("metadata") or {}).get("annotations") or {}).get(
+                DEFAULT_POLICY_ANNOTATION
+            )
+            if value is not None:
+                defaults[name] = str(value)
+        async with self._lock:
+            if defaults == self._namespace_defaults:
+                return
+            self._namespace_defaults = defaults
+            for group in self._served:
+                if takes_context(group):
+                    await self._publish_if_complete(group)
 
     async def run(self) -> None:
         """Discover and follow every served kind, again every ``discovery_interval``, until cancelled."""
@@ -195,6 +229,8 @@ class ForeignPolicyWatch:
         listed = set(self._objects.get(group, {}))
         if listed != set(self._served.get(group, ())):
             return  # wait for every kind of the dialect to be listed once
+        if takes_context(group) and self._namespace_defaults is None:
+            return  # and for the namespaces
         if not listed:
             if group in self._published:
                 self._published.discard(group)
@@ -208,7 +244,22 @@ class ForeignPolicyWatch:
             for kind, (api_version, objects) in sorted(self._objects[group].items())
             for key, obj in sorted(objects.items())
         ]
-        translated = translate_foreign(documents, self._translation)
+        if takes_context(group):
+            documents.extend(
+                SourcedDocument(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Namespace",
+                        "metadata": {
+                            "name": name,
+                            "annotations": {DEFAULT_POLICY_ANNOTATION: value},
+                        },
+                    },
+                    _where("Namespace", ("", name)),
+                )
+                for name, value in sorted((self._namespace_defaults or {}).items())
+            )
+        translated = translate_foreign(documents, self._translation, installed=(group,))
         for error in translated.errors:
             _log.warning("policy.refused", source="kubernetes", detail=str(error))
         for finding in translated.findings:

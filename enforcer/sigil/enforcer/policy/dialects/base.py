@@ -27,6 +27,7 @@ __all__ = [
     "Translation",
     "context_kind",
     "dialect_for",
+    "dialect_for_group",
     "dialect_named",
     "foreign_group",
     "takes_context",
@@ -178,6 +179,11 @@ def dialect_for(document: object) -> Dialect | None:
     group = foreign_group(document)
     if group is None:
         return None
+    return dialect_for_group(group)
+
+
+def dialect_for_group(group: str) -> Dialect:
+    """The dialect of an API group that :func:`foreign_group` knows (KeyError for another)."""
     return _load(_DIALECT_MODULES[group][1])
 
 
