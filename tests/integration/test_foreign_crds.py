@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from enforcer.linkerd_docs import server as server_doc
 from enforcer.toy_dialect import toy
 from sigil_testing.controlplane import ControlPlane
 from sigil_testing.issuer import issuer_settings, running_issuer
 from sigil_testing.operator import run_kubectl
+from sigil_testing.realkube import Namespace
 from sigil_testing.waiting import eventually
 
 from enforcer import toy_dialect
@@ -213,5 +215,47 @@ async def test_a_namespaces_linkerd_default_policy_follows_its_annotation(
             assert row["source"] == "kubernetes:policy.linkerd.io"
             await _kubectl(policy_crds, "annotate", "namespace", namespace, f"{annotation}-")
             await eventually(lambda: not present(), what="the Baseline policy gone")
+    finally:
+        await _kubectl(policy_crds, "delete", "--ignore-not-found", "--wait", crd)
+
+
+async def test_a_linkerd_servers_named_port_resolves_through_the_clusters_pods(
+    policy_crds: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """A Server naming its port (``port: http``) is translated with the number the selected pods give that name,
+    read from the issuer's pod cache; a new pod naming it otherwise adds its number."""
+    crd = "crd/servers.policy.linkerd.io"
+    await _kubectl(policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump(_LINKERD_SERVER_CRD))
+    await _kubectl(policy_crds, "wait", "--for=condition=Established", crd)
+    pods = Namespace(policy_crds, namespace)
+    await asyncio.to_thread(
+        pods.pod, "web-1", node=None, labels={"app": "web"}, ports={"http": 8080}
+    )
+    await asyncio.to_thread(pods.pod, "db-1", node=None, labels={"app": "db"}, ports={"http": 7000})
+    settings = issuer_settings(
+        tmp_path / "data",
+        kubeconfig=policy_crds.kubeconfig,
+        policy=PolicySettings(poll_interval=timedelta(seconds=0.2)),
+    )
+    try:
+        async with running_issuer(settings) as server:
+
+            def ports() -> list[int] | None:
+                for policy in server.issuer.policies.current()["policies"]:
+                    if policy["metadata"]["name"] == "linkerd-server-web":
+                        return sorted(
+                            port for ref in policy["spec"]["targetRefs"] for port in ref["ports"]
+                        )
+                return None
+
+            web = server_doc("web", "http", namespace=namespace, match={"app": "web"})
+            await _kubectl(policy_crds, "apply", "-f", "-", stdin=yaml.safe_dump(web))
+            await eventually(
+                lambda: ports() == [8080], what="the Server on the web pods' port 8080"
+            )
+            await asyncio.to_thread(
+                pods.pod, "web-2", node=None, labels={"app": "web"}, ports={"http": 8081}
+            )
+            await eventually(lambda: ports() == [8080, 8081], what="the new pod's number added")
     finally:
         await _kubectl(policy_crds, "delete", "--ignore-not-found", "--wait", crd)

@@ -150,6 +150,21 @@ async def test_deleted_pod_leaves_the_cache(
     await settle(pods, lambda c: c.pod(kube_namespace.name, "web-1") is None)
     assert names_on(pods, nodes[0]) == {"web-2"}
     assert pods.pod_by_uid(uid) is None
+    assert {pod.name for pod in pods.pods_in_namespace(kube_namespace.name)} == {"web-2", "db-1"}
+
+
+async def test_pods_by_namespace_with_their_named_ports(
+    kube_namespace: Namespace, nodes: tuple[str, str], pods: PodCache
+) -> None:
+    """The cache answers a namespace's pods, each with the ports its containers name (what Linkerd's Servers
+    may name); a pod naming none has none."""
+    kube_namespace.pod("api-1", node=nodes[0], ports={"http": 8080, "admin": 9990})
+    await settle(pods, lambda c: c.pod(kube_namespace.name, "api-1") is not None)
+    by_name = {pod.name: pod for pod in pods.pods_in_namespace(kube_namespace.name)}
+    assert set(by_name) == {"web-1", "web-2", "db-1", "api-1"}
+    assert by_name["api-1"].named_ports == (("admin", 9990), ("http", 8080))
+    assert by_name["web-1"].named_ports == ()
+    assert pods.pods_in_namespace("no-such-namespace") == ()
 
 
 async def test_pod_recreated_on_another_node_moves(

@@ -77,16 +77,18 @@ class Namespace:
         node: str | None,
         service_account: str = "app",
         labels: dict[str, str] | None = None,
+        ports: dict[str, int] | None = None,
     ) -> dict[str, Any]:
-        """Create a pod of ``service_account`` (created too, if need be) placed on ``node`` (None: unscheduled).
+        """Create a pod of ``service_account`` (created too, if need be) placed on ``node`` (None: unscheduled),
+        its container naming ``ports`` (name: number).
 
         No kubelet runs it: it stays Pending.
         """
         self.service_account(service_account)
-        spec: dict[str, Any] = {
-            "serviceAccountName": service_account,
-            "containers": [{"name": "app", "image": "registry.invalid/app:1"}],
-        }
+        container: dict[str, Any] = {"name": "app", "image": "registry.invalid/app:1"}
+        if ports:
+            container["ports"] = [{"name": k, "containerPort": v} for k, v in ports.items()]
+        spec: dict[str, Any] = {"serviceAccountName": service_account, "containers": [container]}
         if node is not None:
             spec["nodeName"] = node
         body = _object("Pod", name, spec=spec)

@@ -279,6 +279,7 @@ def main_app(issuer: Issuer, *, pollers: list[FederationPoller] | None = None) -
                 issuer.policies,
                 translation=issuer.policies.translation,
                 discovery_interval=issuer.settings.policy.crd_discovery_interval.total_seconds(),
+                pods=pods,
             )
             if issuer.settings.policy.watch_crds
             else None

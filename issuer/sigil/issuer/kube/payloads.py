@@ -10,6 +10,8 @@ from typing import Any, TypedDict
 
 __all__ = [
     "ConfigMap",
+    "Container",
+    "ContainerPort",
     "ListMeta",
     "Node",
     "ObjectMeta",
@@ -35,9 +37,19 @@ class ObjectMeta(TypedDict, total=False):
 ListMeta = TypedDict("ListMeta", {"resourceVersion": str, "continue": str}, total=False)
 
 
+class ContainerPort(TypedDict, total=False):
+    name: str
+    containerPort: int
+
+
+class Container(TypedDict, total=False):
+    ports: list[ContainerPort]
+
+
 class PodSpec(TypedDict, total=False):
     nodeName: str
     serviceAccountName: str
+    containers: list[Container]
 
 
 class PodStatus(TypedDict, total=False):

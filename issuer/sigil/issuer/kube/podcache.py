@@ -39,10 +39,18 @@ class CachedPod:
     phase: str
     #: The pod's labels, sorted (a tuple, so that the pod stays hashable): agents make selectors of them.
     labels: tuple[tuple[str, str], ...] = ()
+    #: The containers' named ports, (name, number), sorted: Linkerd's ``Server`` may name a port.
+    named_ports: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def parse(cls, raw: Pod) -> CachedPod:
         meta, spec = raw.get("metadata", {}), raw.get("spec", {})
+        named: set[tuple[str, int]] = set()
+        for container in spec.get("containers") or ():
+            for port in container.get("ports") or ():
+                name, number = port.get("name"), port.get("containerPort")
+                if isinstance(name, str) and type(number) is int:
+                    named.add((name, number))
         return cls(
             namespace=meta.get("namespace", ""),
             name=meta.get("name", ""),
@@ -51,6 +59,7 @@ class CachedPod:
             service_account=spec.get("serviceAccountName", "default"),
             phase=raw.get("status", {}).get("phase", ""),
             labels=tuple(sorted((str(k), str(v)) for k, v in (meta.get("labels") or {}).items())),
+            named_ports=tuple(sorted(named)),
         )
 
 
@@ -72,6 +81,7 @@ class PodCache(Service):
         self._by_key: dict[tuple[str, str], CachedPod] = {}
         self._by_uid: dict[str, CachedPod] = {}
         self._by_node: dict[str, dict[tuple[str, str], CachedPod]] = {}
+        self._by_namespace: dict[str, dict[tuple[str, str], CachedPod]] = {}
         #: Counts changes; what a waiter waits for is its own predicate over the cache, checked at each change.
         self._changes: Revisioned[None] = Revisioned(None, "0")
         self._change_count = 0
@@ -105,6 +115,14 @@ class PodCache(Service):
     def pods_on_node(self, node_name: str) -> tuple[CachedPod, ...]:
         return tuple(self._by_node.get(node_name, {}).values())
 
+    def pods_in_namespace(self, namespace: str) -> tuple[CachedPod, ...]:
+        return tuple(self._by_namespace.get(namespace, {}).values())
+
+    @property
+    def change_count(self) -> int:
+        """How many changes the cache has seen (lists, events, expiries): a waiter's mark."""
+        return self._change_count
+
     async def wait_for(
         self, predicate: Callable[[PodCache], bool], *, longest: float | None = None
     ) -> bool:
@@ -137,6 +155,7 @@ class PodCache(Service):
         self._by_key.clear()
         self._by_uid.clear()
         self._by_node.clear()
+        self._by_namespace.clear()
         for pod in pods:
             self._store(pod)
         self.relists += 1
@@ -166,6 +185,7 @@ class PodCache(Service):
         self._by_uid[pod.uid] = pod
         if pod.node_name:
             self._by_node.setdefault(pod.node_name, {})[key] = pod
+        self._by_namespace.setdefault(pod.namespace, {})[key] = pod
 
     def _drop(self, pod: CachedPod) -> None:
         key = (pod.namespace, pod.name)
@@ -178,3 +198,8 @@ class PodCache(Service):
             on_node.pop(key, None)
             if not on_node:
                 del self._by_node[old.node_name]
+        in_namespace = self._by_namespace.get(old.namespace)
+        if in_namespace is not None:
+            in_namespace.pop(key, None)
+            if not in_namespace:
+                del self._by_namespace[old.namespace]

@@ -19,12 +19,17 @@ sets a namespace's default (``deny`` refuses whatever no policy admits). The iss
 :meth:`ForeignPolicyWatch.namespaces_changed` every namespace, and the namespaces carrying that annotation go
 with each Linkerd batch, translated while Linkerd's kinds are served even if no Linkerd policy exists. Linkerd's
 dialect is first published only after the namespaces have been listed once, so that a namespace's ``deny`` is
-never missing from the first translation, and again whenever an annotation changes.
+never missing from the first translation, and again whenever an annotation changes. A ``Server`` may name its
+port (``port: http``); with the issuer's pod cache given, the pods of each namespace holding such a Server go
+with the batch (their labels and named container ports, nothing else), so the name resolves to the numbers the
+selected pods give it; the dialect then waits for the pod cache's first list, and is translated again when those
+pods' labels or named ports change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,6 +47,7 @@ from sigil.enforcer.policy.origin import Origin, OriginKind
 from sigil.issuer.errors import KubernetesUnavailableError
 from sigil.issuer.kube.api import KubeApi
 from sigil.issuer.kube.informer import Informer, ObjectKey
+from sigil.issuer.kube.podcache import CachedPod, PodCache
 from sigil.issuer.policies.feed import PolicyFeed
 from sigil.kit import Backoff
 
@@ -75,8 +81,12 @@ class ForeignPolicyWatch:
         kinds: Mapping[str, tuple[str, ...]] = FOREIGN_KINDS,
         retry_delay: float = 0.5,
         discovery_interval: float = 30.0,
+        pods: PodCache | None = None,
     ) -> None:
         self._api = api
+        self._pods = pods
+        # group -> the pods its last publication passed (what resolves Servers' named ports).
+        self._passed_pods: dict[str, tuple[CachedPod, ...]] = {}
         self._feed = feed
         self._translation = translation
         self._kinds = kinds
@@ -116,6 +126,11 @@ class ForeignPolicyWatch:
         """Discover and follow every served kind, again every ``discovery_interval``, until cancelled."""
         backoff = Backoff(first=self._retry_delay, longest=30.0)
         first = True
+        following_pods = (
+            asyncio.create_task(self._follow_pods(), name="sigil-foreign-pods")
+            if self._pods is not None
+            else None
+        )
         try:
             while True:
                 try:
@@ -131,11 +146,28 @@ class ForeignPolicyWatch:
                 first = False
                 await asyncio.sleep(self._discovery_interval)
         finally:
-            for _, task in self._followed.values():
+            tasks = [task for _, task in self._followed.values()]
+            if following_pods is not None:
+                tasks.append(following_pods)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(
-                *(task for _, task in self._followed.values()), return_exceptions=True
-            )
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _follow_pods(self) -> None:
+        """Translate a namespace-reading dialect again when the pods its named ports resolve through change."""
+        pods = self._pods
+        if pods is None:
+            return
+        seen = -1
+        while True:
+            await pods.wait_for(functools.partial(_changed_since, seen))
+            seen = pods.change_count
+            async with self._lock:
+                for group in [group for group in self._served if takes_context(group)]:
+                    # Not yet published (waiting, perhaps, for this first list), or the pods moved.
+                    passed = self._passed_pods.get(group)
+                    if passed is None or self._pods_for(group) != passed:
+                        await self._publish_if_complete(group)
 
     async def _discover(self) -> dict[tuple[str, str], str]:
         """(group, kind) -> collection path of every followed kind the API server serves now."""
@@ -229,8 +261,10 @@ class ForeignPolicyWatch:
         listed = set(self._objects.get(group, {}))
         if listed != set(self._served.get(group, ())):
             return  # wait for every kind of the dialect to be listed once
-        if takes_context(group) and self._namespace_defaults is None:
-            return  # and for the namespaces
+        if takes_context(group) and (
+            self._namespace_defaults is None or (self._pods is not None and not self._pods.synced)
+        ):
+            return  # and for the namespaces (and the pods)
         if not listed:
             if group in self._published:
                 self._published.discard(group)
@@ -259,6 +293,9 @@ class ForeignPolicyWatch:
                 )
                 for name, value in sorted((self._namespace_defaults or {}).items())
             )
+            passed = self._pods_for(group)
+            self._passed_pods[group] = passed
+            documents.extend(_pod_document(pod) for pod in passed)
         translated = translate_foreign(documents, self._translation, installed=(group,))
         for error in translated.errors:
             _log.warning("policy.refused", source="kubernetes", detail=str(error))
@@ -275,6 +312,41 @@ class ForeignPolicyWatch:
                 Origin(kind=OriginKind.CRD, name=where.file) for _, where in translated.documents
             ],
         )
+
+    def _pods_for(self, group: str) -> tuple[CachedPod, ...]:
+        """The pods with named ports in the namespaces where a ``Server`` of ``group`` names its port."""
+        if self._pods is None:
+            return ()
+        _, servers = self._objects.get(group, {}).get("Server", ("", {}))
+        namespaces = sorted(
+            {
+                namespace
+                for (namespace, _), obj in servers.items()
+                if isinstance((obj.get("spec") or {}).get("port"), str)
+            }
+        )
+        return tuple(
+            pod
+            for namespace in namespaces
+            for pod in sorted(self._pods.pods_in_namespace(namespace), key=lambda p: p.name)
+            if pod.named_ports
+        )
+
+
+def _changed_since(seen: int, pods: PodCache) -> bool:
+    return pods.change_count != seen
+
+
+def _pod_document(pod: CachedPod) -> SourcedDocument:
+    """What the translator reads of a pod: its labels and named container ports."""
+    ports = [{"name": name, "containerPort": number} for name, number in pod.named_ports]
+    document = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": dict(pod.labels)},
+        "spec": {"containers": [{"ports": ports}]},
+    }
+    return SourcedDocument(document, f"kubernetes Pod {pod.namespace}/{pod.name}")
 
 
 def _document(kind: str, api_version: str, obj: Mapping[str, Any]) -> dict[str, Any]:
