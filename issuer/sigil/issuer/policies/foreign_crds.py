@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -47,7 +47,7 @@ from sigil.enforcer.policy.origin import Origin, OriginKind
 from sigil.issuer.errors import KubernetesUnavailableError
 from sigil.issuer.kube.api import KubeApi
 from sigil.issuer.kube.informer import Informer, ObjectKey
-from sigil.issuer.kube.podcache import CachedPod, PodCache
+from sigil.issuer.kube.podcache import PodCache
 from sigil.issuer.policies.feed import PolicyFeed
 from sigil.kit import Backoff
 
@@ -86,7 +86,7 @@ class ForeignPolicyWatch:
         self._api = api
         self._pods = pods
         # group -> the pods its last publication passed (what resolves Servers' named ports).
-        self._passed_pods: dict[str, tuple[CachedPod, ...]] = {}
+        self._passed_pods: dict[str, tuple[_PodPorts, ...]] = {}
         self._feed = feed
         self._translation = translation
         self._kinds = kinds
@@ -313,8 +313,9 @@ class ForeignPolicyWatch:
             ],
         )
 
-    def _pods_for(self, group: str) -> tuple[CachedPod, ...]:
-        """The pods with named ports in the namespaces where a ``Server`` of ``group`` names its port."""
+    def _pods_for(self, group: str) -> tuple[_PodPorts, ...]:
+        """The pods with named ports in the namespaces where a ``Server`` of ``group`` names its port: only what
+        the translator reads of them, so that a pod's phase or node moving translates nothing again."""
         if self._pods is None:
             return ()
         _, servers = self._objects.get(group, {}).get("Server", ("", {}))
@@ -326,7 +327,7 @@ class ForeignPolicyWatch:
             }
         )
         return tuple(
-            pod
+            _PodPorts(pod.namespace, pod.name, pod.labels, pod.named_ports)
             for namespace in namespaces
             for pod in sorted(self._pods.pods_in_namespace(namespace), key=lambda p: p.name)
             if pod.named_ports
@@ -337,7 +338,16 @@ def _changed_since(seen: int, pods: PodCache) -> bool:
     return pods.change_count != seen
 
 
-def _pod_document(pod: CachedPod) -> SourcedDocument:
+class _PodPorts(NamedTuple):
+    """What Linkerd's translator reads of a pod."""
+
+    namespace: str
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    named_ports: tuple[tuple[str, int], ...]
+
+
+def _pod_document(pod: _PodPorts) -> SourcedDocument:
     """What the translator reads of a pod: its labels and named container ports."""
     ports = [{"name": name, "containerPort": number} for name, number in pod.named_ports]
     document = {
