@@ -9,19 +9,22 @@ differ; those values are checked here on every call.
 What is remembered, per anchor of each trust domain and per generation of the bundles (so a bundle change drops
 it all): the *templates* of leaves that the full path (Sigil's leaf rules, then pyca's verifier) accepted as
 issued directly by that anchor. A template is the leaf's DER less what varies between leaves: the signature
-algorithm (the version is v3, the only one pyca accepts), and the extensions octet for octet, except the
-contents of the subject key identifier (any octets, the same number of them) and the subject alternative
-name's GeneralNames (parsed on every call). Every input the end-entity and issuer rules of RFC 5280 and CA/B (as ``x509.verification``
-applies them) and the X509-SVID leaf rules read is therefore either fixed by the template or checked here.
+algorithm (the version is v3, the only one pyca accepts), whether the subject is empty, and the extensions
+octet for octet, except the contents of the subject key identifier (any octets, the same number of them) and
+the subject alternative name's GeneralNames (parsed on every call). Every input that the end-entity and issuer
+rules of RFC 5280 and CA/B (as ``x509.verification`` applies them) and the X509-SVID leaf rules read is
+therefore either fixed by the template or checked here.
 
 A leaf matching a template of its issuer needs what differs, checked on every call: the serial number's size
 and sign, the issuer's name (the anchor's subject, by lookup), UTCTime validity dates (GeneralizedTime has year
 rules; the caller checks the dates against its clock), the URIs of its SAN (the caller parses the one SPIFFE
 ID), the anchor's validity at the time, and the signature over the TBS octets, verified with the anchor's public
-key loaded once. The subject and the public key are not read by those rules beyond the DER structure, which
-``load_der_x509_certificate`` has checked before this module sees the leaf. Anything else (intermediates, an
-anchor with name constraints, a non-ECDSA signature, fields after the key, any octet that does not fit, a
-template not seen yet) goes to the full path, whose acceptance records the template for the next leaf.
+key loaded once. The subject (beyond its emptiness) and the public key are not read by those rules beyond their
+DER, which ``load_der_x509_certificate`` has checked before this module sees the leaf. Anything else
+(intermediates, an anchor with name constraints, a non-ECDSA signature, fields after the key, any octet that
+does not fit, a template not seen yet) goes to the full path, whose acceptance records the template for the
+next leaf. ``tests/fuzz/test_peer_leaves.py`` varies each of these, signed by the authority, against the full
+path.
 
 Matching is by slices of the leaf's own DER (``bytes.startswith`` at an offset): no re-encoding, no parsed
 extension objects, and one pass over the top level of the TBS (the old profile walked every extension and
@@ -77,12 +80,15 @@ SAN_EXTENSION = -1
 class Template:
     """What every leaf of one template shares, octet for octet (see the module docstring).
 
+    ``empty_subject``: pyca's end-entity rules require the SAN to be critical exactly when the subject is empty
+    (RFC 5280 4.2.1.6), so whether it is belongs to the template, as the SAN's criticality does.
     ``pieces`` spell the extensions (inside their SEQUENCE): each is literal octets, then the number of octets
     that may hold anything (a subject key identifier's contents), or :data:`SAN_EXTENSION`: a subjectAltName
     extension whose OID and criticality are ``san_head`` and whose names are read anew for every leaf.
     """
 
     algorithm: bytes
+    empty_subject: bool
     san_head: bytes
     pieces: tuple[tuple[bytes, int], ...]
 
@@ -169,10 +175,10 @@ def match_leaf(der: bytes, by_issuer: Mapping[bytes, Sequence[Anchor]]) -> Match
         frame = _frame(der)
         if frame is None:
             return None
-        tbs, algorithm, issuer, start, stop = frame
+        tbs, algorithm, empty_subject, issuer, start, stop = frame
         for anchor in by_issuer.get(issuer, ()):
             for template in anchor.templates:
-                if template.algorithm != algorithm:
+                if template.algorithm != algorithm or template.empty_subject != empty_subject:
                     continue
                 uris = _fits(der, start, stop, template)
                 if uris is not None:
@@ -190,11 +196,12 @@ def leaf_shape(der: bytes) -> LeafShape | None:
         return None
 
 
-_Frame = tuple[bytes, bytes, bytes, int, int]
+_Frame = tuple[bytes, bytes, bool, bytes, int, int]
 
 
 def _frame(der: bytes) -> _Frame | None:
-    """The TBS octets, signature algorithm, issuer, and where the extensions' contents start and stop.
+    """The TBS octets, signature algorithm, whether the subject is empty, the issuer, and where the extensions'
+    contents start and stop.
 
     None when the leaf is not one the fast path judges: not v3 (pyca refuses it), a serial pyca refuses,
     GeneralizedTime dates, no extensions or fields after the key other than them, a non-ECDSA signature or
@@ -221,7 +228,7 @@ def _frame(der: bytes) -> _Frame | None:
     # Both dates UTCTime, which DER spells in 13 octets (X.690 11.8): GeneralizedTime has year rules.
     if not der.startswith(_VALIDITY, issuer_end) or not der.startswith(_UTC, issuer_end + 17):
         return None
-    _, _, subject_end = _tlv(der, issuer_end + 32)
+    _, subject, subject_end = _tlv(der, issuer_end + 32)
     _, _, key_end = _tlv(der, subject_end)
     tag, start, end = _tlv(der, key_end)
     if tag != 0xA3 or end != tbs_end:
@@ -229,7 +236,8 @@ def _frame(der: bytes) -> _Frame | None:
     tag, start, stop = _tlv(der, start)
     if tag != 0x30 or stop != tbs_end:
         return None
-    return tbs, algorithm, der[algorithm_at + _ECDSA_SIZE : issuer_end], start, stop
+    issuer = der[algorithm_at + _ECDSA_SIZE : issuer_end]
+    return tbs, algorithm, subject == subject_end, issuer, start, stop
 
 
 def _fits(der: bytes, pos: int, stop: int, template: Template) -> tuple[str, ...] | None:
@@ -272,7 +280,7 @@ def _learn(der: bytes) -> LeafShape | None:
     frame = _frame(der)
     if frame is None:
         return None
-    _, algorithm, issuer, pos, stop = frame
+    _, algorithm, empty_subject, issuer, pos, stop = frame
     pieces: list[tuple[bytes, int]] = []
     literal = pos  # where the current run of literal octets started
     san_head = b""
@@ -304,7 +312,7 @@ def _learn(der: bytes) -> LeafShape | None:
         return None  # no SAN: not an SVID
     if literal < stop:
         pieces.append((der[literal:stop], 0))
-    return LeafShape(Template(algorithm, san_head, tuple(pieces)), issuer, uris)
+    return LeafShape(Template(algorithm, empty_subject, san_head, tuple(pieces)), issuer, uris)
 
 
 def _uris(der: bytes, pos: int, stop: int) -> tuple[str, ...] | None:
