@@ -67,6 +67,9 @@ _ECDSA = {
     bytes.fromhex("300a06082a8648ce3d040304"): ec.ECDSA(hashes.SHA512()),
 }
 _ECDSA_SIZE = 12
+_HEADS = bytes.fromhex(
+    "3082"
+)  # a SEQUENCE with a two-octet length: the certificate's, then the TBS's
 _V3_SERIAL = bytes.fromhex(
     "a00302010202"
 )  # [0] EXPLICIT INTEGER 2 (v3), then the serial's INTEGER tag
@@ -111,7 +114,7 @@ class Match(NamedTuple):
     anchor: Anchor
     template: Template
     tbs: bytes
-    uris: tuple[str, ...]
+    uris: list[str]
 
 
 @dataclass(slots=True, eq=False)
@@ -178,11 +181,10 @@ def match_leaf(der: bytes, by_issuer: Mapping[bytes, Sequence[Anchor]]) -> Match
         tbs, algorithm, empty_subject, issuer, start, stop = frame
         for anchor in by_issuer.get(issuer, ()):
             for template in anchor.templates:
-                if template.algorithm != algorithm or template.empty_subject != empty_subject:
-                    continue
-                uris = _fits(der, start, stop, template)
-                if uris is not None:
-                    return Match(anchor, template, tbs, uris)
+                if template.algorithm == algorithm and template.empty_subject is empty_subject:
+                    uris = _fits(der, start, stop, template)
+                    if uris is not None:
+                        return Match(anchor, template, tbs, uris)
     except (IndexError, ValueError):
         pass
     return None
@@ -203,28 +205,26 @@ def _frame(der: bytes) -> _Frame | None:
     """The TBS octets, signature algorithm, whether the subject is empty, the issuer, and where the extensions'
     contents start and stop.
 
-    None when the leaf is not one the fast path judges: not v3 (pyca refuses it), a serial pyca refuses,
-    GeneralizedTime dates, no extensions or fields after the key other than them, a non-ECDSA signature or
-    outer and inner algorithms that differ (RFC 5280 4.1.1.2). The DER has been parsed by pyca already; the
-    lengths are still checked, and fixed encodings are compared rather than walked.
+    None when the leaf is not one the fast path judges: not of 256 octets to 64 KiB (the lengths of the
+    certificate and TBS take two octets), not v3 (pyca refuses it), a serial pyca refuses, GeneralizedTime
+    dates, no extensions or fields after the key other than them, a non-ECDSA signature or outer and inner
+    algorithms that differ (RFC 5280 4.1.1.2). The DER has been parsed by pyca already; the lengths are still
+    checked, and fixed encodings are compared rather than walked.
     """
-    _, pos, end = _tlv(der, 0)
-    if end != len(der):
+    if not der.startswith(_HEADS, 0, 2) or (der[2] << 8 | der[3]) + 4 != len(der):
         return None
-    _, body, tbs_end = _tlv(der, pos)
-    tbs = der[pos:tbs_end]
-    if not der.startswith(_V3_SERIAL, body):
+    if not der.startswith(_HEADS, 4, 6) or not der.startswith(_V3_SERIAL, 8):
         return None
-    size = der[
-        body + 6
-    ]  # the serial: a positive integer of at most 20 octets (21 with a sign octet)
-    if not 1 <= size <= 21 or der[body + 7] & 0x80:
+    tbs_end = 8 + (der[6] << 8 | der[7])
+    size = der[14]  # the serial: a positive integer of at most 20 octets (21 with a sign octet)
+    if not 1 <= size <= 21 or der[15] & 0x80:
         return None
-    algorithm_at = body + 7 + size
-    algorithm = der[algorithm_at : algorithm_at + _ECDSA_SIZE]
+    algorithm_at = 15 + size
+    issuer_at = algorithm_at + _ECDSA_SIZE
+    algorithm = der[algorithm_at:issuer_at]
     if algorithm not in _ECDSA or not der.startswith(algorithm, tbs_end):
         return None
-    _, _, issuer_end = _tlv(der, algorithm_at + _ECDSA_SIZE)
+    _, _, issuer_end = _tlv(der, issuer_at)
     # Both dates UTCTime, which DER spells in 13 octets (X.690 11.8): GeneralizedTime has year rules.
     if not der.startswith(_VALIDITY, issuer_end) or not der.startswith(_UTC, issuer_end + 17):
         return None
@@ -236,13 +236,12 @@ def _frame(der: bytes) -> _Frame | None:
     tag, start, stop = _tlv(der, start)
     if tag != 0x30 or stop != tbs_end:
         return None
-    issuer = der[algorithm_at + _ECDSA_SIZE : issuer_end]
-    return tbs, algorithm, subject == subject_end, issuer, start, stop
+    return der[4:tbs_end], algorithm, subject == subject_end, der[issuer_at:issuer_end], start, stop
 
 
-def _fits(der: bytes, pos: int, stop: int, template: Template) -> tuple[str, ...] | None:
+def _fits(der: bytes, pos: int, stop: int, template: Template) -> list[str] | None:
     """The URIs of the leaf's SAN when its extensions in ``der[pos:stop]`` fit ``template``, else None."""
-    uris: tuple[str, ...] | None = None
+    uris: list[str] | None = None
     for literal, then in template.pieces:
         if not der.startswith(literal, pos):
             return None
@@ -259,19 +258,27 @@ def _fits(der: bytes, pos: int, stop: int, template: Template) -> tuple[str, ...
     return uris
 
 
-def _san(der: bytes, pos: int, stop: int, head: bytes) -> tuple[tuple[str, ...], int] | None:
-    """The URIs of the subjectAltName extension at ``pos`` (OID and criticality ``head``) and where it ends."""
+def _san(der: bytes, pos: int, stop: int, head: bytes) -> tuple[list[str], int] | None:
+    """The URIs of the subjectAltName extension at ``pos`` (OID and criticality ``head``) and where it ends;
+    None when a name is neither a URI nor a DNS name, or anything does not parse."""
     tag, start, end = _tlv(der, pos)
     if tag != 0x30 or end > stop or not der.startswith(head, start):
         return None
     tag, content, octets_end = _tlv(der, start + len(head))
     if tag != 0x04 or octets_end != end:
         return None
-    tag, names, names_end = _tlv(der, content)
+    tag, pos, names_end = _tlv(der, content)
     if tag != 0x30 or names_end != end:
         return None
-    uris = _uris(der, names, names_end)
-    if uris is None:
+    uris = []
+    while pos < end:
+        tag, start, pos = _tlv(der, pos)
+        text = der[start:pos].decode("ascii")  # IA5String; a non-ASCII octet raises ValueError
+        if tag == 0x86:  # [6] uniformResourceIdentifier
+            uris.append(text)
+        elif tag != 0x82:  # [2] dNSName
+            return None
+    if pos != end:
         return None
     return uris, end
 
@@ -296,7 +303,7 @@ def _learn(der: bytes) -> LeafShape | None:
             found = _san(der, pos, stop, der[value:octets])
             if found is None or uris is not None:
                 return None
-            uris, _ = found
+            uris = tuple(found[0])
             san_head = der[value:octets]
             pieces.append((der[literal:pos], SAN_EXTENSION))
             literal = end
@@ -313,21 +320,6 @@ def _learn(der: bytes) -> LeafShape | None:
     if literal < stop:
         pieces.append((der[literal:stop], 0))
     return LeafShape(Template(algorithm, empty_subject, san_head, tuple(pieces)), issuer, uris)
-
-
-def _uris(der: bytes, pos: int, stop: int) -> tuple[str, ...] | None:
-    """The URIs among the GeneralNames in ``der[pos:stop]``; None when any name is not a URI or DNS name."""
-    found = []
-    while pos < stop:
-        tag, start, pos = _tlv(der, pos)
-        text = der[start:pos].decode("ascii")  # IA5String; a non-ASCII octet raises ValueError
-        if tag == 0x86:  # [6] uniformResourceIdentifier
-            found.append(text)
-        elif tag != 0x82:  # [2] dNSName
-            return None
-    if pos != stop:
-        return None
-    return tuple(found)
 
 
 def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
