@@ -20,9 +20,10 @@ with one signature check and the checks of what differs between leaves; everythi
 validation, whose verifier is built once per trust domain and second. Both are per generation of the bundles.
 
 A successful verification is cached under the SHA-256 of the presented chain, so a peer that reconnects costs
-one hash and one dict lookup (with the cache off, no hash is taken): entries expire when the earliest certificate of the verified path does (at the
+one hash and one dict lookup: entries expire when the earliest certificate of the verified path does (at the
 latest, the leaf's notAfter), the cache is bounded (oldest out first) and emptied whenever the bundles
-change. Refusals are not cached: they are cheap to repeat and must not outlive a bundle update.
+change. Refusals are not cached: they are cheap to repeat and must not outlive a bundle update. With the cache
+off (``cache_size=0``) no hash is taken.
 """
 
 from __future__ import annotations

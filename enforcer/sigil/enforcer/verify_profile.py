@@ -1,4 +1,4 @@
-"""The leaf-profile fast path of peer verification: one signature check for a leaf made from a template already passed.
+"""The leaf-profile fast path of peer verification: one signature check for a leaf of a template seen before.
 
 Why it exists: pyca/cryptography's path validation (``x509.verification``) costs its ECDSA verification plus
 a fixed overhead of about a third of one (building Python objects around the signature check, per call), and
