@@ -125,3 +125,15 @@ def test_dates_from_2050_leave_the_profile_path(domain: Domain) -> None:
     long_lived = bad_leaf(domain, not_after=NOW.replace(year=2051))
     assert leaf_shape(long_lived.public_bytes(_DER)) is None
     assert leaf_shape(b"\x30\x03\x02\x01") is None
+
+
+def test_an_anchor_never_vouches_for_another_domains_id_by_profile(clock: FakeClock) -> None:
+    """A leaf of a known template from one domain's authority naming a federated domain's ID is refused."""
+    home, partner = Domain("example.org"), Domain("partner.example")
+    trusted = bundles(home, partner)
+    fast = SvidVerifier(trusted, clock=clock, cache_size=0)
+    full = SvidVerifier(trusted, clock=clock, cache_size=0, leaf_profiles=False)
+    assert isinstance(_outcome(fast, [bad_leaf(home).public_bytes(_DER)]), VerifiedSvid)
+    crossed = [bad_leaf(home, uris=("spiffe://partner.example/x",)).public_bytes(_DER)]
+    assert _outcome(fast, crossed) == _outcome(full, crossed) == Refusal.BAD_CHAIN
+    assert fast.profile_hits == 0

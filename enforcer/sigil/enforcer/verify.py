@@ -14,7 +14,7 @@ whose only SAN is a URI and hands the SANs back; its ``ServerVerifier`` insists 
 address, which SPIFFE does not use, so both directions use the client verifier. That verifier also requires
 the clientAuth EKU, which the standard has every X509-SVID carry next to serverAuth.
 
-A leaf presented alone and issued directly by an anchor of its domain, of the same shape (profile) as a leaf
+A leaf presented alone and issued directly by an anchor of its domain, made from the same template as a leaf
 that path validation accepted under that anchor before, is verified by :mod:`sigil.enforcer.verify_profile`
 with one signature check and the checks of what differs between leaves; everything else takes path
 validation, whose verifier is built once per trust domain and second. Both are per generation of the bundles.
@@ -22,7 +22,8 @@ validation, whose verifier is built once per trust domain and second. Both are p
 A successful verification is cached under the SHA-256 of the presented chain, so a peer that reconnects costs
 one hash and one dict lookup: entries expire when the earliest certificate of the verified path does (at the
 latest, the leaf's notAfter), the cache is bounded (oldest out first) and emptied whenever the bundles
-change. Refusals are not cached: they are cheap to repeat and must not outlive a bundle update.
+change. Refusals are not cached: they are cheap to repeat and must not outlive a bundle update. With the cache
+off (``cache_size=0``) no hash is taken.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from sigil.ca.errors import InvalidSpiffeIdError
 from sigil.ca.spiffe_id import SpiffeId, TrustDomain
 from sigil.enforcer.bundles import BundleSet
 from sigil.enforcer.errors import SvidVerificationError
-from sigil.enforcer.verify_profile import LeafShape, anchors_by_subject, leaf_shape
+from sigil.enforcer.verify_profile import Anchor, anchors_by_issuer, leaf_shape, match_leaf
 from sigil.enforcer.verify_rules import Refusal, leaf_spiffe_id
 
 __all__ = ["Clock", "Refusal", "SvidVerifier", "VerifiedSvid", "chain_digest"]
@@ -83,11 +84,12 @@ class _Generation:
             for td, bundle in bundles.items()
             if bundle.x509_authorities
         }
-        self.anchors = {
-            td: anchors_by_subject(bundle.x509_authorities)
-            for td, bundle in bundles.items()
+        # By issuer name across trust domains (each anchor knows its own): empty with the profile path off.
+        self.anchors: dict[bytes, list[Anchor]] = (
+            anchors_by_issuer({td: bundle.x509_authorities for td, bundle in bundles.items()})
             if profiles
-        }
+            else {}
+        )
         # Per trust domain, the path verifier of the current second (X.509 times have no finer grain).
         self.verifiers: dict[TrustDomain, tuple[int, verification.ClientVerifier]] = {}
         self.cache: OrderedDict[bytes, VerifiedSvid] = OrderedDict()
@@ -157,10 +159,16 @@ class SvidVerifier:
         """Verify ``presented`` (leaf first, DER or parsed); raises :class:`SvidVerificationError`."""
         if not presented:
             raise SvidVerificationError(Refusal.NO_CERTIFICATE, "the peer presented no certificate")
-        ders = [item if isinstance(item, bytes) else item.public_bytes(_DER) for item in presented]
-        key = chain_digest(ders)
         generation = self._generation
         now = self._clock()
+        if not self._cache_size:
+            leaf = presented[0]
+            if len(presented) == 1 and isinstance(leaf, bytes):  # the usual peer: one leaf, in DER
+                return _verify([_load(leaf, 0)], leaf, generation, now)
+            leaf_der = leaf if isinstance(leaf, bytes) else leaf.public_bytes(_DER)
+            return _verify(_parse(presented), leaf_der, generation, now)
+        ders = [item if isinstance(item, bytes) else item.public_bytes(_DER) for item in presented]
+        key = chain_digest(ders)
         with self._lock:
             cached = generation.cache.get(key)
             if cached is not None and now < cached.expires:
@@ -169,11 +177,10 @@ class SvidVerifier:
             self.misses += 1
         certs = _parse(presented)
         verified = _verify(certs, ders[0], generation, now)
-        if self._cache_size:
-            with self._lock:
-                generation.cache[key] = verified
-                while len(generation.cache) > self._cache_size:
-                    generation.cache.popitem(last=False)
+        with self._lock:
+            generation.cache[key] = verified
+            while len(generation.cache) > self._cache_size:
+                generation.cache.popitem(last=False)
         return verified
 
 
@@ -182,27 +189,28 @@ def _utcnow() -> datetime:
 
 
 def _parse(presented: Presented) -> list[x509.Certificate]:
-    certs: list[x509.Certificate] = []
-    for index, item in enumerate(presented):
-        if isinstance(item, x509.Certificate):
-            certs.append(item)
-            continue
-        try:
-            certs.append(x509.load_der_x509_certificate(item))
-        except ValueError as err:
-            raise SvidVerificationError(
-                Refusal.MALFORMED, f"certificate {index} is not DER X.509"
-            ) from err
-    return certs
+    return [
+        item if isinstance(item, x509.Certificate) else _load(item, index)
+        for index, item in enumerate(presented)
+    ]
+
+
+def _load(der: bytes, index: int) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as err:
+        raise SvidVerificationError(
+            Refusal.MALFORMED, f"certificate {index} is not DER X.509"
+        ) from err
 
 
 def _verify(
     certs: list[x509.Certificate], leaf_der: bytes, generation: _Generation, now: datetime
 ) -> VerifiedSvid:
     leaf, intermediates = certs[0], certs[1:]
-    shape = None if intermediates else leaf_shape(leaf_der)
-    if shape is not None:
-        verified = _by_profile(leaf, shape, generation, now)
+    profiles = not intermediates and generation.anchors
+    if profiles:
+        verified = _by_profile(leaf, leaf_der, generation, now)
         if verified is not None:
             return verified
     try:
@@ -230,36 +238,44 @@ def _verify(
         detail = f"no path to the {trust_domain} bundle: {err}"
         raise SvidVerificationError(Refusal.BAD_CHAIN, detail, spiffe_id=claimed) from err
     chain = tuple(path.chain)
-    if shape is not None and len(chain) == 2:
-        # Every rule above passed for this leaf under this anchor: its profile's next leaf takes the fast path.
-        for anchor in generation.anchors.get(trust_domain, {}).get(shape.issuer, ()):
-            if anchor.certificate == chain[1]:
-                anchor.remember(shape.profile)
+    if profiles and len(chain) == 2:
+        _learn(leaf_der, chain[1], trust_domain, generation)
     expires = min(cert.not_valid_after_utc for cert in chain)
     return VerifiedSvid(spiffe_id, chain, expires)
 
 
+def _learn(
+    leaf_der: bytes, anchor: x509.Certificate, trust_domain: TrustDomain, generation: _Generation
+) -> None:
+    """Every rule passed for this leaf under ``anchor``: the next leaf of its template takes the fast path."""
+    shape = leaf_shape(leaf_der)
+    if shape is None:
+        return
+    for candidate in generation.anchors.get(shape.issuer, ()):
+        if candidate.trust_domain == trust_domain and candidate.certificate == anchor:
+            candidate.remember(shape.template)
+
+
 def _by_profile(
-    leaf: x509.Certificate, shape: LeafShape, generation: _Generation, now: datetime
+    leaf: x509.Certificate, leaf_der: bytes, generation: _Generation, now: datetime
 ) -> VerifiedSvid | None:
     """The leaf verified by the leaf-profile path, or None when that path does not settle it (any doubt,
     any failed check: the full path then decides, and words the refusal)."""
-    if len(shape.uris) != 1:
+    match = match_leaf(leaf_der, generation.anchors)
+    if match is None or len(match.uris) != 1:
         return None
     try:
-        spiffe_id = SpiffeId.parse(shape.uris[0])
+        spiffe_id = SpiffeId.parse(match.uris[0])
     except InvalidSpiffeIdError:
         return None
-    candidates = generation.anchors.get(spiffe_id.trust_domain, {}).get(shape.issuer, ())
-    if not candidates or spiffe_id.is_root:
+    anchor = match.anchor
+    # The peer's own trust domain only: an anchor of another domain never vouches for this ID.
+    if spiffe_id.is_root or spiffe_id.trust_domain.name != anchor.trust_domain.name:
         return None
     not_after = leaf.not_valid_after_utc
     if now < leaf.not_valid_before_utc or now > not_after:
         return None
-    for anchor in candidates:
-        if anchor.verifies(leaf, shape, now):
-            generation.profile_hits += 1
-            return VerifiedSvid(
-                spiffe_id, (leaf, anchor.certificate), min(not_after, anchor.not_after)
-            )
-    return None
+    if not anchor.signed(match, leaf.signature, now):
+        return None
+    generation.profile_hits += 1
+    return VerifiedSvid(spiffe_id, (leaf, anchor.certificate), min(not_after, anchor.not_after))
