@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -26,35 +27,45 @@ from sigil.issuer.settings import PolicySettings
 
 pytestmark = pytest.mark.kube
 
-_ISTIO_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "authorizationpolicies.security.istio.io"},
-    "spec": {
-        "group": "security.istio.io",
-        "names": {
-            "kind": "AuthorizationPolicy",
-            "listKind": "AuthorizationPolicyList",
-            "plural": "authorizationpolicies",
-            "singular": "authorizationpolicy",
+
+def _crd(group: str, kind: str, plural: str, versions: tuple[str, ...]) -> dict[str, Any]:
+    """A minimal CRD of our own for a mesh's kind: its group, kind, plural and versions (the first stored), the
+    spec unvalidated."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": name,
+                    "served": True,
+                    "storage": name == versions[0],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+                for name in versions
+            ],
         },
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": name,
-                "served": True,
-                "storage": name == "v1",
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-            for name in ("v1", "v1beta1")
-        ],
-    },
-}
+    }
+
+
+_ISTIO_CRD = _crd(
+    "security.istio.io", "AuthorizationPolicy", "authorizationpolicies", ("v1", "v1beta1")
+)
+_LINKERD_SERVER_CRD = _crd("policy.linkerd.io", "Server", "servers", ("v1beta3",))
 
 
 @pytest.fixture
@@ -155,36 +166,6 @@ async def test_istios_crd_installed_after_the_issuer_started_is_followed_and_its
         finally:
             await _kubectl(policy_crds, "delete", "--ignore-not-found", "--wait", crd)
         await eventually(lambda: not present(), what="the policy gone with its CRD")
-
-
-_LINKERD_SERVER_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servers.policy.linkerd.io"},
-    "spec": {
-        "group": "policy.linkerd.io",
-        "names": {
-            "kind": "Server",
-            "listKind": "ServerList",
-            "plural": "servers",
-            "singular": "server",
-        },
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1beta3",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
 
 
 async def test_a_namespaces_linkerd_default_policy_follows_its_annotation(
