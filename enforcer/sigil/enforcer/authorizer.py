@@ -267,7 +267,8 @@ class Authorizer:
                 attested=applied.namespace,
                 target=self.target.namespace,
             )
-        self._report(LoadReport(applied.revision, applied.report.changed, applied.report.errors))
+        # Counted only: the source logged this snapshot and each of its refusals as it applied them.
+        self._count(applied.revision, errors=len(applied.report.errors))
 
     def _report(self, report: LoadReport) -> None:
         for error in report.errors:
@@ -275,9 +276,12 @@ class Authorizer:
         for finding in report.findings:
             if finding.exactness is not Exactness.EXACT:
                 _log.warning("policy translated", finding=str(finding))
-        if self.metrics is not None:
-            self.metrics.policy_revision.set(report.revision)
-            if report.errors:
-                self.metrics.policy_errors.inc(len(report.errors))
+        self._count(report.revision, errors=len(report.errors))
         if report.changed:
             _log.info("policies loaded", revision=report.revision, errors=len(report.errors))
+
+    def _count(self, revision: int, *, errors: int) -> None:
+        if self.metrics is not None:
+            self.metrics.policy_revision.set(revision)
+            if errors:
+                self.metrics.policy_errors.inc(errors)
