@@ -6,9 +6,10 @@ the issuer's policy directory in its ``policy`` section, a join token in a 0600 
 ``COUNT`` ``AgentPolicySource``s (one grpclib connection each) feeding an ``Authorizer``, and freezing its start-up
 heap once every source holds the first revision, as the enforcer's proxy does after its start.
 
-A worker prints one line per snapshot applied: ``INDEX REVISION SECONDS``, the time read from ``CLOCK_MONOTONIC``,
-which is one clock for every process of the host, so the parent subtracts its own reading from before the admin
-call and the delay is exact across processes. CPU time is read from ``/proc/PID/stat`` for every process
+A worker prints one line per snapshot applied: ``INDEX REVISION SECONDS HELD``, the time read from
+``CLOCK_MONOTONIC``, which is one clock for every process of the host, so the parent subtracts its own reading from
+before the admin call and the delay is exact across processes; ``HELD`` is how many policies that enforcer then
+held (what the agent's stream carries to it, each snapshot whole). CPU time is read from ``/proc/PID/stat`` for every process
 (issuer, agent, workers, and this one, which makes the admin calls): the sum over a change is its cost. What the
 issuer sent the agent is read from its ``/metrics`` (``sigil_policy_answers_total`` and
 ``sigil_policy_answer_bytes_total``, by kind: ``full`` or ``delta``), over TLS verified with the trust bundle.
@@ -45,6 +46,7 @@ from sigil.enforcer.authorizer import Authorizer
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.decision import Target
 from sigil.enforcer.policy.receiver import AgentPolicies, AgentPolicySource
+from sigil.enforcer.policy.store import PolicyStore
 from sigil.issuer.admin.client import SocketAdmin, server_listening
 from sigil.kit import freeze_startup_heap
 
@@ -69,6 +71,8 @@ class PolicyProcesses:
     enforcers: int
     #: arrived[enforcer][revision]: when that enforcer had applied (and compiled) that revision.
     arrived: list[dict[int, float]] = field(default_factory=list)
+    #: held[enforcer]: how many policies that enforcer held after the last snapshot it applied.
+    held: list[int] = field(default_factory=list)
     _processes: list[asyncio.subprocess.Process] = field(default_factory=list)
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
     _moved: asyncio.Event = field(default_factory=asyncio.Event)
@@ -183,6 +187,7 @@ class PolicyProcesses:
             while not socket.exists():  # noqa: ASYNC110 - as above
                 await asyncio.sleep(0.1)
         self.arrived = [{} for _ in range(self.enforcers)]
+        self.held = [0] * self.enforcers
         shares = [
             self.enforcers // WORKERS + (n < self.enforcers % WORKERS) for n in range(WORKERS)
         ]
@@ -205,8 +210,9 @@ class PolicyProcesses:
     async def _read(self, process: asyncio.subprocess.Process, first: int) -> None:
         assert process.stdout is not None
         async for line in process.stdout:
-            index, revision, seconds = line.split()
+            index, revision, seconds, held = line.split()
             self.arrived[first + int(index)].setdefault(int(revision), float(seconds))
+            self.held[first + int(index)] = int(held)
             self._moved.set()
 
     async def wait_past(self, revision: int) -> int:
@@ -255,7 +261,7 @@ async def _worker(count: int, endpoint: str) -> None:
         out.flush()
         pending.clear()
 
-    def recorder(index: int) -> Callable[[AgentPolicies], None]:
+    def recorder(index: int, store: PolicyStore) -> Callable[[AgentPolicies], None]:
         def record(applied: AgentPolicies) -> None:
             # The time is taken here; the line reaches the benchmark with the others that this turn of the loop
             # applied, one write to the pipe for them all rather than one per enforcer (the writes were about
@@ -266,7 +272,8 @@ async def _worker(count: int, endpoint: str) -> None:
             # enforcer after it in the same turn.
             if not pending:
                 loop.call_soon(flush)
-            pending.append(f"{index} {applied.revision} {monotonic():.6f}\n")
+            now = monotonic()
+            pending.append(f"{index} {applied.revision} {now:.6f} {len(store.current.accepted)}\n")
 
         return record
 
@@ -279,7 +286,7 @@ async def _worker(count: int, endpoint: str) -> None:
             policies=source,
             metrics=EnforcerMetrics(CollectorRegistry()),
         )
-        source.subscribe(recorder(index))
+        source.subscribe(recorder(index, source.store))
         await source.start()
     try:
         await asyncio.gather(*(s.wait_for_revision(1) for s in sources))
