@@ -9,7 +9,12 @@ heap once every source holds the first revision, as the enforcer's proxy does af
 A worker prints one line per snapshot applied: ``INDEX REVISION SECONDS HELD``, the time read from
 ``CLOCK_MONOTONIC``, which is one clock for every process of the host, so the parent subtracts its own reading from
 before the admin call and the delay is exact across processes; ``HELD`` is how many policies that enforcer then
-held (what the agent's stream carries to it, each snapshot whole). CPU time is read from ``/proc/PID/stat`` for every process
+held (what the agent's stream carries to it, each snapshot whole). The lines a worker's loop produced in one turn
+go to the pipe in one write: until this was done by hand, stdout wrote each line through under PYTHONUNBUFFERED
+(set where these figures are taken), and those writes were a third of the workers' CPU, counted as the enforcers'
+(both methods side by side on the same enforcer code, two runs of 50 changes each on a loaded machine: enforcers
+66.6 and 62.2 ms CPU per change and bench 13.8 and 13.8 writing each line, 52.4 and 55.6 and 5.8 and 6.4 writing
+each turn's lines at once). CPU time is read from ``/proc/PID/stat`` for every process
 (issuer, agent, workers, and this one, which makes the admin calls): the sum over a change is its cost. What the
 issuer sent the agent is read from its ``/metrics`` (``sigil_policy_answers_total`` and
 ``sigil_policy_answer_bytes_total``, by kind: ``full`` or ``delta``), over TLS verified with the trust bundle.
