@@ -11,7 +11,7 @@ A worker prints one line per snapshot applied: ``INDEX REVISION SECONDS HELD``, 
 before the admin call and the delay is exact across processes; ``HELD`` is how many policies that enforcer then
 held (what the agent's stream carries to it, each snapshot whole). The lines a worker's loop produced in one turn
 go to the pipe in one write: until this was done by hand, stdout wrote each line through under PYTHONUNBUFFERED
-(set where these figures are taken), and those writes were a third of the workers' CPU, counted as the enforcers'
+(set where these figures are taken), and those writes were about a sixth of the workers' CPU, counted as the enforcers'
 (both methods side by side on the same enforcer code, two runs of 50 changes each on a loaded machine: enforcers
 66.6 and 62.2 ms CPU per change and bench 13.8 and 13.8 writing each line, 52.4 and 55.6 and 5.8 and 6.4 writing
 each turn's lines at once). CPU time is read from ``/proc/PID/stat`` for every process
@@ -273,7 +273,7 @@ async def _worker(count: int, endpoint: str) -> None:
             # a tenth of these processes' CPU per change, counted as the enforcers'). The lines are held in a
             # list, not in stdout's buffer: under PYTHONUNBUFFERED (or -u) stdout writes through, so each
             # line was a write(2) of its own after all, and a write that wakes the reader costs tens of
-            # microseconds here -- a third of these processes' CPU per change, and a delay added to every
+            # microseconds here -- about a sixth of these processes' CPU per change, and a delay added to every
             # enforcer after it in the same turn.
             if not pending:
                 loop.call_soon(flush)
