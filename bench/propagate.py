@@ -22,7 +22,9 @@ and the change is a cluster policy with ``{}`` selectors, which every one of the
 answers over the changes that were deltas and that were the whole set (``_delta_answers``, ``_full_answers``),
 the answer bytes per change (``_bytes_per_change``), and the size of a whole answer for comparison
 (``_full_answer_bytes``, from the agent's first fetch). An agent that names its set is answered deltas; an
-issuer without deltas has none of these metrics.
+issuer without deltas has none of these metrics. ``propagation_enforcer_policies_held`` is the most policies an
+enforcer held after the changes: the agent scopes its stream to the caller, so an enforcer outside any pod holds
+the one cluster policy, and each change brings it one document to judge and compile, not the issuer's 1,001.
 
 **Single process** (``propagation_single_process_*``, the method of the earlier figures, kept so that they can
 be compared): the issuer's app, a ``NodeAgent`` and the 100 enforcers on one event loop in this process. The
@@ -190,6 +192,7 @@ async def measure_processes(changes: int) -> dict[str, Any]:
         },
         "propagation_idle_cpu_ms_per_s": round(idle * 1000 / IDLE, 1),
         "propagation_processes": len(layout.pids),
+        "propagation_enforcer_policies_held": max(layout.held),
         **_feed_figures(answers_started, answers_ended, changes),
     }
 

@@ -84,6 +84,33 @@ def test_known_json_documents_are_matched_by_key_and_value() -> None:
     assert again.accepted[1].canonical == json.dumps(changed, sort_keys=True, separators=(",", ":"))
 
 
+def test_a_feed_documents_text_is_kept_rather_than_written_again() -> None:
+    """A document judged with the text it was decoded from keeps that text, and is judged the same as without."""
+    text = json.dumps(ap("db", rules=[rule([sa("web")])]), sort_keys=True, separators=(",", ":"))
+    (written,) = judge([(json.loads(text), HERE)], source="s", from_json=True).accepted
+    (kept,) = judge([(json.loads(text), HERE)], source="s", from_json=True, texts=[text]).accepted
+    assert kept.canonical is text
+    assert kept.canonical == written.canonical
+    assert kept.policy == written.policy
+
+
+def test_a_sent_text_is_judged_by_its_document_not_by_its_name() -> None:
+    """A text naming a known document's canonical text is still judged as what it decodes to."""
+    (known,) = judge([(_decoded(ap("db")), HERE)], source="s", from_json=True).accepted
+    changed = ap("db", action="DENY")
+    result = judge(
+        [(_decoded(changed), HERE)],
+        source="s",
+        known={known.canonical: known},
+        from_json=True,
+        texts=[known.canonical],
+    )
+    (accepted,) = result.accepted
+    assert accepted is not known
+    assert accepted.policy != known.policy
+    assert accepted.document == _decoded(changed)
+
+
 def _ported(port: object) -> dict[str, object]:
     return ap("db", rules=[rule([sa("web")], ports=[port])])  # type: ignore[list-item]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import marshal
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,12 +114,18 @@ def judge(
     source: str,
     known: Mapping[str, AcceptedPolicy] | None = None,
     from_json: bool = False,
+    texts: Sequence[str] | None = None,
 ) -> SourceResult:
     """Judge each document alone; ``known`` (canonical text -> accepted) skips documents judged before.
 
     The schema's verdict depends on the document alone, so a document whose canonical text was accepted
     before is accepted again without being parsed twice in one process. ``from_json`` says the documents were
     decoded from JSON, so they are plain already (no dates, only string keys) and are not copied to make them so.
+    ``texts`` (with ``from_json``), in the documents' order, are the texts they were decoded from, which their
+    sender wrote as canonical text: each is kept as its document's instead of being written again. The schema
+    still judges the decoded document, which is not looked up in ``known`` by that text (the caller looks a
+    text up before decoding it); the text only names it, so one that is not canonical after all can only miss
+    ``known`` next time (same text, same document), never change what is accepted.
     """
     accepted: list[AcceptedPolicy] = []
     errors: list[EnforcerError] = []
@@ -130,9 +136,10 @@ def judge(
     # JSON documents are first matched by their policy's key and compared as values (9 us for a typical policy,
     # where writing its canonical text costs 20): a feed of a thousand policies where one changed parses one.
     by_key = {a.key: a for a in known.values()} if from_json else {}
-    for document, where in documents:
+    for number, (document, where) in enumerate(documents):
+        text = None if texts is None else texts[number]
         try:
-            outcome = _accept(document, where, known, by_key, from_json=from_json)
+            outcome = _accept(document, where, known, by_key, from_json=from_json, text=text)
         except PolicyError as err:
             errors.append(err)
             outcomes.append(err)
@@ -156,6 +163,7 @@ def _accept(
     by_key: Mapping[PolicyKey, AcceptedPolicy],
     *,
     from_json: bool,
+    text: str | None = None,
 ) -> AcceptedPolicy:
     if by_key:
         key = document_key(document)
@@ -163,6 +171,9 @@ def _accept(
         if seen is not None and _same_json(seen.document, document):
             return seen
     plain: Any = document if from_json else _plain(document)
+    if from_json and text is not None:
+        # Not looked up in ``known`` by the text: only the document's own canonical text may name it there.
+        return AcceptedPolicy(parse_policy(document, where=where), plain, text)
     canonical = _canonical(plain)
     seen = known.get(canonical)
     # Only a document that was plain JSON already is the document ``known`` judged: YAML's unquoted date is

@@ -250,10 +250,12 @@ def _judged(texts: Iterable[str], *, known: Mapping[str, AcceptedPolicy]) -> Sou
     """Judge one snapshot's documents; one that is not even JSON makes the snapshot broken (everything stays).
 
     The agent sends each document as its canonical text, the key of ``known``: a document this enforcer
-    accepted before is taken as it was, without being decoded, re-encoded or parsed again.
+    accepted before is taken as it was, without being decoded, re-encoded or parsed again, and a new one is
+    judged and keeps the text it came as (the agent wrote it canonical; see :func:`judge`).
     """
     held: dict[int, AcceptedPolicy] = {}
     documents: list[tuple[object, Where]] = []
+    judged_texts: list[str] = []
     order: list[int] = []  # every readable document's number, in the snapshot's order
     unreadable: list[EnforcerError] = []
     for number, text in enumerate(texts):
@@ -264,10 +266,12 @@ def _judged(texts: Iterable[str], *, known: Mapping[str, AcceptedPolicy]) -> Sou
             continue
         try:
             documents.append((json.loads(text), Where(_SOURCE, number)))
+            judged_texts.append(text)
             order.append(number)
         except ValueError as err:
             unreadable.append(PolicyError(_SOURCE, "", f"a JSON document ({err})", document=number))
-    result = judge(documents, source=_SOURCE, known=known, from_json=True)
+    # The agent sends each document as the canonical text it holds (the issuer's): not written again here.
+    result = judge(documents, source=_SOURCE, known=known, from_json=True, texts=judged_texts)
     if held:
         # Back in the snapshot's order: the held documents where they stood, the judged ones in between.
         judged = iter(result.outcomes)

@@ -321,6 +321,9 @@ _FILE_METADATA = Object(
 )
 
 
+# Built once per kind and shared (nodes are frozen): every document judged asks for it, and building it was a
+# sixth of parsing a small policy.
+@functools.lru_cache(maxsize=8)
 def document_schema(kind: str, *, for_crd: bool = False) -> Object:
     """The whole resource: for files, or (``for_crd``) as the CRD's openAPIV3Schema.
 

@@ -104,6 +104,14 @@ class String(Node):
     pattern: str | None = None
     shape: str | None = None
     max_length: int = 253
+    # Compiled once: re.search(pattern, ...) looks its cache up on every call, several per document.
+    _search: Callable[[str], re.Match[str] | None] | None = field(
+        init=False, repr=False, compare=False, default=None
+    )
+
+    def __post_init__(self) -> None:
+        if self.pattern is not None:
+            object.__setattr__(self, "_search", re.compile(self.pattern).search)
 
     def openapi(self) -> dict[str, Any]:
         schema = self._base("string")
@@ -128,7 +136,7 @@ class String(Node):
             raise where.error(path, self.expected(), value)
         if len(value) > self.max_length:
             raise where.error(path, f"at most {self.max_length} characters", value)
-        if self.pattern is not None and re.search(self.pattern, value) is None:
+        if self._search is not None and self._search(value) is None:
             raise where.error(path, self.expected(), value)
 
 
@@ -256,8 +264,9 @@ class Object(Node):
     def validate(self, value: object, path: str, where: Where) -> None:
         if type(value) is not dict and not isinstance(value, Mapping):  # dict first: ABCs are slow
             raise where.error(path, "a mapping", value)
-        # Unknown fields first: "prots: unknown field" tells the author more than "ports: required".
-        if not self.open:
+        # Unknown fields first: "prots: unknown field" tells the author more than "ports: required". Which one
+        # is sought only when the keys are not all known (one set comparison, the common case).
+        if not self.open and not value.keys() <= self.fields.keys():
             for name in value:
                 if not isinstance(name, str) or name not in self.fields:
                     raise where.unknown(_join(path, str(name)), tuple(self.fields))
