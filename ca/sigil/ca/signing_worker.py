@@ -73,9 +73,34 @@ class _Signer:
         authority_id: str,
         certificate_der: bytes,
         key_der: bytes,
-        rows: Sequence[tuple[Any, ...]],
-    ) -> list[bytes]:
-        """Each row (a :class:`Leaf`'s fields in order) signed as ``authority_id``, as Certificate DER."""
+        items: Sequence[tuple[bytes | None, Sequence[tuple[Any, ...]]]],
+    ) -> list[list[bytes] | str]:
+        """Each item's rows (a :class:`Leaf`'s fields in order) signed as ``authority_id``, as Certificate DER.
+
+        An item that comes with a CSR has it verified first, and its rows are signed over the CSR's key (their own
+        key is a placeholder); a CSR that does not verify answers its reason, and nothing of its item is signed.
+        """
+        template = self._template(authority_id, certificate_der, key_der)
+        answers: list[list[bytes] | str] = []
+        for csr, rows in items:
+            if csr is None:
+                answers.append(template.certificates([Leaf(*row) for row in rows]))
+                continue
+            (key,) = verify_csr_keys([csr])
+            if isinstance(key, str):
+                answers.append(key)
+                continue
+            answers.append(
+                template.certificates(
+                    [
+                        Leaf(serial, before, after, key, uri, dns)
+                        for serial, before, after, _, uri, dns in rows
+                    ]
+                )
+            )
+        return answers
+
+    def _template(self, authority_id: str, certificate_der: bytes, key_der: bytes) -> LeafTemplate:
         template = self._templates.get(authority_id)
         if template is None:
             from sigil.ca.x509svid import leaf_template  # the leaf rules
@@ -92,7 +117,7 @@ class _Signer:
             if len(self._templates) >= _KEEP_TEMPLATES:
                 self._templates.clear()
             self._templates[authority_id] = template
-        return template.certificates([Leaf(*row) for row in rows])
+        return template
 
 
 def _serve(jobs: IO[bytes], answers: IO[bytes]) -> None:
