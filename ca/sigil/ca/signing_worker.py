@@ -81,23 +81,25 @@ class _Signer:
         key is a placeholder); a CSR that does not verify answers its reason, and nothing of its item is signed.
         """
         template = self._template(authority_id, certificate_der, key_der)
+        # Every CSR first, then every signature: checking and signing item by item cost about 6% more CPU per SVID
+        # on this machine (paired runs of 50 P-256 CSRs); the two jobs this call replaced ran in this order.
+        keys = iter(verify_csr_keys([csr for csr, _ in items if csr is not None]))
         answers: list[list[bytes] | str] = []
         for csr, rows in items:
-            if csr is None:
-                answers.append(template.certificates([Leaf(*row) for row in rows]))
-                continue
-            (key,) = verify_csr_keys([csr])
+            key = None if csr is None else next(keys)
             if isinstance(key, str):
                 answers.append(key)
-                continue
-            answers.append(
-                template.certificates(
-                    [
-                        Leaf(serial, before, after, key, uri, dns)
-                        for serial, before, after, _, uri, dns in rows
-                    ]
+            elif key is None:
+                answers.append(template.certificates([Leaf(*row) for row in rows]))
+            else:
+                answers.append(
+                    template.certificates(
+                        [
+                            Leaf(serial, before, after, key, uri, dns)
+                            for serial, before, after, _, uri, dns in rows
+                        ]
+                    )
                 )
-            )
         return answers
 
     def _template(self, authority_id: str, certificate_der: bytes, key_der: bytes) -> LeafTemplate:
