@@ -122,6 +122,8 @@ async def test_workers_that_keep_dying_fail_the_batch_cleanly(
     monkeypatch.undo()
     (svid,) = await pooled.mint_x509_svids([X509Request(WEB, csr=csr)])
     assert svid.spiffe_id == WEB
+    # A batch that needs both slots gets both their workers back.
+    assert len(await pooled.mint_x509_svids([X509Request(WEB, csr=csr)] * 16)) == 16
     assert len(_pool(pooled).pids) == 2
 
 

@@ -29,3 +29,20 @@ async def test_spliced_svid_json_is_what_json_dumps_writes(tmp_path: Path, upstr
         )
     finally:
         await ca.aclose()
+
+
+async def test_spliced_svid_json_for_every_length_of_the_last_pem_line(tmp_path: Path) -> None:
+    """DNS names of 1 to 64 characters move the leaf's base64 through every length of its last 64-character line."""
+    ca = await open_ca(tmp_path / "d", FakeClock())
+    try:
+        csr, _ = make_csr()
+        last_lines = set()
+        for size in range(1, 65):
+            svid = await ca.mint_x509_svid(
+                SpiffeId.parse("spiffe://example.org/ns/a/sa/b"), csr=csr, dns_names=["d" * size]
+            )
+            assert svid_json(svid) == json.dumps(svid_body(svid))
+            last_lines.add(-(-len(svid.leaf_der) // 3) * 4 % 64)
+        assert last_lines == set(range(0, 64, 4))
+    finally:
+        await ca.aclose()

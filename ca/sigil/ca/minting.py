@@ -4,6 +4,10 @@ A batch is planned (the leaf rules applied to each request), signed, then wrappe
 a worker thread, or the signing alone in worker processes (:mod:`sigil.ca.signing_pool`): CSRs, key generation and
 signatures are CPU work that must not block the event loop. Every ID of a batch is checked against
 the CA's trust domain before the first signature, so a batch is signed whole or not at all.
+
+An agent's batch (:class:`CsrGrants`) is minted per CSR instead: a CSR that does not verify refuses its own SVIDs
+and no other's. Its leaves are planned before the CSR is checked, with :data:`KEY_FROM_CSR` in place of the key,
+so that a signing worker can check the CSR and sign over its key in one call.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from datetime import datetime, timedelta
 from cryptography import x509
 
 from sigil.ca.authority import Signer
-from sigil.ca.csr import parse_csr, subject_key_der
+from sigil.ca.csr import parse_csr, subject_key_der, verify_csr_keys
 from sigil.ca.datastore.transaction import JournalEntry
-from sigil.ca.errors import InvalidSpiffeIdError
+from sigil.ca.errors import InvalidSpiffeIdError, MalformedCsrError
 from sigil.ca.jwtsvid import JwtSvid
 from sigil.ca.keys import PrivateKey, PublicKey, generate_key, public_key_der
 from sigil.ca.leaf_template import Leaf
@@ -26,13 +30,21 @@ from sigil.ca.spiffe_id import SpiffeId
 from sigil.ca.x509svid import X509Svid, leaf_for, random_serials, x509_svid
 
 __all__ = [
+    "KEY_FROM_CSR",
+    "CsrGrants",
+    "Grant",
     "X509Request",
     "check_member",
     "journal_entries",
     "mint_x509_batch",
+    "mint_x509_per_csr",
+    "plan_grants",
     "plan_x509_batch",
     "x509_svids",
 ]
+
+#: A planned leaf's key when its CSR is yet to be verified: the signer puts the CSR's key in its place.
+KEY_FROM_CSR = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +60,23 @@ class X509Request:
     spki: bytes | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """An X509-SVID the caller was found entitled to, to be minted over the key of the CSR it came with."""
+
+    spiffe_id: SpiffeId
+    ttl: timedelta | None = None
+    dns_names: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CsrGrants:
+    """One CSR as the caller sent it and what to mint over its key; no grants: the CSR is only checked."""
+
+    csr: bytes
+    grants: Sequence[Grant] = ()
+
+
 def check_member(spiffe_id: SpiffeId, settings: CaSettings) -> None:
     """Refuse an ID outside the CA's trust domain: the CA signs only its own."""
     if not spiffe_id.is_member_of(settings.trust_domain):
@@ -57,12 +86,18 @@ def check_member(spiffe_id: SpiffeId, settings: CaSettings) -> None:
 
 
 def plan_x509_batch(
-    signer: Signer, requests: Sequence[X509Request], now: datetime, *, settings: CaSettings
+    signer: Signer,
+    requests: Sequence[X509Request],
+    now: datetime,
+    *,
+    settings: CaSettings,
+    csrs_later: bool = False,
 ) -> tuple[list[Leaf], list[PrivateKey | None]]:
     """Each request's leaf, decided by the leaf rules, and the key the CA generated for it (if it had none).
 
-    Every ID is checked first, so a batch is refused whole or signed whole. A CSR is verified here; a request
-    that carries a verified ``spki`` (the issuer checks CSRs as they arrive) or a public key skips that.
+    Every ID is checked first, so a batch is refused whole or signed whole. A CSR is verified here, unless
+    ``csrs_later`` leaves a CSR given as bytes to the signer (its leaf's key is :data:`KEY_FROM_CSR`); a request
+    that carries a verified ``spki`` or a public key skips that.
     """
     for request in requests:
         check_member(request.spiffe_id, settings)
@@ -71,6 +106,8 @@ def plan_x509_batch(
         private_key = None
         if request.spki is not None:
             spki = request.spki
+        elif csrs_later and isinstance(request.csr, bytes):
+            spki = KEY_FROM_CSR
         elif request.csr is not None:
             spki = subject_key_der(*parse_csr(request.csr))
         elif request.public_key is not None:
@@ -93,6 +130,27 @@ def plan_x509_batch(
     return leaves, keys
 
 
+def plan_grants(
+    signer: Signer, batch: Sequence[CsrGrants], now: datetime, *, settings: CaSettings
+) -> list[Leaf]:
+    """Each grant's leaf in order, with :data:`KEY_FROM_CSR` for its key; every ID is checked first."""
+    grants = [grant for item in batch for grant in item.grants]
+    for grant in grants:
+        check_member(grant.spiffe_id, settings)
+    return [
+        leaf_for(
+            signer,
+            spiffe_id=grant.spiffe_id,
+            spki=KEY_FROM_CSR,
+            ttl=grant.ttl or settings.x509_svid_ttl,
+            now=now,
+            dns_names=grant.dns_names,
+            serial=serial,
+        )
+        for grant, serial in zip(grants, random_serials(len(grants)), strict=True)
+    ]
+
+
 def x509_svids(
     signer: Signer,
     requests: Sequence[X509Request],
@@ -113,6 +171,30 @@ def mint_x509_batch(
     """An SVID per request, planned, signed and wrapped in this thread; a request without a key gets one."""
     leaves, keys = plan_x509_batch(signer, requests, now, settings=settings)
     return x509_svids(signer, requests, leaves, signer.leaf_template.certificates(leaves), keys)
+
+
+def mint_x509_per_csr(
+    signer: Signer, batch: Sequence[CsrGrants], now: datetime, *, settings: CaSettings
+) -> list[list[X509Svid] | MalformedCsrError]:
+    """Each item's SVIDs, or why its CSR is refused, checked, planned and signed in this thread.
+
+    Every ID is checked first, a refused CSR's too, as :func:`plan_grants` does for the signing workers.
+    """
+    for item in batch:
+        for grant in item.grants:
+            check_member(grant.spiffe_id, settings)
+    keys = verify_csr_keys([item.csr for item in batch])
+    requests = [
+        X509Request(grant.spiffe_id, spki=key, ttl=grant.ttl, dns_names=grant.dns_names)
+        for item, key in zip(batch, keys, strict=True)
+        if isinstance(key, bytes)
+        for grant in item.grants
+    ]
+    minted = iter(mint_x509_batch(signer, requests, now, settings=settings))
+    return [
+        [next(minted) for _ in item.grants] if isinstance(key, bytes) else MalformedCsrError(key)
+        for item, key in zip(batch, keys, strict=True)
+    ]
 
 
 def journal_entries(

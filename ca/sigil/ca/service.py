@@ -43,7 +43,14 @@ from sigil.ca.keys import PublicKey
 from sigil.ca.keystore import (
     KeyStore,
 )
-from sigil.ca.minting import X509Request, check_member, journal_entries, mint_x509_batch
+from sigil.ca.minting import (
+    CsrGrants,
+    X509Request,
+    check_member,
+    journal_entries,
+    mint_x509_batch,
+    mint_x509_per_csr,
+)
 from sigil.ca.settings import CaSettings
 from sigil.ca.signing_pool import SigningPool
 from sigil.ca.snapshot import Snapshot, read_snapshot
@@ -314,6 +321,30 @@ class CertificateAuthority:
         else:
             minted = await self._pool.mint(signer, requests, now, settings=self.settings)
         await self.store.record_issued(journal_entries(minted, now, holder=holder))
+        return minted
+
+    async def mint_x509_per_csr(
+        self, batch: Sequence[CsrGrants], *, holder: str | None = None
+    ) -> list[list[X509Svid] | MalformedCsrError]:
+        """Mint an agent's batch: each item's SVIDs over its CSR's key, or why the CSR is refused.
+
+        A CSR that does not verify refuses its own item, not the batch; an item without grants has its CSR checked
+        and nothing minted. Each CSR is checked and its leaves signed in one call to a signing worker (or all of it
+        in one thread); what was minted is journaled before this returns.
+        """
+        if not any(item.grants for item in batch):
+            checked = await self.verify_csrs([item.csr for item in batch])
+            return [[] if isinstance(key, bytes) else key for key in checked]
+        now = self.now()
+        signer = self.signer(AuthorityKind.X509)
+        if self._pool is None:
+            minted = await asyncio.to_thread(
+                mint_x509_per_csr, signer, batch, now, settings=self.settings
+            )
+        else:
+            minted = await self._pool.mint_per_csr(signer, batch, now, settings=self.settings)
+        svids = [svid for item in minted if isinstance(item, list) for svid in item]
+        await self.store.record_issued(journal_entries(svids, now, holder=holder))
         return minted
 
     async def verify_csrs(self, csrs: Sequence[bytes]) -> list[bytes | MalformedCsrError]:

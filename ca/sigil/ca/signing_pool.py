@@ -5,10 +5,13 @@ and signing each leaf. A :class:`SigningPool` runs both in ``workers`` processes
 event loop keeps HTTP, authorization and the journal. What crosses to a worker (:mod:`sigil.ca.signing_worker`,
 over its stdin and stdout) is plain data:
 
-- the CSRs' bytes, and back each key as SubjectPublicKeyInfo DER or the reason it was refused;
-- the leaves (:class:`~sigil.ca.leaf_template.Leaf`), the active authority's certificate, and its private key as
-  PKCS#8 DER, through the pipe in memory: never a file, never a command-line argument, never logged
-  (:class:`_SignerSpec` leaves the key out of its ``repr``); back, each certificate's DER.
+- the leaves (:class:`~sigil.ca.leaf_template.Leaf`), each with the CSR whose key it certifies when that CSR is
+  still to be verified, the active authority's certificate, and its private key as PKCS#8 DER, through the pipe in
+  memory: never a file, never a command-line argument, never logged (:class:`_SignerSpec` leaves the key out of its
+  ``repr``); back, per CSR, its certificates' DER or the reason the CSR was refused. One round trip per batch: the
+  leaf rules, and before them every entitlement check of the issuer, are applied here first, so nothing is signed
+  that was not decided in the server;
+- for a CSR alone, its bytes, and back its key as SubjectPublicKeyInfo DER or the reason it was refused.
 
 A batch is cut into one part per worker. A worker that dies (killed, out of memory) is replaced at once and the part
 it held runs once more on another: nothing of a batch is journaled or answered before all its certificates are
@@ -19,7 +22,6 @@ back, so a second run is safe. A part that kills its second worker too fails the
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,10 +35,16 @@ from sigil.ca.authority import Signer
 from sigil.ca.errors import MalformedCsrError, SigningUnavailableError
 from sigil.ca.keys import private_key_der
 from sigil.ca.leaf_template import Leaf
-from sigil.ca.minting import X509Request, plan_x509_batch, x509_svids
+from sigil.ca.minting import (
+    CsrGrants,
+    X509Request,
+    plan_grants,
+    plan_x509_batch,
+    x509_svids,
+)
 from sigil.ca.settings import CaSettings
 from sigil.ca.signing_worker import FRAME_HEADER, decode_frame, encode_frame
-from sigil.ca.x509svid import X509Svid
+from sigil.ca.x509svid import X509Svid, x509_svid
 
 __all__ = ["SigningPool"]
 
@@ -142,27 +150,6 @@ class SigningPool:
         answers = await self._spread("verify", (), csrs)
         return [a if isinstance(a, bytes) else MalformedCsrError(a) for a in answers]
 
-    async def certificates(self, signer: Signer, leaves: Sequence[Leaf]) -> list[bytes]:
-        """Each leaf signed by ``signer``, as Certificate DER, in order."""
-        spec = self._spec_of(signer)
-        # Plain tuples cross the pipe: pickling the dataclass itself cost ten times as much. The leaves of a batch
-        # share their validity; one object per time lets pickle write it once and refer back (3 µs a leaf, then 0.7).
-        same: dict[datetime, datetime] = {}
-        rows = [
-            (
-                f.serial,
-                same.setdefault(f.not_before, f.not_before),
-                same.setdefault(f.not_after, f.not_after),
-                f.spki,
-                f.uri,
-                f.dns_names,
-            )
-            for f in leaves
-        ]
-        return await self._spread(
-            "sign", (spec.authority_id, spec.certificate_der, spec.key_der), rows
-        )
-
     async def mint(
         self,
         signer: Signer,
@@ -171,29 +158,98 @@ class SigningPool:
         *,
         settings: CaSettings,
     ) -> list[X509Svid]:
-        """``mint_x509_batch`` with the CSR checks and the signatures in the workers; the leaf rules stay here."""
-        csrs = [r.csr for r in requests if r.spki is None and isinstance(r.csr, bytes)]
-        if csrs:
-            keys = iter(await self.verify_csrs(csrs))
-            verified = []
-            for request in requests:
-                if request.spki is None and isinstance(request.csr, bytes):
-                    key = next(keys)
-                    if isinstance(key, MalformedCsrError):
-                        raise key
-                    request = dataclasses.replace(request, spki=key)
-                verified.append(request)
-            requests = verified
+        """``mint_x509_batch`` with the CSR checks and the signatures in the workers; the leaf rules stay here.
+
+        A CSR that does not verify refuses the whole batch (:class:`MalformedCsrError`), as in process.
+        """
         # Only keys the CA must generate (``x509 mint``) or CSRs given parsed cost anything in planning; such a batch
         # goes to a thread. The rest is plain bookkeeping, cheaper here than the thread's two hops.
-        if all(r.spki is not None or r.public_key is not None for r in requests):
-            leaves, made = plan_x509_batch(signer, requests, now, settings=settings)
+        if all(
+            r.spki is not None or r.public_key is not None or isinstance(r.csr, bytes)
+            for r in requests
+        ):
+            leaves, made = plan_x509_batch(
+                signer, requests, now, settings=settings, csrs_later=True
+            )
         else:
             leaves, made = await asyncio.to_thread(
-                plan_x509_batch, signer, requests, now, settings=settings
+                plan_x509_batch, signer, requests, now, settings=settings, csrs_later=True
             )
-        certificates = await self.certificates(signer, leaves)
+        items = [
+            # The requests whose leaf ``plan_x509_batch`` left with KEY_FROM_CSR.
+            (r.csr if r.spki is None and isinstance(r.csr, bytes) else None, (leaf,))
+            for r, leaf in zip(requests, leaves, strict=True)
+        ]
+        certificates = []
+        for answer in await self.sign(signer, items):
+            if isinstance(answer, MalformedCsrError):
+                raise answer
+            certificates.append(answer[0])
         return x509_svids(signer, requests, leaves, certificates, made)
+
+    async def mint_per_csr(
+        self,
+        signer: Signer,
+        batch: Sequence[CsrGrants],
+        now: datetime,
+        *,
+        settings: CaSettings,
+    ) -> list[list[X509Svid] | MalformedCsrError]:
+        """``mint_x509_per_csr`` with each CSR checked and its leaves signed in one worker call."""
+        leaves = plan_grants(signer, batch, now, settings=settings)
+        items: list[tuple[bytes | None, Sequence[Leaf]]] = []
+        at = 0
+        for item in batch:
+            items.append((item.csr, leaves[at : at + len(item.grants)]))
+            at += len(item.grants)
+        minted: list[list[X509Svid] | MalformedCsrError] = []
+        for item, (_, signed), answer in zip(
+            batch, items, await self.sign(signer, items), strict=True
+        ):
+            if isinstance(answer, MalformedCsrError):
+                minted.append(answer)
+            else:
+                minted.append(
+                    [
+                        x509_svid(signer, leaf, spiffe_id=grant.spiffe_id, der=der)
+                        for grant, leaf, der in zip(item.grants, signed, answer, strict=True)
+                    ]
+                )
+        return minted
+
+    async def sign(
+        self, signer: Signer, items: Sequence[tuple[bytes | None, Sequence[Leaf]]]
+    ) -> list[list[bytes] | MalformedCsrError]:
+        """Each item's leaves signed by ``signer``, as Certificate DER, in order; or why the item's CSR is refused.
+
+        An item with a CSR has it verified in the worker, and its leaves (planned with ``KEY_FROM_CSR``) signed
+        over its key; an item without one has its leaves signed as they are.
+        """
+        spec = self._spec_of(signer)
+        # Plain tuples cross the pipe: pickling the dataclass itself cost ten times as much. The leaves of a batch
+        # share their validity; one object per time lets pickle write it once and refer back (3 µs a leaf, then 0.7).
+        same: dict[datetime, datetime] = {}
+        parts = [
+            (
+                csr,
+                [
+                    (
+                        f.serial,
+                        same.setdefault(f.not_before, f.not_before),
+                        same.setdefault(f.not_after, f.not_after),
+                        f.spki,
+                        f.uri,
+                        f.dns_names,
+                    )
+                    for f in leaves
+                ],
+            )
+            for csr, leaves in items
+        ]
+        answers = await self._spread(
+            "sign", (spec.authority_id, spec.certificate_der, spec.key_der), parts
+        )
+        return [a if isinstance(a, list) else MalformedCsrError(a) for a in answers]
 
     def _spec_of(self, signer: Signer) -> _SignerSpec:
         authority = signer.authority

@@ -2,7 +2,8 @@
 
 An agent may hold the identities of the pods on its own node (checked against the watched pod cache, issue 3's node
 authorization) and of the registration entries parented to it whose selectors the workload presented (SPIRE's
-subset rule). A batch answers per item, like SPIRE's ``BatchNewX509SVID``, and signs all granted items in one CA call.
+subset rule). A batch answers per item, like SPIRE's ``BatchNewX509SVID``, and checks every CSR and signs all granted
+items in one CA call.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from aiohttp import web
 
 from sigil.ca.errors import MalformedCsrError, SigilError
+from sigil.ca.minting import CsrGrants, Grant
 from sigil.ca.service import X509Request
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.agentapi import contract
@@ -88,35 +90,44 @@ async def batch_x509(request: web.Request) -> web.Response:
     caller = await authenticated_agent(request)
     issuer = issuer_of(request)
     batch = X509Batch.parse(await read_json(request))
-    keys = await parse_csrs(issuer, batch.csrs())
     grants = _Grants(issuer, caller)
-    # Each result as JSON text (an X509ResultItem), the SVIDs' places left empty until they are minted.
-    results: list[str] = []
-    pending: list[tuple[int, int]] = []  # (result index, how many SVIDs)
-    minting: list[X509Request] = []
-    for index, (item, key) in enumerate(zip(batch.items, keys, strict=True)):
+    # Every entitlement is decided here before anything is signed; the CA then checks each CSR and signs what was
+    # granted over its key in one call. An item refused here still has its CSR checked: a malformed CSR is the
+    # reason an item is refused before any other, as when the CSRs were checked first.
+    minting: list[CsrGrants] = []
+    refused: dict[int, SigilError] = {}
+    for index, (item, csr) in enumerate(zip(batch.items, batch.csrs(), strict=True)):
         try:
-            if isinstance(key, MalformedCsrError):
-                raise key
             # Parsed item by item: one malformed item is that item's problem, not the batch's.
             granted = await grants.for_subject(Subject.parse(item))
         except SigilError as err:
-            problem = problem_body(err)
-            issuer.metrics.refusals.labels(problem["reason"]).inc()
-            results.append(json.dumps({"problem": problem}))
+            refused[index] = err
+            minting.append(CsrGrants(csr.encode()))
             continue
-        results.append("")
-        pending.append((index, len(granted)))
-        for spiffe_id, entry in granted:
-            ttl = entry.x509_svid_ttl if entry is not None else None
-            dns = entry.dns_names if entry is not None else ()
-            minting.append(X509Request(spiffe_id, spki=key, ttl=ttl, dns_names=dns))
-    holder = str(caller.spiffe_id)
-    minted = iter(await issuer.ca.mint_x509_svids(minting, holder=holder) if minting else [])
-    for index, count in pending:
-        svids = ", ".join([svid_json(next(minted)) for _ in range(count)])
-        results[index] = f'{{"svids": [{svids}]}}'
-    issuer.metrics.svids_issued.labels("x509", "agent").inc(len(minting))
+        minting.append(
+            CsrGrants(
+                csr.encode(),
+                [
+                    Grant(spiffe_id)
+                    if entry is None
+                    else Grant(spiffe_id, entry.x509_svid_ttl, entry.dns_names)
+                    for spiffe_id, entry in granted
+                ],
+            )
+        )
+    minted = await issuer.ca.mint_x509_per_csr(minting, holder=str(caller.spiffe_id))
+    # Each result as JSON text (an X509ResultItem).
+    results: list[str] = []
+    issued = 0
+    for index, svids in enumerate(minted):
+        if isinstance(svids, list) and index not in refused:
+            issued += len(svids)
+            results.append(f'{{"svids": [{", ".join([svid_json(s) for s in svids])}]}}')
+            continue
+        problem = problem_body(svids if isinstance(svids, MalformedCsrError) else refused[index])
+        issuer.metrics.refusals.labels(problem["reason"]).inc()
+        results.append(json.dumps({"problem": problem}))
+    issuer.metrics.svids_issued.labels("x509", "agent").inc(issued)
     # A contract.X509BatchResponse, spliced: encoding the hundred SVIDs' dicts again cost more than making them.
     return web.json_response(text=f'{{"results": [{", ".join(results)}]}}')
 
