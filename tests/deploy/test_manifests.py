@@ -143,6 +143,20 @@ def test_rbac_is_exactly_what_is_listed(rendered: dict[str, list[Obj]], overlay:
             ("patch",),
             (),
         ),
+        (("security.istio.io",), ("authorizationpolicies",), ("list", "watch"), ()),
+        (
+            ("policy.linkerd.io",),
+            (
+                "servers",
+                "authorizationpolicies",
+                "meshtlsauthentications",
+                "networkauthentications",
+                "serverauthorizations",
+                "httproutes",
+            ),
+            ("list", "watch"),
+            (),
+        ),
     ]
     assert _rules(_find(objs, "Role", "sigil-server-bundle")) == [
         (("",), ("configmaps",), ("get", "patch"), ("sigil-bundle",))
