@@ -9,7 +9,8 @@ with py-spiffe to prove the path works, and prints the ``SPIFFE_ENDPOINT_SOCKET=
 or SIGTERM stops the agent, then the server, each with SIGTERM so both drain.
 
 Both run as the same commands an operator uses, as child processes: this module only orchestrates them, and a second
-run reuses everything (the agent resumes its stored SVID; the entry exists already).
+run reuses everything (the agent resumes its stored SVID while it is valid, and is given a new join token
+once it has expired; the entry exists already).
 
 It lives in ``dev/``, outside the ``sigil`` namespace and the wheel, because it sits above both services: inside
 ``sigil.node_agent`` it made the agent's package the one place that knew how to start the issuer, and no layer
@@ -25,6 +26,7 @@ import os
 import signal
 import sys
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from spiffe import WorkloadApiClient
@@ -91,7 +93,9 @@ async def _enrol(data_dir: Path, env: dict[str, str]) -> tuple[list[str], str]:
     stored = await asyncio.to_thread(
         load_stored_identity, data_dir / "agent", TrustDomain(_TRUST_DOMAIN)
     )
-    if stored.agent is not None:
+    # The agent resumes a stored SVID only while it is valid; one that expired (a run days ago) needs a new token.
+    soon = datetime.now(UTC) + timedelta(minutes=1)
+    if stored.agent is not None and stored.agent.svid.expires_at > soon:
         parent = str(stored.agent.svid.spiffe_id)
     else:
         token = json.loads(

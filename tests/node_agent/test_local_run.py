@@ -10,10 +10,14 @@ import re
 import signal
 import stat
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sigil_testing.network import free_port
+from sigil_testing.pki import Domain
+
+from sigil.ca.keys import write_secret_file
 
 # The orchestrator is a repository script, not part of the wheel (see its docstring).
 _LOCAL_RUN = Path(__file__).resolve().parents[2] / "dev" / "local_run.py"
@@ -32,6 +36,44 @@ def _every_command_line() -> dict[int, list[str]]:
     return found
 
 
+async def _start(data_dir: Path, port: int) -> asyncio.subprocess.Process:
+    env = {**os.environ, "SIGIL_DATA_DIR": str(data_dir), "SIGIL_LISTEN": f"127.0.0.1:{port}"}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(_LOCAL_RUN),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def _until_serving(process: asyncio.subprocess.Process) -> list[str]:
+    """The job's lines up to its SPIFFE_ENDPOINT_SOCKET line, once it fetched the uid's own SVID."""
+    assert process.stdout is not None
+    seen: list[str] = []
+    async with asyncio.timeout(120):
+        while not any(line.startswith("SPIFFE_ENDPOINT_SOCKET=") for line in seen):
+            line = (await process.stdout.readline()).decode()
+            if not line:
+                pytest.fail("make run's job exited early:\n" + "".join(seen))
+            seen.append(line)
+    output = "".join(seen)
+    fetched = re.search(r"fetched an X509-SVID for (\S+) \(expected (\S+)\)", output)
+    assert fetched is not None, output
+    assert fetched[1] == fetched[2] == f"spiffe://example.org/local/uid-{os.getuid()}"
+    return seen
+
+
+async def _stop(process: asyncio.subprocess.Process) -> str:
+    """SIGINT, as Ctrl-C sends; the rest of the output once both exited with status 0."""
+    assert process.stdout is not None
+    process.send_signal(signal.SIGINT)
+    async with asyncio.timeout(60):
+        rest = await process.stdout.read()
+        assert await process.wait() == 0
+    return rest.decode()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 async def test_make_run_brings_up_server_and_agent_and_stops_on_ctrl_c(short_tmp: Path) -> None:
@@ -39,27 +81,9 @@ async def test_make_run_brings_up_server_and_agent_and_stops_on_ctrl_c(short_tmp
     and SIGINT ends both with status 0."""
     data_dir = short_tmp
     port = free_port()
-    env = {**os.environ, "SIGIL_DATA_DIR": str(data_dir), "SIGIL_LISTEN": f"127.0.0.1:{port}"}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(_LOCAL_RUN),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    seen: list[str] = []
+    process = await _start(data_dir, port)
     try:
-        async with asyncio.timeout(120):
-            while not any(line.startswith("SPIFFE_ENDPOINT_SOCKET=") for line in seen):
-                line = (await process.stdout.readline()).decode()
-                if not line:
-                    pytest.fail("make run's job exited early:\n" + "".join(seen))
-                seen.append(line)
-        output = "".join(seen)
-        fetched = re.search(r"fetched an X509-SVID for (\S+) \(expected (\S+)\)", output)
-        assert fetched is not None, output
-        assert fetched[1] == fetched[2] == f"spiffe://example.org/local/uid-{os.getuid()}"
+        seen = await _until_serving(process)
         endpoint = next(line for line in seen if line.startswith("SPIFFE_ENDPOINT_SOCKET="))
         # The join token went to the agent in a 0600 file: no process's argv (what ps shows) holds it.
         token_file = data_dir / "join-token"
@@ -81,13 +105,39 @@ async def test_make_run_brings_up_server_and_agent_and_stops_on_ctrl_c(short_tmp
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.close()
         await writer.wait_closed()
-        process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(60):
-            rest = await process.stdout.read()
-            assert await process.wait() == 0
-        assert "stopping" in rest.decode()
+        assert "stopping" in await _stop(process)
         assert not await asyncio.to_thread(Path(socket_path).exists)
         assert not await asyncio.to_thread(token_file.exists)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_make_run_enrols_again_when_the_stored_agent_svid_has_expired(
+    short_tmp: Path,
+) -> None:
+    """A data directory from a run long ago holds an agent SVID that has expired: the job hands the agent a new
+    join token (the agent attests with it) instead of failing for want of one."""
+    stale = Domain("example.org", now=datetime.now(UTC) - timedelta(hours=3))
+    issued = stale.mint("sigil", "agent", "join", "old", ttl=timedelta(hours=1))
+    agent_dir = short_tmp / "agent"
+    agent_dir.mkdir(mode=0o700)
+    # As the agent stores them (0600, or the key is refused as readable by others).
+    write_secret_file(agent_dir / "agent-svid.pem", issued.chain_pem())
+    write_secret_file(agent_dir / "agent-svid.key", issued.key_pem())
+    process = await _start(short_tmp, free_port())
+    try:
+        seen = await _until_serving(process)
+        assert any(
+            "--join-token-file" in argv
+            for argv in await asyncio.to_thread(
+                lambda: [a for a in _every_command_line().values() if "sigil.node_agent.cli" in a]
+            )
+        ), "".join(seen)
+        await _stop(process)
     finally:
         if process.returncode is None:
             process.kill()
