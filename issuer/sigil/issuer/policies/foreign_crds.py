@@ -169,15 +169,15 @@ class ForeignPolicyWatch:
                     if passed is None or self._pods_for(group) != passed:
                         await self._publish_if_complete(group)
 
-    async def _discover(self) -> dict[tuple[str, str], str]:
-        """(group, kind) -> collection path of every followed kind the API server serves now."""
-        served: dict[tuple[str, str], str] = {}
+    async def _discover(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """(group, kind) -> (apiVersion, collection path) of every followed kind the API server serves now."""
+        served: dict[tuple[str, str], tuple[str, str]] = {}
         for group, kinds in self._kinds.items():
             for kind, (version, plural) in (await self._served_kinds(group, kinds)).items():
-                served[(group, kind)] = f"/apis/{group}/{version}/{plural}"
+                served[(group, kind)] = (f"{group}/{version}", f"/apis/{group}/{version}/{plural}")
         return served
 
-    async def _follow(self, served: Mapping[tuple[str, str], str]) -> None:
+    async def _follow(self, served: Mapping[tuple[str, str], tuple[str, str]]) -> None:
         """Start following what is newly served, move what changed version, drop what is gone twice running."""
         gone = {key for key in self._followed if key not in served}
         dropped = gone & self._missing
@@ -186,7 +186,7 @@ class ForeignPolicyWatch:
             _log.warning("policy.foreign_kind_missing", group=key[0], kind=key[1])
         moved = {
             key
-            for key, path in served.items()
+            for key, (_, path) in served.items()
             if key in self._followed and self._followed[key][0] != path
         }
         for key in sorted(dropped | moved):
@@ -205,11 +205,10 @@ class ForeignPolicyWatch:
             for group, kind in sorted(dropped):
                 _log.warning("policy.foreign_kind_dropped", group=group, kind=kind)
                 await self._publish_if_complete(group)
-        for key, path in served.items():
+        for key, (api_version, path) in served.items():
             if key in self._followed:
                 continue
             group, kind = key
-            api_version = f"{group}/{path.split('/')[3]}"
 
             async def on_change(
                 objects: Mapping[ObjectKey, dict[str, Any]],
