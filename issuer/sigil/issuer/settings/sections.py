@@ -136,17 +136,13 @@ def parse_policy_settings(values: Mapping[str, Any], *, base_dir: Path | None) -
         {"directory", "poll_interval", "watch_crds", "root_namespace", "crd_discovery_interval"},
         "policy",
     )
-    discovery = parse_duration(values.get("crd_discovery_interval", "30s"))
-    if discovery <= timedelta(0):
-        raise ValueError(
-            f"policy.crd_discovery_interval must be positive, not {values['crd_discovery_interval']!r}"
-        )
     return PolicySettings(
         directory=_path(values["directory"], base_dir) if values.get("directory") else None,
         poll_interval=parse_duration(values.get("poll_interval", "1s")),
         watch_crds=bool(values.get("watch_crds", True)),
         root_namespace=str(values.get("root_namespace", "istio-system")),
-        crd_discovery_interval=discovery,
+        # parse_duration refuses zero and negative durations itself.
+        crd_discovery_interval=parse_duration(values.get("crd_discovery_interval", "30s")),
     )
 
 
