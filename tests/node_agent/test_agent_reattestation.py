@@ -27,8 +27,9 @@ from structlog.testing import capture_logs
 
 from sigil.ca.spiffe_id import SpiffeId
 from sigil.issuer.cli import main
+from sigil.issuer.client import Refusal
 from sigil.issuer.edge.listeners import IssuerServer
-from sigil.issuer.errors import AgentSvidSupersededError
+from sigil.issuer.errors import AgentSvidSupersededError, IssuerError
 from sigil.node_agent.agent import NodeAgent
 from sigil.node_agent.health import HealthServer, check_ready
 from sigil.node_agent.settings import AgentSettings, AttestationSettings, RotationSettings
@@ -195,6 +196,46 @@ async def test_a_copy_that_superseded_the_agent_is_cut_off_when_the_agent_attest
                 with pytest.raises(AgentSvidSupersededError):
                     await thief.renew()
             assert await asyncio.to_thread(fetch_id, agent.endpoint) == str(ME)
+
+
+async def test_a_late_refusal_of_the_agent_svid_it_replaced_does_not_make_it_attest_again(
+    control_plane: ControlPlane, kube_namespace: Namespace, short_tmp: Path
+) -> None:
+    """A refusal of the SVID the agent held before it attested again (a long poll answered late) is not noted.
+
+    The race (a bundle long poll sent with the old SVID, answered after the new attestation) cannot be timed from
+    outside; the real refusal of the old SVID is fetched from the real issuer and handed to the agent as the poll's
+    late answer would be.
+    """
+    async with world(control_plane, kube_namespace, short_tmp) as w:
+        await w.entitle(w.k8s_agent)
+        async with NodeAgent(w.k8s_settings()) as agent, health(agent) as ready:
+            old = load_stored_identity(agent.settings.data_dir, agent.settings.trust_domain).agent
+            assert old is not None
+            w.project_token()
+            assert await w.sigil_server("agent", "evict", "--id", w.k8s_agent) == 0
+            await eventually(lambda: agent.identity.attestations == 2, what="a second attestation")
+
+            async def serving() -> bool:
+                return await asyncio.to_thread(ready) == (True, "serving")
+
+            await eventually(serving, what="the agent ready after attesting afresh")
+            async with client_for(w.server) as late:
+                await late.set_agent_svid(old)
+                with pytest.raises(IssuerError) as refused:
+                    await late.bundle()
+            assert refused.value.presented_serial == old.svid.chain[0].serial_number
+            assert Refusal.of(refused.value) is not None
+            assert agent.identity.refused(refused.value) is False
+            agent.svid_cache.wake()
+            await asyncio.sleep(0.3)  # a wrongly noted refusal would have made it attest at once
+            assert agent.identity.attestations == 2
+            assert await asyncio.to_thread(ready) == (True, "serving")
+            assert agent.identity.refusal is None
+            # The same refusal naming the SVID it holds now is noted.
+            refused.value.presented_serial = int(stored_serial(agent), 16)
+            assert agent.identity.refused(refused.value) is True
+            assert agent.identity.refusal is not None
 
 
 async def test_an_evicted_join_token_agent_keeps_serving_and_is_not_ready_saying_why(

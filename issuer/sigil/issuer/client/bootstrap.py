@@ -13,7 +13,7 @@ import ssl
 from sigil.ca.bundle import TrustBundle
 from sigil.ca.spiffe_id import TrustDomain
 from sigil.issuer.client.calls import IssuerClient
-from sigil.issuer.client.results import BundleUpdate
+from sigil.issuer.client.results import AgentSvid, BundleUpdate
 
 __all__ = ["fetch_bundle_insecure"]
 
@@ -21,11 +21,11 @@ __all__ = ["fetch_bundle_insecure"]
 class _UnverifiedClient(IssuerClient):
     """A client that verifies nothing: the server's certificate is neither chained nor checked for its SPIFFE ID."""
 
-    async def _ssl(self, anonymous: bool) -> ssl.SSLContext:
+    async def _ssl(self, anonymous: bool) -> tuple[ssl.SSLContext, AgentSvid | None]:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        return context
+        return context, None
 
     def _check_server(self, ssl_object: ssl.SSLObject | None) -> None:
         return

@@ -56,13 +56,15 @@ class Refusal:
 
     reason: str
     detail: str
+    #: The serial number of the agent SVID the refused request presented (None: none, or not known).
+    presented_serial: int | None = None
 
     @classmethod
     def of(cls, err: BaseException) -> Refusal | None:
         """The refusal ``err`` carries, or None when the issuer did not answer with one (a transport failure)."""
         if not isinstance(err, IssuerError):
             return None
-        return cls(err.reason, err.detail)
+        return cls(err.reason, err.detail, err.presented_serial)
 
     @property
     def transient(self) -> bool:

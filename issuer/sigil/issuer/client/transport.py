@@ -99,7 +99,7 @@ class Transport(Service):
         self.server_id = server_id or reserved_ids.server_id(bundle.trust_domain)
         self._agent_svid = agent_svid
         self._timeout = timeout
-        self._context: ssl.SSLContext | None = None
+        self._context: tuple[AgentSvid, TrustBundle, ssl.SSLContext] | None = None
         self._pool: ConnectionPool | None = None
 
     async def aclose(self) -> None:
@@ -137,19 +137,26 @@ class Transport(Service):
         query = f"?{urlencode(params)}" if params else ""
         return await self._request("GET", path + query, extra=wait or 0)
 
-    async def _ssl(self, anonymous: bool) -> ssl.SSLContext:
+    async def _ssl(self, anonymous: bool) -> tuple[ssl.SSLContext, AgentSvid | None]:
+        """The context for one request and the agent SVID it presents (None when anonymous)."""
         # The server's SPIFFE ID is checked in the handshake (the context's ``expect``); _check_server after the
         # reply cannot be relied on alone, since a small reply may arrive after its connection was released.
-        if anonymous or self._agent_svid is None:
-            return await asyncio.to_thread(
-                functools.partial(client_context, self._bundle, None, expect=self.server_id)
+        agent, bundle = self._agent_svid, self._bundle
+        if anonymous or agent is None:
+            context = await asyncio.to_thread(
+                functools.partial(client_context, bundle, None, expect=self.server_id)
             )
-        if self._context is None:
-            identity = (self._agent_svid.svid.chain, self._agent_svid.private_key)
-            self._context = await asyncio.to_thread(
-                functools.partial(client_context, self._bundle, identity, expect=self.server_id)
-            )
-        return self._context
+            return context, None
+        cached = self._context
+        if cached is not None and cached[0] is agent and cached[1] is bundle:
+            return cached[2], agent
+        identity = (agent.svid.chain, agent.private_key)
+        context = await asyncio.to_thread(
+            functools.partial(client_context, bundle, identity, expect=self.server_id)
+        )
+        # Built from what was held when it began: a rotation while it was being built must not be undone by it.
+        self._context = (agent, bundle, context)
+        return context, agent
 
     async def _request(
         self,
@@ -162,11 +169,17 @@ class Transport(Service):
     ) -> Any:
         if self._pool is None:
             self._pool = ConnectionPool(self._url)
-        context = await self._ssl(anonymous)
+        context, presented = await self._ssl(anonymous)
         async with asyncio.timeout(self._timeout + extra):
             reply, ssl_object = await self._pool.request(method, target, body=body, context=context)
         self._check_server(ssl_object)
-        await raise_for_problem(reply)
+        try:
+            await raise_for_problem(reply)
+        except IssuerError as err:
+            err.presented_serial = (
+                None if presented is None else presented.svid.chain[0].serial_number
+            )
+            raise
         return await reply.json()
 
     def _check_server(self, ssl_object: ssl.SSLObject | None) -> None:

@@ -110,6 +110,10 @@ class IssuerError(SigilError):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+        #: Set by the client on a refusal it received: the serial number of the agent SVID it presented on the
+        #: refused request (None when it presented none). An agent that has moved on to a new SVID meanwhile
+        #: must not take a refusal of the old one for a refusal of the new one.
+        self.presented_serial: int | None = None
 
     @property
     def status(self) -> HTTPStatus:

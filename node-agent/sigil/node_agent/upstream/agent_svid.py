@@ -161,10 +161,22 @@ class AgentIdentity:
         """Note what a call to the issuer met; True when it refused the agent SVID itself.
 
         The first such refusal makes a fresh attestation due at once (where the method allows one); later ones
-        leave the schedule alone, so an agent refused on every call does not attest on every call.
+        leave the schedule alone, so an agent refused on every call does not attest on every call. A refusal of
+        an agent SVID the agent no longer holds (a long poll sent before it attested again or renewed, answered
+        after) says nothing about the one it holds now, and is not noted.
         """
         refusal = Refusal.of(err)
         if refusal is None or not refusal.refuses_agent:
+            return False
+        held = self._issuer.agent_svid
+        if refusal.presented_serial is not None and (
+            held is None or held.svid.chain[0].serial_number != refusal.presented_serial
+        ):
+            _log.info(
+                "the issuer refused an agent SVID no longer held; the current one stands",
+                reason=refusal.reason,
+                refused_serial=f"{refusal.presented_serial:x}",
+            )
             return False
         first = self._refused is None
         self._refused = refusal
