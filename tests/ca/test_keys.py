@@ -20,6 +20,7 @@ from sigil.ca.keys import (
     load_private_key,
     private_key_der,
     write_private_key,
+    write_secret_file,
 )
 from sigil.ca.keystore import load_key_encryption_key
 from sigil.ca.service import CertificateAuthority
@@ -34,6 +35,31 @@ def test_key_files_are_0600_and_replace_atomically(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert os.listdir(path.parent) == ["k.pem"]
     assert private_key_der(load_private_key(path)) == private_key_der(second)
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_secret_file_is_synced_only_when_it_must_survive_power_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    """``durable=False`` (the agent's policy copy) writes the same whole 0600 file, without the two fsyncs.
+
+    Whether a write reached the disk cannot be seen without cutting the power, so the fsyncs are counted.
+    """
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = tmp_path / "sub" / "policies.json"
+    write_secret_file(path, b"one", durable=durable)
+    write_secret_file(path, b"two", durable=durable)
+    assert path.read_bytes() == b"two"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["policies.json"]
+    assert len(synced) == (4 if durable else 0)
 
 
 async def test_ca_key_files_are_private(ca: CertificateAuthority, tmp_path: Path) -> None:

@@ -200,6 +200,22 @@ async def test_admin_apply_and_delete_through_the_socket_reach_agents(server: Is
     assert deleted.revision > applied.revision
 
 
+async def test_admin_applies_made_at_once_are_all_in_force(server: IssuerServer) -> None:
+    """Eight applies over eight admin connections at once: each answers in force, and the set holds all eight."""
+    names = [f"db-at-once-{n}" for n in range(8)]
+
+    async def apply(name: str, port: int) -> list[dict[str, Any]]:
+        async with SocketAdmin(server.admin_socket) as admin:
+            result = await admin.apply_policies(f"{name}.yaml", _policy(name, port=port))
+            return list(result["applied"])
+
+    async with attested_agent(server) as agent:
+        answers = await asyncio.gather(*(apply(name, 7000 + n) for n, name in enumerate(names)))
+        assert [a[0]["in_force"] for a in answers] == [True] * 8
+        update = await agent.policies()
+    assert _names(update) == sorted([*names, "db-from-web"])
+
+
 async def test_the_policy_cli_verbs_go_through_the_admin_socket(
     server: IssuerServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -130,16 +130,21 @@ def public_key_der(key: PublicKey) -> bytes:
     )
 
 
-def write_secret_file(path: Path, data: bytes) -> None:
+def write_secret_file(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` atomically with mode 0600 (temporary file, fsync, rename)."""
-    write_file_atomically(path, data, mode=KEY_FILE_MODE)
+    write_file_atomically(path, data, mode=KEY_FILE_MODE, durable=durable)
 
 
-def write_file_atomically(path: Path, data: bytes, *, mode: int) -> None:
+def write_file_atomically(path: Path, data: bytes, *, mode: int, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` so that a reader sees the old file or the new one, never half of one.
 
     A temporary file in the same directory (a missing directory is made 0700) gets ``mode``, the data and an fsync,
     then is renamed over ``path``, and the directory is synced so that the rename survives a crash.
+
+    ``durable=False`` leaves out both fsyncs, for a file whose loss with the machine's power loses nothing that
+    the machine's restart does not lose anyway: a process that stops (or is killed) still leaves the old file or
+    the new one, whole, since the kernel keeps what was written; after a power loss the file may be the old one,
+    or empty, and its reader must take that as having none.
     """
     directory = path.parent
     try:
@@ -153,13 +158,15 @@ def write_file_atomically(path: Path, data: bytes, *, mode: int) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        if durable:
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
     except OSError as err:
         Path(tmp_name).unlink(missing_ok=True)
         raise KeyStoreError(str(path), f"cannot write ({err.strerror})") from err

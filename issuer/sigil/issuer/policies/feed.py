@@ -37,7 +37,7 @@ from sigil.enforcer.errors import EnforcerError
 from sigil.enforcer.policy.decision import Target
 from sigil.enforcer.policy.defaults import DefaultPolicy
 from sigil.enforcer.policy.dialects.base import Exactness, TranslateOptions
-from sigil.enforcer.policy.documents import PolicyKey, SourceResult
+from sigil.enforcer.policy.documents import AcceptedPolicy, PolicyKey, SourceResult
 from sigil.enforcer.policy.effective import EffectivePolicy, effective
 from sigil.enforcer.policy.loader import parse_file
 from sigil.enforcer.policy.origin import Origin, OriginWire
@@ -48,7 +48,7 @@ from sigil.issuer.errors import NotFoundError, PolicyRefusedError
 from sigil.issuer.metrics import IssuerMetrics
 from sigil.issuer.policies.history import PolicyHistory, PublishedSet, delta_body
 from sigil.issuer.policies.sources import PolicySources
-from sigil.issuer.policies.tables import AdminPolicy, PolicyTables
+from sigil.issuer.policies.tables import AdminPolicy, AdminTable, PolicyTables
 
 __all__ = ["ADMIN_SOURCE", "PolicyAnswer", "PolicyFeed"]
 
@@ -205,9 +205,14 @@ class PolicyFeed:
                 file, tuple(str(e) for e in result.errors) or ("no policy documents",)
             )
         applied = [AdminPolicy(*accepted.key, accepted.document) for accepted in result.accepted]
-        await self._records.put_admin_policies(applied, now=self._now())
-        # The table now holds exactly these documents: reading them back need not parse them again.
-        await self._poll_datastore(just_applied=result)
+        table = await self._records.put_admin_policies(applied, now=self._now())
+        async with self._lock:
+            # Applies that ran at once may come back in any order: only a newer generation than the one in force
+            # is taken (a poll may have taken this one, or a later one, already).
+            if table.generation > self._admin_generation:
+                # The table now holds exactly these documents: reading them back need not parse them again.
+                self._adopt_admin(table, also=result.accepted)
+                await self._publish()
         owners = self._sources.owners()
         return [
             {
@@ -271,20 +276,23 @@ class PolicyFeed:
             if reports:
                 await self._publish()
 
-    async def _poll_datastore(self, *, just_applied: SourceResult | None = None) -> None:
+    async def _poll_datastore(self) -> None:
         state = await self._records.state()
         async with self._lock:
             if state.admin_generation != self._admin_generation:
                 policies = await self._records.admin_policies()
-                documents = [(p.document, Where(_admin_ref(p))) for p in policies]
-                also = () if just_applied is None else just_applied.accepted
-                result = self._sources.judge(documents, source=ADMIN_SOURCE, also=also)
-                self._report(self._sources.apply(result), "admin")
-                self._admin_generation = state.admin_generation
+                self._adopt_admin(AdminTable(state.admin_generation, policies))
                 await self._publish()
             elif state.digest == self._digest and state.revision > self._revision:
                 # Another replica numbered this same content later (it changed, then changed back): follow it.
                 await self._set_revision(state.revision)
+
+    def _adopt_admin(self, table: AdminTable, *, also: Sequence[AcceptedPolicy] = ()) -> None:
+        """Judge the admin table's documents into the sources (under ``_lock``); ``also`` were judged already."""
+        documents = [(p.document, Where(_admin_ref(p))) for p in table.policies]
+        result = self._sources.judge(documents, source=ADMIN_SOURCE, also=also)
+        self._report(self._sources.apply(result), "admin")
+        self._admin_generation = table.generation
 
     # ------------------------------------------------------------------ revisions
     def _report(self, report: LoadReport, source_kind: str) -> None:

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-__all__ = ["AdminPolicy", "PolicyState", "PolicyTables"]
+__all__ = ["AdminPolicy", "AdminTable", "PolicyState", "PolicyTables"]
 
 _metadata = MetaData()
 _admin = Table(
@@ -72,6 +72,14 @@ class AdminPolicy:
     document: Mapping[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class AdminTable:
+    """The whole admin table as one transaction left it, and the generation that transaction gave it."""
+
+    generation: int
+    policies: list[AdminPolicy]
+
+
 class PolicyTables:
     """The two policy tables over the datastore's engine."""
 
@@ -88,8 +96,14 @@ class PolicyTables:
         async with self._engine.begin() as connection:
             # Writing the row first takes its lock on PostgreSQL and the write lock on SQLite, so two replicas
             # settling at once are serialised and the second sees the first's digest.
-            await connection.execute(update(_state).where(_state.c.id == 1).values(updated_at=now))
-            row = (await connection.execute(select(_state).where(_state.c.id == 1))).one()
+            row = (
+                await connection.execute(
+                    update(_state)
+                    .where(_state.c.id == 1)
+                    .values(updated_at=now)
+                    .returning(_state.c.revision, _state.c.digest)
+                )
+            ).one()
             if row.digest == digest:
                 return int(row.revision)
             revision = int(row.revision) + 1
@@ -99,15 +113,19 @@ class PolicyTables:
         return revision
 
     async def admin_policies(self) -> list[AdminPolicy]:
-        query = select(_admin).order_by(_admin.c.kind, _admin.c.namespace, _admin.c.name)
         async with self._engine.connect() as connection:
-            rows = (await connection.execute(query)).all()
-        return [AdminPolicy(r.kind, r.namespace, r.name, json.loads(r.document)) for r in rows]
+            return await self._admin_rows(connection)
 
-    async def put_admin_policies(self, policies: Sequence[AdminPolicy], *, now: datetime) -> None:
-        """Create or replace ``policies`` in one transaction, and move the generation."""
+    async def put_admin_policies(
+        self, policies: Sequence[AdminPolicy], *, now: datetime
+    ) -> AdminTable:
+        """Create or replace ``policies`` in one transaction, and move the generation; the table it leaves.
+
+        The table is read back in the same transaction, so the caller need not ask again (two more round trips
+        to the database before the change is published) and what it gets is exactly what that generation holds.
+        """
         async with self._engine.begin() as connection:
-            await self._bump(connection, now)
+            generation = await self._bump(connection, now)
             for policy in policies:
                 key = (
                     _admin.c.kind == policy.kind,
@@ -124,6 +142,7 @@ class PolicyTables:
                         updated_at=now,
                     )
                 )
+            return AdminTable(generation, await self._admin_rows(connection))
 
     async def delete_admin_policy(
         self, kind: str, namespace: str, name: str, *, now: datetime
@@ -140,9 +159,18 @@ class PolicyTables:
         return True
 
     @staticmethod
-    async def _bump(connection: AsyncConnection, now: datetime) -> None:
-        await connection.execute(
+    async def _admin_rows(connection: AsyncConnection) -> list[AdminPolicy]:
+        query = select(_admin).order_by(_admin.c.kind, _admin.c.namespace, _admin.c.name)
+        rows = (await connection.execute(query)).all()
+        return [AdminPolicy(r.kind, r.namespace, r.name, json.loads(r.document)) for r in rows]
+
+    @staticmethod
+    async def _bump(connection: AsyncConnection, now: datetime) -> int:
+        """Move the admin table's generation; the new one."""
+        result = await connection.execute(
             update(_state)
             .where(_state.c.id == 1)
             .values(admin_generation=_state.c.admin_generation + 1, updated_at=now)
+            .returning(_state.c.admin_generation)
         )
+        return int(result.scalar_one())
