@@ -109,6 +109,29 @@ def test_validity_is_checked_for_every_leaf(domain: Domain, clock: FakeClock) ->
     assert _outcome(fast, short) == _outcome(full, short) == Refusal.EXPIRED
 
 
+def test_a_workloads_next_leaves_are_judged_whole_though_its_id_is_known(
+    domain: Domain, clock: FakeClock
+) -> None:
+    """Leaves naming an ID verified before (the verifier remembers its parse) are still checked in full each time."""
+    fast, full = _pair(domain, clock)
+    for _ in range(2):  # the second leaf of one template and ID takes the profile path with the ID remembered
+        assert isinstance(_outcome(fast, domain.mint("web").ders), VerifiedSvid)
+    assert fast.profile_hits == 1
+    forged = [_forged(domain.mint("web").ders[0])]
+    early = domain.mint("web", now=NOW + timedelta(minutes=10)).ders
+    short = domain.mint("web", ttl=timedelta(minutes=5)).ders
+    assert _outcome(fast, forged) == _outcome(full, forged) == Refusal.BAD_CHAIN
+    assert _outcome(fast, early) == _outcome(full, early) == Refusal.NOT_YET_VALID
+    clock.advance(timedelta(minutes=6))
+    assert _outcome(fast, short) == _outcome(full, short) == Refusal.EXPIRED
+    renewed = domain.mint("web", now=NOW + timedelta(minutes=6)).ders
+    verified = _outcome(fast, renewed)
+    assert isinstance(verified, VerifiedSvid)
+    assert verified == _outcome(full, renewed)
+    assert str(verified.spiffe_id) == "spiffe://example.org/web"
+    assert fast.profile_hits == 2
+
+
 def test_a_bundle_change_forgets_the_profiles(domain: Domain, clock: FakeClock) -> None:
     """Once the domain's anchor is replaced, a leaf of the old anchor's profile is refused."""
     fast, _ = _pair(domain, clock)
