@@ -114,7 +114,9 @@ def test_a_workloads_next_leaves_are_judged_whole_though_its_id_is_known(
 ) -> None:
     """Leaves naming an ID verified before (the verifier remembers its parse) are still checked in full each time."""
     fast, full = _pair(domain, clock)
-    for _ in range(2):  # the second leaf of one template and ID takes the profile path with the ID remembered
+    for _ in range(
+        2
+    ):  # the second leaf of one template and ID takes the profile path with the ID remembered
         assert isinstance(_outcome(fast, domain.mint("web").ders), VerifiedSvid)
     assert fast.profile_hits == 1
     forged = [_forged(domain.mint("web").ders[0])]
