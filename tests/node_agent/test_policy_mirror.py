@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from enforcer.policy_docs import ap, cap
+from structlog.testing import capture_logs
 
 from sigil.enforcer.policy import AcceptedPolicy
 from sigil.issuer.agentapi import contract
@@ -68,7 +69,7 @@ async def test_an_unchanged_document_keeps_the_policy_parsed_before() -> None:
 
 async def test_the_stored_set_is_the_canonical_documents(tmp_path: Path) -> None:
     """A restarted agent reads back exactly the documents, and so the snapshots, it served before."""
-    mirror = _mirror(_Issuer(_body(3, cap("c"), ap("a"))), tmp_path)
+    mirror = _mirror(_Issuer(_verifiable(3, cap("c"), ap("a"))), tmp_path)
     assert await mirror.refresh()
     restarted = _mirror(_Issuer(), tmp_path)
     assert await restarted.load_stored()
@@ -111,13 +112,17 @@ async def test_each_request_names_the_set_held_as_its_base(tmp_path: Path) -> No
     assert second.held is not None
 
 
-async def test_a_stored_set_is_a_base_only_when_its_digest_checks_out(tmp_path: Path) -> None:
-    """A restarted agent names its stored set to the issuer when the set is what its digest says, and names
-    none when the file was changed since (so the issuer answers the whole set)."""
+async def test_a_stored_set_is_served_and_named_as_a_base_only_when_its_digest_checks_out(
+    tmp_path: Path,
+) -> None:
+    """A restarted agent serves its stored set and names it to the issuer when the set is what its digest says;
+    a file changed since is neither served nor named (enforcers wait for the issuer's whole set)."""
     assert await _mirror(_Issuer(_verifiable(3, ap("a"), cap("c"))), tmp_path).refresh()
     issuer = _Issuer(_verifiable(4, ap("a")))
     restarted = _mirror(issuer, tmp_path)
     assert await restarted.load_stored()
+    assert restarted.state is not None
+    assert restarted.state.revision == 3
     assert await restarted.refresh()
     [held] = issuer.held
     assert held is not None
@@ -128,8 +133,14 @@ async def test_a_stored_set_is_a_base_only_when_its_digest_checks_out(tmp_path: 
     stored.write_text(stored.read_text(encoding="utf-8").replace('"shop"', '"other"'), "utf-8")
     issuer = _Issuer(_verifiable(5, ap("a")))
     tampered = _mirror(issuer, tmp_path)
-    assert await tampered.load_stored()
+    with capture_logs() as logs:
+        assert not await tampered.load_stored()
+    assert tampered.state is None
+    assert [e["event"] for e in logs] == [
+        "stored policies do not match their digest; waiting for the issuer"
+    ]
     assert await tampered.refresh()
     [held] = issuer.held
-    assert held is not None
-    assert held.held is None  # not a base: the client names no digest for it
+    assert held is None  # no base: the issuer answers the whole set
+    assert tampered.state is not None
+    assert tampered.state.revision == 5

@@ -7,12 +7,13 @@ labels) or ``rotation.bundle_wait`` passes, so a change reaches the node within 
 The last set is also written to ``agent.data_dir/policies.json`` (atomically, mode 0600) and read back at start:
 a restarted agent serves policy to enforcers at once, even with the issuer away, instead of making every
 enforcer on the node wait for the issuer (they keep theirs in memory, but a pod started meanwhile has none).
-A stored set that cannot be read is ignored with a warning; the issuer's next answer replaces it anyway.
+A stored set that cannot be read, or whose documents are not what its digest says (changed on disk), is not
+served: it is ignored with a warning, and enforcers wait for the issuer's answer as they would with no file.
 
 Each request names the set held (its digest), so the issuer answers only what changed since; the client applies
 that delta and checks the result against the issuer's digest, fetching the whole set on any mismatch, so what is
 adopted here is always a set the issuer holds (:mod:`sigil.issuer.client.policy_delta`). A stored set read back
-at start is a base too, once its digest checks out: a restarted agent is answered a delta as well.
+at start is a base too: a restarted agent is answered a delta as well.
 """
 
 from __future__ import annotations
@@ -144,6 +145,14 @@ class PolicyMirror:
             return False
         except (OSError, ValueError, KeyError, TypeError) as err:
             _log.warning("stored policies unreadable; waiting for the issuer", error=str(err))
+            return False
+        if update.held is None:
+            # Not the set the issuer numbered (changed on disk since, or never whole): serving it could drop a
+            # deny the issuer holds. Enforcers wait for the issuer instead, as with no file at all.
+            _log.warning(
+                "stored policies do not match their digest; waiting for the issuer",
+                revision=update.revision,
+            )
             return False
         self._update = update
         self._adopt(state)
