@@ -7,15 +7,16 @@ extensions come from the CA's decision (https://github.com/spiffe/spiffe/blob/ma
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from sigil.ca.errors import MalformedCsrError
 from sigil.ca.keys import PublicKey, key_type_of, public_key_der, verify_signature
-from sigil.ca.leaf_template import der_span
+from sigil.ca.leaf_template import Leaf, LeafTemplate, der_span
 
-__all__ = ["MAX_CSR_BYTES", "parse_csr", "subject_key_der", "verify_csr_keys"]
+__all__ = ["MAX_CSR_BYTES", "parse_csr", "sign_per_csr", "subject_key_der", "verify_csr_keys"]
 
 #: A P-384 or RSA-2048 CSR is well under 2 KiB; anything much larger is not a CSR we sign.
 MAX_CSR_BYTES = 16 * 1024
@@ -107,3 +108,34 @@ def verify_csr_keys(csrs: Sequence[bytes]) -> list[bytes | str]:
         except MalformedCsrError as err:
             keys.append(err.reason)
     return keys
+
+
+def sign_per_csr(
+    template: LeafTemplate, items: Sequence[tuple[bytes | None, Sequence[tuple[Any, ...]]]]
+) -> list[list[bytes] | str]:
+    """Each item's rows (a :class:`Leaf`'s fields in order) signed by ``template``, as Certificate DER.
+
+    An item that comes with a CSR has it verified first, and its rows are signed over the CSR's key (their own
+    key is a placeholder); a CSR that does not verify answers its reason, and nothing of its item is signed. The
+    one check-and-sign of an agent's batch, in a signing worker or in the CA's thread.
+    """
+    # Every CSR first, then every signature: checking and signing item by item cost about 6% more CPU per SVID
+    # on this machine (paired runs of 50 P-256 CSRs).
+    keys = iter(verify_csr_keys([csr for csr, _ in items if csr is not None]))
+    answers: list[list[bytes] | str] = []
+    for csr, rows in items:
+        key = None if csr is None else next(keys)
+        if isinstance(key, str):
+            answers.append(key)
+        elif key is None:
+            answers.append(template.certificates([Leaf(*row) for row in rows]))
+        else:
+            answers.append(
+                template.certificates(
+                    [
+                        Leaf(serial, before, after, key, uri, dns)
+                        for serial, before, after, _, uri, dns in rows
+                    ]
+                )
+            )
+    return answers

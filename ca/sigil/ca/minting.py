@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from cryptography import x509
 
 from sigil.ca.authority import Signer
-from sigil.ca.csr import parse_csr, subject_key_der, verify_csr_keys
+from sigil.ca.csr import parse_csr, sign_per_csr, subject_key_der
 from sigil.ca.datastore.transaction import JournalEntry
 from sigil.ca.errors import InvalidSpiffeIdError, MalformedCsrError
 from sigil.ca.jwtsvid import JwtSvid
@@ -35,9 +36,12 @@ __all__ = [
     "Grant",
     "X509Request",
     "check_member",
+    "grant_items",
     "journal_entries",
+    "leaf_rows",
     "mint_x509_batch",
     "mint_x509_per_csr",
+    "per_csr_svids",
     "plan_grants",
     "plan_x509_batch",
     "x509_svids",
@@ -176,25 +180,73 @@ def mint_x509_batch(
 def mint_x509_per_csr(
     signer: Signer, batch: Sequence[CsrGrants], now: datetime, *, settings: CaSettings
 ) -> list[list[X509Svid] | MalformedCsrError]:
-    """Each item's SVIDs, or why its CSR is refused, checked, planned and signed in this thread.
+    """Each item's SVIDs, or why its CSR is refused, planned, checked and signed in this thread.
 
-    Every ID is checked first, a refused CSR's too, as :func:`plan_grants` does for the signing workers.
+    The same steps as a signing worker's (:meth:`SigningPool.mint_per_csr
+    <sigil.ca.signing_pool.SigningPool.mint_per_csr>`): :func:`plan_grants`, then
+    :func:`~sigil.ca.csr.sign_per_csr`, then :func:`per_csr_svids`.
     """
+    items = grant_items(batch, plan_grants(signer, batch, now, settings=settings))
+    answers = sign_per_csr(
+        signer.leaf_template, [(csr, leaf_rows(leaves)) for csr, leaves in items]
+    )
+    return per_csr_svids(
+        signer, batch, items, [a if isinstance(a, list) else MalformedCsrError(a) for a in answers]
+    )
+
+
+def grant_items(
+    batch: Sequence[CsrGrants], leaves: Sequence[Leaf]
+) -> list[tuple[bytes, Sequence[Leaf]]]:
+    """Each item's CSR with the leaves :func:`plan_grants` planned for its grants."""
+    items: list[tuple[bytes, Sequence[Leaf]]] = []
+    at = 0
     for item in batch:
-        for grant in item.grants:
-            check_member(grant.spiffe_id, settings)
-    keys = verify_csr_keys([item.csr for item in batch])
-    requests = [
-        X509Request(grant.spiffe_id, spki=key, ttl=grant.ttl, dns_names=grant.dns_names)
-        for item, key in zip(batch, keys, strict=True)
-        if isinstance(key, bytes)
-        for grant in item.grants
-    ]
-    minted = iter(mint_x509_batch(signer, requests, now, settings=settings))
+        items.append((item.csr, leaves[at : at + len(item.grants)]))
+        at += len(item.grants)
+    return items
+
+
+def leaf_rows(
+    leaves: Sequence[Leaf], same: dict[datetime, datetime] | None = None
+) -> list[tuple[Any, ...]]:
+    """The leaves as plain tuples of their fields, as they cross to a signing worker.
+
+    ``same`` (shared by the calls for one batch) makes equal times one object, which pickle writes once.
+    """
+    same = {} if same is None else same
     return [
-        [next(minted) for _ in item.grants] if isinstance(key, bytes) else MalformedCsrError(key)
-        for item, key in zip(batch, keys, strict=True)
+        (
+            f.serial,
+            same.setdefault(f.not_before, f.not_before),
+            same.setdefault(f.not_after, f.not_after),
+            f.spki,
+            f.uri,
+            f.dns_names,
+        )
+        for f in leaves
     ]
+
+
+def per_csr_svids(
+    signer: Signer,
+    batch: Sequence[CsrGrants],
+    items: Sequence[tuple[bytes, Sequence[Leaf]]],
+    answers: Sequence[list[bytes] | MalformedCsrError],
+) -> list[list[X509Svid] | MalformedCsrError]:
+    """Each item's SVIDs once its leaves are signed as ``answers`` (DER, in order), or why its CSR was refused."""
+    minted: list[list[X509Svid] | MalformedCsrError] = []
+    for item, (_, signed), answer in zip(batch, items, answers, strict=True):
+        if isinstance(answer, MalformedCsrError):
+            minted.append(answer)
+        else:
+            minted.append(
+                [
+                    x509_svid(signer, leaf, spiffe_id=grant.spiffe_id, der=der)
+                    for grant, leaf, der in zip(item.grants, signed, answer, strict=True)
+                ]
+            )
+    return minted
 
 
 def journal_entries(

@@ -38,13 +38,16 @@ from sigil.ca.leaf_template import Leaf
 from sigil.ca.minting import (
     CsrGrants,
     X509Request,
+    grant_items,
+    leaf_rows,
+    per_csr_svids,
     plan_grants,
     plan_x509_batch,
     x509_svids,
 )
 from sigil.ca.settings import CaSettings
 from sigil.ca.signing_worker import FRAME_HEADER, decode_frame, encode_frame
-from sigil.ca.x509svid import X509Svid, x509_svid
+from sigil.ca.x509svid import X509Svid
 
 __all__ = ["SigningPool"]
 
@@ -196,26 +199,8 @@ class SigningPool:
         settings: CaSettings,
     ) -> list[list[X509Svid] | MalformedCsrError]:
         """``mint_x509_per_csr`` with each CSR checked and its leaves signed in one worker call."""
-        leaves = plan_grants(signer, batch, now, settings=settings)
-        items: list[tuple[bytes | None, Sequence[Leaf]]] = []
-        at = 0
-        for item in batch:
-            items.append((item.csr, leaves[at : at + len(item.grants)]))
-            at += len(item.grants)
-        minted: list[list[X509Svid] | MalformedCsrError] = []
-        for item, (_, signed), answer in zip(
-            batch, items, await self.sign(signer, items), strict=True
-        ):
-            if isinstance(answer, MalformedCsrError):
-                minted.append(answer)
-            else:
-                minted.append(
-                    [
-                        x509_svid(signer, leaf, spiffe_id=grant.spiffe_id, der=der)
-                        for grant, leaf, der in zip(item.grants, signed, answer, strict=True)
-                    ]
-                )
-        return minted
+        items = grant_items(batch, plan_grants(signer, batch, now, settings=settings))
+        return per_csr_svids(signer, batch, items, await self.sign(signer, items))
 
     async def sign(
         self, signer: Signer, items: Sequence[tuple[bytes | None, Sequence[Leaf]]]
@@ -229,23 +214,7 @@ class SigningPool:
         # Plain tuples cross the pipe: pickling the dataclass itself cost ten times as much. The leaves of a batch
         # share their validity; one object per time lets pickle write it once and refer back (3 µs a leaf, then 0.7).
         same: dict[datetime, datetime] = {}
-        parts = [
-            (
-                csr,
-                [
-                    (
-                        f.serial,
-                        same.setdefault(f.not_before, f.not_before),
-                        same.setdefault(f.not_after, f.not_after),
-                        f.spki,
-                        f.uri,
-                        f.dns_names,
-                    )
-                    for f in leaves
-                ],
-            )
-            for csr, leaves in items
-        ]
+        parts = [(csr, leaf_rows(leaves, same)) for csr, leaves in items]
         answers = await self._spread(
             "sign", (spec.authority_id, spec.certificate_der, spec.key_der), parts
         )
