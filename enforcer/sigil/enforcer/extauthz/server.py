@@ -25,6 +25,7 @@ from sigil.enforcer.errors import RequestError
 from sigil.enforcer.exposition import serve_metrics
 from sigil.enforcer.extauthz.service import AuthorizationService
 from sigil.enforcer.extauthz.settings import ExtAuthzSettings
+from sigil.enforcer.h2_streams import bound_closed_streams
 from sigil.enforcer.metrics import EnforcerMetrics
 from sigil.enforcer.policy.receiver import AgentPolicySource
 from sigil.enforcer.proxy.settings import Address
@@ -73,6 +74,7 @@ async def serve(settings: ExtAuthzSettings) -> int:
             metrics_runner = await serve_metrics(
                 settings.metrics.host, settings.metrics.port, registry
             )
+        bound_closed_streams()
         await _until_signalled(Server([service]), settings.listen)
     finally:
         try:

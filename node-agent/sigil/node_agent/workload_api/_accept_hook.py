@@ -25,6 +25,8 @@ import grpclib.server
 from grpclib.encoding.base import CodecBase
 from grpclib.protocol import H2Protocol
 
+from sigil.enforcer.h2_streams import bound_closed_streams
+
 if TYPE_CHECKING:
     from grpclib._typing import IServable
 
@@ -69,6 +71,7 @@ class AcceptHookServer(grpclib.server.Server):
         codec: CodecBase | None = None,
     ) -> None:
         super().__init__(handlers, codec=codec)
+        bound_closed_streams()
         self._on_accept = on_accept
         self._on_close = on_close
 
