@@ -63,22 +63,21 @@ class Authorizer:
         trust_domain_aliases: tuple[str, ...] = (),  # Istio's trustDomainAliases
     ) -> None:
         self.trust_domain = trust_domain
+        # Compiled once: each new policy revision compiles an index with it (compiling the template took a
+        # tenth of an enforcer's work per change).
+        self.workload_ids = workload_ids or WorkloadIdPattern()
         # Istio's and Linkerd's documents in the directory are translated for this trust domain.
         self.translation = TranslateOptions(
             trust_domain=trust_domain.name,
             trust_domain_aliases=trust_domain_aliases,
             root_namespace=root_namespace,
-            id_template=(workload_ids or WorkloadIdPattern()).template,
+            id_template=self.workload_ids.template,
         )
         self.target = target
         self.directory = policies if isinstance(policies, Path) else None
         self.agent = None if policies is None or isinstance(policies, Path) else policies
         self.default = DefaultPolicy.of(allow=default_allow) if default is None else default
         self.default_allow = self.default is not DefaultPolicy.DENY
-        self.workload_ids = workload_ids
-        # Compiled once: each new policy revision compiles an index with it (compiling the template took a
-        # tenth of an enforcer's work per change).
-        self._id_pattern = workload_ids or WorkloadIdPattern()
         self._namespaces = {target.namespace: dict(namespace_labels or {})}
         self.metrics = metrics
         self._store = PolicyStore() if self.agent is None else self.agent.store
@@ -250,7 +249,7 @@ class Authorizer:
             trust_domain=self.trust_domain,
             default=self.default,
             namespaces=self._namespaces,
-            workload_ids=self._id_pattern,
+            workload_ids=self.workload_ids,
         )
 
     def _adopt(self, applied: AgentPolicies) -> None:

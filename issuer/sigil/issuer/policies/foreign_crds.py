@@ -355,7 +355,7 @@ def _pod_document(pod: _PodPorts) -> SourcedDocument:
         "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": dict(pod.labels)},
         "spec": {"containers": [{"ports": ports}]},
     }
-    return SourcedDocument(document, f"kubernetes Pod {pod.namespace}/{pod.name}")
+    return SourcedDocument(document, _where("Pod", (pod.namespace, pod.name)))
 
 
 def _document(kind: str, api_version: str, obj: Mapping[str, Any]) -> dict[str, Any]:
