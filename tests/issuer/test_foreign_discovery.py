@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import pytest
@@ -90,7 +91,9 @@ def _object(name: str) -> dict[str, Any]:
     return {"metadata": document["metadata"], "spec": document["spec"]}
 
 
-async def _watching(api: _Api, feed: _Feed) -> asyncio.Task[None]:
+@asynccontextmanager
+async def _watching(api: _Api, feed: _Feed) -> AsyncIterator[asyncio.Task[None]]:
+    """The watch running over ``api`` and ``feed`` for the block; stopped (and waited for) after it."""
     watch = ForeignPolicyWatch(
         cast(KubeApi, api),
         cast(PolicyFeed, feed),
@@ -99,7 +102,12 @@ async def _watching(api: _Api, feed: _Feed) -> asyncio.Task[None]:
         retry_delay=0.01,
         discovery_interval=0.02,
     )
-    return asyncio.create_task(watch.run())
+    task = asyncio.create_task(watch.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _discoveries(api: _Api, count: int) -> None:
@@ -110,16 +118,13 @@ async def _discoveries(api: _Api, count: int) -> None:
 async def test_a_kind_installed_after_start_is_followed() -> None:
     """Nothing is served at start; once the group appears its objects reach the feed."""
     api, feed = _Api([_object("deny-partner")], [], [], ["v1"]), _Feed()
-    task = await _watching(api, feed)
-    try:
+    async with _watching(api, feed):
         await _discoveries(api, 2)
         assert feed.sources == {}
         await eventually(
             lambda: feed.sources.get(f"kubernetes:{GROUP}") == ["istio-deny-partner"],
             what="the translated policy",
         )
-    finally:
-        task.cancel()
 
 
 async def test_a_kind_missing_once_stays_and_missing_twice_leaves() -> None:
@@ -127,8 +132,7 @@ async def test_a_kind_missing_once_stays_and_missing_twice_leaves() -> None:
     empty the source."""
     served = ["v1"]
     api, feed = _Api([_object("deny-partner")], served, [], served, served, served), _Feed()
-    task = await _watching(api, feed)
-    try:
+    async with _watching(api, feed):
         await _discoveries(api, 5)
         assert api.listed == [f"/apis/{GROUP}/v1/authorizationpolicies"]  # followed all along
         assert feed.sources[f"kubernetes:{GROUP}"] == ["istio-deny-partner"]
@@ -136,15 +140,12 @@ async def test_a_kind_missing_once_stays_and_missing_twice_leaves() -> None:
         await eventually(
             lambda: feed.sources[f"kubernetes:{GROUP}"] == [], what="the source emptied"
         )
-    finally:
-        task.cancel()
 
 
 async def test_a_failing_discovery_changes_nothing() -> None:
     """While discovery fails, what is followed stays followed and published."""
     api, feed = _Api([_object("deny-partner")], ["v1"]), _Feed()
-    task = await _watching(api, feed)
-    try:
+    async with _watching(api, feed) as task:
         await eventually(
             lambda: f"kubernetes:{GROUP}" in feed.sources, what="the first publication"
         )
@@ -152,15 +153,12 @@ async def test_a_failing_discovery_changes_nothing() -> None:
         await asyncio.sleep(0.2)
         assert feed.sources[f"kubernetes:{GROUP}"] == ["istio-deny-partner"]
         assert not task.done()
-    finally:
-        task.cancel()
 
 
 async def test_a_new_preferred_version_is_followed_at_its_path() -> None:
     """When the group prefers another version, the kind is listed again there and stays published."""
     api, feed = _Api([_object("deny-partner")], ["v1beta1"]), _Feed()
-    task = await _watching(api, feed)
-    try:
+    async with _watching(api, feed):
         await eventually(
             lambda: f"kubernetes:{GROUP}" in feed.sources, what="the first publication"
         )
@@ -169,5 +167,3 @@ async def test_a_new_preferred_version_is_followed_at_its_path() -> None:
             lambda: f"/apis/{GROUP}/v1/authorizationpolicies" in api.listed, what="a list at v1"
         )
         assert feed.sources[f"kubernetes:{GROUP}"] == ["istio-deny-partner"]
-    finally:
-        task.cancel()
